@@ -1,0 +1,575 @@
+//! The executor: walks a plan's changes in dependency order with bounded parallelism.
+//!
+//! Invariants:
+//! - every cloud operation is journaled before it is sent, and its result is written to state
+//!   (in the same atomic batch that clears the journal entry) before the next step depends on it;
+//! - one CVM gets at most one update call per apply: all its changed fields go in one
+//!   `PATCH /cvms/{id}`, so it restarts once;
+//! - a failed step stops only its dependents; independent steps carry on;
+//! - after cancellation no new step starts; running steps finish and are recorded.
+
+mod reconcile;
+mod wait;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use reconcile::{ReconcileError, Reconciled, reconcile};
+pub use wait::WaitOptions;
+
+use crate::manifest::{Ref, Template};
+use crate::model::{CloudIds, CvmAttrs, EnvVal, OutputValue, RemoteCvm, ResourceRecord, now_rfc3339};
+use crate::plan::{self, Action, Change, Plan};
+use crate::providers::{ApiError, CommitRequest, ErrorKind, GpuSpec, PatchOutcome, PatchRequest, PhalaApi, ProvisionRequest};
+use crate::secrets::{self, SecretValues};
+use crate::state::{Batch, JournalEntry, StateError, Store};
+
+/// Progress reporting; the CLI renders it.
+pub trait Events: Send + Sync {
+    fn started(&self, address: &str, action: Action);
+    fn status(&self, address: &str, message: &str);
+    fn finished(&self, address: &str, action: Action, result: &StepResult, elapsed: Duration);
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepResult {
+    Done { id: Option<String> },
+    Failed(String),
+    /// Not started because a dependency failed or the run was cancelled.
+    Skipped(String),
+    /// Waiting for something outside teeform (on-chain registration); resumable.
+    Paused(String),
+}
+
+impl StepResult {
+    pub fn is_done(&self) -> bool {
+        matches!(self, StepResult::Done { .. })
+    }
+}
+
+/// Something the executor needs for CVMs with on-chain KMS.
+#[async_trait::async_trait]
+pub trait OnChain: Send + Sync {
+    /// Handles a 465 answer for `address`; returns the correlation id once the update
+    /// committed, or `Ok(None)` when the step must pause (journaled by the caller).
+    async fn register_and_confirm(&self, ctx: &OnChainCtx<'_>) -> Result<Option<String>, String>;
+}
+
+pub struct OnChainCtx<'a> {
+    pub address: &'a str,
+    pub cvm_id: &'a str,
+    pub change: &'a Change,
+    pub required: &'a crate::providers::HashRequired,
+    pub api: &'a dyn PhalaApi,
+    pub store: &'a dyn Store,
+    pub journal_id: &'a str,
+}
+
+pub struct Executor {
+    pub api: Arc<dyn PhalaApi>,
+    pub store: Arc<dyn Store>,
+    pub parallelism: usize,
+    pub events: Arc<dyn Events>,
+    pub cancel: CancellationToken,
+    pub wait: WaitOptions,
+    pub secrets: SecretValues,
+    pub onchain: Option<Arc<dyn OnChain>>,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub results: BTreeMap<String, (Action, StepResult)>,
+    pub elapsed: Duration,
+}
+
+impl Report {
+    pub fn failed(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.results.iter().filter_map(|(a, (_, r))| if let StepResult::Failed(e) = r { Some((a, e)) } else { None })
+    }
+    pub fn paused(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.results.iter().filter_map(|(a, (_, r))| if let StepResult::Paused(e) = r { Some((a, e)) } else { None })
+    }
+    pub fn all_done(&self) -> bool {
+        self.results.values().all(|(_, r)| r.is_done())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Shared by the steps: the state as it evolves during the run.
+struct Shared {
+    current: Mutex<BTreeMap<String, ResourceRecord>>,
+    salt: String,
+    nodes: tokio::sync::OnceCell<Vec<crate::providers::NodeInfo>>,
+    types: tokio::sync::OnceCell<Vec<crate::providers::InstanceType>>,
+}
+
+/// Which changes each change waits for.
+fn dependencies(plan: &Plan) -> BTreeMap<String, BTreeSet<String>> {
+    let in_plan: BTreeMap<&str, &Change> = plan.changes.iter().map(|c| (c.address.as_str(), c)).collect();
+    let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for c in &plan.changes {
+        let mut d = BTreeSet::new();
+        match c.action {
+            Action::Delete => {
+                // Dependents are deleted first.
+                for other in &plan.changes {
+                    if other.action == Action::Delete && other.dependencies.contains(&c.address) {
+                        d.insert(other.address.clone());
+                    }
+                }
+            }
+            _ => {
+                for dep in &c.dependencies {
+                    if in_plan.get(dep.as_str()).is_some_and(|x| x.action != Action::Delete) {
+                        d.insert(dep.clone());
+                    }
+                }
+                // A name freed by a delete must be free before it is taken again.
+                let name = c.after.as_ref().map(|a| a.name.as_str());
+                for other in &plan.changes {
+                    if other.action == Action::Delete && other.before.as_ref().map(|b| b.name.as_str()) == name {
+                        d.insert(other.address.clone());
+                    }
+                }
+            }
+        }
+        deps.insert(c.address.clone(), d);
+    }
+    deps
+}
+
+impl Executor {
+    /// Applies the plan. Refreshed records and outputs are written too.
+    pub async fn run(&self, plan: &Plan) -> Result<Report, ApplyError> {
+        let start = Instant::now();
+        let snap = self.store.snapshot().await?;
+        if !plan.refreshed.is_empty() {
+            self.store.commit(Batch { put: plan.refreshed.clone(), ..Default::default() }).await?;
+        }
+        let mut current = snap.resources.clone();
+        for r in &plan.refreshed {
+            current.insert(r.address.clone(), r.clone());
+        }
+        let shared = Arc::new(Shared { current: Mutex::new(current), salt: snap.meta.salt.clone(), nodes: Default::default(), types: Default::default() });
+        let deps = dependencies(plan);
+        let changes: BTreeMap<String, Change> = plan.changes.iter().map(|c| (c.address.clone(), c.clone())).collect();
+        let order: Vec<String> = plan.changes.iter().map(|c| c.address.clone()).collect();
+        let mut results: BTreeMap<String, (Action, StepResult)> = BTreeMap::new();
+        let mut running: JoinSet<(String, StepResult, Duration)> = JoinSet::new();
+        let mut started: BTreeSet<String> = BTreeSet::new();
+        loop {
+            // Skip what can no longer run; start what is ready.
+            for addr in &order {
+                if started.contains(addr) || results.contains_key(addr) {
+                    continue;
+                }
+                let action = changes[addr].action;
+                let d = &deps[addr];
+                if let Some(bad) = d.iter().find(|x| results.get(*x).is_some_and(|(_, r)| !r.is_done())) {
+                    let r = StepResult::Skipped(format!("{bad} did not complete"));
+                    self.events.finished(addr, action, &r, Duration::ZERO);
+                    results.insert(addr.clone(), (action, r));
+                    continue;
+                }
+                if self.cancel.is_cancelled() {
+                    let r = StepResult::Skipped("the run was interrupted".into());
+                    self.events.finished(addr, action, &r, Duration::ZERO);
+                    results.insert(addr.clone(), (action, r));
+                    continue;
+                }
+                let ready = d.iter().all(|x| results.get(x).is_some_and(|(_, r)| r.is_done()));
+                if ready && running.len() < self.parallelism.max(1) {
+                    started.insert(addr.clone());
+                    let change = changes[addr].clone();
+                    let step = Step { api: self.api.clone(), store: self.store.clone(), events: self.events.clone(), wait: self.wait.clone(), secrets: self.secrets.clone(), shared: shared.clone(), onchain: self.onchain.clone() };
+                    self.events.started(addr, action);
+                    running.spawn(async move {
+                        let t = Instant::now();
+                        let addr = change.address.clone();
+                        let r = step.run(&change).await;
+                        (addr, r, t.elapsed())
+                    });
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = running.join_next() => {
+                    let Some(joined) = joined else { break };
+                    let (addr, r, elapsed) = joined.unwrap_or_else(|e| (String::new(), StepResult::Failed(format!("internal error: {e}")), Duration::ZERO));
+                    let action = changes.get(&addr).map(|c| c.action).unwrap_or(Action::Update);
+                    self.events.finished(&addr, action, &r, elapsed);
+                    results.insert(addr, (action, r));
+                }
+                _ = self.cancel.cancelled(), if !self.cancel.is_cancelled() => {}
+            }
+        }
+        self.write_outputs(plan, &shared).await?;
+        Ok(Report { results, elapsed: start.elapsed() })
+    }
+
+    async fn write_outputs(&self, plan: &Plan, shared: &Shared) -> Result<(), StateError> {
+        if plan.mode == plan::Mode::RefreshOnly {
+            return Ok(());
+        }
+        let current = shared.current.lock().expect("state lock").clone();
+        let outputs: BTreeMap<String, OutputValue> = plan
+            .outputs
+            .iter()
+            .map(|(k, o)| {
+                let value = if o.sensitive { None } else { resolve(&o.value, &current, &SecretValues::new()).ok() };
+                (k.clone(), OutputValue { value, sensitive: o.sensitive })
+            })
+            .collect();
+        let prev = self.store.snapshot().await?.outputs;
+        if prev != outputs {
+            self.store.commit(Batch { outputs: Some(outputs), ..Default::default() }).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Desired attributes, with those the manifest leaves unmanaged taken from the cloud, so
+/// state records what the CVM really has.
+fn fill_unmanaged(mut a: CvmAttrs, observed: &CvmAttrs) -> CvmAttrs {
+    macro_rules! fill {
+        ($($f:ident),*) => { $( if a.$f.is_none() { a.$f = observed.$f.clone(); } )* };
+    }
+    fill!(vcpu, memory, disk_size, instance_type, image, public_logs, public_sysinfo, public_tcbinfo, gateway, gpus);
+    a
+}
+
+/// Resolves a template against current state and secrets; `Err` names what is missing.
+fn resolve(t: &Template, current: &BTreeMap<String, ResourceRecord>, secrets: &SecretValues) -> Result<String, String> {
+    let out = t.substitute(|r| match r {
+        Ref::Cvm { name, attr } => current.get(&format!("cvm.{name}")).and_then(|rec| plan::record_attr(rec, attr)),
+        r if r.is_secret() => secrets.get(r).map(|s| s.expose().to_string()),
+        _ => None,
+    });
+    out.as_literal().ok_or_else(|| format!("cannot resolve {}", out.refs().map(ToString::to_string).collect::<Vec<_>>().join(", ")))
+}
+
+struct Step {
+    api: Arc<dyn PhalaApi>,
+    store: Arc<dyn Store>,
+    events: Arc<dyn Events>,
+    wait: WaitOptions,
+    secrets: SecretValues,
+    shared: Arc<Shared>,
+    onchain: Option<Arc<dyn OnChain>>,
+}
+
+fn api_err(e: ApiError) -> String {
+    let mut s = e.to_string();
+    for h in &e.suggestions {
+        s.push_str(&format!("\n  hint: {h}"));
+    }
+    s
+}
+
+impl Step {
+    async fn run(&self, c: &Change) -> StepResult {
+        let r = match c.action {
+            Action::Create => self.create(c).await,
+            Action::Update => self.update(c).await,
+            Action::Delete => self.delete(c).await.map(|_| StepResult::Done { id: None }),
+            Action::Replace => match self.delete(c).await {
+                Ok(()) => self.create(c).await,
+                Err(e) => Err(e),
+            },
+        };
+        r.unwrap_or_else(StepResult::Failed)
+    }
+
+    fn journal(&self, c: &Change, op: &str, cloud_id: Option<String>, detail: serde_json::Value) -> JournalEntry {
+        JournalEntry {
+            id: format!("{}-{}", now_rfc3339(), uuid::Uuid::new_v4().simple()),
+            address: c.address.clone(),
+            op: op.into(),
+            name: c.after.as_ref().or(c.before.as_ref()).map(|a| a.name.clone()).unwrap_or_default(),
+            cloud_id,
+            started_at: now_rfc3339(),
+            detail,
+        }
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<(), String> {
+        let puts = batch.put.clone();
+        let removes = batch.remove.clone();
+        self.store.commit(batch).await.map_err(|e| format!("cannot write state: {e}"))?;
+        let mut cur = self.shared.current.lock().expect("state lock");
+        for r in puts {
+            cur.insert(r.address.clone(), r);
+        }
+        for a in removes {
+            cur.remove(&a);
+        }
+        Ok(())
+    }
+
+    /// Env values for the API, and the same env as state keeps it (values or digests).
+    fn resolve_env(&self, address: &str, env: &BTreeMap<String, EnvVal>) -> Result<(Vec<(String, String)>, BTreeMap<String, EnvVal>), String> {
+        let current = self.shared.current.lock().expect("state lock").clone();
+        let mut plain = Vec::new();
+        let mut kept = BTreeMap::new();
+        for (k, v) in env {
+            let value = match (&v.value, &v.template) {
+                (Some(val), _) => val.clone(),
+                (None, Some(t)) => resolve(t, &current, &self.secrets).map_err(|e| format!("env {k}: {e}"))?,
+                (None, None) => return Err(format!("env {k}: no value")),
+            };
+            let sensitive = v.digest.is_some() || v.template.as_ref().is_some_and(|t| t.refs().any(Ref::is_secret));
+            let stored = if sensitive {
+                let d = secrets::digest(&self.shared.salt, address, k, &value);
+                if let Some(planned) = &v.digest {
+                    if *planned != d {
+                        return Err(format!("env {k}: the secret changed since the plan was made; run plan again"));
+                    }
+                }
+                EnvVal { value: None, digest: Some(d), template: None }
+            } else {
+                EnvVal::plain(value.clone())
+            };
+            plain.push((k.clone(), value));
+            kept.insert(k.clone(), stored);
+        }
+        Ok((plain, kept))
+    }
+
+    async fn node_id(&self, node: &str) -> Result<u64, String> {
+        if let Ok(n) = node.parse::<u64>() {
+            return Ok(n);
+        }
+        let nodes = self.shared.nodes.get_or_try_init(|| self.api.nodes()).await.map_err(api_err)?;
+        nodes.iter().find(|n| n.name == node).map(|n| n.id).ok_or_else(|| format!("no node named `{node}` is available (known: {})", nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")))
+    }
+
+    fn record(&self, c: &Change, ids: CloudIds, attrs: CvmAttrs, remote: Option<&RemoteCvm>, tainted: bool) -> ResourceRecord {
+        let attrs = match remote {
+            Some(r) => fill_unmanaged(attrs, &r.attrs),
+            None => attrs,
+        };
+        ResourceRecord {
+            address: c.address.clone(),
+            ids,
+            attrs,
+            compose_hash: remote.and_then(|r| r.compose_hash.clone()),
+            env_pubkey: remote.and_then(|r| r.env_pubkey.clone()),
+            kms_info: remote.and_then(|r| r.kms_info.clone()),
+            status: remote.map(|r| r.status.clone()),
+            tainted,
+            dependencies: c.dependencies.clone(),
+            updated_at: now_rfc3339(),
+        }
+    }
+
+    async fn create(&self, c: &Change) -> Result<StepResult, String> {
+        let after = c.after.clone().ok_or("a create needs desired attributes")?;
+        let (env, env_kept) = self.resolve_env(&c.address, &after.env)?;
+        let node_id = match &after.node {
+            Some(n) => Some(self.node_id(n).await?),
+            None => None,
+        };
+        let req = ProvisionRequest {
+            name: after.name.clone(),
+            docker_compose_file: after.compose.clone().unwrap_or_default(),
+            pre_launch_script: after.pre_launch_script.clone(),
+            env_keys: env.iter().map(|(k, _)| k.clone()).collect(),
+            vcpu: after.vcpu,
+            memory: after.memory,
+            disk_size: after.disk_size,
+            instance_type: after.instance_type.clone(),
+            node_id,
+            image: after.image.clone(),
+            kms: after.kms.clone().unwrap_or_else(|| "phala".into()),
+            public_logs: after.public_logs.unwrap_or(plan::DEFAULT_PUBLIC_LOGS),
+            public_sysinfo: after.public_sysinfo.unwrap_or(plan::DEFAULT_PUBLIC_SYSINFO),
+            public_tcbinfo: after.public_tcbinfo.unwrap_or(plan::DEFAULT_PUBLIC_TCBINFO),
+            gateway: after.gateway.unwrap_or(plan::DEFAULT_GATEWAY),
+            gpus: after.gpus,
+        };
+        let mut state_attrs = after.clone();
+        state_attrs.env = env_kept;
+        let intent = serde_json::json!({ "attrs": state_attrs });
+        let entry = self.journal(c, "create", None, intent);
+        self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
+        self.events.status(&c.address, "provisioning");
+        let prov = self.api.provision(&req).await.map_err(api_err)?;
+        if let Some(h) = c.compose_hash.as_ref().filter(|h| h.after != prov.compose_hash) {
+            tracing::warn!(address = %c.address, planned = %h.after, api = %prov.compose_hash, "the API's compose hash differs from the planned preview; the API's is authoritative");
+            self.events.status(&c.address, &format!("note: the API's compose hash {} differs from the preview {}; using the API's", plan::render::short_hash(&prov.compose_hash), plan::render::short_hash(&h.after)));
+        }
+        let app_id = prov.app_id.clone().ok_or_else(|| "this KMS needs an app contract deployed on chain before the CVM can be created; on-chain creation is not supported yet: create the CVM with the phala CLI and `teeform import` it".to_string())?;
+        let encrypted_env = if env.is_empty() {
+            None
+        } else {
+            let key = match &prov.env_pubkey {
+                Some(k) => k.clone(),
+                None => self.api.kms_pubkey(prov.kms_id.as_deref().unwrap_or("phala"), &app_id).await.map_err(api_err)?,
+            };
+            Some(crate::envcrypt::encrypt(&env, &key).map_err(|e| e.to_string())?)
+        };
+        self.events.status(&c.address, "creating");
+        let commit = CommitRequest { app_id: app_id.clone(), compose_hash: prov.compose_hash.clone(), encrypted_env, env_keys: req.env_keys.clone(), kms_id: prov.kms_id.clone(), contract_address: None, deployer_address: None };
+        let ids = match self.api.commit_provision(&commit).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                // The create may or may not have happened; leave the journal entry for the
+                // next run to reconcile unless the API clearly refused it.
+                if matches!(e.kind, ErrorKind::Validation | ErrorKind::Conflict | ErrorKind::Auth | ErrorKind::NotFound) {
+                    self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
+                }
+                return Err(api_err(e));
+            }
+        };
+        // The CVM exists now: record it (tainted until it runs) in the batch that clears the journal.
+        let path_id = ids.vm_uuid.clone().unwrap_or_else(|| ids.id.clone());
+        let mut rec_ids = ids.clone();
+        rec_ids.id = path_id.clone();
+        rec_ids.app_id = rec_ids.app_id.or(Some(app_id));
+        let rec = self.record(c, rec_ids.clone(), state_attrs.clone(), None, true);
+        let mut rec = rec;
+        rec.compose_hash = Some(prov.compose_hash.clone());
+        self.commit(Batch { put: vec![rec], journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
+        let remote = wait::until_ready(self.api.as_ref(), &path_id, &self.wait, |s| self.events.status(&c.address, s)).await?;
+        let rec = self.record(c, CloudIds { id: path_id.clone(), ..remote.ids.clone() }, state_attrs, Some(&remote), false);
+        self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
+        Ok(StepResult::Done { id: Some(path_id) })
+    }
+
+    async fn patch_request(&self, c: &Change, before: &CvmAttrs, after: &CvmAttrs, env: &[(String, String)], pubkey: Option<&str>) -> Result<PatchRequest, String> {
+        let changed: BTreeSet<&str> = c.attributes.iter().map(|a| a.name.as_str()).collect();
+        let has = |n: &str| changed.contains(n);
+        let mut req = PatchRequest::default();
+        if has("compose") {
+            req.docker_compose_file = after.compose.clone();
+        }
+        if has("pre_launch_script") {
+            req.pre_launch_script = Some(after.pre_launch_script.clone().unwrap_or_default());
+        }
+        if has("env") {
+            // The env set is replaced as a whole: send every key and value.
+            if before.env.keys().ne(after.env.keys()) {
+                req.allowed_envs = Some(after.env.keys().cloned().collect());
+            }
+            let key = pubkey.ok_or("the CVM's env encryption key is unknown; run plan with refresh")?;
+            req.encrypted_env = Some(crate::envcrypt::encrypt(env, key).map_err(|e| e.to_string())?);
+        }
+        for (name, slot) in [("public_logs", &mut req.public_logs), ("public_sysinfo", &mut req.public_sysinfo), ("public_tcbinfo", &mut req.public_tcbinfo), ("allow_force_stop", &mut req.allow_force_stop)] {
+            if has(name) {
+                *slot = after.get(name).as_bool();
+            }
+        }
+        if has("vcpu") {
+            req.vcpu = after.vcpu;
+        }
+        if has("memory") {
+            req.memory = after.memory;
+        }
+        if has("disk_size") {
+            req.disk_size = after.disk_size;
+        }
+        if has("image") {
+            req.image = after.image.clone();
+        }
+        if has("shutdown_timeout") {
+            req.shutdown_timeout = after.shutdown_timeout;
+        }
+        if has("gpus") {
+            req.gpus = after.gpus.map(|count| GpuSpec { count });
+        }
+        if has("instance_type") {
+            // The unified PATCH takes sizes, not type names: send the type's size.
+            if let Some(t) = &after.instance_type {
+                let types = self.shared.types.get_or_try_init(|| self.api.instance_types()).await.map_err(api_err)?;
+                let ty = types.iter().find(|x| &x.id == t).ok_or_else(|| format!("unknown instance type `{t}` (known: {})", types.iter().map(|x| x.id.as_str()).collect::<Vec<_>>().join(", ")))?;
+                req.vcpu = Some(ty.vcpu);
+                req.memory = Some(ty.memory_mb);
+            }
+        }
+        Ok(req)
+    }
+
+    async fn update(&self, c: &Change) -> Result<StepResult, String> {
+        let ids = c.ids.clone().ok_or("an update needs the CVM's id")?;
+        let before = c.before.clone().unwrap_or_default();
+        let after = c.after.clone().ok_or("an update needs desired attributes")?;
+        let (env, env_kept) = self.resolve_env(&c.address, &after.env)?;
+        let rec = self.shared.current.lock().expect("state lock").get(&c.address).cloned();
+        let mut pubkey = rec.as_ref().and_then(|r| r.env_pubkey.clone());
+        if pubkey.is_none() && c.attributes.iter().any(|a| a.name == "env") {
+            pubkey = self.api.get_cvm(&ids.id).await.map_err(api_err)?.and_then(|r| r.env_pubkey);
+        }
+        let req = self.patch_request(c, &before, &after, &env, pubkey.as_deref()).await?;
+        let mut state_attrs = after.clone();
+        state_attrs.env = env_kept;
+        let entry = self.journal(c, "update", Some(ids.id.clone()), serde_json::json!({ "attrs": state_attrs }));
+        self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
+        self.events.status(&c.address, "updating");
+        let mut outcome = self.api.patch(&ids.id, &req, false).await;
+        if matches!(&outcome, Err(e) if e.kind == ErrorKind::Conflict) {
+            // Another operation (e.g. a restart) is still running: wait for it, then once more.
+            self.events.status(&c.address, "waiting for a previous operation to finish");
+            wait::until_ready(self.api.as_ref(), &ids.id, &self.wait, |s| self.events.status(&c.address, s)).await?;
+            outcome = self.api.patch(&ids.id, &req, false).await;
+        }
+        match outcome {
+            Ok(PatchOutcome::Accepted { .. }) => {}
+            Ok(PatchOutcome::HashRequired(h)) => {
+                let Some(oc) = &self.onchain else {
+                    self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
+                    return Err(format!("the API requires compose hash 0x{} to be registered on chain first (HTTP 465), and on-chain registration is not configured for this CVM", h.compose_hash));
+                };
+                let ctx = OnChainCtx { address: &c.address, cvm_id: &ids.id, change: c, required: &h, api: self.api.as_ref(), store: self.store.as_ref(), journal_id: &entry.id };
+                match oc.register_and_confirm(&ctx).await? {
+                    Some(_) => {}
+                    None => return Ok(StepResult::Paused(format!("awaiting on-chain registration of compose hash 0x{}", h.compose_hash))),
+                }
+            }
+            Err(e) => {
+                // A refused request changed nothing; anything else may have, so the entry stays
+                // for the next run to re-read.
+                if matches!(e.kind, ErrorKind::Validation | ErrorKind::Conflict | ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::RateLimited) {
+                    self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
+                }
+                return Err(api_err(e));
+            }
+        }
+        self.finish_update(c, &ids, state_attrs, &entry.id).await
+    }
+
+    /// Records an accepted update and waits for the restart to finish.
+    pub(crate) async fn finish_update(&self, c: &Change, ids: &CloudIds, attrs: CvmAttrs, journal_id: &str) -> Result<StepResult, String> {
+        let prev = self.shared.current.lock().expect("state lock").get(&c.address).cloned();
+        let mut rec = self.record(c, ids.clone(), attrs.clone(), None, false);
+        if let Some(p) = &prev {
+            rec.env_pubkey = p.env_pubkey.clone();
+            rec.kms_info = p.kms_info.clone();
+        }
+        self.commit(Batch { put: vec![rec.clone()], journal_done: vec![journal_id.to_string()], ..Default::default() }).await?;
+        let remote = wait::until_ready(self.api.as_ref(), &ids.id, &self.wait, |s| self.events.status(&c.address, s)).await?;
+        let mut done = self.record(c, ids.clone(), attrs, Some(&remote), false);
+        done.env_pubkey = done.env_pubkey.or(rec.env_pubkey);
+        self.commit(Batch { put: vec![done], ..Default::default() }).await?;
+        Ok(StepResult::Done { id: Some(ids.id.clone()) })
+    }
+
+    async fn delete(&self, c: &Change) -> Result<(), String> {
+        let ids = c.ids.clone().ok_or("a delete needs the CVM's id")?;
+        let entry = self.journal(c, "delete", Some(ids.id.clone()), serde_json::Value::Null);
+        self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
+        self.events.status(&c.address, "deleting");
+        self.api.delete(&ids.id).await.map_err(api_err)?;
+        self.commit(Batch { remove: vec![c.address.clone()], journal_done: vec![entry.id], ..Default::default() }).await
+    }
+}

@@ -1,0 +1,109 @@
+//! Reconciling the journal: operations that were in flight when a previous run stopped.
+//!
+//! A create that may have happened is looked up by name and adopted; an update or delete is
+//! re-read. Afterwards state never claims what the cloud does not have, and no CVM teeform
+//! created is forgotten.
+
+use crate::model::{CloudIds, CvmAttrs, ResourceRecord, now_rfc3339};
+use crate::providers::PhalaApi;
+use crate::state::{Batch, JournalEntry, StateError, Store};
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Addresses of CVMs found and adopted into state.
+    pub adopted: Vec<String>,
+    /// Entries cleared because nothing had happened or state already knew.
+    pub cleared: usize,
+    /// Entries kept because they are waiting on something (e.g. on-chain registration).
+    pub kept: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot check an interrupted operation on {address}: {message}")]
+    Api { address: String, message: String },
+}
+
+pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconciled, ReconcileError> {
+    let entries = store.journal().await?;
+    let mut out = Reconciled::default();
+    if entries.is_empty() {
+        return Ok(out);
+    }
+    let snap = store.snapshot().await?;
+    for e in entries {
+        if e.op == "pending_onchain" {
+            out.kept += 1;
+            continue;
+        }
+        let api_err = |m: crate::providers::ApiError| ReconcileError::Api { address: e.address.clone(), message: m.to_string() };
+        let mut batch = Batch { journal_done: vec![e.id.clone()], ..Default::default() };
+        match e.op.as_str() {
+            "create" => {
+                let known = snap.resources.get(&e.address).is_some_and(|r| r.attrs.name == e.name);
+                if !known {
+                    if let Some(remote) = api.get_cvm(&e.name).await.map_err(api_err)? {
+                        if remote.attrs.name == e.name {
+                            batch.put.push(adopt(&e, &remote));
+                            out.adopted.push(e.address.clone());
+                        }
+                    }
+                }
+            }
+            "update" => {
+                // Whether the update landed is unknown: take what the cloud says now, keeping
+                // the intended env (values cannot be read back) only if the keys match.
+                if let (Some(rec), Some(id)) = (snap.resources.get(&e.address), &e.cloud_id) {
+                    match api.get_cvm(id).await.map_err(api_err)? {
+                        Some(remote) => {
+                            let (mut merged, _) = crate::plan::merge_refresh(rec, &remote);
+                            if let Some(intended) = intent(&e) {
+                                if intended.compose == remote.attrs.compose && intended.env.keys().eq(remote.attrs.env.keys()) {
+                                    merged.attrs.env = intended.env;
+                                }
+                            }
+                            batch.put.push(merged);
+                        }
+                        None => batch.remove.push(e.address.clone()),
+                    }
+                }
+            }
+            "delete" => {
+                if let Some(id) = &e.cloud_id {
+                    if api.get_cvm(id).await.map_err(api_err)?.is_none() {
+                        batch.remove.push(e.address.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+        if batch.put.is_empty() && batch.remove.is_empty() {
+            out.cleared += 1;
+        }
+        store.commit(batch).await?;
+    }
+    Ok(out)
+}
+
+fn intent(e: &JournalEntry) -> Option<CvmAttrs> {
+    serde_json::from_value(e.detail.get("attrs")?.clone()).ok()
+}
+
+fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
+    let mut attrs = intent(e).unwrap_or_else(|| remote.attrs.clone());
+    attrs.name = remote.attrs.name.clone();
+    ResourceRecord {
+        address: e.address.clone(),
+        ids: CloudIds { id: remote.ids.vm_uuid.clone().unwrap_or_else(|| remote.ids.id.clone()), ..remote.ids.clone() },
+        attrs,
+        compose_hash: remote.compose_hash.clone(),
+        env_pubkey: remote.env_pubkey.clone(),
+        kms_info: remote.kms_info.clone(),
+        status: Some(remote.status.clone()),
+        tainted: !remote.is_ready() && remote.status != "starting",
+        dependencies: vec![],
+        updated_at: now_rfc3339(),
+    }
+}

@@ -1,0 +1,383 @@
+//! validate, plan, apply, destroy, show.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::context::{Api, Ctx};
+use super::error::{CliError, CliResult, exit};
+use super::saved::SavedPlan;
+use super::ui::Progress;
+use super::{ApplyArgs, PlanArgs, RunArgs, VarArgs};
+use crate::apply::{self, Executor, StepResult, WaitOptions};
+use crate::manifest::{Config, Diagnostic, Endpoint, Ref};
+use crate::plan::{self, Action, Mode, Plan, Refresh, json, render};
+use crate::secrets::{self, SecretValues};
+use crate::state::{Snapshot, Store};
+
+/// Reports a dependency cycle as a diagnostic on the first CVM in it.
+fn check_graph(cfg: &Config) -> CliResult<()> {
+    let empty = Snapshot { meta: crate::state::Meta::fresh(), resources: BTreeMap::new(), outputs: BTreeMap::new() };
+    if let Err(e) = plan::graph(cfg, &empty) {
+        let first = e.cycle.first().and_then(|a| a.strip_prefix("cvm.")).and_then(|k| cfg.cvms.get(k));
+        let mut err: CliError = e.clone().into();
+        if let Some(c) = first {
+            err.diagnostics.push(Diagnostic::error(&cfg.source, c.span, e.to_string()).label("part of the cycle").hint("each arrow reads \"depends on\""));
+            err.message = "the manifest has 1 error; nothing was changed".into();
+            err.hints.clear();
+        }
+        return Err(err);
+    }
+    Ok(())
+}
+
+pub fn validate(ctx: &Ctx, vars: &VarArgs, json: bool) -> CliResult {
+    let loaded = crate::manifest::load(ctx.manifest_path(), &crate::manifest::LoadOptions { vars: vars.vars.clone(), ..Default::default() });
+    let result = loaded.map_err(CliError::from).and_then(|cfg| check_graph(&cfg).map(|_| cfg));
+    match (result, json) {
+        (Ok(cfg), false) => {
+            for w in &cfg.warnings {
+                eprint!("{}\n\n", w.render(ctx.ui.stderr_color));
+            }
+            println!("The manifest is valid: {} CVM{}, {} output{}.", cfg.cvms.len(), if cfg.cvms.len() == 1 { "" } else { "s" }, cfg.outputs.len(), if cfg.outputs.len() == 1 { "" } else { "s" });
+            Ok(exit::OK)
+        }
+        (Ok(cfg), true) => {
+            let out = serde_json::json!({"valid": true, "error_count": 0, "warning_count": cfg.warnings.len(), "diagnostics": cfg.warnings.iter().map(diag_json).collect::<Vec<_>>()});
+            println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+            Ok(exit::OK)
+        }
+        (Err(e), false) => Err(e),
+        (Err(e), true) => {
+            let mut diags: Vec<serde_json::Value> = e.diagnostics.iter().map(diag_json).collect();
+            if e.diagnostics.is_empty() {
+                diags.push(serde_json::json!({"severity": "error", "message": e.message}));
+            }
+            let errors = diags.iter().filter(|d| d["severity"] == "error").count();
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"valid": false, "error_count": errors, "diagnostics": diags})).expect("json"));
+            Ok(exit::ERROR)
+        }
+    }
+}
+
+fn diag_json(d: &Diagnostic) -> serde_json::Value {
+    let (file, line, col) = match &d.source {
+        Some(s) => {
+            let (l, c) = s.line_col(d.span.start);
+            (Some(s.display.clone()), Some(l), Some(c))
+        }
+        None => (None, None, None),
+    };
+    serde_json::json!({"severity": d.severity, "message": d.message, "file": file, "line": line, "column": col, "label": d.label, "hints": d.hints})
+}
+
+/// Everything a run works with: the manifest, the locked state, the API and secrets.
+struct Session {
+    config: Config,
+    store: Arc<dyn Store>,
+    api: Api,
+    secrets: SecretValues,
+}
+
+fn secret_refs(cfg: &Config) -> BTreeSet<Ref> {
+    let env = cfg.cvms.values().flat_map(|c| c.env.values());
+    let outs = cfg.outputs.values().map(|o| &o.value);
+    env.chain(outs).flat_map(|t| t.refs()).filter(|r| r.is_secret()).cloned().collect()
+}
+
+fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, base: &Path) -> CliResult<SecretValues> {
+    secrets::read_all(refs, base, &|k| std::env::var(k).ok()).map_err(|errs| {
+        let mut e = CliError::new(format!("{} secret{} cannot be read; nothing was changed", errs.len(), if errs.len() == 1 { "" } else { "s" }));
+        e.hints = errs;
+        e
+    })
+}
+
+async fn session(ctx: &Ctx, run: &RunArgs, command: &str) -> CliResult<Session> {
+    let config = ctx.load(&run.vars.vars)?;
+    check_graph(&config)?;
+    let secrets = read_secrets(&secret_refs(&config), &config.dir)?;
+    let store = ctx.open_state(command, run.lock_timeout).await?;
+    let api = ctx.api(&config.endpoint).await?;
+    reconcile(ctx, store.as_ref(), &api).await?;
+    Ok(Session { config, store, api, secrets })
+}
+
+/// Settles operations a previous run left in flight before anything else looks at state.
+async fn reconcile(ctx: &Ctx, store: &dyn Store, api: &Api) -> CliResult<()> {
+    let r = apply::reconcile(store, api.client.as_ref()).await?;
+    for a in &r.adopted {
+        ctx.ui.warn(&format!("{a}: a create interrupted earlier had succeeded; the CVM is now in state"));
+    }
+    if r.kept > 0 {
+        ctx.ui.warn(&format!("{} update(s) are paused awaiting on-chain registration; `teeform apply --resume` finishes them", r.kept));
+    }
+    Ok(())
+}
+
+async fn refresh(ctx: &Ctx, api: &Api, snapshot: &Snapshot, parallelism: usize) -> CliResult<BTreeMap<String, Refresh>> {
+    if snapshot.resources.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    ctx.ui.status("Refreshing", &format!("{} CVM{} from {}", snapshot.resources.len(), if snapshot.resources.len() == 1 { "" } else { "s" }, api.endpoint));
+    let client = api.client.clone();
+    let results: Vec<(String, Result<Option<crate::model::RemoteCvm>, crate::providers::ApiError>)> = futures::stream::iter(snapshot.resources.values().map(|r| {
+        let client = client.clone();
+        let (addr, id) = (r.address.clone(), r.ids.id.clone());
+        async move { (addr, client.get_cvm(&id).await) }
+    }))
+    .buffer_unordered(parallelism.max(1))
+    .collect()
+    .await;
+    let mut out = BTreeMap::new();
+    for (addr, r) in results {
+        match r {
+            Ok(Some(remote)) => {
+                out.insert(addr, Refresh::Found(Box::new(remote)));
+            }
+            Ok(None) => {
+                out.insert(addr, Refresh::Gone);
+            }
+            Err(e) => return Err(CliError::from(e).hint(format!("refreshing {addr} failed; `--refresh=false` plans from cached state"))),
+        }
+    }
+    Ok(out)
+}
+
+async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliResult<Plan> {
+    let snapshot = s.store.snapshot().await?;
+    let refreshed = if args.refresh || args.refresh_only { Some(refresh(ctx, &s.api, &snapshot, args.run.parallelism).await?) } else { None };
+    let p = plan::plan(&plan::Input { config: &s.config, snapshot: &snapshot, refreshed: refreshed.as_ref(), secrets: &s.secrets, mode })?;
+    Ok(p)
+}
+
+fn mode(args: &PlanArgs) -> Mode {
+    if args.refresh_only {
+        Mode::RefreshOnly
+    } else if args.destroy {
+        Mode::Destroy
+    } else {
+        Mode::Normal
+    }
+}
+
+fn print_plan(ctx: &Ctx, p: &Plan, as_json: bool) {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&json::to_json(p)).expect("json"));
+    } else {
+        print!("{}", render::render(p, ctx.ui.stdout_color));
+    }
+}
+
+pub async fn plan(ctx: &Ctx, args: &PlanArgs, out: Option<&Path>, detailed: bool, as_json: bool) -> CliResult {
+    let s = session(ctx, &args.run, "plan").await?;
+    let p = make_plan(ctx, &s, args, mode(args)).await?;
+    print_plan(ctx, &p, as_json);
+    if let Some(path) = out {
+        SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir)).write(path)?;
+        if !as_json {
+            println!("\nSaved the plan to {}. To apply exactly these actions, run:\n    teeform apply {}", path.display(), path.display());
+        }
+    }
+    s.store.close().await?;
+    Ok(if detailed && p.has_changes() { exit::CHANGES } else { exit::OK })
+}
+
+fn abs(p: &Path) -> std::path::PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn confirm(ctx: &Ctx, auto_approve: bool, question: &str) -> CliResult<()> {
+    if auto_approve {
+        return Ok(());
+    }
+    if !ctx.ui.stdin_tty {
+        return Err(CliError::new("confirmation is needed, but stdin is not a terminal; nothing was changed").hint("pass --auto-approve to proceed without asking (as CI does)"));
+    }
+    eprint!("\n{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    if line.trim() == "yes" { Ok(()) } else { Err(CliError::new("cancelled; nothing was changed")) }
+}
+
+pub async fn apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
+    if args.resume || args.prepare_only {
+        return Err(CliError::new("on-chain registration (--resume, --prepare-only) is not available in this build"));
+    }
+    if let Some(file) = &args.plan_file {
+        return apply_saved(ctx, file, args).await;
+    }
+    let s = session(ctx, &args.plan.run, "apply").await?;
+    let p = make_plan(ctx, &s, &args.plan, mode(&args.plan)).await?;
+    print_plan(ctx, &p, false);
+    if !p.has_changes() {
+        s.store.close().await?;
+        return Ok(exit::OK);
+    }
+    confirm(ctx, args.auto_approve, "Do you want to perform these actions?")?;
+    let code = execute(ctx, &s.store, &s.api, &p, s.secrets, args.plan.run.parallelism).await?;
+    s.store.close().await?;
+    Ok(code)
+}
+
+async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
+    let saved = SavedPlan::read(file)?;
+    let store = ctx.open_state("apply", args.plan.run.lock_timeout).await?;
+    let endpoint = if saved.endpoint == "local" { Endpoint::Local } else { Endpoint::Url(saved.endpoint.clone()) };
+    let api = ctx.api(&endpoint).await?;
+    reconcile(ctx, store.as_ref(), &api).await?;
+    let meta = store.meta().await?;
+    let p = &saved.plan;
+    if meta.lineage != p.state.lineage {
+        return Err(CliError::new(format!("the saved plan {} was made for another state (lineage {}, this state is {})", file.display(), p.state.lineage, meta.lineage)).hint("run `teeform plan --out FILE` against this state"));
+    }
+    if meta.serial != p.state.serial {
+        return Err(CliError::new(format!("the saved plan {} is stale: the state changed since it was made (serial {} then, {} now); nothing was changed", file.display(), p.state.serial, meta.serial)).hint("run `teeform plan --out FILE` again and review the new plan"));
+    }
+    let refs: BTreeSet<Ref> = p
+        .changes
+        .iter()
+        .filter_map(|c| c.after.as_ref())
+        .flat_map(|a| a.env.values())
+        .filter_map(|v| v.template.as_ref())
+        .chain(p.outputs.values().map(|o| &o.value))
+        .flat_map(|t| t.refs())
+        .filter(|r| r.is_secret())
+        .cloned()
+        .collect();
+    let secrets = read_secrets(&refs, &saved.base_dir)?;
+    if !p.has_changes() {
+        println!("No changes. The saved plan has nothing to apply.");
+        store.close().await?;
+        return Ok(exit::OK);
+    }
+    let code = execute(ctx, &store, &api, p, secrets, args.plan.run.parallelism).await?;
+    store.close().await?;
+    Ok(code)
+}
+
+pub async fn destroy(ctx: &Ctx, run: &RunArgs, auto_approve: bool) -> CliResult {
+    let s = session(ctx, run, "destroy").await?;
+    let args = PlanArgs { run: run.clone(), refresh: true, refresh_only: false, destroy: true };
+    let p = make_plan(ctx, &s, &args, Mode::Destroy).await?;
+    print_plan(ctx, &p, false);
+    if p.changes.is_empty() {
+        s.store.close().await?;
+        return Ok(exit::OK);
+    }
+    confirm(ctx, auto_approve, "Do you really want to destroy every CVM in this state? There is no undo.")?;
+    let code = execute(ctx, &s.store, &s.api, &p, s.secrets, run.parallelism).await?;
+    s.store.close().await?;
+    Ok(code)
+}
+
+/// Runs the executor with progress output and Ctrl-C handling, then reports.
+async fn execute(ctx: &Ctx, store: &Arc<dyn Store>, api: &Api, p: &Plan, secrets: SecretValues, parallelism: usize) -> CliResult {
+    let cancel = CancellationToken::new();
+    let ui = ctx.ui;
+    let watcher = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                ui.warn("interrupt received: no new operations will start; running ones finish and are recorded. Press Ctrl-C again to stop at once.");
+                cancel.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    // Every operation is journaled before it is sent, so the next run
+                    // reconciles whatever this leaves in flight.
+                    eprintln!("aborting; the next run will reconcile interrupted operations");
+                    std::process::exit(130);
+                }
+            }
+        })
+    };
+    let progress = Arc::new(Progress::new(ctx.ui, p.changes.len()));
+    let exec = Executor {
+        api: api.client.clone(),
+        store: store.clone(),
+        parallelism,
+        events: progress.clone(),
+        cancel: cancel.clone(),
+        wait: wait_options(),
+        secrets,
+        onchain: None,
+    };
+    let report = exec.run(p).await;
+    progress.finish();
+    watcher.abort();
+    let report = report?;
+    let (mut added, mut changed, mut destroyed) = (0, 0, 0);
+    for (action, r) in report.results.values() {
+        if r.is_done() {
+            match action {
+                Action::Create => added += 1,
+                Action::Update => changed += 1,
+                Action::Replace => {
+                    added += 1;
+                    destroyed += 1
+                }
+                Action::Delete => destroyed += 1,
+            }
+        }
+    }
+    let pal = ctx.ui.err_palette();
+    let failed: Vec<(&String, &String)> = report.failed().collect();
+    let paused: Vec<(&String, &String)> = report.paused().collect();
+    let summary = format!("Resources: {added} added, {changed} changed, {destroyed} destroyed.");
+    if failed.is_empty() && paused.is_empty() && !cancel.is_cancelled() {
+        eprintln!("\n{} {summary}", pal.bold(&pal.green("Apply complete!")));
+        print_outputs(store.as_ref()).await?;
+        return Ok(exit::OK);
+    }
+    if !paused.is_empty() && failed.is_empty() && !cancel.is_cancelled() {
+        eprintln!("\n{} {summary}", pal.bold(&pal.yellow("Apply paused:")));
+        for (a, why) in &paused {
+            eprintln!("  {a}: {why}");
+        }
+        eprintln!("paused: awaiting on-chain registration; run `teeform apply --resume` once it is registered");
+        return Ok(exit::PAUSED);
+    }
+    let mut e = CliError::new(format!("apply did not finish: {} failed, {} skipped. {summary} State records every completed step.", failed.len(), report.results.values().filter(|(_, r)| matches!(r, StepResult::Skipped(_))).count()));
+    for (a, why) in failed {
+        e.hints.push(format!("{a}: {why}"));
+    }
+    if cancel.is_cancelled() {
+        e.hints.push("the run was interrupted; run apply again to continue".into());
+    }
+    Err(e)
+}
+
+fn wait_options() -> WaitOptions {
+    let mut w = WaitOptions::default();
+    if let Some(secs) = std::env::var("TEEFORM_WAIT_TIMEOUT").ok().and_then(|s| s.parse::<f64>().ok()) {
+        w.timeout = std::time::Duration::from_secs_f64(secs);
+    }
+    w
+}
+
+async fn print_outputs(store: &dyn Store) -> CliResult<()> {
+    let outputs = store.snapshot().await?.outputs;
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    println!("\nOutputs:\n");
+    for (k, v) in outputs {
+        match (v.sensitive, v.value) {
+            (true, _) => println!("{k} = (sensitive value)"),
+            (false, Some(val)) => println!("{k} = {val:?}"),
+            (false, None) => println!("{k} = (unknown)"),
+        }
+    }
+    Ok(())
+}
+
+pub async fn show(ctx: &Ctx, file: Option<&Path>, as_json: bool) -> CliResult {
+    if let Some(f) = file {
+        let saved = SavedPlan::read(f)?;
+        print_plan(ctx, &saved.plan, as_json);
+        return Ok(exit::OK);
+    }
+    super::state_cmds::show_state(ctx, as_json).await
+}

@@ -1,0 +1,272 @@
+//! The command line: argument parsing, then one function per command. `main` only calls
+//! [`main`] here and exits with its code.
+
+mod commands;
+mod context;
+pub mod error;
+mod saved;
+mod sim_cmd;
+mod state_cmds;
+pub mod ui;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use error::{CliError, exit};
+
+const AFTER_HELP: &str = "Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detailed-exitcode), 3 apply paused awaiting on-chain registration.\nEnvironment: PHALA_CLOUD_API_KEY, PHALA_CLOUD_API_PREFIX, NO_COLOR, TEEFORM_LOG (e.g. debug), TEEFORM_VAR_<name>.";
+
+/// Declarative plan/apply for Phala Cloud confidential VMs.
+#[derive(Debug, Parser)]
+#[command(name = "teeform", version, about, long_about = None, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Run as if teeform was started in DIR.
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    pub chdir: Option<PathBuf>,
+    /// The manifest to use.
+    #[arg(short = 'f', long = "file", value_name = "FILE", default_value = "teeform.yaml", global = true)]
+    pub file: PathBuf,
+    /// The state directory (default: `state/` beside the manifest).
+    #[arg(long = "state", value_name = "DIR", global = true)]
+    pub state: Option<PathBuf>,
+    /// Never use colour (NO_COLOR also works).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VarArgs {
+    /// Set a variable: NAME=VALUE (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.trim().to_string(), v.to_string())).filter(|(k, _)| !k.is_empty()).ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// How many CVMs to work on at once.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub parallelism: usize,
+    /// Wait this long for the state lock (e.g. 60s) instead of failing at once.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub lock_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Refresh from the API before planning (`--refresh=false`: use cached state only).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub refresh: bool,
+    /// Only show what changed outside teeform; apply would only update state.
+    #[arg(long, conflicts_with = "destroy")]
+    pub refresh_only: bool,
+    /// Plan to destroy everything in state.
+    #[arg(long)]
+    pub destroy: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the manifest: syntax, types, files, references, cycles. Touches nothing.
+    Validate {
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Print diagnostics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what apply would change.
+    Plan {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Save the plan to FILE for `apply FILE`.
+        #[arg(long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the CVMs match the manifest (or apply a saved plan exactly).
+    Apply(ApplyArgs),
+    /// Destroy every CVM in state.
+    Destroy {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// Show a saved plan, or the state when no file is given.
+    Show {
+        /// A plan saved with `plan --out`.
+        file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show outputs from state.
+    Output {
+        /// One output.
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Print the value alone, without quotes.
+        #[arg(long, conflicts_with = "json")]
+        raw: bool,
+    },
+    /// Inspect or edit state.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Bring an existing CVM under management: `import cvm.NAME CVM_ID`.
+    Import {
+        /// The address in the manifest, e.g. `cvm.web`.
+        address: String,
+        /// The CVM's id, UUID, `app_<id>` or name.
+        id: String,
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
+        lock_timeout: std::time::Duration,
+    },
+    /// Remove a lock left behind by a process that is gone.
+    ForceUnlock {
+        /// The lock id from the "state is locked" message.
+        id: String,
+    },
+    /// Print shell completions.
+    Completions {
+        shell: clap_complete::Shell,
+    },
+    /// The local Phala Cloud simulator.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// A plan saved with `plan --out`; applied exactly, or refused if state moved on.
+    pub plan_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Resume updates paused for on-chain registration.
+    #[arg(long)]
+    pub resume: bool,
+    /// With --resume: the transaction that registered the compose hash.
+    #[arg(long, value_name = "0x…", requires = "resume")]
+    pub tx_hash: Option<String>,
+    /// With --resume: how long to wait for the chain to allow the hash.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10m")]
+    pub timeout: std::time::Duration,
+    /// Stop after preparing on-chain updates; print what a multisig must sign.
+    #[arg(long)]
+    pub prepare_only: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List resource addresses.
+    List,
+    /// Show one resource as state records it.
+    Show {
+        address: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget resources (the CVMs themselves are left alone).
+    Rm {
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Serve the simulated API until interrupted.
+    Serve(sim_cmd::ServeArgs),
+}
+
+/// Parses arguments, runs the command and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are successes; every usage error is exit 1 (2 means "changes").
+            let ok = matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+            return ExitCode::from(if ok { exit::OK } else { exit::ERROR });
+        }
+    };
+    init_tracing();
+    let ui = ui::Ui::detect(cli.global.no_color);
+    if let Some(dir) = &cli.global.chdir {
+        if let Err(e) = std::env::set_current_dir(dir) {
+            eprint!("{}", CliError::new(format!("cannot change to directory {}: {e}", dir.display())).render(ui.stderr_color));
+            return ExitCode::from(exit::ERROR);
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    let code = runtime.block_on(async {
+        match run(cli, ui).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprint!("{}", e.render(ui.stderr_color));
+                e.code
+            }
+        }
+    });
+    // Background tasks (the embedded simulator) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code)
+}
+
+fn init_tracing() {
+    let Ok(filter) = std::env::var("TEEFORM_LOG") else { return };
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+async fn run(cli: Cli, ui: ui::Ui) -> error::CliResult {
+    let ctx = context::Ctx::new(cli.global.clone(), ui);
+    match cli.command {
+        Command::Validate { vars, json } => commands::validate(&ctx, &vars, json),
+        Command::Plan { plan, out, detailed_exitcode, json } => commands::plan(&ctx, &plan, out.as_deref(), detailed_exitcode, json).await,
+        Command::Apply(args) => commands::apply(&ctx, &args).await,
+        Command::Destroy { run, auto_approve } => commands::destroy(&ctx, &run, auto_approve).await,
+        Command::Show { file, json } => commands::show(&ctx, file.as_deref(), json).await,
+        Command::Output { name, json, raw } => state_cmds::output(&ctx, name.as_deref(), json, raw).await,
+        Command::State(s) => state_cmds::state(&ctx, s).await,
+        Command::Import { address, id, lock_timeout } => state_cmds::import(&ctx, &address, &id, lock_timeout).await,
+        Command::ForceUnlock { id } => state_cmds::force_unlock(&ctx, &id),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "teeform", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+        Command::Sim(SimCommand::Serve(args)) => sim_cmd::serve(&ctx, args).await,
+    }
+}

@@ -1,0 +1,90 @@
+//! `teeform sim serve`: the simulator as a standalone server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::context::Ctx;
+use super::error::{CliError, CliResult, exit};
+use crate::sim::{Sim, SimConfig};
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback unless you mean otherwise).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub addr: SocketAddr,
+    /// Accept only this API key (default: any key).
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Added latency per API request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fraction of API requests answered with 429/500/502/503.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Fraction of API requests that hang.
+    #[arg(long, default_value_t = 0.0)]
+    pub hang_rate: f64,
+    /// How long a hung request hangs, in milliseconds.
+    #[arg(long, default_value_t = 3_600_000)]
+    pub hang_ms: u64,
+    /// How long a restart (each configuration update) takes, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub restart_ms: u64,
+    /// How long a new CVM takes to boot, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub boot_ms: u64,
+    /// Seed for injected faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Keep the simulated cloud in this file across restarts.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// JSON-RPC URL of the chain on-chain KMS apps live on.
+    #[arg(long, value_name = "URL")]
+    pub chain_rpc: Option<String>,
+    /// The KMS contract on that chain.
+    #[arg(long, value_name = "0x…", requires = "chain_rpc")]
+    pub kms_contract: Option<String>,
+    /// The chain id (default 31337 with --chain-rpc).
+    #[arg(long)]
+    pub chain_id: Option<u64>,
+}
+
+pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
+    for (name, rate) in [("--error-rate", a.error_rate), ("--hang-rate", a.hang_rate)] {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(CliError::new(format!("{name} must be between 0 and 1")));
+        }
+    }
+    let cfg = SimConfig {
+        api_key: a.api_key,
+        latency_ms: a.latency_ms,
+        error_rate: a.error_rate,
+        hang_rate: a.hang_rate,
+        hang_ms: a.hang_ms,
+        restart_ms: a.restart_ms,
+        boot_ms: a.boot_ms,
+        seed: a.seed,
+        chain_rpc: a.chain_rpc,
+        kms_contract: a.kms_contract,
+        chain_id: a.chain_id,
+    };
+    let sim = Sim::new(cfg, a.data).map_err(|e| CliError::new(format!("cannot start the simulator: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(a.addr).await.map_err(|e| CliError::new(format!("cannot listen on {}: {e}", a.addr)))?;
+    let addr = listener.local_addr()?;
+    println!("teeform simulator listening on http://{addr}");
+    println!("API prefix: http://{addr}/api/v1");
+    println!("stats: http://{addr}/_sim/stats");
+    ctx.ui.status("Serving", "press Ctrl-C to stop");
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    sim.serve(listener, shutdown).await?;
+    Ok(exit::OK)
+}

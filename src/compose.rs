@@ -1,0 +1,166 @@
+//! The app-compose document a CVM boots with, and its compose hash.
+//!
+//! The hash is `sha256` over the compact, recursively key-sorted JSON of the app compose, as
+//! `getComposeHash` in `@phala/dstack-sdk` / `@phala/cloud` computes it (reference §4). The
+//! platform's answer is authoritative at apply time; this is the plan-time preview and the
+//! simulator's own hash.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// The fields of an app compose teeform controls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComposeFields<'a> {
+    pub name: &'a str,
+    pub docker_compose_file: &'a str,
+    pub pre_launch_script: Option<&'a str>,
+    pub allowed_envs: &'a [String],
+    pub kms_enabled: bool,
+    pub gateway_enabled: bool,
+    pub public_logs: bool,
+    pub public_sysinfo: bool,
+    pub public_tcbinfo: bool,
+}
+
+/// A new app compose with dstack's canonical field set (reference §4, vmm-cli
+/// `create_app_compose`). Which exact set Phala Cloud's backend writes is UNVERIFIED; the
+/// simulator and teeform's preview both use this one.
+pub fn build(f: &ComposeFields) -> Value {
+    let mut m = Map::new();
+    m.insert("manifest_version".into(), 2.into());
+    m.insert("name".into(), f.name.into());
+    m.insert("runner".into(), "docker-compose".into());
+    m.insert("docker_compose_file".into(), f.docker_compose_file.into());
+    m.insert("kms_enabled".into(), f.kms_enabled.into());
+    m.insert("gateway_enabled".into(), f.gateway_enabled.into());
+    m.insert("public_logs".into(), f.public_logs.into());
+    m.insert("public_sysinfo".into(), f.public_sysinfo.into());
+    m.insert("public_tcbinfo".into(), f.public_tcbinfo.into());
+    m.insert("local_key_provider_enabled".into(), false.into());
+    m.insert("key_provider_id".into(), "".into());
+    m.insert("allowed_envs".into(), f.allowed_envs.into());
+    m.insert("no_instance_id".into(), false.into());
+    m.insert("secure_time".into(), false.into());
+    if let Some(s) = f.pre_launch_script {
+        m.insert("pre_launch_script".into(), s.into());
+    }
+    Value::Object(m)
+}
+
+/// Changes to an existing app compose, as a `PATCH /cvms/{id}` applies them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComposePatch<'a> {
+    pub docker_compose_file: Option<&'a str>,
+    pub pre_launch_script: Option<&'a str>,
+    pub allowed_envs: Option<&'a [String]>,
+    pub public_logs: Option<bool>,
+    pub public_sysinfo: Option<bool>,
+    pub public_tcbinfo: Option<bool>,
+}
+
+impl ComposePatch<'_> {
+    pub fn is_empty(&self) -> bool {
+        *self == ComposePatch::default()
+    }
+}
+
+pub fn patch(app_compose: &Value, p: &ComposePatch) -> Value {
+    let mut v = app_compose.clone();
+    let Some(m) = v.as_object_mut() else { return v };
+    if let Some(s) = p.docker_compose_file {
+        m.insert("docker_compose_file".into(), s.into());
+    }
+    if let Some(s) = p.pre_launch_script {
+        m.insert("pre_launch_script".into(), s.into());
+    }
+    if let Some(a) = p.allowed_envs {
+        m.insert("allowed_envs".into(), a.into());
+    }
+    for (k, b) in [("public_logs", p.public_logs), ("public_sysinfo", p.public_sysinfo), ("public_tcbinfo", p.public_tcbinfo)] {
+        if let Some(b) = b {
+            m.insert(k.into(), b.into());
+        }
+    }
+    v
+}
+
+/// Compact JSON with object keys sorted at every level, independent of serde_json's
+/// `preserve_order` feature (which another crate could switch on for the whole build).
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            // JS sorts by UTF-16 code units; for keys in the BMP that equals byte order.
+            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(k).expect("a string serializes"));
+                out.push(':');
+                write_canonical(&m[k.as_str()], out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(']');
+        }
+        leaf => out.push_str(&serde_json::to_string(leaf).expect("a JSON leaf serializes")),
+    }
+}
+
+/// `getComposeHash(app_compose)` of the official SDK: lowercase hex, no `0x`.
+pub fn hash(app_compose: &Value) -> String {
+    hex::encode(Sha256::digest(canonical_json(app_compose).as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_the_sdk_vectors() {
+        let v: Value = serde_json::from_str(include_str!("../tests/fixtures/compose-hash-vectors.json")).unwrap();
+        let vectors = v["vectors"].as_array().unwrap();
+        assert!(vectors.len() >= 3);
+        for vec in vectors {
+            let input = &vec["input"];
+            assert_eq!(canonical_json(input), vec["compact_sorted_json"].as_str().unwrap(), "{}", vec["name"]);
+            assert_eq!(hash(input), vec["dstack_sdk_0_5_8"]["hash_normalize_false"].as_str().unwrap(), "{}", vec["name"]);
+        }
+    }
+
+    #[test]
+    fn patch_changes_only_given_fields() {
+        let envs = vec!["A".to_string()];
+        let base = build(&ComposeFields {
+            name: "web-app",
+            docker_compose_file: "services: {}\n",
+            pre_launch_script: None,
+            allowed_envs: &envs,
+            kms_enabled: true,
+            gateway_enabled: true,
+            public_logs: true,
+            public_sysinfo: true,
+            public_tcbinfo: false,
+        });
+        assert_eq!(patch(&base, &ComposePatch::default()), base);
+        let p = patch(&base, &ComposePatch { docker_compose_file: Some("services: {a: {}}\n"), ..Default::default() });
+        assert_ne!(hash(&p), hash(&base));
+        assert_eq!(p["allowed_envs"], base["allowed_envs"]);
+    }
+}

@@ -1,0 +1,17 @@
+//! teeform: declarative plan/apply for Phala Cloud confidential VMs.
+//!
+//! The crate is a functional core with I/O at the edges; see `ARCHITECTURE.md` for the codemap
+//! and the invariants each module keeps.
+
+pub mod apply;
+pub mod cli;
+pub mod compose;
+pub mod envcrypt;
+pub mod graph;
+pub mod manifest;
+pub mod model;
+pub mod plan;
+pub mod providers;
+pub mod secrets;
+pub mod sim;
+pub mod state;

@@ -1,0 +1,145 @@
+//! The manifest: `teeform.yaml` → a typed, validated [`Config`].
+//!
+//! Invariant: every problem found while loading becomes a [`Diagnostic`] with a file and span,
+//! and loading reports all of them at once. Variables, `${env:X}` and `${file:P}` are substituted
+//! here; references to CVMs, data sources and secrets stay in [`Template`]s for the planner.
+
+pub mod diag;
+pub mod expr;
+mod load;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use diag::{Diagnostic, Severity, Source};
+pub use expr::{Part, Ref, Template};
+pub use load::{LoadOptions, load, load_str, valid_cvm_name};
+pub use yaml::Span;
+
+/// Where the Phala Cloud API lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The embedded simulator, its data kept under the state directory.
+    Local,
+    /// An API prefix such as `https://cloud-api.phala.com/api/v1`.
+    Url(String),
+}
+
+pub const DEFAULT_API_PREFIX: &str = "https://cloud-api.phala.com/api/v1";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendKind {
+    Local,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub dir: PathBuf,
+    pub source: Arc<Source>,
+    pub endpoint: Endpoint,
+    pub backend: Option<BackendKind>,
+    pub variables: BTreeMap<String, serde_json::Value>,
+    pub cvms: BTreeMap<String, CvmConfig>,
+    pub outputs: BTreeMap<String, OutputConfig>,
+    /// Non-fatal findings (e.g. a compose `${VAR}` with no env key).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A file the manifest points at, read at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    /// As written in the manifest, relative to it.
+    pub path: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kms {
+    Phala,
+    OnChain(OnChainKms),
+}
+
+impl Kms {
+    /// The API's name for the KMS kind (`phala`, `ethereum`, `base`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Kms::Phala => "phala",
+            Kms::OnChain(c) => match c.chain_id {
+                1 => "ethereum",
+                _ => "base",
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnChainKms {
+    pub chain_id: u64,
+    pub rpc_url: Option<String>,
+    /// The app contract, when the API does not report it.
+    pub contract: Option<String>,
+    /// Names of the environment variables holding the signer key and RPC URL.
+    pub private_key_env: String,
+    pub rpc_url_env: String,
+    pub confirmations: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CvmConfig {
+    /// The key under `cvms:`, used in addresses (`cvm.KEY`).
+    pub key: String,
+    /// The CVM name in the cloud (defaults to the key).
+    pub name: String,
+    pub span: Span,
+    pub compose: FileRef,
+    pub pre_launch_script: Option<FileRef>,
+    pub vcpu: Option<u32>,
+    pub memory: Option<u32>,
+    pub disk_size: Option<u32>,
+    pub instance_type: Option<String>,
+    pub node: Option<String>,
+    pub image: Option<String>,
+    pub kms: Kms,
+    pub public_logs: Option<bool>,
+    pub public_sysinfo: Option<bool>,
+    pub public_tcbinfo: Option<bool>,
+    pub gateway: Option<bool>,
+    pub env: BTreeMap<String, Template>,
+    pub gpus: Option<u32>,
+    pub shutdown_timeout: Option<u32>,
+    pub allow_force_stop: Option<bool>,
+    /// Explicit and implied (by `${cvm.X...}`) dependencies, by key.
+    pub depends_on: Vec<String>,
+}
+
+impl CvmConfig {
+    pub fn address(&self) -> String {
+        format!("cvm.{}", self.key)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputConfig {
+    pub value: Template,
+    pub sensitive: bool,
+    pub description: Option<String>,
+}
+
+/// The manifest failed to load; every problem found is listed.
+#[derive(Debug)]
+pub struct ManifestError {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl std::fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.diagnostics.iter().filter(|d| d.is_error()).count();
+        write!(f, "the manifest has {n} error{}", if n == 1 { "" } else { "s" })
+    }
+}
+
+impl std::error::Error for ManifestError {}

@@ -1,0 +1,233 @@
+//! Plain data shared by the planner, the state store, the providers and the executor.
+//!
+//! Invariant: nothing here holds a secret's value. Sensitive env values appear only as a
+//! salted digest plus the template that names where to read them at apply time.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Template;
+
+/// One environment variable's value as the planner and the state see it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EnvVal {
+    /// The value, when known and not sensitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// A salted one-way digest, when sensitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// How to produce the value at apply time (secrets, or references to CVMs not yet
+    /// created). Never stored in state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Template>,
+}
+
+impl EnvVal {
+    pub fn plain(v: impl Into<String>) -> Self {
+        EnvVal { value: Some(v.into()), ..Default::default() }
+    }
+
+    pub fn is_sensitive(&self) -> bool {
+        self.digest.is_some()
+    }
+
+    /// Neither value nor digest is known yet ("known after apply").
+    pub fn is_unknown(&self) -> bool {
+        self.value.is_none() && self.digest.is_none()
+    }
+
+    /// Same value, as far as can be told without secrets.
+    pub fn same_as(&self, other: &EnvVal) -> bool {
+        !self.is_unknown() && self.value == other.value && self.digest == other.digest
+    }
+
+    /// The form kept in state: value or digest, no template.
+    pub fn for_state(&self) -> EnvVal {
+        EnvVal { value: self.value.clone(), digest: self.digest.clone(), template: None }
+    }
+}
+
+/// A CVM's configuration. In desired state, `None` means "not managed" (whatever the cloud
+/// has is fine); `name`, `compose`, `pre_launch_script` and `env` are always managed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CvmAttrs {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_launch_script: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpu: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_logs: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_sysinfo: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_tcbinfo: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_force_stop: Option<bool>,
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvVal>,
+}
+
+/// How a change to an attribute is carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    /// Part of the one unified `PATCH /cvms/{id}`; restarts the CVM.
+    InPlace,
+    /// The API cannot change it on a running CVM: destroy and create again.
+    Replace,
+}
+
+/// Every attribute in display order, with how it is changed.
+pub const ATTRS: &[(&str, Update)] = &[
+    ("name", Update::Replace),
+    ("kms", Update::Replace),
+    ("node", Update::Replace),
+    ("gateway", Update::Replace),
+    ("instance_type", Update::InPlace),
+    ("vcpu", Update::InPlace),
+    ("memory", Update::InPlace),
+    ("disk_size", Update::InPlace),
+    ("gpus", Update::InPlace),
+    ("image", Update::InPlace),
+    ("public_logs", Update::InPlace),
+    ("public_sysinfo", Update::InPlace),
+    ("public_tcbinfo", Update::InPlace),
+    ("shutdown_timeout", Update::InPlace),
+    ("allow_force_stop", Update::InPlace),
+    ("pre_launch_script", Update::InPlace),
+    ("compose", Update::InPlace),
+    ("env", Update::InPlace),
+];
+
+impl CvmAttrs {
+    /// The attribute as JSON (null when unset), for generic diffs and rendering.
+    pub fn get(&self, name: &str) -> serde_json::Value {
+        use serde_json::Value;
+        fn o<T: Into<Value>>(v: &Option<T>) -> Value
+        where
+            T: Clone,
+        {
+            v.clone().map_or(Value::Null, Into::into)
+        }
+        match name {
+            "name" => self.name.clone().into(),
+            "compose" => o(&self.compose),
+            "pre_launch_script" => o(&self.pre_launch_script),
+            "vcpu" => o(&self.vcpu),
+            "memory" => o(&self.memory),
+            "disk_size" => o(&self.disk_size),
+            "instance_type" => o(&self.instance_type),
+            "node" => o(&self.node),
+            "image" => o(&self.image),
+            "kms" => o(&self.kms),
+            "public_logs" => o(&self.public_logs),
+            "public_sysinfo" => o(&self.public_sysinfo),
+            "public_tcbinfo" => o(&self.public_tcbinfo),
+            "gateway" => o(&self.gateway),
+            "gpus" => o(&self.gpus),
+            "shutdown_timeout" => o(&self.shutdown_timeout),
+            "allow_force_stop" => o(&self.allow_force_stop),
+            "env" => serde_json::to_value(&self.env).unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    }
+
+    pub fn env_keys(&self) -> Vec<String> {
+        self.env.keys().cloned().collect()
+    }
+}
+
+/// Identifiers the cloud gave a CVM.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CloudIds {
+    /// The identifier teeform uses in `/cvms/{id}` paths.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+}
+
+/// A CVM as the API reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteCvm {
+    pub ids: CloudIds,
+    pub status: String,
+    pub in_progress: bool,
+    pub compose_hash: Option<String>,
+    /// Observed configuration; env has keys only (values cannot be read back).
+    pub attrs: CvmAttrs,
+    /// The full app compose, for previewing the hash of a change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_compose: Option<serde_json::Value>,
+    pub env_pubkey: Option<String>,
+    /// On-chain KMS facts (chain id, app contract), when the CVM uses one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_info: Option<serde_json::Value>,
+}
+
+impl RemoteCvm {
+    pub fn is_ready(&self) -> bool {
+        self.status == "running" && !self.in_progress
+    }
+}
+
+/// What state keeps for a managed resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceRecord {
+    pub address: String,
+    pub ids: CloudIds,
+    /// Configuration as last applied (or refreshed): env values plain or digested.
+    pub attrs: CvmAttrs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_pubkey: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_info: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// A create that did not finish: the next plan replaces it.
+    #[serde(default)]
+    pub tainted: bool,
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+    pub updated_at: String,
+}
+
+/// An output as stored: sensitive outputs keep no value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputValue {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub sensitive: bool,
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,115 @@
+//! The machine-readable plan (`show --json`, `plan --json`), modelled on Terraform's JSON plan.
+//!
+//! Invariant: sensitive values appear as `"(sensitive value)"`; digests and templates that
+//! name secret sources are not emitted.
+
+use serde_json::{Map, Value, json};
+
+use super::{Action, Change, Plan};
+use crate::model::{ATTRS, CvmAttrs};
+
+const SENSITIVE: &str = "(sensitive value)";
+
+fn attrs_json(a: &CvmAttrs) -> (Value, Value, Vec<String>) {
+    let mut m = Map::new();
+    let mut unknown = Map::new();
+    let mut sensitive = Vec::new();
+    for (name, _) in ATTRS {
+        if *name == "env" {
+            let mut env = Map::new();
+            let mut env_unknown = Map::new();
+            for (k, v) in &a.env {
+                if v.is_sensitive() || v.template.as_ref().is_some_and(|t| t.refs().any(|r| r.is_secret())) {
+                    env.insert(k.clone(), SENSITIVE.into());
+                    sensitive.push(format!("env.{k}"));
+                } else if let Some(val) = &v.value {
+                    env.insert(k.clone(), val.clone().into());
+                } else {
+                    env.insert(k.clone(), Value::Null);
+                    env_unknown.insert(k.clone(), true.into());
+                }
+            }
+            m.insert("env".into(), Value::Object(env));
+            if !env_unknown.is_empty() {
+                unknown.insert("env".into(), Value::Object(env_unknown));
+            }
+            continue;
+        }
+        let v = a.get(name);
+        if !v.is_null() {
+            m.insert(name.to_string(), v);
+        }
+    }
+    (Value::Object(m), Value::Object(unknown), sensitive)
+}
+
+fn change_json(c: &Change) -> Value {
+    let (before, _, before_sensitive) = c.before.as_ref().map(attrs_json).unwrap_or((Value::Null, Value::Null, vec![]));
+    let (after, after_unknown, after_sensitive) = c.after.as_ref().map(attrs_json).unwrap_or((Value::Null, Value::Null, vec![]));
+    json!({
+        "address": c.address,
+        "type": "phala_cvm",
+        "name": c.address.strip_prefix("cvm.").unwrap_or(&c.address),
+        "actions": c.action.json_actions(),
+        "action": c.action,
+        "id": c.ids.as_ref().map(|i| i.id.clone()),
+        "before": before,
+        "after": after,
+        "after_unknown": after_unknown,
+        "sensitive_paths": before_sensitive.into_iter().chain(after_sensitive).collect::<std::collections::BTreeSet<_>>(),
+        "changed_attributes": c.attributes.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+        "replace_paths": c.attributes.iter().filter(|a| a.forces_replacement).map(|a| a.name.clone()).collect::<Vec<_>>(),
+        "reasons": c.reasons,
+        "restarts_cvm": c.reasons.contains(&super::Reason::RestartsCvm),
+        "compose_hash": c.compose_hash,
+        "dependencies": c.dependencies,
+    })
+}
+
+pub fn to_json(plan: &Plan) -> Value {
+    let (add, change, destroy) = plan.summary();
+    let drift: Vec<Value> = plan
+        .drift
+        .iter()
+        .map(|d| {
+            let attrs: Vec<Value> = d
+                .attributes
+                .iter()
+                .map(|a| {
+                    // Env values cannot be observed; drift shows key sets only.
+                    let keys = |v: &Value| v.as_object().map(|m| Value::from(m.keys().cloned().collect::<Vec<_>>())).unwrap_or(Value::Null);
+                    if a.name == "env" { json!({"name": "env_keys", "before": keys(&a.before), "after": keys(&a.after)}) } else { json!({"name": a.name, "before": a.before, "after": a.after}) }
+                })
+                .collect();
+            json!({"address": d.address, "deleted": d.deleted, "attributes": attrs})
+        })
+        .collect();
+    let outputs: Map<String, Value> = plan
+        .outputs
+        .iter()
+        .map(|(k, o)| {
+            let after = if o.sensitive { Value::from(SENSITIVE) } else { o.known.clone().map_or(Value::Null, Value::from) };
+            let before = if o.sensitive { Value::Null } else { o.before.clone().map_or(Value::Null, Value::from) };
+            (k.clone(), json!({"before": before, "after": after, "after_unknown": !o.sensitive && o.known.is_none(), "sensitive": o.sensitive}))
+        })
+        .collect();
+    json!({
+        "format_version": super::FORMAT_VERSION.to_string(),
+        "teeform_version": env!("CARGO_PKG_VERSION"),
+        "mode": plan.mode,
+        "state": plan.state,
+        "resource_changes": plan.changes.iter().map(change_json).collect::<Vec<_>>(),
+        "resource_drift": drift,
+        "output_changes": outputs,
+        "summary": {
+            "add": add,
+            "change": change,
+            "destroy": destroy,
+            "restarts": plan.restarts(),
+            "no_changes": !plan.has_changes(),
+        },
+        "warnings": plan.warnings,
+        "applyable": plan.has_changes(),
+        "create_count": plan.count(Action::Create),
+    })
+}

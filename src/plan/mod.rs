@@ -1,0 +1,625 @@
+//! The planner: a pure function from (desired configuration, state, refreshed facts) to a
+//! [`Plan`]. Renderers live in [`render`] and [`json`].
+//!
+//! Invariants: no I/O, no clock, no randomness, no async here (a tidy test checks the
+//! imports). A `Plan` is plain data: apply is driven only by its changes. It never contains a
+//! secret's value: sensitive env values carry a digest and the reference to read them again.
+
+pub mod json;
+pub mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::compose::{self, ComposeFields, ComposePatch};
+use crate::graph::{CycleError, Graph};
+use crate::manifest::{Config, CvmConfig, Kms, Ref, Template};
+use crate::model::{ATTRS, CloudIds, CvmAttrs, EnvVal, RemoteCvm, ResourceRecord, Update};
+use crate::secrets::{self, SecretValues};
+use crate::state::Snapshot;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Normal,
+    RefreshOnly,
+    Destroy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+impl Action {
+    /// The Terraform-style symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+        }
+    }
+
+    /// As Terraform's JSON plan lists them.
+    pub fn json_actions(self) -> &'static [&'static str] {
+        match self {
+            Action::Create => &["create"],
+            Action::Update => &["update"],
+            Action::Replace => &["delete", "create"],
+            Action::Delete => &["delete"],
+        }
+    }
+}
+
+/// Why a change happens or what it entails; rendered as notes, never recomputed by renderers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Reason {
+    /// Every configuration update restarts the CVM (seed 001).
+    RestartsCvm,
+    /// These attributes cannot change in place.
+    ForcesReplacement { attributes: Vec<String> },
+    /// A create did not finish last time.
+    Tainted,
+    /// The CVM was deleted outside teeform.
+    DeletedOutsideTeeform,
+    /// The resource is no longer in the manifest.
+    NotInManifest,
+    /// `teeform destroy`.
+    DestroyRequested,
+    /// Replacing creates a new app id: KMS-derived keys and disks do not survive.
+    RotatesAppId,
+    /// Env keys changed, which changes `allowed_envs` and so the compose hash.
+    EnvKeysChanged { added: Vec<String>, removed: Vec<String> },
+    /// The new compose hash must be registered on chain before the update commits.
+    OnChainRegistration(OnChainNote),
+}
+
+/// What the chain must allow before a change commits (filled in by the CLI's read-only check).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnChainNote {
+    pub compose_hash: String,
+    pub chain_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
+    /// Whether the contract already allows the hash (`None`: not checked or unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<bool>,
+}
+
+/// One attribute's before and after, as JSON (`null` = unset, unknown shown separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttrChange {
+    pub name: String,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+    #[serde(default)]
+    pub forces_replacement: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub address: String,
+    pub action: Action,
+    /// Identifiers of the existing CVM (update, replace, delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<CloudIds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<CvmAttrs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<CvmAttrs>,
+    /// The changed attributes (updates and replacements).
+    #[serde(default)]
+    pub attributes: Vec<AttrChange>,
+    #[serde(default)]
+    pub reasons: Vec<Reason>,
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+    /// Compose hash before and (previewed) after; the API's answer is authoritative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose_hash: Option<HashChange>,
+    /// The KMS the CVM uses (for on-chain registration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms: Option<KmsSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    pub after: String,
+}
+
+/// The on-chain KMS settings a change needs at apply time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsSpec {
+    pub chain_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
+    pub private_key_env: String,
+    pub rpc_url_env: String,
+    pub confirmations: u64,
+}
+
+/// Attributes that changed outside teeform, or a CVM that disappeared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drift {
+    pub address: String,
+    pub deleted: bool,
+    #[serde(default)]
+    pub attributes: Vec<AttrChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedOutput {
+    pub value: Template,
+    pub sensitive: bool,
+    /// The value if it is known now and not sensitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known: Option<String>,
+    /// The value in state before this plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRef {
+    pub lineage: String,
+    pub serial: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub mode: Mode,
+    /// The state this plan was made against; applying it elsewhere or later is refused.
+    pub state: StateRef,
+    /// Changes in dependency order.
+    pub changes: Vec<Change>,
+    pub drift: Vec<Drift>,
+    /// Records refreshed from the API (drift), written to state when the plan is applied.
+    #[serde(default)]
+    pub refreshed: Vec<ResourceRecord>,
+    pub outputs: BTreeMap<String, PlannedOutput>,
+    /// Whether applying would change outputs only.
+    #[serde(default)]
+    pub outputs_changed: bool,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn count(&self, a: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == a).count()
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty() || self.outputs_changed || (self.mode == Mode::RefreshOnly && !self.drift.is_empty())
+    }
+
+    /// Adds, changes, destroys as Terraform counts them (a replacement is one add and one destroy).
+    pub fn summary(&self) -> (usize, usize, usize) {
+        let r = self.count(Action::Replace);
+        (self.count(Action::Create) + r, self.count(Action::Update), self.count(Action::Delete) + r)
+    }
+
+    pub fn restarts(&self) -> usize {
+        self.changes.iter().filter(|c| c.reasons.contains(&Reason::RestartsCvm)).count()
+    }
+}
+
+/// What the API said when refreshing one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refresh {
+    Found(Box<RemoteCvm>),
+    Gone,
+}
+
+pub struct Input<'a> {
+    pub config: &'a Config,
+    pub snapshot: &'a Snapshot,
+    /// `None` when refresh was skipped.
+    pub refreshed: Option<&'a BTreeMap<String, Refresh>>,
+    pub secrets: &'a SecretValues,
+    pub mode: Mode,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Cycle(#[from] CycleError),
+}
+
+/// The graph of everything the plan touches: CVMs in the manifest and CVMs only in state.
+pub fn graph(config: &Config, snapshot: &Snapshot) -> Result<Graph, CycleError> {
+    let mut nodes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in config.cvms.values() {
+        nodes.insert(c.address(), c.depends_on.iter().map(|d| format!("cvm.{d}")).collect());
+    }
+    for r in snapshot.resources.values() {
+        nodes.entry(r.address.clone()).or_insert_with(|| r.dependencies.clone());
+    }
+    Graph::new(nodes.iter().map(|(a, d)| (a.as_str(), d.as_slice())))
+}
+
+/// The record as it stands after refresh, and what changed outside teeform.
+pub fn merge_refresh(rec: &ResourceRecord, remote: &RemoteCvm) -> (ResourceRecord, Vec<AttrChange>) {
+    let mut merged = rec.clone();
+    let o = &remote.attrs;
+    let a = &mut merged.attrs;
+    a.name = o.name.clone();
+    macro_rules! take {
+        ($($f:ident),*) => { $( if o.$f.is_some() { a.$f = o.$f.clone(); } )* };
+    }
+    take!(compose, vcpu, memory, disk_size, instance_type, node, image, kms, public_logs, public_sysinfo, public_tcbinfo, gateway, gpus);
+    // The API reports the pre-launch script only when there is one.
+    if o.compose.is_some() {
+        a.pre_launch_script = o.pre_launch_script.clone();
+    }
+    // Env values cannot be read back: keep ours for keys still present, learn new keys.
+    let keys: BTreeSet<&String> = o.env.keys().collect();
+    a.env.retain(|k, _| keys.contains(k));
+    for k in keys {
+        a.env.entry(k.clone()).or_default();
+    }
+    merged.ids = remote.ids.clone();
+    merged.compose_hash = remote.compose_hash.clone().or(merged.compose_hash);
+    merged.env_pubkey = remote.env_pubkey.clone().or(merged.env_pubkey);
+    merged.kms_info = remote.kms_info.clone().or(merged.kms_info);
+    merged.status = Some(remote.status.clone());
+    // Learning a value state did not record (null before) is not drift.
+    let drift = diff_attrs(&rec.attrs, &merged.attrs, false).into_iter().filter(|a| !a.before.is_null()).collect();
+    (merged, drift)
+}
+
+/// Attribute differences. With `managed_only`, only attributes `after` sets are compared
+/// (desired state leaves unmanaged attributes `None`).
+fn diff_attrs(before: &CvmAttrs, after: &CvmAttrs, managed_only: bool) -> Vec<AttrChange> {
+    let mut out = Vec::new();
+    for (name, how) in ATTRS {
+        let always = matches!(*name, "name" | "compose" | "pre_launch_script" | "env" | "kms");
+        let (b, a) = (before.get(name), after.get(name));
+        if managed_only && a.is_null() && !always {
+            continue;
+        }
+        let changed = if *name == "env" { !env_same(&before.env, &after.env) } else { b != a };
+        if changed {
+            out.push(AttrChange { name: name.to_string(), before: b, after: a, forces_replacement: *how == Update::Replace });
+        }
+    }
+    out
+}
+
+fn env_same(a: &BTreeMap<String, EnvVal>, b: &BTreeMap<String, EnvVal>) -> bool {
+    a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| v.same_as(w)))
+}
+
+pub fn kms_spec(kms: &Kms) -> Option<KmsSpec> {
+    match kms {
+        Kms::Phala => None,
+        Kms::OnChain(k) => Some(KmsSpec {
+            chain_id: k.chain_id,
+            rpc_url: k.rpc_url.clone(),
+            contract: k.contract.clone(),
+            private_key_env: k.private_key_env.clone(),
+            rpc_url_env: k.rpc_url_env.clone(),
+            confirmations: k.confirmations,
+        }),
+    }
+}
+
+/// Builds the plan.
+pub fn plan(input: &Input) -> Result<Plan, PlanError> {
+    let Input { config, snapshot, refreshed, secrets, mode } = *input;
+    let graph = graph(config, snapshot)?;
+
+    // Current records: state, brought up to date by refresh.
+    let mut current: BTreeMap<String, ResourceRecord> = BTreeMap::new();
+    let mut drift = Vec::new();
+    let mut refreshed_records = Vec::new();
+    let mut gone: BTreeSet<String> = BTreeSet::new();
+    for (addr, rec) in &snapshot.resources {
+        match refreshed.and_then(|r| r.get(addr)) {
+            Some(Refresh::Found(remote)) => {
+                let (merged, changes) = merge_refresh(rec, remote);
+                if !changes.is_empty() {
+                    drift.push(Drift { address: addr.clone(), deleted: false, attributes: changes });
+                }
+                if merged != *rec {
+                    refreshed_records.push(merged.clone());
+                }
+                current.insert(addr.clone(), merged);
+            }
+            Some(Refresh::Gone) => {
+                drift.push(Drift { address: addr.clone(), deleted: true, attributes: vec![] });
+                gone.insert(addr.clone());
+            }
+            None => {
+                current.insert(addr.clone(), rec.clone());
+            }
+        }
+    }
+
+    let mut changes: Vec<Change> = Vec::new();
+    let mut actions: BTreeMap<String, Action> = BTreeMap::new();
+    let desired: BTreeMap<String, &CvmConfig> = config.cvms.values().map(|c| (c.address(), c)).collect();
+
+    if mode == Mode::RefreshOnly {
+        return Ok(finish(config, snapshot, &current, &actions, Vec::new(), drift, refreshed_records, mode));
+    }
+
+    // Creates, updates and replacements in dependency order, so a CVM's references see what
+    // happens to the CVMs it references.
+    for addr in graph.topo_order() {
+        let Some(cfg) = desired.get(addr).filter(|_| mode != Mode::Destroy) else { continue };
+        let cur = current.get(addr);
+        let after = desired_attrs(cfg, &current, &actions, secrets, &snapshot.meta.salt);
+        let deps: Vec<String> = graph.dependencies(addr).iter().map(|s| s.to_string()).collect();
+        let kms = kms_spec(&cfg.kms);
+        let change = match cur {
+            None => {
+                let reasons = if gone.contains(addr) { vec![Reason::DeletedOutsideTeeform] } else { vec![] };
+                let hash = preview_create(&after);
+                Some(Change { address: addr.to_string(), action: Action::Create, ids: None, before: None, after: Some(after), attributes: vec![], reasons, dependencies: deps, compose_hash: Some(hash), kms })
+            }
+            Some(rec) => {
+                let attrs = diff_attrs(&rec.attrs, &after, true);
+                if rec.tainted {
+                    let hash = preview_create(&after);
+                    Some(Change {
+                        address: addr.to_string(),
+                        action: Action::Replace,
+                        ids: Some(rec.ids.clone()),
+                        before: Some(rec.attrs.clone()),
+                        after: Some(after),
+                        attributes: attrs,
+                        reasons: vec![Reason::Tainted, Reason::RotatesAppId],
+                        dependencies: deps,
+                        compose_hash: Some(hash),
+                        kms,
+                    })
+                } else if attrs.is_empty() {
+                    None
+                } else {
+                    let forcing: Vec<String> = attrs.iter().filter(|a| a.forces_replacement).map(|a| a.name.clone()).collect();
+                    let (action, mut reasons, hash) = if forcing.is_empty() {
+                        let hash = preview_update(rec, &after, refreshed.and_then(|r| r.get(addr)));
+                        (Action::Update, vec![Reason::RestartsCvm], hash)
+                    } else {
+                        (Action::Replace, vec![Reason::ForcesReplacement { attributes: forcing }, Reason::RotatesAppId], Some(preview_create(&after)))
+                    };
+                    let (added, removed) = key_changes(&rec.attrs.env, &after.env);
+                    if !added.is_empty() || !removed.is_empty() {
+                        reasons.push(Reason::EnvKeysChanged { added, removed });
+                    }
+                    Some(Change { address: addr.to_string(), action, ids: Some(rec.ids.clone()), before: Some(rec.attrs.clone()), after: Some(after), attributes: attrs, reasons, dependencies: deps, compose_hash: hash, kms })
+                }
+            }
+        };
+        if let Some(c) = change {
+            actions.insert(addr.to_string(), c.action);
+            changes.push(c);
+        }
+    }
+
+    // Deletions: dependents go before what they depend on, so walk the order backwards.
+    let mut deletes = Vec::new();
+    for addr in graph.topo_order().into_iter().rev() {
+        let Some(rec) = current.get(addr) else { continue };
+        let reason = if mode == Mode::Destroy {
+            Reason::DestroyRequested
+        } else if !desired.contains_key(addr) {
+            Reason::NotInManifest
+        } else {
+            continue;
+        };
+        actions.insert(addr.to_string(), Action::Delete);
+        deletes.push(Change {
+            address: addr.to_string(),
+            action: Action::Delete,
+            ids: Some(rec.ids.clone()),
+            before: Some(rec.attrs.clone()),
+            after: None,
+            attributes: vec![],
+            reasons: vec![reason],
+            dependencies: rec.dependencies.clone(),
+            compose_hash: None,
+            kms: None,
+        });
+    }
+    changes.extend(deletes);
+    Ok(finish(config, snapshot, &current, &actions, changes, drift, refreshed_records, mode))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    config: &Config,
+    snapshot: &Snapshot,
+    current: &BTreeMap<String, ResourceRecord>,
+    actions: &BTreeMap<String, Action>,
+    changes: Vec<Change>,
+    drift: Vec<Drift>,
+    refreshed: Vec<ResourceRecord>,
+    mode: Mode,
+) -> Plan {
+    let mut outputs = BTreeMap::new();
+    let mut outputs_changed = false;
+    if mode != Mode::Destroy {
+        for (name, o) in &config.outputs {
+            let known = if o.sensitive { None } else { resolve_plain(&o.value, current, actions) };
+            let prev = snapshot.outputs.get(name);
+            outputs_changed |= match prev {
+                None => true,
+                Some(p) => p.sensitive != o.sensitive || (!o.sensitive && (known.is_none() || known != p.value)),
+            };
+            outputs.insert(name.clone(), PlannedOutput { value: o.value.clone(), sensitive: o.sensitive, known, before: prev.and_then(|p| p.value.clone()) });
+        }
+    }
+    let removed_outputs = snapshot.outputs.keys().any(|k| !outputs.contains_key(k));
+    let outputs_changed = mode != Mode::RefreshOnly && (outputs_changed || removed_outputs);
+    let mut warnings: Vec<String> = config.warnings.iter().map(|d| d.to_string()).collect();
+    warnings.sort();
+    Plan {
+        format_version: FORMAT_VERSION,
+        mode,
+        state: StateRef { lineage: snapshot.meta.lineage.clone(), serial: snapshot.meta.serial },
+        changes,
+        drift,
+        refreshed,
+        outputs,
+        outputs_changed,
+        warnings,
+    }
+}
+
+fn key_changes(before: &BTreeMap<String, EnvVal>, after: &BTreeMap<String, EnvVal>) -> (Vec<String>, Vec<String>) {
+    let added = after.keys().filter(|k| !before.contains_key(*k)).cloned().collect();
+    let removed = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
+    (added, removed)
+}
+
+/// The value of a CVM attribute other resources may reference, if known before apply.
+fn cvm_attr(target: &str, attr: &str, current: &BTreeMap<String, ResourceRecord>, actions: &BTreeMap<String, Action>) -> Option<String> {
+    let addr = format!("cvm.{target}");
+    match actions.get(&addr) {
+        Some(Action::Create | Action::Replace | Action::Delete) => return None,
+        Some(Action::Update) if attr == "compose_hash" => return None,
+        _ => {}
+    }
+    record_attr(current.get(&addr)?, attr)
+}
+
+pub fn record_attr(rec: &ResourceRecord, attr: &str) -> Option<String> {
+    match attr {
+        "id" => Some(rec.ids.id.clone()),
+        "name" => Some(rec.attrs.name.clone()),
+        "app_id" => rec.ids.app_id.clone(),
+        "vm_uuid" => rec.ids.vm_uuid.clone(),
+        "instance_id" => rec.ids.instance_id.clone(),
+        "compose_hash" => rec.compose_hash.clone(),
+        _ => None,
+    }
+}
+
+/// Resolves a template whose references are all known and none secret.
+fn resolve_plain(t: &Template, current: &BTreeMap<String, ResourceRecord>, actions: &BTreeMap<String, Action>) -> Option<String> {
+    if t.refs().any(Ref::is_secret) {
+        return None;
+    }
+    let r = t.substitute(|r| match r {
+        Ref::Cvm { name, attr } => cvm_attr(name, attr, current, actions),
+        _ => None,
+    });
+    r.as_literal()
+}
+
+/// Desired attributes of one CVM, with references resolved as far as they can be now.
+fn desired_attrs(c: &CvmConfig, current: &BTreeMap<String, ResourceRecord>, actions: &BTreeMap<String, Action>, secrets: &SecretValues, salt: &str) -> CvmAttrs {
+    let addr = c.address();
+    let env = c
+        .env
+        .iter()
+        .map(|(k, t)| {
+            let sensitive = t.refs().any(Ref::is_secret);
+            let resolved = t.substitute(|r| match r {
+                Ref::Cvm { name, attr } => cvm_attr(name, attr, current, actions),
+                r if r.is_secret() => secrets.get(r).map(|s| s.expose().to_string()),
+                _ => None,
+            });
+            let v = match (resolved.as_literal(), sensitive) {
+                (Some(value), false) => EnvVal::plain(value),
+                (Some(value), true) => EnvVal { value: None, digest: Some(secrets::digest(salt, &addr, k, &value)), template: Some(t.clone()) },
+                (None, _) => EnvVal { value: None, digest: None, template: Some(t.clone()) },
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    CvmAttrs {
+        name: c.name.clone(),
+        compose: Some(c.compose.content.clone()),
+        pre_launch_script: c.pre_launch_script.as_ref().map(|f| f.content.clone()),
+        vcpu: c.vcpu,
+        memory: c.memory,
+        disk_size: c.disk_size,
+        instance_type: c.instance_type.clone(),
+        node: c.node.clone(),
+        image: c.image.clone(),
+        kms: Some(c.kms.kind().to_string()),
+        public_logs: c.public_logs,
+        public_sysinfo: c.public_sysinfo,
+        public_tcbinfo: c.public_tcbinfo,
+        gateway: c.gateway,
+        gpus: c.gpus,
+        shutdown_timeout: c.shutdown_timeout,
+        allow_force_stop: c.allow_force_stop,
+        env,
+    }
+}
+
+/// Defaults the create request uses when the manifest leaves them out (the `phala` CLI's).
+pub const DEFAULT_PUBLIC_LOGS: bool = true;
+pub const DEFAULT_PUBLIC_SYSINFO: bool = true;
+pub const DEFAULT_PUBLIC_TCBINFO: bool = false;
+pub const DEFAULT_GATEWAY: bool = true;
+
+/// The app compose a create would produce, from the desired attributes.
+pub fn app_compose_for_create(a: &CvmAttrs) -> serde_json::Value {
+    let keys = a.env_keys();
+    compose::build(&ComposeFields {
+        name: &a.name,
+        docker_compose_file: a.compose.as_deref().unwrap_or_default(),
+        pre_launch_script: a.pre_launch_script.as_deref(),
+        allowed_envs: &keys,
+        kms_enabled: true,
+        gateway_enabled: a.gateway.unwrap_or(DEFAULT_GATEWAY),
+        public_logs: a.public_logs.unwrap_or(DEFAULT_PUBLIC_LOGS),
+        public_sysinfo: a.public_sysinfo.unwrap_or(DEFAULT_PUBLIC_SYSINFO),
+        public_tcbinfo: a.public_tcbinfo.unwrap_or(DEFAULT_PUBLIC_TCBINFO),
+    })
+}
+
+fn preview_create(after: &CvmAttrs) -> HashChange {
+    HashChange { before: None, after: compose::hash(&app_compose_for_create(after)) }
+}
+
+/// The compose-affecting part of an update, as the unified PATCH sends it.
+pub fn compose_patch<'a>(before: &CvmAttrs, after: &'a CvmAttrs, env_keys: &'a [String]) -> ComposePatch<'a> {
+    let changed = |f: &dyn Fn(&CvmAttrs) -> serde_json::Value| f(before) != f(after);
+    ComposePatch {
+        docker_compose_file: after.compose.as_deref().filter(|_| changed(&|a| a.get("compose"))),
+        pre_launch_script: if changed(&|a| a.get("pre_launch_script")) { Some(after.pre_launch_script.as_deref().unwrap_or("")) } else { None },
+        allowed_envs: (before.env.keys().ne(after.env.keys())).then_some(env_keys),
+        public_logs: after.public_logs.filter(|_| changed(&|a| a.get("public_logs"))),
+        public_sysinfo: after.public_sysinfo.filter(|_| changed(&|a| a.get("public_sysinfo"))),
+        public_tcbinfo: after.public_tcbinfo.filter(|_| changed(&|a| a.get("public_tcbinfo"))),
+    }
+}
+
+/// Previews the hash after an update: the refreshed app compose (or one rebuilt from state)
+/// with the change applied. `None` when the update leaves the app compose as it is.
+fn preview_update(rec: &ResourceRecord, after: &CvmAttrs, refresh: Option<&Refresh>) -> Option<HashChange> {
+    let keys = after.env_keys();
+    let patch = compose_patch(&rec.attrs, after, &keys);
+    if patch.is_empty() {
+        return None;
+    }
+    let base = match refresh {
+        Some(Refresh::Found(r)) if r.app_compose.is_some() => r.app_compose.clone().expect("checked"),
+        _ => app_compose_for_create(&rec.attrs),
+    };
+    Some(HashChange { before: rec.compose_hash.clone(), after: compose::hash(&compose::patch(&base, &patch)) })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,376 @@
+//! The human rendering of a plan, in Terraform's shape.
+//!
+//! Invariant: rendering reads only the [`Plan`]; it never recomputes what a change means.
+
+use std::fmt::Write as _;
+
+use anstyle::{AnsiColor, Style};
+
+use super::{Action, AttrChange, Change, Drift, Mode, Plan, Reason};
+use crate::model::EnvVal;
+
+pub struct Palette {
+    color: bool,
+}
+
+impl Palette {
+    pub fn new(color: bool) -> Self {
+        Palette { color }
+    }
+
+    fn paint(&self, style: Style, s: &str) -> String {
+        if self.color { format!("{}{s}{}", style.render(), style.render_reset()) } else { s.to_string() }
+    }
+
+    pub fn green(&self, s: &str) -> String {
+        self.paint(AnsiColor::Green.on_default(), s)
+    }
+    pub fn yellow(&self, s: &str) -> String {
+        self.paint(AnsiColor::Yellow.on_default(), s)
+    }
+    pub fn red(&self, s: &str) -> String {
+        self.paint(AnsiColor::Red.on_default(), s)
+    }
+    pub fn cyan(&self, s: &str) -> String {
+        self.paint(AnsiColor::Cyan.on_default(), s)
+    }
+    pub fn bold(&self, s: &str) -> String {
+        self.paint(Style::new().bold(), s)
+    }
+
+    fn symbol(&self, a: Action) -> String {
+        match a {
+            Action::Create => self.green("+"),
+            Action::Update => self.yellow("~"),
+            Action::Replace => format!("{}{}", self.red("-/"), self.green("+")),
+            Action::Delete => self.red("-"),
+        }
+    }
+}
+
+const SENSITIVE: &str = "(sensitive value)";
+const UNKNOWN: &str = "(known after apply)";
+
+/// Renders the whole plan.
+pub fn render(plan: &Plan, color: bool) -> String {
+    let p = Palette::new(color);
+    let mut out = String::new();
+    for w in &plan.warnings {
+        let _ = writeln!(out, "{} {w}", p.yellow("warning:"));
+    }
+    if !plan.warnings.is_empty() {
+        out.push('\n');
+    }
+    if !plan.drift.is_empty() {
+        let _ = writeln!(out, "{}\n", p.bold("Objects have changed outside of teeform:"));
+        for d in &plan.drift {
+            drift(&mut out, &p, d);
+        }
+        if plan.mode != Mode::RefreshOnly {
+            out.push_str("Unless you have made equivalent changes to your manifest, the actions below undo or respond to these changes.\n\n");
+        }
+    }
+    if plan.mode == Mode::RefreshOnly {
+        if plan.drift.is_empty() {
+            out.push_str(&p.bold("No changes."));
+            out.push_str(" Your infrastructure still matches the state.\n");
+        } else {
+            let _ = writeln!(out, "Applying this refresh-only plan would update the state for {} object(s); no CVM is changed.", plan.drift.len());
+        }
+        return out;
+    }
+    if !plan.has_changes() {
+        out.push_str(&p.bold("No changes."));
+        out.push_str(" Your infrastructure matches the configuration.\n");
+        return out;
+    }
+    if !plan.changes.is_empty() {
+        out.push_str("teeform will perform the following actions:\n\n");
+        for c in &plan.changes {
+            change(&mut out, &p, c);
+        }
+    }
+    if plan.outputs_changed {
+        outputs(&mut out, &p, plan);
+    }
+    let (add, change, destroy) = plan.summary();
+    let _ = write!(out, "{} {add} to add, {change} to change, {destroy} to destroy.", p.bold("Plan:"));
+    let restarts = plan.restarts();
+    if restarts > 0 {
+        let _ = write!(out, " {restarts} CVM restart{}.", if restarts == 1 { "" } else { "s" });
+    }
+    let onchain = plan.changes.iter().filter(|c| c.reasons.iter().any(|r| matches!(r, Reason::OnChainRegistration(n) if n.allowed != Some(true)))).count();
+    if onchain > 0 {
+        let _ = write!(out, " {onchain} on-chain registration{}.", if onchain == 1 { "" } else { "s" });
+    }
+    out.push('\n');
+    out
+}
+
+fn heading(c: &Change) -> String {
+    let restart = if c.reasons.contains(&Reason::RestartsCvm) { " (restarts the CVM)" } else { "" };
+    match c.action {
+        Action::Create => format!("# {} will be created", c.address),
+        Action::Update => format!("# {} will be updated in-place{restart}", c.address),
+        Action::Replace if c.reasons.contains(&Reason::Tainted) => format!("# {} is tainted, so it must be replaced", c.address),
+        Action::Replace => format!("# {} must be replaced", c.address),
+        Action::Delete if c.reasons.contains(&Reason::NotInManifest) => format!("# {} will be destroyed (it is no longer in the manifest)", c.address),
+        Action::Delete => format!("# {} will be destroyed", c.address),
+    }
+}
+
+fn resource_name(address: &str) -> &str {
+    address.strip_prefix("cvm.").unwrap_or(address)
+}
+
+fn change(out: &mut String, p: &Palette, c: &Change) {
+    let _ = writeln!(out, "  {}", p.bold(&heading(c)));
+    let _ = writeln!(out, "  {} cvm \"{}\" {{", p.symbol(c.action), resource_name(&c.address));
+    match c.action {
+        Action::Create => {
+            let after = c.after.as_ref().expect("a create has an after");
+            for (name, _) in crate::model::ATTRS {
+                let v = after.get(name);
+                if v.is_null() || (*name == "env" && after.env.is_empty()) {
+                    continue;
+                }
+                if *name == "env" {
+                    let _ = writeln!(out, "      {} env = {{", p.green("+"));
+                    for (k, e) in &after.env {
+                        let _ = writeln!(out, "          {} {k} = {}", p.green("+"), env_shown(e));
+                    }
+                    out.push_str("        }\n");
+                } else {
+                    attr_line(out, p, "+", name, None, Some(&v));
+                }
+            }
+        }
+        Action::Delete => {
+            if let Some(b) = &c.before {
+                let _ = writeln!(out, "      {} name = \"{}\"", p.red("-"), b.name);
+            }
+            if let Some(ids) = &c.ids {
+                let _ = writeln!(out, "      {} id   = \"{}\"", p.red("-"), ids.id);
+            }
+        }
+        Action::Update | Action::Replace => {
+            for a in &c.attributes {
+                attr_change(out, p, c, a);
+            }
+            let hidden = crate::model::ATTRS.len() - c.attributes.len();
+            if let Some(h) = &c.compose_hash {
+                let before = h.before.as_deref().map(short_hash).unwrap_or_else(|| "(none)".into());
+                let _ = writeln!(out, "      {} compose_hash = {} -> {} (preview; the API's hash is authoritative)", p.yellow("~"), before, short_hash(&h.after));
+            }
+            let _ = writeln!(out, "        # ({hidden} unchanged attributes hidden)");
+        }
+    }
+    out.push_str("    }\n");
+    for r in &c.reasons {
+        if let Some(n) = note(r) {
+            let _ = writeln!(out, "    {} {n}", p.cyan("note:"));
+        }
+    }
+    out.push('\n');
+}
+
+fn note(r: &Reason) -> Option<String> {
+    Some(match r {
+        Reason::RestartsCvm => "restarts the CVM: the changes below are applied in one update and one restart (expect downtime)".into(),
+        Reason::ForcesReplacement { attributes } => format!("{} cannot change in place, so the CVM is destroyed and created again", attributes.join(", ")),
+        Reason::RotatesAppId => "replacement creates a new app id: KMS-derived keys, disks and data of the old CVM do not survive".into(),
+        Reason::Tainted => "a previous create did not finish; the CVM is replaced".into(),
+        Reason::DeletedOutsideTeeform => "the CVM was deleted outside teeform; it is created again".into(),
+        Reason::EnvKeysChanged { added, removed } => {
+            let mut parts = Vec::new();
+            if !added.is_empty() {
+                parts.push(format!("added {}", added.join(", ")));
+            }
+            if !removed.is_empty() {
+                parts.push(format!("removed {}", removed.join(", ")));
+            }
+            format!("env keys changed ({}): allowed_envs and so the compose hash change", parts.join("; "))
+        }
+        Reason::OnChainRegistration(n) => {
+            let contract = n.contract.as_deref().unwrap_or("(app contract from the API)");
+            let state = match n.allowed {
+                Some(true) => "already allowed on chain".to_string(),
+                Some(false) => "not yet allowed: it must be registered before the update commits".to_string(),
+                None => "must be allowed on chain before the update commits".to_string(),
+            };
+            format!("on-chain KMS: compose hash 0x{} on chain {} contract {contract} is {state}", n.compose_hash, n.chain_id)
+        }
+        Reason::NotInManifest | Reason::DestroyRequested => return None,
+    })
+}
+
+pub fn short_hash(h: &str) -> String {
+    if h.len() > 16 { format!("{}…{}", &h[..8], &h[h.len() - 4..]) } else { h.to_string() }
+}
+
+fn env_shown(e: &EnvVal) -> String {
+    if e.is_sensitive() {
+        SENSITIVE.into()
+    } else if let Some(v) = &e.value {
+        format!("{v:?}")
+    } else if e.template.as_ref().is_some_and(|t| t.refs().any(|r| r.is_secret())) {
+        SENSITIVE.into()
+    } else {
+        UNKNOWN.into()
+    }
+}
+
+fn value_shown(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) if s.contains('\n') => format!("<<EOT ({} lines)", s.lines().count()),
+        serde_json::Value::Null => "null".into(),
+        other => other.to_string(),
+    }
+}
+
+fn attr_line(out: &mut String, p: &Palette, sym: &str, name: &str, before: Option<&serde_json::Value>, after: Option<&serde_json::Value>) {
+    let colored = match sym {
+        "+" => p.green(sym),
+        "-" => p.red(sym),
+        _ => p.yellow(sym),
+    };
+    // Multi-line text (compose, scripts) is shown in full for creates.
+    if let (None, Some(serde_json::Value::String(s))) = (before, after) {
+        if s.contains('\n') {
+            let _ = writeln!(out, "      {colored} {name} = <<EOT");
+            for l in s.lines() {
+                let _ = writeln!(out, "            {l}");
+            }
+            out.push_str("        EOT\n");
+            return;
+        }
+    }
+    match (before, after) {
+        (Some(b), Some(a)) => {
+            let _ = writeln!(out, "      {colored} {name} = {} -> {}", value_shown(b), value_shown(a));
+        }
+        (None, Some(a)) => {
+            let _ = writeln!(out, "      {colored} {name} = {}", value_shown(a));
+        }
+        (Some(b), None) => {
+            let _ = writeln!(out, "      {colored} {name} = {}", value_shown(b));
+        }
+        (None, None) => {}
+    }
+}
+
+fn attr_change(out: &mut String, p: &Palette, c: &Change, a: &AttrChange) {
+    let replace = if a.forces_replacement { format!(" {}", p.red("# forces replacement")) } else { String::new() };
+    match a.name.as_str() {
+        "compose" | "pre_launch_script" => {
+            let b = a.before.as_str().unwrap_or_default();
+            let n = a.after.as_str().unwrap_or_default();
+            let _ = writeln!(out, "      {} {}:{replace}", p.yellow("~"), a.name);
+            text_diff(out, p, b, n, if a.name == "compose" { "docker-compose.yml" } else { "pre-launch-script" });
+        }
+        "env" => {
+            let _ = writeln!(out, "      {} env = {{", p.yellow("~"));
+            let before = c.before.as_ref().map(|b| &b.env);
+            let after = c.after.as_ref().map(|a| &a.env);
+            let empty = Default::default();
+            let (before, after) = (before.unwrap_or(&empty), after.unwrap_or(&empty));
+            let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            let mut unchanged = 0;
+            for k in keys {
+                match (before.get(k), after.get(k)) {
+                    (None, Some(n)) => {
+                        let _ = writeln!(out, "          {} {k} = {}", p.green("+"), env_shown(n));
+                    }
+                    (Some(o), None) => {
+                        let _ = writeln!(out, "          {} {k} = {}", p.red("-"), env_shown(o));
+                    }
+                    (Some(o), Some(n)) if !o.same_as(n) => {
+                        if n.is_sensitive() || o.is_sensitive() {
+                            let _ = writeln!(out, "          {} {k} = {SENSITIVE} (changed)", p.yellow("~"));
+                        } else if o.is_unknown() {
+                            let _ = writeln!(out, "          {} {k} = (unknown: not recorded in state) -> {}", p.yellow("~"), env_shown(n));
+                        } else {
+                            let _ = writeln!(out, "          {} {k} = {} -> {}", p.yellow("~"), env_shown(o), env_shown(n));
+                        }
+                    }
+                    _ => unchanged += 1,
+                }
+            }
+            if unchanged > 0 {
+                let _ = writeln!(out, "            # ({unchanged} unchanged)");
+            }
+            out.push_str("        }\n");
+        }
+        _ => {
+            let sym = p.yellow("~");
+            let _ = writeln!(out, "      {sym} {} = {} -> {}{replace}", a.name, value_shown(&a.before), value_shown(&a.after));
+        }
+    }
+}
+
+/// A unified diff of two texts, indented under the attribute.
+fn text_diff(out: &mut String, p: &Palette, before: &str, after: &str, label: &str) {
+    let diff = similar::TextDiff::from_lines(before, after);
+    let unified = diff.unified_diff().context_radius(3).header(&format!("a/{label}"), &format!("b/{label}")).to_string();
+    for line in unified.lines() {
+        let shown = if line.starts_with("+++") || line.starts_with("---") {
+            p.bold(line)
+        } else if line.starts_with('+') {
+            p.green(line)
+        } else if line.starts_with('-') {
+            p.red(line)
+        } else if line.starts_with("@@") {
+            p.cyan(line)
+        } else {
+            line.to_string()
+        };
+        let _ = writeln!(out, "          {shown}");
+    }
+    if !after.ends_with('\n') && !after.is_empty() {
+        let _ = writeln!(out, "          \\ No newline at end of file");
+    }
+}
+
+fn drift(out: &mut String, p: &Palette, d: &Drift) {
+    if d.deleted {
+        let _ = writeln!(out, "  {}\n", p.bold(&format!("# {} has been deleted", d.address)));
+        return;
+    }
+    let _ = writeln!(out, "  {}", p.bold(&format!("# {} has changed", d.address)));
+    let _ = writeln!(out, "  {} cvm \"{}\" {{", p.yellow("~"), resource_name(&d.address));
+    for a in &d.attributes {
+        match a.name.as_str() {
+            "compose" | "pre_launch_script" => {
+                let _ = writeln!(out, "      {} {}:", p.yellow("~"), a.name);
+                text_diff(out, p, a.before.as_str().unwrap_or_default(), a.after.as_str().unwrap_or_default(), &a.name);
+            }
+            "env" => {
+                let keys = |v: &serde_json::Value| v.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                let _ = writeln!(out, "      {} env keys = [{}] -> [{}]", p.yellow("~"), keys(&a.before), keys(&a.after));
+            }
+            _ => {
+                let _ = writeln!(out, "      {} {} = {} -> {}", p.yellow("~"), a.name, value_shown(&a.before), value_shown(&a.after));
+            }
+        }
+    }
+    out.push_str("    }\n\n");
+}
+
+fn outputs(out: &mut String, p: &Palette, plan: &Plan) {
+    out.push_str("Changes to Outputs:\n");
+    for (name, o) in &plan.outputs {
+        let after = if o.sensitive { SENSITIVE.to_string() } else { o.known.as_ref().map_or(UNKNOWN.to_string(), |v| format!("{v:?}")) };
+        match &o.before {
+            None => {
+                let _ = writeln!(out, "  {} {name} = {after}", p.green("+"));
+            }
+            Some(b) if o.sensitive || o.known.as_ref() != Some(b) => {
+                let _ = writeln!(out, "  {} {name} = {b:?} -> {after}", p.yellow("~"));
+            }
+            Some(_) => {}
+        }
+    }
+    out.push('\n');
+}

@@ -1,0 +1,253 @@
+//! Planner tests: each case is a manifest, a prior state and (optionally) what refresh saw,
+//! checked through the rendered plan (snapshots) so the planner's API can change freely.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::*;
+use crate::manifest::{LoadOptions, load_str};
+use crate::model::{CloudIds, OutputValue};
+use crate::state::Meta;
+
+const WEB: &str = "services:\n  web:\n    image: nginx:1.27\n    ports:\n      - \"80:80\"\n";
+const WEB2: &str = "services:\n  web:\n    image: nginx:1.28\n    ports:\n      - \"80:80\"\n";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(files: &[(&str, &str)]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        Fixture { dir }
+    }
+
+    fn config(&self, yaml: &str) -> Config {
+        let opts = LoadOptions { vars: vec![], env: Arc::new(|k| (k == "DB_PASSWORD").then(|| "hunter2".to_string())), display_base: Some(self.dir.path().to_path_buf()) };
+        match load_str(&self.dir.path().join("teeform.yaml"), yaml.to_string(), &opts) {
+            Ok(c) => c,
+            Err(e) => panic!("{}", e.diagnostics.iter().map(|d| d.render(false)).collect::<Vec<_>>().join("\n")),
+        }
+    }
+}
+
+fn meta() -> Meta {
+    Meta { lineage: "L".into(), serial: 7, salt: "00".into() }
+}
+
+fn record(addr: &str, name: &str, compose: &str, vcpu: u32) -> ResourceRecord {
+    ResourceRecord {
+        address: addr.into(),
+        ids: CloudIds { id: format!("id-{name}"), app_id: Some(format!("app{name}")), vm_uuid: None, instance_id: None },
+        attrs: CvmAttrs { name: name.into(), compose: Some(compose.into()), vcpu: Some(vcpu), memory: Some(2048), kms: Some("phala".into()), ..Default::default() },
+        compose_hash: Some("aa".repeat(32)),
+        env_pubkey: None,
+        kms_info: None,
+        status: Some("running".into()),
+        tainted: false,
+        dependencies: vec![],
+        updated_at: "t".into(),
+    }
+}
+
+fn snap(records: Vec<ResourceRecord>) -> Snapshot {
+    Snapshot { meta: meta(), resources: records.into_iter().map(|r| (r.address.clone(), r)).collect(), outputs: BTreeMap::new() }
+}
+
+fn secrets() -> SecretValues {
+    let mut s = SecretValues::new();
+    s.insert(Ref::SecretEnv { name: "DB_PASSWORD".into() }, crate::secrets::Secret::new("hunter2".into()));
+    s
+}
+
+fn run(cfg: &Config, snapshot: &Snapshot, refreshed: Option<&BTreeMap<String, Refresh>>, mode: Mode) -> Plan {
+    let s = secrets();
+    plan(&Input { config: cfg, snapshot, refreshed, secrets: &s, mode }).unwrap()
+}
+
+const THREE: &str = "
+cvms:
+  db:
+    name: db-main
+    compose: web.yml
+    vcpu: 2
+    memory: 2048
+  api:
+    name: api-main
+    compose: web.yml
+    vcpu: 2
+    memory: 2048
+    env:
+      DB_APP: ${cvm.db.app_id}
+      DB_PASSWORD: ${secret:env:DB_PASSWORD}
+  worker:
+    name: worker-main
+    compose: web.yml
+    depends_on: [db]
+outputs:
+  db_app_id: ${cvm.db.app_id}
+";
+
+#[test]
+fn fresh_state_creates_everything_in_dependency_order() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config(THREE);
+    let p = run(&cfg, &snap(vec![]), None, Mode::Normal);
+    let order: Vec<&str> = p.changes.iter().map(|c| c.address.as_str()).collect();
+    assert_eq!(order, ["cvm.db", "cvm.api", "cvm.worker"]);
+    assert_eq!(p.summary(), (3, 0, 0));
+    let api = &p.changes[1];
+    assert!(api.after.as_ref().unwrap().env["DB_APP"].is_unknown(), "db is not created yet");
+    assert!(api.after.as_ref().unwrap().env["DB_PASSWORD"].is_sensitive());
+    let rendered = render::render(&p, false);
+    assert!(!rendered.contains("hunter2"));
+    insta::assert_snapshot!("fresh_create", rendered);
+}
+
+#[test]
+fn unchanged_state_has_no_changes() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n");
+    let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
+    assert!(!p.has_changes(), "{:#?}", p.changes);
+    assert_eq!(render::render(&p, false), "No changes. Your infrastructure matches the configuration.\n");
+}
+
+#[test]
+fn compose_and_vcpu_change_is_one_update_with_restart_note_and_diff() {
+    let f = Fixture::new(&[("web.yml", WEB2)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 4\n    memory: 2048\n");
+    let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
+    assert_eq!(p.changes.len(), 1);
+    let c = &p.changes[0];
+    assert_eq!(c.action, Action::Update);
+    assert!(c.reasons.contains(&Reason::RestartsCvm));
+    assert_eq!(c.attributes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["vcpu", "compose"]);
+    insta::assert_snapshot!("compose_and_vcpu_update", render::render(&p, false));
+}
+
+#[test]
+fn name_change_forces_replacement() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-next\n    compose: web.yml\n");
+    let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
+    assert_eq!(p.changes[0].action, Action::Replace);
+    assert_eq!(p.summary(), (1, 0, 1));
+    insta::assert_snapshot!("replace", render::render(&p, false));
+}
+
+#[test]
+fn removed_from_manifest_is_destroyed_dependents_first() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms: {}\n");
+    let mut api = record("cvm.api", "api-main", WEB, 2);
+    api.dependencies = vec!["cvm.db".into()];
+    let p = run(&cfg, &snap(vec![record("cvm.db", "db-main", WEB, 2), api]), None, Mode::Normal);
+    let order: Vec<&str> = p.changes.iter().map(|c| c.address.as_str()).collect();
+    assert_eq!(order, ["cvm.api", "cvm.db"]);
+    assert!(p.changes.iter().all(|c| c.action == Action::Delete));
+}
+
+#[test]
+fn destroy_mode_deletes_all_and_ignores_manifest() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n");
+    let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Destroy);
+    assert_eq!(p.summary(), (0, 0, 1));
+    assert_eq!(p.changes[0].reasons, vec![Reason::DestroyRequested]);
+}
+
+#[test]
+fn drift_is_reported_and_planned_back() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 2\n");
+    let rec = record("cvm.web", "web-main", WEB, 2);
+    let mut remote_attrs = rec.attrs.clone();
+    remote_attrs.vcpu = Some(8);
+    let remote = RemoteCvm { ids: rec.ids.clone(), status: "running".into(), in_progress: false, compose_hash: rec.compose_hash.clone(), attrs: remote_attrs, app_compose: None, env_pubkey: None, kms_info: None };
+    let refreshed = BTreeMap::from([("cvm.web".to_string(), Refresh::Found(Box::new(remote)))]);
+    let p = run(&cfg, &snap(vec![rec.clone()]), Some(&refreshed), Mode::Normal);
+    assert_eq!(p.drift.len(), 1);
+    assert_eq!(p.changes[0].action, Action::Update);
+    insta::assert_snapshot!("drift", render::render(&p, false));
+    let only = run(&cfg, &snap(vec![rec]), Some(&refreshed), Mode::RefreshOnly);
+    assert!(only.changes.is_empty());
+    assert!(only.has_changes());
+}
+
+#[test]
+fn deleted_outside_is_created_again() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n");
+    let refreshed = BTreeMap::from([("cvm.web".to_string(), Refresh::Gone)]);
+    let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), Some(&refreshed), Mode::Normal);
+    assert_eq!(p.changes[0].action, Action::Create);
+    assert_eq!(p.changes[0].reasons, vec![Reason::DeletedOutsideTeeform]);
+}
+
+#[test]
+fn secret_change_is_detected_without_the_value() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    env:\n      DB_PASSWORD: ${secret:env:DB_PASSWORD}\n");
+    let mut rec = record("cvm.web", "web-main", WEB, 2);
+    rec.attrs.env.insert("DB_PASSWORD".into(), EnvVal { digest: Some(crate::secrets::digest("00", "cvm.web", "DB_PASSWORD", "hunter2")), ..Default::default() });
+    let same = run(&cfg, &snap(vec![rec.clone()]), None, Mode::Normal);
+    assert!(same.changes.is_empty(), "same secret, no change");
+    rec.attrs.env.insert("DB_PASSWORD".into(), EnvVal { digest: Some(crate::secrets::digest("00", "cvm.web", "DB_PASSWORD", "old")), ..Default::default() });
+    let changed = run(&cfg, &snap(vec![rec]), None, Mode::Normal);
+    assert_eq!(changed.changes[0].action, Action::Update);
+    let text = render::render(&changed, false);
+    assert!(text.contains("DB_PASSWORD = (sensitive value) (changed)"), "{text}");
+    let json = json::to_json(&changed).to_string();
+    assert!(!json.contains("hunter2") && !json.contains("argon2id"), "{json}");
+}
+
+#[test]
+fn outputs_follow_state_and_settle() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\noutputs:\n  app: ${cvm.web.app_id}\n");
+    let mut s = snap(vec![record("cvm.web", "web-main", WEB, 2)]);
+    let p = run(&cfg, &s, None, Mode::Normal);
+    assert!(p.outputs_changed && p.changes.is_empty());
+    assert_eq!(p.outputs["app"].known.as_deref(), Some("appweb-main"));
+    s.outputs.insert("app".into(), OutputValue { value: Some("appweb-main".into()), sensitive: false });
+    assert!(!run(&cfg, &s, None, Mode::Normal).has_changes());
+}
+
+#[test]
+fn tainted_is_replaced() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 2\n");
+    let mut rec = record("cvm.web", "web-main", WEB, 2);
+    rec.tainted = true;
+    let p = run(&cfg, &snap(vec![rec]), None, Mode::Normal);
+    assert_eq!(p.changes[0].action, Action::Replace);
+    assert!(p.changes[0].reasons.contains(&Reason::Tainted));
+}
+
+#[test]
+fn json_plan_has_terraform_shape() {
+    let f = Fixture::new(&[("web.yml", WEB2)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 4\n");
+    let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
+    let j = json::to_json(&p);
+    let rc = &j["resource_changes"][0];
+    assert_eq!(rc["address"], "cvm.web");
+    assert_eq!(rc["actions"], serde_json::json!(["update"]));
+    assert_eq!(rc["before"]["vcpu"], 2);
+    assert_eq!(rc["after"]["vcpu"], 4);
+    assert_eq!(j["summary"]["change"], 1);
+}
+
+#[test]
+fn planner_module_does_no_io() {
+    // Tidy check: the planner stays a pure function.
+    for (name, src) in [("mod.rs", include_str!("mod.rs")), ("render.rs", include_str!("render.rs")), ("json.rs", include_str!("json.rs"))] {
+        for banned in ["tokio", "reqwest", "sled", "std::fs", "std::net", "SystemTime", "alloy"] {
+            assert!(!src.contains(banned), "plan/{name} mentions {banned}");
+        }
+    }
+}

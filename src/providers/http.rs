@@ -1,0 +1,259 @@
+//! Sending requests: retries with exponential backoff and jitter, `Retry-After`, deadlines,
+//! and turning error responses into [`ApiError`]s.
+//!
+//! Only requests safe to repeat are retried after the server may have acted on them; a 429
+//! is always safe (the server refused it before doing anything).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+
+use super::{ApiError, ErrorKind};
+
+/// How hard to try.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Overall deadline for one logical request, retries included.
+    pub deadline: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 6, base_delay: Duration::from_millis(400), max_delay: Duration::from_secs(10), deadline: Duration::from_secs(180) }
+    }
+}
+
+/// Told about each retry, so progress output can show it.
+pub type RetryObserver = Arc<dyn Fn(&RetryEvent) + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct RetryEvent {
+    pub method: String,
+    pub path: String,
+    pub attempt: u32,
+    pub delay: Duration,
+    pub reason: String,
+}
+
+/// Whether a request may be sent again after the server may have processed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    Safe,
+    Unsafe,
+}
+
+fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let exp = policy.base_delay.saturating_mul(1u32 << attempt.min(16));
+    let capped = exp.min(policy.max_delay);
+    // Full jitter in [50%, 100%]: spreads out clients that failed together.
+    let factor = 0.5 + rand::random::<f64>() * 0.5;
+    capped.mul_f64(factor)
+}
+
+fn retry_after(resp: &Response) -> Option<Duration> {
+    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    if let Ok(secs) = v.trim().parse::<f64>() {
+        return Some(Duration::from_secs_f64(secs.clamp(0.0, 300.0)));
+    }
+    let when = humantime::parse_rfc3339_weak(v).ok().or_else(|| httpdate_parse(v))?;
+    when.duration_since(std::time::SystemTime::now()).ok()
+}
+
+/// RFC 7231 dates (`Sun, 06 Nov 1994 08:49:37 GMT`), the other form of Retry-After.
+fn httpdate_parse(v: &str) -> Option<std::time::SystemTime> {
+    let parts: Vec<&str> = v.split_whitespace().collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"].iter().position(|m| *m == parts[2])? + 1;
+    let s = format!("{}-{:02}-{:02}T{}Z", parts[3], month, parts[1].parse::<u32>().ok()?, parts[4]);
+    humantime::parse_rfc3339(&s).ok()
+}
+
+fn retryable_status(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// Sends `build()` until it succeeds, fails for good, or the policy runs out.
+pub async fn send(
+    policy: &RetryPolicy,
+    observer: Option<&RetryObserver>,
+    idempotency: Idempotency,
+    method: &Method,
+    path: &str,
+    build: impl Fn() -> RequestBuilder,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        let sent = Instant::now();
+        let result = build().send().await;
+        tracing::debug!(%method, path, attempt, elapsed_ms = sent.elapsed().as_millis() as u64, status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "http request");
+        let (delay, reason, final_err) = match result {
+            Ok(resp) if resp.status().is_success() => return Ok(resp),
+            Ok(resp) => {
+                let status = resp.status();
+                let ra = retry_after(&resp);
+                let may_retry = status == StatusCode::TOO_MANY_REQUESTS || (retryable_status(status) && idempotency == Idempotency::Safe);
+                if !may_retry {
+                    return Err(error_from_response(method, path, resp).await);
+                }
+                let err = error_from_response(method, path, resp).await;
+                let delay = ra.unwrap_or_else(|| backoff(policy, attempt)).max(Duration::from_millis(50));
+                (delay, format!("HTTP {}", status.as_u16()), err)
+            }
+            Err(e) => {
+                let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Network };
+                let err = ApiError::local(kind, method.as_str(), path, describe_reqwest(&e));
+                // A connection that never opened cannot have reached the server.
+                let before_send = e.is_connect();
+                if idempotency == Idempotency::Unsafe && !before_send {
+                    return Err(err);
+                }
+                (backoff(policy, attempt), err.message.clone(), err)
+            }
+        };
+        attempt += 1;
+        if attempt >= policy.max_attempts || start.elapsed() + delay > policy.deadline {
+            return Err(final_err);
+        }
+        let ev = RetryEvent { method: method.to_string(), path: path.to_string(), attempt, delay, reason };
+        tracing::info!(method = %ev.method, path = %ev.path, attempt = ev.attempt, delay_ms = ev.delay.as_millis() as u64, reason = %ev.reason, "retrying");
+        if let Some(o) = observer {
+            o(&ev);
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "the request timed out".into();
+    }
+    if e.is_connect() {
+        return "cannot connect to the API (is the endpoint right and reachable?)".into();
+    }
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
+}
+
+/// Parses a FastAPI-style error body: `detail` as a string, a validation list, or a
+/// structured object with `error_code`, `message`, `details`, `suggestions`.
+pub async fn error_from_response(method: &Method, path: &str, resp: Response) -> ApiError {
+    let status = resp.status().as_u16();
+    let request_id = ["x-request-id", "opc-request-id", "x-correlation-id", "trace-id"]
+        .iter()
+        .find_map(|h| resp.headers().get(*h).and_then(|v| v.to_str().ok()).map(str::to_string));
+    let body = resp.text().await.unwrap_or_default();
+    let mut e = parse_error_body(status, &body);
+    e.request_id = e.request_id.or(request_id);
+    e.method = method.to_string();
+    e.path = path.to_string();
+    e
+}
+
+pub fn parse_error_body(status: u16, body: &str) -> ApiError {
+    let kind = match status {
+        401 | 403 => ErrorKind::Auth,
+        404 => ErrorKind::NotFound,
+        409 => ErrorKind::Conflict,
+        422 | 400 => ErrorKind::Validation,
+        429 => ErrorKind::RateLimited,
+        465 => ErrorKind::HashRequired,
+        466..=468 => ErrorKind::OnChain,
+        s if s >= 500 => ErrorKind::Server,
+        _ => ErrorKind::Other,
+    };
+    let mut e = ApiError { kind, status: Some(status), code: None, message: String::new(), suggestions: vec![], request_id: None, method: String::new(), path: String::new(), details: vec![] };
+    let json: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    match json.get("detail") {
+        Some(serde_json::Value::String(s)) => e.message = s.clone(),
+        Some(serde_json::Value::Array(items)) => {
+            // Pydantic validation errors: `loc` like ["body","name"].
+            e.message = items
+                .iter()
+                .map(|i| {
+                    let loc = i.get("loc").and_then(|l| l.as_array()).map(|l| l.iter().map(|p| p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string())).collect::<Vec<_>>().join(".")).unwrap_or_default();
+                    let msg = i.get("msg").and_then(|m| m.as_str()).unwrap_or("invalid");
+                    if loc.is_empty() { msg.to_string() } else { format!("{loc}: {msg}") }
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+        }
+        Some(obj @ serde_json::Value::Object(_)) => {
+            e.code = obj.get("error_code").and_then(|c| c.as_str()).map(str::to_string);
+            e.message = obj.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string();
+            e.suggestions = obj.get("suggestions").and_then(|s| s.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
+            if let Some(details) = obj.get("details").and_then(|d| d.as_array()) {
+                for d in details {
+                    if let Some(f) = d.get("field").and_then(|f| f.as_str()) {
+                        e.details.push((f.to_string(), d.get("value").cloned().unwrap_or_default()));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    if e.code.is_none() {
+        e.code = json.get("code").and_then(|c| c.as_str()).map(str::to_string);
+    }
+    if e.message.is_empty() {
+        e.message = json.get("message").and_then(|m| m.as_str()).map(str::to_string).unwrap_or_else(|| {
+            let t = body.trim();
+            if t.is_empty() { StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("error").to_string() } else { t.chars().take(300).collect() }
+        });
+    }
+    if e.code.as_deref() == Some("ERR-03-001") {
+        e.kind = ErrorKind::NotFound;
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_error_shape() {
+        let cases: &[(u16, &str, ErrorKind, Option<&str>, &str)] = &[
+            (401, r#"{"detail":"Invalid API key"}"#, ErrorKind::Auth, None, "Invalid API key"),
+            (404, r#"{"detail":{"error_code":"ERR-03-001","message":"CVM not found","details":[],"suggestions":["check the id"],"links":[]}}"#, ErrorKind::NotFound, Some("ERR-03-001"), "CVM not found"),
+            (422, r#"{"detail":[{"loc":["body","name"],"msg":"field required","type":"missing"}]}"#, ErrorKind::Validation, None, "body.name: field required"),
+            (503, "", ErrorKind::Server, None, "Service Unavailable"),
+            (465, r#"{"detail":{"error_code":"ERR-01-005","message":"hash","details":[{"field":"compose_hash","value":"ab"}]}}"#, ErrorKind::HashRequired, Some("ERR-01-005"), "hash"),
+        ];
+        for (status, body, kind, code, msg) in cases {
+            let e = parse_error_body(*status, body);
+            assert_eq!(e.kind, *kind, "{body}");
+            assert_eq!(e.code.as_deref(), *code);
+            assert_eq!(e.message, *msg);
+        }
+        assert_eq!(parse_error_body(465, cases[4].1).detail("compose_hash").unwrap(), "ab");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1), ..Default::default() };
+        for attempt in 0..20 {
+            let d = backoff(&p, attempt);
+            assert!(d <= Duration::from_secs(1));
+            assert!(d >= Duration::from_millis(50));
+        }
+        assert!(backoff(&p, 5) >= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn parses_http_dates() {
+        assert!(httpdate_parse("Sun, 06 Nov 1994 08:49:37 GMT").is_some());
+        assert!(httpdate_parse("soon").is_none());
+    }
+}

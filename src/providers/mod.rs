@@ -1,0 +1,203 @@
+//! Cloud APIs behind small traits. Only this module (and `sim`) knows wire formats: the rest
+//! of teeform sees [`crate::model`] types.
+
+pub mod http;
+pub mod phala;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{CloudIds, RemoteCvm};
+
+/// What kind of failure an API call had, which decides retries and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Auth,
+    NotFound,
+    Validation,
+    Conflict,
+    RateLimited,
+    Server,
+    Network,
+    Timeout,
+    /// 465: the compose hash must be registered on chain first.
+    HashRequired,
+    /// 466/467/468: the on-chain confirmation was refused.
+    OnChain,
+    Other,
+}
+
+/// An API error with everything a user needs to act on it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub status: Option<u16>,
+    /// e.g. `ERR-03-001`.
+    pub code: Option<String>,
+    pub message: String,
+    pub suggestions: Vec<String>,
+    /// Request id from the response headers, if any.
+    pub request_id: Option<String>,
+    pub method: String,
+    pub path: String,
+    /// The structured `details` of the error body (`[{field, value}]`).
+    pub details: Vec<(String, serde_json::Value)>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: ", self.method, self.path)?;
+        match self.status {
+            Some(s) => write!(f, "HTTP {s}")?,
+            None => write!(f, "no response")?,
+        }
+        if let Some(c) = &self.code {
+            write!(f, " {c}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(r) = &self.request_id {
+            write!(f, " (request id {r})")?;
+        }
+        Ok(())
+    }
+}
+
+impl ApiError {
+    pub fn local(kind: ErrorKind, method: &str, path: &str, message: impl Into<String>) -> ApiError {
+        ApiError { kind, status: None, code: None, message: message.into(), suggestions: vec![], request_id: None, method: method.into(), path: path.into(), details: vec![] }
+    }
+
+    pub fn detail(&self, field: &str) -> Option<&serde_json::Value> {
+        self.details.iter().find(|(k, _)| k == field).map(|(_, v)| v)
+    }
+}
+
+/// The create request (`POST /cvms/provision`), in teeform's terms.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProvisionRequest {
+    pub name: String,
+    pub docker_compose_file: String,
+    pub pre_launch_script: Option<String>,
+    pub env_keys: Vec<String>,
+    pub vcpu: Option<u32>,
+    pub memory: Option<u32>,
+    pub disk_size: Option<u32>,
+    pub instance_type: Option<String>,
+    pub node_id: Option<u64>,
+    pub image: Option<String>,
+    /// `phala`, `ethereum` or `base`.
+    pub kms: String,
+    pub public_logs: bool,
+    pub public_sysinfo: bool,
+    pub public_tcbinfo: bool,
+    pub gateway: bool,
+    pub gpus: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provisioned {
+    /// `None` for on-chain KMS: the app contract must be deployed first.
+    pub app_id: Option<String>,
+    pub env_pubkey: Option<String>,
+    pub compose_hash: String,
+    pub kms_id: Option<String>,
+    pub device_id: Option<String>,
+    pub kms_info: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommitRequest {
+    pub app_id: String,
+    pub compose_hash: String,
+    pub encrypted_env: Option<String>,
+    pub env_keys: Vec<String>,
+    pub kms_id: Option<String>,
+    pub contract_address: Option<String>,
+    pub deployer_address: Option<String>,
+}
+
+/// The fields of the unified `PATCH /cvms/{id}`; `None` fields are not sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PatchRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_compose_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_launch_script: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_envs: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypted_env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_logs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_sysinfo: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_tcbinfo: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vcpu: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_size: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<GpuSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_force_stop: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuSpec {
+    pub count: u32,
+}
+
+/// The API's answer when an update needs an on-chain compose-hash registration (HTTP 465).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HashRequired {
+    pub compose_hash: String,
+    pub app_id: Option<String>,
+    pub device_id: Option<String>,
+    pub kms_info: Option<serde_json::Value>,
+    pub commit_token: Option<String>,
+    pub commit_url: Option<String>,
+    pub onchain_status: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchOutcome {
+    Accepted { correlation_id: String },
+    HashRequired(Box<HashRequired>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceType {
+    pub id: String,
+    pub vcpu: u32,
+    pub memory_mb: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: u64,
+    pub name: String,
+}
+
+/// The Phala Cloud operations teeform uses.
+#[async_trait::async_trait]
+pub trait PhalaApi: Send + Sync {
+    /// `Ok(None)` when the CVM does not exist.
+    async fn get_cvm(&self, id: &str) -> Result<Option<RemoteCvm>, ApiError>;
+    async fn list_cvms(&self) -> Result<Vec<RemoteCvm>, ApiError>;
+    async fn provision(&self, req: &ProvisionRequest) -> Result<Provisioned, ApiError>;
+    async fn commit_provision(&self, req: &CommitRequest) -> Result<CloudIds, ApiError>;
+    async fn patch(&self, id: &str, req: &PatchRequest, prepare_only: bool) -> Result<PatchOutcome, ApiError>;
+    async fn confirm_patch(&self, id: &str, compose_hash: &str, tx_hash: &str) -> Result<String, ApiError>;
+    async fn commit_update(&self, id: &str, token: &str, compose_hash: &str, tx_hash: &str) -> Result<String, ApiError>;
+    async fn delete(&self, id: &str) -> Result<(), ApiError>;
+    async fn instance_types(&self) -> Result<Vec<InstanceType>, ApiError>;
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, ApiError>;
+    async fn kms_pubkey(&self, kms: &str, app_id: &str) -> Result<String, ApiError>;
+}

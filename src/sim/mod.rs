@@ -1,0 +1,227 @@
+//! A local Phala Cloud simulator speaking the real HTTP API (paths, auth header, JSON shapes,
+//! error bodies), for the quickstart, tests and benchmarks.
+//!
+//! It owns its wire types and shares nothing with the client but the compose-hash and env
+//! encryption primitives, which the conformance suite checks against the official SDK.
+//! Knobs: latency, error rate (429 with Retry-After, 500/502/503), hung requests, restart and
+//! boot durations; `GET /_sim/stats` counts requests and restarts.
+
+mod routes;
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+pub use world::World;
+
+/// Behaviour knobs; all can be changed at runtime with `POST /_sim/config`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimConfig {
+    /// When set, every other key gets 401.
+    #[serde(skip_serializing)]
+    pub api_key: Option<String>,
+    pub latency_ms: u64,
+    /// Fraction of API requests answered with 429/500/502/503 before doing anything.
+    pub error_rate: f64,
+    /// Fraction of API requests that never answer (until `hang_ms`).
+    pub hang_rate: f64,
+    pub hang_ms: u64,
+    /// How long a CVM restart (each configuration update) takes.
+    pub restart_ms: u64,
+    /// How long a new CVM takes to boot.
+    pub boot_ms: u64,
+    pub seed: u64,
+    /// JSON-RPC URL of the chain that on-chain KMS apps live on.
+    pub chain_rpc: Option<String>,
+    /// The KMS contract on that chain.
+    pub kms_contract: Option<String>,
+    pub chain_id: Option<u64>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            api_key: None,
+            latency_ms: 0,
+            error_rate: 0.0,
+            hang_rate: 0.0,
+            hang_ms: 3_600_000,
+            restart_ms: 2000,
+            boot_ms: 2000,
+            seed: 1,
+            chain_rpc: None,
+            kms_contract: None,
+            chain_id: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    pub total_requests: u64,
+    /// `METHOD /path` as requested.
+    pub requests: BTreeMap<String, u64>,
+    pub injected_errors: u64,
+    pub injected_hangs: u64,
+}
+
+pub(crate) struct Inner {
+    pub world: Mutex<World>,
+    pub config: Mutex<SimConfig>,
+    pub stats: Mutex<Stats>,
+    rng: Mutex<rand::rngs::StdRng>,
+    data: Option<PathBuf>,
+}
+
+#[derive(Clone)]
+pub struct Sim {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Sim {
+    /// A simulator; with `data`, its world is loaded from and saved to that file.
+    pub fn new(config: SimConfig, data: Option<PathBuf>) -> std::io::Result<Sim> {
+        let world = match &data {
+            Some(p) if p.exists() => serde_json::from_slice(&std::fs::read(p)?).map_err(|e| std::io::Error::other(format!("simulator data {}: {e}", p.display())))?,
+            _ => World::new(config.seed),
+        };
+        let rng = rand::rngs::StdRng::seed_from_u64(config.seed);
+        let sim = Sim { inner: Arc::new(Inner { world: Mutex::new(world), config: Mutex::new(config), stats: Mutex::default(), rng: Mutex::new(rng), data }) };
+        sim.configure_chain();
+        Ok(sim)
+    }
+
+    fn configure_chain(&self) {
+        let cfg = self.inner.config.lock().expect("config lock").clone();
+        if let (Some(_), Some(contract)) = (&cfg.chain_rpc, &cfg.kms_contract) {
+            let chain_id = cfg.chain_id.unwrap_or(31337);
+            let mut w = self.inner.world.lock().expect("world lock");
+            w.kms.retain(|k| k.chain_id.is_none());
+            w.kms.push(world::Kms { id: "kms_base_sim".into(), slug: "base-sim".into(), chain_id: Some(chain_id), kms_contract_address: Some(contract.to_ascii_lowercase()) });
+        }
+    }
+
+    pub fn router(&self) -> Router {
+        routes::router(self.clone())
+    }
+
+    /// Serves on `addr` until `shutdown` resolves.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+    }
+
+    /// Starts serving on 127.0.0.1 (port 0 = any) in the background.
+    pub async fn spawn(self, addr: SocketAddr) -> std::io::Result<SimHandle> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(listener, async {
+            let _ = rx.await;
+        }));
+        Ok(SimHandle { addr, stop: Some(tx), task: Some(task) })
+    }
+
+    /// Writes the world to its data file, if it has one (atomically).
+    pub(crate) fn persist(&self, w: &World) {
+        let Some(path) = &self.inner.data else { return };
+        let tmp = path.with_extension("tmp");
+        let ok = serde_json::to_vec(w).map_err(std::io::Error::other).and_then(|bytes| {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        });
+        if let Err(e) = ok {
+            tracing::error!("simulator: cannot save {}: {e}", path.display());
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.lock().expect("stats lock").clone()
+    }
+}
+
+pub struct SimHandle {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl SimHandle {
+    pub fn api_prefix(&self) -> String {
+        format!("http://{}/api/v1", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn detail(status: StatusCode, msg: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "detail": msg }))).into_response()
+}
+
+/// Auth, stats and fault injection for everything under `/api/v1`.
+pub(crate) async fn gate(State(sim): State<Sim>, req: Request, next: Next) -> Response {
+    let key = format!("{} {}", req.method(), req.uri().path());
+    {
+        let mut s = sim.inner.stats.lock().expect("stats lock");
+        s.total_requests += 1;
+        *s.requests.entry(key).or_default() += 1;
+    }
+    let cfg = sim.inner.config.lock().expect("config lock").clone();
+    match req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) {
+        None => return detail(StatusCode::UNAUTHORIZED, "Not authenticated: send the X-API-Key header"),
+        Some(k) if cfg.api_key.as_deref().is_some_and(|want| want != k) => return detail(StatusCode::UNAUTHORIZED, "Invalid API key"),
+        Some(_) => {}
+    }
+    if cfg.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(cfg.latency_ms)).await;
+    }
+    let (err_roll, hang_roll, which) = {
+        let mut rng = sim.inner.rng.lock().expect("rng lock");
+        (rng.random::<f64>(), rng.random::<f64>(), rng.random_range(0..4u8))
+    };
+    if err_roll < cfg.error_rate {
+        sim.inner.stats.lock().expect("stats lock").injected_errors += 1;
+        return match which {
+            0 => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], axum::Json(serde_json::json!({"detail": {"error_code": "ERR-05-002", "message": "Rate limit exceeded", "details": [], "suggestions": ["retry later"], "links": []}}))).into_response(),
+            1 => detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error (simulated)"),
+            2 => detail(StatusCode::BAD_GATEWAY, "Bad gateway (simulated)"),
+            _ => (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], axum::Json(serde_json::json!({"detail": "Service unavailable (simulated)"}))).into_response(),
+        };
+    }
+    if hang_roll < cfg.hang_rate {
+        sim.inner.stats.lock().expect("stats lock").injected_hangs += 1;
+        tokio::time::sleep(Duration::from_millis(cfg.hang_ms)).await;
+        return detail(StatusCode::GATEWAY_TIMEOUT, "hung (simulated)");
+    }
+    next.run(req).await
+}

@@ -76,7 +76,9 @@ pub fn patch(app_compose: &Value, p: &ComposePatch) -> Value {
     if let Some(a) = p.allowed_envs {
         m.insert("allowed_envs".into(), a.into());
     }
-    for (k, b) in [("public_logs", p.public_logs), ("public_sysinfo", p.public_sysinfo), ("public_tcbinfo", p.public_tcbinfo)] {
+    for (k, b) in
+        [("public_logs", p.public_logs), ("public_sysinfo", p.public_sysinfo), ("public_tcbinfo", p.public_tcbinfo)]
+    {
         if let Some(b) = b {
             m.insert(k.into(), b.into());
         }
@@ -140,7 +142,12 @@ mod tests {
         for vec in vectors {
             let input = &vec["input"];
             assert_eq!(canonical_json(input), vec["compact_sorted_json"].as_str().unwrap(), "{}", vec["name"]);
-            assert_eq!(hash(input), vec["dstack_sdk_0_5_8"]["hash_normalize_false"].as_str().unwrap(), "{}", vec["name"]);
+            assert_eq!(
+                hash(input),
+                vec["dstack_sdk_0_5_8"]["hash_normalize_false"].as_str().unwrap(),
+                "{}",
+                vec["name"]
+            );
         }
     }
 

@@ -42,7 +42,12 @@ pub fn encrypt(env: &[(String, String)], recipient_pub_hex: &str) -> Result<Stri
     encrypt_with(env, &recipient, &eph, iv)
 }
 
-fn encrypt_with(env: &[(String, String)], recipient: &PublicKey, eph: &StaticSecret, iv: [u8; 12]) -> Result<String, CryptError> {
+fn encrypt_with(
+    env: &[(String, String)],
+    recipient: &PublicKey,
+    eph: &StaticSecret,
+    iv: [u8; 12],
+) -> Result<String, CryptError> {
     let plain = Plain { env: env.iter().map(|(k, v)| Pair { key: k, value: v }).collect() };
     // serde_json cannot fail on this shape; the plaintext is zeroed below once sealed.
     let mut json = serde_json::to_vec(&plain).expect("env serializes");
@@ -96,7 +101,12 @@ mod tests {
     fn decrypts_the_sdk_vector() {
         let v = vector();
         let env = decrypt(v["encrypted_env_hex"].as_str().unwrap(), &priv_key(&v)).unwrap();
-        let want: Vec<(String, String)> = v["envs"].as_array().unwrap().iter().map(|e| (e["key"].as_str().unwrap().into(), e["value"].as_str().unwrap().into())).collect();
+        let want: Vec<(String, String)> = v["envs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["key"].as_str().unwrap().into(), e["value"].as_str().unwrap().into()))
+            .collect();
         assert_eq!(env, want);
         assert_eq!(public_key_hex(&priv_key(&v)), v["recipient_public_key_hex"].as_str().unwrap());
     }
@@ -104,7 +114,8 @@ mod tests {
     #[test]
     fn round_trips_and_matches_sdk_plaintext_layout() {
         let v = vector();
-        let env: Vec<(String, String)> = vec![("API_KEY".into(), "sk-test-123".into()), ("DB_URL".into(), "postgres://u:p@db:5432/x".into())];
+        let env: Vec<(String, String)> =
+            vec![("API_KEY".into(), "sk-test-123".into()), ("DB_URL".into(), "postgres://u:p@db:5432/x".into())];
         let enc = encrypt(&env, v["recipient_public_key_hex"].as_str().unwrap()).unwrap();
         assert_eq!(decrypt(&enc, &priv_key(&v)).unwrap(), env);
         // Deterministic pieces give the SDK's exact plaintext bytes.

@@ -73,9 +73,16 @@ impl Graph {
         // Depth-first search for a path back to start, visiting neighbours in address order.
         let mut path = vec![start];
         let mut seen = BTreeSet::from([start]);
-        fn dfs(gr: &Graph, members: &BTreeSet<NodeIndex>, start: NodeIndex, path: &mut Vec<NodeIndex>, seen: &mut BTreeSet<NodeIndex>) -> bool {
+        fn dfs(
+            gr: &Graph,
+            members: &BTreeSet<NodeIndex>,
+            start: NodeIndex,
+            path: &mut Vec<NodeIndex>,
+            seen: &mut BTreeSet<NodeIndex>,
+        ) -> bool {
             let cur = *path.last().expect("path starts non-empty");
-            let mut next: Vec<NodeIndex> = gr.g.neighbors_directed(cur, petgraph::Direction::Incoming).filter(|t| members.contains(t)).collect();
+            let mut next: Vec<NodeIndex> =
+                gr.g.neighbors_directed(cur, petgraph::Direction::Incoming).filter(|t| members.contains(t)).collect();
             next.sort_by_key(|n| &gr.g[*n]);
             for n in next {
                 if n == start {
@@ -112,7 +119,9 @@ impl Graph {
     }
 
     fn neighbours(&self, addr: &str, dir: petgraph::Direction) -> Vec<&str> {
-        let Some(&n) = self.index.get(addr) else { return Vec::new() };
+        let Some(&n) = self.index.get(addr) else {
+            return Vec::new();
+        };
         let mut v: Vec<&str> = self.g.neighbors_directed(n, dir).map(|m| self.g[m].as_str()).collect();
         v.sort_unstable();
         v.dedup();
@@ -121,8 +130,13 @@ impl Graph {
 
     /// Every address, dependencies before dependents, ties broken by address.
     pub fn topo_order(&self) -> Vec<&str> {
-        let mut indeg: BTreeMap<NodeIndex, usize> = self.g.node_indices().map(|n| (n, self.g.neighbors_directed(n, petgraph::Direction::Incoming).count())).collect();
-        let mut ready: BTreeSet<(&str, NodeIndex)> = indeg.iter().filter(|(_, d)| **d == 0).map(|(n, _)| (self.g[*n].as_str(), *n)).collect();
+        let mut indeg: BTreeMap<NodeIndex, usize> = self
+            .g
+            .node_indices()
+            .map(|n| (n, self.g.neighbors_directed(n, petgraph::Direction::Incoming).count()))
+            .collect();
+        let mut ready: BTreeSet<(&str, NodeIndex)> =
+            indeg.iter().filter(|(_, d)| **d == 0).map(|(n, _)| (self.g[*n].as_str(), *n)).collect();
         let mut out = Vec::with_capacity(self.g.node_count());
         while let Some(first) = ready.iter().next().copied() {
             ready.remove(&first);
@@ -158,7 +172,8 @@ mod tests {
     use super::*;
 
     fn graph(edges: &[(&str, &[&str])]) -> Result<Graph, CycleError> {
-        let owned: Vec<(String, Vec<String>)> = edges.iter().map(|(a, d)| (a.to_string(), d.iter().map(|s| s.to_string()).collect())).collect();
+        let owned: Vec<(String, Vec<String>)> =
+            edges.iter().map(|(a, d)| (a.to_string(), d.iter().map(|s| s.to_string()).collect())).collect();
         Graph::new(owned.iter().map(|(a, d)| (a.as_str(), d.as_slice())))
     }
 

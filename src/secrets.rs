@@ -35,7 +35,11 @@ impl fmt::Debug for Secret {
 pub type SecretValues = BTreeMap<Ref, Secret>;
 
 /// Reads every secret the references name, reporting those that cannot be read.
-pub fn read_all<'a>(refs: impl IntoIterator<Item = &'a Ref>, base_dir: &std::path::Path, env: &dyn Fn(&str) -> Option<String>) -> Result<SecretValues, Vec<String>> {
+pub fn read_all<'a>(
+    refs: impl IntoIterator<Item = &'a Ref>,
+    base_dir: &std::path::Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SecretValues, Vec<String>> {
     let mut out = SecretValues::new();
     let mut errors = Vec::new();
     for r in refs {
@@ -52,9 +56,16 @@ pub fn read_all<'a>(refs: impl IntoIterator<Item = &'a Ref>, base_dir: &std::pat
             Ref::SecretFile { path } => match std::fs::read_to_string(base_dir.join(path)) {
                 // A trailing newline in a secret file is almost never part of the secret.
                 Ok(v) => {
-                    out.insert(r.clone(), Secret::new(v.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&v).to_string()));
+                    out.insert(
+                        r.clone(),
+                        Secret::new(
+                            v.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&v).to_string(),
+                        ),
+                    );
                 }
-                Err(e) => errors.push(format!("secret `{r}`: cannot read {}: {}", base_dir.join(path).display(), e.kind())),
+                Err(e) => {
+                    errors.push(format!("secret `{r}`: cannot read {}: {}", base_dir.join(path).display(), e.kind()))
+                }
             },
             _ => {}
         }
@@ -65,7 +76,13 @@ pub fn read_all<'a>(refs: impl IntoIterator<Item = &'a Ref>, base_dir: &std::pat
 /// Argon2id over the value, salted per state and per (resource, key), so equal secrets in two
 /// places or two states give unrelated digests. Parameters follow OWASP's minimum for Argon2id.
 pub fn digest(state_salt: &str, address: &str, key: &str, value: &str) -> String {
-    let salt = Sha256::new().chain_update(state_salt).chain_update([0]).chain_update(address).chain_update([0]).chain_update(key).finalize();
+    let salt = Sha256::new()
+        .chain_update(state_salt)
+        .chain_update([0])
+        .chain_update(address)
+        .chain_update([0])
+        .chain_update(key)
+        .finalize();
     let params = Params::new(19 * 1024, 2, 1, Some(32)).expect("valid argon2 parameters");
     let mut out = [0u8; 32];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)

@@ -24,7 +24,9 @@ pub use wait::WaitOptions;
 use crate::manifest::{Ref, Template};
 use crate::model::{CloudIds, CvmAttrs, EnvVal, OutputValue, RemoteCvm, ResourceRecord, now_rfc3339};
 use crate::plan::{self, Action, Change, Plan};
-use crate::providers::{ApiError, CommitRequest, ErrorKind, GpuSpec, PatchOutcome, PatchRequest, PhalaApi, ProvisionRequest};
+use crate::providers::{
+    ApiError, CommitRequest, ErrorKind, GpuSpec, PatchOutcome, PatchRequest, PhalaApi, ProvisionRequest,
+};
 use crate::secrets::{self, SecretValues};
 use crate::state::{Batch, JournalEntry, StateError, Store};
 
@@ -37,7 +39,9 @@ pub trait Events: Send + Sync {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepResult {
-    Done { id: Option<String> },
+    Done {
+        id: Option<String>,
+    },
     Failed(String),
     /// Not started because a dependency failed or the run was cancelled.
     Skipped(String),
@@ -159,7 +163,12 @@ impl Executor {
         for r in &plan.refreshed {
             current.insert(r.address.clone(), r.clone());
         }
-        let shared = Arc::new(Shared { current: Mutex::new(current), salt: snap.meta.salt.clone(), nodes: Default::default(), types: Default::default() });
+        let shared = Arc::new(Shared {
+            current: Mutex::new(current),
+            salt: snap.meta.salt.clone(),
+            nodes: Default::default(),
+            types: Default::default(),
+        });
         let deps = dependencies(plan);
         let changes: BTreeMap<String, Change> = plan.changes.iter().map(|c| (c.address.clone(), c.clone())).collect();
         let order: Vec<String> = plan.changes.iter().map(|c| c.address.clone()).collect();
@@ -190,7 +199,15 @@ impl Executor {
                 if ready && running.len() < self.parallelism.max(1) {
                     started.insert(addr.clone());
                     let change = changes[addr].clone();
-                    let step = Step { api: self.api.clone(), store: self.store.clone(), events: self.events.clone(), wait: self.wait.clone(), secrets: self.secrets.clone(), shared: shared.clone(), onchain: self.onchain.clone() };
+                    let step = Step {
+                        api: self.api.clone(),
+                        store: self.store.clone(),
+                        events: self.events.clone(),
+                        wait: self.wait.clone(),
+                        secrets: self.secrets.clone(),
+                        shared: shared.clone(),
+                        onchain: self.onchain.clone(),
+                    };
                     self.events.started(addr, action);
                     running.spawn(async move {
                         let t = Instant::now();
@@ -256,7 +273,8 @@ fn resolve(t: &Template, current: &BTreeMap<String, ResourceRecord>, secrets: &S
         r if r.is_secret() => secrets.get(r).map(|s| s.expose().to_string()),
         _ => None,
     });
-    out.as_literal().ok_or_else(|| format!("cannot resolve {}", out.refs().map(ToString::to_string).collect::<Vec<_>>().join(", ")))
+    out.as_literal()
+        .ok_or_else(|| format!("cannot resolve {}", out.refs().map(ToString::to_string).collect::<Vec<_>>().join(", ")))
 }
 
 struct Step {
@@ -318,7 +336,11 @@ impl Step {
     }
 
     /// Env values for the API, and the same env as state keeps it (values or digests).
-    fn resolve_env(&self, address: &str, env: &BTreeMap<String, EnvVal>) -> Result<(Vec<(String, String)>, BTreeMap<String, EnvVal>), String> {
+    fn resolve_env(
+        &self,
+        address: &str,
+        env: &BTreeMap<String, EnvVal>,
+    ) -> Result<(Vec<(String, String)>, BTreeMap<String, EnvVal>), String> {
         let current = self.shared.current.lock().expect("state lock").clone();
         let mut plain = Vec::new();
         let mut kept = BTreeMap::new();
@@ -351,10 +373,22 @@ impl Step {
             return Ok(n);
         }
         let nodes = self.shared.nodes.get_or_try_init(|| self.api.nodes()).await.map_err(api_err)?;
-        nodes.iter().find(|n| n.name == node).map(|n| n.id).ok_or_else(|| format!("no node named `{node}` is available (known: {})", nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")))
+        nodes.iter().find(|n| n.name == node).map(|n| n.id).ok_or_else(|| {
+            format!(
+                "no node named `{node}` is available (known: {})",
+                nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        })
     }
 
-    fn record(&self, c: &Change, ids: CloudIds, attrs: CvmAttrs, remote: Option<&RemoteCvm>, tainted: bool) -> ResourceRecord {
+    fn record(
+        &self,
+        c: &Change,
+        ids: CloudIds,
+        attrs: CvmAttrs,
+        remote: Option<&RemoteCvm>,
+        tainted: bool,
+    ) -> ResourceRecord {
         let attrs = match remote {
             Some(r) => fill_unmanaged(attrs, &r.attrs),
             None => attrs,
@@ -407,7 +441,14 @@ impl Step {
         let prov = self.api.provision(&req).await.map_err(api_err)?;
         if let Some(h) = c.compose_hash.as_ref().filter(|h| h.after != prov.compose_hash) {
             tracing::warn!(address = %c.address, planned = %h.after, api = %prov.compose_hash, "the API's compose hash differs from the planned preview; the API's is authoritative");
-            self.events.status(&c.address, &format!("note: the API's compose hash {} differs from the preview {}; using the API's", plan::render::short_hash(&prov.compose_hash), plan::render::short_hash(&h.after)));
+            self.events.status(
+                &c.address,
+                &format!(
+                    "note: the API's compose hash {} differs from the preview {}; using the API's",
+                    plan::render::short_hash(&prov.compose_hash),
+                    plan::render::short_hash(&h.after)
+                ),
+            );
         }
         let app_id = prov.app_id.clone().ok_or_else(|| "this KMS needs an app contract deployed on chain before the CVM can be created; on-chain creation is not supported yet: create the CVM with the phala CLI and `teeform import` it".to_string())?;
         let encrypted_env = if env.is_empty() {
@@ -415,18 +456,29 @@ impl Step {
         } else {
             let key = match &prov.env_pubkey {
                 Some(k) => k.clone(),
-                None => self.api.kms_pubkey(prov.kms_id.as_deref().unwrap_or("phala"), &app_id).await.map_err(api_err)?,
+                None => {
+                    self.api.kms_pubkey(prov.kms_id.as_deref().unwrap_or("phala"), &app_id).await.map_err(api_err)?
+                }
             };
             Some(crate::envcrypt::encrypt(&env, &key).map_err(|e| e.to_string())?)
         };
         self.events.status(&c.address, "creating");
-        let commit = CommitRequest { app_id: app_id.clone(), compose_hash: prov.compose_hash.clone(), encrypted_env, env_keys: req.env_keys.clone(), kms_id: prov.kms_id.clone(), contract_address: None, deployer_address: None };
+        let commit = CommitRequest {
+            app_id: app_id.clone(),
+            compose_hash: prov.compose_hash.clone(),
+            encrypted_env,
+            env_keys: req.env_keys.clone(),
+            kms_id: prov.kms_id.clone(),
+            contract_address: None,
+            deployer_address: None,
+        };
         let ids = match self.api.commit_provision(&commit).await {
             Ok(ids) => ids,
             Err(e) => {
                 // The create may or may not have happened; leave the journal entry for the
                 // next run to reconcile unless the API clearly refused it.
-                if matches!(e.kind, ErrorKind::Validation | ErrorKind::Conflict | ErrorKind::Auth | ErrorKind::NotFound) {
+                if matches!(e.kind, ErrorKind::Validation | ErrorKind::Conflict | ErrorKind::Auth | ErrorKind::NotFound)
+                {
                     self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
                 }
                 return Err(api_err(e));
@@ -441,13 +493,22 @@ impl Step {
         let mut rec = rec;
         rec.compose_hash = Some(prov.compose_hash.clone());
         self.commit(Batch { put: vec![rec], journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
-        let remote = wait::until_ready(self.api.as_ref(), &path_id, &self.wait, |s| self.events.status(&c.address, s)).await?;
-        let rec = self.record(c, CloudIds { id: path_id.clone(), ..remote.ids.clone() }, state_attrs, Some(&remote), false);
+        let remote =
+            wait::until_ready(self.api.as_ref(), &path_id, &self.wait, |s| self.events.status(&c.address, s)).await?;
+        let rec =
+            self.record(c, CloudIds { id: path_id.clone(), ..remote.ids.clone() }, state_attrs, Some(&remote), false);
         self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
         Ok(StepResult::Done { id: Some(path_id) })
     }
 
-    async fn patch_request(&self, c: &Change, before: &CvmAttrs, after: &CvmAttrs, env: &[(String, String)], pubkey: Option<&str>) -> Result<PatchRequest, String> {
+    async fn patch_request(
+        &self,
+        c: &Change,
+        before: &CvmAttrs,
+        after: &CvmAttrs,
+        env: &[(String, String)],
+        pubkey: Option<&str>,
+    ) -> Result<PatchRequest, String> {
         let changed: BTreeSet<&str> = c.attributes.iter().map(|a| a.name.as_str()).collect();
         let has = |n: &str| changed.contains(n);
         let mut req = PatchRequest::default();
@@ -465,7 +526,12 @@ impl Step {
             let key = pubkey.ok_or("the CVM's env encryption key is unknown; run plan with refresh")?;
             req.encrypted_env = Some(crate::envcrypt::encrypt(env, key).map_err(|e| e.to_string())?);
         }
-        for (name, slot) in [("public_logs", &mut req.public_logs), ("public_sysinfo", &mut req.public_sysinfo), ("public_tcbinfo", &mut req.public_tcbinfo), ("allow_force_stop", &mut req.allow_force_stop)] {
+        for (name, slot) in [
+            ("public_logs", &mut req.public_logs),
+            ("public_sysinfo", &mut req.public_sysinfo),
+            ("public_tcbinfo", &mut req.public_tcbinfo),
+            ("allow_force_stop", &mut req.allow_force_stop),
+        ] {
             if has(name) {
                 *slot = after.get(name).as_bool();
             }
@@ -492,7 +558,12 @@ impl Step {
             // The unified PATCH takes sizes, not type names: send the type's size.
             if let Some(t) = &after.instance_type {
                 let types = self.shared.types.get_or_try_init(|| self.api.instance_types()).await.map_err(api_err)?;
-                let ty = types.iter().find(|x| &x.id == t).ok_or_else(|| format!("unknown instance type `{t}` (known: {})", types.iter().map(|x| x.id.as_str()).collect::<Vec<_>>().join(", ")))?;
+                let ty = types.iter().find(|x| &x.id == t).ok_or_else(|| {
+                    format!(
+                        "unknown instance type `{t}` (known: {})",
+                        types.iter().map(|x| x.id.as_str()).collect::<Vec<_>>().join(", ")
+                    )
+                })?;
                 req.vcpu = Some(ty.vcpu);
                 req.memory = Some(ty.memory_mb);
             }
@@ -528,18 +599,41 @@ impl Step {
             Ok(PatchOutcome::HashRequired(h)) => {
                 let Some(oc) = &self.onchain else {
                     self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
-                    return Err(format!("the API requires compose hash 0x{} to be registered on chain first (HTTP 465), and on-chain registration is not configured for this CVM", h.compose_hash));
+                    return Err(format!(
+                        "the API requires compose hash 0x{} to be registered on chain first (HTTP 465), and on-chain registration is not configured for this CVM",
+                        h.compose_hash
+                    ));
                 };
-                let ctx = OnChainCtx { address: &c.address, cvm_id: &ids.id, change: c, required: &h, api: self.api.as_ref(), store: self.store.as_ref(), journal_id: &entry.id };
+                let ctx = OnChainCtx {
+                    address: &c.address,
+                    cvm_id: &ids.id,
+                    change: c,
+                    required: &h,
+                    api: self.api.as_ref(),
+                    store: self.store.as_ref(),
+                    journal_id: &entry.id,
+                };
                 match oc.register_and_confirm(&ctx).await? {
                     Some(_) => {}
-                    None => return Ok(StepResult::Paused(format!("awaiting on-chain registration of compose hash 0x{}", h.compose_hash))),
+                    None => {
+                        return Ok(StepResult::Paused(format!(
+                            "awaiting on-chain registration of compose hash 0x{}",
+                            h.compose_hash
+                        )));
+                    }
                 }
             }
             Err(e) => {
                 // A refused request changed nothing; anything else may have, so the entry stays
                 // for the next run to re-read.
-                if matches!(e.kind, ErrorKind::Validation | ErrorKind::Conflict | ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::RateLimited) {
+                if matches!(
+                    e.kind,
+                    ErrorKind::Validation
+                        | ErrorKind::Conflict
+                        | ErrorKind::Auth
+                        | ErrorKind::NotFound
+                        | ErrorKind::RateLimited
+                ) {
                     self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
                 }
                 return Err(api_err(e));
@@ -549,15 +643,23 @@ impl Step {
     }
 
     /// Records an accepted update and waits for the restart to finish.
-    pub(crate) async fn finish_update(&self, c: &Change, ids: &CloudIds, attrs: CvmAttrs, journal_id: &str) -> Result<StepResult, String> {
+    pub(crate) async fn finish_update(
+        &self,
+        c: &Change,
+        ids: &CloudIds,
+        attrs: CvmAttrs,
+        journal_id: &str,
+    ) -> Result<StepResult, String> {
         let prev = self.shared.current.lock().expect("state lock").get(&c.address).cloned();
         let mut rec = self.record(c, ids.clone(), attrs.clone(), None, false);
         if let Some(p) = &prev {
             rec.env_pubkey = p.env_pubkey.clone();
             rec.kms_info = p.kms_info.clone();
         }
-        self.commit(Batch { put: vec![rec.clone()], journal_done: vec![journal_id.to_string()], ..Default::default() }).await?;
-        let remote = wait::until_ready(self.api.as_ref(), &ids.id, &self.wait, |s| self.events.status(&c.address, s)).await?;
+        self.commit(Batch { put: vec![rec.clone()], journal_done: vec![journal_id.to_string()], ..Default::default() })
+            .await?;
+        let remote =
+            wait::until_ready(self.api.as_ref(), &ids.id, &self.wait, |s| self.events.status(&c.address, s)).await?;
         let mut done = self.record(c, ids.clone(), attrs, Some(&remote), false);
         done.env_pubkey = done.env_pubkey.or(rec.env_pubkey);
         self.commit(Batch { put: vec![done], ..Default::default() }).await?;

@@ -38,7 +38,8 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
             out.kept += 1;
             continue;
         }
-        let api_err = |m: crate::providers::ApiError| ReconcileError::Api { address: e.address.clone(), message: m.to_string() };
+        let api_err =
+            |m: crate::providers::ApiError| ReconcileError::Api { address: e.address.clone(), message: m.to_string() };
         let mut batch = Batch { journal_done: vec![e.id.clone()], ..Default::default() };
         match e.op.as_str() {
             "create" => {
@@ -60,7 +61,9 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
                         Some(remote) => {
                             let (mut merged, _) = crate::plan::merge_refresh(rec, &remote);
                             if let Some(intended) = intent(&e) {
-                                if intended.compose == remote.attrs.compose && intended.env.keys().eq(remote.attrs.env.keys()) {
+                                if intended.compose == remote.attrs.compose
+                                    && intended.env.keys().eq(remote.attrs.env.keys())
+                                {
                                     merged.attrs.env = intended.env;
                                 }
                             }

@@ -16,7 +16,11 @@ pub struct WaitOptions {
 
 impl Default for WaitOptions {
     fn default() -> Self {
-        WaitOptions { timeout: Duration::from_secs(900), min_interval: Duration::from_millis(100), max_interval: Duration::from_secs(2) }
+        WaitOptions {
+            timeout: Duration::from_secs(900),
+            min_interval: Duration::from_millis(100),
+            max_interval: Duration::from_secs(2),
+        }
     }
 }
 
@@ -28,11 +32,20 @@ fn failed(status: &str) -> bool {
 /// Polls until the CVM is `running` with no operation in progress. The interval grows with
 /// the time already waited (a tenth of it), so short restarts are noticed promptly and long
 /// ones do not flood the API.
-pub async fn until_ready(api: &dyn PhalaApi, id: &str, opts: &WaitOptions, mut status: impl FnMut(&str)) -> Result<RemoteCvm, String> {
+pub async fn until_ready(
+    api: &dyn PhalaApi,
+    id: &str,
+    opts: &WaitOptions,
+    mut status: impl FnMut(&str),
+) -> Result<RemoteCvm, String> {
     let start = Instant::now();
     let mut last = String::new();
     loop {
-        let cvm = api.get_cvm(id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("CVM {id} disappeared while waiting for it to run"))?;
+        let cvm = api
+            .get_cvm(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("CVM {id} disappeared while waiting for it to run"))?;
         if cvm.is_ready() {
             return Ok(cvm);
         }
@@ -45,7 +58,10 @@ pub async fn until_ready(api: &dyn PhalaApi, id: &str, opts: &WaitOptions, mut s
         }
         status(&format!("{last} ({}s elapsed)", elapsed.as_secs()));
         if elapsed >= opts.timeout {
-            return Err(format!("CVM {id} was still {last} after {}s; it may yet finish: run plan to see its state", elapsed.as_secs()));
+            return Err(format!(
+                "CVM {id} was still {last} after {}s; it may yet finish: run plan to see its state",
+                elapsed.as_secs()
+            ));
         }
         let next = (elapsed / 10).clamp(opts.min_interval, opts.max_interval);
         tokio::time::sleep(next).await;

@@ -25,7 +25,11 @@ fn check_graph(cfg: &Config) -> CliResult<()> {
         let first = e.cycle.first().and_then(|a| a.strip_prefix("cvm.")).and_then(|k| cfg.cvms.get(k));
         let mut err: CliError = e.clone().into();
         if let Some(c) = first {
-            err.diagnostics.push(Diagnostic::error(&cfg.source, c.span, e.to_string()).label("part of the cycle").hint("each arrow reads \"depends on\""));
+            err.diagnostics.push(
+                Diagnostic::error(&cfg.source, c.span, e.to_string())
+                    .label("part of the cycle")
+                    .hint("each arrow reads \"depends on\""),
+            );
             err.message = "the manifest has 1 error; nothing was changed".into();
             err.hints.clear();
         }
@@ -35,14 +39,23 @@ fn check_graph(cfg: &Config) -> CliResult<()> {
 }
 
 pub fn validate(ctx: &Ctx, vars: &VarArgs, json: bool) -> CliResult {
-    let loaded = crate::manifest::load(ctx.manifest_path(), &crate::manifest::LoadOptions { vars: vars.vars.clone(), ..Default::default() });
+    let loaded = crate::manifest::load(
+        ctx.manifest_path(),
+        &crate::manifest::LoadOptions { vars: vars.vars.clone(), ..Default::default() },
+    );
     let result = loaded.map_err(CliError::from).and_then(|cfg| check_graph(&cfg).map(|_| cfg));
     match (result, json) {
         (Ok(cfg), false) => {
             for w in &cfg.warnings {
                 eprint!("{}\n\n", w.render(ctx.ui.stderr_color));
             }
-            println!("The manifest is valid: {} CVM{}, {} output{}.", cfg.cvms.len(), if cfg.cvms.len() == 1 { "" } else { "s" }, cfg.outputs.len(), if cfg.outputs.len() == 1 { "" } else { "s" });
+            println!(
+                "The manifest is valid: {} CVM{}, {} output{}.",
+                cfg.cvms.len(),
+                if cfg.cvms.len() == 1 { "" } else { "s" },
+                cfg.outputs.len(),
+                if cfg.outputs.len() == 1 { "" } else { "s" }
+            );
             Ok(exit::OK)
         }
         (Ok(cfg), true) => {
@@ -57,7 +70,13 @@ pub fn validate(ctx: &Ctx, vars: &VarArgs, json: bool) -> CliResult {
                 diags.push(serde_json::json!({"severity": "error", "message": e.message}));
             }
             let errors = diags.iter().filter(|d| d["severity"] == "error").count();
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"valid": false, "error_count": errors, "diagnostics": diags})).expect("json"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"valid": false, "error_count": errors, "diagnostics": diags})
+                )
+                .expect("json")
+            );
             Ok(exit::ERROR)
         }
     }
@@ -90,7 +109,11 @@ fn secret_refs(cfg: &Config) -> BTreeSet<Ref> {
 
 fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, base: &Path) -> CliResult<SecretValues> {
     secrets::read_all(refs, base, &|k| std::env::var(k).ok()).map_err(|errs| {
-        let mut e = CliError::new(format!("{} secret{} cannot be read; nothing was changed", errs.len(), if errs.len() == 1 { "" } else { "s" }));
+        let mut e = CliError::new(format!(
+            "{} secret{} cannot be read; nothing was changed",
+            errs.len(),
+            if errs.len() == 1 { "" } else { "s" }
+        ));
         e.hints = errs;
         e
     })
@@ -113,25 +136,42 @@ async fn reconcile(ctx: &Ctx, store: &dyn Store, api: &Api) -> CliResult<()> {
         ctx.ui.warn(&format!("{a}: a create interrupted earlier had succeeded; the CVM is now in state"));
     }
     if r.kept > 0 {
-        ctx.ui.warn(&format!("{} update(s) are paused awaiting on-chain registration; `teeform apply --resume` finishes them", r.kept));
+        ctx.ui.warn(&format!(
+            "{} update(s) are paused awaiting on-chain registration; `teeform apply --resume` finishes them",
+            r.kept
+        ));
     }
     Ok(())
 }
 
-async fn refresh(ctx: &Ctx, api: &Api, snapshot: &Snapshot, parallelism: usize) -> CliResult<BTreeMap<String, Refresh>> {
+async fn refresh(
+    ctx: &Ctx,
+    api: &Api,
+    snapshot: &Snapshot,
+    parallelism: usize,
+) -> CliResult<BTreeMap<String, Refresh>> {
     if snapshot.resources.is_empty() {
         return Ok(BTreeMap::new());
     }
-    ctx.ui.status("Refreshing", &format!("{} CVM{} from {}", snapshot.resources.len(), if snapshot.resources.len() == 1 { "" } else { "s" }, api.endpoint));
+    ctx.ui.status(
+        "Refreshing",
+        &format!(
+            "{} CVM{} from {}",
+            snapshot.resources.len(),
+            if snapshot.resources.len() == 1 { "" } else { "s" },
+            api.endpoint
+        ),
+    );
     let client = api.client.clone();
-    let results: Vec<(String, Result<Option<crate::model::RemoteCvm>, crate::providers::ApiError>)> = futures::stream::iter(snapshot.resources.values().map(|r| {
-        let client = client.clone();
-        let (addr, id) = (r.address.clone(), r.ids.id.clone());
-        async move { (addr, client.get_cvm(&id).await) }
-    }))
-    .buffer_unordered(parallelism.max(1))
-    .collect()
-    .await;
+    let results: Vec<(String, Result<Option<crate::model::RemoteCvm>, crate::providers::ApiError>)> =
+        futures::stream::iter(snapshot.resources.values().map(|r| {
+            let client = client.clone();
+            let (addr, id) = (r.address.clone(), r.ids.id.clone());
+            async move { (addr, client.get_cvm(&id).await) }
+        }))
+        .buffer_unordered(parallelism.max(1))
+        .collect()
+        .await;
     let mut out = BTreeMap::new();
     for (addr, r) in results {
         match r {
@@ -141,7 +181,10 @@ async fn refresh(ctx: &Ctx, api: &Api, snapshot: &Snapshot, parallelism: usize) 
             Ok(None) => {
                 out.insert(addr, Refresh::Gone);
             }
-            Err(e) => return Err(CliError::from(e).hint(format!("refreshing {addr} failed; `--refresh=false` plans from cached state"))),
+            Err(e) => {
+                return Err(CliError::from(e)
+                    .hint(format!("refreshing {addr} failed; `--refresh=false` plans from cached state")));
+            }
         }
     }
     Ok(out)
@@ -149,8 +192,18 @@ async fn refresh(ctx: &Ctx, api: &Api, snapshot: &Snapshot, parallelism: usize) 
 
 async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliResult<Plan> {
     let snapshot = s.store.snapshot().await?;
-    let refreshed = if args.refresh || args.refresh_only { Some(refresh(ctx, &s.api, &snapshot, args.run.parallelism).await?) } else { None };
-    let p = plan::plan(&plan::Input { config: &s.config, snapshot: &snapshot, refreshed: refreshed.as_ref(), secrets: &s.secrets, mode })?;
+    let refreshed = if args.refresh || args.refresh_only {
+        Some(refresh(ctx, &s.api, &snapshot, args.run.parallelism).await?)
+    } else {
+        None
+    };
+    let p = plan::plan(&plan::Input {
+        config: &s.config,
+        snapshot: &snapshot,
+        refreshed: refreshed.as_ref(),
+        secrets: &s.secrets,
+        mode,
+    })?;
     Ok(p)
 }
 
@@ -179,7 +232,11 @@ pub async fn plan(ctx: &Ctx, args: &PlanArgs, out: Option<&Path>, detailed: bool
     if let Some(path) = out {
         SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir)).write(path)?;
         if !as_json {
-            println!("\nSaved the plan to {}. To apply exactly these actions, run:\n    teeform apply {}", path.display(), path.display());
+            println!(
+                "\nSaved the plan to {}. To apply exactly these actions, run:\n    teeform apply {}",
+                path.display(),
+                path.display()
+            );
         }
     }
     s.store.close().await?;
@@ -195,7 +252,8 @@ fn confirm(ctx: &Ctx, auto_approve: bool, question: &str) -> CliResult<()> {
         return Ok(());
     }
     if !ctx.ui.stdin_tty {
-        return Err(CliError::new("confirmation is needed, but stdin is not a terminal; nothing was changed").hint("pass --auto-approve to proceed without asking (as CI does)"));
+        return Err(CliError::new("confirmation is needed, but stdin is not a terminal; nothing was changed")
+            .hint("pass --auto-approve to proceed without asking (as CI does)"));
     }
     eprint!("\n{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
     let mut line = String::new();
@@ -232,7 +290,13 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
     let meta = store.meta().await?;
     let p = &saved.plan;
     if meta.lineage != p.state.lineage {
-        return Err(CliError::new(format!("the saved plan {} was made for another state (lineage {}, this state is {})", file.display(), p.state.lineage, meta.lineage)).hint("run `teeform plan --out FILE` against this state"));
+        return Err(CliError::new(format!(
+            "the saved plan {} was made for another state (lineage {}, this state is {})",
+            file.display(),
+            p.state.lineage,
+            meta.lineage
+        ))
+        .hint("run `teeform plan --out FILE` against this state"));
     }
     if meta.serial != p.state.serial {
         return Err(CliError::new(format!("the saved plan {} is stale: the state changed since it was made (serial {} then, {} now); nothing was changed", file.display(), p.state.serial, meta.serial)).hint("run `teeform plan --out FILE` again and review the new plan"));
@@ -275,7 +339,14 @@ pub async fn destroy(ctx: &Ctx, run: &RunArgs, auto_approve: bool) -> CliResult 
 }
 
 /// Runs the executor with progress output and Ctrl-C handling, then reports.
-async fn execute(ctx: &Ctx, store: &Arc<dyn Store>, api: &Api, p: &Plan, secrets: SecretValues, parallelism: usize) -> CliResult {
+async fn execute(
+    ctx: &Ctx,
+    store: &Arc<dyn Store>,
+    api: &Api,
+    p: &Plan,
+    secrets: SecretValues,
+    parallelism: usize,
+) -> CliResult {
     let cancel = CancellationToken::new();
     let ui = ctx.ui;
     let watcher = {
@@ -339,7 +410,11 @@ async fn execute(ctx: &Ctx, store: &Arc<dyn Store>, api: &Api, p: &Plan, secrets
         eprintln!("paused: awaiting on-chain registration; run `teeform apply --resume` once it is registered");
         return Ok(exit::PAUSED);
     }
-    let mut e = CliError::new(format!("apply did not finish: {} failed, {} skipped. {summary} State records every completed step.", failed.len(), report.results.values().filter(|(_, r)| matches!(r, StepResult::Skipped(_))).count()));
+    let mut e = CliError::new(format!(
+        "apply did not finish: {} failed, {} skipped. {summary} State records every completed step.",
+        failed.len(),
+        report.results.values().filter(|(_, r)| matches!(r, StepResult::Skipped(_))).count()
+    ));
     for (a, why) in failed {
         e.hints.push(format!("{a}: {why}"));
     }

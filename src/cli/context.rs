@@ -35,7 +35,12 @@ impl Ctx {
     }
 
     pub fn base_dir(&self) -> PathBuf {
-        self.global.file.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."))
+        self.global
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."))
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -59,15 +64,23 @@ impl Ctx {
     /// Connects to the endpoint; `local` starts the embedded simulator with its data under
     /// the state directory.
     pub async fn api(&self, endpoint: &Endpoint) -> CliResult<Api> {
-        let timeout = Duration::from_secs_f64(std::env::var("TEEFORM_HTTP_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(30.0));
+        let timeout = Duration::from_secs_f64(
+            std::env::var("TEEFORM_HTTP_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(30.0),
+        );
         match endpoint {
             Endpoint::Local => {
                 let ms = |k: &str, d: u64| std::env::var(k).ok().and_then(|s| s.parse().ok()).unwrap_or(d);
                 let key = uuid::Uuid::new_v4().simple().to_string();
-                let cfg = SimConfig { api_key: Some(key.clone()), restart_ms: ms("TEEFORM_LOCAL_RESTART_MS", 1500), boot_ms: ms("TEEFORM_LOCAL_BOOT_MS", 1500), ..Default::default() };
+                let cfg = SimConfig {
+                    api_key: Some(key.clone()),
+                    restart_ms: ms("TEEFORM_LOCAL_RESTART_MS", 1500),
+                    boot_ms: ms("TEEFORM_LOCAL_BOOT_MS", 1500),
+                    ..Default::default()
+                };
                 let dir = self.state_dir();
                 std::fs::create_dir_all(&dir)?;
-                let sim = Sim::new(cfg, Some(dir.join("local-sim.json"))).map_err(|e| CliError::new(format!("cannot start the embedded simulator: {e}")))?;
+                let sim = Sim::new(cfg, Some(dir.join("local-sim.json")))
+                    .map_err(|e| CliError::new(format!("cannot start the embedded simulator: {e}")))?;
                 let handle = sim.spawn("127.0.0.1:0".parse().expect("valid address")).await?;
                 let prefix = handle.api_prefix();
                 let client = PhalaClient::new(&prefix, Some(key), timeout)?;
@@ -90,15 +103,27 @@ fn api_key() -> CliResult<Option<String>> {
             return Ok(Some(k.trim().to_string()));
         }
     }
-    let dir = std::env::var_os("PHALA_CLOUD_DIR").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".phala-cloud")));
-    let Some(path) = dir.map(|d| d.join("credentials.json")) else { return Ok(None) };
-    let Ok(meta) = std::fs::metadata(&path) else { return Ok(None) };
+    let dir = std::env::var_os("PHALA_CLOUD_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".phala-cloud")));
+    let Some(path) = dir.map(|d| d.join("credentials.json")) else {
+        return Ok(None);
+    };
+    let Ok(meta) = std::fs::metadata(&path) else {
+        return Ok(None);
+    };
     use std::os::unix::fs::PermissionsExt;
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(CliError::new(format!("{} is readable by other users; refusing to use it", path.display())).hint(format!("chmod 600 {}", path.display())));
+        return Err(CliError::new(format!("{} is readable by other users; refusing to use it", path.display()))
+            .hint(format!("chmod 600 {}", path.display())));
     }
     let text = std::fs::read_to_string(&path)?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| CliError::new(format!("{} is not valid JSON: {e}", path.display())))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| CliError::new(format!("{} is not valid JSON: {e}", path.display())))?;
     let profile = v.get("current_profile").and_then(|p| p.as_str()).unwrap_or("default");
-    Ok(v.get("profiles").and_then(|p| p.get(profile)).and_then(|p| p.get("token")).and_then(|t| t.as_str()).map(str::to_string))
+    Ok(v.get("profiles")
+        .and_then(|p| p.get(profile))
+        .and_then(|p| p.get("token"))
+        .and_then(|t| t.as_str())
+        .map(str::to_string))
 }

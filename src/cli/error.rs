@@ -53,7 +53,12 @@ impl CliError {
 impl From<ManifestError> for CliError {
     fn from(e: ManifestError) -> Self {
         let n = e.diagnostics.iter().filter(|d| d.is_error()).count();
-        CliError { message: format!("the manifest has {n} error{}; nothing was changed", if n == 1 { "" } else { "s" }), hints: vec![], diagnostics: e.diagnostics, code: exit::ERROR }
+        CliError {
+            message: format!("the manifest has {n} error{}; nothing was changed", if n == 1 { "" } else { "s" }),
+            hints: vec![],
+            diagnostics: e.diagnostics,
+            code: exit::ERROR,
+        }
     }
 }
 
@@ -62,12 +67,17 @@ impl From<StateError> for CliError {
         let mut c = CliError::new(e.to_string());
         match &e {
             StateError::Locked { holder, .. } => {
-                c.hints.push("another teeform command is using this state; wait for it, or pass --lock-timeout 60s to wait".into());
+                c.hints.push(
+                    "another teeform command is using this state; wait for it, or pass --lock-timeout 60s to wait"
+                        .into(),
+                );
                 if let Some(h) = holder {
                     c.hints.push(format!("if that process is gone for good, run `teeform force-unlock {}`", h.id));
                 }
             }
-            StateError::Corrupt { .. } => c.hints.push("the state was not changed; report this with the state directory attached".into()),
+            StateError::Corrupt { .. } => {
+                c.hints.push("the state was not changed; report this with the state directory attached".into())
+            }
             _ => {}
         }
         c
@@ -79,8 +89,12 @@ impl From<ApiError> for CliError {
         let mut c = CliError::new(format!("Phala Cloud API error: {e}"));
         c.hints.extend(e.suggestions.iter().cloned());
         match e.kind {
-            ErrorKind::Auth => c.hints.push("check PHALA_CLOUD_API_KEY (an API key from the Phala Cloud dashboard)".into()),
-            ErrorKind::Network | ErrorKind::Timeout => c.hints.push("check `provider.phala.endpoint` (or PHALA_CLOUD_API_PREFIX) and your network".into()),
+            ErrorKind::Auth => {
+                c.hints.push("check PHALA_CLOUD_API_KEY (an API key from the Phala Cloud dashboard)".into())
+            }
+            ErrorKind::Network | ErrorKind::Timeout => {
+                c.hints.push("check `provider.phala.endpoint` (or PHALA_CLOUD_API_PREFIX) and your network".into())
+            }
             _ => {}
         }
         c
@@ -89,7 +103,8 @@ impl From<ApiError> for CliError {
 
 impl From<crate::graph::CycleError> for CliError {
     fn from(e: crate::graph::CycleError) -> Self {
-        CliError::new(e.to_string()).hint("each arrow reads \"depends on\"; remove one `depends_on` or reference to break the cycle")
+        CliError::new(e.to_string())
+            .hint("each arrow reads \"depends on\"; remove one `depends_on` or reference to break the cycle")
     }
 }
 
@@ -111,7 +126,8 @@ impl From<crate::apply::ApplyError> for CliError {
 
 impl From<crate::apply::ReconcileError> for CliError {
     fn from(e: crate::apply::ReconcileError) -> Self {
-        CliError::new(e.to_string()).hint("interrupted operations are checked before anything else; nothing was changed")
+        CliError::new(e.to_string())
+            .hint("interrupted operations are checked before anything else; nothing was changed")
     }
 }
 

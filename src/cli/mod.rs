@@ -52,7 +52,10 @@ pub struct VarArgs {
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(k, v)| (k.trim().to_string(), v.to_string())).filter(|(k, _)| !k.is_empty()).ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -151,9 +154,7 @@ pub enum Command {
         id: String,
     },
     /// Print shell completions.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
     /// The local Phala Cloud simulator.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -212,7 +213,12 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             // Help and version are successes; every usage error is exit 1 (2 means "changes").
-            let ok = matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+            let ok = matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp
+                    | clap::error::ErrorKind::DisplayVersion
+                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
             return ExitCode::from(if ok { exit::OK } else { exit::ERROR });
         }
     };
@@ -220,7 +226,10 @@ pub fn main() -> ExitCode {
     let ui = ui::Ui::detect(cli.global.no_color);
     if let Some(dir) = &cli.global.chdir {
         if let Err(e) = std::env::set_current_dir(dir) {
-            eprint!("{}", CliError::new(format!("cannot change to directory {}: {e}", dir.display())).render(ui.stderr_color));
+            eprint!(
+                "{}",
+                CliError::new(format!("cannot change to directory {}: {e}", dir.display())).render(ui.stderr_color)
+            );
             return ExitCode::from(exit::ERROR);
         }
     }
@@ -246,16 +255,22 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let Ok(filter) = std::env::var("TEEFORM_LOG") else { return };
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let Ok(filter) = std::env::var("TEEFORM_LOG") else {
+        return;
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
 async fn run(cli: Cli, ui: ui::Ui) -> error::CliResult {
     let ctx = context::Ctx::new(cli.global.clone(), ui);
     match cli.command {
         Command::Validate { vars, json } => commands::validate(&ctx, &vars, json),
-        Command::Plan { plan, out, detailed_exitcode, json } => commands::plan(&ctx, &plan, out.as_deref(), detailed_exitcode, json).await,
+        Command::Plan { plan, out, detailed_exitcode, json } => {
+            commands::plan(&ctx, &plan, out.as_deref(), detailed_exitcode, json).await
+        }
         Command::Apply(args) => commands::apply(&ctx, &args).await,
         Command::Destroy { run, auto_approve } => commands::destroy(&ctx, &run, auto_approve).await,
         Command::Show { file, json } => commands::show(&ctx, file.as_deref(), json).await,

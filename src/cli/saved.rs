@@ -24,13 +24,21 @@ pub struct SavedPlan {
 
 impl SavedPlan {
     pub fn new(plan: Plan, endpoint: String, base_dir: PathBuf) -> SavedPlan {
-        SavedPlan { format: FORMAT.into(), teeform_version: env!("CARGO_PKG_VERSION").into(), created_at: crate::model::now_rfc3339(), endpoint, base_dir, plan }
+        SavedPlan {
+            format: FORMAT.into(),
+            teeform_version: env!("CARGO_PKG_VERSION").into(),
+            created_at: crate::model::now_rfc3339(),
+            endpoint,
+            base_dir,
+            plan,
+        }
     }
 
     pub fn write(&self, path: &Path) -> CliResult<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| CliError::new(format!("cannot encode the plan: {e}")))?;
+        let bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| CliError::new(format!("cannot encode the plan: {e}")))?;
         let tmp = path.with_extension("tmp-teeform");
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
@@ -42,10 +50,15 @@ impl SavedPlan {
     }
 
     pub fn read(path: &Path) -> CliResult<SavedPlan> {
-        let text = std::fs::read_to_string(path).map_err(|e| CliError::new(format!("cannot read plan file {}: {e}", path.display())))?;
-        let v: SavedPlan = serde_json::from_str(&text).map_err(|e| CliError::new(format!("{} is not a teeform plan file: {e}", path.display())).hint("create one with `teeform plan --out FILE`"))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::new(format!("cannot read plan file {}: {e}", path.display())))?;
+        let v: SavedPlan = serde_json::from_str(&text).map_err(|e| {
+            CliError::new(format!("{} is not a teeform plan file: {e}", path.display()))
+                .hint("create one with `teeform plan --out FILE`")
+        })?;
         if v.format != FORMAT || v.plan.format_version != crate::plan::FORMAT_VERSION {
-            return Err(CliError::new(format!("{} is a plan file of another format or version", path.display())).hint("run `teeform plan --out FILE` again with this teeform"));
+            return Err(CliError::new(format!("{} is a plan file of another format or version", path.display()))
+                .hint("run `teeform plan --out FILE` again with this teeform"));
         }
         Ok(v)
     }

@@ -72,14 +72,17 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
         chain_id: a.chain_id,
     };
     let sim = Sim::new(cfg, a.data).map_err(|e| CliError::new(format!("cannot start the simulator: {e}")))?;
-    let listener = tokio::net::TcpListener::bind(a.addr).await.map_err(|e| CliError::new(format!("cannot listen on {}: {e}", a.addr)))?;
+    let listener = tokio::net::TcpListener::bind(a.addr)
+        .await
+        .map_err(|e| CliError::new(format!("cannot listen on {}: {e}", a.addr)))?;
     let addr = listener.local_addr()?;
     println!("teeform simulator listening on http://{addr}");
     println!("API prefix: http://{addr}/api/v1");
     println!("stats: http://{addr}/_sim/stats");
     ctx.ui.status("Serving", "press Ctrl-C to stop");
     let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

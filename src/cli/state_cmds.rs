@@ -117,7 +117,13 @@ fn not_in_state<'a>(address: &str, known: impl Iterator<Item = &'a String>) -> C
 fn print_record(r: &ResourceRecord) {
     println!("# {}", r.address);
     println!("id           = {:?}", r.ids.id);
-    for (k, v) in [("app_id", &r.ids.app_id), ("vm_uuid", &r.ids.vm_uuid), ("instance_id", &r.ids.instance_id), ("compose_hash", &r.compose_hash), ("status", &r.status)] {
+    for (k, v) in [
+        ("app_id", &r.ids.app_id),
+        ("vm_uuid", &r.ids.vm_uuid),
+        ("instance_id", &r.ids.instance_id),
+        ("compose_hash", &r.compose_hash),
+        ("status", &r.status),
+    ] {
         if let Some(v) = v {
             println!("{k:<12} = {v:?}");
         }
@@ -176,9 +182,12 @@ pub async fn show_state(ctx: &Ctx, json: bool) -> CliResult {
 
 pub async fn import(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) -> CliResult {
     let cfg = ctx.load(&[])?;
-    let key = address.strip_prefix("cvm.").ok_or_else(|| CliError::new(format!("`{address}` is not a CVM address")).hint("addresses look like `cvm.web`"))?;
+    let key = address.strip_prefix("cvm.").ok_or_else(|| {
+        CliError::new(format!("`{address}` is not a CVM address")).hint("addresses look like `cvm.web`")
+    })?;
     let Some(cvm) = cfg.cvms.get(key) else {
-        let mut e = CliError::new(format!("the manifest has no `cvms.{key}`")).hint("declare the CVM in the manifest first, so the next plan compares it with what you want");
+        let mut e = CliError::new(format!("the manifest has no `cvms.{key}`"))
+            .hint("declare the CVM in the manifest first, so the next plan compares it with what you want");
         if let Some(s) = did_you_mean(key, cfg.cvms.keys().map(String::as_str)) {
             e = e.hint(format!("did you mean `cvm.{s}`?"));
         }
@@ -187,11 +196,18 @@ pub async fn import(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) 
     let store = ctx.open_state("import", lock_timeout).await?;
     let snap = store.snapshot().await?;
     if snap.resources.contains_key(address) {
-        return Err(CliError::new(format!("{address} is already in state")).hint(format!("`teeform state rm {address}` first to import a different CVM")));
+        return Err(CliError::new(format!("{address} is already in state"))
+            .hint(format!("`teeform state rm {address}` first to import a different CVM")));
     }
     let api = ctx.api(&cfg.endpoint).await?;
-    let remote = api.client.get_cvm(id).await?.ok_or_else(|| CliError::new(format!("no CVM `{id}` exists at {}", api.endpoint)))?;
-    if let Some((other, _)) = snap.resources.iter().find(|(_, r)| r.ids.app_id.is_some() && r.ids.app_id == remote.ids.app_id && r.ids.vm_uuid == remote.ids.vm_uuid) {
+    let remote = api
+        .client
+        .get_cvm(id)
+        .await?
+        .ok_or_else(|| CliError::new(format!("no CVM `{id}` exists at {}", api.endpoint)))?;
+    if let Some((other, _)) = snap.resources.iter().find(|(_, r)| {
+        r.ids.app_id.is_some() && r.ids.app_id == remote.ids.app_id && r.ids.vm_uuid == remote.ids.vm_uuid
+    }) {
         return Err(CliError::new(format!("that CVM is already managed as {other}")));
     }
     let mut attrs = remote.attrs.clone();
@@ -205,7 +221,10 @@ pub async fn import(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) 
     attrs.allow_force_stop = cvm.allow_force_stop;
     let rec = ResourceRecord {
         address: address.to_string(),
-        ids: crate::model::CloudIds { id: remote.ids.vm_uuid.clone().unwrap_or_else(|| remote.ids.id.clone()), ..remote.ids.clone() },
+        ids: crate::model::CloudIds {
+            id: remote.ids.vm_uuid.clone().unwrap_or_else(|| remote.ids.id.clone()),
+            ..remote.ids.clone()
+        },
         attrs,
         compose_hash: remote.compose_hash.clone(),
         env_pubkey: remote.env_pubkey.clone(),

@@ -77,11 +77,20 @@ impl Progress {
         let multi = fancy.then(indicatif::MultiProgress::new);
         let overall = multi.as_ref().map(|m| {
             let bar = m.add(indicatif::ProgressBar::new(total as u64));
-            bar.set_style(indicatif::ProgressStyle::with_template("{prefix:>12.bold.green} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{prefix:>12.bold.green} [{bar:30}] {pos}/{len} {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
             bar.set_prefix("Applying");
             bar
         });
-        Progress { ui, total, state: Mutex::new(ProgressState { done: 0, bars: Default::default(), last: Default::default(), overall }), multi }
+        Progress {
+            ui,
+            total,
+            state: Mutex::new(ProgressState { done: 0, bars: Default::default(), last: Default::default(), overall }),
+            multi,
+        }
     }
 
     fn line(&self, s: String) {
@@ -110,7 +119,10 @@ impl Events for Progress {
         let mut st = self.state.lock().expect("progress lock");
         if let Some(m) = &self.multi {
             let bar = m.add(indicatif::ProgressBar::new_spinner());
-            bar.set_style(indicatif::ProgressStyle::with_template("  {spinner} {prefix}: {msg} [{elapsed}]").expect("valid template"));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("  {spinner} {prefix}: {msg} [{elapsed}]")
+                    .expect("valid template"),
+            );
             bar.set_prefix(address.to_string());
             bar.set_message(verb.to_string());
             bar.enable_steady_tick(Duration::from_millis(120));
@@ -151,8 +163,14 @@ impl Events for Progress {
         drop(st);
         let secs = elapsed.as_secs_f64();
         let line = match result {
-            StepResult::Done { id } => format!("{} {address}: {done} after {secs:.1}s{}", p.green("✓"), id.as_ref().map(|i| format!(" [id={i}]")).unwrap_or_default()),
-            StepResult::Failed(e) => format!("{} {address}: failed after {secs:.1}s: {e}", p.red("✗")),
+            StepResult::Done { id } => format!(
+                "{} {address}: {done} after {secs:.1}s{}",
+                p.green("✓"),
+                id.as_ref().map(|i| format!(" [id={i}]")).unwrap_or_default()
+            ),
+            StepResult::Failed(e) => {
+                format!("{} {address}: failed after {secs:.1}s: {e}", p.red("✗"))
+            }
             StepResult::Skipped(why) => format!("{} {address}: skipped: {why}", p.yellow("-")),
             StepResult::Paused(why) => format!("{} {address}: paused: {why}", p.yellow("‖")),
         };

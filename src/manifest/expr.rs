@@ -175,10 +175,18 @@ fn parse_ref(inner: &str) -> Result<Ref, (String, Option<String>)> {
         };
     }
     if let Some(name) = inner.strip_prefix("env:") {
-        return if ident_ok(name) { Ok(Ref::Env { name: name.into() }) } else { bad(format!("`{name}` is not an environment variable name")) };
+        return if ident_ok(name) {
+            Ok(Ref::Env { name: name.into() })
+        } else {
+            bad(format!("`{name}` is not an environment variable name"))
+        };
     }
     if let Some(path) = inner.strip_prefix("file:") {
-        return if path.is_empty() { bad("`${file:}` needs a path".into()) } else { Ok(Ref::File { path: path.into() }) };
+        return if path.is_empty() {
+            bad("`${file:}` needs a path".into())
+        } else {
+            Ok(Ref::File { path: path.into() })
+        };
     }
     let segs: Vec<&str> = inner.split('.').collect();
     if segs.iter().any(|s| !ident_ok(s)) {
@@ -191,13 +199,17 @@ fn parse_ref(inner: &str) -> Result<Ref, (String, Option<String>)> {
                 Ok(Ref::Cvm { name: (*name).into(), attr: (*attr).into() })
             } else {
                 let hint = match super::diag::did_you_mean(attr, CVM_ATTRS.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`? a CVM exposes {}", CVM_ATTRS.join(", ")),
+                    Some(s) => {
+                        format!("did you mean `{s}`? a CVM exposes {}", CVM_ATTRS.join(", "))
+                    }
                     None => format!("a CVM exposes {}", CVM_ATTRS.join(", ")),
                 };
                 Err((format!("CVMs have no attribute `{attr}`"), Some(hint)))
             }
         }
-        ["data", source, name, attr] => Ok(Ref::Data { source: (*source).into(), name: (*name).into(), attr: (*attr).into() }),
+        ["data", source, name, attr] => {
+            Ok(Ref::Data { source: (*source).into(), name: (*name).into(), attr: (*attr).into() })
+        }
         ["cvm", ..] => bad(format!("`${{{inner}}}`: a CVM reference is `cvm.NAME.ATTR`")),
         ["var", ..] => bad(format!("`${{{inner}}}`: a variable reference is `var.NAME`")),
         _ => bad(format!("unknown reference `${{{inner}}}`")),
@@ -215,7 +227,10 @@ mod tests {
             ("${env:HOME}", Ref::Env { name: "HOME".into() }),
             ("${file:./a.txt}", Ref::File { path: "./a.txt".into() }),
             ("${cvm.db.app_id}", Ref::Cvm { name: "db".into(), attr: "app_id".into() }),
-            ("${data.oci_image.base.id}", Ref::Data { source: "oci_image".into(), name: "base".into(), attr: "id".into() }),
+            (
+                "${data.oci_image.base.id}",
+                Ref::Data { source: "oci_image".into(), name: "base".into(), attr: "id".into() },
+            ),
             ("${secret:env:DB_PASSWORD}", Ref::SecretEnv { name: "DB_PASSWORD".into() }),
             ("${secret:file:./db.pass}", Ref::SecretFile { path: "./db.pass".into() }),
         ];

@@ -9,7 +9,9 @@ use serde_json::Value as Json;
 use super::diag::{Diagnostic, Source, did_you_mean};
 use super::expr::{self, Ref, Template};
 use super::yaml::{self, Kind, Node, Span};
-use super::{BackendKind, Config, CvmConfig, DEFAULT_API_PREFIX, Endpoint, FileRef, Kms, ManifestError, OnChainKms, OutputConfig};
+use super::{
+    BackendKind, Config, CvmConfig, DEFAULT_API_PREFIX, Endpoint, FileRef, Kms, ManifestError, OnChainKms, OutputConfig,
+};
 
 /// How to read a manifest: variable overrides and where environment variables come from
 /// (tests pass a fixed map so they never depend on the machine).
@@ -54,7 +56,7 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Config,
             return Err(ManifestError { diagnostics: vec![d] });
         }
     };
-    let mut l = Loader { src: src.clone(), dir, opts, diags: Vec::new(), vars: BTreeMap::new(), secret_keys: Vec::new() };
+    let mut l = Loader { src: src.clone(), dir, opts, diags: Vec::new(), vars: BTreeMap::new(), cvm_keys: Vec::new() };
     let cfg = l.root(&root, path);
     if l.diags.iter().any(Diagnostic::is_error) {
         return Err(ManifestError { diagnostics: l.diags });
@@ -65,7 +67,11 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Config,
 }
 
 fn display_path(path: &Path, base: Option<&Path>) -> String {
-    let abs = if path.is_absolute() { path.to_path_buf() } else { base.map(|b| b.join(path)).unwrap_or_else(|| path.to_path_buf()) };
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.map(|b| b.join(path)).unwrap_or_else(|| path.to_path_buf())
+    };
     match base.and_then(|b| abs.strip_prefix(b).ok()) {
         Some(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
         _ => path.display().to_string(),
@@ -107,8 +113,9 @@ struct Loader<'a> {
     opts: &'a LoadOptions,
     diags: Vec<Diagnostic>,
     vars: BTreeMap<String, Json>,
-    /// (output name, span) of outputs that reference a secret, checked against `sensitive`.
-    secret_keys: Vec<String>,
+    /// Keys under `cvms:`, known before any CVM is read so references can be checked where
+    /// they are written.
+    cvm_keys: Vec<String>,
 }
 
 const TOP_KEYS: &[&str] = &["provider", "backend", "variables", "cvms", "data", "outputs"];
@@ -152,7 +159,12 @@ impl Loader<'_> {
 
     /// The entries of a mapping, reporting a non-mapping, duplicate keys and (when `allowed`
     /// is given) unknown keys with a did-you-mean hint.
-    fn entries<'n>(&mut self, node: &'n Node, what: &str, allowed: Option<&[&str]>) -> Vec<(&'n str, &'n Node, &'n Node)> {
+    fn entries<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        allowed: Option<&[&str]>,
+    ) -> Vec<(&'n str, &'n Node, &'n Node)> {
         let pairs = match &node.kind {
             Kind::Map(p) => p,
             _ if node.is_null() => return Vec::new(),
@@ -165,7 +177,9 @@ impl Loader<'_> {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for (k, v) in pairs {
-            let Some(name) = self.key_text(k) else { continue };
+            let Some(name) = self.key_text(k) else {
+                continue;
+            };
             if !seen.insert(name) {
                 self.err(k.span, format!("duplicate key `{name}` in {what}")).set_label("defined again here");
                 continue;
@@ -210,6 +224,7 @@ impl Loader<'_> {
         }
         let mut cvms = BTreeMap::new();
         let cvm_node = get("cvms");
+        self.cvm_keys = key_spans(cvm_node).keys().map(|k| k.to_string()).collect();
         if let Some(c) = cvm_node {
             for (key, knode, spec) in self.entries(c, "cvms", None) {
                 if let Some(cvm) = self.cvm(key, knode, spec) {
@@ -217,9 +232,9 @@ impl Loader<'_> {
                 }
             }
         }
-        self.check_cvm_refs(&mut cvms, cvm_node);
+        imply_dependencies(&mut cvms);
         let outputs = match get("outputs") {
-            Some(o) => self.outputs(o, &cvms),
+            Some(o) => self.outputs(o),
             None => BTreeMap::new(),
         };
         Some(Config {
@@ -241,7 +256,11 @@ impl Loader<'_> {
         for (name, _k, spec) in self.entries(node, "variables", None) {
             let (default, ty) = match &spec.kind {
                 Kind::Map(_) => {
-                    let e = self.entries(spec, &format!("variable `{name}`"), Some(&["default", "description", "type", "sensitive"]));
+                    let e = self.entries(
+                        spec,
+                        &format!("variable `{name}`"),
+                        Some(&["default", "description", "type", "sensitive"]),
+                    );
                     let mut default = None;
                     let mut ty = None;
                     for (k, _, v) in e {
@@ -250,7 +269,9 @@ impl Loader<'_> {
                             "type" => match self.plain_str(v) {
                                 Some(t @ ("string" | "number" | "bool")) => ty = Some(t.to_string()),
                                 Some(t) => {
-                                    self.err(v.span, format!("unknown variable type `{t}`")).hints.push("types are string, number and bool".into());
+                                    self.err(v.span, format!("unknown variable type `{t}`"))
+                                        .hints
+                                        .push("types are string, number and bool".into());
                                 }
                                 None => {}
                             },
@@ -268,7 +289,10 @@ impl Loader<'_> {
                 Some(raw) => match coerce(&raw, ty.as_deref()) {
                     Some(v) => Some(v),
                     None => {
-                        self.diags.push(Diagnostic::bare(format!("--var {name}={raw}: expected a {}", ty.as_deref().unwrap_or("string"))));
+                        self.diags.push(Diagnostic::bare(format!(
+                            "--var {name}={raw}: expected a {}",
+                            ty.as_deref().unwrap_or("string")
+                        )));
                         None
                     }
                 },
@@ -291,7 +315,10 @@ impl Loader<'_> {
     fn check_var_overrides(&mut self, vars_node: Option<&Node>) {
         let declared: Vec<String> = self.vars.keys().cloned().collect();
         let declared_all: BTreeSet<String> = match vars_node.map(|n| &n.kind) {
-            Some(Kind::Map(p)) => p.iter().filter_map(|(k, _)| if let Kind::Scalar { text, .. } = &k.kind { Some(text.clone()) } else { None }).collect(),
+            Some(Kind::Map(p)) => p
+                .iter()
+                .filter_map(|(k, _)| if let Kind::Scalar { text, .. } = &k.kind { Some(text.clone()) } else { None })
+                .collect(),
             _ => BTreeSet::new(),
         };
         for (k, _) in &self.opts.vars {
@@ -332,20 +359,27 @@ impl Loader<'_> {
     // ----- provider and backend ---------------------------------------------------------
 
     fn provider(&mut self, node: Option<&Node>) -> Endpoint {
-        let env_default = || (self.opts.env)("PHALA_CLOUD_API_PREFIX").unwrap_or_else(|| DEFAULT_API_PREFIX.to_string());
-        let Some(node) = node else { return Endpoint::Url(env_default()) };
+        let env_default =
+            || (self.opts.env)("PHALA_CLOUD_API_PREFIX").unwrap_or_else(|| DEFAULT_API_PREFIX.to_string());
+        let Some(node) = node else {
+            return Endpoint::Url(env_default());
+        };
         let mut endpoint = None;
         for (name, _, v) in self.entries(node, "provider", Some(&["phala", "nscale", "oci"])) {
             match name {
                 "phala" => {
                     for (k, _, v) in self.entries(v, "provider.phala", Some(&["endpoint"])) {
                         if k == "endpoint" {
-                            endpoint = self.string(v, "provider.phala.endpoint", STRINGS_ONLY).and_then(|t| t.as_literal()).map(|s| (s, v.span));
+                            endpoint = self
+                                .string(v, "provider.phala.endpoint", STRINGS_ONLY)
+                                .and_then(|t| t.as_literal())
+                                .map(|s| (s, v.span));
                         }
                     }
                 }
                 _ => {
-                    self.err(v.span, format!("the `{name}` provider is not supported by this version of teeform")).set_label("unsupported");
+                    self.err(v.span, format!("the `{name}` provider is not supported by this version of teeform"))
+                        .set_label("unsupported");
                 }
             }
         }
@@ -370,7 +404,8 @@ impl Loader<'_> {
             "local" => Some(BackendKind::Local),
             "postgres" => Some(BackendKind::Postgres),
             other => {
-                let hint = did_you_mean(other, ["local", "postgres"]).map_or("backends are `local` (sled) and `postgres`".into(), |s| format!("did you mean `{s}`?"));
+                let hint = did_you_mean(other, ["local", "postgres"])
+                    .map_or("backends are `local` (sled) and `postgres`".into(), |s| format!("did you mean `{s}`?"));
                 self.err(node.span, format!("unknown backend `{other}`")).hints.push(hint);
                 None
             }
@@ -423,12 +458,29 @@ impl Loader<'_> {
             let (allowed, place) = match r {
                 Ref::Cvm { .. } => (allow.cvm, "CVM references are allowed in `env` values and outputs only"),
                 Ref::Data { .. } => (allow.data, "data source references are not allowed here"),
-                Ref::SecretEnv { .. } | Ref::SecretFile { .. } => (allow.secret, "secrets are allowed in `env` values and outputs only"),
+                Ref::SecretEnv { .. } | Ref::SecretFile { .. } => {
+                    (allow.secret, "secrets are allowed in `env` values and outputs only")
+                }
                 _ => (true, ""),
             };
             if !allowed {
-                self.err(node.span, format!("{what} cannot use `{r}`")).set_label("not allowed here").hints.push(place.into());
+                self.err(node.span, format!("{what} cannot use `{r}`"))
+                    .set_label("not allowed here")
+                    .hints
+                    .push(place.into());
                 ok = false;
+            }
+        }
+        for r in tpl.refs() {
+            if let Ref::Cvm { name, .. } = r {
+                if allow.cvm && !self.cvm_keys.contains(name) {
+                    self.unknown_cvm(
+                        node.span,
+                        name,
+                        &format!("{what} references `cvm.{name}`, which is not declared"),
+                    );
+                    ok = false;
+                }
             }
         }
         if !ok {
@@ -483,6 +535,15 @@ impl Loader<'_> {
         Some(Scalar::Str(tpl))
     }
 
+    fn unknown_cvm(&mut self, span: Span, name: &str, msg: &str) {
+        let hint = match did_you_mean(name, self.cvm_keys.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if self.cvm_keys.is_empty() => "declare the CVM under `cvms:`".to_string(),
+            None => format!("declared CVMs: {}", self.cvm_keys.join(", ")),
+        };
+        self.err(span, msg).set_label("not declared").add_hint(hint);
+    }
+
     fn var(&mut self, name: &str, span: Span) -> Option<Json> {
         if let Some(v) = self.vars.get(name) {
             return Some(v.clone());
@@ -521,12 +582,17 @@ impl Loader<'_> {
         match n {
             Some(n) if (min..=max).contains(&n) => Some(n as u32),
             Some(n) => {
-                self.err(node.span, format!("{what} must be between {min} and {max}, found {n}")).set_label("out of range");
+                self.err(node.span, format!("{what} must be between {min} and {max}, found {n}"))
+                    .set_label("out of range");
                 None
             }
             None => {
-                let t = s.type_name();
-                self.err(node.span, format!("{what} must be a whole number, found {t}")).set_label("expected a number");
+                let found = match &s {
+                    Scalar::Num(n) => n.to_string(),
+                    other => other.type_name().to_string(),
+                };
+                self.err(node.span, format!("{what} must be a whole number from {min} to {max}, found {found}"))
+                    .set_label("expected a whole number");
                 None
             }
         }
@@ -535,7 +601,9 @@ impl Loader<'_> {
     fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
         match self.scalar(node, what, STRINGS_ONLY)? {
             Scalar::Bool(b) => Some(b),
-            Scalar::Str(t) if matches!(t.as_literal().as_deref(), Some("true" | "false")) => Some(t.as_literal().as_deref() == Some("true")),
+            Scalar::Str(t) if matches!(t.as_literal().as_deref(), Some("true" | "false")) => {
+                Some(t.as_literal().as_deref() == Some("true"))
+            }
             s => {
                 let t = s.type_name();
                 self.err(node.span, format!("{what} must be true or false, found {t}")).set_label("expected a boolean");
@@ -550,7 +618,8 @@ impl Loader<'_> {
         match std::fs::read_to_string(&full) {
             Ok(content) => Some(FileRef { path, content }),
             Err(e) => {
-                let reason = if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
+                let reason =
+                    if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
                 let dir = display_dir(&self.dir);
                 self.err(node.span, format!("cannot read {what} `{path}`: {reason}"))
                     .set_label("file not found")
@@ -566,13 +635,14 @@ impl Loader<'_> {
     fn cvm(&mut self, key: &str, knode: &Node, spec: &Node) -> Option<CvmConfig> {
         let what = format!("cvm `{key}`");
         if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || key.is_empty() {
-            self.err(knode.span, format!("`{key}` is not a valid CVM key")).hints.push("use letters, digits, `-` and `_`".into());
+            self.err(knode.span, format!("`{key}` is not a valid CVM key"))
+                .hints
+                .push("use letters, digits, `-` and `_`".into());
         }
         let fields = self.entries(spec, &what, Some(CVM_KEYS));
         if !matches!(spec.kind, Kind::Map(_)) {
             return None;
         }
-        let errors_before = self.diags.iter().filter(|d| d.is_error()).count();
         let mut c = CvmConfig {
             key: key.to_string(),
             name: key.to_string(),
@@ -647,8 +717,15 @@ impl Loader<'_> {
                     Kind::Seq(items) => {
                         for it in items {
                             if let Some(s) = self.literal_string(it, "depends_on entry") {
-                                // Checked against the other CVMs once all are read.
-                                c.depends_on.push(s);
+                                if self.cvm_keys.contains(&s) {
+                                    c.depends_on.push(s);
+                                } else {
+                                    self.unknown_cvm(
+                                        it.span,
+                                        &s,
+                                        &format!("{what} depends on `{s}`, which is not declared"),
+                                    );
+                                }
                             }
                         }
                     }
@@ -667,7 +744,9 @@ impl Loader<'_> {
         }
         if !valid_cvm_name(&c.name) {
             let d = self.err(name_span, format!("`{}` is not a valid CVM name", c.name)).set_label("invalid name");
-            d.hints.push("Phala Cloud names are 5-63 characters: a letter first, then letters, digits and single hyphens".into());
+            d.hints.push(
+                "Phala Cloud names are 5-63 characters: a letter first, then letters, digits and single hyphens".into(),
+            );
             if c.name == key {
                 d.hints.push(format!("keep the key and set `name:` to a longer name, e.g. `name: {key}-app`"));
             }
@@ -678,8 +757,8 @@ impl Loader<'_> {
                 .hints
                 .push("choose an instance type, or size the CVM with vcpu and memory".into());
         }
-        let errors_after = self.diags.iter().filter(|d| d.is_error()).count();
-        (errors_after == errors_before).then_some(c)
+        // Returned even after errors, so later checks still run and report all at once.
+        Some(c)
     }
 
     fn kms(&mut self, node: &Node) -> Option<Kms> {
@@ -696,14 +775,28 @@ impl Loader<'_> {
                     confirmations: 1,
                 })),
                 other => {
-                    let hint = did_you_mean(other, ["phala", "base", "ethereum"]).map_or("kms is `phala`, `base`, `ethereum`, or a mapping with `chain`".into(), |s| format!("did you mean `{s}`?"));
+                    let hint = did_you_mean(other, ["phala", "base", "ethereum"])
+                        .map_or("kms is `phala`, `base`, `ethereum`, or a mapping with `chain`".into(), |s| {
+                            format!("did you mean `{s}`?")
+                        });
                     self.err(node.span, format!("unknown kms `{other}`")).hints.push(hint);
                     None
                 }
             };
         }
-        let fields = self.entries(node, "kms", Some(&["chain", "rpc_url", "contract", "private_key_env", "rpc_url_env", "confirmations"]));
-        let mut k = OnChainKms { chain_id: 0, rpc_url: None, contract: None, private_key_env: "PRIVATE_KEY".into(), rpc_url_env: "ETH_RPC_URL".into(), confirmations: 1 };
+        let fields = self.entries(
+            node,
+            "kms",
+            Some(&["chain", "rpc_url", "contract", "private_key_env", "rpc_url_env", "confirmations"]),
+        );
+        let mut k = OnChainKms {
+            chain_id: 0,
+            rpc_url: None,
+            contract: None,
+            private_key_env: "PRIVATE_KEY".into(),
+            rpc_url_env: "ETH_RPC_URL".into(),
+            confirmations: 1,
+        };
         let mut chain_seen = false;
         for (name, _, v) in fields {
             match name {
@@ -716,7 +809,9 @@ impl Loader<'_> {
                         n => match n.parse::<u64>() {
                             Ok(id) if id > 0 => id,
                             _ => {
-                                self.err(v.span, format!("unknown chain `{n}`")).hints.push("use `base`, `ethereum` or a numeric chain id".into());
+                                self.err(v.span, format!("unknown chain `{n}`"))
+                                    .hints
+                                    .push("use `base`, `ethereum` or a numeric chain id".into());
                                 return None;
                             }
                         },
@@ -752,64 +847,31 @@ impl Loader<'_> {
         match serde_yaml::from_str::<serde_yaml::Value>(&f.content) {
             Ok(v) => {
                 if v.get("services").and_then(|s| s.as_mapping()).is_none() {
-                    self.diags.push(Diagnostic::error(&csrc, Span::new(0, 0), "a docker-compose file needs a `services:` mapping").label("no services"));
+                    self.diags.push(
+                        Diagnostic::error(&csrc, Span::new(0, 0), "a docker-compose file needs a `services:` mapping")
+                            .label("no services"),
+                    );
                     self.err(span, "the compose file above is referenced here").set_label("compose file");
                 }
             }
             Err(e) => {
                 let off = e.location().map_or(0, |l| l.index());
-                self.diags.push(Diagnostic::error(&csrc, Span::new(off, (off + 1).min(csrc.text.len())), format!("invalid compose YAML: {e}")).label("here"));
+                self.diags.push(
+                    Diagnostic::error(
+                        &csrc,
+                        Span::new(off, (off + 1).min(csrc.text.len())),
+                        format!("invalid compose YAML: {e}"),
+                    )
+                    .label("here"),
+                );
                 self.err(span, "the compose file above is referenced here").set_label("compose file");
-            }
-        }
-    }
-
-    /// Resolves `depends_on` and `${cvm.X.attr}` against the declared CVMs and adds implied edges.
-    fn check_cvm_refs(&mut self, cvms: &mut BTreeMap<String, CvmConfig>, node: Option<&Node>) {
-        let keys: Vec<String> = cvms.keys().cloned().collect();
-        let spans = key_spans(node);
-        for key in &keys {
-            let cvm = &cvms[key];
-            let span = cvm.span;
-            let mut deps: Vec<String> = Vec::new();
-            let mut bad: Vec<(String, &'static str)> = Vec::new();
-            for d in &cvm.depends_on {
-                if keys.contains(d) || spans.contains_key(d.as_str()) {
-                    deps.push(d.clone());
-                } else {
-                    bad.push((d.clone(), "depends_on"));
-                }
-            }
-            for t in cvm.env.values() {
-                for r in t.refs() {
-                    if let Ref::Cvm { name, .. } = r {
-                        if keys.contains(name) || spans.contains_key(name.as_str()) {
-                            deps.push(name.clone());
-                        } else {
-                            bad.push((name.clone(), "reference"));
-                        }
-                    }
-                }
-            }
-            for (name, how) in bad {
-                let hint = match did_you_mean(&name, keys.iter().map(String::as_str)) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("declared CVMs: {}", keys.join(", ")),
-                };
-                let msg = if how == "depends_on" { format!("cvm `{key}` depends on `{name}`, which is not declared") } else { format!("cvm `{key}` references `cvm.{name}`, which is not declared") };
-                self.err(span, msg).set_label("in this CVM").hints.push(hint);
-            }
-            deps.sort();
-            deps.dedup();
-            if let Some(c) = cvms.get_mut(key) {
-                c.depends_on = deps;
             }
         }
     }
 
     // ----- outputs ----------------------------------------------------------------------
 
-    fn outputs(&mut self, node: &Node, cvms: &BTreeMap<String, CvmConfig>) -> BTreeMap<String, OutputConfig> {
+    fn outputs(&mut self, node: &Node) -> BTreeMap<String, OutputConfig> {
         let mut out = BTreeMap::new();
         for (name, knode, spec) in self.entries(node, "outputs", None) {
             let allow = Allow { cvm: true, data: true, secret: true };
@@ -819,7 +881,9 @@ impl Loader<'_> {
                     let mut sensitive = false;
                     let mut description = None;
                     let mut value_seen = false;
-                    for (k, _, v) in self.entries(spec, &format!("output `{name}`"), Some(&["value", "sensitive", "description"])) {
+                    for (k, _, v) in
+                        self.entries(spec, &format!("output `{name}`"), Some(&["value", "sensitive", "description"]))
+                    {
                         match k {
                             "value" => {
                                 value_seen = true;
@@ -838,19 +902,7 @@ impl Loader<'_> {
                 _ => (self.string(spec, &format!("output `{name}`"), allow), false, None),
             };
             let Some(value) = value else { continue };
-            for r in value.refs() {
-                if let Ref::Cvm { name: target, .. } = r {
-                    if !cvms.contains_key(target) {
-                        let hint = match did_you_mean(target, cvms.keys().map(String::as_str)) {
-                            Some(s) => format!("did you mean `{s}`?"),
-                            None => "declare the CVM under `cvms:`".into(),
-                        };
-                        self.err(spec.span, format!("output `{name}` references `cvm.{target}`, which is not declared")).hints.push(hint);
-                    }
-                }
-            }
             if value.refs().any(Ref::is_secret) && !sensitive {
-                self.secret_keys.push(name.to_string());
                 self.err(knode.span, format!("output `{name}` shows a secret but is not marked sensitive"))
                     .set_label("secret output")
                     .hints
@@ -862,9 +914,31 @@ impl Loader<'_> {
     }
 }
 
+/// Adds the dependencies `${cvm.X...}` references imply to the explicit `depends_on`.
+fn imply_dependencies(cvms: &mut BTreeMap<String, CvmConfig>) {
+    for c in cvms.values_mut() {
+        let implied: Vec<String> = c
+            .env
+            .values()
+            .flat_map(|t| t.refs())
+            .filter_map(|r| if let Ref::Cvm { name, .. } = r { Some(name.clone()) } else { None })
+            .collect();
+        c.depends_on.extend(implied);
+        c.depends_on.sort();
+        c.depends_on.dedup();
+    }
+}
+
 fn key_spans(node: Option<&Node>) -> BTreeMap<&str, Span> {
     match node.map(|n| &n.kind) {
-        Some(Kind::Map(p)) => p.iter().filter_map(|(k, _)| if let Kind::Scalar { text, .. } = &k.kind { Some((text.as_str(), k.span)) } else { None }).collect(),
+        Some(Kind::Map(p)) => p
+            .iter()
+            .filter_map(
+                |(k, _)| {
+                    if let Kind::Scalar { text, .. } = &k.kind { Some((text.as_str(), k.span)) } else { None }
+                },
+            )
+            .collect(),
         _ => BTreeMap::new(),
     }
 }
@@ -904,7 +978,11 @@ fn json_type(v: &Json) -> &'static str {
 
 fn coerce(raw: &str, ty: Option<&str>) -> Option<Json> {
     match ty {
-        Some("number") => raw.parse::<i64>().map(Json::from).ok().or_else(|| raw.parse::<f64>().ok().filter(|f| f.is_finite()).map(Json::from)),
+        Some("number") => raw
+            .parse::<i64>()
+            .map(Json::from)
+            .ok()
+            .or_else(|| raw.parse::<f64>().ok().filter(|f| f.is_finite()).map(Json::from)),
         Some("bool") => yaml::scalar_bool(raw).map(Json::Bool),
         _ => Some(Json::String(raw.to_string())),
     }
@@ -919,7 +997,8 @@ pub(crate) fn json_to_string(v: &Json) -> String {
 
 fn is_env_name(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Phala Cloud's hostname rule (reference §2): 5-63 chars, a letter first, no `--`.

@@ -33,7 +33,10 @@ pub struct Node {
 pub enum Kind {
     /// A scalar with its text and whether it was written plain (unquoted), which decides
     /// whether `2` is a number or a string.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -91,7 +94,9 @@ impl LineIndex {
     /// yaml-rust2 markers count characters (line 1-based, column 0-based); spans are bytes.
     fn offset(&self, src: &str, m: &Marker) -> usize {
         let line = m.line().max(1) - 1;
-        let Some(&start) = self.starts.get(line) else { return src.len() };
+        let Some(&start) = self.starts.get(line) else {
+            return src.len();
+        };
         let rest = &src[start..];
         rest.char_indices().nth(m.col()).map(|(i, _)| start + i).unwrap_or(src.len())
     }
@@ -108,10 +113,9 @@ impl Builder<'_> {
     fn next(&mut self) -> Result<(Event, usize), SyntaxError> {
         match self.parser.next_token() {
             Ok((ev, mark)) => Ok((ev, self.lines.offset(self.src, &mark))),
-            Err(e) => Err(SyntaxError {
-                message: e.info().to_string(),
-                offset: self.lines.offset(self.src, e.marker()),
-            }),
+            Err(e) => {
+                Err(SyntaxError { message: e.info().to_string(), offset: self.lines.offset(self.src, e.marker()) })
+            }
         }
     }
 
@@ -143,7 +147,9 @@ impl Builder<'_> {
                     }
                     return Ok(node);
                 }
-                _ => return Err(SyntaxError { message: "unexpected YAML event".into(), offset: at }),
+                _ => {
+                    return Err(SyntaxError { message: "unexpected YAML event".into(), offset: at });
+                }
             }
         }
     }

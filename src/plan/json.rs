@@ -45,7 +45,8 @@ fn attrs_json(a: &CvmAttrs) -> (Value, Value, Vec<String>) {
 
 fn change_json(c: &Change) -> Value {
     let (before, _, before_sensitive) = c.before.as_ref().map(attrs_json).unwrap_or((Value::Null, Value::Null, vec![]));
-    let (after, after_unknown, after_sensitive) = c.after.as_ref().map(attrs_json).unwrap_or((Value::Null, Value::Null, vec![]));
+    let (after, after_unknown, after_sensitive) =
+        c.after.as_ref().map(attrs_json).unwrap_or((Value::Null, Value::Null, vec![]));
     json!({
         "address": c.address,
         "type": "phala_cvm",
@@ -77,8 +78,14 @@ pub fn to_json(plan: &Plan) -> Value {
                 .iter()
                 .map(|a| {
                     // Env values cannot be observed; drift shows key sets only.
-                    let keys = |v: &Value| v.as_object().map(|m| Value::from(m.keys().cloned().collect::<Vec<_>>())).unwrap_or(Value::Null);
-                    if a.name == "env" { json!({"name": "env_keys", "before": keys(&a.before), "after": keys(&a.after)}) } else { json!({"name": a.name, "before": a.before, "after": a.after}) }
+                    let keys = |v: &Value| {
+                        v.as_object().map(|m| Value::from(m.keys().cloned().collect::<Vec<_>>())).unwrap_or(Value::Null)
+                    };
+                    if a.name == "env" {
+                        json!({"name": "env_keys", "before": keys(&a.before), "after": keys(&a.after)})
+                    } else {
+                        json!({"name": a.name, "before": a.before, "after": a.after})
+                    }
                 })
                 .collect();
             json!({"address": d.address, "deleted": d.deleted, "attributes": attrs})

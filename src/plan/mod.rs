@@ -262,7 +262,21 @@ pub fn merge_refresh(rec: &ResourceRecord, remote: &RemoteCvm) -> (ResourceRecor
     macro_rules! take {
         ($($f:ident),*) => { $( if o.$f.is_some() { a.$f = o.$f.clone(); } )* };
     }
-    take!(compose, vcpu, memory, disk_size, instance_type, node, image, kms, public_logs, public_sysinfo, public_tcbinfo, gateway, gpus);
+    take!(
+        compose,
+        vcpu,
+        memory,
+        disk_size,
+        instance_type,
+        node,
+        image,
+        kms,
+        public_logs,
+        public_sysinfo,
+        public_tcbinfo,
+        gateway,
+        gpus
+    );
     // The API reports the pre-launch script only when there is one.
     if o.compose.is_some() {
         a.pre_launch_script = o.pre_launch_script.clone();
@@ -295,7 +309,12 @@ fn diff_attrs(before: &CvmAttrs, after: &CvmAttrs, managed_only: bool) -> Vec<At
         }
         let changed = if *name == "env" { !env_same(&before.env, &after.env) } else { b != a };
         if changed {
-            out.push(AttrChange { name: name.to_string(), before: b, after: a, forces_replacement: *how == Update::Replace });
+            out.push(AttrChange {
+                name: name.to_string(),
+                before: b,
+                after: a,
+                forces_replacement: *how == Update::Replace,
+            });
         }
     }
     out
@@ -362,7 +381,9 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     // Creates, updates and replacements in dependency order, so a CVM's references see what
     // happens to the CVMs it references.
     for addr in graph.topo_order() {
-        let Some(cfg) = desired.get(addr).filter(|_| mode != Mode::Destroy) else { continue };
+        let Some(cfg) = desired.get(addr).filter(|_| mode != Mode::Destroy) else {
+            continue;
+        };
         let cur = current.get(addr);
         let after = desired_attrs(cfg, &current, &actions, secrets, &snapshot.meta.salt);
         let deps: Vec<String> = graph.dependencies(addr).iter().map(|s| s.to_string()).collect();
@@ -371,7 +392,18 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
             None => {
                 let reasons = if gone.contains(addr) { vec![Reason::DeletedOutsideTeeform] } else { vec![] };
                 let hash = preview_create(&after);
-                Some(Change { address: addr.to_string(), action: Action::Create, ids: None, before: None, after: Some(after), attributes: vec![], reasons, dependencies: deps, compose_hash: Some(hash), kms })
+                Some(Change {
+                    address: addr.to_string(),
+                    action: Action::Create,
+                    ids: None,
+                    before: None,
+                    after: Some(after),
+                    attributes: vec![],
+                    reasons,
+                    dependencies: deps,
+                    compose_hash: Some(hash),
+                    kms,
+                })
             }
             Some(rec) => {
                 let attrs = diff_attrs(&rec.attrs, &after, true);
@@ -392,18 +424,34 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                 } else if attrs.is_empty() {
                     None
                 } else {
-                    let forcing: Vec<String> = attrs.iter().filter(|a| a.forces_replacement).map(|a| a.name.clone()).collect();
+                    let forcing: Vec<String> =
+                        attrs.iter().filter(|a| a.forces_replacement).map(|a| a.name.clone()).collect();
                     let (action, mut reasons, hash) = if forcing.is_empty() {
                         let hash = preview_update(rec, &after, refreshed.and_then(|r| r.get(addr)));
                         (Action::Update, vec![Reason::RestartsCvm], hash)
                     } else {
-                        (Action::Replace, vec![Reason::ForcesReplacement { attributes: forcing }, Reason::RotatesAppId], Some(preview_create(&after)))
+                        (
+                            Action::Replace,
+                            vec![Reason::ForcesReplacement { attributes: forcing }, Reason::RotatesAppId],
+                            Some(preview_create(&after)),
+                        )
                     };
                     let (added, removed) = key_changes(&rec.attrs.env, &after.env);
                     if !added.is_empty() || !removed.is_empty() {
                         reasons.push(Reason::EnvKeysChanged { added, removed });
                     }
-                    Some(Change { address: addr.to_string(), action, ids: Some(rec.ids.clone()), before: Some(rec.attrs.clone()), after: Some(after), attributes: attrs, reasons, dependencies: deps, compose_hash: hash, kms })
+                    Some(Change {
+                        address: addr.to_string(),
+                        action,
+                        ids: Some(rec.ids.clone()),
+                        before: Some(rec.attrs.clone()),
+                        after: Some(after),
+                        attributes: attrs,
+                        reasons,
+                        dependencies: deps,
+                        compose_hash: hash,
+                        kms,
+                    })
                 }
             }
         };
@@ -416,7 +464,9 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     // Deletions: dependents go before what they depend on, so walk the order backwards.
     let mut deletes = Vec::new();
     for addr in graph.topo_order().into_iter().rev() {
-        let Some(rec) = current.get(addr) else { continue };
+        let Some(rec) = current.get(addr) else {
+            continue;
+        };
         let reason = if mode == Mode::Destroy {
             Reason::DestroyRequested
         } else if !desired.contains_key(addr) {
@@ -463,7 +513,15 @@ fn finish(
                 None => true,
                 Some(p) => p.sensitive != o.sensitive || (!o.sensitive && (known.is_none() || known != p.value)),
             };
-            outputs.insert(name.clone(), PlannedOutput { value: o.value.clone(), sensitive: o.sensitive, known, before: prev.and_then(|p| p.value.clone()) });
+            outputs.insert(
+                name.clone(),
+                PlannedOutput {
+                    value: o.value.clone(),
+                    sensitive: o.sensitive,
+                    known,
+                    before: prev.and_then(|p| p.value.clone()),
+                },
+            );
         }
     }
     let removed_outputs = snapshot.outputs.keys().any(|k| !outputs.contains_key(k));
@@ -490,7 +548,12 @@ fn key_changes(before: &BTreeMap<String, EnvVal>, after: &BTreeMap<String, EnvVa
 }
 
 /// The value of a CVM attribute other resources may reference, if known before apply.
-fn cvm_attr(target: &str, attr: &str, current: &BTreeMap<String, ResourceRecord>, actions: &BTreeMap<String, Action>) -> Option<String> {
+fn cvm_attr(
+    target: &str,
+    attr: &str,
+    current: &BTreeMap<String, ResourceRecord>,
+    actions: &BTreeMap<String, Action>,
+) -> Option<String> {
     let addr = format!("cvm.{target}");
     match actions.get(&addr) {
         Some(Action::Create | Action::Replace | Action::Delete) => return None,
@@ -513,7 +576,11 @@ pub fn record_attr(rec: &ResourceRecord, attr: &str) -> Option<String> {
 }
 
 /// Resolves a template whose references are all known and none secret.
-fn resolve_plain(t: &Template, current: &BTreeMap<String, ResourceRecord>, actions: &BTreeMap<String, Action>) -> Option<String> {
+fn resolve_plain(
+    t: &Template,
+    current: &BTreeMap<String, ResourceRecord>,
+    actions: &BTreeMap<String, Action>,
+) -> Option<String> {
     if t.refs().any(Ref::is_secret) {
         return None;
     }
@@ -525,7 +592,13 @@ fn resolve_plain(t: &Template, current: &BTreeMap<String, ResourceRecord>, actio
 }
 
 /// Desired attributes of one CVM, with references resolved as far as they can be now.
-fn desired_attrs(c: &CvmConfig, current: &BTreeMap<String, ResourceRecord>, actions: &BTreeMap<String, Action>, secrets: &SecretValues, salt: &str) -> CvmAttrs {
+fn desired_attrs(
+    c: &CvmConfig,
+    current: &BTreeMap<String, ResourceRecord>,
+    actions: &BTreeMap<String, Action>,
+    secrets: &SecretValues,
+    salt: &str,
+) -> CvmAttrs {
     let addr = c.address();
     let env = c
         .env
@@ -539,7 +612,11 @@ fn desired_attrs(c: &CvmConfig, current: &BTreeMap<String, ResourceRecord>, acti
             });
             let v = match (resolved.as_literal(), sensitive) {
                 (Some(value), false) => EnvVal::plain(value),
-                (Some(value), true) => EnvVal { value: None, digest: Some(secrets::digest(salt, &addr, k, &value)), template: Some(t.clone()) },
+                (Some(value), true) => EnvVal {
+                    value: None,
+                    digest: Some(secrets::digest(salt, &addr, k, &value)),
+                    template: Some(t.clone()),
+                },
                 (None, _) => EnvVal { value: None, digest: None, template: Some(t.clone()) },
             };
             (k.clone(), v)
@@ -598,7 +675,11 @@ pub fn compose_patch<'a>(before: &CvmAttrs, after: &'a CvmAttrs, env_keys: &'a [
     let changed = |f: &dyn Fn(&CvmAttrs) -> serde_json::Value| f(before) != f(after);
     ComposePatch {
         docker_compose_file: after.compose.as_deref().filter(|_| changed(&|a| a.get("compose"))),
-        pre_launch_script: if changed(&|a| a.get("pre_launch_script")) { Some(after.pre_launch_script.as_deref().unwrap_or("")) } else { None },
+        pre_launch_script: if changed(&|a| a.get("pre_launch_script")) {
+            Some(after.pre_launch_script.as_deref().unwrap_or(""))
+        } else {
+            None
+        },
         allowed_envs: (before.env.keys().ne(after.env.keys())).then_some(env_keys),
         public_logs: after.public_logs.filter(|_| changed(&|a| a.get("public_logs"))),
         public_sysinfo: after.public_sysinfo.filter(|_| changed(&|a| a.get("public_sysinfo"))),

@@ -75,7 +75,11 @@ pub fn render(plan: &Plan, color: bool) -> String {
             out.push_str(&p.bold("No changes."));
             out.push_str(" Your infrastructure still matches the state.\n");
         } else {
-            let _ = writeln!(out, "Applying this refresh-only plan would update the state for {} object(s); no CVM is changed.", plan.drift.len());
+            let _ = writeln!(
+                out,
+                "Applying this refresh-only plan would update the state for {} object(s); no CVM is changed.",
+                plan.drift.len()
+            );
         }
         return out;
     }
@@ -99,7 +103,11 @@ pub fn render(plan: &Plan, color: bool) -> String {
     if restarts > 0 {
         let _ = write!(out, " {restarts} CVM restart{}.", if restarts == 1 { "" } else { "s" });
     }
-    let onchain = plan.changes.iter().filter(|c| c.reasons.iter().any(|r| matches!(r, Reason::OnChainRegistration(n) if n.allowed != Some(true)))).count();
+    let onchain = plan
+        .changes
+        .iter()
+        .filter(|c| c.reasons.iter().any(|r| matches!(r, Reason::OnChainRegistration(n) if n.allowed != Some(true))))
+        .count();
     if onchain > 0 {
         let _ = write!(out, " {onchain} on-chain registration{}.", if onchain == 1 { "" } else { "s" });
     }
@@ -112,9 +120,13 @@ fn heading(c: &Change) -> String {
     match c.action {
         Action::Create => format!("# {} will be created", c.address),
         Action::Update => format!("# {} will be updated in-place{restart}", c.address),
-        Action::Replace if c.reasons.contains(&Reason::Tainted) => format!("# {} is tainted, so it must be replaced", c.address),
+        Action::Replace if c.reasons.contains(&Reason::Tainted) => {
+            format!("# {} is tainted, so it must be replaced", c.address)
+        }
         Action::Replace => format!("# {} must be replaced", c.address),
-        Action::Delete if c.reasons.contains(&Reason::NotInManifest) => format!("# {} will be destroyed (it is no longer in the manifest)", c.address),
+        Action::Delete if c.reasons.contains(&Reason::NotInManifest) => {
+            format!("# {} will be destroyed (it is no longer in the manifest)", c.address)
+        }
         Action::Delete => format!("# {} will be destroyed", c.address),
     }
 }
@@ -160,7 +172,13 @@ fn change(out: &mut String, p: &Palette, c: &Change) {
             let hidden = crate::model::ATTRS.len() - c.attributes.len();
             if let Some(h) = &c.compose_hash {
                 let before = h.before.as_deref().map(short_hash).unwrap_or_else(|| "(none)".into());
-                let _ = writeln!(out, "      {} compose_hash = {} -> {} (preview; the API's hash is authoritative)", p.yellow("~"), before, short_hash(&h.after));
+                let _ = writeln!(
+                    out,
+                    "      {} compose_hash = {} -> {} (preview; the API's hash is authoritative)",
+                    p.yellow("~"),
+                    before,
+                    short_hash(&h.after)
+                );
             }
             let _ = writeln!(out, "        # ({hidden} unchanged attributes hidden)");
         }
@@ -176,9 +194,15 @@ fn change(out: &mut String, p: &Palette, c: &Change) {
 
 fn note(r: &Reason) -> Option<String> {
     Some(match r {
-        Reason::RestartsCvm => "restarts the CVM: the changes below are applied in one update and one restart (expect downtime)".into(),
-        Reason::ForcesReplacement { attributes } => format!("{} cannot change in place, so the CVM is destroyed and created again", attributes.join(", ")),
-        Reason::RotatesAppId => "replacement creates a new app id: KMS-derived keys, disks and data of the old CVM do not survive".into(),
+        Reason::RestartsCvm => {
+            "restarts the CVM: the changes below are applied in one update and one restart (expect downtime)".into()
+        }
+        Reason::ForcesReplacement { attributes } => {
+            format!("{} cannot change in place, so the CVM is destroyed and created again", attributes.join(", "))
+        }
+        Reason::RotatesAppId => {
+            "replacement creates a new app id: KMS-derived keys, disks and data of the old CVM do not survive".into()
+        }
         Reason::Tainted => "a previous create did not finish; the CVM is replaced".into(),
         Reason::DeletedOutsideTeeform => "the CVM was deleted outside teeform; it is created again".into(),
         Reason::EnvKeysChanged { added, removed } => {
@@ -198,7 +222,10 @@ fn note(r: &Reason) -> Option<String> {
                 Some(false) => "not yet allowed: it must be registered before the update commits".to_string(),
                 None => "must be allowed on chain before the update commits".to_string(),
             };
-            format!("on-chain KMS: compose hash 0x{} on chain {} contract {contract} is {state}", n.compose_hash, n.chain_id)
+            format!(
+                "on-chain KMS: compose hash 0x{} on chain {} contract {contract} is {state}",
+                n.compose_hash, n.chain_id
+            )
         }
         Reason::NotInManifest | Reason::DestroyRequested => return None,
     })
@@ -222,13 +249,22 @@ fn env_shown(e: &EnvVal) -> String {
 
 fn value_shown(v: &serde_json::Value) -> String {
     match v {
-        serde_json::Value::String(s) if s.contains('\n') => format!("<<EOT ({} lines)", s.lines().count()),
+        serde_json::Value::String(s) if s.contains('\n') => {
+            format!("<<EOT ({} lines)", s.lines().count())
+        }
         serde_json::Value::Null => "null".into(),
         other => other.to_string(),
     }
 }
 
-fn attr_line(out: &mut String, p: &Palette, sym: &str, name: &str, before: Option<&serde_json::Value>, after: Option<&serde_json::Value>) {
+fn attr_line(
+    out: &mut String,
+    p: &Palette,
+    sym: &str,
+    name: &str,
+    before: Option<&serde_json::Value>,
+    after: Option<&serde_json::Value>,
+) {
     let colored = match sym {
         "+" => p.green(sym),
         "-" => p.red(sym),
@@ -290,9 +326,15 @@ fn attr_change(out: &mut String, p: &Palette, c: &Change, a: &AttrChange) {
                         if n.is_sensitive() || o.is_sensitive() {
                             let _ = writeln!(out, "          {} {k} = {SENSITIVE} (changed)", p.yellow("~"));
                         } else if o.is_unknown() {
-                            let _ = writeln!(out, "          {} {k} = (unknown: not recorded in state) -> {}", p.yellow("~"), env_shown(n));
+                            let _ = writeln!(
+                                out,
+                                "          {} {k} = (unknown: not recorded in state) -> {}",
+                                p.yellow("~"),
+                                env_shown(n)
+                            );
                         } else {
-                            let _ = writeln!(out, "          {} {k} = {} -> {}", p.yellow("~"), env_shown(o), env_shown(n));
+                            let _ =
+                                writeln!(out, "          {} {k} = {} -> {}", p.yellow("~"), env_shown(o), env_shown(n));
                         }
                     }
                     _ => unchanged += 1,
@@ -305,7 +347,13 @@ fn attr_change(out: &mut String, p: &Palette, c: &Change, a: &AttrChange) {
         }
         _ => {
             let sym = p.yellow("~");
-            let _ = writeln!(out, "      {sym} {} = {} -> {}{replace}", a.name, value_shown(&a.before), value_shown(&a.after));
+            let _ = writeln!(
+                out,
+                "      {sym} {} = {} -> {}{replace}",
+                a.name,
+                value_shown(&a.before),
+                value_shown(&a.after)
+            );
         }
     }
 }
@@ -313,7 +361,8 @@ fn attr_change(out: &mut String, p: &Palette, c: &Change, a: &AttrChange) {
 /// A unified diff of two texts, indented under the attribute.
 fn text_diff(out: &mut String, p: &Palette, before: &str, after: &str, label: &str) {
     let diff = similar::TextDiff::from_lines(before, after);
-    let unified = diff.unified_diff().context_radius(3).header(&format!("a/{label}"), &format!("b/{label}")).to_string();
+    let unified =
+        diff.unified_diff().context_radius(3).header(&format!("a/{label}"), &format!("b/{label}")).to_string();
     for line in unified.lines() {
         let shown = if line.starts_with("+++") || line.starts_with("---") {
             p.bold(line)
@@ -347,11 +396,21 @@ fn drift(out: &mut String, p: &Palette, d: &Drift) {
                 text_diff(out, p, a.before.as_str().unwrap_or_default(), a.after.as_str().unwrap_or_default(), &a.name);
             }
             "env" => {
-                let keys = |v: &serde_json::Value| v.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
-                let _ = writeln!(out, "      {} env keys = [{}] -> [{}]", p.yellow("~"), keys(&a.before), keys(&a.after));
+                let keys = |v: &serde_json::Value| {
+                    v.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default()
+                };
+                let _ =
+                    writeln!(out, "      {} env keys = [{}] -> [{}]", p.yellow("~"), keys(&a.before), keys(&a.after));
             }
             _ => {
-                let _ = writeln!(out, "      {} {} = {} -> {}", p.yellow("~"), a.name, value_shown(&a.before), value_shown(&a.after));
+                let _ = writeln!(
+                    out,
+                    "      {} {} = {} -> {}",
+                    p.yellow("~"),
+                    a.name,
+                    value_shown(&a.before),
+                    value_shown(&a.after)
+                );
             }
         }
     }
@@ -361,7 +420,11 @@ fn drift(out: &mut String, p: &Palette, d: &Drift) {
 fn outputs(out: &mut String, p: &Palette, plan: &Plan) {
     out.push_str("Changes to Outputs:\n");
     for (name, o) in &plan.outputs {
-        let after = if o.sensitive { SENSITIVE.to_string() } else { o.known.as_ref().map_or(UNKNOWN.to_string(), |v| format!("{v:?}")) };
+        let after = if o.sensitive {
+            SENSITIVE.to_string()
+        } else {
+            o.known.as_ref().map_or(UNKNOWN.to_string(), |v| format!("{v:?}"))
+        };
         match &o.before {
             None => {
                 let _ = writeln!(out, "  {} {name} = {after}", p.green("+"));

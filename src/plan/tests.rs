@@ -26,7 +26,11 @@ impl Fixture {
     }
 
     fn config(&self, yaml: &str) -> Config {
-        let opts = LoadOptions { vars: vec![], env: Arc::new(|k| (k == "DB_PASSWORD").then(|| "hunter2".to_string())), display_base: Some(self.dir.path().to_path_buf()) };
+        let opts = LoadOptions {
+            vars: vec![],
+            env: Arc::new(|k| (k == "DB_PASSWORD").then(|| "hunter2".to_string())),
+            display_base: Some(self.dir.path().to_path_buf()),
+        };
         match load_str(&self.dir.path().join("teeform.yaml"), yaml.to_string(), &opts) {
             Ok(c) => c,
             Err(e) => panic!("{}", e.diagnostics.iter().map(|d| d.render(false)).collect::<Vec<_>>().join("\n")),
@@ -41,8 +45,20 @@ fn meta() -> Meta {
 fn record(addr: &str, name: &str, compose: &str, vcpu: u32) -> ResourceRecord {
     ResourceRecord {
         address: addr.into(),
-        ids: CloudIds { id: format!("id-{name}"), app_id: Some(format!("app{name}")), vm_uuid: None, instance_id: None },
-        attrs: CvmAttrs { name: name.into(), compose: Some(compose.into()), vcpu: Some(vcpu), memory: Some(2048), kms: Some("phala".into()), ..Default::default() },
+        ids: CloudIds {
+            id: format!("id-{name}"),
+            app_id: Some(format!("app{name}")),
+            vm_uuid: None,
+            instance_id: None,
+        },
+        attrs: CvmAttrs {
+            name: name.into(),
+            compose: Some(compose.into()),
+            vcpu: Some(vcpu),
+            memory: Some(2048),
+            kms: Some("phala".into()),
+            ..Default::default()
+        },
         compose_hash: Some("aa".repeat(32)),
         env_pubkey: None,
         kms_info: None,
@@ -54,7 +70,11 @@ fn record(addr: &str, name: &str, compose: &str, vcpu: u32) -> ResourceRecord {
 }
 
 fn snap(records: Vec<ResourceRecord>) -> Snapshot {
-    Snapshot { meta: meta(), resources: records.into_iter().map(|r| (r.address.clone(), r)).collect(), outputs: BTreeMap::new() }
+    Snapshot {
+        meta: meta(),
+        resources: records.into_iter().map(|r| (r.address.clone(), r)).collect(),
+        outputs: BTreeMap::new(),
+    }
 }
 
 fn secrets() -> SecretValues {
@@ -167,7 +187,16 @@ fn drift_is_reported_and_planned_back() {
     let rec = record("cvm.web", "web-main", WEB, 2);
     let mut remote_attrs = rec.attrs.clone();
     remote_attrs.vcpu = Some(8);
-    let remote = RemoteCvm { ids: rec.ids.clone(), status: "running".into(), in_progress: false, compose_hash: rec.compose_hash.clone(), attrs: remote_attrs, app_compose: None, env_pubkey: None, kms_info: None };
+    let remote = RemoteCvm {
+        ids: rec.ids.clone(),
+        status: "running".into(),
+        in_progress: false,
+        compose_hash: rec.compose_hash.clone(),
+        attrs: remote_attrs,
+        app_compose: None,
+        env_pubkey: None,
+        kms_info: None,
+    };
     let refreshed = BTreeMap::from([("cvm.web".to_string(), Refresh::Found(Box::new(remote)))]);
     let p = run(&cfg, &snap(vec![rec.clone()]), Some(&refreshed), Mode::Normal);
     assert_eq!(p.drift.len(), 1);
@@ -193,10 +222,19 @@ fn secret_change_is_detected_without_the_value() {
     let f = Fixture::new(&[("web.yml", WEB)]);
     let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    env:\n      DB_PASSWORD: ${secret:env:DB_PASSWORD}\n");
     let mut rec = record("cvm.web", "web-main", WEB, 2);
-    rec.attrs.env.insert("DB_PASSWORD".into(), EnvVal { digest: Some(crate::secrets::digest("00", "cvm.web", "DB_PASSWORD", "hunter2")), ..Default::default() });
+    rec.attrs.env.insert(
+        "DB_PASSWORD".into(),
+        EnvVal {
+            digest: Some(crate::secrets::digest("00", "cvm.web", "DB_PASSWORD", "hunter2")),
+            ..Default::default()
+        },
+    );
     let same = run(&cfg, &snap(vec![rec.clone()]), None, Mode::Normal);
     assert!(same.changes.is_empty(), "same secret, no change");
-    rec.attrs.env.insert("DB_PASSWORD".into(), EnvVal { digest: Some(crate::secrets::digest("00", "cvm.web", "DB_PASSWORD", "old")), ..Default::default() });
+    rec.attrs.env.insert(
+        "DB_PASSWORD".into(),
+        EnvVal { digest: Some(crate::secrets::digest("00", "cvm.web", "DB_PASSWORD", "old")), ..Default::default() },
+    );
     let changed = run(&cfg, &snap(vec![rec]), None, Mode::Normal);
     assert_eq!(changed.changes[0].action, Action::Update);
     let text = render::render(&changed, false);
@@ -245,7 +283,11 @@ fn json_plan_has_terraform_shape() {
 #[test]
 fn planner_module_does_no_io() {
     // Tidy check: the planner stays a pure function.
-    for (name, src) in [("mod.rs", include_str!("mod.rs")), ("render.rs", include_str!("render.rs")), ("json.rs", include_str!("json.rs"))] {
+    for (name, src) in [
+        ("mod.rs", include_str!("mod.rs")),
+        ("render.rs", include_str!("render.rs")),
+        ("json.rs", include_str!("json.rs")),
+    ] {
         for banned in ["tokio", "reqwest", "sled", "std::fs", "std::net", "SystemTime", "alloy"] {
             assert!(!src.contains(banned), "plan/{name} mentions {banned}");
         }

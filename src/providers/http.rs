@@ -23,7 +23,12 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 6, base_delay: Duration::from_millis(400), max_delay: Duration::from_secs(10), deadline: Duration::from_secs(180) }
+        RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(400),
+            max_delay: Duration::from_secs(10),
+            deadline: Duration::from_secs(180),
+        }
     }
 }
 
@@ -69,7 +74,10 @@ fn httpdate_parse(v: &str) -> Option<std::time::SystemTime> {
     if parts.len() != 6 {
         return None;
     }
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"].iter().position(|m| *m == parts[2])? + 1;
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| *m == parts[2])?
+        + 1;
     let s = format!("{}-{:02}-{:02}T{}Z", parts[3], month, parts[1].parse::<u32>().ok()?, parts[4]);
     humantime::parse_rfc3339(&s).ok()
 }
@@ -98,7 +106,8 @@ pub async fn send(
             Ok(resp) => {
                 let status = resp.status();
                 let ra = retry_after(&resp);
-                let may_retry = status == StatusCode::TOO_MANY_REQUESTS || (retryable_status(status) && idempotency == Idempotency::Safe);
+                let may_retry = status == StatusCode::TOO_MANY_REQUESTS
+                    || (retryable_status(status) && idempotency == Idempotency::Safe);
                 if !may_retry {
                     return Err(error_from_response(method, path, resp).await);
                 }
@@ -173,7 +182,17 @@ pub fn parse_error_body(status: u16, body: &str) -> ApiError {
         s if s >= 500 => ErrorKind::Server,
         _ => ErrorKind::Other,
     };
-    let mut e = ApiError { kind, status: Some(status), code: None, message: String::new(), suggestions: vec![], request_id: None, method: String::new(), path: String::new(), details: vec![] };
+    let mut e = ApiError {
+        kind,
+        status: Some(status),
+        code: None,
+        message: String::new(),
+        suggestions: vec![],
+        request_id: None,
+        method: String::new(),
+        path: String::new(),
+        details: vec![],
+    };
     let json: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
     match json.get("detail") {
         Some(serde_json::Value::String(s)) => e.message = s.clone(),
@@ -182,7 +201,16 @@ pub fn parse_error_body(status: u16, body: &str) -> ApiError {
             e.message = items
                 .iter()
                 .map(|i| {
-                    let loc = i.get("loc").and_then(|l| l.as_array()).map(|l| l.iter().map(|p| p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string())).collect::<Vec<_>>().join(".")).unwrap_or_default();
+                    let loc = i
+                        .get("loc")
+                        .and_then(|l| l.as_array())
+                        .map(|l| {
+                            l.iter()
+                                .map(|p| p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string()))
+                                .collect::<Vec<_>>()
+                                .join(".")
+                        })
+                        .unwrap_or_default();
                     let msg = i.get("msg").and_then(|m| m.as_str()).unwrap_or("invalid");
                     if loc.is_empty() { msg.to_string() } else { format!("{loc}: {msg}") }
                 })
@@ -192,7 +220,11 @@ pub fn parse_error_body(status: u16, body: &str) -> ApiError {
         Some(obj @ serde_json::Value::Object(_)) => {
             e.code = obj.get("error_code").and_then(|c| c.as_str()).map(str::to_string);
             e.message = obj.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string();
-            e.suggestions = obj.get("suggestions").and_then(|s| s.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
+            e.suggestions = obj
+                .get("suggestions")
+                .and_then(|s| s.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
             if let Some(details) = obj.get("details").and_then(|d| d.as_array()) {
                 for d in details {
                     if let Some(f) = d.get("field").and_then(|f| f.as_str()) {
@@ -209,7 +241,11 @@ pub fn parse_error_body(status: u16, body: &str) -> ApiError {
     if e.message.is_empty() {
         e.message = json.get("message").and_then(|m| m.as_str()).map(str::to_string).unwrap_or_else(|| {
             let t = body.trim();
-            if t.is_empty() { StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("error").to_string() } else { t.chars().take(300).collect() }
+            if t.is_empty() {
+                StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("error").to_string()
+            } else {
+                t.chars().take(300).collect()
+            }
         });
     }
     if e.code.as_deref() == Some("ERR-03-001") {
@@ -226,10 +262,28 @@ mod tests {
     fn parses_each_error_shape() {
         let cases: &[(u16, &str, ErrorKind, Option<&str>, &str)] = &[
             (401, r#"{"detail":"Invalid API key"}"#, ErrorKind::Auth, None, "Invalid API key"),
-            (404, r#"{"detail":{"error_code":"ERR-03-001","message":"CVM not found","details":[],"suggestions":["check the id"],"links":[]}}"#, ErrorKind::NotFound, Some("ERR-03-001"), "CVM not found"),
-            (422, r#"{"detail":[{"loc":["body","name"],"msg":"field required","type":"missing"}]}"#, ErrorKind::Validation, None, "body.name: field required"),
+            (
+                404,
+                r#"{"detail":{"error_code":"ERR-03-001","message":"CVM not found","details":[],"suggestions":["check the id"],"links":[]}}"#,
+                ErrorKind::NotFound,
+                Some("ERR-03-001"),
+                "CVM not found",
+            ),
+            (
+                422,
+                r#"{"detail":[{"loc":["body","name"],"msg":"field required","type":"missing"}]}"#,
+                ErrorKind::Validation,
+                None,
+                "body.name: field required",
+            ),
             (503, "", ErrorKind::Server, None, "Service Unavailable"),
-            (465, r#"{"detail":{"error_code":"ERR-01-005","message":"hash","details":[{"field":"compose_hash","value":"ab"}]}}"#, ErrorKind::HashRequired, Some("ERR-01-005"), "hash"),
+            (
+                465,
+                r#"{"detail":{"error_code":"ERR-01-005","message":"hash","details":[{"field":"compose_hash","value":"ab"}]}}"#,
+                ErrorKind::HashRequired,
+                Some("ERR-01-005"),
+                "hash",
+            ),
         ];
         for (status, body, kind, code, msg) in cases {
             let e = parse_error_body(*status, body);
@@ -242,7 +296,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1), ..Default::default() };
+        let p = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..Default::default()
+        };
         for attempt in 0..20 {
             let d = backoff(&p, attempt);
             assert!(d <= Duration::from_secs(1));

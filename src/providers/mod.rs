@@ -64,7 +64,17 @@ impl std::fmt::Display for ApiError {
 
 impl ApiError {
     pub fn local(kind: ErrorKind, method: &str, path: &str, message: impl Into<String>) -> ApiError {
-        ApiError { kind, status: None, code: None, message: message.into(), suggestions: vec![], request_id: None, method: method.into(), path: path.into(), details: vec![] }
+        ApiError {
+            kind,
+            status: None,
+            code: None,
+            message: message.into(),
+            suggestions: vec![],
+            request_id: None,
+            method: method.into(),
+            path: path.into(),
+            details: vec![],
+        }
     }
 
     pub fn detail(&self, field: &str) -> Option<&serde_json::Value> {
@@ -195,7 +205,8 @@ pub trait PhalaApi: Send + Sync {
     async fn commit_provision(&self, req: &CommitRequest) -> Result<CloudIds, ApiError>;
     async fn patch(&self, id: &str, req: &PatchRequest, prepare_only: bool) -> Result<PatchOutcome, ApiError>;
     async fn confirm_patch(&self, id: &str, compose_hash: &str, tx_hash: &str) -> Result<String, ApiError>;
-    async fn commit_update(&self, id: &str, token: &str, compose_hash: &str, tx_hash: &str) -> Result<String, ApiError>;
+    async fn commit_update(&self, id: &str, token: &str, compose_hash: &str, tx_hash: &str)
+    -> Result<String, ApiError>;
     async fn delete(&self, id: &str) -> Result<(), ApiError>;
     async fn instance_types(&self) -> Result<Vec<InstanceType>, ApiError>;
     async fn nodes(&self) -> Result<Vec<NodeInfo>, ApiError>;

@@ -7,7 +7,10 @@ use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 
 use super::http::{self, Idempotency, RetryObserver, RetryPolicy};
-use super::{ApiError, CommitRequest, ErrorKind, HashRequired, InstanceType, NodeInfo, PatchOutcome, PatchRequest, PhalaApi, ProvisionRequest, Provisioned};
+use super::{
+    ApiError, CommitRequest, ErrorKind, HashRequired, InstanceType, NodeInfo, PatchOutcome, PatchRequest, PhalaApi,
+    ProvisionRequest, Provisioned,
+};
 use crate::model::{CloudIds, CvmAttrs, EnvVal, RemoteCvm};
 
 /// The API version the JS SDK and CLI send by default.
@@ -36,8 +39,16 @@ impl PhalaClient {
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("teeform/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ApiError::local(ErrorKind::Other, "-", prefix, format!("cannot build the HTTP client: {e}")))?;
-        Ok(PhalaClient { http, prefix: prefix.trim_end_matches('/').to_string(), api_key, policy: RetryPolicy::default(), observer: None })
+            .map_err(|e| {
+                ApiError::local(ErrorKind::Other, "-", prefix, format!("cannot build the HTTP client: {e}"))
+            })?;
+        Ok(PhalaClient {
+            http,
+            prefix: prefix.trim_end_matches('/').to_string(),
+            api_key,
+            policy: RetryPolicy::default(),
+            observer: None,
+        })
     }
 
     pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
@@ -55,14 +66,22 @@ impl PhalaClient {
     }
 
     fn req(&self, method: &Method, path: &str) -> RequestBuilder {
-        let mut b = self.http.request(method.clone(), format!("{}{path}", self.prefix)).header("X-Phala-Version", API_VERSION);
+        let mut b =
+            self.http.request(method.clone(), format!("{}{path}", self.prefix)).header("X-Phala-Version", API_VERSION);
         if let Some(k) = &self.api_key {
             b = b.header("X-API-Key", k);
         }
         b
     }
 
-    async fn call(&self, method: Method, path: &str, idem: Idempotency, body: Option<&Value>, headers: &[(&str, String)]) -> Result<reqwest::Response, ApiError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        idem: Idempotency,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::Response, ApiError> {
         http::send(&self.policy, self.observer.as_ref(), idem, &method, path, || {
             let mut b = self.req(&method, path);
             for (k, v) in headers {
@@ -76,13 +95,28 @@ impl PhalaClient {
         .await
     }
 
-    async fn json(&self, method: Method, path: &str, idem: Idempotency, body: Option<&Value>, headers: &[(&str, String)]) -> Result<Value, ApiError> {
+    async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        idem: Idempotency,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> Result<Value, ApiError> {
         let resp = self.call(method.clone(), path, idem, body, headers).await?;
-        let text = resp.text().await.map_err(|e| ApiError::local(ErrorKind::Network, method.as_str(), path, e.to_string()))?;
+        let text =
+            resp.text().await.map_err(|e| ApiError::local(ErrorKind::Network, method.as_str(), path, e.to_string()))?;
         if text.trim().is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&text).map_err(|e| ApiError::local(ErrorKind::Other, method.as_str(), path, format!("the API answered with JSON teeform cannot read: {e}")))
+        serde_json::from_str(&text).map_err(|e| {
+            ApiError::local(
+                ErrorKind::Other,
+                method.as_str(),
+                path,
+                format!("the API answered with JSON teeform cannot read: {e}"),
+            )
+        })
     }
 }
 
@@ -151,7 +185,10 @@ pub fn parse_cvm(v: &Value) -> Option<RemoteCvm> {
         compose_hash: s(v, "compose_hash"),
         attrs,
         app_compose: compose,
-        env_pubkey: kms_info.as_ref().and_then(|k| s(k, "encrypted_env_pubkey")).or_else(|| s(v, "encrypted_env_pubkey")),
+        env_pubkey: kms_info
+            .as_ref()
+            .and_then(|k| s(k, "encrypted_env_pubkey"))
+            .or_else(|| s(v, "encrypted_env_pubkey")),
         kms_info,
     })
 }
@@ -174,7 +211,9 @@ impl PhalaApi for PhalaClient {
     async fn get_cvm(&self, id: &str) -> Result<Option<RemoteCvm>, ApiError> {
         let path = format!("/cvms/{}", path_id(id));
         match self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await {
-            Ok(v) => parse_cvm(&v).map(Some).ok_or_else(|| ApiError::local(ErrorKind::Other, "GET", &path, "the CVM detail lacks `id` or `name`")),
+            Ok(v) => parse_cvm(&v)
+                .map(Some)
+                .ok_or_else(|| ApiError::local(ErrorKind::Other, "GET", &path, "the CVM detail lacks `id` or `name`")),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -237,7 +276,9 @@ impl PhalaApi for PhalaClient {
         Ok(Provisioned {
             app_id: s(&v, "app_id"),
             env_pubkey: s(&v, "app_env_encrypt_pubkey"),
-            compose_hash: s(&v, "compose_hash").ok_or_else(|| ApiError::local(ErrorKind::Other, "POST", "/cvms/provision", "the response has no compose_hash"))?,
+            compose_hash: s(&v, "compose_hash").ok_or_else(|| {
+                ApiError::local(ErrorKind::Other, "POST", "/cvms/provision", "the response has no compose_hash")
+            })?,
             kms_id: s(&v, "kms_id"),
             device_id: s(&v, "device_id"),
             kms_info: v.get("kms_info").filter(|k| k.is_object()).cloned(),
@@ -246,13 +287,19 @@ impl PhalaApi for PhalaClient {
 
     async fn commit_provision(&self, r: &CommitRequest) -> Result<CloudIds, ApiError> {
         let mut body = json!({ "app_id": r.app_id, "compose_hash": r.compose_hash, "env_keys": r.env_keys });
-        for (k, v) in [("encrypted_env", &r.encrypted_env), ("kms_id", &r.kms_id), ("contract_address", &r.contract_address), ("deployer_address", &r.deployer_address)] {
+        for (k, v) in [
+            ("encrypted_env", &r.encrypted_env),
+            ("kms_id", &r.kms_id),
+            ("contract_address", &r.contract_address),
+            ("deployer_address", &r.deployer_address),
+        ] {
             if let Some(v) = v {
                 body[k] = v.clone().into();
             }
         }
         let v = self.json(Method::POST, "/cvms", Idempotency::Unsafe, Some(&body), &[]).await?;
-        let id = v.get("id").map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default();
+        let id =
+            v.get("id").map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default();
         Ok(CloudIds { id, app_id: s(&v, "app_id"), vm_uuid: s(&v, "vm_uuid"), instance_id: s(&v, "instance_id") })
     }
 
@@ -274,7 +321,13 @@ impl PhalaApi for PhalaClient {
         Ok(s(&v, "correlation_id").unwrap_or_default())
     }
 
-    async fn commit_update(&self, id: &str, token: &str, compose_hash: &str, tx_hash: &str) -> Result<String, ApiError> {
+    async fn commit_update(
+        &self,
+        id: &str,
+        token: &str,
+        compose_hash: &str,
+        tx_hash: &str,
+    ) -> Result<String, ApiError> {
         let path = format!("/cvms/{}/commit-update", path_id(id));
         let body = json!({ "token": token, "compose_hash": compose_hash, "transaction_hash": tx_hash });
         let v = self.json(Method::POST, &path, Idempotency::Unsafe, Some(&body), &[]).await?;
@@ -296,7 +349,9 @@ impl PhalaApi for PhalaClient {
         let mut out = Vec::new();
         for fam in v.get("result").and_then(|r| r.as_array()).into_iter().flatten() {
             for it in fam.get("items").and_then(|r| r.as_array()).into_iter().flatten() {
-                if let (Some(id), Some(vcpu), Some(mem)) = (s(it, "id").or_else(|| s(it, "name")), u(it, "vcpu"), u(it, "memory_mb")) {
+                if let (Some(id), Some(vcpu), Some(mem)) =
+                    (s(it, "id").or_else(|| s(it, "name")), u(it, "vcpu"), u(it, "memory_mb"))
+                {
                     out.push(InstanceType { id, vcpu, memory_mb: mem });
                 }
             }
@@ -317,7 +372,8 @@ impl PhalaApi for PhalaClient {
     async fn kms_pubkey(&self, kms: &str, app_id: &str) -> Result<String, ApiError> {
         let path = format!("/kms/{kms}/pubkey/{}", app_id.trim_start_matches("0x"));
         let v = self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await?;
-        s(&v, "public_key").ok_or_else(|| ApiError::local(ErrorKind::Other, "GET", &path, "the response has no public_key"))
+        s(&v, "public_key")
+            .ok_or_else(|| ApiError::local(ErrorKind::Other, "GET", &path, "the response has no public_key"))
     }
 }
 

@@ -94,11 +94,20 @@ impl Sim {
     /// A simulator; with `data`, its world is loaded from and saved to that file.
     pub fn new(config: SimConfig, data: Option<PathBuf>) -> std::io::Result<Sim> {
         let world = match &data {
-            Some(p) if p.exists() => serde_json::from_slice(&std::fs::read(p)?).map_err(|e| std::io::Error::other(format!("simulator data {}: {e}", p.display())))?,
+            Some(p) if p.exists() => serde_json::from_slice(&std::fs::read(p)?)
+                .map_err(|e| std::io::Error::other(format!("simulator data {}: {e}", p.display())))?,
             _ => World::new(config.seed),
         };
         let rng = rand::rngs::StdRng::seed_from_u64(config.seed);
-        let sim = Sim { inner: Arc::new(Inner { world: Mutex::new(world), config: Mutex::new(config), stats: Mutex::default(), rng: Mutex::new(rng), data }) };
+        let sim = Sim {
+            inner: Arc::new(Inner {
+                world: Mutex::new(world),
+                config: Mutex::new(config),
+                stats: Mutex::default(),
+                rng: Mutex::new(rng),
+                data,
+            }),
+        };
         sim.configure_chain();
         Ok(sim)
     }
@@ -109,7 +118,12 @@ impl Sim {
             let chain_id = cfg.chain_id.unwrap_or(31337);
             let mut w = self.inner.world.lock().expect("world lock");
             w.kms.retain(|k| k.chain_id.is_none());
-            w.kms.push(world::Kms { id: "kms_base_sim".into(), slug: "base-sim".into(), chain_id: Some(chain_id), kms_contract_address: Some(contract.to_ascii_lowercase()) });
+            w.kms.push(world::Kms {
+                id: "kms_base_sim".into(),
+                slug: "base-sim".into(),
+                chain_id: Some(chain_id),
+                kms_contract_address: Some(contract.to_ascii_lowercase()),
+            });
         }
     }
 
@@ -118,7 +132,11 @@ impl Sim {
     }
 
     /// Serves on `addr` until `shutdown` resolves.
-    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
     }
 
@@ -190,7 +208,12 @@ fn detail(status: StatusCode, msg: &str) -> Response {
 
 /// Auth, stats and fault injection for everything under `/api/v1`.
 pub(crate) async fn gate(State(sim): State<Sim>, req: Request, next: Next) -> Response {
-    let key = format!("{} {}", req.method(), req.uri().path());
+    // Inside `nest`, the URI has lost its `/api/v1` prefix; count the path as requested.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
+    let key = format!("{} {path}", req.method());
     {
         let mut s = sim.inner.stats.lock().expect("stats lock");
         s.total_requests += 1;
@@ -198,8 +221,12 @@ pub(crate) async fn gate(State(sim): State<Sim>, req: Request, next: Next) -> Re
     }
     let cfg = sim.inner.config.lock().expect("config lock").clone();
     match req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) {
-        None => return detail(StatusCode::UNAUTHORIZED, "Not authenticated: send the X-API-Key header"),
-        Some(k) if cfg.api_key.as_deref().is_some_and(|want| want != k) => return detail(StatusCode::UNAUTHORIZED, "Invalid API key"),
+        None => {
+            return detail(StatusCode::UNAUTHORIZED, "Not authenticated: send the X-API-Key header");
+        }
+        Some(k) if cfg.api_key.as_deref().is_some_and(|want| want != k) => {
+            return detail(StatusCode::UNAUTHORIZED, "Invalid API key");
+        }
         Some(_) => {}
     }
     if cfg.latency_ms > 0 {

@@ -72,7 +72,11 @@ fn not_found() -> Response {
 }
 
 fn invalid(field: &str, msg: &str) -> Response {
-    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"detail": [{"loc": ["body", field], "msg": msg, "type": "value_error"}]}))).into_response()
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        axum::Json(json!({"detail": [{"loc": ["body", field], "msg": msg, "type": "value_error"}]})),
+    )
+        .into_response()
 }
 
 fn status_of(code: u16, msg: &str) -> Response {
@@ -85,7 +89,11 @@ fn body_json(bytes: &Bytes) -> Result<Value, Response> {
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        _ => Err((StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"detail": [{"loc": ["body"], "msg": "JSON object expected", "type": "json_invalid"}]}))).into_response()),
+        _ => Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"detail": [{"loc": ["body"], "msg": "JSON object expected", "type": "json_invalid"}]})),
+        )
+            .into_response()),
     }
 }
 
@@ -144,7 +152,11 @@ fn cvm_kms_info(w: &World, c: &Cvm) -> Value {
 }
 
 fn cvm_v2026(w: &World, c: &Cvm, now: u64, detail: bool) -> Value {
-    let progress = if c.busy(now) { json!({"target": c.target, "started_at": rfc3339(c.busy_until.saturating_sub(1)), "correlation_id": c.correlation_id}) } else { Value::Null };
+    let progress = if c.busy(now) {
+        json!({"target": c.target, "started_at": rfc3339(c.busy_until.saturating_sub(1)), "correlation_id": c.correlation_id})
+    } else {
+        Value::Null
+    };
     let a = &c.app_compose;
     let mut v = json!({
         "id": c.vm_uuid,
@@ -260,7 +272,9 @@ fn vm_json(w: &World, c: &Cvm, now: u64) -> Value {
 
 async fn me(headers: HeaderMap) -> Response {
     if v2025(&headers) {
-        return ok(json!({"username": "sim", "email": "sim@example.invalid", "credits": 100.0, "granted_credits": 0.0, "avatar": "", "team_name": "Simulator", "team_tier": "free"}));
+        return ok(
+            json!({"username": "sim", "email": "sim@example.invalid", "credits": 100.0, "granted_credits": 0.0, "avatar": "", "team_name": "Simulator", "team_tier": "free"}),
+        );
     }
     ok(json!({
         "user": {"username": "sim", "email": "sim@example.invalid", "role": "admin", "avatar": "", "email_verified": true, "totp_enabled": false, "has_backup_codes": false, "flag_has_password": true},
@@ -294,7 +308,9 @@ async fn list(State(sim): State<Sim>, headers: HeaderMap, Query(q): Query<PageQu
 
 async fn get_cvm(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let w = sim.inner.world.lock().expect("world lock");
-    let Some(seq) = w.find(&id) else { return not_found() };
+    let Some(seq) = w.find(&id) else {
+        return not_found();
+    };
     let c = &w.cvms[&seq];
     if v2025(&headers) { ok(cvm_v2025(&w, c, now_ms())) } else { ok(cvm_v2026(&w, c, now_ms(), true)) }
 }
@@ -310,7 +326,11 @@ async fn get_compose(State(sim): State<Sim>, Path(id): Path<String>) -> Response
 async fn get_docker_compose(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
     let w = sim.inner.world.lock().expect("world lock");
     match w.find(&id) {
-        Some(seq) => ([("content-type", "text/yaml")], s(&w.cvms[&seq].app_compose, "docker_compose_file").unwrap_or_default().to_string()).into_response(),
+        Some(seq) => (
+            [("content-type", "text/yaml")],
+            s(&w.cvms[&seq].app_compose, "docker_compose_file").unwrap_or_default().to_string(),
+        )
+            .into_response(),
         None => not_found(),
     }
 }
@@ -318,17 +338,23 @@ async fn get_docker_compose(State(sim): State<Sim>, Path(id): Path<String>) -> R
 async fn get_pre_launch(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
     let w = sim.inner.world.lock().expect("world lock");
     match w.find(&id) {
-        Some(seq) => ok(Value::String(s(&w.cvms[&seq].app_compose, "pre_launch_script").unwrap_or_default().to_string())),
+        Some(seq) => {
+            ok(Value::String(s(&w.cvms[&seq].app_compose, "pre_launch_script").unwrap_or_default().to_string()))
+        }
         None => not_found(),
     }
 }
 
 async fn cvm_state(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
     let w = sim.inner.world.lock().expect("world lock");
-    let Some(seq) = w.find(&id) else { return not_found() };
+    let Some(seq) = w.find(&id) else {
+        return not_found();
+    };
     let c = &w.cvms[&seq];
     let now = now_ms();
-    ok(json!({"id": c.vm_uuid, "instance_id": c.instance_id, "name": c.name, "status": c.status(now), "uptime": if c.busy(now) { "0s".to_string() } else { format!("{}s", (now.saturating_sub(c.busy_until)) / 1000) }, "boot_progress": if c.busy(now) { "booting" } else { "done" }, "boot_error": ""}))
+    ok(
+        json!({"id": c.vm_uuid, "instance_id": c.instance_id, "name": c.name, "status": c.status(now), "uptime": if c.busy(now) { "0s".to_string() } else { format!("{}s", (now.saturating_sub(c.busy_until)) / 1000) }, "boot_progress": if c.busy(now) { "booting" } else { "done" }, "boot_error": ""}),
+    )
 }
 
 async fn status_batch(State(sim): State<Sim>, body: Bytes) -> Res {
@@ -347,14 +373,20 @@ async fn status_batch(State(sim): State<Sim>, body: Bytes) -> Res {
 
 async fn nodes(State(sim): State<Sim>) -> Response {
     let w = sim.inner.world.lock().expect("world lock");
-    let images: Vec<Value> = w.os_images.iter().map(|i| json!({"name": i.name, "is_dev": i.is_dev, "version": i.version, "os_image_hash": i.os_image_hash})).collect();
+    let images: Vec<Value> = w
+        .os_images
+        .iter()
+        .map(|i| json!({"name": i.name, "is_dev": i.is_dev, "version": i.version, "os_image_hash": i.os_image_hash}))
+        .collect();
     let nodes: Vec<Value> = w
         .nodes
         .iter()
         .map(|n| json!({"teepod_id": n.id, "name": n.name, "listed": true, "resource_score": 1.0, "remaining_vcpu": 64, "remaining_memory": 262144, "remaining_cvm_slots": 100, "images": images, "support_onchain_kms": true, "fmspc": "00906ED50000", "device_id": n.device_id, "region_identifier": n.region, "default_kms": w.kms[0].id, "kms_list": w.kms.iter().map(|k| k.id.clone()).collect::<Vec<_>>()}))
         .collect();
     let kms: Vec<Value> = w.kms.iter().map(|k| w.kms_info_json(k)).collect();
-    ok(json!({"tier": "free", "capacity": {"max_instances": 100, "max_vcpu": 64, "max_memory": 262144, "max_disk": 10000}, "nodes": nodes, "kms_list": kms}))
+    ok(
+        json!({"tier": "free", "capacity": {"max_instances": 100, "max_vcpu": 64, "max_memory": 262144, "max_disk": 10000}, "nodes": nodes, "kms_list": kms}),
+    )
 }
 
 fn instance_type_json(t: &super::world::InstanceType) -> Value {
@@ -411,7 +443,9 @@ async fn os_images(State(sim): State<Sim>) -> Response {
 
 async fn available_os_images(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
     let w = sim.inner.world.lock().expect("world lock");
-    let Some(seq) = w.find(&id) else { return not_found() };
+    let Some(seq) = w.find(&id) else {
+        return not_found();
+    };
     let current = &w.cvms[&seq].image;
     let mut versions: Vec<Vec<u32>> = w.os_images.iter().map(|i| i.version.clone()).collect();
     versions.sort();
@@ -420,7 +454,9 @@ async fn available_os_images(State(sim): State<Sim>, Path(id): Path<String>) -> 
     let variant = |v: &Vec<u32>, dev: bool| {
         w.os_images.iter().find(|i| &i.version == v && i.is_dev == dev).map(|i| json!({"name": i.name, "slug": i.slug, "os_image_hash": i.os_image_hash, "is_current": &i.name == current}))
     };
-    ok(Value::Array(versions.iter().map(|v| json!({"version": v, "prod": variant(v, false), "dev": variant(v, true)})).collect()))
+    ok(Value::Array(
+        versions.iter().map(|v| json!({"version": v, "prod": variant(v, false), "dev": variant(v, true)})).collect(),
+    ))
 }
 
 // ----- create ------------------------------------------------------------------------------
@@ -432,13 +468,19 @@ async fn provision(State(sim): State<Sim>, body: Bytes) -> Res {
         return Err(invalid("name", "name must be 5-63 characters: a letter, then letters, digits and single hyphens"));
     }
     let cf = v.get("compose_file").cloned().unwrap_or(json!({}));
-    let dc = s(&cf, "docker_compose_file").filter(|d| !d.trim().is_empty()).ok_or_else(|| structured(StatusCode::BAD_REQUEST, "ERR-01-002", "Compose file is required"))?;
+    let dc = s(&cf, "docker_compose_file")
+        .filter(|d| !d.trim().is_empty())
+        .ok_or_else(|| structured(StatusCode::BAD_REQUEST, "ERR-01-002", "Compose file is required"))?;
     if serde_yaml::from_str::<serde_yaml::Value>(dc).is_err() {
         return Err(structured(StatusCode::BAD_REQUEST, "ERR-01-003", "Invalid compose file: not valid YAML"));
     }
     let pls = s(&cf, "pre_launch_script").filter(|p| !p.is_empty());
     if dc.len() + pls.map_or(0, str::len) > 200 * 1024 {
-        return Err(structured(StatusCode::BAD_REQUEST, "ERR-01-003", "Compose file and pre-launch script exceed 200 KiB"));
+        return Err(structured(
+            StatusCode::BAD_REQUEST,
+            "ERR-01-003",
+            "Compose file and pre-launch script exceed 200 KiB",
+        ));
     }
     let kms_type = match s(&v, "kms").unwrap_or("PHALA").to_ascii_uppercase().as_str() {
         "PHALA" => "phala",
@@ -459,24 +501,42 @@ async fn provision(State(sim): State<Sim>, body: Bytes) -> Res {
     }
     let node_id = match v.get("teepod_id").or_else(|| v.get("node_id")).and_then(|n| n.as_u64()) {
         Some(n) if w.nodes.iter().any(|x| x.id == n) => n,
-        Some(n) => return Err(structured(StatusCode::BAD_REQUEST, "ERR-01-001", &format!("Node {n} not found"))),
+        Some(n) => {
+            return Err(structured(StatusCode::BAD_REQUEST, "ERR-01-001", &format!("Node {n} not found")));
+        }
         None => w.nodes[0].id,
     };
     let (itype, vcpu, memory) = match (s(&v, "instance_type"), num(&v, "vcpu"), num(&v, "memory")) {
         (Some(t), _, _) => match w.instance_types.iter().find(|x| x.id == t) {
             Some(x) => (Some(t.to_string()), x.vcpu, x.memory_mb),
-            None => return Err(structured(StatusCode::BAD_REQUEST, "ERR-02-001", &format!("Instance type {t} not found"))),
+            None => {
+                return Err(structured(StatusCode::BAD_REQUEST, "ERR-02-001", &format!("Instance type {t} not found")));
+            }
         },
         (None, None, None) => (Some("tdx.small".to_string()), 1, 2048),
         (None, c, m) => (None, c.unwrap_or(1), m.unwrap_or(2048)),
     };
     let image = match s(&v, "image") {
-        Some(i) if w.os_images.iter().any(|x| x.name == i || x.slug == i) => w.os_images.iter().find(|x| x.name == i || x.slug == i).map(|x| x.name.clone()).unwrap_or_default(),
-        Some(i) => return Err(structured(StatusCode::BAD_REQUEST, "ERR-02-010", &format!("OS image {i} not found"))),
-        None => w.os_images.iter().filter(|x| !x.is_dev).max_by(|a, b| a.version.cmp(&b.version)).map(|x| x.name.clone()).unwrap_or_default(),
+        Some(i) if w.os_images.iter().any(|x| x.name == i || x.slug == i) => {
+            w.os_images.iter().find(|x| x.name == i || x.slug == i).map(|x| x.name.clone()).unwrap_or_default()
+        }
+        Some(i) => {
+            return Err(structured(StatusCode::BAD_REQUEST, "ERR-02-010", &format!("OS image {i} not found")));
+        }
+        None => w
+            .os_images
+            .iter()
+            .filter(|x| !x.is_dev)
+            .max_by(|a, b| a.version.cmp(&b.version))
+            .map(|x| x.name.clone())
+            .unwrap_or_default(),
     };
     let Some(kms) = w.kms_for(&kms_type).cloned() else {
-        return Err(structured(StatusCode::BAD_REQUEST, "ERR-02-011", &format!("No {kms_type} KMS is available in this simulator (start it with a chain)")));
+        return Err(structured(
+            StatusCode::BAD_REQUEST,
+            "ERR-02-011",
+            &format!("No {kms_type} KMS is available in this simulator (start it with a chain)"),
+        ));
     };
     let app_compose = compose::build(&ComposeFields {
         name: s(&cf, "name").unwrap_or(""),
@@ -484,7 +544,11 @@ async fn provision(State(sim): State<Sim>, body: Bytes) -> Res {
         pre_launch_script: pls,
         allowed_envs: &allowed_envs,
         kms_enabled: cf.get("kms_enabled").and_then(|b| b.as_bool()).unwrap_or(true),
-        gateway_enabled: cf.get("gateway_enabled").or_else(|| cf.get("tproxy_enabled")).and_then(|b| b.as_bool()).unwrap_or(true),
+        gateway_enabled: cf
+            .get("gateway_enabled")
+            .or_else(|| cf.get("tproxy_enabled"))
+            .and_then(|b| b.as_bool())
+            .unwrap_or(true),
         public_logs: cf.get("public_logs").and_then(|b| b.as_bool()).unwrap_or(true),
         public_sysinfo: cf.get("public_sysinfo").and_then(|b| b.as_bool()).unwrap_or(true),
         public_tcbinfo: cf.get("public_tcbinfo").and_then(|b| b.as_bool()).unwrap_or(false),
@@ -536,11 +600,18 @@ async fn provision(State(sim): State<Sim>, body: Bytes) -> Res {
 async fn commit_provision(State(sim): State<Sim>, body: Bytes) -> Res {
     let v = body_json(&body)?;
     let hash = s(&v, "compose_hash").ok_or_else(|| invalid("compose_hash", "field required"))?.to_string();
-    let app_id_in = s(&v, "app_id").ok_or_else(|| invalid("app_id", "field required"))?.trim_start_matches("0x").to_ascii_lowercase();
+    let app_id_in = s(&v, "app_id")
+        .ok_or_else(|| invalid("app_id", "field required"))?
+        .trim_start_matches("0x")
+        .to_ascii_lowercase();
     let config = cfg(&sim);
     let mut w = sim.inner.world.lock().expect("world lock");
     let Some(p) = w.provisions.get(&hash).cloned() else {
-        return Err(structured(StatusCode::BAD_REQUEST, "ERR-01-006", "Compose hash is invalid or expired: provision again"));
+        return Err(structured(
+            StatusCode::BAD_REQUEST,
+            "ERR-01-006",
+            "Compose hash is invalid or expired: provision again",
+        ));
     };
     if let Some(a) = &p.app_id {
         if *a != app_id_in {
@@ -548,7 +619,11 @@ async fn commit_provision(State(sim): State<Sim>, body: Bytes) -> Res {
         }
     }
     if w.cvms.values().any(|c| c.name == p.name) {
-        return Err(structured(StatusCode::CONFLICT, "ERR-01-004", &format!("CVM with name '{}' already exists", p.name)));
+        return Err(structured(
+            StatusCode::CONFLICT,
+            "ERR-01-004",
+            &format!("CVM with name '{}' already exists", p.name),
+        ));
     }
     if w.cvms.values().any(|c| c.app_id == app_id_in) {
         return Err(structured(StatusCode::CONFLICT, "ERR-03-007", "A CVM with this app_id already exists"));
@@ -556,7 +631,11 @@ async fn commit_provision(State(sim): State<Sim>, body: Bytes) -> Res {
     let encrypted_env = s(&v, "encrypted_env").filter(|e| !e.is_empty()).map(str::to_string);
     if let Some(enc) = &encrypted_env {
         if crate::envcrypt::decrypt(enc, &w.app_env_key(&app_id_in)).is_err() {
-            return Err(structured(StatusCode::BAD_REQUEST, "ERR-02-008", "encrypted_env does not decrypt with this app's key (simulator check)"));
+            return Err(structured(
+                StatusCode::BAD_REQUEST,
+                "ERR-02-008",
+                "encrypted_env does not decrypt with this app's key (simulator check)",
+            ));
         }
     }
     let now = now_ms();
@@ -604,7 +683,8 @@ async fn commit_provision(State(sim): State<Sim>, body: Bytes) -> Res {
 // ----- updates -----------------------------------------------------------------------------
 
 /// Fields of a unified update that change the app compose (and so the compose hash).
-const COMPOSE_FIELDS: &[&str] = &["docker_compose_file", "pre_launch_script", "allowed_envs", "public_logs", "public_sysinfo", "public_tcbinfo"];
+const COMPOSE_FIELDS: &[&str] =
+    &["docker_compose_file", "pre_launch_script", "allowed_envs", "public_logs", "public_sysinfo", "public_tcbinfo"];
 const PATCH_FIELDS: &[&str] = &[
     "docker_compose_file",
     "pre_launch_script",
@@ -656,7 +736,9 @@ fn validate_update(w: &World, body: &Value) -> Result<(), Response> {
     if let Some(d) = body.get("docker_compose_file") {
         match d.as_str() {
             Some(y) if serde_yaml::from_str::<serde_yaml::Value>(y).is_ok() && !y.trim().is_empty() => {}
-            _ => return Err(structured(StatusCode::BAD_REQUEST, "ERR-01-003", "Invalid compose file: not valid YAML")),
+            _ => {
+                return Err(structured(StatusCode::BAD_REQUEST, "ERR-01-003", "Invalid compose file: not valid YAML"));
+            }
         }
     }
     if let Some(i) = body.get("image").and_then(|i| i.as_str()) {
@@ -680,7 +762,11 @@ fn apply_update(w: &mut World, seq: u64, body: &Value, config: &SimConfig) -> Re
     };
     if let Some(enc) = body.get("encrypted_env").and_then(|e| e.as_str()).filter(|e| !e.is_empty()) {
         if crate::envcrypt::decrypt(enc, &w.app_env_key(&key)).is_err() {
-            return Err(structured(StatusCode::BAD_REQUEST, "ERR-02-008", "encrypted_env does not decrypt with this app's key (simulator check)"));
+            return Err(structured(
+                StatusCode::BAD_REQUEST,
+                "ERR-02-008",
+                "encrypted_env does not decrypt with this app's key (simulator check)",
+            ));
         }
     }
     let images = w.os_images.clone();
@@ -712,7 +798,8 @@ fn apply_update(w: &mut World, seq: u64, body: &Value, config: &SimConfig) -> Re
         c.disk_size = d;
     }
     if let Some(i) = body.get("image").and_then(|i| i.as_str()) {
-        c.image = images.iter().find(|x| x.name == i || x.slug == i).map(|x| x.name.clone()).unwrap_or_else(|| i.to_string());
+        c.image =
+            images.iter().find(|x| x.name == i || x.slug == i).map(|x| x.name.clone()).unwrap_or_else(|| i.to_string());
     }
     if let Some(g) = body.get("gpus") {
         c.gpus = g.get("count").and_then(|n| n.as_u64()).or_else(|| g.as_u64()).unwrap_or(0) as u32;
@@ -737,7 +824,11 @@ fn apply_update(w: &mut World, seq: u64, body: &Value, config: &SimConfig) -> Re
 }
 
 fn busy_error() -> Response {
-    structured(StatusCode::CONFLICT, "ERR-03-009", "Another operation is in progress for this CVM; retry when it is running")
+    structured(
+        StatusCode::CONFLICT,
+        "ERR-03-009",
+        "Another operation is in progress for this CVM; retry when it is running",
+    )
 }
 
 /// The 465 answer: the new compose hash must be registered on chain first.
@@ -748,7 +839,16 @@ fn hash_required(w: &mut World, seq: u64, body: Value, hash: &str, onchain_allow
     let device = w.nodes.iter().find(|n| n.id == c.node_id).map(|n| n.device_id.clone()).unwrap_or_default();
     let app_id = c.app_id.clone();
     let vm = c.vm_uuid.replace('-', "");
-    w.pending_updates.insert(token.clone(), PendingUpdate { cvm_seq: seq, compose_hash: hash.to_string(), body, token: token.clone(), created_ms: now_ms() });
+    w.pending_updates.insert(
+        token.clone(),
+        PendingUpdate {
+            cvm_seq: seq,
+            compose_hash: hash.to_string(),
+            body,
+            token: token.clone(),
+            created_ms: now_ms(),
+        },
+    );
     let allowed = onchain_allowed.unwrap_or(false);
     structured_with(
         StatusCode::from_u16(465).expect("465 is a valid status"),
@@ -762,7 +862,10 @@ fn hash_required(w: &mut World, seq: u64, body: Value, hash: &str, onchain_allow
             ("commit_token", token.clone().into()),
             ("commit_url", format!("https://cloud.phala.invalid/cvms/{vm}/commit?token={token}").into()),
             ("api_commit_url", format!("/api/v1/cvms/{vm}/commit-update").into()),
-            ("onchain_status", json!({"compose_hash_allowed": allowed, "device_id_allowed": true, "is_allowed": allowed})),
+            (
+                "onchain_status",
+                json!({"compose_hash_allowed": allowed, "device_id_allowed": true, "is_allowed": allowed}),
+            ),
         ],
     )
 }
@@ -774,28 +877,57 @@ async fn chain_allows(config: &SimConfig, app_id: &str, hash: &str) -> Result<bo
     };
     let data = format!("0x2f6622e5{}", hash.trim_start_matches("0x"));
     let req = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": format!("0x{}", app_id.trim_start_matches("0x")), "data": data}, "latest"]});
-    let resp = reqwest::Client::new().post(rpc).json(&req).timeout(std::time::Duration::from_secs(10)).send().await.map_err(|e| status_of(502, &format!("cannot reach the chain: {e}")))?;
+    let resp = reqwest::Client::new()
+        .post(rpc)
+        .json(&req)
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| status_of(502, &format!("cannot reach the chain: {e}")))?;
     let v: Value = resp.json().await.map_err(|e| status_of(502, &format!("bad chain answer: {e}")))?;
-    let out = v.get("result").and_then(|r| r.as_str()).ok_or_else(|| status_of(502, &format!("chain error: {}", v.get("error").cloned().unwrap_or_default())))?;
+    let out = v
+        .get("result")
+        .and_then(|r| r.as_str())
+        .ok_or_else(|| status_of(502, &format!("chain error: {}", v.get("error").cloned().unwrap_or_default())))?;
     Ok(out.trim_start_matches("0x").chars().any(|c| c != '0'))
 }
 
 /// Whether a transaction exists and succeeded (`eth_getTransactionReceipt`).
 async fn tx_succeeded(config: &SimConfig, tx: &str) -> Result<bool, Response> {
-    let Some(rpc) = &config.chain_rpc else { return Ok(false) };
+    let Some(rpc) = &config.chain_rpc else {
+        return Ok(false);
+    };
     let req = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": [tx]});
-    let resp = reqwest::Client::new().post(rpc).json(&req).timeout(std::time::Duration::from_secs(10)).send().await.map_err(|e| status_of(502, &format!("cannot reach the chain: {e}")))?;
+    let resp = reqwest::Client::new()
+        .post(rpc)
+        .json(&req)
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| status_of(502, &format!("cannot reach the chain: {e}")))?;
     let v: Value = resp.json().await.map_err(|e| status_of(502, &format!("bad chain answer: {e}")))?;
     Ok(v.get("result").and_then(|r| r.get("status")).and_then(|s| s.as_str()) == Some("0x1"))
 }
 
 /// Commits a pending on-chain update once the chain allows its hash.
-async fn confirm_pending(sim: &Sim, token_or_hash: (&str, Option<&str>), seq_hint: Option<u64>, tx: &str) -> Result<String, Response> {
+async fn confirm_pending(
+    sim: &Sim,
+    token_or_hash: (&str, Option<&str>),
+    seq_hint: Option<u64>,
+    tx: &str,
+) -> Result<String, Response> {
     let config = cfg(sim);
     let pending = {
         let w = sim.inner.world.lock().expect("world lock");
         let (token, hash) = token_or_hash;
-        w.pending_updates.values().find(|p| (p.token == token || Some(p.compose_hash.as_str()) == hash && (seq_hint.is_none() || Some(p.cvm_seq) == seq_hint)) && (hash.is_none() || Some(p.compose_hash.as_str()) == hash)).cloned()
+        w.pending_updates
+            .values()
+            .find(|p| {
+                (p.token == token
+                    || Some(p.compose_hash.as_str()) == hash && (seq_hint.is_none() || Some(p.cvm_seq) == seq_hint))
+                    && (hash.is_none() || Some(p.compose_hash.as_str()) == hash)
+            })
+            .cloned()
     };
     let Some(p) = pending else {
         return Err(status_of(466, "Compose hash expired or unknown: send the update again"));
@@ -877,7 +1009,14 @@ async fn commit_update(State(sim): State<Sim>, Path(id): Path<String>, body: Byt
     let hash = s(&v, "compose_hash").ok_or_else(|| invalid("compose_hash", "field required"))?;
     let tx = s(&v, "transaction_hash").unwrap_or("already-registered");
     let seq = sim.inner.world.lock().expect("world lock").find(&id).ok_or_else(not_found)?;
-    let valid = sim.inner.world.lock().expect("world lock").pending_updates.get(token).is_some_and(|p| p.cvm_seq == seq && p.compose_hash == hash);
+    let valid = sim
+        .inner
+        .world
+        .lock()
+        .expect("world lock")
+        .pending_updates
+        .get(token)
+        .is_some_and(|p| p.cvm_seq == seq && p.compose_hash == hash);
     if !valid {
         return Err(status_of(466, "Commit token is invalid, expired or for another hash"));
     }
@@ -904,7 +1043,8 @@ async fn patch_envs(State(sim): State<Sim>, Path(id): Path<String>, body: Bytes)
     };
     let mut changed = false;
     if let Some(keys) = v.get("env_keys").filter(|k| k.is_array()) {
-        changed = keys.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).map(str::to_string).collect::<Vec<_>>()) != Some(before);
+        changed = keys.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).map(str::to_string).collect::<Vec<_>>())
+            != Some(before);
         patch["allowed_envs"] = keys.clone();
     }
     if let (Some(hash), Some(tx)) = (s(&v, "compose_hash"), s(&v, "transaction_hash")) {
@@ -976,7 +1116,8 @@ async fn patch_visibility(State(sim): State<Sim>, Path(id): Path<String>, body: 
 
 async fn patch_os_image(State(sim): State<Sim>, Path(id): Path<String>, body: Bytes) -> Res {
     let v = body_json(&body)?;
-    let name = s(&v, "os_image_name").or_else(|| s(&v, "image")).ok_or_else(|| invalid("os_image_name", "field required"))?;
+    let name =
+        s(&v, "os_image_name").or_else(|| s(&v, "image")).ok_or_else(|| invalid("os_image_name", "field required"))?;
     update(&sim, &id, json!({"image": name}), false).await?;
     Ok(ok(Value::Null))
 }
@@ -1001,7 +1142,10 @@ async fn provision_compose(State(sim): State<Sim>, Path(id): Path<String>, body:
         let token = format!("compose-{hash}");
         let onchain = c.is_onchain();
         let app = c.app_id.clone();
-        w.pending_updates.insert(token.clone(), PendingUpdate { cvm_seq: seq, compose_hash: hash.clone(), body: patch, token, created_ms: now_ms() });
+        w.pending_updates.insert(
+            token.clone(),
+            PendingUpdate { cvm_seq: seq, compose_hash: hash.clone(), body: patch, token, created_ms: now_ms() },
+        );
         sim.persist(&w);
         (seq, onchain.then_some((app, hash)), out)
     };
@@ -1021,7 +1165,12 @@ async fn commit_compose(State(sim): State<Sim>, Path(id): Path<String>, body: By
     let (seq, onchain, mut pending) = {
         let w = sim.inner.world.lock().expect("world lock");
         let seq = w.find(&id).ok_or_else(not_found)?;
-        let p = w.pending_updates.get(&token).filter(|p| p.cvm_seq == seq).cloned().ok_or_else(|| status_of(466, "Compose hash expired or unknown: provision again"))?;
+        let p = w
+            .pending_updates
+            .get(&token)
+            .filter(|p| p.cvm_seq == seq)
+            .cloned()
+            .ok_or_else(|| status_of(466, "Compose hash expired or unknown: provision again"))?;
         (seq, w.cvms[&seq].is_onchain(), p)
     };
     if let Some(enc) = s(&v, "encrypted_env") {
@@ -1099,7 +1248,9 @@ async fn sim_stats(State(sim): State<Sim>) -> Response {
     let w = sim.inner.world.lock().expect("world lock");
     let now = now_ms();
     let cvms: Map<String, Value> = w.cvms.values().map(|c| (c.name.clone(), json!({"restarts": c.restarts, "updates": c.updates, "status": c.status(now), "id": c.vm_uuid, "app_id": c.app_id, "compose_hash": c.compose_hash}))).collect();
-    ok(json!({"total_requests": stats.total_requests, "requests": stats.requests, "injected_errors": stats.injected_errors, "injected_hangs": stats.injected_hangs, "cvm_count": w.cvms.len(), "cvms": cvms}))
+    ok(
+        json!({"total_requests": stats.total_requests, "requests": stats.requests, "injected_errors": stats.injected_errors, "injected_hangs": stats.injected_hangs, "cvm_count": w.cvms.len(), "cvms": cvms}),
+    )
 }
 
 async fn sim_config_get(State(sim): State<Sim>) -> Response {
@@ -1130,7 +1281,9 @@ async fn sim_env(State(sim): State<Sim>, Path(id): Path<String>) -> Res {
     let seq = w.find(&id).ok_or_else(not_found)?;
     let c = &w.cvms[&seq];
     let env = match &c.encrypted_env {
-        Some(e) => crate::envcrypt::decrypt(e, &w.app_env_key(&c.app_id)).map_err(|e| status_of(500, &e.to_string()))?,
+        Some(e) => {
+            crate::envcrypt::decrypt(e, &w.app_env_key(&c.app_id)).map_err(|e| status_of(500, &e.to_string()))?
+        }
         None => vec![],
     };
     let m: Map<String, Value> = env.into_iter().map(|(k, v)| (k, Value::String(v))).collect();

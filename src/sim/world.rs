@@ -100,7 +100,11 @@ impl Cvm {
     }
 
     pub fn env_keys(&self) -> Vec<String> {
-        self.app_compose.get("allowed_envs").and_then(|a| a.as_array()).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
+        self.app_compose
+            .get("allowed_envs")
+            .and_then(|a| a.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
     }
 
     pub fn is_onchain(&self) -> bool {
@@ -163,13 +167,28 @@ fn hex_digest(parts: &[&[u8]]) -> String {
 impl World {
     pub fn new(seed: u64) -> World {
         let master_key = hex_digest(&[b"teeform-sim-master", &seed.to_le_bytes(), &rand::random::<[u8; 16]>()]);
-        let images = [("dstack-0.5.3", vec![0, 5, 3], false), ("dstack-0.5.4", vec![0, 5, 4], false), ("dstack-0.5.5", vec![0, 5, 5], false), ("dstack-dev-0.5.5", vec![0, 5, 5], true)];
+        let images = [
+            ("dstack-0.5.3", vec![0, 5, 3], false),
+            ("dstack-0.5.4", vec![0, 5, 4], false),
+            ("dstack-0.5.5", vec![0, 5, 5], false),
+            ("dstack-dev-0.5.5", vec![0, 5, 5], true),
+        ];
         World {
             master_key,
             next_seq: 1,
             nodes: vec![
-                Node { id: 1, name: "prod5".into(), region: "us-west".into(), device_id: hex_digest(&[b"device", b"1"]) },
-                Node { id: 2, name: "prod6".into(), region: "eu-central".into(), device_id: hex_digest(&[b"device", b"2"]) },
+                Node {
+                    id: 1,
+                    name: "prod5".into(),
+                    region: "us-west".into(),
+                    device_id: hex_digest(&[b"device", b"1"]),
+                },
+                Node {
+                    id: 2,
+                    name: "prod6".into(),
+                    region: "eu-central".into(),
+                    device_id: hex_digest(&[b"device", b"2"]),
+                },
             ],
             os_images: images
                 .iter()
@@ -181,18 +200,38 @@ impl World {
                     os_image_hash: hex_digest(&[b"os", name.as_bytes()]),
                 })
                 .collect(),
-            instance_types: [("tdx.small", 1, 2048), ("tdx.medium", 2, 4096), ("tdx.large", 4, 8192), ("tdx.xlarge", 8, 16384)]
-                .iter()
-                .map(|(id, vcpu, mem)| InstanceType { id: id.to_string(), family: "tdx".into(), vcpu: *vcpu, memory_mb: *mem, requires_gpu: false })
-                .collect(),
-            kms: vec![Kms { id: "kms_phala_sim".into(), slug: "phala-sim".into(), chain_id: None, kms_contract_address: None }],
+            instance_types: [
+                ("tdx.small", 1, 2048),
+                ("tdx.medium", 2, 4096),
+                ("tdx.large", 4, 8192),
+                ("tdx.xlarge", 8, 16384),
+            ]
+            .iter()
+            .map(|(id, vcpu, mem)| InstanceType {
+                id: id.to_string(),
+                family: "tdx".into(),
+                vcpu: *vcpu,
+                memory_mb: *mem,
+                requires_gpu: false,
+            })
+            .collect(),
+            kms: vec![Kms {
+                id: "kms_phala_sim".into(),
+                slug: "phala-sim".into(),
+                chain_id: None,
+                kms_contract_address: None,
+            }],
             ..Default::default()
         }
     }
 
     /// The test KMS's per-app X25519 private key (a real KMS derives it inside a TEE).
     pub fn app_env_key(&self, app_id: &str) -> [u8; 32] {
-        let h = Sha256::new().chain_update(self.master_key.as_bytes()).chain_update(b"env").chain_update(app_id.to_ascii_lowercase().trim_start_matches("0x")).finalize();
+        let h = Sha256::new()
+            .chain_update(self.master_key.as_bytes())
+            .chain_update(b"env")
+            .chain_update(app_id.to_ascii_lowercase().trim_start_matches("0x"))
+            .finalize();
         h.into()
     }
 
@@ -201,7 +240,14 @@ impl World {
     }
 
     pub fn new_app_id(&self, name: &str) -> String {
-        hex_digest(&[b"app", self.master_key.as_bytes(), name.as_bytes(), &self.next_seq.to_le_bytes(), &rand::random::<[u8; 8]>()])[..40].to_string()
+        hex_digest(&[
+            b"app",
+            self.master_key.as_bytes(),
+            name.as_bytes(),
+            &self.next_seq.to_le_bytes(),
+            &rand::random::<[u8; 8]>(),
+        ])[..40]
+            .to_string()
     }
 
     /// Resolves a `/cvms/{id}` path segment the ways the SDK writes it.
@@ -230,8 +276,16 @@ impl World {
     pub fn kms_for(&self, kms_type: &str) -> Option<&Kms> {
         match kms_type {
             "phala" => self.kms.iter().find(|k| k.chain_id.is_none()),
-            "base" => self.kms.iter().find(|k| k.chain_id == Some(8453)).or_else(|| self.kms.iter().find(|k| k.chain_id.is_some())),
-            "ethereum" => self.kms.iter().find(|k| k.chain_id == Some(1)).or_else(|| self.kms.iter().find(|k| k.chain_id.is_some())),
+            "base" => self
+                .kms
+                .iter()
+                .find(|k| k.chain_id == Some(8453))
+                .or_else(|| self.kms.iter().find(|k| k.chain_id.is_some())),
+            "ethereum" => self
+                .kms
+                .iter()
+                .find(|k| k.chain_id == Some(1))
+                .or_else(|| self.kms.iter().find(|k| k.chain_id.is_some())),
             _ => None,
         }
     }

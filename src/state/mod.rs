@@ -84,7 +84,11 @@ impl LockInfo {
 
 impl std::fmt::Display for LockInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}` by {}@{} (pid {}) since {}, lock id {}", self.command, self.user, self.host, self.pid, self.since, self.id)
+        write!(
+            f,
+            "`{}` by {}@{} (pid {}) since {}, lock id {}",
+            self.command, self.user, self.host, self.pid, self.since, self.id
+        )
     }
 }
 

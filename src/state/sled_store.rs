@@ -78,7 +78,8 @@ impl SledStore {
 
     pub async fn open(opts: &OpenOptions) -> Result<SledStore, StateError> {
         let dir = opts.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| StateError::Storage(format!("cannot create state directory {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StateError::Storage(format!("cannot create state directory {}: {e}", dir.display())))?;
         restrict(&dir);
         let deadline = Instant::now() + opts.lock_timeout;
         let db = loop {
@@ -115,7 +116,11 @@ impl SledStore {
     }
 
     fn read_meta(&self) -> Result<Meta, StateError> {
-        let raw = self.meta.get(META_KEY).map_err(storage)?.ok_or_else(|| StateError::Corrupt { key: "meta".into(), reason: "missing".into() })?;
+        let raw = self
+            .meta
+            .get(META_KEY)
+            .map_err(storage)?
+            .ok_or_else(|| StateError::Corrupt { key: "meta".into(), reason: "missing".into() })?;
         serde_json::from_slice(&raw).map_err(|e| StateError::Corrupt { key: "meta".into(), reason: e.to_string() })
     }
 }
@@ -138,11 +143,13 @@ impl Store for SledStore {
         for kv in self.resources.iter() {
             let (k, v) = kv.map_err(storage)?;
             let key = String::from_utf8_lossy(&k).to_string();
-            let rec: ResourceRecord = serde_json::from_slice(&v).map_err(|e| StateError::Corrupt { key: key.clone(), reason: e.to_string() })?;
+            let rec: ResourceRecord = serde_json::from_slice(&v)
+                .map_err(|e| StateError::Corrupt { key: key.clone(), reason: e.to_string() })?;
             resources.insert(key, rec);
         }
         let outputs = match self.outputs.get(OUTPUTS_KEY).map_err(storage)? {
-            Some(raw) => serde_json::from_slice(&raw).map_err(|e| StateError::Corrupt { key: "outputs".into(), reason: e.to_string() })?,
+            Some(raw) => serde_json::from_slice(&raw)
+                .map_err(|e| StateError::Corrupt { key: "outputs".into(), reason: e.to_string() })?,
             None => BTreeMap::new(),
         };
         Ok(Snapshot { meta, resources, outputs })
@@ -154,12 +161,26 @@ impl Store for SledStore {
 
     async fn commit(&self, batch: Batch) -> Result<Meta, StateError> {
         let bumps = batch.changes_state();
-        let puts: Vec<(String, Vec<u8>)> = batch.put.iter().map(|r| Ok((r.address.clone(), serde_json::to_vec(r).map_err(storage)?))).collect::<Result<_, StateError>>()?;
-        let outputs: Option<Vec<u8>> = batch.outputs.as_ref().map(|o: &BTreeMap<String, OutputValue>| serde_json::to_vec(o)).transpose().map_err(storage)?;
-        let journal: Vec<(String, Vec<u8>)> = batch.journal_put.iter().map(|j| Ok((j.id.clone(), serde_json::to_vec(j).map_err(storage)?))).collect::<Result<_, StateError>>()?;
+        let puts: Vec<(String, Vec<u8>)> = batch
+            .put
+            .iter()
+            .map(|r| Ok((r.address.clone(), serde_json::to_vec(r).map_err(storage)?)))
+            .collect::<Result<_, StateError>>()?;
+        let outputs: Option<Vec<u8>> = batch
+            .outputs
+            .as_ref()
+            .map(|o: &BTreeMap<String, OutputValue>| serde_json::to_vec(o))
+            .transpose()
+            .map_err(storage)?;
+        let journal: Vec<(String, Vec<u8>)> = batch
+            .journal_put
+            .iter()
+            .map(|j| Ok((j.id.clone(), serde_json::to_vec(j).map_err(storage)?)))
+            .collect::<Result<_, StateError>>()?;
         let result = (&self.meta, &self.resources, &self.outputs, &self.journal).transaction(|(tm, tr, to, tj)| {
             let raw = tm.get(META_KEY)?.ok_or(ConflictableTransactionError::Abort("missing meta".to_string()))?;
-            let mut meta: Meta = serde_json::from_slice(&raw).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+            let mut meta: Meta =
+                serde_json::from_slice(&raw).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
             for (k, v) in &puts {
                 tr.insert(k.as_bytes(), v.as_slice())?;
             }
@@ -177,13 +198,18 @@ impl Store for SledStore {
             }
             if bumps {
                 meta.serial += 1;
-                tm.insert(META_KEY, serde_json::to_vec(&meta).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?)?;
+                tm.insert(
+                    META_KEY,
+                    serde_json::to_vec(&meta).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?,
+                )?;
             }
             Ok(meta)
         });
         let meta = match result {
             Ok(m) => m,
-            Err(TransactionError::Abort(reason)) => return Err(StateError::Corrupt { key: "meta".into(), reason }),
+            Err(TransactionError::Abort(reason)) => {
+                return Err(StateError::Corrupt { key: "meta".into(), reason });
+            }
             Err(TransactionError::Storage(e)) => return Err(storage(e)),
         };
         self.db.flush_async().await.map_err(storage)?;
@@ -194,7 +220,10 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for kv in self.journal.iter() {
             let (k, v) = kv.map_err(storage)?;
-            out.push(serde_json::from_slice(&v).map_err(|e| StateError::Corrupt { key: format!("journal {}", String::from_utf8_lossy(&k)), reason: e.to_string() })?);
+            out.push(serde_json::from_slice(&v).map_err(|e| StateError::Corrupt {
+                key: format!("journal {}", String::from_utf8_lossy(&k)),
+                reason: e.to_string(),
+            })?);
         }
         Ok(out)
     }
@@ -240,11 +269,21 @@ mod tests {
         let m1 = s.commit(Batch { put: vec![rec("cvm.a"), rec("cvm.b")], ..Default::default() }).await.unwrap();
         assert_eq!(m1.serial, m0.serial + 1);
         assert_eq!(m1.lineage, m0.lineage);
-        let j = JournalEntry { id: "1".into(), address: "cvm.c".into(), op: "create".into(), name: "c".into(), cloud_id: None, started_at: "t".into(), detail: Default::default() };
+        let j = JournalEntry {
+            id: "1".into(),
+            address: "cvm.c".into(),
+            op: "create".into(),
+            name: "c".into(),
+            cloud_id: None,
+            started_at: "t".into(),
+            detail: Default::default(),
+        };
         let m2 = s.commit(Batch { journal_put: vec![j], ..Default::default() }).await.unwrap();
         assert_eq!(m2.serial, m1.serial, "journal-only writes keep the serial");
         assert_eq!(s.journal().await.unwrap().len(), 1);
-        s.commit(Batch { remove: vec!["cvm.a".into()], journal_done: vec!["1".into()], ..Default::default() }).await.unwrap();
+        s.commit(Batch { remove: vec!["cvm.a".into()], journal_done: vec!["1".into()], ..Default::default() })
+            .await
+            .unwrap();
         let snap = s.snapshot().await.unwrap();
         assert_eq!(snap.resources.keys().collect::<Vec<_>>(), ["cvm.b"]);
         assert!(s.journal().await.unwrap().is_empty());

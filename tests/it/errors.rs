@@ -1,0 +1,106 @@
+//! What users see when the manifest is wrong: every error at once, file:line:col, a snippet
+//! and a hint. Snapshots are the contract; review changes to them like UI changes.
+
+use crate::harness::{TestEnv, WEB};
+
+fn check(name: &str, manifest: &str) -> String {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.write("teeform.yaml", manifest);
+    let r = t.run(&["validate"]);
+    r.code(1);
+    assert!(r.stdout.is_empty(), "errors go to stderr");
+    insta::assert_snapshot!(name, r.stderr);
+    r.stderr.clone()
+}
+
+#[test]
+fn unknown_key_suggests_the_right_one() {
+    let out = check("unknown_key", "cvms:\n  web-app:\n    compose: web.yml\n    vcpus: 2\n");
+    assert!(out.contains("teeform.yaml:4:5"));
+    assert!(out.contains("did you mean `vcpu`?"));
+}
+
+#[test]
+fn wrong_types_and_ranges() {
+    check(
+        "wrong_types",
+        "cvms:\n  web-app:\n    compose: web.yml\n    vcpu: lots\n    memory: 12\n    public_logs: sometimes\n",
+    );
+}
+
+#[test]
+fn missing_files() {
+    let out =
+        check("missing_files", "cvms:\n  web-app:\n    compose: nope.yml\n    pre_launch_script: scripts/pre.sh\n");
+    assert!(out.contains("teeform.yaml:3:14"));
+}
+
+#[test]
+fn bad_references() {
+    check(
+        "bad_references",
+        "cvms:\n  web-app:\n    compose: web.yml\n    env:\n      A: ${cvm.dbb.app_id}\n      B: ${cvm.web-app.appid}\n      C: ${var.nope}\n      D: ${nonsense}\n    depends_on: [dbb]\n",
+    );
+}
+
+#[test]
+fn a_cycle_is_named_whole() {
+    let out = check(
+        "cycle",
+        "cvms:\n  alpha:\n    compose: web.yml\n    depends_on: [bravo]\n  bravo:\n    compose: web.yml\n    env:\n      X: ${cvm.charlie.app_id}\n  charlie:\n    compose: web.yml\n    depends_on: [alpha]\n",
+    );
+    assert!(out.contains("cvm.alpha → cvm.bravo → cvm.charlie → cvm.alpha"), "{out}");
+}
+
+#[test]
+fn broken_yaml_points_at_the_line() {
+    let out = check("broken_yaml", "cvms:\n  x:\n    vcpu: [\n");
+    assert!(out.contains("teeform.yaml:"));
+}
+
+#[test]
+fn every_error_at_once() {
+    let out = check(
+        "many",
+        "provder:\n  phala: {}\ncvms:\n  ab:\n    compose: web.yml\n  web-app:\n    compose: missing.yml\n    kms: etherium\n    gpus: -1\noutputs:\n  pw: ${secret:env:PW}\n",
+    );
+    assert!(out.contains("has 6 errors"), "{out}");
+}
+
+#[test]
+fn validate_json_is_machine_readable() {
+    let t = TestEnv::new();
+    t.write("teeform.yaml", "cvms:\n  web-app:\n    compose: web.yml\n    vcpus: 2\n");
+    t.write("web.yml", WEB);
+    let r = t.run(&["validate", "--json"]);
+    r.code(1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["diagnostics"][0]["line"], 4);
+    assert_eq!(v["diagnostics"][0]["column"], 5);
+    assert_eq!(v["diagnostics"][0]["hints"][0], "did you mean `vcpu`?");
+}
+
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    let t = TestEnv::new();
+    t.run(&["plan", "--no-such-flag"]).code(1);
+    let h = t.run(&["plan", "--help"]);
+    h.ok();
+    assert!(h.stdout.contains("--detailed-exitcode"));
+    for sub in
+        ["validate", "apply", "destroy", "show", "output", "state", "import", "force-unlock", "completions", "sim"]
+    {
+        t.run(&[sub, "--help"]).ok();
+    }
+    assert!(t.run(&["completions", "bash"]).ok().stdout.contains("teeform"));
+}
+
+#[test]
+fn missing_manifest_is_explained() {
+    let t = TestEnv::new();
+    let r = t.run(&["plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("cannot read manifest teeform.yaml"), "{}", r.stderr);
+}

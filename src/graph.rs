@@ -186,9 +186,11 @@ mod tests {
         assert_eq!(g.all_dependents("cvm.db").len(), 2);
     }
 
+    type Edges<'a> = &'a [(&'a str, &'a [&'a str])];
+
     #[test]
     fn names_the_whole_cycle() {
-        let cases: &[(&[(&str, &[&str])], &str)] = &[
+        let cases: &[(Edges, &str)] = &[
             (&[("cvm.a", &["cvm.b"]), ("cvm.b", &["cvm.c"]), ("cvm.c", &["cvm.a"])], "cvm.a → cvm.b → cvm.c → cvm.a"),
             (&[("cvm.a", &["cvm.a"])], "cvm.a → cvm.a"),
             (&[("cvm.x", &[]), ("cvm.b", &["cvm.a"]), ("cvm.a", &["cvm.b"])], "cvm.a → cvm.b → cvm.a"),

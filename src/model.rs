@@ -125,10 +125,7 @@ impl CvmAttrs {
     /// The attribute as JSON (null when unset), for generic diffs and rendering.
     pub fn get(&self, name: &str) -> serde_json::Value {
         use serde_json::Value;
-        fn o<T: Into<Value>>(v: &Option<T>) -> Value
-        where
-            T: Clone,
-        {
+        fn o<T: Into<Value> + Clone>(v: &Option<T>) -> Value {
             v.clone().map_or(Value::Null, Into::into)
         }
         match name {

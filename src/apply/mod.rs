@@ -277,6 +277,9 @@ fn resolve(t: &Template, current: &BTreeMap<String, ResourceRecord>, secrets: &S
         .ok_or_else(|| format!("cannot resolve {}", out.refs().map(ToString::to_string).collect::<Vec<_>>().join(", ")))
 }
 
+/// Env as sent to the API: (key, value) in key order.
+type EnvPairs = Vec<(String, String)>;
+
 struct Step {
     api: Arc<dyn PhalaApi>,
     store: Arc<dyn Store>,
@@ -340,7 +343,7 @@ impl Step {
         &self,
         address: &str,
         env: &BTreeMap<String, EnvVal>,
-    ) -> Result<(Vec<(String, String)>, BTreeMap<String, EnvVal>), String> {
+    ) -> Result<(EnvPairs, BTreeMap<String, EnvVal>), String> {
         let current = self.shared.current.lock().expect("state lock").clone();
         let mut plain = Vec::new();
         let mut kept = BTreeMap::new();
@@ -353,10 +356,10 @@ impl Step {
             let sensitive = v.digest.is_some() || v.template.as_ref().is_some_and(|t| t.refs().any(Ref::is_secret));
             let stored = if sensitive {
                 let d = secrets::digest(&self.shared.salt, address, k, &value);
-                if let Some(planned) = &v.digest {
-                    if *planned != d {
-                        return Err(format!("env {k}: the secret changed since the plan was made; run plan again"));
-                    }
+                if let Some(planned) = &v.digest
+                    && *planned != d
+                {
+                    return Err(format!("env {k}: the secret changed since the plan was made; run plan again"));
                 }
                 EnvVal { value: None, digest: Some(d), template: None }
             } else {

@@ -44,13 +44,12 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
         match e.op.as_str() {
             "create" => {
                 let known = snap.resources.get(&e.address).is_some_and(|r| r.attrs.name == e.name);
-                if !known {
-                    if let Some(remote) = api.get_cvm(&e.name).await.map_err(api_err)? {
-                        if remote.attrs.name == e.name {
-                            batch.put.push(adopt(&e, &remote));
-                            out.adopted.push(e.address.clone());
-                        }
-                    }
+                if !known
+                    && let Some(remote) = api.get_cvm(&e.name).await.map_err(api_err)?
+                    && remote.attrs.name == e.name
+                {
+                    batch.put.push(adopt(&e, &remote));
+                    out.adopted.push(e.address.clone());
                 }
             }
             "update" => {
@@ -60,12 +59,11 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
                     match api.get_cvm(id).await.map_err(api_err)? {
                         Some(remote) => {
                             let (mut merged, _) = crate::plan::merge_refresh(rec, &remote);
-                            if let Some(intended) = intent(&e) {
-                                if intended.compose == remote.attrs.compose
-                                    && intended.env.keys().eq(remote.attrs.env.keys())
-                                {
-                                    merged.attrs.env = intended.env;
-                                }
+                            if let Some(intended) = intent(&e)
+                                && intended.compose == remote.attrs.compose
+                                && intended.env.keys().eq(remote.attrs.env.keys())
+                            {
+                                merged.attrs.env = intended.env;
                             }
                             batch.put.push(merged);
                         }
@@ -74,10 +72,10 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
                 }
             }
             "delete" => {
-                if let Some(id) = &e.cloud_id {
-                    if api.get_cvm(id).await.map_err(api_err)?.is_none() {
-                        batch.remove.push(e.address.clone());
-                    }
+                if let Some(id) = &e.cloud_id
+                    && api.get_cvm(id).await.map_err(api_err)?.is_none()
+                {
+                    batch.remove.push(e.address.clone());
                 }
             }
             _ => {}

@@ -98,10 +98,10 @@ impl Ctx {
 /// The API key: `PHALA_CLOUD_API_KEY`, else the `phala` CLI's credentials file (refused when
 /// others can read it). Never a literal in the manifest, never written anywhere.
 fn api_key() -> CliResult<Option<String>> {
-    if let Ok(k) = std::env::var("PHALA_CLOUD_API_KEY") {
-        if !k.trim().is_empty() {
-            return Ok(Some(k.trim().to_string()));
-        }
+    if let Ok(k) = std::env::var("PHALA_CLOUD_API_KEY")
+        && !k.trim().is_empty()
+    {
+        return Ok(Some(k.trim().to_string()));
     }
     let dir = std::env::var_os("PHALA_CLOUD_DIR")
         .map(PathBuf::from)

@@ -224,14 +224,14 @@ pub fn main() -> ExitCode {
     };
     init_tracing();
     let ui = ui::Ui::detect(cli.global.no_color);
-    if let Some(dir) = &cli.global.chdir {
-        if let Err(e) = std::env::set_current_dir(dir) {
-            eprint!(
-                "{}",
-                CliError::new(format!("cannot change to directory {}: {e}", dir.display())).render(ui.stderr_color)
-            );
-            return ExitCode::from(exit::ERROR);
-        }
+    if let Some(dir) = &cli.global.chdir
+        && let Err(e) = std::env::set_current_dir(dir)
+    {
+        eprint!(
+            "{}",
+            CliError::new(format!("cannot change to directory {}: {e}", dir.display())).render(ui.stderr_color)
+        );
+        return ExitCode::from(exit::ERROR);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

@@ -56,7 +56,7 @@ pub async fn output(ctx: &Ctx, name: Option<&str>, json: bool, raw: bool) -> Cli
     }
     for (k, o) in pick {
         match (o.sensitive, &o.value, raw) {
-            (true, _, _) => println!("{}{}", if raw { String::new() } else { format!("{k} = ") }, "(sensitive value)"),
+            (true, _, _) => println!("{}(sensitive value)", if raw { String::new() } else { format!("{k} = ") }),
             (false, Some(v), true) => println!("{v}"),
             (false, Some(v), false) => println!("{k} = {v:?}"),
             (false, None, _) => println!("{k} = (unknown)"),

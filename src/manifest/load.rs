@@ -13,13 +13,16 @@ use super::{
     BackendKind, Config, CvmConfig, DEFAULT_API_PREFIX, Endpoint, FileRef, Kms, ManifestError, OnChainKms, OutputConfig,
 };
 
+/// Reads an environment variable.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// How to read a manifest: variable overrides and where environment variables come from
 /// (tests pass a fixed map so they never depend on the machine).
 #[derive(Clone)]
 pub struct LoadOptions {
     /// `--var NAME=VALUE`, in order.
     pub vars: Vec<(String, String)>,
-    pub env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub env: EnvLookup,
     /// Paths in diagnostics are shown relative to this directory.
     pub display_base: Option<PathBuf>,
 }
@@ -184,16 +187,16 @@ impl Loader<'_> {
                 self.err(k.span, format!("duplicate key `{name}` in {what}")).set_label("defined again here");
                 continue;
             }
-            if let Some(allowed) = allowed {
-                if !allowed.contains(&name) {
-                    let d = self.err(k.span, format!("unknown key `{name}` in {what}")).set_label("unknown key");
-                    let hint = match did_you_mean(name, allowed.iter().copied()) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!("{what} takes: {}", allowed.join(", ")),
-                    };
-                    d.hints.push(hint);
-                    continue;
-                }
+            if let Some(allowed) = allowed
+                && !allowed.contains(&name)
+            {
+                let d = self.err(k.span, format!("unknown key `{name}` in {what}")).set_label("unknown key");
+                let hint = match did_you_mean(name, allowed.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("{what} takes: {}", allowed.join(", ")),
+                };
+                d.hints.push(hint);
+                continue;
             }
             out.push((name, k, v));
         }
@@ -472,15 +475,12 @@ impl Loader<'_> {
             }
         }
         for r in tpl.refs() {
-            if let Ref::Cvm { name, .. } = r {
-                if allow.cvm && !self.cvm_keys.contains(name) {
-                    self.unknown_cvm(
-                        node.span,
-                        name,
-                        &format!("{what} references `cvm.{name}`, which is not declared"),
-                    );
-                    ok = false;
-                }
+            if let Ref::Cvm { name, .. } = r
+                && allow.cvm
+                && !self.cvm_keys.contains(name)
+            {
+                self.unknown_cvm(node.span, name, &format!("{what} references `cvm.{name}`, which is not declared"));
+                ok = false;
             }
         }
         if !ok {
@@ -960,10 +960,10 @@ fn scalar_json(text: &str, plain: bool) -> Json {
     if let Ok(i) = text.parse::<i64>() {
         return Json::from(i);
     }
-    if let Ok(f) = text.parse::<f64>() {
-        if f.is_finite() {
-            return Json::from(f);
-        }
+    if let Ok(f) = text.parse::<f64>()
+        && f.is_finite()
+    {
+        return Json::from(f);
     }
     Json::String(text.to_string())
 }

@@ -271,15 +271,15 @@ fn attr_line(
         _ => p.yellow(sym),
     };
     // Multi-line text (compose, scripts) is shown in full for creates.
-    if let (None, Some(serde_json::Value::String(s))) = (before, after) {
-        if s.contains('\n') {
-            let _ = writeln!(out, "      {colored} {name} = <<EOT");
-            for l in s.lines() {
-                let _ = writeln!(out, "            {l}");
-            }
-            out.push_str("        EOT\n");
-            return;
+    if let (None, Some(serde_json::Value::String(s))) = (before, after)
+        && s.contains('\n')
+    {
+        let _ = writeln!(out, "      {colored} {name} = <<EOT");
+        for l in s.lines() {
+            let _ = writeln!(out, "            {l}");
         }
+        out.push_str("        EOT\n");
+        return;
     }
     match (before, after) {
         (Some(b), Some(a)) => {

@@ -613,10 +613,10 @@ async fn commit_provision(State(sim): State<Sim>, body: Bytes) -> Res {
             "Compose hash is invalid or expired: provision again",
         ));
     };
-    if let Some(a) = &p.app_id {
-        if *a != app_id_in {
-            return Err(structured(StatusCode::BAD_REQUEST, "ERR-01-006", "app_id does not match the provisioned app"));
-        }
+    if let Some(a) = &p.app_id
+        && *a != app_id_in
+    {
+        return Err(structured(StatusCode::BAD_REQUEST, "ERR-01-006", "app_id does not match the provisioned app"));
     }
     if w.cvms.values().any(|c| c.name == p.name) {
         return Err(structured(
@@ -629,14 +629,14 @@ async fn commit_provision(State(sim): State<Sim>, body: Bytes) -> Res {
         return Err(structured(StatusCode::CONFLICT, "ERR-03-007", "A CVM with this app_id already exists"));
     }
     let encrypted_env = s(&v, "encrypted_env").filter(|e| !e.is_empty()).map(str::to_string);
-    if let Some(enc) = &encrypted_env {
-        if crate::envcrypt::decrypt(enc, &w.app_env_key(&app_id_in)).is_err() {
-            return Err(structured(
-                StatusCode::BAD_REQUEST,
-                "ERR-02-008",
-                "encrypted_env does not decrypt with this app's key (simulator check)",
-            ));
-        }
+    if let Some(enc) = &encrypted_env
+        && crate::envcrypt::decrypt(enc, &w.app_env_key(&app_id_in)).is_err()
+    {
+        return Err(structured(
+            StatusCode::BAD_REQUEST,
+            "ERR-02-008",
+            "encrypted_env does not decrypt with this app's key (simulator check)",
+        ));
     }
     let now = now_ms();
     let seq = w.next_seq;
@@ -727,10 +727,10 @@ fn validate_update(w: &World, body: &Value) -> Result<(), Response> {
         return Err(invalid(k, "unknown field"));
     }
     for f in ["vcpu", "memory", "disk_size", "shutdown_timeout"] {
-        if let Some(v) = body.get(f) {
-            if !v.as_f64().is_some_and(|n| n >= 0.0) {
-                return Err(invalid(f, "must be a non-negative number"));
-            }
+        if let Some(v) = body.get(f)
+            && !v.as_f64().is_some_and(|n| n >= 0.0)
+        {
+            return Err(invalid(f, "must be a non-negative number"));
         }
     }
     if let Some(d) = body.get("docker_compose_file") {
@@ -741,15 +741,15 @@ fn validate_update(w: &World, body: &Value) -> Result<(), Response> {
             }
         }
     }
-    if let Some(i) = body.get("image").and_then(|i| i.as_str()) {
-        if !w.os_images.iter().any(|x| x.name == i || x.slug == i) {
-            return Err(structured(StatusCode::BAD_REQUEST, "ERR-02-010", &format!("OS image {i} not found")));
-        }
+    if let Some(i) = body.get("image").and_then(|i| i.as_str())
+        && !w.os_images.iter().any(|x| x.name == i || x.slug == i)
+    {
+        return Err(structured(StatusCode::BAD_REQUEST, "ERR-02-010", &format!("OS image {i} not found")));
     }
-    if let Some(t) = body.get("instance_type").and_then(|i| i.as_str()) {
-        if !w.instance_types.iter().any(|x| x.id == t) {
-            return Err(structured(StatusCode::BAD_REQUEST, "ERR-02-001", &format!("Instance type {t} not found")));
-        }
+    if let Some(t) = body.get("instance_type").and_then(|i| i.as_str())
+        && !w.instance_types.iter().any(|x| x.id == t)
+    {
+        return Err(structured(StatusCode::BAD_REQUEST, "ERR-02-001", &format!("Instance type {t} not found")));
     }
     Ok(())
 }
@@ -760,14 +760,14 @@ fn apply_update(w: &mut World, seq: u64, body: &Value, config: &SimConfig) -> Re
         let c = &w.cvms[&seq];
         c.app_id.clone()
     };
-    if let Some(enc) = body.get("encrypted_env").and_then(|e| e.as_str()).filter(|e| !e.is_empty()) {
-        if crate::envcrypt::decrypt(enc, &w.app_env_key(&key)).is_err() {
-            return Err(structured(
-                StatusCode::BAD_REQUEST,
-                "ERR-02-008",
-                "encrypted_env does not decrypt with this app's key (simulator check)",
-            ));
-        }
+    if let Some(enc) = body.get("encrypted_env").and_then(|e| e.as_str()).filter(|e| !e.is_empty())
+        && crate::envcrypt::decrypt(enc, &w.app_env_key(&key)).is_err()
+    {
+        return Err(structured(
+            StatusCode::BAD_REQUEST,
+            "ERR-02-008",
+            "encrypted_env does not decrypt with this app's key (simulator check)",
+        ));
     }
     let images = w.os_images.clone();
     let types = w.instance_types.clone();
@@ -779,12 +779,12 @@ fn apply_update(w: &mut World, seq: u64, body: &Value, config: &SimConfig) -> Re
     if let Some(e) = body.get("encrypted_env").and_then(|e| e.as_str()) {
         c.encrypted_env = Some(e.to_string()).filter(|e| !e.is_empty());
     }
-    if let Some(t) = body.get("instance_type").and_then(|t| t.as_str()) {
-        if let Some(x) = types.iter().find(|x| x.id == t) {
-            c.instance_type = Some(t.to_string());
-            c.vcpu = x.vcpu;
-            c.memory = x.memory_mb;
-        }
+    if let Some(t) = body.get("instance_type").and_then(|t| t.as_str())
+        && let Some(x) = types.iter().find(|x| x.id == t)
+    {
+        c.instance_type = Some(t.to_string());
+        c.vcpu = x.vcpu;
+        c.memory = x.memory_mb;
     }
     let vcpu = num(body, "vcpu");
     let memory = num(body, "memory");

@@ -260,15 +260,16 @@ impl World {
             return live().find(|c| c.instance_id.eq_ignore_ascii_case(inst)).map(|c| c.seq);
         }
         let nodash = seg.replace('-', "").to_ascii_lowercase();
-        if nodash.len() == 32 && nodash.chars().all(|c| c.is_ascii_hexdigit()) {
-            if let Some(c) = live().find(|c| c.vm_uuid.replace('-', "") == nodash) {
-                return Some(c.seq);
-            }
+        if nodash.len() == 32
+            && nodash.chars().all(|c| c.is_ascii_hexdigit())
+            && let Some(c) = live().find(|c| c.vm_uuid.replace('-', "") == nodash)
+        {
+            return Some(c.seq);
         }
-        if let Ok(n) = seg.parse::<u64>() {
-            if self.cvms.contains_key(&n) {
-                return Some(n);
-            }
+        if let Ok(n) = seg.parse::<u64>()
+            && self.cvms.contains_key(&n)
+        {
+            return Some(n);
         }
         live().find(|c| c.name == seg).map(|c| c.seq)
     }

@@ -33,11 +33,6 @@ pub struct Run {
 }
 
 impl Run {
-    /// Everything the command printed, with the temp dir and ids made stable for snapshots.
-    pub fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-
     #[track_caller]
     pub fn ok(&self) -> &Run {
         assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);

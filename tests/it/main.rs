@@ -1,5 +1,7 @@
 //! End-to-end tests: the real binary over real HTTP against the simulator.
 
+// Not every test uses every helper.
+#[allow(dead_code)]
 mod harness;
 
 mod apply_flow;

@@ -487,17 +487,29 @@ impl Step {
                 return Err(api_err(e));
             }
         };
-        // The CVM exists now: record it (tainted until it runs) in the batch that clears the journal.
+        // The CVM exists now: record it in the batch that clears the journal, so no crash can
+        // forget it. It is tainted only if it then fails to run (a kill while it boots is not a
+        // failed create).
         let path_id = ids.vm_uuid.clone().unwrap_or_else(|| ids.id.clone());
         let mut rec_ids = ids.clone();
         rec_ids.id = path_id.clone();
         rec_ids.app_id = rec_ids.app_id.or(Some(app_id));
-        let rec = self.record(c, rec_ids.clone(), state_attrs.clone(), None, true);
-        let mut rec = rec;
+        let mut rec = self.record(c, rec_ids.clone(), state_attrs.clone(), None, false);
         rec.compose_hash = Some(prov.compose_hash.clone());
-        self.commit(Batch { put: vec![rec], journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
+        rec.status = Some("starting".into());
+        self.commit(Batch { put: vec![rec.clone()], journal_done: vec![entry.id.clone()], ..Default::default() })
+            .await?;
         let remote =
-            wait::until_ready(self.api.as_ref(), &path_id, &self.wait, |s| self.events.status(&c.address, s)).await?;
+            match wait::until_ready(self.api.as_ref(), &path_id, &self.wait, |s| self.events.status(&c.address, s))
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    rec.tainted = true;
+                    self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
+                    return Err(format!("{e}; the CVM is marked tainted and the next apply replaces it"));
+                }
+            };
         let rec =
             self.record(c, CloudIds { id: path_id.clone(), ..remote.ids.clone() }, state_attrs, Some(&remote), false);
         self.commit(Batch { put: vec![rec], ..Default::default() }).await?;

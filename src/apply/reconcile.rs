@@ -53,17 +53,19 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
                 }
             }
             "update" => {
-                // Whether the update landed is unknown: take what the cloud says now, keeping
-                // the intended env (values cannot be read back) only if the keys match.
+                // Whether the update landed is unknown: take what the cloud says now. Env values
+                // cannot be read back, so those the update meant to change become unknown and
+                // the next apply sends them again (one more restart, never a false claim).
                 if let (Some(rec), Some(id)) = (snap.resources.get(&e.address), &e.cloud_id) {
                     match api.get_cvm(id).await.map_err(api_err)? {
                         Some(remote) => {
                             let (mut merged, _) = crate::plan::merge_refresh(rec, &remote);
-                            if let Some(intended) = intent(&e)
-                                && intended.compose == remote.attrs.compose
-                                && intended.env.keys().eq(remote.attrs.env.keys())
-                            {
-                                merged.attrs.env = intended.env;
+                            if let Some(intended) = intent(&e) {
+                                for (k, v) in merged.attrs.env.iter_mut() {
+                                    if intended.env.get(k).is_some_and(|want| !want.same_as(v)) {
+                                        *v = Default::default();
+                                    }
+                                }
                             }
                             batch.put.push(merged);
                         }
@@ -103,7 +105,7 @@ fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
         env_pubkey: remote.env_pubkey.clone(),
         kms_info: remote.kms_info.clone(),
         status: Some(remote.status.clone()),
-        tainted: !remote.is_ready() && remote.status != "starting",
+        tainted: matches!(remote.status.as_str(), "error" | "failed"),
         dependencies: vec![],
         updated_at: now_rfc3339(),
     }

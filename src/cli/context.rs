@@ -47,6 +47,40 @@ impl Ctx {
         self.global.state.clone().unwrap_or_else(|| self.base_dir().join("state"))
     }
 
+    /// Retry tuning from the environment (`TEEFORM_RETRY_MAX_ATTEMPTS`, `TEEFORM_RETRY_BASE_MS`,
+    /// `TEEFORM_RETRY_DEADLINE_SECS`); defaults suit the real API.
+    fn retry_policy(&self) -> crate::providers::http::RetryPolicy {
+        let mut p = crate::providers::http::RetryPolicy::default();
+        let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = num("TEEFORM_RETRY_MAX_ATTEMPTS") {
+            p.max_attempts = n.max(1) as u32;
+        }
+        if let Some(ms) = num("TEEFORM_RETRY_BASE_MS") {
+            p.base_delay = Duration::from_millis(ms);
+        }
+        if let Some(s) = num("TEEFORM_RETRY_DEADLINE_SECS") {
+            p.deadline = Duration::from_secs(s);
+        }
+        p
+    }
+
+    /// Retries are shown as they happen: a slow run should say why it is slow.
+    fn retry_observer(&self) -> crate::providers::http::RetryObserver {
+        let ui = self.ui;
+        Arc::new(move |ev| {
+            let p = ui.err_palette();
+            eprintln!(
+                "{} {} {}: {}; attempt {} in {:.1}s",
+                p.yellow(&format!("{:>12}", "Retrying")),
+                ev.method,
+                ev.path,
+                ev.reason,
+                ev.attempt + 1,
+                ev.delay.as_secs_f64()
+            );
+        })
+    }
+
     pub fn load(&self, vars: &[(String, String)]) -> CliResult<Config> {
         let opts = LoadOptions { vars: vars.to_vec(), ..Default::default() };
         let cfg = crate::manifest::load(self.manifest_path(), &opts)?;
@@ -83,12 +117,16 @@ impl Ctx {
                     .map_err(|e| CliError::new(format!("cannot start the embedded simulator: {e}")))?;
                 let handle = sim.spawn("127.0.0.1:0".parse().expect("valid address")).await?;
                 let prefix = handle.api_prefix();
-                let client = PhalaClient::new(&prefix, Some(key), timeout)?;
+                let client = PhalaClient::new(&prefix, Some(key), timeout)?
+                    .with_observer(self.retry_observer())
+                    .with_policy(self.retry_policy());
                 Ok(Api { client: Arc::new(client), endpoint: "local".into(), _sim: Some(handle) })
             }
             Endpoint::Url(prefix) => {
                 let key = api_key()?;
-                let client = PhalaClient::new(prefix, key, timeout)?;
+                let client = PhalaClient::new(prefix, key, timeout)?
+                    .with_observer(self.retry_observer())
+                    .with_policy(self.retry_policy());
                 Ok(Api { client: Arc::new(client), endpoint: prefix.clone(), _sim: None })
             }
         }

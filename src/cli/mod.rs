@@ -223,6 +223,11 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing();
+    // State, saved plans and the simulator's data are nobody else's business.
+    // SAFETY: umask only changes this process's default file mode.
+    unsafe {
+        libc::umask(0o077);
+    }
     let ui = ui::Ui::detect(cli.global.no_color);
     if let Some(dir) = &cli.global.chdir
         && let Err(e) = std::env::set_current_dir(dir)

@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// Fraction of API requests answered with 429/500/502/503.
     #[arg(long, default_value_t = 0.0)]
     pub error_rate: f64,
+    /// Fraction of API requests carried out and then answered with 502.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_after_rate: f64,
     /// Fraction of API requests that hang.
     #[arg(long, default_value_t = 0.0)]
     pub hang_rate: f64,
@@ -53,7 +56,9 @@ pub struct ServeArgs {
 }
 
 pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
-    for (name, rate) in [("--error-rate", a.error_rate), ("--hang-rate", a.hang_rate)] {
+    for (name, rate) in
+        [("--error-rate", a.error_rate), ("--error-after-rate", a.error_after_rate), ("--hang-rate", a.hang_rate)]
+    {
         if !(0.0..=1.0).contains(&rate) {
             return Err(CliError::new(format!("{name} must be between 0 and 1")));
         }
@@ -62,6 +67,7 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
         api_key: a.api_key,
         latency_ms: a.latency_ms,
         error_rate: a.error_rate,
+        error_after_rate: a.error_after_rate,
         hang_rate: a.hang_rate,
         hang_ms: a.hang_ms,
         restart_ms: a.restart_ms,

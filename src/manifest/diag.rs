@@ -24,7 +24,7 @@ impl Source {
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
+        let offset = self.text.floor_char_boundary(offset);
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -123,7 +123,9 @@ impl Diagnostic {
         let mut groups = Vec::new();
         match &self.source {
             Some(src) => {
-                let span = self.span.start.min(src.text.len())..self.span.end.min(src.text.len());
+                // Spans come from byte arithmetic; keep them on character boundaries.
+                let start = src.text.floor_char_boundary(self.span.start);
+                let span = start..src.text.ceil_char_boundary(self.span.end).max(start);
                 groups.push(
                     title.element(
                         Snippet::source(&src.text)

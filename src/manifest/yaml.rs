@@ -229,7 +229,7 @@ impl Builder<'_> {
             }
             TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted if !text.contains('\n') => {
                 let quote = if matches!(style, TScalarStyle::SingleQuoted) { '\'' } else { '"' };
-                match line[1..].find(quote) {
+                match line.get(1..).and_then(|l| l.find(quote)) {
                     Some(i) => at + i + 2,
                     None => line_end,
                 }

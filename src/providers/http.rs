@@ -99,7 +99,12 @@ pub async fn send(
     let mut attempt = 0u32;
     loop {
         let sent = Instant::now();
-        let result = build().send().await;
+        let (client, request) = build().build_split();
+        let request = request.map_err(|e| {
+            ApiError::local(ErrorKind::Other, method.as_str(), path, format!("cannot build the request: {e}"))
+        })?;
+        log_request(&request);
+        let result = client.execute(request).await;
         tracing::debug!(%method, path, attempt, elapsed_ms = sent.elapsed().as_millis() as u64, status = ?result.as_ref().map(|r| r.status().as_u16()).ok(), "http request");
         let (delay, reason, final_err) = match result {
             Ok(resp) if resp.status().is_success() => return Ok(resp),
@@ -136,6 +141,55 @@ pub async fn send(
             o(&ev);
         }
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// Header names whose values are never logged.
+const SECRET_HEADERS: &[&str] = &["x-api-key", "authorization", "cookie", "x-auth-token"];
+/// JSON fields whose values are never logged (encrypted blobs included: they are not secret,
+/// but nothing is gained by spreading them).
+const SECRET_FIELDS: &[&str] = &["encrypted_env", "token", "commit_token", "password", "private_key", "secret"];
+
+/// Logs a request at trace level with credentials and encrypted blobs redacted.
+fn log_request(req: &reqwest::Request) {
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return;
+    }
+    let headers: Vec<String> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            let shown =
+                if SECRET_HEADERS.contains(&k.as_str()) { "<redacted>" } else { v.to_str().unwrap_or("<binary>") };
+            format!("{k}: {shown}")
+        })
+        .collect();
+    let body = match req.body().and_then(|b| b.as_bytes()) {
+        Some(bytes) => match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(mut v) => {
+                redact(&mut v);
+                v.to_string()
+            }
+            Err(_) => format!("<{} bytes>", bytes.len()),
+        },
+        None => String::new(),
+    };
+    tracing::trace!(method = %req.method(), url = %req.url(), headers = ?headers, body = %body, "http request");
+}
+
+fn redact(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                if SECRET_FIELDS.iter().any(|s| k.to_ascii_lowercase().contains(s)) {
+                    *val = "<redacted>".into();
+                } else {
+                    redact(val);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
+        _ => {}
     }
 }
 
@@ -292,6 +346,17 @@ mod tests {
             assert_eq!(e.message, *msg);
         }
         assert_eq!(parse_error_body(465, cases[4].1).detail("compose_hash").unwrap(), "ab");
+    }
+
+    #[test]
+    fn redacts_secrets_in_logged_bodies() {
+        let mut v =
+            serde_json::json!({"encrypted_env": "abcd", "vcpu": 2, "nested": [{"commit_token": "t", "name": "x"}]});
+        redact(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"encrypted_env": "<redacted>", "vcpu": 2, "nested": [{"commit_token": "<redacted>", "name": "x"}]})
+        );
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct SimConfig {
     pub latency_ms: u64,
     /// Fraction of API requests answered with 429/500/502/503 before doing anything.
     pub error_rate: f64,
+    /// Fraction of API requests that are carried out and then answered with 502, as when a
+    /// proxy fails after the backend acted: the client cannot know whether it happened.
+    pub error_after_rate: f64,
     /// Fraction of API requests that never answer (until `hang_ms`).
     pub hang_rate: f64,
     pub hang_ms: u64,
@@ -56,6 +59,7 @@ impl Default for SimConfig {
             api_key: None,
             latency_ms: 0,
             error_rate: 0.0,
+            error_after_rate: 0.0,
             hang_rate: 0.0,
             hang_ms: 3_600_000,
             restart_ms: 2000,
@@ -232,9 +236,9 @@ pub(crate) async fn gate(State(sim): State<Sim>, req: Request, next: Next) -> Re
     if cfg.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(cfg.latency_ms)).await;
     }
-    let (err_roll, hang_roll, which) = {
+    let (err_roll, hang_roll, after_roll, which) = {
         let mut rng = sim.inner.rng.lock().expect("rng lock");
-        (rng.random::<f64>(), rng.random::<f64>(), rng.random_range(0..4u8))
+        (rng.random::<f64>(), rng.random::<f64>(), rng.random::<f64>(), rng.random_range(0..4u8))
     };
     if err_roll < cfg.error_rate {
         sim.inner.stats.lock().expect("stats lock").injected_errors += 1;
@@ -250,5 +254,10 @@ pub(crate) async fn gate(State(sim): State<Sim>, req: Request, next: Next) -> Re
         tokio::time::sleep(Duration::from_millis(cfg.hang_ms)).await;
         return detail(StatusCode::GATEWAY_TIMEOUT, "hung (simulated)");
     }
-    next.run(req).await
+    let resp = next.run(req).await;
+    if after_roll < cfg.error_after_rate {
+        sim.inner.stats.lock().expect("stats lock").injected_errors += 1;
+        return detail(StatusCode::BAD_GATEWAY, "Bad gateway (simulated, after the request was carried out)");
+    }
+    resp
 }

@@ -1247,7 +1247,7 @@ async fn sim_stats(State(sim): State<Sim>) -> Response {
     let stats = sim.stats();
     let w = sim.inner.world.lock().expect("world lock");
     let now = now_ms();
-    let cvms: Map<String, Value> = w.cvms.values().map(|c| (c.name.clone(), json!({"restarts": c.restarts, "updates": c.updates, "status": c.status(now), "id": c.vm_uuid, "app_id": c.app_id, "compose_hash": c.compose_hash}))).collect();
+    let cvms: Map<String, Value> = w.cvms.values().map(|c| (c.name.clone(), json!({"restarts": c.restarts, "updates": c.updates, "status": c.status(now), "vcpu": c.vcpu, "memory": c.memory, "id": c.vm_uuid, "app_id": c.app_id, "compose_hash": c.compose_hash}))).collect();
     ok(
         json!({"total_requests": stats.total_requests, "requests": stats.requests, "injected_errors": stats.injected_errors, "injected_hangs": stats.injected_hangs, "cvm_count": w.cvms.len(), "cvms": cvms}),
     )

@@ -1,0 +1,284 @@
+//! Crash safety: apply killed with SIGKILL at random moments, with and without injected
+//! faults, then run again; concurrent applies on one state; Ctrl-C. After every trial the
+//! simulator must hold exactly the desired CVMs, state must agree, and plan must say
+//! `No changes.`
+//!
+//! Trials are seeded and reproducible: `TEEFORM_CRASH_SEED` (default 42) and
+//! `TEEFORM_CRASH_TRIALS` (default 50 per mode). A summary is written to
+//! `target/test-reports/crash-*.txt`.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{RngExt, SeedableRng};
+use teeform::sim::SimConfig;
+
+use crate::harness::TestEnv;
+
+const POOL: &[&str] = &["alpha", "bravo", "charlie", "delta", "echo"];
+
+struct Desired {
+    cvms: Vec<(String, u32, bool, String)>,
+}
+
+impl Desired {
+    fn random(rng: &mut rand::rngs::StdRng) -> Desired {
+        let mut cvms = Vec::new();
+        for name in POOL {
+            if rng.random_bool(0.7) {
+                cvms.push((
+                    name.to_string(),
+                    rng.random_range(1..=3),
+                    rng.random_bool(0.5),
+                    ["blue", "green"][rng.random_range(0..2)].to_string(),
+                ));
+            }
+        }
+        if cvms.is_empty() {
+            cvms.push(("alpha".into(), 1, false, "blue".into()));
+        }
+        Desired { cvms }
+    }
+
+    fn names(&self) -> BTreeSet<String> {
+        self.cvms.iter().map(|(n, ..)| format!("{n}-svc")).collect()
+    }
+
+    fn manifest(&self) -> String {
+        let keys: BTreeSet<&str> = self.cvms.iter().map(|(n, ..)| n.as_str()).collect();
+        let mut m = String::from("cvms:\n");
+        for (name, vcpu, newer, mode) in &self.cvms {
+            m.push_str(&format!("  {name}:\n    name: {name}-svc\n    compose: {}\n    vcpu: {vcpu}\n    memory: 2048\n    env:\n      MODE: {mode}\n", if *newer { "new.yml" } else { "old.yml" }));
+            // bravo and delta reference alpha when it exists: exercises dependency order.
+            if matches!(name.as_str(), "bravo" | "delta") && keys.contains("alpha") {
+                m.push_str("      ALPHA: ${cvm.alpha.app_id}\n");
+            }
+        }
+        m
+    }
+}
+
+fn fault_config(faults: bool) -> SimConfig {
+    SimConfig {
+        latency_ms: 5,
+        restart_ms: 120,
+        boot_ms: 120,
+        error_rate: if faults { 0.10 } else { 0.0 },
+        error_after_rate: if faults { 0.05 } else { 0.0 },
+        hang_rate: if faults { 0.05 } else { 0.0 },
+        hang_ms: 5_000,
+        seed: 7,
+        ..Default::default()
+    }
+}
+
+fn env_for(t: &mut TestEnv) {
+    t.env.insert("TEEFORM_HTTP_TIMEOUT".into(), "0.5".into());
+    t.env.insert("TEEFORM_RETRY_BASE_MS".into(), "30".into());
+    t.env.insert("TEEFORM_RETRY_MAX_ATTEMPTS".into(), "8".into());
+    t.env.insert("TEEFORM_WAIT_TIMEOUT".into(), "20".into());
+    t.write("old.yml", "services:\n  app:\n    image: nginx:1.27\n");
+    t.write("new.yml", "services:\n  app:\n    image: nginx:1.28\n");
+}
+
+/// Runs apply until it succeeds (faults can fail a run; that is fine as long as it converges).
+fn converge(t: &TestEnv, trial: usize) {
+    for attempt in 0..12 {
+        let r = t.run(&["apply", "--auto-approve"]);
+        if r.code == 0 {
+            return;
+        }
+        assert_eq!(r.code, 1, "trial {trial}: unexpected exit\n{}", r.stderr);
+        if attempt == 11 {
+            panic!("trial {trial}: apply did not converge:\n{}", r.stderr);
+        }
+    }
+}
+
+fn check_converged(t: &TestEnv, d: &Desired, trial: usize) {
+    let stats = t.stats();
+    let in_sim: BTreeSet<String> = stats["cvms"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(in_sim, d.names(), "trial {trial}: the simulator must hold exactly the desired CVMs");
+    assert_eq!(stats["cvm_count"].as_u64().unwrap() as usize, d.cvms.len(), "trial {trial}: no duplicates");
+    let listed = t.run(&["state", "list"]);
+    let in_state: BTreeSet<String> = listed.stdout.lines().map(str::to_string).collect();
+    let want: BTreeSet<String> = d.cvms.iter().map(|(n, ..)| format!("cvm.{n}")).collect();
+    assert_eq!(in_state, want, "trial {trial}: state must list exactly the desired CVMs");
+    for (name, vcpu, ..) in &d.cvms {
+        assert_eq!(stats["cvms"][format!("{name}-svc")]["vcpu"], *vcpu, "trial {trial}: {name} has the desired vcpu");
+    }
+    // Plan can meet injected faults too: retry it a few times, it must say No changes.
+    for attempt in 0..8 {
+        let p = t.run(&["plan", "--detailed-exitcode"]);
+        match p.code {
+            0 => {
+                assert!(p.stdout.contains("No changes."), "trial {trial}: {}", p.stdout);
+                return;
+            }
+            1 if attempt < 7 => continue,
+            code => panic!("trial {trial}: plan after convergence exited {code}\n{}{}", p.stdout, p.stderr),
+        }
+    }
+}
+
+fn report(name: &str, text: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-reports");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{name}.txt")), text);
+    eprintln!("{text}");
+}
+
+fn kill_trials(faults: bool) {
+    let seed: u64 =
+        std::env::var("TEEFORM_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(42) + u64::from(faults);
+    let trials: usize = std::env::var("TEEFORM_CRASH_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut t = TestEnv::with_config(fault_config(faults));
+    env_for(&mut t);
+    let mut killed_mid_run = 0;
+    let start = Instant::now();
+    for trial in 0..trials {
+        let d = Desired::random(&mut rng);
+        t.write("teeform.yaml", &format!("provider:\n  phala:\n    endpoint: {}\n{}", t.prefix(), d.manifest()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_teeform"))
+            .args(["apply", "--auto-approve"])
+            .current_dir(t.dir.path())
+            .env_clear()
+            .envs(&t.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("apply starts");
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..900)));
+        if child.try_wait().expect("wait").is_none() {
+            killed_mid_run += 1;
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        converge(&t, trial);
+        check_converged(&t, &d, trial);
+    }
+    let s = t.stats();
+    report(
+        if faults { "crash-faults" } else { "crash-kill9" },
+        &format!(
+            "crash harness ({}): seed={seed} trials={trials} killed_mid_apply={killed_mid_run} injected_errors={} injected_hangs={} api_requests={} elapsed={:.0}s: all converged",
+            if faults { "kill -9 + 20% faults" } else { "kill -9" },
+            s["injected_errors"],
+            s["injected_hangs"],
+            s["total_requests"],
+            start.elapsed().as_secs_f64()
+        ),
+    );
+    assert!(
+        trials < 5 || killed_mid_run > trials / 3,
+        "too few kills landed mid-apply ({killed_mid_run}/{trials}): the harness is not testing anything"
+    );
+}
+
+#[test]
+fn kill9_at_random_moments_converges() {
+    kill_trials(false);
+}
+
+#[test]
+fn kill9_with_injected_faults_converges() {
+    kill_trials(true);
+}
+
+#[test]
+fn concurrent_applies_on_one_state() {
+    let mut t = TestEnv::with_config(SimConfig { restart_ms: 300, boot_ms: 300, ..Default::default() });
+    env_for(&mut t);
+    let d =
+        Desired { cvms: vec![("alpha".into(), 1, false, "blue".into()), ("bravo".into(), 2, true, "green".into())] };
+    t.manifest(&d.manifest());
+    let spawn = |extra: &[&str]| {
+        let mut args = vec!["apply", "--auto-approve"];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_teeform"))
+            .args(&args)
+            .current_dir(t.dir.path())
+            .env_clear()
+            .envs(&t.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let holding = |t: &TestEnv| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !t.file_exists("state/holder.json") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    // Without waiting: exactly one wins, the other fails at once naming the holder.
+    let a = spawn(&[]);
+    holding(&t);
+    let b = spawn(&[]);
+    let (ra, rb) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let codes = [ra.status.code().unwrap(), rb.status.code().unwrap()];
+    assert!(codes.contains(&0) && codes.contains(&1), "codes {codes:?}");
+    let loser = if codes[0] == 1 { &ra } else { &rb };
+    let msg = String::from_utf8_lossy(&loser.stderr);
+    assert!(msg.contains("is locked") && msg.contains("`apply` by"), "{msg}");
+    assert!(msg.contains("force-unlock"), "{msg}");
+    check_converged(&t, &d, 0);
+
+    // With --lock-timeout the second waits, then finds nothing to do.
+    let d2 =
+        Desired { cvms: vec![("alpha".into(), 3, false, "blue".into()), ("bravo".into(), 2, true, "green".into())] };
+    t.manifest(&d2.manifest());
+    let a = spawn(&[]);
+    holding(&t);
+    let b = spawn(&["--lock-timeout", "60s"]);
+    let (ra, rb) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_eq!((ra.status.code(), rb.status.code()), (Some(0), Some(0)), "{}", String::from_utf8_lossy(&rb.stderr));
+    assert!(String::from_utf8_lossy(&rb.stdout).contains("No changes."));
+    check_converged(&t, &d2, 1);
+    assert_eq!(t.cvm_stat("alpha-svc", "updates"), 1, "the update happened once");
+}
+
+#[test]
+fn ctrl_c_finishes_in_flight_work_and_stops() {
+    let mut t = TestEnv::with_config(SimConfig { restart_ms: 800, boot_ms: 800, ..Default::default() });
+    env_for(&mut t);
+    let d = Desired {
+        cvms: vec![
+            ("alpha".into(), 1, false, "a".into()),
+            ("charlie".into(), 1, false, "c".into()),
+            ("echo".into(), 1, false, "e".into()),
+        ],
+    };
+    t.manifest(&d.manifest());
+    let child = Command::new(env!("CARGO_BIN_EXE_teeform"))
+        .args(["apply", "--auto-approve", "--parallelism", "1"])
+        .current_dir(t.dir.path())
+        .env_clear()
+        .envs(&t.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt while the first CVM boots.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.stats()["cvm_count"] == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupt received"), "{err}");
+    assert!(err.contains("skipped: the run was interrupted"), "{err}");
+    // The in-flight create finished and was recorded; nothing else started.
+    assert_eq!(t.stats()["cvm_count"], 1);
+    assert_eq!(t.run(&["state", "list"]).stdout.lines().count(), 1);
+    t.run(&["apply", "--auto-approve"]).ok();
+    check_converged(&t, &d, 0);
+}

@@ -122,7 +122,8 @@ pub enum Command {
     /// Show a saved plan, or the state when no file is given.
     Show {
         /// A plan saved with `plan --out`.
-        file: Option<PathBuf>,
+        #[arg(value_name = "PLAN_FILE")]
+        plan_file: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -278,7 +279,7 @@ async fn run(cli: Cli, ui: ui::Ui) -> error::CliResult {
         }
         Command::Apply(args) => commands::apply(&ctx, &args).await,
         Command::Destroy { run, auto_approve } => commands::destroy(&ctx, &run, auto_approve).await,
-        Command::Show { file, json } => commands::show(&ctx, file.as_deref(), json).await,
+        Command::Show { plan_file, json } => commands::show(&ctx, plan_file.as_deref(), json).await,
         Command::Output { name, json, raw } => state_cmds::output(&ctx, name.as_deref(), json, raw).await,
         Command::State(s) => state_cmds::state(&ctx, s).await,
         Command::Import { address, id, lock_timeout } => state_cmds::import(&ctx, &address, &id, lock_timeout).await,

@@ -8,3 +8,4 @@ mod apply_flow;
 mod crash;
 mod errors;
 mod local;
+mod secrets;

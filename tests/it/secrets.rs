@@ -1,0 +1,206 @@
+//! Secrets never reach disk or output. A canary secret goes through validate, a saved plan,
+//! apply, show, output and a failing apply, all with trace logging; then every byte written
+//! (state directory, plan file, stdout, stderr) is scanned for it in plain, hex and base64.
+
+use base64::Engine;
+
+use crate::harness::{Run, TestEnv, WEB};
+
+const MANIFEST: &str = "cvms:
+  web:
+    name: web-secret
+    compose: web.yml
+    env:
+      DB_PASSWORD: ${secret:env:DB_PASSWORD}
+      API_TOKEN: ${secret:file:api.token}
+      DSN: postgres://app:${secret:env:DB_PASSWORD}@db:5432/app
+      MODE: plain-value
+outputs:
+  dsn:
+    value: postgres://app:${secret:env:DB_PASSWORD}@db:5432/app
+    sensitive: true
+  web_id: ${cvm.web.id}
+";
+
+/// Every encoding of `canary` to look for, including base64 at each byte alignment.
+fn forms(canary: &str) -> Vec<String> {
+    let mut out = vec![canary.to_string(), hex::encode(canary), hex::encode(canary).to_uppercase()];
+    for engine in [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE_NO_PAD] {
+        for shift in 0..3 {
+            let prefixed = format!("{}{canary}", "x".repeat(shift));
+            let enc = engine.encode(prefixed.as_bytes());
+            // Characters fully determined by the canary's bytes.
+            let start = (shift * 4).div_ceil(3) + 1;
+            let end = ((shift + canary.len()) * 4 / 3).saturating_sub(1);
+            out.push(enc[start..end].to_string());
+        }
+    }
+    out
+}
+
+fn scan(label: &str, bytes: &[u8], needles: &[String], hits: &mut Vec<String>) {
+    let text = String::from_utf8_lossy(bytes);
+    for n in needles {
+        if text.contains(n.as_str()) {
+            hits.push(format!("{label}: contains {n:?}"));
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() { walk(&p, out) } else { out.push(p) }
+    }
+}
+
+#[test]
+fn canary_secret_never_written_or_printed() {
+    let canary = format!("CANARY{}", uuid::Uuid::new_v4().simple());
+    let canary2 = format!("TOKEN{}", uuid::Uuid::new_v4().simple());
+    let mut t = TestEnv::new();
+    t.env.insert("DB_PASSWORD".into(), canary.clone());
+    t.env.insert("TEEFORM_LOG".into(), "trace".into());
+    t.write("web.yml", WEB);
+    t.write("api.token", &format!("{canary2}\n"));
+    t.manifest(MANIFEST);
+
+    let mut runs: Vec<(String, Run)> = Vec::new();
+    let mut go = |name: &str, args: &[&str]| {
+        let r = t.run(args);
+        let code = r.code;
+        if code != 0 {
+            eprintln!(
+                "{name} failed:\n{}",
+                r.stderr
+                    .lines()
+                    .filter(|l| !l.contains("TRACE") && !l.contains("DEBUG"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        runs.push((name.to_string(), r));
+        code
+    };
+    assert_eq!(go("validate", &["validate"]), 0);
+    assert_eq!(go("plan", &["plan", "--out", "saved.plan"]), 0);
+    assert_eq!(go("show-plan", &["show", "saved.plan", "--json"]), 0);
+    assert_eq!(go("apply", &["apply", "saved.plan"]), 0);
+    assert_eq!(go("show-state", &["show", "--json"]), 0);
+    assert_eq!(go("state-show", &["state", "show", "cvm.web", "--json"]), 0);
+    assert_eq!(go("output", &["output"]), 0);
+    assert_eq!(go("output-json", &["output", "--json"]), 0);
+    assert_eq!(go("plan-json", &["plan", "--json"]), 0);
+    // A failing apply: the secret changes (so env is sent again) and the image does not exist.
+    t.env.insert("DB_PASSWORD".into(), format!("{canary}-changed"));
+    t.manifest(&MANIFEST.replace("    compose: web.yml\n", "    compose: web.yml\n    image: no-such-image\n"));
+    let failed = t.run(&["apply", "--auto-approve"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    runs.push(("failing-apply".into(), failed));
+
+    // The simulator got the exact env (decrypted with its test KMS key).
+    let id = t.api("GET", "/cvms/web-secret", None).1["vm_uuid"].as_str().unwrap().to_string();
+    let env = t.sim_get(&format!("/_sim/cvms/{id}/env"))["env"].clone();
+    assert_eq!(env["DB_PASSWORD"], canary.as_str());
+    assert_eq!(env["API_TOKEN"], canary2.as_str());
+    assert_eq!(env["DSN"], format!("postgres://app:{canary}@db:5432/app"));
+    assert_eq!(env["MODE"], "plain-value");
+
+    let mut needles = forms(&canary);
+    needles.extend(forms(&canary2));
+    let mut hits = Vec::new();
+    for (name, r) in &runs {
+        scan(&format!("{name} stdout"), r.stdout.as_bytes(), &needles, &mut hits);
+        scan(&format!("{name} stderr"), r.stderr.as_bytes(), &needles, &mut hits);
+    }
+    let mut files = Vec::new();
+    walk(t.dir.path(), &mut files);
+    let mut scanned = 0;
+    for f in &files {
+        // The secret's own source file holds it by design.
+        if f.ends_with("api.token") {
+            continue;
+        }
+        scanned += 1;
+        scan(&f.display().to_string(), &std::fs::read(f).unwrap(), &needles, &mut hits);
+    }
+    assert!(scanned >= 5, "the state directory and plan file were scanned ({scanned} files)");
+    assert!(runs.iter().any(|(_, r)| r.stderr.contains("http request")), "trace logging was on");
+    assert!(hits.is_empty(), "the secret leaked:\n{}", hits.join("\n"));
+
+    // The plan still told the user what changed, without the value.
+    let plan_text = &runs.iter().find(|(n, _)| n == "plan").unwrap().1.stdout;
+    assert!(plan_text.contains("DB_PASSWORD = (sensitive value)"), "{plan_text}");
+
+    use std::os::unix::fs::PermissionsExt;
+    for f in files.iter().filter(|f| f.starts_with(t.path("state")) || f.ends_with("saved.plan")) {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is readable by others ({mode:o})", f.display());
+    }
+}
+
+#[test]
+fn the_canary_check_finds_leaks() {
+    // The scanner itself must be able to fail: each encoded form is found when present.
+    let canary = "CANARYabcdef0123456789abcdef0123";
+    let needles = forms(canary);
+    for blob in [
+        canary.to_string(),
+        hex::encode(format!("..{canary}..")),
+        base64::engine::general_purpose::STANDARD.encode(format!("a{canary}b")),
+    ] {
+        let mut hits = Vec::new();
+        scan("blob", blob.as_bytes(), &needles, &mut hits);
+        assert!(!hits.is_empty(), "{blob} not detected");
+    }
+}
+
+#[test]
+fn changing_a_secret_is_one_update_and_one_restart() {
+    let mut t = TestEnv::new();
+    t.env.insert("DB_PASSWORD".into(), "first-password".into());
+    t.write("web.yml", WEB);
+    t.write("api.token", "token\n");
+    t.manifest(MANIFEST);
+    t.run(&["apply", "--auto-approve"]).ok();
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+    t.env.insert("DB_PASSWORD".into(), "second-password".into());
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("~ DB_PASSWORD = (sensitive value) (changed)"), "{}", p.stdout);
+    assert!(p.stdout.contains("~ DSN = (sensitive value) (changed)"), "{}", p.stdout);
+    assert!(p.stdout.contains("1 to change"), "{}", p.stdout);
+    let before = t.cvm_stat("web-secret", "restarts").as_u64().unwrap();
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(t.cvm_stat("web-secret", "restarts").as_u64().unwrap(), before + 1);
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+    let id = t.api("GET", "/cvms/web-secret", None).1["vm_uuid"].as_str().unwrap().to_string();
+    assert_eq!(t.sim_get(&format!("/_sim/cvms/{id}/env"))["env"]["DB_PASSWORD"], "second-password");
+}
+
+#[test]
+fn a_saved_plan_refuses_a_secret_changed_since() {
+    let mut t = TestEnv::new();
+    t.env.insert("DB_PASSWORD".into(), "planned".into());
+    t.write("web.yml", WEB);
+    t.write("api.token", "token\n");
+    t.manifest(MANIFEST);
+    t.run(&["plan", "--out", "p.plan"]).ok();
+    t.env.insert("DB_PASSWORD".into(), "swapped".into());
+    let r = t.run(&["apply", "p.plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("the secret changed since the plan was made"), "{}", r.stderr);
+    assert!(!r.stderr.contains("swapped") && !r.stderr.contains("planned"));
+}
+
+#[test]
+fn missing_secret_is_a_clear_error_before_any_change() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(MANIFEST);
+    let r = t.run(&["plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("environment variable DB_PASSWORD is not set"), "{}", r.stderr);
+    assert!(r.stderr.contains("api.token"), "{}", r.stderr);
+    assert_eq!(t.count("POST"), 0);
+}

@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// The chain id (default 31337 with --chain-rpc).
     #[arg(long)]
     pub chain_id: Option<u64>,
+    /// Names of CVMs whose boot fails (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub fail_boot: Vec<String>,
 }
 
 pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
@@ -76,6 +79,7 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
         chain_rpc: a.chain_rpc,
         kms_contract: a.kms_contract,
         chain_id: a.chain_id,
+        fail_boot: a.fail_boot,
     };
     let sim = Sim::new(cfg, a.data).map_err(|e| CliError::new(format!("cannot start the simulator: {e}")))?;
     let listener = tokio::net::TcpListener::bind(a.addr)

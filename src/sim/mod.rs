@@ -51,6 +51,8 @@ pub struct SimConfig {
     /// The KMS contract on that chain.
     pub kms_contract: Option<String>,
     pub chain_id: Option<u64>,
+    /// Names of CVMs whose boot fails (they end in status `error`).
+    pub fail_boot: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -68,6 +70,7 @@ impl Default for SimConfig {
             chain_rpc: None,
             kms_contract: None,
             chain_id: None,
+            fail_boot: Vec::new(),
         }
     }
 }

@@ -666,7 +666,7 @@ async fn commit_provision(State(sim): State<Sim>, body: Bytes) -> Res {
         created_ms: now,
         contract_address: s(&v, "contract_address").map(str::to_string),
         deployer_address: s(&v, "deployer_address").map(str::to_string),
-        target: "running".into(),
+        target: if config.fail_boot.contains(&p.name) { "error".into() } else { "running".into() },
         transition: "starting".into(),
         busy_until: now + config.boot_ms,
         correlation_id: Some(uuid::Uuid::new_v4().to_string()),

@@ -282,3 +282,101 @@ fn ctrl_c_finishes_in_flight_work_and_stops() {
     t.run(&["apply", "--auto-approve"]).ok();
     check_converged(&t, &d, 0);
 }
+
+#[test]
+fn a_create_that_fails_to_boot_is_tainted_and_replaced() {
+    let mut t = TestEnv::with_config(SimConfig {
+        restart_ms: 50,
+        boot_ms: 50,
+        fail_boot: vec!["bravo-svc".into()],
+        ..Default::default()
+    });
+    env_for(&mut t);
+    let d = Desired { cvms: vec![("alpha".into(), 1, false, "a".into()), ("bravo".into(), 1, false, "b".into())] };
+    t.manifest(&d.manifest());
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert!(r.stderr.contains("marked tainted"), "{}", r.stderr);
+    let show = t.run(&["state", "show", "cvm.bravo"]);
+    assert!(show.ok().stdout.contains("tainted      = true"), "{}", show.stdout);
+    let p = t.run(&["plan"]);
+    assert!(p.ok().stdout.contains("# cvm.bravo is tainted, so it must be replaced"), "{}", p.stdout);
+    assert!(p.stdout.contains("Plan: 1 to add, 0 to change, 1 to destroy."), "{}", p.stdout);
+}
+
+#[test]
+fn retries_are_visible_and_succeed() {
+    let mut t =
+        TestEnv::with_config(SimConfig { restart_ms: 50, boot_ms: 50, error_rate: 0.3, seed: 3, ..Default::default() });
+    env_for(&mut t);
+    let d = Desired { cvms: vec![("alpha".into(), 1, false, "a".into())] };
+    t.manifest(&d.manifest());
+    let mut last = None;
+    for _ in 0..10 {
+        let r = t.run(&["apply", "--auto-approve"]);
+        let done = r.code == 0;
+        last = Some(r);
+        if done {
+            break;
+        }
+    }
+    let all: String = last.iter().map(|r| r.stderr.clone()).collect();
+    assert!(t.stats()["injected_errors"].as_u64().unwrap() > 0);
+    assert!(all.contains("Retrying") || t.run(&["plan"]).stderr.contains("Retrying"), "retries are shown");
+    check_converged(&t, &d, 0);
+}
+
+#[test]
+fn a_second_ctrl_c_aborts_at_once_and_the_next_run_converges() {
+    let mut t = TestEnv::with_config(SimConfig { restart_ms: 3000, boot_ms: 3000, ..Default::default() });
+    env_for(&mut t);
+    let d = Desired { cvms: vec![("alpha".into(), 1, false, "a".into()), ("charlie".into(), 2, false, "c".into())] };
+    t.manifest(&d.manifest());
+    let child = Command::new(env!("CARGO_BIN_EXE_teeform"))
+        .args(["apply", "--auto-approve"])
+        .current_dir(t.dir.path())
+        .env_clear()
+        .envs(&t.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.stats()["cvm_count"] == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signals to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(200));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(2), "the second Ctrl-C does not wait for the boot");
+    // Fast boots again for the follow-up run.
+    t.configure(serde_json::json!({"restart_ms": 50, "boot_ms": 50}));
+    t.run(&["apply", "--auto-approve"]).ok();
+    check_converged(&t, &d, 0);
+}
+
+#[test]
+fn force_unlock_removes_only_a_dead_holders_record() {
+    let mut t = TestEnv::new();
+    env_for(&mut t);
+    t.manifest("cvms: {}\n");
+    t.run(&["plan"]).ok();
+    // A record left by a process that died: the OS lock is gone, only the name remains.
+    t.write(
+        "state/holder.json",
+        r#"{"id":"dead-1","user":"ci","host":"runner","pid":999999,"command":"apply","since":"2026-01-01T00:00:00Z"}"#,
+    );
+    t.run(&["plan"]).ok();
+    t.write(
+        "state/holder.json",
+        r#"{"id":"dead-1","user":"ci","host":"runner","pid":999999,"command":"apply","since":"2026-01-01T00:00:00Z"}"#,
+    );
+    t.run(&["force-unlock", "nope"]).code(1);
+    t.run(&["force-unlock", "dead-1"]).ok();
+    assert!(!t.file_exists("state/holder.json"));
+}

@@ -124,6 +124,15 @@ impl TestEnv {
         runtime().block_on(async { reqwest::get(&url).await.unwrap().json().await.unwrap() })
     }
 
+    /// Changes simulator knobs at runtime (`POST /_sim/config`).
+    pub fn configure(&self, knobs: serde_json::Value) {
+        let url = self.prefix().replace("/api/v1", "/_sim/config");
+        runtime().block_on(async {
+            let r = reqwest::Client::new().post(&url).json(&knobs).send().await.unwrap();
+            assert!(r.status().is_success(), "configure: {}", r.text().await.unwrap());
+        });
+    }
+
     /// Requests counted for `METHOD path-prefix` (e.g. `PATCH /api/v1/cvms/`).
     pub fn count(&self, method_path: &str) -> u64 {
         self.stats()["requests"]

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Action, Change, Plan};
+use super::{Change, Plan};
 use crate::model::{ATTRS, CvmAttrs};
 
 const SENSITIVE: &str = "(sensitive value)";
@@ -117,6 +117,5 @@ pub fn to_json(plan: &Plan) -> Value {
         },
         "warnings": plan.warnings,
         "applyable": plan.has_changes(),
-        "create_count": plan.count(Action::Create),
     })
 }

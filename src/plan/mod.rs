@@ -408,7 +408,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
             Some(rec) => {
                 let attrs = diff_attrs(&rec.attrs, &after, true);
                 if rec.tainted {
-                    let hash = preview_create(&after);
+                    let hash = HashChange { before: rec.compose_hash.clone(), ..preview_create(&after) };
                     Some(Change {
                         address: addr.to_string(),
                         action: Action::Replace,
@@ -433,7 +433,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                         (
                             Action::Replace,
                             vec![Reason::ForcesReplacement { attributes: forcing }, Reason::RotatesAppId],
-                            Some(preview_create(&after)),
+                            Some(HashChange { before: rec.compose_hash.clone(), ..preview_create(&after) }),
                         )
                     };
                     let (added, removed) = key_changes(&rec.attrs.env, &after.env);

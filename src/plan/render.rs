@@ -195,7 +195,7 @@ fn change(out: &mut String, p: &Palette, c: &Change) {
 fn note(r: &Reason) -> Option<String> {
     Some(match r {
         Reason::RestartsCvm => {
-            "restarts the CVM: the changes below are applied in one update and one restart (expect downtime)".into()
+            "restarts the CVM: these changes go out as one update with one restart (expect downtime)".into()
         }
         Reason::ForcesReplacement { attributes } => {
             format!("{} cannot change in place, so the CVM is destroyed and created again", attributes.join(", "))

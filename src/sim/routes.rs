@@ -450,7 +450,7 @@ async fn status_batch(State(sim): State<Sim>, body: Bytes) -> Res {
     for u in v.get("vm_uuids").and_then(|a| a.as_array()).into_iter().flatten().filter_map(|u| u.as_str()) {
         if let Some(seq) = w.find(u) {
             let c = &w.cvms[&seq];
-            out.insert(u.to_string(), json!({"vm_uuid": c.vm_uuid, "status": c.status(now), "uptime": "", "in_progress": c.busy(now), "boot_progress": null, "boot_error": null, "operation_type": if c.busy(now) { Some(c.transition.clone()) } else { None }, "operation_started_at": null, "correlation_id": c.correlation_id}));
+            out.insert(u.to_string(), json!({"vm_uuid": c.vm_uuid, "status": c.status(now), "uptime": uptime(c, now), "in_progress": c.busy(now), "boot_progress": null, "boot_error": null, "operation_type": if c.busy(now) { Some(c.transition.clone()) } else { None }, "operation_started_at": null, "correlation_id": c.correlation_id}));
         }
     }
     Ok(ok(Value::Object(out)))

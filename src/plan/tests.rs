@@ -218,10 +218,7 @@ fn env_values_unknown_to_state_are_not_drift() {
         status: "running".into(),
         in_progress: false,
         compose_hash: rec.compose_hash.clone(),
-        attrs: CvmAttrs {
-            env: keys.iter().map(|k| (k.to_string(), EnvVal::default())).collect(),
-            ..rec.attrs.clone()
-        },
+        attrs: CvmAttrs { env: keys.iter().map(|k| (k.to_string(), EnvVal::default())).collect(), ..rec.attrs.clone() },
         app_compose: None,
         env_pubkey: None,
         kms_info: None,

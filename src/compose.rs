@@ -70,8 +70,16 @@ pub fn patch(app_compose: &Value, p: &ComposePatch) -> Value {
     if let Some(s) = p.docker_compose_file {
         m.insert("docker_compose_file".into(), s.into());
     }
-    if let Some(s) = p.pre_launch_script {
-        m.insert("pre_launch_script".into(), s.into());
+    // An empty script removes it, as the simulator does (and as the SDK's normalising hash
+    // treats an empty one).
+    match p.pre_launch_script {
+        Some("") => {
+            m.remove("pre_launch_script");
+        }
+        Some(s) => {
+            m.insert("pre_launch_script".into(), s.into());
+        }
+        None => {}
     }
     if let Some(a) = p.allowed_envs {
         m.insert("allowed_envs".into(), a.into());
@@ -203,5 +211,9 @@ mod tests {
         let p = patch(&base, &ComposePatch { docker_compose_file: Some("services: {a: {}}\n"), ..Default::default() });
         assert_ne!(hash(&p), hash(&base));
         assert_eq!(p["allowed_envs"], base["allowed_envs"]);
+        let with = patch(&base, &ComposePatch { pre_launch_script: Some("echo hi\n"), ..Default::default() });
+        assert_eq!(with["pre_launch_script"], "echo hi\n");
+        let without = patch(&with, &ComposePatch { pre_launch_script: Some(""), ..Default::default() });
+        assert_eq!(without, base, "an empty script removes the key");
     }
 }

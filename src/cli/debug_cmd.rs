@@ -54,3 +54,19 @@ pub fn run(cmd: DebugCommand) -> CliResult {
     }
     Ok(exit::OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use crate::cli::Cli;
+
+    #[test]
+    fn parses_but_stays_out_of_help() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(!help.lines().any(|l| l.trim_start().starts_with("debug")), "{help}");
+        assert!(Cli::try_parse_from(["teeform", "debug", "compose-hash"]).is_ok());
+        assert!(Cli::try_parse_from(["teeform", "debug", "encrypt-env", "--pubkey", "00"]).is_ok());
+        assert!(Cli::try_parse_from(["teeform", "debug", "encrypt-env"]).is_err(), "--pubkey is required");
+    }
+}

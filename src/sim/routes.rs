@@ -493,10 +493,32 @@ async fn instance_family(State(sim): State<Sim>, Path(family): Path<String>) -> 
     ok(json!({"items": items, "total": items.len(), "family": family}))
 }
 
-async fn kms_list(State(sim): State<Sim>) -> Response {
+#[derive(serde::Deserialize)]
+struct CatalogQuery {
+    page: Option<u64>,
+    page_size: Option<u64>,
+    is_dev: Option<bool>,
+    is_onchain: Option<bool>,
+}
+
+/// One page of a catalogue, in the SDK's `{items, total, page, page_size, pages}` shape.
+fn page_of(items: Vec<Value>, q: &CatalogQuery) -> Response {
+    let page = q.page.unwrap_or(1).max(1);
+    let size = q.page_size.unwrap_or(100).clamp(1, 1000);
+    let total = items.len() as u64;
+    let items: Vec<Value> = items.into_iter().skip(((page - 1) * size) as usize).take(size as usize).collect();
+    ok(json!({"items": items, "total": total, "page": page, "page_size": size, "pages": total.div_ceil(size).max(1)}))
+}
+
+async fn kms_list(State(sim): State<Sim>, Query(q): Query<CatalogQuery>) -> Response {
     let w = sim.inner.world.lock().expect("world lock");
-    let items: Vec<Value> = w.kms.iter().map(|k| w.kms_info_json(k)).collect();
-    ok(json!({"items": items, "total": items.len(), "page": 1, "page_size": 100, "pages": 1}))
+    let items: Vec<Value> = w
+        .kms
+        .iter()
+        .filter(|k| q.is_onchain.is_none_or(|on| on == k.chain_id.is_some()))
+        .map(|k| w.kms_info_json(k))
+        .collect();
+    page_of(items, &q)
 }
 
 async fn kms_get(State(sim): State<Sim>, Path(kms): Path<String>) -> Response {
@@ -520,10 +542,15 @@ async fn kms_pubkey(State(sim): State<Sim>, Path((kms, app_id)): Path<(String, S
     ok(json!({"public_key": w.app_env_pubkey(app), "signature": format!("0x{}", "00".repeat(65))}))
 }
 
-async fn os_images(State(sim): State<Sim>) -> Response {
+async fn os_images(State(sim): State<Sim>, Query(q): Query<CatalogQuery>) -> Response {
     let w = sim.inner.world.lock().expect("world lock");
-    let items: Vec<Value> = w.os_images.iter().map(|i| json!({"name": i.name, "slug": i.slug, "version": i.version.iter().map(u32::to_string).collect::<Vec<_>>().join("."), "os_image_hash": i.os_image_hash, "is_dev": i.is_dev, "requires_gpu": false})).collect();
-    ok(json!({"items": items, "total": items.len(), "page": 1, "page_size": 100, "pages": 1}))
+    let items: Vec<Value> = w
+        .os_images
+        .iter()
+        .filter(|i| q.is_dev.is_none_or(|d| d == i.is_dev))
+        .map(|i| json!({"name": i.name, "slug": i.slug, "version": i.version.iter().map(u32::to_string).collect::<Vec<_>>().join("."), "os_image_hash": i.os_image_hash, "is_dev": i.is_dev, "requires_gpu": false}))
+        .collect();
+    page_of(items, &q)
 }
 
 async fn available_os_images(State(sim): State<Sim>, Path(id): Path<String>) -> Response {

@@ -56,14 +56,17 @@ function manifest(web, db) {
 }
 
 const WEB = (extra = "") => `  web:\n    name: client-web\n    compose: web.yml\n    pre_launch_script: pre.sh\n    instance_type: tdx.medium\n    public_logs: false\n    env:\n      LOG_LEVEL: info\n      DB_PASSWORD: \${secret:env:DB_PASSWORD}\n${extra}`;
-const DB = "  db:\n    name: client-db\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n    disk_size: 30\n    image: dstack-0.5.4\n";
+const DB = "  db:\n    name: client-db\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n    disk_size: 30\n    image: dstack-0.5.4\n    gpus: 1\n";
 
 // Keys teeform sends that @phala/cloud 0.2.9's request schemas do not model, and why.
 const EXTRA = {
   // `public_tcbinfo` at create: the SDK's compose_file object lacks it (its PATCH has it), so
   // the SDK can only set it after creating. teeform sends it so a CVM is created as declared
   // (UNVERIFIED that the real server reads it at provision).
-  provision: ["compose_file.public_tcbinfo"],
+  // Top-level `gpus` (a count) at create: neither the SDK's schema (passthrough, so it
+  // accepts it) nor the CLI's `deploy` has it; the SDK's PATCH takes `gpus: {count}`.
+  // UNVERIFIED that the real provision endpoint reads it.
+  provision: ["compose_file.public_tcbinfo", "gpus"],
 };
 
 /** Requests matching METHOD and a path regex, since index `from`. */
@@ -76,12 +79,28 @@ function checkHeaders(r) {
   if (r.body) assert.match(r.headers["content-type"] ?? "", /^application\/json/, `${what}: Content-Type`);
 }
 
+/**
+ * Plans (JSON), applies, and checks that each compose hash teeform previewed is the one the
+ * simulator then reports (and the SDK tests check the simulator's against @phala/dstack-sdk).
+ */
+async function applyMatchingPreview() {
+  const plan = JSON.parse((await teeform("plan", "--json")).stdout);
+  await teeform("apply", "--auto-approve");
+  const cvms = (await sim.stats()).cvms;
+  const previews = plan.resource_changes.filter((c) => c.compose_hash?.after);
+  for (const c of previews) {
+    const actual = cvms[c.after.name]?.compose_hash;
+    assert.equal(actual, c.compose_hash.after, `${c.address} (${c.action}): teeform's preview hash vs the simulator's`);
+  }
+  return previews.length;
+}
+
 /** The path segment the SDK writes for a CVM id (its CvmIdSchema transform). */
 const sdkPathId = (id) => phala.CvmIdSchema.parse({ id }).cvmId;
 
 test("create: provision and commit bodies pass the SDK's request schemas", async () => {
   manifest(WEB(), DB);
-  await teeform("apply", "--auto-approve");
+  assert.equal(await applyMatchingPreview(), 2, "both creates preview a hash");
   const prov = sent("POST", /^\/api\/v1\/cvms\/provision$/);
   assert.equal(prov.length, 2, "one provision per CVM");
   for (const r of prov) {
@@ -98,7 +117,7 @@ test("create: provision and commit bodies pass the SDK's request schemas", async
   assert.deepEqual(web.compose_file.allowed_envs, ["DB_PASSWORD", "LOG_LEVEL"]);
   assert.equal(web.kms, "PHALA");
   const db = JSON.parse(prov.find((r) => r.body.includes("client-db")).body);
-  assert.deepEqual([db.vcpu, db.memory, db.disk_size, db.image], [2, 2048, 30, "dstack-0.5.4"]);
+  assert.deepEqual([db.vcpu, db.memory, db.disk_size, db.image, db.gpus], [2, 2048, 30, "dstack-0.5.4", 1]);
 
   const commits = sent("POST", /^\/api\/v1\/cvms$/);
   assert.equal(commits.length, 2, "one commit per CVM");
@@ -129,7 +148,7 @@ test("update: one PATCH whose body passes PatchCvmRequestSchema", async () => {
   manifest(WEB("      EXTRA: one\n"), DB.replace("vcpu: 2", "vcpu: 4").replace("dstack-0.5.4", "dstack-0.5.5"));
   const mark = seen.length;
   env.DB_PASSWORD = "hunter3";
-  await teeform("apply", "--auto-approve");
+  assert.equal(await applyMatchingPreview(), 2, "both updates preview a hash");
   const patches = sent("PATCH", /^\/api\/v1\/cvms\/[^/]+$/, mark);
   assert.equal(patches.length, 2, `one PATCH per CVM: ${patches.map((r) => r.body).join("\n")}`);
   for (const r of patches) {
@@ -151,6 +170,16 @@ test("update: one PATCH whose body passes PatchCvmRequestSchema", async () => {
   assert.deepEqual((await sim.env("client-web")).env, { DB_PASSWORD: "hunter3", EXTRA: "one", LOG_LEVEL: "info" });
   const db = bodyFor("client-db");
   assert.deepEqual(db, { docker_compose_file: COMPOSE.replace("1.27", "1.28"), vcpu: 4, image: "dstack-0.5.5" });
+});
+
+test("update: removing the pre-launch script previews the hash the simulator computes", async () => {
+  await sim.settle();
+  manifest(WEB("      EXTRA: one\n").replace("    pre_launch_script: pre.sh\n", ""), DB.replace("vcpu: 2", "vcpu: 4").replace("dstack-0.5.4", "dstack-0.5.5"));
+  const mark = seen.length;
+  assert.equal(await applyMatchingPreview(), 1);
+  const [patch] = sent("PATCH", /^\/api\/v1\/cvms\/[^/]+$/, mark);
+  assert.deepEqual(JSON.parse(patch.body), { pre_launch_script: "" }, "an empty script is how the SDK's PATCH removes it");
+  await sim.settle();
 });
 
 test("destroy: DELETE with the SDK's id form", async () => {

@@ -94,7 +94,14 @@ test("account, nodes, instance types, KMS and OS image catalogues parse", async 
 
   const imgs = await sdk("getOsImages", () => phala.getOsImages(client, { page: 1, page_size: 50 }));
   expectKnownResponseKeys("getOsImages", phala.GetOsImagesResponseSchema);
-  assert.ok(imgs.items.length > 0, "getOsImages: no images");
+  assert.ok(imgs.items.some((i) => i.is_dev) && imgs.items.some((i) => !i.is_dev), "getOsImages: prod and dev images");
+  const dev = await sdk("getOsImages (is_dev)", () => phala.getOsImages(client, { is_dev: true }));
+  assert.ok(dev.items.length > 0 && dev.items.every((i) => i.is_dev), "getOsImages: is_dev filters");
+  const p2 = await sdk("getOsImages (page 2)", () => phala.getOsImages(client, { page: 2, page_size: 1 }));
+  assert.deepEqual([p2.items.length, p2.page, p2.pages], [1, 2, imgs.total], "getOsImages: pages");
+  assert.equal(p2.items[0].name, imgs.items[1].name);
+  const onchain = await sdk("getKmsList (is_onchain)", () => phala.getKmsList(client, { is_onchain: true }));
+  assert.deepEqual(onchain.items, [], "getKmsList: no on-chain KMS without a chain");
 });
 
 test("create: provisionCvm + commitCvmProvision with SDK-encrypted env", async () => {
@@ -384,6 +391,10 @@ test("on-chain KMS: 465 answers parse as the SDK's hash-required results", async
     app_id: appId, encrypted_env: await encryptEnvVars([{ key: "B", value: "2" }], pk.public_key), env_keys: ["B"],
   }));
   assert.equal(envs.status, "precondition_required");
+  const prep = await sdk("patchCvm (BASE, prepareOnly)", () => phala.patchCvm(c, { app_id: appId, public_logs: false, prepareOnly: true }));
+  assert.equal(prep.requiresOnChainHash, true, "prepareOnly: 465 with a commit token, nothing applied");
+  assert.match(prep.commitToken ?? "", /\S/);
+  assert.equal((await chain.stats()).cvms["conf-onchain"].updates, 0, "prepareOnly applies nothing");
   const dc = await sdk("updateDockerCompose (BASE)", () => phala.updateDockerCompose(c, { app_id: appId, docker_compose_file: COMPOSE.replace("1.27", "1.31") }));
   assert.equal(dc.status, "precondition_required");
   assert.equal(dc.compose_hash.length, 64);

@@ -42,9 +42,18 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
-# The debug binary `cargo test` builds; a no-op when it is current.
-(cd "$root" && cargo build --quiet --bin teeform)
-export TEEFORM_BIN="$root/target/debug/teeform"
+# The debug binary `cargo test` just built (scripts/test-all runs it first). Built here only
+# when missing or older than the sources, e.g. when this script runs on its own: a plain
+# `cargo build` would otherwise recompile, as dev-dependencies change feature unification.
+# TEEFORM_BIN overrides which binary is tested.
+if [ -z "${TEEFORM_BIN:-}" ]; then
+  TEEFORM_BIN="$root/target/debug/teeform"
+  if [ ! -x "$TEEFORM_BIN" ] || [ -n "$(cd "$root" && find src Cargo.toml Cargo.lock -newer "$TEEFORM_BIN" -print -quit)" ]; then
+    echo "conformance: building $TEEFORM_BIN..." >&2
+    (cd "$root" && cargo build --quiet --bin teeform)
+  fi
+fi
+export TEEFORM_BIN
 
 cd "$here"
 exec node --test --test-reporter=spec ./*.test.mjs

@@ -88,7 +88,9 @@ test("account, nodes, instance types, KMS and OS image catalogues parse", async 
   expectKnownResponseKeys("getKmsList", phala.GetKmsListSchema);
   const k = kms.items[0];
   const info = await sdk("getKmsInfo", () => phala.getKmsInfo(client, { kms_id: k.id }));
+  expectKnownResponseKeys("getKmsInfo", phala.KmsInfoSchema);
   assert.equal(info.id, k.id);
+  assert.equal((await sdk("getKmsInfo (slug)", () => phala.getKmsInfo(client, { kms_id: k.slug }))).id, k.id);
   await sdkError("getKmsInfo (unknown)", () => phala.getKmsInfo(client, { kms_id: "no-such-kms" }),
     { cls: ResourceError, status: 404, code: "ERR-02-011" });
 
@@ -338,8 +340,10 @@ test("apps: getAppList, getAppInfo, getAppCvms (what `phala cvms list` reads)", 
     assert.equal(app.cvm_count, 1);
     assert.equal(app.current_cvm?.vm_uuid, cvm.uuid);
     const info = await sdk(`getAppInfo${label}`, () => phala.getAppInfo(c, { appId: cvm.appId }));
+    expectKnownResponseKeys(`getAppInfo${label}`, c === legacy ? phala.DstackAppWithCvmResponseV20251028Schema : phala.DstackAppWithCvmResponseV20260121Schema);
     assert.equal(info.name, "conf-web-1");
     const cvms = await sdk(`getAppCvms${label}`, () => phala.getAppCvms(c, { appId: cvm.appId }));
+    expectKnownResponseKeys(`getAppCvms${label}`, c === legacy ? phala.CvmInfoV20251028Schema.array() : phala.CvmInfoV20260121Schema.array());
     assert.equal(cvms.length, 1);
   }
   await sdkError("getAppInfo (unknown)", () => phala.getAppInfo(client, { appId: "f".repeat(40) }),

@@ -39,6 +39,12 @@ export async function startSim(extraArgs = []) {
     /** What the CVM would see: env decrypted with the simulator's test KMS key. */
     env: (id) => simGet(`/_sim/cvms/${id}/env`),
     stats: () => simGet("/_sim/stats"),
+    /** Changes simulator knobs at runtime (POST /_sim/config). */
+    async config(knobs) {
+      const r = await fetch(`${base}/_sim/config`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(knobs) });
+      if (!r.ok) throw new Error(`POST /_sim/config: HTTP ${r.status} ${await r.text()}`);
+      return r.json();
+    },
     /** Waits until no CVM is mid-transition (restart, boot), so the next update is accepted. */
     async settle(timeoutMs = 15000) {
       const until = Date.now() + timeoutMs;

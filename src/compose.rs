@@ -70,8 +70,16 @@ pub fn patch(app_compose: &Value, p: &ComposePatch) -> Value {
     if let Some(s) = p.docker_compose_file {
         m.insert("docker_compose_file".into(), s.into());
     }
-    if let Some(s) = p.pre_launch_script {
-        m.insert("pre_launch_script".into(), s.into());
+    // An empty script removes it, as the simulator does (and as the SDK's normalising hash
+    // treats an empty one).
+    match p.pre_launch_script {
+        Some("") => {
+            m.remove("pre_launch_script");
+        }
+        Some(s) => {
+            m.insert("pre_launch_script".into(), s.into());
+        }
+        None => {}
     }
     if let Some(a) = p.allowed_envs {
         m.insert("allowed_envs".into(), a.into());
@@ -86,20 +94,38 @@ pub fn patch(app_compose: &Value, p: &ComposePatch) -> Value {
     v
 }
 
-/// Compact JSON with object keys sorted at every level, independent of serde_json's
-/// `preserve_order` feature (which another crate could switch on for the whole build).
+/// The bytes `JSON.stringify` writes for the SDK's key-sorted copy of `v`: compact, keys
+/// sorted at every level, independent of serde_json's `preserve_order` feature (which another
+/// crate could switch on for the whole build). Two JavaScript details matter:
+/// - the SDK sorts keys by UTF-16 code units and rebuilds each object in that order, but a JS
+///   object lists integer-like keys ("0", "42") first, in numeric order;
+/// - numbers print as ECMAScript's `Number::toString` does (`1`, not `1.0`; `1e+21`).
 pub fn canonical_json(v: &Value) -> String {
     let mut out = String::new();
     write_canonical(v, &mut out);
     out
 }
 
+/// An array index as ECMAScript defines it: a canonical decimal below 2^32 - 1.
+fn array_index(k: &str) -> Option<u32> {
+    let n: u32 = k.parse().ok()?;
+    (n != u32::MAX && n.to_string() == k).then_some(n)
+}
+
+fn js_key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    match (array_index(a), array_index(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.encode_utf16().cmp(b.encode_utf16()),
+    }
+}
+
 fn write_canonical(v: &Value, out: &mut String) {
     match v {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
-            // JS sorts by UTF-16 code units; for keys in the BMP that equals byte order.
-            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            keys.sort_by(|a, b| js_key_order(a, b));
             out.push('{');
             for (i, k) in keys.iter().enumerate() {
                 if i > 0 {
@@ -121,6 +147,11 @@ fn write_canonical(v: &Value, out: &mut String) {
             }
             out.push(']');
         }
+        // JS numbers are doubles: big integers round the same way here.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.is_finite() => out.push_str(ryu_js::Buffer::new().format_finite(f)),
+            _ => out.push_str("null"),
+        },
         leaf => out.push_str(&serde_json::to_string(leaf).expect("a JSON leaf serializes")),
     }
 }
@@ -152,6 +183,17 @@ mod tests {
     }
 
     #[test]
+    fn writes_what_javascript_writes() {
+        // Expected strings are node 20's JSON.stringify of the SDK's sorted copy.
+        let v = serde_json::json!({"b": 1, "10": 2, "9": 3, "a": {"2": 1, "01": 2, "x": 3},
+            "f": 1.0, "g": 1e21, "h": 1.5e-7, "i": 123456789012345680000.0, "k": "\u{1}\u{7f}é"});
+        assert_eq!(
+            canonical_json(&v),
+            "{\"9\":3,\"10\":2,\"a\":{\"2\":1,\"01\":2,\"x\":3},\"b\":1,\"f\":1,\"g\":1e+21,\"h\":1.5e-7,\"i\":123456789012345680000,\"k\":\"\\u0001\u{7f}é\"}"
+        );
+    }
+
+    #[test]
     fn patch_changes_only_given_fields() {
         let envs = vec!["A".to_string()];
         let base = build(&ComposeFields {
@@ -169,5 +211,9 @@ mod tests {
         let p = patch(&base, &ComposePatch { docker_compose_file: Some("services: {a: {}}\n"), ..Default::default() });
         assert_ne!(hash(&p), hash(&base));
         assert_eq!(p["allowed_envs"], base["allowed_envs"]);
+        let with = patch(&base, &ComposePatch { pre_launch_script: Some("echo hi\n"), ..Default::default() });
+        assert_eq!(with["pre_launch_script"], "echo hi\n");
+        let without = patch(&with, &ComposePatch { pre_launch_script: Some(""), ..Default::default() });
+        assert_eq!(without, base, "an empty script removes the key");
     }
 }

@@ -3,6 +3,7 @@
 
 mod commands;
 mod context;
+mod debug_cmd;
 pub mod error;
 mod saved;
 mod sim_cmd;
@@ -159,6 +160,9 @@ pub enum Command {
     /// The local Phala Cloud simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Wire primitives for the conformance suite (hidden; not a user interface).
+    #[command(subcommand, hide = true)]
+    Debug(debug_cmd::DebugCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -289,5 +293,6 @@ async fn run(cli: Cli, ui: ui::Ui) -> error::CliResult {
             Ok(exit::OK)
         }
         Command::Sim(SimCommand::Serve(args)) => sim_cmd::serve(&ctx, args).await,
+        Command::Debug(cmd) => debug_cmd::run(cmd),
     }
 }

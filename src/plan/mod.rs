@@ -292,8 +292,13 @@ pub fn merge_refresh(rec: &ResourceRecord, remote: &RemoteCvm) -> (ResourceRecor
     merged.env_pubkey = remote.env_pubkey.clone().or(merged.env_pubkey);
     merged.kms_info = remote.kms_info.clone().or(merged.kms_info);
     merged.status = Some(remote.status.clone());
-    // Learning a value state did not record (null before) is not drift.
-    let drift = diff_attrs(&rec.attrs, &merged.attrs, false).into_iter().filter(|a| !a.before.is_null()).collect();
+    // Learning a value state did not record (null before) is not drift. The API shows env
+    // keys only, so env drifts only when the keys do (values unknown to state are not drift).
+    let drift = diff_attrs(&rec.attrs, &merged.attrs, false)
+        .into_iter()
+        .filter(|a| !a.before.is_null())
+        .filter(|a| a.name != "env" || rec.attrs.env.keys().ne(merged.attrs.env.keys()))
+        .collect();
     (merged, drift)
 }
 

@@ -208,6 +208,27 @@ fn drift_is_reported_and_planned_back() {
 }
 
 #[test]
+fn env_values_unknown_to_state_are_not_drift() {
+    // After `import`, state knows the env keys but not their values; a refresh showing the
+    // same keys is no drift, a refresh with another key set is.
+    let mut rec = record("cvm.web", "web-main", WEB, 2);
+    rec.attrs.env = BTreeMap::from([("FOO".to_string(), EnvVal::default()), ("BAR".to_string(), EnvVal::default())]);
+    let remote = |keys: &[&str]| RemoteCvm {
+        ids: rec.ids.clone(),
+        status: "running".into(),
+        in_progress: false,
+        compose_hash: rec.compose_hash.clone(),
+        attrs: CvmAttrs { env: keys.iter().map(|k| (k.to_string(), EnvVal::default())).collect(), ..rec.attrs.clone() },
+        app_compose: None,
+        env_pubkey: None,
+        kms_info: None,
+    };
+    assert_eq!(merge_refresh(&rec, &remote(&["BAR", "FOO"])).1, vec![]);
+    let drift = merge_refresh(&rec, &remote(&["FOO"])).1;
+    assert_eq!(drift.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["env"]);
+}
+
+#[test]
 fn deleted_outside_is_created_again() {
     let f = Fixture::new(&[("web.yml", WEB)]);
     let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n");

@@ -47,6 +47,11 @@ pub fn router(sim: Sim) -> Router {
         .route("/kms/{kms}", get(kms_get))
         .route("/kms/{kms}/pubkey/{app_id}", get(kms_pubkey))
         .route("/os-images", get(os_images))
+        .route("/apps", get(apps_list))
+        .route("/apps/{app_id}", get(app_get))
+        .route("/apps/{app_id}/cvms", get(app_cvms))
+        .fallback(|| async { status_of(404, "Not Found") })
+        .method_not_allowed_fallback(|| async { status_of(405, "Method Not Allowed") })
         .layer(from_fn_with_state(sim.clone(), gate));
     Router::new()
         .nest("/api/v1", api)
@@ -236,7 +241,87 @@ fn cvm_v2025(w: &World, c: &Cvm, now: u64) -> Value {
         "gateway_domain": "dstack-sim.phala.invalid",
         "machine_info": {"vcpu": c.vcpu, "memory": c.memory, "disk_size": c.disk_size, "gpu_count": c.gpus},
         "updated_at": rfc3339(now),
-        "created_at": rfc3339(c.created_ms),
+    })
+}
+
+fn app_url(c: &Cvm) -> String {
+    format!("https://{}-80.dstack-sim.phala.invalid", c.app_id)
+}
+
+fn uptime(c: &Cvm, now: u64) -> String {
+    if c.busy(now) { "0s".to_string() } else { format!("{}s", now.saturating_sub(c.busy_until) / 1000) }
+}
+
+fn image_version(w: &World, c: &Cvm) -> Option<String> {
+    let img = w.os_images.iter().find(|i| i.name == c.image)?;
+    Some(img.version.iter().map(u32::to_string).collect::<Vec<_>>().join("."))
+}
+
+/// A 2025-10-28 list item (`CvmInfoV20251028`): the VM itself nested under `hosted`.
+fn cvm_v2025_item(w: &World, c: &Cvm, now: u64) -> Value {
+    let node = w.nodes.iter().find(|n| n.id == c.node_id);
+    json!({
+        "hosted": {
+            "id": c.vm_uuid,
+            "name": c.name,
+            "status": c.status(now),
+            "uptime": uptime(c, now),
+            "app_url": app_url(c),
+            "app_id": c.app_id,
+            "instance_id": c.instance_id,
+            "exited_at": null,
+            "boot_progress": if c.busy(now) { "booting" } else { "done" },
+            "boot_error": null,
+            "shutdown_progress": null,
+            "image_version": image_version(w, c),
+        },
+        "name": c.name,
+        "managed_user": {"id": 1, "username": "sim"},
+        "node": node.map(|n| json!({"id": n.id, "name": n.name, "region_identifier": n.region})),
+        "listed": c.listed,
+        "status": c.status(now),
+        "in_progress": c.busy(now),
+        "dapp_dashboard_url": null,
+        "syslog_endpoint": null,
+        "allow_upgrade": true,
+        "project_id": c.app_id,
+        "project_type": "webdapp",
+        "billing_period": "hourly",
+        "kms_info": kms_info_for(w, c),
+        "vcpu": c.vcpu,
+        "memory": c.memory,
+        "disk_size": c.disk_size,
+        "gateway_domain": "dstack-sim.phala.invalid",
+        "public_urls": [{"app": app_url(c), "instance": format!("https://{}-80.dstack-sim.phala.invalid", c.instance_id)}],
+        "machine_info": {"vcpu": c.vcpu, "memory": c.memory, "disk_size": c.disk_size, "gpu_count": c.gpus},
+        "updated_at": rfc3339(now),
+    })
+}
+
+/// A 2025-10-28 CVM inside an app (`CvmBasicInfoV20251028`).
+fn cvm_v2025_basic(w: &World, c: &Cvm, now: u64) -> Value {
+    let node = w.nodes.iter().find(|n| n.id == c.node_id);
+    let kms = w.kms.iter().find(|k| k.id == c.kms_id);
+    json!({
+        "vm_uuid": c.vm_uuid,
+        "app_id": c.app_id,
+        "name": c.name,
+        "status": c.status(now),
+        "vcpu": c.vcpu,
+        "memory": c.memory,
+        "disk_size": c.disk_size,
+        "teepod_id": c.node_id,
+        "teepod_name": node.map(|n| n.name.clone()).unwrap_or_default(),
+        "region_identifier": node.map(|n| n.region.clone()),
+        "kms_type": c.kms_type,
+        "instance_type": c.instance_type,
+        "listed": c.listed,
+        "base_image": c.image,
+        "kms_slug": kms.map(|k| k.slug.clone()),
+        "kms_id": c.kms_id,
+        "instance_id": c.instance_id,
+        "machine_info": {"vcpu": c.vcpu, "memory": c.memory, "disk_size": c.disk_size, "gpu_count": c.gpus},
+        "updated_at": rfc3339(now),
     })
 }
 
@@ -301,7 +386,7 @@ async fn list(State(sim): State<Sim>, headers: HeaderMap, Query(q): Query<PageQu
         .values()
         .skip(((page - 1) * size) as usize)
         .take(size as usize)
-        .map(|c| if legacy { cvm_v2025(&w, c, now) } else { cvm_v2026(&w, c, now, false) })
+        .map(|c| if legacy { cvm_v2025_item(&w, c, now) } else { cvm_v2026(&w, c, now, false) })
         .collect();
     ok(json!({"items": items, "total": total, "page": page, "page_size": size, "pages": total.div_ceil(size).max(1)}))
 }
@@ -353,7 +438,7 @@ async fn cvm_state(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
     let c = &w.cvms[&seq];
     let now = now_ms();
     ok(
-        json!({"id": c.vm_uuid, "instance_id": c.instance_id, "name": c.name, "status": c.status(now), "uptime": if c.busy(now) { "0s".to_string() } else { format!("{}s", (now.saturating_sub(c.busy_until)) / 1000) }, "boot_progress": if c.busy(now) { "booting" } else { "done" }, "boot_error": ""}),
+        json!({"id": c.vm_uuid, "instance_id": c.instance_id, "name": c.name, "status": c.status(now), "uptime": uptime(c, now), "boot_progress": if c.busy(now) { "booting" } else { "done" }, "boot_error": ""}),
     )
 }
 
@@ -365,7 +450,7 @@ async fn status_batch(State(sim): State<Sim>, body: Bytes) -> Res {
     for u in v.get("vm_uuids").and_then(|a| a.as_array()).into_iter().flatten().filter_map(|u| u.as_str()) {
         if let Some(seq) = w.find(u) {
             let c = &w.cvms[&seq];
-            out.insert(u.to_string(), json!({"vm_uuid": c.vm_uuid, "status": c.status(now), "uptime": "", "in_progress": c.busy(now), "boot_progress": null, "boot_error": null, "operation_type": if c.busy(now) { Some(c.transition.clone()) } else { None }, "operation_started_at": null, "correlation_id": c.correlation_id}));
+            out.insert(u.to_string(), json!({"vm_uuid": c.vm_uuid, "status": c.status(now), "uptime": uptime(c, now), "in_progress": c.busy(now), "boot_progress": null, "boot_error": null, "operation_type": if c.busy(now) { Some(c.transition.clone()) } else { None }, "operation_started_at": null, "correlation_id": c.correlation_id}));
         }
     }
     Ok(ok(Value::Object(out)))
@@ -408,10 +493,32 @@ async fn instance_family(State(sim): State<Sim>, Path(family): Path<String>) -> 
     ok(json!({"items": items, "total": items.len(), "family": family}))
 }
 
-async fn kms_list(State(sim): State<Sim>) -> Response {
+#[derive(serde::Deserialize)]
+struct CatalogQuery {
+    page: Option<u64>,
+    page_size: Option<u64>,
+    is_dev: Option<bool>,
+    is_onchain: Option<bool>,
+}
+
+/// One page of a catalogue, in the SDK's `{items, total, page, page_size, pages}` shape.
+fn page_of(items: Vec<Value>, q: &CatalogQuery) -> Response {
+    let page = q.page.unwrap_or(1).max(1);
+    let size = q.page_size.unwrap_or(100).clamp(1, 1000);
+    let total = items.len() as u64;
+    let items: Vec<Value> = items.into_iter().skip(((page - 1) * size) as usize).take(size as usize).collect();
+    ok(json!({"items": items, "total": total, "page": page, "page_size": size, "pages": total.div_ceil(size).max(1)}))
+}
+
+async fn kms_list(State(sim): State<Sim>, Query(q): Query<CatalogQuery>) -> Response {
     let w = sim.inner.world.lock().expect("world lock");
-    let items: Vec<Value> = w.kms.iter().map(|k| w.kms_info_json(k)).collect();
-    ok(json!({"items": items, "total": items.len(), "page": 1, "page_size": 100, "pages": 1}))
+    let items: Vec<Value> = w
+        .kms
+        .iter()
+        .filter(|k| q.is_onchain.is_none_or(|on| on == k.chain_id.is_some()))
+        .map(|k| w.kms_info_json(k))
+        .collect();
+    page_of(items, &q)
 }
 
 async fn kms_get(State(sim): State<Sim>, Path(kms): Path<String>) -> Response {
@@ -435,10 +542,15 @@ async fn kms_pubkey(State(sim): State<Sim>, Path((kms, app_id)): Path<(String, S
     ok(json!({"public_key": w.app_env_pubkey(app), "signature": format!("0x{}", "00".repeat(65))}))
 }
 
-async fn os_images(State(sim): State<Sim>) -> Response {
+async fn os_images(State(sim): State<Sim>, Query(q): Query<CatalogQuery>) -> Response {
     let w = sim.inner.world.lock().expect("world lock");
-    let items: Vec<Value> = w.os_images.iter().map(|i| json!({"name": i.name, "slug": i.slug, "version": i.version.iter().map(u32::to_string).collect::<Vec<_>>().join("."), "os_image_hash": i.os_image_hash, "is_dev": i.is_dev, "requires_gpu": false})).collect();
-    ok(json!({"items": items, "total": items.len(), "page": 1, "page_size": 100, "pages": 1}))
+    let items: Vec<Value> = w
+        .os_images
+        .iter()
+        .filter(|i| q.is_dev.is_none_or(|d| d == i.is_dev))
+        .map(|i| json!({"name": i.name, "slug": i.slug, "version": i.version.iter().map(u32::to_string).collect::<Vec<_>>().join("."), "os_image_hash": i.os_image_hash, "is_dev": i.is_dev, "requires_gpu": false}))
+        .collect();
+    page_of(items, &q)
 }
 
 async fn available_os_images(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
@@ -452,11 +564,92 @@ async fn available_os_images(State(sim): State<Sim>, Path(id): Path<String>) -> 
     versions.dedup();
     versions.reverse();
     let variant = |v: &Vec<u32>, dev: bool| {
-        w.os_images.iter().find(|i| &i.version == v && i.is_dev == dev).map(|i| json!({"name": i.name, "slug": i.slug, "os_image_hash": i.os_image_hash, "is_current": &i.name == current}))
+        w.os_images
+            .iter()
+            .find(|i| &i.version == v && i.is_dev == dev)
+            .map(|i| json!({"name": i.name, "os_image_hash": i.os_image_hash, "is_current": &i.name == current}))
     };
     ok(Value::Array(
         versions.iter().map(|v| json!({"version": v, "prod": variant(v, false), "dev": variant(v, true)})).collect(),
     ))
+}
+
+// ----- apps (what `phala cvms list` reads) -------------------------------------------------
+
+#[derive(serde::Deserialize)]
+struct AppsQuery {
+    page: Option<u64>,
+    page_size: Option<u64>,
+    search: Option<String>,
+}
+
+/// An app (`DstackAppFullResponse`). The simulator has one CVM per app, so `current_cvm` and
+/// `cvms` hold the same CVM. The app's own `id` is UNVERIFIED; the app id stands in for it.
+fn app_json(w: &World, c: &Cvm, now: u64, legacy: bool) -> Value {
+    let cvm = if legacy { cvm_v2025_basic(w, c, now) } else { cvm_v2026(w, c, now, false) };
+    json!({
+        "id": c.app_id,
+        "name": c.name,
+        "app_id": c.app_id,
+        "created_at": rfc3339(c.created_ms),
+        "kms_type": c.kms_type,
+        "current_cvm": cvm,
+        "cvms": [cvm],
+        "cvm_count": 1,
+    })
+}
+
+fn find_app<'a>(w: &'a World, app_id: &str) -> Option<&'a Cvm> {
+    let want = app_id.trim_start_matches("app_").trim_start_matches("0x");
+    w.cvms.values().find(|c| c.app_id.eq_ignore_ascii_case(want))
+}
+
+fn app_not_found() -> Response {
+    // UNVERIFIED: the SDK's catalogue has no "app not found" code.
+    status_of(404, "App not found")
+}
+
+async fn apps_list(State(sim): State<Sim>, headers: HeaderMap, Query(q): Query<AppsQuery>) -> Response {
+    let w = sim.inner.world.lock().expect("world lock");
+    let now = now_ms();
+    let page = q.page.unwrap_or(1).max(1);
+    let size = q.page_size.unwrap_or(50).clamp(1, 100);
+    let needle = q.search.as_deref().unwrap_or("").to_ascii_lowercase();
+    let hits: Vec<&Cvm> = w
+        .cvms
+        .values()
+        .filter(|c| {
+            [&c.name, &c.app_id, &c.vm_uuid, &c.instance_id].iter().any(|f| f.to_ascii_lowercase().contains(&needle))
+        })
+        .collect();
+    let total = hits.len() as u64;
+    let apps: Vec<Value> = hits
+        .iter()
+        .skip(((page - 1) * size) as usize)
+        .take(size as usize)
+        .map(|c| app_json(&w, c, now, v2025(&headers)))
+        .collect();
+    ok(
+        json!({"dstack_apps": apps, "page": page, "page_size": size, "total": total, "total_pages": total.div_ceil(size).max(1)}),
+    )
+}
+
+async fn app_get(State(sim): State<Sim>, headers: HeaderMap, Path(app_id): Path<String>) -> Response {
+    let w = sim.inner.world.lock().expect("world lock");
+    match find_app(&w, &app_id) {
+        Some(c) => ok(app_json(&w, c, now_ms(), v2025(&headers))),
+        None => app_not_found(),
+    }
+}
+
+async fn app_cvms(State(sim): State<Sim>, headers: HeaderMap, Path(app_id): Path<String>) -> Response {
+    let w = sim.inner.world.lock().expect("world lock");
+    let now = now_ms();
+    match find_app(&w, &app_id) {
+        Some(c) if v2025(&headers) => ok(json!([cvm_v2025_item(&w, c, now)])),
+        Some(c) => ok(json!([cvm_v2026(&w, c, now, false)])),
+        None => app_not_found(),
+    }
 }
 
 // ----- create ------------------------------------------------------------------------------
@@ -823,12 +1016,10 @@ fn apply_update(w: &mut World, seq: u64, body: &Value, config: &SimConfig) -> Re
     Ok(correlation)
 }
 
+/// UNVERIFIED: the real answer to an update of a CVM that is still restarting. The SDK's
+/// error-code catalogue has no code for it, so this is a plain 409 (`isConflictError`).
 fn busy_error() -> Response {
-    structured(
-        StatusCode::CONFLICT,
-        "ERR-03-009",
-        "Another operation is in progress for this CVM; retry when it is running",
-    )
+    status_of(409, "Another operation is in progress for this CVM; retry when it is running")
 }
 
 /// The 465 answer: the new compose hash must be registered on chain first.

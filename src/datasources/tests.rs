@@ -209,7 +209,7 @@ async fn failures_are_reported_per_data_source() {
     let rendered: Vec<String> = errs.iter().map(|e| e.diagnostic(&src).render(false)).collect();
     let all = rendered.join("\n");
     assert!(all.contains("data.nscale_image.gpu: 2 images are equally new"), "{all}");
-    assert!(all.contains("candidate: n-new (created 2024-02-01T00:00:00Z)"), "{all}");
+    assert!(all.contains("candidate: n-new (version 24.04, created 2024-02-01T00:00:00Z)"), "{all}");
     assert!(all.contains("data.phala_os_image.os: cannot list Phala Cloud images: no key"), "{all}");
     assert!(all.contains("teeform.yaml:3:5") && all.contains("teeform.yaml:5:5"), "points at each data source: {all}");
 }

@@ -4,6 +4,7 @@
 mod commands;
 mod context;
 pub mod error;
+mod images_cmd;
 mod saved;
 mod sim_cmd;
 mod state_cmds;
@@ -51,7 +52,7 @@ pub struct VarArgs {
     pub vars: Vec<(String, String)>,
 }
 
-fn parse_var(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_var(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
         .filter(|(k, _)| !k.is_empty())
@@ -83,6 +84,10 @@ pub struct PlanArgs {
     /// Plan to destroy everything in state.
     #[arg(long)]
     pub destroy: bool,
+    /// Fail if a data source has no pin in the lock file (or its selector changed since),
+    /// instead of resolving and pinning it now.
+    #[arg(long)]
+    pub locked: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +163,9 @@ pub enum Command {
     /// The local Phala Cloud simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// OS images from the Phala, nscale and OCI catalogs: browse, and move pinned images.
+    #[command(subcommand)]
+    Images(images_cmd::ImagesCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -283,5 +291,6 @@ async fn run(cli: Cli, ui: ui::Ui) -> error::CliResult {
             Ok(exit::OK)
         }
         Command::Sim(SimCommand::Serve(args)) => sim_cmd::serve(&ctx, args).await,
+        Command::Images(cmd) => images_cmd::run(&ctx, cmd).await,
     }
 }

@@ -361,7 +361,8 @@ mod tests {
             models: models.iter().map(|s| s.to_string()).collect(),
             driver: driver.map(String::from),
         };
-        let cases: Vec<(GpuFilter, Vec<(&str, &str)>, Vec<&str>)> = vec![
+        type Case<'a> = (GpuFilter, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             (GpuFilter::Any, vec![], vec!["amd", "gpu-555", "plain", "gpu-550"]),
             (GpuFilter::None, vec![], vec!["plain"]),
             (gpu(Some("nvidia"), &[], None), vec![], vec!["gpu-555", "gpu-550"]),

@@ -73,7 +73,7 @@ pub struct PhalaList {
     pub cvm: Option<String>,
     /// A version constraint, e.g. `~0.5` or `>=0.5.3, <0.6`.
     #[arg(long, value_name = "REQ")]
-    pub version: Option<String>,
+    pub image_version: Option<String>,
     /// `prod` or `dev`.
     #[arg(long, default_value = "prod", value_parser = ["prod", "dev"])]
     pub variant: String,
@@ -307,6 +307,14 @@ fn pin_label(p: &Pin) -> String {
     s
 }
 
+fn candidate_label(c: &select::Candidate) -> String {
+    let mut s = if c.name == c.id { c.id.clone() } else { format!("{} ({})", c.name, c.id) };
+    if let Some(t) = c.created {
+        s.push_str(&format!(", created {t}"));
+    }
+    s
+}
+
 fn lock_path(ctx: &Ctx) -> PathBuf {
     lockfile::path_for(ctx.manifest_path())
 }
@@ -366,11 +374,14 @@ pub async fn resolve_for_run(
             Event::Newer { address, pinned, available, newer } => {
                 let what = if *newer { "newer image available" } else { "the selector now picks another image" };
                 let name = address.rsplit('.').next().unwrap_or(address);
-                note(ctx, &format!(
-                    "{address}: {what}: {} (pinned: {}); `teeform images upgrade {name}` moves the pin",
-                    available.describe(),
-                    pin_label(pinned)
-                ));
+                note(
+                    ctx,
+                    &format!(
+                        "{address}: {what}: {}; pinned: {}. `teeform images upgrade {name}` moves the pin",
+                        candidate_label(available),
+                        pin_label(pinned)
+                    ),
+                );
             }
             Event::CheckFailed { address, message } => {
                 ctx.ui.warn(&format!("{address}: cannot check for a newer image ({message}); the pin is used"))
@@ -515,11 +526,11 @@ pub async fn list(ctx: &Ctx, catalog: ListCatalog) -> CliResult {
     let (source, common, catalogs, api) = match catalog {
         ListCatalog::Phala(a) => {
             let version = a
-                .version
+                .image_version
                 .as_deref()
                 .map(VersionConstraint::parse)
                 .transpose()
-                .map_err(|m| CliError::new(format!("--version: {m}")))?;
+                .map_err(|m| CliError::new(format!("--image-version: {m}")))?;
             let variant = if a.variant == "dev" { Variant::Dev } else { Variant::Prod };
             let spec = PhalaImageSpec { cvm: a.cvm.clone(), version, variant, current: false };
             let endpoint = match &cfg {
@@ -673,5 +684,14 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCommand) -> CliResult {
     match cmd {
         ImagesCommand::List { catalog } => list(ctx, *catalog).await,
         ImagesCommand::Upgrade { name, dry_run, vars } => upgrade(ctx, name.as_deref(), dry_run, &vars).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::super::Cli::command().debug_assert();
     }
 }

@@ -218,8 +218,7 @@ pub struct NscaleOsFilter {
 }
 
 /// What a GPU image must offer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum GpuFilter {
     /// No constraint.
     #[default]
@@ -228,15 +227,37 @@ pub enum GpuFilter {
     None,
     /// `gpu: true` or a mapping: images with a GPU driver matching every field given.
     Some {
-        #[serde(skip_serializing_if = "Option::is_none")]
         vendor: Option<String>,
         /// Every model listed must be among the image's certified models.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
         models: Vec<String>,
         /// The driver version, or a prefix of it on a `.` boundary (`550` matches `550.54.15`).
-        #[serde(skip_serializing_if = "Option::is_none")]
         driver: Option<String>,
     },
+}
+
+/// As the manifest writes it: absent, `false`, `true`, or the mapping of what was given.
+impl Serialize for GpuFilter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            GpuFilter::Any => s.serialize_none(),
+            GpuFilter::None => s.serialize_bool(false),
+            GpuFilter::Some { vendor: None, models, driver: None } if models.is_empty() => s.serialize_bool(true),
+            GpuFilter::Some { vendor, models, driver } => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(None)?;
+                if let Some(v) = vendor {
+                    m.serialize_entry("vendor", v)?;
+                }
+                if !models.is_empty() {
+                    m.serialize_entry("models", models)?;
+                }
+                if let Some(d) = driver {
+                    m.serialize_entry("driver", d)?;
+                }
+                m.end()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -311,5 +332,14 @@ mod tests {
         };
         assert_eq!(ds.query(), serde_json::json!({"operating_system": "Oracle Linux", "select": "most_recent"}));
         assert_eq!(ds.address(), "data.oci_image.base");
+        let gpu = |g: GpuFilter| {
+            let spec = NscaleImageSpec { region: "r".into(), gpu: g, ..Default::default() };
+            DataSource { kind: DataKind::NscaleImage, spec: DataSpec::Nscale(spec), ..ds.clone() }.query()["gpu"].clone()
+        };
+        assert_eq!(gpu(GpuFilter::Any), serde_json::Value::Null);
+        assert_eq!(gpu(GpuFilter::None), serde_json::json!(false));
+        assert_eq!(gpu(GpuFilter::Some { vendor: None, models: vec![], driver: None }), serde_json::json!(true));
+        let h100 = GpuFilter::Some { vendor: None, models: vec!["H100".into()], driver: Some("550".into()) };
+        assert_eq!(gpu(h100), serde_json::json!({"models": ["H100"], "driver": "550"}));
     }
 }

@@ -126,8 +126,7 @@ mod tests {
             hash: Some("ab12".into()),
             created: None,
             pinned_at: "2026-01-02T03:04:05Z".into(),
-            attributes: [("name".to_string(), "dstack-0.5.5".to_string()), ("version".into(), "0.5.5".into())]
-                .into(),
+            attributes: [("name".to_string(), "dstack-0.5.5".to_string()), ("version".into(), "0.5.5".into())].into(),
         }
     }
 
@@ -139,7 +138,10 @@ mod tests {
         assert_eq!(read(&path).unwrap(), Lockfile::default(), "a missing lock is empty");
         let mut lock = Lockfile::default();
         lock.pins.insert("data.phala_os_image.os".into(), pin("dstack-0.5.5-e18f5407"));
-        lock.pins.insert("data.oci_image.base".into(), Pin { created: Some("2024-01-01T00:00:00Z".into()), ..pin("ocid1.image.oc1..a") });
+        lock.pins.insert(
+            "data.oci_image.base".into(),
+            Pin { created: Some("2024-01-01T00:00:00Z".into()), ..pin("ocid1.image.oc1..a") },
+        );
         write(&path, &lock).unwrap();
         let first = std::fs::read_to_string(&path).unwrap();
         assert!(first.starts_with("# teeform.lock"));

@@ -386,9 +386,12 @@ pub async fn resolve_for_run(
             Event::CheckFailed { address, message } => {
                 ctx.ui.warn(&format!("{address}: cannot check for a newer image ({message}); the pin is used"))
             }
-            Event::CatalogFallback { address, cvm } => note(ctx, &format!(
-                "{address}: cvm.{cvm} does not exist yet, so the image was chosen from the whole OS image catalog"
-            )),
+            Event::CatalogFallback { address, cvm } => note(
+                ctx,
+                &format!(
+                    "{address}: cvm.{cvm} does not exist yet, so the image was chosen from the whole OS image catalog"
+                ),
+            ),
             Event::Unchanged { .. } => {}
         }
     }
@@ -413,9 +416,7 @@ fn pick_addresses(cfg: &Config, name: &str) -> CliResult<BTreeSet<String>> {
         0 => {
             let all: Vec<String> = cfg.data.keys().cloned().collect();
             let mut e = CliError::new(format!("the manifest declares no data source `{name}`"));
-            if let Some(s) =
-                crate::manifest::diag::did_you_mean(want, cfg.data.values().map(|d| d.name.as_str()))
-            {
+            if let Some(s) = crate::manifest::diag::did_you_mean(want, cfg.data.values().map(|d| d.name.as_str())) {
                 e = e.hint(format!("did you mean `{s}`?"));
             }
             Err(e.hint(format!("data sources: {}", if all.is_empty() { "none".into() } else { all.join(", ") })))
@@ -452,7 +453,8 @@ pub async fn upgrade(ctx: &Ctx, name: Option<&str>, dry_run: bool, vars: &VarArg
         CliCatalogs::new(&kinds, api.as_ref().map(|a| a.client.clone()), &cfg.providers, &cfg.dir, None, None);
     let path = lock_path(ctx);
     let lock = read_lock(&path)?;
-    let opts = Options { upgrade: upgrade.clone(), check_newer: false, locked: false, now: crate::model::now_rfc3339() };
+    let opts =
+        Options { upgrade: upgrade.clone(), check_newer: false, locked: false, now: crate::model::now_rfc3339() };
     let out = datasources::resolve(&cfg, &lock, &catalogs, &ids, &opts).await.map_err(|e| data_errors(&cfg, e))?;
     let mut moved = 0;
     for ev in &out.events {
@@ -468,9 +470,12 @@ pub async fn upgrade(ctx: &Ctx, name: Option<&str>, dry_run: bool, vars: &VarArg
                 moved += 1;
             }
             Event::Unchanged { address, pin } => println!("{address}: unchanged, {}", pin_label(pin)),
-            Event::CatalogFallback { address, cvm } => note(ctx, &format!(
-                "{address}: cvm.{cvm} does not exist yet, so the image was chosen from the whole OS image catalog"
-            )),
+            Event::CatalogFallback { address, cvm } => note(
+                ctx,
+                &format!(
+                    "{address}: cvm.{cvm} does not exist yet, so the image was chosen from the whole OS image catalog"
+                ),
+            ),
             _ => {}
         }
     }
@@ -503,8 +508,7 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) {
         .map(|(i, h)| rows.iter().map(|r| r[i].chars().count()).chain([h.len()]).max().unwrap_or(0))
         .collect();
     let line = |cells: Vec<String>| {
-        let s: Vec<String> =
-            cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}", w = *w)).collect();
+        let s: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}", w = *w)).collect();
         println!("{}", s.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
@@ -633,7 +637,13 @@ pub async fn list(ctx: &Ctx, catalog: ListCatalog) -> CliResult {
             found
                 .iter()
                 .map(|c| {
-                    vec![get(c, "version"), get(c, "variant"), get(c, "name"), get(c, "slug"), short(&get(c, "os_image_hash"), 16)]
+                    vec![
+                        get(c, "version"),
+                        get(c, "variant"),
+                        get(c, "name"),
+                        get(c, "slug"),
+                        short(&get(c, "os_image_hash"), 16),
+                    ]
                 })
                 .collect(),
         ),
@@ -672,11 +682,7 @@ pub async fn list(ctx: &Ctx, catalog: ListCatalog) -> CliResult {
         return Ok(exit::OK);
     }
     print_table(&headers, &rows);
-    eprintln!(
-        "{} of {total} image{} match, newest first.",
-        rows.len(),
-        if total == 1 { "" } else { "s" }
-    );
+    eprintln!("{} of {total} image{} match, newest first.", rows.len(), if total == 1 { "" } else { "s" });
     Ok(exit::OK)
 }
 

@@ -69,9 +69,9 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
         }
     }
     let oci_public_key = match &a.oci_public_key {
-        Some(p) => Some(
-            std::fs::read_to_string(p).map_err(|e| CliError::new(format!("cannot read {}: {e}", p.display())))?,
-        ),
+        Some(p) => {
+            Some(std::fs::read_to_string(p).map_err(|e| CliError::new(format!("cannot read {}: {e}", p.display())))?)
+        }
         None => None,
     };
     let cfg = SimConfig {

@@ -95,14 +95,38 @@ pub async fn candidates(
 /// Why a data source could not be resolved; shown at the data source in the manifest.
 #[derive(Debug, Clone)]
 pub enum DataError {
-    Catalog { address: String, span: Span, kind: DataKind, error: CatalogError },
-    NoMatch { address: String, span: Span, listed: usize },
-    Ambiguous { address: String, span: Span, candidates: Vec<Candidate> },
-    Tie { address: String, span: Span, candidates: Vec<Candidate> },
+    Catalog {
+        address: String,
+        span: Span,
+        kind: DataKind,
+        error: CatalogError,
+    },
+    NoMatch {
+        address: String,
+        span: Span,
+        listed: usize,
+    },
+    Ambiguous {
+        address: String,
+        span: Span,
+        candidates: Vec<Candidate>,
+    },
+    Tie {
+        address: String,
+        span: Span,
+        candidates: Vec<Candidate>,
+    },
     /// `--locked`, and the lock has no usable pin.
-    NotPinned { address: String, span: Span, stale: bool },
+    NotPinned {
+        address: String,
+        span: Span,
+        stale: bool,
+    },
     /// `${data...}` names an attribute the chosen image lacks.
-    MissingAttribute { reference: String, image: String },
+    MissingAttribute {
+        reference: String,
+        image: String,
+    },
 }
 
 fn list(c: &[Candidate]) -> Vec<String> {
@@ -119,8 +143,9 @@ impl DataError {
     pub fn diagnostic(&self, src: &std::sync::Arc<Source>) -> Diagnostic {
         match self {
             DataError::Catalog { address, span, kind, error } => {
-                let mut d = Diagnostic::error(src, *span, format!("{address}: cannot list {} images: {error}", kind.service()))
-                    .label("while resolving this data source");
+                let mut d =
+                    Diagnostic::error(src, *span, format!("{address}: cannot list {} images: {error}", kind.service()))
+                        .label("while resolving this data source");
                 match error {
                     CatalogError::Setup { hints, .. } => d.hints.extend(hints.iter().cloned()),
                     CatalogError::Api(e) => {
@@ -130,20 +155,30 @@ impl DataError {
                 }
                 d
             }
-            DataError::NoMatch { address, span, listed } => Diagnostic::error(src, *span, format!("{address}: no image matches"))
-                .label("no match")
-                .hint(format!("the catalog listed {listed} image{} and none passed every filter", if *listed == 1 { "" } else { "s" }))
-                .hint(format!("`teeform images list {}` shows what is there", service_arg(self.kind_of()))),
+            DataError::NoMatch { address, span, listed } => {
+                Diagnostic::error(src, *span, format!("{address}: no image matches"))
+                    .label("no match")
+                    .hint(format!(
+                        "the catalog listed {listed} image{} and none passed every filter",
+                        if *listed == 1 { "" } else { "s" }
+                    ))
+                    .hint(format!("`teeform images list {}` shows what is there", service_arg(self.kind_of())))
+            }
             DataError::Ambiguous { address, span, candidates } => {
-                let mut d = Diagnostic::error(src, *span, format!("{address}: {} images match, `exactly_one` needs one", candidates.len()))
-                    .label("ambiguous");
+                let mut d = Diagnostic::error(
+                    src,
+                    *span,
+                    format!("{address}: {} images match, `exactly_one` needs one", candidates.len()),
+                )
+                .label("ambiguous");
                 d.hints.extend(list(candidates));
                 d.hints.push("narrow the filters, or use `select: most_recent`".into());
                 d
             }
             DataError::Tie { address, span, candidates } => {
-                let mut d = Diagnostic::error(src, *span, format!("{address}: {} images are equally new", candidates.len()))
-                    .label("tie for newest");
+                let mut d =
+                    Diagnostic::error(src, *span, format!("{address}: {} images are equally new", candidates.len()))
+                        .label("tie for newest");
                 d.hints.extend(list(candidates));
                 d.hints.push("narrow the filters so that one image is the newest".into());
                 d
@@ -184,9 +219,15 @@ pub fn api_hints(kind: DataKind, e: &ApiError) -> Vec<String> {
     use crate::providers::ErrorKind as K;
     let h: &[&str] = match (kind, e.kind, e.status) {
         (DataKind::PhalaOsImage, K::Auth, _) => &["check PHALA_CLOUD_API_KEY"],
-        (DataKind::PhalaOsImage, K::NotFound, _) => &["`cvm:` names a CVM in the manifest (once it exists) or a CVM id or name in the cloud"],
-        (DataKind::NscaleImage, K::Auth, Some(401)) => &["check NSCALE_TOKEN (a service account token; they expire after 90 days by default)"],
-        (DataKind::NscaleImage, K::Auth, _) => &["the token's service account lacks access to this region or organization"],
+        (DataKind::PhalaOsImage, K::NotFound, _) => {
+            &["`cvm:` names a CVM in the manifest (once it exists) or a CVM id or name in the cloud"]
+        }
+        (DataKind::NscaleImage, K::Auth, Some(401)) => {
+            &["check NSCALE_TOKEN (a service account token; they expire after 90 days by default)"]
+        }
+        (DataKind::NscaleImage, K::Auth, _) => {
+            &["the token's service account lacks access to this region or organization"]
+        }
         (DataKind::NscaleImage, K::NotFound, _) => &["check `region:` (a region id)"],
         (DataKind::OciImage, K::Auth, _) => &[
             "check the OCI config file's user, tenancy, fingerprint and key_file: the key must be the one uploaded for that fingerprint",
@@ -266,7 +307,11 @@ fn pin_of(c: &Candidate, query: serde_json::Value, now: &str) -> Pin {
 
 /// The cloud id a Phala data source asks about: a manifest CVM's id from state, or `cvm:` as
 /// written when it is not a manifest key. `Err` when it names a manifest CVM not yet created.
-fn phala_cvm<'a>(ds: &'a DataSource, cfg: &Config, cvm_ids: &'a BTreeMap<String, String>) -> Result<Option<&'a str>, String> {
+fn phala_cvm<'a>(
+    ds: &'a DataSource,
+    cfg: &Config,
+    cvm_ids: &'a BTreeMap<String, String>,
+) -> Result<Option<&'a str>, String> {
     let DataSpec::Phala(s) = &ds.spec else {
         return Ok(None);
     };
@@ -321,7 +366,9 @@ async fn resolve_one(
     let (found, listed) = candidates(ds, catalogs, cvm).await.map_err(catalog_err)?;
     let best = select::select(found, ds.select).map_err(|e| match e {
         SelectError::NoMatch => DataError::NoMatch { address: address.clone(), span: ds.span, listed },
-        SelectError::Ambiguous(candidates) => DataError::Ambiguous { address: address.clone(), span: ds.span, candidates },
+        SelectError::Ambiguous(candidates) => {
+            DataError::Ambiguous { address: address.clone(), span: ds.span, candidates }
+        }
         SelectError::Tie(candidates) => DataError::Tie { address: address.clone(), span: ds.span, candidates },
     })?;
     match usable {
@@ -367,8 +414,13 @@ pub async fn resolve(
     opts: &Options,
 ) -> Result<Outcome, Vec<DataError>> {
     let results =
-        futures::future::join_all(cfg.data.values().map(|ds| resolve_one(ds, cfg, lock, catalogs, cvm_ids, opts))).await;
-    let mut out = Outcome { values: BTreeMap::new(), lock: Lockfile { version: lock.version, pins: BTreeMap::new() }, events: vec![] };
+        futures::future::join_all(cfg.data.values().map(|ds| resolve_one(ds, cfg, lock, catalogs, cvm_ids, opts)))
+            .await;
+    let mut out = Outcome {
+        values: BTreeMap::new(),
+        lock: Lockfile { version: lock.version, pins: BTreeMap::new() },
+        events: vec![],
+    };
     let mut errors = Vec::new();
     for (ds, r) in cfg.data.values().zip(results) {
         match r {

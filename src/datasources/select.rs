@@ -132,9 +132,8 @@ fn gpu_ok(filter: &GpuFilter, img: &NscaleImage) -> bool {
 }
 
 pub fn nscale(spec: &NscaleImageSpec, images: &[NscaleImage]) -> Vec<Candidate> {
-    let opt_eq = |want: &Option<String>, have: Option<&str>| {
-        want.as_deref().is_none_or(|w| have.is_some_and(|h| eq_ci(w, h)))
-    };
+    let opt_eq =
+        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have.is_some_and(|h| eq_ci(w, h)));
     images
         .iter()
         // The server is asked for ready images only; check anyway, a server may ignore it.
@@ -282,13 +281,21 @@ mod tests {
             (vec![new2.clone(), new.clone()], Select::ExactlyOne, Err(("ambiguous", vec!["new", "new2"]))),
         ];
         for (input, policy, want) in cases {
-            let want = want.map(str::to_string).map_err(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()));
+            let want =
+                want.map(str::to_string).map_err(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()));
             assert_eq!(ids(select(input.clone(), policy)), want, "{policy:?} over {input:?}");
         }
     }
 
     fn os_image(name: &str, v: &[u64], dev: bool, current: bool) -> OsImage {
-        OsImage { name: name.into(), slug: format!("{name}-x"), os_image_hash: Some("h".into()), version: v.to_vec(), dev, current }
+        OsImage {
+            name: name.into(),
+            slug: format!("{name}-x"),
+            os_image_hash: Some("h".into()),
+            version: v.to_vec(),
+            dev,
+            current,
+        }
     }
 
     #[test]
@@ -388,7 +395,8 @@ mod tests {
             assert_eq!(got, want, "{gpu:?} {tags:?}");
         }
         // The newest GPU image is still being created: never chosen.
-        let spec = NscaleImageSpec { region: "r".into(), os, gpu: gpu(Some("NVIDIA"), &["H100"], None), ..Default::default() };
+        let spec =
+            NscaleImageSpec { region: "r".into(), os, gpu: gpu(Some("NVIDIA"), &["H100"], None), ..Default::default() };
         let c = select(nscale(&spec, &images), Select::MostRecent).unwrap();
         assert_eq!(c.id, "gpu-555");
         assert_eq!(c.attributes["gpu_models"], "H100");

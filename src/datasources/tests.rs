@@ -75,7 +75,8 @@ fn nscale_img(id: &str, created: &str) -> NscaleImage {
 fn fake() -> Fake {
     let f = Fake::default();
     *f.phala.lock().unwrap() = vec![os("dstack-0.5.4", &[0, 5, 4]), os("dstack-0.5.5", &[0, 5, 5])];
-    *f.nscale.lock().unwrap() = vec![nscale_img("n-old", "2024-01-01T00:00:00Z"), nscale_img("n-new", "2024-02-01T00:00:00Z")];
+    *f.nscale.lock().unwrap() =
+        vec![nscale_img("n-old", "2024-01-01T00:00:00Z"), nscale_img("n-new", "2024-02-01T00:00:00Z")];
     f
 }
 
@@ -108,7 +109,13 @@ fn opts(upgrade: Upgrade, check_newer: bool, locked: bool) -> Options {
     Options { upgrade, check_newer, locked, now: "2026-01-01T00:00:00Z".into() }
 }
 
-async fn run(cfg: &Config, lock: &Lockfile, f: &Fake, ids: &[(&str, &str)], o: Options) -> Result<Outcome, Vec<DataError>> {
+async fn run(
+    cfg: &Config,
+    lock: &Lockfile,
+    f: &Fake,
+    ids: &[(&str, &str)],
+    o: Options,
+) -> Result<Outcome, Vec<DataError>> {
     let ids: BTreeMap<String, String> = ids.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     resolve(cfg, lock, f, &ids, &o).await
 }
@@ -127,7 +134,10 @@ async fn pins_then_uses_pins_then_upgrades_only_when_asked() {
     let first = run(&cfg, &Lockfile::default(), &f, &[], opts(Upgrade::None, true, false)).await.unwrap();
     assert_eq!(
         pinned_ids(&first),
-        [("data.nscale_image.gpu".into(), "n-new".into()), ("data.phala_os_image.os".into(), "dstack-0.5.5-slug".into())]
+        [
+            ("data.nscale_image.gpu".into(), "n-new".into()),
+            ("data.phala_os_image.os".into(), "dstack-0.5.5-slug".into())
+        ]
     );
     assert!(first.events.iter().any(|e| matches!(e, Event::CatalogFallback { cvm, .. } if cvm == "web")));
     assert_eq!(first.events.iter().filter(|e| matches!(e, Event::Pinned { previous: None, .. })).count(), 2);
@@ -159,7 +169,10 @@ async fn pins_then_uses_pins_then_upgrades_only_when_asked() {
             _ => None,
         })
         .collect();
-    assert_eq!(newer, [("data.nscale_image.gpu", "n-newest", true), ("data.phala_os_image.os", "dstack-0.5.6-slug", true)]);
+    assert_eq!(
+        newer,
+        [("data.nscale_image.gpu", "n-newest", true), ("data.phala_os_image.os", "dstack-0.5.6-slug", true)]
+    );
     assert!(f.calls.lock().unwrap().contains(&"phala Some(\"id-1\")".to_string()));
 
     // Upgrading one moves that pin only.
@@ -167,7 +180,10 @@ async fn pins_then_uses_pins_then_upgrades_only_when_asked() {
     let up = run(&cfg, &first.lock, &f, &[("web", "id-1")], opts(only, false, true)).await.unwrap();
     assert_eq!(
         pinned_ids(&up),
-        [("data.nscale_image.gpu".into(), "n-new".into()), ("data.phala_os_image.os".into(), "dstack-0.5.6-slug".into())]
+        [
+            ("data.nscale_image.gpu".into(), "n-new".into()),
+            ("data.phala_os_image.os".into(), "dstack-0.5.6-slug".into())
+        ]
     );
     assert!(matches!(&up.events[..], [Event::Pinned { previous: Some(p), .. }] if p.id == "dstack-0.5.5-slug"));
 
@@ -175,7 +191,9 @@ async fn pins_then_uses_pins_then_upgrades_only_when_asked() {
     let all = run(&cfg, &up.lock, &f, &[("web", "id-1")], opts(Upgrade::All, false, false)).await.unwrap();
     assert_eq!(all.lock.pins["data.phala_os_image.os"], up.lock.pins["data.phala_os_image.os"]);
     assert_eq!(all.lock.pins["data.nscale_image.gpu"].id, "n-newest");
-    assert!(all.events.iter().any(|e| matches!(e, Event::Unchanged { address, .. } if address == "data.phala_os_image.os")));
+    assert!(
+        all.events.iter().any(|e| matches!(e, Event::Unchanged { address, .. } if address == "data.phala_os_image.os"))
+    );
 }
 
 #[tokio::test]
@@ -185,12 +203,15 @@ async fn a_changed_selector_is_resolved_again_unless_locked() {
     let first = run(&fx.config(DATA), &Lockfile::default(), &f, &[], opts(Upgrade::None, false, false)).await.unwrap();
     let changed = fx.config(&DATA.replace("~0.5", "0.5.4"));
     let errs = run(&changed, &first.lock, &f, &[], opts(Upgrade::None, false, true)).await.err().unwrap();
-    assert!(matches!(&errs[..], [DataError::NotPinned { stale: true, address, .. }] if address == "data.phala_os_image.os"));
+    assert!(
+        matches!(&errs[..], [DataError::NotPinned { stale: true, address, .. }] if address == "data.phala_os_image.os")
+    );
     let again = run(&changed, &first.lock, &f, &[], opts(Upgrade::None, false, false)).await.unwrap();
     assert_eq!(again.lock.pins["data.phala_os_image.os"].id, "dstack-0.5.4-slug");
     assert_eq!(again.lock.pins["data.nscale_image.gpu"], first.lock.pins["data.nscale_image.gpu"]);
     // A data source removed from the manifest loses its pin.
-    let fewer = fx.config("  phala_os_image:\n    os: { version: \"~0.5\" }\n  nscale_image:\n    gpu: { region: r1 }\n");
+    let fewer =
+        fx.config("  phala_os_image:\n    os: { version: \"~0.5\" }\n  nscale_image:\n    gpu: { region: r1 }\n");
     let mut lock = again.lock.clone();
     lock.pins.insert("data.oci_image.gone".into(), lock.pins["data.nscale_image.gpu"].clone());
     let pruned = run(&fewer, &lock, &f, &[], opts(Upgrade::None, false, false)).await.unwrap();
@@ -203,7 +224,8 @@ async fn failures_are_reported_per_data_source() {
     let f = fake();
     *f.fail.lock().unwrap() = Some(CatalogError::Setup { message: "no key".into(), hints: vec![] });
     f.nscale.lock().unwrap().push(nscale_img("n-tie", "2024-02-01T00:00:00Z"));
-    let errs = run(&fx.config(DATA), &Lockfile::default(), &f, &[], opts(Upgrade::None, false, false)).await.err().unwrap();
+    let errs =
+        run(&fx.config(DATA), &Lockfile::default(), &f, &[], opts(Upgrade::None, false, false)).await.err().unwrap();
     assert_eq!(errs.len(), 2);
     let src = fx.config(DATA).source.clone();
     let rendered: Vec<String> = errs.iter().map(|e| e.diagnostic(&src).render(false)).collect();
@@ -220,7 +242,10 @@ fn substitutes_every_place_and_reports_missing_attributes() {
     let mut cfg = fx.config(DATA);
     assert!(cfg.cvms["web"].image.is_none());
     let values: BTreeMap<String, BTreeMap<String, String>> = [
-        ("data.phala_os_image.os".to_string(), [("name", "dstack-0.5.5"), ("slug", "s")].map(|(k, v)| (k.to_string(), v.to_string())).into()),
+        (
+            "data.phala_os_image.os".to_string(),
+            [("name", "dstack-0.5.5"), ("slug", "s")].map(|(k, v)| (k.to_string(), v.to_string())).into(),
+        ),
         ("data.nscale_image.gpu".to_string(), [("id".to_string(), "n-1".to_string())].into()),
     ]
     .into();
@@ -235,5 +260,7 @@ fn substitutes_every_place_and_reports_missing_attributes() {
     let mut partial = values.clone();
     partial.get_mut("data.phala_os_image.os").unwrap().remove("slug");
     let errs = substitute(&mut cfg, &partial).unwrap_err();
-    assert!(matches!(&errs[..], [DataError::MissingAttribute { reference, .. }] if reference == "${data.phala_os_image.os.slug}"));
+    assert!(
+        matches!(&errs[..], [DataError::MissingAttribute { reference, .. }] if reference == "${data.phala_os_image.os.slug}")
+    );
 }

@@ -334,7 +334,8 @@ mod tests {
         assert_eq!(ds.address(), "data.oci_image.base");
         let gpu = |g: GpuFilter| {
             let spec = NscaleImageSpec { region: "r".into(), gpu: g, ..Default::default() };
-            DataSource { kind: DataKind::NscaleImage, spec: DataSpec::Nscale(spec), ..ds.clone() }.query()["gpu"].clone()
+            DataSource { kind: DataKind::NscaleImage, spec: DataSpec::Nscale(spec), ..ds.clone() }.query()["gpu"]
+                .clone()
         };
         assert_eq!(gpu(GpuFilter::Any), serde_json::Value::Null);
         assert_eq!(gpu(GpuFilter::None), serde_json::json!(false));

@@ -208,7 +208,12 @@ impl NscaleClient {
         .await?;
         let body = resp.text().await.map_err(|e| ApiError::local(ErrorKind::Network, "GET", &path, e.to_string()))?;
         parse_images(&body).map_err(|m| {
-            ApiError::local(ErrorKind::Other, "GET", &path, format!("nscale answered with JSON teeform cannot read: {m}"))
+            ApiError::local(
+                ErrorKind::Other,
+                "GET",
+                &path,
+                format!("nscale answered with JSON teeform cannot read: {m}"),
+            )
         })
     }
 }

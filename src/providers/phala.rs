@@ -7,11 +7,11 @@ use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 
 use super::http::{self, Idempotency, RetryObserver, RetryPolicy};
+use super::phala_images::{self, OsImage};
 use super::{
     ApiError, CommitRequest, ErrorKind, HashRequired, InstanceType, NodeInfo, PatchOutcome, PatchRequest, PhalaApi,
     ProvisionRequest, Provisioned,
 };
-use super::phala_images::{self, OsImage};
 use crate::model::{CloudIds, CvmAttrs, EnvVal, RemoteCvm};
 
 /// The API version the JS SDK and CLI send by default.
@@ -379,7 +379,12 @@ impl PhalaApi for PhalaClient {
 
     async fn os_images(&self, cvm: Option<&str>) -> Result<Vec<OsImage>, ApiError> {
         let unreadable = |path: &str, m: String| {
-            ApiError::local(ErrorKind::Other, "GET", path, format!("the API answered with JSON teeform cannot read: {m}"))
+            ApiError::local(
+                ErrorKind::Other,
+                "GET",
+                path,
+                format!("the API answered with JSON teeform cannot read: {m}"),
+            )
         };
         if let Some(id) = cvm {
             let path = format!("/cvms/{}/available-os-images", path_id(id));

@@ -94,7 +94,8 @@ mod tests {
         assert!(imgs[1].dev && imgs[1].os_image_hash.is_none());
         assert!(parse_available(&json!({"detail": "x"})).is_err());
 
-        let page = json!({"items": [{"name": "dstack-0.5.3", "slug": "s", "version": "0.5.3", "is_dev": false}], "pages": 3});
+        let page =
+            json!({"items": [{"name": "dstack-0.5.3", "slug": "s", "version": "0.5.3", "is_dev": false}], "pages": 3});
         let (imgs, pages) = parse_catalog_page(&page).unwrap();
         assert_eq!((imgs[0].version.clone(), pages), (vec![0, 5, 3], 3));
     }

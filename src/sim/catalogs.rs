@@ -113,17 +113,59 @@ impl CatalogData {
         let g = |img| NscaleEntry { region: r.into(), organization: None, image: img };
         let noble = ("ubuntu", "24.04", "noble");
         let nscale = vec![
-            g(nscale_image("ubu2404-gpu-550", "2024-06-10T09:00:00Z", noble, Some(("NVIDIA", "550.54.15", &["H100", "H200"])), "ready")),
-            g(nscale_image("ubu2404-gpu-535", "2024-03-01T09:00:00Z", noble, Some(("NVIDIA", "535.183.01", &["A100", "H100"])), "ready")),
+            g(nscale_image(
+                "ubu2404-gpu-550",
+                "2024-06-10T09:00:00Z",
+                noble,
+                Some(("NVIDIA", "550.54.15", &["H100", "H200"])),
+                "ready",
+            )),
+            g(nscale_image(
+                "ubu2404-gpu-535",
+                "2024-03-01T09:00:00Z",
+                noble,
+                Some(("NVIDIA", "535.183.01", &["A100", "H100"])),
+                "ready",
+            )),
             g(nscale_image("ubu2404-base", "2024-07-01T09:00:00Z", noble, None, "ready")),
-            g(nscale_image("ubu2204-gpu-550", "2024-08-01T09:00:00Z", ("ubuntu", "22.04", "jammy"), Some(("NVIDIA", "550.54.15", &["H100"])), "ready")),
-            g(nscale_image("ubu2404-gpu-560-rc", "2024-09-01T09:00:00Z", noble, Some(("NVIDIA", "560.28.03", &["H100"])), "creating")),
-            g(nscale_image("ubu2404-gpu-555-failed", "2024-08-20T09:00:00Z", noble, Some(("NVIDIA", "555.42.02", &["H100"])), "failed")),
-            g(nscale_image("rocky9-amd", "2024-05-01T09:00:00Z", ("rocky", "9.4", "blue-onyx"), Some(("AMD", "6.7.0", &["MI300X"])), "ready")),
+            g(nscale_image(
+                "ubu2204-gpu-550",
+                "2024-08-01T09:00:00Z",
+                ("ubuntu", "22.04", "jammy"),
+                Some(("NVIDIA", "550.54.15", &["H100"])),
+                "ready",
+            )),
+            g(nscale_image(
+                "ubu2404-gpu-560-rc",
+                "2024-09-01T09:00:00Z",
+                noble,
+                Some(("NVIDIA", "560.28.03", &["H100"])),
+                "creating",
+            )),
+            g(nscale_image(
+                "ubu2404-gpu-555-failed",
+                "2024-08-20T09:00:00Z",
+                noble,
+                Some(("NVIDIA", "555.42.02", &["H100"])),
+                "failed",
+            )),
+            g(nscale_image(
+                "rocky9-amd",
+                "2024-05-01T09:00:00Z",
+                ("rocky", "9.4", "blue-onyx"),
+                Some(("AMD", "6.7.0", &["MI300X"])),
+                "ready",
+            )),
             NscaleEntry {
                 region: r.into(),
                 organization: Some(NSCALE_ORG.into()),
-                image: nscale_image("acme-ubu2404-gpu", "2024-10-01T09:00:00Z", noble, Some(("NVIDIA", "550.54.15", &["H100"])), "ready"),
+                image: nscale_image(
+                    "acme-ubu2404-gpu",
+                    "2024-10-01T09:00:00Z",
+                    noble,
+                    Some(("NVIDIA", "550.54.15", &["H100"])),
+                    "ready",
+                ),
             },
         ];
         let platform = |name: &str, os: &str, ver: &str, created: &str, state: &str, shapes: &[&str]| OciEntry {
@@ -141,8 +183,22 @@ impl CatalogData {
             platform("Oracle-Linux-8.10-Gen2-GPU-2024.10.01-0", ol, "8", "2024-10-01T10:00:00.000Z", "AVAILABLE", gpu),
             platform("Oracle-Linux-8.10-2024.11.05-0", ol, "8", "2024-11-05T08:00:00.000Z", "PROVISIONING", std),
             platform("Oracle-Linux-9.4-2024.09.30-0", ol, "9", "2024-09-30T22:00:00.000Z", "AVAILABLE", std),
-            platform("Canonical-Ubuntu-24.04-2024.10.04-0", "Canonical Ubuntu", "24.04", "2024-10-04T05:00:00.000Z", "AVAILABLE", std),
-            platform("Canonical-Ubuntu-22.04-2024.09.30-0", "Canonical Ubuntu", "22.04", "2024-09-30T05:00:00.000Z", "AVAILABLE", std),
+            platform(
+                "Canonical-Ubuntu-24.04-2024.10.04-0",
+                "Canonical Ubuntu",
+                "24.04",
+                "2024-10-04T05:00:00.000Z",
+                "AVAILABLE",
+                std,
+            ),
+            platform(
+                "Canonical-Ubuntu-22.04-2024.09.30-0",
+                "Canonical Ubuntu",
+                "22.04",
+                "2024-09-30T05:00:00.000Z",
+                "AVAILABLE",
+                std,
+            ),
             OciEntry {
                 compartment: Some(OCI_COMPARTMENT.into()),
                 shapes: std.iter().map(|s| s.to_string()).collect(),
@@ -240,8 +296,12 @@ async fn nscale_images(
     }
     let q = query_pairs(&raw);
     // Organizations the caller may not read are silently dropped, as the real server does.
-    let orgs: Vec<&str> =
-        q.iter().filter(|(k, _)| k == "organizationID").map(|(_, v)| v.as_str()).filter(|o| data.nscale_orgs.iter().any(|x| x == o)).collect();
+    let orgs: Vec<&str> = q
+        .iter()
+        .filter(|(k, _)| k == "organizationID")
+        .map(|(_, v)| v.as_str())
+        .filter(|o| data.nscale_orgs.iter().any(|x| x == o))
+        .collect();
     let asked_orgs = q.iter().any(|(k, _)| k == "organizationID");
     let scope = q.iter().find(|(k, _)| k == "scope").map(|(_, v)| v.as_str()).unwrap_or("available");
     if !matches!(scope, "owned" | "available") {
@@ -277,7 +337,10 @@ fn oci_status_error(status: u16) -> Response {
     let s = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (code, msg) = match status {
         400 => ("InvalidParameter", "invalid parameter (simulated)"),
-        401 => ("NotAuthenticated", "The required information to complete authentication was not provided or was incorrect."),
+        401 => (
+            "NotAuthenticated",
+            "The required information to complete authentication was not provided or was incorrect.",
+        ),
         403 => ("NotAllowed", "not allowed (simulated)"),
         404 => ("NotAuthorizedOrNotFound", "Authorization failed or requested resource not found."),
         429 => ("TooManyRequests", "Too many requests for the user (simulated)"),
@@ -307,7 +370,8 @@ fn check_signature(headers: &HeaderMap, target: &str, public_key: Option<&str>) 
         return Err("(request-target) and host must be signed".into());
     }
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).ok_or(format!("no `{n}` header"));
-    let date = httpdate::parse_http_date(header(date_name)?).map_err(|_| format!("`{date_name}` is not an HTTP date"))?;
+    let date =
+        httpdate::parse_http_date(header(date_name)?).map_err(|_| format!("`{date_name}` is not an HTTP date"))?;
     let skew = match std::time::SystemTime::now().duration_since(date) {
         Ok(d) => d,
         Err(e) => e.duration(),
@@ -327,7 +391,9 @@ fn check_signature(headers: &HeaderMap, target: &str, public_key: Option<&str>) 
     let key = rsa::PublicKey::from_public_key_pem(pem)
         .or_else(|_| rsa::PublicKey::from_pkcs1_pem(pem))
         .map_err(|e| format!("the simulator's OCI public key is unreadable: {e}"))?;
-    let sig = base64::engine::general_purpose::STANDARD.decode(field("signature")?).map_err(|_| "the signature is not base64")?;
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(field("signature")?)
+        .map_err(|_| "the signature is not base64")?;
     key.pkcs1v15_verify::<Sha256>(lines.join("\n").as_bytes(), &sig).map_err(|_| "the signature does not verify".into())
 }
 
@@ -338,7 +404,11 @@ async fn oci_images(State(sim): State<Sim>, uri: Uri, RawQuery(raw): RawQuery, h
     let target = uri.path_and_query().map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string());
     if let Err(why) = check_signature(&headers, &target, cfg.oci_public_key.as_deref()) {
         tracing::debug!("simulated OCI: 401: {why}");
-        return oci_error(StatusCode::UNAUTHORIZED, "NotAuthenticated", &format!("The required information to complete authentication was not provided or was incorrect. ({why})"));
+        return oci_error(
+            StatusCode::UNAUTHORIZED,
+            "NotAuthenticated",
+            &format!("The required information to complete authentication was not provided or was incorrect. ({why})"),
+        );
     }
     if let Some(status) = injected(&sim) {
         let mut r = oci_status_error(status);
@@ -362,7 +432,13 @@ async fn oci_images(State(sim): State<Sim>, uri: Uri, RawQuery(raw): RawQuery, h
         (Some("ASC"), _) => false,
         (None, "TIMECREATED") => true,
         (None, "DISPLAYNAME") => false,
-        _ => return oci_error(StatusCode::BAD_REQUEST, "InvalidParameter", "sortBy must be TIMECREATED or DISPLAYNAME, sortOrder ASC or DESC"),
+        _ => {
+            return oci_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameter",
+                "sortBy must be TIMECREATED or DISPLAYNAME, sortOrder ASC or DESC",
+            );
+        }
     };
     let limit = match get("limit").map(str::parse::<usize>) {
         None => 100,
@@ -386,7 +462,8 @@ async fn oci_images(State(sim): State<Sim>, uri: Uri, RawQuery(raw): RawQuery, h
         .filter(|i| eq("operatingSystem", "operatingSystem", i))
         .filter(|i| eq("operatingSystemVersion", "operatingSystemVersion", i))
         .filter(|i| {
-            get("lifecycleState").is_none_or(|s| i["lifecycleState"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(s)))
+            get("lifecycleState")
+                .is_none_or(|s| i["lifecycleState"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(s)))
         })
         .collect();
     let key = |i: &Value| {
@@ -394,7 +471,11 @@ async fn oci_images(State(sim): State<Sim>, uri: Uri, RawQuery(raw): RawQuery, h
             i["displayName"].as_str().unwrap_or_default().to_string()
         } else {
             // Normalised so that the string order is the time order.
-            i["timeCreated"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| format!("{:020}", t.as_nanosecond())).unwrap_or_default()
+            i["timeCreated"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(|t| format!("{:020}", t.as_nanosecond()))
+                .unwrap_or_default()
         }
     };
     out.sort_by(|a, b| if desc { key(b).cmp(&key(a)) } else { key(a).cmp(&key(b)) });
@@ -411,6 +492,11 @@ async fn oci_images(State(sim): State<Sim>, uri: Uri, RawQuery(raw): RawQuery, h
 // ----- publishing ----------------------------------------------------------------------------
 
 impl Sim {
+    /// The next nscale/OCI catalog requests answer with these statuses, first one first.
+    pub fn fail_next_catalog_requests(&self, statuses: &[u16]) {
+        self.inner.config.lock().expect("config lock").catalog_errors = statuses.to_vec();
+    }
+
     /// Adds a Phala OS image (e.g. a new dstack release) to the catalog.
     pub fn publish_os_image(&self, name: &str, version: &[u32], dev: bool) {
         let mut w = self.inner.world.lock().expect("world lock");
@@ -427,7 +513,11 @@ impl Sim {
     /// Adds an nscale image (API shape) to the seeded region, global unless `organization`.
     pub fn publish_nscale_image(&self, image: Value, organization: Option<&str>) {
         let mut c = self.inner.catalogs.lock().expect("catalogs lock");
-        c.nscale.push(NscaleEntry { region: NSCALE_REGION.into(), organization: organization.map(String::from), image });
+        c.nscale.push(NscaleEntry {
+            region: NSCALE_REGION.into(),
+            organization: organization.map(String::from),
+            image,
+        });
     }
 
     /// Adds an OCI platform image (API shape) compatible with `shapes`.

@@ -6,4 +6,5 @@ mod harness;
 
 mod apply_flow;
 mod errors;
+mod images;
 mod local;

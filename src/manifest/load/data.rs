@@ -296,7 +296,9 @@ impl Loader<'_> {
             let kinds: Vec<&str> = DataKind::ALL.iter().map(|k| k.as_str()).collect();
             let hint = did_you_mean(source, kinds.iter().copied())
                 .map_or(format!("data sources are {}", kinds.join(", ")), |s| format!("did you mean `{s}`?"));
-            self.err(span, format!("`{r}`: unknown data source kind `{source}`")).set_label("unknown kind").add_hint(hint);
+            self.err(span, format!("`{r}`: unknown data source kind `{source}`"))
+                .set_label("unknown kind")
+                .add_hint(hint);
             return false;
         };
         if !self.data.declared.contains(&(kind, name.clone())) {

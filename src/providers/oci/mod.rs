@@ -175,9 +175,15 @@ impl OciClient {
             })
             .await?;
             let next = resp.headers().get("opc-next-page").and_then(|v| v.to_str().ok()).map(str::to_string);
-            let body = resp.text().await.map_err(|e| ApiError::local(ErrorKind::Network, "GET", &target, e.to_string()))?;
+            let body =
+                resp.text().await.map_err(|e| ApiError::local(ErrorKind::Network, "GET", &target, e.to_string()))?;
             let items: Vec<OciImage> = serde_json::from_str(&body).map_err(|e| {
-                ApiError::local(ErrorKind::Other, "GET", &target, format!("OCI answered with JSON teeform cannot read: {e}"))
+                ApiError::local(
+                    ErrorKind::Other,
+                    "GET",
+                    &target,
+                    format!("OCI answered with JSON teeform cannot read: {e}"),
+                )
             })?;
             out.extend(items);
             match next {
@@ -245,8 +251,18 @@ mod tests {
     fn renders_each_error_body_with_its_request_id() {
         let cases = [
             (400, "InvalidParameter", "compartmentId is invalid", ErrorKind::Validation),
-            (401, "NotAuthenticated", "The required information to complete authentication was not provided.", ErrorKind::Auth),
-            (404, "NotAuthorizedOrNotFound", "Authorization failed or requested resource not found.", ErrorKind::NotFound),
+            (
+                401,
+                "NotAuthenticated",
+                "The required information to complete authentication was not provided.",
+                ErrorKind::Auth,
+            ),
+            (
+                404,
+                "NotAuthorizedOrNotFound",
+                "Authorization failed or requested resource not found.",
+                ErrorKind::NotFound,
+            ),
             (429, "TooManyRequests", "Too many requests for the user", ErrorKind::RateLimited),
             (500, "InternalServerError", "Internal error", ErrorKind::Server),
         ];
@@ -257,7 +273,10 @@ mod tests {
             e.method = "GET".into();
             e.path = "/20160918/images".into();
             assert_eq!(e.kind, kind);
-            assert_eq!(e.to_string(), format!("GET /20160918/images: HTTP {status} {code}: {msg} (request id A1B2/C3)"));
+            assert_eq!(
+                e.to_string(),
+                format!("GET /20160918/images: HTTP {status} {code}: {msg} (request id A1B2/C3)")
+            );
         }
         let raw = parse_error_body(502, "<html>bad gateway</html>");
         assert_eq!(raw.message, "<html>bad gateway</html>");

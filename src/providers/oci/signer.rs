@@ -42,11 +42,7 @@ impl std::fmt::Debug for Signer {
 
 /// The lines that are signed, joined by `\n` with no trailing newline.
 pub fn signing_string(date_header: DateHeader, date: &str, method: &str, target: &str, host: &str) -> String {
-    format!(
-        "{}: {date}\n(request-target): {} {target}\nhost: {host}",
-        date_header.name(),
-        method.to_ascii_lowercase()
-    )
+    format!("{}: {date}\n(request-target): {} {target}\nhost: {host}", date_header.name(), method.to_ascii_lowercase())
 }
 
 impl Signer {
@@ -153,8 +149,11 @@ mod tests {
     fn any_change_to_what_is_signed_changes_the_signature() {
         let signer = Signer::from_pem(TENANCY, USER, FP, KEY).unwrap();
         let base = signer.authorization(DateHeader::Date, "d", "GET", "/20160918/images?a=1", "h").unwrap();
-        for (date, target, host) in [("e", "/20160918/images?a=1", "h"), ("d", "/20160918/images?a=2", "h"), ("d", "/20160918/images?a=1", "h:1")]
-        {
+        for (date, target, host) in [
+            ("e", "/20160918/images?a=1", "h"),
+            ("d", "/20160918/images?a=2", "h"),
+            ("d", "/20160918/images?a=1", "h:1"),
+        ] {
             let other = signer.authorization(DateHeader::Date, date, "GET", target, host).unwrap();
             assert_ne!(signature_of(&base), signature_of(&other));
         }
@@ -169,7 +168,11 @@ mod tests {
         let b = Signer::from_pem(TENANCY, USER, FP, &pkcs8).unwrap();
         let sign = |s: &Signer| s.authorization(DateHeader::Date, "d", "GET", "/", "h").unwrap();
         assert_eq!(sign(&a), sign(&b));
-        assert!(Signer::from_pem(TENANCY, USER, FP, "-----BEGIN ENCRYPTED PRIVATE KEY-----\n").unwrap_err().contains("pass phrase"));
+        assert!(
+            Signer::from_pem(TENANCY, USER, FP, "-----BEGIN ENCRYPTED PRIVATE KEY-----\n")
+                .unwrap_err()
+                .contains("pass phrase")
+        );
         assert!(Signer::from_pem(TENANCY, USER, FP, "junk").is_err());
         assert!(!format!("{a:?}").contains("PRIVATE"));
     }

@@ -224,7 +224,8 @@ fn nscale_only(env: &TestEnv, region: &str, select: &str) {
 #[test]
 fn nscale_errors_are_shown_with_their_trace_id_and_transient_ones_retried() {
     // (token, region, injected statuses, expected exit, expected text, requests)
-    let cases: &[(Option<&str>, &str, &[u16], i32, &str, u64)] = &[
+    type Case<'a> = (Option<&'a str>, &'a str, &'a [u16], i32, &'a str, u64);
+    let cases: &[Case] = &[
         (Some("wrong"), NSCALE_REGION, &[], 1, "HTTP 401 access_denied: token validation failed (request id ", 1),
         (None, NSCALE_REGION, &[], 1, "no nscale token: NSCALE_TOKEN is not set", 0),
         (Some(TOKEN), "no-such-region", &[], 1, "HTTP 404 not_found: the requested resource does not exist", 1),

@@ -333,18 +333,16 @@ async fn resolve_one(
     let address = ds.address();
     let query = ds.query();
     let mut events = Vec::new();
-    let cvm = match phala_cvm(ds, cfg, cvm_ids) {
-        Ok(c) => c,
-        Err(key) => {
-            events.push(Event::CatalogFallback { address: address.clone(), cvm: key });
-            None
-        }
+    let (cvm, fallback) = match phala_cvm(ds, cfg, cvm_ids) {
+        Ok(c) => (c, None),
+        Err(key) => (None, Some(Event::CatalogFallback { address: address.clone(), cvm: key })),
     };
     let existing = lock.pins.get(&address);
     let usable = existing.filter(|p| p.query == query);
     let upgrading = opts.upgrade.covers(&address);
     if let (Some(pin), false) = (usable, upgrading) {
         if opts.check_newer {
+            events.extend(fallback);
             match candidates(ds, catalogs, cvm).await {
                 Ok((c, _)) => match select::select(c, ds.select) {
                     Ok(best) if best.id != pin.id => {
@@ -362,6 +360,7 @@ async fn resolve_one(
     if opts.locked && !upgrading {
         return Err(DataError::NotPinned { address, span: ds.span, stale: existing.is_some() });
     }
+    events.extend(fallback);
     let catalog_err = |error| DataError::Catalog { address: address.clone(), span: ds.span, kind: ds.kind, error };
     let (found, listed) = candidates(ds, catalogs, cvm).await.map_err(catalog_err)?;
     let best = select::select(found, ds.select).map_err(|e| match e {

@@ -10,8 +10,10 @@
 pub mod apply;
 pub mod cli;
 pub mod compose;
+pub mod datasources;
 pub mod envcrypt;
 pub mod graph;
+pub mod lockfile;
 pub mod manifest;
 pub mod model;
 pub mod plan;

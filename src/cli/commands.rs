@@ -226,7 +226,8 @@ fn print_plan(ctx: &Ctx, p: &Plan, as_json: bool) {
 }
 
 pub async fn plan(ctx: &Ctx, args: &PlanArgs, out: Option<&Path>, detailed: bool, as_json: bool) -> CliResult {
-    let s = session(ctx, &args.run, "plan").await?;
+    let mut s = session(ctx, &args.run, "plan").await?;
+    super::images_cmd::resolve_for_run(ctx, &mut s.config, s.store.as_ref(), &s.api, args).await?;
     let p = make_plan(ctx, &s, args, mode(args)).await?;
     print_plan(ctx, &p, as_json);
     if let Some(path) = out {
@@ -268,7 +269,8 @@ pub async fn apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
     if let Some(file) = &args.plan_file {
         return apply_saved(ctx, file, args).await;
     }
-    let s = session(ctx, &args.plan.run, "apply").await?;
+    let mut s = session(ctx, &args.plan.run, "apply").await?;
+    super::images_cmd::resolve_for_run(ctx, &mut s.config, s.store.as_ref(), &s.api, &args.plan).await?;
     let p = make_plan(ctx, &s, &args.plan, mode(&args.plan)).await?;
     print_plan(ctx, &p, false);
     if !p.has_changes() {
@@ -325,7 +327,7 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
 
 pub async fn destroy(ctx: &Ctx, run: &RunArgs, auto_approve: bool) -> CliResult {
     let s = session(ctx, run, "destroy").await?;
-    let args = PlanArgs { run: run.clone(), refresh: true, refresh_only: false, destroy: true };
+    let args = PlanArgs { run: run.clone(), refresh: true, refresh_only: false, destroy: true, locked: false };
     let p = make_plan(ctx, &s, &args, Mode::Destroy).await?;
     print_plan(ctx, &p, false);
     if p.changes.is_empty() {

@@ -5,6 +5,7 @@ mod commands;
 mod context;
 mod debug_cmd;
 pub mod error;
+mod images_cmd;
 mod saved;
 mod sim_cmd;
 mod state_cmds;
@@ -52,7 +53,7 @@ pub struct VarArgs {
     pub vars: Vec<(String, String)>,
 }
 
-fn parse_var(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_var(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
         .filter(|(k, _)| !k.is_empty())
@@ -84,6 +85,10 @@ pub struct PlanArgs {
     /// Plan to destroy everything in state.
     #[arg(long)]
     pub destroy: bool,
+    /// Fail if a data source has no pin in the lock file (or its selector changed since),
+    /// instead of resolving and pinning it now.
+    #[arg(long)]
+    pub locked: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +168,9 @@ pub enum Command {
     /// Wire primitives for the conformance suite (hidden; not a user interface).
     #[command(subcommand, hide = true)]
     Debug(debug_cmd::DebugCommand),
+    /// OS images from the Phala, nscale and OCI catalogs: browse, and move pinned images.
+    #[command(subcommand)]
+    Images(images_cmd::ImagesCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -294,5 +302,6 @@ async fn run(cli: Cli, ui: ui::Ui) -> error::CliResult {
         }
         Command::Sim(SimCommand::Serve(args)) => sim_cmd::serve(&ctx, args).await,
         Command::Debug(cmd) => debug_cmd::run(cmd),
+        Command::Images(cmd) => images_cmd::run(&ctx, cmd).await,
     }
 }

@@ -56,6 +56,16 @@ pub struct ServeArgs {
     /// Names of CVMs whose boot fails (repeatable).
     #[arg(long, value_name = "NAME")]
     pub fail_boot: Vec<String>,
+    /// nscale: accept only this bearer token (default: any token).
+    #[arg(long, value_name = "TOKEN")]
+    pub nscale_token: Option<String>,
+    /// OCI: verify request signatures against this PEM public key (default: accept any
+    /// well-formed, current signature).
+    #[arg(long, value_name = "FILE")]
+    pub oci_public_key: Option<PathBuf>,
+    /// OCI: images per ListImages page at most.
+    #[arg(long, default_value_t = 4)]
+    pub oci_page_size: usize,
 }
 
 pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
@@ -66,6 +76,12 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
             return Err(CliError::new(format!("{name} must be between 0 and 1")));
         }
     }
+    let oci_public_key = match &a.oci_public_key {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).map_err(|e| CliError::new(format!("cannot read {}: {e}", p.display())))?)
+        }
+        None => None,
+    };
     let cfg = SimConfig {
         api_key: a.api_key,
         latency_ms: a.latency_ms,
@@ -80,6 +96,10 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
         kms_contract: a.kms_contract,
         chain_id: a.chain_id,
         fail_boot: a.fail_boot,
+        nscale_token: a.nscale_token,
+        oci_public_key,
+        oci_page_size: a.oci_page_size,
+        catalog_errors: Vec::new(),
     };
     let sim = Sim::new(cfg, a.data).map_err(|e| CliError::new(format!("cannot start the simulator: {e}")))?;
     let listener = tokio::net::TcpListener::bind(a.addr)
@@ -89,6 +109,8 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
     println!("teeform simulator listening on http://{addr}");
     println!("API prefix: http://{addr}/api/v1");
     println!("stats: http://{addr}/_sim/stats");
+    println!("nscale region {}: http://{addr}", crate::sim::catalogs::NSCALE_REGION);
+    println!("OCI: http://{addr}/20160918 (compartment {})", crate::sim::catalogs::OCI_COMPARTMENT);
     ctx.ui.status("Serving", "press Ctrl-C to stop");
     let shutdown = async {
         let mut term =

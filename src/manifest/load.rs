@@ -1,5 +1,7 @@
 //! Reading a manifest: the spanned YAML tree is walked once, collecting every diagnostic.
 
+mod data;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,7 +61,15 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Config,
             return Err(ManifestError { diagnostics: vec![d] });
         }
     };
-    let mut l = Loader { src: src.clone(), dir, opts, diags: Vec::new(), vars: BTreeMap::new(), cvm_keys: Vec::new() };
+    let mut l = Loader {
+        src: src.clone(),
+        dir,
+        opts,
+        diags: Vec::new(),
+        vars: BTreeMap::new(),
+        cvm_keys: Vec::new(),
+        data: Default::default(),
+    };
     let cfg = l.root(&root, path);
     if l.diags.iter().any(Diagnostic::is_error) {
         return Err(ManifestError { diagnostics: l.diags });
@@ -119,6 +129,8 @@ struct Loader<'a> {
     /// Keys under `cvms:`, known before any CVM is read so references can be checked where
     /// they are written.
     cvm_keys: Vec<String>,
+    /// Data sources and catalog providers (`load/data.rs`).
+    data: data::DataState,
 }
 
 const TOP_KEYS: &[&str] = &["provider", "backend", "variables", "cvms", "data", "outputs"];
@@ -219,15 +231,10 @@ impl Loader<'_> {
         self.check_var_overrides(get("variables"));
         let endpoint = self.provider(get("provider"));
         let backend = get("backend").and_then(|b| self.backend(b));
-        if let Some(d) = get("data") {
-            let entries = self.entries(d, "data", None);
-            if let Some((_, k, _)) = entries.first() {
-                self.err(k.span, "data sources are not supported by this version of teeform").set_label("unsupported");
-            }
-        }
-        let mut cvms = BTreeMap::new();
         let cvm_node = get("cvms");
         self.cvm_keys = key_spans(cvm_node).keys().map(|k| k.to_string()).collect();
+        let data = get("data").map(|d| self.data_sources(d)).unwrap_or_default();
+        let mut cvms = BTreeMap::new();
         if let Some(c) = cvm_node {
             for (key, knode, spec) in self.entries(c, "cvms", None) {
                 if let Some(cvm) = self.cvm(key, knode, spec) {
@@ -249,6 +256,8 @@ impl Loader<'_> {
             variables: self.vars.clone(),
             cvms,
             outputs,
+            data,
+            providers: self.data.providers.clone(),
             warnings: Vec::new(),
         })
     }
@@ -380,10 +389,7 @@ impl Loader<'_> {
                         }
                     }
                 }
-                _ => {
-                    self.err(v.span, format!("the `{name}` provider is not supported by this version of teeform"))
-                        .set_label("unsupported");
-                }
+                _ => self.catalog_provider(name, v),
             }
         }
         match endpoint {
@@ -480,6 +486,11 @@ impl Loader<'_> {
                 && !self.cvm_keys.contains(name)
             {
                 self.unknown_cvm(node.span, name, &format!("{what} references `cvm.{name}`, which is not declared"));
+                ok = false;
+            }
+        }
+        for r in tpl.refs() {
+            if allow.data && !self.check_data_ref(r, node.span) {
                 ok = false;
             }
         }
@@ -665,6 +676,7 @@ impl Loader<'_> {
             shutdown_timeout: None,
             allow_force_stop: None,
             depends_on: Vec::new(),
+            data_fields: BTreeMap::new(),
         };
         let mut name_span = knode.span;
         let mut compose_seen = false;
@@ -690,7 +702,7 @@ impl Loader<'_> {
                 "disk_size" => c.disk_size = self.number(v, &w, 1, 64 * 1024),
                 "instance_type" => c.instance_type = self.literal_string(v, &w),
                 "node" => c.node = self.literal_string(v, &w),
-                "image" => c.image = self.literal_string(v, &w),
+                "image" => self.image_field(&mut c, v, &w),
                 "kms" => c.kms = self.kms(v).unwrap_or(Kms::Phala),
                 "public_logs" => c.public_logs = self.boolean(v, &w),
                 "public_sysinfo" => c.public_sysinfo = self.boolean(v, &w),

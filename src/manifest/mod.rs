@@ -4,6 +4,7 @@
 //! and loading reports all of them at once. Variables, `${env:X}` and `${file:P}` are substituted
 //! here; references to CVMs, data sources and secrets stay in [`Template`]s for the planner.
 
+pub mod data;
 pub mod diag;
 pub mod expr;
 mod load;
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use data::{DataKind, DataSource, DataSpec, Providers, Select};
 pub use diag::{Diagnostic, Severity, Source};
 pub use expr::{Part, Ref, Template};
 pub use load::{LoadOptions, load, load_str, valid_cvm_name};
@@ -45,6 +47,10 @@ pub struct Config {
     pub variables: BTreeMap<String, serde_json::Value>,
     pub cvms: BTreeMap<String, CvmConfig>,
     pub outputs: BTreeMap<String, OutputConfig>,
+    /// Data sources by address (`data.KIND.NAME`); `crate::datasources` resolves them.
+    pub data: BTreeMap<String, DataSource>,
+    /// Settings of the image catalogs (nscale, OCI).
+    pub providers: Providers,
     /// Non-fatal findings (e.g. a compose `${VAR}` with no env key).
     pub warnings: Vec<Diagnostic>,
 }
@@ -114,6 +120,9 @@ pub struct CvmConfig {
     pub allow_force_stop: Option<bool>,
     /// Explicit and implied (by `${cvm.X...}`) dependencies, by key.
     pub depends_on: Vec<String>,
+    /// Fields whose value comes from a data source (today `image`), as templates; filled in
+    /// before planning by `crate::datasources::substitute`.
+    pub data_fields: BTreeMap<String, Template>,
 }
 
 impl CvmConfig {

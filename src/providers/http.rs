@@ -289,6 +289,12 @@ pub fn parse_error_body(status: u16, body: &str) -> ApiError {
         }
         _ => {}
     }
+    // nscale (unikorn): OAuth2-style `{error, error_description, trace_id}`.
+    if let Some(d) = json.get("error_description").and_then(|m| m.as_str()) {
+        e.message = d.to_string();
+        e.code = json.get("error").and_then(|c| c.as_str()).map(str::to_string);
+        e.request_id = json.get("trace_id").and_then(|t| t.as_str()).map(str::to_string);
+    }
     if e.code.is_none() {
         e.code = json.get("code").and_then(|c| c.as_str()).map(str::to_string);
     }

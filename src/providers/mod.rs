@@ -2,7 +2,10 @@
 //! of teeform sees [`crate::model`] types.
 
 pub mod http;
+pub mod nscale;
+pub mod oci;
 pub mod phala;
+pub mod phala_images;
 
 use serde::{Deserialize, Serialize};
 
@@ -211,4 +214,9 @@ pub trait PhalaApi: Send + Sync {
     async fn instance_types(&self) -> Result<Vec<InstanceType>, ApiError>;
     async fn nodes(&self) -> Result<Vec<NodeInfo>, ApiError>;
     async fn kms_pubkey(&self, kms: &str, app_id: &str) -> Result<String, ApiError>;
+    /// OS images: those the CVM `cvm` (an id or name) can move to, else the whole catalog.
+    async fn os_images(&self, cvm: Option<&str>) -> Result<Vec<phala_images::OsImage>, ApiError> {
+        let _ = cvm;
+        Err(ApiError::local(ErrorKind::Other, "GET", "/os-images", "this client cannot list OS images"))
+    }
 }

@@ -7,6 +7,7 @@ use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 
 use super::http::{self, Idempotency, RetryObserver, RetryPolicy};
+use super::phala_images::{self, OsImage};
 use super::{
     ApiError, CommitRequest, ErrorKind, HashRequired, InstanceType, NodeInfo, PatchOutcome, PatchRequest, PhalaApi,
     ProvisionRequest, Provisioned,
@@ -374,6 +375,34 @@ impl PhalaApi for PhalaClient {
         let v = self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await?;
         s(&v, "public_key")
             .ok_or_else(|| ApiError::local(ErrorKind::Other, "GET", &path, "the response has no public_key"))
+    }
+
+    async fn os_images(&self, cvm: Option<&str>) -> Result<Vec<OsImage>, ApiError> {
+        let unreadable = |path: &str, m: String| {
+            ApiError::local(
+                ErrorKind::Other,
+                "GET",
+                path,
+                format!("the API answered with JSON teeform cannot read: {m}"),
+            )
+        };
+        if let Some(id) = cvm {
+            let path = format!("/cvms/{}/available-os-images", path_id(id));
+            let v = self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await?;
+            return phala_images::parse_available(&v).map_err(|m| unreadable(&path, m));
+        }
+        let mut out = Vec::new();
+        for page in 1u64.. {
+            let path = format!("/os-images?page={page}&page_size=100");
+            let v = self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await?;
+            let (items, pages) = phala_images::parse_catalog_page(&v).map_err(|m| unreadable(&path, m))?;
+            let empty = items.is_empty();
+            out.extend(items);
+            if page >= pages || empty {
+                break;
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -6,6 +6,7 @@
 //! Knobs: latency, error rate (429 with Retry-After, 500/502/503), hung requests, restart and
 //! boot durations; `GET /_sim/stats` counts requests and restarts.
 
+pub mod catalogs;
 mod routes;
 pub mod world;
 
@@ -53,6 +54,15 @@ pub struct SimConfig {
     pub chain_id: Option<u64>,
     /// Names of CVMs whose boot fails (they end in status `error`).
     pub fail_boot: Vec<String>,
+    /// nscale: the bearer token the Region API accepts (any token when unset).
+    pub nscale_token: Option<String>,
+    /// OCI: the PEM public key request signatures must verify against (when unset, any
+    /// well-formed, current signature passes).
+    pub oci_public_key: Option<String>,
+    /// OCI: at most this many images per ListImages page.
+    pub oci_page_size: usize,
+    /// Statuses the next nscale/OCI catalog requests answer with, first one first.
+    pub catalog_errors: Vec<u16>,
 }
 
 impl Default for SimConfig {
@@ -71,6 +81,10 @@ impl Default for SimConfig {
             kms_contract: None,
             chain_id: None,
             fail_boot: Vec::new(),
+            nscale_token: None,
+            oci_public_key: None,
+            oci_page_size: 4,
+            catalog_errors: Vec::new(),
         }
     }
 }
@@ -88,6 +102,7 @@ pub(crate) struct Inner {
     pub world: Mutex<World>,
     pub config: Mutex<SimConfig>,
     pub stats: Mutex<Stats>,
+    pub catalogs: Mutex<catalogs::CatalogData>,
     rng: Mutex<rand::rngs::StdRng>,
     data: Option<PathBuf>,
 }
@@ -111,6 +126,7 @@ impl Sim {
                 world: Mutex::new(world),
                 config: Mutex::new(config),
                 stats: Mutex::default(),
+                catalogs: Mutex::new(catalogs::CatalogData::seeded()),
                 rng: Mutex::new(rng),
                 data,
             }),
@@ -135,7 +151,7 @@ impl Sim {
     }
 
     pub fn router(&self) -> Router {
-        routes::router(self.clone())
+        routes::router(self.clone()).merge(catalogs::router(self.clone()))
     }
 
     /// Serves on `addr` until `shutdown` resolves.

@@ -567,7 +567,8 @@ async fn available_os_images(State(sim): State<Sim>, Path(id): Path<String>) -> 
         w.os_images
             .iter()
             .find(|i| &i.version == v && i.is_dev == dev)
-            .map(|i| json!({"name": i.name, "os_image_hash": i.os_image_hash, "is_current": &i.name == current}))
+            // `slug` is required by the API's OpenAPI (seed 000) though SDK 0.2.9 does not model it.
+            .map(|i| json!({"name": i.name, "slug": i.slug, "os_image_hash": i.os_image_hash, "is_current": &i.name == current}))
     };
     ok(Value::Array(
         versions.iter().map(|v| json!({"version": v, "prod": variant(v, false), "dev": variant(v, true)})).collect(),

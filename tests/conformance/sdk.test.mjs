@@ -316,7 +316,8 @@ test("update: resources, visibility, OS image", async () => {
   assert.equal(d.public_tcbinfo, true);
 
   const imgs = await sdk("getAvailableOsImages", () => phala.getAvailableOsImages(client, { id: cvm.id }));
-  expectKnownResponseKeys("getAvailableOsImages", phala.GetAvailableOSImagesResponseSchema);
+  // `slug`: required by the API's own OpenAPI (seed 000, OSImageVariant), newer than SDK 0.2.9.
+  expectKnownResponseKeys("getAvailableOsImages", phala.GetAvailableOSImagesResponseSchema, ["[].prod.slug", "[].dev.slug"]);
   const current = imgs.flatMap((v) => [v.prod, v.dev]).find((x) => x?.is_current);
   assert.equal(current?.name, d.os.name, "getAvailableOsImages: is_current marks the CVM's image");
   const other = imgs.map((v) => v.prod).find((x) => x && !x.is_current);

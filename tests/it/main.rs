@@ -7,5 +7,6 @@ mod harness;
 mod apply_flow;
 mod crash;
 mod errors;
+mod images;
 mod local;
 mod secrets;

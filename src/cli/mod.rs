@@ -137,7 +137,8 @@ pub enum Command {
     },
     /// Show a saved plan, or the state when no file is given.
     Show {
-        /// A plan saved with `plan --out`.
+        /// A plan saved with `plan --out`. (Its own id: `file` is the global `-f FILE`.)
+        #[arg(id = "plan_file", value_name = "FILE")]
         file: Option<PathBuf>,
         #[arg(long)]
         json: bool,

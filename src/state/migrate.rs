@@ -77,7 +77,7 @@ pub async fn migrate(from: &dyn Store, to: &dyn Store) -> Result<Migrated, Migra
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;

@@ -258,7 +258,7 @@ async fn connect(conn: &PgConn) -> Result<Client, StateError> {
 }
 
 /// Creates or upgrades the tables; concurrent first runs wait for each other.
-async fn migrate(client: &mut Client) -> Result<(), StateError> {
+async fn migrate_schema(client: &mut Client) -> Result<(), StateError> {
     let tx = client.transaction().await.map_err(pg_err)?;
     tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&SCHEMA_CLASS]).await.map_err(pg_err)?;
     let exists: bool =
@@ -314,7 +314,7 @@ impl PgStore {
         let ws = opts.workspace.as_str();
         let target = conn.target();
         let mut client = connect(conn).await?;
-        migrate(&mut client).await?;
+        migrate_schema(&mut client).await?;
         let key = workspace_key(ws);
         let deadline = Instant::now() + opts.lock_timeout;
         // A holder known to be dead gets a few seconds for its session to be ended, even
@@ -401,7 +401,7 @@ impl PgStore {
 /// session is ended, unless its process visibly still runs on this machine.
 pub async fn force_unlock(conn: &PgConn, workspace: &str, id: &str) -> Result<(), StateError> {
     let mut client = connect(conn).await?;
-    migrate(&mut client).await?;
+    migrate_schema(&mut client).await?;
     let Some(h) = holder(&client, workspace).await?.filter(|h| h.lock_id == id) else {
         return Err(StateError::NoSuchLock(id.to_string()));
     };
@@ -627,5 +627,281 @@ impl Store for PgStore {
             .await
             .map_err(pg_err)?;
         Ok(())
+    }
+}
+
+/// These need a server: `scripts/test-postgres` starts one, sets TEEFORM_PG_CONN and runs them.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::migrate::tests::{entry, fill, rec};
+    use crate::state::{Backend, MigrateError, SledStore, migrate};
+
+    fn conn() -> PgConn {
+        PgConn::new(std::env::var("TEEFORM_PG_CONN").expect("TEEFORM_PG_CONN (run scripts/test-postgres)"))
+    }
+
+    /// Each test works in its own workspace, so tests run in parallel on one database.
+    fn opts(workspace: &str, timeout: Duration) -> OpenOptions {
+        OpenOptions {
+            dir: std::path::PathBuf::from("/nonexistent"),
+            lock: LockInfo::for_command("test"),
+            lock_timeout: timeout,
+            backend: Backend::Postgres(conn()),
+            workspace: workspace.into(),
+        }
+    }
+
+    fn ws() -> String {
+        format!("t-{}", uuid::Uuid::new_v4().simple())
+    }
+
+    async fn open(ws: &str) -> PgStore {
+        PgStore::open(&opts(ws, Duration::ZERO), &conn()).await.unwrap()
+    }
+
+    /// A session that takes a workspace's lock and writes a lock row, as another process would.
+    async fn foreign_holder(ws: &str, info: &LockInfo, origin: &str) -> Client {
+        let mut c = connect(&conn()).await.unwrap();
+        migrate_schema(&mut c).await.unwrap();
+        let got: bool = c
+            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK_CLASS, &workspace_key(ws)])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(got);
+        c.execute(
+            "INSERT INTO teeform_locks (workspace, lock_id, holder, backend_pid, origin)
+             VALUES ($1, $2, $3::text::jsonb, pg_backend_pid(), $4)
+             ON CONFLICT (workspace) DO UPDATE SET lock_id = excluded.lock_id, holder = excluded.holder,
+                 backend_pid = excluded.backend_pid, origin = excluded.origin",
+            &[&ws, &info.id, &serde_json::to_string(info).unwrap(), &origin],
+        )
+        .await
+        .unwrap();
+        c
+    }
+
+    fn here_with_start(start: &str) -> String {
+        let ours = origin_of(std::process::id()).unwrap();
+        format!("{}|{start}", ours.rsplit_once('|').unwrap().0)
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+    async fn commit_is_atomic_bumps_serial_and_keeps_workspaces_apart() {
+        let (w1, w2) = (ws(), ws());
+        let s = open(&w1).await;
+        let other = open(&w2).await;
+        let m0 = s.meta().await.unwrap();
+        assert_eq!(m0.serial, 0);
+        let m1 = s.commit(Batch { put: vec![rec("cvm.a"), rec("cvm.b")], ..Default::default() }).await.unwrap();
+        assert_eq!((m1.serial, &m1.lineage), (1, &m0.lineage));
+        let m2 = s.commit(Batch { journal_put: vec![entry("1")], ..Default::default() }).await.unwrap();
+        assert_eq!(m2.serial, 1, "journal-only writes keep the serial");
+        assert_eq!(s.journal().await.unwrap(), vec![entry("1")]);
+        s.commit(Batch { remove: vec!["cvm.a".into()], journal_done: vec!["1".into()], ..Default::default() })
+            .await
+            .unwrap();
+        let snap = s.snapshot().await.unwrap();
+        assert_eq!(snap.resources.keys().collect::<Vec<_>>(), ["cvm.b"]);
+        assert_eq!(snap.resources["cvm.b"], rec("cvm.b"));
+        assert_eq!(snap.meta.serial, 2);
+        assert!(s.journal().await.unwrap().is_empty());
+        let o = other.snapshot().await.unwrap();
+        assert!(o.resources.is_empty() && o.meta.serial == 0 && o.meta.lineage != m0.lineage);
+        s.close().await.unwrap();
+        other.close().await.unwrap();
+        // Reopened, the state is all there.
+        let again = open(&w1).await;
+        assert_eq!(again.snapshot().await.unwrap(), snap);
+        again.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+    async fn second_open_is_locked_names_holder_and_waits_with_a_timeout() {
+        let w = ws();
+        let s = open(&w).await;
+        match PgStore::open(&opts(&w, Duration::ZERO), &conn()).await {
+            Err(StateError::Locked { holder: Some(h), path }) => {
+                assert_eq!(h.command, "test");
+                assert!(path.contains(&w), "{path}");
+            }
+            other => panic!("expected Locked, got {:?}", other.map(|_| ())),
+        }
+        let waiter = tokio::spawn({
+            let w = w.clone();
+            async move { PgStore::open(&opts(&w, Duration::from_secs(30)), &conn()).await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!waiter.is_finished(), "the second open waits for the lock");
+        s.close().await.unwrap();
+        waiter.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+    async fn a_row_left_by_a_dead_session_blocks_nobody() {
+        let w = ws();
+        let s = open(&w).await;
+        let old_id = s.lock_id.clone();
+        // No close: the connection ends as when a process dies, leaving its lock row behind.
+        drop(s);
+        let s2 = PgStore::open(&opts(&w, Duration::from_secs(10)), &conn()).await.unwrap();
+        let c = connect(&conn()).await.unwrap();
+        let h = holder(&c, &w).await.unwrap().unwrap();
+        assert!(h.holds);
+        assert_eq!(h.lock_id, s2.lock_id);
+        assert!(matches!(force_unlock(&conn(), &w, &old_id).await, Err(StateError::NoSuchLock(_))));
+        s2.close().await.unwrap();
+        assert!(holder(&c, &w).await.unwrap().is_none(), "close removes the row");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+    async fn a_dead_holder_on_this_machine_has_its_lingering_session_ended() {
+        let w = ws();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let info = LockInfo { pid: dead_pid, ..LockInfo::for_command("apply") };
+        let lingering = foreign_holder(&w, &info, &here_with_start("1")).await;
+        let s = PgStore::open(&opts(&w, Duration::ZERO), &conn()).await.unwrap();
+        assert!(lingering.query_one("SELECT 1", &[]).await.is_err(), "the dead holder's session was ended");
+        s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+    async fn force_unlock_ends_a_holder_elsewhere_but_not_a_live_one_here() {
+        let w = ws();
+        let info = LockInfo { host: "runner-7".into(), pid: 1, ..LockInfo::for_command("apply") };
+        let elsewhere = foreign_holder(&w, &info, "another-boot|pid:[1]|1").await;
+        match PgStore::open(&opts(&w, Duration::ZERO), &conn()).await {
+            Err(StateError::Locked { holder: Some(h), .. }) => assert_eq!(h, info),
+            other => panic!("expected Locked, got {:?}", other.map(|_| ())),
+        }
+        assert!(matches!(force_unlock(&conn(), &w, "not-it").await, Err(StateError::NoSuchLock(_))));
+        force_unlock(&conn(), &w, &info.id).await.unwrap();
+        assert!(elsewhere.query_one("SELECT 1", &[]).await.is_err());
+        let s = open(&w).await;
+        s.close().await.unwrap();
+
+        // A holder that visibly runs on this machine (this very process) is not cut off.
+        let me = LockInfo::for_command("apply");
+        let live = foreign_holder(&w, &me, &origin_of(std::process::id()).unwrap()).await;
+        assert!(matches!(force_unlock(&conn(), &w, &me.id).await, Err(StateError::Locked { .. })));
+        live.query_one("SELECT 1", &[]).await.unwrap();
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+    async fn a_write_without_the_lock_is_detected_by_the_serial() {
+        let w = ws();
+        let s = open(&w).await;
+        s.commit(Batch { put: vec![rec("cvm.a")], ..Default::default() }).await.unwrap();
+        let intruder = connect(&conn()).await.unwrap();
+        intruder.execute("UPDATE teeform_meta SET serial = serial + 1 WHERE workspace = $1", &[&w]).await.unwrap();
+        let err = s.commit(Batch { put: vec![rec("cvm.b")], ..Default::default() }).await.unwrap_err();
+        assert!(err.to_string().contains("changed underneath"), "{err}");
+        assert_eq!(s.snapshot().await.unwrap().resources.keys().collect::<Vec<_>>(), ["cvm.a"], "rolled back");
+        s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+    async fn a_lost_connection_is_a_clear_error() {
+        let w = ws();
+        let s = open(&w).await;
+        let pid: i32 = s.client.lock().await.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+        let admin = connect(&conn()).await.unwrap();
+        admin.execute("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let err = s.commit(Batch { put: vec![rec("cvm.a")], ..Default::default() }).await.unwrap_err();
+        assert!(err.to_string().contains("lost the connection to PostgreSQL"), "{err}");
+        // The lock went with the session.
+        open(&w).await.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+    async fn tables_are_created_once_when_first_runs_race() {
+        let schema = format!("s_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(&conn()).await.unwrap();
+        admin.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
+        let base = std::env::var("TEEFORM_PG_CONN").unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let in_schema = PgConn::new(format!("{base}{sep}options=-csearch_path%3D{schema}"));
+        let (oa, ob) = (opts("a", Duration::ZERO), opts("b", Duration::ZERO));
+        let (a, b) = tokio::join!(PgStore::open(&oa, &in_schema), PgStore::open(&ob, &in_schema));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        a.commit(Batch { put: vec![rec("cvm.a")], ..Default::default() }).await.unwrap();
+        let versions: i64 = admin
+            .query_one(&format!("SELECT count(*) FROM {schema}.teeform_schema_version"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(versions, MIGRATIONS.len() as i64);
+        let rows: i64 = admin
+            .query_one(&format!("SELECT count(*) FROM {schema}.teeform_resources"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 1, "the tables live in the schema the connection names");
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+        admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+    async fn migrate_round_trip_through_postgres_is_lossless() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let local =
+            |d: &std::path::Path| OpenOptions::local(d.to_path_buf(), LockInfo::for_command("test"), Duration::ZERO);
+        let src = SledStore::open(&local(a.path())).await.unwrap();
+        fill(&src).await;
+        let pg = open(&ws()).await;
+        migrate(&src, &pg).await.unwrap();
+        let back = SledStore::open(&local(b.path())).await.unwrap();
+        migrate(&pg, &back).await.unwrap();
+        assert_eq!(back.snapshot().await.unwrap(), src.snapshot().await.unwrap());
+        assert_eq!(back.journal().await.unwrap(), src.journal().await.unwrap());
+        assert!(matches!(migrate(&pg, &src).await, Ok(m) if m.replaced == Some(m.meta.serial)));
+        let unrelated = open(&ws()).await;
+        unrelated.commit(Batch { put: vec![rec("cvm.x")], ..Default::default() }).await.unwrap();
+        assert!(matches!(migrate(&src, &unrelated).await, Err(MigrateError::OtherState { .. })));
+        pg.close().await.unwrap();
+        unrelated.close().await.unwrap();
+    }
+
+    /// No server needed: the connection string never shows in errors or debug output.
+    #[tokio::test]
+    async fn the_connection_string_never_prints() {
+        let secret = "s3cr3t-pw-8d1f";
+        let c = PgConn::new(format!("postgres://team:{secret}@127.0.0.1:1/teeform"));
+        assert!(!format!("{c:?}").contains(secret));
+        let o = OpenOptions { backend: Backend::Postgres(c.clone()), ..opts_local() };
+        assert!(!format!("{o:?}").contains(secret));
+        let err = PgStore::open(&o, &c).await.err().expect("nothing listens on port 1");
+        let msg = err.to_string();
+        assert!(msg.contains("cannot connect to postgres 127.0.0.1:1/teeform"), "{msg}");
+        assert!(!msg.contains(secret), "{msg}");
+        let bad = PgConn::new(format!("postgres://team:{secret}@127.0.0.1:notaport/x"));
+        let msg = PgStore::open(&o, &bad).await.err().expect("invalid").to_string();
+        assert!(msg.contains("not a valid PostgreSQL connection string") && !msg.contains(secret), "{msg}");
+    }
+
+    fn opts_local() -> OpenOptions {
+        OpenOptions::local("/nonexistent".into(), LockInfo::for_command("test"), Duration::ZERO)
+    }
+
+    #[test]
+    fn holders_elsewhere_are_never_judged_dead() {
+        assert!(!holder_is_dead("another-boot|pid:[1]|1", 1));
+        assert!(!holder_is_dead(&origin_of(std::process::id()).unwrap(), std::process::id()));
+        assert!(holder_is_dead(&here_with_start("1"), std::process::id()), "same pid, another start time");
+        assert!(!holder_is_dead("", 1));
     }
 }

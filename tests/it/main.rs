@@ -7,3 +7,4 @@ mod harness;
 mod apply_flow;
 mod errors;
 mod local;
+mod postgres;

@@ -843,11 +843,8 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(versions, MIGRATIONS.len() as i64);
-        let rows: i64 = admin
-            .query_one(&format!("SELECT count(*) FROM {schema}.teeform_resources"), &[])
-            .await
-            .unwrap()
-            .get(0);
+        let rows: i64 =
+            admin.query_one(&format!("SELECT count(*) FROM {schema}.teeform_resources"), &[]).await.unwrap().get(0);
         assert_eq!(rows, 1, "the tables live in the schema the connection names");
         a.close().await.unwrap();
         b.close().await.unwrap();

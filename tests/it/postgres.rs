@@ -128,7 +128,8 @@ fn postgres_state_is_shared_between_directories() {
     let app_id = a.cvm_stat("team-web", "app_id");
     let out = b.run(&["output", "web_app_id", "--raw"]);
     assert_eq!(out.ok().stdout.trim(), app_id.as_str().unwrap());
-    let show = |t: &TestEnv| serde_json::from_str::<serde_json::Value>(&t.run(&["show", "--json"]).ok().stdout).unwrap();
+    let show =
+        |t: &TestEnv| serde_json::from_str::<serde_json::Value>(&t.run(&["show", "--json"]).ok().stdout).unwrap();
     assert_eq!(show(&a), show(&b));
     // Another workspace in the same database is another state.
     let staging = b.run(&["--workspace", "staging-of-this-test", "state", "list"]);

@@ -131,6 +131,16 @@ fn postgres_state_is_shared_between_directories() {
     let show =
         |t: &TestEnv| serde_json::from_str::<serde_json::Value>(&t.run(&["show", "--json"]).ok().stdout).unwrap();
     assert_eq!(show(&a), show(&b));
+    // A plan saved on one runner is stale once another applied.
+    for t in [&a, &b] {
+        t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
+    }
+    a.run(&["plan", "--out", "change.plan"]).ok();
+    b.run(&["apply", "--auto-approve"]).ok();
+    let stale = a.run(&["apply", "change.plan"]);
+    stale.code(1);
+    assert!(stale.stderr.contains("is stale"), "{}", stale.stderr);
+    no_changes(&a);
     // Another workspace in the same database is another state.
     let staging = b.run(&["--workspace", "staging-of-this-test", "state", "list"]);
     assert_eq!(staging.ok().stdout, "");

@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio_postgres::{Client, GenericClient, IsolationLevel, NoTls};
+use tokio_postgres::{Client, GenericClient, IsolationLevel};
 
 use super::{Batch, JournalEntry, LockInfo, Meta, OpenOptions, Snapshot, StateError, Store};
 use crate::model::{OutputValue, ResourceRecord};
@@ -222,6 +222,20 @@ async fn holder(c: &impl GenericClient, workspace: &str) -> Result<Option<Holder
     }))
 }
 
+/// TLS as for https: the server's certificate is verified against the system's trust store
+/// (or SSL_CERT_FILE). With the default `sslmode=prefer` it is used whenever the server offers
+/// it; `sslmode=require` insists on it, `sslmode=disable` turns it off.
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StateError> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_platform_verifier())
+        .map_err(|e| StateError::Storage(format!("cannot set up TLS for PostgreSQL: {e}")))?
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 /// Opens one session, with keepalives on both ends so that a runner that vanished without
 /// closing its connection releases its lock within about a minute, not hours.
 async fn connect(conn: &PgConn) -> Result<Client, StateError> {
@@ -231,11 +245,12 @@ async fn connect(conn: &PgConn) -> Result<Client, StateError> {
         cfg.connect_timeout(Duration::from_secs(15));
     }
     cfg.keepalives(true).keepalives_idle(Duration::from_secs(30)).keepalives_interval(Duration::from_secs(10));
-    let (client, connection) = cfg.connect(NoTls).await.map_err(|e| {
+    let (client, connection) = cfg.connect(tls()?).await.map_err(|e| {
         let mut msg = format!("cannot connect to {}: {}", conn.target(), chain(&e));
         if chain(&e).contains("TLS") {
             msg.push_str(
-                " (this build of teeform connects without TLS: use sslmode=disable or a TLS-terminating proxy)",
+                " (the server's certificate must be one this machine trusts, as for https: add its CA to the \
+                 system's store or name it in SSL_CERT_FILE; `sslmode=disable` connects without TLS)",
             );
         }
         StateError::Storage(conn.redact(&msg))
@@ -871,6 +886,21 @@ mod tests {
         assert!(matches!(migrate(&src, &unrelated).await, Err(MigrateError::OtherState { .. })));
         pg.close().await.unwrap();
         unrelated.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+    async fn sessions_use_tls_with_a_verified_certificate() {
+        let c = connect(&conn()).await.unwrap();
+        let ssl: bool =
+            c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0);
+        assert!(ssl, "scripts/test-postgres serves TLS and asks for it (sslmode=require)");
+        // The certificate names 127.0.0.1 only: under another name the server is not trusted.
+        let base = std::env::var("TEEFORM_PG_CONN").unwrap();
+        assert!(base.contains("@127.0.0.1:"));
+        let other_name = PgConn::new(base.replace("@127.0.0.1:", "@localhost:"));
+        let err = connect(&other_name).await.err().expect("refused").to_string();
+        assert!(err.contains("TLS") && err.contains("SSL_CERT_FILE"), "{err}");
     }
 
     /// No server needed: the connection string never shows in errors or debug output.

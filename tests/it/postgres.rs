@@ -35,6 +35,10 @@ fn conn() -> String {
 fn first(boot_ms: u64, body: &str) -> TestEnv {
     let mut t = TestEnv::with_config(SimConfig { restart_ms: 150, boot_ms, ..Default::default() });
     t.env.insert("TEEFORM_PG_CONN".into(), conn());
+    // The test server's CA (the server speaks TLS, as a team's would).
+    if let Ok(ca) = std::env::var("SSL_CERT_FILE") {
+        t.env.insert("SSL_CERT_FILE".into(), ca);
+    }
     t.env.insert("TEEFORM_WORKSPACE".into(), format!("it-{}", uuid::Uuid::new_v4().simple()));
     t.write("web.yml", WEB);
     t.manifest(body);

@@ -282,9 +282,22 @@ fn the_postgres_backend_without_a_connection_says_what_to_set() {
     let r = t.run(&["plan"]);
     r.code(1);
     assert!(r.stderr.contains("the postgres backend needs TEEFORM_PG_CONN"), "{}", r.stderr);
-    // The same for commands that read state without the rest of the manifest.
+    // Commands that read state without the rest of the manifest find the backend in it, even
+    // when other parts of the manifest could not be loaded now.
+    t.manifest(&format!("{ONE}    env:\n      TOKEN: ${{env:NOT_SET_HERE}}\n"));
+    t.run(&["validate"]).code(1);
+    for args in [&["state", "list"][..], &["output"], &["show"], &["force-unlock", "x"]] {
+        let r = t.run(args);
+        r.code(1);
+        assert!(r.stderr.contains("needs TEEFORM_PG_CONN"), "{args:?}: {}", r.stderr);
+    }
+    assert!(!t.file_exists("state"));
+    // A manifest that is not YAML is reported rather than guessed around.
+    t.write("teeform.yaml", "backend: [postgres\n");
     let r = t.run(&["state", "list"]);
     r.code(1);
-    assert!(r.stderr.contains("TEEFORM_PG_CONN"), "{}", r.stderr);
-    assert!(!t.file_exists("state/sled"));
+    assert!(r.stderr.contains("teeform.yaml:"), "{}", r.stderr);
+    // --backend decides over the manifest.
+    t.manifest(ONE);
+    t.run(&["--backend", "local", "state", "list"]).ok();
 }

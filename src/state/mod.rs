@@ -226,3 +226,29 @@ pub fn lock_holder(dir: &std::path::Path) -> Option<LockInfo> {
 pub fn force_unlock(dir: &std::path::Path, id: &str) -> Result<(), StateError> {
     sled_store::force_unlock(dir, id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_names_are_safe_as_directories_and_keys() {
+        for ok in ["default", "prod", "staging-eu_2", "v1.2"] {
+            assert_eq!(check_workspace(ok), Ok(()), "{ok}");
+        }
+        let long = "x".repeat(65);
+        for bad in ["", ".", "..", ".hidden", "a/b", "a b", "ünï", long.as_str()] {
+            assert!(check_workspace(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn local_workspaces_are_directories_beside_the_default_state() {
+        let at = |ws: &str| {
+            let o = OpenOptions::local("state".into(), LockInfo::for_command("t"), Duration::ZERO);
+            OpenOptions { workspace: ws.into(), ..o }.local_dir()
+        };
+        assert_eq!(at(DEFAULT_WORKSPACE), PathBuf::from("state"));
+        assert_eq!(at("prod"), PathBuf::from("state/workspaces/prod"));
+    }
+}

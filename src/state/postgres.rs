@@ -82,7 +82,7 @@ impl PgConn {
     /// `host:port/database`: enough to tell which database, nothing secret.
     fn target(&self) -> String {
         let Ok(cfg) = self.0.parse::<tokio_postgres::Config>() else {
-            return "PostgreSQL".into();
+            return "(an invalid TEEFORM_PG_CONN)".into();
         };
         let host = match cfg.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
@@ -91,7 +91,7 @@ impl PgConn {
         };
         let port = cfg.get_ports().first().copied().unwrap_or(5432);
         let db = cfg.get_dbname().or(cfg.get_user()).unwrap_or("postgres");
-        format!("postgres {host}:{port}/{db}")
+        format!("{host}:{port}/{db}")
     }
 
     /// Removes the connection string and its password from a message.
@@ -246,7 +246,7 @@ async fn connect(conn: &PgConn) -> Result<Client, StateError> {
     }
     cfg.keepalives(true).keepalives_idle(Duration::from_secs(30)).keepalives_interval(Duration::from_secs(10));
     let (client, connection) = cfg.connect(tls()?).await.map_err(|e| {
-        let mut msg = format!("cannot connect to {}: {}", conn.target(), chain(&e));
+        let mut msg = format!("cannot connect to PostgreSQL at {}: {}", conn.target(), chain(&e));
         if chain(&e).contains("TLS") {
             msg.push_str(
                 " (the server's certificate must be one this machine trusts, as for https: add its CA to the \
@@ -358,7 +358,7 @@ impl PgStore {
             }
             if Instant::now() >= deadline {
                 return Err(StateError::Locked {
-                    path: format!("{target} (workspace {ws})"),
+                    path: format!("PostgreSQL {target} (workspace {ws})"),
                     holder: h.map(|h| h.info),
                 });
             }
@@ -423,7 +423,7 @@ pub async fn force_unlock(conn: &PgConn, workspace: &str, id: &str) -> Result<()
     if h.holds {
         if !holder_is_dead(&h.origin, h.info.pid) && origin_of(h.info.pid).is_some_and(|o| o == h.origin) {
             return Err(StateError::Locked {
-                path: format!("{} (workspace {workspace})", conn.target()),
+                path: format!("PostgreSQL {} (workspace {workspace})", conn.target()),
                 holder: Some(h.info),
             });
         }
@@ -914,7 +914,7 @@ mod tests {
         assert!(!format!("{o:?}").contains(secret));
         let err = PgStore::open(&o, &c).await.err().expect("nothing listens on port 1");
         let msg = err.to_string();
-        assert!(msg.contains("cannot connect to postgres 127.0.0.1:1/teeform"), "{msg}");
+        assert!(msg.contains("cannot connect to PostgreSQL at 127.0.0.1:1/teeform"), "{msg}");
         assert!(!msg.contains(secret), "{msg}");
         let bad = PgConn::new(format!("postgres://team:{secret}@127.0.0.1:notaport/x"));
         let msg = PgStore::open(&o, &bad).await.err().expect("invalid").to_string();

@@ -301,3 +301,21 @@ fn the_postgres_backend_without_a_connection_says_what_to_set() {
     t.manifest(ONE);
     t.run(&["--backend", "local", "state", "list"]).ok();
 }
+
+/// No server needed: workspaces keep environments apart with the local backend too.
+#[test]
+fn local_workspaces_keep_environments_apart() {
+    let mut t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest("cvms:\n  web:\n    name: ws-web\n    compose: web.yml\n");
+    t.run(&["--workspace", "staging", "apply", "--auto-approve"]).ok();
+    assert!(t.file_exists("state/workspaces/staging/sled"));
+    t.env.insert("TEEFORM_WORKSPACE".into(), "staging".into());
+    no_changes(&t);
+    t.env.remove("TEEFORM_WORKSPACE");
+    t.run(&["plan", "--detailed-exitcode"]).code(2);
+    assert_eq!(t.run(&["state", "list"]).ok().stdout, "");
+    let bad = t.run(&["--workspace", "../prod", "state", "list"]);
+    bad.code(1);
+    assert!(bad.stderr.contains("is not a workspace name"), "{}", bad.stderr);
+}

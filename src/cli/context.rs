@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Global;
 use super::error::{CliError, CliResult};
 use super::ui::Ui;
-use crate::manifest::{Config, Endpoint, LoadOptions};
+use super::{BackendArg, Global};
+use crate::manifest::{BackendKind, Config, Endpoint, LoadOptions};
 use crate::providers::PhalaApi;
 use crate::providers::phala::PhalaClient;
 use crate::sim::{Sim, SimConfig, SimHandle};
-use crate::state::{LockInfo, OpenOptions, Store};
+use crate::state::{Backend, DEFAULT_WORKSPACE, LockInfo, OpenOptions, PgConn, Store, check_workspace};
 
 pub struct Ctx {
     pub global: Global,
@@ -91,8 +91,36 @@ impl Ctx {
     }
 
     pub async fn open_state(&self, command: &str, lock_timeout: Duration) -> CliResult<Arc<dyn Store>> {
-        let opts = OpenOptions { dir: self.state_dir(), lock: LockInfo::for_command(command), lock_timeout };
-        Ok(crate::state::open(&opts).await?)
+        Ok(crate::state::open(&self.state_options(command, lock_timeout)?).await?)
+    }
+
+    /// Where the state is: `--backend`, else the manifest's `backend:` (read alone, so commands
+    /// that need no manifest still find it), else local; and the workspace.
+    pub fn state_options(&self, command: &str, lock_timeout: Duration) -> CliResult<OpenOptions> {
+        let kind = match self.global.backend {
+            Some(b) => b,
+            None => match crate::manifest::load_backend(self.manifest_path())? {
+                Some(BackendKind::Postgres) => BackendArg::Postgres,
+                Some(BackendKind::Local) | None => BackendArg::Local,
+            },
+        };
+        let workspace = self.global.workspace.clone().unwrap_or_else(|| DEFAULT_WORKSPACE.into());
+        check_workspace(&workspace).map_err(CliError::new)?;
+        let lock = LockInfo::for_command(command);
+        Ok(OpenOptions { dir: self.state_dir(), lock, lock_timeout, backend: self.backend(kind)?, workspace })
+    }
+
+    /// The connection for a backend. The PostgreSQL URL comes only from the environment, so its
+    /// password never lands in a manifest or in git.
+    pub fn backend(&self, kind: BackendArg) -> CliResult<Backend> {
+        match kind {
+            BackendArg::Local => Ok(Backend::Local),
+            BackendArg::Postgres => match std::env::var("TEEFORM_PG_CONN") {
+                Ok(c) if !c.trim().is_empty() => Ok(Backend::Postgres(PgConn::new(c.trim()))),
+                _ => Err(CliError::new("the postgres backend needs TEEFORM_PG_CONN, and it is not set")
+                    .hint("export TEEFORM_PG_CONN='postgres://USER:PASSWORD@HOST:5432/DATABASE' (a libpq URL)")),
+            },
+        }
     }
 
     /// Connects to the endpoint; `local` starts the embedded simulator with its data under

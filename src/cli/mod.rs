@@ -6,6 +6,7 @@ mod context;
 mod debug_cmd;
 pub mod error;
 mod images_cmd;
+mod migrate_cmd;
 mod saved;
 mod sim_cmd;
 mod state_cmds;
@@ -18,7 +19,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use error::{CliError, exit};
 
-const AFTER_HELP: &str = "Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detailed-exitcode), 3 apply paused awaiting on-chain registration.\nEnvironment: PHALA_CLOUD_API_KEY, PHALA_CLOUD_API_PREFIX, NO_COLOR, TEEFORM_LOG (e.g. debug), TEEFORM_VAR_<name>.";
+const AFTER_HELP: &str = "Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detailed-exitcode), 3 apply paused awaiting on-chain registration.\nEnvironment: PHALA_CLOUD_API_KEY, PHALA_CLOUD_API_PREFIX, NO_COLOR, TEEFORM_LOG (e.g. debug), TEEFORM_VAR_<name>, TEEFORM_PG_CONN, TEEFORM_WORKSPACE.";
 
 /// Declarative plan/apply for Phala Cloud confidential VMs.
 #[derive(Debug, Parser)]
@@ -44,6 +45,21 @@ pub struct Global {
     /// Never use colour (NO_COLOR also works).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Where the state is kept (overrides the manifest's `backend:`; postgres reads TEEFORM_PG_CONN).
+    #[arg(long, value_enum, value_name = "KIND", global = true)]
+    pub backend: Option<BackendArg>,
+    /// Keep several environments (e.g. staging, prod) apart in one state store [default: default].
+    #[arg(long, value_name = "NAME", env = "TEEFORM_WORKSPACE", global = true)]
+    pub workspace: Option<String>,
+}
+
+/// A state backend, as `--backend` and `state migrate --to` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// sled under the state directory.
+    Local,
+    /// PostgreSQL at TEEFORM_PG_CONN.
+    Postgres,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -211,6 +227,12 @@ pub enum StateCommand {
         #[arg(required = true)]
         addresses: Vec<String>,
     },
+    /// Copy the state to another backend and verify the copy (e.g. `--to postgres`).
+    Migrate {
+        /// The backend to copy to; the source is the one in use (manifest or --backend).
+        #[arg(long, value_enum, value_name = "KIND")]
+        to: BackendArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -295,7 +317,7 @@ async fn run(cli: Cli, ui: ui::Ui) -> error::CliResult {
         Command::Output { name, json, raw } => state_cmds::output(&ctx, name.as_deref(), json, raw).await,
         Command::State(s) => state_cmds::state(&ctx, s).await,
         Command::Import { address, id, lock_timeout } => state_cmds::import(&ctx, &address, &id, lock_timeout).await,
-        Command::ForceUnlock { id } => state_cmds::force_unlock(&ctx, &id),
+        Command::ForceUnlock { id } => state_cmds::force_unlock(&ctx, &id).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "teeform", &mut std::io::stdout());
             Ok(exit::OK)

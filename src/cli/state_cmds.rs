@@ -98,6 +98,12 @@ pub async fn state(ctx: &Ctx, cmd: StateCommand) -> CliResult {
             }
             exit::OK
         }
+        StateCommand::Migrate { to } => {
+            // The source opened: release it for the migration, which opens both ends.
+            store.close().await?;
+            drop(store);
+            return super::migrate_cmd::migrate(ctx, to).await;
+        }
     };
     store.close().await?;
     Ok(code)
@@ -244,8 +250,9 @@ pub async fn import(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) 
     Ok(exit::OK)
 }
 
-pub fn force_unlock(ctx: &Ctx, id: &str) -> CliResult {
-    crate::state::force_unlock(&ctx.state_dir(), id)?;
+pub async fn force_unlock(ctx: &Ctx, id: &str) -> CliResult {
+    let opts = ctx.state_options("force-unlock", Duration::ZERO)?;
+    crate::state::unlock(&opts, id).await?;
     println!("Removed the lock record {id}.");
     Ok(exit::OK)
 }

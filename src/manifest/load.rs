@@ -79,6 +79,44 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Config,
     Ok(cfg)
 }
 
+/// Only the manifest's `backend:`, for commands that need the state but not the rest of the
+/// manifest (`output`, `state`, `show`, `force-unlock`). `Ok(None)` when there is no manifest
+/// or it names no backend. A manifest that is not YAML is an error: a guessed backend could
+/// show or change the wrong state.
+pub fn load_backend(path: &Path) -> Result<Option<BackendKind>, ManifestError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(_) => return load(path, &LoadOptions::default()).map(|c| c.backend),
+    };
+    let opts = LoadOptions::default();
+    let Ok(root) = yaml::parse(&text) else {
+        return load_str(path, text, &opts).map(|c| c.backend);
+    };
+    let src = Source::new(path, display_path(path, opts.display_base.as_deref()), text);
+    let mut l = Loader {
+        src,
+        dir: PathBuf::new(),
+        opts: &opts,
+        diags: Vec::new(),
+        vars: BTreeMap::new(),
+        cvm_keys: Vec::new(),
+        data: Default::default(),
+    };
+    let node = match &root.kind {
+        Kind::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| matches!(&k.kind, Kind::Scalar { text, .. } if text == "backend"))
+            .map(|(_, v)| v),
+        _ => None,
+    };
+    let kind = node.and_then(|n| l.backend(n));
+    if l.diags.iter().any(Diagnostic::is_error) {
+        return Err(ManifestError { diagnostics: l.diags });
+    }
+    Ok(kind)
+}
+
 fn display_path(path: &Path, base: Option<&Path>) -> String {
     let abs = if path.is_absolute() {
         path.to_path_buf()

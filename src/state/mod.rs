@@ -5,6 +5,8 @@
 //! applied atomically and is durable (flushed) before [`Store::commit`] returns; writing one
 //! resource costs the same whatever the number of resources; secrets are never handed to it.
 
+mod migrate;
+mod postgres;
 mod sled_store;
 
 use std::collections::BTreeMap;
@@ -16,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{OutputValue, ResourceRecord};
 
+pub use migrate::{MigrateError, Migrated, migrate};
+pub use postgres::{PgConn, PgStore};
 pub use sled_store::SledStore;
 
 /// Identity and version of a state: a saved plan is stale once `serial` moved on.
@@ -138,20 +142,78 @@ pub trait Store: Send + Sync {
     /// Applies the batch atomically and durably; bumps the serial when it changes state.
     async fn commit(&self, batch: Batch) -> Result<Meta, StateError>;
     async fn journal(&self) -> Result<Vec<JournalEntry>, StateError>;
+    /// Replaces everything in this state (meta included) with a copy, atomically. Only
+    /// `state migrate` uses it, after checking that nothing would be lost.
+    async fn restore(&self, snapshot: &Snapshot, journal: &[JournalEntry]) -> Result<(), StateError>;
     /// Releases the lock. Also happens when the store is dropped or the process dies.
     async fn close(&self) -> Result<(), StateError>;
 }
 
+/// Which store keeps the state.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// sled under the state directory (the default).
+    Local,
+    /// A PostgreSQL database shared by a team and its CI runners.
+    Postgres(PgConn),
+}
+
+/// The workspace every state has; other names keep more environments apart in one store.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
 /// Where the state lives and how long to wait for its lock.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
+    /// The state directory (sled's home; also where `endpoint: local` keeps its simulator).
     pub dir: PathBuf,
     pub lock: LockInfo,
     pub lock_timeout: Duration,
+    pub backend: Backend,
+    /// A key in PostgreSQL; for sled, `workspaces/NAME` under `dir` (`default` is `dir`).
+    pub workspace: String,
+}
+
+impl OpenOptions {
+    /// Options for sled in `dir`, default workspace.
+    pub fn local(dir: PathBuf, lock: LockInfo, lock_timeout: Duration) -> OpenOptions {
+        OpenOptions { dir, lock, lock_timeout, backend: Backend::Local, workspace: DEFAULT_WORKSPACE.into() }
+    }
+
+    /// The directory sled uses for this workspace.
+    pub fn local_dir(&self) -> PathBuf {
+        if self.workspace == DEFAULT_WORKSPACE {
+            self.dir.clone()
+        } else {
+            self.dir.join("workspaces").join(&self.workspace)
+        }
+    }
+}
+
+/// Workspace names become directory names and table keys: letters, digits, `-`, `_`, `.`.
+pub fn check_workspace(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok { Ok(()) } else { Err(format!("`{name}` is not a workspace name (1-64 letters, digits, `-`, `_`, `.`)")) }
 }
 
 pub async fn open(opts: &OpenOptions) -> Result<Arc<dyn Store>, StateError> {
-    Ok(Arc::new(SledStore::open(opts).await?))
+    match &opts.backend {
+        Backend::Local => {
+            let sled = OpenOptions { dir: opts.local_dir(), ..opts.clone() };
+            Ok(Arc::new(SledStore::open(&sled).await?))
+        }
+        Backend::Postgres(conn) => Ok(Arc::new(PgStore::open(opts, conn).await?)),
+    }
+}
+
+/// `force-unlock`: removes the lock record `id` from whichever backend `opts` names.
+pub async fn unlock(opts: &OpenOptions, id: &str) -> Result<(), StateError> {
+    match &opts.backend {
+        Backend::Local => force_unlock(&opts.local_dir(), id),
+        Backend::Postgres(conn) => postgres::force_unlock(conn, &opts.workspace, id).await,
+    }
 }
 
 /// The current holder of the lock on a state directory, if it is held.
@@ -163,4 +225,30 @@ pub fn lock_holder(dir: &std::path::Path) -> Option<LockInfo> {
 /// its holder exits, so only a stale holder record can remain.
 pub fn force_unlock(dir: &std::path::Path, id: &str) -> Result<(), StateError> {
     sled_store::force_unlock(dir, id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_names_are_safe_as_directories_and_keys() {
+        for ok in ["default", "prod", "staging-eu_2", "v1.2"] {
+            assert_eq!(check_workspace(ok), Ok(()), "{ok}");
+        }
+        let long = "x".repeat(65);
+        for bad in ["", ".", "..", ".hidden", "a/b", "a b", "ünï", long.as_str()] {
+            assert!(check_workspace(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn local_workspaces_are_directories_beside_the_default_state() {
+        let at = |ws: &str| {
+            let o = OpenOptions::local("state".into(), LockInfo::for_command("t"), Duration::ZERO);
+            OpenOptions { workspace: ws.into(), ..o }.local_dir()
+        };
+        assert_eq!(at(DEFAULT_WORKSPACE), PathBuf::from("state"));
+        assert_eq!(at("prod"), PathBuf::from("state/workspaces/prod"));
+    }
 }

@@ -235,6 +235,45 @@ impl Store for SledStore {
         }
         Ok(())
     }
+
+    async fn restore(&self, snapshot: &Snapshot, journal: &[JournalEntry]) -> Result<(), StateError> {
+        // The lock is held, so the keys read here are all there are.
+        let keys = |t: &sled::Tree| t.iter().keys().collect::<Result<Vec<_>, _>>().map_err(storage);
+        let (old_res, old_out, old_jnl) = (keys(&self.resources)?, keys(&self.outputs)?, keys(&self.journal)?);
+        let meta = serde_json::to_vec(&snapshot.meta).map_err(storage)?;
+        let res: Vec<(String, Vec<u8>)> = snapshot
+            .resources
+            .iter()
+            .map(|(k, r)| Ok((k.clone(), serde_json::to_vec(r).map_err(storage)?)))
+            .collect::<Result<_, StateError>>()?;
+        let outputs = serde_json::to_vec(&snapshot.outputs).map_err(storage)?;
+        let jnl: Vec<(String, Vec<u8>)> = journal
+            .iter()
+            .map(|j| Ok((j.id.clone(), serde_json::to_vec(j).map_err(storage)?)))
+            .collect::<Result<_, StateError>>()?;
+        (&self.meta, &self.resources, &self.outputs, &self.journal)
+            .transaction(|(tm, tr, to, tj)| {
+                for (tree, old) in [(tr, &old_res), (to, &old_out), (tj, &old_jnl)] {
+                    for k in old {
+                        tree.remove(k.clone())?;
+                    }
+                }
+                tm.insert(META_KEY, meta.as_slice())?;
+                for (k, v) in &res {
+                    tr.insert(k.as_bytes(), v.as_slice())?;
+                }
+                if !snapshot.outputs.is_empty() {
+                    to.insert(OUTPUTS_KEY, outputs.as_slice())?;
+                }
+                for (k, v) in &jnl {
+                    tj.insert(k.as_bytes(), v.as_slice())?;
+                }
+                Ok::<_, ConflictableTransactionError<String>>(())
+            })
+            .map_err(|e: TransactionError<String>| storage(format!("{e:?}")))?;
+        self.db.flush_async().await.map_err(storage)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -258,7 +297,7 @@ mod tests {
     }
 
     fn opts(dir: &Path) -> OpenOptions {
-        OpenOptions { dir: dir.to_path_buf(), lock: LockInfo::for_command("test"), lock_timeout: Duration::ZERO }
+        OpenOptions::local(dir.to_path_buf(), LockInfo::for_command("test"), Duration::ZERO)
     }
 
     #[tokio::test]

@@ -9,4 +9,5 @@ mod crash;
 mod errors;
 mod images;
 mod local;
+mod postgres;
 mod secrets;

@@ -1,0 +1,64 @@
+//! `state migrate --to KIND`: copy the state from the backend in use to another one.
+
+use std::time::Duration;
+
+use super::BackendArg;
+use super::context::Ctx;
+use super::error::{CliError, CliResult, exit};
+use crate::state::{Backend, MigrateError, OpenOptions};
+
+fn kind(b: &Backend) -> BackendArg {
+    match b {
+        Backend::Local => BackendArg::Local,
+        Backend::Postgres(_) => BackendArg::Postgres,
+    }
+}
+
+fn name(k: BackendArg) -> &'static str {
+    match k {
+        BackendArg::Local => "local",
+        BackendArg::Postgres => "postgres",
+    }
+}
+
+pub async fn migrate(ctx: &Ctx, to: BackendArg) -> CliResult {
+    let from = ctx.state_options("state migrate", Duration::from_secs(5))?;
+    if kind(&from.backend) == to {
+        return Err(CliError::new(format!("the state already is in the `{}` backend", name(to)))
+            .hint("name the backend it is in now with --backend (or the manifest's `backend:`)"));
+    }
+    let target = OpenOptions { backend: ctx.backend(to)?, ..from.clone() };
+    let src = crate::state::open(&from).await?;
+    let dst = crate::state::open(&target).await?;
+    let result = crate::state::migrate(src.as_ref(), dst.as_ref()).await;
+    // Both ends are released whatever happened; a failed copy leaves the source as it was.
+    let closed = (src.close().await, dst.close().await);
+    let m = result.map_err(|e| match e {
+        MigrateError::State(s) => CliError::from(s),
+        other => CliError::new(other.to_string())
+            .hint("`teeform --backend KIND show` shows what a backend holds; the source was not changed"),
+    })?;
+    closed.0?;
+    closed.1?;
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    println!(
+        "Copied the state from the {} to the {}: {}, {}, {} (lineage {}, serial {}). Read back and verified identical.",
+        src.describe(),
+        dst.describe(),
+        plural(m.resources, "resource"),
+        plural(m.outputs, "output"),
+        plural(m.journal, "journal entry").replace("entrys", "entries"),
+        m.meta.lineage,
+        m.meta.serial
+    );
+    if let Some(serial) = m.replaced {
+        println!("It replaced an older copy of the same state (serial {serial}).");
+    }
+    println!(
+        "Next: set `backend: {}` in the manifest (or pass --backend {}). The {} was left as it was: it is now a stale copy.",
+        name(to),
+        name(to),
+        src.describe()
+    );
+    Ok(exit::OK)
+}

@@ -1,0 +1,321 @@
+//! State on PostgreSQL, as a team uses it: several project directories (runners) share one
+//! state and one simulated cloud. The tests marked `ignore` need a server: `scripts/test-postgres`
+//! starts one, exports TEEFORM_PG_CONN (and TEEFORM_TEST_PG_RESTART) and runs them.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use teeform::sim::SimConfig;
+
+use crate::harness::{Run, TestEnv, WEB};
+
+/// Tests share one server; the one that restarts it runs alone.
+static SERVER: RwLock<()> = RwLock::new(());
+
+const ONE: &str = "backend: postgres\ncvms:\n  web:\n    name: team-web\n    compose: web.yml\n";
+const TWO: &str = "backend: postgres
+cvms:
+  web:
+    name: team-web
+    compose: web.yml
+  db:
+    name: team-db
+    compose: web.yml
+outputs:
+  web_app_id: ${cvm.web.app_id}
+";
+
+fn conn() -> String {
+    std::env::var("TEEFORM_PG_CONN").expect("TEEFORM_PG_CONN (run scripts/test-postgres)")
+}
+
+/// The runner that owns the simulator: a project directory using PostgreSQL in a workspace of
+/// its own (so tests run in parallel on one database).
+fn first(boot_ms: u64, body: &str) -> TestEnv {
+    let mut t = TestEnv::with_config(SimConfig { restart_ms: 150, boot_ms, ..Default::default() });
+    t.env.insert("TEEFORM_PG_CONN".into(), conn());
+    // The test server's CA (the server speaks TLS, as a team's would).
+    if let Ok(ca) = std::env::var("SSL_CERT_FILE") {
+        t.env.insert("SSL_CERT_FILE".into(), ca);
+    }
+    t.env.insert("TEEFORM_WORKSPACE".into(), format!("it-{}", uuid::Uuid::new_v4().simple()));
+    t.write("web.yml", WEB);
+    t.manifest(body);
+    t
+}
+
+/// Another runner: its own directory, the same state and the same cloud as `a`.
+fn second(a: &TestEnv, body: &str) -> TestEnv {
+    let mut b = TestEnv::new();
+    b.env = a.env.clone();
+    b.write("web.yml", WEB);
+    b.write("teeform.yaml", &format!("provider:\n  phala:\n    endpoint: {}\n{body}", a.prefix()));
+    b
+}
+
+/// Starts teeform in `t`'s directory without waiting for it.
+fn spawn(t: &TestEnv, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_teeform"))
+        .args(args)
+        .current_dir(t.dir.path())
+        .env_clear()
+        .envs(&t.env)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("teeform runs")
+}
+
+fn finish(child: Child) -> Run {
+    let out = child.wait_with_output().expect("teeform finishes");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+/// Waits until the simulated cloud has at least `n` CVMs (an apply is under way).
+fn until_cvms(t: &TestEnv, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while t.stats()["cvm_count"].as_u64().unwrap() < n {
+        assert!(Instant::now() < deadline, "no CVM was created");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The CVM names the cloud has, each as often as it exists.
+fn names(t: &TestEnv) -> Vec<String> {
+    let (status, page) = t.api("GET", "/cvms/paginated?page_size=100", None);
+    assert_eq!(status, 200, "{page}");
+    let mut names: Vec<String> =
+        page["items"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+    names.sort();
+    names
+}
+
+fn password() -> String {
+    let cfg: tokio_postgres::Config = conn().parse().unwrap();
+    String::from_utf8(cfg.get_password().expect("the test server has a password").to_vec()).unwrap()
+}
+
+#[track_caller]
+fn no_secret(r: &Run) {
+    let pw = password();
+    assert!(!r.stdout.contains(&pw) && !r.stderr.contains(&pw), "the connection password was printed:\n{r:?}");
+}
+
+#[track_caller]
+fn no_changes(t: &TestEnv) {
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(0);
+    assert!(p.stdout.contains("No changes."), "{}", p.stdout);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+fn postgres_state_is_shared_between_directories() {
+    let _server = SERVER.read().unwrap();
+    let a = first(150, TWO);
+    let b = second(&a, TWO);
+    let r = a.run(&["apply", "--auto-approve"]);
+    r.ok();
+    no_secret(&r);
+    assert!(!a.file_exists("state"), "no local state was written");
+    no_changes(&b);
+    // Commands that read state without planning find it through the manifest.
+    let list = b.run(&["state", "list"]);
+    assert_eq!(list.ok().stdout, "cvm.db\ncvm.web\n");
+    let app_id = a.cvm_stat("team-web", "app_id");
+    let out = b.run(&["output", "web_app_id", "--raw"]);
+    assert_eq!(out.ok().stdout.trim(), app_id.as_str().unwrap());
+    let show =
+        |t: &TestEnv| serde_json::from_str::<serde_json::Value>(&t.run(&["show", "--json"]).ok().stdout).unwrap();
+    assert_eq!(show(&a), show(&b));
+    // A plan saved on one runner is stale once another applied.
+    for t in [&a, &b] {
+        t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
+    }
+    a.run(&["plan", "--out", "change.plan"]).ok();
+    b.run(&["apply", "--auto-approve"]).ok();
+    let stale = a.run(&["apply", "change.plan"]);
+    stale.code(1);
+    assert!(stale.stderr.contains("is stale"), "{}", stale.stderr);
+    no_changes(&a);
+    // Another workspace in the same database is another state.
+    let staging = b.run(&["--workspace", "staging-of-this-test", "state", "list"]);
+    assert_eq!(staging.ok().stdout, "");
+
+    b.run(&["destroy", "--auto-approve"]).ok();
+    assert!(names(&a).is_empty());
+    a.run(&["plan", "--detailed-exitcode"]).code(2);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+fn concurrent_applies_from_two_directories_create_each_cvm_once() {
+    let _server = SERVER.read().unwrap();
+    let a = first(1500, ONE);
+    let b = second(&a, ONE);
+    let args = ["apply", "--auto-approve", "--lock-timeout", "120s"];
+    let (ra, rb) = (spawn(&a, &args), spawn(&b, &args));
+    let (ra, rb) = (finish(ra), finish(rb));
+    ra.ok();
+    rb.ok();
+    assert_eq!(names(&a), ["team-web"], "one CVM, created once");
+    let waited = [&ra, &rb].iter().filter(|r| r.stdout.contains("No changes.")).count();
+    assert_eq!(waited, 1, "one applied, the other waited and found nothing to do:\n{ra:?}\n{rb:?}");
+    no_changes(&a);
+    no_changes(&b);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+fn a_busy_state_names_its_holder_and_is_not_force_unlocked_from_under_it() {
+    let _server = SERVER.read().unwrap();
+    let a = first(3000, ONE);
+    let b = second(&a, ONE);
+    let running = spawn(&a, &["apply", "--auto-approve"]);
+    until_cvms(&a, 1);
+    let p = b.run(&["plan"]);
+    p.code(1);
+    assert!(p.stderr.contains("is locked: held by `apply`"), "{}", p.stderr);
+    assert!(p.stderr.contains("(workspace it-"), "{}", p.stderr);
+    no_secret(&p);
+    let id = p.stderr.split("lock id ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    assert!(p.stderr.contains(&format!("teeform force-unlock {id}")), "{}", p.stderr);
+    // Its holder runs on this machine, so force-unlock refuses to cut it off.
+    let f = b.run(&["force-unlock", &id]);
+    f.code(1);
+    assert!(f.stderr.contains("is locked"), "{}", f.stderr);
+    finish(running).ok();
+    no_changes(&b);
+    b.run(&["force-unlock", &id]).code(1);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+fn killed_mid_apply_then_resumed_from_another_directory_converges() {
+    let _server = SERVER.read().unwrap();
+    let a = first(3000, TWO);
+    let b = second(&a, TWO);
+    let mut running = spawn(&a, &["apply", "--auto-approve", "--parallelism", "1"]);
+    until_cvms(&a, 1);
+    running.kill().unwrap(); // SIGKILL
+    running.wait().unwrap();
+    // No --lock-timeout: the dead holder's lock must not be in the way.
+    let r = b.run(&["apply", "--auto-approve"]);
+    r.ok();
+    assert_eq!(names(&a), ["team-db", "team-web"], "each CVM exactly once:\n{r:?}");
+    no_changes(&b);
+    no_changes(&a);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+fn a_database_restart_mid_apply_is_a_clear_error_and_loses_nothing() {
+    let _alone = SERVER.write().unwrap();
+    let restart = std::env::var("TEEFORM_TEST_PG_RESTART").expect("scripts/test-postgres sets it");
+    let a = first(3000, ONE);
+    let b = second(&a, ONE);
+    let running = spawn(&a, &["apply", "--auto-approve"]);
+    until_cvms(&a, 1);
+    let st = Command::new(&restart).status().unwrap();
+    assert!(st.success(), "restarting PostgreSQL failed");
+    let r = finish(running);
+    r.code(1);
+    assert!(r.stderr.contains("lost the connection to PostgreSQL"), "{r:?}");
+    no_secret(&r);
+    let again = b.run(&["apply", "--auto-approve"]);
+    again.ok();
+    assert_eq!(names(&a), ["team-web"], "the CVM created before the restart is not created again:\n{again:?}");
+    no_changes(&a);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+fn migrate_to_postgres_and_back_is_lossless() {
+    let _server = SERVER.read().unwrap();
+    let local = TWO.replace("backend: postgres\n", "");
+    let a = first(150, &local);
+    a.run(&["apply", "--auto-approve"]).ok();
+    // Locally, a workspace is a directory of its own.
+    assert!(a.file_exists(&format!("state/workspaces/{}/sled", a.env["TEEFORM_WORKSPACE"])));
+    let show = |args: &[&str]| {
+        let r = a.run(&[args, &["show", "--json"][..]].concat());
+        serde_json::from_str::<serde_json::Value>(&r.ok().stdout).unwrap()
+    };
+    let before = show(&[]);
+    let m = a.run(&["state", "migrate", "--to", "postgres"]);
+    m.ok();
+    assert!(m.stdout.contains("Read back and verified identical."), "{}", m.stdout);
+    no_secret(&m);
+    assert_eq!(show(&["--backend", "postgres"]), before);
+    let p = a.run(&["--backend", "postgres", "plan", "--detailed-exitcode"]);
+    p.code(0);
+
+    // Work continues in PostgreSQL; the local copy is now behind and may not overwrite it.
+    a.run(&["--backend", "postgres", "state", "rm", "cvm.db"]).ok();
+    let stale = a.run(&["state", "migrate", "--to", "postgres"]);
+    stale.code(1);
+    assert!(stale.stderr.contains("newer version of this state"), "{}", stale.stderr);
+
+    // Back to a fresh local directory: the same state, serial and all.
+    let in_pg = show(&["--backend", "postgres"]);
+    a.run(&["--backend", "postgres", "--state", "state2", "state", "migrate", "--to", "local"]).ok();
+    assert_eq!(show(&["--state", "state2"]), in_pg);
+    // ...and onto the old local copy, which it replaces.
+    let back = a.run(&["--backend", "postgres", "state", "migrate", "--to", "local"]);
+    assert!(back.ok().stdout.contains("replaced an older copy"), "{}", back.stdout);
+    assert_eq!(show(&[]), in_pg);
+}
+
+/// No server needed: a missing connection is a clear error before anything happens.
+#[test]
+fn the_postgres_backend_without_a_connection_says_what_to_set() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(ONE);
+    let r = t.run(&["plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("the postgres backend needs TEEFORM_PG_CONN"), "{}", r.stderr);
+    // Commands that read state without the rest of the manifest find the backend in it, even
+    // when other parts of the manifest could not be loaded now.
+    t.manifest(&format!("{ONE}    env:\n      TOKEN: ${{env:NOT_SET_HERE}}\n"));
+    t.run(&["validate"]).code(1);
+    for args in [&["state", "list"][..], &["output"], &["show"], &["force-unlock", "x"]] {
+        let r = t.run(args);
+        r.code(1);
+        assert!(r.stderr.contains("needs TEEFORM_PG_CONN"), "{args:?}: {}", r.stderr);
+    }
+    assert!(!t.file_exists("state"));
+    // A manifest that is not YAML is reported rather than guessed around.
+    t.write("teeform.yaml", "backend: [postgres\n");
+    let r = t.run(&["state", "list"]);
+    r.code(1);
+    assert!(r.stderr.contains("teeform.yaml:"), "{}", r.stderr);
+    // --backend decides over the manifest.
+    t.manifest(ONE);
+    t.run(&["--backend", "local", "state", "list"]).ok();
+}
+
+/// No server needed: workspaces keep environments apart with the local backend too.
+#[test]
+fn local_workspaces_keep_environments_apart() {
+    let mut t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest("cvms:\n  web:\n    name: ws-web\n    compose: web.yml\n");
+    t.run(&["--workspace", "staging", "apply", "--auto-approve"]).ok();
+    assert!(t.file_exists("state/workspaces/staging/sled"));
+    t.env.insert("TEEFORM_WORKSPACE".into(), "staging".into());
+    no_changes(&t);
+    t.env.remove("TEEFORM_WORKSPACE");
+    t.run(&["plan", "--detailed-exitcode"]).code(2);
+    assert_eq!(t.run(&["state", "list"]).ok().stdout, "");
+    let bad = t.run(&["--workspace", "../prod", "state", "list"]);
+    bad.code(1);
+    assert!(bad.stderr.contains("is not a workspace name"), "{}", bad.stderr);
+}

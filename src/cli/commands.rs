@@ -8,10 +8,12 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::context::{Api, Ctx};
+use super::onchain;
 use super::error::{CliError, CliResult, exit};
 use super::saved::SavedPlan;
 use super::ui::Progress;
 use super::{ApplyArgs, PlanArgs, RunArgs, VarArgs};
+use crate::apply::onchain::{Pending, PendingKind, Registrar};
 use crate::apply::{self, Executor, StepResult, WaitOptions};
 use crate::manifest::{Config, Diagnostic, Endpoint, Ref};
 use crate::plan::{self, Action, Mode, Plan, Refresh, json, render};
@@ -227,7 +229,10 @@ fn print_plan(ctx: &Ctx, p: &Plan, as_json: bool) {
 
 pub async fn plan(ctx: &Ctx, args: &PlanArgs, out: Option<&Path>, detailed: bool, as_json: bool) -> CliResult {
     let s = session(ctx, &args.run, "plan").await?;
-    let p = make_plan(ctx, &s, args, mode(args)).await?;
+    let mut p = make_plan(ctx, &s, args, mode(args)).await?;
+    let pending = onchain::pending(s.store.as_ref()).await?;
+    let env = onchain::read_env(&onchain::env_names(Some(&p), &pending), false)?;
+    onchain::annotate(ctx, &mut p, &env).await;
     print_plan(ctx, &p, as_json);
     if let Some(path) = out {
         SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir)).write(path)?;
@@ -262,23 +267,75 @@ fn confirm(ctx: &Ctx, auto_approve: bool, question: &str) -> CliResult<()> {
 }
 
 pub async fn apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
-    if args.resume || args.prepare_only {
-        return Err(CliError::new("on-chain registration (--resume, --prepare-only) is not available in this build"));
+    if args.resume && (args.plan_file.is_some() || args.prepare_only) {
+        return Err(CliError::new("--resume takes neither a plan file nor --prepare-only")
+            .hint("`teeform apply --resume` finishes the updates a previous apply paused"));
     }
     if let Some(file) = &args.plan_file {
         return apply_saved(ctx, file, args).await;
     }
+    let tx_hash = args.tx_hash.as_deref().map(onchain::check_tx_hash).transpose()?;
     let s = session(ctx, &args.plan.run, "apply").await?;
-    let p = make_plan(ctx, &s, &args.plan, mode(&args.plan)).await?;
+    let pending = onchain::pending(s.store.as_ref()).await?;
+    let mut p = make_plan(ctx, &s, &args.plan, mode(&args.plan)).await?;
+    if args.resume {
+        let paused: BTreeSet<&str> =
+            pending.iter().filter(|(_, x)| x.kind == PendingKind::Update).map(|(e, _)| e.address.as_str()).collect();
+        if paused.is_empty() {
+            println!("Nothing to resume: no update is awaiting on-chain registration.");
+            s.store.close().await?;
+            return Ok(exit::OK);
+        }
+        for a in paused.iter().filter(|a| !p.changes.iter().any(|c| c.address == **a)) {
+            ctx.ui.warn(&format!(
+                "{a}: the manifest no longer asks for the paused update; run `teeform apply` to settle it"
+            ));
+        }
+        p.changes.retain(|c| paused.contains(c.address.as_str()));
+        ctx.ui.status("Resuming", &format!("{} paused update(s)", p.changes.len()));
+    }
+    only_onchain_updates(ctx, &mut p, args.prepare_only);
+    let registrar = registrar(&p, &pending, args.prepare_only, args.resume.then_some(args.timeout), tx_hash)?;
+    onchain::annotate(ctx, &mut p, &registrar.env).await;
     print_plan(ctx, &p, false);
     if !p.has_changes() {
         s.store.close().await?;
         return Ok(exit::OK);
     }
-    confirm(ctx, args.auto_approve, "Do you want to perform these actions?")?;
-    let code = execute(ctx, &s.store, &s.api, &p, s.secrets, args.plan.run.parallelism).await?;
+    // A paused update was approved when it was first applied.
+    if !args.resume {
+        confirm(ctx, args.auto_approve, "Do you want to perform these actions?")?;
+    }
+    let code =
+        execute(ctx, &s.store, &s.api, &p, s.secrets, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
     s.store.close().await?;
     Ok(code)
+}
+
+/// `--prepare-only` prepares on-chain updates and nothing else.
+fn only_onchain_updates(ctx: &Ctx, p: &mut Plan, prepare_only: bool) {
+    if !prepare_only {
+        return;
+    }
+    let before = p.changes.len();
+    p.changes.retain(|c| c.action == Action::Update && c.kms.is_some());
+    let skipped = before - p.changes.len();
+    if skipped > 0 {
+        ctx.ui.warn(&format!(
+            "--prepare-only: {skipped} change(s) other than on-chain updates are left for a later `teeform apply`"
+        ));
+    }
+}
+
+fn registrar(
+    p: &Plan,
+    pending: &[(crate::state::JournalEntry, Pending)],
+    prepare_only: bool,
+    resume: Option<std::time::Duration>,
+    tx_hash: Option<String>,
+) -> CliResult<Registrar> {
+    let env = onchain::read_env(&onchain::env_names(Some(p), pending), !prepare_only)?;
+    Ok(Registrar { env, prepare_only, resume, tx_hash })
 }
 
 async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
@@ -313,12 +370,17 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
         .cloned()
         .collect();
     let secrets = read_secrets(&refs, &saved.base_dir)?;
+    let mut p = p.clone();
+    only_onchain_updates(ctx, &mut p, args.prepare_only);
     if !p.has_changes() {
         println!("No changes. The saved plan has nothing to apply.");
         store.close().await?;
         return Ok(exit::OK);
     }
-    let code = execute(ctx, &store, &api, p, secrets, args.plan.run.parallelism).await?;
+    let pending = onchain::pending(store.as_ref()).await?;
+    let registrar = registrar(&p, &pending, args.prepare_only, None, None)?;
+    let code =
+        execute(ctx, &store, &api, &p, secrets, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
     store.close().await?;
     Ok(code)
 }
@@ -333,7 +395,7 @@ pub async fn destroy(ctx: &Ctx, run: &RunArgs, auto_approve: bool) -> CliResult 
         return Ok(exit::OK);
     }
     confirm(ctx, auto_approve, "Do you really want to destroy every CVM in this state? There is no undo.")?;
-    let code = execute(ctx, &s.store, &s.api, &p, s.secrets, run.parallelism).await?;
+    let code = execute(ctx, &s.store, &s.api, &p, s.secrets, run.parallelism, None).await?;
     s.store.close().await?;
     Ok(code)
 }
@@ -346,6 +408,7 @@ async fn execute(
     p: &Plan,
     secrets: SecretValues,
     parallelism: usize,
+    onchain: Option<Arc<dyn apply::OnChain>>,
 ) -> CliResult {
     let cancel = CancellationToken::new();
     let ui = ctx.ui;
@@ -373,7 +436,7 @@ async fn execute(
         cancel: cancel.clone(),
         wait: wait_options(),
         secrets,
-        onchain: None,
+        onchain,
     };
     let report = exec.run(p).await;
     progress.finish();
@@ -401,6 +464,9 @@ async fn execute(
         eprintln!("\n{} {summary}", pal.bold(&pal.green("Apply complete!")));
         print_outputs(store.as_ref()).await?;
         return Ok(exit::OK);
+    }
+    if !paused.is_empty() {
+        print!("{}", onchain::instructions(&onchain::pending(store.as_ref()).await?));
     }
     if !paused.is_empty() && failed.is_empty() && !cancel.is_cancelled() {
         eprintln!("\n{} {summary}", pal.bold(&pal.yellow("Apply paused:")));

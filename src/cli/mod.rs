@@ -3,6 +3,7 @@
 
 mod commands;
 mod context;
+mod onchain;
 pub mod error;
 mod saved;
 mod sim_cmd;
@@ -175,7 +176,7 @@ pub struct ApplyArgs {
     /// With --resume: the transaction that registered the compose hash.
     #[arg(long, value_name = "0x…", requires = "resume")]
     pub tx_hash: Option<String>,
-    /// With --resume: how long to wait for the chain to allow the hash.
+    /// With --resume: how long to wait for the chain to allow the hash (e.g. 90s, 10m).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10m")]
     pub timeout: std::time::Duration,
     /// Stop after preparing on-chain updates; print what a multisig must sign.

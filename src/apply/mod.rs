@@ -87,7 +87,7 @@ pub struct OnChainCtx<'a> {
 
 pub enum OnChainOutcome {
     /// The API accepted the update; `journal_id` is cleared when its result is recorded.
-    Committed { journal_id: String, attrs: CvmAttrs },
+    Committed { journal_id: String, attrs: Box<CvmAttrs> },
     /// Waiting for the chain; resumable.
     Paused(String),
 }
@@ -633,7 +633,7 @@ impl Step {
 
     async fn onchain_outcome(&self, c: &Change, ids: &CloudIds, o: OnChainOutcome) -> Result<StepResult, String> {
         match o {
-            OnChainOutcome::Committed { journal_id, attrs } => self.finish_update(c, ids, attrs, &journal_id).await,
+            OnChainOutcome::Committed { journal_id, attrs } => self.finish_update(c, ids, *attrs, &journal_id).await,
             OnChainOutcome::Paused(why) => Ok(StepResult::Paused(why)),
         }
     }
@@ -647,8 +647,7 @@ impl Step {
         state_attrs.env = env_kept;
         // An update an earlier run paused for on-chain registration is finished, not sent again.
         if let Some(oc) = &self.onchain
-            && let Some(o) =
-                oc.continue_pending(&self.onchain_ctx(c, Some(&ids.id), None, &state_attrs, None)).await?
+            && let Some(o) = oc.continue_pending(&self.onchain_ctx(c, Some(&ids.id), None, &state_attrs, None)).await?
         {
             return self.onchain_outcome(c, &ids, o).await;
         }

@@ -131,10 +131,7 @@ impl Registrar {
     }
 
     fn no_rpc(p: &Pending) -> String {
-        format!(
-            "no RPC URL for chain {}: set ${} (or `kms.rpc_url` in the manifest)",
-            p.chain_id, p.rpc_url_env
-        )
+        format!("no RPC URL for chain {}: set ${} (or `kms.rpc_url` in the manifest)", p.chain_id, p.rpc_url_env)
     }
 
     /// Writes the entry's new facts (e.g. a signed transaction) before anything depends on them.
@@ -231,19 +228,21 @@ impl Registrar {
         rpc.check_chain(p.chain_id).await.map_err(|e| format!("{e}{resumable}"))?;
         let mut tx = self.known_tx(ctx, &rpc, &mut entry, &mut p).await.map_err(|e| format!("{e}{resumable}"))?;
         let mut allowed = rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(|e| format!("{e}{resumable}"))?;
-        if !allowed && tx.is_none() && !p.prepare_only {
-            if let Some(signer) = signer {
-                tx = Some(self.register(ctx, &rpc, signer, &mut entry, &mut p).await.map_err(|e| format!("{e}{resumable}"))?);
-                allowed = rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(|e| e.to_string())?;
-                if !allowed {
-                    return Err(format!(
-                        "transaction {} was mined, but app contract {} still does not allow 0x{}{resumable}",
-                        tx.as_deref().unwrap_or_default(),
-                        p.contract,
-                        p.compose_hash
-                    ));
-                }
+        if !allowed
+            && tx.is_none()
+            && !p.prepare_only
+            && let Some(signer) = signer
+        {
+            let sent =
+                self.register(ctx, &rpc, signer, &mut entry, &mut p).await.map_err(|e| format!("{e}{resumable}"))?;
+            allowed = rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(|e| e.to_string())?;
+            if !allowed {
+                return Err(format!(
+                    "transaction {sent} was mined, but app contract {} still does not allow 0x{}{resumable}",
+                    p.contract, p.compose_hash
+                ));
             }
+            tx = Some(sent);
         }
         if !allowed {
             let Some(limit) = self.resume else {
@@ -261,11 +260,14 @@ impl Registrar {
                 }
                 ctx.events.status(
                     addr,
-                    &format!("waiting for the chain to allow 0x{} ({}s)", short(&p.compose_hash), start.elapsed().as_secs()),
+                    &format!(
+                        "waiting for the chain to allow 0x{} ({}s)",
+                        short(&p.compose_hash),
+                        start.elapsed().as_secs()
+                    ),
                 );
                 tokio::time::sleep(poll_interval(&rpc)).await;
-                allowed =
-                    rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(|e| format!("{e}{resumable}"))?;
+                allowed = rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(|e| format!("{e}{resumable}"))?;
             }
         }
         self.commit(ctx, entry, p, tx).await
@@ -290,7 +292,8 @@ impl Registrar {
                 owner
             ));
         }
-        let signed = rpc.sign_add_compose_hash(signer, &p.contract, &p.compose_hash).await.map_err(|e| e.to_string())?;
+        let signed =
+            rpc.sign_add_compose_hash(signer, &p.contract, &p.compose_hash).await.map_err(|e| e.to_string())?;
         p.tx_hash = Some(signed.hash.clone());
         p.raw_tx = Some(signed.raw.clone());
         self.save(ctx.store, entry, p).await?;
@@ -319,20 +322,18 @@ impl Registrar {
             _ => ctx.api.confirm_patch(&cvm, &p.compose_hash, &tx).await,
         };
         match r {
-            Ok(_) => Ok(OnChainOutcome::Committed { journal_id: entry.id, attrs: p.attrs }),
+            Ok(_) => Ok(OnChainOutcome::Committed { journal_id: entry.id, attrs: Box::new(p.attrs) }),
             Err(e) if e.status == Some(466) => {
                 // Either committed before a crash, or expired: the CVM's hash tells which.
                 let now = ctx.api.get_cvm(&cvm).await.map_err(|e| e.to_string())?;
                 if now.and_then(|c| c.compose_hash).as_deref() == Some(p.compose_hash.as_str()) {
-                    return Ok(OnChainOutcome::Committed { journal_id: entry.id, attrs: p.attrs });
+                    return Ok(OnChainOutcome::Committed { journal_id: entry.id, attrs: Box::new(p.attrs) });
                 }
                 ctx.store
                     .commit(Batch { journal_done: vec![entry.id], ..Default::default() })
                     .await
                     .map_err(|e| format!("cannot write state: {e}"))?;
-                Err(format!(
-                    "{e}: the API no longer holds this update (expired); run `teeform apply` to send it again"
-                ))
+                Err(format!("{e}: the API no longer holds this update (expired); run `teeform apply` to send it again"))
             }
             Err(e) if e.kind == ErrorKind::OnChain => {
                 Err(format!("{e}; the update stays paused: `teeform apply --resume` retries"))
@@ -353,9 +354,11 @@ fn poll_interval(rpc: &Rpc) -> Duration {
 /// The app contract an update registers on: the manifest's, else the API's app id (which,
 /// for on-chain KMS, is the contract address).
 fn app_contract(spec: &KmsSpec, api_app_id: Option<&str>) -> Result<String, String> {
-    let raw = spec.contract.as_deref().or(api_app_id).ok_or(
-        "the API did not name the app contract; set `kms.contract` for this CVM in the manifest",
-    )?;
+    let raw = spec
+        .contract
+        .as_deref()
+        .or(api_app_id)
+        .ok_or("the API did not name the app contract; set `kms.contract` for this CVM in the manifest")?;
     chain::format_address(raw).map_err(|e| e.to_string())
 }
 

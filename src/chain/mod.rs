@@ -203,7 +203,9 @@ impl Rpc {
 
     /// An error message with the full URL (as transport errors quote it) redacted.
     fn clean(&self, e: impl std::fmt::Display) -> String {
-        e.to_string().replace(self.url.as_str(), &self.shown).replace(self.url.as_str().trim_end_matches('/'), &self.shown)
+        e.to_string()
+            .replace(self.url.as_str(), &self.shown)
+            .replace(self.url.as_str().trim_end_matches('/'), &self.shown)
     }
 
     /// Runs one request with a timeout, sorting failures into unreachable and refused.
@@ -264,15 +266,19 @@ impl Rpc {
     async fn sign(&self, signer: &Signer, to: Address, input: Vec<u8>) -> Result<SignedTx> {
         let wallet = EthereumWallet::from(signer.key.clone());
         let provider = ProviderBuilder::new().wallet(wallet).connect_http(self.url.clone());
-        let tx = TransactionRequest::default()
-            .with_from(signer.key.address())
-            .with_to(to)
-            .with_input(Bytes::from(input));
+        let tx =
+            TransactionRequest::default().with_from(signer.key.address()).with_to(to).with_input(Bytes::from(input));
         let filled = self.call(async { provider.fill(tx).await }).await?;
         let SendableTx::Envelope(env) = filled else {
-            return Err(ChainError::Rpc { rpc: self.shown.clone(), message: "the transaction could not be signed".into() });
+            return Err(ChainError::Rpc {
+                rpc: self.shown.clone(),
+                message: "the transaction could not be signed".into(),
+            });
         };
-        Ok(SignedTx { hash: format!("{:#x}", env.tx_hash()), raw: format!("0x{}", alloy::hex::encode(env.encoded_2718())) })
+        Ok(SignedTx {
+            hash: format!("{:#x}", env.tx_hash()),
+            raw: format!("0x{}", alloy::hex::encode(env.encoded_2718())),
+        })
     }
 
     /// Signs `addComposeHash(hash)` to the app contract.

@@ -8,8 +8,8 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::context::{Api, Ctx};
-use super::onchain;
 use super::error::{CliError, CliResult, exit};
+use super::onchain;
 use super::saved::SavedPlan;
 use super::ui::Progress;
 use super::{ApplyArgs, PlanArgs, RunArgs, VarArgs};
@@ -276,7 +276,7 @@ pub async fn apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
     }
     let tx_hash = args.tx_hash.as_deref().map(onchain::check_tx_hash).transpose()?;
     let s = session(ctx, &args.plan.run, "apply").await?;
-    let pending = onchain::pending(s.store.as_ref()).await?;
+    let pending = onchain::forget_gone(ctx, s.store.as_ref(), onchain::pending(s.store.as_ref()).await?).await?;
     let mut p = make_plan(ctx, &s, &args.plan, mode(&args.plan)).await?;
     if args.resume {
         let paused: BTreeSet<&str> =
@@ -286,12 +286,13 @@ pub async fn apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
             s.store.close().await?;
             return Ok(exit::OK);
         }
+        // Only the paused updates themselves: resuming never starts anything new.
+        p.changes.retain(|c| c.action == Action::Update && paused.contains(c.address.as_str()));
         for a in paused.iter().filter(|a| !p.changes.iter().any(|c| c.address == **a)) {
             ctx.ui.warn(&format!(
                 "{a}: the manifest no longer asks for the paused update; run `teeform apply` to settle it"
             ));
         }
-        p.changes.retain(|c| paused.contains(c.address.as_str()));
         ctx.ui.status("Resuming", &format!("{} paused update(s)", p.changes.len()));
     }
     only_onchain_updates(ctx, &mut p, args.prepare_only);
@@ -379,8 +380,7 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
     }
     let pending = onchain::pending(store.as_ref()).await?;
     let registrar = registrar(&p, &pending, args.prepare_only, None, None)?;
-    let code =
-        execute(ctx, &store, &api, &p, secrets, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
+    let code = execute(ctx, &store, &api, &p, secrets, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
     store.close().await?;
     Ok(code)
 }

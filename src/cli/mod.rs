@@ -3,8 +3,8 @@
 
 mod commands;
 mod context;
-mod onchain;
 pub mod error;
+mod onchain;
 mod saved;
 mod sim_cmd;
 mod state_cmds;

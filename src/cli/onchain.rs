@@ -56,6 +56,28 @@ pub async fn pending(store: &dyn Store) -> CliResult<Vec<(JournalEntry, Pending)
     Ok(out)
 }
 
+/// Drops paused updates of CVMs no longer in state (destroyed or forgotten since).
+pub async fn forget_gone(
+    ctx: &Ctx,
+    store: &dyn Store,
+    pending: Vec<(JournalEntry, Pending)>,
+) -> CliResult<Vec<(JournalEntry, Pending)>> {
+    let resources = store.snapshot().await?.resources;
+    let (keep, gone): (Vec<_>, Vec<_>) =
+        pending.into_iter().partition(|(e, p)| p.kind != PendingKind::Update || resources.contains_key(&e.address));
+    if !gone.is_empty() {
+        for (e, p) in &gone {
+            ctx.ui.warn(&format!(
+                "{}: dropping the update paused for compose hash 0x{}: the CVM is no longer in state",
+                e.address, p.compose_hash
+            ));
+        }
+        let done = gone.into_iter().map(|(e, _)| e.id).collect();
+        store.commit(crate::state::Batch { journal_done: done, ..Default::default() }).await?;
+    }
+    Ok(keep)
+}
+
 /// Fills in whether each on-chain note's hash is already allowed (a read-only call). A chain
 /// that cannot be asked leaves the note unknown and adds a warning; planning goes on.
 pub async fn annotate(ctx: &Ctx, plan: &mut Plan, env: &ChainEnv) {
@@ -112,11 +134,7 @@ pub fn instructions(pending: &[(JournalEntry, Pending)]) -> String {
             "  register it from the app owner's wallet:\n    cast send {} 'addComposeHash(bytes32)' {hash} --rpc-url \"${}\" --private-key \"${}\"\n",
             p.contract, p.rpc_url_env, p.private_key_env
         ));
-        out.push_str(&format!(
-            "  or propose it to a Safe: to {}, value 0, data {}\n",
-            p.contract,
-            p.calldata()
-        ));
+        out.push_str(&format!("  or propose it to a Safe: to {}, value 0, data {}\n", p.contract, p.calldata()));
     }
     if !out.is_empty() {
         out.push_str("\nThen run `teeform apply --resume` (add `--tx-hash 0x…` to name the transaction).\n");

@@ -807,8 +807,11 @@ impl Loader<'_> {
                         Scalar::Num(n) => n.to_string(),
                         Scalar::Str(t) => t.as_literal()?,
                         other => {
-                            self.err(v.span, format!("kms.chain must be a chain name or id, found {}", other.type_name()))
-                                .set_label("expected `base`, `ethereum` or a number");
+                            self.err(
+                                v.span,
+                                format!("kms.chain must be a chain name or id, found {}", other.type_name()),
+                            )
+                            .set_label("expected `base`, `ethereum` or a number");
                             return None;
                         }
                     };

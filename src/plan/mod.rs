@@ -349,7 +349,8 @@ fn onchain_note(spec: &KmsSpec, h: &HashChange, rec: &ResourceRecord) -> OnChain
         .and_then(|a| a.as_str())
         .map(str::to_string)
         .or_else(|| rec.ids.app_id.clone());
-    let contract = spec.contract.clone().or(from_api).map(|a| format!("0x{}", a.trim_start_matches("0x").to_ascii_lowercase()));
+    let contract =
+        spec.contract.clone().or(from_api).map(|a| format!("0x{}", a.trim_start_matches("0x").to_ascii_lowercase()));
     OnChainNote { compose_hash: h.after.clone(), chain_id: spec.chain_id, contract, allowed: None }
 }
 

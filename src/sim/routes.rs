@@ -605,7 +605,8 @@ async fn commit_provision(State(sim): State<Sim>, body: Bytes) -> Res {
         .trim_start_matches("0x")
         .to_ascii_lowercase();
     let config = cfg(&sim);
-    let onchain = sim.inner.world.lock().expect("world lock").provisions.get(&hash).is_some_and(|p| p.kms_type != "phala");
+    let onchain =
+        sim.inner.world.lock().expect("world lock").provisions.get(&hash).is_some_and(|p| p.kms_type != "phala");
     if onchain {
         // An on-chain app's contract (its address is the app id) must exist and allow the hash
         // the CVM boots with. UNVERIFIED: the exact check and error Phala Cloud makes here.

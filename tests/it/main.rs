@@ -5,5 +5,6 @@
 mod harness;
 
 mod apply_flow;
+mod chain;
 mod errors;
 mod local;

@@ -142,6 +142,10 @@ impl Chain {
     /// signer (deploying its app contract through the KMS contract).
     fn new() -> Option<Chain> {
         let (url, cast) = anvil()?;
+        Some(Chain::on(url, cast))
+    }
+
+    fn on(url: String, cast: String) -> Chain {
         let owner = funded_key(&url);
         let kms = deploy_kms(&url, &owner);
         let mut t = TestEnv::with_config(SimConfig {
@@ -163,7 +167,7 @@ impl Chain {
         let app = format!("0x{}", t.cvm_stat("chain-web", "app_id").as_str().expect("an app id"));
         let hash = t.cvm_stat("chain-web", "compose_hash").as_str().unwrap().to_string();
         assert_eq!(registered(&url, &app), [hash], "the app contract was deployed allowing the first hash");
-        Some(Chain { t, url, cast, owner, app })
+        Chain { t, url, cast, owner, app }
     }
 
     fn change_compose(&self) {
@@ -386,4 +390,114 @@ fn killed_between_the_transaction_and_the_commit_resume_sends_no_second_transact
     assert!(r.stderr.contains(&format!("waiting for transaction {tx}")), "{}", r.stderr);
     assert_eq!(c.sim_hash(), hash);
     assert_eq!(registered(&c.url, &c.app).len(), 2, "no second transaction for the same hash");
+}
+
+/// An anvil of this test's own (stopped by PID when dropped), for tests that stop mining.
+struct OwnAnvil {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OwnAnvil {
+    fn start() -> Option<OwnAnvil> {
+        let bin = std::env::var("TEEFORM_TEST_ANVIL_BIN").ok().or_else(|| {
+            anvil()?;
+            panic!("scripts/test-chain sets TEEFORM_TEST_ANVIL_BIN with TEEFORM_TEST_ANVIL_URL")
+        })?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--silent"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("anvil starts");
+        let a = OwnAnvil { child, url: format!("http://127.0.0.1:{port}") };
+        let provider = ProviderBuilder::new().connect_http(a.url.parse().unwrap());
+        let start = Instant::now();
+        while block_on(async { provider.get_chain_id().await }).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "anvil did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(a)
+    }
+
+    fn rpc(&self, method: &'static str, params: serde_json::Value) -> serde_json::Value {
+        let provider = ProviderBuilder::new().connect_http(self.url.parse().unwrap());
+        block_on(async { provider.raw_request(method.into(), params).await }).expect(method)
+    }
+}
+
+impl Drop for OwnAnvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs teeform in the background with stderr read line by line.
+fn spawn_watched(t: &TestEnv, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_teeform"))
+        .args(args)
+        .current_dir(t.dir.path())
+        .env_clear()
+        .envs(&t.env)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("teeform runs");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(needle) => return l,
+            Ok(_) => {}
+            Err(e) => panic!("no line with `{needle}`: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_transaction_still_pending_at_a_crash_is_waited_for_not_sent_again() {
+    let Some(chain) = OwnAnvil::start() else { return };
+    let cast = std::env::var("TEEFORM_TEST_CAST").unwrap();
+    let mut c = Chain::on(chain.url.clone(), cast);
+    c.change_compose();
+    c.with_key(true);
+    // Blocks stop: teeform's transaction stays pending while it waits for the receipt.
+    chain.rpc("evm_setAutomine", serde_json::json!([false]));
+    let (child, rx) = spawn_watched(&c.t, &["apply", "--auto-approve"]);
+    let line = wait_for_line(&rx, "registering compose hash on chain (tx ");
+    let tx = line.split("(tx ").nth(1).unwrap().trim_end_matches(')').to_string();
+    let start = Instant::now();
+    while chain.rpc("eth_getTransactionByHash", serde_json::json!([tx])).is_null() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the transaction never reached the chain");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill9(child);
+    assert_eq!(registered(&c.url, &c.app).len(), 1, "nothing mined yet");
+
+    // The resumed run finds the journaled transaction (still pending) and waits for it
+    // instead of signing a second one; then a block is mined.
+    let (mut child, rx) = spawn_watched(&c.t, &["apply", "--resume"]);
+    wait_for_line(&rx, &format!("waiting for transaction {tx}"));
+    chain.rpc("evm_mine", serde_json::json!([]));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "resume failed: {status}");
+    assert_eq!(registering_txs(&c.url, &c.app)[1..], [tx.clone()], "exactly the journaled transaction landed");
+    assert_eq!(format!("0x{}", c.sim_hash()), format!("0x{}", registered(&c.url, &c.app)[1]));
 }

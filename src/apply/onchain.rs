@@ -214,7 +214,8 @@ impl Registrar {
             "awaiting on-chain registration of compose hash 0x{} on app contract {} (chain {})",
             p.compose_hash, p.contract, p.chain_id
         );
-        if p.prepare_only && self.resume.is_none() {
+        if self.prepare_only {
+            // This run only prepares; committing is for a later apply once the chain allows it.
             return Ok(OnChainOutcome::Paused(format!("prepared (commit token saved); {waiting}")));
         }
         let signer = self.env.signers.get(&p.private_key_env);

@@ -232,7 +232,7 @@ pub async fn plan(ctx: &Ctx, args: &PlanArgs, out: Option<&Path>, detailed: bool
     let mut p = make_plan(ctx, &s, args, mode(args)).await?;
     let pending = onchain::pending(s.store.as_ref()).await?;
     let env = onchain::read_env(&onchain::env_names(Some(&p), &pending), false)?;
-    onchain::annotate(ctx, &mut p, &env).await;
+    onchain::annotate(&mut p, &env).await;
     print_plan(ctx, &p, as_json);
     if let Some(path) = out {
         SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir)).write(path)?;
@@ -297,7 +297,7 @@ pub async fn apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
     }
     only_onchain_updates(ctx, &mut p, args.prepare_only);
     let registrar = registrar(&p, &pending, args.prepare_only, args.resume.then_some(args.timeout), tx_hash)?;
-    onchain::annotate(ctx, &mut p, &registrar.env).await;
+    onchain::annotate(&mut p, &registrar.env).await;
     print_plan(ctx, &p, false);
     if !p.has_changes() {
         s.store.close().await?;

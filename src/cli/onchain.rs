@@ -80,7 +80,7 @@ pub async fn forget_gone(
 
 /// Fills in whether each on-chain note's hash is already allowed (a read-only call). A chain
 /// that cannot be asked leaves the note unknown and adds a warning; planning goes on.
-pub async fn annotate(ctx: &Ctx, plan: &mut Plan, env: &ChainEnv) {
+pub async fn annotate(plan: &mut Plan, env: &ChainEnv) {
     let mut warnings = Vec::new();
     for c in &mut plan.changes {
         let Some(spec) = c.kms.clone() else { continue };
@@ -105,9 +105,7 @@ pub async fn annotate(ctx: &Ctx, plan: &mut Plan, env: &ChainEnv) {
             }
         }
     }
-    for w in &warnings {
-        ctx.ui.warn(w);
-    }
+    // Shown with the plan (and kept in saved and JSON plans).
     plan.warnings.extend(warnings);
 }
 
@@ -124,7 +122,7 @@ pub fn instructions(pending: &[(JournalEntry, Pending)]) -> String {
         out.push_str(&format!("    chain:         {}\n", chain_name(p.chain_id)));
         out.push_str(&format!("    app contract:  {}\n", p.contract));
         out.push_str(&format!("    calldata:      {}\n", p.calldata()));
-        if let Some(t) = &p.commit_token {
+        if let Some(t) = p.commit_token.as_ref().filter(|_| p.prepare_only) {
             out.push_str(&format!("    commit token:  {t}\n"));
         }
         if let Some(tx) = &p.tx_hash {

@@ -498,6 +498,6 @@ fn a_transaction_still_pending_at_a_crash_is_waited_for_not_sent_again() {
     chain.rpc("evm_mine", serde_json::json!([]));
     let status = child.wait().unwrap();
     assert!(status.success(), "resume failed: {status}");
-    assert_eq!(registering_txs(&c.url, &c.app)[1..], [tx.clone()], "exactly the journaled transaction landed");
+    assert_eq!(registering_txs(&c.url, &c.app)[1..], [tx], "exactly the journaled transaction landed");
     assert_eq!(format!("0x{}", c.sim_hash()), format!("0x{}", registered(&c.url, &c.app)[1]));
 }

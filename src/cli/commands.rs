@@ -278,6 +278,11 @@ pub async fn apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
     let s = session(ctx, &args.plan.run, "apply").await?;
     let pending = onchain::forget_gone(ctx, s.store.as_ref(), onchain::pending(s.store.as_ref()).await?).await?;
     let mut p = make_plan(ctx, &s, &args.plan, mode(&args.plan)).await?;
+    let pending = if args.plan.refresh && p.mode == Mode::Normal {
+        onchain::forget_in_effect(ctx, s.store.as_ref(), pending, &p).await?
+    } else {
+        pending
+    };
     if args.resume {
         let paused: BTreeSet<&str> =
             pending.iter().filter(|(_, x)| x.kind == PendingKind::Update).map(|(e, _)| e.address.as_str()).collect();

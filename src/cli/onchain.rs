@@ -78,6 +78,30 @@ pub async fn forget_gone(
     Ok(keep)
 }
 
+/// Drops paused updates the cloud already matches: a freshly refreshed plan has no change for
+/// their CVM (e.g. the update was confirmed just before a crash, or outside teeform).
+pub async fn forget_in_effect(
+    ctx: &Ctx,
+    store: &dyn Store,
+    pending: Vec<(JournalEntry, Pending)>,
+    plan: &Plan,
+) -> CliResult<Vec<(JournalEntry, Pending)>> {
+    let (keep, done): (Vec<_>, Vec<_>) = pending
+        .into_iter()
+        .partition(|(e, p)| p.kind != PendingKind::Update || plan.changes.iter().any(|c| c.address == e.address));
+    if !done.is_empty() {
+        for (e, p) in &done {
+            ctx.ui.status(
+                "Settled",
+                &format!("{}: the update paused for compose hash 0x{} is already in effect", e.address, p.compose_hash),
+            );
+        }
+        let ids = done.into_iter().map(|(e, _)| e.id).collect();
+        store.commit(crate::state::Batch { journal_done: ids, ..Default::default() }).await?;
+    }
+    Ok(keep)
+}
+
 /// Fills in whether each on-chain note's hash is already allowed (a read-only call). A chain
 /// that cannot be asked leaves the note unknown and adds a warning; planning goes on.
 pub async fn annotate(plan: &mut Plan, env: &ChainEnv) {

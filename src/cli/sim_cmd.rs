@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// The chain id (default 31337 with --chain-rpc).
     #[arg(long)]
     pub chain_id: Option<u64>,
+    /// How the simulated platform hashes app-compose: compact (the SDK's getComposeHash) or
+    /// indent4 (@phala/cloud's getHash).
+    #[arg(long, default_value = "compact", value_parser = ["compact", "indent4"])]
+    pub compose_hash_style: String,
 }
 
 pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
@@ -70,6 +74,7 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
         chain_rpc: a.chain_rpc,
         kms_contract: a.kms_contract,
         chain_id: a.chain_id,
+        compose_hash_style: a.compose_hash_style,
     };
     let sim = Sim::new(cfg, a.data).map_err(|e| CliError::new(format!("cannot start the simulator: {e}")))?;
     let listener = tokio::net::TcpListener::bind(a.addr)

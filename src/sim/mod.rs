@@ -48,6 +48,10 @@ pub struct SimConfig {
     /// The KMS contract on that chain.
     pub kms_contract: Option<String>,
     pub chain_id: Option<u64>,
+    /// How the platform hashes app-compose: `compact` (the SDK's `getComposeHash`, what
+    /// teeform previews) or `indent4` (`@phala/cloud`'s `getHash`), to show a preview that
+    /// differs from the API's hash.
+    pub compose_hash_style: String,
 }
 
 impl Default for SimConfig {
@@ -64,6 +68,7 @@ impl Default for SimConfig {
             chain_rpc: None,
             kms_contract: None,
             chain_id: None,
+            compose_hash_style: "compact".into(),
         }
     }
 }

@@ -109,6 +109,14 @@ fn cfg(sim: &Sim) -> SimConfig {
     sim.inner.config.lock().expect("config lock").clone()
 }
 
+/// The compose hash the simulated platform boots with (see [`SimConfig::compose_hash_style`]).
+fn app_hash(config: &SimConfig, app_compose: &Value) -> String {
+    match config.compose_hash_style.as_str() {
+        "indent4" => compose::hash_indent4(app_compose),
+        _ => compose::hash(app_compose),
+    }
+}
+
 fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(|x| x.as_str())
 }
@@ -553,7 +561,7 @@ async fn provision(State(sim): State<Sim>, body: Bytes) -> Res {
         public_sysinfo: cf.get("public_sysinfo").and_then(|b| b.as_bool()).unwrap_or(true),
         public_tcbinfo: cf.get("public_tcbinfo").and_then(|b| b.as_bool()).unwrap_or(false),
     });
-    let compose_hash = compose::hash(&app_compose);
+    let compose_hash = app_hash(&cfg(&sim), &app_compose);
     let app_id = if kms_type == "phala" {
         Some(w.provisions.get(&compose_hash).and_then(|p| p.app_id.clone()).unwrap_or_else(|| w.new_app_id(&name)))
     } else {
@@ -786,7 +794,7 @@ fn apply_update(w: &mut World, seq: u64, body: &Value, config: &SimConfig) -> Re
     let now = now_ms();
     let c = w.cvms.get_mut(&seq).expect("found above");
     let app_compose = new_compose(c, body);
-    c.compose_hash = compose::hash(&app_compose);
+    c.compose_hash = app_hash(config, &app_compose);
     c.app_compose = app_compose;
     if let Some(e) = body.get("encrypted_env").and_then(|e| e.as_str()) {
         c.encrypted_env = Some(e.to_string()).filter(|e| !e.is_empty());
@@ -1009,7 +1017,7 @@ async fn update(sim: &Sim, id: &str, body: Value, prepare_only: bool) -> Result<
         let seq = w.find(id).ok_or_else(not_found)?;
         validate_update(&w, &body)?;
         let c = &w.cvms[&seq];
-        let new_hash = compose::hash(&new_compose(c, &body));
+        let new_hash = app_hash(&config, &new_compose(c, &body));
         let onchain_change = c.is_onchain() && (new_hash != c.compose_hash || prepare_only);
         (seq, onchain_change.then_some(new_hash), c.app_id.clone())
     };
@@ -1180,7 +1188,7 @@ async fn provision_compose(State(sim): State<Sim>, Path(id): Path<String>, body:
             }
         }
         let patch = Value::Object(patch);
-        let hash = compose::hash(&new_compose(c, &patch));
+        let hash = app_hash(&cfg(&sim), &new_compose(c, &patch));
         let info = if c.is_onchain() { kms_info_for(&w, c) } else { Value::Null };
         let device = w.nodes.iter().find(|n| n.id == c.node_id).map(|n| n.device_id.clone());
         let out = json!({"app_id": c.app_id, "device_id": device, "compose_hash": hash, "kms_info": info});

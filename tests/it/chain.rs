@@ -146,6 +146,11 @@ impl Chain {
     }
 
     fn on(url: String, cast: String) -> Chain {
+        Chain::styled(url, cast, "compact")
+    }
+
+    /// `style`: how the simulated platform hashes app-compose (see `SimConfig`).
+    fn styled(url: String, cast: String, style: &str) -> Chain {
         let owner = funded_key(&url);
         let kms = deploy_kms(&url, &owner);
         let mut t = TestEnv::with_config(SimConfig {
@@ -154,6 +159,7 @@ impl Chain {
             chain_rpc: Some(url.clone()),
             kms_contract: Some(kms),
             chain_id: Some(31337),
+            compose_hash_style: style.into(),
             ..Default::default()
         });
         t.write("web.yml", WEB);
@@ -257,6 +263,32 @@ fn without_a_signer_apply_pauses_then_resumes_after_cast_send() {
     let r = c.t.run(&["apply", "--resume"]);
     r.ok();
     assert!(r.stdout.contains("Nothing to resume"), "{}", r.stdout);
+}
+
+#[test]
+fn when_the_api_hashes_differently_its_hash_is_the_one_registered() {
+    let Some((url, cast)) = anvil() else { return };
+    let mut c = Chain::styled(url, cast, "indent4");
+    c.change_compose();
+    let p = c.t.run(&["plan"]);
+    let preview = p
+        .stdout
+        .split("compose hash 0x")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the plan names the hash")
+        .to_string();
+    let r = c.t.run(&["apply", "--auto-approve"]);
+    r.code(3);
+    let hash = paused_hash(&r);
+    assert_ne!(hash, format!("0x{preview}"), "the simulated platform hashes differently");
+    assert!(r.stdout.contains(&format!("the plan's preview was 0x{preview}; register the hash above")), "{}", r.stdout);
+    assert!(r.stderr.contains(&format!("differs from the preview 0x{preview}")), "{}", r.stderr);
+    // Resuming with the owner's key registers the API's hash, not the preview.
+    c.with_key(true);
+    c.t.run(&["apply", "--resume"]).ok();
+    assert_eq!(registered(&c.url, &c.app)[1..], [hash[2..].to_string()]);
+    assert_eq!(format!("0x{}", c.sim_hash()), hash);
 }
 
 #[test]
@@ -506,4 +538,47 @@ fn a_transaction_still_pending_at_a_crash_is_waited_for_not_sent_again() {
     assert!(status.success(), "resume failed: {status}");
     assert_eq!(registering_txs(&c.url, &c.app)[1..], [tx], "exactly the journaled transaction landed");
     assert_eq!(format!("0x{}", c.sim_hash()), format!("0x{}", registered(&c.url, &c.app)[1]));
+}
+
+#[test]
+fn the_simulator_confirms_only_what_the_chain_allows() {
+    let Some(c) = Chain::new() else { return };
+    c.change_compose();
+    let r = c.t.run(&["apply", "--auto-approve"]);
+    r.code(3);
+    let hash = paused_hash(&r);
+    let id = c.t.cvm_stat("chain-web", "id").as_str().unwrap().to_string();
+    let url = format!("{}/cvms/{id}", c.t.prefix());
+    // confirmCvmPatch as the SDK sends it: an empty body and the two headers.
+    let confirm = |tx: &str| -> (u16, serde_json::Value) {
+        block_on(async {
+            let resp = reqwest::Client::new()
+                .patch(&url)
+                .header("X-API-Key", crate::harness::KEY)
+                .header("X-Compose-Hash", &hash[2..])
+                .header("X-Transaction-Hash", tx)
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json().await.unwrap_or_default())
+        })
+    };
+    let cases: [(&str, u16, &str); 2] =
+        [(&format!("0x{}", "11".repeat(32)), 467, "ERR-01-007"), ("already-registered", 468, "ERR-01-008")];
+    for (tx, status, code) in cases {
+        let (got, body) = confirm(tx);
+        assert_eq!((got, body["detail"]["error_code"].as_str()), (status, Some(code)), "{tx}: {body}");
+    }
+    let other = cast_register(&c.cast, &c.url, &c.owner, &c.app, &format!("0x{}", "77".repeat(32)));
+    assert_eq!(confirm(&other).0, 467, "a transaction registering another hash is not proof");
+    let tx = cast_register(&c.cast, &c.url, &c.owner, &c.app, &hash);
+    assert_eq!(confirm(&tx).0, 202);
+    // Confirmed outside teeform (as if teeform died right after confirming): resuming finds
+    // the CVM already as the manifest wants it and settles the paused update.
+    let r = c.t.run(&["apply", "--resume"]);
+    r.ok();
+    assert!(r.stderr.contains("is already in effect"), "{}", r.stderr);
+    assert!(!c.pending_in_state());
+    c.t.run(&["plan", "--detailed-exitcode"]).code(0);
 }

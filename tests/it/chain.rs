@@ -547,23 +547,7 @@ fn the_simulator_confirms_only_what_the_chain_allows() {
     let r = c.t.run(&["apply", "--auto-approve"]);
     r.code(3);
     let hash = paused_hash(&r);
-    let id = c.t.cvm_stat("chain-web", "id").as_str().unwrap().to_string();
-    let url = format!("{}/cvms/{id}", c.t.prefix());
-    // confirmCvmPatch as the SDK sends it: an empty body and the two headers.
-    let confirm = |tx: &str| -> (u16, serde_json::Value) {
-        block_on(async {
-            let resp = reqwest::Client::new()
-                .patch(&url)
-                .header("X-API-Key", crate::harness::KEY)
-                .header("X-Compose-Hash", &hash[2..])
-                .header("X-Transaction-Hash", tx)
-                .json(&serde_json::json!({}))
-                .send()
-                .await
-                .unwrap();
-            (resp.status().as_u16(), resp.json().await.unwrap_or_default())
-        })
-    };
+    let confirm = |tx: &str| confirm_raw(&c.t, &hash, tx);
     let cases: [(&str, u16, &str); 2] =
         [(&format!("0x{}", "11".repeat(32)), 467, "ERR-01-007"), ("already-registered", 468, "ERR-01-008")];
     for (tx, status, code) in cases {
@@ -581,4 +565,45 @@ fn the_simulator_confirms_only_what_the_chain_allows() {
     assert!(r.stderr.contains("is already in effect"), "{}", r.stderr);
     assert!(!c.pending_in_state());
     c.t.run(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+/// confirmCvmPatch as the SDK sends it: an empty body and the two headers.
+fn confirm_raw(t: &TestEnv, hash: &str, tx: &str) -> (u16, serde_json::Value) {
+    let id = t.cvm_stat("chain-web", "id").as_str().unwrap().to_string();
+    let url = format!("{}/cvms/{id}", t.prefix());
+    block_on(async {
+        let resp = reqwest::Client::new()
+            .patch(&url)
+            .header("X-API-Key", crate::harness::KEY)
+            .header("X-Compose-Hash", hash.trim_start_matches("0x"))
+            .header("X-Transaction-Hash", tx)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap_or_default())
+    })
+}
+
+#[test]
+fn an_update_confirmed_just_before_a_crash_is_recorded_on_resume() {
+    let Some(c) = Chain::new() else { return };
+    // A new env key changes allowed_envs (so the hash), and its value cannot be read back:
+    // only the paused update's record knows it.
+    c.t.manifest(&format!("{MANIFEST}      LEVEL: debug\n"));
+    let r = c.t.run(&["apply", "--auto-approve"]);
+    r.code(3);
+    let hash = paused_hash(&r);
+    let tx = cast_register(&c.cast, &c.url, &c.owner, &c.app, &hash);
+    assert_eq!(confirm_raw(&c.t, &hash, &tx).0, 202, "confirmed, as teeform would have just before dying");
+    c.t.settle();
+    // The API no longer holds the update (466); the CVM runs the paused hash, so it is recorded.
+    let r = c.t.run(&["apply", "--resume"]);
+    r.ok();
+    assert!(r.stderr.contains("confirming the update"), "went through the confirm (466) path: {}", r.stderr);
+    assert_eq!(format!("0x{}", c.sim_hash()), hash);
+    assert!(!c.pending_in_state());
+    c.t.run(&["plan", "--detailed-exitcode"]).code(0);
+    let id = c.t.cvm_stat("chain-web", "id").as_str().unwrap().to_string();
+    assert_eq!(c.t.sim_get(&format!("/_sim/cvms/{id}/env"))["env"]["LEVEL"], "debug");
 }

@@ -234,6 +234,15 @@ impl Registrar {
             && !p.prepare_only
             && let Some(signer) = signer
         {
+            let owner = rpc.owner(&p.contract).await.map_err(|e| format!("{e}{resumable}"))?;
+            if owner != signer.address() {
+                // E.g. a Safe owns the app: the owner registers, teeform waits.
+                return Ok(OnChainOutcome::Paused(format!(
+                    "{waiting}; the signer from ${} ({}) is not the contract's owner ({owner}), so the owner must register it",
+                    p.private_key_env,
+                    signer.address()
+                )));
+            }
             let sent =
                 self.register(ctx, &rpc, signer, &mut entry, &mut p).await.map_err(|e| format!("{e}{resumable}"))?;
             allowed = rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(|e| e.to_string())?;
@@ -283,16 +292,6 @@ impl Registrar {
         entry: &mut JournalEntry,
         p: &mut Pending,
     ) -> Result<String, String> {
-        let owner = rpc.owner(&p.contract).await.map_err(|e| e.to_string())?;
-        if owner != signer.address() {
-            return Err(format!(
-                "the signer from ${} ({}) is not the owner of app contract {} (owner {}): register the hash from the owner, then run `teeform apply --resume`",
-                p.private_key_env,
-                signer.address(),
-                p.contract,
-                owner
-            ));
-        }
         let signed =
             rpc.sign_add_compose_hash(signer, &p.contract, &p.compose_hash).await.map_err(|e| e.to_string())?;
         p.tx_hash = Some(signed.hash.clone());

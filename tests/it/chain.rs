@@ -607,3 +607,20 @@ fn an_update_confirmed_just_before_a_crash_is_recorded_on_resume() {
     let id = c.t.cvm_stat("chain-web", "id").as_str().unwrap().to_string();
     assert_eq!(c.t.sim_get(&format!("/_sim/cvms/{id}/env"))["env"]["LEVEL"], "debug");
 }
+
+#[test]
+fn a_signer_that_does_not_own_the_app_pauses_instead_of_sending() {
+    let Some(mut c) = Chain::new() else { return };
+    c.change_compose();
+    // As when a Safe owns the app and CI holds some other key.
+    let stranger = funded_key(&c.url);
+    c.t.env.insert("PRIVATE_KEY".into(), stranger.clone());
+    let r = c.t.run(&["apply", "--auto-approve"]);
+    r.code(3);
+    assert!(r.stderr.contains("is not the contract's owner"), "{}", r.stderr);
+    assert!(!format!("{}{}", r.stdout, r.stderr).contains(&stranger[2..]), "the key was printed");
+    assert_eq!(registered(&c.url, &c.app).len(), 1, "nothing sent");
+    c.with_key(true);
+    c.t.run(&["apply", "--resume"]).ok();
+    assert_eq!(registered(&c.url, &c.app).len(), 2);
+}

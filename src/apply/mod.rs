@@ -83,6 +83,8 @@ pub struct OnChainCtx<'a> {
     pub api: &'a dyn PhalaApi,
     pub store: &'a dyn Store,
     pub events: &'a dyn Events,
+    /// Set on Ctrl-C: stop waiting for the chain (the update stays paused).
+    pub cancel: &'a CancellationToken,
 }
 
 pub enum OnChainOutcome {
@@ -236,6 +238,7 @@ impl Executor {
                         secrets: self.secrets.clone(),
                         shared: shared.clone(),
                         onchain: self.onchain.clone(),
+                        cancel: self.cancel.clone(),
                     };
                     self.events.started(addr, action);
                     running.spawn(async move {
@@ -317,6 +320,7 @@ struct Step {
     secrets: SecretValues,
     shared: Arc<Shared>,
     onchain: Option<Arc<dyn OnChain>>,
+    cancel: CancellationToken,
 }
 
 fn api_err(e: ApiError) -> String {
@@ -628,6 +632,7 @@ impl Step {
             api: self.api.as_ref(),
             store: self.store.as_ref(),
             events: self.events.as_ref(),
+            cancel: &self.cancel,
         }
     }
 

@@ -171,7 +171,7 @@ impl Registrar {
                     p.tx_hash = None;
                     p.raw_tx = None;
                     self.save(ctx.store, entry, p).await?;
-                    Err(format!("{e}; the update stays paused (run apply again to retry)"))
+                    Err(e.to_string())
                 }
                 Err(e) => Err(e.to_string()),
             };
@@ -276,7 +276,12 @@ impl Registrar {
                         start.elapsed().as_secs()
                     ),
                 );
-                tokio::time::sleep(poll_interval(&rpc)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(poll_interval(&rpc)) => {}
+                    _ = ctx.cancel.cancelled() => {
+                        return Ok(OnChainOutcome::Paused(format!("interrupted while {waiting}")));
+                    }
+                }
                 allowed = rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(|e| format!("{e}{resumable}"))?;
             }
         }

@@ -298,6 +298,10 @@ pub async fn apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
                 "{a}: the manifest no longer asks for the paused update; run `teeform apply` to settle it"
             ));
         }
+        if p.changes.is_empty() {
+            return Err(CliError::new("nothing to resume: the manifest no longer asks for the paused updates")
+                .hint("run `teeform plan` to see what apply would do instead"));
+        }
         ctx.ui.status("Resuming", &format!("{} paused update(s)", p.changes.len()));
     }
     only_onchain_updates(ctx, &mut p, args.prepare_only);

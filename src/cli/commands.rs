@@ -477,7 +477,9 @@ async fn execute(
     if !paused.is_empty() {
         print!("{}", onchain::instructions(&onchain::pending(store.as_ref()).await?));
     }
-    if !paused.is_empty() && failed.is_empty() && !cancel.is_cancelled() {
+    let skipped = report.results.values().any(|(_, r)| matches!(r, StepResult::Skipped(_)));
+    // Paused (also when Ctrl-C stopped the wait for the chain): exit 3, resumable.
+    if !paused.is_empty() && failed.is_empty() && !skipped {
         eprintln!("\n{} {summary}", pal.bold(&pal.yellow("Apply paused:")));
         for (a, why) in &paused {
             eprintln!("  {a}: {why}");

@@ -624,3 +624,22 @@ fn a_signer_that_does_not_own_the_app_pauses_instead_of_sending() {
     c.t.run(&["apply", "--resume"]).ok();
     assert_eq!(registered(&c.url, &c.app).len(), 2);
 }
+
+#[test]
+fn ctrl_c_while_waiting_for_the_chain_leaves_the_update_paused() {
+    let Some(c) = Chain::new() else { return };
+    c.change_compose();
+    let r = c.t.run(&["apply", "--auto-approve"]);
+    r.code(3);
+    let hash = paused_hash(&r);
+    let (mut child, rx) = spawn_watched(&c.t, &["apply", "--resume", "--timeout", "120s"]);
+    wait_for_line(&rx, "waiting for the chain to allow");
+    // SAFETY: the pid is that of a child this test started and has not reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "still paused after Ctrl-C");
+    assert!(c.pending_in_state());
+    cast_register(&c.cast, &c.url, &c.owner, &c.app, &hash);
+    c.t.run(&["apply", "--resume"]).ok();
+    assert_eq!(format!("0x{}", c.sim_hash()), hash);
+}

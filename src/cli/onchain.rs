@@ -179,3 +179,79 @@ pub fn check_tx_hash(tx: &str) -> CliResult<String> {
         .map(|h| format!("{h:#x}"))
         .map_err(|_| CliError::new(format!("--tx-hash `{tx}` is not a transaction hash (0x and 64 hex digits)")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::CvmAttrs;
+
+    fn paused(prepare_only: bool, planned: Option<&str>) -> (JournalEntry, Pending) {
+        let p = Pending {
+            kind: PendingKind::Update,
+            cvm_id: Some("u1".into()),
+            compose_hash: "ab".repeat(32),
+            planned_hash: planned.map(str::to_string),
+            chain_id: 8453,
+            contract: format!("0x{}", "12".repeat(20)),
+            rpc_url: None,
+            rpc_url_env: "BASE_RPC".into(),
+            private_key_env: "DEPLOYER_KEY".into(),
+            confirmations: 2,
+            commit_token: Some("tok123".into()),
+            prepare_only,
+            tx_hash: None,
+            raw_tx: None,
+            attrs: CvmAttrs::default(),
+            dependencies: vec![],
+        };
+        let e = JournalEntry {
+            id: "1".into(),
+            address: "cvm.web".into(),
+            op: PENDING_OP.into(),
+            name: "web".into(),
+            cloud_id: None,
+            started_at: "t".into(),
+            detail: serde_json::to_value(&p).unwrap(),
+        };
+        (e, p)
+    }
+
+    #[test]
+    fn instructions_name_everything_needed_and_no_secret() {
+        let hash = format!("0x{}", "ab".repeat(32));
+        let contract = format!("0x{}", "12".repeat(20));
+        // (prepare-only, planned preview, expected lines, lines that must be absent)
+        let cases: [(bool, Option<&str>, Vec<String>, Vec<&str>); 2] = [
+            (
+                false,
+                None,
+                vec![
+                    format!(
+                        "cast send {contract} 'addComposeHash(bytes32)' {hash} --rpc-url \"$BASE_RPC\" --private-key \"$DEPLOYER_KEY\""
+                    ),
+                    format!("calldata:      0xdfc77223{}", &hash[2..]),
+                    "chain:         base (8453)".into(),
+                    format!("to {contract}, value 0, data 0xdfc77223"),
+                ],
+                vec!["commit token", "preview"],
+            ),
+            (
+                true,
+                Some(&"cd".repeat(32)),
+                vec!["commit token:  tok123".into(), format!("the plan's preview was 0x{}", "cd".repeat(32))],
+                vec![],
+            ),
+        ];
+        for (prepare, planned, want, absent) in cases {
+            let out = instructions(&[paused(prepare, planned)]);
+            for w in &want {
+                assert!(out.contains(w.as_str()), "missing `{w}` in\n{out}");
+            }
+            for a in absent {
+                assert!(!out.contains(a), "unexpected `{a}` in\n{out}");
+            }
+            assert!(out.contains("teeform apply --resume"));
+        }
+        assert_eq!(instructions(&[]), "");
+    }
+}

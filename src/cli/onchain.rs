@@ -221,7 +221,8 @@ mod tests {
         let hash = format!("0x{}", "ab".repeat(32));
         let contract = format!("0x{}", "12".repeat(20));
         // (prepare-only, planned preview, expected lines, lines that must be absent)
-        let cases: [(bool, Option<&str>, Vec<String>, Vec<&str>); 2] = [
+        type Case<'a> = (bool, Option<&'a str>, Vec<String>, Vec<&'a str>);
+        let cases: [Case; 2] = [
             (
                 false,
                 None,

@@ -161,9 +161,92 @@ pub fn hash(app_compose: &Value) -> String {
     hex::encode(Sha256::digest(canonical_json(app_compose).as_bytes()))
 }
 
+/// The other hash the official SDK computes: `@phala/cloud`'s `getCvmComposeFile().getHash()`
+/// (normalised, keys sorted, 4-space indented, `":` without a space — the SDK applies that
+/// replacement to the whole text, string values included). Phala Cloud's backend may write
+/// app-compose.json this way (UNVERIFIED); the simulator can, so tests see a preview that
+/// differs from the API's hash.
+pub fn hash_indent4(app_compose: &Value) -> String {
+    hex::encode(Sha256::digest(indent4_json(app_compose).as_bytes()))
+}
+
+/// The serialisation [`hash_indent4`] hashes.
+pub fn indent4_json(app_compose: &Value) -> String {
+    let mut v = app_compose.clone();
+    if let Some(m) = v.as_object_mut() {
+        match m.get("runner").and_then(|r| r.as_str()) {
+            Some("bash") => {
+                m.remove("docker_compose_file");
+            }
+            Some("docker-compose") => {
+                m.remove("bash_script");
+            }
+            _ => {}
+        }
+        if m.get("pre_launch_script").is_some_and(|p| p.as_str() == Some("") || p.is_null()) {
+            m.remove("pre_launch_script");
+        }
+    }
+    let mut out = String::new();
+    write_indented(&v, 0, &mut out);
+    out.replace("\": ", "\":")
+}
+
+fn write_indented(v: &Value, depth: usize, out: &mut String) {
+    let pad = |d: usize| " ".repeat(4 * d);
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            out.push_str("{\n");
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(",\n");
+                }
+                out.push_str(&pad(depth + 1));
+                out.push_str(&serde_json::to_string(k).expect("a string serializes"));
+                out.push_str(": ");
+                write_indented(&m[k.as_str()], depth + 1, out);
+            }
+            out.push('\n');
+            out.push_str(&pad(depth));
+            out.push('}');
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push_str("[\n");
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(",\n");
+                }
+                out.push_str(&pad(depth + 1));
+                write_indented(x, depth + 1, out);
+            }
+            out.push('\n');
+            out.push_str(&pad(depth));
+            out.push(']');
+        }
+        leaf => out.push_str(&serde_json::to_string(leaf).expect("a JSON leaf serializes")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_indented_variant_matches_the_sdk_vectors() {
+        let v: Value = serde_json::from_str(include_str!("../tests/fixtures/compose-hash-vectors.json")).unwrap();
+        for vec in v["vectors"].as_array().unwrap() {
+            let sdk = &vec["phala_cloud_0_2_9"];
+            assert_eq!(indent4_json(&vec["input"]), sdk["serialized"].as_str().unwrap(), "{}", vec["name"]);
+            assert_eq!(
+                hash_indent4(&vec["input"]),
+                sdk["hash_indent4_getCvmComposeFile_getHash"].as_str().unwrap(),
+                "{}",
+                vec["name"]
+            );
+        }
+    }
 
     #[test]
     fn matches_the_sdk_vectors() {

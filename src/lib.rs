@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod apply;
+pub mod chain;
 pub mod cli;
 pub mod compose;
 pub mod datasources;

@@ -8,6 +8,7 @@
 //! - a failed step stops only its dependents; independent steps carry on;
 //! - after cancellation no new step starts; running steps finish and are recorded.
 
+pub mod onchain;
 mod reconcile;
 mod wait;
 
@@ -25,7 +26,7 @@ use crate::manifest::{Ref, Template};
 use crate::model::{CloudIds, CvmAttrs, EnvVal, OutputValue, RemoteCvm, ResourceRecord, now_rfc3339};
 use crate::plan::{self, Action, Change, Plan};
 use crate::providers::{
-    ApiError, CommitRequest, ErrorKind, GpuSpec, PatchOutcome, PatchRequest, PhalaApi, ProvisionRequest,
+    ApiError, CommitRequest, ErrorKind, GpuSpec, PatchOutcome, PatchRequest, PhalaApi, ProvisionRequest, Provisioned,
 };
 use crate::secrets::{self, SecretValues};
 use crate::state::{Batch, JournalEntry, StateError, Store};
@@ -55,22 +56,52 @@ impl StepResult {
     }
 }
 
-/// Something the executor needs for CVMs with on-chain KMS.
+/// What the executor needs for CVMs with on-chain KMS (implemented in [`onchain`]).
 #[async_trait::async_trait]
 pub trait OnChain: Send + Sync {
-    /// Handles a 465 answer for `address`; returns the correlation id once the update
-    /// committed, or `Ok(None)` when the step must pause (journaled by the caller).
-    async fn register_and_confirm(&self, ctx: &OnChainCtx<'_>) -> Result<Option<String>, String>;
+    /// Whether updates of on-chain-KMS CVMs are only prepared (`X-Prepare-Only`), for a multisig.
+    fn prepare_only(&self) -> bool;
+    /// An update an earlier run paused for this change: continued when it is still what the
+    /// change wants (`Some`), dropped when the desired state moved on (`None`).
+    async fn continue_pending(&self, ctx: &OnChainCtx<'_>) -> Result<Option<OnChainOutcome>, String>;
+    /// Handles the API's 465 (`ctx.required`): journals the paused update, then registers the
+    /// hash and confirms, or pauses.
+    async fn on_hash_required(&self, ctx: &OnChainCtx<'_>) -> Result<OnChainOutcome, String>;
+    /// Deploys the app contract a new on-chain-KMS CVM needs (the API gave no app id).
+    async fn deploy_app(&self, ctx: &OnChainCtx<'_>, prov: &Provisioned) -> Result<DeployedApp, String>;
 }
 
 pub struct OnChainCtx<'a> {
-    pub address: &'a str,
-    pub cvm_id: &'a str,
     pub change: &'a Change,
-    pub required: &'a crate::providers::HashRequired,
+    /// The CVM's path id (updates).
+    pub cvm_id: Option<&'a str>,
+    pub required: Option<&'a crate::providers::HashRequired>,
+    /// The attributes state records once the change is done (env as digests).
+    pub attrs: &'a CvmAttrs,
+    /// The journal entry of the update the API paused, replaced by the pending one.
+    pub update_journal_id: Option<&'a str>,
     pub api: &'a dyn PhalaApi,
     pub store: &'a dyn Store,
-    pub journal_id: &'a str,
+    pub events: &'a dyn Events,
+    /// Set on Ctrl-C: stop waiting for the chain (the update stays paused).
+    pub cancel: &'a CancellationToken,
+}
+
+pub enum OnChainOutcome {
+    /// The API accepted the update; `journal_id` is cleared when its result is recorded.
+    Committed { journal_id: String, attrs: Box<CvmAttrs> },
+    /// Waiting for the chain; resumable.
+    Paused(String),
+}
+
+/// An app contract deployed for a create.
+pub struct DeployedApp {
+    /// 40 hex digits, as the API writes app ids.
+    pub app_id: String,
+    pub contract_address: String,
+    pub deployer_address: String,
+    /// The journal entry of the deployment, cleared when the CVM is recorded.
+    pub journal_id: String,
 }
 
 pub struct Executor {
@@ -207,6 +238,7 @@ impl Executor {
                         secrets: self.secrets.clone(),
                         shared: shared.clone(),
                         onchain: self.onchain.clone(),
+                        cancel: self.cancel.clone(),
                     };
                     self.events.started(addr, action);
                     running.spawn(async move {
@@ -288,6 +320,7 @@ struct Step {
     secrets: SecretValues,
     shared: Arc<Shared>,
     onchain: Option<Arc<dyn OnChain>>,
+    cancel: CancellationToken,
 }
 
 fn api_err(e: ApiError) -> String {
@@ -453,7 +486,13 @@ impl Step {
                 ),
             );
         }
-        let app_id = prov.app_id.clone().ok_or_else(|| "this KMS needs an app contract deployed on chain before the CVM can be created; on-chain creation is not supported yet: create the CVM with the phala CLI and `teeform import` it".to_string())?;
+        // On-chain KMS: the app id is an app contract this run deploys (the CLI's create path).
+        let deployed = match (&prov.app_id, &self.onchain) {
+            (Some(_), _) => None,
+            (None, Some(oc)) => Some(oc.deploy_app(&self.onchain_ctx(c, None, None, &state_attrs, None), &prov).await?),
+            (None, None) => return Err("this KMS needs an app contract deployed on chain before the CVM can be created, and on-chain registration is not configured".into()),
+        };
+        let app_id = prov.app_id.clone().or_else(|| deployed.as_ref().map(|d| d.app_id.clone())).unwrap_or_default();
         let encrypted_env = if env.is_empty() {
             None
         } else {
@@ -472,8 +511,8 @@ impl Step {
             encrypted_env,
             env_keys: req.env_keys.clone(),
             kms_id: prov.kms_id.clone(),
-            contract_address: None,
-            deployer_address: None,
+            contract_address: deployed.as_ref().map(|d| d.contract_address.clone()),
+            deployer_address: deployed.as_ref().map(|d| d.deployer_address.clone()),
         };
         let ids = match self.api.commit_provision(&commit).await {
             Ok(ids) => ids,
@@ -497,8 +536,9 @@ impl Step {
         let mut rec = self.record(c, rec_ids.clone(), state_attrs.clone(), None, false);
         rec.compose_hash = Some(prov.compose_hash.clone());
         rec.status = Some("starting".into());
-        self.commit(Batch { put: vec![rec.clone()], journal_done: vec![entry.id.clone()], ..Default::default() })
-            .await?;
+        let mut done = vec![entry.id.clone()];
+        done.extend(deployed.map(|d| d.journal_id));
+        self.commit(Batch { put: vec![rec.clone()], journal_done: done, ..Default::default() }).await?;
         let remote =
             match wait::until_ready(self.api.as_ref(), &path_id, &self.wait, |s| self.events.status(&c.address, s))
                 .await
@@ -586,28 +626,63 @@ impl Step {
         Ok(req)
     }
 
+    fn onchain_ctx<'a>(
+        &'a self,
+        c: &'a Change,
+        cvm_id: Option<&'a str>,
+        required: Option<&'a crate::providers::HashRequired>,
+        attrs: &'a CvmAttrs,
+        update_journal_id: Option<&'a str>,
+    ) -> OnChainCtx<'a> {
+        OnChainCtx {
+            change: c,
+            cvm_id,
+            required,
+            attrs,
+            update_journal_id,
+            api: self.api.as_ref(),
+            store: self.store.as_ref(),
+            events: self.events.as_ref(),
+            cancel: &self.cancel,
+        }
+    }
+
+    async fn onchain_outcome(&self, c: &Change, ids: &CloudIds, o: OnChainOutcome) -> Result<StepResult, String> {
+        match o {
+            OnChainOutcome::Committed { journal_id, attrs } => self.finish_update(c, ids, *attrs, &journal_id).await,
+            OnChainOutcome::Paused(why) => Ok(StepResult::Paused(why)),
+        }
+    }
+
     async fn update(&self, c: &Change) -> Result<StepResult, String> {
         let ids = c.ids.clone().ok_or("an update needs the CVM's id")?;
         let before = c.before.clone().unwrap_or_default();
         let after = c.after.clone().ok_or("an update needs desired attributes")?;
         let (env, env_kept) = self.resolve_env(&c.address, &after.env)?;
+        let mut state_attrs = after.clone();
+        state_attrs.env = env_kept;
+        // An update an earlier run paused for on-chain registration is finished, not sent again.
+        if let Some(oc) = &self.onchain
+            && let Some(o) = oc.continue_pending(&self.onchain_ctx(c, Some(&ids.id), None, &state_attrs, None)).await?
+        {
+            return self.onchain_outcome(c, &ids, o).await;
+        }
         let rec = self.shared.current.lock().expect("state lock").get(&c.address).cloned();
         let mut pubkey = rec.as_ref().and_then(|r| r.env_pubkey.clone());
         if pubkey.is_none() && c.attributes.iter().any(|a| a.name == "env") {
             pubkey = self.api.get_cvm(&ids.id).await.map_err(api_err)?.and_then(|r| r.env_pubkey);
         }
         let req = self.patch_request(c, &before, &after, &env, pubkey.as_deref()).await?;
-        let mut state_attrs = after.clone();
-        state_attrs.env = env_kept;
         let entry = self.journal(c, "update", Some(ids.id.clone()), serde_json::json!({ "attrs": state_attrs }));
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
         self.events.status(&c.address, "updating");
-        let mut outcome = self.api.patch(&ids.id, &req, false).await;
+        let prepare_only = c.kms.is_some() && self.onchain.as_ref().is_some_and(|o| o.prepare_only());
+        let mut outcome = self.api.patch(&ids.id, &req, prepare_only).await;
         if matches!(&outcome, Err(e) if e.kind == ErrorKind::Conflict) {
             // Another operation (e.g. a restart) is still running: wait for it, then once more.
             self.events.status(&c.address, "waiting for a previous operation to finish");
             wait::until_ready(self.api.as_ref(), &ids.id, &self.wait, |s| self.events.status(&c.address, s)).await?;
-            outcome = self.api.patch(&ids.id, &req, false).await;
+            outcome = self.api.patch(&ids.id, &req, prepare_only).await;
         }
         match outcome {
             Ok(PatchOutcome::Accepted { .. }) => {}
@@ -619,24 +694,9 @@ impl Step {
                         h.compose_hash
                     ));
                 };
-                let ctx = OnChainCtx {
-                    address: &c.address,
-                    cvm_id: &ids.id,
-                    change: c,
-                    required: &h,
-                    api: self.api.as_ref(),
-                    store: self.store.as_ref(),
-                    journal_id: &entry.id,
-                };
-                match oc.register_and_confirm(&ctx).await? {
-                    Some(_) => {}
-                    None => {
-                        return Ok(StepResult::Paused(format!(
-                            "awaiting on-chain registration of compose hash 0x{}",
-                            h.compose_hash
-                        )));
-                    }
-                }
+                let ctx = self.onchain_ctx(c, Some(&ids.id), Some(&h), &state_attrs, Some(&entry.id));
+                let o = oc.on_hash_required(&ctx).await?;
+                return self.onchain_outcome(c, &ids, o).await;
             }
             Err(e) => {
                 // A refused request changed nothing; anything else may have, so the entry stays

@@ -9,9 +9,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::{Api, Ctx};
 use super::error::{CliError, CliResult, exit};
+use super::onchain;
 use super::saved::SavedPlan;
 use super::ui::Progress;
 use super::{ApplyArgs, PlanArgs, RunArgs, VarArgs};
+use crate::apply::onchain::{Pending, PendingKind, Registrar};
 use crate::apply::{self, Executor, StepResult, WaitOptions};
 use crate::manifest::{Config, Diagnostic, Endpoint, Ref};
 use crate::plan::{self, Action, Mode, Plan, Refresh, json, render};
@@ -228,7 +230,10 @@ fn print_plan(ctx: &Ctx, p: &Plan, as_json: bool) {
 pub async fn plan(ctx: &Ctx, args: &PlanArgs, out: Option<&Path>, detailed: bool, as_json: bool) -> CliResult {
     let mut s = session(ctx, &args.run, "plan").await?;
     super::images_cmd::resolve_for_run(ctx, &mut s.config, s.store.as_ref(), &s.api, args).await?;
-    let p = make_plan(ctx, &s, args, mode(args)).await?;
+    let mut p = make_plan(ctx, &s, args, mode(args)).await?;
+    let pending = onchain::pending(s.store.as_ref()).await?;
+    let env = onchain::read_env(&onchain::env_names(Some(&p), &pending), false)?;
+    onchain::annotate(&mut p, &env).await;
     print_plan(ctx, &p, as_json);
     if let Some(path) = out {
         SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir)).write(path)?;
@@ -263,24 +268,86 @@ fn confirm(ctx: &Ctx, auto_approve: bool, question: &str) -> CliResult<()> {
 }
 
 pub async fn apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
-    if args.resume || args.prepare_only {
-        return Err(CliError::new("on-chain registration (--resume, --prepare-only) is not available in this build"));
+    if args.resume && (args.plan_file.is_some() || args.prepare_only) {
+        return Err(CliError::new("--resume takes neither a plan file nor --prepare-only")
+            .hint("`teeform apply --resume` finishes the updates a previous apply paused"));
     }
     if let Some(file) = &args.plan_file {
         return apply_saved(ctx, file, args).await;
     }
+    let tx_hash = args.tx_hash.as_deref().map(onchain::check_tx_hash).transpose()?;
     let mut s = session(ctx, &args.plan.run, "apply").await?;
     super::images_cmd::resolve_for_run(ctx, &mut s.config, s.store.as_ref(), &s.api, &args.plan).await?;
-    let p = make_plan(ctx, &s, &args.plan, mode(&args.plan)).await?;
+    let pending = onchain::forget_gone(ctx, s.store.as_ref(), onchain::pending(s.store.as_ref()).await?).await?;
+    let mut p = make_plan(ctx, &s, &args.plan, mode(&args.plan)).await?;
+    let pending = if args.plan.refresh && p.mode == Mode::Normal {
+        onchain::forget_in_effect(ctx, s.store.as_ref(), pending, &p).await?
+    } else {
+        pending
+    };
+    if args.resume {
+        let paused: BTreeSet<&str> =
+            pending.iter().filter(|(_, x)| x.kind == PendingKind::Update).map(|(e, _)| e.address.as_str()).collect();
+        if paused.is_empty() {
+            println!("Nothing to resume: no update is awaiting on-chain registration.");
+            s.store.close().await?;
+            return Ok(exit::OK);
+        }
+        // Only the paused updates themselves: resuming never starts anything new.
+        p.changes.retain(|c| c.action == Action::Update && paused.contains(c.address.as_str()));
+        for a in paused.iter().filter(|a| !p.changes.iter().any(|c| c.address == **a)) {
+            ctx.ui.warn(&format!(
+                "{a}: the manifest no longer asks for the paused update; run `teeform apply` to settle it"
+            ));
+        }
+        if p.changes.is_empty() {
+            return Err(CliError::new("nothing to resume: the manifest no longer asks for the paused updates")
+                .hint("run `teeform plan` to see what apply would do instead"));
+        }
+        ctx.ui.status("Resuming", &format!("{} paused update(s)", p.changes.len()));
+    }
+    only_onchain_updates(ctx, &mut p, args.prepare_only);
+    let registrar = registrar(&p, &pending, args.prepare_only, args.resume.then_some(args.timeout), tx_hash)?;
+    onchain::annotate(&mut p, &registrar.env).await;
     print_plan(ctx, &p, false);
     if !p.has_changes() {
         s.store.close().await?;
         return Ok(exit::OK);
     }
-    confirm(ctx, args.auto_approve, "Do you want to perform these actions?")?;
-    let code = execute(ctx, &s.store, &s.api, &p, s.secrets, args.plan.run.parallelism).await?;
+    // A paused update was approved when it was first applied.
+    if !args.resume {
+        confirm(ctx, args.auto_approve, "Do you want to perform these actions?")?;
+    }
+    let code =
+        execute(ctx, &s.store, &s.api, &p, s.secrets, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
     s.store.close().await?;
     Ok(code)
+}
+
+/// `--prepare-only` prepares on-chain updates and nothing else.
+fn only_onchain_updates(ctx: &Ctx, p: &mut Plan, prepare_only: bool) {
+    if !prepare_only {
+        return;
+    }
+    let before = p.changes.len();
+    p.changes.retain(|c| c.action == Action::Update && c.kms.is_some());
+    let skipped = before - p.changes.len();
+    if skipped > 0 {
+        ctx.ui.warn(&format!(
+            "--prepare-only: {skipped} change(s) other than on-chain updates are left for a later `teeform apply`"
+        ));
+    }
+}
+
+fn registrar(
+    p: &Plan,
+    pending: &[(crate::state::JournalEntry, Pending)],
+    prepare_only: bool,
+    resume: Option<std::time::Duration>,
+    tx_hash: Option<String>,
+) -> CliResult<Registrar> {
+    let env = onchain::read_env(&onchain::env_names(Some(p), pending), !prepare_only)?;
+    Ok(Registrar { env, prepare_only, resume, tx_hash })
 }
 
 async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
@@ -315,12 +382,16 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
         .cloned()
         .collect();
     let secrets = read_secrets(&refs, &saved.base_dir)?;
+    let mut p = p.clone();
+    only_onchain_updates(ctx, &mut p, args.prepare_only);
     if !p.has_changes() {
         println!("No changes. The saved plan has nothing to apply.");
         store.close().await?;
         return Ok(exit::OK);
     }
-    let code = execute(ctx, &store, &api, p, secrets, args.plan.run.parallelism).await?;
+    let pending = onchain::pending(store.as_ref()).await?;
+    let registrar = registrar(&p, &pending, args.prepare_only, None, None)?;
+    let code = execute(ctx, &store, &api, &p, secrets, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
     store.close().await?;
     Ok(code)
 }
@@ -335,7 +406,7 @@ pub async fn destroy(ctx: &Ctx, run: &RunArgs, auto_approve: bool) -> CliResult 
         return Ok(exit::OK);
     }
     confirm(ctx, auto_approve, "Do you really want to destroy every CVM in this state? There is no undo.")?;
-    let code = execute(ctx, &s.store, &s.api, &p, s.secrets, run.parallelism).await?;
+    let code = execute(ctx, &s.store, &s.api, &p, s.secrets, run.parallelism, None).await?;
     s.store.close().await?;
     Ok(code)
 }
@@ -348,6 +419,7 @@ async fn execute(
     p: &Plan,
     secrets: SecretValues,
     parallelism: usize,
+    onchain: Option<Arc<dyn apply::OnChain>>,
 ) -> CliResult {
     let cancel = CancellationToken::new();
     let ui = ctx.ui;
@@ -375,7 +447,7 @@ async fn execute(
         cancel: cancel.clone(),
         wait: wait_options(),
         secrets,
-        onchain: None,
+        onchain,
     };
     let report = exec.run(p).await;
     progress.finish();
@@ -404,7 +476,12 @@ async fn execute(
         print_outputs(store.as_ref()).await?;
         return Ok(exit::OK);
     }
-    if !paused.is_empty() && failed.is_empty() && !cancel.is_cancelled() {
+    if !paused.is_empty() {
+        print!("{}", onchain::instructions(&onchain::pending(store.as_ref()).await?));
+    }
+    let skipped = report.results.values().any(|(_, r)| matches!(r, StepResult::Skipped(_)));
+    // Paused (also when Ctrl-C stopped the wait for the chain): exit 3, resumable.
+    if !paused.is_empty() && failed.is_empty() && !skipped {
         eprintln!("\n{} {summary}", pal.bold(&pal.yellow("Apply paused:")));
         for (a, why) in &paused {
             eprintln!("  {a}: {why}");

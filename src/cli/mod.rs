@@ -7,6 +7,7 @@ mod debug_cmd;
 pub mod error;
 mod images_cmd;
 mod migrate_cmd;
+mod onchain;
 mod saved;
 mod sim_cmd;
 mod state_cmds;
@@ -204,7 +205,7 @@ pub struct ApplyArgs {
     /// With --resume: the transaction that registered the compose hash.
     #[arg(long, value_name = "0x…", requires = "resume")]
     pub tx_hash: Option<String>,
-    /// With --resume: how long to wait for the chain to allow the hash.
+    /// With --resume: how long to wait for the chain to allow the hash (e.g. 90s, 10m).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10m")]
     pub timeout: std::time::Duration,
     /// Stop after preparing on-chain updates; print what a multisig must sign.

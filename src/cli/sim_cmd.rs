@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// OCI: images per ListImages page at most.
     #[arg(long, default_value_t = 4)]
     pub oci_page_size: usize,
+    /// How the simulated platform hashes app-compose: compact (the SDK's getComposeHash) or
+    /// indent4 (@phala/cloud's getHash).
+    #[arg(long, default_value = "compact", value_parser = ["compact", "indent4"])]
+    pub compose_hash_style: String,
 }
 
 pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
@@ -100,6 +104,7 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
         oci_public_key,
         oci_page_size: a.oci_page_size,
         catalog_errors: Vec::new(),
+        compose_hash_style: a.compose_hash_style,
     };
     let sim = Sim::new(cfg, a.data).map_err(|e| CliError::new(format!("cannot start the simulator: {e}")))?;
     let listener = tokio::net::TcpListener::bind(a.addr)

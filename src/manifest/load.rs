@@ -852,7 +852,19 @@ impl Loader<'_> {
             match name {
                 "chain" => {
                     chain_seen = true;
-                    let s = self.literal_string(v, "kms.chain")?;
+                    // A chain id may be written as a number (`chain: 8453`) or a name.
+                    let s = match self.scalar(v, "kms.chain", STRINGS_ONLY)? {
+                        Scalar::Num(n) => n.to_string(),
+                        Scalar::Str(t) => t.as_literal()?,
+                        other => {
+                            self.err(
+                                v.span,
+                                format!("kms.chain must be a chain name or id, found {}", other.type_name()),
+                            )
+                            .set_label("expected `base`, `ethereum` or a number");
+                            return None;
+                        }
+                    };
                     k.chain_id = match s.as_str() {
                         "base" => 8453,
                         "ethereum" => 1,

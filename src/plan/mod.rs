@@ -343,6 +343,22 @@ pub fn kms_spec(kms: &Kms) -> Option<KmsSpec> {
     }
 }
 
+/// What the chain must allow before an update of an on-chain-KMS CVM commits. Whether it
+/// already does is a chain read, filled in by the CLI (`allowed`).
+fn onchain_note(spec: &KmsSpec, h: &HashChange, rec: &ResourceRecord) -> OnChainNote {
+    // For on-chain KMS the app id is the app contract's address.
+    let from_api = rec
+        .kms_info
+        .as_ref()
+        .and_then(|k| k.get("dstack_app_address"))
+        .and_then(|a| a.as_str())
+        .map(str::to_string)
+        .or_else(|| rec.ids.app_id.clone());
+    let contract =
+        spec.contract.clone().or(from_api).map(|a| format!("0x{}", a.trim_start_matches("0x").to_ascii_lowercase()));
+    OnChainNote { compose_hash: h.after.clone(), chain_id: spec.chain_id, contract, allowed: None }
+}
+
 /// Builds the plan.
 pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let Input { config, snapshot, refreshed, secrets, mode } = *input;
@@ -444,6 +460,11 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                     let (added, removed) = key_changes(&rec.attrs.env, &after.env);
                     if !added.is_empty() || !removed.is_empty() {
                         reasons.push(Reason::EnvKeysChanged { added, removed });
+                    }
+                    if action == Action::Update
+                        && let (Some(spec), Some(h)) = (&kms, &hash)
+                    {
+                        reasons.push(Reason::OnChainRegistration(onchain_note(spec, h, rec)));
                     }
                     Some(Change {
                         address: addr.to_string(),

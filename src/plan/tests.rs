@@ -314,3 +314,55 @@ fn planner_module_does_no_io() {
         }
     }
 }
+
+#[test]
+fn an_on_chain_kms_update_notes_the_hash_chain_and_contract() {
+    let f = Fixture::new(&[("web.yml", WEB2)]);
+    let app = "ab".repeat(20);
+    // (kms as written, chain id, contract the note names)
+    let cases = [
+        ("base", 8453, format!("0x{app}")),
+        ("ethereum", 1, format!("0x{app}")),
+        ("\n      chain: 31337", 31337, format!("0x{app}")),
+        (
+            "\n      chain: \"8453\"\n      contract: 0xCDCDCDCDCDCDCDCDCDCDCDCDCDCDCDCDCDCDCDCD",
+            8453,
+            format!("0x{}", "cd".repeat(20)),
+        ),
+    ];
+    for (kms, chain, contract) in cases {
+        let cfg = f.config(&format!("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    kms: {kms}\n"));
+        let mut rec = record("cvm.web", "web-main", WEB, 2);
+        rec.ids.app_id = Some(app.clone());
+        rec.attrs.kms = Some(cfg.cvms["web"].kms.kind().into());
+        let p = run(&cfg, &snap(vec![rec]), None, Mode::Normal);
+        let c = &p.changes[0];
+        assert_eq!(c.action, Action::Update, "{kms}");
+        let hash = c.compose_hash.as_ref().unwrap().after.clone();
+        let note = c.reasons.iter().find_map(|r| match r {
+            Reason::OnChainRegistration(n) => Some(n.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            note,
+            Some(OnChainNote {
+                compose_hash: hash.clone(),
+                chain_id: chain,
+                contract: Some(contract.clone()),
+                allowed: None
+            }),
+            "{kms}"
+        );
+        let out = render::render(&p, false);
+        assert!(out.contains(&format!("compose hash 0x{hash} on chain {chain} contract {contract}")), "{out}");
+        assert!(out.contains("1 on-chain registration."), "{out}");
+    }
+}
+
+#[test]
+fn a_phala_kms_update_needs_no_registration() {
+    let f = Fixture::new(&[("web.yml", WEB2)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n");
+    let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
+    assert!(!p.changes[0].reasons.iter().any(|r| matches!(r, Reason::OnChainRegistration(_))));
+}

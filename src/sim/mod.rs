@@ -63,6 +63,10 @@ pub struct SimConfig {
     pub oci_page_size: usize,
     /// Statuses the next nscale/OCI catalog requests answer with, first one first.
     pub catalog_errors: Vec<u16>,
+    /// How the platform hashes app-compose: `compact` (the SDK's `getComposeHash`, what
+    /// teeform previews) or `indent4` (`@phala/cloud`'s `getHash`), to show a preview that
+    /// differs from the API's hash.
+    pub compose_hash_style: String,
 }
 
 impl Default for SimConfig {
@@ -85,6 +89,7 @@ impl Default for SimConfig {
             oci_public_key: None,
             oci_page_size: 4,
             catalog_errors: Vec::new(),
+            compose_hash_style: "compact".into(),
         }
     }
 }

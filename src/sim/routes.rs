@@ -114,6 +114,14 @@ fn cfg(sim: &Sim) -> SimConfig {
     sim.inner.config.lock().expect("config lock").clone()
 }
 
+/// The compose hash the simulated platform boots with (see [`SimConfig::compose_hash_style`]).
+fn app_hash(config: &SimConfig, app_compose: &Value) -> String {
+    match config.compose_hash_style.as_str() {
+        "indent4" => compose::hash_indent4(app_compose),
+        _ => compose::hash(app_compose),
+    }
+}
+
 fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(|x| x.as_str())
 }
@@ -747,7 +755,7 @@ async fn provision(State(sim): State<Sim>, body: Bytes) -> Res {
         public_sysinfo: cf.get("public_sysinfo").and_then(|b| b.as_bool()).unwrap_or(true),
         public_tcbinfo: cf.get("public_tcbinfo").and_then(|b| b.as_bool()).unwrap_or(false),
     });
-    let compose_hash = compose::hash(&app_compose);
+    let compose_hash = app_hash(&cfg(&sim), &app_compose);
     let app_id = if kms_type == "phala" {
         Some(w.provisions.get(&compose_hash).and_then(|p| p.app_id.clone()).unwrap_or_else(|| w.new_app_id(&name)))
     } else {
@@ -799,6 +807,18 @@ async fn commit_provision(State(sim): State<Sim>, body: Bytes) -> Res {
         .trim_start_matches("0x")
         .to_ascii_lowercase();
     let config = cfg(&sim);
+    let onchain =
+        sim.inner.world.lock().expect("world lock").provisions.get(&hash).is_some_and(|p| p.kms_type != "phala");
+    if onchain {
+        // An on-chain app's contract (its address is the app id) must exist and allow the hash
+        // the CVM boots with. UNVERIFIED: the exact check and error Phala Cloud makes here.
+        if app_id_in.len() != 40 || !app_id_in.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(invalid("app_id", "app_id must be the app contract address (40 hex characters)"));
+        }
+        if !chain_allows(&config, &app_id_in, &hash).await? {
+            return Err(onchain_error(468, "Compose hash not found on-chain: the app contract does not allow it"));
+        }
+    }
     let mut w = sim.inner.world.lock().expect("world lock");
     let Some(p) = w.provisions.get(&hash).cloned() else {
         return Err(structured(
@@ -968,7 +988,7 @@ fn apply_update(w: &mut World, seq: u64, body: &Value, config: &SimConfig) -> Re
     let now = now_ms();
     let c = w.cvms.get_mut(&seq).expect("found above");
     let app_compose = new_compose(c, body);
-    c.compose_hash = compose::hash(&app_compose);
+    c.compose_hash = app_hash(config, &app_compose);
     c.app_compose = app_compose;
     if let Some(e) = body.get("encrypted_env").and_then(|e| e.as_str()) {
         c.encrypted_env = Some(e.to_string()).filter(|e| !e.is_empty());
@@ -1084,8 +1104,13 @@ async fn chain_allows(config: &SimConfig, app_id: &str, hash: &str) -> Result<bo
     Ok(out.trim_start_matches("0x").chars().any(|c| c != '0'))
 }
 
-/// Whether a transaction exists and succeeded (`eth_getTransactionReceipt`).
-async fn tx_succeeded(config: &SimConfig, tx: &str) -> Result<bool, Response> {
+/// `topic0` of dstack's `ComposeHashAdded(bytes32)`.
+const COMPOSE_HASH_ADDED: &str = "0xfecb34306dd9d8b785b54d65489d06afc8822a0893ddacedff40c50a4942d0af";
+
+/// Whether a transaction succeeded and registered `hash` on the app contract: its receipt has
+/// a `ComposeHashAdded(hash)` log from that contract (so a Safe's execution counts too).
+/// UNVERIFIED: what exactly Phala Cloud checks for 467 is not documented.
+async fn tx_registers(config: &SimConfig, tx: &str, app_id: &str, hash: &str) -> Result<bool, Response> {
     let Some(rpc) = &config.chain_rpc else {
         return Ok(false);
     };
@@ -1098,7 +1123,30 @@ async fn tx_succeeded(config: &SimConfig, tx: &str) -> Result<bool, Response> {
         .await
         .map_err(|e| status_of(502, &format!("cannot reach the chain: {e}")))?;
     let v: Value = resp.json().await.map_err(|e| status_of(502, &format!("bad chain answer: {e}")))?;
-    Ok(v.get("result").and_then(|r| r.get("status")).and_then(|s| s.as_str()) == Some("0x1"))
+    let Some(r) = v.get("result").filter(|r| r.is_object()) else {
+        return Ok(false);
+    };
+    if r.get("status").and_then(|s| s.as_str()) != Some("0x1") {
+        return Ok(false);
+    }
+    let app = format!("0x{}", app_id.trim_start_matches("0x")).to_ascii_lowercase();
+    let data = format!("0x{}", hash.trim_start_matches("0x")).to_ascii_lowercase();
+    Ok(r.get("logs").and_then(|l| l.as_array()).into_iter().flatten().any(|l| {
+        s(l, "address").is_some_and(|a| a.eq_ignore_ascii_case(&app))
+            && l.get("topics").and_then(|t| t.get(0)).and_then(|t| t.as_str()) == Some(COMPOSE_HASH_ADDED)
+            && s(l, "data").is_some_and(|d| d.eq_ignore_ascii_case(&data))
+    }))
+}
+
+/// The confirm/commit errors of the on-chain flow (466 expired, 467 transaction not verified,
+/// 468 hash not allowed), with the SDK's error codes. UNVERIFIED: the real bodies.
+fn onchain_error(status: u16, message: &str) -> Response {
+    let code = match status {
+        466 => "ERR-01-006",
+        467 => "ERR-01-007",
+        _ => "ERR-01-008",
+    };
+    structured(StatusCode::from_u16(status).expect("a valid status"), code, message)
 }
 
 /// Commits a pending on-chain update once the chain allows its hash.
@@ -1112,17 +1160,19 @@ async fn confirm_pending(
     let pending = {
         let w = sim.inner.world.lock().expect("world lock");
         let (token, hash) = token_or_hash;
+        // The newest update held for this hash wins (an update sent again replaces older ones).
         w.pending_updates
             .values()
-            .find(|p| {
+            .filter(|p| {
                 (p.token == token
                     || Some(p.compose_hash.as_str()) == hash && (seq_hint.is_none() || Some(p.cvm_seq) == seq_hint))
                     && (hash.is_none() || Some(p.compose_hash.as_str()) == hash)
             })
+            .max_by_key(|p| p.created_ms)
             .cloned()
     };
     let Some(p) = pending else {
-        return Err(status_of(466, "Compose hash expired or unknown: send the update again"));
+        return Err(onchain_error(466, "Compose hash expired or unknown: send the update again"));
     };
     let app_id = {
         let w = sim.inner.world.lock().expect("world lock");
@@ -1131,11 +1181,14 @@ async fn confirm_pending(
             None => return Err(not_found()),
         }
     };
-    if tx != "already-registered" && !tx_succeeded(&config, tx).await? {
-        return Err(status_of(467, "Transaction verification failed: no successful transaction with this hash"));
+    if tx != "already-registered" && !tx_registers(&config, tx, &app_id, &p.compose_hash).await? {
+        return Err(onchain_error(
+            467,
+            "Transaction verification failed: no successful transaction registering this compose hash",
+        ));
     }
     if !chain_allows(&config, &app_id, &p.compose_hash).await? {
-        return Err(status_of(468, "Compose hash not found on-chain: the app contract does not allow it"));
+        return Err(onchain_error(468, "Compose hash not found on-chain: the app contract does not allow it"));
     }
     let mut w = sim.inner.world.lock().expect("world lock");
     if w.cvms.get(&p.cvm_seq).is_some_and(|c| c.busy(now_ms())) {
@@ -1156,7 +1209,7 @@ async fn update(sim: &Sim, id: &str, body: Value, prepare_only: bool) -> Result<
         let seq = w.find(id).ok_or_else(not_found)?;
         validate_update(&w, &body)?;
         let c = &w.cvms[&seq];
-        let new_hash = compose::hash(&new_compose(c, &body));
+        let new_hash = app_hash(&config, &new_compose(c, &body));
         let onchain_change = c.is_onchain() && (new_hash != c.compose_hash || prepare_only);
         (seq, onchain_change.then_some(new_hash), c.app_id.clone())
     };
@@ -1210,7 +1263,7 @@ async fn commit_update(State(sim): State<Sim>, Path(id): Path<String>, body: Byt
         .get(token)
         .is_some_and(|p| p.cvm_seq == seq && p.compose_hash == hash);
     if !valid {
-        return Err(status_of(466, "Commit token is invalid, expired or for another hash"));
+        return Err(onchain_error(466, "Commit token is invalid, expired or for another hash"));
     }
     let corr = confirm_pending(&sim, (token, Some(hash)), Some(seq), tx).await?;
     Ok(ok(json!({"correlation_id": corr, "status": "in_progress"})))
@@ -1327,7 +1380,7 @@ async fn provision_compose(State(sim): State<Sim>, Path(id): Path<String>, body:
             }
         }
         let patch = Value::Object(patch);
-        let hash = compose::hash(&new_compose(c, &patch));
+        let hash = app_hash(&cfg(&sim), &new_compose(c, &patch));
         let info = if c.is_onchain() { kms_info_for(&w, c) } else { Value::Null };
         let device = w.nodes.iter().find(|n| n.id == c.node_id).map(|n| n.device_id.clone());
         let out = json!({"app_id": c.app_id, "device_id": device, "compose_hash": hash, "kms_info": info});
@@ -1362,7 +1415,7 @@ async fn commit_compose(State(sim): State<Sim>, Path(id): Path<String>, body: By
             .get(&token)
             .filter(|p| p.cvm_seq == seq)
             .cloned()
-            .ok_or_else(|| status_of(466, "Compose hash expired or unknown: provision again"))?;
+            .ok_or_else(|| onchain_error(466, "Compose hash expired or unknown: provision again"))?;
         (seq, w.cvms[&seq].is_onchain(), p)
     };
     if let Some(enc) = s(&v, "encrypted_env") {
@@ -1375,7 +1428,7 @@ async fn commit_compose(State(sim): State<Sim>, Path(id): Path<String>, body: By
     if onchain {
         let app = sim.inner.world.lock().expect("world lock").cvms[&seq].app_id.clone();
         if !chain_allows(&config, &app, &hash).await? {
-            return Err(status_of(468, "Compose hash not found on-chain: the app contract does not allow it"));
+            return Err(onchain_error(468, "Compose hash not found on-chain: the app contract does not allow it"));
         }
     }
     let mut w = sim.inner.world.lock().expect("world lock");

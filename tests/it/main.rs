@@ -5,6 +5,7 @@
 mod harness;
 
 mod apply_flow;
+mod chain;
 mod crash;
 mod errors;
 mod images;

@@ -375,9 +375,11 @@ test("auth: a missing or wrong API key is an AuthError", async () => {
 });
 
 test("on-chain KMS: 465 answers parse as the SDK's hash-required results", async () => {
-  // A second simulator with an on-chain KMS whose chain is unreachable: enough for every
-  // 465 answer (which needs no chain), not for confirming one.
-  const chain = await startSim(["--chain-rpc", "http://127.0.0.1:9/", "--kms-contract", `0x${"11".repeat(20)}`, "--chain-id", "8453"]);
+  // A second simulator with an on-chain KMS. Its chain is a stand-in JSON-RPC endpoint whose
+  // contracts allow every hash: this test is about the SDK's shapes; the on-chain flow itself
+  // runs against a real anvil node in tests/it/chain.rs.
+  const rpc = await allowAllChain();
+  const chain = await startSim(["--chain-rpc", rpc.url, "--kms-contract", `0x${"11".repeat(20)}`, "--chain-id", "8453"]);
   const c = createClient({ apiKey: API_KEY, baseURL: chain.prefix });
   const prov = await sdk("provisionCvm (BASE)", () => phala.provisionCvm(c, {
     name: "conf-onchain", compose_file: { docker_compose_file: COMPOSE, allowed_envs: ["A"] }, kms: "BASE",
@@ -418,6 +420,7 @@ test("on-chain KMS: 465 answers parse as the SDK's hash-required results", async
   assert.equal(dc.status, "precondition_required");
   assert.equal(dc.compose_hash.length, 64);
   await chain.stop();
+  rpc.server.close();
 });
 
 test("delete: deleteCvm, then the CVM is gone", async () => {
@@ -426,3 +429,20 @@ test("delete: deleteCvm, then the CVM is gone", async () => {
     { cls: ResourceError, status: 404, code: "ERR-03-001" });
   expectKnownKeys("the 404 body", phala.ApiErrorSchema, lastBody());
 });
+
+/** A JSON-RPC endpoint answering `eth_call` with `true` (every hash allowed). */
+async function allowAllChain() {
+  const http = await import("node:http");
+  const server = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (d) => (body += d));
+    req.on("end", () => {
+      const call = JSON.parse(body || "{}");
+      const result = call.method === "eth_call" ? `0x${"0".repeat(63)}1` : call.method === "eth_chainId" ? "0x2105" : null;
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ jsonrpc: "2.0", id: call.id ?? 1, result }));
+    });
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  return { server, url: `http://127.0.0.1:${server.address().port}/` };
+}

@@ -325,7 +325,7 @@ struct Step {
 
 fn api_err(e: ApiError) -> String {
     let mut s = e.to_string();
-    for h in &e.suggestions {
+    for h in e.suggestions.iter().map(String::as_str).chain(e.advice()) {
         s.push_str(&format!("\n  hint: {h}"));
     }
     s

@@ -2,7 +2,7 @@
 //! errors are the user's to fix and which hints go with them.
 
 use crate::manifest::{Diagnostic, ManifestError};
-use crate::providers::{ApiError, ErrorKind};
+use crate::providers::ApiError;
 use crate::state::StateError;
 
 /// Exit codes (the CLI contract): 0 ok / no changes, 1 error, 2 changes present (with
@@ -88,15 +88,7 @@ impl From<ApiError> for CliError {
     fn from(e: ApiError) -> Self {
         let mut c = CliError::new(format!("Phala Cloud API error: {e}"));
         c.hints.extend(e.suggestions.iter().cloned());
-        match e.kind {
-            ErrorKind::Auth => {
-                c.hints.push("check PHALA_CLOUD_API_KEY (an API key from the Phala Cloud dashboard)".into())
-            }
-            ErrorKind::Network | ErrorKind::Timeout => {
-                c.hints.push("check `provider.phala.endpoint` (or PHALA_CLOUD_API_PREFIX) and your network".into())
-            }
-            _ => {}
-        }
+        c.hints.extend(e.advice().map(str::to_string));
         c
     }
 }

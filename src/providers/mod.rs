@@ -80,6 +80,22 @@ impl ApiError {
         }
     }
 
+    /// What the user can do about this kind of failure, when there is something general to say.
+    pub fn advice(&self) -> Option<&'static str> {
+        match self.kind {
+            // Phala paths (nscale and OCI errors name their own credentials).
+            ErrorKind::Auth
+                if ["/cvms", "/kms", "/auth", "/teepods", "/instance-types", "/os-images", "/apps", "/status"]
+                    .iter()
+                    .any(|p| self.path.starts_with(p)) =>
+            {
+                Some("check PHALA_CLOUD_API_KEY (an API key from the Phala Cloud dashboard)")
+            }
+            ErrorKind::Network | ErrorKind::Timeout => Some("check the provider's endpoint and your network"),
+            _ => None,
+        }
+    }
+
     pub fn detail(&self, field: &str) -> Option<&serde_json::Value> {
         self.details.iter().find(|(k, _)| k == field).map(|(_, v)| v)
     }

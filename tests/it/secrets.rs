@@ -204,3 +204,31 @@ fn missing_secret_is_a_clear_error_before_any_change() {
     assert!(r.stderr.contains("api.token"), "{}", r.stderr);
     assert_eq!(t.count("POST"), 0);
 }
+
+#[test]
+fn api_key_from_the_phala_credentials_file_only_when_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut t = TestEnv::new();
+    t.env.remove("PHALA_CLOUD_API_KEY");
+    t.env.insert("PHALA_CLOUD_DIR".into(), t.path("phala").display().to_string());
+    t.write("web.yml", WEB);
+    t.manifest("cvms:\n  web:\n    name: web-creds\n    compose: web.yml\n");
+    let creds = format!(
+        r#"{{"schema_version":1,"current_profile":"work","profiles":{{"work":{{"token":"{}","api_prefix":"x"}}}}}}"#,
+        crate::harness::KEY
+    );
+    t.write("phala/credentials.json", &creds);
+    std::fs::set_permissions(t.path("phala/credentials.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = t.run(&["plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("readable by other users"), "{}", r.stderr);
+    assert!(!r.stderr.contains(crate::harness::KEY));
+    std::fs::set_permissions(t.path("phala/credentials.json"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = t.run(&["plan", "--detailed-exitcode"]);
+    r.code(2);
+    // Without any key the API's 401 is explained.
+    std::fs::remove_file(t.path("phala/credentials.json")).unwrap();
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert!(r.stderr.contains("PHALA_CLOUD_API_KEY"), "{}", r.stderr);
+}

@@ -363,17 +363,7 @@ fn an_unreachable_chain_is_a_clear_error_and_the_update_stays_resumable() {
 
 /// Runs teeform in the background, to kill it.
 fn spawn(t: &TestEnv, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_teeform"))
-        .args(args)
-        .current_dir(t.dir.path())
-        .env_clear()
-        .envs(&t.env)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("teeform runs")
+    t.command(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("teeform runs")
 }
 
 fn kill9(mut child: std::process::Child) {
@@ -475,12 +465,8 @@ impl Drop for OwnAnvil {
 
 /// Runs teeform in the background with stderr read line by line.
 fn spawn_watched(t: &TestEnv, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_teeform"))
-        .args(args)
-        .current_dir(t.dir.path())
-        .env_clear()
-        .envs(&t.env)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let mut child = t
+        .command(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -8,7 +8,7 @@
 //! `target/test-reports/crash-*.txt`.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
@@ -141,11 +141,8 @@ fn kill_trials(faults: bool) {
     for trial in 0..trials {
         let d = Desired::random(&mut rng);
         t.write("teeform.yaml", &format!("provider:\n  phala:\n    endpoint: {}\n{}", t.prefix(), d.manifest()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_teeform"))
-            .args(["apply", "--auto-approve"])
-            .current_dir(t.dir.path())
-            .env_clear()
-            .envs(&t.env)
+        let mut child = t
+            .command(&["apply", "--auto-approve"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -198,16 +195,7 @@ fn concurrent_applies_on_one_state() {
     let spawn = |extra: &[&str]| {
         let mut args = vec!["apply", "--auto-approve"];
         args.extend_from_slice(extra);
-        Command::new(env!("CARGO_BIN_EXE_teeform"))
-            .args(&args)
-            .current_dir(t.dir.path())
-            .env_clear()
-            .envs(&t.env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        t.command(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
     };
     let holding = |t: &TestEnv| {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -254,11 +242,8 @@ fn ctrl_c_finishes_in_flight_work_and_stops() {
         ],
     };
     t.manifest(&d.manifest());
-    let child = Command::new(env!("CARGO_BIN_EXE_teeform"))
-        .args(["apply", "--auto-approve", "--parallelism", "1"])
-        .current_dir(t.dir.path())
-        .env_clear()
-        .envs(&t.env)
+    let child = t
+        .command(&["apply", "--auto-approve", "--parallelism", "1"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -332,11 +317,8 @@ fn a_second_ctrl_c_aborts_at_once_and_the_next_run_converges() {
     env_for(&mut t);
     let d = Desired { cvms: vec![("alpha".into(), 1, false, "a".into()), ("charlie".into(), 2, false, "c".into())] };
     t.manifest(&d.manifest());
-    let child = Command::new(env!("CARGO_BIN_EXE_teeform"))
-        .args(["apply", "--auto-approve"])
-        .current_dir(t.dir.path())
-        .env_clear()
-        .envs(&t.env)
+    let child = t
+        .command(&["apply", "--auto-approve"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

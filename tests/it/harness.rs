@@ -85,17 +85,23 @@ impl TestEnv {
         self.write("teeform.yaml", &format!("provider:\n  phala:\n    endpoint: {}\n{body}", self.prefix()))
     }
 
-    pub fn run(&self, args: &[&str]) -> Run {
-        self.run_stdin(args, None)
-    }
-
-    pub fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
+    /// The teeform binary with this environment only (cleared, plus PATH), run in the test dir.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_teeform"));
         cmd.args(args)
             .current_dir(self.dir.path())
             .env_clear()
             .envs(&self.env)
             .env("PATH", std::env::var("PATH").unwrap_or_default());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_stdin(args, None)
+    }
+
+    pub fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        let mut cmd = self.command(args);
         cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -56,17 +56,7 @@ fn second(a: &TestEnv, body: &str) -> TestEnv {
 
 /// Starts teeform in `t`'s directory without waiting for it.
 fn spawn(t: &TestEnv, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_teeform"))
-        .args(args)
-        .current_dir(t.dir.path())
-        .env_clear()
-        .envs(&t.env)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("teeform runs")
+    t.command(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("teeform runs")
 }
 
 fn finish(child: Child) -> Run {

@@ -202,7 +202,9 @@ pub fn spawn_measured(cmd: &mut Command) -> (i32, Duration, u64) {
 
 /// A generated project: `n` CVMs, each with its own compose file.
 pub struct Fleet {
-    pub dir: tempfile::TempDir,
+    dir: PathBuf,
+    /// Removes the directory when dropped, unless `BENCH_KEEP` is set (to profile it later).
+    _guard: Option<tempfile::TempDir>,
     pub n: usize,
     /// The last `chain` CVMs form a `depends_on` chain (sorting last: the worst case for
     /// running steps in plan order).
@@ -213,7 +215,15 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn new(prefix: &str, n: usize, chain: usize, groups: bool) -> Fleet {
-        let f = Fleet { dir: tempfile::tempdir().expect("tempdir"), n, chain, groups };
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (dir, guard) = if std::env::var_os("BENCH_KEEP").is_some() {
+            let dir = tmp.keep();
+            eprintln!("  keeping {} CVMs in {}", n, dir.display());
+            (dir, None)
+        } else {
+            (tmp.path().to_path_buf(), Some(tmp))
+        };
+        let f = Fleet { dir, _guard: guard, n, chain, groups };
         std::fs::create_dir_all(f.path().join("compose")).expect("compose dir");
         f.write_manifest(prefix);
         for i in 0..n {
@@ -223,7 +233,7 @@ impl Fleet {
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     pub fn key(&self, i: usize) -> String {
@@ -349,7 +359,7 @@ impl Table {
 
     pub fn render(&self) -> String {
         let mut s =
-            format!("### {}\n\n| {} |\n|{}|\n", self.title, self.header.join(" | "), "---|".repeat(self.header.len()));
+            format!("### {}\n\n| {} |\n|{}\n", self.title, self.header.join(" | "), "---|".repeat(self.header.len()));
         for r in &self.rows {
             let _ = writeln!(s, "| {} |", r.join(" | "));
         }

@@ -32,13 +32,13 @@ NEWKEY
 ";
 
 fn manifest(prefix: &str, changed: bool) -> String {
-    let (vcpu, mem, disk, foo, new) =
+    let (vcpu, mem, disk, foo_value, new) =
         if changed { ("4", "8192", "80", "baz", "      NEW_FLAG: \"on\"") } else { ("2", "4096", "40", "bar", "") };
     let body = MANIFEST
         .replace("VCPU", vcpu)
         .replace("MEMORY", mem)
         .replace("DISK", disk)
-        .replace("FOOVAL", foo)
+        .replace("FOOVAL", foo_value)
         .replace("NEWKEY\n", &if new.is_empty() { String::new() } else { format!("{new}\n") });
     format!("provider:\n  phala:\n    endpoint: {prefix}\n{body}")
 }

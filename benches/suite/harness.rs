@@ -125,6 +125,8 @@ pub struct Run {
     pub wall: Duration,
     /// Peak resident set size of the process, in KiB (`ru_maxrss`).
     pub max_rss_kib: u64,
+    /// CPU time (user + system): less sensitive than wall time to a busy machine.
+    pub cpu: Duration,
     pub stdout: String,
     pub stderr: String,
 }
@@ -167,18 +169,20 @@ pub fn teeform(dir: &Path, args: &[&str]) -> Run {
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).expect("stdout file"))
         .stderr(std::fs::File::create(&err).expect("stderr file"));
-    let (code, wall, max_rss_kib) = spawn_measured(&mut cmd);
+    let (code, wall, usage) = spawn_measured(&mut cmd);
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
     Run {
         code,
         wall,
-        max_rss_kib,
+        max_rss_kib: usage.ru_maxrss as u64,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
         stdout: std::fs::read_to_string(&out).unwrap_or_default(),
         stderr: std::fs::read_to_string(&err).unwrap_or_default(),
     }
 }
 
-/// Spawns and reaps the child with `wait4`, which reports the child's own peak RSS.
-pub fn spawn_measured(cmd: &mut Command) -> (i32, Duration, u64) {
+/// Spawns and reaps the child with `wait4`, which reports the child's own resource usage.
+pub fn spawn_measured(cmd: &mut Command) -> (i32, Duration, libc::rusage) {
     let start = Instant::now();
     let child = cmd.spawn().expect("the command starts");
     let pid = child.id() as libc::pid_t;
@@ -197,7 +201,7 @@ pub fn spawn_measured(cmd: &mut Command) -> (i32, Duration, u64) {
     // The child is reaped; dropping `Child` neither waits nor kills.
     drop(child);
     let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
-    (code, wall, usage.ru_maxrss as u64)
+    (code, wall, usage)
 }
 
 /// A generated project: `n` CVMs, each with its own compose file.
@@ -248,7 +252,7 @@ impl Fleet {
                 m,
                 "  {key}:\n    compose: compose/{key}.yml\n    vcpu: 2\n    memory: 4096\n    disk_size: 40\n    env:\n      LOG_LEVEL: info\n      SHARD: \"{i}\"\n"
             );
-            if self.groups && i % 10 != 0 && i < self.n - self.chain {
+            if self.groups && !i.is_multiple_of(10) && i < self.n - self.chain {
                 let _ = writeln!(m, "      LEADER_APP_ID: ${{cvm.{}.app_id}}", self.key(i - i % 10));
             }
             if i > self.n - self.chain {
@@ -262,7 +266,7 @@ impl Fleet {
     /// Writes CVM `i`'s compose file with release `r` of its image: a new release is a change.
     pub fn set_release(&self, i: usize, r: usize) {
         let key = self.key(i);
-        let leader = if self.groups && i % 10 != 0 && i < self.n - self.chain {
+        let leader = if self.groups && !i.is_multiple_of(10) && i < self.n - self.chain {
             "      LEADER_APP_ID: ${LEADER_APP_ID}\n"
         } else {
             ""

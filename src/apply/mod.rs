@@ -749,7 +749,10 @@ impl Step {
 mod tests {
     use super::*;
 
-    fn plan_of(changes: &[(&str, Action, &[&str])]) -> Plan {
+    /// (address, action, dependencies)
+    type Spec<'a> = (&'a str, Action, &'a [&'a str]);
+
+    fn plan_of(changes: &[Spec]) -> Plan {
         let changes = changes
             .iter()
             .map(|(addr, action, deps)| Change {
@@ -781,7 +784,7 @@ mod tests {
     #[test]
     fn longest_chains_start_first_then_plan_order() {
         use Action::{Create, Update};
-        let cases: &[(&[(&str, Action, &[&str])], &[&str])] = &[
+        let cases: &[(&[Spec], &[&str])] = &[
             // Independent steps keep plan order.
             (&[("cvm.a", Update, &[]), ("cvm.b", Update, &[]), ("cvm.c", Update, &[])], &["cvm.a", "cvm.b", "cvm.c"]),
             // A chain sorting last in plan order starts its head first.

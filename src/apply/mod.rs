@@ -182,6 +182,44 @@ fn dependencies(plan: &Plan) -> BTreeMap<String, BTreeSet<String>> {
     deps
 }
 
+/// The order in which ready steps start: those with the longest chain of steps waiting on
+/// them first, then plan order. Starting a chain's head at once, rather than behind independent
+/// work, lets the chain run alongside that work (critical-path-first list scheduling).
+fn start_order(plan: &Plan, deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (addr, ds) in deps {
+        for d in ds {
+            dependents.entry(d.as_str()).or_default().push(addr.as_str());
+        }
+    }
+    // Heights from the steps nothing waits on, back towards the ones everything waits on.
+    let mut unresolved: BTreeMap<&str, usize> =
+        deps.keys().map(|a| (a.as_str(), dependents.get(a.as_str()).map_or(0, Vec::len))).collect();
+    let mut next: Vec<&str> = unresolved.iter().filter(|(_, n)| **n == 0).map(|(a, _)| *a).collect();
+    let mut height: BTreeMap<&str, usize> = BTreeMap::new();
+    while let Some(a) = next.pop() {
+        let below =
+            dependents.get(a).map_or(0, |ds| ds.iter().filter_map(|d| height.get(d)).max().copied().unwrap_or(0));
+        height.insert(a, below + 1);
+        for d in &deps[a] {
+            if let Some(n) = unresolved.get_mut(d.as_str()) {
+                *n -= 1;
+                if *n == 0 {
+                    next.push(d.as_str());
+                }
+            }
+        }
+    }
+    let mut order: Vec<(usize, usize, &str)> = plan
+        .changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (height.get(c.address.as_str()).copied().unwrap_or(1), i, c.address.as_str()))
+        .collect();
+    order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    order.into_iter().map(|(_, _, a)| a.to_string()).collect()
+}
+
 impl Executor {
     /// Applies the plan. Refreshed records and outputs are written too.
     pub async fn run(&self, plan: &Plan) -> Result<Report, ApplyError> {
@@ -202,33 +240,40 @@ impl Executor {
         });
         let deps = dependencies(plan);
         let changes: BTreeMap<String, Change> = plan.changes.iter().map(|c| (c.address.clone(), c.clone())).collect();
-        let order: Vec<String> = plan.changes.iter().map(|c| c.address.clone()).collect();
+        let order = start_order(plan, &deps);
         let mut results: BTreeMap<String, (Action, StepResult)> = BTreeMap::new();
         let mut running: JoinSet<(String, StepResult, Duration)> = JoinSet::new();
-        let mut started: BTreeSet<String> = BTreeSet::new();
+        // Steps neither started nor skipped yet, by position in `order`.
+        let mut waiting: BTreeSet<usize> = (0..order.len()).collect();
         loop {
-            // Skip what can no longer run; start what is ready.
-            for addr in &order {
-                if started.contains(addr) || results.contains_key(addr) {
-                    continue;
+            // Skip what can no longer run; start what is ready. Once every slot is taken the
+            // rest waits for the next step to finish, so a large apply stays linear.
+            let mut settled = Vec::new();
+            for &i in &waiting {
+                let full = running.len() >= self.parallelism.max(1);
+                if full && !self.cancel.is_cancelled() {
+                    break;
                 }
+                let addr = &order[i];
                 let action = changes[addr].action;
                 let d = &deps[addr];
                 if let Some(bad) = d.iter().find(|x| results.get(*x).is_some_and(|(_, r)| !r.is_done())) {
                     let r = StepResult::Skipped(format!("{bad} did not complete"));
                     self.events.finished(addr, action, &r, Duration::ZERO);
                     results.insert(addr.clone(), (action, r));
+                    settled.push(i);
                     continue;
                 }
                 if self.cancel.is_cancelled() {
                     let r = StepResult::Skipped("the run was interrupted".into());
                     self.events.finished(addr, action, &r, Duration::ZERO);
                     results.insert(addr.clone(), (action, r));
+                    settled.push(i);
                     continue;
                 }
                 let ready = d.iter().all(|x| results.get(x).is_some_and(|(_, r)| r.is_done()));
-                if ready && running.len() < self.parallelism.max(1) {
-                    started.insert(addr.clone());
+                if ready {
+                    settled.push(i);
                     let change = changes[addr].clone();
                     let step = Step {
                         api: self.api.clone(),
@@ -248,6 +293,9 @@ impl Executor {
                         (addr, r, t.elapsed())
                     });
                 }
+            }
+            for i in settled {
+                waiting.remove(&i);
             }
             if running.is_empty() {
                 break;
@@ -377,15 +425,21 @@ impl Step {
         address: &str,
         env: &BTreeMap<String, EnvVal>,
     ) -> Result<(EnvPairs, BTreeMap<String, EnvVal>), String> {
-        let current = self.shared.current.lock().expect("state lock").clone();
+        // References are resolved under the lock (cheap, and no copy of the whole state per
+        // step); secret digests, slow by design, are computed after it is released.
+        let values: Vec<String> = {
+            let current = self.shared.current.lock().expect("state lock");
+            env.iter()
+                .map(|(k, v)| match (&v.value, &v.template) {
+                    (Some(val), _) => Ok(val.clone()),
+                    (None, Some(t)) => resolve(t, &current, &self.secrets).map_err(|e| format!("env {k}: {e}")),
+                    (None, None) => Err(format!("env {k}: no value")),
+                })
+                .collect::<Result<_, String>>()?
+        };
         let mut plain = Vec::new();
         let mut kept = BTreeMap::new();
-        for (k, v) in env {
-            let value = match (&v.value, &v.template) {
-                (Some(val), _) => val.clone(),
-                (None, Some(t)) => resolve(t, &current, &self.secrets).map_err(|e| format!("env {k}: {e}"))?,
-                (None, None) => return Err(format!("env {k}: no value")),
-            };
+        for ((k, v), value) in env.iter().zip(values) {
             let sensitive = v.digest.is_some() || v.template.as_ref().is_some_and(|t| t.refs().any(Ref::is_secret));
             let stored = if sensitive {
                 let d = secrets::digest(&self.shared.salt, address, k, &value);
@@ -748,5 +802,77 @@ impl Step {
         self.events.status(&c.address, "deleting");
         self.api.delete(&ids.id).await.map_err(api_err)?;
         self.commit(Batch { remove: vec![c.address.clone()], journal_done: vec![entry.id], ..Default::default() }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (address, action, dependencies)
+    type Spec<'a> = (&'a str, Action, &'a [&'a str]);
+
+    fn plan_of(changes: &[Spec]) -> Plan {
+        let changes = changes
+            .iter()
+            .map(|(addr, action, deps)| Change {
+                address: addr.to_string(),
+                action: *action,
+                ids: None,
+                before: None,
+                after: Some(CvmAttrs { name: addr.to_string(), ..Default::default() }),
+                attributes: vec![],
+                reasons: vec![],
+                dependencies: deps.iter().map(|d| d.to_string()).collect(),
+                compose_hash: None,
+                kms: None,
+            })
+            .collect();
+        Plan {
+            format_version: plan::FORMAT_VERSION,
+            mode: plan::Mode::Normal,
+            state: plan::StateRef { lineage: "l".into(), serial: 0 },
+            changes,
+            drift: vec![],
+            refreshed: vec![],
+            outputs: BTreeMap::new(),
+            outputs_changed: false,
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn longest_chains_start_first_then_plan_order() {
+        use Action::{Create, Update};
+        let cases: &[(&[Spec], &[&str])] = &[
+            // Independent steps keep plan order.
+            (&[("cvm.a", Update, &[]), ("cvm.b", Update, &[]), ("cvm.c", Update, &[])], &["cvm.a", "cvm.b", "cvm.c"]),
+            // A chain sorting last in plan order starts its head first.
+            (
+                &[
+                    ("cvm.a", Update, &[]),
+                    ("cvm.b", Update, &[]),
+                    ("cvm.x", Update, &[]),
+                    ("cvm.y", Update, &["cvm.x"]),
+                ],
+                &["cvm.x", "cvm.a", "cvm.b", "cvm.y"],
+            ),
+            // Longer chains before shorter ones; a dependency outside the plan is no chain.
+            (
+                &[
+                    ("cvm.a", Create, &["cvm.elsewhere"]),
+                    ("cvm.b", Create, &[]),
+                    ("cvm.c", Create, &["cvm.b"]),
+                    ("cvm.d", Create, &[]),
+                    ("cvm.e", Create, &["cvm.d"]),
+                    ("cvm.f", Create, &["cvm.e"]),
+                ],
+                &["cvm.d", "cvm.b", "cvm.e", "cvm.a", "cvm.c", "cvm.f"],
+            ),
+        ];
+        for (changes, want) in cases {
+            let p = plan_of(changes);
+            assert_eq!(start_order(&p, &dependencies(&p)), *want, "{changes:?}");
+        }
     }
 }

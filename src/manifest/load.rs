@@ -67,8 +67,9 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Config,
         opts,
         diags: Vec::new(),
         vars: BTreeMap::new(),
-        cvm_keys: Vec::new(),
+        cvm_keys: BTreeSet::new(),
         data: Default::default(),
+        compose_checks: Vec::new(),
     };
     let cfg = l.root(&root, path);
     if l.diags.iter().any(Diagnostic::is_error) {
@@ -100,8 +101,9 @@ pub fn load_backend(path: &Path) -> Result<Option<BackendKind>, ManifestError> {
         opts: &opts,
         diags: Vec::new(),
         vars: BTreeMap::new(),
-        cvm_keys: Vec::new(),
+        cvm_keys: BTreeSet::new(),
         data: Default::default(),
+        compose_checks: Vec::new(),
     };
     let node = match &root.kind {
         Kind::Map(pairs) => pairs
@@ -165,10 +167,19 @@ struct Loader<'a> {
     diags: Vec<Diagnostic>,
     vars: BTreeMap<String, Json>,
     /// Keys under `cvms:`, known before any CVM is read so references can be checked where
-    /// they are written.
-    cvm_keys: Vec<String>,
+    /// they are written. A set: every `${cvm.X...}` is looked up here.
+    cvm_keys: BTreeSet<String>,
     /// Data sources and catalog providers (`load/data.rs`).
     data: data::DataState,
+    /// Compose files to check once every CVM is read (see [`Loader::check_composes`]).
+    compose_checks: Vec<ComposeCheck>,
+}
+
+/// A compose file waiting for its check, and where in `diags` its findings belong.
+struct ComposeCheck {
+    file: FileRef,
+    span: Span,
+    at: usize,
 }
 
 const TOP_KEYS: &[&str] = &["provider", "backend", "variables", "cvms", "data", "outputs"];
@@ -280,6 +291,7 @@ impl Loader<'_> {
                 }
             }
         }
+        self.check_composes();
         imply_dependencies(&mut cvms);
         let outputs = match get("outputs") {
             Some(o) => self.outputs(o),
@@ -588,7 +600,9 @@ impl Loader<'_> {
         let hint = match did_you_mean(name, self.cvm_keys.iter().map(String::as_str)) {
             Some(s) => format!("did you mean `{s}`?"),
             None if self.cvm_keys.is_empty() => "declare the CVM under `cvms:`".to_string(),
-            None => format!("declared CVMs: {}", self.cvm_keys.join(", ")),
+            None => {
+                format!("declared CVMs: {}", self.cvm_keys.iter().map(String::as_str).collect::<Vec<_>>().join(", "))
+            }
         };
         self.err(span, msg).set_label("not declared").add_hint(hint);
     }
@@ -730,7 +744,7 @@ impl Loader<'_> {
                 "compose" => {
                     compose_seen = true;
                     if let Some(f) = self.file(v, "compose file") {
-                        self.check_compose(&f, v.span);
+                        self.compose_checks.push(ComposeCheck { file: f.clone(), span: v.span, at: self.diags.len() });
                         c.compose = f;
                     }
                 }
@@ -903,31 +917,28 @@ impl Loader<'_> {
 
     /// The compose file must be YAML with `services`; `${VAR}`s without an env key are warned
     /// about, since they would expand to nothing inside the CVM.
-    fn check_compose(&mut self, f: &FileRef, span: Span) {
-        let full = self.dir.join(&f.path);
-        let csrc = Source::new(&full, display_path(&full, self.opts.display_base.as_deref()), f.content.clone());
-        match serde_yaml::from_str::<serde_yaml::Value>(&f.content) {
-            Ok(v) => {
-                if v.get("services").and_then(|s| s.as_mapping()).is_none() {
-                    self.diags.push(
-                        Diagnostic::error(&csrc, Span::new(0, 0), "a docker-compose file needs a `services:` mapping")
-                            .label("no services"),
-                    );
-                    self.err(span, "the compose file above is referenced here").set_label("compose file");
-                }
-            }
-            Err(e) => {
-                let off = e.location().map_or(0, |l| l.index());
-                self.diags.push(
-                    Diagnostic::error(
-                        &csrc,
-                        Span::new(off, (off + 1).min(csrc.text.len())),
-                        format!("invalid compose YAML: {e}"),
-                    )
-                    .label("here"),
-                );
-                self.err(span, "the compose file above is referenced here").set_label("compose file");
-            }
+    /// Checks every compose file read, putting each finding where an inline check would have.
+    /// Parsing them is most of the work of loading a large manifest, so it is spread over the
+    /// cores; the result does not depend on how.
+    fn check_composes(&mut self) {
+        let checks = std::mem::take(&mut self.compose_checks);
+        let (src, dir, base) = (&self.src, &self.dir, self.opts.display_base.as_deref());
+        let check = |c: &ComposeCheck| compose_diagnostics(src, dir, base, &c.file, c.span);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        let found: Vec<Vec<Diagnostic>> = if threads < 2 || checks.len() < 64 {
+            checks.iter().map(check).collect()
+        } else {
+            std::thread::scope(|s| {
+                let parts: Vec<_> = checks
+                    .chunks(checks.len().div_ceil(threads))
+                    .map(|part| s.spawn(move || part.iter().map(check).collect::<Vec<_>>()))
+                    .collect();
+                parts.into_iter().flat_map(|p| p.join().expect("checking compose files does not panic")).collect()
+            })
+        };
+        // From the back, so the positions of earlier checks stay valid.
+        for (c, diags) in checks.iter().zip(found).rev() {
+            self.diags.splice(c.at..c.at, diags);
         }
     }
 
@@ -977,6 +988,31 @@ impl Loader<'_> {
 }
 
 /// Adds the dependencies `${cvm.X...}` references imply to the explicit `depends_on`.
+/// What is wrong with a compose file: it must be YAML with a `services:` mapping.
+fn compose_diagnostics(src: &Arc<Source>, dir: &Path, base: Option<&Path>, f: &FileRef, span: Span) -> Vec<Diagnostic> {
+    let problem = match serde_yaml::from_str::<serde_yaml::Value>(&f.content) {
+        Ok(v) if v.get("services").and_then(|s| s.as_mapping()).is_some() => return Vec::new(),
+        Ok(_) => None,
+        Err(e) => Some(e),
+    };
+    let full = dir.join(&f.path);
+    let csrc = Source::new(&full, display_path(&full, base), f.content.clone());
+    let first = match problem {
+        None => Diagnostic::error(&csrc, Span::new(0, 0), "a docker-compose file needs a `services:` mapping")
+            .label("no services"),
+        Some(e) => {
+            let off = e.location().map_or(0, |l| l.index());
+            Diagnostic::error(
+                &csrc,
+                Span::new(off, (off + 1).min(csrc.text.len())),
+                format!("invalid compose YAML: {e}"),
+            )
+            .label("here")
+        }
+    };
+    vec![first, Diagnostic::error(src, span, "the compose file above is referenced here").label("compose file")]
+}
+
 fn imply_dependencies(cvms: &mut BTreeMap<String, CvmConfig>) {
     for c in cvms.values_mut() {
         let implied: Vec<String> = c
@@ -1071,4 +1107,46 @@ pub fn valid_cvm_name(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
         && !s.contains("--")
         && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Messages from a manifest of `n` CVMs where the second has invalid compose YAML and a bad
+    /// vcpu, and the second-to-last a compose file without services and a bad memory size.
+    fn messages(n: usize) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let w = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        w("good.yml", "services:\n  web:\n    image: nginx\n");
+        w("broken.yml", "services:\n  web: [unclosed\n");
+        w("empty.yml", "volumes: {}\n");
+        let mut m = String::from("cvms:\n");
+        for i in 0..n {
+            let (compose, extra) = match i {
+                1 => ("broken.yml", "    vcpu: 0\n"),
+                i if i == n - 2 => ("empty.yml", "    memory: 1\n"),
+                _ => ("good.yml", ""),
+            };
+            m.push_str(&format!("  cvm-{i:03}:\n    name: cvm-{i:03}-app\n    compose: {compose}\n{extra}"));
+        }
+        let opts = LoadOptions { env: Arc::new(|_| None), ..Default::default() };
+        let err = load_str(&dir.path().join("teeform.yaml"), m, &opts).expect_err("errors");
+        err.diagnostics.iter().map(|d| d.message.clone()).collect()
+    }
+
+    #[test]
+    fn compose_findings_stay_in_manifest_order_however_they_are_checked() {
+        // 4 CVMs are checked inline; 70 are spread over threads.
+        for n in [4, 70] {
+            let got = messages(n);
+            assert_eq!(got.len(), 6, "{got:#?}");
+            assert!(got[0].starts_with("invalid compose YAML"), "{got:#?}");
+            assert_eq!(got[1], "the compose file above is referenced here");
+            assert!(got[2].contains("vcpu") && got[2].contains("between 1 and 256"), "{got:#?}");
+            assert_eq!(got[3], "a docker-compose file needs a `services:` mapping");
+            assert_eq!(got[4], "the compose file above is referenced here");
+            assert!(got[5].contains("memory"), "{got:#?}");
+        }
+    }
 }

@@ -108,7 +108,7 @@ impl SledStore {
         if store.meta.get(META_KEY).map_err(storage)?.is_none() {
             let fresh = serde_json::to_vec(&Meta::fresh()).map_err(storage)?;
             let _ = store.meta.compare_and_swap(META_KEY, None as Option<&[u8]>, Some(fresh)).map_err(storage)?;
-            store.db.flush_async().await.map_err(storage)?;
+            flush(&store.db).await?;
         }
         let holder = serde_json::to_vec_pretty(&opts.lock).map_err(storage)?;
         write_private(&dir.join(HOLDER_FILE), &holder).map_err(storage)?;
@@ -123,6 +123,16 @@ impl SledStore {
             .ok_or_else(|| StateError::Corrupt { key: "meta".into(), reason: "missing".into() })?;
         serde_json::from_slice(&raw).map_err(|e| StateError::Corrupt { key: "meta".into(), reason: e.to_string() })
     }
+}
+
+/// Makes everything written so far durable. Not `flush_async`: that runs the flush on sled's
+/// own small I/O pool, where concurrent flushes (one per step of a parallel apply) can occupy
+/// every thread waiting for a log write that is queued behind them on the same pool, and hang.
+/// A blocking flush waits on tokio's blocking pool and leaves sled's pool free to write.
+async fn flush(db: &sled::Db) -> Result<(), StateError> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || db.flush()).await.map_err(storage)?.map_err(storage)?;
+    Ok(())
 }
 
 /// State directories hold no secrets, but ids and configuration are nobody else's business.
@@ -212,7 +222,7 @@ impl Store for SledStore {
             }
             Err(TransactionError::Storage(e)) => return Err(storage(e)),
         };
-        self.db.flush_async().await.map_err(storage)?;
+        flush(&self.db).await?;
         Ok(meta)
     }
 
@@ -229,7 +239,7 @@ impl Store for SledStore {
     }
 
     async fn close(&self) -> Result<(), StateError> {
-        self.db.flush_async().await.map_err(storage)?;
+        flush(&self.db).await?;
         if read_holder(&self.dir).is_some_and(|h| h.id == self.lock_id) {
             let _ = std::fs::remove_file(self.dir.join(HOLDER_FILE));
         }
@@ -326,6 +336,34 @@ mod tests {
         let snap = s.snapshot().await.unwrap();
         assert_eq!(snap.resources.keys().collect::<Vec<_>>(), ["cvm.b"]);
         assert!(s.journal().await.unwrap().is_empty());
+    }
+
+    /// A parallel apply commits from many steps at once; every commit must finish. (A hang
+    /// blocks the runtime's threads, so the commits run on their own runtime and thread.)
+    #[test]
+    fn many_concurrent_commits_finish() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let n = rt.block_on(async {
+                let s = std::sync::Arc::new(SledStore::open(&opts(&dir)).await.unwrap());
+                let commits = (0..64).map(|i| {
+                    let s = s.clone();
+                    tokio::spawn(async move {
+                        s.commit(Batch { put: vec![rec(&format!("cvm.c{i}"))], ..Default::default() }).await
+                    })
+                });
+                for r in futures::future::join_all(commits).await {
+                    r.unwrap().unwrap();
+                }
+                s.snapshot().await.unwrap().resources.len()
+            });
+            let _ = tx.send(n);
+        });
+        let n = rx.recv_timeout(Duration::from_secs(60)).expect("64 concurrent commits finish (no flush deadlock)");
+        assert_eq!(n, 64);
     }
 
     #[tokio::test]

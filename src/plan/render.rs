@@ -140,7 +140,9 @@ fn change(out: &mut String, p: &Palette, c: &Change) {
     let _ = writeln!(out, "  {} cvm \"{}\" {{", p.symbol(c.action), resource_name(&c.address));
     match c.action {
         Action::Create => {
-            let after = c.after.as_ref().expect("a create has an after");
+            // A hand-edited plan file may lack it; show nothing rather than fail.
+            let empty = crate::model::CvmAttrs::default();
+            let after = c.after.as_ref().unwrap_or(&empty);
             for (name, _) in crate::model::ATTRS {
                 let v = after.get(name);
                 if v.is_null() || (*name == "env" && after.env.is_empty()) {

@@ -11,6 +11,16 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 use super::{ApiError, ErrorKind};
 
+/// The one HTTP client every provider uses: same timeouts and user agent everywhere.
+pub fn client(timeout: Duration, endpoint: &str) -> Result<reqwest::Client, ApiError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("teeform/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ApiError::local(ErrorKind::Other, "-", endpoint, format!("cannot build the HTTP client: {e}")))
+}
+
 /// How hard to try.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {

@@ -157,12 +157,7 @@ impl NscaleClient {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("teeform/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| local(format!("cannot build the HTTP client: {e}")))?;
+        let http = http::client(timeout, endpoint)?;
         Ok(NscaleClient { http, base, token, policy: RetryPolicy::default() })
     }
 

@@ -35,14 +35,7 @@ impl std::fmt::Debug for PhalaClient {
 
 impl PhalaClient {
     pub fn new(prefix: &str, api_key: Option<String>, timeout: Duration) -> Result<PhalaClient, ApiError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("teeform/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                ApiError::local(ErrorKind::Other, "-", prefix, format!("cannot build the HTTP client: {e}"))
-            })?;
+        let http = http::client(timeout, prefix)?;
         Ok(PhalaClient {
             http,
             prefix: prefix.trim_end_matches('/').to_string(),

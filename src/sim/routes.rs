@@ -1082,13 +1082,9 @@ fn hash_required(w: &mut World, seq: u64, body: Value, hash: &str, onchain_allow
     )
 }
 
-/// Asks the chain whether the app contract allows the hash (`allowedComposeHashes(bytes32)`).
-async fn chain_allows(config: &SimConfig, app_id: &str, hash: &str) -> Result<bool, Response> {
-    let Some(rpc) = &config.chain_rpc else {
-        return Err(status_of(500, "simulator has no chain configured for on-chain KMS"));
-    };
-    let data = format!("0x2f6622e5{}", hash.trim_start_matches("0x"));
-    let req = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": format!("0x{}", app_id.trim_start_matches("0x")), "data": data}, "latest"]});
+/// One JSON-RPC request to the chain; transport and decoding failures become 502s.
+async fn rpc_call(rpc: &str, method: &str, params: Value) -> Result<Value, Response> {
+    let req = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let resp = reqwest::Client::new()
         .post(rpc)
         .json(&req)
@@ -1096,7 +1092,17 @@ async fn chain_allows(config: &SimConfig, app_id: &str, hash: &str) -> Result<bo
         .send()
         .await
         .map_err(|e| status_of(502, &format!("cannot reach the chain: {e}")))?;
-    let v: Value = resp.json().await.map_err(|e| status_of(502, &format!("bad chain answer: {e}")))?;
+    resp.json().await.map_err(|e| status_of(502, &format!("bad chain answer: {e}")))
+}
+
+/// Asks the chain whether the app contract allows the hash (`allowedComposeHashes(bytes32)`).
+async fn chain_allows(config: &SimConfig, app_id: &str, hash: &str) -> Result<bool, Response> {
+    let Some(rpc) = &config.chain_rpc else {
+        return Err(status_of(500, "simulator has no chain configured for on-chain KMS"));
+    };
+    let data = format!("0x2f6622e5{}", hash.trim_start_matches("0x"));
+    let to = format!("0x{}", app_id.trim_start_matches("0x"));
+    let v = rpc_call(rpc, "eth_call", json!([{"to": to, "data": data}, "latest"])).await?;
     let out = v
         .get("result")
         .and_then(|r| r.as_str())
@@ -1114,15 +1120,7 @@ async fn tx_registers(config: &SimConfig, tx: &str, app_id: &str, hash: &str) ->
     let Some(rpc) = &config.chain_rpc else {
         return Ok(false);
     };
-    let req = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": [tx]});
-    let resp = reqwest::Client::new()
-        .post(rpc)
-        .json(&req)
-        .timeout(std::time::Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| status_of(502, &format!("cannot reach the chain: {e}")))?;
-    let v: Value = resp.json().await.map_err(|e| status_of(502, &format!("bad chain answer: {e}")))?;
+    let v = rpc_call(rpc, "eth_getTransactionReceipt", json!([tx])).await?;
     let Some(r) = v.get("result").filter(|r| r.is_object()) else {
         return Ok(false);
     };

@@ -122,6 +122,16 @@ fn check_converged(t: &TestEnv, d: &Desired, trial: usize) {
     }
 }
 
+/// Starts `args` in the background and returns once the simulator holds its first CVM.
+fn spawn_apply_until_first_cvm(t: &TestEnv, args: &[&str]) -> std::process::Child {
+    let child = t.command(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.stats()["cvm_count"] == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 fn report(name: &str, text: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-reports");
     let _ = std::fs::create_dir_all(&dir);
@@ -242,18 +252,8 @@ fn ctrl_c_finishes_in_flight_work_and_stops() {
         ],
     };
     t.manifest(&d.manifest());
-    let child = t
-        .command(&["apply", "--auto-approve", "--parallelism", "1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Interrupt while the first CVM boots.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while t.stats()["cvm_count"] == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = spawn_apply_until_first_cvm(&t, &["apply", "--auto-approve", "--parallelism", "1"]);
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
@@ -317,17 +317,7 @@ fn a_second_ctrl_c_aborts_at_once_and_the_next_run_converges() {
     env_for(&mut t);
     let d = Desired { cvms: vec![("alpha".into(), 1, false, "a".into()), ("charlie".into(), 2, false, "c".into())] };
     t.manifest(&d.manifest());
-    let child = t
-        .command(&["apply", "--auto-approve"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while t.stats()["cvm_count"] == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = spawn_apply_until_first_cvm(&t, &["apply", "--auto-approve"]);
     // SAFETY: signals to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     std::thread::sleep(Duration::from_millis(200));

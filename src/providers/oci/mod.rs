@@ -106,12 +106,7 @@ impl OciClient {
         if !matches!(base.scheme(), "http" | "https") {
             return Err(local(format!("`{endpoint}` is not an http(s) URL")));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("teeform/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| local(format!("cannot build the HTTP client: {e}")))?;
+        let http = http::client(timeout, endpoint)?;
         Ok(OciClient { http, base, signer, policy: RetryPolicy::default() })
     }
 

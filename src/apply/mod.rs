@@ -836,6 +836,7 @@ mod tests {
             drift: vec![],
             refreshed: vec![],
             outputs: BTreeMap::new(),
+            removed_outputs: BTreeMap::new(),
             outputs_changed: false,
             warnings: vec![],
         }

@@ -470,9 +470,13 @@ async fn execute(
     let pal = ctx.ui.err_palette();
     let failed: Vec<(&String, &String)> = report.failed().collect();
     let paused: Vec<(&String, &String)> = report.paused().collect();
-    let summary = format!("Resources: {added} added, {changed} changed, {destroyed} destroyed.");
+    let (summary, done) = if p.mode == Mode::Destroy {
+        (format!("Resources: {destroyed} destroyed."), "Destroy complete!")
+    } else {
+        (format!("Resources: {added} added, {changed} changed, {destroyed} destroyed."), "Apply complete!")
+    };
     if failed.is_empty() && paused.is_empty() && !cancel.is_cancelled() {
-        eprintln!("\n{} {summary}", pal.bold(&pal.green("Apply complete!")));
+        eprintln!("\n{} {summary}", pal.bold(&pal.green(done)));
         print_outputs(store.as_ref()).await?;
         return Ok(exit::OK);
     }

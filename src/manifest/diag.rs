@@ -134,7 +134,12 @@ impl Diagnostic {
                     ),
                 );
             }
-            None => groups.push(Group::with_title(title)),
+            None => {
+                // Without a snippet, hints read as `= help: ...` notes under the title, not as
+                // groups of their own (which would draw an empty gutter between them).
+                let group = self.hints.iter().fold(Group::with_title(title), |g, h| g.element(Level::HELP.message(h)));
+                return renderer.render(&[group]);
+            }
         }
         for h in &self.hints {
             groups.push(Group::with_title(Level::HELP.secondary_title(h)));

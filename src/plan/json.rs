@@ -91,15 +91,24 @@ pub fn to_json(plan: &Plan) -> Value {
             json!({"address": d.address, "deleted": d.deleted, "attributes": attrs})
         })
         .collect();
-    let outputs: Map<String, Value> = plan
+    let mut outputs: Map<String, Value> = plan
         .outputs
         .iter()
         .map(|(k, o)| {
             let after = if o.sensitive { Value::from(SENSITIVE) } else { o.known.clone().map_or(Value::Null, Value::from) };
             let before = if o.sensitive { Value::Null } else { o.before.clone().map_or(Value::Null, Value::from) };
-            (k.clone(), json!({"before": before, "after": after, "after_unknown": !o.sensitive && o.known.is_none(), "sensitive": o.sensitive}))
+            let action = match &o.before {
+                None => "create",
+                Some(b) if o.sensitive || o.known.as_ref() != Some(b) => "update",
+                Some(_) => "no-op",
+            };
+            (k.clone(), json!({"actions": [action], "before": before, "after": after, "after_unknown": !o.sensitive && o.known.is_none(), "sensitive": o.sensitive}))
         })
         .collect();
+    for (k, o) in &plan.removed_outputs {
+        let before = if o.sensitive { Value::Null } else { o.value.clone().map_or(Value::Null, Value::from) };
+        outputs.insert(k.clone(), json!({"actions": ["delete"], "before": before, "after": Value::Null, "after_unknown": false, "sensitive": o.sensitive}));
+    }
     json!({
         "format_version": super::FORMAT_VERSION.to_string(),
         "teeform_version": env!("CARGO_PKG_VERSION"),

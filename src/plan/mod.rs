@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::compose::{self, ComposeFields, ComposePatch};
 use crate::graph::{CycleError, Graph};
 use crate::manifest::{Config, CvmConfig, Kms, Ref, Template};
-use crate::model::{ATTRS, CloudIds, CvmAttrs, EnvVal, RemoteCvm, ResourceRecord, Update};
+use crate::model::{ATTRS, CloudIds, CvmAttrs, EnvVal, OutputValue, RemoteCvm, ResourceRecord, Update};
 use crate::secrets::{self, SecretValues};
 use crate::state::Snapshot;
 
@@ -192,6 +192,9 @@ pub struct Plan {
     #[serde(default)]
     pub refreshed: Vec<ResourceRecord>,
     pub outputs: BTreeMap<String, PlannedOutput>,
+    /// Outputs in state that this plan removes, as state has them (no value when sensitive).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub removed_outputs: BTreeMap<String, OutputValue>,
     /// Whether applying would change outputs only.
     #[serde(default)]
     pub outputs_changed: bool,
@@ -550,8 +553,15 @@ fn finish(
             );
         }
     }
-    let removed_outputs = snapshot.outputs.keys().any(|k| !outputs.contains_key(k));
-    let outputs_changed = mode != Mode::RefreshOnly && (outputs_changed || removed_outputs);
+    let removed_outputs: BTreeMap<String, OutputValue> = snapshot
+        .outputs
+        .iter()
+        .filter(|(k, _)| !outputs.contains_key(*k))
+        .map(|(k, o)| {
+            (k.clone(), OutputValue { value: o.value.clone().filter(|_| !o.sensitive), sensitive: o.sensitive })
+        })
+        .collect();
+    let outputs_changed = mode != Mode::RefreshOnly && (outputs_changed || !removed_outputs.is_empty());
     let mut warnings: Vec<String> = config.warnings.iter().map(|d| d.to_string()).collect();
     warnings.sort();
     Plan {
@@ -562,6 +572,7 @@ fn finish(
         drift,
         refreshed,
         outputs,
+        removed_outputs,
         outputs_changed,
         warnings,
     }

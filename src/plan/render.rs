@@ -437,5 +437,13 @@ fn outputs(out: &mut String, p: &Palette, plan: &Plan) {
             Some(_) => {}
         }
     }
+    for (name, o) in &plan.removed_outputs {
+        let before = match (&o.value, o.sensitive) {
+            (Some(v), false) => format!("{v:?}"),
+            (None, false) => UNKNOWN.to_string(),
+            (_, true) => SENSITIVE.to_string(),
+        };
+        let _ = writeln!(out, "  {} {name} = {before}", p.red("-"));
+    }
     out.push('\n');
 }

@@ -277,6 +277,26 @@ fn outputs_follow_state_and_settle() {
 }
 
 #[test]
+fn removed_outputs_are_shown_and_sensitive_ones_stay_hidden() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n");
+    let mut s = snap(vec![record("cvm.web", "web-main", WEB, 2)]);
+    s.outputs.insert("app".into(), OutputValue { value: Some("appweb-main".into()), sensitive: false });
+    s.outputs.insert("token".into(), OutputValue { value: None, sensitive: true });
+    for mode in [Mode::Normal, Mode::Destroy] {
+        let p = run(&cfg, &s, None, mode);
+        assert!(p.outputs_changed, "{mode:?}");
+        let text = render::render(&p, false);
+        assert!(text.contains("  - app = \"appweb-main\"\n"), "{text}");
+        assert!(text.contains("  - token = (sensitive value)\n"), "{text}");
+        let json = json::to_json(&p);
+        assert_eq!(json["output_changes"]["app"]["actions"][0], "delete");
+        assert_eq!(json["output_changes"]["app"]["before"], "appweb-main");
+        assert_eq!(json["output_changes"]["token"]["sensitive"], true);
+    }
+}
+
+#[test]
 fn tainted_is_replaced() {
     let f = Fixture::new(&[("web.yml", WEB)]);
     let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 2\n");

@@ -77,6 +77,8 @@ fn three_cvms_with_a_dependency_then_one_unified_update() {
 
     let d = t.run(&["destroy", "--auto-approve"]);
     d.ok();
+    assert!(d.stderr.contains("Destroy complete! Resources: 3 destroyed."), "{}", d.stderr);
+    assert!(d.stdout.contains("  - api_app_id = \""), "the output goes too: {}", d.stdout);
     assert_eq!(t.stats()["cvm_count"], 0);
     assert!(t.run(&["state", "list"]).ok().stdout.is_empty());
 }

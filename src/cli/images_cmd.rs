@@ -692,12 +692,3 @@ pub async fn run(ctx: &Ctx, cmd: ImagesCommand) -> CliResult {
         ImagesCommand::Upgrade { name, dry_run, vars } => upgrade(ctx, name.as_deref(), dry_run, &vars).await,
     }
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_command_line_is_well_formed() {
-        use clap::CommandFactory;
-        super::super::Cli::command().debug_assert();
-    }
-}

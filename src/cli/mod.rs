@@ -77,12 +77,19 @@ pub(crate) fn parse_var(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
 }
 
+fn parse_parallelism(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a whole number of at least 1, got `{s}`")),
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub vars: VarArgs,
     /// How many CVMs to work on at once.
-    #[arg(long, default_value_t = 10, value_name = "N")]
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = parse_parallelism)]
     pub parallelism: usize,
     /// Wait this long for the state lock (e.g. 60s) instead of failing at once.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
@@ -326,5 +333,28 @@ async fn run(cli: Cli, ui: ui::Ui) -> error::CliResult {
         Command::Sim(SimCommand::Serve(args)) => sim_cmd::serve(&ctx, args).await,
         Command::Debug(cmd) => debug_cmd::run(cmd),
         Command::Images(cmd) => images_cmd::run(&ctx, cmd).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed_and_every_command_explains_itself() {
+        let cli = super::Cli::command();
+        cli.clone().debug_assert();
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&cli, "teeform", &mut missing);
+        assert!(missing.is_empty(), "commands without help text: {missing:?}");
     }
 }

@@ -116,7 +116,7 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
     println!("stats: http://{addr}/_sim/stats");
     println!("nscale region {}: http://{addr}", crate::sim::catalogs::NSCALE_REGION);
     println!("OCI: http://{addr}/20160918 (compartment {})", crate::sim::catalogs::OCI_COMPARTMENT);
-    ctx.ui.status("Serving", "press Ctrl-C to stop");
+    ctx.ui.status("Serving", "until Ctrl-C");
     let shutdown = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");

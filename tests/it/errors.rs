@@ -85,13 +85,27 @@ fn validate_json_is_machine_readable() {
 #[test]
 fn usage_errors_exit_1_and_help_exits_0() {
     let t = TestEnv::new();
-    t.run(&["plan", "--no-such-flag"]).code(1);
+    for bad in [&["plan", "--no-such-flag"][..], &["apply", "--parallelism", "0"], &["plan", "--var", "novalue"]] {
+        let r = t.run(bad);
+        r.code(1);
+        assert!(r.stderr.starts_with("error: "), "{bad:?}: {}", r.stderr);
+    }
     let h = t.run(&["plan", "--help"]);
     h.ok();
     assert!(h.stdout.contains("--detailed-exitcode"));
-    for sub in
-        ["validate", "apply", "destroy", "show", "output", "state", "import", "force-unlock", "completions", "sim"]
-    {
+    for sub in [
+        "validate",
+        "apply",
+        "destroy",
+        "show",
+        "output",
+        "state",
+        "import",
+        "force-unlock",
+        "completions",
+        "sim",
+        "images",
+    ] {
         t.run(&[sub, "--help"]).ok();
     }
     assert!(t.run(&["completions", "bash"]).ok().stdout.contains("teeform"));

@@ -97,12 +97,7 @@ pub fn to_json(plan: &Plan) -> Value {
         .map(|(k, o)| {
             let after = if o.sensitive { Value::from(SENSITIVE) } else { o.known.clone().map_or(Value::Null, Value::from) };
             let before = if o.sensitive { Value::Null } else { o.before.clone().map_or(Value::Null, Value::from) };
-            let action = match &o.before {
-                None => "create",
-                Some(b) if o.sensitive || o.known.as_ref() != Some(b) => "update",
-                Some(_) => "no-op",
-            };
-            (k.clone(), json!({"actions": [action], "before": before, "after": after, "after_unknown": !o.sensitive && o.known.is_none(), "sensitive": o.sensitive}))
+            (k.clone(), json!({"actions": [o.action()], "before": before, "after": after, "after_unknown": !o.sensitive && o.known.is_none(), "sensitive": o.sensitive}))
         })
         .collect();
     for (k, o) in &plan.removed_outputs {

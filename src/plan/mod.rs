@@ -171,6 +171,22 @@ pub struct PlannedOutput {
     /// The value in state before this plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<String>,
+    /// Whether state has this output already (a sensitive one has no `before`).
+    #[serde(default)]
+    pub in_state: bool,
+}
+
+impl PlannedOutput {
+    /// What applying does to this output: `create`, `update` or `no-op` (Terraform's words).
+    pub fn action(&self) -> &'static str {
+        match &self.before {
+            None if !self.in_state => "create",
+            // State keeps no value for a sensitive output, so there is nothing to compare.
+            None => "no-op",
+            Some(b) if self.sensitive || self.known.as_ref() != Some(b) => "update",
+            Some(_) => "no-op",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -549,6 +565,7 @@ fn finish(
                     sensitive: o.sensitive,
                     known,
                     before: prev.and_then(|p| p.value.clone()),
+                    in_state: prev.is_some(),
                 },
             );
         }

@@ -427,14 +427,14 @@ fn outputs(out: &mut String, p: &Palette, plan: &Plan) {
         } else {
             o.known.as_ref().map_or(UNKNOWN.to_string(), |v| format!("{v:?}"))
         };
-        match &o.before {
-            None => {
+        match (o.action(), &o.before) {
+            ("create", _) => {
                 let _ = writeln!(out, "  {} {name} = {after}", p.green("+"));
             }
-            Some(b) if o.sensitive || o.known.as_ref() != Some(b) => {
+            ("update", Some(b)) => {
                 let _ = writeln!(out, "  {} {name} = {b:?} -> {after}", p.yellow("~"));
             }
-            Some(_) => {}
+            _ => {}
         }
     }
     for (name, o) in &plan.removed_outputs {

@@ -297,6 +297,23 @@ fn removed_outputs_are_shown_and_sensitive_ones_stay_hidden() {
 }
 
 #[test]
+fn a_sensitive_output_already_in_state_is_not_shown_as_new() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config(
+        "cvms:\n  web:\n    name: web-main\n    compose: web.yml\noutputs:\n  tok:\n    value: ${cvm.web.app_id}\n    sensitive: true\n",
+    );
+    let mut s = snap(vec![record("cvm.web", "web-main", WEB, 2)]);
+    s.outputs.insert("tok".into(), OutputValue { value: None, sensitive: true });
+    assert!(!run(&cfg, &s, None, Mode::Normal).has_changes());
+    // Another output going away puts the section on screen; `tok` stays out of it.
+    s.outputs.insert("old".into(), OutputValue { value: Some("x".into()), sensitive: false });
+    let p = run(&cfg, &s, None, Mode::Normal);
+    let text = render::render(&p, false);
+    assert!(text.contains("  - old = \"x\"\n") && !text.contains("tok"), "{text}");
+    assert_eq!(json::to_json(&p)["output_changes"]["tok"]["actions"][0], "no-op");
+}
+
+#[test]
 fn tainted_is_replaced() {
     let f = Fixture::new(&[("web.yml", WEB)]);
     let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 2\n");

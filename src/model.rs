@@ -214,6 +214,10 @@ pub struct ResourceRecord {
     #[serde(default)]
     pub dependencies: Vec<String>,
     pub updated_at: String,
+    /// The Phala Cloud API prefix the CVM lives at (`local`: the embedded simulator). Records
+    /// from before teeform kept it have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// An output as stored: sensitive outputs keep no value.

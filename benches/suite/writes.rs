@@ -52,6 +52,7 @@ fn record(i: usize, release: usize) -> ResourceRecord {
         tainted: false,
         dependencies: vec![],
         updated_at: "2026-01-01T00:00:00Z".into(),
+        endpoint: Some("local".into()),
     }
 }
 
@@ -64,6 +65,7 @@ fn journal(i: usize, k: usize) -> JournalEntry {
         cloud_id: Some(format!("{i:032}")),
         started_at: "2026-01-01T00:00:00Z".into(),
         detail: serde_json::json!({ "attrs": record(i, k).attrs }),
+        endpoint: Some("local".into()),
     }
 }
 

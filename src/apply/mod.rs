@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use reconcile::{ReconcileError, Reconciled, reconcile};
+pub use reconcile::{ReconcileError, Reconciled, elsewhere, reconcile};
 pub use wait::WaitOptions;
 
 use crate::manifest::{Ref, Template};
@@ -83,6 +83,8 @@ pub struct OnChainCtx<'a> {
     pub api: &'a dyn PhalaApi,
     pub store: &'a dyn Store,
     pub events: &'a dyn Events,
+    /// Stamped on the journal entries on-chain steps write.
+    pub endpoint: &'a str,
     /// Set on Ctrl-C: stop waiting for the chain (the update stays paused).
     pub cancel: &'a CancellationToken,
 }
@@ -113,6 +115,9 @@ pub struct Executor {
     pub wait: WaitOptions,
     pub secrets: SecretValues,
     pub onchain: Option<Arc<dyn OnChain>>,
+    /// Stamped on every record and journal entry, so a later run against another endpoint
+    /// is refused instead of taking these CVMs for deleted.
+    pub endpoint: String,
 }
 
 #[derive(Debug)]
@@ -232,6 +237,7 @@ impl Executor {
         for r in &plan.refreshed {
             current.insert(r.address.clone(), r.clone());
         }
+        let endpoint: Arc<str> = Arc::from(self.endpoint.as_str());
         let shared = Arc::new(Shared {
             current: Mutex::new(current),
             salt: snap.meta.salt.clone(),
@@ -284,6 +290,7 @@ impl Executor {
                         shared: shared.clone(),
                         onchain: self.onchain.clone(),
                         cancel: self.cancel.clone(),
+                        endpoint: endpoint.clone(),
                     };
                     self.events.started(addr, action);
                     running.spawn(async move {
@@ -369,6 +376,7 @@ struct Step {
     shared: Arc<Shared>,
     onchain: Option<Arc<dyn OnChain>>,
     cancel: CancellationToken,
+    endpoint: Arc<str>,
 }
 
 fn api_err(e: ApiError) -> String {
@@ -402,6 +410,7 @@ impl Step {
             cloud_id,
             started_at: now_rfc3339(),
             detail,
+            endpoint: Some(self.endpoint.to_string()),
         }
     }
 
@@ -494,6 +503,7 @@ impl Step {
             tainted,
             dependencies: c.dependencies.clone(),
             updated_at: now_rfc3339(),
+            endpoint: Some(self.endpoint.to_string()),
         }
     }
 
@@ -698,6 +708,7 @@ impl Step {
             store: self.store.as_ref(),
             events: self.events.as_ref(),
             cancel: &self.cancel,
+            endpoint: &self.endpoint,
         }
     }
 

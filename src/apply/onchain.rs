@@ -381,7 +381,7 @@ fn check_chain_id(spec: &KmsSpec, kms_info: Option<&serde_json::Value>) -> Resul
     }
 }
 
-fn new_entry(c: &Change, cvm_id: Option<&str>, p: &Pending) -> Result<JournalEntry, String> {
+fn new_entry(c: &Change, cvm_id: Option<&str>, p: &Pending, endpoint: &str) -> Result<JournalEntry, String> {
     Ok(JournalEntry {
         id: format!("{}-{}", now_rfc3339(), uuid::Uuid::new_v4().simple()),
         address: c.address.clone(),
@@ -390,6 +390,7 @@ fn new_entry(c: &Change, cvm_id: Option<&str>, p: &Pending) -> Result<JournalEnt
         cloud_id: cvm_id.map(str::to_string),
         started_at: now_rfc3339(),
         detail: serde_json::to_value(p).map_err(|e| e.to_string())?,
+        endpoint: Some(endpoint.to_string()),
     })
 }
 
@@ -466,7 +467,7 @@ impl OnChain for Registrar {
             attrs: ctx.attrs.clone(),
             dependencies: c.dependencies.clone(),
         };
-        let entry = new_entry(c, ctx.cvm_id, &p)?;
+        let entry = new_entry(c, ctx.cvm_id, &p, ctx.endpoint)?;
         // The paused update replaces the plain update entry in one atomic write.
         ctx.store
             .commit(Batch {
@@ -536,7 +537,7 @@ impl OnChain for Registrar {
                     .map_err(|e| e.to_string())?;
                 p.tx_hash = Some(signed.hash.clone());
                 p.raw_tx = Some(signed.raw.clone());
-                let entry = new_entry(c, None, &p)?;
+                let entry = new_entry(c, None, &p, ctx.endpoint)?;
                 ctx.store
                     .commit(Batch { journal_put: vec![entry.clone()], ..Default::default() })
                     .await
@@ -599,6 +600,7 @@ mod tests {
             cloud_id: Some("u".into()),
             started_at: "now".into(),
             detail: serde_json::to_value(&p).unwrap(),
+            endpoint: None,
         };
         assert_eq!(Pending::from_entry(&e), Some(p.clone()));
         assert!(p.calldata().starts_with("0xdfc77223"));

@@ -26,6 +26,18 @@ pub enum ReconcileError {
     Api { address: String, message: String },
 }
 
+/// The first of `owners` (address, endpoint it was made at) that lives at an endpoint other
+/// than `endpoint`. Against the wrong endpoint every such CVM would look deleted, and the next
+/// apply would create it again and forget the original.
+pub fn elsewhere<'a>(
+    endpoint: &str,
+    owners: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Option<(&'a str, &'a str)> {
+    let norm = |e: &str| e.trim_end_matches('/').to_string();
+    let here = norm(endpoint);
+    owners.into_iter().find_map(|(addr, e)| e.filter(|e| norm(e) != here).map(|e| (addr, e)))
+}
+
 pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconciled, ReconcileError> {
     let entries = store.journal().await?;
     let mut out = Reconciled::default();
@@ -108,5 +120,32 @@ fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
         tainted: matches!(remote.status.as_str(), "error" | "failed"),
         dependencies: vec![],
         updated_at: now_rfc3339(),
+        endpoint: e.endpoint.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::elsewhere;
+
+    #[test]
+    fn only_a_recorded_other_endpoint_counts() {
+        let api = "https://cloud-api.phala.com/api/v1";
+        // (endpoint now, what state recorded, found elsewhere)
+        type Case<'a> = (&'a str, &'a [Option<&'a str>], Option<&'a str>);
+        let cases: &[Case] = &[
+            (api, &[], None),
+            (api, &[None], None),
+            (api, &[Some(api)], None),
+            (api, &[Some("https://cloud-api.phala.com/api/v1/")], None),
+            ("local", &[Some("local"), None], None),
+            ("local", &[Some(api)], Some(api)),
+            (api, &[Some(api), Some("local")], Some("local")),
+            ("http://127.0.0.1:1/api/v1", &[Some("http://127.0.0.1:2/api/v1")], Some("http://127.0.0.1:2/api/v1")),
+        ];
+        for (now, recorded, want) in cases {
+            let owners = recorded.iter().map(|e| ("cvm.x", *e));
+            assert_eq!(elsewhere(now, owners).map(|(_, e)| e), *want, "{now} vs {recorded:?}");
+        }
     }
 }

@@ -131,8 +131,28 @@ async fn session(ctx: &Ctx, run: &RunArgs, command: &str) -> CliResult<Session> 
     Ok(Session { config, store, api, secrets })
 }
 
+/// Refuses to go on when state (records or journal) was made at another endpoint.
+pub(super) fn same_endpoint<'a>(
+    api: &Api,
+    owners: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> CliResult<()> {
+    match apply::elsewhere(&api.endpoint, owners) {
+        None => Ok(()),
+        Some((addr, there)) => Err(CliError::new(format!(
+            "{addr} lives at {there}, but the manifest now points at {}; nothing was changed",
+            api.endpoint
+        ))
+        .hint("against the wrong endpoint its CVMs would look deleted, and apply would create them again")
+        .hint(format!(
+            "point `provider.phala.endpoint` (or PHALA_CLOUD_API_PREFIX) back at {there}, or keep the new endpoint's state apart with --state DIR or --workspace NAME"
+        ))),
+    }
+}
+
 /// Settles operations a previous run left in flight before anything else looks at state.
 async fn reconcile(ctx: &Ctx, store: &dyn Store, api: &Api) -> CliResult<()> {
+    let journal = store.journal().await?;
+    same_endpoint(api, journal.iter().map(|e| (e.address.as_str(), e.endpoint.as_deref())))?;
     let r = apply::reconcile(store, api.client.as_ref()).await?;
     for a in &r.adopted {
         ctx.ui.warn(&format!("{a}: a create interrupted earlier had succeeded; the CVM is now in state"));
@@ -194,6 +214,7 @@ async fn refresh(
 
 async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliResult<Plan> {
     let snapshot = s.store.snapshot().await?;
+    same_endpoint(&s.api, snapshot.resources.values().map(|r| (r.address.as_str(), r.endpoint.as_deref())))?;
     let refreshed = if args.refresh || args.refresh_only {
         Some(refresh(ctx, &s.api, &snapshot, args.run.parallelism).await?)
     } else {
@@ -448,6 +469,7 @@ async fn execute(
         wait: wait_options(),
         secrets,
         onchain,
+        endpoint: api.endpoint.clone(),
     };
     let report = exec.run(p).await;
     progress.finish();

@@ -212,6 +212,7 @@ mod tests {
             cloud_id: None,
             started_at: "t".into(),
             detail: serde_json::to_value(&p).unwrap(),
+            endpoint: None,
         };
         (e, p)
     }

@@ -129,6 +129,7 @@ fn print_record(r: &ResourceRecord) {
         ("instance_id", &r.ids.instance_id),
         ("compose_hash", &r.compose_hash),
         ("status", &r.status),
+        ("endpoint", &r.endpoint),
     ] {
         if let Some(v) = v {
             println!("{k:<12} = {v:?}");
@@ -206,6 +207,7 @@ pub async fn import(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) 
             .hint(format!("`teeform state rm {address}` first to import a different CVM")));
     }
     let api = ctx.api(&cfg.endpoint).await?;
+    super::commands::same_endpoint(&api, snap.resources.values().map(|r| (r.address.as_str(), r.endpoint.as_deref())))?;
     let remote = api
         .client
         .get_cvm(id)
@@ -239,6 +241,7 @@ pub async fn import(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) 
         tainted: false,
         dependencies: cvm.depends_on.iter().map(|d| format!("cvm.{d}")).collect(),
         updated_at: now_rfc3339(),
+        endpoint: Some(api.endpoint.clone()),
     };
     store.commit(Batch { put: vec![rec.clone()], ..Default::default() }).await?;
     store.close().await?;

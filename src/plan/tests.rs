@@ -66,6 +66,7 @@ fn record(addr: &str, name: &str, compose: &str, vcpu: u32) -> ResourceRecord {
         tainted: false,
         dependencies: vec![],
         updated_at: "t".into(),
+        endpoint: None,
     }
 }
 

@@ -96,6 +96,7 @@ pub(crate) mod tests {
             tainted: false,
             dependencies: vec![],
             updated_at: "2026-01-01T00:00:00Z".into(),
+            endpoint: Some("https://cloud-api.phala.com/api/v1".into()),
         }
     }
 
@@ -108,6 +109,7 @@ pub(crate) mod tests {
             cloud_id: None,
             started_at: "t".into(),
             detail: serde_json::json!({"k": [1, 2.5, "x"]}),
+            endpoint: Some("local".into()),
         }
     }
 

@@ -60,6 +60,9 @@ pub struct JournalEntry {
     /// Operation-specific facts (e.g. a pending on-chain registration). Never secrets.
     #[serde(default)]
     pub detail: serde_json::Value,
+    /// The Phala Cloud API prefix the operation went to (see [`ResourceRecord::endpoint`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// Who holds the state lock.

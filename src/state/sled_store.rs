@@ -303,6 +303,7 @@ mod tests {
             tainted: false,
             dependencies: vec![],
             updated_at: "now".into(),
+            endpoint: None,
         }
     }
 
@@ -326,6 +327,7 @@ mod tests {
             cloud_id: None,
             started_at: "t".into(),
             detail: Default::default(),
+            endpoint: None,
         };
         let m2 = s.commit(Batch { journal_put: vec![j], ..Default::default() }).await.unwrap();
         assert_eq!(m2.serial, m1.serial, "journal-only writes keep the serial");

@@ -218,3 +218,33 @@ fn state_commands_and_outputs() {
     // Forgotten, so the next plan creates it again (the old CVM is left alone).
     assert!(t.run(&["plan"]).ok().stdout.contains("# cvm.worker will be created"));
 }
+
+#[test]
+fn state_made_at_one_endpoint_is_not_planned_against_another() {
+    let t = three();
+    t.run(&["apply", "--auto-approve"]).ok();
+    let api_requests = |t: &TestEnv| -> u64 {
+        let stats = t.stats();
+        let counts = stats["requests"].as_object().unwrap();
+        counts.iter().filter(|(k, _)| k.contains("/api/v1")).map(|(_, v)| v.as_u64().unwrap()).sum()
+    };
+    let requests = api_requests(&t);
+    let moved = std::fs::read_to_string(t.path("teeform.yaml")).unwrap().replace(&t.prefix(), "local");
+    t.write("teeform.yaml", &moved);
+    for args in [&["plan"][..], &["apply", "--auto-approve"], &["destroy", "--auto-approve"]] {
+        let r = t.run(args);
+        r.code(1);
+        assert!(r.stderr.contains("lives at $API, but the manifest now points at local"), "{args:?}: {}", r.stderr);
+    }
+    assert_eq!(t.stats()["cvm_count"], 3);
+    assert_eq!(api_requests(&t), requests, "nothing was sent to the recorded endpoint");
+    // The same endpoint written with a trailing slash is the same endpoint.
+    t.write("teeform.yaml", &moved.replace("endpoint: local", &format!("endpoint: {}/", t.prefix())));
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+    // Importing at another endpoint into a state whose CVMs live elsewhere is refused too.
+    t.run(&["state", "rm", "cvm.api"]).ok();
+    t.write("teeform.yaml", &moved);
+    let r = t.run(&["import", "cvm.api", "x"]);
+    r.code(1);
+    assert!(r.stderr.contains("lives at $API"), "{}", r.stderr);
+}

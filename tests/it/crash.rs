@@ -333,6 +333,27 @@ fn a_second_ctrl_c_aborts_at_once_and_the_next_run_converges() {
 }
 
 #[test]
+fn a_killed_apply_is_not_resumed_against_another_endpoint() {
+    let mut t = TestEnv::with_config(SimConfig { restart_ms: 3000, boot_ms: 3000, ..Default::default() });
+    env_for(&mut t);
+    let d = Desired { cvms: vec![("alpha".into(), 1, false, "a".into())] };
+    t.manifest(&d.manifest());
+    let mut child = spawn_apply_until_first_cvm(&t, &["apply", "--auto-approve"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Against another endpoint the CVM being created would look gone: created again, the
+    // first one forgotten.
+    let manifest = std::fs::read_to_string(t.path("teeform.yaml")).unwrap();
+    t.write("teeform.yaml", &manifest.replace(&t.prefix(), "local"));
+    let r = t.run(&["plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("cvm.alpha lives at $API, but the manifest now points at local"), "{}", r.stderr);
+    t.write("teeform.yaml", &manifest);
+    t.run(&["apply", "--auto-approve"]).ok();
+    check_converged(&t, &d, 0);
+}
+
+#[test]
 fn force_unlock_removes_only_a_dead_holders_record() {
     let mut t = TestEnv::new();
     env_for(&mut t);

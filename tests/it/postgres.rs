@@ -122,8 +122,11 @@ fn postgres_state_is_shared_between_directories() {
     let app_id = a.cvm_stat("team-web", "app_id");
     let out = b.run(&["output", "web_app_id", "--raw"]);
     assert_eq!(out.ok().stdout.trim(), app_id.as_str().unwrap());
-    let show =
-        |t: &TestEnv| serde_json::from_str::<serde_json::Value>(&t.run(&["show", "--json"]).ok().stdout).unwrap();
+    // `run` masks each env's own simulator prefix as $API; `b` talks to `a`'s, so mask that too.
+    let show = |t: &TestEnv| {
+        let out = t.run(&["show", "--json"]).ok().stdout.replace(&a.prefix(), "$API");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
     assert_eq!(show(&a), show(&b));
     // A plan saved on one runner is stale once another applied.
     for t in [&a, &b] {

@@ -812,7 +812,13 @@ impl Step {
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
         self.events.status(&c.address, "deleting");
         self.api.delete(&ids.id).await.map_err(api_err)?;
-        self.commit(Batch { remove: vec![c.address.clone()], journal_done: vec![entry.id], ..Default::default() }).await
+        // An update paused for on-chain registration has nothing left to finish once its CVM
+        // is gone; dropping it in the same write keeps `--resume` from chasing a deleted CVM.
+        let journal = self.store.journal().await.map_err(|e| format!("cannot read state: {e}"))?;
+        let paused =
+            journal.into_iter().filter(|e| e.op == onchain::PENDING_OP && e.cloud_id.as_ref() == Some(&ids.id));
+        let done = std::iter::once(entry.id).chain(paused.map(|e| e.id)).collect();
+        self.commit(Batch { remove: vec![c.address.clone()], journal_done: done, ..Default::default() }).await
     }
 }
 

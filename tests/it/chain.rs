@@ -233,6 +233,20 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
+fn destroying_a_cvm_drops_its_paused_update() {
+    let Some(c) = Chain::new() else { return };
+    c.change_compose();
+    c.t.run(&["apply", "--auto-approve"]).code(3);
+    assert!(c.pending_in_state());
+    c.t.run(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(c.t.stats()["cvm_count"], 0);
+    assert!(!c.pending_in_state(), "nothing is left paused for a CVM that is gone");
+    let r = c.t.run(&["apply", "--resume"]);
+    r.ok();
+    assert!(r.stdout.contains("Nothing to resume"), "{}", r.stdout);
+}
+
+#[test]
 fn without_a_signer_apply_pauses_then_resumes_after_cast_send() {
     let Some(c) = Chain::new() else { return };
     c.change_compose();

@@ -227,7 +227,56 @@ async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliRe
         secrets: &s.secrets,
         mode,
     })?;
+    if args.refresh && mode == Mode::Normal {
+        names_are_free(&s.api, &snapshot, &p).await?;
+    }
     Ok(p)
+}
+
+/// Refuses creates whose name a CVM outside this state already has. Applying one would fail
+/// or make a second CVM of that name, and an interrupted create is found again by its name,
+/// so it could adopt the stranger. One list call, made only when the plan creates something.
+async fn names_are_free(api: &Api, snapshot: &Snapshot, p: &Plan) -> CliResult<()> {
+    let creating: BTreeMap<&str, &str> = p
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Create | Action::Replace))
+        .filter_map(|c| c.after.as_ref().map(|a| (a.name.as_str(), c.address.as_str())))
+        .collect();
+    if creating.is_empty() {
+        return Ok(());
+    }
+    let ours: BTreeSet<&str> = snapshot
+        .resources
+        .values()
+        .flat_map(|r| [Some(r.ids.id.as_str()), r.ids.vm_uuid.as_deref()])
+        .flatten()
+        .collect();
+    let remote = api.client.list_cvms().await.map_err(|e| {
+        CliError::from(e).hint("listing CVMs checks that the names to create are free; `--refresh=false` skips it")
+    })?;
+    let mut taken: Vec<(&str, String)> = remote
+        .iter()
+        .filter(|r| !ours.contains(r.ids.id.as_str()) && !r.ids.vm_uuid.as_deref().is_some_and(|u| ours.contains(u)))
+        .filter_map(|r| {
+            creating
+                .get(r.attrs.name.as_str())
+                .map(|addr| (*addr, r.ids.vm_uuid.clone().unwrap_or_else(|| r.ids.id.clone())))
+        })
+        .collect();
+    taken.sort();
+    let Some((first, _)) = taken.first() else {
+        return Ok(());
+    };
+    let mut e = CliError::new(format!(
+        "{first}{}: a CVM with that name already exists at {} and is not in this state; nothing was changed",
+        if taken.len() > 1 { format!(" (and {} more)", taken.len() - 1) } else { String::new() },
+        api.endpoint
+    ));
+    for (addr, id) in &taken {
+        e = e.hint(format!("`teeform import {addr} {id}` manages the existing CVM; or give {addr} another `name:`"));
+    }
+    Err(e)
 }
 
 fn mode(args: &PlanArgs) -> Mode {

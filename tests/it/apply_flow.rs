@@ -215,8 +215,12 @@ fn state_commands_and_outputs() {
     assert_eq!(raw.ok().stdout.trim(), t.cvm_stat("api-main", "app_id").as_str().unwrap());
     t.run(&["state", "show", "cvm.nope"]).code(1);
     t.run(&["state", "rm", "cvm.worker"]).ok();
-    // Forgotten, so the next plan creates it again (the old CVM is left alone).
-    assert!(t.run(&["plan"]).ok().stdout.contains("# cvm.worker will be created"));
+    // Forgotten, but its CVM is still there: a refreshing plan points at import instead of
+    // planning a second CVM of the same name; planning from state alone cannot know.
+    let r = t.run(&["plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("`teeform import cvm.worker "), "{}", r.stderr);
+    assert!(t.run(&["plan", "--refresh=false"]).ok().stdout.contains("# cvm.worker will be created"));
 }
 
 #[test]
@@ -247,4 +251,41 @@ fn state_made_at_one_endpoint_is_not_planned_against_another() {
     let r = t.run(&["import", "cvm.api", "x"]);
     r.code(1);
     assert!(r.stderr.contains("lives at $API"), "{}", r.stderr);
+}
+
+#[test]
+fn a_name_taken_outside_this_state_is_refused_with_an_import_hint() {
+    let a = three();
+    a.run(&["apply", "--auto-approve"]).ok();
+    // Another directory with its own (empty) state, pointed at the same cloud.
+    let b = TestEnv::new();
+    for f in ["db.yml", "api.yml", "worker.yml"] {
+        b.write(f, &std::fs::read_to_string(a.path(f)).unwrap());
+    }
+    b.write("teeform.yaml", &format!("provider:\n  phala:\n    endpoint: {}\n{THREE}", a.prefix()));
+    for args in [&["plan"][..], &["apply", "--auto-approve"]] {
+        let r = b.run(args);
+        r.code(1);
+        assert!(r.stderr.contains("cvm.api (and 2 more): a CVM with that name already exists"), "{}", r.stderr);
+    }
+    assert_eq!(a.stats()["cvm_count"], 3, "nothing was created");
+    // Planning from state alone cannot know; it plans the creates.
+    b.run(&["plan", "--refresh=false"]).ok();
+    // The hints are commands that work.
+    let r = b.run(&["plan"]);
+    let imports: Vec<Vec<String>> = r
+        .stderr
+        .lines()
+        .filter_map(|l| l.split('`').nth(1))
+        .filter(|c| c.starts_with("teeform import "))
+        .map(|c| c.split(' ').skip(1).map(str::to_string).collect())
+        .collect();
+    assert_eq!(imports.len(), 3, "{}", r.stderr);
+    for args in &imports {
+        b.run(&args.iter().map(String::as_str).collect::<Vec<_>>()).ok();
+    }
+    let r = b.run(&["plan"]);
+    r.ok();
+    assert!(!r.stdout.contains("will be created"), "{}", r.stdout);
+    assert_eq!(a.stats()["cvm_count"], 3);
 }

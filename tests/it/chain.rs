@@ -180,6 +180,15 @@ impl Chain {
         self.t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
     }
 
+    /// Changes the compose file and applies without a signer: the update pauses (exit 3).
+    /// Returns the compose hash awaiting registration.
+    fn pause_an_update(&self) -> String {
+        self.change_compose();
+        let r = self.t.run(&["apply", "--auto-approve"]);
+        r.code(3);
+        paused_hash(&r)
+    }
+
     fn sim_hash(&self) -> String {
         self.t.cvm_stat("chain-web", "compose_hash").as_str().unwrap().to_string()
     }
@@ -235,8 +244,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn destroying_a_cvm_drops_its_paused_update() {
     let Some(c) = Chain::new() else { return };
-    c.change_compose();
-    c.t.run(&["apply", "--auto-approve"]).code(3);
+    c.pause_an_update();
     assert!(c.pending_in_state());
     c.t.run(&["destroy", "--auto-approve"]).ok();
     assert_eq!(c.t.stats()["cvm_count"], 0);
@@ -338,10 +346,7 @@ fn prepare_only_then_resume_with_the_transaction_commits_with_the_token() {
 #[test]
 fn a_transaction_for_another_hash_is_refused_clearly_and_stays_resumable() {
     let Some(c) = Chain::new() else { return };
-    c.change_compose();
-    let r = c.t.run(&["apply", "--auto-approve"]);
-    r.code(3);
-    let hash = paused_hash(&r);
+    let hash = c.pause_an_update();
     // Someone registered a hash they computed themselves (a user incident, reference row 1).
     let wrong = format!("0x{}", "5a".repeat(32));
     let tx = cast_register(&c.cast, &c.url, &c.owner, &c.app, &wrong);
@@ -359,8 +364,7 @@ fn a_transaction_for_another_hash_is_refused_clearly_and_stays_resumable() {
 #[test]
 fn an_unreachable_chain_is_a_clear_error_and_the_update_stays_resumable() {
     let Some(mut c) = Chain::new() else { return };
-    c.change_compose();
-    c.t.run(&["apply", "--auto-approve"]).code(3);
+    c.pause_an_update();
     c.t.env.insert("ETH_RPC_URL".into(), "http://127.0.0.1:1/some/key".into());
     let r = c.t.run(&["apply", "--resume"]);
     r.code(1);
@@ -389,10 +393,7 @@ fn kill9(mut child: std::process::Child) {
 #[test]
 fn killed_while_waiting_for_the_chain_resume_completes_with_one_transaction() {
     let Some(c) = Chain::new() else { return };
-    c.change_compose();
-    let r = c.t.run(&["apply", "--auto-approve"]);
-    r.code(3);
-    let hash = paused_hash(&r);
+    let hash = c.pause_an_update();
     // `--resume` polls the chain; kill it mid-wait, as a cancelled CI job would.
     let child = spawn(&c.t, &["apply", "--resume", "--timeout", "60s"]);
     std::thread::sleep(Duration::from_millis(1500));
@@ -543,10 +544,7 @@ fn a_transaction_still_pending_at_a_crash_is_waited_for_not_sent_again() {
 #[test]
 fn the_simulator_confirms_only_what_the_chain_allows() {
     let Some(c) = Chain::new() else { return };
-    c.change_compose();
-    let r = c.t.run(&["apply", "--auto-approve"]);
-    r.code(3);
-    let hash = paused_hash(&r);
+    let hash = c.pause_an_update();
     let confirm = |tx: &str| confirm_raw(&c.t, &hash, tx);
     let cases: [(&str, u16, &str); 2] =
         [(&format!("0x{}", "11".repeat(32)), 467, "ERR-01-007"), ("already-registered", 468, "ERR-01-008")];
@@ -628,10 +626,7 @@ fn a_signer_that_does_not_own_the_app_pauses_instead_of_sending() {
 #[test]
 fn ctrl_c_while_waiting_for_the_chain_leaves_the_update_paused() {
     let Some(c) = Chain::new() else { return };
-    c.change_compose();
-    let r = c.t.run(&["apply", "--auto-approve"]);
-    r.code(3);
-    let hash = paused_hash(&r);
+    let hash = c.pause_an_update();
     let (mut child, rx) = spawn_watched(&c.t, &["apply", "--resume", "--timeout", "120s"]);
     wait_for_line(&rx, "waiting for the chain to allow");
     // SAFETY: the pid is that of a child this test started and has not reaped.

@@ -17,16 +17,31 @@ pub enum CryptError {
     Decrypt,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The plaintext as the SDK writes it: `JSON.stringify({env: [{key, value}, ...]})`.
+#[derive(Serialize)]
 struct Plain<'a> {
-    #[serde(borrow)]
     env: Vec<Pair<'a>>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct Pair<'a> {
     key: &'a str,
     value: &'a str,
+}
+
+/// The plaintext as any client may write it. Values are owned: a JSON string with an escape
+/// (`\"`, `\\`, `\n`, or `\u00e9` from an encoder that escapes non-ASCII, as Python's
+/// `json.dumps` does by default) cannot be borrowed from the input, so borrowing would refuse
+/// exactly those values.
+#[derive(Deserialize)]
+struct PlainIn {
+    env: Vec<PairIn>,
+}
+
+#[derive(Deserialize)]
+struct PairIn {
+    key: String,
+    value: String,
 }
 
 fn key32(hex_str: &str) -> Result<[u8; 32], CryptError> {
@@ -48,14 +63,26 @@ fn encrypt_with(
     eph: &StaticSecret,
     iv: [u8; 12],
 ) -> Result<String, CryptError> {
+    let mut json = plaintext(env);
+    let sealed = seal(&json, recipient, eph, iv);
+    json.iter_mut().for_each(|b| *b = 0);
+    sealed
+}
+
+/// The exact bytes the SDK's `encryptEnvVars` encrypts for these pairs. serde_json escapes
+/// what `JSON.stringify` escapes (`"`, backslash, the control characters below U+0020, with
+/// the short forms `\b \f \n \r \t` and lowercase `\u00xx` for the rest) and writes everything
+/// else, non-ASCII and U+007F included, as raw UTF-8, so the bytes are the same.
+fn plaintext(env: &[(String, String)]) -> Vec<u8> {
     let plain = Plain { env: env.iter().map(|(k, v)| Pair { key: k, value: v }).collect() };
-    // serde_json cannot fail on this shape; the plaintext is zeroed below once sealed.
-    let mut json = serde_json::to_vec(&plain).expect("env serializes");
+    // serde_json cannot fail on this shape.
+    serde_json::to_vec(&plain).expect("env serializes")
+}
+
+fn seal(plaintext: &[u8], recipient: &PublicKey, eph: &StaticSecret, iv: [u8; 12]) -> Result<String, CryptError> {
     let shared = eph.diffie_hellman(recipient);
     let cipher = Aes256Gcm::new_from_slice(shared.as_bytes()).expect("32-byte key");
-    let sealed = cipher.encrypt(&iv.into(), json.as_slice()).map_err(|_| CryptError::Decrypt);
-    json.iter_mut().for_each(|b| *b = 0);
-    let sealed = sealed?;
+    let sealed = cipher.encrypt(&iv.into(), plaintext).map_err(|_| CryptError::Decrypt)?;
     let mut out = Vec::with_capacity(32 + 12 + sealed.len());
     out.extend_from_slice(PublicKey::from(eph).as_bytes());
     out.extend_from_slice(&iv);
@@ -74,8 +101,11 @@ pub fn decrypt(encrypted_hex: &str, recipient_priv: &[u8; 32]) -> Result<Vec<(St
     let shared = StaticSecret::from(*recipient_priv).diffie_hellman(&PublicKey::from(eph));
     let cipher = Aes256Gcm::new_from_slice(shared.as_bytes()).expect("32-byte key");
     let plain = cipher.decrypt(&iv.into(), &blob[44..]).map_err(|_| CryptError::Decrypt)?;
-    let parsed: Plain = serde_json::from_slice(&plain).map_err(|_| CryptError::Decrypt)?;
-    Ok(parsed.env.into_iter().map(|p| (p.key.to_string(), p.value.to_string())).collect())
+    let parsed: Result<PlainIn, _> = serde_json::from_slice(&plain);
+    let mut plain = plain;
+    plain.iter_mut().for_each(|b| *b = 0);
+    let parsed = parsed.map_err(|_| CryptError::Decrypt)?;
+    Ok(parsed.env.into_iter().map(|p| (p.key, p.value)).collect())
 }
 
 /// The public key (hex) of a private key, for the simulator's KMS.
@@ -125,6 +155,75 @@ mod tests {
         let blob = hex::decode(&enc).unwrap();
         assert_eq!(&blob[..32], PublicKey::from(&eph).as_bytes());
         assert_eq!(blob.len(), 32 + 12 + v["expected_plaintext"].as_str().unwrap().len() + 16);
+    }
+
+    /// Values a JSON encoder escapes, or that editors and shells mangle.
+    const HOSTILE: &[&str] = &[
+        "",
+        " ",
+        "say \"hi\"",
+        "C:\\path\\to",
+        "\\\"",
+        "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+        "a\tb",
+        "crlf\r\n",
+        "\u{1}\u{1f}\u{7f}\u{8}\u{c}",
+        "ünïcödé 日本語 😀 e\u{301}",
+        "\u{a0}nbsp \u{200b}zwsp \u{feff}bom",
+        "\u{2028}\u{2029}",
+        "</script>",
+        "$HOME ${X} $$ = ==",
+        "1.30",
+        "no",
+    ];
+
+    fn pairs() -> Vec<(String, String)> {
+        HOSTILE.iter().enumerate().map(|(i, v)| (format!("K{i:02}"), v.to_string())).collect()
+    }
+
+    #[test]
+    fn hostile_values_round_trip_byte_for_byte() {
+        let private = [9u8; 32];
+        let env = pairs();
+        let enc = encrypt(&env, &public_key_hex(&private)).unwrap();
+        assert_eq!(decrypt(&enc, &private).unwrap(), env);
+        for (k, v) in &env {
+            let one = vec![(k.clone(), v.clone())];
+            assert_eq!(decrypt(&encrypt(&one, &public_key_hex(&private)).unwrap(), &private).unwrap(), one, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn plaintext_is_what_json_stringify_writes() {
+        // Expected bytes: node 20's JSON.stringify({env: [{key, value}]}) for each value.
+        let cases = [
+            ("say \"hi\"", r#"say \"hi\""#),
+            ("a\\b", r#"a\\b"#),
+            ("l1\nl2\r\n", r#"l1\nl2\r\n"#),
+            ("\t\u{8}\u{c}", r#"\t\b\f"#),
+            ("\u{1}\u{1f}\u{7f}", "\\u0001\\u001f\u{7f}"),
+            ("é日😀\u{a0}\u{200b}\u{feff}\u{2028}", "é日😀\u{a0}\u{200b}\u{feff}\u{2028}"),
+            ("</script>", "</script>"),
+        ];
+        for (value, escaped) in cases {
+            let got = plaintext(&[("K".into(), value.into())]);
+            let want = format!(r#"{{"env":[{{"key":"K","value":"{escaped}"}}]}}"#);
+            assert_eq!(String::from_utf8(got).unwrap(), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn reads_what_other_encoders_write() {
+        // Python's `json.dumps` (the dstack Python SDK) writes `", "` and `": "` and escapes
+        // every non-ASCII character, astral ones as surrogate pairs.
+        let python = r#"{"env": [{"key": "A", "value": "\u00fc\u65e5 \ud83d\ude00 \"q\" \\ \n\t"}, {"key": "B", "value": ""}]}"#;
+        let private = [5u8; 32];
+        let recipient = PublicKey::from(key32(&public_key_hex(&private)).unwrap());
+        let enc = seal(python.as_bytes(), &recipient, &StaticSecret::from([3u8; 32]), [2; 12]).unwrap();
+        assert_eq!(
+            decrypt(&enc, &private).unwrap(),
+            vec![("A".to_string(), "ü日 😀 \"q\" \\ \n\t".to_string()), ("B".to_string(), String::new())]
+        );
     }
 
     #[test]

@@ -216,7 +216,8 @@ mod tests {
     fn reads_what_other_encoders_write() {
         // Python's `json.dumps` (the dstack Python SDK) writes `", "` and `": "` and escapes
         // every non-ASCII character, astral ones as surrogate pairs.
-        let python = r#"{"env": [{"key": "A", "value": "\u00fc\u65e5 \ud83d\ude00 \"q\" \\ \n\t"}, {"key": "B", "value": ""}]}"#;
+        let python =
+            r#"{"env": [{"key": "A", "value": "\u00fc\u65e5 \ud83d\ude00 \"q\" \\ \n\t"}, {"key": "B", "value": ""}]}"#;
         let private = [5u8; 32];
         let recipient = PublicKey::from(key32(&public_key_hex(&private)).unwrap());
         let enc = seal(python.as_bytes(), &recipient, &StaticSecret::from([3u8; 32]), [2; 12]).unwrap();

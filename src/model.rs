@@ -154,6 +154,38 @@ impl CvmAttrs {
     pub fn env_keys(&self) -> Vec<String> {
         self.env.keys().cloned().collect()
     }
+
+    /// The attributes in the API's normal form: what the API reports back after being sent
+    /// these. Desired attributes, the API's reports and state records are compared in this
+    /// form, so a value the API stores differently from how it was written never shows as a
+    /// change (nor restarts a CVM to "fix" it, forever).
+    ///
+    /// The API does not keep these exactly as written:
+    /// - `pre_launch_script`: an empty script is no script. `@phala/dstack-sdk` and
+    ///   `@phala/cloud` drop a falsy one before hashing (`preprocessAppCompose`), the
+    ///   simulator drops it when stored, and `PATCH` with `""` removes it. Only the empty
+    ///   string is falsy: a script of whitespace stays (UNVERIFIED for the real backend,
+    ///   taken to follow the SDK's rule).
+    /// - `instance_type`, `node`, `image`: empty is absent (UNVERIFIED: the API reports none
+    ///   rather than an empty string).
+    /// - `kms`: sent as `PHALA`/`ETHEREUM`/`BASE` (the SDK's enum), reported in lower case.
+    /// - `env`: no keys and an absent or empty `allowed_envs` are the same (both an empty map
+    ///   here already, so nothing to rewrite).
+    ///
+    /// Everything else (name, compose, numbers, booleans, env values) is kept byte for byte:
+    /// a whitespace-only script, CRLF line ends or a byte-order mark reach the CVM as they
+    /// are, so they are compared as they are.
+    pub fn normalized(mut self) -> CvmAttrs {
+        for v in [&mut self.pre_launch_script, &mut self.instance_type, &mut self.node, &mut self.image] {
+            if v.as_deref() == Some("") {
+                *v = None;
+            }
+        }
+        if let Some(k) = &mut self.kms {
+            k.make_ascii_lowercase();
+        }
+        self
+    }
 }
 
 /// Identifiers the cloud gave a CVM.

@@ -273,9 +273,12 @@ pub fn graph(config: &Config, snapshot: &Snapshot) -> Result<Graph, CycleError> 
 }
 
 /// The record as it stands after refresh, and what changed outside teeform.
+/// Both sides are compared in the API's normal form ([`CvmAttrs::normalized`]).
 pub fn merge_refresh(rec: &ResourceRecord, remote: &RemoteCvm) -> (ResourceRecord, Vec<AttrChange>) {
+    let before = rec.attrs.clone().normalized();
     let mut merged = rec.clone();
-    let o = &remote.attrs;
+    merged.attrs = before.clone();
+    let o = &remote.attrs.clone().normalized();
     let a = &mut merged.attrs;
     a.name = o.name.clone();
     macro_rules! take {
@@ -311,18 +314,20 @@ pub fn merge_refresh(rec: &ResourceRecord, remote: &RemoteCvm) -> (ResourceRecor
     merged.env_pubkey = remote.env_pubkey.clone().or(merged.env_pubkey);
     merged.kms_info = remote.kms_info.clone().or(merged.kms_info);
     merged.status = Some(remote.status.clone());
-    // Learning a value state did not record (null before) is not drift. The API shows env
-    // keys only, so env drifts only when the keys do (values unknown to state are not drift).
-    let drift = diff_attrs(&rec.attrs, &merged.attrs, false)
+    // Learning a value state did not record (null before) is not drift, except for the
+    // pre-launch script, where null is a value: no script. The API shows env keys only, so
+    // env drifts only when the keys do (values unknown to state are not drift).
+    let drift = diff_attrs(&before, &merged.attrs, false)
         .into_iter()
-        .filter(|a| !a.before.is_null())
-        .filter(|a| a.name != "env" || rec.attrs.env.keys().ne(merged.attrs.env.keys()))
+        .filter(|a| !a.before.is_null() || a.name == "pre_launch_script")
+        .filter(|a| a.name != "env" || before.env.keys().ne(merged.attrs.env.keys()))
         .collect();
     (merged, drift)
 }
 
 /// Attribute differences. With `managed_only`, only attributes `after` sets are compared
-/// (desired state leaves unmanaged attributes `None`).
+/// (desired state leaves unmanaged attributes `None`). Both sides are in the API's normal
+/// form (the planner normalises desired attributes, reports and records as it reads them).
 fn diff_attrs(before: &CvmAttrs, after: &CvmAttrs, managed_only: bool) -> Vec<AttrChange> {
     let mut out = Vec::new();
     for (name, how) in ATTRS {
@@ -405,7 +410,8 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                 gone.insert(addr.clone());
             }
             None => {
-                current.insert(addr.clone(), rec.clone());
+                let attrs = rec.attrs.clone().normalized();
+                current.insert(addr.clone(), ResourceRecord { attrs, ..rec.clone() });
             }
         }
     }
@@ -696,6 +702,7 @@ fn desired_attrs(
         allow_force_stop: c.allow_force_stop,
         env,
     }
+    .normalized()
 }
 
 /// Defaults the create request uses when the manifest leaves them out (the `phala` CLI's).

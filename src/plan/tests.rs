@@ -404,3 +404,137 @@ fn a_phala_kms_update_needs_no_registration() {
     let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
     assert!(!p.changes[0].reasons.iter().any(|r| matches!(r, Reason::OnChainRegistration(_))));
 }
+
+fn remote_of(rec: &ResourceRecord, attrs: CvmAttrs) -> RemoteCvm {
+    RemoteCvm {
+        ids: rec.ids.clone(),
+        status: "running".into(),
+        in_progress: false,
+        compose_hash: rec.compose_hash.clone(),
+        attrs,
+        app_compose: None,
+        env_pubkey: None,
+        kms_info: None,
+    }
+}
+
+/// Every attribute the API normalises, each spelling the manifest, state and the API's report
+/// can have: compared in the API's normal form, none is a change or drift.
+#[test]
+fn attributes_the_api_normalises_are_compared_in_its_normal_form() {
+    type Set = fn(&mut CvmAttrs, Option<&str>);
+    let cases: &[(&str, Set, &[Option<&str>])] = &[
+        ("pre_launch_script", |a, v| a.pre_launch_script = v.map(str::to_string), &[None, Some("")]),
+        ("instance_type", |a, v| a.instance_type = v.map(str::to_string), &[None, Some("")]),
+        ("node", |a, v| a.node = v.map(str::to_string), &[None, Some("")]),
+        ("image", |a, v| a.image = v.map(str::to_string), &[None, Some("")]),
+        ("kms", |a, v| a.kms = v.map(str::to_string), &[Some("phala"), Some("PHALA"), Some("Phala")]),
+    ];
+    for (name, set, spellings) in cases {
+        for desired in *spellings {
+            for stored in *spellings {
+                for reported in *spellings {
+                    let mut rec = record("cvm.web", "web-main", WEB, 2);
+                    set(&mut rec.attrs, *stored);
+                    let mut remote = rec.attrs.clone();
+                    set(&mut remote, *reported);
+                    let mut want = rec.attrs.clone();
+                    set(&mut want, *desired);
+                    let (merged, drift) = merge_refresh(&rec, &remote_of(&rec, remote));
+                    let case = format!("{name}: manifest {desired:?}, state {stored:?}, API {reported:?}");
+                    assert_eq!(drift, vec![], "{case}");
+                    assert_eq!(diff_attrs(&merged.attrs, &want.normalized(), true), vec![], "{case}");
+                }
+            }
+        }
+    }
+}
+
+/// The 0-byte pre-launch script (issue 14.2), end to end through the manifest: after apply the
+/// plan is empty whatever the API reports, removing the script plans nothing, and a script of
+/// whitespace is content, kept and compared as written.
+#[test]
+fn an_empty_pre_launch_script_settles_and_removing_it_restarts_nothing() {
+    let f = Fixture::new(&[("web.yml", WEB), ("empty.sh", ""), ("blank.sh", " \n\t\n")]);
+    let with = |script: &str| {
+        f.config(&format!("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    pre_launch_script: {script}\n"))
+    };
+    let without = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n");
+    let empty = with("empty.sh");
+    // What a create records (its desired attributes) is the state the next plan starts from.
+    let created = run(&empty, &snap(vec![]), None, Mode::Normal);
+    let after = created.changes[0].after.clone().unwrap();
+    assert_eq!(after.pre_launch_script, None, "an empty script is no script");
+    let create_hash = &created.changes[0].compose_hash.as_ref().unwrap().after;
+    assert_eq!(
+        *create_hash,
+        compose::hash(&app_compose_for_create(&CvmAttrs { pre_launch_script: None, ..after.clone() })),
+        "the preview hashes what the API stores"
+    );
+    for stored in [None, Some("")] {
+        for reported in [None, Some("")] {
+            let mut rec = record("cvm.web", "web-main", WEB, 2);
+            rec.attrs.pre_launch_script = stored.map(str::to_string);
+            let mut remote = rec.attrs.clone();
+            remote.pre_launch_script = reported.map(str::to_string);
+            let refreshed =
+                BTreeMap::from([("cvm.web".to_string(), Refresh::Found(Box::new(remote_of(&rec, remote))))]);
+            for (cfg, what) in [(&empty, "empty script"), (&without, "script removed")] {
+                for r in [None, Some(&refreshed)] {
+                    let p = run(cfg, &snap(vec![rec.clone()]), r, Mode::Normal);
+                    let case = format!("{what}: state {stored:?}, API {reported:?}, refresh {}", r.is_some());
+                    assert!(p.changes.is_empty() && p.drift.is_empty(), "{case}: {}", render::render(&p, false));
+                    assert_eq!(p.restarts(), 0, "{case}");
+                }
+            }
+        }
+    }
+    // Whitespace is content: kept, compared byte for byte.
+    let blank = with("blank.sh");
+    let mut rec = record("cvm.web", "web-main", WEB, 2);
+    rec.attrs.pre_launch_script = Some(" \n\t\n".into());
+    assert!(run(&blank, &snap(vec![rec.clone()]), None, Mode::Normal).changes.is_empty());
+    let p = run(&empty, &snap(vec![rec]), None, Mode::Normal);
+    assert_eq!(p.changes[0].attributes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["pre_launch_script"]);
+}
+
+#[test]
+fn a_script_added_outside_teeform_is_drift() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n");
+    let rec = record("cvm.web", "web-main", WEB, 2);
+    let mut remote = rec.attrs.clone();
+    remote.pre_launch_script = Some("echo hi\n".into());
+    let refreshed = BTreeMap::from([("cvm.web".to_string(), Refresh::Found(Box::new(remote_of(&rec, remote))))]);
+    let p = run(&cfg, &snap(vec![rec]), Some(&refreshed), Mode::Normal);
+    assert_eq!(p.drift[0].attributes[0].name, "pre_launch_script");
+    assert_eq!(p.changes[0].action, Action::Update);
+}
+
+/// The same rules as the API's JSON reaches them: every spelling of "nothing" the API may
+/// report reads as the same attributes.
+#[test]
+fn api_reports_read_in_normal_form() {
+    use crate::providers::phala::parse_cvm;
+    let base = serde_json::json!({"id": "c1", "name": "web-main", "status": "running", "kms_type": "phala",
+        "resource": {}, "gateway": {}, "compose_file": {"docker_compose_file": WEB}});
+    let want = parse_cvm(&base).unwrap().attrs;
+    assert_eq!(want.pre_launch_script, None);
+    let spellings: &[(&str, serde_json::Value)] = &[
+        ("/compose_file/pre_launch_script", "".into()),
+        ("/compose_file/pre_launch_script", serde_json::Value::Null),
+        ("/compose_file/allowed_envs", serde_json::json!([])),
+        ("/compose_file/allowed_envs", serde_json::Value::Null),
+        ("/kms_type", "PHALA".into()),
+        ("/resource/instance_type", "".into()),
+        ("/resource/instance_type", serde_json::Value::Null),
+        ("/os", serde_json::json!({"name": ""})),
+        ("/os", serde_json::Value::Null),
+    ];
+    for (pointer, value) in spellings {
+        let mut v = base.clone();
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        v.pointer_mut(if parent.is_empty() { "" } else { parent }).unwrap()[key] = value.clone();
+        assert_eq!(parse_cvm(&v).unwrap().attrs, want, "{pointer} = {value}");
+    }
+}

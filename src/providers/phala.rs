@@ -165,7 +165,7 @@ pub fn parse_cvm(v: &Value) -> Option<RemoteCvm> {
     };
     if let Some(c) = &compose {
         attrs.compose = s(c, "docker_compose_file");
-        attrs.pre_launch_script = s(c, "pre_launch_script").filter(|p| !p.is_empty());
+        attrs.pre_launch_script = s(c, "pre_launch_script");
         if let Some(keys) = c.get("allowed_envs").and_then(|a| a.as_array()) {
             attrs.env = keys.iter().filter_map(|k| k.as_str()).map(|k| (k.to_string(), EnvVal::default())).collect();
         }
@@ -177,7 +177,8 @@ pub fn parse_cvm(v: &Value) -> Option<RemoteCvm> {
         status: s(v, "status").unwrap_or_else(|| "unknown".into()),
         in_progress,
         compose_hash: s(v, "compose_hash"),
-        attrs,
+        // In the API's normal form, as the planner compares attributes.
+        attrs: attrs.normalized(),
         app_compose: compose,
         env_pubkey: kms_info
             .as_ref()

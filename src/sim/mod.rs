@@ -7,6 +7,7 @@
 //! boot durations; `GET /_sim/stats` counts requests and restarts.
 
 pub mod catalogs;
+pub mod limits;
 mod routes;
 pub mod world;
 

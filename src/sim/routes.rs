@@ -10,6 +10,7 @@ use axum::routing::{get, patch, post};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::limits::{self, Violation};
 use super::world::{Cvm, PendingUpdate, Provision, World, now_ms, rfc3339};
 use super::{Sim, SimConfig, gate};
 use crate::compose::{self, ComposeFields};
@@ -80,6 +81,19 @@ fn invalid(field: &str, msg: &str) -> Response {
     (
         StatusCode::UNPROCESSABLE_ENTITY,
         axum::Json(json!({"detail": [{"loc": ["body", field], "msg": msg, "type": "value_error"}]})),
+    )
+        .into_response()
+}
+
+/// A request the API's limits refuse ([`limits`]): FastAPI's 422 with the field's `loc`.
+/// UNVERIFIED: the real API's status and wording for these; the SDK checks the same rules
+/// before sending, so its users never see the server's answer.
+fn refused(v: Violation) -> Response {
+    let mut loc = vec![Value::from("body")];
+    loc.extend(v.loc);
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        axum::Json(json!({"detail": [{"loc": loc, "msg": v.msg, "type": "value_error"}]})),
     )
         .into_response()
 }
@@ -666,9 +680,7 @@ async fn app_cvms(State(sim): State<Sim>, headers: HeaderMap, Path(app_id): Path
 async fn provision(State(sim): State<Sim>, body: Bytes) -> Res {
     let v = body_json(&body)?;
     let name = s(&v, "name").ok_or_else(|| invalid("name", "field required"))?.to_string();
-    if !crate::manifest::valid_cvm_name(&name) {
-        return Err(invalid("name", "name must be 5-63 characters: a letter, then letters, digits and single hyphens"));
-    }
+    limits::name(&name).map_err(refused)?;
     let cf = v.get("compose_file").cloned().unwrap_or(json!({}));
     let dc = s(&cf, "docker_compose_file")
         .filter(|d| !d.trim().is_empty())
@@ -677,12 +689,13 @@ async fn provision(State(sim): State<Sim>, body: Bytes) -> Res {
         return Err(structured(StatusCode::BAD_REQUEST, "ERR-01-003", "Invalid compose file: not valid YAML"));
     }
     let pls = s(&cf, "pre_launch_script").filter(|p| !p.is_empty());
-    if dc.len() + pls.map_or(0, str::len) > 200 * 1024 {
-        return Err(structured(
-            StatusCode::BAD_REQUEST,
-            "ERR-01-003",
-            "Compose file and pre-launch script exceed 200 KiB",
-        ));
+    limits::compose_payload("compose_file", dc, pls).map_err(refused)?;
+    for (at, keys) in
+        [(&["compose_file", "allowed_envs"][..], cf.get("allowed_envs")), (&["env_keys"], v.get("env_keys"))]
+    {
+        if let Some(keys) = keys {
+            limits::env_keys(at, keys).map_err(refused)?;
+        }
     }
     let kms_type = match s(&v, "kms").unwrap_or("PHALA").to_ascii_uppercase().as_str() {
         "PHALA" => "phala",
@@ -806,6 +819,9 @@ async fn commit_provision(State(sim): State<Sim>, body: Bytes) -> Res {
         .ok_or_else(|| invalid("app_id", "field required"))?
         .trim_start_matches("0x")
         .to_ascii_lowercase();
+    if let Some(keys) = v.get("env_keys") {
+        limits::env_keys(&["env_keys"], keys).map_err(refused)?;
+    }
     let config = cfg(&sim);
     let onchain =
         sim.inner.world.lock().expect("world lock").provisions.get(&hash).is_some_and(|p| p.kms_type != "phala");
@@ -934,8 +950,9 @@ fn new_compose(c: &Cvm, body: &Value) -> Value {
     a
 }
 
-/// Checks a unified update's body; returns the error response for the first bad field.
-fn validate_update(w: &World, body: &Value) -> Result<(), Response> {
+/// Checks a unified update's body against the CVM it changes; returns the error response for
+/// the first bad field.
+fn validate_update(w: &World, c: &Cvm, body: &Value) -> Result<(), Response> {
     let m = body.as_object().expect("body is an object");
     if let Some(k) = m.keys().find(|k| !PATCH_FIELDS.contains(&k.as_str())) {
         return Err(invalid(k, "unknown field"));
@@ -965,6 +982,18 @@ fn validate_update(w: &World, body: &Value) -> Result<(), Response> {
     {
         return Err(structured(StatusCode::BAD_REQUEST, "ERR-02-001", &format!("Instance type {t} not found")));
     }
+    if let Some(keys) = body.get("allowed_envs") {
+        limits::env_keys(&["allowed_envs"], keys).map_err(refused)?;
+    }
+    // The limit holds for the app compose the update leaves, whichever part it changes.
+    let after = new_compose(c, body);
+    let field = if body.get("docker_compose_file").is_some() { "docker_compose_file" } else { "pre_launch_script" };
+    limits::compose_payload(
+        field,
+        s(&after, "docker_compose_file").unwrap_or_default(),
+        s(&after, "pre_launch_script"),
+    )
+    .map_err(refused)?;
     Ok(())
 }
 
@@ -1205,8 +1234,8 @@ async fn update(sim: &Sim, id: &str, body: Value, prepare_only: bool) -> Result<
     let (seq, hash_change, app_id) = {
         let w = sim.inner.world.lock().expect("world lock");
         let seq = w.find(id).ok_or_else(not_found)?;
-        validate_update(&w, &body)?;
         let c = &w.cvms[&seq];
+        validate_update(&w, c, &body)?;
         let new_hash = app_hash(&config, &new_compose(c, &body));
         let onchain_change = c.is_onchain() && (new_hash != c.compose_hash || prepare_only);
         (seq, onchain_change.then_some(new_hash), c.app_id.clone())
@@ -1378,6 +1407,7 @@ async fn provision_compose(State(sim): State<Sim>, Path(id): Path<String>, body:
             }
         }
         let patch = Value::Object(patch);
+        validate_update(&w, c, &patch)?;
         let hash = app_hash(&cfg(&sim), &new_compose(c, &patch));
         let info = if c.is_onchain() { kms_info_for(&w, c) } else { Value::Null };
         let device = w.nodes.iter().find(|n| n.id == c.node_id).map(|n| n.device_id.clone());
@@ -1420,6 +1450,7 @@ async fn commit_compose(State(sim): State<Sim>, Path(id): Path<String>, body: By
         pending.body["encrypted_env"] = enc.into();
     }
     if let Some(keys) = v.get("env_keys").filter(|k| k.is_array()) {
+        limits::env_keys(&["env_keys"], keys).map_err(refused)?;
         pending.body["allowed_envs"] = keys.clone();
     }
     let config = cfg(&sim);

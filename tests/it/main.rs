@@ -13,3 +13,4 @@ mod images;
 mod local;
 mod postgres;
 mod secrets;
+mod sim_limits;

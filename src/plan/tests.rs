@@ -538,3 +538,77 @@ fn api_reports_read_in_normal_form() {
         assert_eq!(parse_cvm(&v).unwrap().attrs, want, "{pointer} = {value}");
     }
 }
+
+/// The rendered plan for a compose file (and optionally a pre-launch script) changed from
+/// `before` to `after`.
+fn text_change(before: (&str, Option<&str>), after: (&str, Option<&str>), color: bool) -> String {
+    let mut files = vec![("web.yml", after.0)];
+    let mut manifest = "cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 2\n".to_string();
+    if let Some(s) = after.1 {
+        files.push(("pre.sh", s));
+        manifest.push_str("    pre_launch_script: pre.sh\n");
+    }
+    let f = Fixture::new(&files);
+    let cfg = f.config(&manifest);
+    let mut rec = record("cvm.web", "web-main", before.0, 2);
+    rec.attrs.pre_launch_script = before.1.map(str::to_string);
+    let p = run(&cfg, &snap(vec![rec]), None, Mode::Normal);
+    render::render(&p, color)
+}
+
+const CRLF: &str = "services:\r\n  web:\r\n    image: nginx:1.27\r\n    ports:\r\n      - \"80:80\"\r\n";
+
+/// Changes a terminal would not show (issue 14.4) are visible in plain text: line-ending
+/// notes, markers for carriage returns, trailing whitespace, invisible characters and tabs
+/// where they matter, with a legend.
+#[test]
+fn invisible_changes_are_visible_in_the_diff() {
+    let cases: &[(&str, (&str, Option<&str>), (&str, Option<&str>))] = &[
+        ("lf_to_crlf_only", (WEB, None), (CRLF, None)),
+        ("crlf_to_lf_with_a_real_change", (CRLF, None), (WEB2, None)),
+        ("one_line_gains_a_cr", (WEB, None), (&WEB.replace("1.27\n", "1.27\r\n"), None)),
+        ("trailing_whitespace", (WEB, None), (&WEB.replace("1.27\n", "1.27 \t\n"), None)),
+        (
+            "invisible_characters",
+            (WEB, None),
+            (
+                &WEB.replace("nginx:1.27", "nginx:1.27\u{a0}")
+                    .replace("web:", "w\u{200b}eb:")
+                    .replace("80:80", "80\u{202e}:80"),
+                None,
+            ),
+        ),
+        ("control_character_in_a_script", (WEB, Some("echo hi\n")), (WEB, Some("echo hi\u{1b}[0m\u{7}\n"))),
+        ("bom_added", (WEB, None), (&format!("\u{feff}{WEB}"), None)),
+        ("tabs_in_compose", (WEB, None), (&WEB.replace("image: ", "image:\t"), None)),
+        (
+            "tabs_vs_spaces_in_a_script",
+            (WEB, Some("if true; then\n    echo a\nfi\necho b\n")),
+            (WEB, Some("if true; then\n\techo a\nfi\necho  c\t\n")),
+        ),
+        ("no_newline_at_end", (WEB, None), (WEB.trim_end(), None)),
+    ];
+    for (name, before, after) in cases {
+        let text = text_change(*before, *after, false);
+        insta::assert_snapshot!(format!("invisible_{name}"), text);
+    }
+}
+
+#[test]
+fn markers_are_coloured_apart_from_the_text() {
+    let text = text_change((WEB, None), (&WEB.replace("1.27\n", "1.27\u{a0} \n"), None), true);
+    let line = text.lines().find(|l| l.contains("1.27") && l.contains("<NBSP>")).unwrap();
+    // The marker is painted on its own (inverted), the text around it green.
+    assert!(line.contains("\u{1b}[7m") || line.contains("\u{1b}[33;7m") || line.contains("\u{1b}[7;33m"), "{line:?}");
+    let plain = text_change((WEB, None), (&WEB.replace("1.27\n", "1.27\u{a0} \n"), None), false);
+    let strip = |s: &str| regex::Regex::new("\u{1b}\\[[0-9;]*m").unwrap().replace_all(s, "").to_string();
+    assert_eq!(strip(&text), plain, "colour adds styling only");
+}
+
+#[test]
+fn a_created_crlf_file_with_invisible_characters_is_marked() {
+    let f = Fixture::new(&[("web.yml", &CRLF.replace("nginx", "ng\u{200b}inx")), ("pre.sh", "echo hi \n")]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    pre_launch_script: pre.sh\n");
+    let p = run(&cfg, &snap(vec![]), None, Mode::Normal);
+    insta::assert_snapshot!("invisible_create", render::render(&p, false));
+}

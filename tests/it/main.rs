@@ -6,6 +6,7 @@ mod harness;
 
 mod apply_flow;
 mod chain;
+mod converge;
 mod crash;
 mod errors;
 mod fidelity;

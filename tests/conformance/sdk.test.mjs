@@ -23,7 +23,12 @@ const HEX64 = /^[0-9a-f]{64}$/;
 
 const COMPOSE = "services:\n  web:\n    image: nginx:1.27\n    ports:\n      - \"80:80\"\n";
 const SCRIPT = "#!/bin/sh\necho pre-launch\n";
-const ENV = [{ key: "API_KEY", value: "sk-test-123" }, { key: "DB_URL", value: "postgres://u:p@db:5432/x" }];
+// DB_URL's value holds what a JSON encoder escapes (quotes, backslashes, newlines, tabs, control
+// characters) and non-ASCII text: the simulator must decrypt whatever the SDK encrypts.
+const ENV = [
+  { key: "API_KEY", value: "sk-test-123" },
+  { key: "DB_URL", value: "postgres://u:p@db:5432/x?q=\"a\\b\"\n-----BEGIN KEY-----\r\n\tü 日本 😀\u0001\u007f\u00a0\u200b\ufeff" },
+];
 const envObject = (env) => Object.fromEntries(env.map(({ key, value }) => [key, value]));
 
 // Keys the simulator sends that @phala/cloud 0.2.9 does not model, and why they stay.
@@ -248,7 +253,7 @@ test("conflict: an update while the CVM restarts is a 409 the SDK calls a confli
 });
 
 test("update: envs, docker-compose and pre-launch-script endpoints", async () => {
-  const env3 = [{ key: "API_KEY", value: "three" }];
+  const env3 = [{ key: "API_KEY", value: "three \"quoted\" \\ back\\slash\nnew line\ttab é" }];
   const enc = await encryptEnvVars(env3, cvm.pubkey);
   const r = await sdk("updateCvmEnvs", () => phala.updateCvmEnvs(client, {
     id: cvm.id, encrypted_env: enc, env_keys: env3.map((e) => e.key),

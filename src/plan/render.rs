@@ -499,10 +499,7 @@ fn crlf_to_lf(s: &str) -> std::borrow::Cow<'_, str> {
 /// A line with every run of whitespace as one space: equal for lines that differ only in
 /// their whitespace.
 fn squash_ws(s: &str) -> String {
-    s.split(|c: char| c == ' ' || c == '\t' || c == '\r' || c == '\n')
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    s.split([' ', '\t', '\r', '\n']).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// The markers a diff used, for its legend.

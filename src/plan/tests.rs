@@ -541,7 +541,10 @@ fn api_reports_read_in_normal_form() {
 
 /// The rendered plan for a compose file (and optionally a pre-launch script) changed from
 /// `before` to `after`.
-fn text_change(before: (&str, Option<&str>), after: (&str, Option<&str>), color: bool) -> String {
+/// A compose file and an optional pre-launch script.
+type Files<'a> = (&'a str, Option<&'a str>);
+
+fn text_change(before: Files, after: Files, color: bool) -> String {
     let mut files = vec![("web.yml", after.0)];
     let mut manifest = "cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 2\n".to_string();
     if let Some(s) = after.1 {
@@ -563,7 +566,7 @@ const CRLF: &str = "services:\r\n  web:\r\n    image: nginx:1.27\r\n    ports:\r
 /// where they matter, with a legend.
 #[test]
 fn invisible_changes_are_visible_in_the_diff() {
-    let cases: &[(&str, (&str, Option<&str>), (&str, Option<&str>))] = &[
+    let cases: &[(&str, Files, Files)] = &[
         ("lf_to_crlf_only", (WEB, None), (CRLF, None)),
         ("crlf_to_lf_with_a_real_change", (CRLF, None), (WEB2, None)),
         ("one_line_gains_a_cr", (WEB, None), (&WEB.replace("1.27\n", "1.27\r\n"), None)),

@@ -259,6 +259,10 @@ fn value_shown(v: &serde_json::Value) -> String {
             format!("<<EOT ({} lines)", s.lines().count())
         }
         serde_json::Value::Null => "null".into(),
+        // JSON escapes control characters; the others a terminal hides get markers.
+        serde_json::Value::String(_) => {
+            v.to_string().chars().map(|c| marker(c).map_or_else(|| c.to_string(), |(m, _)| m)).collect()
+        }
         other => other.to_string(),
     }
 }

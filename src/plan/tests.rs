@@ -615,3 +615,14 @@ fn a_created_crlf_file_with_invisible_characters_is_marked() {
     let p = run(&cfg, &snap(vec![]), None, Mode::Normal);
     insta::assert_snapshot!("invisible_create", render::render(&p, false));
 }
+
+#[test]
+fn single_line_values_mark_invisible_characters() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f
+        .config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    image: \"dstack-0.5.5\\u00a0\\u200b\"\n");
+    let mut rec = record("cvm.web", "web-main", WEB, 2);
+    rec.attrs.image = Some("dstack-0.5.5".into());
+    let text = render::render(&run(&cfg, &snap(vec![rec]), None, Mode::Normal), false);
+    assert!(text.contains(r#"~ image = "dstack-0.5.5" -> "dstack-0.5.5<NBSP><ZWSP>""#), "{text}");
+}

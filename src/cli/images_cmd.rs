@@ -154,7 +154,8 @@ pub struct OciList {
 // ----- catalogs as the CLI reaches them ----------------------------------------------------
 
 fn http_timeout() -> Duration {
-    Duration::from_secs_f64(std::env::var("TEEFORM_HTTP_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(30.0))
+    // Checked when the command started (`Ctx::new`), so the fallback is never taken.
+    super::context::Settings::from_env().map(|s| s.http_timeout).unwrap_or(Duration::from_secs(30))
 }
 
 fn setup(message: impl Into<String>, hints: &[&str]) -> CatalogError {

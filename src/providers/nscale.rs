@@ -158,6 +158,7 @@ impl NscaleClient {
             base.set_path(&format!("{}/", base.path()));
         }
         let http = http::client(timeout, endpoint)?;
+        crate::redact::secret(&token);
         Ok(NscaleClient { http, base, token, policy: RetryPolicy::default() })
     }
 
@@ -201,14 +202,10 @@ impl NscaleClient {
             self.http.get(url.clone()).bearer_auth(&self.token).header("accept", "application/json")
         })
         .await?;
-        let body = resp.text().await.map_err(|e| ApiError::local(ErrorKind::Network, "GET", &path, e.to_string()))?;
-        parse_images(&body).map_err(|m| {
-            ApiError::local(
-                ErrorKind::Other,
-                "GET",
-                &path,
-                format!("nscale answered with JSON teeform cannot read: {m}"),
-            )
+        let status = resp.status().as_u16();
+        let body = http::read_body(&method, &path, resp, http::MAX_BODY_BYTES).await?;
+        parse_images(&String::from_utf8_lossy(&body)).map_err(|m| {
+            ApiError::invalid("GET", &path, status, format!("nscale answered with JSON teeform cannot read: {m}"))
         })
     }
 }

@@ -8,7 +8,10 @@ mod apply_flow;
 mod chain;
 mod crash;
 mod errors;
+mod hostile;
 mod images;
 mod local;
 mod postgres;
+#[allow(dead_code)]
+mod proxy;
 mod secrets;

@@ -115,16 +115,20 @@ pub fn text(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// A `tracing` writer to stderr that redacts each formatted line before writing it.
+/// A `tracing` writer that redacts each formatted line before handing it to `M`'s writer:
+/// `Redacting(std::io::stderr)` is what teeform logs through.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Stderr;
+pub struct Redacting<M>(pub M);
 
 /// One log line being formatted; written, redacted, when dropped.
-pub struct Line(Vec<u8>);
+pub struct Line<W: std::io::Write> {
+    buf: Vec<u8>,
+    out: W,
+}
 
-impl std::io::Write for Line {
+impl<W: std::io::Write> std::io::Write for Line<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
+        self.buf.extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -133,19 +137,18 @@ impl std::io::Write for Line {
     }
 }
 
-impl Drop for Line {
+impl<W: std::io::Write> Drop for Line<W> {
     fn drop(&mut self) {
-        use std::io::Write;
-        let line = String::from_utf8_lossy(&self.0);
-        let _ = std::io::stderr().lock().write_all(text(&line).as_bytes());
+        let line = String::from_utf8_lossy(&self.buf);
+        let _ = self.out.write_all(text(&line).as_bytes());
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
-    type Writer = Line;
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a> for Redacting<M> {
+    type Writer = Line<M::Writer>;
 
-    fn make_writer(&'a self) -> Line {
-        Line(Vec::new())
+    fn make_writer(&'a self) -> Self::Writer {
+        Line { buf: Vec::new(), out: self.0.make_writer() }
     }
 }
 
@@ -173,6 +176,36 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(text(input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn log_lines_are_redacted_whoever_writes_them() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        url("https://eth.example/v2/LogLineKey0123456789abcd");
+        let buf = Buf::default();
+        let out = buf.clone();
+        let sub = tracing_subscriber::fmt().with_writer(Redacting(move || out.clone())).with_ansi(false).finish();
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!(url = "https://eth.example/v2/LogLineKey0123456789abcd", "connecting");
+            tracing::info!("POST /v2/LogLineKey0123456789abcd");
+            tracing::info!("db postgres://u:pw12345678@db/x");
+        });
+        let logged = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("url=\"https://eth.example/…\""), "{logged}");
+        assert!(logged.contains("POST /…"), "{logged}");
+        assert!(logged.contains("postgres://u:<redacted>@db/x"), "{logged}");
+        assert!(!logged.contains("LogLineKey") && !logged.contains("pw12345678"), "{logged}");
     }
 
     #[test]

@@ -438,6 +438,67 @@ mod tests {
         assert!(parse_address("0xzz").is_err());
     }
 
+    /// Serves `app` on a loopback port; returns its address.
+    async fn serve(app: axum::Router) -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_hostile_endpoint_gets_no_key_and_costs_no_memory() {
+        use axum::http::StatusCode;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let hits = Arc::new(AtomicU64::new(0));
+        let h = hits.clone();
+        let elsewhere = serve(axum::Router::new().fallback(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+            async { "{}" }
+        }))
+        .await;
+        let sent = Arc::new(AtomicU64::new(0));
+        let counted = sent.clone();
+        let to = format!("http://{elsewhere}/v2/SecretRpcKey0123456789abcdef");
+        let hostile = serve(
+            axum::Router::new()
+                .route(
+                    "/redirect/{*rest}",
+                    axum::routing::post(move || async move { (StatusCode::TEMPORARY_REDIRECT, [("location", to)]) }),
+                )
+                .route(
+                    "/endless/{*rest}",
+                    axum::routing::post(move || async move {
+                        let chunk = axum::body::Bytes::from(vec![b' '; 64 << 10]);
+                        let stream = futures::stream::repeat_with(move || {
+                            counted.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                            Ok::<_, std::io::Error>(chunk.clone())
+                        });
+                        axum::body::Body::from_stream(stream)
+                    }),
+                )
+                .route(
+                    "/echo/{*rest}",
+                    axum::routing::post(|uri: axum::http::Uri| async move {
+                        (StatusCode::BAD_GATEWAY, format!("upstream failed for {uri}"))
+                    }),
+                ),
+        )
+        .await;
+        let key = "SecretRpcKey0123456789abcdef";
+        for (path, want) in
+            [("redirect", "redirect teeform refuses"), ("endless", "larger than 16 MiB"), ("echo", "HTTP error 502")]
+        {
+            let rpc = Rpc::new(&format!("http://{hostile}/{path}/v2/{key}?apikey={key}")).unwrap();
+            let e = rpc.chain_id().await.unwrap_err().to_string();
+            assert!(e.contains(want), "{path}: {e}");
+            assert!(!e.contains(key), "{path}: the key is shown: {e}");
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "the redirect was followed to another origin");
+        assert!(sent.load(Ordering::SeqCst) < 64 << 20, "the endless answer was read on");
+    }
+
     #[tokio::test]
     async fn an_unreachable_endpoint_is_reported_without_its_path() {
         // Port 1 on loopback: nothing listens there.

@@ -313,7 +313,7 @@ fn init_tracing() {
         tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(crate::redact::Stderr)
+        .with_writer(crate::redact::Redacting(std::io::stderr))
         .with_ansi(false)
         .with_target(false)
         .try_init();

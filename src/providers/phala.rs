@@ -557,7 +557,20 @@ impl PhalaApi for PhalaClient {
         let headers: Vec<(&str, String)> = if prepare_only { vec![("X-Prepare-Only", "true".into())] } else { vec![] };
         match self.json(Method::PATCH, &path, Idempotency::Unsafe, Some(&body), &headers).await {
             Ok(v) => Ok(PatchOutcome::Accepted { correlation_id: correlation_id(&v, "PATCH", &path)? }),
-            Err(e) if e.kind == ErrorKind::HashRequired => Ok(PatchOutcome::HashRequired(Box::new(hash_required(&e)))),
+            Err(e) if e.kind == ErrorKind::HashRequired => {
+                let h = hash_required(&e);
+                // The hash is what gets registered on chain: it must be one.
+                let hex = h.compose_hash.trim_start_matches("0x");
+                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(ApiError::invalid(
+                        "PATCH",
+                        &path,
+                        465,
+                        "the 465 answer's `compose_hash` detail is missing or not a 32-byte hex hash",
+                    ));
+                }
+                Ok(PatchOutcome::HashRequired(Box::new(h)))
+            }
             Err(e) => Err(e),
         }
     }

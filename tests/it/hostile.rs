@@ -42,6 +42,9 @@ fn uuid_of(t: &TestEnv, name: &str) -> String {
     t.api("GET", &format!("/cvms/{name}"), None).1["vm_uuid"].as_str().unwrap().replace('-', "")
 }
 
+/// A change made to an answer, and the words the error must say.
+type Rewrite = fn(Value) -> Value;
+
 #[track_caller]
 fn fails_with(r: &Run, wanted: &[&str]) {
     r.code(1);
@@ -271,7 +274,7 @@ fn a_listing_that_claims_endless_pages_ends() {
 fn a_refresh_answer_of_the_wrong_shape_plans_nothing() {
     let (t, p) = applied(ONE);
     let id = uuid_of(&t, "web-hostile");
-    let cases: Vec<(fn(Value) -> Value, &str)> = vec![
+    let cases: Vec<(Rewrite, &str)> = vec![
         (
             |mut v| {
                 v["resource"] = json!("2 vCPU, 2 GB");
@@ -328,7 +331,7 @@ fn listing_items_that_cannot_be_read_are_errors_not_an_empty_list() {
         Some(json!({"name": "web-hostile", "compose_file": {"docker_compose_file": WEB}})),
     );
     assert_eq!(code, 200);
-    let cases: Vec<(fn(Value) -> Value, &str)> = vec![
+    let cases: Vec<(Rewrite, &str)> = vec![
         (
             |mut v| {
                 v["items"] = json!({"web-hostile": {}});

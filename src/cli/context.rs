@@ -162,7 +162,7 @@ impl Ctx {
                 p.yellow(&format!("{:>12}", "Retrying")),
                 ev.method,
                 ev.path,
-                ev.reason,
+                crate::redact::text(&ev.reason),
                 ev.attempt + 1,
                 ev.delay.as_secs_f64()
             );
@@ -187,7 +187,23 @@ impl Ctx {
     }
 
     pub async fn open_state(&self, command: &str, lock_timeout: Duration) -> CliResult<Arc<dyn Store>> {
-        Ok(crate::state::open(&self.state_options(command, lock_timeout)?).await?)
+        crate::state::open(&self.state_options(command, lock_timeout)?).await.map_err(|e| {
+            // The unlock command must name the same state (-C, --state, --workspace, …).
+            let holder = match &e {
+                crate::state::StateError::Locked { holder: Some(h), .. } => Some(h.id.clone()),
+                _ => None,
+            };
+            let mut c = CliError::from(e);
+            if let Some(id) = holder {
+                for h in c.hints.iter_mut().filter(|h| h.contains("teeform force-unlock")) {
+                    *h = format!(
+                        "if that process is gone for good, run `{}`",
+                        self.command_line(&format!("force-unlock {id}"))
+                    );
+                }
+            }
+            c
+        })
     }
 
     /// Where the state is: `--backend`, else the manifest's `backend:` (read alone, so commands

@@ -225,9 +225,10 @@ pub fn api_hints(kind: DataKind, e: &ApiError) -> Vec<String> {
         (DataKind::PhalaOsImage, K::NotFound, _) => {
             &["`cvm:` names a CVM in the manifest (once it exists) or a CVM id or name in the cloud"]
         }
-        (DataKind::NscaleImage, K::Auth, Some(401)) => {
-            &["check NSCALE_TOKEN (a service account token; they expire after 90 days by default)"]
-        }
+        (DataKind::NscaleImage, K::Auth, Some(401)) => match e.advice() {
+            Some(h) => return vec![h.to_string()],
+            None => &["check NSCALE_TOKEN (a service account token; they expire after 90 days by default)"],
+        },
         (DataKind::NscaleImage, K::Auth, _) => {
             &["the token's service account lacks access to this region or organization"]
         }

@@ -369,13 +369,11 @@ fn a_create_answer_without_ids_records_nothing() {
     for (drop_field, want) in [("id", "`id` is missing"), ("app_id", "`app_id` is missing")] {
         // Only POST /cvms itself (not /cvms/provision) is rewritten.
         p.clear();
-        p.on(
+        p.on_path(
             "POST",
             "/api/v1/cvms",
             Fault::rewrite(move |mut v| {
-                if v.get("compose_hash").is_none()
-                    && let Some(o) = v.as_object_mut()
-                {
+                if let Some(o) = v.as_object_mut() {
                     o.remove(drop_field);
                 }
                 v
@@ -443,4 +441,21 @@ fn errors_say_what_happened_and_where() {
     t.write("teeform.yaml", &format!("provider:\n  phala:\n    endpoint: http://127.0.0.1:1/api/v1\n{ONE}"));
     let r = t.run(&["--state", "other", "plan"]);
     fails_with(&r, &["no response: cannot connect to http://127.0.0.1:1/api/v1/cvms/paginated (is the endpoint"]);
+}
+
+#[test]
+fn a_refused_catalog_token_is_named_by_where_it_came_from() {
+    let mut t = TestEnv::with_config(SimConfig {
+        restart_ms: 150,
+        boot_ms: 150,
+        nscale_token: Some("the-right-token-0123456789".into()),
+        ..Default::default()
+    });
+    t.env.insert("NSCALE_SERVICE_TOKEN".into(), "an-expired-token-0123456789".into());
+    t.write("web.yml", WEB);
+    t.manifest("");
+    let root = t.prefix().trim_end_matches("/api/v1").to_string();
+    let r = t.run(&["images", "list", "nscale", "--region", NSCALE_REGION, "--endpoint", &root]);
+    fails_with(&r, &["HTTP 401", "the token came from NSCALE_SERVICE_TOKEN"]);
+    assert!(!r.stderr.contains("an-expired-token-0123456789"), "{}", r.stderr);
 }

@@ -58,6 +58,8 @@ impl Fault {
 struct Rule {
     method: String,
     path_contains: String,
+    /// Match the path (without the query) exactly instead.
+    exact: bool,
     /// How many more requests it applies to (`None`: all).
     times: Option<usize>,
     fault: Fault,
@@ -135,18 +137,24 @@ impl Proxy {
 
     /// Applies `fault` to every `METHOD` request whose path and query contain `path`.
     pub fn on(&self, method: &str, path: &str, fault: Fault) -> &Self {
-        self.add(method, path, None, fault)
+        self.add(method, path, false, None, fault)
+    }
+
+    /// Applies `fault` to every `METHOD` request to exactly `path` (any query).
+    pub fn on_path(&self, method: &str, path: &str, fault: Fault) -> &Self {
+        self.add(method, path, true, None, fault)
     }
 
     /// Applies `fault` to the next `times` matching requests only.
     pub fn times(&self, times: usize, method: &str, path: &str, fault: Fault) -> &Self {
-        self.add(method, path, Some(times), fault)
+        self.add(method, path, false, Some(times), fault)
     }
 
-    fn add(&self, method: &str, path: &str, times: Option<usize>, fault: Fault) -> &Self {
+    fn add(&self, method: &str, path: &str, exact: bool, times: Option<usize>, fault: Fault) -> &Self {
         self.inner.rules.lock().unwrap().push(Rule {
             method: method.to_string(),
             path_contains: path.to_string(),
+            exact,
             times,
             fault,
         });
@@ -205,7 +213,9 @@ async fn handle(State(p): State<Arc<Inner>>, req: Request) -> Response {
     });
     let fault = {
         let mut rules = p.rules.lock().unwrap();
-        let live = |r: &&mut Rule| r.method == method && target.contains(&r.path_contains) && r.times != Some(0);
+        let path = target.split('?').next().unwrap_or_default();
+        let matches = |r: &Rule| if r.exact { path == r.path_contains } else { target.contains(&r.path_contains) };
+        let live = |r: &&mut Rule| r.method == method && matches(r) && r.times != Some(0);
         rules.iter_mut().find(live).map(|r| {
             if let Some(n) = &mut r.times {
                 *n -= 1;

@@ -16,6 +16,10 @@ use std::sync::{LazyLock, RwLock};
 /// credential that short protects nothing.
 const MIN_SECRET_LEN: usize = 6;
 
+/// Parts of a URL (its path, query, segments and values) are registered only from this length:
+/// hosted RPC keys are 20 to 64 characters.
+const MIN_KEY_PART_LEN: usize = 16;
+
 /// `(needle, replacement)`, longest needle first so a whole URL wins over its parts.
 static NEEDLES: RwLock<Vec<(String, String)>> = RwLock::new(Vec::new());
 
@@ -73,17 +77,14 @@ pub fn url(value: &str) {
             Some(q) => format!("{}?{q}", u.path()),
             None => u.path().to_string(),
         };
-        if path_and_query.len() > 1 {
-            pairs.push((path_and_query, "/…".into()));
-        }
-        if let Some(q) = u.query() {
-            pairs.push((q.to_string(), REDACTED.into()));
-        }
-        // Keys are long; short segments (`v2`, `rpc`) are left alone.
+        // Keys are long: a short path (`/rpc`, `/ethereum`) or segment (`v2`) holds none,
+        // and replacing it everywhere would garble ordinary text.
+        let long = |p: &String| p.len() >= MIN_KEY_PART_LEN;
         let parts = u.path_segments().into_iter().flatten().map(str::to_string);
         let values = u.query_pairs().map(|(_, v)| v.into_owned());
-        for p in parts.chain(values).filter(|p| p.len() >= 16) {
-            pairs.push((p, REDACTED.into()));
+        let pieces = [path_and_query, u.query().unwrap_or_default().to_string()].into_iter().chain(parts).chain(values);
+        for (i, p) in pieces.enumerate().filter(|(_, p)| long(p)) {
+            pairs.push((p, if i == 0 { "/…".into() } else { REDACTED.into() }));
         }
         if let Some(pw) = u.password() {
             pairs.push((pw.to_string(), REDACTED.into()));
@@ -211,7 +212,8 @@ mod tests {
     #[test]
     fn short_values_are_not_registered() {
         secret("abc");
-        assert_eq!(text("abc abcd"), "abc abcd");
+        url("https://rpc.example.org/ethereum");
+        assert_eq!(text("abc abcd /ethereum"), "abc abcd /ethereum");
     }
 
     #[test]

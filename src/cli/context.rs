@@ -229,7 +229,7 @@ impl Ctx {
             BackendArg::Local => Ok(Backend::Local),
             BackendArg::Postgres => match std::env::var("TEEFORM_PG_CONN") {
                 Ok(c) if !c.trim().is_empty() => {
-                    crate::redact::url(c.trim());
+                    crate::redact::secret(c.trim());
                     if let Some(pw) = c
                         .trim()
                         .parse::<tokio_postgres::Config>()

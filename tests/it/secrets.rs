@@ -356,6 +356,12 @@ fn rpc_and_database_urls_never_written_or_printed() {
     go(&mut runs, &t, "plan-echo", &["plan", "--out", "echo.plan"], 0);
     assert!(runs.last().unwrap().1.stdout.contains("rate limit exceeded"), "the server's error is shown");
     chain.echo.store(false, std::sync::atomic::Ordering::SeqCst);
+    // A saved plan whose `kms.rpc_url` changed since is refused (it keeps only a fingerprint).
+    t.manifest(&format!(
+        "cvms:\n  web:\n    name: chain-canary\n    compose: web.yml\n    kms:\n      chain: 31337\n      rpc_url: {rpc_url}&rotated=1\n"
+    ));
+    go(&mut runs, &t, "apply-stale-url", &["apply", "echo.plan"], 1);
+    assert!(runs.last().unwrap().1.stderr.contains("`kms.rpc_url` in the manifest changed since the plan was made"));
 
     // An RPC URL from the environment, unreachable: the error names host and port only.
     t.manifest("cvms:\n  web:\n    name: chain-canary\n    compose: web.yml\n    kms:\n      chain: 31337\n");

@@ -28,7 +28,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// at most 10 times; a redirect to another origin is refused with an error naming it. The
 /// official SDK uses `fetch`, which follows every redirect and drops only `Authorization` on
 /// a cross-origin hop, so it would send `X-API-Key` to whatever host a 307 names; teeform
-/// refuses instead. No `Referer` is sent (it would carry a path, which may hold a key). No
+/// follows it only where that is safe. UNVERIFIED: read from the Fetch standard, not checked
+/// against the SDK's ofetch options; whether Phala Cloud ever redirects is not known. No `Referer` is sent (it would carry a path, which may hold a key). No
 /// compression is negotiated, so a body's size on the wire is its size in memory.
 pub fn client(timeout: Duration, endpoint: &str) -> Result<reqwest::Client, ApiError> {
     reqwest::Client::builder()

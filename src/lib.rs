@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod model;
 pub mod plan;
 pub mod providers;
+pub mod redact;
 pub mod secrets;
 pub mod sim;
 pub mod state;

@@ -54,8 +54,10 @@ pub struct Pending {
     pub chain_id: u64,
     /// The app contract (updates) or the KMS contract (deployments).
     pub contract: String,
-    /// The RPC URL from the manifest (one from the environment is not stored).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// An RPC URL older versions stored here. Read, never written: an RPC URL is a secret
+    /// (hosted ones carry a key), so it comes from the manifest (the change's `kms`) or the
+    /// environment each run, and the next write of this entry drops it.
+    #[serde(default, skip_serializing)]
     pub rpc_url: Option<String>,
     pub rpc_url_env: String,
     pub private_key_env: String,
@@ -125,8 +127,15 @@ fn short(h: &str) -> String {
 }
 
 impl Registrar {
-    fn rpc_for(&self, p: &Pending) -> Option<Result<Rpc, ChainError>> {
-        let url = p.rpc_url.clone().or_else(|| self.env.rpc_urls.get(&p.rpc_url_env).cloned())?;
+    /// The chain for a pending entry: the manifest's `kms.rpc_url` (as this run's plan has
+    /// it), else one an older version stored, else `$rpc_url_env`.
+    fn rpc_for(&self, c: &Change, p: &Pending) -> Option<Result<Rpc, ChainError>> {
+        let url = c
+            .kms
+            .as_ref()
+            .and_then(|k| k.rpc_url.clone())
+            .or_else(|| p.rpc_url.clone())
+            .or_else(|| self.env.rpc_urls.get(&p.rpc_url_env).cloned())?;
         Some(Rpc::new(&url))
     }
 
@@ -219,7 +228,7 @@ impl Registrar {
             return Ok(OnChainOutcome::Paused(format!("prepared (commit token saved); {waiting}")));
         }
         let signer = self.env.signers.get(&p.private_key_env);
-        let rpc = match self.rpc_for(&p) {
+        let rpc = match self.rpc_for(ctx.change, &p) {
             Some(r) => r.map_err(|e| e.to_string())?,
             // Without a signer there is nothing to send; pausing needs no chain.
             None if signer.is_none() && self.resume.is_none() => return Ok(OnChainOutcome::Paused(waiting)),
@@ -456,7 +465,7 @@ impl OnChain for Registrar {
             planned_hash: planned,
             chain_id: spec.chain_id,
             contract,
-            rpc_url: spec.rpc_url.clone(),
+            rpc_url: None,
             rpc_url_env: spec.rpc_url_env.clone(),
             private_key_env: spec.private_key_env.clone(),
             confirmations: spec.confirmations,
@@ -504,7 +513,7 @@ impl OnChain for Registrar {
             planned_hash: c.compose_hash.as_ref().map(|h| h.after.clone()),
             chain_id: spec.chain_id,
             contract: kms_contract.clone(),
-            rpc_url: spec.rpc_url.clone(),
+            rpc_url: None,
             rpc_url_env: spec.rpc_url_env.clone(),
             private_key_env: spec.private_key_env.clone(),
             confirmations: spec.confirmations,
@@ -515,7 +524,7 @@ impl OnChain for Registrar {
             attrs: ctx.attrs.clone(),
             dependencies: c.dependencies.clone(),
         };
-        let rpc = self.rpc_for(&p).ok_or_else(|| Self::no_rpc(&p))?.map_err(|e| e.to_string())?;
+        let rpc = self.rpc_for(c, &p).ok_or_else(|| Self::no_rpc(&p))?.map_err(|e| e.to_string())?;
         rpc.check_chain(spec.chain_id).await.map_err(|e| e.to_string())?;
         // A deployment an earlier run sent for the same compose hash is reused, never repeated.
         let entries = ctx.store.journal().await.map_err(|e| format!("cannot read state: {e}"))?;
@@ -604,6 +613,12 @@ mod tests {
         };
         assert_eq!(Pending::from_entry(&e), Some(p.clone()));
         assert!(p.calldata().starts_with("0xdfc77223"));
+        // An RPC URL an older version stored is read, and never written again.
+        let mut old = e.detail.clone();
+        old["rpc_url"] = "https://rpc.example/v2/KEY0123456789abcdef".into();
+        let read: Pending = serde_json::from_value(old).unwrap();
+        assert_eq!(read.rpc_url.as_deref(), Some("https://rpc.example/v2/KEY0123456789abcdef"));
+        assert!(!serde_json::to_string(&read).unwrap().contains("KEY0123456789abcdef"));
         let other = JournalEntry { op: "update".into(), ..e };
         assert_eq!(Pending::from_entry(&other), None);
     }
@@ -624,6 +639,7 @@ mod tests {
         let spec = KmsSpec {
             chain_id: 8453,
             rpc_url: None,
+            rpc_url_fingerprint: None,
             contract: None,
             private_key_env: "PRIVATE_KEY".into(),
             rpc_url_env: "ETH_RPC_URL".into(),

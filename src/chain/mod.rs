@@ -9,12 +9,15 @@
 //! Transactions are signed here and broadcast separately, so callers can journal a
 //! transaction's hash (and its raw bytes, which are public anyway) before it can land.
 
+mod transport;
+
 use std::time::{Duration, Instant};
 
 use alloy::eips::eip2718::Encodable2718;
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder, SendableTx};
+use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
@@ -86,6 +89,7 @@ impl Signer {
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| ChainError::BadKey(var.to_string()))?;
         let key = PrivateKeySigner::from_bytes(&B256::from(bytes)).map_err(|_| ChainError::BadKey(var.to_string()))?;
+        crate::redact::secret(hex);
         Ok(Signer { key })
     }
 
@@ -125,19 +129,9 @@ fn normalize_hex(s: &str) -> String {
     s.trim().trim_start_matches("0x").to_ascii_lowercase()
 }
 
-/// `scheme://host[:port]` of a URL: enough to say which endpoint, never a key in its path.
+/// `scheme://host[:port]/…` of a URL: enough to say which endpoint, never a key in its path.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(u) => {
-            let host = u.host_str().unwrap_or("?");
-            let rest = if u.path().len() > 1 || u.query().is_some() { "/…" } else { "" };
-            match u.port() {
-                Some(p) => format!("{}://{host}:{p}{rest}", u.scheme()),
-                None => format!("{}://{host}{rest}", u.scheme()),
-            }
-        }
-        Err(_) => "(unparseable URL)".into(),
-    }
+    crate::redact::shown_url(url)
 }
 
 /// A 32-byte hash from hex (with or without 0x).
@@ -176,6 +170,7 @@ pub fn add_compose_hash_calldata(hash: &str) -> Result<String> {
 pub struct Rpc {
     url: url::Url,
     shown: String,
+    transport: transport::Transport,
     provider: DynProvider,
 }
 
@@ -186,14 +181,23 @@ impl std::fmt::Debug for Rpc {
 }
 
 impl Rpc {
+    /// Connects (lazily) to `url`, which is registered as a secret: from here on no message
+    /// or log line shows more of it than [`redact_url`] does.
     pub fn new(url: &str) -> Result<Rpc> {
+        crate::redact::url(url);
         let shown = redact_url(url);
-        let parsed = url::Url::parse(url).map_err(|_| ChainError::BadUrl(shown.clone()))?;
+        let parsed = url::Url::parse(url.trim()).map_err(|_| ChainError::BadUrl(shown.clone()))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(ChainError::BadUrl(shown));
         }
-        let provider = ProviderBuilder::new().connect_http(parsed.clone()).erased();
-        Ok(Rpc { url: parsed, shown, provider })
+        let transport = transport::Transport::new(parsed.clone(), &shown, RPC_TIMEOUT)
+            .map_err(|message| ChainError::Unreachable { rpc: shown.clone(), message })?;
+        let provider = ProviderBuilder::new().connect_client(Self::client(&transport, &parsed)).erased();
+        Ok(Rpc { url: parsed, shown, transport, provider })
+    }
+
+    fn client(transport: &transport::Transport, url: &url::Url) -> RpcClient {
+        RpcClient::new(transport.clone(), alloy::transports::utils::guess_local_url(url.as_str()))
     }
 
     /// The endpoint as it may be shown.
@@ -201,11 +205,9 @@ impl Rpc {
         &self.shown
     }
 
-    /// An error message with the full URL (as transport errors quote it) redacted.
+    /// An error message with the URL (or any part of it) redacted, whatever quoted it.
     fn clean(&self, e: impl std::fmt::Display) -> String {
-        e.to_string()
-            .replace(self.url.as_str(), &self.shown)
-            .replace(self.url.as_str().trim_end_matches('/'), &self.shown)
+        crate::redact::text(&e.to_string()).into_owned()
     }
 
     /// Runs one request with a timeout, sorting failures into unreachable and refused.
@@ -217,7 +219,9 @@ impl Rpc {
             }),
             Ok(Err(e)) => {
                 let message = self.clean(&e);
-                let transport = ["error sending request", "connection", "Connection", "dns", "timed out", "HTTP error"];
+                // The transport's own words for "no usable answer" (see `transport`), and the
+                // HTTP status errors alloy makes of non-JSON-RPC answers.
+                let transport = ["cannot reach", "HTTP error", "no answer"];
                 if transport.iter().any(|t| message.contains(t)) {
                     Err(ChainError::Unreachable { rpc: self.shown.clone(), message })
                 } else {
@@ -265,7 +269,7 @@ impl Rpc {
     /// Fills (nonce, gas, fees, chain id) and signs a transaction without sending it.
     async fn sign(&self, signer: &Signer, to: Address, input: Vec<u8>) -> Result<SignedTx> {
         let wallet = EthereumWallet::from(signer.key.clone());
-        let provider = ProviderBuilder::new().wallet(wallet).connect_http(self.url.clone());
+        let provider = ProviderBuilder::new().wallet(wallet).connect_client(Self::client(&self.transport, &self.url));
         let tx =
             TransactionRequest::default().with_from(signer.key.address()).with_to(to).with_input(Bytes::from(input));
         let filled = self.call(async { provider.fill(tx).await }).await?;
@@ -432,6 +436,67 @@ mod tests {
         assert!(parse_b256("0x12").is_err());
         assert_eq!(format_address(&"AB".repeat(20)).unwrap(), format!("0x{}", "ab".repeat(20)));
         assert!(parse_address("0xzz").is_err());
+    }
+
+    /// Serves `app` on a loopback port; returns its address.
+    async fn serve(app: axum::Router) -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_hostile_endpoint_gets_no_key_and_costs_no_memory() {
+        use axum::http::StatusCode;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let hits = Arc::new(AtomicU64::new(0));
+        let h = hits.clone();
+        let elsewhere = serve(axum::Router::new().fallback(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+            async { "{}" }
+        }))
+        .await;
+        let sent = Arc::new(AtomicU64::new(0));
+        let counted = sent.clone();
+        let to = format!("http://{elsewhere}/v2/SecretRpcKey0123456789abcdef");
+        let hostile = serve(
+            axum::Router::new()
+                .route(
+                    "/redirect/{*rest}",
+                    axum::routing::post(move || async move { (StatusCode::TEMPORARY_REDIRECT, [("location", to)]) }),
+                )
+                .route(
+                    "/endless/{*rest}",
+                    axum::routing::post(move || async move {
+                        let chunk = axum::body::Bytes::from(vec![b' '; 64 << 10]);
+                        let stream = futures::stream::repeat_with(move || {
+                            counted.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                            Ok::<_, std::io::Error>(chunk.clone())
+                        });
+                        axum::body::Body::from_stream(stream)
+                    }),
+                )
+                .route(
+                    "/echo/{*rest}",
+                    axum::routing::post(|uri: axum::http::Uri| async move {
+                        (StatusCode::BAD_GATEWAY, format!("upstream failed for {uri}"))
+                    }),
+                ),
+        )
+        .await;
+        let key = "SecretRpcKey0123456789abcdef";
+        for (path, want) in
+            [("redirect", "redirect teeform refuses"), ("endless", "larger than 16 MiB"), ("echo", "HTTP error 502")]
+        {
+            let rpc = Rpc::new(&format!("http://{hostile}/{path}/v2/{key}?apikey={key}")).unwrap();
+            let e = rpc.chain_id().await.unwrap_err().to_string();
+            assert!(e.contains(want), "{path}: {e}");
+            assert!(!e.contains(key), "{path}: the key is shown: {e}");
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "the redirect was followed to another origin");
+        assert!(sent.load(Ordering::SeqCst) < 64 << 20, "the endless answer was read on");
     }
 
     #[tokio::test]

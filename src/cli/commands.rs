@@ -97,6 +97,8 @@ fn diag_json(d: &Diagnostic) -> serde_json::Value {
 
 /// Everything a run works with: the manifest, the locked state, the API and secrets.
 struct Session {
+    /// The command running (`plan`, `apply`, `destroy`), for hints.
+    command: &'static str,
     config: Config,
     store: Arc<dyn Store>,
     api: Api,
@@ -121,14 +123,14 @@ fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, base: &Path) -> Cli
     })
 }
 
-async fn session(ctx: &Ctx, run: &RunArgs, command: &str) -> CliResult<Session> {
+async fn session(ctx: &Ctx, run: &RunArgs, command: &'static str) -> CliResult<Session> {
     let config = ctx.load(&run.vars.vars)?;
     check_graph(&config)?;
     let secrets = read_secrets(&secret_refs(&config), &config.dir)?;
     let store = ctx.open_state(command, run.lock_timeout).await?;
     let api = ctx.api(&config.endpoint).await?;
     reconcile(ctx, store.as_ref(), &api).await?;
-    Ok(Session { config, store, api, secrets })
+    Ok(Session { command, config, store, api, secrets })
 }
 
 /// Refuses to go on when state (records or journal) was made at another endpoint.
@@ -159,8 +161,9 @@ async fn reconcile(ctx: &Ctx, store: &dyn Store, api: &Api) -> CliResult<()> {
     }
     if r.kept > 0 {
         ctx.ui.warn(&format!(
-            "{} update(s) are paused awaiting on-chain registration; `teeform apply --resume` finishes them",
-            r.kept
+            "{} update(s) are paused awaiting on-chain registration; `{}` finishes them",
+            r.kept,
+            ctx.command_line("apply --resume")
         ));
     }
     Ok(())
@@ -168,10 +171,11 @@ async fn reconcile(ctx: &Ctx, store: &dyn Store, api: &Api) -> CliResult<()> {
 
 async fn refresh(
     ctx: &Ctx,
-    api: &Api,
+    s: &Session,
     snapshot: &Snapshot,
     parallelism: usize,
 ) -> CliResult<BTreeMap<String, Refresh>> {
+    let api = &s.api;
     if snapshot.resources.is_empty() {
         return Ok(BTreeMap::new());
     }
@@ -204,8 +208,19 @@ async fn refresh(
                 out.insert(addr, Refresh::Gone);
             }
             Err(e) => {
-                return Err(CliError::from(e)
-                    .hint(format!("refreshing {addr} failed; `--refresh=false` plans from cached state")));
+                // Planning from cached state helps only while the API is out of reach; it
+                // cannot fix a key, a request or an answer that is wrong.
+                let offer = s.command == "plan" && e.is_transient();
+                let mut err = CliError::from(e);
+                err.hints.push(if offer {
+                    format!(
+                        "refreshing {addr} failed; `{}` plans from cached state",
+                        ctx.command_line("plan --refresh=false")
+                    )
+                } else {
+                    format!("refreshing {addr} failed; nothing was changed")
+                });
+                return Err(err);
             }
         }
     }
@@ -216,7 +231,7 @@ async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliRe
     let snapshot = s.store.snapshot().await?;
     same_endpoint(&s.api, snapshot.resources.values().map(|r| (r.address.as_str(), r.endpoint.as_deref())))?;
     let refreshed = if args.refresh || args.refresh_only {
-        Some(refresh(ctx, &s.api, &snapshot, args.run.parallelism).await?)
+        Some(refresh(ctx, s, &snapshot, args.run.parallelism).await?)
     } else {
         None
     };
@@ -228,7 +243,7 @@ async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliRe
         mode,
     })?;
     if args.refresh && mode == Mode::Normal {
-        names_are_free(&s.api, &snapshot, &p).await?;
+        names_are_free(ctx, &s.api, &snapshot, &p).await?;
     }
     Ok(p)
 }
@@ -236,7 +251,7 @@ async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliRe
 /// Refuses creates whose name a CVM outside this state already has. Applying one would fail
 /// or make a second CVM of that name, and an interrupted create is found again by its name,
 /// so it could adopt the stranger. One list call, made only when the plan creates something.
-async fn names_are_free(api: &Api, snapshot: &Snapshot, p: &Plan) -> CliResult<()> {
+async fn names_are_free(ctx: &Ctx, api: &Api, snapshot: &Snapshot, p: &Plan) -> CliResult<()> {
     let creating: BTreeMap<&str, &str> = p
         .changes
         .iter()
@@ -253,7 +268,9 @@ async fn names_are_free(api: &Api, snapshot: &Snapshot, p: &Plan) -> CliResult<(
         .flatten()
         .collect();
     let remote = api.client.list_cvms().await.map_err(|e| {
-        CliError::from(e).hint("listing CVMs checks that the names to create are free; `--refresh=false` skips it")
+        let transient = e.is_transient();
+        let err = CliError::from(e).hint("listing CVMs checks that the names to create are free");
+        if transient { err.hint("`--refresh=false` skips the check (and the refresh)") } else { err }
     })?;
     let mut taken: Vec<(&str, String)> = remote
         .iter()
@@ -274,7 +291,10 @@ async fn names_are_free(api: &Api, snapshot: &Snapshot, p: &Plan) -> CliResult<(
         api.endpoint
     ));
     for (addr, id) in &taken {
-        e = e.hint(format!("`teeform import {addr} {id}` manages the existing CVM; or give {addr} another `name:`"));
+        e = e.hint(format!(
+            "`{}` manages the existing CVM; or give {addr} another `name:`",
+            ctx.command_line(&format!("import {addr} {id}"))
+        ));
     }
     Err(e)
 }
@@ -309,9 +329,9 @@ pub async fn plan(ctx: &Ctx, args: &PlanArgs, out: Option<&Path>, detailed: bool
         SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir)).write(path)?;
         if !as_json {
             println!(
-                "\nSaved the plan to {}. To apply exactly these actions, run:\n    teeform apply {}",
+                "\nSaved the plan to {}. To apply exactly these actions, run:\n    {}",
                 path.display(),
-                path.display()
+                ctx.command_line(&format!("apply {}", path.display()))
             );
         }
     }
@@ -340,7 +360,7 @@ fn confirm(ctx: &Ctx, auto_approve: bool, question: &str) -> CliResult<()> {
 pub async fn apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
     if args.resume && (args.plan_file.is_some() || args.prepare_only) {
         return Err(CliError::new("--resume takes neither a plan file nor --prepare-only")
-            .hint("`teeform apply --resume` finishes the updates a previous apply paused"));
+            .hint(format!("`{}` finishes the updates a previous apply paused", ctx.command_line("apply --resume"))));
     }
     if let Some(file) = &args.plan_file {
         return apply_saved(ctx, file, args).await;
@@ -367,12 +387,13 @@ pub async fn apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
         p.changes.retain(|c| c.action == Action::Update && paused.contains(c.address.as_str()));
         for a in paused.iter().filter(|a| !p.changes.iter().any(|c| c.address == **a)) {
             ctx.ui.warn(&format!(
-                "{a}: the manifest no longer asks for the paused update; run `teeform apply` to settle it"
+                "{a}: the manifest no longer asks for the paused update; run `{}` to settle it",
+                ctx.command_line("apply")
             ));
         }
         if p.changes.is_empty() {
             return Err(CliError::new("nothing to resume: the manifest no longer asks for the paused updates")
-                .hint("run `teeform plan` to see what apply would do instead"));
+                .hint(format!("run `{}` to see what apply would do instead", ctx.command_line("plan"))));
         }
         ctx.ui.status("Resuming", &format!("{} paused update(s)", p.changes.len()));
     }
@@ -404,7 +425,8 @@ fn only_onchain_updates(ctx: &Ctx, p: &mut Plan, prepare_only: bool) {
     let skipped = before - p.changes.len();
     if skipped > 0 {
         ctx.ui.warn(&format!(
-            "--prepare-only: {skipped} change(s) other than on-chain updates are left for a later `teeform apply`"
+            "--prepare-only: {skipped} change(s) other than on-chain updates are left for a later `{}`",
+            ctx.command_line("apply")
         ));
     }
 }
@@ -435,10 +457,10 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
             p.state.lineage,
             meta.lineage
         ))
-        .hint("run `teeform plan --out FILE` against this state"));
+        .hint(format!("run `{}` against this state", ctx.command_line("plan --out FILE"))));
     }
     if meta.serial != p.state.serial {
-        return Err(CliError::new(format!("the saved plan {} is stale: the state changed since it was made (serial {} then, {} now); nothing was changed", file.display(), p.state.serial, meta.serial)).hint("run `teeform plan --out FILE` again and review the new plan"));
+        return Err(CliError::new(format!("the saved plan {} is stale: the state changed since it was made (serial {} then, {} now); nothing was changed", file.display(), p.state.serial, meta.serial)).hint(format!("run `{}` again and review the new plan", ctx.command_line("plan --out FILE"))));
     }
     let refs: BTreeSet<Ref> = p
         .changes
@@ -453,6 +475,7 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
         .collect();
     let secrets = read_secrets(&refs, &saved.base_dir)?;
     let mut p = p.clone();
+    restore_rpc_urls(ctx, &mut p, &args.plan.run.vars.vars)?;
     only_onchain_updates(ctx, &mut p, args.prepare_only);
     if !p.has_changes() {
         println!("No changes. The saved plan has nothing to apply.");
@@ -464,6 +487,39 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
     let code = execute(ctx, &store, &api, &p, secrets, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
     store.close().await?;
     Ok(code)
+}
+
+/// A saved plan holds no RPC URL (it may carry a key), only its fingerprint: the URL is read
+/// from the manifest again, and a plan whose URL changed since is refused.
+fn restore_rpc_urls(ctx: &Ctx, p: &mut Plan, vars: &[(String, String)]) -> CliResult<()> {
+    let needed = |c: &plan::Change| c.kms.as_ref().is_some_and(|k| k.rpc_url_fingerprint.is_some());
+    if !p.changes.iter().any(needed) {
+        return Ok(());
+    }
+    let cfg = ctx
+        .load(vars)
+        .map_err(|e| e.hint("the saved plan's on-chain CVMs read `kms.rpc_url` from the manifest, which must load"))?;
+    for c in p.changes.iter_mut().filter(|c| needed(c)) {
+        let key = c.address.strip_prefix("cvm.").unwrap_or(&c.address);
+        let url = cfg.cvms.get(key).and_then(|m| match &m.kms {
+            crate::manifest::Kms::OnChain(k) => k.rpc_url.clone(),
+            crate::manifest::Kms::Phala => None,
+        });
+        let Some(spec) = c.kms.as_mut() else { continue };
+        match url {
+            Some(u) if spec.rpc_url_fingerprint.as_deref() == Some(crate::redact::fingerprint(&u).as_str()) => {
+                spec.rpc_url = Some(u)
+            }
+            _ => {
+                return Err(CliError::new(format!(
+                    "{}: `kms.rpc_url` in the manifest changed since the plan was made; nothing was changed",
+                    c.address
+                ))
+                .hint(format!("run `{}` again and review the new plan", ctx.command_line("plan --out FILE"))));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub async fn destroy(ctx: &Ctx, run: &RunArgs, auto_approve: bool) -> CliResult {
@@ -515,7 +571,7 @@ async fn execute(
         parallelism,
         events: progress.clone(),
         cancel: cancel.clone(),
-        wait: wait_options(),
+        wait: wait_options(ctx),
         secrets,
         onchain,
         endpoint: api.endpoint.clone(),
@@ -552,7 +608,10 @@ async fn execute(
         return Ok(exit::OK);
     }
     if !paused.is_empty() {
-        print!("{}", onchain::instructions(&onchain::pending(store.as_ref()).await?));
+        print!(
+            "{}",
+            onchain::instructions(&onchain::pending(store.as_ref()).await?, &ctx.command_line("apply --resume"))
+        );
     }
     let skipped = report.results.values().any(|(_, r)| matches!(r, StepResult::Skipped(_)));
     // Paused (also when Ctrl-C stopped the wait for the chain): exit 3, resumable.
@@ -561,7 +620,10 @@ async fn execute(
         for (a, why) in &paused {
             eprintln!("  {a}: {why}");
         }
-        eprintln!("paused: awaiting on-chain registration; run `teeform apply --resume` once it is registered");
+        eprintln!(
+            "paused: awaiting on-chain registration; run `{}` once it is registered",
+            ctx.command_line("apply --resume")
+        );
         return Ok(exit::PAUSED);
     }
     let mut e = CliError::new(format!(
@@ -578,10 +640,10 @@ async fn execute(
     Err(e)
 }
 
-fn wait_options() -> WaitOptions {
+fn wait_options(ctx: &Ctx) -> WaitOptions {
     let mut w = WaitOptions::default();
-    if let Some(secs) = std::env::var("TEEFORM_WAIT_TIMEOUT").ok().and_then(|s| s.parse::<f64>().ok()) {
-        w.timeout = std::time::Duration::from_secs_f64(secs);
+    if let Some(t) = ctx.settings.wait_timeout {
+        w.timeout = t;
     }
     w
 }

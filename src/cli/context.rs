@@ -16,6 +16,82 @@ use crate::state::{Backend, DEFAULT_WORKSPACE, LockInfo, OpenOptions, PgConn, St
 pub struct Ctx {
     pub global: Global,
     pub ui: Ui,
+    /// Numbers from the environment, checked before the command does anything.
+    pub settings: Settings,
+}
+
+/// The numeric settings teeform reads from the environment. Each is checked when a command
+/// starts: a value that is not a number, or is out of range (`-1`, `NaN`, `inf`, `1e20`), is
+/// an error naming the variable and the range. An empty variable counts as unset.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `TEEFORM_HTTP_TIMEOUT`: seconds, default 30, at most an hour.
+    pub http_timeout: Duration,
+    /// `TEEFORM_WAIT_TIMEOUT`: seconds to wait for a CVM to run, at most a week.
+    pub wait_timeout: Option<Duration>,
+    /// `TEEFORM_RETRY_MAX_ATTEMPTS` (1–100), `TEEFORM_RETRY_BASE_MS` (0–600000),
+    /// `TEEFORM_RETRY_DEADLINE_SECS` (0–86400).
+    pub retry: crate::providers::http::RetryPolicy,
+    /// `TEEFORM_LOCAL_RESTART_MS` and `TEEFORM_LOCAL_BOOT_MS` (0–3600000, default 1500).
+    pub local_restart_ms: u64,
+    pub local_boot_ms: u64,
+}
+
+impl Settings {
+    pub fn from_env() -> CliResult<Settings> {
+        Self::from_lookup(&|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> CliResult<Settings> {
+        let mut retry = crate::providers::http::RetryPolicy::default();
+        if let Some(n) = env_whole(get, "TEEFORM_RETRY_MAX_ATTEMPTS", 1, 100)? {
+            retry.max_attempts = n as u32;
+        }
+        if let Some(ms) = env_whole(get, "TEEFORM_RETRY_BASE_MS", 0, 600_000)? {
+            retry.base_delay = Duration::from_millis(ms);
+        }
+        if let Some(s) = env_whole(get, "TEEFORM_RETRY_DEADLINE_SECS", 0, 86_400)? {
+            retry.deadline = Duration::from_secs(s);
+        }
+        Ok(Settings {
+            http_timeout: env_seconds(get, "TEEFORM_HTTP_TIMEOUT", 3600.0)?.unwrap_or(Duration::from_secs(30)),
+            wait_timeout: env_seconds(get, "TEEFORM_WAIT_TIMEOUT", 7.0 * 86_400.0)?,
+            retry,
+            local_restart_ms: env_whole(get, "TEEFORM_LOCAL_RESTART_MS", 0, 3_600_000)?.unwrap_or(1500),
+            local_boot_ms: env_whole(get, "TEEFORM_LOCAL_BOOT_MS", 0, 3_600_000)?.unwrap_or(1500),
+        })
+    }
+}
+
+/// `s` as one shell word: as is when it is plainly safe, else in single quotes.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c));
+    if plain { s.to_string() } else { format!("'{}'", s.replace('\'', "'\\''")) }
+}
+
+fn env_value(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+/// A whole number in `min..=max`, or `None` when unset or empty.
+fn env_whole(get: &dyn Fn(&str) -> Option<String>, name: &str, min: u64, max: u64) -> CliResult<Option<u64>> {
+    let Some(v) = env_value(get, name) else { return Ok(None) };
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(CliError::new(format!("{name} must be a whole number from {min} to {max}, not `{v}`"))
+            .hint(format!("fix or unset {name}"))),
+    }
+}
+
+/// A number of seconds above 0 and at most `max`, or `None` when unset or empty.
+fn env_seconds(get: &dyn Fn(&str) -> Option<String>, name: &str, max: f64) -> CliResult<Option<Duration>> {
+    let Some(v) = env_value(get, name) else { return Ok(None) };
+    match v.parse::<f64>() {
+        // `parse` accepts NaN, inf and negatives; `Duration` would panic on them.
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= max => Ok(Some(Duration::from_secs_f64(secs))),
+        _ => Err(CliError::new(format!("{name} must be a number of seconds above 0 and at most {max}, not `{v}`"))
+            .hint(format!("fix or unset {name}"))),
+    }
 }
 
 /// A connection to the API, keeping the embedded simulator alive while it is used.
@@ -26,8 +102,37 @@ pub struct Api {
 }
 
 impl Ctx {
-    pub fn new(global: Global, ui: Ui) -> Ctx {
-        Ctx { global, ui }
+    pub fn new(global: Global, ui: Ui) -> CliResult<Ctx> {
+        Ok(Ctx { global, ui, settings: Settings::from_env()? })
+    }
+
+    /// `teeform` with the global flags this run was given (`-C`, `-f`, `--state`,
+    /// `--backend`, `--workspace`) and then `rest`: a command a hint can tell the user to run
+    /// that works on the same manifest, state and workspace.
+    pub fn command_line(&self, rest: &str) -> String {
+        let g = &self.global;
+        let mut out = vec!["teeform".to_string()];
+        let mut flag = |f: &str, v: &std::ffi::OsStr| {
+            out.push(f.to_string());
+            out.push(shell_quote(&v.to_string_lossy()));
+        };
+        if let Some(d) = &g.chdir {
+            flag("-C", d.as_os_str());
+        }
+        if g.file != Path::new("teeform.yaml") {
+            flag("-f", g.file.as_os_str());
+        }
+        if let Some(d) = &g.state {
+            flag("--state", d.as_os_str());
+        }
+        if let Some(b) = g.backend {
+            flag("--backend", std::ffi::OsStr::new(if b == BackendArg::Postgres { "postgres" } else { "local" }));
+        }
+        if let Some(w) = &g.workspace {
+            flag("--workspace", std::ffi::OsStr::new(w));
+        }
+        out.push(rest.to_string());
+        out.join(" ")
     }
 
     pub fn manifest_path(&self) -> &Path {
@@ -47,23 +152,6 @@ impl Ctx {
         self.global.state.clone().unwrap_or_else(|| self.base_dir().join("state"))
     }
 
-    /// Retry tuning from the environment (`TEEFORM_RETRY_MAX_ATTEMPTS`, `TEEFORM_RETRY_BASE_MS`,
-    /// `TEEFORM_RETRY_DEADLINE_SECS`); defaults suit the real API.
-    fn retry_policy(&self) -> crate::providers::http::RetryPolicy {
-        let mut p = crate::providers::http::RetryPolicy::default();
-        let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-        if let Some(n) = num("TEEFORM_RETRY_MAX_ATTEMPTS") {
-            p.max_attempts = n.max(1) as u32;
-        }
-        if let Some(ms) = num("TEEFORM_RETRY_BASE_MS") {
-            p.base_delay = Duration::from_millis(ms);
-        }
-        if let Some(s) = num("TEEFORM_RETRY_DEADLINE_SECS") {
-            p.deadline = Duration::from_secs(s);
-        }
-        p
-    }
-
     /// Retries are shown as they happen: a slow run should say why it is slow.
     fn retry_observer(&self) -> crate::providers::http::RetryObserver {
         let ui = self.ui;
@@ -74,7 +162,7 @@ impl Ctx {
                 p.yellow(&format!("{:>12}", "Retrying")),
                 ev.method,
                 ev.path,
-                ev.reason,
+                crate::redact::text(&ev.reason),
                 ev.attempt + 1,
                 ev.delay.as_secs_f64()
             );
@@ -84,6 +172,14 @@ impl Ctx {
     pub fn load(&self, vars: &[(String, String)]) -> CliResult<Config> {
         let opts = LoadOptions { vars: vars.to_vec(), ..Default::default() };
         let cfg = crate::manifest::load(self.manifest_path(), &opts)?;
+        // RPC URLs in the manifest may carry a key: from here on nothing shows them whole.
+        for c in cfg.cvms.values() {
+            if let crate::manifest::Kms::OnChain(k) = &c.kms
+                && let Some(u) = &k.rpc_url
+            {
+                crate::redact::url(u);
+            }
+        }
         for w in &cfg.warnings {
             eprint!("{}\n\n", w.render(self.ui.stderr_color));
         }
@@ -91,7 +187,23 @@ impl Ctx {
     }
 
     pub async fn open_state(&self, command: &str, lock_timeout: Duration) -> CliResult<Arc<dyn Store>> {
-        Ok(crate::state::open(&self.state_options(command, lock_timeout)?).await?)
+        crate::state::open(&self.state_options(command, lock_timeout)?).await.map_err(|e| {
+            // The unlock command must name the same state (-C, --state, --workspace, …).
+            let holder = match &e {
+                crate::state::StateError::Locked { holder: Some(h), .. } => Some(h.id.clone()),
+                _ => None,
+            };
+            let mut c = CliError::from(e);
+            if let Some(id) = holder {
+                for h in c.hints.iter_mut().filter(|h| h.contains("teeform force-unlock")) {
+                    *h = format!(
+                        "if that process is gone for good, run `{}`",
+                        self.command_line(&format!("force-unlock {id}"))
+                    );
+                }
+            }
+            c
+        })
     }
 
     /// Where the state is: `--backend`, else the manifest's `backend:` (read alone, so commands
@@ -116,7 +228,18 @@ impl Ctx {
         match kind {
             BackendArg::Local => Ok(Backend::Local),
             BackendArg::Postgres => match std::env::var("TEEFORM_PG_CONN") {
-                Ok(c) if !c.trim().is_empty() => Ok(Backend::Postgres(PgConn::new(c.trim()))),
+                Ok(c) if !c.trim().is_empty() => {
+                    crate::redact::secret(c.trim());
+                    if let Some(pw) = c
+                        .trim()
+                        .parse::<tokio_postgres::Config>()
+                        .ok()
+                        .and_then(|cfg| cfg.get_password().map(|p| String::from_utf8_lossy(p).into_owned()))
+                    {
+                        crate::redact::secret(&pw);
+                    }
+                    Ok(Backend::Postgres(PgConn::new(c.trim())))
+                }
                 _ => Err(CliError::new("the postgres backend needs TEEFORM_PG_CONN, and it is not set")
                     .hint("export TEEFORM_PG_CONN='postgres://USER:PASSWORD@HOST:5432/DATABASE' (a libpq URL)")),
             },
@@ -126,17 +249,14 @@ impl Ctx {
     /// Connects to the endpoint; `local` starts the embedded simulator with its data under
     /// the state directory.
     pub async fn api(&self, endpoint: &Endpoint) -> CliResult<Api> {
-        let timeout = Duration::from_secs_f64(
-            std::env::var("TEEFORM_HTTP_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(30.0),
-        );
+        let timeout = self.settings.http_timeout;
         match endpoint {
             Endpoint::Local => {
-                let ms = |k: &str, d: u64| std::env::var(k).ok().and_then(|s| s.parse().ok()).unwrap_or(d);
                 let key = uuid::Uuid::new_v4().simple().to_string();
                 let cfg = SimConfig {
                     api_key: Some(key.clone()),
-                    restart_ms: ms("TEEFORM_LOCAL_RESTART_MS", 1500),
-                    boot_ms: ms("TEEFORM_LOCAL_BOOT_MS", 1500),
+                    restart_ms: self.settings.local_restart_ms,
+                    boot_ms: self.settings.local_boot_ms,
                     ..Default::default()
                 };
                 let dir = self.state_dir();
@@ -146,28 +266,37 @@ impl Ctx {
                 let handle = sim.spawn("127.0.0.1:0".parse().expect("valid address")).await?;
                 let prefix = handle.api_prefix();
                 let client = PhalaClient::new(&prefix, Some(key), timeout)?
+                    .with_key_source("the embedded simulator")
                     .with_observer(self.retry_observer())
-                    .with_policy(self.retry_policy());
+                    .with_policy(self.settings.retry.clone());
                 Ok(Api { client: Arc::new(client), endpoint: "local".into(), _sim: Some(handle) })
             }
             Endpoint::Url(prefix) => {
-                let key = api_key()?;
-                let client = PhalaClient::new(prefix, key, timeout)?
+                let (key, source) = match api_key()? {
+                    Some((k, src)) => (Some(k), Some(src)),
+                    None => (None, None),
+                };
+                let mut client = PhalaClient::new(prefix, key, timeout)?
                     .with_observer(self.retry_observer())
-                    .with_policy(self.retry_policy());
+                    .with_policy(self.settings.retry.clone());
+                if let Some(src) = source {
+                    client = client.with_key_source(src);
+                }
                 Ok(Api { client: Arc::new(client), endpoint: prefix.clone(), _sim: None })
             }
         }
     }
 }
 
-/// The API key: `PHALA_CLOUD_API_KEY`, else the `phala` CLI's credentials file (refused when
-/// others can read it). Never a literal in the manifest, never written anywhere.
-fn api_key() -> CliResult<Option<String>> {
+/// The API key and where it came from: `PHALA_CLOUD_API_KEY`, else the `phala` CLI's
+/// credentials file (refused when others can read it). Never a literal in the manifest, never
+/// written anywhere; registered with [`crate::redact`] so no message or log line shows it.
+fn api_key() -> CliResult<Option<(String, String)>> {
     if let Ok(k) = std::env::var("PHALA_CLOUD_API_KEY")
         && !k.trim().is_empty()
     {
-        return Ok(Some(k.trim().to_string()));
+        crate::redact::secret(&k);
+        return Ok(Some((k.trim().to_string(), "PHALA_CLOUD_API_KEY".into())));
     }
     let dir = std::env::var_os("PHALA_CLOUD_DIR")
         .map(PathBuf::from)
@@ -187,9 +316,69 @@ fn api_key() -> CliResult<Option<String>> {
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| CliError::new(format!("{} is not valid JSON: {e}", path.display())))?;
     let profile = v.get("current_profile").and_then(|p| p.as_str()).unwrap_or("default");
-    Ok(v.get("profiles")
+    let key = v
+        .get("profiles")
         .and_then(|p| p.get(profile))
         .and_then(|p| p.get("token"))
         .and_then(|t| t.as_str())
-        .map(str::to_string))
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    Ok(key.map(|k| {
+        crate::redact::secret(&k);
+        (k, format!("{} (profile `{profile}`)", path.display()))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_repeat_the_global_flags_of_the_run() {
+        use clap::Parser;
+        let ctx = |args: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+            Ctx { global: cli.global, ui: Ui::detect(true), settings: Settings::from_lookup(&|_| None).unwrap() }
+        };
+        assert_eq!(ctx(&["teeform", "plan"]).command_line("apply --resume"), "teeform apply --resume");
+        let c = ctx(&["teeform", "-C", "my dir", "-f", "staging.yaml", "--workspace", "prod", "--state", "st", "plan"]);
+        assert_eq!(
+            c.command_line("apply --resume"),
+            "teeform -C 'my dir' -f staging.yaml --state st --workspace prod apply --resume"
+        );
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn numeric_settings_are_checked_and_never_panic() {
+        let names = [
+            "TEEFORM_HTTP_TIMEOUT",
+            "TEEFORM_WAIT_TIMEOUT",
+            "TEEFORM_RETRY_MAX_ATTEMPTS",
+            "TEEFORM_RETRY_BASE_MS",
+            "TEEFORM_RETRY_DEADLINE_SECS",
+            "TEEFORM_LOCAL_RESTART_MS",
+            "TEEFORM_LOCAL_BOOT_MS",
+        ];
+        for name in names {
+            for bad in ["-1", "inf", "NaN", "1e20", "abc", "18446744073709551616", "1e308"] {
+                let r = Settings::from_lookup(&|k| (k == name).then(|| bad.to_string()));
+                let e = r.expect_err(&format!("{name}={bad} is refused"));
+                assert!(e.message.contains(name) && e.message.contains(bad), "{}", e.message);
+            }
+            // Empty is unset.
+            assert!(Settings::from_lookup(&|k| (k == name).then(String::new)).is_ok(), "{name} empty");
+        }
+        let s = Settings::from_lookup(&|k| match k {
+            "TEEFORM_HTTP_TIMEOUT" => Some("2.5".into()),
+            "TEEFORM_WAIT_TIMEOUT" => Some(" 60 ".into()),
+            "TEEFORM_RETRY_MAX_ATTEMPTS" => Some("3".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.http_timeout, Duration::from_millis(2500));
+        assert_eq!(s.wait_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(s.retry.max_attempts, 3);
+        assert_eq!(Settings::from_lookup(&|_| None).unwrap().http_timeout, Duration::from_secs(30));
+    }
 }

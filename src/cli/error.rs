@@ -46,7 +46,9 @@ impl CliError {
         for h in &self.hints {
             out.push_str(&format!("{} {h}\n", p.cyan("hint:")));
         }
-        out
+        // Whatever a message quotes (a server's error body, a library's error text), no
+        // registered credential is shown.
+        crate::redact::text(&out).into_owned()
     }
 }
 

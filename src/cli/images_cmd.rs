@@ -154,7 +154,8 @@ pub struct OciList {
 // ----- catalogs as the CLI reaches them ----------------------------------------------------
 
 fn http_timeout() -> Duration {
-    Duration::from_secs_f64(std::env::var("TEEFORM_HTTP_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(30.0))
+    // Checked when the command started (`Ctx::new`), so the fallback is never taken.
+    super::context::Settings::from_env().map(|s| s.http_timeout).unwrap_or(Duration::from_secs(30))
 }
 
 fn setup(message: impl Into<String>, hints: &[&str]) -> CatalogError {
@@ -163,9 +164,9 @@ fn setup(message: impl Into<String>, hints: &[&str]) -> CatalogError {
 
 /// The nscale token: `NSCALE_TOKEN`, else the Terraform provider's `NSCALE_SERVICE_TOKEN`.
 fn nscale_client(endpoint: Option<&str>) -> Result<NscaleClient, CatalogError> {
-    let token = ["NSCALE_TOKEN", "NSCALE_SERVICE_TOKEN"]
+    let (var, token) = ["NSCALE_TOKEN", "NSCALE_SERVICE_TOKEN"]
         .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|t| !t.trim().is_empty()))
+        .find_map(|k| std::env::var(k).ok().filter(|t| !t.trim().is_empty()).map(|t| (*k, t)))
         .ok_or_else(|| {
             setup(
                 "no nscale token: NSCALE_TOKEN is not set",
@@ -173,6 +174,7 @@ fn nscale_client(endpoint: Option<&str>) -> Result<NscaleClient, CatalogError> {
             )
         })?;
     NscaleClient::new(endpoint.unwrap_or(nscale::DEFAULT_ENDPOINT), token.trim().to_string(), http_timeout())
+        .map(|c| c.with_token_source(var))
         .map_err(CatalogError::Api)
 }
 

@@ -302,18 +302,25 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Logging to stderr at `TEEFORM_LOG` (e.g. `debug`, `teeform=trace`). Every line, from any
+/// crate (reqwest, hyper and alloy log through the `log` bridge), goes through
+/// [`crate::redact`] on its way out.
 fn init_tracing() {
     let Ok(filter) = std::env::var("TEEFORM_LOG") else {
         return;
     };
     let filter =
         tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(crate::redact::Redacting(std::io::stderr))
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
 }
 
 async fn run(cli: Cli, ui: ui::Ui) -> error::CliResult {
-    let ctx = context::Ctx::new(cli.global.clone(), ui);
+    let ctx = context::Ctx::new(cli.global.clone(), ui)?;
     match cli.command {
         Command::Validate { vars, json } => commands::validate(&ctx, &vars, json),
         Command::Plan { plan, out, detailed_exitcode, json } => {

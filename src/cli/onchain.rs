@@ -37,6 +37,7 @@ pub fn read_env(names: &BTreeSet<(String, String)>, signers: bool) -> CliResult<
             env.signers.insert(key_var.clone(), s);
         }
         if let Some(v) = get(rpc_var) {
+            crate::redact::url(&v);
             env.rpc_urls.insert(rpc_var.clone(), v);
         }
     }
@@ -134,7 +135,8 @@ pub async fn annotate(plan: &mut Plan, env: &ChainEnv) {
 }
 
 /// The instructions for finishing paused updates: what to register, where, and how.
-pub fn instructions(pending: &[(JournalEntry, Pending)]) -> String {
+/// `resume` is the command that resumes (`teeform apply --resume` with the run's flags).
+pub fn instructions(pending: &[(JournalEntry, Pending)], resume: &str) -> String {
     let mut out = String::new();
     for (e, p) in pending.iter().filter(|(_, p)| p.kind == PendingKind::Update) {
         let hash = format!("0x{}", p.compose_hash.trim_start_matches("0x"));
@@ -159,7 +161,7 @@ pub fn instructions(pending: &[(JournalEntry, Pending)]) -> String {
         out.push_str(&format!("  or propose it to a Safe: to {}, value 0, data {}\n", p.contract, p.calldata()));
     }
     if !out.is_empty() {
-        out.push_str("\nThen run `teeform apply --resume` (add `--tx-hash 0x…` to name the transaction).\n");
+        out.push_str(&format!("\nThen run `{resume}` (add `--tx-hash 0x…` to name the transaction).\n"));
     }
     out
 }
@@ -245,15 +247,15 @@ mod tests {
             ),
         ];
         for (prepare, planned, want, absent) in cases {
-            let out = instructions(&[paused(prepare, planned)]);
+            let out = instructions(&[paused(prepare, planned)], "teeform -f staging.yaml apply --resume");
             for w in &want {
                 assert!(out.contains(w.as_str()), "missing `{w}` in\n{out}");
             }
             for a in absent {
                 assert!(!out.contains(a), "unexpected `{a}` in\n{out}");
             }
-            assert!(out.contains("teeform apply --resume"));
+            assert!(out.contains("`teeform -f staging.yaml apply --resume`"));
         }
-        assert_eq!(instructions(&[]), "");
+        assert_eq!(instructions(&[], "teeform apply --resume"), "");
     }
 }

@@ -218,13 +218,17 @@ fn service_arg(kind: Option<DataKind>) -> &'static str {
 pub fn api_hints(kind: DataKind, e: &ApiError) -> Vec<String> {
     use crate::providers::ErrorKind as K;
     let h: &[&str] = match (kind, e.kind, e.status) {
-        (DataKind::PhalaOsImage, K::Auth, _) => &["check PHALA_CLOUD_API_KEY"],
+        // The client names where its key came from.
+        (DataKind::PhalaOsImage, K::Auth, _) => {
+            return vec![e.advice().unwrap_or("check PHALA_CLOUD_API_KEY").to_string()];
+        }
         (DataKind::PhalaOsImage, K::NotFound, _) => {
             &["`cvm:` names a CVM in the manifest (once it exists) or a CVM id or name in the cloud"]
         }
-        (DataKind::NscaleImage, K::Auth, Some(401)) => {
-            &["check NSCALE_TOKEN (a service account token; they expire after 90 days by default)"]
-        }
+        (DataKind::NscaleImage, K::Auth, Some(401)) => match e.advice() {
+            Some(h) => return vec![h.to_string()],
+            None => &["check NSCALE_TOKEN (a service account token; they expire after 90 days by default)"],
+        },
         (DataKind::NscaleImage, K::Auth, _) => {
             &["the token's service account lacks access to this region or organization"]
         }

@@ -143,8 +143,14 @@ pub struct HashChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KmsSpec {
     pub chain_id: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The manifest's `kms.rpc_url`. A secret (hosted RPC URLs carry a key): never written
+    /// into a saved or JSON plan; a saved plan keeps its fingerprint and reads the URL from
+    /// the manifest again at apply.
+    #[serde(skip)]
     pub rpc_url: Option<String>,
+    /// [`crate::redact::fingerprint`] of `rpc_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_url_fingerprint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract: Option<String>,
     pub private_key_env: String,
@@ -359,6 +365,7 @@ pub fn kms_spec(kms: &Kms) -> Option<KmsSpec> {
         Kms::OnChain(k) => Some(KmsSpec {
             chain_id: k.chain_id,
             rpc_url: k.rpc_url.clone(),
+            rpc_url_fingerprint: k.rpc_url.as_deref().map(crate::redact::fingerprint),
             contract: k.contract.clone(),
             private_key_env: k.private_key_env.clone(),
             rpc_url_env: k.rpc_url_env.clone(),

@@ -11,14 +11,77 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
 use super::{ApiError, ErrorKind};
 
-/// The one HTTP client every provider uses: same timeouts and user agent everywhere.
+/// The most a successful answer may hold. The largest real answers (a page of 100 CVMs, a
+/// region's image list) are a few MiB; a body past this is refused, not buffered.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// The most of an error answer that is read: messages show its first 300 characters.
+const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+
+/// The longest `Retry-After` honoured; a longer one waits this long (then the deadline decides).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// The one HTTP client every provider uses: same timeouts, user agent and redirect rules
+/// everywhere.
+///
+/// Redirects are followed only within the origin (scheme, host and port) of the request,
+/// at most 10 times; a redirect to another origin is refused with an error naming it. The
+/// official SDK uses `fetch`, which follows every redirect and drops only `Authorization` on
+/// a cross-origin hop, so it would send `X-API-Key` to whatever host a 307 names; teeform
+/// follows it only where that is safe. UNVERIFIED: read from the Fetch standard, not checked
+/// against the SDK's ofetch options; whether Phala Cloud ever redirects is not known. No `Referer` is sent (it would carry a path, which may hold a key). No
+/// compression is negotiated, so a body's size on the wire is its size in memory.
 pub fn client(timeout: Duration, endpoint: &str) -> Result<reqwest::Client, ApiError> {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("teeform/", env!("CARGO_PKG_VERSION")))
+        .redirect(same_origin_redirects())
+        .referer(false)
         .build()
         .map_err(|e| ApiError::local(ErrorKind::Other, "-", endpoint, format!("cannot build the HTTP client: {e}")))
+}
+
+/// The redirect policy of [`client`]: same origin only, at most 10 hops.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(url::Url::origin);
+        if first.as_ref().is_some_and(|o| *o != attempt.url().origin()) {
+            let to = origin_of(attempt.url());
+            return attempt.error(RedirectRefused::CrossOrigin(to));
+        }
+        if attempt.previous().len() > 10 {
+            return attempt.error(RedirectRefused::TooMany);
+        }
+        attempt.follow()
+    })
+}
+
+/// A redirect [`client`] refused.
+#[derive(Debug, thiserror::Error)]
+enum RedirectRefused {
+    #[error(
+        "the server redirected to another origin ({0}); teeform does not follow redirects away from the endpoint, \
+         since the request carries credentials"
+    )]
+    CrossOrigin(String),
+    #[error("the server redirected more than 10 times; teeform stopped following")]
+    TooMany,
+}
+
+/// `scheme://host:port` of a URL, with the port always written.
+pub fn origin_of(u: &url::Url) -> String {
+    let host = u.host_str().unwrap_or("?");
+    match u.port_or_known_default() {
+        Some(p) => format!("{}://{host}:{p}", u.scheme()),
+        None => format!("{}://{host}", u.scheme()),
+    }
+}
+
+/// `scheme://host:port/path` of a URL: no user, password, query or fragment, which is where
+/// credentials go when a URL carries them.
+pub fn shown_url(u: &url::Url) -> String {
+    format!("{}{}", origin_of(u), u.path())
 }
 
 /// How hard to try.
@@ -71,25 +134,23 @@ fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
 
 fn retry_after(resp: &Response) -> Option<Duration> {
     let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    if let Ok(secs) = v.trim().parse::<f64>() {
-        return Some(Duration::from_secs_f64(secs.clamp(0.0, 300.0)));
-    }
-    let when = humantime::parse_rfc3339_weak(v).ok().or_else(|| httpdate_parse(v))?;
-    when.duration_since(std::time::SystemTime::now()).ok()
+    parse_retry_after(v, std::time::SystemTime::now())
 }
 
-/// RFC 7231 dates (`Sun, 06 Nov 1994 08:49:37 GMT`), the other form of Retry-After.
-fn httpdate_parse(v: &str) -> Option<std::time::SystemTime> {
-    let parts: Vec<&str> = v.split_whitespace().collect();
-    if parts.len() != 6 {
-        return None;
+/// A `Retry-After` value: seconds, or an HTTP date (RFC 9110 §10.2.3). Whatever the server
+/// sends, the answer is a delay in `[0, 300s]` or `None` (not a usable value: the client's
+/// own backoff applies). A date in the past means "now".
+pub fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        // `parse` accepts NaN, inf and negatives, which `Duration` would panic on.
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        return Some(Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())));
     }
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| *m == parts[2])?
-        + 1;
-    let s = format!("{}-{:02}-{:02}T{}Z", parts[3], month, parts[1].parse::<u32>().ok()?, parts[4]);
-    humantime::parse_rfc3339(&s).ok()
+    let when = httpdate::parse_http_date(v).ok().or_else(|| humantime::parse_rfc3339_weak(v).ok())?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
 }
 
 fn retryable_status(s: StatusCode) -> bool {
@@ -129,6 +190,10 @@ pub async fn send(
                 let err = error_from_response(method, path, resp).await;
                 let delay = ra.unwrap_or_else(|| backoff(policy, attempt)).max(Duration::from_millis(50));
                 (delay, format!("HTTP {}", status.as_u16()), err)
+            }
+            Err(e) if e.is_redirect() => {
+                // A refused redirect is an answer, and the same answer next time: no retry.
+                return Err(ApiError::local(ErrorKind::InvalidResponse, method.as_str(), path, describe_reqwest(&e)));
             }
             Err(e) => {
                 let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Network };
@@ -203,20 +268,81 @@ fn redact(v: &mut serde_json::Value) {
     }
 }
 
+/// What went wrong with a request that got no usable answer, naming the URL as
+/// [`shown_url`] does (never its query or credentials).
 fn describe_reqwest(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "the request timed out".into();
-    }
-    if e.is_connect() {
-        return "cannot connect to the API (is the endpoint right and reachable?)".into();
-    }
-    let mut msg = e.to_string();
+    let url = e.url().map(shown_url).unwrap_or_else(|| "the endpoint".into());
+    // The innermost cause says what happened ("Connection refused"); the outer layers repeat
+    // the URL with its query.
+    let mut cause = None;
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
-        msg = format!("{msg}: {s}");
+        cause = Some(s.to_string());
         src = s.source();
     }
-    msg
+    let cause = cause.map(|c| format!(": {c}")).unwrap_or_default();
+    if e.is_redirect() {
+        // The policy's own error (the innermost cause) says where it went.
+        return format!("refused a redirect from {url}{cause}");
+    }
+    if e.is_timeout() {
+        return format!("no answer from {url} within the HTTP timeout (TEEFORM_HTTP_TIMEOUT){cause}");
+    }
+    if e.is_connect() {
+        return format!("cannot connect to {url} (is the endpoint right and reachable?){cause}");
+    }
+    if e.is_body() || e.is_decode() {
+        return format!("reading the answer from {url} failed{cause}");
+    }
+    format!("the request to {url} failed{cause}")
+}
+
+/// Reads a successful answer's body, at most `limit` bytes: a longer one is an error and is
+/// not read further (a declared `Content-Length` over the limit is refused before reading).
+pub async fn read_body(method: &Method, path: &str, mut resp: Response, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let status = resp.status().as_u16();
+    let too_large = || {
+        let mut e = ApiError::local(
+            ErrorKind::InvalidResponse,
+            method.as_str(),
+            path,
+            format!("the answer is larger than {} MiB; teeform stopped reading it", limit >> 20),
+        );
+        e.status = Some(status);
+        e
+    };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if out.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(out),
+            Err(e) => {
+                let mut err = ApiError::local(ErrorKind::Network, method.as_str(), path, describe_reqwest(&e));
+                err.status = Some(status);
+                return Err(err);
+            }
+        }
+    }
+}
+
+/// The first `limit` bytes of a body (the rest is dropped unread); errors end the read.
+async fn read_prefix(mut resp: Response, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => out.extend_from_slice(&chunk[..chunk.len().min(limit - out.len())]),
+            _ => break,
+        }
+    }
+    out
 }
 
 /// Parses a FastAPI-style error body: `detail` as a string, a validation list, or a
@@ -226,8 +352,8 @@ pub async fn error_from_response(method: &Method, path: &str, resp: Response) ->
     let request_id = ["x-request-id", "opc-request-id", "x-correlation-id", "trace-id"]
         .iter()
         .find_map(|h| resp.headers().get(*h).and_then(|v| v.to_str().ok()).map(str::to_string));
-    let body = resp.text().await.unwrap_or_default();
-    let mut e = parse_error_body(status, &body);
+    let body = read_prefix(resp, MAX_ERROR_BODY_BYTES).await;
+    let mut e = parse_error_body(status, &String::from_utf8_lossy(&body));
     e.request_id = e.request_id.or(request_id);
     e.method = method.to_string();
     e.path = path.to_string();
@@ -256,6 +382,7 @@ pub fn parse_error_body(status: u16, body: &str) -> ApiError {
         method: String::new(),
         path: String::new(),
         details: vec![],
+        hint: None,
     };
     let json: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
     match json.get("detail") {
@@ -391,8 +518,35 @@ mod tests {
     }
 
     #[test]
-    fn parses_http_dates() {
-        assert!(httpdate_parse("Sun, 06 Nov 1994 08:49:37 GMT").is_some());
-        assert!(httpdate_parse("soon").is_none());
+    fn retry_after_is_a_bounded_delay_whatever_the_server_sends() {
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let cases: &[(&str, Option<Duration>)] = &[
+            ("5", Some(Duration::from_secs(5))),
+            (" 1.5 ", Some(Duration::from_millis(1500))),
+            ("0", Some(Duration::ZERO)),
+            ("NaN", None),
+            ("-1", None),
+            ("inf", None),
+            ("-inf", None),
+            ("1e20", Some(MAX_RETRY_AFTER)),
+            ("18446744073709551616", Some(MAX_RETRY_AFTER)),
+            ("", None),
+            ("soon", None),
+            // An HTTP date in the past is "now"; one far ahead is capped.
+            ("Sun, 06 Nov 1994 08:49:37 GMT", Some(Duration::ZERO)),
+            ("Tue, 14 Nov 2023 22:16:40 GMT", Some(Duration::from_secs(200))),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", Some(MAX_RETRY_AFTER)),
+        ];
+        for (v, want) in cases {
+            assert_eq!(parse_retry_after(v, now), *want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials_or_queries() {
+        let u = url::Url::parse("https://user:pw@api.example.com/api/v1/cvms?page=2&key=SECRET#frag").unwrap();
+        assert_eq!(shown_url(&u), "https://api.example.com:443/api/v1/cvms");
+        let u = url::Url::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(shown_url(&u), "http://127.0.0.1:8080/");
     }
 }

@@ -27,6 +27,9 @@ pub enum ErrorKind {
     HashRequired,
     /// 466/467/468: the on-chain confirmation was refused.
     OnChain,
+    /// The server answered, but not with something teeform can trust: a body of the wrong
+    /// shape, too large, or a redirect to another origin. Never retried.
+    InvalidResponse,
     Other,
 }
 
@@ -45,19 +48,27 @@ pub struct ApiError {
     pub path: String,
     /// The structured `details` of the error body (`[{field, value}]`).
     pub details: Vec<(String, serde_json::Value)>,
+    /// What to check, from the client that made the request (e.g. where its credentials came
+    /// from, for an authentication failure).
+    pub hint: Option<String>,
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: ", self.method, self.path)?;
-        match self.status {
-            Some(s) => write!(f, "HTTP {s}")?,
-            None => write!(f, "no response")?,
+        match (self.status, self.kind) {
+            (Some(s), _) => write!(f, "HTTP {s}")?,
+            (None, ErrorKind::Network | ErrorKind::Timeout) => write!(f, "no response")?,
+            // A refused redirect, or a request that was never sent: the message says which.
+            (None, _) => {}
         }
         if let Some(c) = &self.code {
             write!(f, " {c}")?;
         }
-        write!(f, ": {}", self.message)?;
+        if self.status.is_some() || matches!(self.kind, ErrorKind::Network | ErrorKind::Timeout) {
+            write!(f, ": ")?;
+        }
+        write!(f, "{}", self.message)?;
         if let Some(r) = &self.request_id {
             write!(f, " (request id {r})")?;
         }
@@ -66,6 +77,8 @@ impl std::fmt::Display for ApiError {
 }
 
 impl ApiError {
+    /// An error without an HTTP status: the request failed before an answer, or was refused
+    /// by teeform (set `status` when there was one).
     pub fn local(kind: ErrorKind, method: &str, path: &str, message: impl Into<String>) -> ApiError {
         ApiError {
             kind,
@@ -77,23 +90,32 @@ impl ApiError {
             method: method.into(),
             path: path.into(),
             details: vec![],
+            hint: None,
         }
     }
 
-    /// What the user can do about this kind of failure, when there is something general to say.
-    pub fn advice(&self) -> Option<&'static str> {
+    /// An answer with status `status` that teeform cannot trust; `message` names the field.
+    pub fn invalid(method: &str, path: &str, status: u16, message: impl Into<String>) -> ApiError {
+        let mut e = ApiError::local(ErrorKind::InvalidResponse, method, path, message);
+        e.status = Some(status);
+        e
+    }
+
+    /// What the user can do about this failure, when there is something to say.
+    pub fn advice(&self) -> Option<&str> {
+        if let Some(h) = &self.hint {
+            return Some(h);
+        }
         match self.kind {
-            // Phala paths (nscale and OCI errors name their own credentials).
-            ErrorKind::Auth
-                if ["/cvms", "/kms", "/auth", "/teepods", "/instance-types", "/os-images", "/apps", "/status"]
-                    .iter()
-                    .any(|p| self.path.starts_with(p)) =>
-            {
-                Some("check PHALA_CLOUD_API_KEY (an API key from the Phala Cloud dashboard)")
-            }
             ErrorKind::Network | ErrorKind::Timeout => Some("check the provider's endpoint and your network"),
             _ => None,
         }
+    }
+
+    /// Whether running the same request later may well succeed (the server or the network
+    /// was in the way), as opposed to a request or an answer that is wrong.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.kind, ErrorKind::Network | ErrorKind::Timeout | ErrorKind::Server | ErrorKind::RateLimited)
     }
 
     pub fn detail(&self, field: &str) -> Option<&serde_json::Value> {

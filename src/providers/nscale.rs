@@ -20,6 +20,8 @@ pub struct NscaleClient {
     http: reqwest::Client,
     base: url::Url,
     token: String,
+    /// Where the token came from (e.g. `NSCALE_TOKEN`), for the message of a 401.
+    token_source: Option<String>,
     policy: RetryPolicy,
 }
 
@@ -158,7 +160,14 @@ impl NscaleClient {
             base.set_path(&format!("{}/", base.path()));
         }
         let http = http::client(timeout, endpoint)?;
-        Ok(NscaleClient { http, base, token, policy: RetryPolicy::default() })
+        crate::redact::secret(&token);
+        Ok(NscaleClient { http, base, token, token_source: None, policy: RetryPolicy::default() })
+    }
+
+    /// Names where the token came from, for the message of an authentication failure.
+    pub fn with_token_source(mut self, source: impl Into<String>) -> Self {
+        self.token_source = Some(source.into());
+        self
     }
 
     pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
@@ -200,15 +209,21 @@ impl NscaleClient {
         let resp = http::send(&self.policy, None, Idempotency::Safe, &method, &path, || {
             self.http.get(url.clone()).bearer_auth(&self.token).header("accept", "application/json")
         })
-        .await?;
-        let body = resp.text().await.map_err(|e| ApiError::local(ErrorKind::Network, "GET", &path, e.to_string()))?;
-        parse_images(&body).map_err(|m| {
-            ApiError::local(
-                ErrorKind::Other,
-                "GET",
-                &path,
-                format!("nscale answered with JSON teeform cannot read: {m}"),
-            )
+        .await
+        .map_err(|mut e| {
+            if e.status == Some(401)
+                && let Some(src) = &self.token_source
+            {
+                e.hint = Some(format!(
+                    "the token came from {src}; check it (service account tokens expire after 90 days by default)"
+                ));
+            }
+            e
+        })?;
+        let status = resp.status().as_u16();
+        let body = http::read_body(&method, &path, resp, http::MAX_BODY_BYTES).await?;
+        parse_images(&String::from_utf8_lossy(&body)).map_err(|m| {
+            ApiError::invalid("GET", &path, status, format!("nscale answered with JSON teeform cannot read: {m}"))
         })
     }
 }

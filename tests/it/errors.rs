@@ -118,3 +118,26 @@ fn missing_manifest_is_explained() {
     r.code(1);
     assert!(r.stderr.contains("cannot read manifest teeform.yaml"), "{}", r.stderr);
 }
+
+#[test]
+fn hints_repeat_the_flags_the_command_ran_with() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.write("staging.yaml", &format!("provider:\n  phala:\n    endpoint: {}\ncvms: {{}}\n", t.prefix()));
+    // Another process holds the state of workspace `blue` under `st/`.
+    let mut opts = teeform::state::OpenOptions::local(
+        t.path("st"),
+        teeform::state::LockInfo::for_command("apply"),
+        std::time::Duration::ZERO,
+    );
+    opts.workspace = "blue".into();
+    let held = crate::harness::runtime().block_on(teeform::state::open(&opts)).expect("state opens");
+    let r = t.run(&["-f", "staging.yaml", "--state", "st", "--workspace", "blue", "plan"]);
+    r.code(1);
+    assert!(
+        r.stderr.contains("run `teeform -f staging.yaml --state st --workspace blue force-unlock "),
+        "{}",
+        r.stderr
+    );
+    drop(held);
+}

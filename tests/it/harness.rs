@@ -11,7 +11,7 @@ use teeform::sim::{Sim, SimConfig, SimHandle};
 pub const KEY: &str = "test-api-key";
 
 /// One runtime for every simulator the tests start (each test gets its own simulator).
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")

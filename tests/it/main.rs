@@ -10,8 +10,11 @@ mod converge;
 mod crash;
 mod errors;
 mod fidelity;
+mod hostile;
 mod images;
 mod local;
 mod postgres;
+#[allow(dead_code)]
+mod proxy;
 mod secrets;
 mod sim_limits;

@@ -232,3 +232,173 @@ fn api_key_from_the_phala_credentials_file_only_when_private() {
     r.code(1);
     assert!(r.stderr.contains("PHALA_CLOUD_API_KEY"), "{}", r.stderr);
 }
+
+/// A JSON-RPC chain that answers what teeform and the simulator ask of an app contract:
+/// `eth_chainId` (31337) and `eth_call` of `allowedComposeHashes` (the `allowed` flag).
+/// Counts the requests that came to each path, so a test can tell which URL was used. With
+/// `echo` on it answers calls with an error quoting the URL it was called at, as servers do.
+struct FakeChain {
+    addr: std::net::SocketAddr,
+    allowed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    echo: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    paths: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeChain {
+    fn start() -> FakeChain {
+        use std::sync::atomic::Ordering;
+        let allowed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let echo = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (a, e, p) = (allowed.clone(), echo.clone(), paths.clone());
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+            let (a, e, p) = (a.clone(), e.clone(), p.clone());
+            async move {
+                p.lock().unwrap().push(uri.to_string());
+                let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                if e.load(Ordering::SeqCst) && req["method"] == "eth_call" {
+                    let message = format!("rate limit exceeded for http://{{host}}{uri}");
+                    return axum::Json(serde_json::json!({"jsonrpc": "2.0", "id": req["id"], "error": {"code": -32005, "message": message}}));
+                }
+                let result = match req["method"].as_str() {
+                    Some("eth_chainId") => serde_json::json!("0x7a69"),
+                    Some("eth_call") => {
+                        let data = req["params"][0]["input"].as_str().or(req["params"][0]["data"].as_str());
+                        assert!(data.unwrap_or_default().starts_with("0x2f6622e5"), "unexpected call {req}");
+                        let bit = if a.load(Ordering::SeqCst) { "1" } else { "0" };
+                        serde_json::json!(format!("0x{}{bit}", "0".repeat(63)))
+                    }
+                    _ => {
+                        return axum::Json(serde_json::json!({"jsonrpc": "2.0", "id": req["id"], "error": {"code": -32601, "message": "not here"}}));
+                    }
+                };
+                axum::Json(serde_json::json!({"jsonrpc": "2.0", "id": req["id"], "result": result}))
+            }
+        });
+        let addr = crate::harness::runtime().block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(l, app).await });
+            addr
+        });
+        FakeChain { addr, allowed, echo, paths }
+    }
+
+    fn allow(&self, on: bool) {
+        self.allowed.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn hits(&self, path_part: &str) -> usize {
+        self.paths.lock().unwrap().iter().filter(|p| p.contains(path_part)).count()
+    }
+}
+
+#[test]
+fn rpc_and_database_urls_never_written_or_printed() {
+    let path_key = format!("PATHKEY{}", uuid::Uuid::new_v4().simple());
+    let query_key = format!("QUERYKEY{}", uuid::Uuid::new_v4().simple());
+    let env_key = format!("ENVKEY{}", uuid::Uuid::new_v4().simple());
+    let pg_password = format!("PGPASS{}", uuid::Uuid::new_v4().simple());
+    let chain = FakeChain::start();
+    let mut t = TestEnv::with_config(teeform::sim::SimConfig {
+        restart_ms: 150,
+        boot_ms: 150,
+        chain_rpc: Some(format!("http://{}/sim", chain.addr)),
+        kms_contract: Some(format!("0x{}", "42".repeat(20))),
+        chain_id: Some(31337),
+        ..Default::default()
+    });
+    t.env.insert("TEEFORM_LOG".into(), "trace".into());
+    t.write("web.yml", WEB);
+    // An on-chain-KMS CVM, created as another tool would (its app contract is the fake's).
+    let (code, prov) = t.api(
+        "POST",
+        "/cvms/provision",
+        Some(serde_json::json!({"name": "chain-canary", "kms": "BASE", "compose_file": {"docker_compose_file": WEB, "allowed_envs": []}})),
+    );
+    assert_eq!(code, 200, "{prov}");
+    let app = "ab".repeat(20);
+    let (code, vm) =
+        t.api("POST", "/cvms", Some(serde_json::json!({"app_id": app, "compose_hash": prov["compose_hash"]})));
+    assert_eq!(code, 200, "{vm}");
+    t.settle();
+
+    let rpc_url = format!("http://{}/v3/{path_key}?apikey={query_key}", chain.addr);
+    t.manifest(&format!(
+        "cvms:\n  web:\n    name: chain-canary\n    compose: web.yml\n    kms:\n      chain: 31337\n      rpc_url: {rpc_url}\n"
+    ));
+    let mut runs: Vec<(String, Run)> = Vec::new();
+    fn go(runs: &mut Vec<(String, Run)>, t: &TestEnv, name: &str, args: &[&str], want: i32) {
+        let r = t.run(args);
+        assert_eq!(r.code, want, "{name}\nstdout:\n{}\nstderr (last lines):\n{}", r.stdout, tail(&r.stderr));
+        runs.push((name.to_string(), r));
+    }
+    go(&mut runs, &t, "import", &["import", "cvm.web", "chain-canary"], 0);
+    // A compose change makes the API require the new hash on chain.
+    t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
+    let before = chain.hits(&path_key);
+    go(&mut runs, &t, "plan", &["plan", "--out", "saved.plan"], 0);
+    assert!(chain.hits(&path_key) > before, "the plan asked the chain at the manifest's URL");
+    go(&mut runs, &t, "show-plan", &["show", "saved.plan", "--json"], 0);
+    chain.allow(false);
+    go(&mut runs, &t, "apply-saved", &["apply", "saved.plan"], 3);
+    go(&mut runs, &t, "state-show", &["state", "show", "cvm.web", "--json"], 0);
+    // Resuming reads the URL from the manifest again (state has none to read).
+    chain.allow(true);
+    let before = chain.hits(&path_key);
+    go(&mut runs, &t, "resume", &["apply", "--resume", "--timeout", "20s"], 0);
+    assert!(chain.hits(&path_key) > before, "the resume asked the chain at the manifest's URL");
+    go(&mut runs, &t, "plan-after", &["plan", "--detailed-exitcode"], 0);
+
+    // A server that quotes the URL it was called at (key and all) in its error.
+    chain.echo.store(true, std::sync::atomic::Ordering::SeqCst);
+    t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.29"));
+    go(&mut runs, &t, "plan-echo", &["plan", "--out", "echo.plan"], 0);
+    assert!(runs.last().unwrap().1.stdout.contains("rate limit exceeded"), "the server's error is shown");
+    chain.echo.store(false, std::sync::atomic::Ordering::SeqCst);
+    // A saved plan whose `kms.rpc_url` changed since is refused (it keeps only a fingerprint).
+    t.manifest(&format!(
+        "cvms:\n  web:\n    name: chain-canary\n    compose: web.yml\n    kms:\n      chain: 31337\n      rpc_url: {rpc_url}&rotated=1\n"
+    ));
+    go(&mut runs, &t, "apply-stale-url", &["apply", "echo.plan"], 1);
+    assert!(runs.last().unwrap().1.stderr.contains("`kms.rpc_url` in the manifest changed since the plan was made"));
+
+    // An RPC URL from the environment, unreachable: the error names host and port only.
+    t.manifest("cvms:\n  web:\n    name: chain-canary\n    compose: web.yml\n    kms:\n      chain: 31337\n");
+    t.env.insert("ETH_RPC_URL".into(), format!("http://127.0.0.1:1/v2/{env_key}"));
+    t.write("web.yml", WEB);
+    go(&mut runs, &t, "plan-unreachable", &["plan"], 0);
+    let warned = &runs.last().unwrap().1;
+    assert!(warned.stdout.contains("cannot check the chain") || warned.stderr.contains("cannot check the chain"));
+
+    // A PostgreSQL URL with a password, unreachable, at trace level.
+    t.env.insert("TEEFORM_PG_CONN".into(), format!("postgres://teeform:{pg_password}@127.0.0.1:1/teeform"));
+    go(&mut runs, &t, "pg-list", &["--backend", "postgres", "state", "list"], 1);
+    go(&mut runs, &t, "pg-migrate", &["state", "migrate", "--to", "postgres"], 1);
+
+    let mut needles = Vec::new();
+    for k in [&path_key, &query_key, &env_key, &pg_password] {
+        needles.extend(forms(k));
+    }
+    let mut hits = Vec::new();
+    for (name, r) in &runs {
+        scan(&format!("{name} stdout"), r.stdout.as_bytes(), &needles, &mut hits);
+        scan(&format!("{name} stderr"), r.stderr.as_bytes(), &needles, &mut hits);
+    }
+    let mut files = Vec::new();
+    walk(t.dir.path(), &mut files);
+    for f in files.iter().filter(|f| !f.ends_with("teeform.yaml")) {
+        scan(&f.display().to_string(), &std::fs::read(f).unwrap(), &needles, &mut hits);
+    }
+    assert!(files.iter().any(|f| f.starts_with(t.path("state"))), "the state directory was scanned");
+    assert!(runs.iter().any(|(_, r)| r.stderr.contains("TRACE")), "trace logging was on");
+    assert!(hits.is_empty(), "an RPC or database URL leaked:\n{}", hits.join("\n"));
+    // What may be shown is shown: which endpoint, without its key.
+    let all: String = runs.iter().map(|(_, r)| format!("{}{}", r.stdout, r.stderr)).collect();
+    assert!(all.contains("http://127.0.0.1:1/…"), "the unreachable RPC is named by host and port");
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().filter(|l| !l.contains("TRACE") && !l.contains("DEBUG")).collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}

@@ -19,6 +19,9 @@ pub const API_PATH: &str = "/20160918";
 /// Page size asked for; the server may return fewer.
 const PAGE_LIMIT: u32 = 100;
 
+/// The most pages one listing may take (100,000 images at full pages).
+const MAX_PAGES: usize = 1000;
+
 /// The commercial realm's endpoint for a region. Other realms (government, EU sovereign)
 /// use other domains: set `provider.oci.endpoint` there.
 pub fn default_endpoint(region: &str) -> String {
@@ -170,26 +173,26 @@ impl OciClient {
             })
             .await?;
             let next = resp.headers().get("opc-next-page").and_then(|v| v.to_str().ok()).map(str::to_string);
-            let body =
-                resp.text().await.map_err(|e| ApiError::local(ErrorKind::Network, "GET", &target, e.to_string()))?;
-            let items: Vec<OciImage> = serde_json::from_str(&body).map_err(|e| {
-                ApiError::local(
-                    ErrorKind::Other,
-                    "GET",
-                    &target,
-                    format!("OCI answered with JSON teeform cannot read: {e}"),
-                )
-            })?;
+            let status = resp.status().as_u16();
+            let body = http::read_body(&method, &target, resp, http::MAX_BODY_BYTES).await?;
+            let invalid = |m: String| ApiError::invalid("GET", &target, status, m);
+            let items: Vec<OciImage> = serde_json::from_slice(&body)
+                .map_err(|e| invalid(format!("OCI answered with JSON teeform cannot read: {e}")))?;
             out.extend(items);
             match next {
                 Some(n) if !n.is_empty() => {
+                    // A token seen before would loop forever; so would endless fresh tokens.
                     if !seen.insert(n.clone()) {
-                        return Err(ApiError::local(
-                            ErrorKind::Other,
-                            "GET",
-                            &target,
-                            format!("OCI returned the page token `{n}` twice; stopping instead of looping"),
-                        ));
+                        return Err(invalid(format!(
+                            "OCI returned the page token `{n}` twice; stopping instead of looping"
+                        )));
+                    }
+                    if seen.len() >= MAX_PAGES {
+                        return Err(invalid(format!(
+                            "the listing goes on past {MAX_PAGES} pages ({} images so far); teeform stops here \
+                             (narrow the filters)",
+                            out.len()
+                        )));
                     }
                     page = Some(n);
                 }

@@ -220,13 +220,16 @@ pub struct ResourceRecord {
     pub endpoint: Option<String>,
 }
 
-/// An output as stored: sensitive outputs keep no value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An output as stored: sensitive outputs keep no value, only a salted digest of the value
+/// last applied, so `output --raw NAME` can recompute the value and check it is that one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct OutputValue {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     #[serde(default)]
     pub sensitive: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 pub fn now_rfc3339() -> String {

@@ -331,8 +331,16 @@ impl Executor {
             .outputs
             .iter()
             .map(|(k, o)| {
-                let value = if o.sensitive { None } else { resolve(&o.value, &current, &SecretValues::new()).ok() };
-                (k.clone(), OutputValue { value, sensitive: o.sensitive })
+                let v = if o.sensitive {
+                    // Only a digest: `output --raw NAME` recomputes the value and checks it.
+                    let digest = resolve(&o.value, &current, &self.secrets)
+                        .ok()
+                        .map(|v| secrets::digest(&shared.salt, OUTPUT_DIGEST_SCOPE, k, &v));
+                    OutputValue { value: None, sensitive: true, digest }
+                } else {
+                    OutputValue { value: resolve(&o.value, &current, &SecretValues::new()).ok(), ..Default::default() }
+                };
+                (k.clone(), v)
             })
             .collect();
         let prev = self.store.snapshot().await?.outputs;
@@ -353,8 +361,15 @@ fn fill_unmanaged(mut a: CvmAttrs, observed: &CvmAttrs) -> CvmAttrs {
     a
 }
 
+/// The scope (in place of a CVM address) of sensitive outputs' digests.
+pub const OUTPUT_DIGEST_SCOPE: &str = "output";
+
 /// Resolves a template against current state and secrets; `Err` names what is missing.
-fn resolve(t: &Template, current: &BTreeMap<String, ResourceRecord>, secrets: &SecretValues) -> Result<String, String> {
+pub fn resolve(
+    t: &Template,
+    current: &BTreeMap<String, ResourceRecord>,
+    secrets: &SecretValues,
+) -> Result<String, String> {
     let out = t.substitute(|r| match r {
         Ref::Cvm { name, attr } => current.get(&format!("cvm.{name}")).and_then(|rec| plan::record_attr(rec, attr)),
         r if r.is_secret() => secrets.get(r).map(|s| s.expose().to_string()),

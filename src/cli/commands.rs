@@ -109,7 +109,7 @@ fn secret_refs(cfg: &Config) -> BTreeSet<Ref> {
     env.chain(outs).flat_map(|t| t.refs()).filter(|r| r.is_secret()).cloned().collect()
 }
 
-fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, base: &Path) -> CliResult<SecretValues> {
+pub(super) fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, base: &Path) -> CliResult<SecretValues> {
     secrets::read_all(refs, base, &|k| std::env::var(k).ok()).map_err(|errs| {
         let mut e = CliError::new(format!(
             "{} secret{} cannot be read; nothing was changed",

@@ -575,7 +575,10 @@ fn finish(
         .iter()
         .filter(|(k, _)| !outputs.contains_key(*k))
         .map(|(k, o)| {
-            (k.clone(), OutputValue { value: o.value.clone().filter(|_| !o.sensitive), sensitive: o.sensitive })
+            (
+                k.clone(),
+                OutputValue { value: o.value.clone().filter(|_| !o.sensitive), sensitive: o.sensitive, digest: None },
+            )
         })
         .collect();
     let outputs_changed = mode != Mode::RefreshOnly && (outputs_changed || !removed_outputs.is_empty());

@@ -56,7 +56,8 @@ pub async fn until_ready(
         if cvm.status != last {
             last = cvm.status.clone();
         }
-        status(&format!("{last} ({}s elapsed)", elapsed.as_secs()));
+        // The status alone: how long the step has run is the progress display's to show.
+        status(&last);
         if elapsed >= opts.timeout {
             return Err(format!(
                 "CVM {id} was still {last} after {}s; it may yet finish: run plan to see its state",

@@ -11,4 +11,5 @@ mod errors;
 mod images;
 mod local;
 mod postgres;
+mod progress;
 mod secrets;

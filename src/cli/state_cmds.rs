@@ -298,6 +298,7 @@ pub async fn import(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) 
         kms_info: remote.kms_info.clone(),
         status: Some(remote.status.clone()),
         tainted: false,
+        boot: Default::default(),
         dependencies: cvm.depends_on.iter().map(|d| format!("cvm.{d}")).collect(),
         updated_at: now_rfc3339(),
         endpoint: Some(api.endpoint.clone()),

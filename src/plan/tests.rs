@@ -64,6 +64,7 @@ fn record(addr: &str, name: &str, compose: &str, vcpu: u32) -> ResourceRecord {
         kms_info: None,
         status: Some("running".into()),
         tainted: false,
+        boot: Default::default(),
         dependencies: vec![],
         updated_at: "t".into(),
         endpoint: None,
@@ -197,6 +198,7 @@ fn drift_is_reported_and_planned_back() {
         app_compose: None,
         env_pubkey: None,
         kms_info: None,
+        boot: Default::default(),
     };
     let refreshed = BTreeMap::from([("cvm.web".to_string(), Refresh::Found(Box::new(remote)))]);
     let p = run(&cfg, &snap(vec![rec.clone()]), Some(&refreshed), Mode::Normal);
@@ -223,6 +225,7 @@ fn env_values_unknown_to_state_are_not_drift() {
         app_compose: None,
         env_pubkey: None,
         kms_info: None,
+        boot: Default::default(),
     };
     assert_eq!(merge_refresh(&rec, &remote(&["BAR", "FOO"])).1, vec![]);
     let drift = merge_refresh(&rec, &remote(&["FOO"])).1;

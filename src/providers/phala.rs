@@ -1,6 +1,7 @@
 //! The Phala Cloud HTTP client: paths, headers and JSON shapes as the official SDK
 //! (`@phala/cloud` 0.2.9) and CLI use them (see `shared/reference/phala-cloud.md`).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder};
@@ -10,9 +11,9 @@ use super::http::{self, Idempotency, RetryObserver, RetryPolicy};
 use super::phala_images::{self, OsImage};
 use super::{
     ApiError, CommitRequest, ErrorKind, HashRequired, InstanceType, NodeInfo, PatchOutcome, PatchRequest, PhalaApi,
-    ProvisionRequest, Provisioned,
+    PowerAction, ProvisionRequest, Provisioned,
 };
-use crate::model::{CloudIds, CvmAttrs, EnvVal, RemoteCvm};
+use crate::model::{BootFacts, CloudIds, CvmAttrs, EnvVal, RemoteCvm};
 
 /// The API version the JS SDK and CLI send by default.
 pub const API_VERSION: &str = "2026-01-21";
@@ -184,7 +185,14 @@ pub fn parse_cvm(v: &Value) -> Option<RemoteCvm> {
             .and_then(|k| s(k, "encrypted_env_pubkey"))
             .or_else(|| s(v, "encrypted_env_pubkey")),
         kms_info,
+        boot: boot_facts(v),
     })
+}
+
+/// When the operation in progress began (`progress.started_at` of a v2026 CVM). The boot
+/// error is not in a CVM's detail: [`PhalaApi::boot_errors`] reads it for those that need it.
+fn boot_facts(v: &Value) -> BootFacts {
+    BootFacts { busy_since: v.get("progress").and_then(|p| s(p, "started_at")), ..Default::default() }
 }
 
 fn hash_required(e: &ApiError) -> HashRequired {
@@ -368,6 +376,27 @@ impl PhalaApi for PhalaClient {
         let v = self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await?;
         s(&v, "public_key")
             .ok_or_else(|| ApiError::local(ErrorKind::Other, "GET", &path, "the response has no public_key"))
+    }
+
+    async fn power(&self, id: &str, action: PowerAction) -> Result<(), ApiError> {
+        let path = format!("/cvms/{}/{}", path_id(id), action.verb());
+        // UNVERIFIED: whether repeating a start the server already acted on is harmless; it is
+        // not repeated after an unclear answer (the next plan sees the run state).
+        self.json(Method::POST, &path, Idempotency::Unsafe, None, &[]).await.map(|_| ())
+    }
+
+    async fn boot_errors(&self, vm_uuids: &[String]) -> Result<BTreeMap<String, String>, ApiError> {
+        if vm_uuids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let body = json!({ "vm_uuids": vm_uuids });
+        // A read, though a POST: safe to repeat.
+        let v = self.json(Method::POST, "/status/batch", Idempotency::Safe, Some(&body), &[]).await?;
+        Ok(v.as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(uuid, st)| Some((uuid.clone(), s(st, "boot_error").filter(|e| !e.trim().is_empty())?)))
+            .collect())
     }
 
     async fn os_images(&self, cvm: Option<&str>) -> Result<Vec<OsImage>, ApiError> {

@@ -94,6 +94,7 @@ pub(crate) mod tests {
             kms_info: None,
             status: Some("running".into()),
             tainted: false,
+            boot: Default::default(),
             dependencies: vec![],
             updated_at: "2026-01-01T00:00:00Z".into(),
             endpoint: Some("https://cloud-api.phala.com/api/v1".into()),

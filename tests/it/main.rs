@@ -8,6 +8,7 @@ mod apply_flow;
 mod chain;
 mod crash;
 mod errors;
+mod health;
 mod images;
 mod local;
 mod postgres;

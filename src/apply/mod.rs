@@ -24,8 +24,8 @@ pub use wait::WaitOptions;
 
 use crate::manifest::{Ref, Template};
 use crate::model::{
-    BootHistory, CloudIds, CvmAttrs, EnvVal, OutputValue, RUNNING, RemoteCvm, ResourceRecord, STOPPED, boot_log_command,
-    now_rfc3339,
+    BootHistory, CloudIds, CvmAttrs, EnvVal, OutputValue, RUNNING, RemoteCvm, ResourceRecord, STOPPED,
+    boot_log_command, now_rfc3339,
 };
 use crate::plan::{self, Action, Change, Plan};
 use crate::providers::{
@@ -678,7 +678,9 @@ impl Step {
                 .await
             {
                 Ok(r) => r,
-                Err(wait::WaitError { failed: Some(remote), .. }) => return Err(self.failed_boot(c, rec, &remote).await?),
+                Err(wait::WaitError { failed: Some(remote), .. }) => {
+                    return Err(self.failed_boot(c, rec, &remote).await?);
+                }
                 // Still booting, or the API did not answer: not a failed boot (yet). The next
                 // plan sees how it ends.
                 Err(e) => return Err(format!("{e}; the next plan shows whether it runs")),
@@ -716,7 +718,9 @@ impl Step {
                 "its boot failed again ({reason}); teeform does not replace it again until the manifest changes it. Boot log: `{logs}`"
             )
         } else {
-            format!("its boot failed ({reason}); the CVM is tainted and the next apply replaces it once. Boot log: `{logs}`")
+            format!(
+                "its boot failed ({reason}); the CVM is tainted and the next apply replaces it once. Boot log: `{logs}`"
+            )
         })
     }
 
@@ -726,9 +730,14 @@ impl Step {
             PowerAction::Start => RUNNING,
             PowerAction::Stop => STOPPED,
         };
-        let mut rec = self.shared.current.lock().expect("state lock").get(&c.address).cloned().ok_or_else(|| {
-            format!("{} is not in state", c.address)
-        })?;
+        let mut rec = self
+            .shared
+            .current
+            .lock()
+            .expect("state lock")
+            .get(&c.address)
+            .cloned()
+            .ok_or_else(|| format!("{} is not in state", c.address))?;
         rec.attrs.power = Some(target.to_string());
         let entry = self.journal(c, "update", Some(ids.id.clone()), serde_json::json!({ "attrs": rec.attrs }));
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
@@ -959,8 +968,8 @@ impl Step {
         self.commit(Batch { put: vec![rec.clone()], journal_done: vec![journal_id.to_string()], ..Default::default() })
             .await?;
         let target = if stopped { STOPPED } else { RUNNING };
-        let remote = wait::until(self.api.as_ref(), &ids.id, target, &self.wait, |s| self.events.status(&c.address, s))
-            .await?;
+        let remote =
+            wait::until(self.api.as_ref(), &ids.id, target, &self.wait, |s| self.events.status(&c.address, s)).await?;
         let mut done = self.record(c, ids.clone(), attrs, Some(&remote), false);
         done.env_pubkey = done.env_pubkey.or(rec.env_pubkey);
         self.commit(Batch { put: vec![done], ..Default::default() }).await?;

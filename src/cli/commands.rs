@@ -277,7 +277,61 @@ async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliRe
     if args.refresh && mode == Mode::Normal {
         names_are_free(&s.api, &snapshot, &p).await?;
     }
+    if mode == Mode::Normal {
+        check_values(ctx, &s.config, &s.api, &p, args.refresh).await?;
+    }
     Ok(p)
+}
+
+/// Refuses a plan that would send values the API does not offer (instance types, nodes, OS
+/// images, KMS) or refuses (a smaller disk), each pointed at in the manifest. One request
+/// per catalog a value needs, none when nothing is sent; `--refresh=false` makes none and
+/// says what it did not check.
+async fn check_values(ctx: &Ctx, cfg: &Config, api: &Api, p: &Plan, refresh: bool) -> CliResult<()> {
+    use plan::checks;
+    let mut diags = checks::disk_shrinks(cfg, p);
+    let sent = checks::sent(cfg, p);
+    let needed = checks::needed(&sent);
+    if refresh {
+        diags.extend(checks::check(cfg, &sent, &catalogs(api, &needed).await?));
+    } else if !needed.is_empty() {
+        let what: Vec<String> = sent.iter().map(|s| format!("{} of cvm.{}", s.attr, s.key)).collect();
+        ctx.ui.warn(&format!(
+            "--refresh=false: no API call was made, so the CVMs' run state was not read and {} {} not checked against the API's catalogs (the API checks at apply)",
+            what.join(", "),
+            if what.len() == 1 { "was" } else { "were" }
+        ));
+    }
+    if diags.is_empty() {
+        return Ok(());
+    }
+    let n = diags.len();
+    let mut e = CliError::new(format!(
+        "the plan would send {n} value{} the API refuses; nothing was changed",
+        if n == 1 { "" } else { "s" }
+    ));
+    e.diagnostics = diags;
+    Err(e)
+}
+
+/// The catalogs `needed` (attribute names) calls for, one request each.
+async fn catalogs(api: &Api, needed: &BTreeSet<&str>) -> CliResult<plan::checks::Catalogs> {
+    let why = |e: crate::providers::ApiError| {
+        CliError::from(e).hint("the API's catalogs check the plan's values before apply; `--refresh=false` skips it")
+    };
+    let mut c = plan::checks::Catalogs::default();
+    if needed.contains("instance_type") {
+        c.instance_types = Some(api.client.instance_types().await.map_err(why)?.into_iter().map(|t| t.id).collect());
+    }
+    if needed.contains("node") || needed.contains("kms") {
+        let av = api.client.available().await.map_err(why)?;
+        c.nodes = Some(av.nodes.into_iter().map(|n| (n.id, n.name)).collect());
+        c.kms = Some(av.kms.into_iter().map(|k| (k.slug.unwrap_or(k.id), k.chain_id)).collect());
+    }
+    if needed.contains("image") {
+        c.images = Some(api.client.os_images(None).await.map_err(why)?.into_iter().map(|i| (i.name, i.slug)).collect());
+    }
+    Ok(c)
 }
 
 /// Refuses creates whose name a CVM outside this state already has. Applying one would fail
@@ -619,7 +673,9 @@ async fn execute(
     }
     let skipped = report.results.values().any(|(_, r)| matches!(r, StepResult::Skipped(_)));
     // Paused (also when Ctrl-C stopped the wait for the chain): exit 3, resumable.
-    if failed.is_empty() && paused.is_empty() && !cancel.is_cancelled()
+    if failed.is_empty()
+        && paused.is_empty()
+        && !cancel.is_cancelled()
         && let Some(mut e) = attention
     {
         e.message = format!("{summary} But {}", e.message);

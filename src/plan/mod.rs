@@ -5,6 +5,7 @@
 //! imports). A `Plan` is plain data: apply is driven only by its changes. It never contains a
 //! secret's value: sensitive env values carry a digest and the reference to read them again.
 
+pub mod checks;
 pub mod health;
 pub mod json;
 pub mod render;
@@ -586,9 +587,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         attention.clear();
     }
     // A failed create is replaced by this plan; its note says why.
-    attention.retain(|a| {
-        a.problem != Problem::FailedCreate || !changes.iter().any(|c| c.address == a.address)
-    });
+    attention.retain(|a| a.problem != Problem::FailedCreate || !changes.iter().any(|c| c.address == a.address));
     Ok(finish(config, snapshot, &current, &actions, changes, drift, refreshed_records, attention, mode))
 }
 

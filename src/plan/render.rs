@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use anstyle::{AnsiColor, Style};
 
-use super::{Action, AttrChange, Attention, Change, Drift, Mode, Plan, Problem, Reason};
+use super::{Action, Attention, AttrChange, Change, Drift, Mode, Plan, Problem, Reason};
 use crate::model::EnvVal;
 
 pub struct Palette {
@@ -127,7 +127,8 @@ pub fn render(plan: &Plan, color: bool) -> String {
     }
     if !plan.attention.is_empty() {
         let n = plan.attention.len();
-        let _ = write!(out, " {n} CVM{} need{} attention.", if n == 1 { "" } else { "s" }, if n == 1 { "s" } else { "" });
+        let _ =
+            write!(out, " {n} CVM{} need{} attention.", if n == 1 { "" } else { "s" }, if n == 1 { "s" } else { "" });
     }
     out.push('\n');
     out
@@ -152,7 +153,9 @@ fn attention(out: &mut String, p: &Palette, plan: &Plan) {
 fn attention_item(out: &mut String, p: &Palette, a: &Attention, changed: bool) {
     let heading = match &a.problem {
         Problem::Failed => format!("# {} has failed (status {})", a.address, a.status),
-        Problem::FailedCreate => format!("# {} failed to boot after teeform created it (status {})", a.address, a.status),
+        Problem::FailedCreate => {
+            format!("# {} failed to boot after teeform created it (status {})", a.address, a.status)
+        }
         Problem::Stuck { .. } => format!("# {} is stuck {} (longer than teeform waits for a CVM)", a.address, a.status),
         Problem::BootFailedAgain => {
             format!("# {} failed to boot again after it was replaced; it is not replaced again", a.address)
@@ -189,11 +192,15 @@ fn heading(c: &Change) -> String {
     let only_power = c.attributes.iter().all(|a| a.name == "power");
     match c.action {
         Action::Create => format!("# {} will be created", c.address),
-        Action::Update if c.reasons.contains(&Reason::Starts) && only_power => format!("# {} will be started", c.address),
+        Action::Update if c.reasons.contains(&Reason::Starts) && only_power => {
+            format!("# {} will be started", c.address)
+        }
         Action::Update if c.reasons.contains(&Reason::Starts) => {
             format!("# {} will be updated in-place, then started", c.address)
         }
-        Action::Update if c.reasons.contains(&Reason::Stops) && only_power => format!("# {} will be stopped", c.address),
+        Action::Update if c.reasons.contains(&Reason::Stops) && only_power => {
+            format!("# {} will be stopped", c.address)
+        }
         Action::Update if c.reasons.contains(&Reason::Stops) => {
             format!("# {} will be stopped, then updated in-place", c.address)
         }
@@ -307,7 +314,9 @@ fn note(r: &Reason) -> Option<String> {
                 n.compose_hash, n.chain_id
             )
         }
-        Reason::Starts => "starts the CVM, which is stopped (the manifest wants it running; `power: stopped` keeps it stopped)".into(),
+        Reason::Starts => {
+            "starts the CVM, which is stopped (the manifest wants it running; `power: stopped` keeps it stopped)".into()
+        }
         Reason::Stops => "stops the CVM (`power: stopped`): its apps stop until the manifest says otherwise".into(),
         Reason::BootFailed { errors, logs } => format!(
             "its boot failed: {}; boot log: `{logs}`. If the replacement fails the same way, teeform stops replacing it",

@@ -214,6 +214,22 @@ pub struct NodeInfo {
     pub name: String,
 }
 
+/// What a create can choose from: the nodes the account may use and the KMS instances.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Available {
+    pub nodes: Vec<NodeInfo>,
+    /// Empty when the API lists none (then nothing is checked against it).
+    pub kms: Vec<KmsEntry>,
+}
+
+/// One KMS the API offers: the Phala one (no chain) or an on-chain one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KmsEntry {
+    pub id: String,
+    pub slug: Option<String>,
+    pub chain_id: Option<u64>,
+}
+
 /// Starting or stopping a CVM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PowerAction {
@@ -247,6 +263,10 @@ pub trait PhalaApi: Send + Sync {
     async fn instance_types(&self) -> Result<Vec<InstanceType>, ApiError>;
     async fn nodes(&self) -> Result<Vec<NodeInfo>, ApiError>;
     async fn kms_pubkey(&self, kms: &str, app_id: &str) -> Result<String, ApiError>;
+    /// What a create can choose from (`GET /teepods/available`): nodes and KMS instances.
+    async fn available(&self) -> Result<Available, ApiError> {
+        Ok(Available { nodes: self.nodes().await?, kms: vec![] })
+    }
     /// Starts (`POST /cvms/{id}/start`) or stops (`/stop`, a hard stop) a CVM; the API
     /// answers at once and the CVM gets there in its own time.
     async fn power(&self, id: &str, action: PowerAction) -> Result<(), ApiError> {

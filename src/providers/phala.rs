@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::http::{self, Idempotency, RetryObserver, RetryPolicy};
 use super::phala_images::{self, OsImage};
 use super::{
-    ApiError, CommitRequest, ErrorKind, HashRequired, InstanceType, NodeInfo, PatchOutcome, PatchRequest, PhalaApi,
-    PowerAction, ProvisionRequest, Provisioned,
+    ApiError, Available, CommitRequest, ErrorKind, HashRequired, InstanceType, KmsEntry, NodeInfo, PatchOutcome,
+    PatchRequest, PhalaApi, PowerAction, ProvisionRequest, Provisioned,
 };
 use crate::model::{BootFacts, CloudIds, CvmAttrs, EnvVal, RemoteCvm};
 
@@ -195,6 +195,27 @@ fn boot_facts(v: &Value) -> BootFacts {
     BootFacts { busy_since: v.get("progress").and_then(|p| s(p, "started_at")), ..Default::default() }
 }
 
+/// Nodes and KMS instances of `GET /teepods/available`.
+fn parse_available(v: &Value) -> Available {
+    let list = |k: &str| v.get(k).and_then(|n| n.as_array()).cloned().unwrap_or_default();
+    Available {
+        nodes: list("nodes")
+            .iter()
+            .filter_map(|n| Some(NodeInfo { id: n.get("teepod_id")?.as_u64()?, name: s(n, "name")? }))
+            .collect(),
+        kms: list("kms_list")
+            .iter()
+            .filter_map(|k| {
+                Some(KmsEntry {
+                    id: s(k, "id")?,
+                    slug: s(k, "slug"),
+                    chain_id: k.get("chain_id").and_then(|c| c.as_u64()),
+                })
+            })
+            .collect(),
+    }
+}
+
 fn hash_required(e: &ApiError) -> HashRequired {
     let ds = |k: &str| e.detail(k).and_then(|v| v.as_str()).map(str::to_string);
     HashRequired {
@@ -376,6 +397,11 @@ impl PhalaApi for PhalaClient {
         let v = self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await?;
         s(&v, "public_key")
             .ok_or_else(|| ApiError::local(ErrorKind::Other, "GET", &path, "the response has no public_key"))
+    }
+
+    async fn available(&self) -> Result<Available, ApiError> {
+        let v = self.json(Method::GET, "/teepods/available", Idempotency::Safe, None, &[]).await?;
+        Ok(parse_available(&v))
     }
 
     async fn power(&self, id: &str, action: PowerAction) -> Result<(), ApiError> {

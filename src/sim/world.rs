@@ -136,8 +136,7 @@ impl Cvm {
 }
 
 /// The boot error of a CVM the `fail_boot` knob names.
-pub const SIM_BOOT_ERROR: &str =
-    "docker compose up failed: container web exited with code 1 (simulated boot failure)";
+pub const SIM_BOOT_ERROR: &str = "docker compose up failed: container web exited with code 1 (simulated boot failure)";
 
 /// A provision waiting for its commit (`POST /cvms`), keyed by compose hash.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -49,7 +49,8 @@ fn a_kill_while_cvms_boot_then_failed_boots_are_planned_and_replaced() {
     });
     t.manifest(&manifest(&["alpha", "bravo", "charlie"], "web.yml"));
     // Kill the apply once all three CVMs exist and are still booting.
-    let mut child = t.command(&["apply", "--auto-approve"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child =
+        t.command(&["apply", "--auto-approve"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let start = Instant::now();
     while t.stats()["cvm_count"] != 3 {
         assert!(start.elapsed() < Duration::from_secs(20), "the creates did not happen");
@@ -68,9 +69,17 @@ fn a_kill_while_cvms_boot_then_failed_boots_are_planned_and_replaced() {
     // A refresh-only plan records what happened; it changes no CVM.
     let only = t.run(&["plan", "--refresh-only", "--detailed-exitcode"]);
     only.code(2);
-    assert!(only.stdout.contains("# cvm.bravo failed to boot after teeform created it (status error)"), "{}", only.stdout);
+    assert!(
+        only.stdout.contains("# cvm.bravo failed to boot after teeform created it (status error)"),
+        "{}",
+        only.stdout
+    );
     assert!(only.stdout.contains(SIM_BOOT_ERROR), "{}", only.stdout);
-    assert!(only.stdout.contains(&format!("phala cvms serial-logs app_{}", app_id(&t, "bravo-svc"))), "{}", only.stdout);
+    assert!(
+        only.stdout.contains(&format!("phala cvms serial-logs app_{}", app_id(&t, "bravo-svc"))),
+        "{}",
+        only.stdout
+    );
     assert!(!only.stdout.contains("No changes"), "{}", only.stdout);
 
     // The plan replaces both failed creates, saying why, with the boot log's command.

@@ -14,3 +14,4 @@ mod local;
 mod postgres;
 mod progress;
 mod secrets;
+mod values;

@@ -94,7 +94,9 @@ fn canary_secret_never_written_or_printed() {
     // A failing apply: the secret changes (so env is sent again) and the image does not exist.
     t.env.insert("DB_PASSWORD".into(), format!("{canary}-changed"));
     t.manifest(&MANIFEST.replace("    compose: web.yml\n", "    compose: web.yml\n    image: no-such-image\n"));
-    let failed = t.run(&["apply", "--auto-approve"]);
+    // Without refresh the plan does not check the image against the API's catalog, so the
+    // update is sent (with the env) and refused.
+    let failed = t.run(&["apply", "--auto-approve", "--refresh=false"]);
     assert_eq!(failed.code, 1, "{}", failed.stderr);
     runs.push(("failing-apply".into(), failed));
 

@@ -278,7 +278,7 @@ async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliRe
         names_are_free(&s.api, &snapshot, &p).await?;
     }
     if mode == Mode::Normal {
-        check_values(ctx, &s.config, &s.api, &p, args.refresh).await?;
+        check_values(ctx, &s.config, &s.api, &p, args.refresh, !snapshot.resources.is_empty()).await?;
     }
     Ok(p)
 }
@@ -287,19 +287,25 @@ async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliRe
 /// images, KMS) or refuses (a smaller disk), each pointed at in the manifest. One request
 /// per catalog a value needs, none when nothing is sent; `--refresh=false` makes none and
 /// says what it did not check.
-async fn check_values(ctx: &Ctx, cfg: &Config, api: &Api, p: &Plan, refresh: bool) -> CliResult<()> {
+async fn check_values(ctx: &Ctx, cfg: &Config, api: &Api, p: &Plan, refresh: bool, has_state: bool) -> CliResult<()> {
     use plan::checks;
     let mut diags = checks::disk_shrinks(cfg, p);
     let sent = checks::sent(cfg, p);
     let needed = checks::needed(&sent);
     if refresh {
         diags.extend(checks::check(cfg, &sent, &catalogs(api, &needed).await?));
-    } else if !needed.is_empty() {
-        let what: Vec<String> = sent.iter().map(|s| format!("{} of cvm.{}", s.attr, s.key)).collect();
+    } else if has_state || !needed.is_empty() {
+        let mut unchecked = Vec::new();
+        if has_state {
+            unchecked.push("whether the CVMs run".to_string());
+        }
+        if !sent.is_empty() {
+            let what: Vec<String> = sent.iter().map(|s| format!("{} of cvm.{}", s.attr, s.key)).collect();
+            unchecked.push(format!("{} against the API's catalogs (the API checks at apply)", what.join(", ")));
+        }
         ctx.ui.warn(&format!(
-            "--refresh=false: no API call was made, so the CVMs' run state was not read and {} {} not checked against the API's catalogs (the API checks at apply)",
-            what.join(", "),
-            if what.len() == 1 { "was" } else { "were" }
+            "--refresh=false: no API call was made, so teeform did not check {}",
+            unchecked.join(", nor ")
         ));
     }
     if diags.is_empty() {

@@ -46,7 +46,8 @@ pub fn sent<'a>(config: &'a Config, plan: &Plan) -> Vec<Sent<'a>> {
                 "instance_type" => cfg.instance_type.is_some(),
                 "node" => cfg.node.is_some(),
                 "image" => cfg.image.is_some(),
-                _ => true,
+                // The Phala KMS is always there; an on-chain one may not be offered.
+                _ => matches!(cfg.kms, Kms::OnChain(_)),
             };
             let sends = match c.action {
                 Action::Create | Action::Replace => set,

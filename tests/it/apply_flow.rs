@@ -122,7 +122,7 @@ fn a_failing_cvm_does_not_stop_independent_ones() {
     // A plan would refuse the unknown image; without refresh it is sent, and the API refuses.
     let r = t.run(&["apply", "--auto-approve", "--refresh=false"]);
     r.code(1);
-    assert!(r.stderr.contains("image of cvm.bad was not checked"), "{}", r.stderr);
+    assert!(r.stderr.contains("did not check image of cvm.bad against the API's catalogs"), "{}", r.stderr);
     assert!(r.stderr.contains("ERR-02-010"), "{}", r.stderr);
     assert!(r.stderr.contains("cvm.after: skipped"), "{}", r.stderr);
     let list = t.run(&["state", "list"]).ok().stdout.clone();

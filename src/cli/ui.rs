@@ -291,9 +291,8 @@ impl Events for Progress {
         if self.multi.is_some() {
             return;
         }
-        let secs = op.started.elapsed().as_secs();
         drop(st);
-        self.line(format!("      {address}: {message} [{secs}s]"));
+        self.line(format!("      {address}: {message}"));
     }
 
     fn finished(&self, address: &str, action: Action, result: &StepResult, elapsed: Duration) {

@@ -88,6 +88,11 @@ pub struct CvmAttrs {
     pub allow_force_stop: Option<bool>,
     #[serde(default)]
     pub env: BTreeMap<String, EnvVal>,
+    /// The run state: `running` or `stopped`. Desired state always sets it (`running` unless
+    /// the manifest says `power: stopped`); observed, it is what the API's status means, and
+    /// unknown (`None`) for a CVM that failed or is changing in a way that says neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<String>,
 }
 
 /// How a change to an attribute is carried out.
@@ -97,6 +102,9 @@ pub enum Update {
     InPlace,
     /// The API cannot change it on a running CVM: destroy and create again.
     Replace,
+    /// Started or stopped with the API's `POST /cvms/{id}/start` or `/stop`: stopping comes
+    /// before an update of the same CVM, starting after it, so it boots once.
+    Power,
 }
 
 /// Every attribute in display order, with how it is changed.
@@ -119,7 +127,12 @@ pub const ATTRS: &[(&str, Update)] = &[
     ("pre_launch_script", Update::InPlace),
     ("compose", Update::InPlace),
     ("env", Update::InPlace),
+    ("power", Update::Power),
 ];
+
+/// The values of `power`.
+pub const RUNNING: &str = "running";
+pub const STOPPED: &str = "stopped";
 
 impl CvmAttrs {
     /// The attribute as JSON (null when unset), for generic diffs and rendering.
@@ -147,6 +160,7 @@ impl CvmAttrs {
             "shutdown_timeout" => o(&self.shutdown_timeout),
             "allow_force_stop" => o(&self.allow_force_stop),
             "env" => serde_json::to_value(&self.env).unwrap_or(Value::Null),
+            "power" => o(&self.power),
             _ => Value::Null,
         }
     }
@@ -217,6 +231,24 @@ pub struct RemoteCvm {
     /// On-chain KMS facts (chain id, app contract), when the CVM uses one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_info: Option<serde_json::Value>,
+    /// What the API says about its boot, beyond the status.
+    #[serde(default)]
+    pub boot: BootFacts,
+}
+
+/// What the API says about a CVM's boot, beyond its status.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BootFacts {
+    /// The API's `boot_error` (read with one `POST /status/batch` for the CVMs that need it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the operation in progress began (the API's `progress.started_at`, RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_since: Option<String>,
+    /// Busy for longer than teeform waits for a CVM to run. Set by the refresh, which has a
+    /// clock; the planner has none.
+    #[serde(default)]
+    pub stuck: bool,
 }
 
 impl RemoteCvm {
@@ -243,6 +275,9 @@ pub struct ResourceRecord {
     /// A create that did not finish: the next plan replaces it.
     #[serde(default)]
     pub tainted: bool,
+    /// What teeform saw of this CVM's boots.
+    #[serde(default, skip_serializing_if = "BootHistory::is_empty")]
+    pub boot: BootHistory,
     #[serde(default)]
     pub dependencies: Vec<String>,
     pub updated_at: String,
@@ -252,13 +287,45 @@ pub struct ResourceRecord {
     pub endpoint: Option<String>,
 }
 
-/// An output as stored: sensitive outputs keep no value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What teeform saw of a CVM's boots: enough to tell a failed create from a CVM that broke
+/// later, and to stop replacing a CVM that fails the same way every time.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BootHistory {
+    /// Created by teeform and not yet seen running: if its boot fails, the create failed.
+    #[serde(default)]
+    pub pending: bool,
+    /// Why each boot of the recorded configuration failed (the API's `boot_error`, or the
+    /// status), oldest first. A replacement of the same configuration adds to it; after two,
+    /// teeform stops replacing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+}
+
+impl BootHistory {
+    pub fn is_empty(&self) -> bool {
+        !self.pending && self.failures.is_empty()
+    }
+}
+
+/// A command that shows a CVM's boot log (serial console: boot, kernel, docker compose).
+pub fn boot_log_command(ids: &CloudIds) -> String {
+    let id = match &ids.app_id {
+        Some(a) => format!("app_{}", a.trim_start_matches("0x")),
+        None => ids.vm_uuid.clone().unwrap_or_else(|| ids.id.clone()),
+    };
+    format!("phala cvms serial-logs {id}")
+}
+
+/// An output as stored: sensitive outputs keep no value, only a salted digest of the value
+/// last applied, so `output --raw NAME` can recompute the value and check it is that one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct OutputValue {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     #[serde(default)]
     pub sensitive: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 pub fn now_rfc3339() -> String {

@@ -50,6 +50,7 @@ fn record(i: usize, release: usize) -> ResourceRecord {
         kms_info: None,
         status: Some("running".into()),
         tainted: false,
+        boot: Default::default(),
         dependencies: vec![],
         updated_at: "2026-01-01T00:00:00Z".into(),
         endpoint: Some("local".into()),

@@ -23,10 +23,14 @@ pub use reconcile::{ReconcileError, Reconciled, elsewhere, reconcile};
 pub use wait::WaitOptions;
 
 use crate::manifest::{Ref, Template};
-use crate::model::{CloudIds, CvmAttrs, EnvVal, OutputValue, RemoteCvm, ResourceRecord, now_rfc3339};
+use crate::model::{
+    BootHistory, CloudIds, CvmAttrs, EnvVal, OutputValue, RUNNING, RemoteCvm, ResourceRecord, STOPPED,
+    boot_log_command, now_rfc3339,
+};
 use crate::plan::{self, Action, Change, Plan};
 use crate::providers::{
-    ApiError, CommitRequest, ErrorKind, GpuSpec, PatchOutcome, PatchRequest, PhalaApi, ProvisionRequest, Provisioned,
+    ApiError, CommitRequest, ErrorKind, GpuSpec, PatchOutcome, PatchRequest, PhalaApi, PowerAction, ProvisionRequest,
+    Provisioned,
 };
 use crate::secrets::{self, SecretValues};
 use crate::state::{Batch, JournalEntry, StateError, Store};
@@ -123,7 +127,29 @@ pub struct Executor {
 #[derive(Debug)]
 pub struct Report {
     pub results: BTreeMap<String, (Action, StepResult)>,
+    /// What each step did in the cloud, whether or not it then finished: a replacement whose
+    /// new CVM failed to boot still deleted one CVM and created another.
+    pub effects: BTreeMap<String, Effects>,
     pub elapsed: Duration,
+}
+
+/// What one step did in the cloud.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// A CVM was created (the API accepted the commit).
+    pub created: bool,
+    /// A CVM was updated, started or stopped (the API accepted the request).
+    pub updated: bool,
+    /// A CVM was deleted.
+    pub deleted: bool,
+}
+
+impl Report {
+    /// CVMs (added, changed, destroyed) in the cloud, as Terraform counts a summary.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let n = |f: fn(&Effects) -> bool| self.effects.values().filter(|e| f(e)).count();
+        (n(|e| e.created), n(|e| e.updated), n(|e| e.deleted))
+    }
 }
 
 impl Report {
@@ -147,6 +173,7 @@ pub enum ApplyError {
 /// Shared by the steps: the state as it evolves during the run.
 struct Shared {
     current: Mutex<BTreeMap<String, ResourceRecord>>,
+    effects: Mutex<BTreeMap<String, Effects>>,
     salt: String,
     nodes: tokio::sync::OnceCell<Vec<crate::providers::NodeInfo>>,
     types: tokio::sync::OnceCell<Vec<crate::providers::InstanceType>>,
@@ -240,6 +267,7 @@ impl Executor {
         let endpoint: Arc<str> = Arc::from(self.endpoint.as_str());
         let shared = Arc::new(Shared {
             current: Mutex::new(current),
+            effects: Mutex::default(),
             salt: snap.meta.salt.clone(),
             nodes: Default::default(),
             types: Default::default(),
@@ -319,7 +347,8 @@ impl Executor {
             }
         }
         self.write_outputs(plan, &shared).await?;
-        Ok(Report { results, elapsed: start.elapsed() })
+        let effects = shared.effects.lock().expect("effects lock").clone();
+        Ok(Report { results, effects, elapsed: start.elapsed() })
     }
 
     async fn write_outputs(&self, plan: &Plan, shared: &Shared) -> Result<(), StateError> {
@@ -331,8 +360,16 @@ impl Executor {
             .outputs
             .iter()
             .map(|(k, o)| {
-                let value = if o.sensitive { None } else { resolve(&o.value, &current, &SecretValues::new()).ok() };
-                (k.clone(), OutputValue { value, sensitive: o.sensitive })
+                let v = if o.sensitive {
+                    // Only a digest: `output --raw NAME` recomputes the value and checks it.
+                    let digest = resolve(&o.value, &current, &self.secrets)
+                        .ok()
+                        .map(|v| secrets::digest(&shared.salt, OUTPUT_DIGEST_SCOPE, k, &v));
+                    OutputValue { value: None, sensitive: true, digest }
+                } else {
+                    OutputValue { value: resolve(&o.value, &current, &SecretValues::new()).ok(), ..Default::default() }
+                };
+                (k.clone(), v)
             })
             .collect();
         let prev = self.store.snapshot().await?.outputs;
@@ -353,8 +390,15 @@ fn fill_unmanaged(mut a: CvmAttrs, observed: &CvmAttrs) -> CvmAttrs {
     a
 }
 
+/// The scope (in place of a CVM address) of sensitive outputs' digests.
+pub const OUTPUT_DIGEST_SCOPE: &str = "output";
+
 /// Resolves a template against current state and secrets; `Err` names what is missing.
-fn resolve(t: &Template, current: &BTreeMap<String, ResourceRecord>, secrets: &SecretValues) -> Result<String, String> {
+pub fn resolve(
+    t: &Template,
+    current: &BTreeMap<String, ResourceRecord>,
+    secrets: &SecretValues,
+) -> Result<String, String> {
     let out = t.substitute(|r| match r {
         Ref::Cvm { name, attr } => current.get(&format!("cvm.{name}")).and_then(|rec| plan::record_attr(rec, attr)),
         r if r.is_secret() => secrets.get(r).map(|s| s.expose().to_string()),
@@ -390,15 +434,27 @@ fn api_err(e: ApiError) -> String {
 impl Step {
     async fn run(&self, c: &Change) -> StepResult {
         let r = match c.action {
-            Action::Create => self.create(c).await,
+            Action::Create => self.create(c, vec![]).await,
             Action::Update => self.update(c).await,
             Action::Delete => self.delete(c).await.map(|_| StepResult::Done { id: None }),
-            Action::Replace => match self.delete(c).await {
-                Ok(()) => self.create(c).await,
-                Err(e) => Err(e),
-            },
+            Action::Replace => {
+                // A tainted CVM replaced with the configuration that failed carries its failed
+                // boots along, so a replacement that fails the same way ends the replacing.
+                let prior = match self.shared.current.lock().expect("state lock").get(&c.address) {
+                    Some(r) if r.tainted && c.attributes.is_empty() => r.boot.failures.clone(),
+                    _ => vec![],
+                };
+                match self.delete(c).await {
+                    Ok(()) => self.create(c, prior).await,
+                    Err(e) => Err(e),
+                }
+            }
         };
         r.unwrap_or_else(StepResult::Failed)
+    }
+
+    fn effect(&self, address: &str, f: impl FnOnce(&mut Effects)) {
+        f(self.shared.effects.lock().expect("effects lock").entry(address.to_string()).or_default());
     }
 
     fn journal(&self, c: &Change, op: &str, cloud_id: Option<String>, detail: serde_json::Value) -> JournalEntry {
@@ -489,7 +545,12 @@ impl Step {
         tainted: bool,
     ) -> ResourceRecord {
         let attrs = match remote {
-            Some(r) => fill_unmanaged(attrs, &r.attrs),
+            Some(r) => {
+                let mut a = fill_unmanaged(attrs, &r.attrs);
+                // The run state as the API reports it, not as planned.
+                a.power = plan::health::observed_power(&r.status).map(str::to_string).or(a.power);
+                a
+            }
             None => attrs,
         };
         ResourceRecord {
@@ -501,13 +562,16 @@ impl Step {
             kms_info: remote.and_then(|r| r.kms_info.clone()),
             status: remote.map(|r| r.status.clone()),
             tainted,
+            boot: Default::default(),
             dependencies: c.dependencies.clone(),
             updated_at: now_rfc3339(),
             endpoint: Some(self.endpoint.to_string()),
         }
     }
 
-    async fn create(&self, c: &Change) -> Result<StepResult, String> {
+    /// Creates the CVM and waits for it to run. `prior`: failed boots of this configuration
+    /// before (a replacement of a tainted CVM).
+    async fn create(&self, c: &Change, prior: Vec<String>) -> Result<StepResult, String> {
         let after = c.after.clone().ok_or("a create needs desired attributes")?;
         let (env, env_kept) = self.resolve_env(&c.address, &after.env)?;
         let node_id = match &after.node {
@@ -579,7 +643,10 @@ impl Step {
             deployer_address: deployed.as_ref().map(|d| d.deployer_address.clone()),
         };
         let ids = match self.api.commit_provision(&commit).await {
-            Ok(ids) => ids,
+            Ok(ids) => {
+                self.effect(&c.address, |e| e.created = true);
+                ids
+            }
             Err(e) => {
                 // The create may or may not have happened; leave the journal entry for the
                 // next run to reconcile unless the API clearly refused it.
@@ -600,6 +667,9 @@ impl Step {
         let mut rec = self.record(c, rec_ids.clone(), state_attrs.clone(), None, false);
         rec.compose_hash = Some(prov.compose_hash.clone());
         rec.status = Some("starting".into());
+        // Not yet seen running: should it fail to boot, even after this run was killed, the
+        // next plan knows the create failed.
+        rec.boot = BootHistory { pending: true, failures: prior };
         let mut done = vec![entry.id.clone()];
         done.extend(deployed.map(|d| d.journal_id));
         self.commit(Batch { put: vec![rec.clone()], journal_done: done, ..Default::default() }).await?;
@@ -608,16 +678,89 @@ impl Step {
                 .await
             {
                 Ok(r) => r,
-                Err(e) => {
-                    rec.tainted = true;
-                    self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
-                    return Err(format!("{e}; the CVM is marked tainted and the next apply replaces it"));
+                Err(wait::WaitError { failed: Some(remote), .. }) => {
+                    return Err(self.failed_boot(c, rec, &remote).await?);
                 }
+                // Still booting, or the API did not answer: not a failed boot (yet). The next
+                // plan sees how it ends.
+                Err(e) => return Err(format!("{e}; the next plan shows whether it runs")),
             };
         let rec =
             self.record(c, CloudIds { id: path_id.clone(), ..remote.ids.clone() }, state_attrs, Some(&remote), false);
         self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
+        if c.after.as_ref().and_then(|a| a.power.as_deref()) == Some(STOPPED) {
+            self.set_power(c, &rec_ids, PowerAction::Stop).await?;
+        }
         Ok(StepResult::Done { id: Some(path_id) })
+    }
+
+    /// Records a create whose boot failed: tainted, with why. Returns the step's error: the
+    /// next apply replaces it once; after a replacement fails too, it is left for a person.
+    async fn failed_boot(&self, c: &Change, mut rec: ResourceRecord, remote: &RemoteCvm) -> Result<String, String> {
+        let uuid = remote.ids.vm_uuid.clone().unwrap_or_else(|| rec.ids.id.clone());
+        let reason = match self.api.boot_errors(std::slice::from_ref(&uuid)).await {
+            Ok(mut errors) => errors.remove(&uuid),
+            Err(e) => {
+                tracing::warn!(address = %c.address, "cannot read the boot error: {e}");
+                None
+            }
+        }
+        .unwrap_or_else(|| format!("status `{}` (the API gave no boot error)", remote.status));
+        rec.tainted = true;
+        rec.status = Some(remote.status.clone());
+        rec.boot.pending = false;
+        rec.boot.failures.push(reason.clone());
+        let tries = rec.boot.failures.len();
+        let logs = boot_log_command(&rec.ids);
+        self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
+        Ok(if tries >= plan::health::MAX_BOOT_TRIES {
+            format!(
+                "its boot failed again ({reason}); teeform does not replace it again until the manifest changes it. Boot log: `{logs}`"
+            )
+        } else {
+            format!(
+                "its boot failed ({reason}); the CVM is tainted and the next apply replaces it once. Boot log: `{logs}`"
+            )
+        })
+    }
+
+    /// Starts or stops the CVM and waits until it is so.
+    async fn set_power(&self, c: &Change, ids: &CloudIds, action: PowerAction) -> Result<(), String> {
+        let target = match action {
+            PowerAction::Start => RUNNING,
+            PowerAction::Stop => STOPPED,
+        };
+        let mut rec = self
+            .shared
+            .current
+            .lock()
+            .expect("state lock")
+            .get(&c.address)
+            .cloned()
+            .ok_or_else(|| format!("{} is not in state", c.address))?;
+        rec.attrs.power = Some(target.to_string());
+        let entry = self.journal(c, "update", Some(ids.id.clone()), serde_json::json!({ "attrs": rec.attrs }));
+        self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
+        self.events.status(&c.address, if action == PowerAction::Start { "starting" } else { "stopping" });
+        if let Err(e) = self.api.power(&ids.id, action).await {
+            // A refused request changed nothing; anything else may have, so the entry stays for
+            // the next run to re-read.
+            if matches!(e.kind, ErrorKind::Validation | ErrorKind::Conflict | ErrorKind::Auth | ErrorKind::NotFound) {
+                self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
+            }
+            return Err(api_err(e));
+        }
+        self.effect(&c.address, |e| e.updated = true);
+        rec.updated_at = now_rfc3339();
+        self.commit(Batch { put: vec![rec.clone()], journal_done: vec![entry.id], ..Default::default() }).await?;
+        let remote = wait::until(self.api.as_ref(), &ids.id, target, &self.wait, |s| self.events.status(&c.address, s))
+            .await
+            .map_err(|e| match &e.failed {
+                Some(_) => format!("{e}; its boot log: `{}`", boot_log_command(ids)),
+                None => e.message.clone(),
+            })?;
+        rec.status = Some(remote.status.clone());
+        self.commit(Batch { put: vec![rec], ..Default::default() }).await
     }
 
     async fn patch_request(
@@ -719,7 +862,28 @@ impl Step {
         }
     }
 
+    /// An update in place: a stop first (`power: stopped`), then the configuration in one
+    /// `PATCH`, then a start (a stopped CVM the manifest wants running), so it boots once.
     async fn update(&self, c: &Change) -> Result<StepResult, String> {
+        let ids = c.ids.clone().ok_or("an update needs the CVM's id")?;
+        let power = c.attributes.iter().find(|a| a.name == "power").and_then(|a| a.after.as_str());
+        if power == Some(STOPPED) {
+            self.set_power(c, &ids, PowerAction::Stop).await?;
+        }
+        let mut result = StepResult::Done { id: Some(ids.id.clone()) };
+        if c.attributes.iter().any(|a| a.name != "power") {
+            result = self.update_config(c).await?;
+            if !result.is_done() {
+                return Ok(result);
+            }
+        }
+        if power == Some(RUNNING) {
+            self.set_power(c, &ids, PowerAction::Start).await?;
+        }
+        Ok(result)
+    }
+
+    async fn update_config(&self, c: &Change) -> Result<StepResult, String> {
         let ids = c.ids.clone().ok_or("an update needs the CVM's id")?;
         let before = c.before.clone().unwrap_or_default();
         let after = c.after.clone().ok_or("an update needs desired attributes")?;
@@ -790,16 +954,22 @@ impl Step {
         attrs: CvmAttrs,
         journal_id: &str,
     ) -> Result<StepResult, String> {
+        self.effect(&c.address, |e| e.updated = true);
         let prev = self.shared.current.lock().expect("state lock").get(&c.address).cloned();
+        // A stopped CVM takes the update and stays stopped (it is started afterwards, if the
+        // manifest wants it running).
+        let stopped = prev.as_ref().and_then(|p| p.attrs.power.as_deref()) == Some(STOPPED);
         let mut rec = self.record(c, ids.clone(), attrs.clone(), None, false);
         if let Some(p) = &prev {
             rec.env_pubkey = p.env_pubkey.clone();
             rec.kms_info = p.kms_info.clone();
+            rec.attrs.power = p.attrs.power.clone();
         }
         self.commit(Batch { put: vec![rec.clone()], journal_done: vec![journal_id.to_string()], ..Default::default() })
             .await?;
+        let target = if stopped { STOPPED } else { RUNNING };
         let remote =
-            wait::until_ready(self.api.as_ref(), &ids.id, &self.wait, |s| self.events.status(&c.address, s)).await?;
+            wait::until(self.api.as_ref(), &ids.id, target, &self.wait, |s| self.events.status(&c.address, s)).await?;
         let mut done = self.record(c, ids.clone(), attrs, Some(&remote), false);
         done.env_pubkey = done.env_pubkey.or(rec.env_pubkey);
         self.commit(Batch { put: vec![done], ..Default::default() }).await?;
@@ -812,6 +982,7 @@ impl Step {
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
         self.events.status(&c.address, "deleting");
         self.api.delete(&ids.id).await.map_err(api_err)?;
+        self.effect(&c.address, |e| e.deleted = true);
         // An update paused for on-chain registration has nothing left to finish once its CVM
         // is gone; dropping it in the same write keeps `--resume` from chasing a deleted CVM.
         let journal = self.store.journal().await.map_err(|e| format!("cannot read state: {e}"))?;
@@ -855,6 +1026,7 @@ mod tests {
             outputs: BTreeMap::new(),
             removed_outputs: BTreeMap::new(),
             outputs_changed: false,
+            attention: vec![],
             warnings: vec![],
         }
     }

@@ -117,7 +117,16 @@ fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
         env_pubkey: remote.env_pubkey.clone(),
         kms_info: remote.kms_info.clone(),
         status: Some(remote.status.clone()),
-        tainted: matches!(remote.status.as_str(), "error" | "failed"),
+        tainted: crate::plan::health::failed(&remote.status),
+        // A create adopted before it was seen running: a later failed boot is a failed create.
+        boot: crate::model::BootHistory {
+            pending: !remote.is_ready() && !crate::plan::health::failed(&remote.status),
+            failures: if crate::plan::health::failed(&remote.status) {
+                vec![format!("status `{}`", remote.status)]
+            } else {
+                vec![]
+            },
+        },
         dependencies: vec![],
         updated_at: now_rfc3339(),
         endpoint: e.endpoint.clone(),

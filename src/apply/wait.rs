@@ -24,44 +24,83 @@ impl Default for WaitOptions {
     }
 }
 
-/// Statuses after which waiting is pointless.
-fn failed(status: &str) -> bool {
-    matches!(status, "error" | "failed" | "stopped" | "exited")
+/// Why waiting ended without the CVM getting where it was going.
+#[derive(Debug, Clone)]
+pub struct WaitError {
+    pub message: String,
+    /// The CVM as last read when its status says it failed (not on a timeout or API error).
+    pub failed: Option<Box<RemoteCvm>>,
 }
 
-/// Polls until the CVM is `running` with no operation in progress. The interval grows with
-/// the time already waited (a tenth of it), so short restarts are noticed promptly and long
-/// ones do not flood the API.
+impl std::fmt::Display for WaitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<WaitError> for String {
+    fn from(e: WaitError) -> String {
+        e.message
+    }
+}
+
+/// Statuses after which waiting for `target` is pointless.
+fn failed(status: &str, target: &str) -> bool {
+    match target {
+        "running" => matches!(status, "error" | "failed" | "stopped" | "exited"),
+        _ => matches!(status, "error" | "failed"),
+    }
+}
+
+/// Polls until the CVM is `running` with no operation in progress.
 pub async fn until_ready(
     api: &dyn PhalaApi,
     id: &str,
     opts: &WaitOptions,
+    status: impl FnMut(&str),
+) -> Result<RemoteCvm, WaitError> {
+    until(api, id, "running", opts, status).await
+}
+
+/// Polls until the CVM's status is `target` (`running` or `stopped`) with no operation in
+/// progress. The interval grows with the time already waited (a tenth of it), so short
+/// restarts are noticed promptly and long ones do not flood the API.
+pub async fn until(
+    api: &dyn PhalaApi,
+    id: &str,
+    target: &str,
+    opts: &WaitOptions,
     mut status: impl FnMut(&str),
-) -> Result<RemoteCvm, String> {
+) -> Result<RemoteCvm, WaitError> {
     let start = Instant::now();
     let mut last = String::new();
+    let plain = |message: String| WaitError { message, failed: None };
     loop {
         let cvm = api
             .get_cvm(id)
             .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("CVM {id} disappeared while waiting for it to run"))?;
-        if cvm.is_ready() {
+            .map_err(|e| plain(e.to_string()))?
+            .ok_or_else(|| plain(format!("CVM {id} disappeared while waiting for it to be {target}")))?;
+        if cvm.status == target && !cvm.in_progress {
             return Ok(cvm);
         }
-        if failed(&cvm.status) && !cvm.in_progress {
-            return Err(format!("CVM {id} is {} instead of running", cvm.status));
+        if failed(&cvm.status, target) && !cvm.in_progress {
+            return Err(WaitError {
+                message: format!("CVM {id} is {} instead of {target}", cvm.status),
+                failed: Some(Box::new(cvm)),
+            });
         }
         let elapsed = start.elapsed();
         if cvm.status != last {
             last = cvm.status.clone();
         }
-        status(&format!("{last} ({}s elapsed)", elapsed.as_secs()));
+        // The status alone: how long the step has run is the progress display's to show.
+        status(&last);
         if elapsed >= opts.timeout {
-            return Err(format!(
+            return Err(plain(format!(
                 "CVM {id} was still {last} after {}s; it may yet finish: run plan to see its state",
                 elapsed.as_secs()
-            ));
+            )));
         }
         let next = (elapsed / 10).clamp(opts.min_interval, opts.max_interval);
         tokio::time::sleep(next).await;

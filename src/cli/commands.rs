@@ -111,7 +111,7 @@ fn secret_refs(cfg: &Config) -> BTreeSet<Ref> {
     env.chain(outs).flat_map(|t| t.refs()).filter(|r| r.is_secret()).cloned().collect()
 }
 
-fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, base: &Path) -> CliResult<SecretValues> {
+pub(super) fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, base: &Path) -> CliResult<SecretValues> {
     secrets::read_all(refs, base, &|k| std::env::var(k).ok()).map_err(|errs| {
         let mut e = CliError::new(format!(
             "{} secret{} cannot be read; nothing was changed",
@@ -199,9 +199,12 @@ async fn refresh(
         .collect()
         .await;
     let mut out = BTreeMap::new();
+    let stuck_after = wait_options(ctx).timeout;
     for (addr, r) in results {
         match r {
-            Ok(Some(remote)) => {
+            Ok(Some(mut remote)) => {
+                remote.boot.stuck = remote.in_progress
+                    && remote.boot.busy_since.as_deref().and_then(busy_for).is_some_and(|d| d > stuck_after);
                 out.insert(addr, Refresh::Found(Box::new(remote)));
             }
             Ok(None) => {
@@ -224,7 +227,51 @@ async fn refresh(
             }
         }
     }
+    boot_errors(ctx, api, &mut out).await;
     Ok(out)
+}
+
+/// How long ago the API says an operation began (`progress.started_at`), by this machine's
+/// clock. UNVERIFIED: the timestamp's exact format; RFC 3339 with or without an offset is read.
+fn busy_for(since: &str) -> Option<std::time::Duration> {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_millis() as i64);
+    let then = since
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond())
+        .or_else(|| humantime::parse_rfc3339_weak(since).ok().and_then(ms))?;
+    let now = ms(SystemTime::now())?;
+    (now >= then).then(|| Duration::from_millis((now - then) as u64))
+}
+
+/// Reads the API's boot errors of the CVMs that failed or are stuck, in one request (none
+/// when every CVM is fine). A failure to read them costs the message, not the plan.
+async fn boot_errors(ctx: &Ctx, api: &Api, refreshed: &mut BTreeMap<String, Refresh>) {
+    let unwell = |r: &crate::model::RemoteCvm| plan::health::failed(&r.status) || r.boot.stuck;
+    let uuid = |r: &crate::model::RemoteCvm| r.ids.vm_uuid.clone().unwrap_or_else(|| r.ids.id.clone());
+    let wanted: Vec<String> = refreshed
+        .values()
+        .filter_map(|r| match r {
+            Refresh::Found(r) if unwell(r) => Some(uuid(r)),
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    match api.client.boot_errors(&wanted).await {
+        Ok(errors) => {
+            for r in refreshed.values_mut() {
+                if let Refresh::Found(r) = r
+                    && let Some(e) = errors.get(&uuid(r))
+                {
+                    r.boot.error = Some(e.clone());
+                }
+            }
+        }
+        Err(e) => ctx.ui.warn(&format!("cannot read the boot errors of CVMs that failed: {e}")),
+    }
 }
 
 async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliResult<Plan> {
@@ -245,7 +292,67 @@ async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliRe
     if args.refresh && mode == Mode::Normal {
         names_are_free(ctx, &s.api, &snapshot, &p).await?;
     }
+    if mode == Mode::Normal {
+        check_values(ctx, &s.config, &s.api, &p, args.refresh, !snapshot.resources.is_empty()).await?;
+    }
     Ok(p)
+}
+
+/// Refuses a plan that would send values the API does not offer (instance types, nodes, OS
+/// images, KMS) or refuses (a smaller disk), each pointed at in the manifest. One request
+/// per catalog a value needs, none when nothing is sent; `--refresh=false` makes none and
+/// says what it did not check.
+async fn check_values(ctx: &Ctx, cfg: &Config, api: &Api, p: &Plan, refresh: bool, has_state: bool) -> CliResult<()> {
+    use plan::checks;
+    let mut diags = checks::disk_shrinks(cfg, p);
+    let sent = checks::sent(cfg, p);
+    let needed = checks::needed(&sent);
+    if refresh {
+        diags.extend(checks::check(cfg, &sent, &catalogs(api, &needed).await?));
+    } else if has_state || !needed.is_empty() {
+        let mut unchecked = Vec::new();
+        if has_state {
+            unchecked.push("whether the CVMs run".to_string());
+        }
+        if !sent.is_empty() {
+            let what: Vec<String> = sent.iter().map(|s| format!("{} of cvm.{}", s.attr, s.key)).collect();
+            unchecked.push(format!("{} against the API's catalogs (the API checks at apply)", what.join(", ")));
+        }
+        ctx.ui.warn(&format!(
+            "--refresh=false: no API call was made, so teeform did not check {}",
+            unchecked.join(", nor ")
+        ));
+    }
+    if diags.is_empty() {
+        return Ok(());
+    }
+    let n = diags.len();
+    let mut e = CliError::new(format!(
+        "the plan would send {n} value{} the API refuses; nothing was changed",
+        if n == 1 { "" } else { "s" }
+    ));
+    e.diagnostics = diags;
+    Err(e)
+}
+
+/// The catalogs `needed` (attribute names) calls for, one request each.
+async fn catalogs(api: &Api, needed: &BTreeSet<&str>) -> CliResult<plan::checks::Catalogs> {
+    let why = |e: crate::providers::ApiError| {
+        CliError::from(e).hint("the API's catalogs check the plan's values before apply; `--refresh=false` skips it")
+    };
+    let mut c = plan::checks::Catalogs::default();
+    if needed.contains("instance_type") {
+        c.instance_types = Some(api.client.instance_types().await.map_err(why)?.into_iter().map(|t| t.id).collect());
+    }
+    if needed.contains("node") || needed.contains("kms") {
+        let av = api.client.available().await.map_err(why)?;
+        c.nodes = Some(av.nodes.into_iter().map(|n| (n.id, n.name)).collect());
+        c.kms = Some(av.kms.into_iter().map(|k| (k.slug.unwrap_or(k.id), k.chain_id)).collect());
+    }
+    if needed.contains("image") {
+        c.images = Some(api.client.os_images(None).await.map_err(why)?.into_iter().map(|i| (i.name, i.slug)).collect());
+    }
+    Ok(c)
 }
 
 /// Refuses creates whose name a CVM outside this state already has. Applying one would fail
@@ -336,7 +443,7 @@ pub async fn plan(ctx: &Ctx, args: &PlanArgs, out: Option<&Path>, detailed: bool
         }
     }
     s.store.close().await?;
-    Ok(if detailed && p.has_changes() { exit::CHANGES } else { exit::OK })
+    Ok(if detailed && !p.converged() { exit::CHANGES } else { exit::OK })
 }
 
 fn abs(p: &Path) -> std::path::PathBuf {
@@ -402,8 +509,15 @@ pub async fn apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
     onchain::annotate(&mut p, &registrar.env).await;
     print_plan(ctx, &p, false);
     if !p.has_changes() {
+        // What the refresh learned (a status, a failed boot) is kept, as Terraform's apply does.
+        if !p.refreshed.is_empty() {
+            s.store.commit(crate::state::Batch { put: p.refreshed.clone(), ..Default::default() }).await?;
+        }
         s.store.close().await?;
-        return Ok(exit::OK);
+        return match unresolved(&p) {
+            Some(e) => Err(e),
+            None => Ok(exit::OK),
+        };
     }
     // A paused update was approved when it was first applied.
     if !args.resume {
@@ -413,6 +527,25 @@ pub async fn apply(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
         execute(ctx, &s.store, &s.api, &p, s.secrets, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
     s.store.close().await?;
     Ok(code)
+}
+
+/// The error for CVMs needing attention that applying left as they were.
+fn unresolved(p: &Plan) -> Option<CliError> {
+    let left: Vec<&plan::Attention> = p.unresolved().collect();
+    if left.is_empty() {
+        return None;
+    }
+    let mut e = CliError::new(format!(
+        "{} CVM{} need{} attention that applying cannot give (see the plan above)",
+        left.len(),
+        if left.len() == 1 { "" } else { "s" },
+        if left.len() == 1 { "s" } else { "" }
+    ));
+    for a in left {
+        let last = a.boot_errors.last().map(|b| format!(": {b}")).unwrap_or_default();
+        e = e.hint(format!("{} (status {}){last}; its boot log: `{}`", a.address, a.status, a.logs));
+    }
+    Some(e)
 }
 
 /// `--prepare-only` prepares on-chain updates and nothing else.
@@ -580,20 +713,9 @@ async fn execute(
     progress.finish();
     watcher.abort();
     let report = report?;
-    let (mut added, mut changed, mut destroyed) = (0, 0, 0);
-    for (action, r) in report.results.values() {
-        if r.is_done() {
-            match action {
-                Action::Create => added += 1,
-                Action::Update => changed += 1,
-                Action::Replace => {
-                    added += 1;
-                    destroyed += 1
-                }
-                Action::Delete => destroyed += 1,
-            }
-        }
-    }
+    // What happened in the cloud, finished or not: a replacement whose new CVM failed to boot
+    // still destroyed one CVM and added another.
+    let (added, changed, destroyed) = report.counts();
     let pal = ctx.ui.err_palette();
     let failed: Vec<(&String, &String)> = report.failed().collect();
     let paused: Vec<(&String, &String)> = report.paused().collect();
@@ -602,7 +724,8 @@ async fn execute(
     } else {
         (format!("Resources: {added} added, {changed} changed, {destroyed} destroyed."), "Apply complete!")
     };
-    if failed.is_empty() && paused.is_empty() && !cancel.is_cancelled() {
+    let attention = if p.mode == Mode::Destroy { None } else { unresolved(p) };
+    if failed.is_empty() && paused.is_empty() && !cancel.is_cancelled() && attention.is_none() {
         eprintln!("\n{} {summary}", pal.bold(&pal.green(done)));
         print_outputs(store.as_ref()).await?;
         return Ok(exit::OK);
@@ -615,6 +738,15 @@ async fn execute(
     }
     let skipped = report.results.values().any(|(_, r)| matches!(r, StepResult::Skipped(_)));
     // Paused (also when Ctrl-C stopped the wait for the chain): exit 3, resumable.
+    if failed.is_empty()
+        && paused.is_empty()
+        && !cancel.is_cancelled()
+        && let Some(mut e) = attention
+    {
+        e.message = format!("{summary} But {}", e.message);
+        return Err(e);
+    }
+    let attention_hints = attention.map(|a| a.hints).unwrap_or_default();
     if !paused.is_empty() && failed.is_empty() && !skipped {
         eprintln!("\n{} {summary}", pal.bold(&pal.yellow("Apply paused:")));
         for (a, why) in &paused {
@@ -634,6 +766,7 @@ async fn execute(
     for (a, why) in failed {
         e.hints.push(format!("{a}: {why}"));
     }
+    e.hints.extend(attention_hints);
     if cancel.is_cancelled() {
         e.hints.push("the run was interrupted; run apply again to continue".into());
     }

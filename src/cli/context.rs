@@ -157,7 +157,7 @@ impl Ctx {
         let ui = self.ui;
         Arc::new(move |ev| {
             let p = ui.err_palette();
-            eprintln!(
+            super::ui::eprint_line(&format!(
                 "{} {} {}: {}; attempt {} in {:.1}s",
                 p.yellow(&format!("{:>12}", "Retrying")),
                 ev.method,
@@ -165,7 +165,7 @@ impl Ctx {
                 crate::redact::text(&ev.reason),
                 ev.attempt + 1,
                 ev.delay.as_secs_f64()
-            );
+            ));
         })
     }
 

@@ -163,9 +163,14 @@ pub enum Command {
         name: Option<String>,
         #[arg(long)]
         json: bool,
-        /// Print the value alone, without quotes.
+        /// Print one output's value alone: no name, no quotes, no trailing newline (for
+        /// scripts). A sensitive output is recomputed from the manifest and its secrets and
+        /// printed only if it is the value last applied.
         #[arg(long, conflicts_with = "json")]
         raw: bool,
+        /// Variables, for recomputing a sensitive output with `--raw`.
+        #[command(flatten)]
+        vars: VarArgs,
     },
     /// Inspect or edit state.
     #[command(subcommand)]
@@ -329,7 +334,7 @@ async fn run(cli: Cli, ui: ui::Ui) -> error::CliResult {
         Command::Apply(args) => commands::apply(&ctx, &args).await,
         Command::Destroy { run, auto_approve } => commands::destroy(&ctx, &run, auto_approve).await,
         Command::Show { plan_file, json } => commands::show(&ctx, plan_file.as_deref(), json).await,
-        Command::Output { name, json, raw } => state_cmds::output(&ctx, name.as_deref(), json, raw).await,
+        Command::Output { name, json, raw, vars } => state_cmds::output(&ctx, name.as_deref(), json, raw, &vars).await,
         Command::State(s) => state_cmds::state(&ctx, s).await,
         Command::Import { address, id, lock_timeout } => state_cmds::import(&ctx, &address, &id, lock_timeout).await,
         Command::ForceUnlock { id } => state_cmds::force_unlock(&ctx, &id).await,

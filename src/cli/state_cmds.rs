@@ -25,10 +25,11 @@ fn record_json(r: &ResourceRecord) -> serde_json::Value {
     v
 }
 
-pub async fn output(ctx: &Ctx, name: Option<&str>, json: bool, raw: bool) -> CliResult {
+pub async fn output(ctx: &Ctx, name: Option<&str>, json: bool, raw: bool, vars: &super::VarArgs) -> CliResult {
     let store = ctx.open_state("output", Duration::from_secs(5)).await?;
-    let outputs = store.snapshot().await?.outputs;
+    let snap = store.snapshot().await?;
     store.close().await?;
+    let outputs = &snap.outputs;
     let pick: Vec<(&String, &crate::model::OutputValue)> = match name {
         Some(n) => match outputs.get_key_value(n) {
             Some(kv) => vec![kv],
@@ -42,6 +43,9 @@ pub async fn output(ctx: &Ctx, name: Option<&str>, json: bool, raw: bool) -> Cli
         },
         None => outputs.iter().collect(),
     };
+    if raw {
+        return output_raw(ctx, &snap, name, vars).await;
+    }
     if json {
         let v: serde_json::Map<String, serde_json::Value> = pick.iter().map(|(k, o)| ((*k).clone(), serde_json::json!({"value": if o.sensitive { serde_json::Value::Null } else { o.value.clone().into() }, "sensitive": o.sensitive}))).collect();
         let out = match name {
@@ -55,13 +59,68 @@ pub async fn output(ctx: &Ctx, name: Option<&str>, json: bool, raw: bool) -> Cli
         ctx.ui.warn("no outputs in state: declare them under `outputs:` and apply");
     }
     for (k, o) in pick {
-        match (o.sensitive, &o.value, raw) {
-            (true, _, _) => println!("{}(sensitive value)", if raw { String::new() } else { format!("{k} = ") }),
-            (false, Some(v), true) => println!("{v}"),
-            (false, Some(v), false) => println!("{k} = {v:?}"),
-            (false, None, _) => println!("{k} = (unknown)"),
+        match (o.sensitive, &o.value) {
+            (true, _) => println!("{k} = (sensitive value)"),
+            (false, Some(v)) => println!("{k} = {v:?}"),
+            (false, None) => println!("{k} = (unknown)"),
         }
     }
+    Ok(exit::OK)
+}
+
+/// `output --raw NAME`, as Terraform's `-raw`: one value, nothing around it. State keeps no
+/// sensitive value, so a sensitive output is computed again from the manifest (references
+/// from state, secrets from their sources) and printed only when it matches the digest of
+/// the value last applied.
+async fn output_raw(ctx: &Ctx, snap: &crate::state::Snapshot, name: Option<&str>, vars: &super::VarArgs) -> CliResult {
+    let Some(name) = name else {
+        let mut e = CliError::new("--raw prints the value of one output: name it")
+            .hint("`teeform output` lists every output; `teeform output --json` prints them all for scripts");
+        if let Some(first) = snap.outputs.keys().next() {
+            e = e.hint(format!("e.g. `teeform output --raw {first}`"));
+        }
+        return Err(e);
+    };
+    let o = &snap.outputs[name];
+    let value = if !o.sensitive {
+        o.value.clone().ok_or_else(|| {
+            CliError::new(format!("output `{name}` has no value yet: what it refers to was not created"))
+                .hint("run `teeform apply`, then ask again")
+        })?
+    } else {
+        let cfg = ctx.load(&vars.vars)?;
+        let Some(out) = cfg.outputs.get(name) else {
+            return Err(CliError::new(format!(
+                "output `{name}` is sensitive, and the manifest no longer declares it, so its value cannot be computed"
+            ))
+            .hint("teeform keeps no sensitive value in state"));
+        };
+        let refs: std::collections::BTreeSet<crate::manifest::Ref> =
+            out.value.refs().filter(|r| r.is_secret()).cloned().collect();
+        let secrets = super::commands::read_secrets(&refs, &cfg.dir)?;
+        let value = crate::apply::resolve(&out.value, &snap.resources, &secrets).map_err(|e| {
+            CliError::new(format!("output `{name}` cannot be computed: {e}"))
+                .hint("run `teeform apply`, then ask again")
+        })?;
+        let digest = crate::secrets::digest(&snap.meta.salt, crate::apply::OUTPUT_DIGEST_SCOPE, name, &value);
+        match &o.digest {
+            Some(d) if *d == digest => {}
+            Some(_) => {
+                return Err(CliError::new(format!(
+                    "output `{name}` now computes to a value other than the one last applied; nothing was printed"
+                ))
+                .hint("a secret or variable it uses changed since: run `teeform apply`, or supply the values applied"));
+            }
+            None => ctx.ui.warn(&format!(
+                "output `{name}`: state has no digest of the applied value (an older teeform wrote it), so this value is not checked against it"
+            )),
+        }
+        value
+    };
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(value.as_bytes())?;
+    out.flush()?;
     Ok(exit::OK)
 }
 
@@ -239,6 +298,7 @@ pub async fn import(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) 
         kms_info: remote.kms_info.clone(),
         status: Some(remote.status.clone()),
         tainted: false,
+        boot: Default::default(),
         dependencies: cvm.depends_on.iter().map(|d| format!("cvm.{d}")).collect(),
         updated_at: now_rfc3339(),
         endpoint: Some(api.endpoint.clone()),

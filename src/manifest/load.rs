@@ -202,6 +202,7 @@ const CVM_KEYS: &[&str] = &[
     "gpus",
     "shutdown_timeout",
     "allow_force_stop",
+    "power",
     "depends_on",
 ];
 
@@ -727,6 +728,8 @@ impl Loader<'_> {
             gpus: None,
             shutdown_timeout: None,
             allow_force_stop: None,
+            stopped: false,
+            spans: BTreeMap::new(),
             depends_on: Vec::new(),
             data_fields: BTreeMap::new(),
         };
@@ -734,6 +737,7 @@ impl Loader<'_> {
         let mut compose_seen = false;
         for (k, _knode, v) in &fields {
             let w = format!("{what}: `{k}`");
+            c.spans.insert(k.to_string(), v.span);
             match *k {
                 "name" => {
                     if let Some(n) = self.literal_string(v, &w) {
@@ -762,6 +766,21 @@ impl Loader<'_> {
                 "gateway" => c.gateway = self.boolean(v, &w),
                 "allow_force_stop" => c.allow_force_stop = self.boolean(v, &w),
                 "gpus" => c.gpus = self.number(v, &w, 0, 64),
+                "power" => match self.literal_string(v, &w).as_deref() {
+                    Some("running") => c.stopped = false,
+                    Some("stopped") => c.stopped = true,
+                    Some(other) => {
+                        let hint = did_you_mean(other, ["running", "stopped"])
+                            .map_or("`power` is `running` (the default) or `stopped`".into(), |s| {
+                                format!("did you mean `{s}`?")
+                            });
+                        self.err(v.span, format!("{w} must be `running` or `stopped`, found `{other}`"))
+                            .set_label("unknown run state")
+                            .hints
+                            .push(hint);
+                    }
+                    None => {}
+                },
                 "shutdown_timeout" => c.shutdown_timeout = self.number(v, &w, 0, 24 * 3600),
                 "env" => {
                     for (ek, eknode, ev) in self.entries(v, &format!("{what}: `env`"), None) {

@@ -118,6 +118,11 @@ pub struct CvmConfig {
     pub gpus: Option<u32>,
     pub shutdown_timeout: Option<u32>,
     pub allow_force_stop: Option<bool>,
+    /// `power: stopped`: the CVM is kept stopped; otherwise it is kept running.
+    pub stopped: bool,
+    /// Where each field's value is in the manifest, by key (`instance_type`, `disk_size`, …),
+    /// for checks after loading (catalogs, disk shrink) to point at.
+    pub spans: BTreeMap<String, Span>,
     /// Explicit and implied (by `${cvm.X...}`) dependencies, by key.
     pub depends_on: Vec<String>,
     /// Fields whose value comes from a data source (today `image`), as templates; filled in

@@ -118,7 +118,10 @@ pub fn to_json(plan: &Plan) -> Value {
             "destroy": destroy,
             "restarts": plan.restarts(),
             "no_changes": !plan.has_changes(),
+            "attention": plan.attention.len(),
+            "converged": plan.converged(),
         },
+        "attention": plan.attention,
         "warnings": plan.warnings,
         "applyable": plan.has_changes(),
     })

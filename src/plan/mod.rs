@@ -5,6 +5,8 @@
 //! imports). A `Plan` is plain data: apply is driven only by its changes. It never contains a
 //! secret's value: sensitive env values carry a digest and the reference to read them again.
 
+pub mod checks;
+pub mod health;
 pub mod json;
 pub mod render;
 
@@ -15,9 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::compose::{self, ComposeFields, ComposePatch};
 use crate::graph::{CycleError, Graph};
 use crate::manifest::{Config, CvmConfig, Kms, Ref, Template};
-use crate::model::{ATTRS, CloudIds, CvmAttrs, EnvVal, OutputValue, RemoteCvm, ResourceRecord, Update};
+use crate::model::{self, ATTRS, CloudIds, CvmAttrs, EnvVal, OutputValue, RemoteCvm, ResourceRecord, Update};
 use crate::secrets::{self, SecretValues};
 use crate::state::Snapshot;
+pub use health::{Attention, Problem};
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -82,6 +85,13 @@ pub enum Reason {
     EnvKeysChanged { added: Vec<String>, removed: Vec<String> },
     /// The new compose hash must be registered on chain before the update commits.
     OnChainRegistration(OnChainNote),
+    /// The CVM is stopped and the manifest wants it running: `POST /cvms/{id}/start`.
+    Starts,
+    /// The manifest says `power: stopped`: `POST /cvms/{id}/stop`.
+    Stops,
+    /// The replaced CVM's boot failed; if the replacement fails the same way, teeform stops
+    /// replacing it.
+    BootFailed { errors: Vec<String>, logs: String },
 }
 
 /// What the chain must allow before a change commits (filled in by the CLI's read-only check).
@@ -220,6 +230,9 @@ pub struct Plan {
     /// Whether applying would change outputs only.
     #[serde(default)]
     pub outputs_changed: bool,
+    /// CVMs whose run state needs a person (failed, stuck, failing to boot again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attention: Vec<Attention>,
     #[serde(default)]
     pub warnings: Vec<String>,
 }
@@ -230,7 +243,9 @@ impl Plan {
     }
 
     pub fn has_changes(&self) -> bool {
-        !self.changes.is_empty() || self.outputs_changed || (self.mode == Mode::RefreshOnly && !self.drift.is_empty())
+        !self.changes.is_empty()
+            || self.outputs_changed
+            || (self.mode == Mode::RefreshOnly && !(self.drift.is_empty() && self.attention.is_empty()))
     }
 
     /// Adds, changes, destroys as Terraform counts them (a replacement is one add and one destroy).
@@ -241,6 +256,17 @@ impl Plan {
 
     pub fn restarts(&self) -> usize {
         self.changes.iter().filter(|c| c.reasons.contains(&Reason::RestartsCvm)).count()
+    }
+
+    /// Whether the CVMs are as the manifest says: nothing to change, nothing needing a person.
+    /// `plan --detailed-exitcode` exits 2 unless they are.
+    pub fn converged(&self) -> bool {
+        !self.has_changes() && self.attention.is_empty()
+    }
+
+    /// CVMs needing attention that no change in this plan touches: applying leaves them so.
+    pub fn unresolved(&self) -> impl Iterator<Item = &Attention> {
+        self.attention.iter().filter(|a| !self.changes.iter().any(|c| c.address == a.address))
     }
 }
 
@@ -320,6 +346,9 @@ pub fn merge_refresh(rec: &ResourceRecord, remote: &RemoteCvm) -> (ResourceRecor
     merged.env_pubkey = remote.env_pubkey.clone().or(merged.env_pubkey);
     merged.kms_info = remote.kms_info.clone().or(merged.kms_info);
     merged.status = Some(remote.status.clone());
+    if let Some(p) = health::observed_power(&remote.status) {
+        merged.attrs.power = Some(p.to_string());
+    }
     // Learning a value state did not record (null before) is not drift, except for the
     // pre-launch script, where null is a value: no script. The API shows env keys only, so
     // env drifts only when the keys do (values unknown to state are not drift).
@@ -340,6 +369,11 @@ fn diff_attrs(before: &CvmAttrs, after: &CvmAttrs, managed_only: bool) -> Vec<At
         let always = matches!(*name, "name" | "compose" | "pre_launch_script" | "env" | "kms");
         let (b, a) = (before.get(name), after.get(name));
         if managed_only && a.is_null() && !always {
+            continue;
+        }
+        // A run state state never recorded (records from before teeform kept it, or a CVM
+        // whose status means neither) is not a change: refresh tells.
+        if *name == "power" && b.is_null() {
             continue;
         }
         let changed = if *name == "env" { !env_same(&before.env, &after.env) } else { b != a };
@@ -400,10 +434,12 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let mut drift = Vec::new();
     let mut refreshed_records = Vec::new();
     let mut gone: BTreeSet<String> = BTreeSet::new();
+    let mut attention: Vec<Attention> = Vec::new();
     for (addr, rec) in &snapshot.resources {
         match refreshed.and_then(|r| r.get(addr)) {
             Some(Refresh::Found(remote)) => {
-                let (merged, changes) = merge_refresh(rec, remote);
+                let (mut merged, changes) = merge_refresh(rec, remote);
+                attention.extend(health::judge(&mut merged, remote));
                 if !changes.is_empty() {
                     drift.push(Drift { address: addr.clone(), deleted: false, attributes: changes });
                 }
@@ -428,7 +464,8 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let desired: BTreeMap<String, &CvmConfig> = config.cvms.values().map(|c| (c.address(), c)).collect();
 
     if mode == Mode::RefreshOnly {
-        return Ok(finish(config, snapshot, &current, &actions, Vec::new(), drift, refreshed_records, mode));
+        let changes = Vec::new();
+        return Ok(finish(config, snapshot, &current, &actions, changes, drift, refreshed_records, attention, mode));
     }
 
     // Creates, updates and replacements in dependency order, so a CVM's references see what
@@ -460,7 +497,19 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
             }
             Some(rec) => {
                 let attrs = diff_attrs(&rec.attrs, &after, true);
-                if rec.tainted {
+                let gave_up = health::gave_up(rec, attrs.is_empty());
+                if let Some(a) = gave_up {
+                    attention.push(a);
+                    None
+                } else if rec.tainted {
+                    let mut reasons = vec![Reason::Tainted];
+                    if !rec.boot.failures.is_empty() {
+                        reasons.push(Reason::BootFailed {
+                            errors: rec.boot.failures.clone(),
+                            logs: model::boot_log_command(&rec.ids),
+                        });
+                    }
+                    reasons.push(Reason::RotatesAppId);
                     let hash = HashChange { before: rec.compose_hash.clone(), ..preview_create(&after) };
                     Some(Change {
                         address: addr.to_string(),
@@ -469,7 +518,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                         before: Some(rec.attrs.clone()),
                         after: Some(after),
                         attributes: attrs,
-                        reasons: vec![Reason::Tainted, Reason::RotatesAppId],
+                        reasons,
                         dependencies: deps,
                         compose_hash: Some(hash),
                         kms,
@@ -481,7 +530,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                         attrs.iter().filter(|a| a.forces_replacement).map(|a| a.name.clone()).collect();
                     let (action, mut reasons, hash) = if forcing.is_empty() {
                         let hash = preview_update(rec, &after, refreshed.and_then(|r| r.get(addr)));
-                        (Action::Update, vec![Reason::RestartsCvm], hash)
+                        (Action::Update, update_reasons(rec, &attrs), hash)
                     } else {
                         (
                             Action::Replace,
@@ -547,7 +596,25 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         });
     }
     changes.extend(deletes);
-    Ok(finish(config, snapshot, &current, &actions, changes, drift, refreshed_records, mode))
+    if mode == Mode::Destroy {
+        attention.clear();
+    }
+    // A failed create is replaced by this plan; its note says why.
+    attention.retain(|a| a.problem != Problem::FailedCreate || !changes.iter().any(|c| c.address == a.address));
+    Ok(finish(config, snapshot, &current, &actions, changes, drift, refreshed_records, attention, mode))
+}
+
+/// What an in-place update entails: a start or stop when the run state changes, a restart
+/// when the configuration changes on a CVM that runs and keeps running.
+fn update_reasons(rec: &ResourceRecord, attrs: &[AttrChange]) -> Vec<Reason> {
+    let power = attrs.iter().find(|a| a.name == "power").and_then(|a| a.after.as_str());
+    let config = attrs.iter().any(|a| a.name != "power");
+    match power {
+        Some(model::STOPPED) => vec![Reason::Stops],
+        Some(_) => vec![Reason::Starts],
+        None if config && rec.attrs.power.as_deref() != Some(model::STOPPED) => vec![Reason::RestartsCvm],
+        None => vec![],
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -559,6 +626,7 @@ fn finish(
     changes: Vec<Change>,
     drift: Vec<Drift>,
     refreshed: Vec<ResourceRecord>,
+    attention: Vec<Attention>,
     mode: Mode,
 ) -> Plan {
     let mut outputs = BTreeMap::new();
@@ -588,7 +656,10 @@ fn finish(
         .iter()
         .filter(|(k, _)| !outputs.contains_key(*k))
         .map(|(k, o)| {
-            (k.clone(), OutputValue { value: o.value.clone().filter(|_| !o.sensitive), sensitive: o.sensitive })
+            (
+                k.clone(),
+                OutputValue { value: o.value.clone().filter(|_| !o.sensitive), sensitive: o.sensitive, digest: None },
+            )
         })
         .collect();
     let outputs_changed = mode != Mode::RefreshOnly && (outputs_changed || !removed_outputs.is_empty());
@@ -604,6 +675,7 @@ fn finish(
         outputs,
         removed_outputs,
         outputs_changed,
+        attention,
         warnings,
     }
 }
@@ -708,6 +780,7 @@ fn desired_attrs(
         shutdown_timeout: c.shutdown_timeout,
         allow_force_stop: c.allow_force_stop,
         env,
+        power: Some(if c.stopped { model::STOPPED } else { model::RUNNING }.to_string()),
     }
     .normalized()
 }

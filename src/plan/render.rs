@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use anstyle::{AnsiColor, Style};
 
-use super::{Action, AttrChange, Change, Drift, Mode, Plan, Reason};
+use super::{Action, Attention, AttrChange, Change, Drift, Mode, Plan, Problem, Reason};
 use crate::model::EnvVal;
 
 pub struct Palette {
@@ -75,7 +75,15 @@ pub fn render(plan: &Plan, color: bool) -> String {
         }
     }
     if plan.mode == Mode::RefreshOnly {
-        if plan.drift.is_empty() {
+        attention(&mut out, &p, plan);
+        if plan.drift.is_empty() && !plan.attention.is_empty() {
+            let n = plan.attention.len();
+            let _ = writeln!(
+                out,
+                "Applying this refresh-only plan would record the run state of {n} CVM{} (above); no CVM is changed.",
+                if n == 1 { "" } else { "s" }
+            );
+        } else if plan.drift.is_empty() {
             out.push_str(&p.bold("No changes."));
             out.push_str(" Your infrastructure still matches the state.\n");
         } else {
@@ -88,6 +96,11 @@ pub fn render(plan: &Plan, color: bool) -> String {
         return out;
     }
     if !plan.has_changes() {
+        if !plan.attention.is_empty() {
+            attention(&mut out, &p, plan);
+            let _ = writeln!(out, "{} {}", p.bold("No changes to apply,"), needs_attention(plan.attention.len()));
+            return out;
+        }
         out.push_str(&p.bold("No changes."));
         out.push_str(" Your infrastructure matches the configuration.\n");
         return out;
@@ -101,6 +114,7 @@ pub fn render(plan: &Plan, color: bool) -> String {
     if plan.outputs_changed {
         outputs(&mut out, &p, plan);
     }
+    attention(&mut out, &p, plan);
     let (add, change, destroy) = plan.summary();
     let _ = write!(out, "{} {add} to add, {change} to change, {destroy} to destroy.", p.bold("Plan:"));
     let restarts = plan.restarts();
@@ -115,14 +129,85 @@ pub fn render(plan: &Plan, color: bool) -> String {
     if onchain > 0 {
         let _ = write!(out, " {onchain} on-chain registration{}.", if onchain == 1 { "" } else { "s" });
     }
+    if !plan.attention.is_empty() {
+        let n = plan.attention.len();
+        let _ =
+            write!(out, " {n} CVM{} need{} attention.", if n == 1 { "" } else { "s" }, if n == 1 { "s" } else { "" });
+    }
     out.push('\n');
     out
 }
 
+fn needs_attention(n: usize) -> String {
+    format!("but {n} CVM{} need{} attention (above).", if n == 1 { "" } else { "s" }, if n == 1 { "s" } else { "" })
+}
+
+/// CVMs whose run state needs a person: what is wrong, the API's boot error, where the boot
+/// log is, and the next step.
+fn attention(out: &mut String, p: &Palette, plan: &Plan) {
+    if plan.attention.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{}\n", p.bold(&p.red("CVMs that need attention:")));
+    for a in &plan.attention {
+        attention_item(out, p, a, plan.changes.iter().any(|c| c.address == a.address));
+    }
+}
+
+fn attention_item(out: &mut String, p: &Palette, a: &Attention, changed: bool) {
+    let heading = match &a.problem {
+        Problem::Failed => format!("# {} has failed (status {})", a.address, a.status),
+        Problem::FailedCreate => {
+            format!("# {} failed to boot after teeform created it (status {})", a.address, a.status)
+        }
+        Problem::Stuck { .. } => format!("# {} is stuck {} (longer than teeform waits for a CVM)", a.address, a.status),
+        Problem::BootFailedAgain => {
+            format!("# {} failed to boot again after it was replaced; it is not replaced again", a.address)
+        }
+    };
+    let _ = writeln!(out, "  {}", p.bold(&heading));
+    match a.boot_errors.as_slice() {
+        [] => {}
+        [one] => {
+            let _ = writeln!(out, "      boot error: {one}");
+        }
+        many => {
+            for (i, e) in many.iter().enumerate() {
+                let _ = writeln!(out, "      boot error {}: {e}", i + 1);
+            }
+        }
+    }
+    let _ = writeln!(out, "      boot log:   {}", a.logs);
+    let next = match (&a.problem, changed) {
+        (Problem::Failed, true) => "this plan updates it, which restarts it; apply reports whether it then runs".to_string(),
+        (Problem::Failed, false) => "applying sends nothing that would fix it: fix the cause in the manifest (compose, image, env) and apply, which restarts it, or restart it in the dashboard or with `phala cvms restart`".to_string(),
+        (Problem::Stuck { since }, _) => format!(
+            "busy{}; it may yet finish: plan again later, and if it stays so, read its boot log",
+            since.as_deref().map(|s| format!(" since {s}")).unwrap_or_default()
+        ),
+        (Problem::FailedCreate, _) => "it is tainted: the next plan replaces it, once".to_string(),
+        (Problem::BootFailedAgain, _) => "change what made it fail in the manifest (compose, image, env, size) and apply: a changed configuration is tried again".to_string(),
+    };
+    let _ = writeln!(out, "      {} {next}\n", p.cyan("next:"));
+}
+
 fn heading(c: &Change) -> String {
     let restart = if c.reasons.contains(&Reason::RestartsCvm) { " (restarts the CVM)" } else { "" };
+    let only_power = c.attributes.iter().all(|a| a.name == "power");
     match c.action {
         Action::Create => format!("# {} will be created", c.address),
+        Action::Update if c.reasons.contains(&Reason::Starts) && only_power => {
+            format!("# {} will be started", c.address)
+        }
+        Action::Update if c.reasons.contains(&Reason::Starts) => {
+            format!("# {} will be updated in-place, then started", c.address)
+        }
+        Action::Update if c.reasons.contains(&Reason::Stops) && only_power => {
+            format!("# {} will be stopped", c.address)
+        }
+        Action::Update if c.reasons.contains(&Reason::Stops) => {
+            format!("# {} will be stopped, then updated in-place", c.address)
+        }
         Action::Update => format!("# {} will be updated in-place{restart}", c.address),
         Action::Replace if c.reasons.contains(&Reason::Tainted) => {
             format!("# {} is tainted, so it must be replaced", c.address)
@@ -233,6 +318,14 @@ fn note(r: &Reason) -> Option<String> {
                 n.compose_hash, n.chain_id
             )
         }
+        Reason::Starts => {
+            "starts the CVM, which is stopped (the manifest wants it running; `power: stopped` keeps it stopped)".into()
+        }
+        Reason::Stops => "stops the CVM (`power: stopped`): its apps stop until the manifest says otherwise".into(),
+        Reason::BootFailed { errors, logs } => format!(
+            "its boot failed: {}; boot log: `{logs}`. If the replacement fails the same way, teeform stops replacing it",
+            errors.last().map(String::as_str).unwrap_or("(no boot error)")
+        ),
         Reason::NotInManifest | Reason::DestroyRequested => return None,
     })
 }

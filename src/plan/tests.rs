@@ -64,6 +64,7 @@ fn record(addr: &str, name: &str, compose: &str, vcpu: u32) -> ResourceRecord {
         kms_info: None,
         status: Some("running".into()),
         tainted: false,
+        boot: Default::default(),
         dependencies: vec![],
         updated_at: "t".into(),
         endpoint: None,
@@ -197,6 +198,7 @@ fn drift_is_reported_and_planned_back() {
         app_compose: None,
         env_pubkey: None,
         kms_info: None,
+        boot: Default::default(),
     };
     let refreshed = BTreeMap::from([("cvm.web".to_string(), Refresh::Found(Box::new(remote)))]);
     let p = run(&cfg, &snap(vec![rec.clone()]), Some(&refreshed), Mode::Normal);
@@ -223,6 +225,7 @@ fn env_values_unknown_to_state_are_not_drift() {
         app_compose: None,
         env_pubkey: None,
         kms_info: None,
+        boot: Default::default(),
     };
     assert_eq!(merge_refresh(&rec, &remote(&["BAR", "FOO"])).1, vec![]);
     let drift = merge_refresh(&rec, &remote(&["FOO"])).1;
@@ -273,7 +276,7 @@ fn outputs_follow_state_and_settle() {
     let p = run(&cfg, &s, None, Mode::Normal);
     assert!(p.outputs_changed && p.changes.is_empty());
     assert_eq!(p.outputs["app"].known.as_deref(), Some("appweb-main"));
-    s.outputs.insert("app".into(), OutputValue { value: Some("appweb-main".into()), sensitive: false });
+    s.outputs.insert("app".into(), OutputValue { value: Some("appweb-main".into()), sensitive: false, digest: None });
     assert!(!run(&cfg, &s, None, Mode::Normal).has_changes());
 }
 
@@ -282,8 +285,8 @@ fn removed_outputs_are_shown_and_sensitive_ones_stay_hidden() {
     let f = Fixture::new(&[("web.yml", WEB)]);
     let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n");
     let mut s = snap(vec![record("cvm.web", "web-main", WEB, 2)]);
-    s.outputs.insert("app".into(), OutputValue { value: Some("appweb-main".into()), sensitive: false });
-    s.outputs.insert("token".into(), OutputValue { value: None, sensitive: true });
+    s.outputs.insert("app".into(), OutputValue { value: Some("appweb-main".into()), sensitive: false, digest: None });
+    s.outputs.insert("token".into(), OutputValue { value: None, sensitive: true, digest: None });
     for mode in [Mode::Normal, Mode::Destroy] {
         let p = run(&cfg, &s, None, mode);
         assert!(p.outputs_changed, "{mode:?}");
@@ -304,10 +307,10 @@ fn a_sensitive_output_already_in_state_is_not_shown_as_new() {
         "cvms:\n  web:\n    name: web-main\n    compose: web.yml\noutputs:\n  tok:\n    value: ${cvm.web.app_id}\n    sensitive: true\n",
     );
     let mut s = snap(vec![record("cvm.web", "web-main", WEB, 2)]);
-    s.outputs.insert("tok".into(), OutputValue { value: None, sensitive: true });
+    s.outputs.insert("tok".into(), OutputValue { value: None, sensitive: true, digest: None });
     assert!(!run(&cfg, &s, None, Mode::Normal).has_changes());
     // Another output going away puts the section on screen; `tok` stays out of it.
-    s.outputs.insert("old".into(), OutputValue { value: Some("x".into()), sensitive: false });
+    s.outputs.insert("old".into(), OutputValue { value: Some("x".into()), sensitive: false, digest: None });
     let p = run(&cfg, &s, None, Mode::Normal);
     let text = render::render(&p, false);
     assert!(text.contains("  - old = \"x\"\n") && !text.contains("tok"), "{text}");
@@ -415,6 +418,7 @@ fn remote_of(rec: &ResourceRecord, attrs: CvmAttrs) -> RemoteCvm {
         app_compose: None,
         env_pubkey: None,
         kms_info: None,
+        boot: Default::default(),
     }
 }
 

@@ -236,6 +236,39 @@ pub struct NodeInfo {
     pub name: String,
 }
 
+/// What a create can choose from: the nodes the account may use and the KMS instances.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Available {
+    pub nodes: Vec<NodeInfo>,
+    /// Empty when the API lists none (then nothing is checked against it).
+    pub kms: Vec<KmsEntry>,
+}
+
+/// One KMS the API offers: the Phala one (no chain) or an on-chain one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KmsEntry {
+    pub id: String,
+    pub slug: Option<String>,
+    pub chain_id: Option<u64>,
+}
+
+/// Starting or stopping a CVM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerAction {
+    Start,
+    Stop,
+}
+
+impl PowerAction {
+    /// The path segment: `start` or `stop`.
+    pub fn verb(self) -> &'static str {
+        match self {
+            PowerAction::Start => "start",
+            PowerAction::Stop => "stop",
+        }
+    }
+}
+
 /// The Phala Cloud operations teeform uses.
 #[async_trait::async_trait]
 pub trait PhalaApi: Send + Sync {
@@ -252,6 +285,22 @@ pub trait PhalaApi: Send + Sync {
     async fn instance_types(&self) -> Result<Vec<InstanceType>, ApiError>;
     async fn nodes(&self) -> Result<Vec<NodeInfo>, ApiError>;
     async fn kms_pubkey(&self, kms: &str, app_id: &str) -> Result<String, ApiError>;
+    /// What a create can choose from (`GET /teepods/available`): nodes and KMS instances.
+    async fn available(&self) -> Result<Available, ApiError> {
+        Ok(Available { nodes: self.nodes().await?, kms: vec![] })
+    }
+    /// Starts (`POST /cvms/{id}/start`) or stops (`/stop`, a hard stop) a CVM; the API
+    /// answers at once and the CVM gets there in its own time.
+    async fn power(&self, id: &str, action: PowerAction) -> Result<(), ApiError> {
+        let _ = (id, action);
+        Err(ApiError::local(ErrorKind::Other, "POST", "/cvms/{id}/start", "this client cannot start or stop CVMs"))
+    }
+    /// The API's `boot_error` of each CVM (by vm_uuid) that has one, in one request
+    /// (`POST /status/batch`).
+    async fn boot_errors(&self, vm_uuids: &[String]) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+        let _ = vm_uuids;
+        Ok(Default::default())
+    }
     /// OS images: those the CVM `cvm` (an id or name) can move to, else the whole catalog.
     async fn os_images(&self, cvm: Option<&str>) -> Result<Vec<phala_images::OsImage>, ApiError> {
         let _ = cvm;

@@ -1,6 +1,7 @@
 //! The Phala Cloud HTTP client: paths, headers and JSON shapes as the official SDK
 //! (`@phala/cloud` 0.2.9) and CLI use them (see `shared/reference/phala-cloud.md`).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder};
@@ -9,10 +10,10 @@ use serde_json::{Value, json};
 use super::http::{self, Idempotency, RetryObserver, RetryPolicy};
 use super::phala_images::{self, OsImage};
 use super::{
-    ApiError, CommitRequest, ErrorKind, HashRequired, InstanceType, NodeInfo, PatchOutcome, PatchRequest, PhalaApi,
-    ProvisionRequest, Provisioned,
+    ApiError, Available, CommitRequest, ErrorKind, HashRequired, InstanceType, KmsEntry, NodeInfo, PatchOutcome,
+    PatchRequest, PhalaApi, PowerAction, ProvisionRequest, Provisioned,
 };
-use crate::model::{CloudIds, CvmAttrs, EnvVal, RemoteCvm};
+use crate::model::{BootFacts, CloudIds, CvmAttrs, EnvVal, RemoteCvm};
 
 /// The API version the JS SDK and CLI send by default.
 pub const API_VERSION: &str = "2026-01-21";
@@ -331,6 +332,7 @@ pub fn parse_cvm(v: &Value) -> Result<RemoteCvm, String> {
         app_compose: compose,
         env_pubkey,
         kms_info: f.get("kms_info").cloned(),
+        boot: boot_facts(&f)?,
     })
 }
 
@@ -393,6 +395,50 @@ impl Pager {
         self.page += 1;
         Ok(true)
     }
+}
+
+/// When the operation in progress began (`progress.started_at` of a v2026 CVM). The boot
+/// error is not in a CVM's detail: [`PhalaApi::boot_errors`] reads it for those that need it.
+fn boot_facts(f: &Fields) -> Result<BootFacts, String> {
+    let busy_since = f.object("progress")?.map(|p| p.str("started_at")).transpose()?.flatten();
+    Ok(BootFacts { busy_since, ..Default::default() })
+}
+
+/// The objects of list `k`, each read as [`Fields`] (`k[i]` in errors).
+fn objects<'a>(f: &Fields<'a>, k: &str) -> Result<Vec<Fields<'a>>, String> {
+    match f.get(k) {
+        None => Ok(vec![]),
+        Some(Value::Array(items)) => {
+            items.iter().enumerate().map(|(i, x)| Fields::of(x, &format!("{k}[{i}]"))).collect()
+        }
+        Some(other) => Err(f.wrong(k, "a list", other)),
+    }
+}
+
+/// Nodes and KMS instances of `GET /teepods/available`.
+fn parse_available(v: &Value) -> Result<Available, String> {
+    let f = Fields::of(v, "")?;
+    let nodes = objects(&f, "nodes")?
+        .iter()
+        .map(|n| {
+            let id = n
+                .get("teepod_id")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| format!("{} is missing or not a whole number", n.name("teepod_id")))?;
+            Ok(NodeInfo { id, name: n.req_str("name")? })
+        })
+        .collect::<Result<_, String>>()?;
+    let kms = objects(&f, "kms_list")?
+        .iter()
+        .map(|k| {
+            let chain_id = match k.get("chain_id") {
+                None => None,
+                Some(c) => Some(c.as_u64().ok_or_else(|| k.wrong("chain_id", "a whole number", c))?),
+            };
+            Ok(KmsEntry { id: k.id("id")?, slug: k.str("slug")?, chain_id })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Available { nodes, kms })
 }
 
 fn hash_required(e: &ApiError) -> HashRequired {
@@ -654,6 +700,39 @@ impl PhalaApi for PhalaClient {
         let path = format!("/kms/{kms}/pubkey/{}", app_id.trim_start_matches("0x"));
         let v = self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await?;
         Fields::of(&v, "").and_then(|f| f.req_str("public_key")).map_err(|m| ApiError::invalid("GET", &path, 200, m))
+    }
+
+    async fn available(&self) -> Result<Available, ApiError> {
+        let v = self.json(Method::GET, "/teepods/available", Idempotency::Safe, None, &[]).await?;
+        parse_available(&v).map_err(|m| ApiError::invalid("GET", "/teepods/available", 200, m))
+    }
+
+    async fn power(&self, id: &str, action: PowerAction) -> Result<(), ApiError> {
+        let path = format!("/cvms/{}/{}", path_id(id), action.verb());
+        // UNVERIFIED: whether repeating a start the server already acted on is harmless; it is
+        // not repeated after an unclear answer (the next plan sees the run state).
+        self.json(Method::POST, &path, Idempotency::Unsafe, None, &[]).await.map(|_| ())
+    }
+
+    async fn boot_errors(&self, vm_uuids: &[String]) -> Result<BTreeMap<String, String>, ApiError> {
+        if vm_uuids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let body = json!({ "vm_uuids": vm_uuids });
+        // A read, though a POST: safe to repeat.
+        let v = self.json(Method::POST, "/status/batch", Idempotency::Safe, Some(&body), &[]).await?;
+        let invalid = |m: String| ApiError::invalid("POST", "/status/batch", 200, m);
+        let f = Fields::of(&v, "").map_err(invalid)?;
+        let mut errors = BTreeMap::new();
+        for uuid in f.v.keys() {
+            let st = f.object(uuid).map_err(invalid)?;
+            if let Some(e) = st.map(|st| st.str("boot_error")).transpose().map_err(invalid)?.flatten()
+                && !e.trim().is_empty()
+            {
+                errors.insert(uuid.clone(), e);
+            }
+        }
+        Ok(errors)
     }
 
     async fn os_images(&self, cvm: Option<&str>) -> Result<Vec<OsImage>, ApiError> {

@@ -180,7 +180,7 @@ fn cvm_kms_info(w: &World, c: &Cvm) -> Value {
 
 fn cvm_v2026(w: &World, c: &Cvm, now: u64, detail: bool) -> Value {
     let progress = if c.busy(now) {
-        json!({"target": c.target, "started_at": rfc3339(c.busy_until.saturating_sub(1)), "correlation_id": c.correlation_id})
+        json!({"target": c.target, "started_at": rfc3339(if c.busy_since > 0 { c.busy_since } else { c.busy_until.saturating_sub(1) }), "correlation_id": c.correlation_id})
     } else {
         Value::Null
     };
@@ -293,7 +293,7 @@ fn cvm_v2025_item(w: &World, c: &Cvm, now: u64) -> Value {
             "instance_id": c.instance_id,
             "exited_at": null,
             "boot_progress": if c.busy(now) { "booting" } else { "done" },
-            "boot_error": null,
+            "boot_error": c.boot_error(now),
             "shutdown_progress": null,
             "image_version": image_version(w, c),
         },
@@ -460,7 +460,7 @@ async fn cvm_state(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
     let c = &w.cvms[&seq];
     let now = now_ms();
     ok(
-        json!({"id": c.vm_uuid, "instance_id": c.instance_id, "name": c.name, "status": c.status(now), "uptime": uptime(c, now), "boot_progress": if c.busy(now) { "booting" } else { "done" }, "boot_error": ""}),
+        json!({"id": c.vm_uuid, "instance_id": c.instance_id, "name": c.name, "status": c.status(now), "uptime": uptime(c, now), "boot_progress": if c.busy(now) { "booting" } else { "done" }, "boot_error": c.boot_error(now).unwrap_or_default()}),
     )
 }
 
@@ -472,7 +472,7 @@ async fn status_batch(State(sim): State<Sim>, body: Bytes) -> Res {
     for u in v.get("vm_uuids").and_then(|a| a.as_array()).into_iter().flatten().filter_map(|u| u.as_str()) {
         if let Some(seq) = w.find(u) {
             let c = &w.cvms[&seq];
-            out.insert(u.to_string(), json!({"vm_uuid": c.vm_uuid, "status": c.status(now), "uptime": uptime(c, now), "in_progress": c.busy(now), "boot_progress": null, "boot_error": null, "operation_type": if c.busy(now) { Some(c.transition.clone()) } else { None }, "operation_started_at": null, "correlation_id": c.correlation_id}));
+            out.insert(u.to_string(), json!({"vm_uuid": c.vm_uuid, "status": c.status(now), "uptime": uptime(c, now), "in_progress": c.busy(now), "boot_progress": null, "boot_error": c.boot_error(now), "operation_type": if c.busy(now) { Some(c.transition.clone()) } else { None }, "operation_started_at": null, "correlation_id": c.correlation_id}));
         }
     }
     Ok(ok(Value::Object(out)))
@@ -896,13 +896,17 @@ async fn commit_provision(State(sim): State<Sim>, body: Bytes) -> Res {
         created_ms: now,
         contract_address: s(&v, "contract_address").map(str::to_string),
         deployer_address: s(&v, "deployer_address").map(str::to_string),
-        target: if config.fail_boot.contains(&p.name) { "error".into() } else { "running".into() },
-        transition: "starting".into(),
-        busy_until: now + config.boot_ms,
+        target: String::new(),
+        transition: String::new(),
+        busy_until: 0,
+        busy_since: 0,
+        boot_error: None,
         correlation_id: Some(uuid::Uuid::new_v4().to_string()),
         restarts: 0,
         updates: 0,
     };
+    let mut cvm = cvm;
+    cvm.transition(now, "starting", "running", config.boot_ms, &config.fail_boot);
     w.provisions.remove(&hash);
     let out = vm_json(&w, &cvm, now);
     w.cvms.insert(seq, cvm);
@@ -1056,13 +1060,14 @@ fn apply_update(w: &mut World, seq: u64, body: &Value, config: &SimConfig) -> Re
     let correlation = uuid::Uuid::new_v4().to_string();
     c.correlation_id = Some(correlation.clone());
     c.updates += 1;
-    if c.target == "running" {
-        c.restarts += 1;
-        c.transition = "restarting".into();
+    if c.target == "stopped" {
+        // A stopped CVM takes the update and stays stopped.
+        c.transition(now, "updating", "stopped", config.restart_ms, &[]);
     } else {
-        c.transition = "updating".into();
+        // A running one restarts; a failed one boots again (UNVERIFIED for the real API).
+        c.restarts += 1;
+        c.transition(now, "restarting", "running", config.restart_ms, &config.fail_boot);
     }
-    c.busy_until = now + config.restart_ms;
     Ok(correlation)
 }
 
@@ -1236,6 +1241,18 @@ async fn update(sim: &Sim, id: &str, body: Value, prepare_only: bool) -> Result<
         let seq = w.find(id).ok_or_else(not_found)?;
         let c = &w.cvms[&seq];
         validate_update(&w, c, &body)?;
+        // UNVERIFIED: the real API's answer to a smaller disk. Phala's Terraform provider
+        // refuses it (grow-only disks); this answers as the API does for an incompatible
+        // configuration.
+        if let Some(d) = num(&body, "disk_size")
+            && d < c.disk_size
+        {
+            return Err(structured(
+                StatusCode::BAD_REQUEST,
+                "ERR-02-009",
+                &format!("disk_size cannot shrink ({} GB to {d} GB): disks only grow", c.disk_size),
+            ));
+        }
         let new_hash = app_hash(&config, &new_compose(c, &body));
         let onchain_change = c.is_onchain() && (new_hash != c.compose_hash || prepare_only);
         (seq, onchain_change.then_some(new_hash), c.app_id.clone())
@@ -1484,9 +1501,8 @@ fn power(sim: &Sim, id: &str, target: &str, transition: &str, restart: bool) -> 
     if restart && c.target == "running" {
         c.restarts += 1;
     }
-    c.target = target.into();
-    c.transition = transition.into();
-    c.busy_until = now + if target == "stopped" { config.restart_ms / 2 } else { config.restart_ms };
+    let ms = if target == "stopped" { config.restart_ms / 2 } else { config.restart_ms };
+    c.transition(now, transition, target, ms, &config.fail_boot);
     c.correlation_id = Some(uuid::Uuid::new_v4().to_string());
     let out = vm_json(&w, &w.cvms[&seq], now);
     sim.persist(&w);

@@ -85,6 +85,13 @@ pub struct Cvm {
     /// The transition in progress (`starting`, `restarting`, `stopping`) until `busy_until`.
     pub transition: String,
     pub busy_until: u64,
+    /// When the transition in progress began.
+    #[serde(default)]
+    pub busy_since: u64,
+    /// Why its boot fails, for CVMs named in the `fail_boot` knob (reported once it is in
+    /// `error`).
+    #[serde(default)]
+    pub boot_error: Option<String>,
     pub correlation_id: Option<String>,
     pub restarts: u64,
     pub updates: u64,
@@ -99,6 +106,22 @@ impl Cvm {
         now < self.busy_until
     }
 
+    /// The boot error the API reports: only for a CVM whose boot failed.
+    pub fn boot_error(&self, now: u64) -> Option<&str> {
+        (self.status(now) == "error").then_some(self.boot_error.as_deref()).flatten()
+    }
+
+    /// Starts a transition (`starting`, `restarting`, …) to `target`, taking `ms`. A CVM in
+    /// the `fail_boot` knob ends a boot in `error` instead of running.
+    pub fn transition(&mut self, now: u64, transition: &str, target: &str, ms: u64, fail_boot: &[String]) {
+        let fails = target == "running" && fail_boot.contains(&self.name);
+        self.target = if fails { "error".into() } else { target.into() };
+        self.boot_error = fails.then(|| SIM_BOOT_ERROR.to_string());
+        self.transition = transition.into();
+        self.busy_since = now;
+        self.busy_until = now + ms;
+    }
+
     pub fn env_keys(&self) -> Vec<String> {
         self.app_compose
             .get("allowed_envs")
@@ -111,6 +134,9 @@ impl Cvm {
         self.kms_type != "phala"
     }
 }
+
+/// The boot error of a CVM the `fail_boot` knob names.
+pub const SIM_BOOT_ERROR: &str = "docker compose up failed: container web exited with code 1 (simulated boot failure)";
 
 /// A provision waiting for its commit (`POST /cvms`), keyed by compose hash.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -94,6 +94,7 @@ pub(crate) mod tests {
             kms_info: None,
             status: Some("running".into()),
             tainted: false,
+            boot: Default::default(),
             dependencies: vec![],
             updated_at: "2026-01-01T00:00:00Z".into(),
             endpoint: Some("https://cloud-api.phala.com/api/v1".into()),
@@ -116,8 +117,8 @@ pub(crate) mod tests {
     /// A state with resources, outputs, a journal entry and a serial above zero.
     pub(crate) async fn fill(s: &dyn Store) {
         let mut outputs = std::collections::BTreeMap::new();
-        outputs.insert("a".to_string(), OutputValue { value: Some("v".into()), sensitive: false });
-        outputs.insert("s".to_string(), OutputValue { value: None, sensitive: true });
+        outputs.insert("a".to_string(), OutputValue { value: Some("v".into()), sensitive: false, digest: None });
+        outputs.insert("s".to_string(), OutputValue { value: None, sensitive: true, digest: None });
         s.commit(Batch { put: vec![rec("cvm.a"), rec("cvm.b")], ..Default::default() }).await.unwrap();
         s.commit(Batch { outputs: Some(outputs), journal_put: vec![entry("j1"), entry("j0")], ..Default::default() })
             .await

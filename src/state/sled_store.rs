@@ -301,6 +301,7 @@ mod tests {
             kms_info: None,
             status: None,
             tainted: false,
+            boot: Default::default(),
             dependencies: vec![],
             updated_at: "now".into(),
             endpoint: None,

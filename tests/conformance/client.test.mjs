@@ -182,6 +182,43 @@ test("update: removing the pre-launch script previews the hash the simulator com
   await sim.settle();
 });
 
+test("run state: a stopped CVM is started, and boot errors are read, as the SDK writes both", async () => {
+  await sim.settle();
+  const client = phala.createClient({ apiKey: API_KEY, baseURL: sim.prefix });
+  const ids = (await sim.stats()).cvms;
+  await phala.stopCvm(client, { id: ids["client-db"].id });
+  await sim.settle();
+  let mark = seen.length;
+  const applied = await teeform("apply", "--auto-approve");
+  assert.match(applied.stderr, /Resources: 0 added, 1 changed, 0 destroyed\./, applied.stderr);
+  const starts = sent("POST", /^\/api\/v1\/cvms\/[^/]+\/start$/, mark);
+  assert.equal(starts.length, 1, `one start: ${seen.slice(mark).map((r) => `${r.method} ${r.path}`).join(", ")}`);
+  checkHeaders(starts[0]);
+  const seg = starts[0].path.split("/")[4];
+  assert.equal(seg, sdkPathId(seg), `POST ${starts[0].path}: id form`);
+  assert.equal(starts[0].body, "", "startCvm sends no body");
+
+  // A boot that fails: the plan reads the boot error with one status batch request.
+  await sim.settle();
+  await sim.config({ fail_boot: ["client-web"] });
+  await phala.restartCvm(client, { id: ids["client-web"].id, force: false });
+  for (let i = 0; (await sim.stats()).cvms["client-web"].status !== "error"; i++) {
+    assert.ok(i < 150, "client-web never failed");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  mark = seen.length;
+  const plan = JSON.parse((await teeform("plan", "--json")).stdout);
+  assert.equal(plan.attention[0]?.address, "cvm.web", JSON.stringify(plan.attention));
+  const batches = sent("POST", /^\/api\/v1\/status\/batch$/, mark);
+  assert.equal(batches.length, 1, "one status batch for the failed CVMs");
+  checkHeaders(batches[0]);
+  const body = JSON.parse(batches[0].body);
+  assert.deepEqual(Object.keys(body), ["vm_uuids"], "getCvmStatusBatch's wire body");
+  assert.ok(phala.GetCvmStatusBatchRequestSchema.safeParse({ vmUuids: body.vm_uuids }).success, batches[0].body);
+  assert.deepEqual(body.vm_uuids, [ids["client-web"].id]);
+  await sim.config({ fail_boot: [] });
+});
+
 test("destroy: DELETE with the SDK's id form", async () => {
   const mark = seen.length;
   await teeform("destroy", "--auto-approve");

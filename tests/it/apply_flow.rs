@@ -119,8 +119,10 @@ fn a_failing_cvm_does_not_stop_independent_ones() {
     let t = TestEnv::new();
     t.write("web.yml", WEB);
     t.manifest("cvms:\n  good:\n    name: good-one\n    compose: web.yml\n  bad:\n    name: bad-one\n    compose: web.yml\n    image: no-such-image\n  after:\n    name: after-bad\n    compose: web.yml\n    depends_on: [bad]\n");
-    let r = t.run(&["apply", "--auto-approve"]);
+    // A plan would refuse the unknown image; without refresh it is sent, and the API refuses.
+    let r = t.run(&["apply", "--auto-approve", "--refresh=false"]);
     r.code(1);
+    assert!(r.stderr.contains("did not check image of cvm.bad against the API's catalogs"), "{}", r.stderr);
     assert!(r.stderr.contains("ERR-02-010"), "{}", r.stderr);
     assert!(r.stderr.contains("cvm.after: skipped"), "{}", r.stderr);
     let list = t.run(&["state", "list"]).ok().stdout.clone();

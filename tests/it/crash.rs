@@ -281,7 +281,7 @@ fn a_create_that_fails_to_boot_is_tainted_and_replaced() {
     t.manifest(&d.manifest());
     let r = t.run(&["apply", "--auto-approve"]);
     r.code(1);
-    assert!(r.stderr.contains("marked tainted"), "{}", r.stderr);
+    assert!(r.stderr.contains("the CVM is tainted and the next apply replaces it once"), "{}", r.stderr);
     let show = t.run(&["state", "show", "cvm.bravo"]);
     assert!(show.ok().stdout.contains("tainted      = true"), "{}", show.stdout);
     let p = t.run(&["plan"]);

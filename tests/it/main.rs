@@ -10,11 +10,14 @@ mod converge;
 mod crash;
 mod errors;
 mod fidelity;
+mod health;
 mod hostile;
 mod images;
 mod local;
 mod postgres;
+mod progress;
 #[allow(dead_code)]
 mod proxy;
 mod secrets;
 mod sim_limits;
+mod values;

@@ -94,7 +94,9 @@ fn canary_secret_never_written_or_printed() {
     // A failing apply: the secret changes (so env is sent again) and the image does not exist.
     t.env.insert("DB_PASSWORD".into(), format!("{canary}-changed"));
     t.manifest(&MANIFEST.replace("    compose: web.yml\n", "    compose: web.yml\n    image: no-such-image\n"));
-    let failed = t.run(&["apply", "--auto-approve"]);
+    // Without refresh the plan does not check the image against the API's catalog, so the
+    // update is sent (with the env) and refused.
+    let failed = t.run(&["apply", "--auto-approve", "--refresh=false"]);
     assert_eq!(failed.code, 1, "{}", failed.stderr);
     runs.push(("failing-apply".into(), failed));
 
@@ -176,6 +178,43 @@ fn changing_a_secret_is_one_update_and_one_restart() {
     t.run(&["plan", "--detailed-exitcode"]).code(0);
     let id = t.api("GET", "/cvms/web-secret", None).1["vm_uuid"].as_str().unwrap().to_string();
     assert_eq!(t.sim_get(&format!("/_sim/cvms/{id}/env"))["env"]["DB_PASSWORD"], "second-password");
+}
+
+#[test]
+fn output_raw_prints_one_value_and_a_sensitive_one_only_as_applied() {
+    let mut t = TestEnv::new();
+    t.env.insert("DB_PASSWORD".into(), "applied-password".into());
+    t.write("web.yml", WEB);
+    t.write("api.token", "token\n");
+    t.manifest(MANIFEST);
+    t.run(&["apply", "--auto-approve"]).ok();
+    // Listing still hides it; state keeps only a digest.
+    assert!(t.run(&["output"]).ok().stdout.contains("dsn = (sensitive value)"));
+    let state = t.run(&["show", "--json"]).ok().stdout.clone();
+    assert!(!state.contains("applied-password"), "{state}");
+    // By name, raw: the value alone, no newline, computed again and checked against the digest.
+    let raw = t.run(&["output", "--raw", "dsn"]);
+    assert_eq!(raw.ok().stdout, "postgres://app:applied-password@db:5432/app");
+    let id = t.run(&["output", "--raw", "web_id"]);
+    assert_eq!(id.ok().stdout, t.api("GET", "/cvms/web-secret", None).1["vm_uuid"].as_str().unwrap());
+    // Raw needs exactly one name.
+    let all = t.run(&["output", "--raw"]);
+    all.code(1);
+    assert!(all.stdout.is_empty(), "{}", all.stdout);
+    assert!(all.stderr.contains("--raw prints the value of one output: name it"), "{}", all.stderr);
+    assert!(all.stderr.contains("teeform output --raw dsn"), "{}", all.stderr);
+    // A secret changed since the apply: nothing printed, and the error says why.
+    t.env.insert("DB_PASSWORD".into(), "rotated-password".into());
+    let stale = t.run(&["output", "--raw", "dsn"]);
+    stale.code(1);
+    assert!(stale.stdout.is_empty(), "{}", stale.stdout);
+    assert!(stale.stderr.contains("other than the one last applied"), "{}", stale.stderr);
+    assert!(!stale.stderr.contains("password"), "{}", stale.stderr);
+    // The secret's source gone: a clear error, nothing printed.
+    t.env.remove("DB_PASSWORD");
+    let gone = t.run(&["output", "--raw", "dsn"]);
+    gone.code(1);
+    assert!(gone.stderr.contains("DB_PASSWORD is not set"), "{}", gone.stderr);
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use reconcile::{ReconcileError, Reconciled, elsewhere, reconcile};
+pub use reconcile::{CreateDetail, ReconcileError, Reconciled, elsewhere, reconcile};
 pub use wait::WaitOptions;
 
 use crate::manifest::{Ref, Template};
@@ -534,9 +534,8 @@ impl Step {
         };
         let mut state_attrs = after.clone();
         state_attrs.env = env_kept;
-        let intent = serde_json::json!({ "attrs": state_attrs });
-        let entry = self.journal(c, "create", None, intent);
-        self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
+        // Provisioning only computes (compose hash, app id, key); nothing exists until the
+        // commit, so nothing is journaled yet and a refused provision leaves nothing behind.
         self.events.status(&c.address, "provisioning");
         let prov = self.api.provision(&req).await.map_err(api_err)?;
         if let Some(h) = c.compose_hash.as_ref().filter(|h| h.after != prov.compose_hash) {
@@ -568,6 +567,18 @@ impl Step {
             };
             Some(crate::envcrypt::encrypt(&env, &key).map_err(|e| e.to_string())?)
         };
+        if app_id.is_empty() {
+            return Err("the API gave no app id for the new CVM".into());
+        }
+        // The journal entry carries the app id this provision gave (a fresh one per create):
+        // after a crash it is what proves a CVM was made by this commit. Never the name alone.
+        let detail = CreateDetail {
+            attrs: state_attrs.clone(),
+            app_id: Some(app_id.clone()),
+            compose_hash: Some(prov.compose_hash.clone()),
+        };
+        let entry = self.journal(c, "create", None, serde_json::to_value(&detail).map_err(|e| e.to_string())?);
+        self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
         self.events.status(&c.address, "creating");
         let commit = CommitRequest {
             app_id: app_id.clone(),

@@ -157,6 +157,16 @@ async fn reconcile(ctx: &Ctx, store: &dyn Store, api: &Api) -> CliResult<()> {
     for a in &r.adopted {
         ctx.ui.warn(&format!("{a}: a create interrupted earlier had succeeded; the CVM is now in state"));
     }
+    for (a, name) in &r.unproven {
+        ctx.ui.warn(&format!(
+            "{a}: a create interrupted under an older teeform cannot be proven to have made a CVM, so none was adopted; if CVM `{name}` exists and is yours, `teeform import {a} {name}` manages it"
+        ));
+    }
+    for (a, id) in &r.displaced {
+        ctx.ui.warn(&format!(
+            "{a}: a create interrupted earlier made CVM {id}, but state already holds another CVM at {a}; it was left out of state (`teeform import cvm.NAME {id}` under another address manages it)"
+        ));
+    }
     if r.kept > 0 {
         ctx.ui.warn(&format!(
             "{} update(s) are paused awaiting on-chain registration; `teeform apply --resume` finishes them",
@@ -233,9 +243,8 @@ async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliRe
     Ok(p)
 }
 
-/// Refuses creates whose name a CVM outside this state already has. Applying one would fail
-/// or make a second CVM of that name, and an interrupted create is found again by its name,
-/// so it could adopt the stranger. One list call, made only when the plan creates something.
+/// Refuses creates whose name a CVM outside this state already has: applying one would fail
+/// or make a second CVM of that name. One list call, made only when the plan creates something.
 async fn names_are_free(api: &Api, snapshot: &Snapshot, p: &Plan) -> CliResult<()> {
     let creating: BTreeMap<&str, &str> = p
         .changes

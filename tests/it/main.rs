@@ -12,3 +12,4 @@ mod images;
 mod local;
 mod postgres;
 mod secrets;
+mod trust;

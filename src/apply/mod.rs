@@ -124,6 +124,8 @@ pub struct Executor {
 pub struct Report {
     pub results: BTreeMap<String, (Action, StepResult)>,
     pub elapsed: Duration,
+    /// A state write failed: state may lack what some steps did (their errors say what).
+    pub state_failed: bool,
 }
 
 impl Report {
@@ -150,6 +152,8 @@ struct Shared {
     salt: String,
     nodes: tokio::sync::OnceCell<Vec<crate::providers::NodeInfo>>,
     types: tokio::sync::OnceCell<Vec<crate::providers::InstanceType>>,
+    /// Set when a state write fails.
+    state_failed: std::sync::atomic::AtomicBool,
 }
 
 /// Which changes each change waits for.
@@ -243,6 +247,7 @@ impl Executor {
             salt: snap.meta.salt.clone(),
             nodes: Default::default(),
             types: Default::default(),
+            state_failed: Default::default(),
         });
         let deps = dependencies(plan);
         let changes: BTreeMap<String, Change> = plan.changes.iter().map(|c| (c.address.clone(), c.clone())).collect();
@@ -319,7 +324,8 @@ impl Executor {
             }
         }
         self.write_outputs(plan, &shared).await?;
-        Ok(Report { results, elapsed: start.elapsed() })
+        let state_failed = shared.state_failed.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(Report { results, elapsed: start.elapsed(), state_failed })
     }
 
     async fn write_outputs(&self, plan: &Plan, shared: &Shared) -> Result<(), StateError> {
@@ -417,7 +423,10 @@ impl Step {
     async fn commit(&self, batch: Batch) -> Result<(), String> {
         let puts = batch.put.clone();
         let removes = batch.remove.clone();
-        self.store.commit(batch).await.map_err(|e| format!("cannot write state: {e}"))?;
+        if let Err(e) = self.store.commit(batch).await {
+            self.shared.state_failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(format!("cannot write state: {e}"));
+        }
         let mut cur = self.shared.current.lock().expect("state lock");
         for r in puts {
             cur.insert(r.address.clone(), r);
@@ -613,7 +622,16 @@ impl Step {
         rec.status = Some("starting".into());
         let mut done = vec![entry.id.clone()];
         done.extend(deployed.map(|d| d.journal_id));
-        self.commit(Batch { put: vec![rec.clone()], journal_done: done, ..Default::default() }).await?;
+        // Should state be lost from here on, say which CVM it no longer knows.
+        let unrecorded = |e: String| {
+            format!(
+                "{e}\n  hint: CVM {path_id} (`{}`) was created; if state lost it, `teeform import {} {path_id}` takes it back",
+                after.name, c.address
+            )
+        };
+        self.commit(Batch { put: vec![rec.clone()], journal_done: done, ..Default::default() })
+            .await
+            .map_err(unrecorded)?;
         let remote =
             match wait::until_ready(self.api.as_ref(), &path_id, &self.wait, |s| self.events.status(&c.address, s))
                 .await
@@ -621,13 +639,13 @@ impl Step {
                 Ok(r) => r,
                 Err(e) => {
                     rec.tainted = true;
-                    self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
+                    self.commit(Batch { put: vec![rec], ..Default::default() }).await.map_err(unrecorded)?;
                     return Err(format!("{e}; the CVM is marked tainted and the next apply replaces it"));
                 }
             };
         let rec =
             self.record(c, CloudIds { id: path_id.clone(), ..remote.ids.clone() }, state_attrs, Some(&remote), false);
-        self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
+        self.commit(Batch { put: vec![rec], ..Default::default() }).await.map_err(unrecorded)?;
         Ok(StepResult::Done { id: Some(path_id) })
     }
 

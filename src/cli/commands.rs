@@ -574,9 +574,14 @@ async fn execute(
         return Ok(exit::PAUSED);
     }
     let mut e = CliError::new(format!(
-        "apply did not finish: {} failed, {} skipped. {summary} State records every completed step.",
+        "apply did not finish: {} failed, {} skipped. {summary} {}",
         failed.len(),
-        report.results.values().filter(|(_, r)| matches!(r, StepResult::Skipped(_))).count()
+        report.results.values().filter(|(_, r)| matches!(r, StepResult::Skipped(_))).count(),
+        if report.state_failed {
+            "State could not record every step: the failures below say what it lacks."
+        } else {
+            "State records every completed step."
+        }
     ));
     for (a, why) in failed {
         e.hints.push(format!("{a}: {why}"));

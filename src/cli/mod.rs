@@ -235,6 +235,13 @@ pub enum StateCommand {
         #[arg(required = true)]
         addresses: Vec<String>,
     },
+    /// Repair a damaged local state: put back its last whole copy (`backup.json`).
+    Recover {
+        /// Keep the database as it is instead (every record must still read back) and seal it
+        /// again: for a state directory you restored yourself and know to be complete.
+        #[arg(long)]
+        keep_current: bool,
+    },
     /// Copy the state to another backend and verify the copy (e.g. `--to postgres`).
     Migrate {
         /// The backend to copy to; the source is the one in use (manifest or --backend).

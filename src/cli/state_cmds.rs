@@ -66,6 +66,9 @@ pub async fn output(ctx: &Ctx, name: Option<&str>, json: bool, raw: bool) -> Cli
 }
 
 pub async fn state(ctx: &Ctx, cmd: StateCommand) -> CliResult {
+    if let StateCommand::Recover { keep_current } = cmd {
+        return recover(ctx, keep_current).await;
+    }
     let store = ctx.open_state("state", Duration::from_secs(5)).await?;
     let snap = store.snapshot().await?;
     let code = match cmd {
@@ -98,6 +101,7 @@ pub async fn state(ctx: &Ctx, cmd: StateCommand) -> CliResult {
             }
             exit::OK
         }
+        StateCommand::Recover { .. } => unreachable!("handled before the state is opened"),
         StateCommand::Migrate { to } => {
             // The source opened: release it for the migration, which opens both ends.
             store.close().await?;
@@ -107,6 +111,39 @@ pub async fn state(ctx: &Ctx, cmd: StateCommand) -> CliResult {
     };
     store.close().await?;
     Ok(code)
+}
+
+/// `state recover`: the state cannot be opened (it is damaged), so this works on its files.
+async fn recover(ctx: &Ctx, keep_current: bool) -> CliResult {
+    let opts = ctx.state_options("state recover", Duration::from_secs(5))?;
+    let r = crate::state::recover(&opts, keep_current).await?;
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    match &r.from_backup {
+        Some(b) => {
+            println!(
+                "Restored the state from {} (taken {}, serial {}): {}, {}. It is now at serial {}.",
+                b.path,
+                b.written_at,
+                b.serial,
+                plural(r.resources, "resource"),
+                plural(r.journal, "interrupted operation"),
+                r.serial
+            );
+            if let Some(aside) = &r.set_aside {
+                println!("The damaged files were moved to {}.", aside.display());
+            }
+            println!(
+                "Changes made after that copy was taken are not in it. Run `teeform plan`: a CVM created since is refused by name with an `import` command to take it back, and saved plans from before are stale."
+            );
+        }
+        None => println!(
+            "Kept the state as it is ({}, {}) and sealed it again at serial {}. Run `teeform plan` to compare it with the cloud.",
+            plural(r.resources, "resource"),
+            plural(r.journal, "interrupted operation"),
+            r.serial
+        ),
+    }
+    Ok(exit::OK)
 }
 
 fn not_in_state<'a>(address: &str, known: impl Iterator<Item = &'a String>) -> CliError {

@@ -760,11 +760,7 @@ async fn provision(State(sim): State<Sim>, body: Bytes) -> Res {
     // (perhaps another client's) has pending; a commit must name the latest one. UNVERIFIED:
     // how Phala Cloud allocates PHALA-KMS app ids (per provision is what clients rely on to
     // tell their CVM from another's).
-    let app_id = if kms_type == "phala" {
-        Some(w.new_app_id(&name))
-    } else {
-        None
-    };
+    let app_id = if kms_type == "phala" { Some(w.new_app_id(&name)) } else { None };
     let device_id = w.nodes.iter().find(|n| n.id == node_id).map(|n| n.device_id.clone()).unwrap_or_default();
     let os_hash = w.os_images.iter().find(|x| x.name == image).map(|x| x.os_image_hash.clone());
     let p = Provision {

@@ -5,6 +5,7 @@
 //! applied atomically and is durable (flushed) before [`Store::commit`] returns; writing one
 //! resource costs the same whatever the number of resources; secrets are never handed to it.
 
+pub mod integrity;
 mod migrate;
 mod postgres;
 mod sled_store;
@@ -20,7 +21,7 @@ use crate::model::{OutputValue, ResourceRecord};
 
 pub use migrate::{MigrateError, Migrated, migrate};
 pub use postgres::{PgConn, PgStore};
-pub use sled_store::SledStore;
+pub use sled_store::{Recovered, SledStore};
 
 /// Identity and version of a state: a saved plan is stale once `serial` moved on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +134,45 @@ pub enum StateError {
     Corrupt { key: String, reason: String },
     #[error("no lock with id {0} is held")]
     NoSuchLock(String),
+    /// Records lost, changed or rolled back (see [`integrity`]). Nothing was changed.
+    #[error("the state at {path} is damaged: {problem}")]
+    Damaged { path: String, problem: String, backup: Option<BackupInfo> },
+    /// The state directory went away (or was replaced) under a running command: what the
+    /// command did since cannot be recorded there.
+    #[error(
+        "the state directory {path} was removed or replaced while teeform was using it, so this change could not be recorded"
+    )]
+    Vanished { path: String },
+    #[error(
+        "the state at {path} was written by a newer teeform (state format {format}; this one reads up to {supported})"
+    )]
+    TooNew { path: String, format: u32, supported: u32 },
+}
+
+/// The backup a damaged state can be recovered from (`teeform state recover`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    pub path: String,
+    pub serial: u64,
+    pub written_at: String,
+    pub resources: usize,
+}
+
+/// An I/O error in words, without Rust's debug text: what a person can act on.
+pub fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::StorageFull => "no space left on the device".into(),
+        K::QuotaExceeded => "the disk quota is exceeded".into(),
+        K::PermissionDenied => "permission denied".into(),
+        K::ReadOnlyFilesystem => "the file system is read-only".into(),
+        K::NotFound => "no such file or directory".into(),
+        _ => {
+            // `Display` of an OS error appends "(os error N)"; the words before it suffice.
+            let s = e.to_string();
+            s.split(" (os error").next().unwrap_or(&s).to_string()
+        }
+    }
 }
 
 /// The one interface every backend implements.
@@ -216,6 +256,20 @@ pub async fn unlock(opts: &OpenOptions, id: &str) -> Result<(), StateError> {
     match &opts.backend {
         Backend::Local => force_unlock(&opts.local_dir(), id),
         Backend::Postgres(conn) => postgres::force_unlock(conn, &opts.workspace, id).await,
+    }
+}
+
+/// `teeform state recover`: see [`SledStore::recover`]. Local state only: PostgreSQL keeps its
+/// own integrity, and is restored from the database's backups.
+pub async fn recover(opts: &OpenOptions, keep_current: bool) -> Result<Recovered, StateError> {
+    match &opts.backend {
+        Backend::Local => {
+            let sled = OpenOptions { dir: opts.local_dir(), ..opts.clone() };
+            SledStore::recover(&sled, keep_current).await
+        }
+        Backend::Postgres(_) => Err(StateError::Storage(
+            "`state recover` is for local state; a PostgreSQL state is restored from the database's own backups".into(),
+        )),
     }
 }
 

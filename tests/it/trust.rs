@@ -24,8 +24,11 @@ fn stranger(t: &TestEnv, name: &str) -> String {
         Some(serde_json::json!({"name": name, "compose_file": {"docker_compose_file": WEB}})),
     );
     assert_eq!(code, 200, "{prov}");
-    let (code, vm) =
-        t.api("POST", "/cvms", Some(serde_json::json!({"app_id": prov["app_id"], "compose_hash": prov["compose_hash"]})));
+    let (code, vm) = t.api(
+        "POST",
+        "/cvms",
+        Some(serde_json::json!({"app_id": prov["app_id"], "compose_hash": prov["compose_hash"]})),
+    );
     assert_eq!(code, 200, "{vm}");
     t.settle();
     prov["app_id"].as_str().unwrap().to_string()
@@ -179,8 +182,7 @@ fn racing_applies_on_two_states_never_share_or_lose_a_cvm() {
         let _ = (a.wait(), b.wait());
         t.settle();
         let (sa, sb) = (claimed(&t, "sa"), claimed(&t, "sb"));
-        let in_sim: std::collections::BTreeSet<String> = t
-            .stats()["cvms"]
+        let in_sim: std::collections::BTreeSet<String> = t.stats()["cvms"]
             .as_object()
             .unwrap()
             .values()
@@ -198,4 +200,230 @@ fn racing_applies_on_two_states_never_share_or_lose_a_cvm() {
         assert_eq!(t.stats()["cvm_count"], 0, "trial {trial}");
         assert_eq!(t.count("DELETE ") - deletes, in_sim.len() as u64, "trial {trial}: one delete per CVM");
     }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One way a state directory gets damaged.
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    FlipBit,
+    ZeroRegion,
+    Truncate,
+    DeleteDb,
+    DeleteBlob,
+    /// Without its snapshot sled replays the log and stops at the damage: an older database.
+    LoseSnapshotAndZeroTail,
+    LoseSnapshotAndTruncate,
+    DeleteSeal,
+    GarbleSeal,
+    /// The database put back from an older copy of the directory.
+    OlderDatabase,
+}
+
+const DAMAGE: &[Damage] = &[
+    Damage::FlipBit,
+    Damage::ZeroRegion,
+    Damage::Truncate,
+    Damage::DeleteDb,
+    Damage::DeleteBlob,
+    Damage::LoseSnapshotAndZeroTail,
+    Damage::LoseSnapshotAndTruncate,
+    Damage::DeleteSeal,
+    Damage::GarbleSeal,
+    Damage::OlderDatabase,
+];
+
+fn inflict(state: &Path, older: &Path, d: Damage, rng: &mut rand::rngs::StdRng) {
+    let db = state.join("sled/db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    // Where the log's data ends (the file is preallocated with zeros).
+    let used = bytes.iter().rposition(|b| *b != 0).unwrap_or(0) + 1;
+    let tail = used.saturating_sub(3000)..used;
+    let lose_snapshot = || {
+        for f in files_under(&state.join("sled")) {
+            if f.file_name().unwrap().to_string_lossy().starts_with("snap.") {
+                std::fs::remove_file(f).unwrap();
+            }
+        }
+    };
+    match d {
+        Damage::FlipBit => {
+            let i = rng.random_range(0..used);
+            bytes[i] ^= 1 << rng.random_range(0..8);
+        }
+        Damage::ZeroRegion => {
+            let i = rng.random_range(0..used);
+            let end = (i + 4096).min(bytes.len());
+            bytes[i..end].fill(0);
+        }
+        Damage::Truncate => bytes.truncate(rng.random_range(0..used)),
+        Damage::DeleteDb => return std::fs::remove_file(&db).unwrap(),
+        Damage::DeleteBlob => {
+            let blobs = files_under(&state.join("sled/blobs"));
+            return std::fs::remove_file(&blobs[rng.random_range(0..blobs.len())]).unwrap();
+        }
+        Damage::LoseSnapshotAndZeroTail => {
+            lose_snapshot();
+            let i = rng.random_range(tail);
+            bytes[i..used].fill(0);
+        }
+        Damage::LoseSnapshotAndTruncate => {
+            lose_snapshot();
+            bytes.truncate(rng.random_range(tail));
+        }
+        Damage::DeleteSeal => return std::fs::remove_file(state.join("seal.json")).unwrap(),
+        Damage::GarbleSeal => return std::fs::write(state.join("seal.json"), "{\"format\": 1, \"lin").unwrap(),
+        Damage::OlderDatabase => {
+            std::fs::remove_dir_all(state.join("sled")).unwrap();
+            return copy_dir(&older.join("sled"), &state.join("sled"));
+        }
+    }
+    std::fs::write(&db, &bytes).unwrap();
+}
+
+/// Damage of every kind, at random places: every command either reads the whole state or
+/// says it is damaged and how to recover; `state recover` then brings back the whole state.
+#[test]
+fn a_damaged_state_is_an_error_with_a_way_back() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    // One large compose: sled keeps large values in blob files.
+    let big =
+        format!("services:\n  web:\n    image: nginx:1.27\n    labels:\n      pad: \"{}\"\n", "x".repeat(150_000));
+    t.write("big.yml", &big);
+    let manifest = |n: usize| {
+        let mut m = String::from("cvms:\n");
+        for i in 0..n {
+            let compose = if i == 0 { "big.yml" } else { "web.yml" };
+            m.push_str(&format!("  c{i}:\n    name: cvm-{i}-svc\n    compose: {compose}\n"));
+        }
+        m
+    };
+    t.manifest(&manifest(3));
+    t.run(&["apply", "--auto-approve"]).ok();
+    let older = t.path("older");
+    copy_dir(&t.path("state"), &older);
+    t.manifest(&manifest(6));
+    t.run(&["apply", "--auto-approve"]).ok();
+    let want = t.run(&["state", "list"]).ok().stdout.clone();
+    assert_eq!(want.lines().count(), 6);
+    let pristine = t.path("pristine");
+    copy_dir(&t.path("state"), &pristine);
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let mut detected = std::collections::BTreeMap::<String, usize>::new();
+    for trial in 0..40 {
+        let d = DAMAGE[trial % DAMAGE.len()];
+        copy_dir(&pristine, &t.path("state"));
+        inflict(&t.path("state"), &older, d, &mut rng);
+        for args in [&["state", "list"][..], &["plan", "--refresh=false"], &["output"]] {
+            let r = t.run(args);
+            assert!(
+                !r.stderr.contains("panicked") && !r.stderr.contains("backtrace") && !r.stderr.contains("Os {"),
+                "trial {trial} {d:?} {args:?}: {}",
+                r.stderr
+            );
+            if r.code == 0 {
+                if args[0] == "state" {
+                    assert_eq!(r.stdout, want, "trial {trial} {d:?}: read without error, so it must be whole");
+                }
+                continue;
+            }
+            assert_eq!(r.code, 1, "trial {trial} {d:?} {args:?}: {}", r.stderr);
+            assert!(r.stderr.contains("is damaged"), "trial {trial} {d:?} {args:?}: {}", r.stderr);
+            assert!(r.stderr.contains("teeform state recover"), "trial {trial} {d:?}: {}", r.stderr);
+            *detected.entry(format!("{d:?}")).or_default() += 1;
+        }
+        if t.run(&["state", "list"]).code == 0 {
+            continue;
+        }
+        let rec = t.run(&["state", "recover"]);
+        assert!(rec.ok().stdout.contains("Restored the state from"), "trial {trial} {d:?}: {}", rec.stdout);
+        assert_eq!(t.run(&["state", "list"]).ok().stdout, want, "trial {trial} {d:?}: the backup is whole");
+        let p = t.run(&["plan", "--detailed-exitcode"]);
+        assert_eq!(p.code, 0, "trial {trial} {d:?}: {}{}", p.stdout, p.stderr);
+    }
+    // Every kind of damage that loses or changes data was caught at least once.
+    for d in DAMAGE {
+        if !matches!(d, Damage::DeleteBlob) {
+            assert!(detected.contains_key(&format!("{d:?}")), "{d:?} was never detected: {detected:?}");
+        }
+    }
+}
+
+#[test]
+fn a_saved_plan_from_before_a_recovery_is_stale() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(ALPHA);
+    t.run(&["apply", "--auto-approve"]).ok();
+    t.manifest(&ALPHA.replace("compose: web.yml", "compose: web.yml\n    vcpu: 2"));
+    t.run(&["plan", "--out", "p.plan"]).ok();
+    std::fs::remove_file(t.path("state/seal.json")).unwrap();
+    let r = t.run(&["apply", "p.plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("seal.json is missing"), "{}", r.stderr);
+    t.run(&["state", "recover", "--keep-current"]).ok();
+    let r = t.run(&["apply", "p.plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("is stale"), "{}", r.stderr);
+    assert_eq!(t.count("PATCH "), 0);
+}
+
+#[test]
+fn a_state_directory_removed_during_apply_fails_the_run() {
+    let mut t = TestEnv::with_config(teeform::sim::SimConfig { restart_ms: 1500, boot_ms: 1500, ..Default::default() });
+    t.env.insert("TEEFORM_WAIT_TIMEOUT".into(), "20".into());
+    t.write("web.yml", WEB);
+    t.manifest(&format!("{ALPHA}  bravo:\n    name: bravo-svc\n    compose: web.yml\n    depends_on: [alpha]\n"));
+    let child = t
+        .command(&["apply", "--auto-approve"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While alpha boots, the state directory goes away.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.stats()["cvm_count"] == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::remove_dir_all(t.path("state")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("Apply complete!"), "{err}");
+    assert!(err.contains("was removed or replaced while teeform was using it"), "{err}");
+    let id = t.cvm_stat("alpha-svc", "id");
+    assert!(err.contains(&format!("`teeform import cvm.alpha {}`", id.as_str().unwrap())), "{err}");
+    assert!(err.contains("State could not record every step"), "{err}");
+    // bravo waited for alpha, whose result could not be recorded: it never started.
+    assert_eq!(t.stats()["cvm_count"], 1);
 }

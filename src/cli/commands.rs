@@ -501,22 +501,8 @@ async fn execute(
     onchain: Option<Arc<dyn apply::OnChain>>,
 ) -> CliResult {
     let cancel = CancellationToken::new();
-    let ui = ctx.ui;
-    let watcher = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                ui.warn("interrupt received: no new operations will start; running ones finish and are recorded. Press Ctrl-C again to stop at once.");
-                cancel.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    // Every operation is journaled before it is sent, so the next run
-                    // reconciles whatever this leaves in flight.
-                    eprintln!("aborting; the next run will reconcile interrupted operations");
-                    std::process::exit(130);
-                }
-            }
-        })
-    };
+    // SIGINT / SIGTERM now stop scheduling instead of the process (see `signals`).
+    let graceful = super::signals::Graceful::new(&cancel);
     let progress = Arc::new(Progress::new(ctx.ui, p.changes.len()));
     let exec = Executor {
         api: api.client.clone(),
@@ -531,7 +517,7 @@ async fn execute(
     };
     let report = exec.run(p).await;
     progress.finish();
-    watcher.abort();
+    drop(graceful);
     let report = report?;
     let (mut added, mut changed, mut destroyed) = (0, 0, 0);
     for (action, r) in report.results.values() {
@@ -555,7 +541,9 @@ async fn execute(
     } else {
         (format!("Resources: {added} added, {changed} changed, {destroyed} destroyed."), "Apply complete!")
     };
-    if failed.is_empty() && paused.is_empty() && !cancel.is_cancelled() {
+    // An interrupt that came once every step had finished stopped nothing.
+    let interrupted = cancel.is_cancelled() && !report.all_done();
+    if failed.is_empty() && paused.is_empty() && !interrupted {
         eprintln!("\n{} {summary}", pal.bold(&pal.green(done)));
         print_outputs(store.as_ref()).await?;
         return Ok(exit::OK);
@@ -586,7 +574,7 @@ async fn execute(
     for (a, why) in failed {
         e.hints.push(format!("{a}: {why}"));
     }
-    if cancel.is_cancelled() {
+    if interrupted {
         e.hints.push("the run was interrupted; run apply again to continue".into());
     }
     Err(e)

@@ -9,6 +9,7 @@ mod images_cmd;
 mod migrate_cmd;
 mod onchain;
 mod saved;
+mod signals;
 mod sim_cmd;
 mod state_cmds;
 pub mod ui;
@@ -320,6 +321,10 @@ fn init_tracing() {
 }
 
 async fn run(cli: Cli, ui: ui::Ui) -> error::CliResult {
+    // `sim serve` shuts its server down on a signal itself.
+    if !matches!(cli.command, Command::Sim(_)) {
+        signals::install(ui);
+    }
     let ctx = context::Ctx::new(cli.global.clone(), ui);
     match cli.command {
         Command::Validate { vars, json } => commands::validate(&ctx, &vars, json),

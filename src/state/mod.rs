@@ -161,7 +161,12 @@ pub struct BackupInfo {
 /// An I/O error in words, without Rust's debug text: what a person can act on.
 pub fn io_reason(e: &std::io::Error) -> String {
     use std::io::ErrorKind as K;
+    // Libraries (sled) wrap an OS error in another; the inner one says what happened.
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<std::io::Error>()) {
+        return io_reason(inner);
+    }
     match e.kind() {
+        K::FileTooLarge => "the file would grow past the size this process may write (ulimit -f)".into(),
         K::StorageFull => "no space left on the device".into(),
         K::QuotaExceeded => "the disk quota is exceeded".into(),
         K::PermissionDenied => "permission denied".into(),
@@ -169,8 +174,13 @@ pub fn io_reason(e: &std::io::Error) -> String {
         K::NotFound => "no such file or directory".into(),
         _ => {
             // `Display` of an OS error appends "(os error N)"; the words before it suffice.
+            // A wrapped error may show Rust's debug form (`Os { .. message: "…" }`): keep the words.
             let s = e.to_string();
-            s.split(" (os error").next().unwrap_or(&s).to_string()
+            let s = match s.split_once("message: \"") {
+                Some((_, rest)) => rest.split('"').next().unwrap_or_default().to_string(),
+                None => s,
+            };
+            s.split(" (os error").next().unwrap_or(&s).to_lowercase()
         }
     }
 }
@@ -287,6 +297,20 @@ pub fn force_unlock(dir: &std::path::Path, id: &str) -> Result<(), StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_errors_read_as_words_never_as_rust_debug_text() {
+        use std::io::Error;
+        let full = Error::from_raw_os_error(28);
+        assert_eq!(io_reason(&full), "no space left on the device");
+        assert_eq!(io_reason(&Error::other(Error::from_raw_os_error(27))), io_reason(&Error::from_raw_os_error(27)));
+        assert_eq!(io_reason(&Error::from_raw_os_error(13)), "permission denied");
+        let debug = Error::other(format!("{:?}", Error::from_raw_os_error(5)));
+        let words = io_reason(&debug);
+        assert_eq!(words, "input/output error");
+        assert!(!words.contains('{'), "{words}");
+        assert_eq!(io_reason(&Error::other("it broke")), "it broke");
+    }
 
     #[test]
     fn workspace_names_are_safe_as_directories_and_keys() {

@@ -427,3 +427,34 @@ fn a_state_directory_removed_during_apply_fails_the_run() {
     // bravo waited for alpha, whose result could not be recorded: it never started.
     assert_eq!(t.stats()["cvm_count"], 1);
 }
+
+/// A full disk (here: a file-size limit, which fails writes the same way for any user) is an
+/// error naming the state's path in words, never Rust's debug text or a panic.
+#[test]
+fn a_full_disk_names_the_path_in_words() {
+    use std::os::unix::process::CommandExt;
+    let t = TestEnv::new();
+    let big = format!("services:\n  web:\n    image: nginx:1.27\n    labels:\n      pad: \"{}\"\n", "x".repeat(20_000));
+    t.write("web.yml", &big);
+    t.manifest(ALPHA);
+    let mut cmd = t.command(&["apply", "--auto-approve"]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit { rlim_cur: 16 * 1024, rlim_max: 16 * 1024 };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("./state/sled") || err.contains("./state/"), "names the path: {err}");
+    assert!(err.contains("the file would grow past the size this process may write"), "{err}");
+    for debug in ["Os {", "kind:", "panicked", "backtrace"] {
+        assert!(!err.contains(debug), "no Rust debug text ({debug}): {err}");
+    }
+}

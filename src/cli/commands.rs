@@ -125,7 +125,7 @@ async fn session(ctx: &Ctx, run: &RunArgs, command: &str) -> CliResult<Session> 
     let config = ctx.load(&run.vars.vars)?;
     check_graph(&config)?;
     let secrets = read_secrets(&secret_refs(&config), &config.dir)?;
-    let store = ctx.open_state(command, run.lock_timeout).await?;
+    let store = ctx.open_state_for(Some(&config), command, run.lock_timeout).await?;
     let api = ctx.api(&config.endpoint).await?;
     reconcile(ctx, store.as_ref(), &api).await?;
     Ok(Session { config, store, api, secrets })
@@ -431,7 +431,7 @@ fn registrar(
 
 async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
     let saved = SavedPlan::read(file)?;
-    let store = ctx.open_state("apply", args.plan.run.lock_timeout).await?;
+    let store = ctx.open_state_for(None, "apply", args.plan.run.lock_timeout).await?;
     let endpoint = if saved.endpoint == "local" { Endpoint::Local } else { Endpoint::Url(saved.endpoint.clone()) };
     let api = ctx.api(&endpoint).await?;
     reconcile(ctx, store.as_ref(), &api).await?;

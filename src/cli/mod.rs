@@ -41,7 +41,8 @@ pub struct Global {
     /// The manifest to use.
     #[arg(short = 'f', long = "file", value_name = "FILE", default_value = "teeform.yaml", global = true)]
     pub file: PathBuf,
-    /// The state directory (default: `state/` beside the manifest).
+    /// The state directory (default: beside the manifest, `state/` for `teeform.yaml` and
+    /// `NAME.state/` for `NAME.yaml`).
     #[arg(long = "state", value_name = "DIR", global = true)]
     pub state: Option<PathBuf>,
     /// Never use colour (NO_COLOR also works).
@@ -236,6 +237,9 @@ pub enum StateCommand {
         #[arg(required = true)]
         addresses: Vec<String>,
     },
+    /// Record that the state belongs to the manifest named with `-f` (after renaming a
+    /// manifest, or for a state made before teeform recorded its manifest).
+    Bind,
     /// Repair a damaged local state: put back its last whole copy (`backup.json`).
     Recover {
         /// Keep the database as it is instead (every record must still read back) and seal it

@@ -30,11 +30,20 @@ pub struct Meta {
     pub serial: u64,
     /// Salt for secret digests (not secret itself; it makes digests per-state).
     pub salt: String,
+    /// The file name of the manifest this state belongs to (e.g. `prod.yaml`); commands that
+    /// pair a manifest with a state refuse another one. `None`: made before teeform recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
 }
 
 impl Meta {
     pub fn fresh() -> Meta {
-        Meta { lineage: uuid::Uuid::new_v4().to_string(), serial: 0, salt: hex::encode(rand::random::<[u8; 16]>()) }
+        Meta {
+            lineage: uuid::Uuid::new_v4().to_string(),
+            serial: 0,
+            salt: hex::encode(rand::random::<[u8; 16]>()),
+            manifest: None,
+        }
     }
 }
 
@@ -115,6 +124,8 @@ pub struct Batch {
     pub outputs: Option<BTreeMap<String, OutputValue>>,
     pub journal_put: Vec<JournalEntry>,
     pub journal_done: Vec<String>,
+    /// Records the manifest the state belongs to ([`Meta::manifest`]); the serial stays.
+    pub bind: Option<String>,
 }
 
 impl Batch {
@@ -281,6 +292,11 @@ pub async fn recover(opts: &OpenOptions, keep_current: bool) -> Result<Recovered
             "`state recover` is for local state; a PostgreSQL state is restored from the database's own backups".into(),
         )),
     }
+}
+
+/// Whether a local state exists in `dir` (without creating anything).
+pub fn exists(dir: &std::path::Path) -> bool {
+    sled_store::exists(dir)
 }
 
 /// The current holder of the lock on a state directory, if it is held.

@@ -107,6 +107,10 @@ pub(super) fn force_unlock(dir: &Path, id: &str) -> Result<(), StateError> {
     }
 }
 
+pub(super) fn exists(dir: &Path) -> bool {
+    dir.join(DB_DIR).is_dir()
+}
+
 fn identity(dir: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(dir.join(DB_DIR)).ok().map(|m| (m.dev(), m.ino()))
 }
@@ -567,8 +571,11 @@ impl Store for SledStore {
                     seal.journal.remove(k.as_bytes(), &old);
                 }
             }
-            if bumps {
-                meta.serial += 1;
+            if bumps || batch.bind.is_some() {
+                meta.serial += u64::from(bumps);
+                if let Some(m) = &batch.bind {
+                    meta.manifest = Some(m.clone());
+                }
                 tm.insert(META_KEY, serde_json::to_vec(&meta).map_err(abort)?)?;
             }
             seal.serial = meta.serial;

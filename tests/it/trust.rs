@@ -458,3 +458,158 @@ fn a_full_disk_names_the_path_in_words() {
         assert!(!err.contains(debug), "no Rust debug text ({debug}): {err}");
     }
 }
+
+fn env_manifest(t: &TestEnv, file: &str, name: &str) {
+    t.write(
+        file,
+        &format!(
+            "provider:\n  phala:\n    endpoint: {}\ncvms:\n  web:\n    name: {name}\n    compose: web.yml\n",
+            t.prefix()
+        ),
+    );
+}
+
+/// `prod.yaml` and `staging.yaml` side by side: each keeps its own state, and neither plan
+/// touches the other's CVMs.
+#[test]
+fn two_manifests_in_one_folder_keep_their_own_state() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    env_manifest(&t, "prod.yaml", "web-prod");
+    env_manifest(&t, "staging.yaml", "web-staging");
+    t.run(&["-f", "prod.yaml", "apply", "--auto-approve"]).ok();
+    assert!(t.file_exists("prod.state/sled") && !t.file_exists("state"), "prod.yaml's state is prod.state/");
+    let p = t.run(&["-f", "staging.yaml", "plan"]);
+    assert!(p.ok().stdout.contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{}", p.stdout);
+    t.run(&["-f", "staging.yaml", "apply", "--auto-approve"]).ok();
+    assert_eq!(t.stats()["cvm_count"], 2);
+    assert_eq!(t.cvm_stat("web-prod", "restarts"), 0);
+    for f in ["prod.yaml", "staging.yaml"] {
+        assert!(t.run(&["-f", f, "plan"]).ok().stdout.contains("No changes."));
+        assert_eq!(t.run(&["-f", f, "state", "list"]).ok().stdout, "cvm.web\n");
+    }
+    // Pointed at the other's state on purpose or by mistake: refused, nothing touched.
+    let r = t.run(&["-f", "staging.yaml", "--state", "prod.state", "apply", "--auto-approve"]);
+    r.code(1);
+    assert!(r.stderr.contains("belongs to the manifest prod.yaml, not staging.yaml"), "{}", r.stderr);
+    assert!(r.stderr.contains("`-f prod.yaml`"), "{}", r.stderr);
+    // A renamed manifest takes its state along with `state bind`.
+    std::fs::rename(t.path("prod.yaml"), t.path("production.yaml")).unwrap();
+    std::fs::rename(t.path("prod.state"), t.path("production.state")).unwrap();
+    let r = t.run(&["-f", "production.yaml", "plan"]);
+    assert!(r.stderr.contains("if you renamed prod.yaml to production.yaml"), "{}", r.stderr);
+    t.run(&["-f", "production.yaml", "state", "bind"]).ok();
+    assert!(t.run(&["-f", "production.yaml", "plan"]).ok().stdout.contains("No changes."));
+    assert_eq!(t.count("DELETE "), 0);
+    assert_eq!(t.count("PATCH "), 0);
+}
+
+/// Writes `records` into `dir` the way teeform before 0.2 laid a state out: sled with the
+/// state's identity and records, no seal, no manifest recorded, no seal.json or backup.json.
+fn write_legacy_state(dir: &Path, records: &[serde_json::Value], journal: &[serde_json::Value]) {
+    let db = sled::Config::new().path(dir.join("sled")).open().unwrap();
+    let meta = serde_json::json!({"lineage": uuid::Uuid::new_v4().to_string(), "serial": 4, "salt": "00112233445566778899aabbccddeeff"});
+    db.open_tree("meta").unwrap().insert("meta", serde_json::to_vec(&meta).unwrap()).unwrap();
+    let res = db.open_tree("resources").unwrap();
+    for r in records {
+        res.insert(r["address"].as_str().unwrap(), serde_json::to_vec(r).unwrap()).unwrap();
+    }
+    let jnl = db.open_tree("journal").unwrap();
+    for j in journal {
+        jnl.insert(j["id"].as_str().unwrap(), serde_json::to_vec(j).unwrap()).unwrap();
+    }
+    db.flush().unwrap();
+}
+
+/// The records a state holds, as JSON (what `state show --json` prints is a record).
+fn records(t: &TestEnv, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut a = args.to_vec();
+    a.extend(["show", "--json"]);
+    // The harness shows the API prefix as `$API`; the records hold the real one.
+    let out = t.run(&a).ok().stdout.replace("$API", &t.prefix());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["resources"].as_array().unwrap().clone()
+}
+
+/// A folder where an earlier teeform kept prod.yaml's state in the shared `state/`: upgrading
+/// loses nothing. staging.yaml is refused until prod.yaml has moved it; then each has its own.
+#[test]
+fn a_shared_state_from_an_earlier_teeform_moves_to_its_manifest() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    env_manifest(&t, "prod.yaml", "web-prod");
+    env_manifest(&t, "staging.yaml", "web-staging");
+    t.run(&["-f", "prod.yaml", "apply", "--auto-approve"]).ok();
+    let recs = records(&t, &["-f", "prod.yaml"]);
+    std::fs::remove_dir_all(t.path("prod.state")).unwrap();
+    write_legacy_state(&t.path("state"), &recs, &[]);
+
+    // Before prod.yaml claims it, staging.yaml will not guess whose it is.
+    let r = t.run(&["-f", "staging.yaml", "plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("did not record which manifest it belongs to"), "{}", r.stderr);
+    assert!(r.stderr.contains("named `web-prod` where this manifest names it `web-staging`"), "{}", r.stderr);
+    assert!(!t.file_exists("staging.state"), "nothing was created");
+
+    let p = t.run(&["-f", "prod.yaml", "plan"]);
+    assert!(p.ok().stdout.contains("No changes."), "{}{}", p.stdout, p.stderr);
+    assert!(p.stderr.contains("Moved ./state to ./prod.state"), "{}", p.stderr);
+    assert!(t.file_exists("prod.state/sled") && !t.file_exists("state"));
+
+    let p = t.run(&["-f", "staging.yaml", "plan"]);
+    assert!(p.ok().stdout.contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{}", p.stdout);
+    assert_eq!(t.count("DELETE "), 0);
+}
+
+/// The common upgrade: one teeform.yaml and its state in `state/`, made by an earlier teeform.
+/// It is used as it is (and from then on belongs to teeform.yaml).
+#[test]
+fn a_state_from_an_earlier_teeform_is_used_as_it_is() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(ALPHA);
+    t.run(&["apply", "--auto-approve"]).ok();
+    let recs = records(&t, &[]);
+    std::fs::remove_dir_all(t.path("state")).unwrap();
+    // An interrupted update the earlier version journaled comes along too.
+    let entry = serde_json::json!({"id": "old-1", "address": "cvm.alpha", "op": "update", "name": "alpha-svc",
+        "cloud_id": recs[0]["ids"]["id"], "started_at": "2026-01-01T00:00:00Z", "detail": null});
+    write_legacy_state(&t.path("state"), &recs, &[entry]);
+    let p = t.run(&["plan"]);
+    assert!(p.ok().stdout.contains("No changes."), "{}{}", p.stdout, p.stderr);
+    assert!(t.file_exists("state/seal.json"), "sealed on first use");
+    let r = t.run(&["-f", "other.yaml", "--state", "state", "state", "bind"]);
+    r.ok();
+    assert!(r.stdout.contains("now belongs to other.yaml (it belonged to teeform.yaml)"), "{}", r.stdout);
+}
+
+/// `output`, `show` and `state list` outside a project: an error, and nothing created. With a
+/// manifest but no state yet: an empty state, still nothing created.
+#[test]
+fn reading_commands_outside_a_project_create_nothing() {
+    let t = TestEnv::new();
+    for args in [
+        &["output"][..],
+        &["show"],
+        &["state", "list"],
+        &["state", "show", "cvm.x"],
+        &["state", "rm", "cvm.x"],
+        &["state", "migrate", "--to", "postgres"],
+    ] {
+        let r = t.run(args);
+        r.code(1);
+        assert!(
+            r.stderr.contains("no teeform manifest (teeform.yaml) and no state (./state) here"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(!t.file_exists("state"), "{args:?} created state/");
+    }
+    t.write("web.yml", WEB);
+    t.manifest(ALPHA);
+    assert_eq!(t.run(&["state", "list"]).ok().stdout, "");
+    assert!(t.run(&["show"]).ok().stdout.contains("The state is empty."));
+    t.run(&["output"]).ok();
+    assert!(t.run(&["state", "show", "cvm.alpha"]).stderr.contains("`cvm.alpha` is not in state"));
+    assert!(!t.file_exists("state"), "reading created state/");
+}

@@ -16,6 +16,7 @@
 //! damaged copy is never restored.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -183,11 +184,15 @@ pub struct Backup {
     pub journal: Vec<JournalEntry>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct BackupHeader {
+/// The first line of `backup.json`: enough to tell whether the copy is current without
+/// reading (or trusting) the rest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupHeader {
     teeform_state_backup: u32,
     /// SHA-256 of everything after the first line.
     sha256: String,
+    /// The seal of the state copied.
+    pub seal: Seal,
 }
 
 impl Backup {
@@ -210,11 +215,22 @@ impl Backup {
 
 pub fn write_backup(dir: &Path, backup: &Backup) -> Result<(), String> {
     let body = serde_json::to_vec_pretty(backup).map_err(|e| e.to_string())?;
-    let header = BackupHeader { teeform_state_backup: 1, sha256: hex::encode(Sha256::digest(&body)) };
+    let header =
+        BackupHeader { teeform_state_backup: 1, sha256: hex::encode(Sha256::digest(&body)), seal: backup.seal.clone() };
     let mut bytes = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
     bytes.push(b'\n');
     bytes.extend_from_slice(&body);
     write_atomic(&dir.join(BACKUP_FILE), &bytes)
+}
+
+/// The header of `backup.json` (its first line only), if there is a readable one. Whether the
+/// rest is whole is checked by [`read_backup`], before anything is restored from it.
+pub fn read_backup_header(dir: &Path) -> Option<BackupHeader> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(dir.join(BACKUP_FILE)).ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(f).take(64 * 1024).read_line(&mut line).ok()?;
+    serde_json::from_str(&line).ok()
 }
 
 /// Reads `backup.json`: `Ok(None)` if there is none; `Err` (a reason) if it is damaged.
@@ -233,6 +249,9 @@ pub fn read_backup(dir: &Path) -> Result<Option<Backup>, String> {
         return Err(damaged("its checksum does not match"));
     }
     let backup: Backup = serde_json::from_slice(body).map_err(|e| damaged(&e.to_string()))?;
+    if backup.seal != header.seal {
+        return Err(damaged("its header and contents disagree"));
+    }
     if backup.format > FORMAT {
         return Err(format!("{} was written by a newer teeform (state format {})", path.display(), backup.format));
     }

@@ -288,7 +288,7 @@ impl SledStore {
             Some(_) => {}
         }
         // A backup newer than the database also means writes were lost.
-        if let Ok(Some(b)) = integrity::read_backup(dir)
+        if let Some(b) = integrity::read_backup_header(dir)
             && b.seal.lineage == seal.lineage
             && b.seal.writes > seal.writes
         {
@@ -330,8 +330,7 @@ impl SledStore {
     /// Refreshes `backup.json` from the state as it is now, unless it already holds this write
     /// (`force`: also then, e.g. after a recovery reused the write count).
     async fn keep_backup(&self, seal: &Seal, force: bool) -> Result<(), StateError> {
-        let current = integrity::read_backup(&self.dir).ok().flatten();
-        if !force && current.is_some_and(|b| b.seal == *seal) {
+        if !force && integrity::read_backup_header(&self.dir).is_some_and(|b| b.seal == *seal) {
             return Ok(());
         }
         let backup = Backup::of(seal, &self.snapshot().await?, &self.journal().await?);

@@ -174,8 +174,13 @@ impl Ctx {
         {
             return Ok(());
         }
-        let legacy = OpenOptions { dir: shared.clone(), ..opts.clone() };
-        let store = crate::state::open(&legacy).await?;
+        let legacy = OpenOptions { dir: shared.clone(), lock_timeout: Duration::ZERO, ..opts.clone() };
+        let store = match crate::state::open(&legacy).await {
+            Ok(s) => s,
+            // In use: another manifest's run (a run of this one would not be using it).
+            Err(crate::state::StateError::Locked { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         let fit = owner_fit(store.as_ref(), cfg).await;
         store.close().await?;
         drop(store);

@@ -613,3 +613,29 @@ fn reading_commands_outside_a_project_create_nothing() {
     assert!(t.run(&["state", "show", "cvm.alpha"]).stderr.contains("`cvm.alpha` is not in state"));
     assert!(!t.file_exists("state"), "reading created state/");
 }
+
+/// While teeform.yaml's apply holds `state/`, another manifest in the folder still plans.
+#[test]
+fn another_manifests_running_apply_does_not_block_a_plan() {
+    let t = TestEnv::with_config(teeform::sim::SimConfig { restart_ms: 1500, boot_ms: 1500, ..Default::default() });
+    t.write("web.yml", WEB);
+    t.manifest(ALPHA);
+    env_manifest(&t, "prod.yaml", "web-prod");
+    let child = t
+        .command(&["apply", "--auto-approve"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.stats()["cvm_count"] == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(t.file_exists("state/holder.json"), "teeform.yaml's apply holds state/");
+    let p = t.run(&["-f", "prod.yaml", "plan"]);
+    assert!(p.ok().stdout.contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{}", p.stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(t.run(&["state", "list"]).ok().stdout, "cvm.alpha\n");
+}

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use reconcile::{ReconcileError, Reconciled, elsewhere, reconcile};
+pub use reconcile::{CreateDetail, ReconcileError, Reconciled, elsewhere, reconcile};
 pub use wait::WaitOptions;
 
 use crate::manifest::{Ref, Template};
@@ -131,6 +131,8 @@ pub struct Report {
     /// new CVM failed to boot still deleted one CVM and created another.
     pub effects: BTreeMap<String, Effects>,
     pub elapsed: Duration,
+    /// A state write failed: state may lack what some steps did (their errors say what).
+    pub state_failed: bool,
 }
 
 /// What one step did in the cloud.
@@ -177,6 +179,8 @@ struct Shared {
     salt: String,
     nodes: tokio::sync::OnceCell<Vec<crate::providers::NodeInfo>>,
     types: tokio::sync::OnceCell<Vec<crate::providers::InstanceType>>,
+    /// Set when a state write fails.
+    state_failed: std::sync::atomic::AtomicBool,
 }
 
 /// Which changes each change waits for.
@@ -271,6 +275,7 @@ impl Executor {
             salt: snap.meta.salt.clone(),
             nodes: Default::default(),
             types: Default::default(),
+            state_failed: Default::default(),
         });
         let deps = dependencies(plan);
         let changes: BTreeMap<String, Change> = plan.changes.iter().map(|c| (c.address.clone(), c.clone())).collect();
@@ -348,7 +353,8 @@ impl Executor {
         }
         self.write_outputs(plan, &shared).await?;
         let effects = shared.effects.lock().expect("effects lock").clone();
-        Ok(Report { results, effects, elapsed: start.elapsed() })
+        let state_failed = shared.state_failed.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(Report { results, effects, elapsed: start.elapsed(), state_failed })
     }
 
     async fn write_outputs(&self, plan: &Plan, shared: &Shared) -> Result<(), StateError> {
@@ -473,7 +479,10 @@ impl Step {
     async fn commit(&self, batch: Batch) -> Result<(), String> {
         let puts = batch.put.clone();
         let removes = batch.remove.clone();
-        self.store.commit(batch).await.map_err(|e| format!("cannot write state: {e}"))?;
+        if let Err(e) = self.store.commit(batch).await {
+            self.shared.state_failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(format!("cannot write state: {e}"));
+        }
         let mut cur = self.shared.current.lock().expect("state lock");
         for r in puts {
             cur.insert(r.address.clone(), r);
@@ -598,9 +607,8 @@ impl Step {
         };
         let mut state_attrs = after.clone();
         state_attrs.env = env_kept;
-        let intent = serde_json::json!({ "attrs": state_attrs });
-        let entry = self.journal(c, "create", None, intent);
-        self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
+        // Provisioning only computes (compose hash, app id, key); nothing exists until the
+        // commit, so nothing is journaled yet and a refused provision leaves nothing behind.
         self.events.status(&c.address, "provisioning");
         let prov = self.api.provision(&req).await.map_err(api_err)?;
         if let Some(h) = c.compose_hash.as_ref().filter(|h| h.after != prov.compose_hash) {
@@ -632,6 +640,18 @@ impl Step {
             };
             Some(crate::envcrypt::encrypt(&env, &key).map_err(|e| e.to_string())?)
         };
+        if app_id.is_empty() {
+            return Err("the API gave no app id for the new CVM".into());
+        }
+        // The journal entry carries the app id this provision gave (a fresh one per create):
+        // after a crash it is what proves a CVM was made by this commit. Never the name alone.
+        let detail = CreateDetail {
+            attrs: state_attrs.clone(),
+            app_id: Some(app_id.clone()),
+            compose_hash: Some(prov.compose_hash.clone()),
+        };
+        let entry = self.journal(c, "create", None, serde_json::to_value(&detail).map_err(|e| e.to_string())?);
+        self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
         self.events.status(&c.address, "creating");
         let commit = CommitRequest {
             app_id: app_id.clone(),
@@ -672,7 +692,16 @@ impl Step {
         rec.boot = BootHistory { pending: true, failures: prior };
         let mut done = vec![entry.id.clone()];
         done.extend(deployed.map(|d| d.journal_id));
-        self.commit(Batch { put: vec![rec.clone()], journal_done: done, ..Default::default() }).await?;
+        // Should state be lost from here on, say which CVM it no longer knows.
+        let unrecorded = |e: String| {
+            format!(
+                "{e}\n  hint: CVM {path_id} (`{}`) was created; if state lost it, `teeform import {} {path_id}` takes it back",
+                after.name, c.address
+            )
+        };
+        self.commit(Batch { put: vec![rec.clone()], journal_done: done, ..Default::default() })
+            .await
+            .map_err(unrecorded)?;
         let remote =
             match wait::until_ready(self.api.as_ref(), &path_id, &self.wait, |s| self.events.status(&c.address, s))
                 .await
@@ -687,7 +716,7 @@ impl Step {
             };
         let rec =
             self.record(c, CloudIds { id: path_id.clone(), ..remote.ids.clone() }, state_attrs, Some(&remote), false);
-        self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
+        self.commit(Batch { put: vec![rec], ..Default::default() }).await.map_err(unrecorded)?;
         if c.after.as_ref().and_then(|a| a.power.as_deref()) == Some(STOPPED) {
             self.set_power(c, &rec_ids, PowerAction::Stop).await?;
         }

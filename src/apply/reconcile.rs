@@ -1,17 +1,43 @@
 //! Reconciling the journal: operations that were in flight when a previous run stopped.
 //!
-//! A create that may have happened is looked up by name and adopted; an update or delete is
-//! re-read. Afterwards state never claims what the cloud does not have, and no CVM teeform
-//! created is forgotten.
+//! A create that may have happened is looked up by the app id its provision gave and adopted
+//! only when that CVM is there; an update or delete is re-read. Afterwards state never claims
+//! what the cloud does not have, no CVM teeform created is forgotten, and no CVM teeform did
+//! not create is taken: a CVM is never adopted because of its name.
+
+use serde::{Deserialize, Serialize};
 
 use crate::model::{CloudIds, CvmAttrs, ResourceRecord, now_rfc3339};
 use crate::providers::PhalaApi;
 use crate::state::{Batch, JournalEntry, StateError, Store};
 
+/// What a `create` journal entry holds (its `detail`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateDetail {
+    /// The attributes state records once the CVM exists (env as digests).
+    pub attrs: CvmAttrs,
+    /// The app id the provision answer gave (or the app contract this run deployed), written
+    /// before the commit is sent. A CVM with this app id is one this create made: the API
+    /// gives each provision its own app id. (UNVERIFIED for Phala Cloud: that two
+    /// provisions of the same compose never share an app id while both are uncommitted; the
+    /// simulator gives each its own.) Entries written by teeform before 0.2 have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose_hash: Option<String>,
+}
+
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
     /// Addresses of CVMs found and adopted into state.
     pub adopted: Vec<String>,
+    /// Interrupted creates that cannot be proven to have made a CVM (journaled by an older
+    /// teeform, without an app id), as (address, CVM name): nothing was adopted. If a CVM of
+    /// that name exists, the next plan refuses to create it again and offers `import`.
+    pub unproven: Vec<(String, String)>,
+    /// A CVM an interrupted create made whose address state already gives another CVM, as
+    /// (address, CVM path id): left out of state, to be imported under another address.
+    pub displaced: Vec<(String, String)>,
     /// Entries cleared because nothing had happened or state already knew.
     pub cleared: usize,
     /// Entries kept because they are waiting on something (e.g. on-chain registration).
@@ -54,16 +80,27 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
             |m: crate::providers::ApiError| ReconcileError::Api { address: e.address.clone(), message: m.to_string() };
         let mut batch = Batch { journal_done: vec![e.id.clone()], ..Default::default() };
         match e.op.as_str() {
-            "create" => {
-                let known = snap.resources.get(&e.address).is_some_and(|r| r.attrs.name == e.name);
-                if !known
-                    && let Some(remote) = api.get_cvm(&e.name).await.map_err(api_err)?
-                    && remote.attrs.name == e.name
-                {
-                    batch.put.push(adopt(&e, &remote));
-                    out.adopted.push(e.address.clone());
+            "create" => match detail(&e).and_then(|d| d.app_id) {
+                // Without the provision's app id nothing proves which CVM (if any) this
+                // create made; one found by name may be anybody's.
+                None => out.unproven.push((e.address.clone(), e.name.clone())),
+                Some(app_id) => {
+                    let held = snap.resources.get(&e.address);
+                    if !held.is_some_and(|r| r.ids.app_id.as_deref().is_some_and(|a| same_app(a, &app_id)))
+                        && let Some(remote) = api.get_cvm(&format!("app_{}", bare(&app_id))).await.map_err(api_err)?
+                        && remote.ids.app_id.as_deref().is_some_and(|a| same_app(a, &app_id))
+                        && remote.attrs.name == e.name
+                    {
+                        match held {
+                            None => {
+                                batch.put.push(adopt(&e, &remote));
+                                out.adopted.push(e.address.clone());
+                            }
+                            Some(_) => out.displaced.push((e.address.clone(), path_id(&remote))),
+                        }
+                    }
                 }
-            }
+            },
             "update" => {
                 // Whether the update landed is unknown: take what the cloud says now. Env values
                 // cannot be read back, so those the update meant to change become unknown and
@@ -102,8 +139,25 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
     Ok(out)
 }
 
+fn detail(e: &JournalEntry) -> Option<CreateDetail> {
+    serde_json::from_value(e.detail.clone()).ok()
+}
+
 fn intent(e: &JournalEntry) -> Option<CvmAttrs> {
     serde_json::from_value(e.detail.get("attrs")?.clone()).ok()
+}
+
+/// An app id without `app_` or `0x`, lower case (the API writes 40 hex digits).
+fn bare(app_id: &str) -> String {
+    app_id.trim_start_matches("app_").trim_start_matches("0x").to_ascii_lowercase()
+}
+
+fn same_app(a: &str, b: &str) -> bool {
+    bare(a) == bare(b)
+}
+
+fn path_id(remote: &crate::model::RemoteCvm) -> String {
+    remote.ids.vm_uuid.clone().unwrap_or_else(|| remote.ids.id.clone())
 }
 
 fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
@@ -111,7 +165,7 @@ fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
     attrs.name = remote.attrs.name.clone();
     ResourceRecord {
         address: e.address.clone(),
-        ids: CloudIds { id: remote.ids.vm_uuid.clone().unwrap_or_else(|| remote.ids.id.clone()), ..remote.ids.clone() },
+        ids: CloudIds { id: path_id(remote), ..remote.ids.clone() },
         attrs,
         compose_hash: remote.compose_hash.clone(),
         env_pubkey: remote.env_pubkey.clone(),

@@ -127,7 +127,7 @@ async fn session(ctx: &Ctx, run: &RunArgs, command: &'static str) -> CliResult<S
     let config = ctx.load(&run.vars.vars)?;
     check_graph(&config)?;
     let secrets = read_secrets(&secret_refs(&config), &config.dir)?;
-    let store = ctx.open_state(command, run.lock_timeout).await?;
+    let store = ctx.open_state_for(Some(&config), command, run.lock_timeout).await?;
     let api = ctx.api(&config.endpoint).await?;
     reconcile(ctx, store.as_ref(), &api).await?;
     Ok(Session { command, config, store, api, secrets })
@@ -158,6 +158,16 @@ async fn reconcile(ctx: &Ctx, store: &dyn Store, api: &Api) -> CliResult<()> {
     let r = apply::reconcile(store, api.client.as_ref()).await?;
     for a in &r.adopted {
         ctx.ui.warn(&format!("{a}: a create interrupted earlier had succeeded; the CVM is now in state"));
+    }
+    for (a, name) in &r.unproven {
+        ctx.ui.warn(&format!(
+            "{a}: a create interrupted under an older teeform cannot be proven to have made a CVM, so none was adopted; if CVM `{name}` exists and is yours, `teeform import {a} {name}` manages it"
+        ));
+    }
+    for (a, id) in &r.displaced {
+        ctx.ui.warn(&format!(
+            "{a}: a create interrupted earlier made CVM {id}, but state already holds another CVM at {a}; it was left out of state (`teeform import cvm.NAME {id}` under another address manages it)"
+        ));
     }
     if r.kept > 0 {
         ctx.ui.warn(&format!(
@@ -355,9 +365,8 @@ async fn catalogs(api: &Api, needed: &BTreeSet<&str>) -> CliResult<plan::checks:
     Ok(c)
 }
 
-/// Refuses creates whose name a CVM outside this state already has. Applying one would fail
-/// or make a second CVM of that name, and an interrupted create is found again by its name,
-/// so it could adopt the stranger. One list call, made only when the plan creates something.
+/// Refuses creates whose name a CVM outside this state already has: applying one would fail
+/// or make a second CVM of that name. One list call, made only when the plan creates something.
 async fn names_are_free(ctx: &Ctx, api: &Api, snapshot: &Snapshot, p: &Plan) -> CliResult<()> {
     let creating: BTreeMap<&str, &str> = p
         .changes
@@ -577,7 +586,7 @@ fn registrar(
 
 async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
     let saved = SavedPlan::read(file)?;
-    let store = ctx.open_state("apply", args.plan.run.lock_timeout).await?;
+    let store = ctx.open_state_for(None, "apply", args.plan.run.lock_timeout).await?;
     let endpoint = if saved.endpoint == "local" { Endpoint::Local } else { Endpoint::Url(saved.endpoint.clone()) };
     let api = ctx.api(&endpoint).await?;
     reconcile(ctx, store.as_ref(), &api).await?;
@@ -681,22 +690,8 @@ async fn execute(
     onchain: Option<Arc<dyn apply::OnChain>>,
 ) -> CliResult {
     let cancel = CancellationToken::new();
-    let ui = ctx.ui;
-    let watcher = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                ui.warn("interrupt received: no new operations will start; running ones finish and are recorded. Press Ctrl-C again to stop at once.");
-                cancel.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    // Every operation is journaled before it is sent, so the next run
-                    // reconciles whatever this leaves in flight.
-                    eprintln!("aborting; the next run will reconcile interrupted operations");
-                    std::process::exit(130);
-                }
-            }
-        })
-    };
+    // SIGINT / SIGTERM now stop scheduling instead of the process (see `signals`).
+    let graceful = super::signals::Graceful::new(&cancel);
     let progress = Arc::new(Progress::new(ctx.ui, p.changes.len()));
     let exec = Executor {
         api: api.client.clone(),
@@ -711,7 +706,7 @@ async fn execute(
     };
     let report = exec.run(p).await;
     progress.finish();
-    watcher.abort();
+    drop(graceful);
     let report = report?;
     // What happened in the cloud, finished or not: a replacement whose new CVM failed to boot
     // still destroyed one CVM and added another.
@@ -725,7 +720,9 @@ async fn execute(
         (format!("Resources: {added} added, {changed} changed, {destroyed} destroyed."), "Apply complete!")
     };
     let attention = if p.mode == Mode::Destroy { None } else { unresolved(p) };
-    if failed.is_empty() && paused.is_empty() && !cancel.is_cancelled() && attention.is_none() {
+    // An interrupt that came once every step had finished stopped nothing.
+    let interrupted = cancel.is_cancelled() && !report.all_done();
+    if failed.is_empty() && paused.is_empty() && !interrupted && attention.is_none() {
         eprintln!("\n{} {summary}", pal.bold(&pal.green(done)));
         print_outputs(store.as_ref()).await?;
         return Ok(exit::OK);
@@ -740,7 +737,7 @@ async fn execute(
     // Paused (also when Ctrl-C stopped the wait for the chain): exit 3, resumable.
     if failed.is_empty()
         && paused.is_empty()
-        && !cancel.is_cancelled()
+        && !interrupted
         && let Some(mut e) = attention
     {
         e.message = format!("{summary} But {}", e.message);
@@ -759,15 +756,20 @@ async fn execute(
         return Ok(exit::PAUSED);
     }
     let mut e = CliError::new(format!(
-        "apply did not finish: {} failed, {} skipped. {summary} State records every completed step.",
+        "apply did not finish: {} failed, {} skipped. {summary} {}",
         failed.len(),
-        report.results.values().filter(|(_, r)| matches!(r, StepResult::Skipped(_))).count()
+        report.results.values().filter(|(_, r)| matches!(r, StepResult::Skipped(_))).count(),
+        if report.state_failed {
+            "State could not record every step: the failures below say what it lacks."
+        } else {
+            "State records every completed step."
+        }
     ));
     for (a, why) in failed {
         e.hints.push(format!("{a}: {why}"));
     }
     e.hints.extend(attention_hints);
-    if cancel.is_cancelled() {
+    if interrupted {
         e.hints.push("the run was interrupted; run apply again to continue".into());
     }
     Err(e)

@@ -11,7 +11,7 @@ use crate::manifest::{BackendKind, Config, Endpoint, LoadOptions};
 use crate::providers::PhalaApi;
 use crate::providers::phala::PhalaClient;
 use crate::sim::{Sim, SimConfig, SimHandle};
-use crate::state::{Backend, DEFAULT_WORKSPACE, LockInfo, OpenOptions, PgConn, Store, check_workspace};
+use crate::state::{Backend, Batch, DEFAULT_WORKSPACE, LockInfo, OpenOptions, PgConn, Store, check_workspace};
 
 pub struct Ctx {
     pub global: Global,
@@ -148,8 +148,14 @@ impl Ctx {
             .unwrap_or_else(|| PathBuf::from("."))
     }
 
+    /// `--state`, else where the manifest keeps its state ([`default_state_dir`]).
     pub fn state_dir(&self) -> PathBuf {
-        self.global.state.clone().unwrap_or_else(|| self.base_dir().join("state"))
+        self.global.state.clone().unwrap_or_else(|| default_state_dir(&self.global.file))
+    }
+
+    /// The manifest's file name, as a state records which manifest it belongs to.
+    pub fn manifest_name(&self) -> String {
+        self.global.file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
     }
 
     /// Retries are shown as they happen: a slow run should say why it is slow.
@@ -204,6 +210,182 @@ impl Ctx {
             }
             c
         })
+    }
+
+    /// Opens the state a command pairs with the manifest (`cfg`, when loaded): first moves a
+    /// state an earlier teeform kept in the folder's shared `state/` to where this manifest
+    /// keeps its own, if it is this manifest's; then makes sure the state belongs to this
+    /// manifest, recording it on first use. Never opens another manifest's state.
+    pub async fn open_state_for(
+        &self,
+        cfg: Option<&Config>,
+        command: &str,
+        lock_timeout: Duration,
+    ) -> CliResult<Arc<dyn Store>> {
+        let opts = self.state_options(command, lock_timeout)?;
+        if let Some(cfg) = cfg {
+            self.move_shared_state(&opts, cfg).await?;
+        }
+        let store = crate::state::open(&opts).await?;
+        if let Err(e) = self.bind(store.as_ref(), cfg).await {
+            store.close().await?;
+            return Err(e);
+        }
+        Ok(store)
+    }
+
+    /// Opens the state for a command that only reads it. `None` when there is no local state
+    /// yet: nothing is created. With neither a manifest nor a state here, an error.
+    pub async fn open_state_read(&self, command: &str) -> CliResult<Option<Arc<dyn Store>>> {
+        let opts = self.state_options(command, Duration::from_secs(5))?;
+        if matches!(opts.backend, Backend::Local) && !crate::state::exists(&opts.local_dir()) {
+            if !self.manifest_path().exists() {
+                return Err(self.no_project());
+            }
+            return Ok(None);
+        }
+        Ok(Some(crate::state::open(&opts).await?))
+    }
+
+    /// "Nothing here": no manifest and no state where this command looked.
+    pub fn no_project(&self) -> CliError {
+        let mut e = if self.manifest_path().exists() {
+            CliError::new(format!("there is no state in {} yet (nothing was created)", self.state_dir().display()))
+                .hint(format!("`teeform -f {} plan` starts one", self.manifest_path().display()))
+        } else {
+            CliError::new(format!(
+                "no teeform manifest ({}) and no state ({}) here; nothing was created",
+                self.manifest_path().display(),
+                self.state_dir().display()
+            ))
+            .hint("run teeform in the folder of your teeform.yaml, or name it: `-C DIR`, `-f FILE`, `--state DIR`")
+        };
+        let shared = self.base_dir().join("state");
+        if self.global.state.is_none() && shared != self.state_dir() && crate::state::exists(&shared) {
+            e = e.hint(format!(
+                "{} holds a state an earlier teeform kept for every manifest in this folder; `teeform -f {} plan` moves it to {} if it is this manifest's",
+                shared.display(),
+                self.manifest_path().display(),
+                self.state_dir().display()
+            ));
+        }
+        e
+    }
+
+    /// A state in the folder's shared `state/` (where teeform before 0.2 kept the state of
+    /// every manifest in a folder) moves to this manifest's own state directory when its
+    /// records are this manifest's CVMs.
+    async fn move_shared_state(&self, opts: &OpenOptions, cfg: &Config) -> CliResult<()> {
+        let shared = self.base_dir().join("state");
+        let own = self.state_dir();
+        if self.global.state.is_some()
+            || !matches!(opts.backend, Backend::Local)
+            || shared == own
+            || own.exists()
+            || !crate::state::exists(&OpenOptions { dir: shared.clone(), ..opts.clone() }.local_dir())
+        {
+            return Ok(());
+        }
+        let legacy = OpenOptions { dir: shared.clone(), lock_timeout: Duration::ZERO, ..opts.clone() };
+        let store = match crate::state::open(&legacy).await {
+            Ok(s) => s,
+            // In use: another manifest's run (a run of this one would not be using it).
+            Err(crate::state::StateError::Locked { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let fit = owner_fit(store.as_ref(), cfg).await;
+        store.close().await?;
+        drop(store);
+        let (meta, fit) = fit?;
+        let me = self.manifest_name();
+        match (meta.manifest, fit) {
+            (Some(m), _) if m == me => {}
+            (Some(_), _) | (None, Fit::Empty | Fit::Foreign) => {
+                self.ui.status(
+                    "Note",
+                    &format!(
+                        "{} is another manifest's state; {} keeps its own in {}",
+                        shared.display(),
+                        me,
+                        own.display()
+                    ),
+                );
+                return Ok(());
+            }
+            (None, Fit::Unclear(why)) => return Err(self.unclear(&shared, &why)),
+            (None, Fit::Ours) => {}
+        }
+        std::fs::rename(&shared, &own).map_err(|e| {
+            CliError::new(format!(
+                "cannot move {} to {}: {}",
+                shared.display(),
+                own.display(),
+                crate::state::io_reason(&e)
+            ))
+        })?;
+        self.ui.status(
+            "Moved",
+            &format!(
+                "{} to {}: each manifest now keeps its own state ({} → {})",
+                shared.display(),
+                own.display(),
+                me,
+                own.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+            ),
+        );
+        Ok(())
+    }
+
+    /// Makes sure `store` belongs to this manifest; records it when the state has no owner
+    /// yet and holds nothing, or only this manifest's CVMs.
+    async fn bind(&self, store: &dyn Store, cfg: Option<&Config>) -> CliResult<()> {
+        let me = self.manifest_name();
+        let meta = store.meta().await?;
+        match &meta.manifest {
+            Some(m) if *m == me => return Ok(()),
+            Some(m) => {
+                return Err(CliError::new(format!(
+                    "{} belongs to the manifest {m}, not {me}; nothing was changed",
+                    store.describe()
+                ))
+                .hint(format!("to work on that state, name its manifest: `-f {m}`"))
+                .hint(format!(
+                    "{me} keeps its own state in {} unless --state or --workspace says otherwise",
+                    default_state_dir(&self.global.file).display()
+                ))
+                .hint(format!("if you renamed {m} to {me}: `teeform -f {me} state bind` records the new name")));
+            }
+            None => {}
+        }
+        let Some(cfg) = cfg else {
+            // A saved plan was made against this very state (lineage and serial); no guessing.
+            return Ok(());
+        };
+        match owner_fit(store, cfg).await?.1 {
+            Fit::Empty | Fit::Ours => {}
+            Fit::Foreign => {
+                return Err(self.unclear(
+                    &self.state_dir(),
+                    "none of its CVMs is in this manifest, so it is probably another manifest's",
+                ));
+            }
+            Fit::Unclear(why) => return Err(self.unclear(&self.state_dir(), &why)),
+        }
+        store.commit(Batch { bind: Some(me), ..Default::default() }).await?;
+        Ok(())
+    }
+
+    fn unclear(&self, dir: &Path, why: &str) -> CliError {
+        let me = self.manifest_name();
+        CliError::new(format!(
+            "the state in {} was made by an earlier teeform, which did not record which manifest it belongs to, and {why}; teeform will not guess, and nothing was changed",
+            dir.display()
+        ))
+        .hint("each manifest now keeps its own state, `teeform.yaml` in `state/` and `NAME.yaml` in `NAME.state/`: if this one is another manifest's, run that manifest once (`teeform -f NAME.yaml plan` moves it to its place)")
+        .hint(format!(
+            "if it is {me}'s (you renamed or removed CVMs since): `teeform -f {me}{} state bind`",
+            if dir == self.state_dir() { String::new() } else { format!(" --state {}", dir.display()) }
+        ))
     }
 
     /// Where the state is: `--backend`, else the manifest's `backend:` (read alone, so commands
@@ -286,6 +468,57 @@ impl Ctx {
             }
         }
     }
+}
+
+/// Where a manifest keeps its local state by default: `state/` beside `teeform.yaml` (any
+/// `teeform.*`), `NAME.state/` beside `NAME.yaml`, so manifests side by side (`prod.yaml`,
+/// `staging.yaml`) never share one, as their lock files do not (`prod.lock`).
+pub fn default_state_dir(manifest: &Path) -> PathBuf {
+    let dir = manifest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match manifest.file_stem().map(|s| s.to_string_lossy().to_string()) {
+        Some(stem) if stem != "teeform" && !stem.is_empty() => dir.join(format!("{stem}.state")),
+        _ => dir.join("state"),
+    }
+}
+
+/// How a state made before teeform recorded its manifest fits a manifest.
+enum Fit {
+    /// No records and nothing in flight.
+    Empty,
+    /// Some of its CVMs are the manifest's (same address and name) and none is another's.
+    Ours,
+    /// None of its CVMs is in the manifest.
+    Foreign,
+    /// Some match and some conflict (an address the manifest gives another name): why.
+    Unclear(String),
+}
+
+async fn owner_fit(store: &dyn Store, cfg: &Config) -> CliResult<(crate::state::Meta, Fit)> {
+    let snap = store.snapshot().await?;
+    let journal = store.journal().await?;
+    let held = snap
+        .resources
+        .values()
+        .map(|r| (r.address.clone(), r.attrs.name.clone()))
+        .chain(journal.iter().filter(|e| !e.name.is_empty()).map(|e| (e.address.clone(), e.name.clone())));
+    let (mut ours, mut theirs, mut conflict) = (0, 0, None);
+    for (address, name) in held {
+        let want = address.strip_prefix("cvm.").and_then(|k| cfg.cvms.get(k)).map(|c| c.name.as_str());
+        match want {
+            Some(w) if w == name => ours += 1,
+            Some(w) => {
+                conflict.get_or_insert(format!("it holds {address} named `{name}` where this manifest names it `{w}`"));
+            }
+            None => theirs += 1,
+        }
+    }
+    let fit = match (ours, theirs, conflict) {
+        (_, _, Some(why)) => Fit::Unclear(why),
+        (0, 0, None) => Fit::Empty,
+        (0, _, None) => Fit::Foreign,
+        _ => Fit::Ours,
+    };
+    Ok((snap.meta, fit))
 }
 
 /// The API key and where it came from: `PHALA_CLOUD_API_KEY`, else the `phala` CLI's

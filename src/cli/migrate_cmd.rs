@@ -27,6 +27,9 @@ pub async fn migrate(ctx: &Ctx, to: BackendArg) -> CliResult {
         return Err(CliError::new(format!("the state already is in the `{}` backend", name(to)))
             .hint("name the backend it is in now with --backend (or the manifest's `backend:`)"));
     }
+    if matches!(from.backend, Backend::Local) && !crate::state::exists(&from.local_dir()) {
+        return Err(ctx.no_project());
+    }
     let target = OpenOptions { backend: ctx.backend(to)?, ..from.clone() };
     let src = crate::state::open(&from).await?;
     let dst = crate::state::open(&target).await?;

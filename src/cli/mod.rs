@@ -9,6 +9,7 @@ mod images_cmd;
 mod migrate_cmd;
 mod onchain;
 mod saved;
+mod signals;
 mod sim_cmd;
 mod state_cmds;
 pub mod ui;
@@ -40,7 +41,8 @@ pub struct Global {
     /// The manifest to use.
     #[arg(short = 'f', long = "file", value_name = "FILE", default_value = "teeform.yaml", global = true)]
     pub file: PathBuf,
-    /// The state directory (default: `state/` beside the manifest).
+    /// The state directory (default: beside the manifest, `state/` for `teeform.yaml` and
+    /// `NAME.state/` for `NAME.yaml`).
     #[arg(long = "state", value_name = "DIR", global = true)]
     pub state: Option<PathBuf>,
     /// Never use colour (NO_COLOR also works).
@@ -240,6 +242,16 @@ pub enum StateCommand {
         #[arg(required = true)]
         addresses: Vec<String>,
     },
+    /// Record that the state belongs to the manifest named with `-f` (after renaming a
+    /// manifest, or for a state made before teeform recorded its manifest).
+    Bind,
+    /// Repair a damaged local state: put back its last whole copy (`backup.json`).
+    Recover {
+        /// Keep the database as it is instead (every record must still read back) and seal it
+        /// again: for a state directory you restored yourself and know to be complete.
+        #[arg(long)]
+        keep_current: bool,
+    },
     /// Copy the state to another backend and verify the copy (e.g. `--to postgres`).
     Migrate {
         /// The backend to copy to; the source is the one in use (manifest or --backend).
@@ -325,6 +337,10 @@ fn init_tracing() {
 }
 
 async fn run(cli: Cli, ui: ui::Ui) -> error::CliResult {
+    // `sim serve` shuts its server down on a signal itself.
+    if !matches!(cli.command, Command::Sim(_)) {
+        signals::install(ui);
+    }
     let ctx = context::Ctx::new(cli.global.clone(), ui)?;
     match cli.command {
         Command::Validate { vars, json } => commands::validate(&ctx, &vars, json),

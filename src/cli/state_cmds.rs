@@ -7,7 +7,9 @@ use super::context::Ctx;
 use super::error::{CliError, CliResult, exit};
 use crate::manifest::diag::did_you_mean;
 use crate::model::{EnvVal, ResourceRecord, now_rfc3339};
-use crate::state::Batch;
+use std::collections::BTreeMap;
+
+use crate::state::{Batch, Meta, Snapshot};
 
 /// A record as shown to people and machines: sensitive env values hidden.
 fn record_json(r: &ResourceRecord) -> serde_json::Value {
@@ -25,10 +27,20 @@ fn record_json(r: &ResourceRecord) -> serde_json::Value {
     v
 }
 
+/// The state as it is now, for commands that only read it (empty if there is none yet).
+async fn read_snapshot(ctx: &Ctx, command: &str) -> CliResult<Snapshot> {
+    match ctx.open_state_read(command).await? {
+        Some(store) => {
+            let snap = store.snapshot().await?;
+            store.close().await?;
+            Ok(snap)
+        }
+        None => Ok(Snapshot { meta: Meta::fresh(), resources: BTreeMap::new(), outputs: BTreeMap::new() }),
+    }
+}
+
 pub async fn output(ctx: &Ctx, name: Option<&str>, json: bool, raw: bool, vars: &super::VarArgs) -> CliResult {
-    let store = ctx.open_state("output", Duration::from_secs(5)).await?;
-    let snap = store.snapshot().await?;
-    store.close().await?;
+    let snap = read_snapshot(ctx, "output").await?;
     let outputs = &snap.outputs;
     let pick: Vec<(&String, &crate::model::OutputValue)> = match name {
         Some(n) => match outputs.get_key_value(n) {
@@ -125,7 +137,20 @@ async fn output_raw(ctx: &Ctx, snap: &crate::state::Snapshot, name: Option<&str>
 }
 
 pub async fn state(ctx: &Ctx, cmd: StateCommand) -> CliResult {
-    let store = ctx.open_state("state", Duration::from_secs(5)).await?;
+    match cmd {
+        StateCommand::Recover { keep_current } => return recover(ctx, keep_current).await,
+        StateCommand::Bind => return bind(ctx).await,
+        StateCommand::Migrate { to } => return super::migrate_cmd::migrate(ctx, to).await,
+        _ => {}
+    }
+    let Some(store) = ctx.open_state_read("state").await? else {
+        // No state here yet: it holds nothing.
+        return match cmd {
+            StateCommand::Show { address, .. } => Err(not_in_state(&address, std::iter::empty())),
+            StateCommand::Rm { addresses } => Err(not_in_state(&addresses[0], std::iter::empty())),
+            _ => Ok(exit::OK),
+        };
+    };
     let snap = store.snapshot().await?;
     let code = match cmd {
         StateCommand::List => {
@@ -157,15 +182,63 @@ pub async fn state(ctx: &Ctx, cmd: StateCommand) -> CliResult {
             }
             exit::OK
         }
-        StateCommand::Migrate { to } => {
-            // The source opened: release it for the migration, which opens both ends.
-            store.close().await?;
-            drop(store);
-            return super::migrate_cmd::migrate(ctx, to).await;
+        StateCommand::Recover { .. } | StateCommand::Bind | StateCommand::Migrate { .. } => {
+            unreachable!("handled before the state is opened")
         }
     };
     store.close().await?;
     Ok(code)
+}
+
+/// `state bind`: records that the state belongs to the manifest named with `-f`.
+async fn bind(ctx: &Ctx) -> CliResult {
+    let opts = ctx.state_options("state bind", Duration::from_secs(5))?;
+    if matches!(opts.backend, crate::state::Backend::Local) && !crate::state::exists(&opts.local_dir()) {
+        return Err(ctx.no_project());
+    }
+    let store = crate::state::open(&opts).await?;
+    let before = store.meta().await?.manifest;
+    let me = ctx.manifest_name();
+    store.commit(Batch { bind: Some(me.clone()), ..Default::default() }).await?;
+    store.close().await?;
+    match before {
+        Some(old) if old != me => println!("The {} now belongs to {me} (it belonged to {old}).", store.describe()),
+        _ => println!("The {} belongs to {me}.", store.describe()),
+    }
+    Ok(exit::OK)
+}
+
+/// `state recover`: the state cannot be opened (it is damaged), so this works on its files.
+async fn recover(ctx: &Ctx, keep_current: bool) -> CliResult {
+    let opts = ctx.state_options("state recover", Duration::from_secs(5))?;
+    let r = crate::state::recover(&opts, keep_current).await?;
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    match &r.from_backup {
+        Some(b) => {
+            println!(
+                "Restored the state from {} (taken {}, serial {}): {}, {}. It is now at serial {}.",
+                b.path,
+                b.written_at,
+                b.serial,
+                plural(r.resources, "resource"),
+                plural(r.journal, "interrupted operation"),
+                r.serial
+            );
+            if let Some(aside) = &r.set_aside {
+                println!("The damaged files were moved to {}.", aside.display());
+            }
+            println!(
+                "Changes made after that copy was taken are not in it. Run `teeform plan`: a CVM created since is refused by name with an `import` command to take it back, and saved plans from before are stale."
+            );
+        }
+        None => println!(
+            "Kept the state as it is ({}, {}) and sealed it again at serial {}. Run `teeform plan` to compare it with the cloud.",
+            plural(r.resources, "resource"),
+            plural(r.journal, "interrupted operation"),
+            r.serial
+        ),
+    }
+    Ok(exit::OK)
 }
 
 fn not_in_state<'a>(address: &str, known: impl Iterator<Item = &'a String>) -> CliError {
@@ -222,9 +295,7 @@ fn print_record(r: &ResourceRecord) {
 }
 
 pub async fn show_state(ctx: &Ctx, json: bool) -> CliResult {
-    let store = ctx.open_state("show", Duration::from_secs(5)).await?;
-    let snap = store.snapshot().await?;
-    store.close().await?;
+    let snap = read_snapshot(ctx, "show").await?;
     if json {
         let v = serde_json::json!({
             "format_version": "1",
@@ -259,7 +330,7 @@ pub async fn import(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) 
         }
         return Err(e);
     };
-    let store = ctx.open_state("import", lock_timeout).await?;
+    let store = ctx.open_state_for(Some(&cfg), "import", lock_timeout).await?;
     let snap = store.snapshot().await?;
     if snap.resources.contains_key(address) {
         return Err(CliError::new(format!("{address} is already in state"))

@@ -39,7 +39,7 @@ impl Fixture {
 }
 
 fn meta() -> Meta {
-    Meta { lineage: "L".into(), serial: 7, salt: "00".into() }
+    Meta { lineage: "L".into(), serial: 7, salt: "00".into(), manifest: None }
 }
 
 fn record(addr: &str, name: &str, compose: &str, vcpu: u32) -> ResourceRecord {

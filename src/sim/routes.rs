@@ -769,11 +769,11 @@ async fn provision(State(sim): State<Sim>, body: Bytes) -> Res {
         public_tcbinfo: cf.get("public_tcbinfo").and_then(|b| b.as_bool()).unwrap_or(false),
     });
     let compose_hash = app_hash(&cfg(&sim), &app_compose);
-    let app_id = if kms_type == "phala" {
-        Some(w.provisions.get(&compose_hash).and_then(|p| p.app_id.clone()).unwrap_or_else(|| w.new_app_id(&name)))
-    } else {
-        None
-    };
+    // Each provision is a new app with its own id, even for a compose another provision
+    // (perhaps another client's) has pending; a commit must name the latest one. UNVERIFIED:
+    // how Phala Cloud allocates PHALA-KMS app ids (per provision is what clients rely on to
+    // tell their CVM from another's).
+    let app_id = if kms_type == "phala" { Some(w.new_app_id(&name)) } else { None };
     let device_id = w.nodes.iter().find(|n| n.id == node_id).map(|n| n.device_id.clone()).unwrap_or_default();
     let os_hash = w.os_images.iter().find(|x| x.name == image).map(|x| x.os_image_hash.clone());
     let p = Provision {

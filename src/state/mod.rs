@@ -5,6 +5,7 @@
 //! applied atomically and is durable (flushed) before [`Store::commit`] returns; writing one
 //! resource costs the same whatever the number of resources; secrets are never handed to it.
 
+pub mod integrity;
 mod migrate;
 mod postgres;
 mod sled_store;
@@ -20,7 +21,7 @@ use crate::model::{OutputValue, ResourceRecord};
 
 pub use migrate::{MigrateError, Migrated, migrate};
 pub use postgres::{PgConn, PgStore};
-pub use sled_store::SledStore;
+pub use sled_store::{Recovered, SledStore};
 
 /// Identity and version of a state: a saved plan is stale once `serial` moved on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,11 +30,20 @@ pub struct Meta {
     pub serial: u64,
     /// Salt for secret digests (not secret itself; it makes digests per-state).
     pub salt: String,
+    /// The file name of the manifest this state belongs to (e.g. `prod.yaml`); commands that
+    /// pair a manifest with a state refuse another one. `None`: made before teeform recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
 }
 
 impl Meta {
     pub fn fresh() -> Meta {
-        Meta { lineage: uuid::Uuid::new_v4().to_string(), serial: 0, salt: hex::encode(rand::random::<[u8; 16]>()) }
+        Meta {
+            lineage: uuid::Uuid::new_v4().to_string(),
+            serial: 0,
+            salt: hex::encode(rand::random::<[u8; 16]>()),
+            manifest: None,
+        }
     }
 }
 
@@ -114,6 +124,8 @@ pub struct Batch {
     pub outputs: Option<BTreeMap<String, OutputValue>>,
     pub journal_put: Vec<JournalEntry>,
     pub journal_done: Vec<String>,
+    /// Records the manifest the state belongs to ([`Meta::manifest`]); the serial stays.
+    pub bind: Option<String>,
 }
 
 impl Batch {
@@ -133,6 +145,55 @@ pub enum StateError {
     Corrupt { key: String, reason: String },
     #[error("no lock with id {0} is held")]
     NoSuchLock(String),
+    /// Records lost, changed or rolled back (see [`integrity`]). Nothing was changed.
+    #[error("the state at {path} is damaged: {problem}")]
+    Damaged { path: String, problem: String, backup: Option<BackupInfo> },
+    /// The state directory went away (or was replaced) under a running command: what the
+    /// command did since cannot be recorded there.
+    #[error(
+        "the state directory {path} was removed or replaced while teeform was using it, so this change could not be recorded"
+    )]
+    Vanished { path: String },
+    #[error(
+        "the state at {path} was written by a newer teeform (state format {format}; this one reads up to {supported})"
+    )]
+    TooNew { path: String, format: u32, supported: u32 },
+}
+
+/// The backup a damaged state can be recovered from (`teeform state recover`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    pub path: String,
+    pub serial: u64,
+    pub written_at: String,
+    pub resources: usize,
+}
+
+/// An I/O error in words, without Rust's debug text: what a person can act on.
+pub fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    // Libraries (sled) wrap an OS error in another; the inner one says what happened.
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<std::io::Error>()) {
+        return io_reason(inner);
+    }
+    match e.kind() {
+        K::FileTooLarge => "the file would grow past the size this process may write (ulimit -f)".into(),
+        K::StorageFull => "no space left on the device".into(),
+        K::QuotaExceeded => "the disk quota is exceeded".into(),
+        K::PermissionDenied => "permission denied".into(),
+        K::ReadOnlyFilesystem => "the file system is read-only".into(),
+        K::NotFound => "no such file or directory".into(),
+        _ => {
+            // `Display` of an OS error appends "(os error N)"; the words before it suffice.
+            // A wrapped error may show Rust's debug form (`Os { .. message: "…" }`): keep the words.
+            let s = e.to_string();
+            let s = match s.split_once("message: \"") {
+                Some((_, rest)) => rest.split('"').next().unwrap_or_default().to_string(),
+                None => s,
+            };
+            s.split(" (os error").next().unwrap_or(&s).to_lowercase()
+        }
+    }
 }
 
 /// The one interface every backend implements.
@@ -219,6 +280,25 @@ pub async fn unlock(opts: &OpenOptions, id: &str) -> Result<(), StateError> {
     }
 }
 
+/// `teeform state recover`: see [`SledStore::recover`]. Local state only: PostgreSQL keeps its
+/// own integrity, and is restored from the database's backups.
+pub async fn recover(opts: &OpenOptions, keep_current: bool) -> Result<Recovered, StateError> {
+    match &opts.backend {
+        Backend::Local => {
+            let sled = OpenOptions { dir: opts.local_dir(), ..opts.clone() };
+            SledStore::recover(&sled, keep_current).await
+        }
+        Backend::Postgres(_) => Err(StateError::Storage(
+            "`state recover` is for local state; a PostgreSQL state is restored from the database's own backups".into(),
+        )),
+    }
+}
+
+/// Whether a local state exists in `dir` (without creating anything).
+pub fn exists(dir: &std::path::Path) -> bool {
+    sled_store::exists(dir)
+}
+
 /// The current holder of the lock on a state directory, if it is held.
 pub fn lock_holder(dir: &std::path::Path) -> Option<LockInfo> {
     sled_store::read_holder(dir)
@@ -233,6 +313,20 @@ pub fn force_unlock(dir: &std::path::Path, id: &str) -> Result<(), StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_errors_read_as_words_never_as_rust_debug_text() {
+        use std::io::Error;
+        let full = Error::from_raw_os_error(28);
+        assert_eq!(io_reason(&full), "no space left on the device");
+        assert_eq!(io_reason(&Error::other(Error::from_raw_os_error(27))), io_reason(&Error::from_raw_os_error(27)));
+        assert_eq!(io_reason(&Error::from_raw_os_error(13)), "permission denied");
+        let debug = Error::other(format!("{:?}", Error::from_raw_os_error(5)));
+        let words = io_reason(&debug);
+        assert_eq!(words, "input/output error");
+        assert!(!words.contains('{'), "{words}");
+        assert_eq!(io_reason(&Error::other("it broke")), "it broke");
+    }
 
     #[test]
     fn workspace_names_are_safe_as_directories_and_keys() {

@@ -29,7 +29,8 @@ const SCHEMA_CLASS: i32 = 0x7465_6567;
 
 /// The schema, one step per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
 /// Append new steps; never edit a released one.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE teeform_meta (
     workspace text PRIMARY KEY,
     lineage text NOT NULL,
@@ -59,7 +60,11 @@ CREATE TABLE teeform_locks (
     backend_pid integer NOT NULL,
     origin text NOT NULL
 );
-"];
+",
+    "
+ALTER TABLE teeform_meta ADD COLUMN manifest text;
+",
+];
 
 /// A libpq connection string (`postgres://user:password@host:5432/db?options=...`). It may
 /// hold a password, so it has no `Display` and its `Debug` is redacted.
@@ -305,12 +310,12 @@ async fn migrate_schema(client: &mut Client) -> Result<(), StateError> {
 
 async fn read_meta(c: &impl GenericClient, workspace: &str) -> Result<Meta, StateError> {
     let row = c
-        .query_opt("SELECT lineage, serial, salt FROM teeform_meta WHERE workspace = $1", &[&workspace])
+        .query_opt("SELECT lineage, serial, salt, manifest FROM teeform_meta WHERE workspace = $1", &[&workspace])
         .await
         .map_err(pg_err)?
         .ok_or_else(|| corrupt("meta", format!("workspace {workspace} has no meta row")))?;
     let serial: i64 = row.get(1);
-    Ok(Meta { lineage: row.get(0), serial: serial as u64, salt: row.get(2) })
+    Ok(Meta { lineage: row.get(0), serial: serial as u64, salt: row.get(2), manifest: row.get(3) })
 }
 
 pub struct PgStore {
@@ -539,12 +544,15 @@ impl Store for PgStore {
                 .await
                 .map_err(pg_err)?;
         }
+        if let Some(m) = &batch.bind {
+            tx.execute("UPDATE teeform_meta SET manifest = $2 WHERE workspace = $1", &[ws, m]).await.map_err(pg_err)?;
+        }
         let expected = self.expected_serial();
         let meta = if batch.changes_state() {
             let row = tx
                 .query_opt(
                     "UPDATE teeform_meta SET serial = serial + 1 WHERE workspace = $1 AND serial = $2
-                     RETURNING lineage, serial, salt",
+                     RETURNING lineage, serial, salt, manifest",
                     &[ws, &(expected as i64)],
                 )
                 .await
@@ -552,7 +560,7 @@ impl Store for PgStore {
             match row {
                 Some(row) => {
                     let serial: i64 = row.get(1);
-                    Meta { lineage: row.get(0), serial: serial as u64, salt: row.get(2) }
+                    Meta { lineage: row.get(0), serial: serial as u64, salt: row.get(2), manifest: row.get(3) }
                 }
                 None => {
                     let found = read_meta(&tx, ws).await?.serial;
@@ -594,8 +602,8 @@ impl Store for PgStore {
         }
         let m = &snapshot.meta;
         tx.execute(
-            "UPDATE teeform_meta SET lineage = $2, serial = $3, salt = $4 WHERE workspace = $1",
-            &[ws, &m.lineage, &(m.serial as i64), &m.salt],
+            "UPDATE teeform_meta SET lineage = $2, serial = $3, salt = $4, manifest = $5 WHERE workspace = $1",
+            &[ws, &m.lineage, &(m.serial as i64), &m.salt, &m.manifest],
         )
         .await
         .map_err(pg_err)?;

@@ -185,6 +185,82 @@ fn kill_trials(faults: bool) {
     );
 }
 
+/// SIGTERM (what CI sends on cancel) or SIGINT at random moments, sometimes twice: the run
+/// stops with a clear message (never "0 failed, 0 skipped" after everything finished), and the
+/// next runs converge exactly as after kill -9.
+fn signal_trials(sig: i32) {
+    let name = if sig == libc::SIGTERM { "sigterm" } else { "sigint" };
+    let seed: u64 = std::env::var("TEEFORM_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(42) + 7;
+    let trials: usize =
+        std::env::var("TEEFORM_CRASH_TRIALS").ok().and_then(|s| s.parse().ok()).map_or(20, |n: usize| n.div_ceil(2));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed + sig as u64);
+    let mut t = TestEnv::with_config(fault_config(false));
+    env_for(&mut t);
+    let (mut stopped, mut aborted, mut finished) = (0, 0, 0);
+    for trial in 0..trials {
+        let d = Desired::random(&mut rng);
+        t.write("teeform.yaml", &format!("provider:\n  phala:\n    endpoint: {}\n{}", t.prefix(), d.manifest()));
+        let child = t
+            .command(&["apply", "--auto-approve"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("apply starts");
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..700)));
+        let twice = rng.random_bool(0.25);
+        // SAFETY: signals to our own child process.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        if twice {
+            std::thread::sleep(Duration::from_millis(rng.random_range(0..50)));
+            unsafe { libc::kill(child.id() as i32, sig) };
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            // It finished before the signal, or every step had finished when it came.
+            Some(0) => finished += 1,
+            Some(1) => {
+                stopped += 1;
+                let why = if sig == libc::SIGTERM { "termination requested (SIGTERM)" } else { "interrupt received" };
+                assert!(err.contains(why), "trial {trial}: exit 1 without saying why\n{err}");
+                assert!(err.contains("the run was interrupted; run apply again"), "trial {trial}\n{err}");
+                assert!(!err.contains("0 failed, 0 skipped"), "trial {trial}: nothing was stopped\n{err}");
+            }
+            // A second signal, or one before any operation started: stopped at once, saying so.
+            Some(code @ (130 | 143)) => {
+                aborted += 1;
+                assert_eq!(code, if sig == libc::SIGTERM { 143 } else { 130 }, "trial {trial}\n{err}");
+                assert!(
+                    err.contains("aborting; the next run will reconcile")
+                        || err.contains("stopping (no operation was in flight)"),
+                    "trial {trial}\n{err}"
+                );
+            }
+            other => panic!("trial {trial}: unexpected exit {other:?}\n{err}"),
+        }
+        converge(&t, trial);
+        check_converged(&t, &d, trial);
+    }
+    report(
+        &format!("crash-{name}"),
+        &format!(
+            "signal harness ({name}): trials={trials} finished={finished} stopped={stopped} stopped_at_once={aborted}: all converged"
+        ),
+    );
+    assert!(trials < 5 || stopped > 0, "no signal landed mid-apply: the harness is not testing anything");
+}
+
+#[test]
+fn sigterm_at_random_moments_converges() {
+    signal_trials(libc::SIGTERM);
+}
+
+#[test]
+fn sigint_at_random_moments_converges() {
+    signal_trials(libc::SIGINT);
+}
+
 #[test]
 fn kill9_at_random_moments_converges() {
     kill_trials(false);
@@ -266,6 +342,56 @@ fn ctrl_c_finishes_in_flight_work_and_stops() {
     assert_eq!(t.run(&["state", "list"]).stdout.lines().count(), 1);
     t.run(&["apply", "--auto-approve"]).ok();
     check_converged(&t, &d, 0);
+}
+
+#[test]
+fn sigterm_finishes_in_flight_work_and_stops() {
+    let mut t = TestEnv::with_config(SimConfig { restart_ms: 800, boot_ms: 800, ..Default::default() });
+    env_for(&mut t);
+    let d = Desired { cvms: vec![("alpha".into(), 1, false, "a".into()), ("charlie".into(), 1, false, "c".into())] };
+    t.manifest(&d.manifest());
+    let child = spawn_apply_until_first_cvm(&t, &["apply", "--auto-approve", "--parallelism", "1"]);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("termination requested (SIGTERM): no new operations will start"), "{err}");
+    assert!(err.contains("skipped: the run was interrupted"), "{err}");
+    assert!(err.contains("1 added"), "the in-flight create finished and is reported: {err}");
+    assert_eq!(t.stats()["cvm_count"], 1);
+    assert_eq!(t.run(&["state", "list"]).stdout.lines().count(), 1);
+    t.run(&["apply", "--auto-approve"]).ok();
+    check_converged(&t, &d, 0);
+}
+
+#[test]
+fn a_signal_before_any_operation_stops_at_once_and_says_so() {
+    let mut t = TestEnv::with_config(SimConfig { latency_ms: 1500, ..Default::default() });
+    env_for(&mut t);
+    t.env.insert("TEEFORM_HTTP_TIMEOUT".into(), "30".into());
+    let d = Desired { cvms: vec![("alpha".into(), 1, false, "a".into())] };
+    t.manifest(&d.manifest());
+    for (sig, code, name) in
+        [(libc::SIGTERM, 143, "termination requested (SIGTERM)"), (libc::SIGINT, 130, "interrupt received (Ctrl-C)")]
+    {
+        let child = t
+            .command(&["apply", "--auto-approve"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // While plan waits for the (slow) API.
+        std::thread::sleep(Duration::from_millis(600));
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert!(err.contains(&format!("{name}: stopping (no operation was in flight)")), "{err}");
+        assert_eq!(t.stats()["cvm_count"], 0);
+    }
 }
 
 #[test]

@@ -20,4 +20,5 @@ mod progress;
 mod proxy;
 mod secrets;
 mod sim_limits;
+mod trust;
 mod values;

@@ -315,3 +315,30 @@ fn local_workspaces_keep_environments_apart() {
     bad.code(1);
     assert!(bad.stderr.contains("is not a workspace name"), "{}", bad.stderr);
 }
+
+/// Two manifests side by side with one PostgreSQL workspace: the state records which manifest
+/// it belongs to, and the other is refused instead of planning to replace its CVMs.
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+fn a_workspace_belongs_to_one_manifest() {
+    let _server = SERVER.read().unwrap();
+    let t = first(50, ONE);
+    let manifest = |name: &str| {
+        format!(
+            "provider:\n  phala:\n    endpoint: {}\nbackend: postgres\ncvms:\n  web:\n    name: {name}\n    compose: web.yml\n",
+            t.prefix()
+        )
+    };
+    t.write("prod.yaml", &manifest("web-prod"));
+    t.write("staging.yaml", &manifest("web-staging"));
+    t.run(&["-f", "prod.yaml", "apply", "--auto-approve"]).ok();
+    let r = t.run(&["-f", "staging.yaml", "plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("belongs to the manifest prod.yaml, not staging.yaml"), "{}", r.stderr);
+    assert!(r.stderr.contains("--workspace"), "{}", r.stderr);
+    // Its own workspace is its own.
+    let ws = format!("it-{}", uuid::Uuid::new_v4().simple());
+    let p = t.run(&["-f", "staging.yaml", "--workspace", &ws, "plan"]);
+    assert!(p.ok().stdout.contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{}", p.stdout);
+    assert_eq!(t.count("DELETE "), 0);
+}

@@ -17,6 +17,7 @@ use crate::apply::onchain::{Pending, PendingKind, Registrar};
 use crate::apply::{self, Executor, StepResult, WaitOptions};
 use crate::manifest::{Config, Diagnostic, Endpoint, Ref};
 use crate::plan::{self, Action, Mode, Plan, Refresh, json, render};
+use crate::manifest::files::FilePolicy;
 use crate::secrets::{self, SecretValues};
 use crate::state::{Snapshot, Store};
 
@@ -109,8 +110,8 @@ fn secret_refs(cfg: &Config) -> BTreeSet<Ref> {
     env.chain(outs).flat_map(|t| t.refs()).filter(|r| r.is_secret()).cloned().collect()
 }
 
-fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, base: &Path) -> CliResult<SecretValues> {
-    secrets::read_all(refs, base, &|k| std::env::var(k).ok()).map_err(|errs| {
+fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, files: &FilePolicy) -> CliResult<SecretValues> {
+    secrets::read_all(refs, files, &|k| std::env::var(k).ok()).map_err(|errs| {
         let mut e = CliError::new(format!(
             "{} secret{} cannot be read; nothing was changed",
             errs.len(),
@@ -124,7 +125,7 @@ fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, base: &Path) -> Cli
 async fn session(ctx: &Ctx, run: &RunArgs, command: &str) -> CliResult<Session> {
     let config = ctx.load(&run.vars.vars)?;
     check_graph(&config)?;
-    let secrets = read_secrets(&secret_refs(&config), &config.dir)?;
+    let secrets = read_secrets(&secret_refs(&config), &config.file_policy())?;
     let store = ctx.open_state(command, run.lock_timeout).await?;
     let api = ctx.api(&config.endpoint).await?;
     reconcile(ctx, store.as_ref(), &api).await?;
@@ -306,7 +307,8 @@ pub async fn plan(ctx: &Ctx, args: &PlanArgs, out: Option<&Path>, detailed: bool
     onchain::annotate(&mut p, &env).await;
     print_plan(ctx, &p, as_json);
     if let Some(path) = out {
-        SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir)).write(path)?;
+        let allowed = s.config.allowed_dirs.iter().map(|d| abs(&s.config.dir.join(d))).collect();
+        SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir), allowed).write(path)?;
         if !as_json {
             println!(
                 "\nSaved the plan to {}. To apply exactly these actions, run:\n    teeform apply {}",
@@ -451,7 +453,7 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
         .filter(|r| r.is_secret())
         .cloned()
         .collect();
-    let secrets = read_secrets(&refs, &saved.base_dir)?;
+    let secrets = read_secrets(&refs, &FilePolicy::new(&saved.base_dir, &saved.allowed_dirs))?;
     let mut p = p.clone();
     only_onchain_updates(ctx, &mut p, args.prepare_only);
     if !p.has_changes() {

@@ -93,7 +93,15 @@ fn diag_json(d: &Diagnostic) -> serde_json::Value {
         }
         None => (None, None, None),
     };
-    serde_json::json!({"severity": d.severity, "message": d.message, "file": file, "line": line, "column": col, "label": d.label, "hints": d.hints})
+    let related: Vec<serde_json::Value> = d
+        .also
+        .iter()
+        .map(|r| {
+            let (l, c) = r.source.line_col(r.span.start);
+            serde_json::json!({"file": r.source.display, "line": l, "column": c, "label": r.label})
+        })
+        .collect();
+    serde_json::json!({"severity": d.severity, "message": d.message, "file": file, "line": line, "column": col, "label": d.label, "hints": d.hints, "related": related})
 }
 
 /// Everything a run works with: the manifest, the locked state, the API and secrets.
@@ -274,8 +282,17 @@ async fn names_are_free(api: &Api, snapshot: &Snapshot, p: &Plan) -> CliResult<(
         if taken.len() > 1 { format!(" (and {} more)", taken.len() - 1) } else { String::new() },
         api.endpoint
     ));
-    for (addr, id) in &taken {
+    // A few commands to copy, not one per CVM: a first apply over a thousand existing names
+    // must stay readable.
+    const SHOWN: usize = 5;
+    for (addr, id) in taken.iter().take(SHOWN) {
         e = e.hint(format!("`teeform import {addr} {id}` manages the existing CVM; or give {addr} another `name:`"));
+    }
+    if taken.len() > SHOWN {
+        e = e.hint(format!(
+            "and {} more CVMs the same way (`teeform plan --json` lists every create)",
+            taken.len() - SHOWN
+        ));
     }
     Err(e)
 }

@@ -434,7 +434,10 @@ pub(super) fn check(manifest: &Arc<Source>, uses: &[Use]) -> Vec<(usize, Diagnos
             }
             let key = keys.get(name.as_str());
             let finding = match (key, n.required, n.plain) {
-                (None, Some((span, need)), _) => Some((FindingKind::MissingRequired, span, need, "required here")),
+                (None, Some((span, need)), _) => {
+                    wanted.push(name.clone());
+                    Some((FindingKind::MissingRequired, span, need, "required here"))
+                }
                 (None, None, Some(span)) => {
                     wanted.push(name.clone());
                     (!u.ignore.contains(name)).then_some((FindingKind::Missing, span, Need::Plain, "expands to nothing"))
@@ -544,7 +547,7 @@ fn diagnostic(manifest: &Arc<Source>, g: Group) -> Diagnostic {
     let written = compose_text.get(g.span.start..g.span.end).unwrap_or(&g.name).to_string();
     let written = if written.contains('$') { written } else { format!("${{{}}}", g.name) };
     let also_members = |d: Diagnostic, label: &str| {
-        g.members.iter().take(SHOWN).fold(d, |d, (c, span)| d.also(manifest, *span, format!("{label} (cvm.{c})")))
+        g.members.iter().take(SHOWN).fold(d, |d, (c, span)| d.also(manifest, *span, format!("{label} cvm.{c}")))
     };
     let close_key = |keys: &[String]| did_you_mean(&g.name, keys.iter().map(String::as_str)).map(str::to_string);
     match g.kind {
@@ -571,7 +574,7 @@ fn diagnostic(manifest: &Arc<Source>, g: Group) -> Diagnostic {
                 format!("`{written}` requires env key `{}`, which {who} {does} not set", g.name),
             )
             .label(g.label);
-            let d = also_members(d, "no such key in `env:`");
+            let d = also_members(d, &format!("no `{}` in the env of", g.name));
             let d = match close_key(&g.keys) {
                 Some(k) => d.hint(format!("did you mean env key `{k}`? the names must match exactly")),
                 None => d,
@@ -601,7 +604,7 @@ fn diagnostic(manifest: &Arc<Source>, g: Group) -> Diagnostic {
                 format!("`{written}` has no env key in {who}, so it expands to an empty string"),
             )
             .label(g.label);
-            let d = also_members(d, "no such key in `env:`");
+            let d = also_members(d, &format!("no `{}` in the env of", g.name));
             let d = match close_key(&g.keys) {
                 Some(k) => d.hint(format!("did you mean env key `{k}`? the names must match exactly")),
                 None => d,

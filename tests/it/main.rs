@@ -10,5 +10,6 @@ mod crash;
 mod errors;
 mod images;
 mod local;
+mod manifest;
 mod postgres;
 mod secrets;

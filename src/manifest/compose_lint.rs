@@ -544,8 +544,9 @@ fn diagnostic(manifest: &Arc<Source>, g: Group) -> Diagnostic {
     let many = g.members.len() > 1;
     let does = if many { "do" } else { "does" };
     let compose_text = &g.compose.text;
-    let written = compose_text.get(g.span.start..g.span.end).unwrap_or(&g.name).to_string();
-    let written = if written.contains('$') { written } else { format!("${{{}}}", g.name) };
+    // The interpolation as written, from a file that may be quoted; else just its name.
+    let written = compose_text.get(g.span.start..g.span.end).filter(|w| g.compose.quote && w.contains('$'));
+    let written = written.map_or_else(|| format!("${{{}}}", g.name), str::to_string);
     let also_members = |d: Diagnostic, label: &str| {
         g.members.iter().take(SHOWN).fold(d, |d, (c, span)| d.also(manifest, *span, format!("{label} cvm.{c}")))
     };

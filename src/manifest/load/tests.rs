@@ -578,3 +578,16 @@ fn the_manifest_itself_is_read_safely() {
     assert!(e.diagnostics[0].message.ends_with("it is a device, not a regular file"), "{:?}", e.diagnostics[0].message);
 }
 
+
+#[test]
+fn a_compose_file_not_named_as_yaml_is_never_quoted() {
+    let p = Project::new();
+    p.file("secrets.env", "PASSWORD=hunter2\nservices: [\n");
+    p.file("app.env", "services:\n  s:\n    image: x\n    command: \"${TOKEN:?hunter2}\"\n");
+    for compose in ["secrets.env", "app.env"] {
+        let d = p.load(&format!("cvms:\n  web:\n    name: web-app\n    compose: {compose}\n")).unwrap_err();
+        let rendered: String = d.iter().map(|d| d.render(false)).collect();
+        assert!(rendered.contains(&format!("--> {compose}:")), "{rendered}");
+        assert!(!rendered.contains("PASSWORD") && !rendered.contains("hunter2"), "{rendered}");
+    }
+}

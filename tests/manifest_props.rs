@@ -123,11 +123,75 @@ fn manifestish() -> impl Strategy<Value = String> {
 /// characters, quotes, backslashes, `$`, `=`, line breaks, non-ASCII, a byte-order mark.
 fn piece() -> impl Strategy<Value = String> {
     let words = prop::sample::select(vec![
-        "1.30", "1.3", "0755", "1e3", "1E-7", ".inf", "-.inf", ".nan", "0x1F", "0o17", "1_000", "+1", "-0", "2.50", "007",
-        "123456789012345678901234567890", "yes", "No", "on", "OFF", "y", "True", "false", "null", "~", "Null", "x", "node",
-        "a=b", "$", "$$", "$x", "${", "}", "{", "[", "]", ",", "#", ":", "'", "\"", "\\", "\\n", "\t", "\n", "\r\n", " ",
-        "  ", "\u{a0}", "\u{200b}", "\u{feff}", "\u{85}", "\u{2028}", "é", "日本", "🙂", "\u{1}", "\u{7f}", "%", "@", "`",
-        "!", "&", "*", "-", "?", "|", ">",
+        "1.30",
+        "1.3",
+        "0755",
+        "1e3",
+        "1E-7",
+        ".inf",
+        "-.inf",
+        ".nan",
+        "0x1F",
+        "0o17",
+        "1_000",
+        "+1",
+        "-0",
+        "2.50",
+        "007",
+        "123456789012345678901234567890",
+        "yes",
+        "No",
+        "on",
+        "OFF",
+        "y",
+        "True",
+        "false",
+        "null",
+        "~",
+        "Null",
+        "x",
+        "node",
+        "a=b",
+        "$",
+        "$$",
+        "$x",
+        "${",
+        "}",
+        "{",
+        "[",
+        "]",
+        ",",
+        "#",
+        ":",
+        "'",
+        "\"",
+        "\\",
+        "\\n",
+        "\t",
+        "\n",
+        "\r\n",
+        " ",
+        "  ",
+        "\u{a0}",
+        "\u{200b}",
+        "\u{feff}",
+        "\u{85}",
+        "\u{2028}",
+        "é",
+        "日本",
+        "🙂",
+        "\u{1}",
+        "\u{7f}",
+        "%",
+        "@",
+        "`",
+        "!",
+        "&",
+        "*",
+        "-",
+        "?",
+        "|",
+        ">",
     ]);
     prop_oneof![words.prop_map(str::to_string), "[a-zA-Z0-9 ._/-]{1,6}", any::<char>().prop_map(|c| c.to_string())]
 }
@@ -152,7 +216,9 @@ fn double_quoted(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             ' '..='~' => out.push(c),
-            c if c >= '\u{a0}' && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}') => out.push(c),
+            c if c >= '\u{a0}' && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}') => {
+                out.push(c)
+            }
             c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04X}", c as u32)),
             c => out.push_str(&format!("\\U{:08X}", c as u32)),
         }
@@ -163,14 +229,21 @@ fn double_quoted(s: &str) -> String {
 
 /// YAML single-quoted form, for text without line breaks or characters YAML forbids.
 fn single_quoted(s: &str) -> Option<String> {
-    let printable = |c: char| matches!(c, '\t' | ' '..='~') || (c >= '\u{a0}' && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'));
+    let printable = |c: char| {
+        matches!(c, '\t' | ' '..='~')
+            || (c >= '\u{a0}' && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'))
+    };
     s.chars().all(printable).then(|| format!("'{}'", s.replace('\'', "''")))
 }
 
 /// The text as a block-context plain scalar, when YAML allows writing it so and it is not
 /// null (null is not a string: an error in a string field, tested elsewhere).
 fn plain(s: &str) -> Option<String> {
-    let ok_char = |c: char| matches!(c, ' '..='~') || (c >= '\u{a0}' && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' | '\u{85}'));
+    let ok_char = |c: char| {
+        matches!(c, ' '..='~')
+            || (c >= '\u{a0}'
+                && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' | '\u{85}'))
+    };
     let first_ok = s.chars().next().is_some_and(|c| !"-?:,[]{}#&*!|>'\"%@` ".contains(c));
     let safe = first_ok
         && s.chars().all(ok_char)
@@ -212,7 +285,7 @@ fn oracle(written: &str) -> String {
 fn check_written(written: &str, s: &str) -> Result<(), TestCaseError> {
     let escaped = literal_dollars(s);
     prop_assert_eq!(oracle(written), escaped.clone(), "the oracle agrees on how {:?} is written", written);
-    let got = env_values(written, written, None).map_err(|e| TestCaseError::fail(e))?;
+    let got = env_values(written, written, None).map_err(TestCaseError::fail)?;
     prop_assert_eq!(&got.0, s, "env K written {:?}", written);
     // A variable default is a literal: the YAML string itself, `$${` and all.
     prop_assert_eq!(got.1, format!("x{escaped}"), "a variable default written {:?}", written);
@@ -244,7 +317,7 @@ proptest! {
     #[test]
     fn var_overrides_are_taken_as_given(s in text()) {
         // --var values are not YAML: the text is the value, `${` and all.
-        let got = env_values("k", "d", Some(&s)).map_err(|e| TestCaseError::fail(e))?;
+        let got = env_values("k", "d", Some(&s)).map_err(TestCaseError::fail)?;
         prop_assert_eq!(got.1, format!("x{s}"));
     }
 }

@@ -15,9 +15,9 @@ use super::ui::Progress;
 use super::{ApplyArgs, PlanArgs, RunArgs, VarArgs};
 use crate::apply::onchain::{Pending, PendingKind, Registrar};
 use crate::apply::{self, Executor, StepResult, WaitOptions};
+use crate::manifest::files::FilePolicy;
 use crate::manifest::{Config, Diagnostic, Endpoint, Ref};
 use crate::plan::{self, Action, Mode, Plan, Refresh, json, render};
-use crate::manifest::files::FilePolicy;
 use crate::secrets::{self, SecretValues};
 use crate::state::{Snapshot, Store};
 

@@ -90,10 +90,7 @@ fn scan(s: &str, base: usize, out: &mut (Vec<Interp>, Vec<InterpError>)) {
             Some(b'$') => i = at + 2,
             Some(b'{') => {
                 let Some(close) = closing_brace(s, at) else {
-                    out.1.push(InterpError {
-                        range: base + at..base + s.len(),
-                        message: "`${` is not closed".into(),
-                    });
+                    out.1.push(InterpError { range: base + at..base + s.len(), message: "`${` is not closed".into() });
                     return;
                 };
                 let inner = &s[at + 2..close];
@@ -369,18 +366,19 @@ pub(super) fn check(manifest: &Arc<Source>, uses: &[Use]) -> Vec<(usize, Diagnos
 
     let mut groups: Vec<Group> = Vec::new();
     let mut by_key: BTreeMap<(FindingKind, usize, String, usize), usize> = BTreeMap::new();
-    let mut add = |groups: &mut Vec<Group>, key: (FindingKind, usize, String, usize), member, make: &dyn Fn() -> Group| {
-        match by_key.get(&key) {
-            Some(&g) => groups[g].members.push(member),
-            None => {
-                let mut g = make();
-                g.order = groups.len();
-                g.members.push(member);
-                by_key.insert(key, groups.len());
-                groups.push(g);
+    let mut add =
+        |groups: &mut Vec<Group>, key: (FindingKind, usize, String, usize), member, make: &dyn Fn() -> Group| {
+            match by_key.get(&key) {
+                Some(&g) => groups[g].members.push(member),
+                None => {
+                    let mut g = make();
+                    g.order = groups.len();
+                    g.members.push(member);
+                    by_key.insert(key, groups.len());
+                    groups.push(g);
+                }
             }
-        }
-    };
+        };
 
     for u in uses {
         let fi = index[&u.compose_full];
@@ -402,7 +400,9 @@ pub(super) fn check(manifest: &Arc<Source>, uses: &[Use]) -> Vec<(usize, Diagnos
         };
         for (i, (span, message, label)) in f.problems.iter().enumerate() {
             let key = (FindingKind::File, fi, String::new(), i);
-            add(&mut groups, key, member.clone(), &|| base(FindingKind::File, *span, message.clone(), label, "", Need::Plain));
+            add(&mut groups, key, member.clone(), &|| {
+                base(FindingKind::File, *span, message.clone(), label, "", Need::Plain)
+            });
         }
         let script_len = u.script.as_ref().map_or(0, |(_, t)| t.len());
         let total = (u.compose.len() + script_len) as u64;
@@ -440,11 +440,16 @@ pub(super) fn check(manifest: &Arc<Source>, uses: &[Use]) -> Vec<(usize, Diagnos
                 }
                 (None, None, Some(span)) => {
                     wanted.push(name.clone());
-                    (!u.ignore.contains(name)).then_some((FindingKind::Missing, span, Need::Plain, "expands to nothing"))
+                    (!u.ignore.contains(name)).then_some((
+                        FindingKind::Missing,
+                        span,
+                        Need::Plain,
+                        "expands to nothing",
+                    ))
                 }
-                (Some(k), _, _) if k.literal.as_deref() == Some("") => {
-                    n.non_empty.map(|span| (FindingKind::EmptyRequired, span, Need::RequiredNonEmpty, "requires a value"))
-                }
+                (Some(k), _, _) if k.literal.as_deref() == Some("") => n
+                    .non_empty
+                    .map(|span| (FindingKind::EmptyRequired, span, Need::RequiredNonEmpty, "requires a value")),
                 _ => None,
             };
             let Some((kind, span, need, label)) = finding else { continue };
@@ -555,16 +560,17 @@ fn diagnostic(manifest: &Arc<Source>, g: Group) -> Diagnostic {
         FindingKind::File => {
             let d = Diagnostic::error(&g.compose, g.span, g.message).label(g.label);
             let d = also_members(d, "the compose file of");
-            if g.members.len() > SHOWN {
-                d.hint(format!("the file is used by {who}"))
-            } else {
-                d
-            }
+            if g.members.len() > SHOWN { d.hint(format!("the file is used by {who}")) } else { d }
         }
         FindingKind::Size => {
             let (c, span) = &g.members[0];
             let d = Diagnostic::error(manifest, *span, format!("cvm.{c}: {}", g.message)).label("too large");
-            let d = g.members.iter().skip(1).take(SHOWN - 1).fold(d, |d, (c, s)| d.also(manifest, *s, format!("also cvm.{c}")));
+            let d = g
+                .members
+                .iter()
+                .skip(1)
+                .take(SHOWN - 1)
+                .fold(d, |d, (c, s)| d.also(manifest, *s, format!("also cvm.{c}")));
             let d = if many { d.hint(format!("the same files are used by {who}")) } else { d };
             d.hint("move data out of the compose file (images, volumes, configs fetched at start)")
         }
@@ -594,9 +600,17 @@ fn diagnostic(manifest: &Arc<Source>, g: Group) -> Diagnostic {
             )
             .label("empty value")
             .also(&g.compose, g.span, format!("`{written}` stops docker compose when empty"));
-            let d = g.members.iter().skip(1).take(SHOWN - 1).fold(d, |d, (c, s)| d.also(manifest, *s, format!("also empty in cvm.{c}")));
+            let d = g
+                .members
+                .iter()
+                .skip(1)
+                .take(SHOWN - 1)
+                .fold(d, |d, (c, s)| d.also(manifest, *s, format!("also empty in cvm.{c}")));
             let d = if many { d.hint(format!("empty in {who}")) } else { d };
-            d.hint(format!("give `{}` a value, or write `${{{}?...}}` in the compose file if empty is allowed", g.name, g.name))
+            d.hint(format!(
+                "give `{}` a value, or write `${{{}?...}}` in the compose file if empty is allowed",
+                g.name, g.name
+            ))
         }
         FindingKind::Missing => {
             let d = Diagnostic::warning(
@@ -620,10 +634,18 @@ fn diagnostic(manifest: &Arc<Source>, g: Group) -> Diagnostic {
             let d = Diagnostic::warning(
                 manifest,
                 *span,
-                format!("env key `{}` of cvm.{c} is used by neither its compose file nor its pre-launch script", g.name),
+                format!(
+                    "env key `{}` of cvm.{c} is used by neither its compose file nor its pre-launch script",
+                    g.name
+                ),
             )
             .label(g.label);
-            let d = g.members.iter().skip(1).take(SHOWN - 1).fold(d, |d, (c, s)| d.also(manifest, *s, format!("also unused in cvm.{c}")));
+            let d = g
+                .members
+                .iter()
+                .skip(1)
+                .take(SHOWN - 1)
+                .fold(d, |d, (c, s)| d.also(manifest, *s, format!("also unused in cvm.{c}")));
             let d = if many { d.hint(format!("unused in {who}")) } else { d };
             let d = match close_key(&g.wanted) {
                 Some(w) => d.hint(format!("did you mean `{w}`? the compose file uses `${{{w}}}`")),
@@ -650,7 +672,8 @@ mod tests {
     #[test]
     fn docker_compose_interpolation_forms() {
         use Need::*;
-        let cases: &[(&str, &[(&str, Need, &str)])] = &[
+        type Found<'a> = &'a [(&'a str, Need, &'a str)];
+        let cases: &[(&str, Found)] = &[
             ("$VAR", &[("VAR", Plain, "$VAR")]),
             ("${VAR}", &[("VAR", Plain, "${VAR}")]),
             ("a-${VAR:-d}-b", &[("VAR", Default, "${VAR:-d}")]),
@@ -664,10 +687,7 @@ mod tests {
             ("$1 $ $( $-", &[]),
             ("cost: 5$", &[]),
             ("$a_b9.c", &[("a_b9", Plain, "$a_b9")]),
-            (
-                "${A:-${B:?no b}}",
-                &[("A", Default, "${A:-${B:?no b}}"), ("B", RequiredNonEmpty, "${B:?no b}")],
-            ),
+            ("${A:-${B:?no b}}", &[("A", Default, "${A:-${B:?no b}}"), ("B", RequiredNonEmpty, "${B:?no b}")]),
             ("${A:-x}${B}", &[("A", Default, "${A:-x}"), ("B", Plain, "${B}")]),
             ("${A:-{}}", &[("A", Default, "${A:-{}")]),
             ("ünïcode $X", &[("X", Plain, "$X")]),
@@ -681,7 +701,9 @@ mod tests {
 
     #[test]
     fn refused_interpolations() {
-        for (s, at) in [("${}", 0..3), ("x ${1A}", 2..7), ("${VAR/a/b}", 0..10), ("${VAR:0:2}", 0..10), ("a ${VAR", 2..7)] {
+        for (s, at) in
+            [("${}", 0..3), ("x ${1A}", 2..7), ("${VAR/a/b}", 0..10), ("${VAR:0:2}", 0..10), ("a ${VAR", 2..7)]
+        {
             let (_, errs) = interpolations(s);
             assert_eq!(errs.len(), 1, "{s}");
             assert_eq!(errs[0].range, at, "{s}");
@@ -699,8 +721,7 @@ mod tests {
         let text = "services:\n  web:\n    image: \"x:${TAG}\"\n    environment:\n      $KEY: ${A:?need}\n      B: |\n        run ${B} and $A\n";
         let f = facts(text);
         assert!(f.problems.is_empty(), "{:?}", f.problems);
-        let got: Vec<(&str, &str)> =
-            f.refs.iter().map(|(r, s)| (r.name.as_str(), &text[s.start..s.end])).collect();
+        let got: Vec<(&str, &str)> = f.refs.iter().map(|(r, s)| (r.name.as_str(), &text[s.start..s.end])).collect();
         assert_eq!(got, [("TAG", "${TAG}"), ("A", "${A:?need}"), ("B", "${B}"), ("A", "$A")]);
     }
 

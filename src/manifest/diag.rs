@@ -61,6 +61,9 @@ pub struct Diagnostic {
     pub also: Vec<Related>,
 }
 
+/// A place to annotate: span, label, and whether it is the primary one.
+type Place<'a> = (Span, &'a str, bool);
+
 /// A secondary place of a diagnostic.
 #[derive(Debug, Clone)]
 pub struct Related {
@@ -153,7 +156,7 @@ impl Diagnostic {
                 let mut group = Group::with_title(title);
                 // The primary place first, then each other file in order of appearance; places
                 // in one file share its snippet.
-                let mut files: Vec<(&Arc<Source>, Vec<(Span, &str, bool)>)> =
+                let mut files: Vec<(&Arc<Source>, Vec<Place>)> =
                     vec![(src, vec![(self.span, self.label.as_str(), true)])];
                 for r in &self.also {
                     match files.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &r.source)) {

@@ -90,7 +90,12 @@ impl FileError {
             std::io::ErrorKind::IsADirectory => FileError::NotRegular("a directory"),
             _ => FileError::Io(match e.raw_os_error() {
                 // The OS's own words, without Rust's "(os error N)" suffix.
-                Some(code) => std::io::Error::from_raw_os_error(code).to_string().split(" (os error").next().unwrap_or_default().to_string(),
+                Some(code) => std::io::Error::from_raw_os_error(code)
+                    .to_string()
+                    .split(" (os error")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
                 None => e.kind().to_string(),
             }),
         }
@@ -112,7 +117,8 @@ impl FilePolicy {
     /// further directories, relative to `base` or absolute.
     pub fn new(base: &Path, allowed: &[PathBuf]) -> FilePolicy {
         let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base.to_path_buf() };
-        let roots = std::iter::once(base.clone()).chain(allowed.iter().map(|d| base.join(d))).map(|d| resolve(&d)).collect();
+        let roots =
+            std::iter::once(base.clone()).chain(allowed.iter().map(|d| base.join(d))).map(|d| resolve(&d)).collect();
         FilePolicy { base, roots }
     }
 

@@ -354,9 +354,17 @@ impl<'a> Loader<'a> {
             let d = self
                 .err(second.1, format!("cvm.{} and cvm.{} have the same name `{}`{same}", first.2, second.2, second.0))
                 .set_label("same name");
-            d.also.push(super::diag::Related { source: src.clone(), span: first.1, label: format!("cvm.{}'s name", first.2) });
+            d.also.push(super::diag::Related {
+                source: src.clone(),
+                span: first.1,
+                label: format!("cvm.{}'s name", first.2),
+            });
             for other in group.iter().skip(2).take(2) {
-                d.also.push(super::diag::Related { source: src.clone(), span: other.1, label: format!("and cvm.{}'s", other.2) });
+                d.also.push(super::diag::Related {
+                    source: src.clone(),
+                    span: other.1,
+                    label: format!("and cvm.{}'s", other.2),
+                });
             }
             if group.len() > 4 {
                 d.add_hint(format!("{} CVMs in all have this name", group.len()));
@@ -443,7 +451,8 @@ impl<'a> Loader<'a> {
         let what = format!("cvm `{key}`");
         let who = format!("cvm.{key}");
         if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || key.is_empty() {
-            self.err(knode.span, format!("`{key}` is not a valid CVM key")).add_hint("use letters, digits, `-` and `_`");
+            self.err(knode.span, format!("`{key}` is not a valid CVM key"))
+                .add_hint("use letters, digits, `-` and `_`");
         }
         let fields = self.entries(spec, &what, Some(CVM_KEYS));
         if !matches!(spec.kind, Kind::Map(_)) {
@@ -497,21 +506,15 @@ impl<'a> Loader<'a> {
                         c.compose = f;
                     }
                 }
-                "pre_launch_script" => {
-                    if !v.is_null() {
-                        c.pre_launch_script = self.file(v, "pre-launch script", &who);
-                    }
+                "pre_launch_script" if !v.is_null() => {
+                    c.pre_launch_script = self.file(v, "pre-launch script", &who);
                 }
                 "vcpu" => c.vcpu = self.number(v, &w, 1, 256),
                 "memory" => c.memory = self.number(v, &w, 256, 4 * 1024 * 1024),
                 "disk_size" => c.disk_size = self.number(v, &w, 1, 64 * 1024),
                 "instance_type" => c.instance_type = self.opt_literal(v, &w),
                 "node" => c.node = self.opt_literal(v, &w),
-                "image" => {
-                    if !v.is_null() {
-                        self.image_field(&mut c, v, &w);
-                    }
-                }
+                "image" if !v.is_null() => self.image_field(&mut c, v, &w),
                 "kms" => c.kms = self.kms(v).unwrap_or(Kms::Phala),
                 "public_logs" => c.public_logs = self.boolean(v, &w),
                 "public_sysinfo" => c.public_sysinfo = self.boolean(v, &w),
@@ -591,7 +594,10 @@ impl<'a> Loader<'a> {
                 "Phala Cloud names are 5-63 characters: a letter first, then letters, digits and single hyphens, not ending in a hyphen",
             );
             if let Some(s) = suggest_name(&c.name) {
-                d.add_hint(format!("e.g. `name: {s}`{}", if c.name == key { " (the key may stay as it is)" } else { "" }));
+                d.add_hint(format!(
+                    "e.g. `name: {s}`{}",
+                    if c.name == key { " (the key may stay as it is)" } else { "" }
+                ));
             }
         }
         if c.instance_type.is_some() && (c.vcpu.is_some() || c.memory.is_some()) {
@@ -817,7 +823,10 @@ fn parse_u64(n: &str) -> Option<u64> {
 fn kms_env_names(cvms: Option<&Node>) -> Vec<String> {
     let Some(Kind::Map(cvms)) = cvms.map(|n| &n.kind) else { return Vec::new() };
     let field = |n: &Node, k: &str| match &n.kind {
-        Kind::Map(p) => p.iter().find(|(key, _)| matches!(&key.kind, Kind::Scalar { text, .. } if text == k)).map(|(_, v)| v.clone()),
+        Kind::Map(p) => p
+            .iter()
+            .find(|(key, _)| matches!(&key.kind, Kind::Scalar { text, .. } if text == k))
+            .map(|(_, v)| v.clone()),
         _ => None,
     };
     cvms.iter()
@@ -830,10 +839,8 @@ fn kms_env_names(cvms: Option<&Node>) -> Vec<String> {
 
 /// A valid CVM name close to `name` (for a hint), if one can be made.
 fn suggest_name(name: &str) -> Option<String> {
-    let mut s: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
-        .collect();
+    let mut s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     while s.contains("--") {
         s = s.replace("--", "-");
     }

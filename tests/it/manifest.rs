@@ -36,9 +36,14 @@ fn values_reach_the_cvm_exactly_as_written_and_settle() {
     assert!(p.stderr.is_empty(), "no lint findings: {}", p.stderr);
     t.run(&["apply", "--auto-approve"]).ok();
     let env = cvm_env(&t, "app-main");
-    for (k, v) in
-        [("RUNTIME_VERSION", "1.30"), ("MODE", "on"), ("OCTAL", "0755"), ("FLAG", "yes"), ("EXP", "1e3"), ("NODE_LABEL", "node-1.20")]
-    {
+    for (k, v) in [
+        ("RUNTIME_VERSION", "1.30"),
+        ("MODE", "on"),
+        ("OCTAL", "0755"),
+        ("FLAG", "yes"),
+        ("EXP", "1e3"),
+        ("NODE_LABEL", "node-1.20"),
+    ] {
         assert_eq!(env[k], v, "{k}: {env}");
     }
     t.run(&["plan", "--detailed-exitcode"]).code(0);
@@ -93,7 +98,12 @@ fn files_that_are_not_regular_or_outside_never_hang_or_leak() {
     for (field, want) in cases {
         t.manifest(&format!("cvms:\n  web:\n    name: web-main\n    {field}\n"));
         let started = Instant::now();
-        let mut child = t.command(&["validate"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let mut child = t
+            .command(&["validate"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         while child.try_wait().unwrap().is_none() {
             if started.elapsed() > Duration::from_secs(60) {
                 child.kill().unwrap();

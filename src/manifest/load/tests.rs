@@ -76,7 +76,9 @@ impl Project {
 
     /// The literal value of env `K` of the CVM `web`, for a value written as `value`.
     fn env_value(&self, value: &str) -> Result<String, Vec<String>> {
-        let m = format!("cvms:\n  web:\n    name: web-app\n    compose: web.yml\n    lint: {{ignore: [K]}}\n    env:\n      K: {value}\n");
+        let m = format!(
+            "cvms:\n  web:\n    name: web-app\n    compose: web.yml\n    lint: {{ignore: [K]}}\n    env:\n      K: {value}\n"
+        );
         match self.load(&m) {
             Ok(c) => Ok(c.cvms["web"].env["K"].as_literal().expect("a literal")),
             Err(d) => Err(shown(&d)),
@@ -175,9 +177,11 @@ fn null_is_unset_where_optional_and_an_error_where_a_value_is_needed() {
 #[test]
 fn number_fields_take_core_integers_and_show_what_they_refuse() {
     let p = Project::new();
-    let ok: &[(&str, u32)] = &[("2", 2), ("+2", 2), ("0x10", 16), ("0o17", 15), ("\"4\"", 4), ("!!int \"8\"", 8), ("0", 0)];
+    let ok: &[(&str, u32)] =
+        &[("2", 2), ("+2", 2), ("0x10", 16), ("0o17", 15), ("\"4\"", 4), ("!!int \"8\"", 8), ("0", 0)];
     for (written, want) in ok {
-        let c = p.load(&web(&format!("    gpus: {written}\n"))).unwrap_or_else(|e| panic!("{written}: {:?}", shown(&e)));
+        let c =
+            p.load(&web(&format!("    gpus: {written}\n"))).unwrap_or_else(|e| panic!("{written}: {:?}", shown(&e)));
         assert_eq!(c.cvms["web"].gpus, Some(*want), "{written}");
     }
     let bad: &[(&str, &str)] = &[
@@ -203,9 +207,15 @@ fn number_fields_take_core_integers_and_show_what_they_refuse() {
 #[test]
 fn boolean_fields_take_yaml_1_1_words_too() {
     let p = Project::new();
-    for (written, want) in
-        [("true", true), ("False", false), ("yes", true), ("No", false), ("on", true), ("OFF", false), ("\"true\"", true)]
-    {
+    for (written, want) in [
+        ("true", true),
+        ("False", false),
+        ("yes", true),
+        ("No", false),
+        ("on", true),
+        ("OFF", false),
+        ("\"true\"", true),
+    ] {
         let c = p.load(&web(&format!("    public_logs: {written}\n"))).unwrap();
         assert_eq!(c.cvms["web"].public_logs, Some(want), "{written}");
     }
@@ -265,7 +275,13 @@ fn a_byte_order_mark_is_not_content() {
 #[test]
 fn file_values_drop_one_final_line_break() {
     let p = Project::new();
-    for (content, want) in [("v", "v"), ("v\n", "v"), ("v\r\n", "v"), ("v\n\n", "v\n"), ("-----BEGIN-----\nA\n-----END-----\n", "-----BEGIN-----\nA\n-----END-----")] {
+    for (content, want) in [
+        ("v", "v"),
+        ("v\n", "v"),
+        ("v\r\n", "v"),
+        ("v\n\n", "v\n"),
+        ("-----BEGIN-----\nA\n-----END-----\n", "-----BEGIN-----\nA\n-----END-----"),
+    ] {
         p.file("f.txt", content);
         assert_eq!(p.env_value("${file:f.txt}").as_deref(), Ok(want), "{content:?}");
     }
@@ -274,7 +290,8 @@ fn file_values_drop_one_final_line_break() {
 #[test]
 fn credentials_are_refused_outside_secrets() {
     let p = Project::new().env("PHALA_CLOUD_API_KEY", "key").env("MY_SIGNER", "0xabc").env("HOME", "/h");
-    for var in ["PHALA_CLOUD_API_KEY", "PRIVATE_KEY", "ETH_RPC_URL", "TEEFORM_PG_CONN", "PHALA_OIDC_TOKEN", "MY_SIGNER"] {
+    for var in ["PHALA_CLOUD_API_KEY", "PRIVATE_KEY", "ETH_RPC_URL", "TEEFORM_PG_CONN", "PHALA_OIDC_TOKEN", "MY_SIGNER"]
+    {
         let m = format!(
             "cvms:\n  web:\n    name: web-app\n    compose: web.yml\n    kms: {{chain: base, private_key_env: MY_SIGNER}}\n    env:\n      K: x${{env:{var}}}\noutputs:\n  o: ${{env:{var}}}\n"
         );
@@ -284,7 +301,11 @@ fn credentials_are_refused_outside_secrets() {
         assert!(e.iter().all(|e| !e.contains("0xabc") && !e.contains(": key")), "{e:?}");
     }
     // As a secret it is the user's explicit choice, encrypted for the CVM.
-    let c = p.load(&web("    lint: {ignore: [K, H]}\n    env:\n      K: ${secret:env:PHALA_CLOUD_API_KEY}\n      H: ${env:HOME}\n")).unwrap();
+    let c = p
+        .load(&web(
+            "    lint: {ignore: [K, H]}\n    env:\n      K: ${secret:env:PHALA_CLOUD_API_KEY}\n      H: ${env:HOME}\n",
+        ))
+        .unwrap();
     assert_eq!(c.cvms["web"].env["H"].as_literal().unwrap(), "/h");
 }
 
@@ -299,21 +320,47 @@ fn files_outside_the_tree_or_not_regular_are_refused_without_content() {
     let fifo = std::ffi::CString::new(p.dir.path().join("fifo").to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
     let cases: &[(&str, &str)] = &[
-        ("    compose: ../shared.yml\n", "cannot read compose file `../shared.yml`: it is outside the manifest's directory"),
-        ("    compose: /etc/passwd\n", "cannot read compose file `/etc/passwd`: it is outside the manifest's directory"),
-        ("    compose: /dev/zero\n", "cannot read compose file `/dev/zero`: files under /proc, /sys and /dev are never read"),
+        (
+            "    compose: ../shared.yml\n",
+            "cannot read compose file `../shared.yml`: it is outside the manifest's directory",
+        ),
+        (
+            "    compose: /etc/passwd\n",
+            "cannot read compose file `/etc/passwd`: it is outside the manifest's directory",
+        ),
+        (
+            "    compose: /dev/zero\n",
+            "cannot read compose file `/dev/zero`: files under /proc, /sys and /dev are never read",
+        ),
         ("    compose: fifo\n", "cannot read compose file `fifo`: it is a FIFO, not a regular file"),
         ("    compose: adir\n", "cannot read compose file `adir`: it is a directory, not a regular file"),
-        ("    compose: web.yml\n    pre_launch_script: ../leak.txt\n", "cannot read pre-launch script `../leak.txt`: it is outside"),
-        ("    compose: web.yml\n    env:\n      K: ${file:/proc/self/environ}\n", "cannot read file `/proc/self/environ`: files under /proc"),
-        ("    compose: web.yml\n    env:\n      K: ${file:../leak.txt}\n", "cannot read file `../leak.txt`: it is outside"),
-        ("    compose: web.yml\n    env:\n      K: ${secret:file:../leak.txt}\n", "cannot read secret file `../leak.txt`: it is outside"),
+        (
+            "    compose: web.yml\n    pre_launch_script: ../leak.txt\n",
+            "cannot read pre-launch script `../leak.txt`: it is outside",
+        ),
+        (
+            "    compose: web.yml\n    env:\n      K: ${file:/proc/self/environ}\n",
+            "cannot read file `/proc/self/environ`: files under /proc",
+        ),
+        (
+            "    compose: web.yml\n    env:\n      K: ${file:../leak.txt}\n",
+            "cannot read file `../leak.txt`: it is outside",
+        ),
+        (
+            "    compose: web.yml\n    env:\n      K: ${secret:file:../leak.txt}\n",
+            "cannot read secret file `../leak.txt`: it is outside",
+        ),
     ];
     for (fields, want) in cases {
         let e = p.errors(&format!("cvms:\n  web:\n    name: web-app\n{fields}"));
         assert_eq!(e.len(), 1, "{fields}: {e:?}");
         assert!(e[0].contains(want), "{fields}: {e:?}");
-        let rendered: String = p.load(&format!("cvms:\n  web:\n    name: web-app\n{fields}")).unwrap_err().iter().map(|d| d.render(false)).collect();
+        let rendered: String = p
+            .load(&format!("cvms:\n  web:\n    name: web-app\n{fields}"))
+            .unwrap_err()
+            .iter()
+            .map(|d| d.render(false))
+            .collect();
         assert!(!rendered.contains("TOPSECRET") && !rendered.contains("root:"), "{rendered}");
     }
     // Allowing the parent directory lets the manifest read from it; /dev stays closed.
@@ -337,7 +384,12 @@ fn sizes_are_checked_before_any_call() {
     p.file("half.yml", &half).file("pre.sh", &format!("#!/bin/sh\n# {}\n", "b".repeat(90_000)));
     let e = p.errors("cvms:\n  web:\n    name: web-app\n    compose: half.yml\n    pre_launch_script: pre.sh\n");
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].contains("cvm.web: the compose file and pre-launch script are 206 KiB together; the API accepts at most 200 KiB"), "{e:?}");
+    assert!(
+        e[0].contains(
+            "cvm.web: the compose file and pre-launch script are 206 KiB together; the API accepts at most 200 KiB"
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -346,7 +398,9 @@ fn one_broken_file_is_one_error_however_many_cvms_share_it() {
     p.file("broken.yml", "services:\n  web: [unclosed\n");
     let mut m = String::from("cvms:\n");
     for i in 0..1000 {
-        m.push_str(&format!("  c{i:04}:\n    name: cvm-{i:04}\n    compose: broken.yml\n    pre_launch_script: missing.sh\n"));
+        m.push_str(&format!(
+            "  c{i:04}:\n    name: cvm-{i:04}\n    compose: broken.yml\n    pre_launch_script: missing.sh\n"
+        ));
     }
     let d = p.load(&m).unwrap_err();
     assert_eq!(d.len(), 2, "{:#?}", shown(&d));
@@ -356,7 +410,11 @@ fn one_broken_file_is_one_error_however_many_cvms_share_it() {
     let broken = d.iter().find(|d| d.message.starts_with("invalid compose YAML")).unwrap();
     assert_eq!(broken.location().unwrap(), "broken.yml:3:1");
     assert_eq!(broken.also.len(), 3);
-    assert!(broken.hints.iter().any(|h| h == "the file is used by cvm.c0000, cvm.c0001, cvm.c0002 and 997 more"), "{:?}", broken.hints);
+    assert!(
+        broken.hints.iter().any(|h| h == "the file is used by cvm.c0000, cvm.c0001, cvm.c0002 and 997 more"),
+        "{:?}",
+        broken.hints
+    );
 }
 
 #[test]
@@ -378,7 +436,13 @@ fn names_the_api_treats_as_equal_are_errors_at_both() {
 #[test]
 fn invalid_names_get_a_valid_suggestion() {
     let p = Project::new();
-    for (key, want) in [("my_db", "e.g. `name: my-db`"), ("x_y", "e.g. `name: x-y-app`"), ("db", "e.g. `name: db-app`"), ("9lives", "e.g. `name: cvm-9lives`"), ("a--b", "e.g. `name: a-b-app`")] {
+    for (key, want) in [
+        ("my_db", "e.g. `name: my-db`"),
+        ("x_y", "e.g. `name: x-y-app`"),
+        ("db", "e.g. `name: db-app`"),
+        ("9lives", "e.g. `name: cvm-9lives`"),
+        ("a--b", "e.g. `name: a-b-app`"),
+    ] {
         let d = p.load(&format!("cvms:\n  {key}:\n    compose: web.yml\n")).unwrap_err();
         assert!(d[0].hints.iter().any(|h| h.starts_with(want)), "{key}: {:?}", d[0].hints);
         let name = want.trim_start_matches("e.g. `name: ").split('`').next().unwrap();
@@ -392,7 +456,7 @@ fn hostile_yaml_is_an_error_not_a_crash() {
     let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..12 {
         let prev = format!("*a{}", i - 1);
-        bomb.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev.as_str(); 10].join(", ")));
+        bomb.push_str(&format!("a{i}: &a{i} [{}]\n", [prev.as_str(); 10].join(", ")));
     }
     bomb.push_str("cvms: {}\n");
     let e = p.errors(&bomb);
@@ -439,29 +503,37 @@ fn compose_variables_against_env_keys() {
         Case {
             compose: "services:\n  s:\n    image: x\n    environment:\n      B: \"${BUCKET_PREFIX:?required}\"\n",
             env: "",
-            want: &["c.yml:5:11: `${BUCKET_PREFIX:?required}` requires env key `BUCKET_PREFIX`, which cvm.web does not set"],
+            want: &[
+                "c.yml:5:11: `${BUCKET_PREFIX:?required}` requires env key `BUCKET_PREFIX`, which cvm.web does not set",
+            ],
         },
-        Case {
-            compose: "services:\n  s:\n    image: x:${TAG?set it}\n",
-            env: "      TAG: v1\n",
-            want: &[],
-        },
+        Case { compose: "services:\n  s:\n    image: x:${TAG?set it}\n", env: "      TAG: v1\n", want: &[] },
         Case {
             compose: "services:\n  s:\n    image: x\n    command: run ${NEED:?x}\n",
             env: "      NEED: \"\"\n",
             want: &["teeform.yaml:6:13: env `NEED` of cvm.web is empty, but the compose file requires a value"],
         },
-        Case { compose: "services:\n  s:\n    image: x\n    command: run ${NEED?x}\n", env: "      NEED: \"\"\n", want: &[] },
+        Case {
+            compose: "services:\n  s:\n    image: x\n    command: run ${NEED?x}\n",
+            env: "      NEED: \"\"\n",
+            want: &[],
+        },
         Case {
             compose: "services:\n  s:\n    image: $IMAGE\n",
             env: "",
             want: &["c.yml:3:12: `$IMAGE` has no env key in cvm.web, so it expands to an empty string"],
         },
-        Case { compose: "services:\n  s:\n    image: ${IMAGE:-nginx}\n    x: ${A-}${B:+y}${C+z}\n", env: "", want: &[] },
+        Case {
+            compose: "services:\n  s:\n    image: ${IMAGE:-nginx}\n    x: ${A-}${B:+y}${C+z}\n",
+            env: "",
+            want: &[],
+        },
         Case {
             compose: "services:\n  s:\n    image: nginx\n",
             env: "      LOG_LEVEL: info\n",
-            want: &["teeform.yaml:6:7: env key `LOG_LEVEL` of cvm.web is used by neither its compose file nor its pre-launch script"],
+            want: &[
+                "teeform.yaml:6:7: env key `LOG_LEVEL` of cvm.web is used by neither its compose file nor its pre-launch script",
+            ],
         },
         Case {
             compose: "services:\n  s:\n    image: nginx\n    environment: [\"BUCKET=${BUCKET_PREFIX}\"]\n",
@@ -477,11 +549,7 @@ fn compose_variables_against_env_keys() {
             env: "      DSTACK_DOCKER_REGISTRY: ghcr.io\n",
             want: &[],
         },
-        Case {
-            compose: "services:\n  s:\n    image: ${DSTACK_APP_ID}\n",
-            env: "",
-            want: &[],
-        },
+        Case { compose: "services:\n  s:\n    image: ${DSTACK_APP_ID}\n", env: "", want: &[] },
         Case {
             compose: "services:\n  s:\n    image: ${X/y/z}\n",
             env: "",
@@ -531,7 +599,10 @@ fn shared_compose_findings_are_grouped() {
     let d = p.load(&m).unwrap_err();
     let shown = shown(&d);
     assert_eq!(shown.len(), 2, "{shown:#?}");
-    assert_eq!(shown[0], "c.yml:3:14: `${TAG:?}` requires env key `TAG`, which cvm.c00, cvm.c01, cvm.c02 and 47 more do not set");
+    assert_eq!(
+        shown[0],
+        "c.yml:3:14: `${TAG:?}` requires env key `TAG`, which cvm.c00, cvm.c01, cvm.c02 and 47 more do not set"
+    );
     assert!(shown[1].starts_with("teeform.yaml:6:7: env key `UNUSED` of cvm.c00"), "{shown:#?}");
     assert!(d[1].hints.iter().any(|h| h == "unused in cvm.c00, cvm.c01, cvm.c02 and 47 more"), "{:?}", d[1].hints);
 }
@@ -573,11 +644,14 @@ fn the_manifest_itself_is_read_safely() {
     let d = tempfile::tempdir().unwrap();
     let opts = LoadOptions { env: Arc::new(|_| None), ..Default::default() };
     let e = load(d.path(), &opts).unwrap_err();
-    assert!(e.diagnostics[0].message.ends_with("it is a directory, not a regular file"), "{:?}", e.diagnostics[0].message);
+    assert!(
+        e.diagnostics[0].message.ends_with("it is a directory, not a regular file"),
+        "{:?}",
+        e.diagnostics[0].message
+    );
     let e = load(Path::new("/dev/zero"), &opts).unwrap_err();
     assert!(e.diagnostics[0].message.ends_with("it is a device, not a regular file"), "{:?}", e.diagnostics[0].message);
 }
-
 
 #[test]
 fn a_compose_file_not_named_as_yaml_is_never_quoted() {

@@ -165,10 +165,9 @@ fn whole_number(lit: &Lit) -> Result<i128, (String, Option<String>)> {
                 .map(|f| format!("write it as a whole number: `{}`", f as i64));
             Err((shown(), hint))
         }
-        Core::Str if t.contains('_') && t.replace('_', "").bytes().all(|b| b.is_ascii_digit()) => Err((
-            shown(),
-            Some(format!("YAML 1.2 numbers have no `_`: write `{}`", t.replace('_', ""))),
-        )),
+        Core::Str if t.contains('_') && t.replace('_', "").bytes().all(|b| b.is_ascii_digit()) => {
+            Err((shown(), Some(format!("YAML 1.2 numbers have no `_`: write `{}`", t.replace('_', "")))))
+        }
         Core::Str => Err((shown(), None)),
         _ => Err((lit.type_name().to_string(), None)),
     }
@@ -361,9 +360,9 @@ impl Loader<'_> {
     pub(super) fn string(&mut self, node: &Node, what: &str, allow: Allow) -> Option<Template> {
         match self.scalar(node, what, allow)? {
             Scalar::Lit(Lit { core: Core::Null, .. }) => {
-                self.err(node.span, format!("{what} must be a string, found null")).set_label("expected a string").add_hint(
-                    "write `\"\"` for an empty string, or quote the word (`\"null\"`, `\"~\"`) to mean it",
-                );
+                self.err(node.span, format!("{what} must be a string, found null"))
+                    .set_label("expected a string")
+                    .add_hint("write `\"\"` for an empty string, or quote the word (`\"null\"`, `\"~\"`) to mean it");
                 None
             }
             Scalar::Lit(l) => Some(Template::literal(l.text)),
@@ -477,8 +476,11 @@ impl Loader<'_> {
                 (Some(t), Some(d)) if VarType::of(d.core) != Some(t) => match t.coerce(&d.text) {
                     Some(l) => Some(l),
                     None => {
-                        self.err(default_span, format!("the default of `{name}` is {}, not a {}", d.type_name(), t.name()))
-                            .set_label("wrong type");
+                        self.err(
+                            default_span,
+                            format!("the default of `{name}` is {}, not a {}", d.type_name(), t.name()),
+                        )
+                        .set_label("wrong type");
                         self.failed_vars.insert(name.to_string());
                         continue;
                     }
@@ -486,7 +488,8 @@ impl Loader<'_> {
                 (_, d) => d,
             };
             let ty = ty.or_else(|| default.as_ref().and_then(|d| VarType::of(d.core)));
-            let from_cli = self.opts.vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| (format!("--var {name}"), v.clone()));
+            let from_cli =
+                self.opts.vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| (format!("--var {name}"), v.clone()));
             let env_name = format!("TEEFORM_VAR_{name}");
             let from_env = || (self.opts.env)(&env_name).map(|v| (env_name.clone(), v));
             let value = match from_cli.or_else(from_env) {
@@ -530,7 +533,9 @@ impl Loader<'_> {
                 self.err(node.span, format!("the YAML tag `{t}` is not supported")).set_label("unsupported tag");
                 None
             }
-            Kind::Scalar { text, plain, tag } => Some(Lit { core: yaml::core(text, *plain, tag.as_ref()), text: text.clone() }),
+            Kind::Scalar { text, plain, tag } => {
+                Some(Lit { core: yaml::core(text, *plain, tag.as_ref()), text: text.clone() })
+            }
             _ => {
                 self.err(node.span, "a variable default must be a string, number or boolean").set_label("not a scalar");
                 None
@@ -563,7 +568,14 @@ impl Loader<'_> {
 
     /// Reads a file the manifest names, once however often it is named. An error is reported
     /// once, at the first reference; later references are listed with it.
-    pub(super) fn read_file(&mut self, path: &str, limit: Limit, span: Span, kind: &str, who: &str) -> Option<Arc<String>> {
+    pub(super) fn read_file(
+        &mut self,
+        path: &str,
+        limit: Limit,
+        span: Span,
+        kind: &str,
+        who: &str,
+    ) -> Option<Arc<String>> {
         let key = (path.to_string(), limit);
         if !self.files.contains_key(&key) {
             let result = self.policy.read(path, limit).map(Arc::new);
@@ -612,14 +624,22 @@ impl Loader<'_> {
 
     /// Lists, under each file error, the other places that name the same file.
     pub(super) fn finish_files(&mut self) {
-        let mut notes: Vec<(usize, Vec<(String, Span)>)> =
-            self.files.values().filter_map(|e| Some((e.diag?, e.more.clone()))).filter(|(_, m)| !m.is_empty()).collect();
+        let mut notes: Vec<(usize, Vec<(String, Span)>)> = self
+            .files
+            .values()
+            .filter_map(|e| Some((e.diag?, e.more.clone())))
+            .filter(|(_, m)| !m.is_empty())
+            .collect();
         notes.sort_by_key(|(i, _)| *i);
         for (i, more) in notes {
             let src = self.src.clone();
             let d = &mut self.diags[i];
             for (who, span) in more.iter().take(3) {
-                d.also.push(super::super::diag::Related { source: src.clone(), span: *span, label: format!("also named by {who}") });
+                d.also.push(super::super::diag::Related {
+                    source: src.clone(),
+                    span: *span,
+                    label: format!("also named by {who}"),
+                });
             }
             let n = more.len();
             d.add_hint(format!(

@@ -385,7 +385,7 @@ pub(super) fn check(manifest: &Arc<Source>, uses: &[Use]) -> Vec<(usize, Diagnos
         let f = &all_facts[fi];
         let src = &sources[fi];
         let member = (u.cvm.clone(), u.compose_span);
-        let base = |kind, span, message: String, label, name: &str, _need: Need| Group {
+        let base = |kind, span, message: String, label, name: &str| Group {
             at: u.at,
             order: 0,
             kind,
@@ -400,9 +400,7 @@ pub(super) fn check(manifest: &Arc<Source>, uses: &[Use]) -> Vec<(usize, Diagnos
         };
         for (i, (span, message, label)) in f.problems.iter().enumerate() {
             let key = (FindingKind::File, fi, String::new(), i);
-            add(&mut groups, key, member.clone(), &|| {
-                base(FindingKind::File, *span, message.clone(), label, "", Need::Plain)
-            });
+            add(&mut groups, key, member.clone(), &|| base(FindingKind::File, *span, message.clone(), label, ""));
         }
         let script_len = u.script.as_ref().map_or(0, |(_, t)| t.len());
         let total = (u.compose.len() + script_len) as u64;
@@ -415,7 +413,7 @@ pub(super) fn check(manifest: &Arc<Source>, uses: &[Use]) -> Vec<(usize, Diagnos
                 human_bytes(COMPOSE_BYTES)
             );
             add(&mut groups, (FindingKind::Size, fi, script, 0), member.clone(), &|| {
-                base(FindingKind::Size, Span::new(0, 0), message.clone(), "", "", Need::Plain)
+                base(FindingKind::Size, Span::new(0, 0), message.clone(), "", "")
             });
         }
         if f.problems.iter().any(|(_, m, _)| m.starts_with("invalid compose YAML")) {
@@ -434,33 +432,26 @@ pub(super) fn check(manifest: &Arc<Source>, uses: &[Use]) -> Vec<(usize, Diagnos
             }
             let key = keys.get(name.as_str());
             let finding = match (key, n.required, n.plain) {
-                (None, Some((span, need)), _) => {
+                (None, Some((span, _)), _) => {
                     wanted.push(name.clone());
-                    Some((FindingKind::MissingRequired, span, need, "required here"))
+                    Some((FindingKind::MissingRequired, span, "required here"))
                 }
                 (None, None, Some(span)) => {
                     wanted.push(name.clone());
-                    (!u.ignore.contains(name)).then_some((
-                        FindingKind::Missing,
-                        span,
-                        Need::Plain,
-                        "expands to nothing",
-                    ))
+                    (!u.ignore.contains(name)).then_some((FindingKind::Missing, span, "expands to nothing"))
                 }
-                (Some(k), _, _) if k.literal.as_deref() == Some("") => n
-                    .non_empty
-                    .map(|span| (FindingKind::EmptyRequired, span, Need::RequiredNonEmpty, "requires a value")),
+                (Some(k), _, _) if k.literal.as_deref() == Some("") => {
+                    n.non_empty.map(|span| (FindingKind::EmptyRequired, span, "requires a value"))
+                }
                 _ => None,
             };
-            let Some((kind, span, need, label)) = finding else { continue };
+            let Some((kind, span, label)) = finding else { continue };
             let at_manifest = match (kind, key) {
                 (FindingKind::EmptyRequired, Some(k)) => k.value_span,
                 _ => u.env_span.unwrap_or(u.compose_span),
             };
             let gkey = (kind, fi, name.clone(), span.start);
-            add(&mut groups, gkey, (u.cvm.clone(), at_manifest), &|| {
-                base(kind, span, String::new(), label, name, need)
-            });
+            add(&mut groups, gkey, (u.cvm.clone(), at_manifest), &|| base(kind, span, String::new(), label, name));
         }
         for k in &u.env {
             let used = uses.iter().any(|(n, _)| *n == k.name) || script_vars.contains(&k.name);
@@ -469,7 +460,7 @@ pub(super) fn check(manifest: &Arc<Source>, uses: &[Use]) -> Vec<(usize, Diagnos
             }
             let gkey = (FindingKind::Unused, fi, k.name.clone(), 0);
             add(&mut groups, gkey, (u.cvm.clone(), k.key_span), &|| {
-                let mut g = base(FindingKind::Unused, k.key_span, String::new(), "not used", &k.name, Need::Plain);
+                let mut g = base(FindingKind::Unused, k.key_span, String::new(), "not used", &k.name);
                 g.wanted = wanted.clone();
                 g
             });

@@ -275,10 +275,10 @@ pub(super) struct Use {
     pub cvm: String,
     /// Where in the loader's diagnostics this CVM's findings go.
     pub at: usize,
-    /// The compose file as written, resolved, and shown; its text; the `compose:` value.
+    /// The compose file as written and joined to the manifest's directory; its text; the
+    /// `compose:` value.
     pub compose_path: String,
     pub compose_full: PathBuf,
-    pub compose_display: String,
     pub compose: Arc<String>,
     pub compose_span: Span,
     /// The pre-launch script (as written) and its text.
@@ -344,7 +344,8 @@ struct Group {
 const SHOWN: usize = 3;
 
 /// Runs the lint over every use, returning each diagnostic with the index it belongs at.
-pub(super) fn check(manifest: &Arc<Source>, uses: &[Use]) -> Vec<(usize, Diagnostic)> {
+/// `base` is where paths are shown relative to.
+pub(super) fn check(manifest: &Arc<Source>, base: Option<&std::path::Path>, uses: &[Use]) -> Vec<(usize, Diagnostic)> {
     // Each distinct compose file is parsed once, spread over the cores when there are many.
     let mut distinct: Vec<&Use> = Vec::new();
     let mut index: HashMap<&PathBuf, usize> = HashMap::new();
@@ -355,13 +356,17 @@ pub(super) fn check(manifest: &Arc<Source>, uses: &[Use]) -> Vec<(usize, Diagnos
         });
     }
     let all_facts = parallel_facts(&distinct);
-    let sources: Vec<Arc<Source>> = distinct
-        .iter()
-        .map(|u| {
-            let text = u.compose.to_string();
-            Source::with_quote(&u.compose_full, u.compose_display.clone(), text, quotable(&u.compose_path))
-        })
-        .collect();
+    // A file's source (a copy of its text) is made only if a finding needs it.
+    let sources: Vec<std::cell::OnceCell<Arc<Source>>> = distinct.iter().map(|_| Default::default()).collect();
+    let source = |fi: usize| {
+        sources[fi]
+            .get_or_init(|| {
+                let u = distinct[fi];
+                let display = super::load::display_path(&u.compose_full, base);
+                Source::with_quote(&u.compose_full, display, u.compose.to_string(), quotable(&u.compose_path))
+            })
+            .clone()
+    };
     let mut script_cache: HashMap<&str, BTreeSet<String>> = HashMap::new();
 
     let mut groups: Vec<Group> = Vec::new();
@@ -383,13 +388,12 @@ pub(super) fn check(manifest: &Arc<Source>, uses: &[Use]) -> Vec<(usize, Diagnos
     for u in uses {
         let fi = index[&u.compose_full];
         let f = &all_facts[fi];
-        let src = &sources[fi];
         let member = (u.cvm.clone(), u.compose_span);
         let base = |kind, span, message: String, label, name: &str| Group {
             at: u.at,
             order: 0,
             kind,
-            compose: src.clone(),
+            compose: source(fi),
             span,
             message,
             label,

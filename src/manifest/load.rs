@@ -577,7 +577,6 @@ impl<'a> Loader<'a> {
             self.compose_uses.push(Use {
                 cvm: key.to_string(),
                 at,
-                compose_display: display_path(&full, self.opts.display_base.as_deref()),
                 compose_full: full,
                 compose_path: c.compose.path.clone(),
                 compose: self.files[&(c.compose.path.clone(), Limit::Compose)].result.clone().ok()?,
@@ -725,7 +724,7 @@ impl<'a> Loader<'a> {
     /// (`compose_lint`), putting each finding where an inline check would have.
     fn check_composes(&mut self) {
         let uses = std::mem::take(&mut self.compose_uses);
-        let found = compose_lint::check(&self.src, &uses);
+        let found = compose_lint::check(&self.src, self.opts.display_base.as_deref(), &uses);
         // From the back, so the positions of earlier findings stay valid.
         for (at, d) in found.into_iter().rev() {
             self.diags.insert(at, d);

@@ -37,7 +37,8 @@ pub enum Kind {
     Scalar {
         text: String,
         plain: bool,
-        tag: Option<Tag>,
+        /// Boxed: most scalars have none, and every node pays for the field.
+        tag: Option<Box<Tag>>,
     },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
@@ -76,7 +77,7 @@ impl Node {
     /// The scalar's core-schema meaning; `None` for collections.
     pub fn core(&self) -> Option<Core> {
         match &self.kind {
-            Kind::Scalar { text, plain, tag } => Some(core(text, *plain, tag.as_ref())),
+            Kind::Scalar { text, plain, tag } => Some(core(text, *plain, tag.as_deref())),
             _ => None,
         }
     }
@@ -315,15 +316,17 @@ impl Builder<'_> {
             Event::Scalar(text, style, anchor, tag) => {
                 let plain = matches!(style, TScalarStyle::Plain);
                 let end = self.scalar_end(at, &text, style);
-                let tag = tag.map(|t| match (t.handle.as_str(), t.suffix.as_str()) {
-                    ("tag:yaml.org,2002:", "str") | ("!", "") | ("", "!") => Tag::Str,
-                    ("tag:yaml.org,2002:", "int") => Tag::Int,
-                    ("tag:yaml.org,2002:", "float") => Tag::Float,
-                    ("tag:yaml.org,2002:", "bool") => Tag::Bool,
-                    ("tag:yaml.org,2002:", "null") => Tag::Null,
-                    ("tag:yaml.org,2002:", s) => Tag::Other(format!("!!{s}")),
-                    (h, s) => Tag::Other(format!("{h}{s}")),
-                });
+                let tag = tag
+                    .map(|t| match (t.handle.as_str(), t.suffix.as_str()) {
+                        ("tag:yaml.org,2002:", "str") | ("!", "") | ("", "!") => Tag::Str,
+                        ("tag:yaml.org,2002:", "int") => Tag::Int,
+                        ("tag:yaml.org,2002:", "float") => Tag::Float,
+                        ("tag:yaml.org,2002:", "bool") => Tag::Bool,
+                        ("tag:yaml.org,2002:", "null") => Tag::Null,
+                        ("tag:yaml.org,2002:", s) => Tag::Other(format!("!!{s}")),
+                        (h, s) => Tag::Other(format!("{h}{s}")),
+                    })
+                    .map(Box::new);
                 let node = Node { kind: Kind::Scalar { text, plain, tag }, span: Span::new(at, end) };
                 self.remember(anchor, &node, before);
                 Ok(node)

@@ -187,7 +187,7 @@ impl Loader<'_> {
     /// Evaluates a scalar: its core meaning, or a string with `${...}` substituted.
     pub(super) fn scalar(&mut self, node: &Node, what: &str, allow: Allow) -> Option<Scalar> {
         let (text, plain, tag) = match &node.kind {
-            Kind::Scalar { text, plain, tag } => (text, *plain, tag.as_ref()),
+            Kind::Scalar { text, plain, tag } => (text, *plain, tag.as_deref()),
             _ => {
                 let t = node.type_name();
                 self.err(node.span, format!("{what} must be a single value, found {t}")).set_label("expected a value");
@@ -528,13 +528,15 @@ impl Loader<'_> {
 
     /// A literal scalar (no interpolation), for variable defaults.
     fn literal(&mut self, node: &Node) -> Option<Lit> {
+        if let Kind::Scalar { tag: Some(t), .. } = &node.kind
+            && let Tag::Other(t) = &**t
+        {
+            self.err(node.span, format!("the YAML tag `{t}` is not supported")).set_label("unsupported tag");
+            return None;
+        }
         match &node.kind {
-            Kind::Scalar { tag: Some(Tag::Other(t)), .. } => {
-                self.err(node.span, format!("the YAML tag `{t}` is not supported")).set_label("unsupported tag");
-                None
-            }
             Kind::Scalar { text, plain, tag } => {
-                Some(Lit { core: yaml::core(text, *plain, tag.as_ref()), text: text.clone() })
+                Some(Lit { core: yaml::core(text, *plain, tag.as_deref()), text: text.clone() })
             }
             _ => {
                 self.err(node.span, "a variable default must be a string, number or boolean").set_label("not a scalar");

@@ -12,8 +12,8 @@
 //! Findings: a required variable without an env key is an error (the CVM would not start); an
 //! empty env value for `${VAR:?e}` is an error; any other variable without a default and
 //! without a key is a warning; an env key used by neither the compose file nor the pre-launch
-//! script is a warning. Keys starting with `DSTACK_` belong to the platform (its pre-launch
-//! script reads `DSTACK_DOCKER_*`, `DSTACK_AWS_*`; reference §7). A CVM's `lint: {ignore:
+//! script is a warning. Keys starting with `DSTACK_` belong to the platform ([`platform_key`]).
+//! A CVM's `lint: {ignore:
 //! [NAME]}` silences the warnings about NAME; errors cannot be silenced.
 //!
 //! Invariant: one problem of one file is one diagnostic, however many CVMs share the file;
@@ -298,9 +298,10 @@ pub(super) struct EnvKey {
     pub literal: Option<String>,
 }
 
-/// Keys of the platform: never reported as unused or missing. UNVERIFIED beyond the names the
-/// reference lists (`DSTACK_DOCKER_*`, `DSTACK_AWS_*`, `DSTACK_AUTHORIZED_KEYS`): the whole
-/// `DSTACK_` prefix is taken as the platform's.
+/// Keys of the platform, never reported as unused or missing: the platform reads
+/// `DSTACK_DOCKER_*`, `DSTACK_AWS_*`, `DSTACK_AUTHORIZED_KEYS` from the env (reference §7) and
+/// provides `DSTACK_APP_ID` and `DSTACK_GATEWAY_DOMAIN` to compose files (Phala's networking
+/// docs). UNVERIFIED beyond those names: the whole `DSTACK_` prefix is taken as the platform's.
 pub fn platform_key(name: &str) -> bool {
     name.starts_with("DSTACK_")
 }

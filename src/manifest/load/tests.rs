@@ -300,6 +300,10 @@ fn credentials_are_refused_outside_secrets() {
         assert!(e.iter().all(|e| e.contains(&format!("teeform's own credential {var}"))), "{e:?}");
         assert!(e.iter().all(|e| !e.contains("0xabc") && !e.contains(": key")), "{e:?}");
     }
+    // Where a secret cannot go, the hint says how teeform reads the credential itself.
+    let d = p.load(&web("    kms: {chain: base, rpc_url: \"${env:ETH_RPC_URL}\"}\n")).unwrap_err();
+    assert_eq!(d.len(), 1, "{:?}", shown(&d));
+    assert!(d[0].hints[0].contains("an RPC URL from `rpc_url_env`"), "{:?}", d[0].hints);
     // As a secret it is the user's explicit choice, encrypted for the CVM.
     let c = p
         .load(&web(

@@ -306,11 +306,19 @@ impl Loader<'_> {
                     ok = false;
                 }
                 Ref::Env { name } if self.credentials.contains(name) => {
-                    self.err(span, format!("`{r}` would copy teeform's own credential {name} into the plan, state and outputs"))
-                        .set_label("credential")
-                        .add_hint(format!(
+                    let hint = if allow.secret {
+                        format!(
                             "if the CVM needs this value, write `${{secret:env:{name}}}`: a secret is encrypted for the CVM and never shown or stored"
-                        ));
+                        )
+                    } else {
+                        "teeform reads its credentials from the environment itself (an RPC URL from `rpc_url_env`); leave this field out".to_string()
+                    };
+                    self.err(
+                        span,
+                        format!("`{r}` would copy teeform's own credential {name} into the plan, state and outputs"),
+                    )
+                    .set_label("credential")
+                    .add_hint(hint);
                     ok = false;
                 }
                 Ref::SecretFile { path } => {

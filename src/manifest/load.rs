@@ -102,7 +102,7 @@ pub fn load_backend(path: &Path) -> Result<Option<BackendKind>, ManifestError> {
             .map(|(_, v)| v),
         _ => None,
     };
-    let kind = node.and_then(|n| l.backend(n));
+    let kind = node.filter(|n| !n.is_null()).and_then(|n| l.backend(n));
     if l.diags.iter().any(Diagnostic::is_error) {
         return Err(ManifestError { diagnostics: l.diags });
     }
@@ -274,7 +274,7 @@ impl<'a> Loader<'a> {
         }
         self.check_var_overrides(get("variables"));
         let endpoint = self.provider(get("provider"));
-        let backend = get("backend").and_then(|b| self.backend(b));
+        let backend = get("backend").filter(|b| !b.is_null()).and_then(|b| self.backend(b));
         let cvm_node = get("cvms");
         self.cvm_keys = key_spans(cvm_node).keys().map(|k| k.to_string()).collect();
         self.credentials.extend(kms_env_names(cvm_node));
@@ -399,7 +399,7 @@ impl<'a> Loader<'a> {
                     for (k, _, v) in self.entries(v, "provider.phala", Some(&["endpoint"])) {
                         if k == "endpoint" {
                             endpoint = self
-                                .string(v, "provider.phala.endpoint", STRINGS_ONLY)
+                                .opt_string(v, "provider.phala.endpoint", STRINGS_ONLY)
                                 .and_then(|t| t.as_literal())
                                 .map(|s| (s, v.span));
                         }
@@ -515,7 +515,7 @@ impl<'a> Loader<'a> {
                 "instance_type" => c.instance_type = self.opt_literal(v, &w),
                 "node" => c.node = self.opt_literal(v, &w),
                 "image" if !v.is_null() => self.image_field(&mut c, v, &w),
-                "kms" => c.kms = self.kms(v).unwrap_or(Kms::Phala),
+                "kms" if !v.is_null() => c.kms = self.kms(v).unwrap_or(Kms::Phala),
                 "public_logs" => c.public_logs = self.boolean(v, &w),
                 "public_sysinfo" => c.public_sysinfo = self.boolean(v, &w),
                 "public_tcbinfo" => c.public_tcbinfo = self.boolean(v, &w),
@@ -543,7 +543,7 @@ impl<'a> Loader<'a> {
                         }
                     }
                 }
-                "depends_on" => match &v.kind {
+                "depends_on" if !v.is_null() => match &v.kind {
                     Kind::Seq(items) => {
                         for it in items {
                             if let Some(s) = self.literal_string(it, "depends_on entry") {

@@ -164,9 +164,14 @@ fn null_is_unset_where_optional_and_an_error_where_a_value_is_needed() {
         assert!(e[0].contains("env `K` must be a string, found null"), "{written:?}: {e:?}");
     }
     let c = p
-        .load(&web("    node: ~\n    instance_type:\n    vcpu: null\n    public_logs: ~\n    image: ~\n    pre_launch_script:\n"))
+        .load(&format!(
+            "backend: ~\nprovider:\n  phala:\n    endpoint: ~\n{}",
+            web("    node: ~\n    instance_type:\n    vcpu: null\n    public_logs: ~\n    image: ~\n    pre_launch_script:\n    kms: ~\n    depends_on: ~\n    env: ~\n    lint: ~\n")
+        ))
         .unwrap();
+    assert_eq!((c.backend, c.endpoint), (None, Endpoint::Url(DEFAULT_API_PREFIX.into())));
     let w = &c.cvms["web"];
+    assert_eq!(w.kms, Kms::Phala);
     assert!(w.node.is_none() && w.instance_type.is_none() && w.vcpu.is_none() && w.public_logs.is_none());
     assert!(w.image.is_none() && w.pre_launch_script.is_none());
     // A null name is no name: the key is the name.

@@ -10,6 +10,24 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::Ref;
+use crate::manifest::files::{FilePolicy, Limit, file_value};
+
+/// The environment variables teeform reads for its own credentials: the Phala Cloud API key
+/// and OIDC token, the on-chain signer key and RPC URL (the defaults; a manifest's
+/// `private_key_env`/`rpc_url_env` add theirs), the PostgreSQL connection string, the secrets
+/// passphrase and the nscale tokens. A manifest may not copy them into plain values:
+/// `${env:NAME}` of one is an error (`${secret:env:NAME}` is allowed, encrypted for the CVM
+/// and never shown). The one list; a tidy test keeps every such variable teeform reads in it.
+pub const CREDENTIAL_VARS: &[&str] = &[
+    "PHALA_CLOUD_API_KEY",
+    "PHALA_OIDC_TOKEN",
+    "PRIVATE_KEY",
+    "ETH_RPC_URL",
+    "TEEFORM_PG_CONN",
+    "TEEFORM_SECRETS_PASSPHRASE",
+    "NSCALE_TOKEN",
+    "NSCALE_SERVICE_TOKEN",
+];
 
 /// A secret value that refuses to be printed and is zeroed when dropped.
 #[derive(Clone, PartialEq, Eq)]
@@ -35,9 +53,12 @@ impl fmt::Debug for Secret {
 pub type SecretValues = BTreeMap<Ref, Secret>;
 
 /// Reads every secret the references name, reporting those that cannot be read.
+/// `${secret:file:P}` reads P through `files` as the manifest's other files are (allowed
+/// directories, a regular file, at most 1 MiB, no byte-order mark) with the same newline rule
+/// as `${file:}` ([`file_value`]: one final line break is not part of the value).
 pub fn read_all<'a>(
     refs: impl IntoIterator<Item = &'a Ref>,
-    base_dir: &std::path::Path,
+    files: &FilePolicy,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<SecretValues, Vec<String>> {
     let mut out = SecretValues::new();
@@ -53,19 +74,11 @@ pub fn read_all<'a>(
                 }
                 None => errors.push(format!("secret `{r}`: environment variable {name} is not set")),
             },
-            Ref::SecretFile { path } => match std::fs::read_to_string(base_dir.join(path)) {
-                // A trailing newline in a secret file is almost never part of the secret.
+            Ref::SecretFile { path } => match files.read(path, Limit::Value) {
                 Ok(v) => {
-                    out.insert(
-                        r.clone(),
-                        Secret::new(
-                            v.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&v).to_string(),
-                        ),
-                    );
+                    out.insert(r.clone(), Secret::new(file_value(v)));
                 }
-                Err(e) => {
-                    errors.push(format!("secret `{r}`: cannot read {}: {}", base_dir.join(path).display(), e.kind()))
-                }
+                Err(e) => errors.push(format!("secret `{r}`: cannot read {}: {e}", files.full(path).display())),
             },
             _ => {}
         }
@@ -114,12 +127,79 @@ mod tests {
     #[test]
     fn reads_env_and_files() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
-        let refs = [Ref::SecretEnv { name: "X".into() }, Ref::SecretFile { path: "pw".into() }];
-        let got = read_all(&refs, dir.path(), &|k| (k == "X").then(|| "from-env".to_string())).unwrap();
+        std::fs::write(dir.path().join("pw"), "\u{feff}s3cret\n").unwrap();
+        std::fs::write(dir.path().join("pem"), "-----BEGIN-----\nAAAA\n-----END-----\n\n").unwrap();
+        let files = FilePolicy::new(dir.path(), &[]);
+        let refs = [
+            Ref::SecretEnv { name: "X".into() },
+            Ref::SecretFile { path: "pw".into() },
+            Ref::SecretFile { path: "pem".into() },
+        ];
+        let got = read_all(&refs, &files, &|k| (k == "X").then(|| "from-env".to_string())).unwrap();
         assert_eq!(got[&refs[0]].expose(), "from-env");
         assert_eq!(got[&refs[1]].expose(), "s3cret");
-        let missing = read_all(&[Ref::SecretEnv { name: "Y".into() }], dir.path(), &|_| None).unwrap_err();
+        // The same rule as `${file:}`: one final line break goes, a second one stays.
+        assert_eq!(got[&refs[2]].expose(), "-----BEGIN-----\nAAAA\n-----END-----\n");
+        let missing = read_all(&[Ref::SecretEnv { name: "Y".into() }], &files, &|_| None).unwrap_err();
         assert!(missing[0].contains("Y is not set"));
+    }
+
+    #[test]
+    fn unreadable_secret_files_say_why_without_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("p");
+        std::fs::create_dir(&project).unwrap();
+        std::fs::write(dir.path().join("outside"), "TOPSECRET").unwrap();
+        let files = FilePolicy::new(&project, &[]);
+        for (path, want) in [
+            ("missing.pass", "no such file"),
+            ("../outside", "outside the manifest's directory"),
+            (".", "a directory"),
+            ("/proc/self/environ", "/proc"),
+        ] {
+            let errs = read_all(&[Ref::SecretFile { path: path.into() }], &files, &|_| None).unwrap_err();
+            assert!(errs[0].contains(want), "{path}: {errs:?}");
+            assert!(!errs[0].contains("entity not found") && !errs[0].contains("TOPSECRET"), "{errs:?}");
+        }
+    }
+
+    /// Every variable teeform reads that looks like a credential is in [`CREDENTIAL_VARS`], so
+    /// a manifest cannot copy it with `${env:}`; names that look like one but are not are
+    /// listed here with the reason.
+    #[test]
+    fn every_credential_variable_read_is_listed() {
+        const NOT_CREDENTIALS: &[&str] = &[
+            // Env keys of CVMs in examples, tests and docs, not variables teeform reads.
+            "DB_PASSWORD",
+            "POSTGRES_PASSWORD",
+            "API_KEY",
+            "DSTACK_DOCKER_PASSWORD",
+            // A `private_key_env` a test chooses; such names are refused by the loader.
+            "DEPLOYER_KEY",
+        ];
+        let credential = regex::Regex::new(
+            r#""([A-Z][A-Z0-9_]*(?:_KEY|_TOKEN|_SECRET|_PASSWORD|_PASSPHRASE|_CONN|_RPC_URL|PRIVATE_KEY))""#,
+        )
+        .unwrap();
+        let mut unlisted = std::collections::BTreeSet::new();
+        let mut stack = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];
+        while let Some(p) = stack.pop() {
+            if p.is_dir() {
+                stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            // The simulator is another program: its variables are not teeform's.
+            if p.extension().is_none_or(|e| e != "rs") || p.components().any(|c| c.as_os_str() == "sim") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            for m in credential.captures_iter(&text) {
+                let name = &m[1];
+                if !CREDENTIAL_VARS.contains(&name) && !NOT_CREDENTIALS.contains(&name) {
+                    unlisted.insert(format!("{name} ({})", p.display()));
+                }
+            }
+        }
+        assert!(unlisted.is_empty(), "add these to CREDENTIAL_VARS (or NOT_CREDENTIALS with a reason): {unlisted:?}");
     }
 }

@@ -15,6 +15,7 @@ use super::ui::Progress;
 use super::{ApplyArgs, PlanArgs, RunArgs, VarArgs};
 use crate::apply::onchain::{Pending, PendingKind, Registrar};
 use crate::apply::{self, Executor, StepResult, WaitOptions};
+use crate::manifest::files::FilePolicy;
 use crate::manifest::{Config, Diagnostic, Endpoint, Ref};
 use crate::plan::{self, Action, Mode, Plan, Refresh, json, render};
 use crate::secrets::{self, SecretValues};
@@ -92,7 +93,15 @@ fn diag_json(d: &Diagnostic) -> serde_json::Value {
         }
         None => (None, None, None),
     };
-    serde_json::json!({"severity": d.severity, "message": d.message, "file": file, "line": line, "column": col, "label": d.label, "hints": d.hints})
+    let related: Vec<serde_json::Value> = d
+        .also
+        .iter()
+        .map(|r| {
+            let (l, c) = r.source.line_col(r.span.start);
+            serde_json::json!({"file": r.source.display, "line": l, "column": c, "label": r.label})
+        })
+        .collect();
+    serde_json::json!({"severity": d.severity, "message": d.message, "file": file, "line": line, "column": col, "label": d.label, "hints": d.hints, "related": related})
 }
 
 /// Everything a run works with: the manifest, the locked state, the API and secrets.
@@ -111,8 +120,8 @@ fn secret_refs(cfg: &Config) -> BTreeSet<Ref> {
     env.chain(outs).flat_map(|t| t.refs()).filter(|r| r.is_secret()).cloned().collect()
 }
 
-pub(super) fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, base: &Path) -> CliResult<SecretValues> {
-    secrets::read_all(refs, base, &|k| std::env::var(k).ok()).map_err(|errs| {
+pub(super) fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, files: &FilePolicy) -> CliResult<SecretValues> {
+    secrets::read_all(refs, files, &|k| std::env::var(k).ok()).map_err(|errs| {
         let mut e = CliError::new(format!(
             "{} secret{} cannot be read; nothing was changed",
             errs.len(),
@@ -126,7 +135,7 @@ pub(super) fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, base: &P
 async fn session(ctx: &Ctx, run: &RunArgs, command: &'static str) -> CliResult<Session> {
     let config = ctx.load(&run.vars.vars)?;
     check_graph(&config)?;
-    let secrets = read_secrets(&secret_refs(&config), &config.dir)?;
+    let secrets = read_secrets(&secret_refs(&config), &config.file_policy())?;
     let store = ctx.open_state_for(Some(&config), command, run.lock_timeout).await?;
     let api = ctx.api(&config.endpoint).await?;
     reconcile(ctx, store.as_ref(), &api).await?;
@@ -406,10 +415,19 @@ async fn names_are_free(ctx: &Ctx, api: &Api, snapshot: &Snapshot, p: &Plan) -> 
         if taken.len() > 1 { format!(" (and {} more)", taken.len() - 1) } else { String::new() },
         api.endpoint
     ));
-    for (addr, id) in &taken {
+    // A few commands to copy, not one per CVM: a first apply over a thousand existing names
+    // must stay readable.
+    const SHOWN: usize = 5;
+    for (addr, id) in taken.iter().take(SHOWN) {
         e = e.hint(format!(
             "`{}` manages the existing CVM; or give {addr} another `name:`",
             ctx.command_line(&format!("import {addr} {id}"))
+        ));
+    }
+    if taken.len() > SHOWN {
+        e = e.hint(format!(
+            "and {} more CVMs the same way (`teeform plan --json` lists every create)",
+            taken.len() - SHOWN
         ));
     }
     Err(e)
@@ -442,7 +460,8 @@ pub async fn plan(ctx: &Ctx, args: &PlanArgs, out: Option<&Path>, detailed: bool
     onchain::annotate(&mut p, &env).await;
     print_plan(ctx, &p, as_json);
     if let Some(path) = out {
-        SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir)).write(path)?;
+        let allowed = s.config.allowed_dirs.iter().map(|d| abs(&s.config.dir.join(d))).collect();
+        SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir), allowed).write(path)?;
         if !as_json {
             println!(
                 "\nSaved the plan to {}. To apply exactly these actions, run:\n    {}",
@@ -615,7 +634,7 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
         .filter(|r| r.is_secret())
         .cloned()
         .collect();
-    let secrets = read_secrets(&refs, &saved.base_dir)?;
+    let secrets = read_secrets(&refs, &FilePolicy::new(&saved.base_dir, &saved.allowed_dirs))?;
     let mut p = p.clone();
     restore_rpc_urls(ctx, &mut p, &args.plan.run.vars.vars)?;
     only_onchain_updates(ctx, &mut p, args.prepare_only);

@@ -19,17 +19,21 @@ pub struct SavedPlan {
     pub endpoint: String,
     /// The manifest's directory, against which secret files are read again.
     pub base_dir: PathBuf,
+    /// The manifest's `allowed_dirs:`, absolute: secret files may be read there too.
+    #[serde(default)]
+    pub allowed_dirs: Vec<PathBuf>,
     pub plan: Plan,
 }
 
 impl SavedPlan {
-    pub fn new(plan: Plan, endpoint: String, base_dir: PathBuf) -> SavedPlan {
+    pub fn new(plan: Plan, endpoint: String, base_dir: PathBuf, allowed_dirs: Vec<PathBuf>) -> SavedPlan {
         SavedPlan {
             format: FORMAT.into(),
             teeform_version: env!("CARGO_PKG_VERSION").into(),
             created_at: crate::model::now_rfc3339(),
             endpoint,
             base_dir,
+            allowed_dirs,
             plan,
         }
     }

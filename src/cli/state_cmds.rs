@@ -109,7 +109,7 @@ async fn output_raw(ctx: &Ctx, snap: &crate::state::Snapshot, name: Option<&str>
         };
         let refs: std::collections::BTreeSet<crate::manifest::Ref> =
             out.value.refs().filter(|r| r.is_secret()).cloned().collect();
-        let secrets = super::commands::read_secrets(&refs, &cfg.dir)?;
+        let secrets = super::commands::read_secrets(&refs, &cfg.file_policy())?;
         let value = crate::apply::resolve(&out.value, &snap.resources, &secrets).map_err(|e| {
             CliError::new(format!("output `{name}` cannot be computed: {e}"))
                 .hint("run `teeform apply`, then ask again")

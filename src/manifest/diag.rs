@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+use annotate_snippets::{AnnotationKind, Group, Level, Origin, Renderer, Snippet};
 
 use super::yaml::Span;
 
@@ -15,11 +15,19 @@ pub struct Source {
     pub display: String,
     pub path: PathBuf,
     pub text: String,
+    /// Whether diagnostics may print lines of this file. False for a file that is not known to
+    /// be the user's YAML (e.g. a `compose:` naming some other file): then only
+    /// `file:line:col` is shown, never its content.
+    pub quote: bool,
 }
 
 impl Source {
     pub fn new(path: &Path, display: String, text: String) -> Arc<Source> {
-        Arc::new(Source { display, path: path.to_path_buf(), text })
+        Self::with_quote(path, display, text, true)
+    }
+
+    pub fn with_quote(path: &Path, display: String, text: String, quote: bool) -> Arc<Source> {
+        Arc::new(Source { display, path: path.to_path_buf(), text, quote })
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -48,6 +56,20 @@ pub struct Diagnostic {
     /// Text under the caret.
     pub label: String,
     pub hints: Vec<String>,
+    /// Other places the problem involves (the first definition of a duplicate, the manifest
+    /// line that names a broken compose file), shown with the primary one.
+    pub also: Vec<Related>,
+}
+
+/// A place to annotate: span, label, and whether it is the primary one.
+type Place<'a> = (Span, &'a str, bool);
+
+/// A secondary place of a diagnostic.
+#[derive(Debug, Clone)]
+pub struct Related {
+    pub source: Arc<Source>,
+    pub span: Span,
+    pub label: String,
 }
 
 impl Diagnostic {
@@ -59,6 +81,7 @@ impl Diagnostic {
             span,
             label: String::new(),
             hints: Vec::new(),
+            also: Vec::new(),
         }
     }
 
@@ -75,6 +98,7 @@ impl Diagnostic {
             span: Span::default(),
             label: String::new(),
             hints: Vec::new(),
+            also: Vec::new(),
         }
     }
 
@@ -85,6 +109,12 @@ impl Diagnostic {
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hints.push(hint.into());
+        self
+    }
+
+    /// Adds a secondary place, shown with its own label.
+    pub fn also(mut self, source: &Arc<Source>, span: Span, label: impl Into<String>) -> Self {
+        self.also.push(Related { source: source.clone(), span, label: label.into() });
         self
     }
 
@@ -123,16 +153,35 @@ impl Diagnostic {
         let mut groups = Vec::new();
         match &self.source {
             Some(src) => {
-                // Spans come from byte arithmetic; keep them on character boundaries.
-                let start = src.text.floor_char_boundary(self.span.start);
-                let span = start..src.text.ceil_char_boundary(self.span.end).max(start);
-                groups.push(
-                    title.element(
-                        Snippet::source(&src.text)
-                            .path(&src.display)
-                            .annotation(AnnotationKind::Primary.span(span).label(&self.label)),
-                    ),
-                );
+                let mut group = Group::with_title(title);
+                // The primary place first, then each other file in order of appearance; places
+                // in one file share its snippet.
+                let mut files: Vec<(&Arc<Source>, Vec<Place>)> =
+                    vec![(src, vec![(self.span, self.label.as_str(), true)])];
+                for r in &self.also {
+                    match files.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &r.source)) {
+                        Some((_, spans)) => spans.push((r.span, r.label.as_str(), false)),
+                        None => files.push((&r.source, vec![(r.span, r.label.as_str(), false)])),
+                    }
+                }
+                for (file, spans) in files {
+                    if !file.quote {
+                        for (span, _, _) in spans {
+                            let (l, c) = file.line_col(span.start);
+                            group = group.element(Origin::path(&file.display).line(l).char_column(c));
+                        }
+                        continue;
+                    }
+                    let annotations = spans.into_iter().map(|(span, label, primary)| {
+                        // Spans come from byte arithmetic; keep them on character boundaries.
+                        let start = file.text.floor_char_boundary(span.start);
+                        let range = start..file.text.ceil_char_boundary(span.end).max(start);
+                        let kind = if primary { AnnotationKind::Primary } else { AnnotationKind::Context };
+                        kind.span(range).label(label)
+                    });
+                    group = group.element(Snippet::source(&file.text).path(&file.display).annotations(annotations));
+                }
+                groups.push(group);
             }
             None => {
                 // Without a snippet, hints read as `= help: ...` notes under the title, not as

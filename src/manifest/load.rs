@@ -1,19 +1,22 @@
 //! Reading a manifest: the spanned YAML tree is walked once, collecting every diagnostic.
+//! `values.rs` says how scalars and variables are read; `data.rs` reads data sources.
 
 mod data;
+mod values;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::Value as Json;
-
+use super::compose_lint::{self, EnvKey, Use};
 use super::diag::{Diagnostic, Source, did_you_mean};
-use super::expr::{self, Ref, Template};
+use super::expr::Ref;
+use super::files::{self, FilePolicy, Limit};
 use super::yaml::{self, Kind, Node, Span};
 use super::{
     BackendKind, Config, CvmConfig, DEFAULT_API_PREFIX, Endpoint, FileRef, Kms, ManifestError, OnChainKms, OutputConfig,
 };
+use values::{FileEntry, Lit, Scalar};
 
 /// Reads an environment variable.
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -39,38 +42,31 @@ impl Default for LoadOptions {
     }
 }
 
+/// Reads and validates the manifest at `path`: a regular file of at most 16 MiB, UTF-8,
+/// a leading byte-order mark ignored.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Config, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+    load_str(path, read_manifest(path)?, opts)
+}
+
+fn read_manifest(path: &Path) -> Result<String, ManifestError> {
+    files::read_regular(path, Limit::Manifest).map_err(|e| ManifestError {
         diagnostics: vec![
             Diagnostic::bare(format!("cannot read manifest {}: {e}", path.display()))
                 .hint("create teeform.yaml, or choose another file with -f FILE"),
         ],
-    })?;
-    load_str(path, text, opts)
+    })
 }
 
 pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Config, ManifestError> {
+    let text = files::strip_bom(text);
     let display = display_path(path, opts.display_base.as_deref());
     let src = Source::new(path, display, text);
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let root = match yaml::parse(&src.text) {
         Ok(n) => n,
-        Err(e) => {
-            let span = Span::new(e.offset, (e.offset + 1).min(src.text.len()).max(e.offset));
-            let d = Diagnostic::error(&src, span, format!("invalid YAML: {}", e.message)).label("here");
-            return Err(ManifestError { diagnostics: vec![d] });
-        }
+        Err(e) => return Err(ManifestError { diagnostics: vec![syntax_error(&src, &e)] }),
     };
-    let mut l = Loader {
-        src: src.clone(),
-        dir,
-        opts,
-        diags: Vec::new(),
-        vars: BTreeMap::new(),
-        cvm_keys: BTreeSet::new(),
-        data: Default::default(),
-        compose_checks: Vec::new(),
-    };
+    let mut l = Loader::new(src.clone(), dir, opts);
     let cfg = l.root(&root, path);
     if l.diags.iter().any(Diagnostic::is_error) {
         return Err(ManifestError { diagnostics: l.diags });
@@ -80,31 +76,25 @@ pub fn load_str(path: &Path, text: String, opts: &LoadOptions) -> Result<Config,
     Ok(cfg)
 }
 
+fn syntax_error(src: &Arc<Source>, e: &yaml::SyntaxError) -> Diagnostic {
+    let span = Span::new(e.offset, (e.offset + 1).min(src.text.len()).max(e.offset));
+    Diagnostic::error(src, span, format!("invalid YAML: {}", e.message)).label("here")
+}
+
 /// Only the manifest's `backend:`, for commands that need the state but not the rest of the
 /// manifest (`output`, `state`, `show`, `force-unlock`). `Ok(None)` when there is no manifest
 /// or it names no backend. A manifest that is not YAML is an error: a guessed backend could
 /// show or change the wrong state.
 pub fn load_backend(path: &Path) -> Result<Option<BackendKind>, ManifestError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match files::read_regular(path, Limit::Manifest) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(_) => return load(path, &LoadOptions::default()).map(|c| c.backend),
+        Err(files::FileError::NotFound) => return Ok(None),
+        Err(_) => return read_manifest(path).map(|_| None),
     };
     let opts = LoadOptions::default();
-    let Ok(root) = yaml::parse(&text) else {
-        return load_str(path, text, &opts).map(|c| c.backend);
-    };
     let src = Source::new(path, display_path(path, opts.display_base.as_deref()), text);
-    let mut l = Loader {
-        src,
-        dir: PathBuf::new(),
-        opts: &opts,
-        diags: Vec::new(),
-        vars: BTreeMap::new(),
-        cvm_keys: BTreeSet::new(),
-        data: Default::default(),
-        compose_checks: Vec::new(),
-    };
+    let root = yaml::parse(&src.text).map_err(|e| ManifestError { diagnostics: vec![syntax_error(&src, &e)] })?;
+    let mut l = Loader::new(src, PathBuf::new(), &opts);
     let node = match &root.kind {
         Kind::Map(pairs) => pairs
             .iter()
@@ -112,14 +102,14 @@ pub fn load_backend(path: &Path) -> Result<Option<BackendKind>, ManifestError> {
             .map(|(_, v)| v),
         _ => None,
     };
-    let kind = node.and_then(|n| l.backend(n));
+    let kind = node.filter(|n| !n.is_null()).and_then(|n| l.backend(n));
     if l.diags.iter().any(Diagnostic::is_error) {
         return Err(ManifestError { diagnostics: l.diags });
     }
     Ok(kind)
 }
 
-fn display_path(path: &Path, base: Option<&Path>) -> String {
+pub(super) fn display_path(path: &Path, base: Option<&Path>) -> String {
     let abs = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -141,48 +131,31 @@ struct Allow {
 
 const STRINGS_ONLY: Allow = Allow { cvm: false, data: false, secret: false };
 
-/// A scalar after variables and environment have been substituted.
-enum Scalar {
-    Null,
-    Bool(bool),
-    Num(serde_json::Number),
-    Str(Template),
-}
-
-impl Scalar {
-    fn type_name(&self) -> &'static str {
-        match self {
-            Scalar::Null => "null",
-            Scalar::Bool(_) => "a boolean",
-            Scalar::Num(_) => "a number",
-            Scalar::Str(_) => "a string",
-        }
-    }
-}
-
 struct Loader<'a> {
     src: Arc<Source>,
     dir: PathBuf,
     opts: &'a LoadOptions,
     diags: Vec<Diagnostic>,
-    vars: BTreeMap<String, Json>,
+    /// Variables by name, each with its text as written.
+    vars: BTreeMap<String, Lit>,
+    /// Variables whose value was reported as invalid: using them reports nothing more.
+    failed_vars: BTreeSet<String>,
     /// Keys under `cvms:`, known before any CVM is read so references can be checked where
     /// they are written. A set: every `${cvm.X...}` is looked up here.
     cvm_keys: BTreeSet<String>,
     /// Data sources and catalog providers (`load/data.rs`).
     data: data::DataState,
-    /// Compose files to check once every CVM is read (see [`Loader::check_composes`]).
-    compose_checks: Vec<ComposeCheck>,
+    /// Where files may be read from, and what was read (each file once).
+    policy: FilePolicy,
+    allowed_dirs: Vec<PathBuf>,
+    files: HashMap<(String, Limit), FileEntry>,
+    /// Environment variables `${env:}` must not read: teeform's own credentials.
+    credentials: BTreeSet<String>,
+    /// Compose files to lint once every CVM is read (`compose_lint`).
+    compose_uses: Vec<Use>,
 }
 
-/// A compose file waiting for its check, and where in `diags` its findings belong.
-struct ComposeCheck {
-    file: FileRef,
-    span: Span,
-    at: usize,
-}
-
-const TOP_KEYS: &[&str] = &["provider", "backend", "variables", "cvms", "data", "outputs"];
+const TOP_KEYS: &[&str] = &["provider", "backend", "allowed_dirs", "variables", "cvms", "data", "outputs"];
 const CVM_KEYS: &[&str] = &[
     "name",
     "compose",
@@ -204,9 +177,28 @@ const CVM_KEYS: &[&str] = &[
     "allow_force_stop",
     "power",
     "depends_on",
+    "lint",
 ];
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
+    fn new(src: Arc<Source>, dir: PathBuf, opts: &'a LoadOptions) -> Loader<'a> {
+        Loader {
+            src,
+            policy: FilePolicy::new(&dir, &[]),
+            dir,
+            opts,
+            diags: Vec::new(),
+            vars: BTreeMap::new(),
+            failed_vars: BTreeSet::new(),
+            cvm_keys: BTreeSet::new(),
+            data: Default::default(),
+            allowed_dirs: Vec::new(),
+            files: HashMap::new(),
+            credentials: crate::secrets::CREDENTIAL_VARS.iter().map(|s| s.to_string()).collect(),
+            compose_uses: Vec::new(),
+        }
+    }
+
     fn err(&mut self, span: Span, msg: impl Into<String>) -> &mut Diagnostic {
         self.diags.push(Diagnostic::error(&self.src, span, msg));
         self.diags.last_mut().expect("just pushed")
@@ -275,36 +267,45 @@ impl Loader<'_> {
         }
         let top = self.entries(root, "the manifest", Some(TOP_KEYS));
         let get = |k: &str| top.iter().find(|(n, _, _)| *n == k).map(|(_, _, v)| *v);
+        if let Some(v) = get("allowed_dirs") {
+            self.allowed_dirs(v);
+        }
         if let Some(v) = get("variables") {
             self.variables(v);
         }
         self.check_var_overrides(get("variables"));
         let endpoint = self.provider(get("provider"));
-        let backend = get("backend").and_then(|b| self.backend(b));
+        let backend = get("backend").filter(|b| !b.is_null()).and_then(|b| self.backend(b));
         let cvm_node = get("cvms");
         self.cvm_keys = key_spans(cvm_node).keys().map(|k| k.to_string()).collect();
+        self.credentials.extend(kms_env_names(cvm_node));
         let data = get("data").map(|d| self.data_sources(d)).unwrap_or_default();
         let mut cvms = BTreeMap::new();
+        let mut names = Vec::new();
         if let Some(c) = cvm_node {
             for (key, knode, spec) in self.entries(c, "cvms", None) {
-                if let Some(cvm) = self.cvm(key, knode, spec) {
+                if let Some((cvm, name_span)) = self.cvm(key, knode, spec) {
+                    names.push((cvm.name.clone(), name_span, key.to_string()));
                     cvms.insert(key.to_string(), cvm);
                 }
             }
         }
-        self.check_composes();
         imply_dependencies(&mut cvms);
         let outputs = match get("outputs") {
             Some(o) => self.outputs(o),
             None => BTreeMap::new(),
         };
+        self.check_names(&names);
+        self.finish_files();
+        self.check_composes();
         Some(Config {
             path: path.to_path_buf(),
             dir: self.dir.clone(),
             source: self.src.clone(),
             endpoint,
             backend,
-            variables: self.vars.clone(),
+            allowed_dirs: self.allowed_dirs.clone(),
+            variables: self.vars.iter().map(|(k, v)| (k.clone(), v.json())).collect(),
             cvms,
             outputs,
             data,
@@ -313,98 +314,63 @@ impl Loader<'_> {
         })
     }
 
-    // ----- variables -------------------------------------------------------------------
-
-    fn variables(&mut self, node: &Node) {
-        for (name, _k, spec) in self.entries(node, "variables", None) {
-            let (default, ty) = match &spec.kind {
-                Kind::Map(_) => {
-                    let e = self.entries(
-                        spec,
-                        &format!("variable `{name}`"),
-                        Some(&["default", "description", "type", "sensitive"]),
-                    );
-                    let mut default = None;
-                    let mut ty = None;
-                    for (k, _, v) in e {
-                        match k {
-                            "default" => default = self.literal_json(v),
-                            "type" => match self.plain_str(v) {
-                                Some(t @ ("string" | "number" | "bool")) => ty = Some(t.to_string()),
-                                Some(t) => {
-                                    self.err(v.span, format!("unknown variable type `{t}`"))
-                                        .hints
-                                        .push("types are string, number and bool".into());
-                                }
-                                None => {}
-                            },
-                            _ => {}
-                        }
-                    }
-                    (default, ty)
-                }
-                _ => (self.literal_json(spec), None),
-            };
-            let from_cli = self.opts.vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-            let from_env = (self.opts.env)(&format!("TEEFORM_VAR_{name}"));
-            let ty = ty.or_else(|| default.as_ref().map(json_type).map(str::to_string));
-            let value = match from_cli.or(from_env) {
-                Some(raw) => match coerce(&raw, ty.as_deref()) {
-                    Some(v) => Some(v),
-                    None => {
-                        self.diags.push(Diagnostic::bare(format!(
-                            "--var {name}={raw}: expected a {}",
-                            ty.as_deref().unwrap_or("string")
-                        )));
-                        None
-                    }
-                },
-                None => default,
-            };
-            match value {
-                Some(v) => {
-                    self.vars.insert(name.to_string(), v);
-                }
-                None => {
-                    self.err(_k.span, format!("variable `{name}` has no value"))
-                        .set_label("no default")
-                        .hints
-                        .push(format!("give it a `default:`, or pass --var {name}=VALUE"));
-                }
-            }
-        }
-    }
-
-    fn check_var_overrides(&mut self, vars_node: Option<&Node>) {
-        let declared: Vec<String> = self.vars.keys().cloned().collect();
-        let declared_all: BTreeSet<String> = match vars_node.map(|n| &n.kind) {
-            Some(Kind::Map(p)) => p
-                .iter()
-                .filter_map(|(k, _)| if let Kind::Scalar { text, .. } = &k.kind { Some(text.clone()) } else { None })
-                .collect(),
-            _ => BTreeSet::new(),
-        };
-        for (k, _) in &self.opts.vars {
-            if !declared_all.contains(k) {
-                let mut d = Diagnostic::bare(format!("--var {k}: the manifest declares no variable `{k}`"));
-                if let Some(s) = did_you_mean(k, declared.iter().map(String::as_str)) {
-                    d = d.hint(format!("did you mean `{s}`?"));
-                } else {
-                    d = d.hint("declare it under `variables:`");
-                }
-                self.diags.push(d);
-            }
-        }
-    }
-
-    /// A literal scalar as JSON (no interpolation), for variable defaults.
-    fn literal_json(&mut self, node: &Node) -> Option<Json> {
-        match &node.kind {
-            Kind::Scalar { text, plain } => Some(scalar_json(text, *plain)),
+    /// `allowed_dirs:`: directories outside the manifest's own that files may be read from.
+    fn allowed_dirs(&mut self, node: &Node) {
+        let items: Vec<&Node> = match &node.kind {
+            Kind::Seq(items) => items.iter().collect(),
+            _ if node.is_null() => Vec::new(),
             _ => {
-                self.err(node.span, "a variable default must be a string, number or boolean").set_label("not a scalar");
-                None
+                self.err(node.span, "allowed_dirs must be a list of directories").set_label("expected a list");
+                return;
             }
+        };
+        for it in items {
+            let Some(d) = self.literal_string(it, "an allowed directory") else { continue };
+            let full = self.dir.join(&d);
+            if !full.is_dir() {
+                let dir = display_dir(&self.dir);
+                self.err(it.span, format!("allowed directory `{d}` is not a directory"))
+                    .set_label("not a directory")
+                    .add_hint(format!("paths are relative to the manifest's directory ({dir})"));
+                continue;
+            }
+            self.allowed_dirs.push(PathBuf::from(d));
+        }
+        self.policy = FilePolicy::new(&self.dir, &self.allowed_dirs);
+    }
+
+    /// Two CVMs may not share a name. UNVERIFIED: Phala Cloud names are hostnames, compared
+    /// here without regard to case as DNS does; the API's own comparison is not documented.
+    fn check_names(&mut self, names: &[(String, Span, String)]) {
+        let mut by_name: BTreeMap<String, Vec<&(String, Span, String)>> = BTreeMap::new();
+        for n in names {
+            by_name.entry(n.0.to_ascii_lowercase()).or_default().push(n);
+        }
+        let mut dups: Vec<Vec<&(String, Span, String)>> = by_name.into_values().filter(|v| v.len() > 1).collect();
+        dups.sort_by_key(|v| v[1].1.start);
+        for group in dups {
+            let (first, second) = (group[0], group[1]);
+            let same = if first.0 == second.0 { String::new() } else { format!(" (as `{}`)", first.0) };
+            let src = self.src.clone();
+            let d = self
+                .err(second.1, format!("cvm.{} and cvm.{} have the same name `{}`{same}", first.2, second.2, second.0))
+                .set_label("same name");
+            d.also.push(super::diag::Related {
+                source: src.clone(),
+                span: first.1,
+                label: format!("cvm.{}'s name", first.2),
+            });
+            for other in group.iter().skip(2).take(2) {
+                d.also.push(super::diag::Related {
+                    source: src.clone(),
+                    span: other.1,
+                    label: format!("and cvm.{}'s", other.2),
+                });
+            }
+            if group.len() > 4 {
+                d.add_hint(format!("{} CVMs in all have this name", group.len()));
+            }
+            d.add_hint("CVM names must differ (letter case aside): give each its own `name:`");
         }
     }
 
@@ -434,7 +400,7 @@ impl Loader<'_> {
                     for (k, _, v) in self.entries(v, "provider.phala", Some(&["endpoint"])) {
                         if k == "endpoint" {
                             endpoint = self
-                                .string(v, "provider.phala.endpoint", STRINGS_ONLY)
+                                .opt_string(v, "provider.phala.endpoint", STRINGS_ONLY)
                                 .and_then(|t| t.as_literal())
                                 .map(|s| (s, v.span));
                         }
@@ -472,236 +438,22 @@ impl Loader<'_> {
         }
     }
 
-    // ----- scalars ----------------------------------------------------------------------
-
-    /// Evaluates a scalar: parses `${...}`, substitutes variables, environment and files.
-    fn scalar(&mut self, node: &Node, what: &str, allow: Allow) -> Option<Scalar> {
-        let (text, plain) = match &node.kind {
-            Kind::Scalar { text, plain } => (text, *plain),
-            _ => {
-                let t = node.type_name();
-                self.err(node.span, format!("{what} must be a single value, found {t}")).set_label("expected a value");
-                return None;
-            }
-        };
-        if !text.contains("${") {
-            return Some(match scalar_json(text, plain) {
-                Json::Null => Scalar::Null,
-                Json::Bool(b) => Scalar::Bool(b),
-                Json::Number(n) => Scalar::Num(n),
-                Json::String(s) => Scalar::Str(Template::literal(s)),
-                _ => unreachable!("scalar_json returns scalars"),
-            });
-        }
-        let quote = usize::from(!plain && matches!(self.src.text.as_bytes().get(node.span.start), Some(b'"' | b'\'')));
-        let tpl = match expr::parse(text) {
-            Ok(t) => t,
-            Err(e) => {
-                let start = node.span.start + quote + e.at.start;
-                let span = Span::new(start, (node.span.start + quote + e.at.end).min(self.src.text.len()));
-                let d = self.err(span, e.message).set_label("here");
-                d.hints.extend(e.hint);
-                return None;
-            }
-        };
-        // A string that is exactly one variable keeps the variable's type.
-        if let Some(Ref::Var { name }) = tpl.sole_ref() {
-            return self.var(name, node.span).map(|v| match v {
-                Json::Bool(b) => Scalar::Bool(b),
-                Json::Number(n) => Scalar::Num(n),
-                Json::Null => Scalar::Null,
-                other => Scalar::Str(Template::literal(json_to_string(&other))),
-            });
-        }
-        let mut ok = true;
-        for r in tpl.refs() {
-            let (allowed, place) = match r {
-                Ref::Cvm { .. } => (allow.cvm, "CVM references are allowed in `env` values and outputs only"),
-                Ref::Data { .. } => (allow.data, "data source references are not allowed here"),
-                Ref::SecretEnv { .. } | Ref::SecretFile { .. } => {
-                    (allow.secret, "secrets are allowed in `env` values and outputs only")
-                }
-                _ => (true, ""),
-            };
-            if !allowed {
-                self.err(node.span, format!("{what} cannot use `{r}`"))
-                    .set_label("not allowed here")
-                    .hints
-                    .push(place.into());
-                ok = false;
-            }
-        }
-        for r in tpl.refs() {
-            if let Ref::Cvm { name, .. } = r
-                && allow.cvm
-                && !self.cvm_keys.contains(name)
-            {
-                self.unknown_cvm(node.span, name, &format!("{what} references `cvm.{name}`, which is not declared"));
-                ok = false;
-            }
-        }
-        for r in tpl.refs() {
-            if allow.data && !self.check_data_ref(r, node.span) {
-                ok = false;
-            }
-        }
-        if !ok {
-            return None;
-        }
-        let mut failed = false;
-        let tpl = tpl.substitute(|r| match r {
-            Ref::Var { name } => match self.vars.get(name) {
-                Some(v) => Some(json_to_string(v)),
-                None => {
-                    failed = true;
-                    None
-                }
-            },
-            Ref::Env { name } => match (self.opts.env)(name) {
-                Some(v) => Some(v),
-                None => {
-                    failed = true;
-                    None
-                }
-            },
-            Ref::File { path } => match std::fs::read_to_string(self.dir.join(path)) {
-                Ok(s) => Some(s),
-                Err(_) => {
-                    failed = true;
-                    None
-                }
-            },
-            _ => None,
-        });
-        if failed {
-            for r in tpl.refs() {
-                match r {
-                    Ref::Var { name } => {
-                        self.var(name, node.span);
-                    }
-                    Ref::Env { name } => {
-                        self.err(node.span, format!("environment variable `{name}` is not set"))
-                            .set_label("used here")
-                            .hints
-                            .push(format!("export {name}=... before running teeform"));
-                    }
-                    Ref::File { path } => {
-                        let p = self.dir.join(path);
-                        self.err(node.span, format!("cannot read file `{}`", p.display())).set_label("referenced here");
-                    }
-                    _ => {}
-                }
-            }
-            return None;
-        }
-        Some(Scalar::Str(tpl))
-    }
-
-    fn unknown_cvm(&mut self, span: Span, name: &str, msg: &str) {
-        let hint = match did_you_mean(name, self.cvm_keys.iter().map(String::as_str)) {
-            Some(s) => format!("did you mean `{s}`?"),
-            None if self.cvm_keys.is_empty() => "declare the CVM under `cvms:`".to_string(),
-            None => {
-                format!("declared CVMs: {}", self.cvm_keys.iter().map(String::as_str).collect::<Vec<_>>().join(", "))
-            }
-        };
-        self.err(span, msg).set_label("not declared").add_hint(hint);
-    }
-
-    fn var(&mut self, name: &str, span: Span) -> Option<Json> {
-        if let Some(v) = self.vars.get(name) {
-            return Some(v.clone());
-        }
-        let hint = match did_you_mean(name, self.vars.keys().map(String::as_str)) {
-            Some(s) => format!("did you mean `{s}`?"),
-            None => "declare it under `variables:`".to_string(),
-        };
-        self.err(span, format!("unknown variable `{name}`")).set_label("used here").hints.push(hint);
-        None
-    }
-
-    fn string(&mut self, node: &Node, what: &str, allow: Allow) -> Option<Template> {
-        match self.scalar(node, what, allow)? {
-            Scalar::Str(t) => Some(t),
-            Scalar::Num(n) => Some(Template::literal(n.to_string())),
-            Scalar::Bool(b) => Some(Template::literal(b.to_string())),
-            Scalar::Null => {
-                self.err(node.span, format!("{what} must be a string, found null")).set_label("expected a string");
-                None
-            }
-        }
-    }
-
-    fn literal_string(&mut self, node: &Node, what: &str) -> Option<String> {
-        self.string(node, what, STRINGS_ONLY).and_then(|t| t.as_literal())
-    }
-
-    fn number(&mut self, node: &Node, what: &str, min: u64, max: u64) -> Option<u32> {
-        let s = self.scalar(node, what, STRINGS_ONLY)?;
-        let n = match &s {
-            Scalar::Num(n) => n.as_u64(),
-            Scalar::Str(t) => t.as_literal().and_then(|s| s.trim().parse::<u64>().ok()),
-            _ => None,
-        };
-        match n {
-            Some(n) if (min..=max).contains(&n) => Some(n as u32),
-            Some(n) => {
-                self.err(node.span, format!("{what} must be between {min} and {max}, found {n}"))
-                    .set_label("out of range");
-                None
-            }
-            None => {
-                let found = match &s {
-                    Scalar::Num(n) => n.to_string(),
-                    other => other.type_name().to_string(),
-                };
-                self.err(node.span, format!("{what} must be a whole number from {min} to {max}, found {found}"))
-                    .set_label("expected a whole number");
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
-        match self.scalar(node, what, STRINGS_ONLY)? {
-            Scalar::Bool(b) => Some(b),
-            Scalar::Str(t) if matches!(t.as_literal().as_deref(), Some("true" | "false")) => {
-                Some(t.as_literal().as_deref() == Some("true"))
-            }
-            s => {
-                let t = s.type_name();
-                self.err(node.span, format!("{what} must be true or false, found {t}")).set_label("expected a boolean");
-                None
-            }
-        }
-    }
-
-    fn file(&mut self, node: &Node, what: &str) -> Option<FileRef> {
-        let path = self.literal_string(node, what)?;
-        let full = self.dir.join(&path);
-        match std::fs::read_to_string(&full) {
-            Ok(content) => Some(FileRef { path, content }),
-            Err(e) => {
-                let reason =
-                    if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
-                let dir = display_dir(&self.dir);
-                self.err(node.span, format!("cannot read {what} `{path}`: {reason}"))
-                    .set_label("file not found")
-                    .hints
-                    .push(format!("paths are relative to the manifest's directory ({dir})"));
-                None
-            }
-        }
+    /// A compose file or pre-launch script, read once however many CVMs name it.
+    fn file(&mut self, node: &Node, kind: &str, who: &str) -> Option<FileRef> {
+        let path = self.literal_string(node, kind)?;
+        let content = self.read_file(&path, Limit::Compose, node.span, kind, who)?;
+        Some(FileRef { path, content: content.to_string() })
     }
 
     // ----- cvms -------------------------------------------------------------------------
 
-    fn cvm(&mut self, key: &str, knode: &Node, spec: &Node) -> Option<CvmConfig> {
+    /// One CVM, and where its name is written (the key, when `name:` is not).
+    fn cvm(&mut self, key: &str, knode: &Node, spec: &Node) -> Option<(CvmConfig, Span)> {
         let what = format!("cvm `{key}`");
+        let who = format!("cvm.{key}");
         if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || key.is_empty() {
             self.err(knode.span, format!("`{key}` is not a valid CVM key"))
-                .hints
-                .push("use letters, digits, `-` and `_`".into());
+                .add_hint("use letters, digits, `-` and `_`");
         }
         let fields = self.entries(spec, &what, Some(CVM_KEYS));
         if !matches!(spec.kind, Kind::Map(_)) {
@@ -735,31 +487,39 @@ impl Loader<'_> {
         };
         let mut name_span = knode.span;
         let mut compose_seen = false;
-        for (k, _knode, v) in &fields {
+        // For the compose lint: the compose file (text, span, where its findings go), env.
+        let mut compose_at = None;
+        let mut env_keys = Vec::new();
+        let mut env_span = None;
+        let mut ignore = BTreeSet::new();
+        for (k, knode2, v) in &fields {
             let w = format!("{what}: `{k}`");
             c.spans.insert(k.to_string(), v.span);
             match *k {
                 "name" => {
-                    if let Some(n) = self.literal_string(v, &w) {
+                    if let Some(n) = self.opt_literal(v, &w) {
                         c.name = n;
                         name_span = v.span;
                     }
                 }
                 "compose" => {
                     compose_seen = true;
-                    if let Some(f) = self.file(v, "compose file") {
-                        self.compose_checks.push(ComposeCheck { file: f.clone(), span: v.span, at: self.diags.len() });
+                    let at = self.diags.len();
+                    if let Some(f) = self.file(v, "compose file", &who) {
+                        compose_at = Some((v.span, at));
                         c.compose = f;
                     }
                 }
-                "pre_launch_script" => c.pre_launch_script = self.file(v, "pre-launch script"),
+                "pre_launch_script" if !v.is_null() => {
+                    c.pre_launch_script = self.file(v, "pre-launch script", &who);
+                }
                 "vcpu" => c.vcpu = self.number(v, &w, 1, 256),
                 "memory" => c.memory = self.number(v, &w, 256, 4 * 1024 * 1024),
                 "disk_size" => c.disk_size = self.number(v, &w, 1, 64 * 1024),
-                "instance_type" => c.instance_type = self.literal_string(v, &w),
-                "node" => c.node = self.literal_string(v, &w),
-                "image" => self.image_field(&mut c, v, &w),
-                "kms" => c.kms = self.kms(v).unwrap_or(Kms::Phala),
+                "instance_type" => c.instance_type = self.opt_literal(v, &w),
+                "node" => c.node = self.opt_literal(v, &w),
+                "image" if !v.is_null() => self.image_field(&mut c, v, &w),
+                "kms" if !v.is_null() => c.kms = self.kms(v).unwrap_or(Kms::Phala),
                 "public_logs" => c.public_logs = self.boolean(v, &w),
                 "public_sysinfo" => c.public_sysinfo = self.boolean(v, &w),
                 "public_tcbinfo" => c.public_tcbinfo = self.boolean(v, &w),
@@ -783,20 +543,26 @@ impl Loader<'_> {
                 },
                 "shutdown_timeout" => c.shutdown_timeout = self.number(v, &w, 0, 24 * 3600),
                 "env" => {
+                    env_span = Some(knode2.span);
                     for (ek, eknode, ev) in self.entries(v, &format!("{what}: `env`"), None) {
                         if !is_env_name(ek) {
                             self.err(eknode.span, format!("`{ek}` is not a valid environment variable name"))
-                                .hints
-                                .push("use letters, digits and `_`, not starting with a digit".into());
+                                .add_hint("use letters, digits and `_`, not starting with a digit");
                             continue;
                         }
                         let allow = Allow { cvm: true, data: true, secret: true };
                         if let Some(t) = self.string(ev, &format!("env `{ek}`"), allow) {
+                            env_keys.push(EnvKey {
+                                name: ek.to_string(),
+                                key_span: eknode.span,
+                                value_span: ev.span,
+                                literal: t.as_literal(),
+                            });
                             c.env.insert(ek.to_string(), t);
                         }
                     }
                 }
-                "depends_on" => match &v.kind {
+                "depends_on" if !v.is_null() => match &v.kind {
                     Kind::Seq(items) => {
                         for it in items {
                             if let Some(s) = self.literal_string(it, "depends_on entry") {
@@ -816,32 +582,74 @@ impl Loader<'_> {
                         self.err(v.span, "depends_on must be a list of CVM names").set_label("expected a list");
                     }
                 },
+                "lint" => ignore = self.lint(v, &what),
                 _ => {}
             }
         }
         if !compose_seen {
             self.err(knode.span, format!("{what} has no `compose` file"))
                 .set_label("missing `compose`")
-                .hints
-                .push("add `compose: docker-compose.yml` (a path relative to the manifest)".into());
+                .add_hint("add `compose: docker-compose.yml` (a path relative to the manifest)");
+        }
+        if let Some((compose_span, at)) = compose_at {
+            let full = self.dir.join(&c.compose.path);
+            self.compose_uses.push(Use {
+                cvm: key.to_string(),
+                at,
+                compose_full: full,
+                compose_path: c.compose.path.clone(),
+                compose: self.files[&(c.compose.path.clone(), Limit::Compose)].result.clone().ok()?,
+                compose_span,
+                script: c.pre_launch_script.as_ref().map(|s| (s.path.clone(), Arc::new(s.content.clone()))),
+                env_span,
+                env: env_keys,
+                ignore,
+            });
         }
         if !valid_cvm_name(&c.name) {
             let d = self.err(name_span, format!("`{}` is not a valid CVM name", c.name)).set_label("invalid name");
-            d.hints.push(
-                "Phala Cloud names are 5-63 characters: a letter first, then letters, digits and single hyphens".into(),
+            d.add_hint(
+                "Phala Cloud names are 5-63 characters: a letter first, then letters, digits and single hyphens, not ending in a hyphen",
             );
-            if c.name == key {
-                d.hints.push(format!("keep the key and set `name:` to a longer name, e.g. `name: {key}-app`"));
+            if let Some(s) = suggest_name(&c.name) {
+                d.add_hint(format!(
+                    "e.g. `name: {s}`{}",
+                    if c.name == key { " (the key may stay as it is)" } else { "" }
+                ));
             }
         }
         if c.instance_type.is_some() && (c.vcpu.is_some() || c.memory.is_some()) {
             self.err(knode.span, format!("{what} sets both `instance_type` and `vcpu`/`memory`"))
                 .set_label("conflicting sizes")
-                .hints
-                .push("choose an instance type, or size the CVM with vcpu and memory".into());
+                .add_hint("choose an instance type, or size the CVM with vcpu and memory");
         }
         // Returned even after errors, so later checks still run and report all at once.
-        Some(c)
+        Some((c, name_span))
+    }
+
+    /// `lint: {ignore: [NAME, ...]}`: env keys and compose variables whose warnings are
+    /// silenced on purpose.
+    fn lint(&mut self, node: &Node, what: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (k, _, v) in self.entries(node, &format!("{what}: `lint`"), Some(&["ignore"])) {
+            if k != "ignore" {
+                continue;
+            }
+            let Kind::Seq(items) = &v.kind else {
+                self.err(v.span, "lint.ignore must be a list of env keys or compose variables")
+                    .set_label("expected a list");
+                continue;
+            };
+            for it in items {
+                if let Some(s) = self.literal_string(it, "lint.ignore entry") {
+                    if !is_env_name(&s) {
+                        self.err(it.span, format!("`{s}` is not an environment variable name")).set_label("not a name");
+                    }
+                    out.insert(s);
+                }
+            }
+        }
+        out
     }
 
     fn kms(&mut self, node: &Node) -> Option<Kms> {
@@ -887,22 +695,19 @@ impl Loader<'_> {
                     chain_seen = true;
                     // A chain id may be written as a number (`chain: 8453`) or a name.
                     let s = match self.scalar(v, "kms.chain", STRINGS_ONLY)? {
-                        Scalar::Num(n) => n.to_string(),
-                        Scalar::Str(t) => t.as_literal()?,
-                        other => {
-                            self.err(
-                                v.span,
-                                format!("kms.chain must be a chain name or id, found {}", other.type_name()),
-                            )
-                            .set_label("expected `base`, `ethereum` or a number");
+                        Scalar::Lit(Lit { core: yaml::Core::Int | yaml::Core::Str, text }) => text,
+                        _ => {
+                            let found = v.type_name();
+                            self.err(v.span, format!("kms.chain must be a chain name or id, found {found}"))
+                                .set_label("expected `base`, `ethereum` or a number");
                             return None;
                         }
                     };
                     k.chain_id = match s.as_str() {
                         "base" => 8453,
                         "ethereum" => 1,
-                        n => match n.parse::<u64>() {
-                            Ok(id) if id > 0 => id,
+                        n => match parse_u64(n) {
+                            Some(id) if id > 0 => id,
                             _ => {
                                 self.err(v.span, format!("unknown chain `{n}`"))
                                     .hints
@@ -912,7 +717,7 @@ impl Loader<'_> {
                         },
                     }
                 }
-                "rpc_url" => k.rpc_url = self.literal_string(v, "kms.rpc_url"),
+                "rpc_url" => k.rpc_url = self.opt_literal(v, "kms.rpc_url"),
                 "contract" => {
                     let s = self.literal_string(v, "kms.contract")?;
                     let hex = s.trim_start_matches("0x");
@@ -934,30 +739,14 @@ impl Loader<'_> {
         Some(Kms::OnChain(k))
     }
 
-    /// The compose file must be YAML with `services`; `${VAR}`s without an env key are warned
-    /// about, since they would expand to nothing inside the CVM.
-    /// Checks every compose file read, putting each finding where an inline check would have.
-    /// Parsing them is most of the work of loading a large manifest, so it is spread over the
-    /// cores; the result does not depend on how.
+    /// Lints every compose file against the env of each CVM that uses it
+    /// (`compose_lint`), putting each finding where an inline check would have.
     fn check_composes(&mut self) {
-        let checks = std::mem::take(&mut self.compose_checks);
-        let (src, dir, base) = (&self.src, &self.dir, self.opts.display_base.as_deref());
-        let check = |c: &ComposeCheck| compose_diagnostics(src, dir, base, &c.file, c.span);
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-        let found: Vec<Vec<Diagnostic>> = if threads < 2 || checks.len() < 64 {
-            checks.iter().map(check).collect()
-        } else {
-            std::thread::scope(|s| {
-                let parts: Vec<_> = checks
-                    .chunks(checks.len().div_ceil(threads))
-                    .map(|part| s.spawn(move || part.iter().map(check).collect::<Vec<_>>()))
-                    .collect();
-                parts.into_iter().flat_map(|p| p.join().expect("checking compose files does not panic")).collect()
-            })
-        };
-        // From the back, so the positions of earlier checks stay valid.
-        for (c, diags) in checks.iter().zip(found).rev() {
-            self.diags.splice(c.at..c.at, diags);
+        let uses = std::mem::take(&mut self.compose_uses);
+        let found = compose_lint::check(&self.src, self.opts.display_base.as_deref(), &uses);
+        // From the back, so the positions of earlier findings stay valid.
+        for (at, d) in found.into_iter().rev() {
+            self.diags.insert(at, d);
         }
     }
 
@@ -982,7 +771,7 @@ impl Loader<'_> {
                                 value = self.string(v, &format!("output `{name}`"), allow);
                             }
                             "sensitive" => sensitive = self.boolean(v, "sensitive").unwrap_or(false),
-                            "description" => description = self.literal_string(v, "description"),
+                            "description" => description = self.opt_literal(v, "description"),
                             _ => {}
                         }
                     }
@@ -1007,31 +796,6 @@ impl Loader<'_> {
 }
 
 /// Adds the dependencies `${cvm.X...}` references imply to the explicit `depends_on`.
-/// What is wrong with a compose file: it must be YAML with a `services:` mapping.
-fn compose_diagnostics(src: &Arc<Source>, dir: &Path, base: Option<&Path>, f: &FileRef, span: Span) -> Vec<Diagnostic> {
-    let problem = match serde_yaml::from_str::<serde_yaml::Value>(&f.content) {
-        Ok(v) if v.get("services").and_then(|s| s.as_mapping()).is_some() => return Vec::new(),
-        Ok(_) => None,
-        Err(e) => Some(e),
-    };
-    let full = dir.join(&f.path);
-    let csrc = Source::new(&full, display_path(&full, base), f.content.clone());
-    let first = match problem {
-        None => Diagnostic::error(&csrc, Span::new(0, 0), "a docker-compose file needs a `services:` mapping")
-            .label("no services"),
-        Some(e) => {
-            let off = e.location().map_or(0, |l| l.index());
-            Diagnostic::error(
-                &csrc,
-                Span::new(off, (off + 1).min(csrc.text.len())),
-                format!("invalid compose YAML: {e}"),
-            )
-            .label("here")
-        }
-    };
-    vec![first, Diagnostic::error(src, span, "the compose file above is referenced here").label("compose file")]
-}
-
 fn imply_dependencies(cvms: &mut BTreeMap<String, CvmConfig>) {
     for c in cvms.values_mut() {
         let implied: Vec<String> = c
@@ -1064,52 +828,50 @@ fn display_dir(dir: &Path) -> String {
     if dir.as_os_str().is_empty() { ".".into() } else { dir.display().to_string() }
 }
 
-fn scalar_json(text: &str, plain: bool) -> Json {
-    if !plain {
-        return Json::String(text.to_string());
+/// A chain id as written (`8453`, `0x2105`).
+fn parse_u64(n: &str) -> Option<u64> {
+    if let Some(h) = n.strip_prefix("0x") {
+        return u64::from_str_radix(h, 16).ok();
     }
-    if matches!(text, "" | "~" | "null" | "Null" | "NULL") {
-        return Json::Null;
-    }
-    if let Some(b) = yaml::scalar_bool(text) {
-        return Json::Bool(b);
-    }
-    if let Ok(i) = text.parse::<i64>() {
-        return Json::from(i);
-    }
-    if let Ok(f) = text.parse::<f64>()
-        && f.is_finite()
-    {
-        return Json::from(f);
-    }
-    Json::String(text.to_string())
+    n.parse::<u64>().ok()
 }
 
-fn json_type(v: &Json) -> &'static str {
-    match v {
-        Json::Bool(_) => "bool",
-        Json::Number(_) => "number",
-        _ => "string",
-    }
+/// The environment variables on-chain KMS settings name for the signer key and RPC URL
+/// (`private_key_env`, `rpc_url_env`): teeform's credentials too.
+fn kms_env_names(cvms: Option<&Node>) -> Vec<String> {
+    let Some(Kind::Map(cvms)) = cvms.map(|n| &n.kind) else { return Vec::new() };
+    let field = |n: &Node, k: &str| match &n.kind {
+        Kind::Map(p) => p
+            .iter()
+            .find(|(key, _)| matches!(&key.kind, Kind::Scalar { text, .. } if text == k))
+            .map(|(_, v)| v.clone()),
+        _ => None,
+    };
+    cvms.iter()
+        .filter_map(|(_, spec)| field(spec, "kms"))
+        .flat_map(|kms| [field(&kms, "private_key_env"), field(&kms, "rpc_url_env")])
+        .flatten()
+        .filter_map(|v| if let Kind::Scalar { text, .. } = v.kind { Some(text) } else { None })
+        .collect()
 }
 
-fn coerce(raw: &str, ty: Option<&str>) -> Option<Json> {
-    match ty {
-        Some("number") => raw
-            .parse::<i64>()
-            .map(Json::from)
-            .ok()
-            .or_else(|| raw.parse::<f64>().ok().filter(|f| f.is_finite()).map(Json::from)),
-        Some("bool") => yaml::scalar_bool(raw).map(Json::Bool),
-        _ => Some(Json::String(raw.to_string())),
+/// A valid CVM name close to `name` (for a hint), if one can be made.
+fn suggest_name(name: &str) -> Option<String> {
+    let mut s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    while s.contains("--") {
+        s = s.replace("--", "-");
     }
-}
-
-pub(crate) fn json_to_string(v: &Json) -> String {
-    match v {
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
+    let mut s = s.trim_matches('-').to_string();
+    if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        s.insert_str(0, "cvm-");
     }
+    if s.len() < 5 {
+        s.push_str("-app");
+    }
+    s.truncate(63);
+    let s = s.trim_end_matches('-').to_string();
+    (valid_cvm_name(&s) && s != name).then_some(s)
 }
 
 fn is_env_name(s: &str) -> bool {
@@ -1129,43 +891,4 @@ pub fn valid_cvm_name(s: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Messages from a manifest of `n` CVMs where the second has invalid compose YAML and a bad
-    /// vcpu, and the second-to-last a compose file without services and a bad memory size.
-    fn messages(n: usize) -> Vec<String> {
-        let dir = tempfile::tempdir().unwrap();
-        let w = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
-        w("good.yml", "services:\n  web:\n    image: nginx\n");
-        w("broken.yml", "services:\n  web: [unclosed\n");
-        w("empty.yml", "volumes: {}\n");
-        let mut m = String::from("cvms:\n");
-        for i in 0..n {
-            let (compose, extra) = match i {
-                1 => ("broken.yml", "    vcpu: 0\n"),
-                i if i == n - 2 => ("empty.yml", "    memory: 1\n"),
-                _ => ("good.yml", ""),
-            };
-            m.push_str(&format!("  cvm-{i:03}:\n    name: cvm-{i:03}-app\n    compose: {compose}\n{extra}"));
-        }
-        let opts = LoadOptions { env: Arc::new(|_| None), ..Default::default() };
-        let err = load_str(&dir.path().join("teeform.yaml"), m, &opts).expect_err("errors");
-        err.diagnostics.iter().map(|d| d.message.clone()).collect()
-    }
-
-    #[test]
-    fn compose_findings_stay_in_manifest_order_however_they_are_checked() {
-        // 4 CVMs are checked inline; 70 are spread over threads.
-        for n in [4, 70] {
-            let got = messages(n);
-            assert_eq!(got.len(), 6, "{got:#?}");
-            assert!(got[0].starts_with("invalid compose YAML"), "{got:#?}");
-            assert_eq!(got[1], "the compose file above is referenced here");
-            assert!(got[2].contains("vcpu") && got[2].contains("between 1 and 256"), "{got:#?}");
-            assert_eq!(got[3], "a docker-compose file needs a `services:` mapping");
-            assert_eq!(got[4], "the compose file above is referenced here");
-            assert!(got[5].contains("memory"), "{got:#?}");
-        }
-    }
-}
+mod tests;

@@ -1,12 +1,17 @@
 //! The manifest: `teeform.yaml` → a typed, validated [`Config`].
 //!
-//! Invariant: every problem found while loading becomes a [`Diagnostic`] with a file and span,
-//! and loading reports all of them at once. Variables, `${env:X}` and `${file:P}` are substituted
-//! here; references to CVMs, data sources and secrets stay in [`Template`]s for the planner.
+//! Invariants: every problem found while loading becomes a [`Diagnostic`] with a file and
+//! span, and loading reports all of them at once. Variables, `${env:X}` and `${file:P}` are
+//! substituted here; references to CVMs, data sources and secrets stay in [`Template`]s for
+//! the planner. A string value is the scalar's text exactly as written (`load/values.rs`).
+//! Every file is read through `files` (regular files in the allowed directories, bounded, no
+//! byte-order mark); compose files are linted against each CVM's env in `compose_lint`.
 
+pub mod compose_lint;
 pub mod data;
 pub mod diag;
 pub mod expr;
+pub mod files;
 mod load;
 pub mod yaml;
 
@@ -15,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use data::{DataKind, DataSource, DataSpec, Providers, Select};
-pub use diag::{Diagnostic, Severity, Source};
+pub use diag::{Diagnostic, Related, Severity, Source};
 pub use expr::{Part, Ref, Template};
 pub use load::{LoadOptions, load, load_backend, load_str, valid_cvm_name};
 pub use yaml::Span;
@@ -44,6 +49,11 @@ pub struct Config {
     pub source: Arc<Source>,
     pub endpoint: Endpoint,
     pub backend: Option<BackendKind>,
+    /// `allowed_dirs:`: directories outside [`Config::dir`] that files may be read from, as
+    /// written (relative to `dir` or absolute). See [`files::FilePolicy`].
+    pub allowed_dirs: Vec<PathBuf>,
+    /// Variable values as JSON. A number keeps its type here; where it is used inside a
+    /// string, its text as written is used (`1.20` stays `1.20`).
     pub variables: BTreeMap<String, serde_json::Value>,
     pub cvms: BTreeMap<String, CvmConfig>,
     pub outputs: BTreeMap<String, OutputConfig>,
@@ -55,11 +65,21 @@ pub struct Config {
     pub warnings: Vec<Diagnostic>,
 }
 
+impl Config {
+    /// Where this manifest may read files from (for `${secret:file:}` at plan and apply).
+    pub fn file_policy(&self) -> files::FilePolicy {
+        files::FilePolicy::new(&self.dir, &self.allowed_dirs)
+    }
+}
+
 /// A file the manifest points at, read at load time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRef {
     /// As written in the manifest, relative to it.
     pub path: String,
+    /// The file's text, byte for byte, except a leading UTF-8 byte-order mark (not content:
+    /// docker compose drops it too, so the CVM sees the same YAML and the compose hash is
+    /// taken over exactly what is sent).
     pub content: String,
 }
 

@@ -31,30 +31,94 @@ pub struct Node {
 
 #[derive(Debug, Clone)]
 pub enum Kind {
-    /// A scalar with its text and whether it was written plain (unquoted), which decides
-    /// whether `2` is a number or a string.
+    /// A scalar: its text (as written for a plain scalar; unescaped for a quoted one), whether
+    /// it was written plain (unquoted), and its explicit tag (`!!str 1.30`), if any. Plain,
+    /// untagged text is typed by the YAML 1.2 core schema ([`Core`]).
     Scalar {
         text: String,
         plain: bool,
+        /// Boxed: most scalars have none, and every node pays for the field.
+        tag: Option<Box<Tag>>,
     },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
 
+/// An explicit tag on a scalar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tag {
+    /// `!!str`, or the non-specific `!`: the text is a string whatever it looks like.
+    Str,
+    Int,
+    Float,
+    Bool,
+    Null,
+    /// Any other tag (`!!binary`, `!!timestamp`, `!local`), as written.
+    Other(String),
+}
+
+/// What a scalar means under the YAML 1.2 core schema (or its explicit tag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Core {
+    Null,
+    Bool(bool),
+    /// `[-+]?[0-9]+`, `0o[0-7]+` or `0x[0-9a-fA-F]+`.
+    Int,
+    /// `[-+]?(.N|N(.N*)?)([eE][-+]?N)?`, `.inf`, `.nan` (in their three spellings).
+    Float,
+    Str,
+}
+
 impl Node {
     pub fn is_null(&self) -> bool {
-        matches!(&self.kind, Kind::Scalar { text, plain: true } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
+        matches!(self.core(), Some(Core::Null))
+    }
+
+    /// The scalar's core-schema meaning; `None` for collections.
+    pub fn core(&self) -> Option<Core> {
+        match &self.kind {
+            Kind::Scalar { text, plain, tag } => Some(core(text, *plain, tag.as_deref())),
+            _ => None,
+        }
     }
 
     pub fn type_name(&self) -> &'static str {
-        match &self.kind {
-            Kind::Seq(_) => "a list",
-            Kind::Map(_) => "a mapping",
-            Kind::Scalar { .. } if self.is_null() => "null",
-            Kind::Scalar { text, plain: true } if scalar_bool(text).is_some() => "a boolean",
-            Kind::Scalar { text, plain: true } if text.parse::<f64>().is_ok() => "a number",
-            Kind::Scalar { .. } => "a string",
+        match (&self.kind, self.core()) {
+            (Kind::Seq(_), _) => "a list",
+            (Kind::Map(_), _) => "a mapping",
+            (_, Some(Core::Null)) => "null",
+            (_, Some(Core::Bool(_))) => "a boolean",
+            (_, Some(Core::Int | Core::Float)) => "a number",
+            _ => "a string",
         }
+    }
+}
+
+/// The core-schema meaning of a scalar. A quoted scalar is a string; an explicit tag wins
+/// over the text (a tag whose text does not fit, like `!!int abc`, is a string here and is
+/// reported by the reader that needs the number).
+pub fn core(text: &str, plain: bool, tag: Option<&Tag>) -> Core {
+    match tag {
+        Some(Tag::Str | Tag::Other(_)) => return Core::Str,
+        Some(Tag::Null) => return Core::Null,
+        Some(Tag::Bool) => return scalar_bool(text).map_or(Core::Str, Core::Bool),
+        Some(Tag::Int) => return if is_core_int(text) { Core::Int } else { Core::Str },
+        Some(Tag::Float) => {
+            return if is_core_float(text) || is_core_int(text) { Core::Float } else { Core::Str };
+        }
+        None if !plain => return Core::Str,
+        None => {}
+    }
+    if matches!(text, "" | "~" | "null" | "Null" | "NULL") {
+        Core::Null
+    } else if let Some(b) = scalar_bool(text) {
+        Core::Bool(b)
+    } else if is_core_int(text) {
+        Core::Int
+    } else if is_core_float(text) {
+        Core::Float
+    } else {
+        Core::Str
     }
 }
 
@@ -66,6 +130,40 @@ pub fn scalar_bool(text: &str) -> Option<bool> {
     }
 }
 
+/// YAML 1.2 core integers: decimal with an optional sign, `0o` octal, `0x` hex.
+pub fn is_core_int(t: &str) -> bool {
+    let digits = |s: &str, ok: fn(&u8) -> bool| !s.is_empty() && s.as_bytes().iter().all(ok);
+    if let Some(h) = t.strip_prefix("0x") {
+        return digits(h, u8::is_ascii_hexdigit);
+    }
+    if let Some(o) = t.strip_prefix("0o") {
+        return digits(o, |b| (b'0'..=b'7').contains(b));
+    }
+    digits(t.strip_prefix(['-', '+']).unwrap_or(t), u8::is_ascii_digit)
+}
+
+/// YAML 1.2 core floats (integers are [`is_core_int`]).
+pub fn is_core_float(t: &str) -> bool {
+    let unsigned = t.strip_prefix(['-', '+']).unwrap_or(t);
+    if matches!(unsigned, ".inf" | ".Inf" | ".INF") || matches!(t, ".nan" | ".NaN" | ".NAN") {
+        return true;
+    }
+    let (mantissa, exp) = match unsigned.find(['e', 'E']) {
+        Some(i) => (&unsigned[..i], Some(&unsigned[i + 1..])),
+        None => (unsigned, None),
+    };
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((a, b)) => all_digits(a) && all_digits(b) && !(a.is_empty() && b.is_empty()),
+        None => !mantissa.is_empty() && all_digits(mantissa),
+    };
+    let exp_ok = exp.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && all_digits(e)
+    });
+    mantissa_ok && exp_ok
+}
+
 /// A syntax error with its byte offset.
 #[derive(Debug, Clone)]
 pub struct SyntaxError {
@@ -73,11 +171,58 @@ pub struct SyntaxError {
     pub offset: usize,
 }
 
-/// Parses one YAML document. An empty document yields an empty mapping.
+/// How deeply collections may nest. Deeper input is an error, not a stack overflow.
+pub const MAX_DEPTH: usize = 128;
+
+/// Aliases may add at most this many nodes, or ten times the nodes written out, whichever is
+/// more: enough for any `<<: *defaults` style, and an alias bomb ("billion laughs") is an
+/// error instead of running out of memory.
+pub const MIN_ALIAS_BUDGET: usize = 100_000;
+
+/// Parses one YAML document. An empty document yields an empty mapping. Characters YAML
+/// does not allow (C0 controls other than tab and line breaks, DEL, C1 controls other than
+/// NEL, surrogates, U+FFFE/U+FFFF) are errors at their position, as libyaml and Go's yaml
+/// (which docker compose uses) report them.
 pub fn parse(src: &str) -> Result<Node, SyntaxError> {
+    if let Some((offset, c)) = src.char_indices().find(|&(_, c)| !yaml_printable(c)) {
+        return Err(SyntaxError {
+            message: format!("the control character U+{:04X} is not allowed in YAML", u32::from(c)),
+            offset,
+        });
+    }
     let lines = LineIndex::new(src);
-    let mut b = Builder { parser: Parser::new_from_str(src), src, lines, anchors: HashMap::new() };
+    let mut b = Builder {
+        parser: Parser::new_from_str(src),
+        src,
+        lines,
+        anchors: HashMap::new(),
+        depth: 0,
+        written: 0,
+        aliased: 0,
+    };
     b.document()
+}
+
+/// YAML's printable set (YAML 1.2.2 §5.1): what a YAML stream may contain.
+fn yaml_printable(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
+        || c >= '\u{10000}'
+}
+
+/// yaml-rust2 reports a tab where its scanner noticed it, which can be the end of the line
+/// before (a plain scalar looks for a continuation line). The tab the user must remove is the
+/// first one in a line's indentation from the reported line on.
+fn tab_offset(src: &str, reported: usize) -> usize {
+    let line_start = src[..reported.min(src.len())].rfind('\n').map_or(0, |i| i + 1);
+    let mut at = line_start;
+    for line in src[line_start..].split_inclusive('\n') {
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        if let Some(i) = line[..indent].find('\t') {
+            return at + i;
+        }
+        at += line.len();
+    }
+    src[reported.min(src.len())..].find('\t').map_or(reported, |i| reported + i)
 }
 
 struct LineIndex {
@@ -106,7 +251,12 @@ struct Builder<'a> {
     parser: Parser<std::str::Chars<'a>>,
     src: &'a str,
     lines: LineIndex,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes and their sizes in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
+    depth: usize,
+    /// Nodes read from events, and nodes added by expanding aliases.
+    written: usize,
+    aliased: usize,
 }
 
 impl Builder<'_> {
@@ -114,7 +264,12 @@ impl Builder<'_> {
         match self.parser.next_token() {
             Ok((ev, mark)) => Ok((ev, self.lines.offset(self.src, &mark))),
             Err(e) => {
-                Err(SyntaxError { message: e.info().to_string(), offset: self.lines.offset(self.src, e.marker()) })
+                let message = e.info().to_string();
+                let mut offset = self.lines.offset(self.src, e.marker());
+                if message.contains("tab") {
+                    offset = tab_offset(self.src, offset);
+                }
+                Err(SyntaxError { message, offset })
             }
         }
     }
@@ -155,15 +310,29 @@ impl Builder<'_> {
     }
 
     fn node(&mut self, ev: Event, at: usize) -> Result<Node, SyntaxError> {
+        let before = self.written + self.aliased;
+        self.written += 1;
         match ev {
-            Event::Scalar(text, style, anchor, _tag) => {
+            Event::Scalar(text, style, anchor, tag) => {
                 let plain = matches!(style, TScalarStyle::Plain);
                 let end = self.scalar_end(at, &text, style);
-                let node = Node { kind: Kind::Scalar { text, plain }, span: Span::new(at, end) };
-                self.remember(anchor, &node);
+                let tag = tag
+                    .map(|t| match (t.handle.as_str(), t.suffix.as_str()) {
+                        ("tag:yaml.org,2002:", "str") | ("!", "") | ("", "!") => Tag::Str,
+                        ("tag:yaml.org,2002:", "int") => Tag::Int,
+                        ("tag:yaml.org,2002:", "float") => Tag::Float,
+                        ("tag:yaml.org,2002:", "bool") => Tag::Bool,
+                        ("tag:yaml.org,2002:", "null") => Tag::Null,
+                        ("tag:yaml.org,2002:", s) => Tag::Other(format!("!!{s}")),
+                        (h, s) => Tag::Other(format!("{h}{s}")),
+                    })
+                    .map(Box::new);
+                let node = Node { kind: Kind::Scalar { text, plain, tag }, span: Span::new(at, end) };
+                self.remember(anchor, &node, before);
                 Ok(node)
             }
             Event::SequenceStart(anchor, _) => {
+                self.enter(at)?;
                 let mut items = Vec::new();
                 let end = loop {
                     let (ev, at2) = self.next()?;
@@ -172,12 +341,14 @@ impl Builder<'_> {
                     }
                     items.push(self.node(ev, at2)?);
                 };
+                self.depth -= 1;
                 let end = items.last().map_or(end, |n| n.span.end).max(at);
                 let node = Node { kind: Kind::Seq(items), span: Span::new(at, end) };
-                self.remember(anchor, &node);
+                self.remember(anchor, &node, before);
                 Ok(node)
             }
             Event::MappingStart(anchor, _) => {
+                self.enter(at)?;
                 let mut pairs = Vec::new();
                 let end = loop {
                     let (ev, at2) = self.next()?;
@@ -189,22 +360,50 @@ impl Builder<'_> {
                     let value = self.node(ev, at3)?;
                     pairs.push((key, value));
                 };
+                self.depth -= 1;
                 let end = pairs.last().map_or(end, |(_, v)| v.span.end).max(at);
                 let node = Node { kind: Kind::Map(pairs), span: Span::new(at, end) };
-                self.remember(anchor, &node);
+                self.remember(anchor, &node, before);
                 Ok(node)
             }
-            Event::Alias(id) => match self.anchors.get(&id) {
-                Some(n) => Ok(n.clone()),
-                None => Err(SyntaxError { message: "unknown alias".into(), offset: at }),
-            },
+            Event::Alias(id) => {
+                self.written -= 1;
+                let Some((n, size)) = self.anchors.get(&id) else {
+                    return Err(SyntaxError { message: "unknown alias".into(), offset: at });
+                };
+                self.aliased += size;
+                if self.aliased > MIN_ALIAS_BUDGET.max(10 * self.written) {
+                    return Err(SyntaxError {
+                        message: format!(
+                            "aliases expand this document to more than {} values; \
+                             write the repeated parts out, or use fewer levels of aliases",
+                            MIN_ALIAS_BUDGET.max(10 * self.written)
+                        ),
+                        offset: at,
+                    });
+                }
+                Ok(n.clone())
+            }
             _ => Err(SyntaxError { message: "unexpected YAML event".into(), offset: at }),
         }
     }
 
-    fn remember(&mut self, anchor: usize, node: &Node) {
+    fn enter(&mut self, at: usize) -> Result<(), SyntaxError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(SyntaxError {
+                message: format!("lists and mappings nest deeper than {MAX_DEPTH} levels"),
+                offset: at,
+            });
+        }
+        Ok(())
+    }
+
+    /// Remembers an anchored node with its size (the nodes built since `before`).
+    fn remember(&mut self, anchor: usize, node: &Node, before: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = self.written + self.aliased - before;
+            self.anchors.insert(anchor, (node.clone(), size));
         }
     }
 

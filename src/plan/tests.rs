@@ -102,6 +102,7 @@ cvms:
     compose: web.yml
     vcpu: 2
     memory: 2048
+    lint: {ignore: [DB_APP, DB_PASSWORD]}
     env:
       DB_APP: ${cvm.db.app_id}
       DB_PASSWORD: ${secret:env:DB_PASSWORD}

@@ -23,7 +23,7 @@ use crate::harness::TestEnv;
 /// (`1.30`, `true`, `0755`…) and a BOM at the start of `teeform.yaml` are not generated, and
 /// files are expected byte for byte. On: they are generated, and files are expected as the
 /// fixed reader defines them ([`as_read`], [`file_value`]).
-const MANIFEST_FIXES_MERGED: bool = false;
+const MANIFEST_FIXES_MERGED: bool = true;
 
 const BOM: &str = "\u{feff}";
 

@@ -14,6 +14,7 @@ mod health;
 mod hostile;
 mod images;
 mod local;
+mod manifest;
 mod postgres;
 mod progress;
 #[allow(dead_code)]

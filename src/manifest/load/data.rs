@@ -217,12 +217,9 @@ impl Loader<'_> {
         s
     }
 
-    /// A scalar as text, keeping a plain number as written (`22.10` stays `22.10`).
+    /// A scalar as text, as written (`22.10` stays `22.10`); null means unset.
     fn text(&mut self, node: &Node, what: &str) -> Option<String> {
-        match &node.kind {
-            Kind::Scalar { text, .. } if !text.contains("${") && !node.is_null() => Some(text.clone()),
-            _ => self.literal_string(node, what),
-        }
+        self.opt_literal(node, what)
     }
 
     /// One string or a list of strings.

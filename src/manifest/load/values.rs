@@ -1,0 +1,663 @@
+//! Scalars and variables: what a value means, read exactly as written.
+//!
+//! The rule: a field's type decides. A string field (env values, names, outputs, variables
+//! used inside strings) takes the scalar's text exactly as YAML defines it — a plain scalar as
+//! written (`1.30` stays `1.30`, `yes` stays `yes`, `0755` stays `0755`), a quoted one
+//! unescaped. A number field takes YAML 1.2 core integers (`2`, `+2`, `0x10`, `0o17`) and
+//! refuses the rest with the text shown (`0755`, `1e3`, `2.0`, `1_000`). A boolean field takes
+//! `true`/`false` and YAML 1.1's `yes`/`no`/`on`/`off`. `!!str` makes any scalar a string.
+//! Null (`~`, `null`, nothing) leaves an optional field unset and is an error where a value
+//! is required. Variables keep their text too: a default `1.20` is `1.20` inside a string.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use super::super::diag::{Diagnostic, did_you_mean};
+use super::super::expr::{self, Ref, Template};
+use super::super::files::{FileError, Limit, file_value, human_bytes};
+use super::super::yaml::{self, Core, Kind, Node, Span, Tag};
+use super::{Allow, Loader, display_dir};
+
+/// A scalar's meaning: its core-schema type and its text exactly as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Lit {
+    pub core: Core,
+    pub text: String,
+}
+
+impl Lit {
+    pub fn str(text: impl Into<String>) -> Lit {
+        Lit { core: Core::Str, text: text.into() }
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self.core {
+            Core::Null => "null",
+            Core::Bool(_) => "a boolean",
+            Core::Int | Core::Float => "a number",
+            Core::Str => "a string",
+        }
+    }
+
+    /// The value as JSON (for `Config::variables`): numbers that JSON cannot hold exactly
+    /// (`.inf`, out of range) stay text.
+    pub fn json(&self) -> Json {
+        match self.core {
+            Core::Null => Json::Null,
+            Core::Bool(b) => Json::Bool(b),
+            Core::Int => parse_int(&self.text).map_or_else(|| Json::String(self.text.clone()), Json::from),
+            Core::Float => self
+                .text
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .and_then(serde_json::Number::from_f64)
+                .map_or_else(|| Json::String(self.text.clone()), Json::Number),
+            Core::Str => Json::String(self.text.clone()),
+        }
+    }
+}
+
+/// A scalar after variables, environment and files have been substituted.
+pub(super) enum Scalar {
+    /// Fully known.
+    Lit(Lit),
+    /// A string with references only the planner can answer (CVMs, data sources, secrets).
+    Tpl(Template),
+}
+
+/// A variable's type (`type:`, else its default's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum VarType {
+    String,
+    Number,
+    Bool,
+}
+
+impl VarType {
+    fn of(core: Core) -> Option<VarType> {
+        match core {
+            Core::Null => None,
+            Core::Bool(_) => Some(VarType::Bool),
+            Core::Int | Core::Float => Some(VarType::Number),
+            Core::Str => Some(VarType::String),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            VarType::String => "string",
+            VarType::Number => "number",
+            VarType::Bool => "bool",
+        }
+    }
+
+    /// `text` (from `--var`, `TEEFORM_VAR_*` or a default) as a value of this type, keeping
+    /// the text as written.
+    pub fn coerce(self, text: &str) -> Option<Lit> {
+        let core = match self {
+            VarType::String => Core::Str,
+            VarType::Number if yaml::is_core_int(text) => Core::Int,
+            VarType::Number if yaml::is_core_float(text) => Core::Float,
+            VarType::Number => return None,
+            VarType::Bool => Core::Bool(parse_bool(text)?),
+        };
+        Some(Lit { core, text: text.to_string() })
+    }
+}
+
+/// `true`/`false` (three spellings each) and YAML 1.1's `yes`/`no`/`on`/`off`.
+pub(super) fn parse_bool(text: &str) -> Option<bool> {
+    yaml::scalar_bool(text).or(match text {
+        "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some(true),
+        "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some(false),
+        _ => None,
+    })
+}
+
+/// A core-schema integer's value (`+2`, `0x10`, `0o17`); `None` when out of `i64`.
+fn parse_int(t: &str) -> Option<i64> {
+    if let Some(h) = t.strip_prefix("0x") {
+        return i64::from_str_radix(h, 16).ok();
+    }
+    if let Some(o) = t.strip_prefix("0o") {
+        return i64::from_str_radix(o, 8).ok();
+    }
+    t.strip_prefix('+').unwrap_or(t).parse().ok()
+}
+
+/// A whole number as a number field reads it, or why not (shown after "found").
+fn whole_number(lit: &Lit) -> Result<i128, (String, Option<String>)> {
+    let t = lit.text.as_str();
+    let shown = || format!("`{t}`");
+    match lit.core {
+        Core::Int | Core::Str if yaml::is_core_int(t) => {
+            let digits = t.trim_start_matches(['-', '+']);
+            if digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit()) {
+                let plain = digits.trim_start_matches('0');
+                return Err((
+                    shown(),
+                    Some(format!(
+                        "a leading zero makes `{t}` octal in YAML 1.1 and decimal in YAML 1.2; write `{}` (or `0o{}` for octal)",
+                        if plain.is_empty() { "0" } else { plain },
+                        if plain.is_empty() { "0" } else { plain }
+                    )),
+                ));
+            }
+            let neg = t.starts_with('-');
+            let v = if let Some(h) = t.strip_prefix("0x") {
+                i128::from_str_radix(h, 16).ok()
+            } else if let Some(o) = t.strip_prefix("0o") {
+                i128::from_str_radix(o, 8).ok()
+            } else {
+                digits.parse::<i128>().ok().map(|v| if neg { -v } else { v })
+            };
+            // Too many digits for any field: out of every range, shown as written.
+            Ok(v.unwrap_or(if neg { i128::MIN } else { i128::MAX }))
+        }
+        Core::Float | Core::Str if yaml::is_core_float(t) => {
+            let hint = t
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15)
+                .map(|f| format!("write it as a whole number: `{}`", f as i64));
+            Err((shown(), hint))
+        }
+        Core::Str if t.contains('_') && t.replace('_', "").bytes().all(|b| b.is_ascii_digit()) => {
+            Err((shown(), Some(format!("YAML 1.2 numbers have no `_`: write `{}`", t.replace('_', "")))))
+        }
+        Core::Str => Err((shown(), None)),
+        _ => Err((lit.type_name().to_string(), None)),
+    }
+}
+
+/// A read file, cached by path and limit, and the places that referenced it after an error.
+pub(super) struct FileEntry {
+    pub result: Result<Arc<String>, FileError>,
+    /// The diagnostic reporting the error, and the further references to the same file.
+    pub diag: Option<usize>,
+    pub more: Vec<(String, Span)>,
+}
+
+impl Loader<'_> {
+    // ----- scalars ----------------------------------------------------------------------
+
+    /// Evaluates a scalar: its core meaning, or a string with `${...}` substituted.
+    pub(super) fn scalar(&mut self, node: &Node, what: &str, allow: Allow) -> Option<Scalar> {
+        let (text, plain, tag) = match &node.kind {
+            Kind::Scalar { text, plain, tag } => (text, *plain, tag.as_deref()),
+            _ => {
+                let t = node.type_name();
+                self.err(node.span, format!("{what} must be a single value, found {t}")).set_label("expected a value");
+                return None;
+            }
+        };
+        if let Some(Tag::Other(t)) = tag {
+            self.err(node.span, format!("{what}: the YAML tag `{t}` is not supported"))
+                .set_label("unsupported tag")
+                .add_hint("teeform reads strings, numbers and booleans; `!!str` makes any text a string");
+            return None;
+        }
+        let core = yaml::core(text, plain, tag);
+        if core != Core::Str || !text.contains("${") {
+            return Some(Scalar::Lit(Lit { core, text: text.clone() }));
+        }
+        let quote = usize::from(!plain && matches!(self.src.text.as_bytes().get(node.span.start), Some(b'"' | b'\'')));
+        let tpl = match expr::parse(text) {
+            Ok(t) => t,
+            Err(e) => {
+                let start = node.span.start + quote + e.at.start;
+                let span = Span::new(start, (node.span.start + quote + e.at.end).min(self.src.text.len()));
+                let d = self.err(span, e.message).set_label("here");
+                d.hints.extend(e.hint);
+                return None;
+            }
+        };
+        // A string that is exactly one variable is the variable's value, type and text.
+        if let Some(Ref::Var { name }) = tpl.sole_ref() {
+            return self.var(name, node.span).map(Scalar::Lit);
+        }
+        if !self.refs_allowed(&tpl, node.span, what, allow) {
+            return None;
+        }
+        let mut failed = false;
+        let tpl = tpl.substitute(|r| match r {
+            Ref::Var { name } => match self.vars.get(name) {
+                Some(v) => Some(v.text.clone()),
+                None => {
+                    failed = true;
+                    None
+                }
+            },
+            Ref::Env { name } => match (self.opts.env)(name) {
+                Some(v) => Some(v),
+                None => {
+                    failed = true;
+                    None
+                }
+            },
+            Ref::File { .. } => {
+                failed = true;
+                None
+            }
+            _ => None,
+        });
+        let mut ok = true;
+        let tpl = if failed {
+            // Files are read here (not in the closure above, which cannot report).
+            let mut values = Vec::new();
+            for r in tpl.refs() {
+                match r {
+                    Ref::Var { name } => {
+                        self.var(name, node.span);
+                        ok = false;
+                    }
+                    Ref::Env { name } => {
+                        self.err(node.span, format!("environment variable `{name}` is not set"))
+                            .set_label("used here")
+                            .add_hint(format!("export {name}=... before running teeform"));
+                        ok = false;
+                    }
+                    Ref::File { path } => match self.read_file(path, Limit::Value, node.span, "file", what) {
+                        Some(text) => values.push((r.clone(), file_value(text.to_string()))),
+                        None => ok = false,
+                    },
+                    _ => {}
+                }
+            }
+            tpl.substitute(|r| values.iter().find(|(v, _)| v == r).map(|(_, t)| t.clone()))
+        } else {
+            tpl
+        };
+        if !ok {
+            return None;
+        }
+        Some(match tpl.as_literal() {
+            Some(s) => Scalar::Lit(Lit::str(s)),
+            None => Scalar::Tpl(tpl),
+        })
+    }
+
+    /// Checks where each reference may appear, that referenced CVMs and data sources exist,
+    /// that `${env:}` does not read teeform's own credentials, and that `${secret:file:}`
+    /// names a file that may be read.
+    fn refs_allowed(&mut self, tpl: &Template, span: Span, what: &str, allow: Allow) -> bool {
+        let mut ok = true;
+        for r in tpl.refs() {
+            let (allowed, place) = match r {
+                Ref::Cvm { .. } => (allow.cvm, "CVM references are allowed in `env` values and outputs only"),
+                Ref::Data { .. } => (allow.data, "data source references are not allowed here"),
+                Ref::SecretEnv { .. } | Ref::SecretFile { .. } => {
+                    (allow.secret, "secrets are allowed in `env` values and outputs only")
+                }
+                _ => (true, ""),
+            };
+            if !allowed {
+                self.err(span, format!("{what} cannot use `{r}`")).set_label("not allowed here").add_hint(place);
+                ok = false;
+            }
+        }
+        for r in tpl.refs() {
+            match r {
+                Ref::Cvm { name, .. } if allow.cvm && !self.cvm_keys.contains(name) => {
+                    self.unknown_cvm(span, name, &format!("{what} references `cvm.{name}`, which is not declared"));
+                    ok = false;
+                }
+                Ref::Env { name } if self.credentials.contains(name) => {
+                    let hint = if allow.secret {
+                        format!(
+                            "if the CVM needs this value, write `${{secret:env:{name}}}`: a secret is encrypted for the CVM and never shown or stored"
+                        )
+                    } else {
+                        "teeform reads its credentials from the environment itself (an RPC URL from `rpc_url_env`); leave this field out".to_string()
+                    };
+                    self.err(
+                        span,
+                        format!("`{r}` would copy teeform's own credential {name} into the plan, state and outputs"),
+                    )
+                    .set_label("credential")
+                    .add_hint(hint);
+                    ok = false;
+                }
+                Ref::SecretFile { path } => {
+                    if let Err(e) = self.policy.check(path) {
+                        self.file_error(path, &e, span, "secret file");
+                        ok = false;
+                    }
+                }
+                _ => {}
+            }
+            if allow.data && !self.check_data_ref(r, span) {
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    pub(super) fn unknown_cvm(&mut self, span: Span, name: &str, msg: &str) {
+        let hint = match did_you_mean(name, self.cvm_keys.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if self.cvm_keys.is_empty() => "declare the CVM under `cvms:`".to_string(),
+            None => {
+                format!("declared CVMs: {}", self.cvm_keys.iter().map(String::as_str).collect::<Vec<_>>().join(", "))
+            }
+        };
+        self.err(span, msg).set_label("not declared").add_hint(hint);
+    }
+
+    /// A variable's value; reports an unknown one (not one whose override was already
+    /// reported as invalid).
+    fn var(&mut self, name: &str, span: Span) -> Option<Lit> {
+        if let Some(v) = self.vars.get(name) {
+            return Some(v.clone());
+        }
+        if self.failed_vars.contains(name) {
+            return None;
+        }
+        let hint = match did_you_mean(name, self.vars.keys().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => "declare it under `variables:`".to_string(),
+        };
+        self.err(span, format!("unknown variable `{name}`")).set_label("used here").add_hint(hint);
+        None
+    }
+
+    /// A string value where one is required.
+    pub(super) fn string(&mut self, node: &Node, what: &str, allow: Allow) -> Option<Template> {
+        match self.scalar(node, what, allow)? {
+            Scalar::Lit(Lit { core: Core::Null, .. }) => {
+                self.err(node.span, format!("{what} must be a string, found null"))
+                    .set_label("expected a string")
+                    .add_hint("write `\"\"` for an empty string, or quote the word (`\"null\"`, `\"~\"`) to mean it");
+                None
+            }
+            Scalar::Lit(l) => Some(Template::literal(l.text)),
+            Scalar::Tpl(t) => Some(t),
+        }
+    }
+
+    /// A string value in an optional field: null leaves it unset.
+    pub(super) fn opt_string(&mut self, node: &Node, what: &str, allow: Allow) -> Option<Template> {
+        if node.is_null() {
+            return None;
+        }
+        self.string(node, what, allow)
+    }
+
+    /// A string with no references left, where one is required.
+    pub(super) fn literal_string(&mut self, node: &Node, what: &str) -> Option<String> {
+        self.string(node, what, super::STRINGS_ONLY).and_then(|t| t.as_literal())
+    }
+
+    /// [`Loader::literal_string`] in an optional field.
+    pub(super) fn opt_literal(&mut self, node: &Node, what: &str) -> Option<String> {
+        self.opt_string(node, what, super::STRINGS_ONLY).and_then(|t| t.as_literal())
+    }
+
+    /// A whole number from `min` to `max`; `None` when null (unset) or reported.
+    pub(super) fn number(&mut self, node: &Node, what: &str, min: u64, max: u64) -> Option<u32> {
+        let lit = match self.scalar(node, what, super::STRINGS_ONLY)? {
+            Scalar::Lit(Lit { core: Core::Null, .. }) => return None,
+            Scalar::Lit(l) => l,
+            Scalar::Tpl(t) => Lit::str(t.to_string()),
+        };
+        match whole_number(&lit) {
+            Ok(n) if (i128::from(min)..=i128::from(max)).contains(&n) => Some(n as u32),
+            Ok(_) => {
+                self.err(node.span, format!("{what} must be between {min} and {max}, found {}", lit.text))
+                    .set_label("out of range");
+                None
+            }
+            Err((found, hint)) => {
+                let d = self
+                    .err(node.span, format!("{what} must be a whole number from {min} to {max}, found {found}"))
+                    .set_label("expected a whole number");
+                d.hints.extend(hint);
+                None
+            }
+        }
+    }
+
+    /// A boolean; `None` when null (unset) or reported.
+    pub(super) fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
+        let lit = match self.scalar(node, what, super::STRINGS_ONLY)? {
+            Scalar::Lit(Lit { core: Core::Null, .. }) => return None,
+            Scalar::Lit(l) => l,
+            Scalar::Tpl(t) => Lit::str(t.to_string()),
+        };
+        match lit.core {
+            Core::Bool(b) => Some(b),
+            _ => match parse_bool(&lit.text) {
+                Some(b) => Some(b),
+                None => {
+                    let t = lit.type_name();
+                    self.err(node.span, format!("{what} must be true or false, found {t}"))
+                        .set_label("expected a boolean");
+                    None
+                }
+            },
+        }
+    }
+
+    // ----- variables --------------------------------------------------------------------
+
+    pub(super) fn variables(&mut self, node: &Node) {
+        for (name, knode, spec) in self.entries(node, "variables", None) {
+            let (default, ty, default_span) = match &spec.kind {
+                Kind::Map(_) => {
+                    let e = self.entries(
+                        spec,
+                        &format!("variable `{name}`"),
+                        Some(&["default", "description", "type", "sensitive"]),
+                    );
+                    let mut default = None;
+                    let mut ty = None;
+                    let mut default_span = knode.span;
+                    for (k, _, v) in e {
+                        match k {
+                            "default" => {
+                                default = self.literal(v);
+                                default_span = v.span;
+                            }
+                            "type" => match self.plain_str(v) {
+                                Some("string") => ty = Some(VarType::String),
+                                Some("number") => ty = Some(VarType::Number),
+                                Some("bool") => ty = Some(VarType::Bool),
+                                Some(t) => {
+                                    self.err(v.span, format!("unknown variable type `{t}`"))
+                                        .add_hint("types are string, number and bool");
+                                }
+                                None => {}
+                            },
+                            _ => {}
+                        }
+                    }
+                    (default, ty, default_span)
+                }
+                _ => (self.literal(spec), None, spec.span),
+            };
+            let default = default.filter(|d| d.core != Core::Null);
+            // A default of another type than `type:` says is an error where it is written.
+            let default = match (ty, default) {
+                (Some(t), Some(d)) if VarType::of(d.core) != Some(t) => match t.coerce(&d.text) {
+                    Some(l) => Some(l),
+                    None => {
+                        self.err(
+                            default_span,
+                            format!("the default of `{name}` is {}, not a {}", d.type_name(), t.name()),
+                        )
+                        .set_label("wrong type");
+                        self.failed_vars.insert(name.to_string());
+                        continue;
+                    }
+                },
+                (_, d) => d,
+            };
+            let ty = ty.or_else(|| default.as_ref().and_then(|d| VarType::of(d.core)));
+            let from_cli =
+                self.opts.vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| (format!("--var {name}"), v.clone()));
+            let env_name = format!("TEEFORM_VAR_{name}");
+            let from_env = || (self.opts.env)(&env_name).map(|v| (env_name.clone(), v));
+            let value = match from_cli.or_else(from_env) {
+                Some((origin, raw)) => match ty.unwrap_or(VarType::String).coerce(&raw) {
+                    Some(v) => Some(v),
+                    None => {
+                        let t = ty.unwrap_or(VarType::String);
+                        self.diags.push(
+                            Diagnostic::bare(format!("{origin}={raw}: variable `{name}` is a {}", t.name())).hint(
+                                match t {
+                                    VarType::Number => "a number is written like 2, 1.5 or 0x10",
+                                    VarType::Bool => "a bool is true or false",
+                                    VarType::String => "",
+                                },
+                            ),
+                        );
+                        self.failed_vars.insert(name.to_string());
+                        continue;
+                    }
+                },
+                None => default,
+            };
+            match value {
+                Some(v) => {
+                    self.vars.insert(name.to_string(), v);
+                }
+                None => {
+                    self.failed_vars.insert(name.to_string());
+                    self.err(knode.span, format!("variable `{name}` has no value"))
+                        .set_label("no default")
+                        .add_hint(format!("give it a `default:`, or pass --var {name}=VALUE"));
+                }
+            }
+        }
+    }
+
+    /// A literal scalar (no interpolation), for variable defaults.
+    fn literal(&mut self, node: &Node) -> Option<Lit> {
+        if let Kind::Scalar { tag: Some(t), .. } = &node.kind
+            && let Tag::Other(t) = &**t
+        {
+            self.err(node.span, format!("the YAML tag `{t}` is not supported")).set_label("unsupported tag");
+            return None;
+        }
+        match &node.kind {
+            Kind::Scalar { text, plain, tag } => {
+                Some(Lit { core: yaml::core(text, *plain, tag.as_deref()), text: text.clone() })
+            }
+            _ => {
+                self.err(node.span, "a variable default must be a string, number or boolean").set_label("not a scalar");
+                None
+            }
+        }
+    }
+
+    pub(super) fn check_var_overrides(&mut self, vars_node: Option<&Node>) {
+        let declared: BTreeSet<String> = match vars_node.map(|n| &n.kind) {
+            Some(Kind::Map(p)) => p
+                .iter()
+                .filter_map(|(k, _)| if let Kind::Scalar { text, .. } = &k.kind { Some(text.clone()) } else { None })
+                .collect(),
+            _ => BTreeSet::new(),
+        };
+        for (k, _) in &self.opts.vars {
+            if !declared.contains(k) {
+                let mut d = Diagnostic::bare(format!("--var {k}: the manifest declares no variable `{k}`"));
+                if let Some(s) = did_you_mean(k, declared.iter().map(String::as_str)) {
+                    d = d.hint(format!("did you mean `{s}`?"));
+                } else {
+                    d = d.hint("declare it under `variables:`");
+                }
+                self.diags.push(d);
+            }
+        }
+    }
+
+    // ----- files ------------------------------------------------------------------------
+
+    /// Reads a file the manifest names, once however often it is named. An error is reported
+    /// once, at the first reference; later references are listed with it.
+    pub(super) fn read_file(
+        &mut self,
+        path: &str,
+        limit: Limit,
+        span: Span,
+        kind: &str,
+        who: &str,
+    ) -> Option<Arc<String>> {
+        let key = (path.to_string(), limit);
+        if !self.files.contains_key(&key) {
+            let result = self.policy.read(path, limit).map(Arc::new);
+            let diag = match &result {
+                Err(e) => {
+                    self.file_error(path, e, span, kind);
+                    Some(self.diags.len() - 1)
+                }
+                Ok(_) => None,
+            };
+            self.files.insert(key.clone(), FileEntry { result, diag, more: Vec::new() });
+            return self.files[&key].result.as_ref().ok().cloned();
+        }
+        let entry = self.files.get_mut(&key).expect("present");
+        if entry.result.is_err() {
+            entry.more.push((who.to_string(), span));
+        }
+        entry.result.as_ref().ok().cloned()
+    }
+
+    /// Reports a file that cannot be read (never with its content).
+    pub(super) fn file_error(&mut self, path: &str, e: &FileError, span: Span, kind: &str) {
+        let dir = display_dir(&self.dir);
+        let label = match e {
+            FileError::NotFound => "file not found",
+            FileError::Outside | FileError::System => "not allowed",
+            FileError::TooLarge(_) => "too large",
+            _ => "cannot read",
+        };
+        let hint = match e {
+            FileError::NotFound => Some(format!("paths are relative to the manifest's directory ({dir})")),
+            FileError::Outside => Some(format!(
+                "teeform reads files only from the manifest's directory ({dir}) and the directories listed under `allowed_dirs:` at the top of the manifest"
+            )),
+            FileError::TooLarge(Limit::Compose) => Some(format!(
+                "the API accepts at most {} for a compose file and pre-launch script together",
+                human_bytes(Limit::Compose.bytes())
+            )),
+            FileError::NotRegular(_) => Some("name a regular file".to_string()),
+            FileError::NotUtf8 => Some("save the file as UTF-8".to_string()),
+            _ => None,
+        };
+        let d = self.err(span, format!("cannot read {kind} `{path}`: {e}")).set_label(label);
+        d.hints.extend(hint);
+    }
+
+    /// Lists, under each file error, the other places that name the same file.
+    pub(super) fn finish_files(&mut self) {
+        let mut notes: Vec<(usize, Vec<(String, Span)>)> = self
+            .files
+            .values()
+            .filter_map(|e| Some((e.diag?, e.more.clone())))
+            .filter(|(_, m)| !m.is_empty())
+            .collect();
+        notes.sort_by_key(|(i, _)| *i);
+        for (i, more) in notes {
+            let src = self.src.clone();
+            let d = &mut self.diags[i];
+            for (who, span) in more.iter().take(3) {
+                d.also.push(super::super::diag::Related {
+                    source: src.clone(),
+                    span: *span,
+                    label: format!("also named by {who}"),
+                });
+            }
+            let n = more.len();
+            d.add_hint(format!(
+                "{n} more place{} name{} this file{}",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "s" } else { "" },
+                if n > 3 { format!(" ({} not shown)", n - 3) } else { String::new() }
+            ));
+        }
+    }
+}

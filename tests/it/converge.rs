@@ -18,13 +18,6 @@ use teeform::sim::SimConfig;
 
 use crate::harness::TestEnv;
 
-/// Helper M's manifest-reader fixes (scalars read exactly as written, a byte-order mark is not
-/// content, one newline rule for `${file:}`). Off: plain scalars the current reader rewrites
-/// (`1.30`, `true`, `0755`…) and a BOM at the start of `teeform.yaml` are not generated, and
-/// files are expected byte for byte. On: they are generated, and files are expected as the
-/// fixed reader defines them ([`as_read`], [`file_value`]).
-const MANIFEST_FIXES_MERGED: bool = true;
-
 const BOM: &str = "\u{feff}";
 
 /// Text users put in string values.
@@ -131,25 +124,27 @@ fn yaml_string(text: &str) -> Option<String> {
 }
 
 /// What a plain scalar `text` reads as under the YAML 1.2 core schema: a string, or a number,
-/// boolean or null that a string field must nevertheless take as written (helper M's fix).
+/// or boolean that a string field must nevertheless take as written (`None`: null, or not
+/// one plain scalar, so the writer quotes it).
 fn plain_needs_fix(text: &str) -> Option<bool> {
     let docs = yaml_rust2::YamlLoader::load_from_str(&format!("k: {text}\n")).ok()?;
     let doc = docs.first()?.as_hash()?;
     let v = doc.get(&yaml_rust2::Yaml::String("k".into()))?;
-    if doc.len() != 1 || text.trim() != text || text.is_empty() {
+    // The YAML 1.2 core schema's nulls (yaml-rust2 knows only `null` and `~`).
+    if doc.len() != 1 || text.trim() != text || text.is_empty() || matches!(text, "Null" | "NULL") {
         return None;
     }
     match v {
         yaml_rust2::Yaml::String(s) if s == text => Some(false),
         yaml_rust2::Yaml::String(_) => None,
-        // `null`/`~` in a string field: what the fixed reader makes of it is its decision.
-        yaml_rust2::Yaml::Null => None,
-        _ => Some(true),
+        yaml_rust2::Yaml::Integer(_) | yaml_rust2::Yaml::Real(_) | yaml_rust2::Yaml::Boolean(_) => Some(true),
+        // Null, a list, a mapping: not a string in any reading, so the writer quotes it.
+        _ => None,
     }
 }
 
 /// `text` as a YAML scalar in `style`, or in double quotes when that style cannot carry it
-/// exactly (or, before helper M's fix, would be read as something else).
+/// exactly.
 fn scalar(text: &str, style: Style) -> String {
     let double = || {
         let mut out = String::from("\"");
@@ -174,25 +169,21 @@ fn scalar(text: &str, style: Style) -> String {
             if printable && yaml_string(&quoted).as_deref() == Some(text) { quoted } else { double() }
         }
         Style::Plain => match plain_needs_fix(text) {
-            Some(false) => text.to_string(),
-            Some(true) if MANIFEST_FIXES_MERGED => text.to_string(),
-            _ => double(),
+            Some(_) => text.to_string(),
+            None => double(),
         },
     }
 }
 
 /// A file's text as the manifest reader hands it on.
 fn as_read(text: &str) -> String {
-    if MANIFEST_FIXES_MERGED { text.strip_prefix(BOM).unwrap_or(text).to_string() } else { text.to_string() }
+    text.strip_prefix(BOM).unwrap_or(text).to_string()
 }
 
-/// A `${file:}` value as the manifest reader hands it on: before helper M's fix, the file
-/// as is; after it, one final line break is not part of the value.
+/// A `${file:}` value as the manifest reader hands it on: one final line break is not part
+/// of the value.
 fn file_value(text: &str) -> String {
     let t = as_read(text);
-    if !MANIFEST_FIXES_MERGED {
-        return t;
-    }
     match t.strip_suffix('\n') {
         Some(rest) => rest.strip_suffix('\r').unwrap_or(rest).to_string(),
         None => t,
@@ -297,8 +288,8 @@ fn case() -> impl Strategy<Value = Case> {
         .prop_map(|(mut cvms, outputs, crlf_manifest, bom)| {
             // Names are unique in an account.
             let mut seen = std::collections::BTreeSet::new();
-            cvms.retain(|c| seen.insert(c.name.0.clone()));
-            Case { cvms, outputs, crlf_manifest, bom_manifest: bom && MANIFEST_FIXES_MERGED }
+            cvms.retain(|c| seen.insert(c.name.0.to_ascii_lowercase()));
+            Case { cvms, outputs, crlf_manifest, bom_manifest: bom }
         })
 }
 
@@ -486,12 +477,12 @@ fn every_manifest_converges_after_one_apply() {
 fn the_scalar_writer_round_trips_through_yaml() {
     // The test's own YAML writer must be right for the property to mean anything: every
     // value in every style reads back as itself (a plain scalar YAML would resolve to a
-    // number or boolean is the manifest reader's business, helper M's fix).
+    // number or boolean is the manifest reader's business).
     for v in ADVERSARIAL.iter().map(|v| v.to_string()).chain([format!("{}\u{feff}", "x".repeat(3000))]) {
         for s in [Style::Double, Style::Single, Style::Plain] {
             let text = scalar(&v, s);
             if plain_needs_fix(&text) == Some(true) {
-                assert!(MANIFEST_FIXES_MERGED && text == v, "{v:?} as {s:?}: {text}");
+                assert!(text == v, "{v:?} as {s:?}: {text}");
                 continue;
             }
             assert_eq!(yaml_string(&text).as_deref(), Some(v.as_str()), "{v:?} as {s:?}: {text}");

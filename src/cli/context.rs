@@ -193,8 +193,13 @@ impl Ctx {
     }
 
     pub async fn open_state(&self, command: &str, lock_timeout: Duration) -> CliResult<Arc<dyn Store>> {
-        crate::state::open(&self.state_options(command, lock_timeout)?).await.map_err(|e| {
-            // The unlock command must name the same state (-C, --state, --workspace, …).
+        self.open_store(&self.state_options(command, lock_timeout)?).await
+    }
+
+    /// Opens the store `opts` names; a lock error's unlock hint names the same state as this
+    /// run did (-C, --state, --workspace, …).
+    async fn open_store(&self, opts: &crate::state::OpenOptions) -> CliResult<Arc<dyn Store>> {
+        crate::state::open(opts).await.map_err(|e| {
             let holder = match &e {
                 crate::state::StateError::Locked { holder: Some(h), .. } => Some(h.id.clone()),
                 _ => None,
@@ -226,7 +231,7 @@ impl Ctx {
         if let Some(cfg) = cfg {
             self.move_shared_state(&opts, cfg).await?;
         }
-        let store = crate::state::open(&opts).await?;
+        let store = self.open_store(&opts).await?;
         if let Err(e) = self.bind(store.as_ref(), cfg).await {
             store.close().await?;
             return Err(e);
@@ -244,7 +249,7 @@ impl Ctx {
             }
             return Ok(None);
         }
-        Ok(Some(crate::state::open(&opts).await?))
+        Ok(Some(self.open_store(&opts).await?))
     }
 
     /// "Nothing here": no manifest and no state where this command looked.

@@ -184,6 +184,32 @@ pub const MIN_ALIAS_BUDGET: usize = 100_000;
 /// NEL, surrogates, U+FFFE/U+FFFF) are errors at their position, as libyaml and Go's yaml
 /// (which docker compose uses) report them.
 pub fn parse(src: &str) -> Result<Node, SyntaxError> {
+    let mut text = std::borrow::Cow::Borrowed(src);
+    for _ in 0..MAX_SEPARATOR_TABS {
+        match parse_exact(&text) {
+            Err(e) if e.message.contains("must be followed by a valid YAML whitespace") => {
+                // yaml-rust2 refuses tabs as the separator after `:` or `-` (`image:\tnginx`),
+                // which YAML 1.2 allows and docker compose's parser accepts. A separator is not
+                // content: read its tabs as spaces. Same length, so every span stays true. The
+                // error points just past the separator.
+                let end = e.offset.min(text.len());
+                let start = text[..end].trim_end_matches([' ', '\t']).len();
+                if !text[start..end].contains('\t') {
+                    return Err(e);
+                }
+                let spaces = " ".repeat(end - start);
+                text.to_mut().replace_range(start..end, &spaces);
+            }
+            r => return r,
+        }
+    }
+    parse_exact(&text)
+}
+
+/// How many separator tabs [`parse`] reads as spaces before it reports the next one.
+const MAX_SEPARATOR_TABS: usize = 1000;
+
+fn parse_exact(src: &str) -> Result<Node, SyntaxError> {
     if let Some((offset, c)) = src.char_indices().find(|&(_, c)| !yaml_printable(c)) {
         return Err(SyntaxError {
             message: format!("the control character U+{:04X} is not allowed in YAML", u32::from(c)),
@@ -459,6 +485,29 @@ mod tests {
         assert_eq!(text_at(src, &web[0].0), "vcpu");
         assert_eq!(text_at(src, &web[0].1), "2");
         assert_eq!(text_at(src, &web[1].1), "\"dstack-0.5\"");
+    }
+
+    /// A tab separating a key or list dash from its value is YAML (and docker compose reads
+    /// it); a tab inside a value stays content; a tab in indentation stays an error.
+    #[test]
+    fn separator_tabs_are_whitespace() {
+        let src = "a:\tnginx:1.27\nb:\n  -\tx\nc: \"t\\tab\"\nd: 'x\ty'\n";
+        let root = parse(src).unwrap();
+        let Kind::Map(top) = &root.kind else { panic!() };
+        let text = |n: &Node| match &n.kind {
+            Kind::Scalar { text, .. } => text.clone(),
+            Kind::Seq(items) => match &items[0].kind {
+                Kind::Scalar { text, .. } => text.clone(),
+                _ => panic!(),
+            },
+            Kind::Map(_) => panic!(),
+        };
+        assert_eq!(text(&top[0].1), "nginx:1.27");
+        assert_eq!(text_at(src, &top[0].1), "nginx:1.27");
+        assert_eq!(text(&top[1].1), "x");
+        assert_eq!(text(&top[2].1), "t\tab");
+        assert_eq!(text(&top[3].1), "x\ty");
+        assert!(parse("a:\n\tb: 1\n").is_err());
     }
 
     #[test]

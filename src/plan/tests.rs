@@ -587,7 +587,8 @@ fn invisible_changes_are_visible_in_the_diff() {
             ),
         ),
         ("control_character_in_a_script", (WEB, Some("echo hi\n")), (WEB, Some("echo hi\u{1b}[0m\u{7}\n"))),
-        ("bom_added", (WEB, None), (&format!("\u{feff}{WEB}"), None)),
+        // The manifest reader drops a BOM, so only a CVM made before it did still has one.
+        ("bom_removed", (&format!("\u{feff}{WEB}"), None), (WEB, None)),
         ("tabs_in_compose", (WEB, None), (&WEB.replace("image: ", "image:\t"), None)),
         (
             "tabs_vs_spaces_in_a_script",

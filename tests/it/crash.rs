@@ -207,7 +207,14 @@ fn signal_trials(sig: i32) {
             .stderr(Stdio::piped())
             .spawn()
             .expect("apply starts");
-        std::thread::sleep(Duration::from_millis(rng.random_range(50..700)));
+        // Signal at a random moment once the apply has begun changing things (a wall-clock
+        // delay alone lands before or after the operations on a loaded machine).
+        let before = mutating_requests(&t);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while mutating_requests(&t) == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..300)));
         let twice = rng.random_bool(0.25);
         // SAFETY: signals to our own child process.
         unsafe { libc::kill(child.id() as i32, sig) };
@@ -249,6 +256,13 @@ fn signal_trials(sig: i32) {
         ),
     );
     assert!(trials < 5 || stopped > 0, "no signal landed mid-apply: the harness is not testing anything");
+}
+
+/// Requests the simulator has answered that can change something (not GET).
+fn mutating_requests(t: &TestEnv) -> u64 {
+    let stats = t.stats();
+    let requests = stats["requests"].as_object().expect("requests by method and path");
+    requests.iter().filter(|(k, _)| !k.starts_with("GET ")).map(|(_, n)| n.as_u64().unwrap_or(0)).sum()
 }
 
 #[test]

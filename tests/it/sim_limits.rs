@@ -137,15 +137,15 @@ fn raw_text_updates_are_held_to_the_size_limit() {
     assert_eq!(t.cvm_stat("web-main", "updates"), 0);
 }
 
-/// teeform over the limit: the API's refusal reaches the user with what was wrong, and
-/// nothing is created.
+/// teeform over the limit: the manifest reader refuses it with the reason, before any call
+/// (the simulator's own refusal is tested above with requests teeform would not send).
 #[test]
-fn an_apply_over_the_limit_is_refused_with_the_reason() {
+fn an_apply_over_the_limit_is_refused_before_any_call() {
     let t = TestEnv::new();
     t.write("web.yml", &compose_of(MAX + 1));
     t.manifest("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n");
     let r = t.run(&["apply", "--auto-approve"]);
     r.code(1);
-    assert!(r.stderr.contains("must not exceed 200KB"), "{}", r.stderr);
-    assert_eq!(t.stats()["cvm_count"], 0);
+    assert!(r.stderr.contains("larger than 200 KiB"), "{}", r.stderr);
+    assert_eq!(t.stats()["total_requests"], 0);
 }

@@ -584,8 +584,16 @@ impl Store for SledStore {
         });
         let (meta, seal) = result.map_err(|e| tx_err(&self.dir, e))?;
         self.wrote.store(true, Ordering::Relaxed);
-        flush(&self.db, &self.dir).await?;
-        self.write_seal(&seal).await?;
+        let durable = async {
+            flush(&self.db, &self.dir).await?;
+            self.write_seal(&seal).await
+        };
+        if let Err(e) = durable.await {
+            // The directory may have gone between the check above and these writes: say so,
+            // rather than "no such file".
+            self.still_there()?;
+            return Err(e);
+        }
         Ok(meta)
     }
 

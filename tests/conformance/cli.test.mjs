@@ -83,7 +83,7 @@ test("phala deploy --cvm-id updates compose and env in one PATCH", async () => {
 });
 
 test("teeform imports the CVM the CLI made and plans sensibly", async () => {
-  manifest("  made:\n    name: cli-made\n    compose: v2.yml\n    env:\n      FOO: baz\n      SECRET: ${secret:env:SECRET_VALUE}\n");
+  manifest("  made:\n    name: cli-made\n    compose: v2.yml\n    lint: {ignore: [FOO, SECRET]}\n    env:\n      FOO: baz\n      SECRET: ${secret:env:SECRET_VALUE}\n");
   const imp = teeform("import", "cvm.made", "cli-made");
   assert.equal(imp.code, 0, `import failed:${imp.shown}`);
   const plan = teeform("plan", "--detailed-exitcode", "--no-color");
@@ -100,8 +100,8 @@ test("teeform imports the CVM the CLI made and plans sensibly", async () => {
 });
 
 test("a CVM teeform creates shows correctly in the CLI", async () => {
-  manifest("  made:\n    name: cli-made\n    compose: v2.yml\n    env:\n      FOO: baz\n      SECRET: ${secret:env:SECRET_VALUE}\n"
-    + "  tf:\n    name: tf-made\n    compose: v1.yml\n    vcpu: 2\n    memory: 4096\n    env:\n      LOG_LEVEL: info\n");
+  manifest("  made:\n    name: cli-made\n    compose: v2.yml\n    lint: {ignore: [FOO, SECRET]}\n    env:\n      FOO: baz\n      SECRET: ${secret:env:SECRET_VALUE}\n"
+    + "  tf:\n    name: tf-made\n    compose: v1.yml\n    vcpu: 2\n    memory: 4096\n    lint: {ignore: [LOG_LEVEL]}\n    env:\n      LOG_LEVEL: info\n");
   const apply = teeform("apply", "--auto-approve", "--no-color");
   assert.equal(apply.code, 0, `apply:${apply.shown}`);
   assert.match(apply.stdout + apply.stderr, /1 added, 0 changed, 0 destroyed/, apply.shown);

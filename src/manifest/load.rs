@@ -156,29 +156,9 @@ struct Loader<'a> {
 }
 
 const TOP_KEYS: &[&str] = &["provider", "backend", "allowed_dirs", "variables", "cvms", "data", "outputs"];
-const CVM_KEYS: &[&str] = &[
-    "name",
-    "compose",
-    "pre_launch_script",
-    "vcpu",
-    "memory",
-    "disk_size",
-    "instance_type",
-    "node",
-    "image",
-    "kms",
-    "public_logs",
-    "public_sysinfo",
-    "public_tcbinfo",
-    "gateway",
-    "env",
-    "gpus",
-    "shutdown_timeout",
-    "allow_force_stop",
-    "power",
-    "depends_on",
-    "lint",
-];
+/// A CVM's keys: its attributes (the schema's, `crate::model::SCHEMA`), then the rest.
+static CVM_KEYS: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| crate::model::SCHEMA.iter().map(|s| s.key).chain(["depends_on", "lint"]).collect());
 
 impl<'a> Loader<'a> {
     fn new(src: Arc<Source>, dir: PathBuf, opts: &'a LoadOptions) -> Loader<'a> {
@@ -455,7 +435,7 @@ impl<'a> Loader<'a> {
             self.err(knode.span, format!("`{key}` is not a valid CVM key"))
                 .add_hint("use letters, digits, `-` and `_`");
         }
-        let fields = self.entries(spec, &what, Some(CVM_KEYS));
+        let fields = self.entries(spec, &what, Some(&CVM_KEYS));
         if !matches!(spec.kind, Kind::Map(_)) {
             return None;
         }

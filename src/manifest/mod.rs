@@ -151,8 +151,8 @@ pub struct CvmConfig {
 }
 
 impl CvmConfig {
-    pub fn address(&self) -> String {
-        format!("cvm.{}", self.key)
+    pub fn address(&self) -> crate::model::Address {
+        crate::model::Address::cvm(&self.key)
     }
 }
 

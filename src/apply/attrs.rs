@@ -57,6 +57,18 @@ pub(super) fn patch(
     req
 }
 
+/// The attributes a create records before the update after it ([`Reason::SetAfterCreate`]):
+/// those the create cannot set are not the CVM's yet, so a create interrupted before that
+/// update leaves them for the next plan to set.
+///
+/// [`Reason::SetAfterCreate`]: crate::plan::Reason::SetAfterCreate
+pub(super) fn before_after_create(mut a: CvmAttrs, later: &[Attr]) -> CvmAttrs {
+    for &attr in later {
+        a.copy_from(attr, &CvmAttrs::default());
+    }
+    a
+}
+
 /// What state records of a CVM an apply changed: the desired attributes, those the manifest
 /// leaves unmanaged as the API reports them (so state records what the CVM really has), and
 /// the run state as the API's status means it, not as planned.

@@ -582,8 +582,9 @@ impl Step {
             None => None,
         };
         let req = attrs::provision(&after, node_id);
-        let mut state_attrs = after.clone();
-        state_attrs.env = env_kept;
+        // What the create cannot set, the update right after it does.
+        let later = plan::set_after_create(&after);
+        let state_attrs = attrs::before_after_create(CvmAttrs { env: env_kept, ..after.clone() }, &later);
         // Provisioning only computes (compose hash, app id, key); nothing exists until the
         // commit, so nothing is journaled yet and a refused provision leaves nothing behind.
         self.events.status(c.address.as_str(), "provisioning");
@@ -692,13 +693,50 @@ impl Step {
             // plan sees how it ends.
             Err(e) => return Err(format!("{e}; the next plan shows whether it runs")),
         };
-        let rec =
-            self.record(c, CloudIds { id: path_id.clone(), ..remote.ids.clone() }, state_attrs, Some(&remote), false);
+        let ids = CloudIds { id: path_id.clone(), ..remote.ids.clone() };
+        let rec = self.record(c, ids.clone(), state_attrs, Some(&remote), false);
         self.commit(Batch { put: vec![rec], ..Default::default() }).await.map_err(unrecorded)?;
+        if !later.is_empty() {
+            let r = self.update_after_create(c, &ids, &later).await?;
+            if !r.is_done() {
+                return Ok(r);
+            }
+        }
         if c.after.as_ref().and_then(|a| a.power) == Some(Power::Stopped) {
             self.set_power(c, &rec_ids, PowerAction::Stop).await?;
         }
         Ok(StepResult::Done { id: Some(path_id) })
+    }
+
+    /// Sets what the create could not (`later`) with one update of the new CVM, as an update
+    /// in place of those attributes alone.
+    async fn update_after_create(&self, c: &Change, ids: &CloudIds, later: &[Attr]) -> Result<StepResult, String> {
+        let after = c.after.clone().ok_or("a create needs desired attributes")?;
+        let current = self.shared.current.lock().expect("state lock").get(&c.address).map(|r| r.attrs.clone());
+        let before = current.ok_or_else(|| format!("{} is not in state", c.address))?;
+        let attributes = later
+            .iter()
+            .map(|&a| plan::AttrChange {
+                name: a,
+                before: before.get(a),
+                after: after.get(a),
+                forces_replacement: false,
+            })
+            .collect();
+        let update = Change {
+            action: Action::Update,
+            ids: Some(ids.clone()),
+            before: Some(before),
+            attributes,
+            reasons: vec![plan::Reason::RestartsCvm],
+            compose_hash: None,
+            ..c.clone()
+        };
+        // The summary counts the CVM as added, not also as changed.
+        let updated = self.shared.effects.lock().expect("effects lock").get(&c.address).is_some_and(|e| e.updated);
+        let r = self.update_config(&update).await;
+        self.effect(&c.address, |e| e.updated = updated);
+        r
     }
 
     /// Records a create whose boot failed: tainted, with why. Returns the step's error: the

@@ -62,7 +62,7 @@ fn change_json(c: &Change) -> Value {
         "changed_attributes": c.attributes.iter().map(|a| a.name).collect::<Vec<_>>(),
         "replace_paths": c.attributes.iter().filter(|a| a.forces_replacement).map(|a| a.name).collect::<Vec<_>>(),
         "reasons": c.reasons,
-        "restarts_cvm": c.reasons.contains(&super::Reason::RestartsCvm),
+        "restarts_cvm": c.restarts(),
         "compose_hash": c.compose_hash,
         "dependencies": c.dependencies,
     })

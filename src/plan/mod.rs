@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::compose::{self, ComposeFields, ComposePatch};
 use crate::graph::{CycleError, Graph};
 use crate::manifest::{Config, CvmConfig, Kms, Ref, Template};
-use crate::model::schema::{Managed, Read, SCHEMA, Type};
+use crate::model::schema::{Create, Managed, Read, SCHEMA, Type};
 use crate::model::{self, Address, Attr, CloudIds, CvmAttrs, EnvVal, OutputValue, Power, RemoteCvm, ResourceRecord};
 use crate::secrets::{self, SecretValues};
 use crate::state::Snapshot;
@@ -70,6 +70,9 @@ impl Action {
 pub enum Reason {
     /// Every configuration update restarts the CVM (seed 001).
     RestartsCvm,
+    /// A create cannot set these (the create request has no field for them): one update right
+    /// after the create does, and restarts the new CVM once.
+    SetAfterCreate { attributes: Vec<Attr> },
     /// These attributes cannot change in place.
     ForcesReplacement { attributes: Vec<Attr> },
     /// A create did not finish last time.
@@ -148,6 +151,23 @@ impl Change {
     pub fn changes(&self, attr: Attr) -> bool {
         self.attributes.iter().any(|a| a.name == attr)
     }
+
+    /// Whether applying it restarts a CVM (an update, or the update after a create).
+    pub fn restarts(&self) -> bool {
+        self.reasons.iter().any(|r| matches!(r, Reason::RestartsCvm | Reason::SetAfterCreate { .. }))
+    }
+}
+
+/// The attributes `after` sets that a create cannot carry: one update after the create sets
+/// them ([`Reason::SetAfterCreate`]).
+pub fn set_after_create(after: &CvmAttrs) -> Vec<Attr> {
+    SCHEMA.iter().filter(|s| s.create == Create::AfterCreate && after.is_set(s.attr)).map(|s| s.attr).collect()
+}
+
+/// The note of a create or a replacement that sets what a create cannot.
+fn after_create_reason(after: &CvmAttrs) -> Option<Reason> {
+    let attributes = set_after_create(after);
+    (!attributes.is_empty()).then_some(Reason::SetAfterCreate { attributes })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,7 +283,7 @@ impl Plan {
     }
 
     pub fn restarts(&self) -> usize {
-        self.changes.iter().filter(|c| c.reasons.contains(&Reason::RestartsCvm)).count()
+        self.changes.iter().filter(|c| c.restarts()).count()
     }
 
     /// Whether the CVMs are as the manifest says: nothing to change, nothing needing a person.
@@ -500,7 +520,8 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         let kms = kms_spec(&cfg.kms);
         let change = match cur {
             None => {
-                let reasons = if gone.contains(addr) { vec![Reason::DeletedOutsideTeeform] } else { vec![] };
+                let mut reasons = if gone.contains(addr) { vec![Reason::DeletedOutsideTeeform] } else { vec![] };
+                reasons.extend(after_create_reason(&after));
                 let hash = preview_create(&after);
                 Some(Change {
                     address: addr.clone(),
@@ -530,6 +551,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                         });
                     }
                     reasons.push(Reason::RotatesAppId);
+                    reasons.extend(after_create_reason(&after));
                     let hash = HashChange { before: rec.compose_hash.clone(), ..preview_create(&after) };
                     Some(Change {
                         address: addr.clone(),
@@ -553,7 +575,10 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                     } else {
                         (
                             Action::Replace,
-                            vec![Reason::ForcesReplacement { attributes: forcing }, Reason::RotatesAppId],
+                            [Reason::ForcesReplacement { attributes: forcing }, Reason::RotatesAppId]
+                                .into_iter()
+                                .chain(after_create_reason(&after))
+                                .collect(),
                             Some(HashChange { before: rec.compose_hash.clone(), ..preview_create(&after) }),
                         )
                     };

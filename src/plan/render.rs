@@ -285,6 +285,13 @@ fn note(r: &Reason) -> Option<String> {
         Reason::RestartsCvm => {
             "restarts the CVM: these changes go out as one update with one restart (expect downtime)".into()
         }
+        Reason::SetAfterCreate { attributes } => {
+            let names: Vec<&str> = attributes.iter().map(|a| a.key()).collect();
+            format!(
+                "a create cannot set {}: one update right after it does, which restarts the new CVM once",
+                names.join(", ")
+            )
+        }
         Reason::ForcesReplacement { attributes } => {
             let names: Vec<&str> = attributes.iter().map(|a| a.key()).collect();
             format!("{} cannot change in place, so the CVM is destroyed and created again", names.join(", "))

@@ -44,9 +44,7 @@ pub fn sent<'a>(config: &'a Config, plan: &Plan) -> Vec<Sent<'a>> {
         let Some(cfg) = config.cvms.values().find(|x| x.address() == c.address) else { continue };
         for &attr in CATALOG_ATTRS {
             let set = match attr {
-                Attr::InstanceType => cfg.instance_type.is_some(),
-                Attr::Node => cfg.node.is_some(),
-                Attr::Image => cfg.image.is_some(),
+                Attr::InstanceType | Attr::Node | Attr::Image => cfg.attrs.is_set(attr),
                 // The Phala KMS is always there; an on-chain one may not be offered.
                 Attr::Kms => matches!(cfg.kms, Kms::OnChain(_)),
                 _ => false,
@@ -88,14 +86,14 @@ pub fn check(config: &Config, sent: &[Sent], catalogs: &Catalogs) -> Vec<Diagnos
         };
         match s.attr {
             Attr::InstanceType => {
-                if let (Some(t), Some(types)) = (&cfg.instance_type, &catalogs.instance_types)
+                if let (Some(t), Some(types)) = (&cfg.attrs.instance_type, &catalogs.instance_types)
                     && !types.contains(t)
                 {
                     out.push(unknown("instance type", t, types.iter().map(String::as_str).collect()));
                 }
             }
             Attr::Node => {
-                if let (Some(n), Some(nodes)) = (&cfg.node, &catalogs.nodes) {
+                if let (Some(n), Some(nodes)) = (&cfg.attrs.node, &catalogs.nodes) {
                     let found = match n.parse::<u64>() {
                         Ok(id) => nodes.iter().any(|(i, _)| *i == id),
                         Err(_) => nodes.iter().any(|(_, name)| name == n),
@@ -106,7 +104,7 @@ pub fn check(config: &Config, sent: &[Sent], catalogs: &Catalogs) -> Vec<Diagnos
                 }
             }
             Attr::Image => {
-                if let (Some(i), Some(images)) = (&cfg.image, &catalogs.images)
+                if let (Some(i), Some(images)) = (&cfg.attrs.image, &catalogs.images)
                     && !images.iter().any(|(name, slug)| name == i || slug == i)
                 {
                     out.push(unknown("OS image", i, images.iter().map(|(name, _)| name.as_str()).collect()));

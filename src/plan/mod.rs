@@ -804,22 +804,11 @@ pub fn configured_attrs(c: &CvmConfig) -> CvmAttrs {
         name: c.name.clone(),
         compose: Some(c.compose.content.clone()),
         pre_launch_script: c.pre_launch_script.as_ref().map(|f| f.content.clone()),
-        vcpu: c.vcpu,
-        memory: c.memory,
-        disk_size: c.disk_size,
-        instance_type: c.instance_type.clone(),
-        node: c.node.clone(),
-        image: c.image.clone(),
         kms: Some(c.kms.kind().to_string()),
-        public_logs: c.public_logs,
-        public_sysinfo: c.public_sysinfo,
-        public_tcbinfo: c.public_tcbinfo,
-        gateway: c.gateway,
-        gpus: c.gpus,
-        shutdown_timeout: c.shutdown_timeout,
-        allow_force_stop: c.allow_force_stop,
         env: BTreeMap::new(),
         power: Some(if c.stopped { Power::Stopped } else { Power::Running }),
+        // The plain-valued attributes, as the manifest's reader typed them.
+        ..c.attrs.clone()
     }
     .normalized()
 }

@@ -52,7 +52,7 @@ fn case(attr: Attr) -> Case {
             change: Some(s("name: rt-web-two", create(json!({"name": "rt-web-two"})), Some(json!("rt-web-two")))),
             observe: |_, d| d["name"].clone(),
         },
-        // Another KMS needs a chain: tests/it/chain.rs changes it (scripts/test-chain).
+        // Another KMS needs a chain: tests/it/chain.rs (scripts/test-chain) changes it both ways.
         Attr::Kms => Case {
             create: s("kms: phala", create(json!({"kms": "PHALA"})), Some(json!("phala"))),
             change: None,

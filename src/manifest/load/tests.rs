@@ -172,7 +172,12 @@ fn null_is_unset_where_optional_and_an_error_where_a_value_is_needed() {
     assert_eq!((c.backend, c.endpoint), (None, Endpoint::Url(DEFAULT_API_PREFIX.into())));
     let w = &c.cvms["web"];
     assert_eq!(w.kms, Kms::Phala);
-    assert!(w.attrs.node.is_none() && w.attrs.instance_type.is_none() && w.attrs.vcpu.is_none() && w.attrs.public_logs.is_none());
+    assert!(
+        w.attrs.node.is_none()
+            && w.attrs.instance_type.is_none()
+            && w.attrs.vcpu.is_none()
+            && w.attrs.public_logs.is_none()
+    );
     assert!(w.attrs.image.is_none() && w.pre_launch_script.is_none());
     // A null name is no name: the key is the name.
     let c = p.load("cvms:\n  web-app:\n    name: ~\n    compose: web.yml\n").unwrap();

@@ -6,22 +6,27 @@
 //! secret's value: sensitive env values carry a digest and the reference to read them again.
 
 pub mod checks;
+mod diff;
 pub mod health;
 pub mod json;
+mod preview;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::compose::{self, ComposeFields, ComposePatch};
 use crate::graph::{CycleError, Graph};
 use crate::manifest::{Config, CvmConfig, Kms, Ref, Template};
-use crate::model::schema::{Create, Managed, Read, SCHEMA, Type};
+use crate::model::schema::{Create, SCHEMA};
 use crate::model::{self, Address, Attr, CloudIds, CvmAttrs, EnvVal, OutputValue, Power, RemoteCvm, ResourceRecord};
 use crate::secrets::{self, SecretValues};
 use crate::state::Snapshot;
+use diff::diff_attrs;
+pub use diff::merge_refresh;
 pub use health::{Attention, Problem};
+pub use preview::app_compose_for_create;
+use preview::{preview_create, preview_update};
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -342,88 +347,6 @@ fn graph_of(nodes: &BTreeMap<Address, Vec<Address>>) -> Result<Graph, CycleError
     let edges: Vec<(&str, Vec<String>)> =
         nodes.iter().map(|(a, d)| (a.as_str(), d.iter().map(ToString::to_string).collect())).collect();
     Graph::new(edges.iter().map(|(a, d)| (*a, d.as_slice())))
-}
-
-/// The record as it stands after refresh, and what changed outside teeform.
-/// Both sides are compared in the API's normal form ([`CvmAttrs::normalized`]); each
-/// attribute is taken from the report as its [`Read`] says.
-pub fn merge_refresh(rec: &ResourceRecord, remote: &RemoteCvm) -> (ResourceRecord, Vec<AttrChange>) {
-    let before = rec.attrs.clone().normalized();
-    let mut merged = rec.clone();
-    merged.attrs = before.clone();
-    let o = &remote.attrs.clone().normalized();
-    let a = &mut merged.attrs;
-    for spec in SCHEMA {
-        match spec.read {
-            Read::Reported if o.is_set(spec.attr) => a.copy_from(spec.attr, o),
-            // The API reports the pre-launch script only when there is one.
-            Read::WithCompose if o.compose.is_some() => a.copy_from(spec.attr, o),
-            Read::Keys => {
-                // Env values cannot be read back: keep ours for keys still present, learn new keys.
-                let keys: BTreeSet<&String> = o.env.keys().collect();
-                a.env.retain(|k, _| keys.contains(k));
-                for k in keys {
-                    a.env.entry(k.clone()).or_default();
-                }
-            }
-            Read::Status => {
-                if let Some(p) = remote.status.power() {
-                    a.power = Some(p);
-                }
-            }
-            Read::Reported | Read::WithCompose | Read::NotReported => {}
-        }
-    }
-    merged.ids = remote.ids.clone();
-    merged.compose_hash = remote.compose_hash.clone().or(merged.compose_hash);
-    merged.env_pubkey = remote.env_pubkey.clone().or(merged.env_pubkey);
-    merged.kms_info = remote.kms_info.clone().or(merged.kms_info);
-    merged.status = Some(remote.status.clone());
-    // Learning a value state did not record (null before) is not drift, except where null
-    // is a value (the pre-launch script: no script). The API shows env keys only, so env
-    // drifts only when the keys do (values unknown to state are not drift).
-    let drift = diff_attrs(&before, &merged.attrs, false)
-        .into_iter()
-        .filter(|a| !a.before.is_null() || a.name.spec().read == Read::WithCompose)
-        .filter(|a| a.name.spec().read != Read::Keys || before.env.keys().ne(merged.attrs.env.keys()))
-        .collect();
-    (merged, drift)
-}
-
-/// Attribute differences, in schema order. With `managed_only`, only attributes `after` sets
-/// and those the schema always manages are compared (desired state leaves unmanaged
-/// attributes `None`). Both sides are in the API's normal form (the planner normalises
-/// desired attributes, reports and records as it reads them).
-fn diff_attrs(before: &CvmAttrs, after: &CvmAttrs, managed_only: bool) -> Vec<AttrChange> {
-    let mut out = Vec::new();
-    for spec in SCHEMA {
-        let (b, a) = (before.get(spec.attr), after.get(spec.attr));
-        if managed_only && a.is_null() && spec.managed != Managed::Always {
-            continue;
-        }
-        // A run state state never recorded (records from before teeform kept it, or a CVM
-        // whose status means neither) is not a change: refresh tells.
-        if spec.read == Read::Status && b.is_null() {
-            continue;
-        }
-        let changed = match spec.ty {
-            Type::Env => !env_same(&before.env, &after.env),
-            _ => b != a,
-        };
-        if changed {
-            out.push(AttrChange {
-                name: spec.attr,
-                before: b,
-                after: a,
-                forces_replacement: spec.attr.forces_replacement(),
-            });
-        }
-    }
-    out
-}
-
-fn env_same(a: &BTreeMap<String, EnvVal>, b: &BTreeMap<String, EnvVal>) -> bool {
-    a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| v.same_as(w)))
 }
 
 pub fn kms_spec(kms: &Kms) -> Option<KmsSpec> {
@@ -811,58 +734,6 @@ pub fn configured_attrs(c: &CvmConfig) -> CvmAttrs {
         ..c.attrs.clone()
     }
     .normalized()
-}
-
-/// The app compose a create would produce, from the desired attributes (with the defaults
-/// a create sends for what the manifest leaves out).
-pub fn app_compose_for_create(a: &CvmAttrs) -> serde_json::Value {
-    let a = a.clone().with_create_defaults();
-    let keys = a.env_keys();
-    let flag = |f: Option<bool>| f.unwrap_or_default();
-    compose::build(&ComposeFields {
-        name: &a.name,
-        docker_compose_file: a.compose.as_deref().unwrap_or_default(),
-        pre_launch_script: a.pre_launch_script.as_deref(),
-        allowed_envs: &keys,
-        kms_enabled: true,
-        gateway_enabled: flag(a.gateway),
-        public_logs: flag(a.public_logs),
-        public_sysinfo: flag(a.public_sysinfo),
-        public_tcbinfo: flag(a.public_tcbinfo),
-    })
-}
-
-fn preview_create(after: &CvmAttrs) -> HashChange {
-    HashChange { before: None, after: compose::hash(&app_compose_for_create(after)) }
-}
-
-/// The compose-affecting part of an update, as the unified PATCH sends it: what the hash
-/// preview of an update applies to the CVM's app compose.
-fn compose_patch<'a>(before: &CvmAttrs, after: &'a CvmAttrs, env_keys: &'a [String]) -> ComposePatch<'a> {
-    let changed = |attr: Attr| before.get(attr) != after.get(attr);
-    ComposePatch {
-        docker_compose_file: after.compose.as_deref().filter(|_| changed(Attr::Compose)),
-        pre_launch_script: changed(Attr::PreLaunchScript).then(|| after.pre_launch_script.as_deref().unwrap_or("")),
-        allowed_envs: (before.env.keys().ne(after.env.keys())).then_some(env_keys),
-        public_logs: after.public_logs.filter(|_| changed(Attr::PublicLogs)),
-        public_sysinfo: after.public_sysinfo.filter(|_| changed(Attr::PublicSysinfo)),
-        public_tcbinfo: after.public_tcbinfo.filter(|_| changed(Attr::PublicTcbinfo)),
-    }
-}
-
-/// Previews the hash after an update: the refreshed app compose (or one rebuilt from state)
-/// with the change applied. `None` when the update leaves the app compose as it is.
-fn preview_update(rec: &ResourceRecord, after: &CvmAttrs, refresh: Option<&Refresh>) -> Option<HashChange> {
-    let keys = after.env_keys();
-    let patch = compose_patch(&rec.attrs, after, &keys);
-    if patch.is_empty() {
-        return None;
-    }
-    let base = match refresh {
-        Some(Refresh::Found(r)) if r.app_compose.is_some() => r.app_compose.clone().expect("checked"),
-        _ => app_compose_for_create(&rec.attrs),
-    };
-    Some(HashChange { before: rec.compose_hash.clone(), after: compose::hash(&compose::patch(&base, &patch)) })
 }
 
 #[cfg(test)]

@@ -476,7 +476,7 @@ fn an_empty_pre_launch_script_settles_and_removing_it_restarts_nothing() {
     let create_hash = &created.changes[0].compose_hash.as_ref().unwrap().after;
     assert_eq!(
         *create_hash,
-        compose::hash(&app_compose_for_create(&CvmAttrs { pre_launch_script: None, ..after.clone() })),
+        crate::compose::hash(&app_compose_for_create(&CvmAttrs { pre_launch_script: None, ..after.clone() })),
         "the preview hashes what the API stores"
     );
     for stored in [None, Some("")] {

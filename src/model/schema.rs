@@ -212,21 +212,25 @@ schema! {
         managed: Managed::WhenSet, normal: Normal::EmptyIsAbsent, read: Read::Reported,
         patch: Patch::AsSizes, create: Create::Value,
     }
+    /// Virtual CPUs.
     Vcpu {
         key: "vcpu", ty: Type::Count { unit: "vCPUs", min: 1, max: 256, field: field!(vcpu) },
         update: Update::InPlace, managed: Managed::WhenSet, normal: Normal::AsIs,
         read: Read::Reported, patch: Patch::Value, create: Create::Value,
     }
+    /// Memory in MB (MiB; the API reports GiB, read back as MiB).
     Memory {
         key: "memory", ty: Type::Count { unit: "MB", min: 256, max: 4 * 1024 * 1024, field: field!(memory) },
         update: Update::InPlace, managed: Managed::WhenSet, normal: Normal::AsIs,
         read: Read::Reported, patch: Patch::Value, create: Create::Value,
     }
+    /// Disk size in GB (disks only grow).
     DiskSize {
         key: "disk_size", ty: Type::Count { unit: "GB", min: 1, max: 64 * 1024, field: field!(disk_size) },
         update: Update::InPlace, managed: Managed::WhenSet, normal: Normal::AsIs,
         read: Read::Reported, patch: Patch::Value, create: Create::Value,
     }
+    /// GPUs attached.
     Gpus {
         key: "gpus", ty: Type::Count { unit: "GPUs", min: 0, max: 64, field: field!(gpus) },
         update: Update::InPlace, managed: Managed::WhenSet, normal: Normal::AsIs,
@@ -237,22 +241,25 @@ schema! {
         key: "image", ty: Type::Text(field!(image)), update: Update::InPlace, managed: Managed::WhenSet,
         normal: Normal::EmptyIsAbsent, read: Read::Reported, patch: Patch::Value, create: Create::Value,
     }
+    /// Whether anyone may read the CVM's container logs.
     PublicLogs {
         key: "public_logs", ty: Type::Flag(field!(public_logs)), update: Update::InPlace,
         managed: Managed::WhenSet, normal: Normal::AsIs, read: Read::Reported, patch: Patch::Value,
         create: Create::Default(Lit::Bool(true)),
     }
+    /// Whether anyone may read the CVM's system information.
     PublicSysinfo {
         key: "public_sysinfo", ty: Type::Flag(field!(public_sysinfo)), update: Update::InPlace,
         managed: Managed::WhenSet, normal: Normal::AsIs, read: Read::Reported, patch: Patch::Value,
         create: Create::Default(Lit::Bool(true)),
     }
+    /// Whether anyone may read the CVM's TCB information (its attested measurements).
     PublicTcbinfo {
         key: "public_tcbinfo", ty: Type::Flag(field!(public_tcbinfo)), update: Update::InPlace,
         managed: Managed::WhenSet, normal: Normal::AsIs, read: Read::Reported, patch: Patch::Value,
         create: Create::Default(Lit::Bool(false)),
     }
-    /// How long a stop waits for the CVM to shut down.
+    /// How long a stop waits for the CVM to shut down, in seconds.
     ShutdownTimeout {
         key: "shutdown_timeout",
         ty: Type::Count { unit: "seconds", min: 0, max: 24 * 3600, field: field!(shutdown_timeout) },
@@ -278,6 +285,7 @@ schema! {
         update: Update::InPlace, managed: Managed::Always, normal: Normal::AsIs, read: Read::Reported,
         patch: Patch::Value, create: Create::Value,
     }
+    /// Environment variables: names to values (sensitive ones as digests).
     Env {
         key: "env", ty: Type::Env, update: Update::InPlace, managed: Managed::Always,
         normal: Normal::AsIs, read: Read::Keys, patch: Patch::Env, create: Create::Env,
@@ -508,6 +516,20 @@ mod tests {
             to.copy_from(attr, &from);
             assert_eq!(to, from, "{attr}");
             assert!(to.is_set(attr));
+        }
+    }
+
+    /// README's manifest example names every attribute, so users find a new one there.
+    #[test]
+    fn the_readme_names_every_attribute() {
+        let readme = include_str!("../../README.md");
+        let example = readme.split("## The manifest").nth(1).and_then(|s| s.split("\n```\n").next()).unwrap_or("");
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        for spec in SCHEMA {
+            let named = example
+                .match_indices(spec.key)
+                .any(|(i, k)| !word(example[..i].chars().next_back()) && !word(example[i + k.len()..].chars().next()));
+            assert!(named, "README's manifest example does not name `{}`", spec.key);
         }
     }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use teeform::model::{CloudIds, CvmAttrs, EnvVal, ResourceRecord};
+use teeform::model::{Address, CloudIds, CvmAttrs, EnvVal, ResourceRecord};
 use teeform::state::{Batch, JournalEntry, LockInfo, OpenOptions};
 
 use crate::harness::{Bench, Io, Table, dir_size};
@@ -23,7 +23,7 @@ fn record(i: usize, release: usize) -> ResourceRecord {
         .collect();
     let hex = |seed: usize, len: usize| format!("{:0>len$x}", seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ release);
     ResourceRecord {
-        address: format!("cvm.{key}"),
+        address: Address::cvm(&key),
         ids: CloudIds {
             id: format!("{}-0000-4000-8000-{}", hex(i, 8), hex(i + 1, 12)),
             app_id: Some(hex(i + 2, 40)),
@@ -60,7 +60,7 @@ fn record(i: usize, release: usize) -> ResourceRecord {
 fn journal(i: usize, k: usize) -> JournalEntry {
     JournalEntry {
         id: format!("2026-01-01T00:00:00Z-{k:032}"),
-        address: format!("cvm.svc-{i:05}"),
+        address: Address::cvm(&format!("svc-{i:05}")),
         op: "update".into(),
         name: format!("svc-{i:05}"),
         cloud_id: Some(format!("{i:032}")),

@@ -8,6 +8,7 @@
 //! - a failed step stops only its dependents; independent steps carry on;
 //! - after cancellation no new step starts; running steps finish and are recorded.
 
+mod attrs;
 pub mod onchain;
 mod reconcile;
 mod wait;
@@ -24,13 +25,12 @@ pub use wait::WaitOptions;
 
 use crate::manifest::{Ref, Template};
 use crate::model::{
-    BootHistory, CloudIds, CvmAttrs, EnvVal, OutputValue, RUNNING, RemoteCvm, ResourceRecord, STOPPED,
+    Address, Attr, BootHistory, CloudIds, CvmAttrs, CvmStatus, EnvVal, OutputValue, Power, RemoteCvm, ResourceRecord,
     boot_log_command, now_rfc3339,
 };
 use crate::plan::{self, Action, Change, Plan};
 use crate::providers::{
-    ApiError, CommitRequest, ErrorKind, GpuSpec, PatchOutcome, PatchRequest, PhalaApi, PowerAction, ProvisionRequest,
-    Provisioned,
+    ApiError, CommitRequest, ErrorKind, PatchOutcome, PatchRequest, PhalaApi, PowerAction, Provisioned,
 };
 use crate::secrets::{self, SecretValues};
 use crate::state::{Batch, JournalEntry, StateError, Store};
@@ -126,10 +126,10 @@ pub struct Executor {
 
 #[derive(Debug)]
 pub struct Report {
-    pub results: BTreeMap<String, (Action, StepResult)>,
+    pub results: BTreeMap<Address, (Action, StepResult)>,
     /// What each step did in the cloud, whether or not it then finished: a replacement whose
     /// new CVM failed to boot still deleted one CVM and created another.
-    pub effects: BTreeMap<String, Effects>,
+    pub effects: BTreeMap<Address, Effects>,
     pub elapsed: Duration,
     /// A state write failed: state may lack what some steps did (their errors say what).
     pub state_failed: bool,
@@ -155,10 +155,10 @@ impl Report {
 }
 
 impl Report {
-    pub fn failed(&self) -> impl Iterator<Item = (&String, &String)> {
+    pub fn failed(&self) -> impl Iterator<Item = (&Address, &String)> {
         self.results.iter().filter_map(|(a, (_, r))| if let StepResult::Failed(e) = r { Some((a, e)) } else { None })
     }
-    pub fn paused(&self) -> impl Iterator<Item = (&String, &String)> {
+    pub fn paused(&self) -> impl Iterator<Item = (&Address, &String)> {
         self.results.iter().filter_map(|(a, (_, r))| if let StepResult::Paused(e) = r { Some((a, e)) } else { None })
     }
     pub fn all_done(&self) -> bool {
@@ -174,8 +174,8 @@ pub enum ApplyError {
 
 /// Shared by the steps: the state as it evolves during the run.
 struct Shared {
-    current: Mutex<BTreeMap<String, ResourceRecord>>,
-    effects: Mutex<BTreeMap<String, Effects>>,
+    current: Mutex<BTreeMap<Address, ResourceRecord>>,
+    effects: Mutex<BTreeMap<Address, Effects>>,
     salt: String,
     nodes: tokio::sync::OnceCell<Vec<crate::providers::NodeInfo>>,
     types: tokio::sync::OnceCell<Vec<crate::providers::InstanceType>>,
@@ -184,9 +184,9 @@ struct Shared {
 }
 
 /// Which changes each change waits for.
-fn dependencies(plan: &Plan) -> BTreeMap<String, BTreeSet<String>> {
-    let in_plan: BTreeMap<&str, &Change> = plan.changes.iter().map(|c| (c.address.as_str(), c)).collect();
-    let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+fn dependencies(plan: &Plan) -> BTreeMap<Address, BTreeSet<Address>> {
+    let in_plan: BTreeMap<&Address, &Change> = plan.changes.iter().map(|c| (&c.address, c)).collect();
+    let mut deps: BTreeMap<Address, BTreeSet<Address>> = BTreeMap::new();
     for c in &plan.changes {
         let mut d = BTreeSet::new();
         match c.action {
@@ -200,7 +200,7 @@ fn dependencies(plan: &Plan) -> BTreeMap<String, BTreeSet<String>> {
             }
             _ => {
                 for dep in &c.dependencies {
-                    if in_plan.get(dep.as_str()).is_some_and(|x| x.action != Action::Delete) {
+                    if in_plan.get(dep).is_some_and(|x| x.action != Action::Delete) {
                         d.insert(dep.clone());
                     }
                 }
@@ -221,39 +221,39 @@ fn dependencies(plan: &Plan) -> BTreeMap<String, BTreeSet<String>> {
 /// The order in which ready steps start: those with the longest chain of steps waiting on
 /// them first, then plan order. Starting a chain's head at once, rather than behind independent
 /// work, lets the chain run alongside that work (critical-path-first list scheduling).
-fn start_order(plan: &Plan, deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
-    let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+fn start_order(plan: &Plan, deps: &BTreeMap<Address, BTreeSet<Address>>) -> Vec<Address> {
+    let mut dependents: BTreeMap<&Address, Vec<&Address>> = BTreeMap::new();
     for (addr, ds) in deps {
         for d in ds {
-            dependents.entry(d.as_str()).or_default().push(addr.as_str());
+            dependents.entry(d).or_default().push(addr);
         }
     }
     // Heights from the steps nothing waits on, back towards the ones everything waits on.
-    let mut unresolved: BTreeMap<&str, usize> =
-        deps.keys().map(|a| (a.as_str(), dependents.get(a.as_str()).map_or(0, Vec::len))).collect();
-    let mut next: Vec<&str> = unresolved.iter().filter(|(_, n)| **n == 0).map(|(a, _)| *a).collect();
-    let mut height: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut unresolved: BTreeMap<&Address, usize> =
+        deps.keys().map(|a| (a, dependents.get(a).map_or(0, Vec::len))).collect();
+    let mut next: Vec<&Address> = unresolved.iter().filter(|(_, n)| **n == 0).map(|(a, _)| *a).collect();
+    let mut height: BTreeMap<&Address, usize> = BTreeMap::new();
     while let Some(a) = next.pop() {
         let below =
             dependents.get(a).map_or(0, |ds| ds.iter().filter_map(|d| height.get(d)).max().copied().unwrap_or(0));
         height.insert(a, below + 1);
         for d in &deps[a] {
-            if let Some(n) = unresolved.get_mut(d.as_str()) {
+            if let Some(n) = unresolved.get_mut(d) {
                 *n -= 1;
                 if *n == 0 {
-                    next.push(d.as_str());
+                    next.push(d);
                 }
             }
         }
     }
-    let mut order: Vec<(usize, usize, &str)> = plan
+    let mut order: Vec<(usize, usize, &Address)> = plan
         .changes
         .iter()
         .enumerate()
-        .map(|(i, c)| (height.get(c.address.as_str()).copied().unwrap_or(1), i, c.address.as_str()))
+        .map(|(i, c)| (height.get(&c.address).copied().unwrap_or(1), i, &c.address))
         .collect();
     order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    order.into_iter().map(|(_, _, a)| a.to_string()).collect()
+    order.into_iter().map(|(_, _, a)| a.clone()).collect()
 }
 
 impl Executor {
@@ -278,10 +278,11 @@ impl Executor {
             state_failed: Default::default(),
         });
         let deps = dependencies(plan);
-        let changes: BTreeMap<String, Change> = plan.changes.iter().map(|c| (c.address.clone(), c.clone())).collect();
+        let changes: BTreeMap<Address, Change> = plan.changes.iter().map(|c| (c.address.clone(), c.clone())).collect();
         let order = start_order(plan, &deps);
-        let mut results: BTreeMap<String, (Action, StepResult)> = BTreeMap::new();
-        let mut running: JoinSet<(String, StepResult, Duration)> = JoinSet::new();
+        let mut results: BTreeMap<Address, (Action, StepResult)> = BTreeMap::new();
+        let mut running: JoinSet<(Address, StepResult, Duration)> = JoinSet::new();
+        let mut tasks: std::collections::HashMap<tokio::task::Id, Address> = Default::default();
         // Steps neither started nor skipped yet, by position in `order`.
         let mut waiting: BTreeSet<usize> = (0..order.len()).collect();
         loop {
@@ -298,14 +299,14 @@ impl Executor {
                 let d = &deps[addr];
                 if let Some(bad) = d.iter().find(|x| results.get(*x).is_some_and(|(_, r)| !r.is_done())) {
                     let r = StepResult::Skipped(format!("{bad} did not complete"));
-                    self.events.finished(addr, action, &r, Duration::ZERO);
+                    self.events.finished(addr.as_str(), action, &r, Duration::ZERO);
                     results.insert(addr.clone(), (action, r));
                     settled.push(i);
                     continue;
                 }
                 if self.cancel.is_cancelled() {
                     let r = StepResult::Skipped("the run was interrupted".into());
-                    self.events.finished(addr, action, &r, Duration::ZERO);
+                    self.events.finished(addr.as_str(), action, &r, Duration::ZERO);
                     results.insert(addr.clone(), (action, r));
                     settled.push(i);
                     continue;
@@ -325,13 +326,14 @@ impl Executor {
                         cancel: self.cancel.clone(),
                         endpoint: endpoint.clone(),
                     };
-                    self.events.started(addr, action);
-                    running.spawn(async move {
+                    self.events.started(addr.as_str(), action);
+                    let task = running.spawn(async move {
                         let t = Instant::now();
                         let addr = change.address.clone();
                         let r = step.run(&change).await;
                         (addr, r, t.elapsed())
                     });
+                    tasks.insert(task.id(), addr.clone());
                 }
             }
             for i in settled {
@@ -341,11 +343,18 @@ impl Executor {
                 break;
             }
             tokio::select! {
-                joined = running.join_next() => {
+                joined = running.join_next_with_id() => {
                     let Some(joined) = joined else { break };
-                    let (addr, r, elapsed) = joined.unwrap_or_else(|e| (String::new(), StepResult::Failed(format!("internal error: {e}")), Duration::ZERO));
+                    let (addr, r, elapsed) = match joined {
+                        Ok((_, done)) => done,
+                        // Tasks are never aborted: this is a panic, a bug; its step failed.
+                        Err(e) => match tasks.get(&e.id()) {
+                            Some(addr) => (addr.clone(), StepResult::Failed(format!("internal error: {e}")), Duration::ZERO),
+                            None => continue,
+                        },
+                    };
                     let action = changes.get(&addr).map(|c| c.action).unwrap_or(Action::Update);
-                    self.events.finished(&addr, action, &r, elapsed);
+                    self.events.finished(addr.as_str(), action, &r, elapsed);
                     results.insert(addr, (action, r));
                 }
                 _ = self.cancel.cancelled(), if !self.cancel.is_cancelled() => {}
@@ -386,27 +395,17 @@ impl Executor {
     }
 }
 
-/// Desired attributes, with those the manifest leaves unmanaged taken from the cloud, so
-/// state records what the CVM really has.
-fn fill_unmanaged(mut a: CvmAttrs, observed: &CvmAttrs) -> CvmAttrs {
-    macro_rules! fill {
-        ($($f:ident),*) => { $( if a.$f.is_none() { a.$f = observed.$f.clone(); } )* };
-    }
-    fill!(vcpu, memory, disk_size, instance_type, image, public_logs, public_sysinfo, public_tcbinfo, gateway, gpus);
-    a
-}
-
 /// The scope (in place of a CVM address) of sensitive outputs' digests.
 pub const OUTPUT_DIGEST_SCOPE: &str = "output";
 
 /// Resolves a template against current state and secrets; `Err` names what is missing.
 pub fn resolve(
     t: &Template,
-    current: &BTreeMap<String, ResourceRecord>,
+    current: &BTreeMap<Address, ResourceRecord>,
     secrets: &SecretValues,
 ) -> Result<String, String> {
     let out = t.substitute(|r| match r {
-        Ref::Cvm { name, attr } => current.get(&format!("cvm.{name}")).and_then(|rec| plan::record_attr(rec, attr)),
+        Ref::Cvm { name, attr } => current.get(&Address::cvm(name)).and_then(|rec| rec.reference(attr)),
         r if r.is_secret() => secrets.get(r).map(|s| s.expose().to_string()),
         _ => None,
     });
@@ -459,8 +458,8 @@ impl Step {
         r.unwrap_or_else(StepResult::Failed)
     }
 
-    fn effect(&self, address: &str, f: impl FnOnce(&mut Effects)) {
-        f(self.shared.effects.lock().expect("effects lock").entry(address.to_string()).or_default());
+    fn effect(&self, address: &Address, f: impl FnOnce(&mut Effects)) {
+        f(self.shared.effects.lock().expect("effects lock").entry(address.clone()).or_default());
     }
 
     fn journal(&self, c: &Change, op: &str, cloud_id: Option<String>, detail: serde_json::Value) -> JournalEntry {
@@ -487,8 +486,8 @@ impl Step {
         for r in puts {
             cur.insert(r.address.clone(), r);
         }
-        for a in removes {
-            cur.remove(&a);
+        for a in &removes {
+            cur.remove(a);
         }
         Ok(())
     }
@@ -496,7 +495,7 @@ impl Step {
     /// Env values for the API, and the same env as state keeps it (values or digests).
     fn resolve_env(
         &self,
-        address: &str,
+        address: &Address,
         env: &BTreeMap<String, EnvVal>,
     ) -> Result<(EnvPairs, BTreeMap<String, EnvVal>), String> {
         // References are resolved under the lock (cheap, and no copy of the whole state per
@@ -516,7 +515,7 @@ impl Step {
         for ((k, v), value) in env.iter().zip(values) {
             let sensitive = v.digest.is_some() || v.template.as_ref().is_some_and(|t| t.refs().any(Ref::is_secret));
             let stored = if sensitive {
-                let d = secrets::digest(&self.shared.salt, address, k, &value);
+                let d = secrets::digest(&self.shared.salt, address.as_str(), k, &value);
                 if let Some(planned) = &v.digest
                     && *planned != d
                 {
@@ -554,12 +553,7 @@ impl Step {
         tainted: bool,
     ) -> ResourceRecord {
         let attrs = match remote {
-            Some(r) => {
-                let mut a = fill_unmanaged(attrs, &r.attrs);
-                // The run state as the API reports it, not as planned.
-                a.power = plan::health::observed_power(&r.status).map(str::to_string).or(a.power);
-                a
-            }
+            Some(r) => attrs::as_observed(attrs, r),
             None => attrs,
         };
         ResourceRecord {
@@ -587,34 +581,18 @@ impl Step {
             Some(n) => Some(self.node_id(n).await?),
             None => None,
         };
-        let req = ProvisionRequest {
-            name: after.name.clone(),
-            docker_compose_file: after.compose.clone().unwrap_or_default(),
-            pre_launch_script: after.pre_launch_script.clone(),
-            env_keys: env.iter().map(|(k, _)| k.clone()).collect(),
-            vcpu: after.vcpu,
-            memory: after.memory,
-            disk_size: after.disk_size,
-            instance_type: after.instance_type.clone(),
-            node_id,
-            image: after.image.clone(),
-            kms: after.kms.clone().unwrap_or_else(|| "phala".into()),
-            public_logs: after.public_logs.unwrap_or(plan::DEFAULT_PUBLIC_LOGS),
-            public_sysinfo: after.public_sysinfo.unwrap_or(plan::DEFAULT_PUBLIC_SYSINFO),
-            public_tcbinfo: after.public_tcbinfo.unwrap_or(plan::DEFAULT_PUBLIC_TCBINFO),
-            gateway: after.gateway.unwrap_or(plan::DEFAULT_GATEWAY),
-            gpus: after.gpus,
-        };
-        let mut state_attrs = after.clone();
-        state_attrs.env = env_kept;
+        let req = attrs::provision(&after, node_id);
+        // What the create cannot set, the update right after it does.
+        let later = plan::set_after_create(&after);
+        let state_attrs = attrs::before_after_create(CvmAttrs { env: env_kept, ..after.clone() }, &later);
         // Provisioning only computes (compose hash, app id, key); nothing exists until the
         // commit, so nothing is journaled yet and a refused provision leaves nothing behind.
-        self.events.status(&c.address, "provisioning");
+        self.events.status(c.address.as_str(), "provisioning");
         let prov = self.api.provision(&req).await.map_err(api_err)?;
         if let Some(h) = c.compose_hash.as_ref().filter(|h| h.after != prov.compose_hash) {
             tracing::warn!(address = %c.address, planned = %h.after, api = %prov.compose_hash, "the API's compose hash differs from the planned preview; the API's is authoritative");
             self.events.status(
-                &c.address,
+                c.address.as_str(),
                 &format!(
                     "note: the API's compose hash {} differs from the preview {}; using the API's",
                     plan::render::short_hash(&prov.compose_hash),
@@ -652,12 +630,12 @@ impl Step {
         };
         let entry = self.journal(c, "create", None, serde_json::to_value(&detail).map_err(|e| e.to_string())?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
-        self.events.status(&c.address, "creating");
+        self.events.status(c.address.as_str(), "creating");
         let commit = CommitRequest {
             app_id: app_id.clone(),
             compose_hash: prov.compose_hash.clone(),
             encrypted_env,
-            env_keys: req.env_keys.clone(),
+            env_keys: after.env_keys(),
             kms_id: prov.kms_id.clone(),
             contract_address: deployed.as_ref().map(|d| d.contract_address.clone()),
             deployer_address: deployed.as_ref().map(|d| d.deployer_address.clone()),
@@ -686,7 +664,7 @@ impl Step {
         rec_ids.app_id = rec_ids.app_id.or(Some(app_id));
         let mut rec = self.record(c, rec_ids.clone(), state_attrs.clone(), None, false);
         rec.compose_hash = Some(prov.compose_hash.clone());
-        rec.status = Some("starting".into());
+        rec.status = Some(CvmStatus::Starting);
         // Not yet seen running: should it fail to boot, even after this run was killed, the
         // next plan knows the create failed.
         rec.boot = BootHistory { pending: true, failures: prior };
@@ -702,25 +680,63 @@ impl Step {
         self.commit(Batch { put: vec![rec.clone()], journal_done: done, ..Default::default() })
             .await
             .map_err(unrecorded)?;
-        let remote =
-            match wait::until_ready(self.api.as_ref(), &path_id, &self.wait, |s| self.events.status(&c.address, s))
-                .await
-            {
-                Ok(r) => r,
-                Err(wait::WaitError { failed: Some(remote), .. }) => {
-                    return Err(self.failed_boot(c, rec, &remote).await?);
-                }
-                // Still booting, or the API did not answer: not a failed boot (yet). The next
-                // plan sees how it ends.
-                Err(e) => return Err(format!("{e}; the next plan shows whether it runs")),
-            };
-        let rec =
-            self.record(c, CloudIds { id: path_id.clone(), ..remote.ids.clone() }, state_attrs, Some(&remote), false);
+        let remote = match wait::until_ready(self.api.as_ref(), &path_id, &self.wait, |s| {
+            self.events.status(c.address.as_str(), s)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(wait::WaitError { failed: Some(remote), .. }) => {
+                return Err(self.failed_boot(c, rec, &remote).await?);
+            }
+            // Still booting, or the API did not answer: not a failed boot (yet). The next
+            // plan sees how it ends.
+            Err(e) => return Err(format!("{e}; the next plan shows whether it runs")),
+        };
+        let ids = CloudIds { id: path_id.clone(), ..remote.ids.clone() };
+        let rec = self.record(c, ids.clone(), state_attrs, Some(&remote), false);
         self.commit(Batch { put: vec![rec], ..Default::default() }).await.map_err(unrecorded)?;
-        if c.after.as_ref().and_then(|a| a.power.as_deref()) == Some(STOPPED) {
+        if !later.is_empty() {
+            let r = self.update_after_create(c, &ids, &later).await?;
+            if !r.is_done() {
+                return Ok(r);
+            }
+        }
+        if c.after.as_ref().and_then(|a| a.power) == Some(Power::Stopped) {
             self.set_power(c, &rec_ids, PowerAction::Stop).await?;
         }
         Ok(StepResult::Done { id: Some(path_id) })
+    }
+
+    /// Sets what the create could not (`later`) with one update of the new CVM, as an update
+    /// in place of those attributes alone.
+    async fn update_after_create(&self, c: &Change, ids: &CloudIds, later: &[Attr]) -> Result<StepResult, String> {
+        let after = c.after.clone().ok_or("a create needs desired attributes")?;
+        let current = self.shared.current.lock().expect("state lock").get(&c.address).map(|r| r.attrs.clone());
+        let before = current.ok_or_else(|| format!("{} is not in state", c.address))?;
+        let attributes = later
+            .iter()
+            .map(|&a| plan::AttrChange {
+                name: a,
+                before: before.get(a),
+                after: after.get(a),
+                forces_replacement: false,
+            })
+            .collect();
+        let update = Change {
+            action: Action::Update,
+            ids: Some(ids.clone()),
+            before: Some(before),
+            attributes,
+            reasons: vec![plan::Reason::RestartsCvm],
+            compose_hash: None,
+            ..c.clone()
+        };
+        // The summary counts the CVM as added, not also as changed.
+        let updated = self.shared.effects.lock().expect("effects lock").get(&c.address).is_some_and(|e| e.updated);
+        let r = self.update_config(&update).await;
+        self.effect(&c.address, |e| e.updated = updated);
+        r
     }
 
     /// Records a create whose boot failed: tainted, with why. Returns the step's error: the
@@ -756,8 +772,8 @@ impl Step {
     /// Starts or stops the CVM and waits until it is so.
     async fn set_power(&self, c: &Change, ids: &CloudIds, action: PowerAction) -> Result<(), String> {
         let target = match action {
-            PowerAction::Start => RUNNING,
-            PowerAction::Stop => STOPPED,
+            PowerAction::Start => Power::Running,
+            PowerAction::Stop => Power::Stopped,
         };
         let mut rec = self
             .shared
@@ -767,10 +783,10 @@ impl Step {
             .get(&c.address)
             .cloned()
             .ok_or_else(|| format!("{} is not in state", c.address))?;
-        rec.attrs.power = Some(target.to_string());
+        rec.attrs.power = Some(target);
         let entry = self.journal(c, "update", Some(ids.id.clone()), serde_json::json!({ "attrs": rec.attrs }));
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
-        self.events.status(&c.address, if action == PowerAction::Start { "starting" } else { "stopping" });
+        self.events.status(c.address.as_str(), if action == PowerAction::Start { "starting" } else { "stopping" });
         if let Err(e) = self.api.power(&ids.id, action).await {
             // A refused request changed nothing; anything else may have, so the entry stays for
             // the next run to re-read.
@@ -782,12 +798,13 @@ impl Step {
         self.effect(&c.address, |e| e.updated = true);
         rec.updated_at = now_rfc3339();
         self.commit(Batch { put: vec![rec.clone()], journal_done: vec![entry.id], ..Default::default() }).await?;
-        let remote = wait::until(self.api.as_ref(), &ids.id, target, &self.wait, |s| self.events.status(&c.address, s))
-            .await
-            .map_err(|e| match &e.failed {
-                Some(_) => format!("{e}; its boot log: `{}`", boot_log_command(ids)),
-                None => e.message.clone(),
-            })?;
+        let remote =
+            wait::until(self.api.as_ref(), &ids.id, target, &self.wait, |s| self.events.status(c.address.as_str(), s))
+                .await
+                .map_err(|e| match &e.failed {
+                    Some(_) => format!("{e}; its boot log: `{}`", boot_log_command(ids)),
+                    None => e.message.clone(),
+                })?;
         rec.status = Some(remote.status.clone());
         self.commit(Batch { put: vec![rec], ..Default::default() }).await
     }
@@ -800,54 +817,14 @@ impl Step {
         env: &[(String, String)],
         pubkey: Option<&str>,
     ) -> Result<PatchRequest, String> {
-        let changed: BTreeSet<&str> = c.attributes.iter().map(|a| a.name.as_str()).collect();
-        let has = |n: &str| changed.contains(n);
-        let mut req = PatchRequest::default();
-        if has("compose") {
-            req.docker_compose_file = after.compose.clone();
-        }
-        if has("pre_launch_script") {
-            req.pre_launch_script = Some(after.pre_launch_script.clone().unwrap_or_default());
-        }
-        if has("env") {
-            // The env set is replaced as a whole: send every key and value.
-            if before.env.keys().ne(after.env.keys()) {
-                req.allowed_envs = Some(after.env.keys().cloned().collect());
-            }
+        let encrypted_env = if c.changes(Attr::Env) {
             let key = pubkey.ok_or("the CVM's env encryption key is unknown; run plan with refresh")?;
-            req.encrypted_env = Some(crate::envcrypt::encrypt(env, key).map_err(|e| e.to_string())?);
-        }
-        for (name, slot) in [
-            ("public_logs", &mut req.public_logs),
-            ("public_sysinfo", &mut req.public_sysinfo),
-            ("public_tcbinfo", &mut req.public_tcbinfo),
-            ("allow_force_stop", &mut req.allow_force_stop),
-        ] {
-            if has(name) {
-                *slot = after.get(name).as_bool();
-            }
-        }
-        if has("vcpu") {
-            req.vcpu = after.vcpu;
-        }
-        if has("memory") {
-            req.memory = after.memory;
-        }
-        if has("disk_size") {
-            req.disk_size = after.disk_size;
-        }
-        if has("image") {
-            req.image = after.image.clone();
-        }
-        if has("shutdown_timeout") {
-            req.shutdown_timeout = after.shutdown_timeout;
-        }
-        if has("gpus") {
-            req.gpus = after.gpus.map(|count| GpuSpec { count });
-        }
-        if has("instance_type") {
-            // The unified PATCH takes sizes, not type names: send the type's size.
-            if let Some(t) = &after.instance_type {
+            Some(crate::envcrypt::encrypt(env, key).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let sizes = match &after.instance_type {
+            Some(t) if c.changes(Attr::InstanceType) => {
                 let types = self.shared.types.get_or_try_init(|| self.api.instance_types()).await.map_err(api_err)?;
                 let ty = types.iter().find(|x| &x.id == t).ok_or_else(|| {
                     format!(
@@ -855,11 +832,11 @@ impl Step {
                         types.iter().map(|x| x.id.as_str()).collect::<Vec<_>>().join(", ")
                     )
                 })?;
-                req.vcpu = Some(ty.vcpu);
-                req.memory = Some(ty.memory_mb);
+                Some((ty.vcpu, ty.memory_mb))
             }
-        }
-        Ok(req)
+            _ => None,
+        };
+        Ok(attrs::patch(&c.attributes, before, after, sizes, encrypted_env))
     }
 
     fn onchain_ctx<'a>(
@@ -895,18 +872,18 @@ impl Step {
     /// `PATCH`, then a start (a stopped CVM the manifest wants running), so it boots once.
     async fn update(&self, c: &Change) -> Result<StepResult, String> {
         let ids = c.ids.clone().ok_or("an update needs the CVM's id")?;
-        let power = c.attributes.iter().find(|a| a.name == "power").and_then(|a| a.after.as_str());
-        if power == Some(STOPPED) {
+        let power = if c.changes(Attr::Power) { c.after.as_ref().and_then(|a| a.power) } else { None };
+        if power == Some(Power::Stopped) {
             self.set_power(c, &ids, PowerAction::Stop).await?;
         }
         let mut result = StepResult::Done { id: Some(ids.id.clone()) };
-        if c.attributes.iter().any(|a| a.name != "power") {
+        if c.attributes.iter().any(|a| a.name != Attr::Power) {
             result = self.update_config(c).await?;
             if !result.is_done() {
                 return Ok(result);
             }
         }
-        if power == Some(RUNNING) {
+        if power == Some(Power::Running) {
             self.set_power(c, &ids, PowerAction::Start).await?;
         }
         Ok(result)
@@ -927,19 +904,20 @@ impl Step {
         }
         let rec = self.shared.current.lock().expect("state lock").get(&c.address).cloned();
         let mut pubkey = rec.as_ref().and_then(|r| r.env_pubkey.clone());
-        if pubkey.is_none() && c.attributes.iter().any(|a| a.name == "env") {
+        if pubkey.is_none() && c.changes(Attr::Env) {
             pubkey = self.api.get_cvm(&ids.id).await.map_err(api_err)?.and_then(|r| r.env_pubkey);
         }
         let req = self.patch_request(c, &before, &after, &env, pubkey.as_deref()).await?;
         let entry = self.journal(c, "update", Some(ids.id.clone()), serde_json::json!({ "attrs": state_attrs }));
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
-        self.events.status(&c.address, "updating");
+        self.events.status(c.address.as_str(), "updating");
         let prepare_only = c.kms.is_some() && self.onchain.as_ref().is_some_and(|o| o.prepare_only());
         let mut outcome = self.api.patch(&ids.id, &req, prepare_only).await;
         if matches!(&outcome, Err(e) if e.kind == ErrorKind::Conflict) {
             // Another operation (e.g. a restart) is still running: wait for it, then once more.
-            self.events.status(&c.address, "waiting for a previous operation to finish");
-            wait::until_ready(self.api.as_ref(), &ids.id, &self.wait, |s| self.events.status(&c.address, s)).await?;
+            self.events.status(c.address.as_str(), "waiting for a previous operation to finish");
+            wait::until_ready(self.api.as_ref(), &ids.id, &self.wait, |s| self.events.status(c.address.as_str(), s))
+                .await?;
             outcome = self.api.patch(&ids.id, &req, prepare_only).await;
         }
         match outcome {
@@ -987,18 +965,19 @@ impl Step {
         let prev = self.shared.current.lock().expect("state lock").get(&c.address).cloned();
         // A stopped CVM takes the update and stays stopped (it is started afterwards, if the
         // manifest wants it running).
-        let stopped = prev.as_ref().and_then(|p| p.attrs.power.as_deref()) == Some(STOPPED);
+        let stopped = prev.as_ref().and_then(|p| p.attrs.power) == Some(Power::Stopped);
         let mut rec = self.record(c, ids.clone(), attrs.clone(), None, false);
         if let Some(p) = &prev {
             rec.env_pubkey = p.env_pubkey.clone();
             rec.kms_info = p.kms_info.clone();
-            rec.attrs.power = p.attrs.power.clone();
+            rec.attrs.power = p.attrs.power;
         }
         self.commit(Batch { put: vec![rec.clone()], journal_done: vec![journal_id.to_string()], ..Default::default() })
             .await?;
-        let target = if stopped { STOPPED } else { RUNNING };
+        let target = if stopped { Power::Stopped } else { Power::Running };
         let remote =
-            wait::until(self.api.as_ref(), &ids.id, target, &self.wait, |s| self.events.status(&c.address, s)).await?;
+            wait::until(self.api.as_ref(), &ids.id, target, &self.wait, |s| self.events.status(c.address.as_str(), s))
+                .await?;
         let mut done = self.record(c, ids.clone(), attrs, Some(&remote), false);
         done.env_pubkey = done.env_pubkey.or(rec.env_pubkey);
         self.commit(Batch { put: vec![done], ..Default::default() }).await?;
@@ -1009,7 +988,7 @@ impl Step {
         let ids = c.ids.clone().ok_or("a delete needs the CVM's id")?;
         let entry = self.journal(c, "delete", Some(ids.id.clone()), serde_json::Value::Null);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
-        self.events.status(&c.address, "deleting");
+        self.events.status(c.address.as_str(), "deleting");
         self.api.delete(&ids.id).await.map_err(api_err)?;
         self.effect(&c.address, |e| e.deleted = true);
         // An update paused for on-chain registration has nothing left to finish once its CVM
@@ -1033,14 +1012,14 @@ mod tests {
         let changes = changes
             .iter()
             .map(|(addr, action, deps)| Change {
-                address: addr.to_string(),
+                address: (*addr).into(),
                 action: *action,
                 ids: None,
                 before: None,
                 after: Some(CvmAttrs { name: addr.to_string(), ..Default::default() }),
                 attributes: vec![],
                 reasons: vec![],
-                dependencies: deps.iter().map(|d| d.to_string()).collect(),
+                dependencies: deps.iter().map(|d| (*d).into()).collect(),
                 compose_hash: None,
                 kms: None,
             })

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{DeployedApp, OnChain, OnChainCtx, OnChainOutcome};
 use crate::chain::{self, ChainError, Rpc, Signer};
-use crate::model::{CvmAttrs, now_rfc3339};
+use crate::model::{Address, CvmAttrs, now_rfc3339};
 use crate::plan::{Change, KmsSpec};
 use crate::providers::{ErrorKind, Provisioned};
 use crate::state::{Batch, JournalEntry, Store};
@@ -74,7 +74,7 @@ pub struct Pending {
     /// The attributes state records once the update is committed (env as digests).
     pub attrs: CvmAttrs,
     #[serde(default)]
-    pub dependencies: Vec<String>,
+    pub dependencies: Vec<Address>,
 }
 
 impl Pending {
@@ -106,10 +106,10 @@ pub struct Registrar {
     pub tx_hash: Option<String>,
 }
 
-fn pending_entries(entries: Vec<JournalEntry>, address: &str, kind: PendingKind) -> Vec<(JournalEntry, Pending)> {
+fn pending_entries(entries: Vec<JournalEntry>, address: &Address, kind: PendingKind) -> Vec<(JournalEntry, Pending)> {
     entries
         .into_iter()
-        .filter(|e| e.address == address)
+        .filter(|e| e.address == *address)
         .filter_map(|e| Pending::from_entry(&e).map(|p| (e, p)))
         .filter(|(_, p)| p.kind == kind)
         .collect()
@@ -167,12 +167,12 @@ impl Registrar {
                 && let Some(raw) = &p.raw_tx
             {
                 // Sent before a crash, or never: the same signed bytes can land only once.
-                ctx.events.status(&ctx.change.address, &format!("re-sending transaction {tx}"));
+                ctx.events.status(ctx.change.address.as_str(), &format!("re-sending transaction {tx}"));
                 rpc.broadcast(&chain::SignedTx { hash: tx.clone(), raw: raw.clone() })
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            ctx.events.status(&ctx.change.address, &format!("waiting for transaction {tx}"));
+            ctx.events.status(ctx.change.address.as_str(), &format!("waiting for transaction {tx}"));
             return match rpc.wait_mined(&tx, p.confirmations, timeout).await {
                 Ok(_) => Ok(Some(tx)),
                 Err(e @ ChainError::Reverted { .. }) => {
@@ -188,7 +188,7 @@ impl Registrar {
         let Some(tx) = self.tx_hash.clone() else {
             return Ok(None);
         };
-        ctx.events.status(&ctx.change.address, &format!("checking transaction {tx}"));
+        ctx.events.status(ctx.change.address.as_str(), &format!("checking transaction {tx}"));
         let receipt = match rpc.wait_mined(&tx, p.confirmations, timeout).await {
             Err(ChainError::NotMined { .. }) if !rpc.knows(&tx).await.unwrap_or(false) => {
                 return Err(ChainError::UnknownTx(tx).to_string());
@@ -278,7 +278,7 @@ impl Registrar {
                     )));
                 }
                 ctx.events.status(
-                    addr,
+                    addr.as_str(),
                     &format!(
                         "waiting for the chain to allow 0x{} ({}s)",
                         short(&p.compose_hash),
@@ -311,7 +311,8 @@ impl Registrar {
         p.tx_hash = Some(signed.hash.clone());
         p.raw_tx = Some(signed.raw.clone());
         self.save(ctx.store, entry, p).await?;
-        ctx.events.status(&ctx.change.address, &format!("registering compose hash on chain (tx {})", signed.hash));
+        ctx.events
+            .status(ctx.change.address.as_str(), &format!("registering compose hash on chain (tx {})", signed.hash));
         rpc.broadcast(&signed).await.map_err(|e| e.to_string())?;
         rpc.wait_mined(&signed.hash, p.confirmations, self.resume.unwrap_or(TX_TIMEOUT))
             .await
@@ -330,7 +331,7 @@ impl Registrar {
         let cvm = p.cvm_id.clone().ok_or("the paused update does not name its CVM")?;
         // The `phala` CLI's convention when the hash was registered by someone else.
         let tx = tx.unwrap_or_else(|| "already-registered".into());
-        ctx.events.status(&ctx.change.address, "confirming the update");
+        ctx.events.status(ctx.change.address.as_str(), "confirming the update");
         let r = match (&p.commit_token, p.prepare_only) {
             (Some(token), true) => ctx.api.commit_update(&cvm, token, &p.compose_hash, &tx).await,
             _ => ctx.api.confirm_patch(&cvm, &p.compose_hash, &tx).await,
@@ -426,7 +427,7 @@ impl OnChain for Registrar {
         }
         // The desired state moved on: the paused update is replaced by a new one.
         ctx.events.status(
-            &ctx.change.address,
+            ctx.change.address.as_str(),
             &format!("the paused update (0x{}) is replaced by the new desired state", short(&p.compose_hash)),
         );
         ctx.store
@@ -451,7 +452,7 @@ impl OnChain for Registrar {
         if let Some(pl) = planned.as_ref().filter(|pl| **pl != h.compose_hash) {
             tracing::warn!(address = %c.address, planned = %pl, api = %h.compose_hash, "the API's compose hash differs from the planned preview; registering the API's");
             ctx.events.status(
-                &c.address,
+                c.address.as_str(),
                 &format!(
                     "note: the API's compose hash 0x{} differs from the preview 0x{}; the API's is registered",
                     h.compose_hash, pl
@@ -554,7 +555,7 @@ impl OnChain for Registrar {
                 (entry, signed)
             }
         };
-        ctx.events.status(&c.address, &format!("deploying the app contract (tx {})", signed.hash));
+        ctx.events.status(c.address.as_str(), &format!("deploying the app contract (tx {})", signed.hash));
         if rpc.receipt(&signed.hash).await.map_err(|e| e.to_string())?.is_none() {
             rpc.broadcast(&signed).await.map_err(|e| e.to_string())?;
         }

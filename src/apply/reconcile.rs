@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{CloudIds, CvmAttrs, ResourceRecord, now_rfc3339};
+use crate::model::{Address, CloudIds, CvmAttrs, ResourceRecord, now_rfc3339};
 use crate::providers::PhalaApi;
 use crate::state::{Batch, JournalEntry, StateError, Store};
 
@@ -30,14 +30,14 @@ pub struct CreateDetail {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
     /// Addresses of CVMs found and adopted into state.
-    pub adopted: Vec<String>,
+    pub adopted: Vec<Address>,
     /// Interrupted creates that cannot be proven to have made a CVM (journaled by an older
     /// teeform, without an app id), as (address, CVM name): nothing was adopted. If a CVM of
     /// that name exists, the next plan refuses to create it again and offers `import`.
-    pub unproven: Vec<(String, String)>,
+    pub unproven: Vec<(Address, String)>,
     /// A CVM an interrupted create made whose address state already gives another CVM, as
     /// (address, CVM path id): left out of state, to be imported under another address.
-    pub displaced: Vec<(String, String)>,
+    pub displaced: Vec<(Address, String)>,
     /// Entries cleared because nothing had happened or state already knew.
     pub cleared: usize,
     /// Entries kept because they are waiting on something (e.g. on-chain registration).
@@ -49,7 +49,7 @@ pub enum ReconcileError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error("cannot check an interrupted operation on {address}: {message}")]
-    Api { address: String, message: String },
+    Api { address: Address, message: String },
 }
 
 /// The first of `owners` (address, endpoint it was made at) that lives at an endpoint other
@@ -171,15 +171,11 @@ fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
         env_pubkey: remote.env_pubkey.clone(),
         kms_info: remote.kms_info.clone(),
         status: Some(remote.status.clone()),
-        tainted: crate::plan::health::failed(&remote.status),
+        tainted: remote.status.is_failed(),
         // A create adopted before it was seen running: a later failed boot is a failed create.
         boot: crate::model::BootHistory {
-            pending: !remote.is_ready() && !crate::plan::health::failed(&remote.status),
-            failures: if crate::plan::health::failed(&remote.status) {
-                vec![format!("status `{}`", remote.status)]
-            } else {
-                vec![]
-            },
+            pending: !remote.is_ready() && !remote.status.is_failed(),
+            failures: if remote.status.is_failed() { vec![format!("status `{}`", remote.status)] } else { vec![] },
         },
         dependencies: vec![],
         updated_at: now_rfc3339(),

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::model::RemoteCvm;
+use crate::model::{CvmStatus, Power, RemoteCvm};
 use crate::providers::PhalaApi;
 
 #[derive(Debug, Clone)]
@@ -45,11 +45,8 @@ impl From<WaitError> for String {
 }
 
 /// Statuses after which waiting for `target` is pointless.
-fn failed(status: &str, target: &str) -> bool {
-    match target {
-        "running" => matches!(status, "error" | "failed" | "stopped" | "exited"),
-        _ => matches!(status, "error" | "failed"),
-    }
+fn failed(status: &CvmStatus, target: Power) -> bool {
+    status.is_failed() || (target == Power::Running && matches!(status, CvmStatus::Stopped | CvmStatus::Exited))
 }
 
 /// Polls until the CVM is `running` with no operation in progress.
@@ -59,7 +56,7 @@ pub async fn until_ready(
     opts: &WaitOptions,
     status: impl FnMut(&str),
 ) -> Result<RemoteCvm, WaitError> {
-    until(api, id, "running", opts, status).await
+    until(api, id, Power::Running, opts, status).await
 }
 
 /// Polls until the CVM's status is `target` (`running` or `stopped`) with no operation in
@@ -68,12 +65,12 @@ pub async fn until_ready(
 pub async fn until(
     api: &dyn PhalaApi,
     id: &str,
-    target: &str,
+    target: Power,
     opts: &WaitOptions,
     mut status: impl FnMut(&str),
 ) -> Result<RemoteCvm, WaitError> {
     let start = Instant::now();
-    let mut last = String::new();
+    let mut last = CvmStatus::Unknown(String::new());
     let plain = |message: String| WaitError { message, failed: None };
     loop {
         let cvm = api
@@ -81,7 +78,7 @@ pub async fn until(
             .await
             .map_err(|e| plain(e.to_string()))?
             .ok_or_else(|| plain(format!("CVM {id} disappeared while waiting for it to be {target}")))?;
-        if cvm.status == target && !cvm.in_progress {
+        if cvm.status == target.status() && !cvm.in_progress {
             return Ok(cvm);
         }
         if failed(&cvm.status, target) && !cvm.in_progress {
@@ -95,7 +92,7 @@ pub async fn until(
             last = cvm.status.clone();
         }
         // The status alone: how long the step has run is the progress display's to show.
-        status(&last);
+        status(last.as_str());
         if elapsed >= opts.timeout {
             return Err(plain(format!(
                 "CVM {id} was still {last} after {}s; it may yet finish: run plan to see its state",

@@ -193,7 +193,7 @@ async fn refresh(
     s: &Session,
     snapshot: &Snapshot,
     parallelism: usize,
-) -> CliResult<BTreeMap<String, Refresh>> {
+) -> CliResult<BTreeMap<crate::model::Address, Refresh>> {
     let api = &s.api;
     if snapshot.resources.is_empty() {
         return Ok(BTreeMap::new());
@@ -208,7 +208,7 @@ async fn refresh(
         ),
     );
     let client = api.client.clone();
-    let results: Vec<(String, Result<Option<crate::model::RemoteCvm>, crate::providers::ApiError>)> =
+    let results: Vec<(crate::model::Address, Result<Option<crate::model::RemoteCvm>, crate::providers::ApiError>)> =
         futures::stream::iter(snapshot.resources.values().map(|r| {
             let client = client.clone();
             let (addr, id) = (r.address.clone(), r.ids.id.clone());
@@ -266,8 +266,8 @@ fn busy_for(since: &str) -> Option<std::time::Duration> {
 
 /// Reads the API's boot errors of the CVMs that failed or are stuck, in one request (none
 /// when every CVM is fine). A failure to read them costs the message, not the plan.
-async fn boot_errors(ctx: &Ctx, api: &Api, refreshed: &mut BTreeMap<String, Refresh>) {
-    let unwell = |r: &crate::model::RemoteCvm| plan::health::failed(&r.status) || r.boot.stuck;
+async fn boot_errors(ctx: &Ctx, api: &Api, refreshed: &mut BTreeMap<crate::model::Address, Refresh>) {
+    let unwell = |r: &crate::model::RemoteCvm| r.status.is_failed() || r.boot.stuck;
     let uuid = |r: &crate::model::RemoteCvm| r.ids.vm_uuid.clone().unwrap_or_else(|| r.ids.id.clone());
     let wanted: Vec<String> = refreshed
         .values()
@@ -334,7 +334,8 @@ async fn check_values(ctx: &Ctx, cfg: &Config, api: &Api, p: &Plan, refresh: boo
             unchecked.push("whether the CVMs run".to_string());
         }
         if !sent.is_empty() {
-            let what: Vec<String> = sent.iter().map(|s| format!("{} of cvm.{}", s.attr, s.key)).collect();
+            let what: Vec<String> =
+                sent.iter().map(|s| format!("{} of {}", s.attr, crate::model::Address::cvm(s.key))).collect();
             unchecked.push(format!("{} against the API's catalogs (the API checks at apply)", what.join(", ")));
         }
         ctx.ui.warn(&format!(
@@ -354,21 +355,22 @@ async fn check_values(ctx: &Ctx, cfg: &Config, api: &Api, p: &Plan, refresh: boo
     Err(e)
 }
 
-/// The catalogs `needed` (attribute names) calls for, one request each.
-async fn catalogs(api: &Api, needed: &BTreeSet<&str>) -> CliResult<plan::checks::Catalogs> {
+/// The catalogs `needed` (attributes) calls for, one request each.
+async fn catalogs(api: &Api, needed: &BTreeSet<crate::model::Attr>) -> CliResult<plan::checks::Catalogs> {
+    use crate::model::Attr;
     let why = |e: crate::providers::ApiError| {
         CliError::from(e).hint("the API's catalogs check the plan's values before apply; `--refresh=false` skips it")
     };
     let mut c = plan::checks::Catalogs::default();
-    if needed.contains("instance_type") {
+    if needed.contains(&Attr::InstanceType) {
         c.instance_types = Some(api.client.instance_types().await.map_err(why)?.into_iter().map(|t| t.id).collect());
     }
-    if needed.contains("node") || needed.contains("kms") {
+    if needed.contains(&Attr::Node) || needed.contains(&Attr::Kms) {
         let av = api.client.available().await.map_err(why)?;
         c.nodes = Some(av.nodes.into_iter().map(|n| (n.id, n.name)).collect());
         c.kms = Some(av.kms.into_iter().map(|k| (k.slug.unwrap_or(k.id), k.chain_id)).collect());
     }
-    if needed.contains("image") {
+    if needed.contains(&Attr::Image) {
         c.images = Some(api.client.os_images(None).await.map_err(why)?.into_iter().map(|i| (i.name, i.slug)).collect());
     }
     Ok(c)
@@ -661,8 +663,7 @@ fn restore_rpc_urls(ctx: &Ctx, p: &mut Plan, vars: &[(String, String)]) -> CliRe
         .load(vars)
         .map_err(|e| e.hint("the saved plan's on-chain CVMs read `kms.rpc_url` from the manifest, which must load"))?;
     for c in p.changes.iter_mut().filter(|c| needed(c)) {
-        let key = c.address.strip_prefix("cvm.").unwrap_or(&c.address);
-        let url = cfg.cvms.get(key).and_then(|m| match &m.kms {
+        let url = cfg.cvms.get(c.address.key()).and_then(|m| match &m.kms {
             crate::manifest::Kms::OnChain(k) => k.rpc_url.clone(),
             crate::manifest::Kms::Phala => None,
         });
@@ -731,8 +732,8 @@ async fn execute(
     // still destroyed one CVM and added another.
     let (added, changed, destroyed) = report.counts();
     let pal = ctx.ui.err_palette();
-    let failed: Vec<(&String, &String)> = report.failed().collect();
-    let paused: Vec<(&String, &String)> = report.paused().collect();
+    let failed: Vec<(&crate::model::Address, &String)> = report.failed().collect();
+    let paused: Vec<(&crate::model::Address, &String)> = report.paused().collect();
     let (summary, done) = if p.mode == Mode::Destroy {
         (format!("Resources: {destroyed} destroyed."), "Destroy complete!")
     } else {

@@ -508,7 +508,7 @@ async fn owner_fit(store: &dyn Store, cfg: &Config) -> CliResult<(crate::state::
         .chain(journal.iter().filter(|e| !e.name.is_empty()).map(|e| (e.address.clone(), e.name.clone())));
     let (mut ours, mut theirs, mut conflict) = (0, 0, None);
     for (address, name) in held {
-        let want = address.strip_prefix("cvm.").and_then(|k| cfg.cvms.get(k)).map(|c| c.name.as_str());
+        let want = cfg.cvms.get(address.key()).map(|c| c.name.as_str());
         match want {
             Some(w) if w == name => ours += 1,
             Some(w) => {

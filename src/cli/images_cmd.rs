@@ -336,7 +336,7 @@ async fn cvm_ids(cfg: &Config, store: &dyn Store) -> CliResult<BTreeMap<String, 
     Ok(cfg
         .cvms
         .keys()
-        .filter_map(|k| snap.resources.get(&format!("cvm.{k}")).map(|r| (k.clone(), r.ids.id.clone())))
+        .filter_map(|k| snap.resources.get(&crate::model::Address::cvm(k)).map(|r| (k.clone(), r.ids.id.clone())))
         .collect())
 }
 

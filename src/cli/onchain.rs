@@ -208,7 +208,7 @@ mod tests {
         };
         let e = JournalEntry {
             id: "1".into(),
-            address: "cvm.web".into(),
+            address: crate::model::Address::cvm("web"),
             op: PENDING_OP.into(),
             name: "web".into(),
             cloud_id: None,

@@ -6,7 +6,7 @@ use super::StateCommand;
 use super::context::Ctx;
 use super::error::{CliError, CliResult, exit};
 use crate::manifest::diag::did_you_mean;
-use crate::model::{EnvVal, ResourceRecord, now_rfc3339};
+use crate::model::{Address, EnvVal, ResourceRecord, now_rfc3339};
 use std::collections::BTreeMap;
 
 use crate::state::{Batch, Meta, Snapshot};
@@ -160,7 +160,7 @@ pub async fn state(ctx: &Ctx, cmd: StateCommand) -> CliResult {
             exit::OK
         }
         StateCommand::Show { address, json } => {
-            let Some(r) = snap.resources.get(&address) else {
+            let Some(r) = snap.resources.get(address.as_str()) else {
                 return Err(not_in_state(&address, snap.resources.keys()));
             };
             if json {
@@ -171,12 +171,14 @@ pub async fn state(ctx: &Ctx, cmd: StateCommand) -> CliResult {
             exit::OK
         }
         StateCommand::Rm { addresses } => {
+            let mut remove = Vec::new();
             for a in &addresses {
-                if !snap.resources.contains_key(a) {
+                let Some((held, _)) = snap.resources.get_key_value(a.as_str()) else {
                     return Err(not_in_state(a, snap.resources.keys()));
-                }
+                };
+                remove.push(held.clone());
             }
-            store.commit(Batch { remove: addresses.clone(), ..Default::default() }).await?;
+            store.commit(Batch { remove, ..Default::default() }).await?;
             for a in &addresses {
                 println!("Removed {a} from state (the CVM itself was not touched).");
             }
@@ -241,8 +243,8 @@ async fn recover(ctx: &Ctx, keep_current: bool) -> CliResult {
     Ok(exit::OK)
 }
 
-fn not_in_state<'a>(address: &str, known: impl Iterator<Item = &'a String>) -> CliError {
-    let known: Vec<&String> = known.collect();
+fn not_in_state<'a>(address: &str, known: impl Iterator<Item = &'a Address>) -> CliError {
+    let known: Vec<&Address> = known.collect();
     let mut e = CliError::new(format!("`{address}` is not in state"));
     if let Some(s) = did_you_mean(address, known.iter().map(|s| s.as_str())) {
         e = e.hint(format!("did you mean `{s}`?"));
@@ -260,7 +262,7 @@ fn print_record(r: &ResourceRecord) {
         ("vm_uuid", &r.ids.vm_uuid),
         ("instance_id", &r.ids.instance_id),
         ("compose_hash", &r.compose_hash),
-        ("status", &r.status),
+        ("status", &r.status.as_ref().map(ToString::to_string)),
         ("endpoint", &r.endpoint),
     ] {
         if let Some(v) = v {
@@ -270,9 +272,9 @@ fn print_record(r: &ResourceRecord) {
     if r.tainted {
         println!("tainted      = true");
     }
-    for (name, _) in crate::model::ATTRS {
-        let v = r.attrs.get(name);
-        if v.is_null() || *name == "env" {
+    for spec in crate::model::SCHEMA {
+        let (name, v) = (spec.key, r.attrs.get(spec.attr));
+        if v.is_null() || matches!(spec.ty, crate::model::schema::Type::Env) {
             continue;
         }
         match v.as_str() {
@@ -319,20 +321,21 @@ pub async fn show_state(ctx: &Ctx, json: bool) -> CliResult {
 
 pub async fn import(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) -> CliResult {
     let cfg = ctx.load(&[])?;
-    let key = address.strip_prefix("cvm.").ok_or_else(|| {
+    let address = Address::parse(address).map_err(|_| {
         CliError::new(format!("`{address}` is not a CVM address")).hint("addresses look like `cvm.web`")
     })?;
+    let key = address.key();
     let Some(cvm) = cfg.cvms.get(key) else {
         let mut e = CliError::new(format!("the manifest has no `cvms.{key}`"))
             .hint("declare the CVM in the manifest first, so the next plan compares it with what you want");
         if let Some(s) = did_you_mean(key, cfg.cvms.keys().map(String::as_str)) {
-            e = e.hint(format!("did you mean `cvm.{s}`?"));
+            e = e.hint(format!("did you mean `{}`?", Address::cvm(s)));
         }
         return Err(e);
     };
     let store = ctx.open_state_for(Some(&cfg), "import", lock_timeout).await?;
     let snap = store.snapshot().await?;
-    if snap.resources.contains_key(address) {
+    if snap.resources.contains_key(&address) {
         return Err(CliError::new(format!("{address} is already in state"))
             .hint(format!("`teeform state rm {address}` first to import a different CVM")));
     }
@@ -353,12 +356,13 @@ pub async fn import(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) 
     for v in attrs.env.values_mut() {
         *v = EnvVal::default();
     }
-    // Node and settings the API does not report stay as the manifest has them.
-    attrs.node = cvm.node.clone();
-    attrs.shutdown_timeout = cvm.shutdown_timeout;
-    attrs.allow_force_stop = cvm.allow_force_stop;
+    // What the API does not report (the node, shutdown settings) is taken as the manifest has it.
+    let configured = crate::plan::configured_attrs(cvm);
+    for spec in crate::model::SCHEMA.iter().filter(|s| s.read == crate::model::schema::Read::NotReported) {
+        attrs.copy_from(spec.attr, &configured);
+    }
     let rec = ResourceRecord {
-        address: address.to_string(),
+        address: address.clone(),
         ids: crate::model::CloudIds {
             id: remote.ids.vm_uuid.clone().unwrap_or_else(|| remote.ids.id.clone()),
             ..remote.ids.clone()
@@ -370,7 +374,7 @@ pub async fn import(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) 
         status: Some(remote.status.clone()),
         tainted: false,
         boot: Default::default(),
-        dependencies: cvm.depends_on.iter().map(|d| format!("cvm.{d}")).collect(),
+        dependencies: cvm.depends_on.iter().map(|d| Address::cvm(d)).collect(),
         updated_at: now_rfc3339(),
         endpoint: Some(api.endpoint.clone()),
     };

@@ -467,7 +467,7 @@ pub fn substitute(cfg: &mut Config, values: &BTreeMap<String, BTreeMap<String, S
         for (field, t) in std::mem::take(&mut c.data_fields) {
             let t = sub(&t);
             match (field.as_str(), t.as_literal()) {
-                ("image", Some(v)) => c.image = Some(v),
+                ("image", Some(v)) => c.attrs.image = Some(v),
                 _ => {
                     c.data_fields.insert(field, t);
                 }

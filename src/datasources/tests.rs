@@ -240,7 +240,7 @@ async fn failures_are_reported_per_data_source() {
 fn substitutes_every_place_and_reports_missing_attributes() {
     let fx = Fx::new();
     let mut cfg = fx.config(DATA);
-    assert!(cfg.cvms["web"].image.is_none());
+    assert!(cfg.cvms["web"].attrs.image.is_none());
     let values: BTreeMap<String, BTreeMap<String, String>> = [
         (
             "data.phala_os_image.os".to_string(),
@@ -251,7 +251,7 @@ fn substitutes_every_place_and_reports_missing_attributes() {
     .into();
     substitute(&mut cfg, &values).unwrap();
     let web = &cfg.cvms["web"];
-    assert_eq!(web.image.as_deref(), Some("dstack-0.5.5"));
+    assert_eq!(web.attrs.image.as_deref(), Some("dstack-0.5.5"));
     assert!(web.data_fields.is_empty());
     assert_eq!(web.env["BASE"].as_literal().as_deref(), Some("n-1"));
     assert_eq!(cfg.outputs["slug"].value.as_literal().as_deref(), Some("s"));

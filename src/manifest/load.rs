@@ -16,6 +16,8 @@ use super::yaml::{self, Kind, Node, Span};
 use super::{
     BackendKind, Config, CvmConfig, DEFAULT_API_PREFIX, Endpoint, FileRef, Kms, ManifestError, OnChainKms, OutputConfig,
 };
+use crate::model::schema::Type;
+use crate::model::{Attr, CvmAttrs};
 use values::{FileEntry, Lit, Scalar};
 
 /// Reads an environment variable.
@@ -156,29 +158,9 @@ struct Loader<'a> {
 }
 
 const TOP_KEYS: &[&str] = &["provider", "backend", "allowed_dirs", "variables", "cvms", "data", "outputs"];
-const CVM_KEYS: &[&str] = &[
-    "name",
-    "compose",
-    "pre_launch_script",
-    "vcpu",
-    "memory",
-    "disk_size",
-    "instance_type",
-    "node",
-    "image",
-    "kms",
-    "public_logs",
-    "public_sysinfo",
-    "public_tcbinfo",
-    "gateway",
-    "env",
-    "gpus",
-    "shutdown_timeout",
-    "allow_force_stop",
-    "power",
-    "depends_on",
-    "lint",
-];
+/// A CVM's keys: its attributes (the schema's, `crate::model::SCHEMA`), then the rest.
+static CVM_KEYS: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| crate::model::SCHEMA.iter().map(|s| s.key).chain(["depends_on", "lint"]).collect());
 
 impl<'a> Loader<'a> {
     fn new(src: Arc<Source>, dir: PathBuf, opts: &'a LoadOptions) -> Loader<'a> {
@@ -455,7 +437,7 @@ impl<'a> Loader<'a> {
             self.err(knode.span, format!("`{key}` is not a valid CVM key"))
                 .add_hint("use letters, digits, `-` and `_`");
         }
-        let fields = self.entries(spec, &what, Some(CVM_KEYS));
+        let fields = self.entries(spec, &what, Some(&CVM_KEYS));
         if !matches!(spec.kind, Kind::Map(_)) {
             return None;
         }
@@ -465,21 +447,9 @@ impl<'a> Loader<'a> {
             span: knode.span,
             compose: FileRef { path: String::new(), content: String::new() },
             pre_launch_script: None,
-            vcpu: None,
-            memory: None,
-            disk_size: None,
-            instance_type: None,
-            node: None,
-            image: None,
+            attrs: Default::default(),
             kms: Kms::Phala,
-            public_logs: None,
-            public_sysinfo: None,
-            public_tcbinfo: None,
-            gateway: None,
             env: BTreeMap::new(),
-            gpus: None,
-            shutdown_timeout: None,
-            allow_force_stop: None,
             stopped: false,
             spans: BTreeMap::new(),
             depends_on: Vec::new(),
@@ -513,19 +483,8 @@ impl<'a> Loader<'a> {
                 "pre_launch_script" if !v.is_null() => {
                     c.pre_launch_script = self.file(v, "pre-launch script", &who);
                 }
-                "vcpu" => c.vcpu = self.number(v, &w, 1, 256),
-                "memory" => c.memory = self.number(v, &w, 256, 4 * 1024 * 1024),
-                "disk_size" => c.disk_size = self.number(v, &w, 1, 64 * 1024),
-                "instance_type" => c.instance_type = self.opt_literal(v, &w),
-                "node" => c.node = self.opt_literal(v, &w),
                 "image" if !v.is_null() => self.image_field(&mut c, v, &w),
                 "kms" if !v.is_null() => c.kms = self.kms(v).unwrap_or(Kms::Phala),
-                "public_logs" => c.public_logs = self.boolean(v, &w),
-                "public_sysinfo" => c.public_sysinfo = self.boolean(v, &w),
-                "public_tcbinfo" => c.public_tcbinfo = self.boolean(v, &w),
-                "gateway" => c.gateway = self.boolean(v, &w),
-                "allow_force_stop" => c.allow_force_stop = self.boolean(v, &w),
-                "gpus" => c.gpus = self.number(v, &w, 0, 64),
                 "power" => match self.literal_string(v, &w).as_deref() {
                     Some("running") => c.stopped = false,
                     Some("stopped") => c.stopped = true,
@@ -541,7 +500,6 @@ impl<'a> Loader<'a> {
                     }
                     None => {}
                 },
-                "shutdown_timeout" => c.shutdown_timeout = self.number(v, &w, 0, 24 * 3600),
                 "env" => {
                     env_span = Some(knode2.span);
                     for (ek, eknode, ev) in self.entries(v, &format!("{what}: `env`"), None) {
@@ -583,7 +541,12 @@ impl<'a> Loader<'a> {
                     }
                 },
                 "lint" => ignore = self.lint(v, &what),
-                _ => {}
+                // Every other attribute is a plain value, read as the schema types it.
+                k => {
+                    if let Some(attr) = Attr::from_key(k) {
+                        self.attr_value(&mut c.attrs, attr, v, &w);
+                    }
+                }
             }
         }
         if !compose_seen {
@@ -618,13 +581,27 @@ impl<'a> Loader<'a> {
                 ));
             }
         }
-        if c.instance_type.is_some() && (c.vcpu.is_some() || c.memory.is_some()) {
+        if c.attrs.instance_type.is_some() && (c.attrs.vcpu.is_some() || c.attrs.memory.is_some()) {
             self.err(knode.span, format!("{what} sets both `instance_type` and `vcpu`/`memory`"))
                 .set_label("conflicting sizes")
                 .add_hint("choose an instance type, or size the CVM with vcpu and memory");
         }
         // Returned even after errors, so later checks still run and report all at once.
         Some((c, name_span))
+    }
+
+    /// An attribute written as a plain value (a number, a flag, a name), read as the schema
+    /// types it: numbers within the schema's range. Attributes of other types have their own
+    /// readers above.
+    fn attr_value(&mut self, attrs: &mut CvmAttrs, attr: Attr, v: &Node, what: &str) {
+        match attr.spec().ty {
+            Type::Count { min, max, field, .. } => {
+                *(field.get_mut)(attrs) = self.number(v, what, min.into(), max.into())
+            }
+            Type::Flag(field) => *(field.get_mut)(attrs) = self.boolean(v, what),
+            Type::Text(field) => *(field.get_mut)(attrs) = self.opt_literal(v, what),
+            Type::Name | Type::File { .. } | Type::Env | Type::Power(_) => {}
+        }
     }
 
     /// `lint: {ignore: [NAME, ...]}`: env keys and compose variables whose warnings are

@@ -123,21 +123,12 @@ pub struct CvmConfig {
     pub span: Span,
     pub compose: FileRef,
     pub pre_launch_script: Option<FileRef>,
-    pub vcpu: Option<u32>,
-    pub memory: Option<u32>,
-    pub disk_size: Option<u32>,
-    pub instance_type: Option<String>,
-    pub node: Option<String>,
-    pub image: Option<String>,
+    /// The attributes written as plain values (numbers, flags, names: the schema's `Count`,
+    /// `Flag` and `Text` types), read as the schema types them; `None` when left out. The
+    /// name, files, KMS, env and run state are the fields here, not these.
+    pub attrs: crate::model::CvmAttrs,
     pub kms: Kms,
-    pub public_logs: Option<bool>,
-    pub public_sysinfo: Option<bool>,
-    pub public_tcbinfo: Option<bool>,
-    pub gateway: Option<bool>,
     pub env: BTreeMap<String, Template>,
-    pub gpus: Option<u32>,
-    pub shutdown_timeout: Option<u32>,
-    pub allow_force_stop: Option<bool>,
     /// `power: stopped`: the CVM is kept stopped; otherwise it is kept running.
     pub stopped: bool,
     /// Where each field's value is in the manifest, by key (`instance_type`, `disk_size`, …),
@@ -151,8 +142,8 @@ pub struct CvmConfig {
 }
 
 impl CvmConfig {
-    pub fn address(&self) -> String {
-        format!("cvm.{}", self.key)
+    pub fn address(&self) -> crate::model::Address {
+        crate::model::Address::cvm(&self.key)
     }
 }
 

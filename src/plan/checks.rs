@@ -11,9 +11,10 @@ use std::collections::BTreeSet;
 use super::{Action, Plan};
 use crate::manifest::diag::did_you_mean;
 use crate::manifest::{Config, CvmConfig, Diagnostic, Kms};
+use crate::model::Attr;
 
 /// The attributes checked against a catalog.
-pub const CATALOG_ATTRS: &[&str] = &["instance_type", "node", "image", "kms"];
+pub const CATALOG_ATTRS: &[Attr] = &[Attr::InstanceType, Attr::Node, Attr::Image, Attr::Kms];
 
 /// The catalogs a check needs, as plain names; `None` for those not fetched.
 #[derive(Debug, Default)]
@@ -33,7 +34,7 @@ pub struct Catalogs {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Sent<'a> {
     pub key: &'a str,
-    pub attr: &'static str,
+    pub attr: Attr,
 }
 
 /// The catalog-checked values the plan would send, in plan order.
@@ -41,17 +42,16 @@ pub fn sent<'a>(config: &'a Config, plan: &Plan) -> Vec<Sent<'a>> {
     let mut out = Vec::new();
     for c in &plan.changes {
         let Some(cfg) = config.cvms.values().find(|x| x.address() == c.address) else { continue };
-        for attr in CATALOG_ATTRS {
-            let set = match *attr {
-                "instance_type" => cfg.instance_type.is_some(),
-                "node" => cfg.node.is_some(),
-                "image" => cfg.image.is_some(),
+        for &attr in CATALOG_ATTRS {
+            let set = match attr {
+                Attr::InstanceType | Attr::Node | Attr::Image => cfg.attrs.is_set(attr),
                 // The Phala KMS is always there; an on-chain one may not be offered.
-                _ => matches!(cfg.kms, Kms::OnChain(_)),
+                Attr::Kms => matches!(cfg.kms, Kms::OnChain(_)),
+                _ => false,
             };
             let sends = match c.action {
                 Action::Create | Action::Replace => set,
-                Action::Update => set && c.attributes.iter().any(|a| a.name == *attr),
+                Action::Update => set && c.changes(attr),
                 Action::Delete => false,
             };
             if sends {
@@ -63,7 +63,7 @@ pub fn sent<'a>(config: &'a Config, plan: &Plan) -> Vec<Sent<'a>> {
 }
 
 /// The attributes whose catalogs the values need.
-pub fn needed(sent: &[Sent]) -> BTreeSet<&'static str> {
+pub fn needed(sent: &[Sent]) -> BTreeSet<Attr> {
     sent.iter().map(|s| s.attr).collect()
 }
 
@@ -72,8 +72,9 @@ pub fn check(config: &Config, sent: &[Sent], catalogs: &Catalogs) -> Vec<Diagnos
     let mut out = Vec::new();
     for s in sent {
         let cfg = &config.cvms[s.key];
-        let at =
-            |msg: String| Diagnostic::error(&config.source, cfg.spans.get(s.attr).copied().unwrap_or(cfg.span), msg);
+        let at = |msg: String| {
+            Diagnostic::error(&config.source, cfg.spans.get(s.attr.key()).copied().unwrap_or(cfg.span), msg)
+        };
         let unknown = |what: &str, value: &str, known: Vec<&str>| -> Diagnostic {
             let mut d =
                 at(format!("cvm `{}`: the API offers no {what} `{value}`", cfg.key)).label(format!("unknown {what}"));
@@ -84,15 +85,15 @@ pub fn check(config: &Config, sent: &[Sent], catalogs: &Catalogs) -> Vec<Diagnos
             d.hint(format!("offered: {}", list(&known)))
         };
         match s.attr {
-            "instance_type" => {
-                if let (Some(t), Some(types)) = (&cfg.instance_type, &catalogs.instance_types)
+            Attr::InstanceType => {
+                if let (Some(t), Some(types)) = (&cfg.attrs.instance_type, &catalogs.instance_types)
                     && !types.contains(t)
                 {
                     out.push(unknown("instance type", t, types.iter().map(String::as_str).collect()));
                 }
             }
-            "node" => {
-                if let (Some(n), Some(nodes)) = (&cfg.node, &catalogs.nodes) {
+            Attr::Node => {
+                if let (Some(n), Some(nodes)) = (&cfg.attrs.node, &catalogs.nodes) {
                     let found = match n.parse::<u64>() {
                         Ok(id) => nodes.iter().any(|(i, _)| *i == id),
                         Err(_) => nodes.iter().any(|(_, name)| name == n),
@@ -102,14 +103,14 @@ pub fn check(config: &Config, sent: &[Sent], catalogs: &Catalogs) -> Vec<Diagnos
                     }
                 }
             }
-            "image" => {
-                if let (Some(i), Some(images)) = (&cfg.image, &catalogs.images)
+            Attr::Image => {
+                if let (Some(i), Some(images)) = (&cfg.attrs.image, &catalogs.images)
                     && !images.iter().any(|(name, slug)| name == i || slug == i)
                 {
                     out.push(unknown("OS image", i, images.iter().map(|(name, _)| name.as_str()).collect()));
                 }
             }
-            "kms" => {
+            Attr::Kms => {
                 if let Some(offered) = catalogs.kms.as_ref().filter(|k| !k.is_empty())
                     && let Some(d) = kms(cfg, offered, &at)
                 {
@@ -152,13 +153,13 @@ fn list(known: &[&str]) -> String {
 pub fn disk_shrinks(config: &Config, plan: &Plan) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for c in plan.changes.iter().filter(|c| c.action == Action::Update) {
-        let Some(a) = c.attributes.iter().find(|a| a.name == "disk_size") else { continue };
+        let Some(a) = c.attributes.iter().find(|a| a.name == Attr::DiskSize) else { continue };
         let (Some(before), Some(after)) = (a.before.as_u64(), a.after.as_u64()) else { continue };
         if after >= before {
             continue;
         }
         let Some(cfg) = config.cvms.values().find(|x| x.address() == c.address) else { continue };
-        let span = cfg.spans.get("disk_size").copied().unwrap_or(cfg.span);
+        let span = cfg.spans.get(Attr::DiskSize.key()).copied().unwrap_or(cfg.span);
         out.push(
             Diagnostic::error(
                 &config.source,

@@ -6,19 +6,18 @@
 //! stuck booting, and one whose boot failed again after a replacement. A CVM teeform created
 //! that fails before it was ever seen running is a failed create: tainted, and replaced once.
 //!
-//! Statuses the API uses are not all documented: `running`, `stopped`, transitional `*ing`
-//! ones, `error` (seen in the `phala` CLI). UNVERIFIED beyond those.
+//! What each API status means is [`CvmStatus`]'s to say.
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{RUNNING, RemoteCvm, ResourceRecord, STOPPED, boot_log_command};
+use crate::model::{Address, CvmStatus, RemoteCvm, ResourceRecord, boot_log_command};
 
 /// A CVM whose run state needs a person; applying does not fix it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attention {
-    pub address: String,
+    pub address: Address,
     /// The API's status when refreshed (`error`, `starting`, …).
-    pub status: String,
+    pub status: CvmStatus,
     pub problem: Problem,
     /// Why its boots failed, latest last: the API's `boot_error` where it gave one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -45,21 +44,6 @@ pub enum Problem {
 /// How many failed boots of one configuration teeform tries: the create and one replacement.
 pub const MAX_BOOT_TRIES: usize = 2;
 
-/// `running` or `stopped` as the API's status means it; `None` when it means neither (a
-/// failure, an update of a stopped CVM, a status teeform does not know).
-pub fn observed_power(status: &str) -> Option<&'static str> {
-    match status {
-        "running" | "starting" | "restarting" | "booting" => Some(RUNNING),
-        "stopped" | "stopping" | "shutting_down" | "shutdown" | "exited" => Some(STOPPED),
-        _ => None,
-    }
-}
-
-/// Whether the status says the CVM failed.
-pub fn failed(status: &str) -> bool {
-    matches!(status, "error" | "failed")
-}
-
 fn boot_error(remote: &RemoteCvm) -> String {
     remote.boot.error.clone().unwrap_or_else(|| format!("status `{}` (the API gave no boot error)", remote.status))
 }
@@ -79,7 +63,7 @@ pub fn judge(merged: &mut ResourceRecord, remote: &RemoteCvm) -> Option<Attentio
         merged.boot.pending = false;
         return None;
     }
-    if failed(&remote.status) && !remote.in_progress {
+    if remote.status.is_failed() && !remote.in_progress {
         if merged.tainted {
             return None;
         }
@@ -103,7 +87,7 @@ pub fn judge(merged: &mut ResourceRecord, remote: &RemoteCvm) -> Option<Attentio
 pub fn gave_up(rec: &ResourceRecord, unchanged: bool) -> Option<Attention> {
     (rec.tainted && unchanged && rec.boot.failures.len() >= MAX_BOOT_TRIES).then(|| Attention {
         address: rec.address.clone(),
-        status: rec.status.clone().unwrap_or_else(|| "error".into()),
+        status: rec.status.clone().unwrap_or(CvmStatus::Error),
         problem: Problem::BootFailedAgain,
         boot_errors: rec.boot.failures.clone(),
         logs: boot_log_command(&rec.ids),
@@ -117,13 +101,13 @@ mod tests {
 
     fn rec(pending: bool, tainted: bool) -> ResourceRecord {
         ResourceRecord {
-            address: "cvm.web".into(),
+            address: Address::cvm("web"),
             ids: CloudIds { id: "u".into(), app_id: Some("ab".into()), ..Default::default() },
             attrs: CvmAttrs::default(),
             compose_hash: None,
             env_pubkey: None,
             kms_info: None,
-            status: Some("starting".into()),
+            status: Some(CvmStatus::Starting),
             tainted,
             boot: crate::model::BootHistory { pending, failures: vec![] },
             dependencies: vec![],
@@ -135,7 +119,7 @@ mod tests {
     fn remote(status: &str, in_progress: bool, boot: BootFacts) -> RemoteCvm {
         RemoteCvm {
             ids: CloudIds::default(),
-            status: status.into(),
+            status: CvmStatus::parse(status),
             in_progress,
             compose_hash: None,
             attrs: CvmAttrs::default(),
@@ -188,12 +172,5 @@ mod tests {
         assert!(gave_up(&r, false).is_none(), "a changed configuration is tried again");
         r.tainted = false;
         assert!(gave_up(&r, true).is_none());
-    }
-
-    #[test]
-    fn statuses_map_to_a_run_state_or_none() {
-        for (s, want) in [("running", Some(RUNNING)), ("stopped", Some(STOPPED)), ("error", None), ("updating", None)] {
-            assert_eq!(observed_power(s), want, "{s}");
-        }
     }
 }

@@ -6,7 +6,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{Change, Plan};
-use crate::model::{ATTRS, CvmAttrs};
+use crate::model::CvmAttrs;
+use crate::model::schema::{SCHEMA, Type};
 
 const SENSITIVE: &str = "(sensitive value)";
 
@@ -14,8 +15,8 @@ fn attrs_json(a: &CvmAttrs) -> (Value, Value, Vec<String>) {
     let mut m = Map::new();
     let mut unknown = Map::new();
     let mut sensitive = Vec::new();
-    for (name, _) in ATTRS {
-        if *name == "env" {
+    for spec in SCHEMA {
+        if let Type::Env = spec.ty {
             let mut env = Map::new();
             let mut env_unknown = Map::new();
             for (k, v) in &a.env {
@@ -29,15 +30,15 @@ fn attrs_json(a: &CvmAttrs) -> (Value, Value, Vec<String>) {
                     env_unknown.insert(k.clone(), true.into());
                 }
             }
-            m.insert("env".into(), Value::Object(env));
+            m.insert(spec.key.into(), Value::Object(env));
             if !env_unknown.is_empty() {
-                unknown.insert("env".into(), Value::Object(env_unknown));
+                unknown.insert(spec.key.into(), Value::Object(env_unknown));
             }
             continue;
         }
-        let v = a.get(name);
+        let v = a.get(spec.attr);
         if !v.is_null() {
-            m.insert(name.to_string(), v);
+            m.insert(spec.key.into(), v);
         }
     }
     (Value::Object(m), Value::Object(unknown), sensitive)
@@ -50,7 +51,7 @@ fn change_json(c: &Change) -> Value {
     json!({
         "address": c.address,
         "type": "phala_cvm",
-        "name": c.address.strip_prefix("cvm.").unwrap_or(&c.address),
+        "name": c.address.key(),
         "actions": c.action.json_actions(),
         "action": c.action,
         "id": c.ids.as_ref().map(|i| i.id.clone()),
@@ -58,10 +59,10 @@ fn change_json(c: &Change) -> Value {
         "after": after,
         "after_unknown": after_unknown,
         "sensitive_paths": before_sensitive.into_iter().chain(after_sensitive).collect::<std::collections::BTreeSet<_>>(),
-        "changed_attributes": c.attributes.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
-        "replace_paths": c.attributes.iter().filter(|a| a.forces_replacement).map(|a| a.name.clone()).collect::<Vec<_>>(),
+        "changed_attributes": c.attributes.iter().map(|a| a.name).collect::<Vec<_>>(),
+        "replace_paths": c.attributes.iter().filter(|a| a.forces_replacement).map(|a| a.name).collect::<Vec<_>>(),
         "reasons": c.reasons,
-        "restarts_cvm": c.reasons.contains(&super::Reason::RestartsCvm),
+        "restarts_cvm": c.restarts(),
         "compose_hash": c.compose_hash,
         "dependencies": c.dependencies,
     })
@@ -81,7 +82,7 @@ pub fn to_json(plan: &Plan) -> Value {
                     let keys = |v: &Value| {
                         v.as_object().map(|m| Value::from(m.keys().cloned().collect::<Vec<_>>())).unwrap_or(Value::Null)
                     };
-                    if a.name == "env" {
+                    if let Type::Env = a.name.spec().ty {
                         json!({"name": "env_keys", "before": keys(&a.before), "after": keys(&a.after)})
                     } else {
                         json!({"name": a.name, "before": a.before, "after": a.after})

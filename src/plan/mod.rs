@@ -6,21 +6,27 @@
 //! secret's value: sensitive env values carry a digest and the reference to read them again.
 
 pub mod checks;
+mod diff;
 pub mod health;
 pub mod json;
+mod preview;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::compose::{self, ComposeFields, ComposePatch};
 use crate::graph::{CycleError, Graph};
 use crate::manifest::{Config, CvmConfig, Kms, Ref, Template};
-use crate::model::{self, ATTRS, CloudIds, CvmAttrs, EnvVal, OutputValue, RemoteCvm, ResourceRecord, Update};
+use crate::model::schema::{Create, SCHEMA};
+use crate::model::{self, Address, Attr, CloudIds, CvmAttrs, EnvVal, OutputValue, Power, RemoteCvm, ResourceRecord};
 use crate::secrets::{self, SecretValues};
 use crate::state::Snapshot;
+use diff::diff_attrs;
+pub use diff::merge_refresh;
 pub use health::{Attention, Problem};
+pub use preview::app_compose_for_create;
+use preview::{preview_create, preview_update};
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -69,8 +75,11 @@ impl Action {
 pub enum Reason {
     /// Every configuration update restarts the CVM (seed 001).
     RestartsCvm,
+    /// A create cannot set these (the create request has no field for them): one update right
+    /// after the create does, and restarts the new CVM once.
+    SetAfterCreate { attributes: Vec<Attr> },
     /// These attributes cannot change in place.
-    ForcesReplacement { attributes: Vec<String> },
+    ForcesReplacement { attributes: Vec<Attr> },
     /// A create did not finish last time.
     Tainted,
     /// The CVM was deleted outside teeform.
@@ -109,7 +118,7 @@ pub struct OnChainNote {
 /// One attribute's before and after, as JSON (`null` = unset, unknown shown separately).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttrChange {
-    pub name: String,
+    pub name: Attr,
     pub before: serde_json::Value,
     pub after: serde_json::Value,
     #[serde(default)]
@@ -118,7 +127,7 @@ pub struct AttrChange {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
-    pub address: String,
+    pub address: Address,
     pub action: Action,
     /// Identifiers of the existing CVM (update, replace, delete).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,13 +142,37 @@ pub struct Change {
     #[serde(default)]
     pub reasons: Vec<Reason>,
     #[serde(default)]
-    pub dependencies: Vec<String>,
+    pub dependencies: Vec<Address>,
     /// Compose hash before and (previewed) after; the API's answer is authoritative.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose_hash: Option<HashChange>,
     /// The KMS the CVM uses (for on-chain registration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms: Option<KmsSpec>,
+}
+
+impl Change {
+    /// Whether this change changes `attr`.
+    pub fn changes(&self, attr: Attr) -> bool {
+        self.attributes.iter().any(|a| a.name == attr)
+    }
+
+    /// Whether applying it restarts a CVM (an update, or the update after a create).
+    pub fn restarts(&self) -> bool {
+        self.reasons.iter().any(|r| matches!(r, Reason::RestartsCvm | Reason::SetAfterCreate { .. }))
+    }
+}
+
+/// The attributes `after` sets that a create cannot carry: one update after the create sets
+/// them ([`Reason::SetAfterCreate`]).
+pub fn set_after_create(after: &CvmAttrs) -> Vec<Attr> {
+    SCHEMA.iter().filter(|s| s.create == Create::AfterCreate && after.is_set(s.attr)).map(|s| s.attr).collect()
+}
+
+/// The note of a create or a replacement that sets what a create cannot.
+fn after_create_reason(after: &CvmAttrs) -> Option<Reason> {
+    let attributes = set_after_create(after);
+    (!attributes.is_empty()).then_some(Reason::SetAfterCreate { attributes })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,7 +204,7 @@ pub struct KmsSpec {
 /// Attributes that changed outside teeform, or a CVM that disappeared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Drift {
-    pub address: String,
+    pub address: Address,
     pub deleted: bool,
     #[serde(default)]
     pub attributes: Vec<AttrChange>,
@@ -255,7 +288,7 @@ impl Plan {
     }
 
     pub fn restarts(&self) -> usize {
-        self.changes.iter().filter(|c| c.reasons.contains(&Reason::RestartsCvm)).count()
+        self.changes.iter().filter(|c| c.restarts()).count()
     }
 
     /// Whether the CVMs are as the manifest says: nothing to change, nothing needing a person.
@@ -281,7 +314,7 @@ pub struct Input<'a> {
     pub config: &'a Config,
     pub snapshot: &'a Snapshot,
     /// `None` when refresh was skipped.
-    pub refreshed: Option<&'a BTreeMap<String, Refresh>>,
+    pub refreshed: Option<&'a BTreeMap<Address, Refresh>>,
     pub secrets: &'a SecretValues,
     pub mode: Mode,
 }
@@ -292,105 +325,28 @@ pub enum PlanError {
     Cycle(#[from] CycleError),
 }
 
-/// The graph of everything the plan touches: CVMs in the manifest and CVMs only in state.
-pub fn graph(config: &Config, snapshot: &Snapshot) -> Result<Graph, CycleError> {
-    let mut nodes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+/// The nodes of the plan's graph: every CVM in the manifest or in state, with what it
+/// depends on (the manifest's `depends_on` and references, else what state recorded).
+fn nodes(config: &Config, snapshot: &Snapshot) -> BTreeMap<Address, Vec<Address>> {
+    let mut nodes: BTreeMap<Address, Vec<Address>> = BTreeMap::new();
     for c in config.cvms.values() {
-        nodes.insert(c.address(), c.depends_on.iter().map(|d| format!("cvm.{d}")).collect());
+        nodes.insert(c.address(), c.depends_on.iter().map(|d| Address::cvm(d)).collect());
     }
     for r in snapshot.resources.values() {
         nodes.entry(r.address.clone()).or_insert_with(|| r.dependencies.clone());
     }
-    Graph::new(nodes.iter().map(|(a, d)| (a.as_str(), d.as_slice())))
+    nodes
 }
 
-/// The record as it stands after refresh, and what changed outside teeform.
-/// Both sides are compared in the API's normal form ([`CvmAttrs::normalized`]).
-pub fn merge_refresh(rec: &ResourceRecord, remote: &RemoteCvm) -> (ResourceRecord, Vec<AttrChange>) {
-    let before = rec.attrs.clone().normalized();
-    let mut merged = rec.clone();
-    merged.attrs = before.clone();
-    let o = &remote.attrs.clone().normalized();
-    let a = &mut merged.attrs;
-    a.name = o.name.clone();
-    macro_rules! take {
-        ($($f:ident),*) => { $( if o.$f.is_some() { a.$f = o.$f.clone(); } )* };
-    }
-    take!(
-        compose,
-        vcpu,
-        memory,
-        disk_size,
-        instance_type,
-        node,
-        image,
-        kms,
-        public_logs,
-        public_sysinfo,
-        public_tcbinfo,
-        gateway,
-        gpus
-    );
-    // The API reports the pre-launch script only when there is one.
-    if o.compose.is_some() {
-        a.pre_launch_script = o.pre_launch_script.clone();
-    }
-    // Env values cannot be read back: keep ours for keys still present, learn new keys.
-    let keys: BTreeSet<&String> = o.env.keys().collect();
-    a.env.retain(|k, _| keys.contains(k));
-    for k in keys {
-        a.env.entry(k.clone()).or_default();
-    }
-    merged.ids = remote.ids.clone();
-    merged.compose_hash = remote.compose_hash.clone().or(merged.compose_hash);
-    merged.env_pubkey = remote.env_pubkey.clone().or(merged.env_pubkey);
-    merged.kms_info = remote.kms_info.clone().or(merged.kms_info);
-    merged.status = Some(remote.status.clone());
-    if let Some(p) = health::observed_power(&remote.status) {
-        merged.attrs.power = Some(p.to_string());
-    }
-    // Learning a value state did not record (null before) is not drift, except for the
-    // pre-launch script, where null is a value: no script. The API shows env keys only, so
-    // env drifts only when the keys do (values unknown to state are not drift).
-    let drift = diff_attrs(&before, &merged.attrs, false)
-        .into_iter()
-        .filter(|a| !a.before.is_null() || a.name == "pre_launch_script")
-        .filter(|a| a.name != "env" || before.env.keys().ne(merged.attrs.env.keys()))
-        .collect();
-    (merged, drift)
+/// The graph of everything the plan touches: CVMs in the manifest and CVMs only in state.
+pub fn graph(config: &Config, snapshot: &Snapshot) -> Result<Graph, CycleError> {
+    graph_of(&nodes(config, snapshot))
 }
 
-/// Attribute differences. With `managed_only`, only attributes `after` sets are compared
-/// (desired state leaves unmanaged attributes `None`). Both sides are in the API's normal
-/// form (the planner normalises desired attributes, reports and records as it reads them).
-fn diff_attrs(before: &CvmAttrs, after: &CvmAttrs, managed_only: bool) -> Vec<AttrChange> {
-    let mut out = Vec::new();
-    for (name, how) in ATTRS {
-        let always = matches!(*name, "name" | "compose" | "pre_launch_script" | "env" | "kms");
-        let (b, a) = (before.get(name), after.get(name));
-        if managed_only && a.is_null() && !always {
-            continue;
-        }
-        // A run state state never recorded (records from before teeform kept it, or a CVM
-        // whose status means neither) is not a change: refresh tells.
-        if *name == "power" && b.is_null() {
-            continue;
-        }
-        let changed = if *name == "env" { !env_same(&before.env, &after.env) } else { b != a };
-        if changed {
-            out.push(AttrChange {
-                name: name.to_string(),
-                before: b,
-                after: a,
-                forces_replacement: *how == Update::Replace,
-            });
-        }
-    }
-    out
-}
-
-fn env_same(a: &BTreeMap<String, EnvVal>, b: &BTreeMap<String, EnvVal>) -> bool {
-    a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| v.same_as(w)))
+fn graph_of(nodes: &BTreeMap<Address, Vec<Address>>) -> Result<Graph, CycleError> {
+    let edges: Vec<(&str, Vec<String>)> =
+        nodes.iter().map(|(a, d)| (a.as_str(), d.iter().map(ToString::to_string).collect())).collect();
+    Graph::new(edges.iter().map(|(a, d)| (*a, d.as_slice())))
 }
 
 pub fn kms_spec(kms: &Kms) -> Option<KmsSpec> {
@@ -427,13 +383,14 @@ fn onchain_note(spec: &KmsSpec, h: &HashChange, rec: &ResourceRecord) -> OnChain
 /// Builds the plan.
 pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let Input { config, snapshot, refreshed, secrets, mode } = *input;
-    let graph = graph(config, snapshot)?;
+    let nodes = nodes(config, snapshot);
+    let graph = graph_of(&nodes)?;
 
     // Current records: state, brought up to date by refresh.
-    let mut current: BTreeMap<String, ResourceRecord> = BTreeMap::new();
+    let mut current: BTreeMap<Address, ResourceRecord> = BTreeMap::new();
     let mut drift = Vec::new();
     let mut refreshed_records = Vec::new();
-    let mut gone: BTreeSet<String> = BTreeSet::new();
+    let mut gone: BTreeSet<Address> = BTreeSet::new();
     let mut attention: Vec<Attention> = Vec::new();
     for (addr, rec) in &snapshot.resources {
         match refreshed.and_then(|r| r.get(addr)) {
@@ -460,8 +417,8 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     }
 
     let mut changes: Vec<Change> = Vec::new();
-    let mut actions: BTreeMap<String, Action> = BTreeMap::new();
-    let desired: BTreeMap<String, &CvmConfig> = config.cvms.values().map(|c| (c.address(), c)).collect();
+    let mut actions: BTreeMap<Address, Action> = BTreeMap::new();
+    let desired: BTreeMap<Address, &CvmConfig> = config.cvms.values().map(|c| (c.address(), c)).collect();
 
     if mode == Mode::RefreshOnly {
         let changes = Vec::new();
@@ -471,19 +428,26 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     // Creates, updates and replacements in dependency order, so a CVM's references see what
     // happens to the CVMs it references.
     for addr in graph.topo_order() {
-        let Some(cfg) = desired.get(addr).filter(|_| mode != Mode::Destroy) else {
+        let Some((addr, cfg)) = desired.get_key_value(addr).filter(|_| mode != Mode::Destroy) else {
             continue;
         };
         let cur = current.get(addr);
         let after = desired_attrs(cfg, &current, &actions, secrets, &snapshot.meta.salt);
-        let deps: Vec<String> = graph.dependencies(addr).iter().map(|s| s.to_string()).collect();
+        // Graph nodes are the keys of `nodes`: each dependency is found there.
+        let deps: Vec<Address> = graph
+            .dependencies(addr.as_str())
+            .into_iter()
+            .filter_map(|d| nodes.get_key_value(d))
+            .map(|(d, _)| d.clone())
+            .collect();
         let kms = kms_spec(&cfg.kms);
         let change = match cur {
             None => {
-                let reasons = if gone.contains(addr) { vec![Reason::DeletedOutsideTeeform] } else { vec![] };
+                let mut reasons = if gone.contains(addr) { vec![Reason::DeletedOutsideTeeform] } else { vec![] };
+                reasons.extend(after_create_reason(&after));
                 let hash = preview_create(&after);
                 Some(Change {
-                    address: addr.to_string(),
+                    address: addr.clone(),
                     action: Action::Create,
                     ids: None,
                     before: None,
@@ -510,9 +474,10 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                         });
                     }
                     reasons.push(Reason::RotatesAppId);
+                    reasons.extend(after_create_reason(&after));
                     let hash = HashChange { before: rec.compose_hash.clone(), ..preview_create(&after) };
                     Some(Change {
-                        address: addr.to_string(),
+                        address: addr.clone(),
                         action: Action::Replace,
                         ids: Some(rec.ids.clone()),
                         before: Some(rec.attrs.clone()),
@@ -526,15 +491,17 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                 } else if attrs.is_empty() {
                     None
                 } else {
-                    let forcing: Vec<String> =
-                        attrs.iter().filter(|a| a.forces_replacement).map(|a| a.name.clone()).collect();
+                    let forcing: Vec<Attr> = attrs.iter().filter(|a| a.forces_replacement).map(|a| a.name).collect();
                     let (action, mut reasons, hash) = if forcing.is_empty() {
                         let hash = preview_update(rec, &after, refreshed.and_then(|r| r.get(addr)));
-                        (Action::Update, update_reasons(rec, &attrs), hash)
+                        (Action::Update, update_reasons(rec, &attrs, &after), hash)
                     } else {
                         (
                             Action::Replace,
-                            vec![Reason::ForcesReplacement { attributes: forcing }, Reason::RotatesAppId],
+                            [Reason::ForcesReplacement { attributes: forcing }, Reason::RotatesAppId]
+                                .into_iter()
+                                .chain(after_create_reason(&after))
+                                .collect(),
                             Some(HashChange { before: rec.compose_hash.clone(), ..preview_create(&after) }),
                         )
                     };
@@ -548,7 +515,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                         reasons.push(Reason::OnChainRegistration(onchain_note(spec, h, rec)));
                     }
                     Some(Change {
-                        address: addr.to_string(),
+                        address: addr.clone(),
                         action,
                         ids: Some(rec.ids.clone()),
                         before: Some(rec.attrs.clone()),
@@ -563,7 +530,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
             }
         };
         if let Some(c) = change {
-            actions.insert(addr.to_string(), c.action);
+            actions.insert(addr.clone(), c.action);
             changes.push(c);
         }
     }
@@ -574,6 +541,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         let Some(rec) = current.get(addr) else {
             continue;
         };
+        let addr = &rec.address;
         let reason = if mode == Mode::Destroy {
             Reason::DestroyRequested
         } else if !desired.contains_key(addr) {
@@ -581,9 +549,9 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         } else {
             continue;
         };
-        actions.insert(addr.to_string(), Action::Delete);
+        actions.insert(addr.clone(), Action::Delete);
         deletes.push(Change {
-            address: addr.to_string(),
+            address: addr.clone(),
             action: Action::Delete,
             ids: Some(rec.ids.clone()),
             before: Some(rec.attrs.clone()),
@@ -606,13 +574,13 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
 
 /// What an in-place update entails: a start or stop when the run state changes, a restart
 /// when the configuration changes on a CVM that runs and keeps running.
-fn update_reasons(rec: &ResourceRecord, attrs: &[AttrChange]) -> Vec<Reason> {
-    let power = attrs.iter().find(|a| a.name == "power").and_then(|a| a.after.as_str());
-    let config = attrs.iter().any(|a| a.name != "power");
+fn update_reasons(rec: &ResourceRecord, attrs: &[AttrChange], after: &CvmAttrs) -> Vec<Reason> {
+    let power = attrs.iter().any(|a| a.name == Attr::Power).then_some(after.power).flatten();
+    let config = attrs.iter().any(|a| a.name != Attr::Power);
     match power {
-        Some(model::STOPPED) => vec![Reason::Stops],
-        Some(_) => vec![Reason::Starts],
-        None if config && rec.attrs.power.as_deref() != Some(model::STOPPED) => vec![Reason::RestartsCvm],
+        Some(Power::Stopped) => vec![Reason::Stops],
+        Some(Power::Running) => vec![Reason::Starts],
+        None if config && rec.attrs.power != Some(Power::Stopped) => vec![Reason::RestartsCvm],
         None => vec![],
     }
 }
@@ -621,8 +589,8 @@ fn update_reasons(rec: &ResourceRecord, attrs: &[AttrChange]) -> Vec<Reason> {
 fn finish(
     config: &Config,
     snapshot: &Snapshot,
-    current: &BTreeMap<String, ResourceRecord>,
-    actions: &BTreeMap<String, Action>,
+    current: &BTreeMap<Address, ResourceRecord>,
+    actions: &BTreeMap<Address, Action>,
     changes: Vec<Change>,
     drift: Vec<Drift>,
     refreshed: Vec<ResourceRecord>,
@@ -690,35 +658,23 @@ fn key_changes(before: &BTreeMap<String, EnvVal>, after: &BTreeMap<String, EnvVa
 fn cvm_attr(
     target: &str,
     attr: &str,
-    current: &BTreeMap<String, ResourceRecord>,
-    actions: &BTreeMap<String, Action>,
+    current: &BTreeMap<Address, ResourceRecord>,
+    actions: &BTreeMap<Address, Action>,
 ) -> Option<String> {
-    let addr = format!("cvm.{target}");
+    let addr = Address::cvm(target);
     match actions.get(&addr) {
         Some(Action::Create | Action::Replace | Action::Delete) => return None,
         Some(Action::Update) if attr == "compose_hash" => return None,
         _ => {}
     }
-    record_attr(current.get(&addr)?, attr)
-}
-
-pub fn record_attr(rec: &ResourceRecord, attr: &str) -> Option<String> {
-    match attr {
-        "id" => Some(rec.ids.id.clone()),
-        "name" => Some(rec.attrs.name.clone()),
-        "app_id" => rec.ids.app_id.clone(),
-        "vm_uuid" => rec.ids.vm_uuid.clone(),
-        "instance_id" => rec.ids.instance_id.clone(),
-        "compose_hash" => rec.compose_hash.clone(),
-        _ => None,
-    }
+    current.get(&addr)?.reference(attr)
 }
 
 /// Resolves a template whose references are all known and none secret.
 fn resolve_plain(
     t: &Template,
-    current: &BTreeMap<String, ResourceRecord>,
-    actions: &BTreeMap<String, Action>,
+    current: &BTreeMap<Address, ResourceRecord>,
+    actions: &BTreeMap<Address, Action>,
 ) -> Option<String> {
     if t.refs().any(Ref::is_secret) {
         return None;
@@ -733,8 +689,8 @@ fn resolve_plain(
 /// Desired attributes of one CVM, with references resolved as far as they can be now.
 fn desired_attrs(
     c: &CvmConfig,
-    current: &BTreeMap<String, ResourceRecord>,
-    actions: &BTreeMap<String, Action>,
+    current: &BTreeMap<Address, ResourceRecord>,
+    actions: &BTreeMap<Address, Action>,
     secrets: &SecretValues,
     salt: &str,
 ) -> CvmAttrs {
@@ -753,7 +709,7 @@ fn desired_attrs(
                 (Some(value), false) => EnvVal::plain(value),
                 (Some(value), true) => EnvVal {
                     value: None,
-                    digest: Some(secrets::digest(salt, &addr, k, &value)),
+                    digest: Some(secrets::digest(salt, addr.as_str(), k, &value)),
                     template: Some(t.clone()),
                 },
                 (None, _) => EnvVal { value: None, digest: None, template: Some(t.clone()) },
@@ -761,86 +717,23 @@ fn desired_attrs(
             (k.clone(), v)
         })
         .collect();
+    CvmAttrs { env, ..configured_attrs(c) }
+}
+
+/// The attributes the manifest gives a CVM, in the API's normal form, env aside (its values
+/// need references and secrets resolved: the plan does that).
+pub fn configured_attrs(c: &CvmConfig) -> CvmAttrs {
     CvmAttrs {
         name: c.name.clone(),
         compose: Some(c.compose.content.clone()),
         pre_launch_script: c.pre_launch_script.as_ref().map(|f| f.content.clone()),
-        vcpu: c.vcpu,
-        memory: c.memory,
-        disk_size: c.disk_size,
-        instance_type: c.instance_type.clone(),
-        node: c.node.clone(),
-        image: c.image.clone(),
         kms: Some(c.kms.kind().to_string()),
-        public_logs: c.public_logs,
-        public_sysinfo: c.public_sysinfo,
-        public_tcbinfo: c.public_tcbinfo,
-        gateway: c.gateway,
-        gpus: c.gpus,
-        shutdown_timeout: c.shutdown_timeout,
-        allow_force_stop: c.allow_force_stop,
-        env,
-        power: Some(if c.stopped { model::STOPPED } else { model::RUNNING }.to_string()),
+        env: BTreeMap::new(),
+        power: Some(if c.stopped { Power::Stopped } else { Power::Running }),
+        // The plain-valued attributes, as the manifest's reader typed them.
+        ..c.attrs.clone()
     }
     .normalized()
-}
-
-/// Defaults the create request uses when the manifest leaves them out (the `phala` CLI's).
-pub const DEFAULT_PUBLIC_LOGS: bool = true;
-pub const DEFAULT_PUBLIC_SYSINFO: bool = true;
-pub const DEFAULT_PUBLIC_TCBINFO: bool = false;
-pub const DEFAULT_GATEWAY: bool = true;
-
-/// The app compose a create would produce, from the desired attributes.
-pub fn app_compose_for_create(a: &CvmAttrs) -> serde_json::Value {
-    let keys = a.env_keys();
-    compose::build(&ComposeFields {
-        name: &a.name,
-        docker_compose_file: a.compose.as_deref().unwrap_or_default(),
-        pre_launch_script: a.pre_launch_script.as_deref(),
-        allowed_envs: &keys,
-        kms_enabled: true,
-        gateway_enabled: a.gateway.unwrap_or(DEFAULT_GATEWAY),
-        public_logs: a.public_logs.unwrap_or(DEFAULT_PUBLIC_LOGS),
-        public_sysinfo: a.public_sysinfo.unwrap_or(DEFAULT_PUBLIC_SYSINFO),
-        public_tcbinfo: a.public_tcbinfo.unwrap_or(DEFAULT_PUBLIC_TCBINFO),
-    })
-}
-
-fn preview_create(after: &CvmAttrs) -> HashChange {
-    HashChange { before: None, after: compose::hash(&app_compose_for_create(after)) }
-}
-
-/// The compose-affecting part of an update, as the unified PATCH sends it.
-pub fn compose_patch<'a>(before: &CvmAttrs, after: &'a CvmAttrs, env_keys: &'a [String]) -> ComposePatch<'a> {
-    let changed = |f: &dyn Fn(&CvmAttrs) -> serde_json::Value| f(before) != f(after);
-    ComposePatch {
-        docker_compose_file: after.compose.as_deref().filter(|_| changed(&|a| a.get("compose"))),
-        pre_launch_script: if changed(&|a| a.get("pre_launch_script")) {
-            Some(after.pre_launch_script.as_deref().unwrap_or(""))
-        } else {
-            None
-        },
-        allowed_envs: (before.env.keys().ne(after.env.keys())).then_some(env_keys),
-        public_logs: after.public_logs.filter(|_| changed(&|a| a.get("public_logs"))),
-        public_sysinfo: after.public_sysinfo.filter(|_| changed(&|a| a.get("public_sysinfo"))),
-        public_tcbinfo: after.public_tcbinfo.filter(|_| changed(&|a| a.get("public_tcbinfo"))),
-    }
-}
-
-/// Previews the hash after an update: the refreshed app compose (or one rebuilt from state)
-/// with the change applied. `None` when the update leaves the app compose as it is.
-fn preview_update(rec: &ResourceRecord, after: &CvmAttrs, refresh: Option<&Refresh>) -> Option<HashChange> {
-    let keys = after.env_keys();
-    let patch = compose_patch(&rec.attrs, after, &keys);
-    if patch.is_empty() {
-        return None;
-    }
-    let base = match refresh {
-        Some(Refresh::Found(r)) if r.app_compose.is_some() => r.app_compose.clone().expect("checked"),
-        _ => app_compose_for_create(&rec.attrs),
-    };
-    Some(HashChange { before: rec.compose_hash.clone(), after: compose::hash(&compose::patch(&base, &patch)) })
 }
 
 #[cfg(test)]

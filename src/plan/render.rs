@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use anstyle::{AnsiColor, Style};
 
 use super::{Action, Attention, AttrChange, Change, Drift, Mode, Plan, Problem, Reason};
-use crate::model::EnvVal;
+use crate::model::schema::{SCHEMA, Type};
+use crate::model::{Attr, EnvVal};
 
 pub struct Palette {
     color: bool,
@@ -193,7 +194,7 @@ fn attention_item(out: &mut String, p: &Palette, a: &Attention, changed: bool) {
 
 fn heading(c: &Change) -> String {
     let restart = if c.reasons.contains(&Reason::RestartsCvm) { " (restarts the CVM)" } else { "" };
-    let only_power = c.attributes.iter().all(|a| a.name == "power");
+    let only_power = c.attributes.iter().all(|a| a.name == Attr::Power);
     match c.action {
         Action::Create => format!("# {} will be created", c.address),
         Action::Update if c.reasons.contains(&Reason::Starts) && only_power => {
@@ -220,31 +221,27 @@ fn heading(c: &Change) -> String {
     }
 }
 
-fn resource_name(address: &str) -> &str {
-    address.strip_prefix("cvm.").unwrap_or(address)
-}
-
 fn change(out: &mut String, p: &Palette, c: &Change) {
     let _ = writeln!(out, "  {}", p.bold(&heading(c)));
-    let _ = writeln!(out, "  {} cvm \"{}\" {{", p.symbol(c.action), resource_name(&c.address));
+    let _ = writeln!(out, "  {} cvm \"{}\" {{", p.symbol(c.action), c.address.key());
     match c.action {
         Action::Create => {
             // A hand-edited plan file may lack it; show nothing rather than fail.
             let empty = crate::model::CvmAttrs::default();
             let after = c.after.as_ref().unwrap_or(&empty);
-            for (name, _) in crate::model::ATTRS {
-                let v = after.get(name);
-                if v.is_null() || (*name == "env" && after.env.is_empty()) {
-                    continue;
-                }
-                if *name == "env" {
-                    let _ = writeln!(out, "      {} env = {{", p.green("+"));
-                    for (k, e) in &after.env {
-                        let _ = writeln!(out, "          {} {k} = {}", p.green("+"), env_shown(e));
+            for spec in SCHEMA {
+                let v = after.get(spec.attr);
+                match spec.ty {
+                    Type::Env if !after.env.is_empty() => {
+                        let _ = writeln!(out, "      {} env = {{", p.green("+"));
+                        for (k, e) in &after.env {
+                            let _ = writeln!(out, "          {} {k} = {}", p.green("+"), env_shown(e));
+                        }
+                        out.push_str("        }\n");
                     }
-                    out.push_str("        }\n");
-                } else {
-                    attr_line(out, p, "+", name, None, Some(&v));
+                    Type::Env => {}
+                    _ if v.is_null() => {}
+                    ty => attr_line(out, p, "+", spec.key, ty, None, Some(&v)),
                 }
             }
         }
@@ -260,7 +257,7 @@ fn change(out: &mut String, p: &Palette, c: &Change) {
             for a in &c.attributes {
                 attr_change(out, p, c, a);
             }
-            let hidden = crate::model::ATTRS.len() - c.attributes.len();
+            let hidden = SCHEMA.len() - c.attributes.len();
             if let Some(h) = &c.compose_hash {
                 let before = h.before.as_deref().map(short_hash).unwrap_or_else(|| "(none)".into());
                 let _ = writeln!(
@@ -288,8 +285,16 @@ fn note(r: &Reason) -> Option<String> {
         Reason::RestartsCvm => {
             "restarts the CVM: these changes go out as one update with one restart (expect downtime)".into()
         }
+        Reason::SetAfterCreate { attributes } => {
+            let names: Vec<&str> = attributes.iter().map(|a| a.key()).collect();
+            format!(
+                "a create cannot set {}: one update right after it does, which restarts the new CVM once",
+                names.join(", ")
+            )
+        }
         Reason::ForcesReplacement { attributes } => {
-            format!("{} cannot change in place, so the CVM is destroyed and created again", attributes.join(", "))
+            let names: Vec<&str> = attributes.iter().map(|a| a.key()).collect();
+            format!("{} cannot change in place, so the CVM is destroyed and created again", names.join(", "))
         }
         Reason::RotatesAppId => {
             "replacement creates a new app id: KMS-derived keys, disks and data of the old CVM do not survive".into()
@@ -365,6 +370,7 @@ fn attr_line(
     p: &Palette,
     sym: &str,
     name: &str,
+    ty: Type,
     before: Option<&serde_json::Value>,
     after: Option<&serde_json::Value>,
 ) {
@@ -382,7 +388,8 @@ fn attr_line(
         let eol = Eol::of(s);
         let text = if eol == Eol::CrLf { crlf_to_lf(s) } else { s.into() };
         let mut used = Markers::default();
-        let tabs = name == "compose";
+        // Tabs are marked where YAML forbids them in indentation.
+        let tabs = matches!(ty, Type::File { file, .. } if is_yaml(file));
         for l in text.split_inclusive('\n') {
             let l = l.strip_suffix('\n').unwrap_or(l);
             let _ = writeln!(out, "            {}", visible(l, tabs, &mut used, &|s| s.to_string(), &|s| p.marker(s)));
@@ -412,14 +419,14 @@ fn attr_line(
 
 fn attr_change(out: &mut String, p: &Palette, c: &Change, a: &AttrChange) {
     let replace = if a.forces_replacement { format!(" {}", p.red("# forces replacement")) } else { String::new() };
-    match a.name.as_str() {
-        "compose" | "pre_launch_script" => {
+    match a.name.spec().ty {
+        Type::File { file, .. } => {
             let b = a.before.as_str().unwrap_or_default();
             let n = a.after.as_str().unwrap_or_default();
             let _ = writeln!(out, "      {} {}:{replace}", p.yellow("~"), a.name);
-            text_diff(out, p, b, n, file_label(&a.name));
+            text_diff(out, p, b, n, file);
         }
-        "env" => {
+        Type::Env => {
             let _ = writeln!(out, "      {} env = {{", p.yellow("~"));
             let before = c.before.as_ref().map(|b| &b.env);
             let after = c.after.as_ref().map(|a| &a.env);
@@ -522,7 +529,7 @@ fn text_diff(out: &mut String, p: &Palette, before: &str, after: &str, label: &s
                 similar::ChangeTag::Delete => ('-', &came),
                 similar::ChangeTag::Insert => ('+', &gone),
             };
-            let tabs = label == "docker-compose.yml" || other.contains(&squash_ws(text));
+            let tabs = is_yaml(label) || other.contains(&squash_ws(text));
             let paint = |s: &str| if sign == '+' { p.green(s) } else { p.red(s) };
             lines.push(visible(&format!("{sign}{content}"), tabs, &mut used, &paint, &|s| p.marker(s)));
             if !text.ends_with('\n') {
@@ -544,9 +551,9 @@ fn text_diff(out: &mut String, p: &Palette, before: &str, after: &str, label: &s
     }
 }
 
-/// The file name a text attribute is shown under in diffs.
-fn file_label(attr: &str) -> &'static str {
-    if attr == "compose" { "docker-compose.yml" } else { "pre-launch-script" }
+/// Whether a file shown under `label` is YAML (compose), where tabs in indentation are errors.
+fn is_yaml(label: &str) -> bool {
+    label.ends_with(".yml")
 }
 
 /// The line-ending style of a text.
@@ -681,20 +688,14 @@ fn drift(out: &mut String, p: &Palette, d: &Drift) {
         return;
     }
     let _ = writeln!(out, "  {}", p.bold(&format!("# {} has changed", d.address)));
-    let _ = writeln!(out, "  {} cvm \"{}\" {{", p.yellow("~"), resource_name(&d.address));
+    let _ = writeln!(out, "  {} cvm \"{}\" {{", p.yellow("~"), d.address.key());
     for a in &d.attributes {
-        match a.name.as_str() {
-            "compose" | "pre_launch_script" => {
+        match a.name.spec().ty {
+            Type::File { file, .. } => {
                 let _ = writeln!(out, "      {} {}:", p.yellow("~"), a.name);
-                text_diff(
-                    out,
-                    p,
-                    a.before.as_str().unwrap_or_default(),
-                    a.after.as_str().unwrap_or_default(),
-                    file_label(&a.name),
-                );
+                text_diff(out, p, a.before.as_str().unwrap_or_default(), a.after.as_str().unwrap_or_default(), file);
             }
-            "env" => {
+            Type::Env => {
                 let keys = |v: &serde_json::Value| {
                     v.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default()
                 };

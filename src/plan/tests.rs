@@ -87,7 +87,9 @@ fn secrets() -> SecretValues {
 
 fn run(cfg: &Config, snapshot: &Snapshot, refreshed: Option<&BTreeMap<String, Refresh>>, mode: Mode) -> Plan {
     let s = secrets();
-    plan(&Input { config: cfg, snapshot, refreshed, secrets: &s, mode }).unwrap()
+    let refreshed: Option<BTreeMap<Address, Refresh>> =
+        refreshed.map(|r| r.iter().map(|(k, v)| (k.as_str().into(), v.clone())).collect());
+    plan(&Input { config: cfg, snapshot, refreshed: refreshed.as_ref(), secrets: &s, mode }).unwrap()
 }
 
 const THREE: &str = "
@@ -148,7 +150,7 @@ fn compose_and_vcpu_change_is_one_update_with_restart_note_and_diff() {
     let c = &p.changes[0];
     assert_eq!(c.action, Action::Update);
     assert!(c.reasons.contains(&Reason::RestartsCvm));
-    assert_eq!(c.attributes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["vcpu", "compose"]);
+    assert_eq!(c.attributes.iter().map(|a| a.name.key()).collect::<Vec<_>>(), ["vcpu", "compose"]);
     insta::assert_snapshot!("compose_and_vcpu_update", render::render(&p, false));
 }
 
@@ -230,7 +232,7 @@ fn env_values_unknown_to_state_are_not_drift() {
     };
     assert_eq!(merge_refresh(&rec, &remote(&["BAR", "FOO"])).1, vec![]);
     let drift = merge_refresh(&rec, &remote(&["FOO"])).1;
-    assert_eq!(drift.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["env"]);
+    assert_eq!(drift.iter().map(|a| a.name.key()).collect::<Vec<_>>(), ["env"]);
 }
 
 #[test]
@@ -443,7 +445,8 @@ fn attributes_the_api_normalises_are_compared_in_its_normal_form() {
                     set(&mut rec.attrs, *stored);
                     let mut remote = rec.attrs.clone();
                     set(&mut remote, *reported);
-                    let mut want = rec.attrs.clone();
+                    // As desired attributes are: with a run state.
+                    let mut want = CvmAttrs { power: Some(Power::Running), ..rec.attrs.clone() };
                     set(&mut want, *desired);
                     let (merged, drift) = merge_refresh(&rec, &remote_of(&rec, remote));
                     let case = format!("{name}: manifest {desired:?}, state {stored:?}, API {reported:?}");
@@ -473,7 +476,7 @@ fn an_empty_pre_launch_script_settles_and_removing_it_restarts_nothing() {
     let create_hash = &created.changes[0].compose_hash.as_ref().unwrap().after;
     assert_eq!(
         *create_hash,
-        compose::hash(&app_compose_for_create(&CvmAttrs { pre_launch_script: None, ..after.clone() })),
+        crate::compose::hash(&app_compose_for_create(&CvmAttrs { pre_launch_script: None, ..after.clone() })),
         "the preview hashes what the API stores"
     );
     for stored in [None, Some("")] {
@@ -500,7 +503,7 @@ fn an_empty_pre_launch_script_settles_and_removing_it_restarts_nothing() {
     rec.attrs.pre_launch_script = Some(" \n\t\n".into());
     assert!(run(&blank, &snap(vec![rec.clone()]), None, Mode::Normal).changes.is_empty());
     let p = run(&empty, &snap(vec![rec]), None, Mode::Normal);
-    assert_eq!(p.changes[0].attributes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["pre_launch_script"]);
+    assert_eq!(p.changes[0].attributes.iter().map(|a| a.name.key()).collect::<Vec<_>>(), ["pre_launch_script"]);
 }
 
 #[test]
@@ -512,7 +515,7 @@ fn a_script_added_outside_teeform_is_drift() {
     remote.pre_launch_script = Some("echo hi\n".into());
     let refreshed = BTreeMap::from([("cvm.web".to_string(), Refresh::Found(Box::new(remote_of(&rec, remote))))]);
     let p = run(&cfg, &snap(vec![rec]), Some(&refreshed), Mode::Normal);
-    assert_eq!(p.drift[0].attributes[0].name, "pre_launch_script");
+    assert_eq!(p.drift[0].attributes[0].name, Attr::PreLaunchScript);
     assert_eq!(p.changes[0].action, Action::Update);
 }
 

@@ -7,9 +7,11 @@ pub mod oci;
 pub mod phala;
 pub mod phala_images;
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
-use crate::model::{CloudIds, RemoteCvm};
+use crate::model::{Attr, CloudIds, CvmAttrs, RemoteCvm};
 
 /// What kind of failure an API call had, which decides retries and messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -123,26 +125,16 @@ impl ApiError {
     }
 }
 
-/// The create request (`POST /cvms/provision`), in teeform's terms.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The create request (`POST /cvms/provision`), in teeform's terms: the attributes a create
+/// sends, as the schema says ([`crate::model::schema::Create`]); the provider knows where
+/// each goes on the wire.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProvisionRequest {
-    pub name: String,
-    pub docker_compose_file: String,
-    pub pre_launch_script: Option<String>,
-    pub env_keys: Vec<String>,
-    pub vcpu: Option<u32>,
-    pub memory: Option<u32>,
-    pub disk_size: Option<u32>,
-    pub instance_type: Option<String>,
+    /// The new CVM's attributes, with the defaults a create sends for what the manifest leaves
+    /// out ([`CvmAttrs::with_create_defaults`]). Env: keys only (values go in the commit).
+    pub attrs: CvmAttrs,
+    /// The id of the node `attrs.node` names, when it names one.
     pub node_id: Option<u64>,
-    pub image: Option<String>,
-    /// `phala`, `ethereum` or `base`.
-    pub kms: String,
-    pub public_logs: bool,
-    pub public_sysinfo: bool,
-    pub public_tcbinfo: bool,
-    pub gateway: bool,
-    pub gpus: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -167,42 +159,18 @@ pub struct CommitRequest {
     pub deployer_address: Option<String>,
 }
 
-/// The fields of the unified `PATCH /cvms/{id}`; `None` fields are not sent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The unified `PATCH /cvms/{id}` in teeform's terms: which attributes to send, with their
+/// values; the provider knows where each goes on the wire.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PatchRequest {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub docker_compose_file: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pre_launch_script: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_envs: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The attributes to send ([`crate::model::schema::Patch::Value`] ones); `env` here sends
+    /// its keys (`allowed_envs`), which are sent when they change.
+    pub send: BTreeSet<Attr>,
+    /// The values to send: the desired attributes (an instance type as its sizes). Env: keys
+    /// only.
+    pub attrs: CvmAttrs,
+    /// Every env value, encrypted to the CVM's env key (sent whenever env changes).
     pub encrypted_env: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_logs: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_sysinfo: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_tcbinfo: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vcpu: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub disk_size: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gpus: Option<GpuSpec>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shutdown_timeout: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allow_force_stop: Option<bool>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GpuSpec {
-    pub count: u32,
 }
 
 /// The API's answer when an update needs an on-chain compose-hash registration (HTTP 465).

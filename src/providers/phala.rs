@@ -7,13 +7,15 @@ use std::time::Duration;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 
+mod attrs;
+
 use super::http::{self, Idempotency, RetryObserver, RetryPolicy};
 use super::phala_images::{self, OsImage};
 use super::{
     ApiError, Available, CommitRequest, ErrorKind, HashRequired, InstanceType, KmsEntry, NodeInfo, PatchOutcome,
     PatchRequest, PhalaApi, PowerAction, ProvisionRequest, Provisioned,
 };
-use crate::model::{BootFacts, CloudIds, CvmAttrs, EnvVal, RemoteCvm};
+use crate::model::{BootFacts, CloudIds, CvmStatus, RemoteCvm};
 
 /// The API version the JS SDK and CLI send by default.
 pub const API_VERSION: &str = "2026-01-21";
@@ -280,10 +282,7 @@ pub fn path_id(id: &str) -> String {
 /// would plan changes (or restarts) from a broken answer.
 pub fn parse_cvm(v: &Value) -> Result<RemoteCvm, String> {
     let f = Fields::of(v, "")?;
-    let name = f.req_str("name")?;
     let id = f.id("id")?;
-    let res = f.object("resource")?;
-    let res_u32 = |k: &str| res.as_ref().map(|r| r.u32(k)).transpose().map(Option::flatten);
     let compose = match f.get("compose_file") {
         None => None,
         Some(c @ Value::Object(_)) => Some(c.clone()),
@@ -294,28 +293,7 @@ pub fn parse_cvm(v: &Value) -> Result<RemoteCvm, String> {
         Some(other) => return Err(f.wrong("compose_file", "an object", other)),
     };
     let cf = compose.as_ref().map(|c| Fields::of(c, "compose_file")).transpose()?;
-    let mut attrs = CvmAttrs {
-        name: name.clone(),
-        vcpu: res_u32("vcpu")?,
-        memory: res.as_ref().map(|r| r.gib_as_mib("memory_in_gb")).transpose()?.flatten(),
-        disk_size: res_u32("disk_in_gb")?,
-        instance_type: res.as_ref().map(|r| r.str("instance_type")).transpose()?.flatten(),
-        gpus: res_u32("gpus")?,
-        image: f.object("os")?.map(|o| o.str("name")).transpose()?.flatten(),
-        kms: f.str("kms_type")?,
-        public_logs: f.bool("public_logs")?,
-        public_sysinfo: f.bool("public_sysinfo")?,
-        public_tcbinfo: f.bool("public_tcbinfo")?,
-        gateway: f.bool("gateway_enabled")?,
-        ..Default::default()
-    };
-    if let Some(c) = &cf {
-        attrs.compose = c.str("docker_compose_file")?;
-        attrs.pre_launch_script = c.str("pre_launch_script")?;
-        if let Some(keys) = c.strings("allowed_envs")? {
-            attrs.env = keys.into_iter().map(|k| (k, EnvVal::default())).collect();
-        }
-    }
+    let attrs = attrs::read(&f, cf.as_ref())?;
     let kms = f.object("kms_info")?;
     let env_pubkey = match kms.as_ref().map(|k| k.str("encrypted_env_pubkey")).transpose()?.flatten() {
         Some(k) => Some(k),
@@ -324,7 +302,7 @@ pub fn parse_cvm(v: &Value) -> Result<RemoteCvm, String> {
     let in_progress = f.get("progress").is_some() || f.bool("in_progress")?.unwrap_or(false);
     Ok(RemoteCvm {
         ids: CloudIds { id, app_id: f.str("app_id")?, vm_uuid: f.str("vm_uuid")?, instance_id: f.str("instance_id")? },
-        status: f.str("status")?.unwrap_or_else(|| "unknown".into()),
+        status: f.str("status")?.map_or_else(CvmStatus::default, |s| CvmStatus::parse(&s)),
         in_progress,
         compose_hash: f.str("compose_hash")?,
         // In the API's normal form, as the planner compares attributes.
@@ -510,41 +488,7 @@ impl PhalaApi for PhalaClient {
     }
 
     async fn provision(&self, r: &ProvisionRequest) -> Result<Provisioned, ApiError> {
-        let mut compose = json!({
-            "name": r.name,
-            "docker_compose_file": r.docker_compose_file,
-            "allowed_envs": r.env_keys,
-            "kms_enabled": true,
-            "gateway_enabled": r.gateway,
-            "public_logs": r.public_logs,
-            "public_sysinfo": r.public_sysinfo,
-            "public_tcbinfo": r.public_tcbinfo,
-        });
-        if let Some(p) = &r.pre_launch_script {
-            compose["pre_launch_script"] = p.clone().into();
-        }
-        let mut body = json!({
-            "name": r.name,
-            "compose_file": compose,
-            "kms": r.kms.to_ascii_uppercase(),
-            "env_keys": r.env_keys,
-            "listed": false,
-        });
-        for (k, v) in [("vcpu", r.vcpu), ("memory", r.memory), ("disk_size", r.disk_size), ("gpus", r.gpus)] {
-            if let Some(v) = v {
-                body[k] = v.into();
-            }
-        }
-        if let Some(t) = &r.instance_type {
-            body["instance_type"] = t.clone().into();
-        }
-        if let Some(i) = &r.image {
-            body["image"] = i.clone().into();
-        }
-        // The SDK renames node_id to teepod_id on the wire.
-        if let Some(n) = r.node_id {
-            body["teepod_id"] = n.into();
-        }
+        let body = attrs::create_body(r);
         // Provisioning only computes and caches; repeating it is harmless.
         let v = self.json(Method::POST, "/cvms/provision", Idempotency::Safe, Some(&body), &[]).await?;
         let read = || -> Result<Provisioned, String> {
@@ -600,7 +544,7 @@ impl PhalaApi for PhalaClient {
 
     async fn patch(&self, id: &str, req: &PatchRequest, prepare_only: bool) -> Result<PatchOutcome, ApiError> {
         let path = format!("/cvms/{}", path_id(id));
-        let body = serde_json::to_value(req).expect("a patch serializes");
+        let body = attrs::patch_body(req).map_err(|m| ApiError::local(ErrorKind::Other, "PATCH", &path, m))?;
         let headers: Vec<(&str, String)> = if prepare_only { vec![("X-Prepare-Only", "true".into())] } else { vec![] };
         match self.json(Method::PATCH, &path, Idempotency::Unsafe, Some(&body), &headers).await {
             Ok(v) => Ok(PatchOutcome::Accepted { correlation_id: correlation_id(&v, "PATCH", &path)? }),

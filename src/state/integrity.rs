@@ -179,7 +179,7 @@ pub struct Backup {
     /// The seal of the state copied (its `writes` says how recent the copy is).
     pub seal: Seal,
     pub meta: Meta,
-    pub resources: BTreeMap<String, ResourceRecord>,
+    pub resources: BTreeMap<crate::model::Address, ResourceRecord>,
     pub outputs: BTreeMap<String, OutputValue>,
     pub journal: Vec<JournalEntry>,
 }

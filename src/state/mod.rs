@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{OutputValue, ResourceRecord};
+use crate::model::{Address, OutputValue, ResourceRecord};
 
 pub use migrate::{MigrateError, Migrated, migrate};
 pub use postgres::{PgConn, PgStore};
@@ -50,7 +50,7 @@ impl Meta {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     pub meta: Meta,
-    pub resources: BTreeMap<String, ResourceRecord>,
+    pub resources: BTreeMap<Address, ResourceRecord>,
     pub outputs: BTreeMap<String, OutputValue>,
 }
 
@@ -59,7 +59,7 @@ pub struct Snapshot {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {
     pub id: String,
-    pub address: String,
+    pub address: Address,
     /// `create`, `update` or `delete`.
     pub op: String,
     /// The CVM's name in the cloud (how a create that may have happened is found again).
@@ -120,7 +120,7 @@ pub fn hostname() -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     pub put: Vec<ResourceRecord>,
-    pub remove: Vec<String>,
+    pub remove: Vec<Address>,
     pub outputs: Option<BTreeMap<String, OutputValue>>,
     pub journal_put: Vec<JournalEntry>,
     pub journal_done: Vec<String>,

@@ -485,7 +485,10 @@ impl Store for PgStore {
         {
             let (address, text): (String, String) = (row.get(0), row.get(1));
             let rec: ResourceRecord = serde_json::from_str(&text).map_err(|e| corrupt(address.clone(), e))?;
-            resources.insert(address, rec);
+            if rec.address != *address.as_str() {
+                return Err(corrupt(address, format!("the record is of {}", rec.address)));
+            }
+            resources.insert(rec.address.clone(), rec);
         }
         let outputs = match tx
             .query_opt("SELECT outputs::text FROM teeform_outputs WHERE workspace = $1", &[ws])
@@ -511,13 +514,13 @@ impl Store for PgStore {
             tx.execute(
                 "INSERT INTO teeform_resources (workspace, address, record) VALUES ($1, $2, $3::text::jsonb)
                  ON CONFLICT (workspace, address) DO UPDATE SET record = excluded.record",
-                &[ws, &r.address, &to_json(r)?],
+                &[ws, &r.address.as_str(), &to_json(r)?],
             )
             .await
             .map_err(pg_err)?;
         }
         for a in &batch.remove {
-            tx.execute("DELETE FROM teeform_resources WHERE workspace = $1 AND address = $2", &[ws, a])
+            tx.execute("DELETE FROM teeform_resources WHERE workspace = $1 AND address = $2", &[ws, &a.as_str()])
                 .await
                 .map_err(pg_err)?;
         }
@@ -610,7 +613,7 @@ impl Store for PgStore {
         for r in snapshot.resources.values() {
             tx.execute(
                 "INSERT INTO teeform_resources (workspace, address, record) VALUES ($1, $2, $3::text::jsonb)",
-                &[ws, &r.address, &to_json(r)?],
+                &[ws, &r.address.as_str(), &to_json(r)?],
             )
             .await
             .map_err(pg_err)?;

@@ -503,7 +503,10 @@ impl Store for SledStore {
             let key = String::from_utf8_lossy(&k).to_string();
             let rec: ResourceRecord = serde_json::from_slice(&v)
                 .map_err(|e| StateError::Corrupt { key: key.clone(), reason: e.to_string() })?;
-            resources.insert(key, rec);
+            if rec.address != *key.as_str() {
+                return Err(StateError::Corrupt { reason: format!("the record is of {}", rec.address), key });
+            }
+            resources.insert(rec.address.clone(), rec);
         }
         let outputs = match self.outputs.get(OUTPUTS_KEY).map_err(|e| sled_err(&self.dir, e))? {
             Some(raw) => serde_json::from_slice(&raw)
@@ -523,7 +526,7 @@ impl Store for SledStore {
         let puts: Vec<(String, Vec<u8>)> = batch
             .put
             .iter()
-            .map(|r| Ok((r.address.clone(), serde_json::to_vec(r).map_err(storage)?)))
+            .map(|r| Ok((r.address.to_string(), serde_json::to_vec(r).map_err(storage)?)))
             .collect::<Result<_, StateError>>()?;
         let outputs: Option<Vec<u8>> = batch
             .outputs
@@ -549,8 +552,8 @@ impl Store for SledStore {
                 seal.resources.add(k.as_bytes(), v);
             }
             for k in &batch.remove {
-                if let Some(old) = tr.remove(k.as_bytes())? {
-                    seal.resources.remove(k.as_bytes(), &old);
+                if let Some(old) = tr.remove(k.as_str().as_bytes())? {
+                    seal.resources.remove(k.as_str().as_bytes(), &old);
                 }
             }
             if let Some(o) = &outputs {
@@ -643,7 +646,7 @@ impl Store for SledStore {
         let res: Vec<(String, Vec<u8>)> = snapshot
             .resources
             .iter()
-            .map(|(k, r)| Ok((k.clone(), serde_json::to_vec(r).map_err(storage)?)))
+            .map(|(k, r)| Ok((k.to_string(), serde_json::to_vec(r).map_err(storage)?)))
             .collect::<Result<_, StateError>>()?;
         let outputs = serde_json::to_vec(&snapshot.outputs).map_err(storage)?;
         let jnl: Vec<(String, Vec<u8>)> = journal
@@ -777,7 +780,7 @@ mod tests {
         db.open_tree("meta").unwrap().insert(META_KEY, serde_json::to_vec(&meta).unwrap()).unwrap();
         let res = db.open_tree("resources").unwrap();
         for r in records {
-            res.insert(r.address.as_bytes(), serde_json::to_vec(r).unwrap()).unwrap();
+            res.insert(r.address.as_str().as_bytes(), serde_json::to_vec(r).unwrap()).unwrap();
         }
         db.flush().unwrap();
         meta

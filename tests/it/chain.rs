@@ -638,3 +638,28 @@ fn ctrl_c_while_waiting_for_the_chain_leaves_the_update_paused() {
     c.t.run(&["apply", "--resume"]).ok();
     assert_eq!(format!("0x{}", c.sim_hash()), hash);
 }
+
+/// The `kms` attribute's round trip (the one `tests/it/schema.rs` cannot make without a
+/// chain): from an on-chain KMS to Phala's and back, each a replacement that the API then
+/// reports as applied, with nothing left to do.
+#[test]
+fn the_kms_round_trips_each_way_by_replacement() {
+    let Some(mut c) = Chain::new() else { return };
+    let kms_type = |c: &Chain| c.t.api("GET", "/cvms/chain-web", None).1["kms_type"].clone();
+    assert_eq!(kms_type(&c), "base");
+    c.t.run(&["plan", "--detailed-exitcode"]).code(0);
+    for (manifest, want) in
+        [(MANIFEST.replace("    kms:\n      chain: 31337\n", ""), "phala"), (MANIFEST.into(), "base")]
+    {
+        c.t.manifest(&manifest);
+        let plan = c.t.run(&["plan", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan --json");
+        assert_eq!(v["resource_changes"][0]["changed_attributes"], serde_json::json!(["kms"]), "{}", plan.stdout);
+        assert_eq!(v["resource_changes"][0]["actions"], serde_json::json!(["delete", "create"]));
+        c.with_key(true);
+        c.t.run(&["apply", "--auto-approve"]).ok();
+        c.with_key(false);
+        assert_eq!(kms_type(&c), want);
+        c.t.run(&["plan", "--detailed-exitcode"]).code(0);
+    }
+}

@@ -19,6 +19,7 @@ mod postgres;
 mod progress;
 #[allow(dead_code)]
 mod proxy;
+mod schema;
 mod secrets;
 mod sim_limits;
 mod trust;

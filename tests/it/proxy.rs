@@ -73,6 +73,8 @@ pub struct Seen {
     pub target: String,
     pub api_key: Option<String>,
     pub authorization: Option<String>,
+    /// The request's body, as sent.
+    pub body: Vec<u8>,
 }
 
 struct Inner {
@@ -165,6 +167,11 @@ impl Proxy {
         self.inner.rules.lock().unwrap().clear();
     }
 
+    /// Forgets the requests seen so far.
+    pub fn clear_seen(&self) {
+        self.inner.seen.lock().unwrap().clear();
+    }
+
     /// Every request seen so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.inner.seen.lock().unwrap().clone()
@@ -205,11 +212,13 @@ async fn handle(State(p): State<Arc<Inner>>, req: Request) -> Response {
     let method = req.method().to_string();
     let target = req.uri().path_and_query().map(|x| x.as_str().to_string()).unwrap_or_default();
     let headers = req.headers().clone();
+    let body = axum::body::to_bytes(req.into_body(), 64 << 20).await.unwrap_or_default();
     p.seen.lock().unwrap().push(Seen {
         method: method.clone(),
         target: target.clone(),
         api_key: header(&headers, "x-api-key"),
         authorization: header(&headers, "authorization"),
+        body: body.to_vec(),
     });
     let fault = {
         let mut rules = p.rules.lock().unwrap();
@@ -223,7 +232,6 @@ async fn handle(State(p): State<Arc<Inner>>, req: Request) -> Response {
             r.fault.clone()
         })
     };
-    let body = axum::body::to_bytes(req.into_body(), 64 << 20).await.unwrap_or_default();
     match fault {
         Some(Fault::Answer { status, headers, body }) => {
             let mut r = Response::builder().status(status);

@@ -51,7 +51,7 @@ fn create_entry(address: &str, name: &str, app_id: Option<&str>) -> JournalEntry
     }
     JournalEntry {
         id: format!("t-{}", uuid::Uuid::new_v4().simple()),
-        address: address.into(),
+        address: teeform::model::Address::parse(address).unwrap(),
         op: "create".into(),
         name: name.into(),
         cloud_id: None,

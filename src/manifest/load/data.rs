@@ -330,7 +330,7 @@ impl Loader<'_> {
             return;
         };
         if let Some(s) = t.as_literal() {
-            c.image = Some(s);
+            c.attrs.image = Some(s);
             return;
         }
         if t.refs().any(|r| matches!(r, Ref::Data { source, attr, .. } if source == "phala_os_image" && attr != "name"))

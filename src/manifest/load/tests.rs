@@ -172,8 +172,13 @@ fn null_is_unset_where_optional_and_an_error_where_a_value_is_needed() {
     assert_eq!((c.backend, c.endpoint), (None, Endpoint::Url(DEFAULT_API_PREFIX.into())));
     let w = &c.cvms["web"];
     assert_eq!(w.kms, Kms::Phala);
-    assert!(w.node.is_none() && w.instance_type.is_none() && w.vcpu.is_none() && w.public_logs.is_none());
-    assert!(w.image.is_none() && w.pre_launch_script.is_none());
+    assert!(
+        w.attrs.node.is_none()
+            && w.attrs.instance_type.is_none()
+            && w.attrs.vcpu.is_none()
+            && w.attrs.public_logs.is_none()
+    );
+    assert!(w.attrs.image.is_none() && w.pre_launch_script.is_none());
     // A null name is no name: the key is the name.
     let c = p.load("cvms:\n  web-app:\n    name: ~\n    compose: web.yml\n").unwrap();
     assert_eq!(c.cvms["web-app"].name, "web-app");
@@ -187,7 +192,7 @@ fn number_fields_take_core_integers_and_show_what_they_refuse() {
     for (written, want) in ok {
         let c =
             p.load(&web(&format!("    gpus: {written}\n"))).unwrap_or_else(|e| panic!("{written}: {:?}", shown(&e)));
-        assert_eq!(c.cvms["web"].gpus, Some(*want), "{written}");
+        assert_eq!(c.cvms["web"].attrs.gpus, Some(*want), "{written}");
     }
     let bad: &[(&str, &str)] = &[
         ("0755", "a leading zero makes `0755` octal in YAML 1.1 and decimal in YAML 1.2; write `755`"),
@@ -222,7 +227,7 @@ fn boolean_fields_take_yaml_1_1_words_too() {
         ("\"true\"", true),
     ] {
         let c = p.load(&web(&format!("    public_logs: {written}\n"))).unwrap();
-        assert_eq!(c.cvms["web"].public_logs, Some(want), "{written}");
+        assert_eq!(c.cvms["web"].attrs.public_logs, Some(want), "{written}");
     }
     for written in ["sometimes", "1", "y"] {
         let e = p.errors(&web(&format!("    public_logs: {written}\n")));
@@ -236,11 +241,11 @@ fn variables_keep_their_text_inside_strings() {
     let check = |p: Project, node: &str, a: &str| {
         let c = p.load(m).unwrap_or_else(|e| panic!("{:?}", shown(&e)));
         let w = &c.cvms["web"];
-        assert_eq!(w.node.as_deref(), Some(node));
+        assert_eq!(w.attrs.node.as_deref(), Some(node));
         assert_eq!(w.env["A"].as_literal().unwrap(), a);
         assert_eq!(w.env["B"].as_literal().unwrap(), "v0755");
         assert_eq!(w.env["C"].as_literal().unwrap(), "2");
-        assert_eq!(w.vcpu, Some(2));
+        assert_eq!(w.attrs.vcpu, Some(2));
     };
     check(Project::new(), "node-1.20", "1.20");
     check(Project::new().var("v", "1.30"), "node-1.30", "1.30");

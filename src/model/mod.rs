@@ -9,6 +9,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::Template;
 
+mod address;
+pub mod schema;
+mod status;
+
+pub use address::{Address, AddressError};
+pub use schema::{Attr, SCHEMA, Update};
+pub use status::{CvmStatus, Power};
+
 /// One environment variable's value as the planner and the state see it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct EnvVal {
@@ -49,8 +57,9 @@ impl EnvVal {
     }
 }
 
-/// A CVM's configuration. In desired state, `None` means "not managed" (whatever the cloud
-/// has is fine); `name`, `compose`, `pre_launch_script` and `env` are always managed.
+/// A CVM's configuration: one field per attribute of [`schema::SCHEMA`], which says what
+/// each holds and how teeform treats it. In desired state, `None` means "not managed"
+/// (whatever the cloud has is fine) for the attributes the schema does not always manage.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CvmAttrs {
     pub name: String,
@@ -88,117 +97,16 @@ pub struct CvmAttrs {
     pub allow_force_stop: Option<bool>,
     #[serde(default)]
     pub env: BTreeMap<String, EnvVal>,
-    /// The run state: `running` or `stopped`. Desired state always sets it (`running` unless
-    /// the manifest says `power: stopped`); observed, it is what the API's status means, and
-    /// unknown (`None`) for a CVM that failed or is changing in a way that says neither.
+    /// The run state. Desired state always sets it (`running` unless the manifest says
+    /// `power: stopped`); observed, it is what the API's status means, and unknown (`None`)
+    /// for a CVM that failed or is changing in a way that says neither.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub power: Option<String>,
+    pub power: Option<Power>,
 }
-
-/// How a change to an attribute is carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Update {
-    /// Part of the one unified `PATCH /cvms/{id}`; restarts the CVM.
-    InPlace,
-    /// The API cannot change it on a running CVM: destroy and create again.
-    Replace,
-    /// Started or stopped with the API's `POST /cvms/{id}/start` or `/stop`: stopping comes
-    /// before an update of the same CVM, starting after it, so it boots once.
-    Power,
-}
-
-/// Every attribute in display order, with how it is changed.
-pub const ATTRS: &[(&str, Update)] = &[
-    ("name", Update::Replace),
-    ("kms", Update::Replace),
-    ("node", Update::Replace),
-    ("gateway", Update::Replace),
-    ("instance_type", Update::InPlace),
-    ("vcpu", Update::InPlace),
-    ("memory", Update::InPlace),
-    ("disk_size", Update::InPlace),
-    ("gpus", Update::InPlace),
-    ("image", Update::InPlace),
-    ("public_logs", Update::InPlace),
-    ("public_sysinfo", Update::InPlace),
-    ("public_tcbinfo", Update::InPlace),
-    ("shutdown_timeout", Update::InPlace),
-    ("allow_force_stop", Update::InPlace),
-    ("pre_launch_script", Update::InPlace),
-    ("compose", Update::InPlace),
-    ("env", Update::InPlace),
-    ("power", Update::Power),
-];
-
-/// The values of `power`.
-pub const RUNNING: &str = "running";
-pub const STOPPED: &str = "stopped";
 
 impl CvmAttrs {
-    /// The attribute as JSON (null when unset), for generic diffs and rendering.
-    pub fn get(&self, name: &str) -> serde_json::Value {
-        use serde_json::Value;
-        fn o<T: Into<Value> + Clone>(v: &Option<T>) -> Value {
-            v.clone().map_or(Value::Null, Into::into)
-        }
-        match name {
-            "name" => self.name.clone().into(),
-            "compose" => o(&self.compose),
-            "pre_launch_script" => o(&self.pre_launch_script),
-            "vcpu" => o(&self.vcpu),
-            "memory" => o(&self.memory),
-            "disk_size" => o(&self.disk_size),
-            "instance_type" => o(&self.instance_type),
-            "node" => o(&self.node),
-            "image" => o(&self.image),
-            "kms" => o(&self.kms),
-            "public_logs" => o(&self.public_logs),
-            "public_sysinfo" => o(&self.public_sysinfo),
-            "public_tcbinfo" => o(&self.public_tcbinfo),
-            "gateway" => o(&self.gateway),
-            "gpus" => o(&self.gpus),
-            "shutdown_timeout" => o(&self.shutdown_timeout),
-            "allow_force_stop" => o(&self.allow_force_stop),
-            "env" => serde_json::to_value(&self.env).unwrap_or(Value::Null),
-            "power" => o(&self.power),
-            _ => Value::Null,
-        }
-    }
-
     pub fn env_keys(&self) -> Vec<String> {
         self.env.keys().cloned().collect()
-    }
-
-    /// The attributes in the API's normal form: what the API reports back after being sent
-    /// these. Desired attributes, the API's reports and state records are compared in this
-    /// form, so a value the API stores differently from how it was written never shows as a
-    /// change (nor restarts a CVM to "fix" it, forever).
-    ///
-    /// The API does not keep these exactly as written:
-    /// - `pre_launch_script`: an empty script is no script. `@phala/dstack-sdk` and
-    ///   `@phala/cloud` drop a falsy one before hashing (`preprocessAppCompose`), the
-    ///   simulator drops it when stored, and `PATCH` with `""` removes it. Only the empty
-    ///   string is falsy: a script of whitespace stays (UNVERIFIED for the real backend,
-    ///   taken to follow the SDK's rule).
-    /// - `instance_type`, `node`, `image`: empty is absent (UNVERIFIED: the API reports none
-    ///   rather than an empty string).
-    /// - `kms`: sent as `PHALA`/`ETHEREUM`/`BASE` (the SDK's enum), reported in lower case.
-    /// - `env`: no keys and an absent or empty `allowed_envs` are the same (both an empty map
-    ///   here already, so nothing to rewrite).
-    ///
-    /// Everything else (name, compose, numbers, booleans, env values) is kept byte for byte:
-    /// a whitespace-only script, CRLF line ends or a byte-order mark reach the CVM as they
-    /// are, so they are compared as they are.
-    pub fn normalized(mut self) -> CvmAttrs {
-        for v in [&mut self.pre_launch_script, &mut self.instance_type, &mut self.node, &mut self.image] {
-            if v.as_deref() == Some("") {
-                *v = None;
-            }
-        }
-        if let Some(k) = &mut self.kms {
-            k.make_ascii_lowercase();
-        }
-        self
     }
 }
 
@@ -219,7 +127,7 @@ pub struct CloudIds {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RemoteCvm {
     pub ids: CloudIds,
-    pub status: String,
+    pub status: CvmStatus,
     pub in_progress: bool,
     pub compose_hash: Option<String>,
     /// Observed configuration; env has keys only (values cannot be read back).
@@ -253,14 +161,14 @@ pub struct BootFacts {
 
 impl RemoteCvm {
     pub fn is_ready(&self) -> bool {
-        self.status == "running" && !self.in_progress
+        self.status == CvmStatus::Running && !self.in_progress
     }
 }
 
 /// What state keeps for a managed resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResourceRecord {
-    pub address: String,
+    pub address: Address,
     pub ids: CloudIds,
     /// Configuration as last applied (or refreshed): env values plain or digested.
     pub attrs: CvmAttrs,
@@ -270,8 +178,9 @@ pub struct ResourceRecord {
     pub env_pubkey: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_info: Option<serde_json::Value>,
+    /// The API's status when last seen (`starting` right after a create).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<CvmStatus>,
     /// A create that did not finish: the next plan replaces it.
     #[serde(default)]
     pub tainted: bool,
@@ -279,12 +188,28 @@ pub struct ResourceRecord {
     #[serde(default, skip_serializing_if = "BootHistory::is_empty")]
     pub boot: BootHistory,
     #[serde(default)]
-    pub dependencies: Vec<String>,
+    pub dependencies: Vec<Address>,
     pub updated_at: String,
     /// The Phala Cloud API prefix the CVM lives at (`local`: the embedded simulator). Records
     /// from before teeform kept it have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+}
+
+impl ResourceRecord {
+    /// The value of `${cvm.NAME.ATTR}` for this CVM: its ids, name and compose hash (the
+    /// attributes other resources may reference), when known.
+    pub fn reference(&self, attr: &str) -> Option<String> {
+        match attr {
+            "id" => Some(self.ids.id.clone()),
+            "name" => Some(self.attrs.name.clone()),
+            "app_id" => self.ids.app_id.clone(),
+            "vm_uuid" => self.ids.vm_uuid.clone(),
+            "instance_id" => self.ids.instance_id.clone(),
+            "compose_hash" => self.compose_hash.clone(),
+            _ => None,
+        }
+    }
 }
 
 /// What teeform saw of a CVM's boots: enough to tell a failed create from a CVM that broke

@@ -731,7 +731,7 @@ async fn execute(
     // still destroyed one CVM and added another.
     let (added, changed, destroyed) = report.counts();
     let pal = ctx.ui.err_palette();
-    let failed: Vec<(&String, &String)> = report.failed().collect();
+    let failed: Vec<(&String, &apply::StepError)> = report.failed().collect();
     let paused: Vec<(&String, &String)> = report.paused().collect();
     let (summary, done) = if p.mode == Mode::Destroy {
         (format!("Resources: {destroyed} destroyed."), "Destroy complete!")
@@ -785,7 +785,8 @@ async fn execute(
         }
     ));
     for (a, why) in failed {
-        e.hints.push(format!("{a}: {why}"));
+        e.hints.push(format!("{a}: {}", why.one_line()));
+        e.hints.extend(super::error::step_hints(ctx, why).into_iter().map(|h| format!("{a}: {h}")));
     }
     e.hints.extend(attention_hints);
     if interrupted {

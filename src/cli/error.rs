@@ -149,3 +149,29 @@ impl From<std::io::Error> for CliError {
 }
 
 pub type CliResult<T = u8> = Result<T, CliError>;
+
+/// What to do about a failed apply step: the API's own suggestions, whether the update
+/// stays paused, and the step's next steps, each naming the run's flags.
+pub fn step_hints(ctx: &super::context::Ctx, e: &crate::apply::StepError) -> Vec<String> {
+    use crate::apply::Next;
+    let mut hints = Vec::new();
+    if let Some(api) = e.api() {
+        hints.extend(api.suggestions.iter().cloned());
+        hints.extend(api.advice().map(str::to_string));
+    }
+    if e.resumable {
+        hints.push(format!("the update stays paused: `{}` retries", ctx.command_line("apply --resume")));
+    }
+    for n in &e.next {
+        hints.push(match n {
+            Next::Import { address, id, name } => format!(
+                "CVM {id} (`{name}`) was created; if state lost it, `{}` takes it back",
+                ctx.command_line(&format!("import {address} {id}"))
+            ),
+            Next::PlanShows => "the next plan shows whether it runs".into(),
+            Next::ApplyAgain => format!("`{}` sends it again", ctx.command_line("apply")),
+            Next::BootLog(cmd) => format!("its boot log: `{cmd}`"),
+        });
+    }
+    hints
+}

@@ -329,7 +329,7 @@ impl Events for Progress {
                 id.as_ref().map(|i| format!(" [id={i}]")).unwrap_or_default()
             ),
             StepResult::Failed(e) => {
-                format!("{} {address}: failed after {secs:.1}s: {e}", p.red("✗"))
+                format!("{} {address}: failed after {secs:.1}s: {}", p.red("✗"), e.one_line())
             }
             StepResult::Skipped(why) => format!("{} {address}: skipped: {why}", p.yellow("-")),
             StepResult::Paused(why) => format!("{} {address}: paused: {why}", p.yellow("‖")),

@@ -48,7 +48,8 @@ pub enum StepResult {
     Done {
         id: Option<String>,
     },
-    Failed(StepError),
+    /// Boxed: a failure carries an API error and its context, far larger than the others.
+    Failed(Box<StepError>),
     /// Not started because a dependency failed or the run was cancelled.
     Skipped(String),
     /// Waiting for something outside teeform (on-chain registration); resumable.
@@ -157,7 +158,7 @@ impl Report {
 
 impl Report {
     pub fn failed(&self) -> impl Iterator<Item = (&String, &StepError)> {
-        self.results.iter().filter_map(|(a, (_, r))| if let StepResult::Failed(e) = r { Some((a, e)) } else { None })
+        self.results.iter().filter_map(|(a, (_, r))| if let StepResult::Failed(e) = r { Some((a, &**e)) } else { None })
     }
     pub fn paused(&self) -> impl Iterator<Item = (&String, &String)> {
         self.results.iter().filter_map(|(a, (_, r))| if let StepResult::Paused(e) = r { Some((a, e)) } else { None })
@@ -344,7 +345,7 @@ impl Executor {
             tokio::select! {
                 joined = running.join_next() => {
                     let Some(joined) = joined else { break };
-                    let (addr, r, elapsed) = joined.unwrap_or_else(|e| (String::new(), StepResult::Failed(StepError::internal(e.to_string())), Duration::ZERO));
+                    let (addr, r, elapsed) = joined.unwrap_or_else(|e| (String::new(), StepResult::Failed(Box::new(StepError::internal(e.to_string()))), Duration::ZERO));
                     let action = changes.get(&addr).map(|c| c.action).unwrap_or(Action::Update);
                     self.events.finished(&addr, action, &r, elapsed);
                     results.insert(addr, (action, r));
@@ -461,7 +462,7 @@ impl Step {
                 }
             }
         };
-        r.unwrap_or_else(StepResult::Failed)
+        r.unwrap_or_else(|e| StepResult::Failed(Box::new(e)))
     }
 
     fn effect(&self, address: &str, f: impl FnOnce(&mut Effects)) {

@@ -219,7 +219,6 @@ impl Registrar {
         mut entry: JournalEntry,
         mut p: Pending,
     ) -> Result<OnChainOutcome, StepError> {
-        let addr = &ctx.change.address;
         let waiting = format!(
             "awaiting on-chain registration of compose hash 0x{} on app contract {} (chain {})",
             p.compose_hash, p.contract, p.chain_id
@@ -270,31 +269,8 @@ impl Registrar {
             let Some(limit) = self.resume else {
                 return Ok(OnChainOutcome::Paused(waiting));
             };
-            let start = Instant::now();
-            while !allowed {
-                if start.elapsed() >= limit {
-                    return Ok(OnChainOutcome::Paused(format!(
-                        "compose hash 0x{} is still not allowed on app contract {} after {}s",
-                        p.compose_hash,
-                        p.contract,
-                        limit.as_secs()
-                    )));
-                }
-                ctx.events.status(
-                    addr,
-                    &format!(
-                        "waiting for the chain to allow 0x{} ({}s)",
-                        short(&p.compose_hash),
-                        start.elapsed().as_secs()
-                    ),
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(poll_interval(&rpc)) => {}
-                    _ = ctx.cancel.cancelled() => {
-                        return Ok(OnChainOutcome::Paused(format!("interrupted while {waiting}")));
-                    }
-                }
-                allowed = rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(chain_paused)?;
+            if let Some(paused) = wait_allowed(ctx, &rpc, &p, limit, &waiting).await? {
+                return Ok(paused);
             }
         }
         self.commit(ctx, entry, p, tx).await
@@ -352,6 +328,41 @@ impl Registrar {
             // Any other refusal (467 the transaction did not verify, 468 the hash is not on
             // chain yet, or the API was out of reach): the update stays paused.
             Err(e) => Err(StepError::from(e).resumable()),
+        }
+    }
+}
+
+/// `apply --resume`: polls until the app contract allows the hash (`None`), or pauses again
+/// after `limit` or on Ctrl-C.
+async fn wait_allowed(
+    ctx: &OnChainCtx<'_>,
+    rpc: &Rpc,
+    p: &Pending,
+    limit: Duration,
+    waiting: &str,
+) -> Result<Option<OnChainOutcome>, StepError> {
+    let start = Instant::now();
+    loop {
+        if start.elapsed() >= limit {
+            return Ok(Some(OnChainOutcome::Paused(format!(
+                "compose hash 0x{} is still not allowed on app contract {} after {}s",
+                p.compose_hash,
+                p.contract,
+                limit.as_secs()
+            ))));
+        }
+        ctx.events.status(
+            &ctx.change.address,
+            &format!("waiting for the chain to allow 0x{} ({}s)", short(&p.compose_hash), start.elapsed().as_secs()),
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(poll_interval(rpc)) => {}
+            _ = ctx.cancel.cancelled() => {
+                return Ok(Some(OnChainOutcome::Paused(format!("interrupted while {waiting}"))));
+            }
+        }
+        if rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(|e| StepError::from(e).resumable())? {
+            return Ok(None);
         }
     }
 }
@@ -487,6 +498,8 @@ impl OnChain for Registrar {
         self.advance(ctx, entry, p).await
     }
 
+    // One flow read top to bottom (check, sign, journal, broadcast, wait, check): split up,
+    // the order that makes it crash-safe (journal before broadcast) would be harder to see.
     async fn deploy_app(&self, ctx: &OnChainCtx<'_>, prov: &Provisioned) -> Result<DeployedApp, StepError> {
         let c = ctx.change;
         let spec = c.kms.as_ref().ok_or_else(|| {

@@ -389,10 +389,11 @@ impl Ctx {
                     ..Default::default()
                 };
                 let dir = self.state_dir();
-                std::fs::create_dir_all(&dir)?;
-                let sim = Sim::new(cfg, Some(dir.join("local-sim.json")))
-                    .map_err(|e| CliError::new(format!("cannot start the embedded simulator: {e}")))?;
-                let handle = sim.spawn("127.0.0.1:0".parse().expect("valid address")).await?;
+                let failed = |e: std::io::Error| CliError::with_source("cannot start the embedded simulator", e);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| CliError::with_source(format!("cannot create {}", dir.display()), e))?;
+                let sim = Sim::new(cfg, Some(dir.join("local-sim.json"))).map_err(failed)?;
+                let handle = sim.spawn(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await.map_err(failed)?;
                 let prefix = handle.api_prefix();
                 let client = PhalaClient::new(&prefix, Some(key), timeout)?
                     .with_key_source("the embedded simulator")
@@ -492,7 +493,8 @@ fn api_key() -> CliResult<Option<(String, String)>> {
         return Err(CliError::new(format!("{} is readable by other users; refusing to use it", path.display()))
             .hint(format!("chmod 600 {}", path.display())));
     }
-    let text = std::fs::read_to_string(&path)?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CliError::with_source(format!("cannot read {}", path.display()), e))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| CliError::new(format!("{} is not valid JSON: {e}", path.display())))?;
     let profile = v.get("current_profile").and_then(|p| p.as_str()).unwrap_or("default");

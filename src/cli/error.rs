@@ -468,12 +468,12 @@ impl From<ChainError> for CliError {
     }
 }
 
+/// An I/O error the caller gave no context. (A closed stdout is not one of these: only
+/// [`super::shell::Shell`] knows a write went to stdout, and says so with
+/// [`CliError::broken_pipe`]; a broken pipe anywhere else is an error like any other.)
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            return CliError::broken_pipe();
-        }
-        CliError::new(e.to_string())
+        CliError::new(crate::state::io_reason(&e))
     }
 }
 
@@ -577,8 +577,9 @@ mod tests {
             assert_eq!(e.exit_code(), code, "{e:?}");
             assert!(shown(&e).starts_with(starts), "{:?}", shown(&e));
         }
+        // Only the shell knows a write went to stdout: a broken pipe elsewhere is an error.
         let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
-        assert_eq!(CliError::from(pipe).kind, Kind::BrokenPipe);
+        assert_eq!(CliError::from(pipe).kind, Kind::User);
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! `print!` (which would panic there). A failed write to stderr is ignored: there is nowhere
 //! left to say anything.
 //!
-//! Tests capture a shell in-process with [`Shell::capture`].
+//! Everything written to stderr passes through [`crate::redact`] (stdout is not redacted:
+//! `output --raw` prints a sensitive value on purpose, and nothing else there holds a
+//! credential). Tests capture a shell in-process with [`Shell::capture`].
 
 pub mod progress;
 
@@ -215,10 +217,11 @@ impl Shell {
     /// progress region while one is drawn, wrapped to the terminal's width there, so nothing
     /// is left behind or torn when it redraws. Always shown.
     pub fn err_line(&self, text: &str) {
+        let text = crate::redact::text(text);
         let region = self.0.region.lock().expect("region lock").clone();
         match region {
             Some(m) => {
-                let _ = m.println(progress::wrap(text, progress::term_cols()));
+                let _ = m.println(progress::wrap(&text, progress::term_cols()));
             }
             None => {
                 let _ = self.0.err.lock().expect("stderr lock").write_all(format!("{text}\n").as_bytes());
@@ -228,6 +231,7 @@ impl Shell {
 
     /// Writes `text` to stderr as it is (a prompt: no line break). Always shown.
     pub fn err_text(&self, text: &str) {
+        let text = crate::redact::text(text);
         let _ = self.0.err.lock().expect("stderr lock").write_all(text.as_bytes());
     }
 
@@ -382,6 +386,17 @@ mod tests {
         let (sh, c) = Shell::capture(true, Verbosity::Normal);
         sh.warn("w");
         assert!(c.stderr().contains('\u{1b}'), "{:?}", c.stderr());
+    }
+
+    #[test]
+    fn nothing_on_stderr_shows_a_registered_credential() {
+        crate::redact::secret("sk-shell-canary-0123456789");
+        let (sh, c) = Shell::capture(false, Verbosity::Normal);
+        sh.warn("the key sk-shell-canary-0123456789 was refused");
+        sh.status("Retrying", "GET /x?key=sk-shell-canary-0123456789");
+        sh.err_text("sk-shell-canary-0123456789");
+        assert!(!c.stderr().contains("sk-shell-canary-0123456789"), "{}", c.stderr());
+        assert!(c.stderr().contains("<redacted>"));
     }
 
     #[test]

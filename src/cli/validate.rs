@@ -63,3 +63,40 @@ fn diag_json(d: &Diagnostic) -> serde_json::Value {
         .collect();
     serde_json::json!({"severity": d.severity, "message": d.message, "file": file, "line": line, "column": col, "label": d.label, "hints": d.hints, "related": related})
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::context::Ctx;
+    use crate::cli::error::exit;
+    use crate::cli::shell::{Shell, Verbosity};
+
+    /// A command run in-process, its output captured from the shell.
+    #[test]
+    fn validate_writes_its_report_through_the_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("web.yml"), "services:\n  web:\n    image: nginx\n").unwrap();
+        let manifest = dir.path().join("teeform.yaml");
+        let cases = [
+            (
+                "cvms:\n  web-app:\n    compose: web.yml\n",
+                false,
+                exit::OK,
+                "The manifest is valid: 1 CVM, 0 outputs.\n",
+            ),
+            ("cvms:\n  web-app:\n    compose: web.yml\n    vcpus: 2\n", true, exit::ERROR, "\"valid\": false"),
+        ];
+        for (text, json, code, want) in cases {
+            std::fs::write(&manifest, text).unwrap();
+            let path = manifest.to_string_lossy().to_string();
+            let cli = crate::cli::Cli::try_parse_from(["teeform", "-f", &path, "validate"]).unwrap();
+            let (shell, captured) = Shell::capture(false, Verbosity::Normal);
+            let ctx = Ctx::new(cli.global, shell).unwrap();
+            let vars = crate::cli::VarArgs { vars: vec![] };
+            assert_eq!(super::run(&ctx, &vars, json).unwrap(), code, "{text}");
+            assert!(captured.stdout().contains(want), "{text}: {}", captured.stdout());
+            assert_eq!(captured.stderr(), "", "{text}");
+        }
+    }
+}

@@ -20,6 +20,7 @@ mod progress;
 #[allow(dead_code)]
 mod proxy;
 mod secrets;
+mod shell;
 mod sim_limits;
 mod trust;
 mod values;

@@ -23,3 +23,4 @@ pub mod redact;
 pub mod secrets;
 pub mod sim;
 pub mod state;
+pub mod style;

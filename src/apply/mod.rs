@@ -9,6 +9,7 @@
 //! - after cancellation no new step starts; running steps finish and are recorded.
 
 mod attrs;
+mod error;
 pub mod onchain;
 mod reconcile;
 mod wait;
@@ -20,8 +21,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use error::{EnvProblem, Failure, Next, StepError, Unresolved};
 pub use reconcile::{CreateDetail, ReconcileError, Reconciled, elsewhere, reconcile};
-pub use wait::WaitOptions;
+pub use wait::{WaitError, WaitOptions};
 
 use crate::manifest::{Ref, Template};
 use crate::model::{
@@ -29,9 +31,7 @@ use crate::model::{
     boot_log_command, now_rfc3339,
 };
 use crate::plan::{self, Action, Change, Plan};
-use crate::providers::{
-    ApiError, CommitRequest, ErrorKind, PatchOutcome, PatchRequest, PhalaApi, PowerAction, Provisioned,
-};
+use crate::providers::{CommitRequest, ErrorKind, PatchOutcome, PatchRequest, PhalaApi, PowerAction, Provisioned};
 use crate::secrets::{self, SecretValues};
 use crate::state::{Batch, JournalEntry, StateError, Store};
 
@@ -42,12 +42,13 @@ pub trait Events: Send + Sync {
     fn finished(&self, address: &str, action: Action, result: &StepResult, elapsed: Duration);
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum StepResult {
     Done {
         id: Option<String>,
     },
-    Failed(String),
+    /// Boxed: a failure carries an API error and its context, far larger than the others.
+    Failed(Box<StepError>),
     /// Not started because a dependency failed or the run was cancelled.
     Skipped(String),
     /// Waiting for something outside teeform (on-chain registration); resumable.
@@ -67,12 +68,12 @@ pub trait OnChain: Send + Sync {
     fn prepare_only(&self) -> bool;
     /// An update an earlier run paused for this change: continued when it is still what the
     /// change wants (`Some`), dropped when the desired state moved on (`None`).
-    async fn continue_pending(&self, ctx: &OnChainCtx<'_>) -> Result<Option<OnChainOutcome>, String>;
+    async fn continue_pending(&self, ctx: &OnChainCtx<'_>) -> Result<Option<OnChainOutcome>, StepError>;
     /// Handles the API's 465 (`ctx.required`): journals the paused update, then registers the
     /// hash and confirms, or pauses.
-    async fn on_hash_required(&self, ctx: &OnChainCtx<'_>) -> Result<OnChainOutcome, String>;
+    async fn on_hash_required(&self, ctx: &OnChainCtx<'_>) -> Result<OnChainOutcome, StepError>;
     /// Deploys the app contract a new on-chain-KMS CVM needs (the API gave no app id).
-    async fn deploy_app(&self, ctx: &OnChainCtx<'_>, prov: &Provisioned) -> Result<DeployedApp, String>;
+    async fn deploy_app(&self, ctx: &OnChainCtx<'_>, prov: &Provisioned) -> Result<DeployedApp, StepError>;
 }
 
 pub struct OnChainCtx<'a> {
@@ -155,8 +156,8 @@ impl Report {
 }
 
 impl Report {
-    pub fn failed(&self) -> impl Iterator<Item = (&Address, &String)> {
-        self.results.iter().filter_map(|(a, (_, r))| if let StepResult::Failed(e) = r { Some((a, e)) } else { None })
+    pub fn failed(&self) -> impl Iterator<Item = (&Address, &StepError)> {
+        self.results.iter().filter_map(|(a, (_, r))| if let StepResult::Failed(e) = r { Some((a, &**e)) } else { None })
     }
     pub fn paused(&self) -> impl Iterator<Item = (&Address, &String)> {
         self.results.iter().filter_map(|(a, (_, r))| if let StepResult::Paused(e) = r { Some((a, e)) } else { None })
@@ -349,7 +350,7 @@ impl Executor {
                         Ok((_, done)) => done,
                         // Tasks are never aborted: this is a panic, a bug; its step failed.
                         Err(e) => match tasks.get(&e.id()) {
-                            Some(addr) => (addr.clone(), StepResult::Failed(format!("internal error: {e}")), Duration::ZERO),
+                            Some(addr) => (addr.clone(), StepResult::Failed(Box::new(StepError::internal(e.to_string()))), Duration::ZERO),
                             None => continue,
                         },
                     };
@@ -403,18 +404,30 @@ pub fn resolve(
     t: &Template,
     current: &BTreeMap<Address, ResourceRecord>,
     secrets: &SecretValues,
-) -> Result<String, String> {
+) -> Result<String, Unresolved> {
     let out = t.substitute(|r| match r {
         Ref::Cvm { name, attr } => current.get(&Address::cvm(name)).and_then(|rec| rec.reference(attr)),
         r if r.is_secret() => secrets.get(r).map(|s| s.expose().to_string()),
         _ => None,
     });
-    out.as_literal()
-        .ok_or_else(|| format!("cannot resolve {}", out.refs().map(ToString::to_string).collect::<Vec<_>>().join(", ")))
+    out.as_literal().ok_or_else(|| Unresolved { refs: out.refs().map(ToString::to_string).collect() })
 }
 
 /// Env as sent to the API: (key, value) in key order.
 type EnvPairs = Vec<(String, String)>;
+
+/// The env encrypted to the CVM's key (`key`, hex).
+fn encrypt_env(env: &[(String, String)], key: &str) -> Result<String, StepError> {
+    crate::envcrypt::encrypt(env, key).map_err(|e| {
+        let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        StepError::env(&keys.join(", "), EnvProblem::Encrypt(e))
+    })
+}
+
+/// A journal entry's detail; our own types always serialize.
+fn to_json(v: &impl serde::Serialize) -> Result<serde_json::Value, StepError> {
+    serde_json::to_value(v).map_err(|e| StepError::internal(format!("cannot encode a journal entry: {e}")))
+}
 
 struct Step {
     api: Arc<dyn PhalaApi>,
@@ -426,14 +439,6 @@ struct Step {
     onchain: Option<Arc<dyn OnChain>>,
     cancel: CancellationToken,
     endpoint: Arc<str>,
-}
-
-fn api_err(e: ApiError) -> String {
-    let mut s = e.to_string();
-    for h in e.suggestions.iter().map(String::as_str).chain(e.advice()) {
-        s.push_str(&format!("\n  hint: {h}"));
-    }
-    s
 }
 
 impl Step {
@@ -455,7 +460,7 @@ impl Step {
                 }
             }
         };
-        r.unwrap_or_else(StepResult::Failed)
+        r.unwrap_or_else(|e| StepResult::Failed(Box::new(e)))
     }
 
     fn effect(&self, address: &Address, f: impl FnOnce(&mut Effects)) {
@@ -475,12 +480,12 @@ impl Step {
         }
     }
 
-    async fn commit(&self, batch: Batch) -> Result<(), String> {
+    async fn commit(&self, batch: Batch) -> Result<(), StepError> {
         let puts = batch.put.clone();
         let removes = batch.remove.clone();
         if let Err(e) = self.store.commit(batch).await {
             self.shared.state_failed.store(true, std::sync::atomic::Ordering::Relaxed);
-            return Err(format!("cannot write state: {e}"));
+            return Err(StepError::state_write(e));
         }
         let mut cur = self.shared.current.lock().expect("state lock");
         for r in puts {
@@ -497,7 +502,7 @@ impl Step {
         &self,
         address: &Address,
         env: &BTreeMap<String, EnvVal>,
-    ) -> Result<(EnvPairs, BTreeMap<String, EnvVal>), String> {
+    ) -> Result<(EnvPairs, BTreeMap<String, EnvVal>), StepError> {
         // References are resolved under the lock (cheap, and no copy of the whole state per
         // step); secret digests, slow by design, are computed after it is released.
         let values: Vec<String> = {
@@ -505,10 +510,10 @@ impl Step {
             env.iter()
                 .map(|(k, v)| match (&v.value, &v.template) {
                     (Some(val), _) => Ok(val.clone()),
-                    (None, Some(t)) => resolve(t, &current, &self.secrets).map_err(|e| format!("env {k}: {e}")),
-                    (None, None) => Err(format!("env {k}: no value")),
+                    (None, Some(t)) => resolve(t, &current, &self.secrets).map_err(|e| StepError::env(k, e)),
+                    (None, None) => Err(StepError::env(k, EnvProblem::NoValue)),
                 })
-                .collect::<Result<_, String>>()?
+                .collect::<Result<_, StepError>>()?
         };
         let mut plain = Vec::new();
         let mut kept = BTreeMap::new();
@@ -519,7 +524,7 @@ impl Step {
                 if let Some(planned) = &v.digest
                     && *planned != d
                 {
-                    return Err(format!("env {k}: the secret changed since the plan was made; run plan again"));
+                    return Err(StepError::env(k, EnvProblem::SecretChanged));
                 }
                 EnvVal { value: None, digest: Some(d), template: None }
             } else {
@@ -531,16 +536,16 @@ impl Step {
         Ok((plain, kept))
     }
 
-    async fn node_id(&self, node: &str) -> Result<u64, String> {
+    async fn node_id(&self, node: &str) -> Result<u64, StepError> {
         if let Ok(n) = node.parse::<u64>() {
             return Ok(n);
         }
-        let nodes = self.shared.nodes.get_or_try_init(|| self.api.nodes()).await.map_err(api_err)?;
+        let nodes = self.shared.nodes.get_or_try_init(|| self.api.nodes()).await?;
         nodes.iter().find(|n| n.name == node).map(|n| n.id).ok_or_else(|| {
-            format!(
+            StepError::refused(format!(
                 "no node named `{node}` is available (known: {})",
                 nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
-            )
+            ))
         })
     }
 
@@ -574,8 +579,8 @@ impl Step {
 
     /// Creates the CVM and waits for it to run. `prior`: failed boots of this configuration
     /// before (a replacement of a tainted CVM).
-    async fn create(&self, c: &Change, prior: Vec<String>) -> Result<StepResult, String> {
-        let after = c.after.clone().ok_or("a create needs desired attributes")?;
+    async fn create(&self, c: &Change, prior: Vec<String>) -> Result<StepResult, StepError> {
+        let after = c.after.clone().ok_or_else(|| StepError::internal("a create needs desired attributes"))?;
         let (env, env_kept) = self.resolve_env(&c.address, &after.env)?;
         let node_id = match &after.node {
             Some(n) => Some(self.node_id(n).await?),
@@ -588,7 +593,7 @@ impl Step {
         // Provisioning only computes (compose hash, app id, key); nothing exists until the
         // commit, so nothing is journaled yet and a refused provision leaves nothing behind.
         self.events.status(c.address.as_str(), "provisioning");
-        let prov = self.api.provision(&req).await.map_err(api_err)?;
+        let prov = self.api.provision(&req).await?;
         if let Some(h) = c.compose_hash.as_ref().filter(|h| h.after != prov.compose_hash) {
             tracing::warn!(address = %c.address, planned = %h.after, api = %prov.compose_hash, "the API's compose hash differs from the planned preview; the API's is authoritative");
             self.events.status(
@@ -604,7 +609,11 @@ impl Step {
         let deployed = match (&prov.app_id, &self.onchain) {
             (Some(_), _) => None,
             (None, Some(oc)) => Some(oc.deploy_app(&self.onchain_ctx(c, None, None, &state_attrs, None), &prov).await?),
-            (None, None) => return Err("this KMS needs an app contract deployed on chain before the CVM can be created, and on-chain registration is not configured".into()),
+            (None, None) => {
+                return Err(StepError::refused(
+                    "this KMS needs an app contract deployed on chain before the CVM can be created, and on-chain registration is not configured",
+                ));
+            }
         };
         let app_id = prov.app_id.clone().or_else(|| deployed.as_ref().map(|d| d.app_id.clone())).unwrap_or_default();
         let encrypted_env = if env.is_empty() {
@@ -612,14 +621,12 @@ impl Step {
         } else {
             let key = match &prov.env_pubkey {
                 Some(k) => k.clone(),
-                None => {
-                    self.api.kms_pubkey(prov.kms_id.as_deref().unwrap_or("phala"), &app_id).await.map_err(api_err)?
-                }
+                None => self.api.kms_pubkey(prov.kms_id.as_deref().unwrap_or("phala"), &app_id).await?,
             };
-            Some(crate::envcrypt::encrypt(&env, &key).map_err(|e| e.to_string())?)
+            Some(encrypt_env(&env, &key)?)
         };
         if app_id.is_empty() {
-            return Err("the API gave no app id for the new CVM".into());
+            return Err(StepError::refused("the API gave no app id for the new CVM"));
         }
         // The journal entry carries the app id this provision gave (a fresh one per create):
         // after a crash it is what proves a CVM was made by this commit. Never the name alone.
@@ -628,7 +635,7 @@ impl Step {
             app_id: Some(app_id.clone()),
             compose_hash: Some(prov.compose_hash.clone()),
         };
-        let entry = self.journal(c, "create", None, serde_json::to_value(&detail).map_err(|e| e.to_string())?);
+        let entry = self.journal(c, "create", None, to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
         self.events.status(c.address.as_str(), "creating");
         let commit = CommitRequest {
@@ -648,11 +655,10 @@ impl Step {
             Err(e) => {
                 // The create may or may not have happened; leave the journal entry for the
                 // next run to reconcile unless the API clearly refused it.
-                if matches!(e.kind, ErrorKind::Validation | ErrorKind::Conflict | ErrorKind::Auth | ErrorKind::NotFound)
-                {
+                if e.changed_nothing() {
                     self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
                 }
-                return Err(api_err(e));
+                return Err(e.into());
             }
         };
         // The CVM exists now: record it in the batch that clears the journal, so no crash can
@@ -671,11 +677,8 @@ impl Step {
         let mut done = vec![entry.id.clone()];
         done.extend(deployed.map(|d| d.journal_id));
         // Should state be lost from here on, say which CVM it no longer knows.
-        let unrecorded = |e: String| {
-            format!(
-                "{e}\n  hint: CVM {path_id} (`{}`) was created; if state lost it, `teeform import {} {path_id}` takes it back",
-                after.name, c.address
-            )
+        let unrecorded = |e: StepError| {
+            e.then(Next::Import { address: c.address.clone(), id: path_id.clone(), name: after.name.clone() })
         };
         self.commit(Batch { put: vec![rec.clone()], journal_done: done, ..Default::default() })
             .await
@@ -686,12 +689,12 @@ impl Step {
         .await
         {
             Ok(r) => r,
-            Err(wait::WaitError { failed: Some(remote), .. }) => {
-                return Err(self.failed_boot(c, rec, &remote).await?);
+            Err(WaitError::Failed { cvm, .. }) => {
+                return Err(self.failed_boot(c, rec, &cvm).await?);
             }
             // Still booting, or the API did not answer: not a failed boot (yet). The next
             // plan sees how it ends.
-            Err(e) => return Err(format!("{e}; the next plan shows whether it runs")),
+            Err(e) => return Err(StepError::from(e).then(Next::PlanShows)),
         };
         let ids = CloudIds { id: path_id.clone(), ..remote.ids.clone() };
         let rec = self.record(c, ids.clone(), state_attrs, Some(&remote), false);
@@ -710,10 +713,10 @@ impl Step {
 
     /// Sets what the create could not (`later`) with one update of the new CVM, as an update
     /// in place of those attributes alone.
-    async fn update_after_create(&self, c: &Change, ids: &CloudIds, later: &[Attr]) -> Result<StepResult, String> {
-        let after = c.after.clone().ok_or("a create needs desired attributes")?;
+    async fn update_after_create(&self, c: &Change, ids: &CloudIds, later: &[Attr]) -> Result<StepResult, StepError> {
+        let after = c.after.clone().ok_or_else(|| StepError::internal("a create needs desired attributes"))?;
         let current = self.shared.current.lock().expect("state lock").get(&c.address).map(|r| r.attrs.clone());
-        let before = current.ok_or_else(|| format!("{} is not in state", c.address))?;
+        let before = current.ok_or_else(|| StepError::internal(format!("{} is not in state", c.address)))?;
         let attributes = later
             .iter()
             .map(|&a| plan::AttrChange {
@@ -741,7 +744,12 @@ impl Step {
 
     /// Records a create whose boot failed: tainted, with why. Returns the step's error: the
     /// next apply replaces it once; after a replacement fails too, it is left for a person.
-    async fn failed_boot(&self, c: &Change, mut rec: ResourceRecord, remote: &RemoteCvm) -> Result<String, String> {
+    async fn failed_boot(
+        &self,
+        c: &Change,
+        mut rec: ResourceRecord,
+        remote: &RemoteCvm,
+    ) -> Result<StepError, StepError> {
         let uuid = remote.ids.vm_uuid.clone().unwrap_or_else(|| rec.ids.id.clone());
         let reason = match self.api.boot_errors(std::slice::from_ref(&uuid)).await {
             Ok(mut errors) => errors.remove(&uuid),
@@ -758,19 +766,11 @@ impl Step {
         let tries = rec.boot.failures.len();
         let logs = boot_log_command(&rec.ids);
         self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
-        Ok(if tries >= plan::health::MAX_BOOT_TRIES {
-            format!(
-                "its boot failed again ({reason}); teeform does not replace it again until the manifest changes it. Boot log: `{logs}`"
-            )
-        } else {
-            format!(
-                "its boot failed ({reason}); the CVM is tainted and the next apply replaces it once. Boot log: `{logs}`"
-            )
-        })
+        Ok(StepError::new(Failure::BootFailed { reason, again: tries >= plan::health::MAX_BOOT_TRIES, logs }))
     }
 
     /// Starts or stops the CVM and waits until it is so.
-    async fn set_power(&self, c: &Change, ids: &CloudIds, action: PowerAction) -> Result<(), String> {
+    async fn set_power(&self, c: &Change, ids: &CloudIds, action: PowerAction) -> Result<(), StepError> {
         let target = match action {
             PowerAction::Start => Power::Running,
             PowerAction::Stop => Power::Stopped,
@@ -782,7 +782,7 @@ impl Step {
             .expect("state lock")
             .get(&c.address)
             .cloned()
-            .ok_or_else(|| format!("{} is not in state", c.address))?;
+            .ok_or_else(|| StepError::internal(format!("{} is not in state", c.address)))?;
         rec.attrs.power = Some(target);
         let entry = self.journal(c, "update", Some(ids.id.clone()), serde_json::json!({ "attrs": rec.attrs }));
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
@@ -790,10 +790,10 @@ impl Step {
         if let Err(e) = self.api.power(&ids.id, action).await {
             // A refused request changed nothing; anything else may have, so the entry stays for
             // the next run to re-read.
-            if matches!(e.kind, ErrorKind::Validation | ErrorKind::Conflict | ErrorKind::Auth | ErrorKind::NotFound) {
+            if e.changed_nothing() {
                 self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
             }
-            return Err(api_err(e));
+            return Err(e.into());
         }
         self.effect(&c.address, |e| e.updated = true);
         rec.updated_at = now_rfc3339();
@@ -801,9 +801,9 @@ impl Step {
         let remote =
             wait::until(self.api.as_ref(), &ids.id, target, &self.wait, |s| self.events.status(c.address.as_str(), s))
                 .await
-                .map_err(|e| match &e.failed {
-                    Some(_) => format!("{e}; its boot log: `{}`", boot_log_command(ids)),
-                    None => e.message.clone(),
+                .map_err(|e| match e {
+                    WaitError::Failed { .. } => StepError::from(e).then(Next::BootLog(boot_log_command(ids))),
+                    e => e.into(),
                 })?;
         rec.status = Some(remote.status.clone());
         self.commit(Batch { put: vec![rec], ..Default::default() }).await
@@ -816,21 +816,22 @@ impl Step {
         after: &CvmAttrs,
         env: &[(String, String)],
         pubkey: Option<&str>,
-    ) -> Result<PatchRequest, String> {
+    ) -> Result<PatchRequest, StepError> {
         let encrypted_env = if c.changes(Attr::Env) {
-            let key = pubkey.ok_or("the CVM's env encryption key is unknown; run plan with refresh")?;
-            Some(crate::envcrypt::encrypt(env, key).map_err(|e| e.to_string())?)
+            let key = pubkey
+                .ok_or_else(|| StepError::refused("the CVM's env encryption key is unknown; run plan with refresh"))?;
+            Some(encrypt_env(env, key)?)
         } else {
             None
         };
         let sizes = match &after.instance_type {
             Some(t) if c.changes(Attr::InstanceType) => {
-                let types = self.shared.types.get_or_try_init(|| self.api.instance_types()).await.map_err(api_err)?;
+                let types = self.shared.types.get_or_try_init(|| self.api.instance_types()).await?;
                 let ty = types.iter().find(|x| &x.id == t).ok_or_else(|| {
-                    format!(
+                    StepError::refused(format!(
                         "unknown instance type `{t}` (known: {})",
                         types.iter().map(|x| x.id.as_str()).collect::<Vec<_>>().join(", ")
-                    )
+                    ))
                 })?;
                 Some((ty.vcpu, ty.memory_mb))
             }
@@ -861,7 +862,7 @@ impl Step {
         }
     }
 
-    async fn onchain_outcome(&self, c: &Change, ids: &CloudIds, o: OnChainOutcome) -> Result<StepResult, String> {
+    async fn onchain_outcome(&self, c: &Change, ids: &CloudIds, o: OnChainOutcome) -> Result<StepResult, StepError> {
         match o {
             OnChainOutcome::Committed { journal_id, attrs } => self.finish_update(c, ids, *attrs, &journal_id).await,
             OnChainOutcome::Paused(why) => Ok(StepResult::Paused(why)),
@@ -870,8 +871,8 @@ impl Step {
 
     /// An update in place: a stop first (`power: stopped`), then the configuration in one
     /// `PATCH`, then a start (a stopped CVM the manifest wants running), so it boots once.
-    async fn update(&self, c: &Change) -> Result<StepResult, String> {
-        let ids = c.ids.clone().ok_or("an update needs the CVM's id")?;
+    async fn update(&self, c: &Change) -> Result<StepResult, StepError> {
+        let ids = c.ids.clone().ok_or_else(|| StepError::internal("an update needs the CVM's id"))?;
         let power = if c.changes(Attr::Power) { c.after.as_ref().and_then(|a| a.power) } else { None };
         if power == Some(Power::Stopped) {
             self.set_power(c, &ids, PowerAction::Stop).await?;
@@ -889,10 +890,10 @@ impl Step {
         Ok(result)
     }
 
-    async fn update_config(&self, c: &Change) -> Result<StepResult, String> {
-        let ids = c.ids.clone().ok_or("an update needs the CVM's id")?;
+    async fn update_config(&self, c: &Change) -> Result<StepResult, StepError> {
+        let ids = c.ids.clone().ok_or_else(|| StepError::internal("an update needs the CVM's id"))?;
         let before = c.before.clone().unwrap_or_default();
-        let after = c.after.clone().ok_or("an update needs desired attributes")?;
+        let after = c.after.clone().ok_or_else(|| StepError::internal("an update needs desired attributes"))?;
         let (env, env_kept) = self.resolve_env(&c.address, &after.env)?;
         let mut state_attrs = after.clone();
         state_attrs.env = env_kept;
@@ -905,7 +906,7 @@ impl Step {
         let rec = self.shared.current.lock().expect("state lock").get(&c.address).cloned();
         let mut pubkey = rec.as_ref().and_then(|r| r.env_pubkey.clone());
         if pubkey.is_none() && c.changes(Attr::Env) {
-            pubkey = self.api.get_cvm(&ids.id).await.map_err(api_err)?.and_then(|r| r.env_pubkey);
+            pubkey = self.api.get_cvm(&ids.id).await?.and_then(|r| r.env_pubkey);
         }
         let req = self.patch_request(c, &before, &after, &env, pubkey.as_deref()).await?;
         let entry = self.journal(c, "update", Some(ids.id.clone()), serde_json::json!({ "attrs": state_attrs }));
@@ -925,10 +926,10 @@ impl Step {
             Ok(PatchOutcome::HashRequired(h)) => {
                 let Some(oc) = &self.onchain else {
                     self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
-                    return Err(format!(
+                    return Err(StepError::refused(format!(
                         "the API requires compose hash 0x{} to be registered on chain first (HTTP 465), and on-chain registration is not configured for this CVM",
                         h.compose_hash
-                    ));
+                    )));
                 };
                 let ctx = self.onchain_ctx(c, Some(&ids.id), Some(&h), &state_attrs, Some(&entry.id));
                 let o = oc.on_hash_required(&ctx).await?;
@@ -937,17 +938,10 @@ impl Step {
             Err(e) => {
                 // A refused request changed nothing; anything else may have, so the entry stays
                 // for the next run to re-read.
-                if matches!(
-                    e.kind,
-                    ErrorKind::Validation
-                        | ErrorKind::Conflict
-                        | ErrorKind::Auth
-                        | ErrorKind::NotFound
-                        | ErrorKind::RateLimited
-                ) {
+                if e.changed_nothing() {
                     self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
                 }
-                return Err(api_err(e));
+                return Err(e.into());
             }
         }
         self.finish_update(c, &ids, state_attrs, &entry.id).await
@@ -960,7 +954,7 @@ impl Step {
         ids: &CloudIds,
         attrs: CvmAttrs,
         journal_id: &str,
-    ) -> Result<StepResult, String> {
+    ) -> Result<StepResult, StepError> {
         self.effect(&c.address, |e| e.updated = true);
         let prev = self.shared.current.lock().expect("state lock").get(&c.address).cloned();
         // A stopped CVM takes the update and stays stopped (it is started afterwards, if the
@@ -984,16 +978,16 @@ impl Step {
         Ok(StepResult::Done { id: Some(ids.id.clone()) })
     }
 
-    async fn delete(&self, c: &Change) -> Result<(), String> {
-        let ids = c.ids.clone().ok_or("a delete needs the CVM's id")?;
+    async fn delete(&self, c: &Change) -> Result<(), StepError> {
+        let ids = c.ids.clone().ok_or_else(|| StepError::internal("a delete needs the CVM's id"))?;
         let entry = self.journal(c, "delete", Some(ids.id.clone()), serde_json::Value::Null);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
         self.events.status(c.address.as_str(), "deleting");
-        self.api.delete(&ids.id).await.map_err(api_err)?;
+        self.api.delete(&ids.id).await?;
         self.effect(&c.address, |e| e.deleted = true);
         // An update paused for on-chain registration has nothing left to finish once its CVM
         // is gone; dropping it in the same write keeps `--resume` from chasing a deleted CVM.
-        let journal = self.store.journal().await.map_err(|e| format!("cannot read state: {e}"))?;
+        let journal = self.store.journal().await.map_err(StepError::state_read)?;
         let paused =
             journal.into_iter().filter(|e| e.op == onchain::PENDING_OP && e.cloud_id.as_ref() == Some(&ids.id));
         let done = std::iter::once(entry.id).chain(paused.map(|e| e.id)).collect();

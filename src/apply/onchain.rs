@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{DeployedApp, OnChain, OnChainCtx, OnChainOutcome};
+use super::{DeployedApp, Next, OnChain, OnChainCtx, OnChainOutcome, StepError};
 use crate::chain::{self, ChainError, Rpc, Signer};
 use crate::model::{Address, CvmAttrs, now_rfc3339};
 use crate::plan::{Change, KmsSpec};
@@ -139,17 +139,20 @@ impl Registrar {
         Some(Rpc::new(&url))
     }
 
-    fn no_rpc(p: &Pending) -> String {
-        format!("no RPC URL for chain {}: set ${} (or `kms.rpc_url` in the manifest)", p.chain_id, p.rpc_url_env)
+    fn no_rpc(p: &Pending) -> StepError {
+        StepError::refused(format!(
+            "no RPC URL for chain {}: set ${} (or `kms.rpc_url` in the manifest)",
+            p.chain_id, p.rpc_url_env
+        ))
     }
 
     /// Writes the entry's new facts (e.g. a signed transaction) before anything depends on them.
-    async fn save(&self, store: &dyn Store, entry: &mut JournalEntry, p: &Pending) -> Result<(), String> {
-        entry.detail = serde_json::to_value(p).map_err(|e| e.to_string())?;
+    async fn save(&self, store: &dyn Store, entry: &mut JournalEntry, p: &Pending) -> Result<(), StepError> {
+        entry.detail = super::to_json(p)?;
         store
             .commit(Batch { journal_put: vec![entry.clone()], ..Default::default() })
             .await
-            .map_err(|e| format!("cannot write state: {e}"))?;
+            .map_err(StepError::state_write)?;
         Ok(())
     }
 
@@ -160,17 +163,15 @@ impl Registrar {
         rpc: &Rpc,
         entry: &mut JournalEntry,
         p: &mut Pending,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, StepError> {
         let timeout = self.resume.unwrap_or(TX_TIMEOUT);
         if let Some(tx) = p.tx_hash.clone() {
-            if rpc.receipt(&tx).await.map_err(|e| e.to_string())?.is_none()
+            if rpc.receipt(&tx).await?.is_none()
                 && let Some(raw) = &p.raw_tx
             {
                 // Sent before a crash, or never: the same signed bytes can land only once.
                 ctx.events.status(ctx.change.address.as_str(), &format!("re-sending transaction {tx}"));
-                rpc.broadcast(&chain::SignedTx { hash: tx.clone(), raw: raw.clone() })
-                    .await
-                    .map_err(|e| e.to_string())?;
+                rpc.broadcast(&chain::SignedTx { hash: tx.clone(), raw: raw.clone() }).await?;
             }
             ctx.events.status(ctx.change.address.as_str(), &format!("waiting for transaction {tx}"));
             return match rpc.wait_mined(&tx, p.confirmations, timeout).await {
@@ -180,9 +181,9 @@ impl Registrar {
                     p.tx_hash = None;
                     p.raw_tx = None;
                     self.save(ctx.store, entry, p).await?;
-                    Err(e.to_string())
+                    Err(e.into())
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             };
         }
         let Some(tx) = self.tx_hash.clone() else {
@@ -191,19 +192,19 @@ impl Registrar {
         ctx.events.status(ctx.change.address.as_str(), &format!("checking transaction {tx}"));
         let receipt = match rpc.wait_mined(&tx, p.confirmations, timeout).await {
             Err(ChainError::NotMined { .. }) if !rpc.knows(&tx).await.unwrap_or(false) => {
-                return Err(ChainError::UnknownTx(tx).to_string());
+                return Err(ChainError::UnknownTx(tx).into());
             }
-            r => r.map_err(|e| e.to_string())?,
+            r => r?,
         };
         if !receipt.registers(&p.contract, &p.compose_hash) {
             let got: Vec<String> = receipt.registered.iter().map(|(c, h)| format!("0x{h} on {c}")).collect();
-            return Err(format!(
+            return Err(StepError::refused(format!(
                 "transaction {tx} does not register compose hash 0x{} on app contract {}: it registered {}. The CVM boots only with the hash the API returned; register 0x{} and resume",
                 p.compose_hash,
                 p.contract,
                 if got.is_empty() { "no compose hash".to_string() } else { got.join(", ") },
                 p.compose_hash
-            ));
+            )));
         }
         p.tx_hash = Some(tx.clone());
         self.save(ctx.store, entry, p).await?;
@@ -217,8 +218,7 @@ impl Registrar {
         ctx: &OnChainCtx<'_>,
         mut entry: JournalEntry,
         mut p: Pending,
-    ) -> Result<OnChainOutcome, String> {
-        let addr = &ctx.change.address;
+    ) -> Result<OnChainOutcome, StepError> {
         let waiting = format!(
             "awaiting on-chain registration of compose hash 0x{} on app contract {} (chain {})",
             p.compose_hash, p.contract, p.chain_id
@@ -229,21 +229,23 @@ impl Registrar {
         }
         let signer = self.env.signers.get(&p.private_key_env);
         let rpc = match self.rpc_for(ctx.change, &p) {
-            Some(r) => r.map_err(|e| e.to_string())?,
+            Some(r) => r?,
             // Without a signer there is nothing to send; pausing needs no chain.
             None if signer.is_none() && self.resume.is_none() => return Ok(OnChainOutcome::Paused(waiting)),
             None => return Err(Self::no_rpc(&p)),
         };
-        let resumable = "; the update stays paused: `teeform apply --resume` retries";
-        rpc.check_chain(p.chain_id).await.map_err(|e| format!("{e}{resumable}"))?;
-        let mut tx = self.known_tx(ctx, &rpc, &mut entry, &mut p).await.map_err(|e| format!("{e}{resumable}"))?;
-        let mut allowed = rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(|e| format!("{e}{resumable}"))?;
+        // The update stays in the journal whatever fails from here: `apply --resume` retries.
+        let paused = |e: StepError| e.resumable();
+        let chain_paused = |e: ChainError| StepError::from(e).resumable();
+        rpc.check_chain(p.chain_id).await.map_err(chain_paused)?;
+        let mut tx = self.known_tx(ctx, &rpc, &mut entry, &mut p).await.map_err(paused)?;
+        let mut allowed = rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(chain_paused)?;
         if !allowed
             && tx.is_none()
             && !p.prepare_only
             && let Some(signer) = signer
         {
-            let owner = rpc.owner(&p.contract).await.map_err(|e| format!("{e}{resumable}"))?;
+            let owner = rpc.owner(&p.contract).await.map_err(chain_paused)?;
             if owner != signer.address() {
                 // E.g. a Safe owns the app: the owner registers, teeform waits.
                 return Ok(OnChainOutcome::Paused(format!(
@@ -252,14 +254,14 @@ impl Registrar {
                     signer.address()
                 )));
             }
-            let sent =
-                self.register(ctx, &rpc, signer, &mut entry, &mut p).await.map_err(|e| format!("{e}{resumable}"))?;
-            allowed = rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(|e| e.to_string())?;
+            let sent = self.register(ctx, &rpc, signer, &mut entry, &mut p).await.map_err(paused)?;
+            allowed = rpc.is_allowed(&p.contract, &p.compose_hash).await?;
             if !allowed {
-                return Err(format!(
-                    "transaction {sent} was mined, but app contract {} still does not allow 0x{}{resumable}",
+                return Err(StepError::refused(format!(
+                    "transaction {sent} was mined, but app contract {} still does not allow 0x{}",
                     p.contract, p.compose_hash
-                ));
+                ))
+                .resumable());
             }
             tx = Some(sent);
         }
@@ -267,31 +269,8 @@ impl Registrar {
             let Some(limit) = self.resume else {
                 return Ok(OnChainOutcome::Paused(waiting));
             };
-            let start = Instant::now();
-            while !allowed {
-                if start.elapsed() >= limit {
-                    return Ok(OnChainOutcome::Paused(format!(
-                        "compose hash 0x{} is still not allowed on app contract {} after {}s",
-                        p.compose_hash,
-                        p.contract,
-                        limit.as_secs()
-                    )));
-                }
-                ctx.events.status(
-                    addr.as_str(),
-                    &format!(
-                        "waiting for the chain to allow 0x{} ({}s)",
-                        short(&p.compose_hash),
-                        start.elapsed().as_secs()
-                    ),
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(poll_interval(&rpc)) => {}
-                    _ = ctx.cancel.cancelled() => {
-                        return Ok(OnChainOutcome::Paused(format!("interrupted while {waiting}")));
-                    }
-                }
-                allowed = rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(|e| format!("{e}{resumable}"))?;
+            if let Some(paused) = wait_allowed(ctx, &rpc, &p, limit, &waiting).await? {
+                return Ok(paused);
             }
         }
         self.commit(ctx, entry, p, tx).await
@@ -305,18 +284,15 @@ impl Registrar {
         signer: &Signer,
         entry: &mut JournalEntry,
         p: &mut Pending,
-    ) -> Result<String, String> {
-        let signed =
-            rpc.sign_add_compose_hash(signer, &p.contract, &p.compose_hash).await.map_err(|e| e.to_string())?;
+    ) -> Result<String, StepError> {
+        let signed = rpc.sign_add_compose_hash(signer, &p.contract, &p.compose_hash).await?;
         p.tx_hash = Some(signed.hash.clone());
         p.raw_tx = Some(signed.raw.clone());
         self.save(ctx.store, entry, p).await?;
         ctx.events
             .status(ctx.change.address.as_str(), &format!("registering compose hash on chain (tx {})", signed.hash));
-        rpc.broadcast(&signed).await.map_err(|e| e.to_string())?;
-        rpc.wait_mined(&signed.hash, p.confirmations, self.resume.unwrap_or(TX_TIMEOUT))
-            .await
-            .map_err(|e| e.to_string())?;
+        rpc.broadcast(&signed).await?;
+        rpc.wait_mined(&signed.hash, p.confirmations, self.resume.unwrap_or(TX_TIMEOUT)).await?;
         Ok(signed.hash)
     }
 
@@ -327,8 +303,8 @@ impl Registrar {
         entry: JournalEntry,
         p: Pending,
         tx: Option<String>,
-    ) -> Result<OnChainOutcome, String> {
-        let cvm = p.cvm_id.clone().ok_or("the paused update does not name its CVM")?;
+    ) -> Result<OnChainOutcome, StepError> {
+        let cvm = p.cvm_id.clone().ok_or_else(|| StepError::internal("the paused update does not name its CVM"))?;
         // The `phala` CLI's convention when the hash was registered by someone else.
         let tx = tx.unwrap_or_else(|| "already-registered".into());
         ctx.events.status(ctx.change.address.as_str(), "confirming the update");
@@ -338,22 +314,56 @@ impl Registrar {
         };
         match r {
             Ok(_) => Ok(OnChainOutcome::Committed { journal_id: entry.id, attrs: Box::new(p.attrs) }),
-            Err(e) if e.status == Some(466) => {
+            Err(e) if e.kind == ErrorKind::HashExpired => {
                 // Either committed before a crash, or expired: the CVM's hash tells which.
-                let now = ctx.api.get_cvm(&cvm).await.map_err(|e| e.to_string())?;
+                let now = ctx.api.get_cvm(&cvm).await?;
                 if now.and_then(|c| c.compose_hash).as_deref() == Some(p.compose_hash.as_str()) {
                     return Ok(OnChainOutcome::Committed { journal_id: entry.id, attrs: Box::new(p.attrs) });
                 }
                 ctx.store
                     .commit(Batch { journal_done: vec![entry.id], ..Default::default() })
                     .await
-                    .map_err(|e| format!("cannot write state: {e}"))?;
-                Err(format!("{e}: the API no longer holds this update (expired); run `teeform apply` to send it again"))
+                    .map_err(StepError::state_write)?;
+                Err(StepError::from(e).context("the API no longer holds this update (expired)").then(Next::ApplyAgain))
             }
-            Err(e) if e.kind == ErrorKind::OnChain => {
-                Err(format!("{e}; the update stays paused: `teeform apply --resume` retries"))
+            // Any other refusal (467 the transaction did not verify, 468 the hash is not on
+            // chain yet, or the API was out of reach): the update stays paused.
+            Err(e) => Err(StepError::from(e).resumable()),
+        }
+    }
+}
+
+/// `apply --resume`: polls until the app contract allows the hash (`None`), or pauses again
+/// after `limit` or on Ctrl-C.
+async fn wait_allowed(
+    ctx: &OnChainCtx<'_>,
+    rpc: &Rpc,
+    p: &Pending,
+    limit: Duration,
+    waiting: &str,
+) -> Result<Option<OnChainOutcome>, StepError> {
+    let start = Instant::now();
+    loop {
+        if start.elapsed() >= limit {
+            return Ok(Some(OnChainOutcome::Paused(format!(
+                "compose hash 0x{} is still not allowed on app contract {} after {}s",
+                p.compose_hash,
+                p.contract,
+                limit.as_secs()
+            ))));
+        }
+        ctx.events.status(
+            ctx.change.address.as_str(),
+            &format!("waiting for the chain to allow 0x{} ({}s)", short(&p.compose_hash), start.elapsed().as_secs()),
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(poll_interval(rpc)) => {}
+            _ = ctx.cancel.cancelled() => {
+                return Ok(Some(OnChainOutcome::Paused(format!("interrupted while {waiting}"))));
             }
-            Err(e) => Err(format!("{e}; the update stays paused: `teeform apply --resume` retries")),
+        }
+        if rpc.is_allowed(&p.contract, &p.compose_hash).await.map_err(|e| StepError::from(e).resumable())? {
+            return Ok(None);
         }
     }
 }
@@ -368,30 +378,28 @@ fn poll_interval(rpc: &Rpc) -> Duration {
 
 /// The app contract an update registers on: the manifest's, else the API's app id (which,
 /// for on-chain KMS, is the contract address).
-fn app_contract(spec: &KmsSpec, api_app_id: Option<&str>) -> Result<String, String> {
-    let raw = spec
-        .contract
-        .as_deref()
-        .or(api_app_id)
-        .ok_or("the API did not name the app contract; set `kms.contract` for this CVM in the manifest")?;
-    chain::format_address(raw).map_err(|e| e.to_string())
+fn app_contract(spec: &KmsSpec, api_app_id: Option<&str>) -> Result<String, StepError> {
+    let raw = spec.contract.as_deref().or(api_app_id).ok_or_else(|| {
+        StepError::refused("the API did not name the app contract; set `kms.contract` for this CVM in the manifest")
+    })?;
+    Ok(chain::format_address(raw)?)
 }
 
 fn chain_id_of(kms_info: Option<&serde_json::Value>) -> Option<u64> {
     kms_info?.get("chain_id")?.as_u64()
 }
 
-fn check_chain_id(spec: &KmsSpec, kms_info: Option<&serde_json::Value>) -> Result<(), String> {
+fn check_chain_id(spec: &KmsSpec, kms_info: Option<&serde_json::Value>) -> Result<(), StepError> {
     match chain_id_of(kms_info) {
-        Some(id) if id != spec.chain_id => Err(format!(
+        Some(id) if id != spec.chain_id => Err(StepError::refused(format!(
             "the CVM's KMS is on chain {id}, but the manifest says chain {}; fix `kms:` in the manifest",
             spec.chain_id
-        )),
+        ))),
         _ => Ok(()),
     }
 }
 
-fn new_entry(c: &Change, cvm_id: Option<&str>, p: &Pending, endpoint: &str) -> Result<JournalEntry, String> {
+fn new_entry(c: &Change, cvm_id: Option<&str>, p: &Pending, endpoint: &str) -> Result<JournalEntry, StepError> {
     Ok(JournalEntry {
         id: format!("{}-{}", now_rfc3339(), uuid::Uuid::new_v4().simple()),
         address: c.address.clone(),
@@ -399,7 +407,7 @@ fn new_entry(c: &Change, cvm_id: Option<&str>, p: &Pending, endpoint: &str) -> R
         name: c.after.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
         cloud_id: cvm_id.map(str::to_string),
         started_at: now_rfc3339(),
-        detail: serde_json::to_value(p).map_err(|e| e.to_string())?,
+        detail: super::to_json(p)?,
         endpoint: Some(endpoint.to_string()),
     })
 }
@@ -410,8 +418,8 @@ impl OnChain for Registrar {
         self.prepare_only
     }
 
-    async fn continue_pending(&self, ctx: &OnChainCtx<'_>) -> Result<Option<OnChainOutcome>, String> {
-        let entries = ctx.store.journal().await.map_err(|e| format!("cannot read state: {e}"))?;
+    async fn continue_pending(&self, ctx: &OnChainCtx<'_>) -> Result<Option<OnChainOutcome>, StepError> {
+        let entries = ctx.store.journal().await.map_err(StepError::state_read)?;
         let mut found = pending_entries(entries, &ctx.change.address, PendingKind::Update);
         let Some((entry, p)) = found.pop() else {
             return Ok(None);
@@ -420,10 +428,11 @@ impl OnChain for Registrar {
             return self.advance(ctx, entry, p).await.map(Some);
         }
         if self.resume.is_some() {
-            return Err(format!(
-                "the manifest changed since this update was paused (awaiting 0x{}); run `teeform apply` to send the new desired state instead",
+            return Err(StepError::refused(format!(
+                "the manifest changed since this update was paused (awaiting 0x{}); run apply to send the new desired state instead",
                 p.compose_hash
-            ));
+            ))
+            .then(Next::ApplyAgain));
         }
         // The desired state moved on: the paused update is replaced by a new one.
         ctx.events.status(
@@ -433,18 +442,18 @@ impl OnChain for Registrar {
         ctx.store
             .commit(Batch { journal_done: vec![entry.id], ..Default::default() })
             .await
-            .map_err(|e| format!("cannot write state: {e}"))?;
+            .map_err(StepError::state_write)?;
         Ok(None)
     }
 
-    async fn on_hash_required(&self, ctx: &OnChainCtx<'_>) -> Result<OnChainOutcome, String> {
-        let h = ctx.required.ok_or("no on-chain requirement to handle")?;
+    async fn on_hash_required(&self, ctx: &OnChainCtx<'_>) -> Result<OnChainOutcome, StepError> {
+        let h = ctx.required.ok_or_else(|| StepError::internal("no on-chain requirement to handle"))?;
         let c = ctx.change;
         let spec = c.kms.as_ref().ok_or_else(|| {
-            format!(
+            StepError::refused(format!(
                 "the API requires compose hash 0x{} to be registered on chain first (HTTP 465), but the manifest does not give this CVM an on-chain `kms:`",
                 h.compose_hash
-            )
+            ))
         })?;
         check_chain_id(spec, h.kms_info.as_ref())?;
         let contract = app_contract(spec, h.app_id.as_deref())?;
@@ -486,26 +495,28 @@ impl OnChain for Registrar {
                 ..Default::default()
             })
             .await
-            .map_err(|e| format!("cannot write state: {e}"))?;
+            .map_err(StepError::state_write)?;
         self.advance(ctx, entry, p).await
     }
 
-    async fn deploy_app(&self, ctx: &OnChainCtx<'_>, prov: &Provisioned) -> Result<DeployedApp, String> {
+    // One flow read top to bottom (check, sign, journal, broadcast, wait, check): split up,
+    // the order that makes it crash-safe (journal before broadcast) would be harder to see.
+    async fn deploy_app(&self, ctx: &OnChainCtx<'_>, prov: &Provisioned) -> Result<DeployedApp, StepError> {
         let c = ctx.change;
-        let spec = c.kms.as_ref().ok_or("the API wants an app contract, but the manifest gives no on-chain `kms:`")?;
+        let spec = c.kms.as_ref().ok_or_else(|| {
+            StepError::refused("the API wants an app contract, but the manifest gives no on-chain `kms:`")
+        })?;
         check_chain_id(spec, prov.kms_info.as_ref())?;
-        let kms_contract = prov
-            .kms_info
-            .as_ref()
-            .and_then(|k| k.get("kms_contract_address"))
-            .and_then(|a| a.as_str())
-            .ok_or("the API did not name the KMS contract that deploys the app contract")?;
-        let kms_contract = chain::format_address(kms_contract).map_err(|e| e.to_string())?;
+        let kms_contract =
+            prov.kms_info.as_ref().and_then(|k| k.get("kms_contract_address")).and_then(|a| a.as_str()).ok_or_else(
+                || StepError::refused("the API did not name the KMS contract that deploys the app contract"),
+            )?;
+        let kms_contract = chain::format_address(kms_contract)?;
         let signer = self.env.signers.get(&spec.private_key_env).ok_or_else(|| {
-            format!(
+            StepError::refused(format!(
                 "creating a CVM with on-chain KMS deploys its app contract from your wallet: set ${} (and ${}), or create it with the phala CLI and `teeform import` it",
                 spec.private_key_env, spec.rpc_url_env
-            )
+            ))
         })?;
         let mut p = Pending {
             kind: PendingKind::DeployApp,
@@ -525,10 +536,10 @@ impl OnChain for Registrar {
             attrs: ctx.attrs.clone(),
             dependencies: c.dependencies.clone(),
         };
-        let rpc = self.rpc_for(c, &p).ok_or_else(|| Self::no_rpc(&p))?.map_err(|e| e.to_string())?;
-        rpc.check_chain(spec.chain_id).await.map_err(|e| e.to_string())?;
+        let rpc = self.rpc_for(c, &p).ok_or_else(|| Self::no_rpc(&p))??;
+        rpc.check_chain(spec.chain_id).await?;
         // A deployment an earlier run sent for the same compose hash is reused, never repeated.
-        let entries = ctx.store.journal().await.map_err(|e| format!("cannot read state: {e}"))?;
+        let entries = ctx.store.journal().await.map_err(StepError::state_read)?;
         let earlier = pending_entries(entries, &c.address, PendingKind::DeployApp)
             .into_iter()
             .find(|(_, e)| e.compose_hash == prov.compose_hash && e.contract == kms_contract && e.tx_hash.is_some());
@@ -541,30 +552,34 @@ impl OnChain for Registrar {
                 (entry, signed)
             }
             None => {
-                let signed = rpc
-                    .sign_deploy_app(signer, &kms_contract, prov.device_id.as_deref(), &prov.compose_hash)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let signed =
+                    rpc.sign_deploy_app(signer, &kms_contract, prov.device_id.as_deref(), &prov.compose_hash).await?;
                 p.tx_hash = Some(signed.hash.clone());
                 p.raw_tx = Some(signed.raw.clone());
                 let entry = new_entry(c, None, &p, ctx.endpoint)?;
                 ctx.store
                     .commit(Batch { journal_put: vec![entry.clone()], ..Default::default() })
                     .await
-                    .map_err(|e| format!("cannot write state: {e}"))?;
+                    .map_err(StepError::state_write)?;
                 (entry, signed)
             }
         };
         ctx.events.status(c.address.as_str(), &format!("deploying the app contract (tx {})", signed.hash));
-        if rpc.receipt(&signed.hash).await.map_err(|e| e.to_string())?.is_none() {
-            rpc.broadcast(&signed).await.map_err(|e| e.to_string())?;
+        if rpc.receipt(&signed.hash).await?.is_none() {
+            rpc.broadcast(&signed).await?;
         }
-        let receipt = rpc.wait_mined(&signed.hash, spec.confirmations, TX_TIMEOUT).await.map_err(|e| e.to_string())?;
+        let receipt = rpc.wait_mined(&signed.hash, spec.confirmations, TX_TIMEOUT).await?;
         let app = receipt.deployed_apps.first().cloned().ok_or_else(|| {
-            format!("transaction {} deployed no app contract (no AppDeployedViaFactory event)", signed.hash)
+            StepError::refused(format!(
+                "transaction {} deployed no app contract (no AppDeployedViaFactory event)",
+                signed.hash
+            ))
         })?;
-        if !rpc.is_allowed(&app, &prov.compose_hash).await.map_err(|e| e.to_string())? {
-            return Err(format!("the new app contract {app} does not allow compose hash 0x{}", prov.compose_hash));
+        if !rpc.is_allowed(&app, &prov.compose_hash).await? {
+            return Err(StepError::refused(format!(
+                "the new app contract {app} does not allow compose hash 0x{}",
+                prov.compose_hash
+            )));
         }
         Ok(DeployedApp {
             app_id: app.trim_start_matches("0x").to_string(),

@@ -48,8 +48,12 @@ pub struct Reconciled {
 pub enum ReconcileError {
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("cannot check an interrupted operation on {address}: {message}")]
-    Api { address: Address, message: String },
+    #[error("cannot check an interrupted operation on {address}")]
+    Api {
+        address: Address,
+        #[source]
+        source: crate::providers::ApiError,
+    },
 }
 
 /// The first of `owners` (address, endpoint it was made at) that lives at an endpoint other
@@ -76,8 +80,7 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
             out.kept += 1;
             continue;
         }
-        let api_err =
-            |m: crate::providers::ApiError| ReconcileError::Api { address: e.address.clone(), message: m.to_string() };
+        let api_err = |source| ReconcileError::Api { address: e.address.clone(), source };
         let mut batch = Batch { journal_done: vec![e.id.clone()], ..Default::default() };
         match e.op.as_str() {
             "create" => match detail(&e).and_then(|d| d.app_id) {

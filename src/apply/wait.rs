@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::model::{CvmStatus, Power, RemoteCvm};
-use crate::providers::PhalaApi;
+use crate::providers::{ApiError, PhalaApi};
 
 #[derive(Debug, Clone)]
 pub struct WaitOptions {
@@ -25,23 +25,19 @@ impl Default for WaitOptions {
 }
 
 /// Why waiting ended without the CVM getting where it was going.
-#[derive(Debug, Clone)]
-pub struct WaitError {
-    pub message: String,
-    /// The CVM as last read when its status says it failed (not on a timeout or API error).
-    pub failed: Option<Box<RemoteCvm>>,
-}
-
-impl std::fmt::Display for WaitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl From<WaitError> for String {
-    fn from(e: WaitError) -> String {
-        e.message
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    /// Reading the CVM failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("CVM {id} disappeared while waiting for it to be {target}")]
+    Gone { id: String, target: Power },
+    /// Its status says it failed; `cvm` is the CVM as last read.
+    #[error("CVM {id} is {} instead of {target}", .cvm.status)]
+    Failed { id: String, target: Power, cvm: Box<RemoteCvm> },
+    /// Still not there after the wait's timeout; it may yet get there.
+    #[error("CVM {id} was still {status} after {secs}s; it may yet finish: run plan to see its state")]
+    TimedOut { id: String, status: CvmStatus, secs: u64 },
 }
 
 /// Statuses after which waiting for `target` is pointless.
@@ -71,21 +67,13 @@ pub async fn until(
 ) -> Result<RemoteCvm, WaitError> {
     let start = Instant::now();
     let mut last = CvmStatus::Unknown(String::new());
-    let plain = |message: String| WaitError { message, failed: None };
     loop {
-        let cvm = api
-            .get_cvm(id)
-            .await
-            .map_err(|e| plain(e.to_string()))?
-            .ok_or_else(|| plain(format!("CVM {id} disappeared while waiting for it to be {target}")))?;
+        let cvm = api.get_cvm(id).await?.ok_or_else(|| WaitError::Gone { id: id.to_string(), target })?;
         if cvm.status == target.status() && !cvm.in_progress {
             return Ok(cvm);
         }
         if failed(&cvm.status, target) && !cvm.in_progress {
-            return Err(WaitError {
-                message: format!("CVM {id} is {} instead of {target}", cvm.status),
-                failed: Some(Box::new(cvm)),
-            });
+            return Err(WaitError::Failed { id: id.to_string(), target, cvm: Box::new(cvm) });
         }
         let elapsed = start.elapsed();
         if cvm.status != last {
@@ -94,10 +82,7 @@ pub async fn until(
         // The status alone: how long the step has run is the progress display's to show.
         status(last.as_str());
         if elapsed >= opts.timeout {
-            return Err(plain(format!(
-                "CVM {id} was still {last} after {}s; it may yet finish: run plan to see its state",
-                elapsed.as_secs()
-            )));
+            return Err(WaitError::TimedOut { id: id.to_string(), status: last, secs: elapsed.as_secs() });
         }
         let next = (elapsed / 10).clamp(opts.min_interval, opts.max_interval);
         tokio::time::sleep(next).await;

@@ -1,11 +1,14 @@
-//! What every command needs: where the manifest and state are, how to reach the API.
+//! What every command gets ([`Ctx`]): the global flags, the [`Shell`], the checked
+//! settings; where the manifest and state are (opening the state, and the moves and owner
+//! checks that go with it), and how to reach the API.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{CliError, CliResult};
-use super::ui::Ui;
+use super::settings::Settings;
+use super::shell::Shell;
 use super::{BackendArg, Global};
 use crate::manifest::{BackendKind, Config, Endpoint, LoadOptions};
 use crate::providers::PhalaApi;
@@ -15,106 +18,26 @@ use crate::state::{Backend, Batch, DEFAULT_WORKSPACE, LockInfo, OpenOptions, PgC
 
 pub struct Ctx {
     pub global: Global,
-    pub ui: Ui,
+    pub shell: Shell,
     /// Numbers from the environment, checked before the command does anything.
     pub settings: Settings,
+    pub cmdline: CommandLine,
 }
 
-/// The numeric settings teeform reads from the environment. Each is checked when a command
-/// starts: a value that is not a number, or is out of range (`-1`, `NaN`, `inf`, `1e20`), is
-/// an error naming the variable and the range. An empty variable counts as unset.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `TEEFORM_HTTP_TIMEOUT`: seconds, default 30, at most an hour.
-    pub http_timeout: Duration,
-    /// `TEEFORM_WAIT_TIMEOUT`: seconds to wait for a CVM to run, at most a week.
-    pub wait_timeout: Option<Duration>,
-    /// `TEEFORM_RETRY_MAX_ATTEMPTS` (1–100), `TEEFORM_RETRY_BASE_MS` (0–600000),
-    /// `TEEFORM_RETRY_DEADLINE_SECS` (0–86400).
-    pub retry: crate::providers::http::RetryPolicy,
-    /// `TEEFORM_LOCAL_RESTART_MS` and `TEEFORM_LOCAL_BOOT_MS` (0–3600000, default 1500).
-    pub local_restart_ms: u64,
-    pub local_boot_ms: u64,
+/// The global flags of this run that say which manifest, state and workspace it works on,
+/// as shell words: what a hint repeats so the command it names works on the same ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandLine {
+    pub flags: Vec<String>,
 }
 
-impl Settings {
-    pub fn from_env() -> CliResult<Settings> {
-        Self::from_lookup(&|k| std::env::var(k).ok())
-    }
-
-    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> CliResult<Settings> {
-        let mut retry = crate::providers::http::RetryPolicy::default();
-        if let Some(n) = env_whole(get, "TEEFORM_RETRY_MAX_ATTEMPTS", 1, 100)? {
-            retry.max_attempts = n as u32;
-        }
-        if let Some(ms) = env_whole(get, "TEEFORM_RETRY_BASE_MS", 0, 600_000)? {
-            retry.base_delay = Duration::from_millis(ms);
-        }
-        if let Some(s) = env_whole(get, "TEEFORM_RETRY_DEADLINE_SECS", 0, 86_400)? {
-            retry.deadline = Duration::from_secs(s);
-        }
-        Ok(Settings {
-            http_timeout: env_seconds(get, "TEEFORM_HTTP_TIMEOUT", 3600.0)?.unwrap_or(Duration::from_secs(30)),
-            wait_timeout: env_seconds(get, "TEEFORM_WAIT_TIMEOUT", 7.0 * 86_400.0)?,
-            retry,
-            local_restart_ms: env_whole(get, "TEEFORM_LOCAL_RESTART_MS", 0, 3_600_000)?.unwrap_or(1500),
-            local_boot_ms: env_whole(get, "TEEFORM_LOCAL_BOOT_MS", 0, 3_600_000)?.unwrap_or(1500),
-        })
-    }
-}
-
-/// `s` as one shell word: as is when it is plainly safe, else in single quotes.
-fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c));
-    if plain { s.to_string() } else { format!("'{}'", s.replace('\'', "'\\''")) }
-}
-
-fn env_value(get: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
-    get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
-}
-
-/// A whole number in `min..=max`, or `None` when unset or empty.
-fn env_whole(get: &dyn Fn(&str) -> Option<String>, name: &str, min: u64, max: u64) -> CliResult<Option<u64>> {
-    let Some(v) = env_value(get, name) else { return Ok(None) };
-    match v.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
-        _ => Err(CliError::new(format!("{name} must be a whole number from {min} to {max}, not `{v}`"))
-            .hint(format!("fix or unset {name}"))),
-    }
-}
-
-/// A number of seconds above 0 and at most `max`, or `None` when unset or empty.
-fn env_seconds(get: &dyn Fn(&str) -> Option<String>, name: &str, max: f64) -> CliResult<Option<Duration>> {
-    let Some(v) = env_value(get, name) else { return Ok(None) };
-    match v.parse::<f64>() {
-        // `parse` accepts NaN, inf and negatives; `Duration` would panic on them.
-        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= max => Ok(Some(Duration::from_secs_f64(secs))),
-        _ => Err(CliError::new(format!("{name} must be a number of seconds above 0 and at most {max}, not `{v}`"))
-            .hint(format!("fix or unset {name}"))),
-    }
-}
-
-/// A connection to the API, keeping the embedded simulator alive while it is used.
-pub struct Api {
-    pub client: Arc<dyn PhalaApi>,
-    pub endpoint: String,
-    _sim: Option<SimHandle>,
-}
-
-impl Ctx {
-    pub fn new(global: Global, ui: Ui) -> CliResult<Ctx> {
-        Ok(Ctx { global, ui, settings: Settings::from_env()? })
-    }
-
-    /// `teeform` with the global flags this run was given (`-C`, `-f`, `--state`,
-    /// `--backend`, `--workspace`) and then `rest`: a command a hint can tell the user to run
-    /// that works on the same manifest, state and workspace.
-    pub fn command_line(&self, rest: &str) -> String {
-        let g = &self.global;
-        let mut out = vec!["teeform".to_string()];
+impl CommandLine {
+    /// `-C`, `-f` (unless the default), `--state`, `--backend`, `--workspace`, as given.
+    pub fn new(g: &Global) -> CommandLine {
+        let mut flags = Vec::new();
         let mut flag = |f: &str, v: &std::ffi::OsStr| {
-            out.push(f.to_string());
-            out.push(shell_quote(&v.to_string_lossy()));
+            flags.push(f.to_string());
+            flags.push(shell_quote(&v.to_string_lossy()));
         };
         if let Some(d) = &g.chdir {
             flag("-C", d.as_os_str());
@@ -131,8 +54,42 @@ impl Ctx {
         if let Some(w) = &g.workspace {
             flag("--workspace", std::ffi::OsStr::new(w));
         }
-        out.push(rest.to_string());
+        CommandLine { flags }
+    }
+
+    /// `teeform`, the flags, then `rest` (a command and its arguments).
+    pub fn command(&self, rest: &str) -> String {
+        let mut out = vec!["teeform"];
+        out.extend(self.flags.iter().map(String::as_str));
+        out.push(rest);
         out.join(" ")
+    }
+}
+
+/// `s` as one shell word: as is when it is plainly safe, else in single quotes.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c));
+    if plain { s.to_string() } else { format!("'{}'", s.replace('\'', "'\\''")) }
+}
+
+/// A connection to the API, keeping the embedded simulator alive while it is used.
+pub struct Api {
+    pub client: Arc<dyn PhalaApi>,
+    pub endpoint: String,
+    _sim: Option<SimHandle>,
+}
+
+impl Ctx {
+    pub fn new(global: Global, shell: Shell) -> CliResult<Ctx> {
+        let cmdline = CommandLine::new(&global);
+        Ok(Ctx { global, shell, settings: Settings::from_env()?, cmdline })
+    }
+
+    /// `teeform` with the global flags this run was given (`-C`, `-f`, `--state`,
+    /// `--backend`, `--workspace`) and then `rest`: a command a hint can tell the user to run
+    /// that works on the same manifest, state and workspace.
+    pub fn command_line(&self, rest: &str) -> String {
+        self.cmdline.command(rest)
     }
 
     pub fn manifest_path(&self) -> &Path {
@@ -160,18 +117,19 @@ impl Ctx {
 
     /// Retries are shown as they happen: a slow run should say why it is slow.
     fn retry_observer(&self) -> crate::providers::http::RetryObserver {
-        let ui = self.ui;
+        let shell = self.shell.clone();
         Arc::new(move |ev| {
-            let p = ui.err_palette();
-            super::ui::eprint_line(&format!(
-                "{} {} {}: {}; attempt {} in {:.1}s",
-                p.yellow(&format!("{:>12}", "Retrying")),
-                ev.method,
-                ev.path,
-                crate::redact::text(&ev.reason),
-                ev.attempt + 1,
-                ev.delay.as_secs_f64()
-            ));
+            shell.status_warn(
+                "Retrying",
+                &format!(
+                    "{} {}: {}; attempt {} in {:.1}s",
+                    ev.method,
+                    ev.path,
+                    crate::redact::text(&ev.reason),
+                    ev.attempt + 1,
+                    ev.delay.as_secs_f64()
+                ),
+            );
         })
     }
 
@@ -187,7 +145,7 @@ impl Ctx {
             }
         }
         for w in &cfg.warnings {
-            eprint!("{}\n\n", w.render(self.ui.stderr_color));
+            self.shell.diagnostic(w);
         }
         Ok(cfg)
     }
@@ -196,25 +154,9 @@ impl Ctx {
         self.open_store(&self.state_options(command, lock_timeout)?).await
     }
 
-    /// Opens the store `opts` names; a lock error's unlock hint names the same state as this
-    /// run did (-C, --state, --workspace, …).
+    /// Opens the store `opts` names.
     async fn open_store(&self, opts: &crate::state::OpenOptions) -> CliResult<Arc<dyn Store>> {
-        crate::state::open(opts).await.map_err(|e| {
-            let holder = match &e {
-                crate::state::StateError::Locked { holder: Some(h), .. } => Some(h.id.clone()),
-                _ => None,
-            };
-            let mut c = CliError::from(e);
-            if let Some(id) = holder {
-                for h in c.hints.iter_mut().filter(|h| h.contains("teeform force-unlock")) {
-                    *h = format!(
-                        "if that process is gone for good, run `{}`",
-                        self.command_line(&format!("force-unlock {id}"))
-                    );
-                }
-            }
-            c
-        })
+        Ok(crate::state::open(opts).await?)
     }
 
     /// Opens the state a command pairs with the manifest (`cfg`, when loaded): first moves a
@@ -306,7 +248,7 @@ impl Ctx {
         match (meta.manifest, fit) {
             (Some(m), _) if m == me => {}
             (Some(_), _) | (None, Fit::Empty | Fit::Foreign) => {
-                self.ui.status(
+                self.shell.status(
                     "Note",
                     &format!(
                         "{} is another manifest's state; {} keeps its own in {}",
@@ -328,7 +270,7 @@ impl Ctx {
                 crate::state::io_reason(&e)
             ))
         })?;
-        self.ui.status(
+        self.shell.status(
             "Moved",
             &format!(
                 "{} to {}: each manifest now keeps its own state ({} → {})",
@@ -447,10 +389,11 @@ impl Ctx {
                     ..Default::default()
                 };
                 let dir = self.state_dir();
-                std::fs::create_dir_all(&dir)?;
-                let sim = Sim::new(cfg, Some(dir.join("local-sim.json")))
-                    .map_err(|e| CliError::new(format!("cannot start the embedded simulator: {e}")))?;
-                let handle = sim.spawn("127.0.0.1:0".parse().expect("valid address")).await?;
+                let failed = |e: std::io::Error| CliError::with_source("cannot start the embedded simulator", e);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| CliError::with_source(format!("cannot create {}", dir.display()), e))?;
+                let sim = Sim::new(cfg, Some(dir.join("local-sim.json"))).map_err(failed)?;
+                let handle = sim.spawn(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await.map_err(failed)?;
                 let prefix = handle.api_prefix();
                 let client = PhalaClient::new(&prefix, Some(key), timeout)?
                     .with_key_source("the embedded simulator")
@@ -550,7 +493,8 @@ fn api_key() -> CliResult<Option<(String, String)>> {
         return Err(CliError::new(format!("{} is readable by other users; refusing to use it", path.display()))
             .hint(format!("chmod 600 {}", path.display())));
     }
-    let text = std::fs::read_to_string(&path)?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CliError::with_source(format!("cannot read {}", path.display()), e))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| CliError::new(format!("{} is not valid JSON: {e}", path.display())))?;
     let profile = v.get("current_profile").and_then(|p| p.as_str()).unwrap_or("default");
@@ -576,7 +520,8 @@ mod tests {
         use clap::Parser;
         let ctx = |args: &[&str]| {
             let cli = crate::cli::Cli::try_parse_from(args).unwrap();
-            Ctx { global: cli.global, ui: Ui::detect(true), settings: Settings::from_lookup(&|_| None).unwrap() }
+            let (shell, _) = Shell::capture(false, Default::default());
+            Ctx::new(cli.global, shell).unwrap()
         };
         assert_eq!(ctx(&["teeform", "plan"]).command_line("apply --resume"), "teeform apply --resume");
         let c = ctx(&["teeform", "-C", "my dir", "-f", "staging.yaml", "--workspace", "prod", "--state", "st", "plan"]);
@@ -585,38 +530,5 @@ mod tests {
             "teeform -C 'my dir' -f staging.yaml --state st --workspace prod apply --resume"
         );
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
-    }
-
-    #[test]
-    fn numeric_settings_are_checked_and_never_panic() {
-        let names = [
-            "TEEFORM_HTTP_TIMEOUT",
-            "TEEFORM_WAIT_TIMEOUT",
-            "TEEFORM_RETRY_MAX_ATTEMPTS",
-            "TEEFORM_RETRY_BASE_MS",
-            "TEEFORM_RETRY_DEADLINE_SECS",
-            "TEEFORM_LOCAL_RESTART_MS",
-            "TEEFORM_LOCAL_BOOT_MS",
-        ];
-        for name in names {
-            for bad in ["-1", "inf", "NaN", "1e20", "abc", "18446744073709551616", "1e308"] {
-                let r = Settings::from_lookup(&|k| (k == name).then(|| bad.to_string()));
-                let e = r.expect_err(&format!("{name}={bad} is refused"));
-                assert!(e.message.contains(name) && e.message.contains(bad), "{}", e.message);
-            }
-            // Empty is unset.
-            assert!(Settings::from_lookup(&|k| (k == name).then(String::new)).is_ok(), "{name} empty");
-        }
-        let s = Settings::from_lookup(&|k| match k {
-            "TEEFORM_HTTP_TIMEOUT" => Some("2.5".into()),
-            "TEEFORM_WAIT_TIMEOUT" => Some(" 60 ".into()),
-            "TEEFORM_RETRY_MAX_ATTEMPTS" => Some("3".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert_eq!(s.http_timeout, Duration::from_millis(2500));
-        assert_eq!(s.wait_timeout, Some(Duration::from_secs(60)));
-        assert_eq!(s.retry.max_attempts, 3);
-        assert_eq!(Settings::from_lookup(&|_| None).unwrap().http_timeout, Duration::from_secs(30));
     }
 }

@@ -1,27 +1,45 @@
-//! The command line: argument parsing, then one function per command. `main` only calls
-//! [`main`] here and exits with its code.
+//! The command line: clap arguments (this file), then one file per command (`plan.rs`,
+//! `apply.rs`, `state_show.rs`, …), each with a `run` function; what commands share is in
+//! [`shared`], what every command gets ([`context::Ctx`]: flags, [`shell::Shell`],
+//! settings) in [`context`]. `main` only calls [`main`] here and exits with its code.
+//!
+//! Invariants: no command file imports another; nothing prints but the [`shell::Shell`];
+//! every failure is a [`error::CliError`], whose kind picks the exit code.
 
-mod commands;
-mod context;
-mod debug_cmd;
+mod apply;
+pub mod context;
+mod debug;
+mod destroy;
 pub mod error;
-mod images_cmd;
-mod migrate_cmd;
-mod onchain;
-mod saved;
+mod force_unlock;
+mod images;
+mod import;
+mod output;
+mod plan;
+mod settings;
+mod shared;
+pub mod shell;
+mod show;
 mod signals;
-mod sim_cmd;
-mod state_cmds;
-pub mod ui;
+mod sim;
+mod state_bind;
+mod state_list;
+mod state_migrate;
+mod state_recover;
+mod state_rm;
+mod state_show;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use context::{CommandLine, Ctx};
 use error::{CliError, exit};
+use shell::{ColorChoice, Shell, Verbosity};
 
-const AFTER_HELP: &str = "Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detailed-exitcode), 3 apply paused awaiting on-chain registration.\nEnvironment: PHALA_CLOUD_API_KEY, PHALA_CLOUD_API_PREFIX, NO_COLOR, TEEFORM_LOG (e.g. debug), TEEFORM_VAR_<name>, TEEFORM_PG_CONN, TEEFORM_WORKSPACE.";
+const AFTER_HELP: &str = "Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detailed-exitcode), 3 apply paused awaiting on-chain registration, 130/143 interrupted (SIGINT/SIGTERM), 141 stdout closed by its reader.\nEnvironment: PHALA_CLOUD_API_KEY, PHALA_CLOUD_API_PREFIX, NO_COLOR, TEEFORM_LOG (e.g. debug), TEEFORM_VAR_<name>, TEEFORM_PG_CONN, TEEFORM_WORKSPACE.";
 
 /// Declarative plan/apply for Phala Cloud confidential VMs.
 #[derive(Debug, Parser)]
@@ -45,9 +63,19 @@ pub struct Global {
     /// `NAME.state/` for `NAME.yaml`).
     #[arg(long = "state", value_name = "DIR", global = true)]
     pub state: Option<PathBuf>,
-    /// Never use colour (NO_COLOR also works).
-    #[arg(long, global = true)]
+    /// When to use colour: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+    /// Never use colour (the same as --color never).
+    #[arg(long, global = true, hide = true)]
     pub no_color: bool,
+    /// Print only errors and the command's output: no status lines, notes, warnings or
+    /// progress.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also log every API request and chain call to stderr (as TEEFORM_LOG=teeform=debug).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     /// Where the state is kept (overrides the manifest's `backend:`; postgres reads TEEFORM_PG_CONN).
     #[arg(long, value_enum, value_name = "KIND", global = true)]
     pub backend: Option<BackendArg>,
@@ -198,10 +226,10 @@ pub enum Command {
     Sim(SimCommand),
     /// Wire primitives for the conformance suite (hidden; not a user interface).
     #[command(subcommand, hide = true)]
-    Debug(debug_cmd::DebugCommand),
+    Debug(debug::DebugCommand),
     /// OS images from the Phala, nscale and OCI catalogs: browse, and move pinned images.
     #[command(subcommand)]
-    Images(images_cmd::ImagesCommand),
+    Images(images::ImagesCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -263,7 +291,7 @@ pub enum StateCommand {
 #[derive(Debug, Subcommand)]
 pub enum SimCommand {
     /// Serve the simulated API until interrupted.
-    Serve(sim_cmd::ServeArgs),
+    Serve(sim::ServeArgs),
 }
 
 /// Parses arguments, runs the command and returns the process exit code.
@@ -282,49 +310,55 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if ok { exit::OK } else { exit::ERROR });
         }
     };
-    init_tracing();
+    let g = &cli.global;
+    let color = if g.no_color { ColorChoice::Never } else { g.color };
+    let verbosity = match (g.quiet, g.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (false, true) => Verbosity::Verbose,
+        (false, false) => Verbosity::Normal,
+    };
+    let shell = Shell::new(color, verbosity);
+    let cmd = CommandLine::new(&cli.global);
+    init_tracing(verbosity);
     // State, saved plans and the simulator's data are nobody else's business.
     // SAFETY: umask only changes this process's default file mode.
     unsafe {
         libc::umask(0o077);
     }
-    let ui = ui::Ui::detect(cli.global.no_color);
-    if let Some(dir) = &cli.global.chdir
-        && let Err(e) = std::env::set_current_dir(dir)
-    {
-        eprint!(
-            "{}",
-            CliError::new(format!("cannot change to directory {}: {e}", dir.display())).render(ui.stderr_color)
-        );
-        return ExitCode::from(exit::ERROR);
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
+    let code = match start(cli, &shell) {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::ERROR);
+            shell.error(&e, &cmd);
+            e.exit_code()
         }
     };
-    let code = runtime.block_on(async {
-        match run(cli, ui).await {
-            Ok(code) => code,
-            Err(e) => {
-                eprint!("{}", e.render(ui.stderr_color));
-                e.code
-            }
-        }
-    });
-    // Background tasks (the embedded simulator) must not keep the process alive.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     ExitCode::from(code)
 }
 
-/// Logging to stderr at `TEEFORM_LOG` (e.g. `debug`, `teeform=trace`). Every line, from any
-/// crate (reqwest, hyper and alloy log through the `log` bridge), goes through
-/// [`crate::redact`] on its way out.
-fn init_tracing() {
-    let Ok(filter) = std::env::var("TEEFORM_LOG") else {
-        return;
+/// Changes directory (`-C`), starts the async runtime and runs the command in it.
+fn start(cli: Cli, shell: &Shell) -> error::CliResult {
+    if let Some(dir) = &cli.global.chdir {
+        std::env::set_current_dir(dir)
+            .map_err(|e| CliError::new(format!("cannot change to directory {}: {e}", dir.display())))?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::internal(format!("cannot start the async runtime: {e}")))?;
+    let result = runtime.block_on(run(cli, shell.clone()));
+    // Background tasks (the embedded simulator) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
+}
+
+/// Logging to stderr at `TEEFORM_LOG` (e.g. `debug`, `teeform=trace`), else with `-v` at
+/// `teeform=debug`. Every line, from any crate (reqwest, hyper and alloy log through the
+/// `log` bridge), goes through [`crate::redact`] on its way out.
+fn init_tracing(verbosity: Verbosity) {
+    let filter = match std::env::var("TEEFORM_LOG") {
+        Ok(f) => f,
+        Err(_) if verbosity == Verbosity::Verbose => "teeform=debug".to_string(),
+        Err(_) => return,
     };
     let filter =
         tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -336,31 +370,41 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn run(cli: Cli, ui: ui::Ui) -> error::CliResult {
+async fn run(cli: Cli, shell: Shell) -> error::CliResult {
+    let cmdline = CommandLine::new(&cli.global);
     // `sim serve` shuts its server down on a signal itself.
     if !matches!(cli.command, Command::Sim(_)) {
-        signals::install(ui);
+        signals::install(shell.clone(), cmdline);
     }
-    let ctx = context::Ctx::new(cli.global.clone(), ui)?;
+    let ctx = Ctx::new(cli.global.clone(), shell)?;
     match cli.command {
-        Command::Validate { vars, json } => commands::validate(&ctx, &vars, json),
+        Command::Validate { vars, json } => validate::run(&ctx, &vars, json),
         Command::Plan { plan, out, detailed_exitcode, json } => {
-            commands::plan(&ctx, &plan, out.as_deref(), detailed_exitcode, json).await
+            plan::run(&ctx, &plan, out.as_deref(), detailed_exitcode, json).await
         }
-        Command::Apply(args) => commands::apply(&ctx, &args).await,
-        Command::Destroy { run, auto_approve } => commands::destroy(&ctx, &run, auto_approve).await,
-        Command::Show { plan_file, json } => commands::show(&ctx, plan_file.as_deref(), json).await,
-        Command::Output { name, json, raw, vars } => state_cmds::output(&ctx, name.as_deref(), json, raw, &vars).await,
-        Command::State(s) => state_cmds::state(&ctx, s).await,
-        Command::Import { address, id, lock_timeout } => state_cmds::import(&ctx, &address, &id, lock_timeout).await,
-        Command::ForceUnlock { id } => state_cmds::force_unlock(&ctx, &id).await,
+        Command::Apply(args) => apply::run(&ctx, &args).await,
+        Command::Destroy { run, auto_approve } => destroy::run(&ctx, &run, auto_approve).await,
+        Command::Show { plan_file, json } => show::run(&ctx, plan_file.as_deref(), json).await,
+        Command::Output { name, json, raw, vars } => output::run(&ctx, name.as_deref(), json, raw, &vars).await,
+        Command::State(s) => match s {
+            StateCommand::List => state_list::run(&ctx).await,
+            StateCommand::Show { address, json } => state_show::run(&ctx, &address, json).await,
+            StateCommand::Rm { addresses } => state_rm::run(&ctx, &addresses).await,
+            StateCommand::Bind => state_bind::run(&ctx).await,
+            StateCommand::Recover { keep_current } => state_recover::run(&ctx, keep_current).await,
+            StateCommand::Migrate { to } => state_migrate::run(&ctx, to).await,
+        },
+        Command::Import { address, id, lock_timeout } => import::run(&ctx, &address, &id, lock_timeout).await,
+        Command::ForceUnlock { id } => force_unlock::run(&ctx, &id).await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "teeform", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "teeform", &mut script);
+            ctx.shell.print(&String::from_utf8_lossy(&script))?;
             Ok(exit::OK)
         }
-        Command::Sim(SimCommand::Serve(args)) => sim_cmd::serve(&ctx, args).await,
-        Command::Debug(cmd) => debug_cmd::run(cmd),
-        Command::Images(cmd) => images_cmd::run(&ctx, cmd).await,
+        Command::Sim(SimCommand::Serve(args)) => sim::serve(&ctx, args).await,
+        Command::Debug(cmd) => debug::run(&ctx.shell, cmd),
+        Command::Images(cmd) => images::run(&ctx, cmd).await,
     }
 }
 

@@ -10,7 +10,9 @@ use std::sync::Mutex;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use super::ui::Ui;
+use super::context::CommandLine;
+use super::error::{CliError, Signal as Sig};
+use super::shell::Shell;
 
 /// The running apply's cancellation, if one is running.
 static APPLY: Mutex<Option<CancellationToken>> = Mutex::new(None);
@@ -19,15 +21,15 @@ static APPLY: Mutex<Option<CancellationToken>> = Mutex::new(None);
 struct Stop {
     name: &'static str,
     again: &'static str,
-    /// 128 + the signal's number, as shells report it.
-    code: u8,
+    /// Which one (its error kind gives the exit code: 128 + its number, as shells report it).
+    signal: Sig,
 }
 
-const INT: Stop = Stop { name: "interrupt received (Ctrl-C)", again: "Press Ctrl-C", code: 130 };
-const TERM: Stop = Stop { name: "termination requested (SIGTERM)", again: "Send it (or Ctrl-C)", code: 143 };
+const INT: Stop = Stop { name: "interrupt received (Ctrl-C)", again: "Press Ctrl-C", signal: Sig::Int };
+const TERM: Stop = Stop { name: "termination requested (SIGTERM)", again: "Send it (or Ctrl-C)", signal: Sig::Term };
 
 /// Starts listening for SIGINT and SIGTERM for the rest of the process. Call inside the runtime.
-pub fn install(ui: Ui) {
+pub fn install(shell: Shell, cmd: CommandLine) {
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         return;
     };
@@ -37,20 +39,27 @@ pub fn install(ui: Ui) {
             let running = APPLY.lock().expect("signal lock").clone().filter(|t| !t.is_cancelled());
             match running {
                 Some(apply) => {
-                    ui.warn(&format!(
-                        "{}: no new operations will start; running ones finish and are recorded. {} again to stop at once.",
-                        stop.name, stop.again
+                    // An answer to what the user just did: shown even with -q.
+                    shell.err_line(&format!(
+                        "{} {}: no new operations will start; running ones finish and are recorded. {} again to stop at once.",
+                        shell.err_palette().yellow("warning:"),
+                        stop.name,
+                        stop.again
                     ));
                     apply.cancel();
                 }
                 None => {
                     let in_apply = APPLY.lock().expect("signal lock").is_some();
-                    if in_apply {
-                        eprintln!("aborting; the next run will reconcile interrupted operations");
+                    let message = if in_apply {
+                        "aborting; the next run will reconcile interrupted operations".to_string()
                     } else {
-                        eprintln!("{}: stopping (no operation was in flight)", stop.name);
-                    }
-                    std::process::exit(stop.code.into());
+                        format!("{}: stopping (no operation was in flight)", stop.name)
+                    };
+                    // Ends the process at once, whatever the command is blocked on (a prompt
+                    // reading stdin, a request): nothing is lost, see the module's doc.
+                    let e = CliError::interrupted(stop.signal, message);
+                    shell.error(&e, &cmd);
+                    std::process::exit(e.exit_code().into());
                 }
             }
         }

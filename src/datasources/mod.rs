@@ -217,29 +217,29 @@ fn service_arg(kind: Option<DataKind>) -> &'static str {
 /// What to do next about an API error, per catalog.
 pub fn api_hints(kind: DataKind, e: &ApiError) -> Vec<String> {
     use crate::providers::ErrorKind as K;
-    let h: &[&str] = match (kind, e.kind, e.status) {
+    let h: &[&str] = match (kind, e.kind) {
         // The client names where its key came from.
-        (DataKind::PhalaOsImage, K::Auth, _) => {
+        (DataKind::PhalaOsImage, K::Unauthenticated | K::Forbidden) => {
             return vec![e.advice().unwrap_or("check PHALA_CLOUD_API_KEY").to_string()];
         }
-        (DataKind::PhalaOsImage, K::NotFound, _) => {
+        (DataKind::PhalaOsImage, K::NotFound) => {
             &["`cvm:` names a CVM in the manifest (once it exists) or a CVM id or name in the cloud"]
         }
-        (DataKind::NscaleImage, K::Auth, Some(401)) => match e.advice() {
+        (DataKind::NscaleImage, K::Unauthenticated) => match e.advice() {
             Some(h) => return vec![h.to_string()],
             None => &["check NSCALE_TOKEN (a service account token; they expire after 90 days by default)"],
         },
-        (DataKind::NscaleImage, K::Auth, _) => {
+        (DataKind::NscaleImage, K::Forbidden) => {
             &["the token's service account lacks access to this region or organization"]
         }
-        (DataKind::NscaleImage, K::NotFound, _) => &["check `region:` (a region id)"],
-        (DataKind::OciImage, K::Auth, _) => &[
+        (DataKind::NscaleImage, K::NotFound) => &["check `region:` (a region id)"],
+        (DataKind::OciImage, K::Unauthenticated | K::Forbidden) => &[
             "check the OCI config file's user, tenancy, fingerprint and key_file: the key must be the one uploaded for that fingerprint",
             "OCI also refuses requests whose Date is more than 5 minutes off: check this machine's clock",
         ],
-        (DataKind::OciImage, K::NotFound, _) => &["check `compartment:` (an OCID this user may read)"],
-        (_, K::RateLimited, _) => &["the catalog is throttling requests; try again shortly"],
-        (_, K::Network | K::Timeout, _) => &["check the provider's `endpoint:` and your network"],
+        (DataKind::OciImage, K::NotFound) => &["check `compartment:` (an OCID this user may read)"],
+        (_, K::RateLimited) => &["the catalog is throttling requests; try again shortly"],
+        (_, K::Network | K::Timeout) => &["check the provider's `endpoint:` and your network"],
         _ => &[],
     };
     h.iter().map(|s| s.to_string()).collect()

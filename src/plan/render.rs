@@ -4,61 +4,25 @@
 
 use std::fmt::Write as _;
 
-use anstyle::{AnsiColor, Style};
-
 use super::{Action, Attention, AttrChange, Change, Drift, Mode, Plan, Problem, Reason};
 use crate::model::schema::{SCHEMA, Type};
 use crate::model::{Attr, EnvVal};
+use crate::style::Palette;
 
-pub struct Palette {
-    color: bool,
-}
-
-impl Palette {
-    pub fn new(color: bool) -> Self {
-        Palette { color }
-    }
-
-    fn paint(&self, style: Style, s: &str) -> String {
-        if self.color { format!("{}{s}{}", style.render(), style.render_reset()) } else { s.to_string() }
-    }
-
-    pub fn green(&self, s: &str) -> String {
-        self.paint(AnsiColor::Green.on_default(), s)
-    }
-    pub fn yellow(&self, s: &str) -> String {
-        self.paint(AnsiColor::Yellow.on_default(), s)
-    }
-    pub fn red(&self, s: &str) -> String {
-        self.paint(AnsiColor::Red.on_default(), s)
-    }
-    pub fn cyan(&self, s: &str) -> String {
-        self.paint(AnsiColor::Cyan.on_default(), s)
-    }
-    pub fn bold(&self, s: &str) -> String {
-        self.paint(Style::new().bold(), s)
-    }
-    /// A marker for a character that would not show (see `text_diff`).
-    fn marker(&self, s: &str) -> String {
-        self.paint(AnsiColor::Yellow.on_default().invert(), s)
-    }
-
-    fn symbol(&self, a: Action) -> String {
-        match a {
-            Action::Create => self.green("+"),
-            Action::Update => self.yellow("~"),
-            Action::Replace => format!("{}{}", self.red("-/"), self.green("+")),
-            Action::Delete => self.red("-"),
-        }
+fn symbol(p: &Palette, a: Action) -> String {
+    match a {
+        Action::Create => p.green("+"),
+        Action::Update => p.yellow("~"),
+        Action::Replace => format!("{}{}", p.red("-/"), p.green("+")),
+        Action::Delete => p.red("-"),
     }
 }
 
 const SENSITIVE: &str = "(sensitive value)";
 const UNKNOWN: &str = "(known after apply)";
 
-/// Renders the whole plan.
-pub fn render(plan: &Plan, color: bool) -> String {
-    let p = Palette::new(color);
+/// Renders the whole plan, coloured with `p` (`Palette::plain()` for none).
+pub fn render(plan: &Plan, p: &Palette) -> String {
     let mut out = String::new();
     for w in &plan.warnings {
         let _ = writeln!(out, "{} {w}", p.yellow("warning:"));
@@ -69,14 +33,14 @@ pub fn render(plan: &Plan, color: bool) -> String {
     if !plan.drift.is_empty() {
         let _ = writeln!(out, "{}\n", p.bold("Objects have changed outside of teeform:"));
         for d in &plan.drift {
-            drift(&mut out, &p, d);
+            drift(&mut out, p, d);
         }
         if plan.mode != Mode::RefreshOnly {
             out.push_str("Unless you have made equivalent changes to your manifest, the actions below undo or respond to these changes.\n\n");
         }
     }
     if plan.mode == Mode::RefreshOnly {
-        attention(&mut out, &p, plan);
+        attention(&mut out, p, plan);
         if plan.drift.is_empty() && !plan.attention.is_empty() {
             let n = plan.attention.len();
             let _ = writeln!(
@@ -98,7 +62,7 @@ pub fn render(plan: &Plan, color: bool) -> String {
     }
     if !plan.has_changes() {
         if !plan.attention.is_empty() {
-            attention(&mut out, &p, plan);
+            attention(&mut out, p, plan);
             let _ = writeln!(out, "{} {}", p.bold("No changes to apply,"), needs_attention(plan.attention.len()));
             return out;
         }
@@ -109,13 +73,13 @@ pub fn render(plan: &Plan, color: bool) -> String {
     if !plan.changes.is_empty() {
         out.push_str("teeform will perform the following actions:\n\n");
         for c in &plan.changes {
-            change(&mut out, &p, c);
+            change(&mut out, p, c);
         }
     }
     if plan.outputs_changed {
-        outputs(&mut out, &p, plan);
+        outputs(&mut out, p, plan);
     }
-    attention(&mut out, &p, plan);
+    attention(&mut out, p, plan);
     let (add, change, destroy) = plan.summary();
     let _ = write!(out, "{} {add} to add, {change} to change, {destroy} to destroy.", p.bold("Plan:"));
     let restarts = plan.restarts();
@@ -223,7 +187,7 @@ fn heading(c: &Change) -> String {
 
 fn change(out: &mut String, p: &Palette, c: &Change) {
     let _ = writeln!(out, "  {}", p.bold(&heading(c)));
-    let _ = writeln!(out, "  {} cvm \"{}\" {{", p.symbol(c.action), c.address.key());
+    let _ = writeln!(out, "  {} cvm \"{}\" {{", symbol(p, c.action), c.address.key());
     match c.action {
         Action::Create => {
             // A hand-edited plan file may lack it; show nothing rather than fail.

@@ -8,6 +8,7 @@ use super::*;
 use crate::manifest::{LoadOptions, load_str};
 use crate::model::{CloudIds, OutputValue};
 use crate::state::Meta;
+use crate::style::Palette;
 
 const WEB: &str = "services:\n  web:\n    image: nginx:1.27\n    ports:\n      - \"80:80\"\n";
 const WEB2: &str = "services:\n  web:\n    image: nginx:1.28\n    ports:\n      - \"80:80\"\n";
@@ -127,7 +128,7 @@ fn fresh_state_creates_everything_in_dependency_order() {
     let api = &p.changes[1];
     assert!(api.after.as_ref().unwrap().env["DB_APP"].is_unknown(), "db is not created yet");
     assert!(api.after.as_ref().unwrap().env["DB_PASSWORD"].is_sensitive());
-    let rendered = render::render(&p, false);
+    let rendered = render::render(&p, &Palette::plain());
     assert!(!rendered.contains("hunter2"));
     insta::assert_snapshot!("fresh_create", rendered);
 }
@@ -138,7 +139,7 @@ fn unchanged_state_has_no_changes() {
     let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n");
     let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
     assert!(!p.has_changes(), "{:#?}", p.changes);
-    assert_eq!(render::render(&p, false), "No changes. Your infrastructure matches the configuration.\n");
+    assert_eq!(render::render(&p, &Palette::plain()), "No changes. Your infrastructure matches the configuration.\n");
 }
 
 #[test]
@@ -151,7 +152,7 @@ fn compose_and_vcpu_change_is_one_update_with_restart_note_and_diff() {
     assert_eq!(c.action, Action::Update);
     assert!(c.reasons.contains(&Reason::RestartsCvm));
     assert_eq!(c.attributes.iter().map(|a| a.name.key()).collect::<Vec<_>>(), ["vcpu", "compose"]);
-    insta::assert_snapshot!("compose_and_vcpu_update", render::render(&p, false));
+    insta::assert_snapshot!("compose_and_vcpu_update", render::render(&p, &Palette::plain()));
 }
 
 #[test]
@@ -161,7 +162,7 @@ fn name_change_forces_replacement() {
     let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
     assert_eq!(p.changes[0].action, Action::Replace);
     assert_eq!(p.summary(), (1, 0, 1));
-    insta::assert_snapshot!("replace", render::render(&p, false));
+    insta::assert_snapshot!("replace", render::render(&p, &Palette::plain()));
 }
 
 #[test]
@@ -207,7 +208,7 @@ fn drift_is_reported_and_planned_back() {
     let p = run(&cfg, &snap(vec![rec.clone()]), Some(&refreshed), Mode::Normal);
     assert_eq!(p.drift.len(), 1);
     assert_eq!(p.changes[0].action, Action::Update);
-    insta::assert_snapshot!("drift", render::render(&p, false));
+    insta::assert_snapshot!("drift", render::render(&p, &Palette::plain()));
     let only = run(&cfg, &snap(vec![rec]), Some(&refreshed), Mode::RefreshOnly);
     assert!(only.changes.is_empty());
     assert!(only.has_changes());
@@ -265,7 +266,7 @@ fn secret_change_is_detected_without_the_value() {
     );
     let changed = run(&cfg, &snap(vec![rec]), None, Mode::Normal);
     assert_eq!(changed.changes[0].action, Action::Update);
-    let text = render::render(&changed, false);
+    let text = render::render(&changed, &Palette::plain());
     assert!(text.contains("DB_PASSWORD = (sensitive value) (changed)"), "{text}");
     let json = json::to_json(&changed).to_string();
     assert!(!json.contains("hunter2") && !json.contains("argon2id"), "{json}");
@@ -293,7 +294,7 @@ fn removed_outputs_are_shown_and_sensitive_ones_stay_hidden() {
     for mode in [Mode::Normal, Mode::Destroy] {
         let p = run(&cfg, &s, None, mode);
         assert!(p.outputs_changed, "{mode:?}");
-        let text = render::render(&p, false);
+        let text = render::render(&p, &Palette::plain());
         assert!(text.contains("  - app = \"appweb-main\"\n"), "{text}");
         assert!(text.contains("  - token = (sensitive value)\n"), "{text}");
         let json = json::to_json(&p);
@@ -315,7 +316,7 @@ fn a_sensitive_output_already_in_state_is_not_shown_as_new() {
     // Another output going away puts the section on screen; `tok` stays out of it.
     s.outputs.insert("old".into(), OutputValue { value: Some("x".into()), sensitive: false, digest: None });
     let p = run(&cfg, &s, None, Mode::Normal);
-    let text = render::render(&p, false);
+    let text = render::render(&p, &Palette::plain());
     assert!(text.contains("  - old = \"x\"\n") && !text.contains("tok"), "{text}");
     assert_eq!(json::to_json(&p)["output_changes"]["tok"]["actions"][0], "no-op");
 }
@@ -397,7 +398,7 @@ fn an_on_chain_kms_update_notes_the_hash_chain_and_contract() {
             }),
             "{kms}"
         );
-        let out = render::render(&p, false);
+        let out = render::render(&p, &Palette::plain());
         assert!(out.contains(&format!("compose hash 0x{hash} on chain {chain} contract {contract}")), "{out}");
         assert!(out.contains("1 on-chain registration."), "{out}");
     }
@@ -491,7 +492,11 @@ fn an_empty_pre_launch_script_settles_and_removing_it_restarts_nothing() {
                 for r in [None, Some(&refreshed)] {
                     let p = run(cfg, &snap(vec![rec.clone()]), r, Mode::Normal);
                     let case = format!("{what}: state {stored:?}, API {reported:?}, refresh {}", r.is_some());
-                    assert!(p.changes.is_empty() && p.drift.is_empty(), "{case}: {}", render::render(&p, false));
+                    assert!(
+                        p.changes.is_empty() && p.drift.is_empty(),
+                        "{case}: {}",
+                        render::render(&p, &Palette::plain())
+                    );
                     assert_eq!(p.restarts(), 0, "{case}");
                 }
             }
@@ -564,7 +569,7 @@ fn text_change(before: Files, after: Files, color: bool) -> String {
     let mut rec = record("cvm.web", "web-main", before.0, 2);
     rec.attrs.pre_launch_script = before.1.map(str::to_string);
     let p = run(&cfg, &snap(vec![rec]), None, Mode::Normal);
-    render::render(&p, color)
+    render::render(&p, &Palette::new(color))
 }
 
 const CRLF: &str = "services:\r\n  web:\r\n    image: nginx:1.27\r\n    ports:\r\n      - \"80:80\"\r\n";
@@ -622,7 +627,7 @@ fn a_created_crlf_file_with_invisible_characters_is_marked() {
     let f = Fixture::new(&[("web.yml", &CRLF.replace("nginx", "ng\u{200b}inx")), ("pre.sh", "echo hi \n")]);
     let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    pre_launch_script: pre.sh\n");
     let p = run(&cfg, &snap(vec![]), None, Mode::Normal);
-    insta::assert_snapshot!("invisible_create", render::render(&p, false));
+    insta::assert_snapshot!("invisible_create", render::render(&p, &Palette::plain()));
 }
 
 #[test]
@@ -632,6 +637,6 @@ fn single_line_values_mark_invisible_characters() {
         .config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    image: \"dstack-0.5.5\\u00a0\\u200b\"\n");
     let mut rec = record("cvm.web", "web-main", WEB, 2);
     rec.attrs.image = Some("dstack-0.5.5".into());
-    let text = render::render(&run(&cfg, &snap(vec![rec]), None, Mode::Normal), false);
+    let text = render::render(&run(&cfg, &snap(vec![rec]), None, Mode::Normal), &Palette::plain());
     assert!(text.contains(r#"~ image = "dstack-0.5.5" -> "dstack-0.5.5<NBSP><ZWSP>""#), "{text}");
 }

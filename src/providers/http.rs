@@ -362,13 +362,16 @@ pub async fn error_from_response(method: &Method, path: &str, resp: Response) ->
 
 pub fn parse_error_body(status: u16, body: &str) -> ApiError {
     let kind = match status {
-        401 | 403 => ErrorKind::Auth,
+        401 => ErrorKind::Unauthenticated,
+        403 => ErrorKind::Forbidden,
         404 => ErrorKind::NotFound,
         409 => ErrorKind::Conflict,
         422 | 400 => ErrorKind::Validation,
         429 => ErrorKind::RateLimited,
         465 => ErrorKind::HashRequired,
-        466..=468 => ErrorKind::OnChain,
+        466 => ErrorKind::HashExpired,
+        467 => ErrorKind::TxVerificationFailed,
+        468 => ErrorKind::HashNotOnChain,
         s if s >= 500 => ErrorKind::Server,
         _ => ErrorKind::Other,
     };
@@ -458,7 +461,11 @@ mod tests {
     #[test]
     fn parses_each_error_shape() {
         let cases: &[(u16, &str, ErrorKind, Option<&str>, &str)] = &[
-            (401, r#"{"detail":"Invalid API key"}"#, ErrorKind::Auth, None, "Invalid API key"),
+            (401, r#"{"detail":"Invalid API key"}"#, ErrorKind::Unauthenticated, None, "Invalid API key"),
+            (403, r#"{"detail":"Forbidden"}"#, ErrorKind::Forbidden, None, "Forbidden"),
+            (466, r#"{"detail":"Compose hash expired"}"#, ErrorKind::HashExpired, None, "Compose hash expired"),
+            (467, "", ErrorKind::TxVerificationFailed, None, "error"),
+            (468, "", ErrorKind::HashNotOnChain, None, "error"),
             (
                 404,
                 r#"{"detail":{"error_code":"ERR-03-001","message":"CVM not found","details":[],"suggestions":["check the id"],"links":[]}}"#,
@@ -488,7 +495,8 @@ mod tests {
             assert_eq!(e.code.as_deref(), *code);
             assert_eq!(e.message, *msg);
         }
-        assert_eq!(parse_error_body(465, cases[4].1).detail("compose_hash").unwrap(), "ab");
+        let hash_required = cases.iter().find(|c| c.0 == 465).unwrap().1;
+        assert_eq!(parse_error_body(465, hash_required).detail("compose_hash").unwrap(), "ab");
     }
 
     #[test]

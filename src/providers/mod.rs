@@ -13,22 +13,37 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Attr, CloudIds, CvmAttrs, RemoteCvm};
 
-/// What kind of failure an API call had, which decides retries and messages.
+/// What kind of failure an API call had, which decides retries, journal handling and
+/// messages. Every HTTP status teeform acts on has its kind here: code matches on kinds, never
+/// on status numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    Auth,
+    /// 401: no credentials, or ones the API does not know (a wrong or expired key or token).
+    Unauthenticated,
+    /// 403: known credentials without access to what was asked.
+    Forbidden,
+    /// 404 (or Phala's `ERR-03-001`).
     NotFound,
+    /// 400, 422: the request is wrong.
     Validation,
+    /// 409: another operation on the resource is in progress.
     Conflict,
+    /// 429.
     RateLimited,
+    /// 5xx.
     Server,
     Network,
     Timeout,
     /// 465: the compose hash must be registered on chain first.
     HashRequired,
-    /// 466/467/468: the on-chain confirmation was refused.
-    OnChain,
+    /// 466: the update the API prepared is gone (its compose hash expired); it must be sent
+    /// again.
+    HashExpired,
+    /// 467: the API could not verify the registration transaction.
+    TxVerificationFailed,
+    /// 468: the API does not find the compose hash registered on chain.
+    HashNotOnChain,
     /// The server answered, but not with something teeform can trust: a body of the wrong
     /// shape, too large, or a redirect to another origin. Never retried.
     InvalidResponse,
@@ -112,6 +127,32 @@ impl ApiError {
             ErrorKind::Network | ErrorKind::Timeout => Some("check the provider's endpoint and your network"),
             _ => None,
         }
+    }
+
+    /// Whether the API refused the request before acting on it, so nothing changed in the
+    /// cloud: a journal entry written for it can be cleared at once. Every other failure
+    /// (a 5xx, a lost connection, an answer teeform cannot read) may have come after the
+    /// server acted, so its entry stays for the next run to reconcile. UNVERIFIED for
+    /// 466-468: the `phala` CLI treats them as refusals of the confirmation (nothing applied).
+    pub fn changed_nothing(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Unauthenticated
+                | ErrorKind::Forbidden
+                | ErrorKind::NotFound
+                | ErrorKind::Validation
+                | ErrorKind::Conflict
+                | ErrorKind::RateLimited
+                | ErrorKind::HashRequired
+                | ErrorKind::HashExpired
+                | ErrorKind::TxVerificationFailed
+                | ErrorKind::HashNotOnChain
+        )
+    }
+
+    /// Whether the credentials were refused (401 or 403).
+    pub fn is_auth(&self) -> bool {
+        matches!(self.kind, ErrorKind::Unauthenticated | ErrorKind::Forbidden)
     }
 
     /// Whether running the same request later may well succeed (the server or the network

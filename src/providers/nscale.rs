@@ -211,7 +211,7 @@ impl NscaleClient {
         })
         .await
         .map_err(|mut e| {
-            if e.status == Some(401)
+            if e.kind == ErrorKind::Unauthenticated
                 && let Some(src) = &self.token_source
             {
                 e.hint = Some(format!(
@@ -267,8 +267,8 @@ mod tests {
     #[test]
     fn renders_each_error_body_with_its_trace_id() {
         let cases = [
-            (401, "access_denied", "authentication failed", ErrorKind::Auth),
-            (403, "forbidden", "user credentials do not have the required privileges", ErrorKind::Auth),
+            (401, "access_denied", "authentication failed", ErrorKind::Unauthenticated),
+            (403, "forbidden", "user credentials do not have the required privileges", ErrorKind::Forbidden),
             (404, "not_found", "the requested resource does not exist", ErrorKind::NotFound),
             (500, "server_error", "failed to token claim", ErrorKind::Server),
         ];

@@ -123,7 +123,7 @@ impl PhalaClient {
 
     /// Adds where the API key came from to an authentication failure.
     fn explain(&self, mut e: ApiError) -> ApiError {
-        if e.kind == ErrorKind::Auth {
+        if e.is_auth() {
             e.hint = Some(match (&self.api_key, &self.key_source) {
                 (None, _) => "no API key was found: set PHALA_CLOUD_API_KEY (an API key from the Phala Cloud \
                               dashboard), or log in with `phala auth login`"

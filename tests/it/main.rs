@@ -21,6 +21,7 @@ mod progress;
 mod proxy;
 mod schema;
 mod secrets;
+mod shell;
 mod sim_limits;
 mod trust;
 mod values;

@@ -179,9 +179,10 @@ fn a_busy_state_names_its_holder_and_is_not_force_unlocked_from_under_it() {
     assert!(p.stderr.contains("(workspace it-"), "{}", p.stderr);
     no_secret(&p);
     let id = p.stderr.split("lock id ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    // The unlock command names the same workspace the run used.
-    assert!(p.stderr.contains(&format!(" force-unlock {id}`")), "{}", p.stderr);
-    assert!(p.stderr.contains("run `teeform --workspace it-"), "{}", p.stderr);
+    // The hint repeats the workspace, even one set by TEEFORM_WORKSPACE: copied to a shell
+    // without that variable, it still unlocks this state and no other.
+    let ws = &b.env["TEEFORM_WORKSPACE"];
+    assert!(p.stderr.contains(&format!("`teeform --workspace {ws} force-unlock {id}`")), "{}", p.stderr);
     // Its holder runs on this machine, so force-unlock refuses to cut it off.
     let f = b.run(&["force-unlock", &id]);
     f.code(1);

@@ -253,7 +253,7 @@ mod tests {
                 401,
                 "NotAuthenticated",
                 "The required information to complete authentication was not provided.",
-                ErrorKind::Auth,
+                ErrorKind::Unauthenticated,
             ),
             (
                 404,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{CliError, CliResult};
+use crate::cli::error::{CliError, CliResult, Hint};
 use crate::plan::Plan;
 
 const FORMAT: &str = "teeform-plan";
@@ -42,7 +42,7 @@ impl SavedPlan {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let bytes =
-            serde_json::to_vec_pretty(self).map_err(|e| CliError::new(format!("cannot encode the plan: {e}")))?;
+            serde_json::to_vec_pretty(self).map_err(|e| CliError::internal(format!("cannot encode the plan: {e}")))?;
         let tmp = path.with_extension("tmp-teeform");
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
@@ -57,12 +57,15 @@ impl SavedPlan {
         let text = std::fs::read_to_string(path)
             .map_err(|e| CliError::new(format!("cannot read plan file {}: {e}", path.display())))?;
         let v: SavedPlan = serde_json::from_str(&text).map_err(|e| {
-            CliError::new(format!("{} is not a teeform plan file: {e}", path.display()))
-                .hint("create one with `teeform plan --out FILE`")
+            CliError::new(format!("{} is not a teeform plan file: {e}", path.display())).hint(Hint::run(
+                "create one with ",
+                "plan --out FILE",
+                "",
+            ))
         })?;
         if v.format != FORMAT || v.plan.format_version != crate::plan::FORMAT_VERSION {
             return Err(CliError::new(format!("{} is a plan file of another format or version", path.display()))
-                .hint("run `teeform plan --out FILE` again with this teeform"));
+                .hint(Hint::run("run ", "plan --out FILE", " again with this teeform")));
         }
         Ok(v)
     }

@@ -1,52 +1,18 @@
-//! Terminal output: colour choice, status lines on stderr, and apply progress.
-//!
-//! stdout carries only the primary output (plans, JSON, outputs); everything else goes to
-//! stderr. Colour follows `--no-color`, `NO_COLOR` and whether the stream is a terminal.
+//! Apply progress. On a terminal: one redraw region at the bottom (a line per running
+//! operation, with a spinner, its status and how long it has run, then an overall bar), with
+//! finished steps printed above it; every line fits the terminal's width, and the region
+//! never grows taller than the terminal (operations beyond that are counted on the overall
+//! bar). While it is drawn, every other stderr line goes above it through
+//! [`Shell::err_line`]. Otherwise (CI logs, `TEEFORM_NO_PROGRESS`): plain lines, a status
+//! line only when an operation's status changes. With `-q`: nothing.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::{Shell, Verbosity};
 use crate::apply::{Events, StepResult};
 use crate::plan::Action;
-use crate::plan::render::Palette;
-
-#[derive(Debug, Clone, Copy)]
-pub struct Ui {
-    pub stdout_color: bool,
-    pub stderr_color: bool,
-    pub stderr_tty: bool,
-    pub stdin_tty: bool,
-}
-
-impl Ui {
-    pub fn detect(no_color: bool) -> Ui {
-        let env_off = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let force = std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| v != "0");
-        let allow = !no_color && !env_off;
-        Ui {
-            stdout_color: allow && (force || std::io::stdout().is_terminal()),
-            stderr_color: allow && (force || std::io::stderr().is_terminal()),
-            stderr_tty: std::io::stderr().is_terminal(),
-            stdin_tty: std::io::stdin().is_terminal(),
-        }
-    }
-
-    pub fn err_palette(&self) -> Palette {
-        Palette::new(self.stderr_color)
-    }
-
-    /// A cargo-style status line on stderr: a bold verb right-aligned in 12 columns.
-    pub fn status(&self, verb: &str, msg: &str) {
-        let p = self.err_palette();
-        eprint_line(&format!("{} {msg}", p.bold(&p.green(&format!("{verb:>12}")))));
-    }
-
-    pub fn warn(&self, msg: &str) {
-        eprint_line(&format!("{} {msg}", self.err_palette().yellow("warning:")));
-    }
-}
 
 fn verbs(action: Action) -> (&'static str, &'static str) {
     match action {
@@ -57,24 +23,8 @@ fn verbs(action: Action) -> (&'static str, &'static str) {
     }
 }
 
-/// The redraw region while an apply runs, so that other stderr lines (warnings, retries) are
-/// printed above it instead of through it.
-static ACTIVE: Mutex<Option<indicatif::MultiProgress>> = Mutex::new(None);
-
-/// Prints one line on stderr: above the progress display while one is drawn, wrapped to the
-/// terminal's width there, so nothing is left behind or torn when it redraws.
-pub fn eprint_line(s: &str) {
-    let active = ACTIVE.lock().expect("progress lock").clone();
-    match active {
-        Some(m) => {
-            let _ = m.println(wrap(s, term_cols()));
-        }
-        None => eprintln!("{s}"),
-    }
-}
-
 /// The terminal's (rows, columns) on stderr, or a conventional 24x80.
-fn term_size() -> (usize, usize) {
+pub(super) fn term_size() -> (usize, usize) {
     let (rows, cols) = console::Term::stderr().size();
     if rows == 0 || cols == 0 { (24, 80) } else { (rows as usize, cols as usize) }
 }
@@ -82,7 +32,7 @@ fn term_size() -> (usize, usize) {
 /// Columns text may use: one less than the terminal has, so no line of teeform's ever ends
 /// in the last column (where terminals differ on when they wrap). The progress templates end
 /// in a space for the same reason.
-fn term_cols() -> usize {
+pub(super) fn term_cols() -> usize {
     term_size().1.saturating_sub(1)
 }
 
@@ -135,14 +85,9 @@ struct Op {
     bar: Option<indicatif::ProgressBar>,
 }
 
-/// Apply progress. On a terminal: one redraw region at the bottom (a line per running
-/// operation, with a spinner, its status and how long it has run, then an overall bar), with
-/// finished steps printed above it; every line fits the terminal's width, and the region
-/// never grows taller than the terminal (operations beyond that are counted on the overall
-/// bar). Otherwise (CI logs, `TEEFORM_NO_PROGRESS`): plain lines, a status line only when an
-/// operation's status changes.
+/// Apply progress (see the module's doc).
 pub struct Progress {
-    ui: Ui,
+    shell: Shell,
     total: usize,
     state: Mutex<ProgressState>,
     multi: Option<indicatif::MultiProgress>,
@@ -163,8 +108,10 @@ fn op_style() -> indicatif::ProgressStyle {
 }
 
 impl Progress {
-    pub fn new(ui: Ui, total: usize) -> Progress {
-        let fancy = ui.stderr_tty && std::env::var_os("TEEFORM_NO_PROGRESS").is_none();
+    pub fn new(shell: &Shell, total: usize) -> Progress {
+        let fancy = shell.stderr_is_tty()
+            && shell.verbosity() > Verbosity::Quiet
+            && std::env::var_os("TEEFORM_NO_PROGRESS").is_none();
         let multi = fancy.then(|| indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr()));
         let overall = multi.as_ref().map(|m| {
             let bar = m.add(indicatif::ProgressBar::new(total as u64));
@@ -177,10 +124,10 @@ impl Progress {
             bar
         });
         if let Some(m) = &multi {
-            *ACTIVE.lock().expect("progress lock") = Some(m.clone());
+            shell.begin_region(m.clone());
         }
         Progress {
-            ui,
+            shell: shell.clone(),
             total,
             state: Mutex::new(ProgressState { done: 0, ops: BTreeMap::new(), queued: VecDeque::new(), overall }),
             multi,
@@ -193,15 +140,10 @@ impl Progress {
         term_size().0.saturating_sub(2).max(1)
     }
 
+    /// A line above the region (or a plain line); none with `-q`.
     fn line(&self, s: String) {
-        match &self.multi {
-            Some(m) => {
-                let _ = m.println(wrap(&s, term_cols()));
-            }
-            None => {
-                let mut e = std::io::stderr().lock();
-                let _ = writeln!(e, "{s}");
-            }
+        if self.shell.verbosity() > Verbosity::Quiet {
+            self.shell.err_line(&s);
         }
     }
 
@@ -239,14 +181,14 @@ impl Progress {
         if let Some(m) = &self.multi {
             let _ = m.clear();
         }
-        *ACTIVE.lock().expect("progress lock") = None;
+        self.shell.end_region();
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
         if self.multi.is_some() {
-            *ACTIVE.lock().expect("progress lock") = None;
+            self.shell.end_region();
         }
     }
 }
@@ -296,7 +238,7 @@ impl Events for Progress {
     }
 
     fn finished(&self, address: &str, action: Action, result: &StepResult, elapsed: Duration) {
-        let p = self.ui.err_palette();
+        let p = self.shell.err_palette();
         let (_, done) = verbs(action);
         let mut st = self.state.lock().expect("progress lock");
         st.done += 1;
@@ -329,7 +271,7 @@ impl Events for Progress {
                 id.as_ref().map(|i| format!(" [id={i}]")).unwrap_or_default()
             ),
             StepResult::Failed(e) => {
-                format!("{} {address}: failed after {secs:.1}s: {e}", p.red("✗"))
+                format!("{} {address}: failed after {secs:.1}s: {}", p.red("✗"), e.one_line())
             }
             StepResult::Skipped(why) => format!("{} {address}: skipped: {why}", p.yellow("-")),
             StepResult::Paused(why) => format!("{} {address}: paused: {why}", p.yellow("‖")),

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::BackendArg;
 use super::context::Ctx;
 use super::error::{CliError, CliResult, exit};
-use crate::state::{Backend, MigrateError, OpenOptions};
+use crate::state::{Backend, OpenOptions};
 
 fn kind(b: &Backend) -> BackendArg {
     match b {
@@ -21,7 +21,7 @@ fn name(k: BackendArg) -> &'static str {
     }
 }
 
-pub async fn migrate(ctx: &Ctx, to: BackendArg) -> CliResult {
+pub async fn run(ctx: &Ctx, to: BackendArg) -> CliResult {
     let from = ctx.state_options("state migrate", Duration::from_secs(5))?;
     if kind(&from.backend) == to {
         return Err(CliError::new(format!("the state already is in the `{}` backend", name(to)))
@@ -36,15 +36,12 @@ pub async fn migrate(ctx: &Ctx, to: BackendArg) -> CliResult {
     let result = crate::state::migrate(src.as_ref(), dst.as_ref()).await;
     // Both ends are released whatever happened; a failed copy leaves the source as it was.
     let closed = (src.close().await, dst.close().await);
-    let m = result.map_err(|e| match e {
-        MigrateError::State(s) => CliError::from(s),
-        other => CliError::new(other.to_string())
-            .hint("`teeform --backend KIND show` shows what a backend holds; the source was not changed"),
-    })?;
+    let m = result?;
     closed.0?;
     closed.1?;
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
-    println!(
+    let sh = &ctx.shell;
+    sh.println(&format!(
         "Copied the state from the {} to the {}: {}, {}, {} (lineage {}, serial {}). Read back and verified identical.",
         src.describe(),
         dst.describe(),
@@ -53,15 +50,15 @@ pub async fn migrate(ctx: &Ctx, to: BackendArg) -> CliResult {
         plural(m.journal, "journal entry").replace("entrys", "entries"),
         m.meta.lineage,
         m.meta.serial
-    );
+    ))?;
     if let Some(serial) = m.replaced {
-        println!("It replaced an older copy of the same state (serial {serial}).");
+        sh.println(&format!("It replaced an older copy of the same state (serial {serial})."))?;
     }
-    println!(
+    sh.println(&format!(
         "Next: set `backend: {}` in the manifest (or pass --backend {}). The {} was left as it was: it is now a stale copy.",
         name(to),
         name(to),
         src.describe()
-    );
+    ))?;
     Ok(exit::OK)
 }

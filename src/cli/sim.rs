@@ -106,25 +106,31 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
         catalog_errors: Vec::new(),
         compose_hash_style: a.compose_hash_style,
     };
-    let sim = Sim::new(cfg, a.data).map_err(|e| CliError::new(format!("cannot start the simulator: {e}")))?;
+    let sim = Sim::new(cfg, a.data).map_err(|e| CliError::with_source("cannot start the simulator", e))?;
     let listener = tokio::net::TcpListener::bind(a.addr)
         .await
         .map_err(|e| CliError::new(format!("cannot listen on {}: {e}", a.addr)))?;
     let addr = listener.local_addr()?;
-    println!("teeform simulator listening on http://{addr}");
-    println!("API prefix: http://{addr}/api/v1");
-    println!("stats: http://{addr}/_sim/stats");
-    println!("nscale region {}: http://{addr}", crate::sim::catalogs::NSCALE_REGION);
-    println!("OCI: http://{addr}/20160918 (compartment {})", crate::sim::catalogs::OCI_COMPARTMENT);
-    ctx.ui.status("Serving", "until Ctrl-C");
+    ctx.shell.print(&format!(
+        "teeform simulator listening on http://{addr}\nAPI prefix: http://{addr}/api/v1\nstats: http://{addr}/_sim/stats\nnscale region {}: http://{addr}\nOCI: http://{addr}/20160918 (compartment {})\n",
+        crate::sim::catalogs::NSCALE_REGION,
+        crate::sim::catalogs::OCI_COMPARTMENT
+    ))?;
+    ctx.shell.status("Serving", "until Ctrl-C");
     let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            // No SIGTERM handler (it cannot be installed): Ctrl-C still stops it.
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     };
-    sim.serve(listener, shutdown).await?;
+    sim.serve(listener, shutdown).await.map_err(|e| CliError::with_source("the simulator stopped", e))?;
     Ok(exit::OK)
 }

@@ -6,10 +6,10 @@
 
 use std::collections::BTreeSet;
 
-use super::context::Ctx;
-use super::error::{CliError, CliResult};
 use crate::apply::onchain::{ChainEnv, PENDING_OP, Pending, PendingKind};
 use crate::chain::{self, Rpc, Signer};
+use crate::cli::context::Ctx;
+use crate::cli::error::{CliError, CliResult};
 use crate::plan::{Plan, Reason};
 use crate::state::{JournalEntry, Store};
 
@@ -31,9 +31,7 @@ pub fn read_env(names: &BTreeSet<(String, String)>, signers: bool) -> CliResult<
     let get = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     for (key_var, rpc_var) in names {
         if let Some(v) = get(key_var).filter(|_| signers) {
-            let s = Signer::from_hex(&v, key_var).map_err(|e| {
-                CliError::new(e.to_string()).hint(format!("unset {key_var} to pause for registration outside teeform"))
-            })?;
+            let s = Signer::from_hex(&v, key_var)?;
             env.signers.insert(key_var.clone(), s);
         }
         if let Some(v) = get(rpc_var) {
@@ -68,7 +66,7 @@ pub async fn forget_gone(
         pending.into_iter().partition(|(e, p)| p.kind != PendingKind::Update || resources.contains_key(&e.address));
     if !gone.is_empty() {
         for (e, p) in &gone {
-            ctx.ui.warn(&format!(
+            ctx.shell.warn(&format!(
                 "{}: dropping the update paused for compose hash 0x{}: the CVM is no longer in state",
                 e.address, p.compose_hash
             ));
@@ -92,7 +90,7 @@ pub async fn forget_in_effect(
         .partition(|(e, p)| p.kind != PendingKind::Update || plan.changes.iter().any(|c| c.address == e.address));
     if !done.is_empty() {
         for (e, p) in &done {
-            ctx.ui.status(
+            ctx.shell.status(
                 "Settled",
                 &format!("{}: the update paused for compose hash 0x{} is already in effect", e.address, p.compose_hash),
             );

@@ -7,6 +7,7 @@ use std::io::Read;
 use clap::Subcommand;
 
 use super::error::{CliError, CliResult, exit};
+use super::shell::Shell;
 
 #[derive(Debug, Subcommand)]
 pub enum DebugCommand {
@@ -26,7 +27,7 @@ fn stdin_json() -> Result<serde_json::Value, CliError> {
     serde_json::from_str(&s).map_err(|e| CliError::new(format!("stdin is not JSON: {e}")))
 }
 
-pub fn run(cmd: DebugCommand) -> CliResult {
+pub fn run(shell: &Shell, cmd: DebugCommand) -> CliResult {
     match cmd {
         DebugCommand::ComposeHash => {
             let v = stdin_json()?;
@@ -37,7 +38,7 @@ pub fn run(cmd: DebugCommand) -> CliResult {
                 "compose_hash": crate::compose::hash(&v),
                 "canonical_json": crate::compose::canonical_json(&v),
             });
-            println!("{out}");
+            shell.println(&out.to_string())?;
         }
         DebugCommand::EncryptEnv { pubkey } => {
             let v = stdin_json()?;
@@ -49,7 +50,7 @@ pub fn run(cmd: DebugCommand) -> CliResult {
                 let val = val.as_str().ok_or_else(|| CliError::new(format!("env `{k}` is not a string")))?;
                 env.push((k.clone(), val.to_string()));
             }
-            println!("{}", crate::envcrypt::encrypt(&env, &pubkey).map_err(|e| CliError::new(e.to_string()))?);
+            shell.println(&crate::envcrypt::encrypt(&env, &pubkey).map_err(|e| CliError::new(e.to_string()))?)?;
         }
     }
     Ok(exit::OK)

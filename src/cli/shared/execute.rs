@@ -1,0 +1,170 @@
+//! Carrying out a plan (apply and destroy): confirmation, the executor with progress and
+//! Ctrl-C handling, and the report of what happened in the cloud.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::onchain;
+use crate::apply::{self, Executor, Report, StepResult, WaitOptions};
+use crate::cli::context::{Api, Ctx};
+use crate::cli::error::{CliError, CliResult, exit, steps_failed};
+use crate::cli::shell::progress::Progress;
+use crate::plan::{self, Mode, Plan};
+use crate::secrets::SecretValues;
+use crate::state::Store;
+
+/// Asks the question on the terminal; only `yes` goes on. Without a terminal (CI) an
+/// error says to pass `--auto-approve`.
+pub fn confirm(ctx: &Ctx, auto_approve: bool, question: &str) -> CliResult<()> {
+    if auto_approve {
+        return Ok(());
+    }
+    if !ctx.shell.stdin_is_tty() {
+        return Err(CliError::new("confirmation is needed, but stdin is not a terminal; nothing was changed")
+            .hint("pass --auto-approve to proceed without asking (as CI does)"));
+    }
+    ctx.shell.err_text(&format!("\n{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "));
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    if line.trim() == "yes" { Ok(()) } else { Err(CliError::new("cancelled; nothing was changed")) }
+}
+
+/// How long to wait for a CVM to get where a step takes it (`TEEFORM_WAIT_TIMEOUT`).
+pub fn wait_options(ctx: &Ctx) -> WaitOptions {
+    let mut w = WaitOptions::default();
+    if let Some(t) = ctx.settings.wait_timeout {
+        w.timeout = t;
+    }
+    w
+}
+
+/// The error for CVMs needing attention that applying left as they were.
+pub fn unresolved(p: &Plan) -> Option<CliError> {
+    let left: Vec<&plan::Attention> = p.unresolved().collect();
+    if left.is_empty() {
+        return None;
+    }
+    let mut e = CliError::new(format!(
+        "{} CVM{} need{} attention that applying cannot give (see the plan above)",
+        left.len(),
+        if left.len() == 1 { "" } else { "s" },
+        if left.len() == 1 { "s" } else { "" }
+    ));
+    for a in left {
+        let last = a.boot_errors.last().map(|b| format!(": {b}")).unwrap_or_default();
+        e = e.hint(format!("{} (status {}){last}; its boot log: `{}`", a.address, a.status, a.logs));
+    }
+    Some(e)
+}
+
+/// Runs the executor with progress output and Ctrl-C handling, then reports.
+pub async fn execute(
+    ctx: &Ctx,
+    store: &Arc<dyn Store>,
+    api: &Api,
+    p: &Plan,
+    secrets: SecretValues,
+    parallelism: usize,
+    onchain: Option<Arc<dyn apply::OnChain>>,
+) -> CliResult {
+    let cancel = CancellationToken::new();
+    // SIGINT / SIGTERM now stop scheduling instead of the process (see `signals`).
+    let graceful = crate::cli::signals::Graceful::new(&cancel);
+    let progress = Arc::new(Progress::new(&ctx.shell, p.changes.len()));
+    let exec = Executor {
+        api: api.client.clone(),
+        store: store.clone(),
+        parallelism,
+        events: progress.clone(),
+        cancel: cancel.clone(),
+        wait: wait_options(ctx),
+        secrets,
+        onchain,
+        endpoint: api.endpoint.clone(),
+    };
+    let report = exec.run(p).await;
+    progress.finish();
+    drop(graceful);
+    let report = report?;
+    // An interrupt that came once every step had finished stopped nothing.
+    let interrupted = cancel.is_cancelled() && !report.all_done();
+    summarize(ctx, store.as_ref(), p, &report, interrupted).await
+}
+
+/// What the run did, and its exit: 0 when everything is done, 3 when the only things left
+/// are updates paused for on-chain registration, else an error listing what failed.
+async fn summarize(ctx: &Ctx, store: &dyn Store, p: &Plan, report: &Report, interrupted: bool) -> CliResult {
+    // What happened in the cloud, finished or not: a replacement whose new CVM failed to boot
+    // still destroyed one CVM and added another.
+    let (added, changed, destroyed) = report.counts();
+    let pal = ctx.shell.err_palette();
+    let failed: Vec<(&crate::model::Address, &apply::StepError)> = report.failed().collect();
+    let paused: Vec<(&crate::model::Address, &String)> = report.paused().collect();
+    let (summary, done) = if p.mode == Mode::Destroy {
+        (format!("Resources: {destroyed} destroyed."), "Destroy complete!")
+    } else {
+        (format!("Resources: {added} added, {changed} changed, {destroyed} destroyed."), "Apply complete!")
+    };
+    let attention = if p.mode == Mode::Destroy { None } else { unresolved(p) };
+    if failed.is_empty() && paused.is_empty() && !interrupted && attention.is_none() {
+        ctx.shell.err_line(&format!("\n{} {summary}", pal.bold(&pal.green(done))));
+        print_outputs(ctx, store).await?;
+        return Ok(exit::OK);
+    }
+    if !paused.is_empty() {
+        let pending = onchain::pending(store).await?;
+        ctx.shell.print(&onchain::instructions(&pending, &ctx.command_line("apply --resume")))?;
+    }
+    let skipped = report.results.values().filter(|(_, r)| matches!(r, StepResult::Skipped(_))).count();
+    if failed.is_empty()
+        && paused.is_empty()
+        && !interrupted
+        && let Some(mut e) = attention
+    {
+        e.message = format!("{summary} But {}", e.message);
+        return Err(e);
+    }
+    let attention_hints = attention.map(|a| a.hints).unwrap_or_default();
+    // Paused (also when Ctrl-C stopped the wait for the chain): exit 3, resumable.
+    if !paused.is_empty() && failed.is_empty() && skipped == 0 {
+        ctx.shell.err_line(&format!("\n{} {summary}", pal.bold(&pal.yellow("Apply paused:"))));
+        for (a, why) in &paused {
+            ctx.shell.err_line(&format!("  {a}: {why}"));
+        }
+        ctx.shell.err_line(&format!(
+            "paused: awaiting on-chain registration; run `{}` once it is registered",
+            ctx.command_line("apply --resume")
+        ));
+        return Ok(exit::PAUSED);
+    }
+    let message = format!(
+        "apply did not finish: {} failed, {skipped} skipped. {summary} {}",
+        failed.len(),
+        if report.state_failed {
+            "State could not record every step: the failures below say what it lacks."
+        } else {
+            "State records every completed step."
+        }
+    );
+    let mut e = steps_failed(message, failed);
+    e.hints.extend(attention_hints);
+    if interrupted {
+        e = e.hint("the run was interrupted; run apply again to continue");
+    }
+    Err(e)
+}
+
+/// The outputs state holds after an apply, on stdout.
+async fn print_outputs(ctx: &Ctx, store: &dyn Store) -> CliResult<()> {
+    let outputs = store.snapshot().await?.outputs;
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    let mut text = String::from("\nOutputs:\n\n");
+    for (k, v) in outputs {
+        text.push_str(&super::records::output_line(&k, &v));
+        text.push('\n');
+    }
+    ctx.shell.print(&text)
+}

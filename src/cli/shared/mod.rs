@@ -1,0 +1,13 @@
+//! What commands share, so that no command file imports another: opening a run
+//! ([`session`]), making a plan ([`planning`]), carrying it out ([`execute`]), data sources
+//! and their catalogs ([`datasources`], [`catalogs`]), on-chain KMS ([`onchain`]), saved
+//! plan files ([`saved`]) and state as shown to people ([`records`]).
+
+pub mod catalogs;
+pub mod datasources;
+pub mod execute;
+pub mod onchain;
+pub mod planning;
+pub mod records;
+pub mod saved;
+pub mod session;

@@ -1,0 +1,121 @@
+//! Opening a run: the manifest (with its dependency graph checked), the secrets it reads,
+//! the locked state, the API, and the operations an earlier run left in flight.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::apply;
+use crate::cli::RunArgs;
+use crate::cli::context::{Api, Ctx};
+use crate::cli::error::{CliError, CliResult, Hint};
+use crate::manifest::files::FilePolicy;
+use crate::manifest::{Config, Diagnostic, Ref};
+use crate::plan;
+use crate::secrets::{self, SecretValues};
+use crate::state::{Snapshot, Store};
+
+/// Everything a run works with: the manifest, the locked state, the API and secrets.
+pub struct Session {
+    /// The command running (`plan`, `apply`, `destroy`), for hints.
+    pub command: &'static str,
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub api: Api,
+    pub secrets: SecretValues,
+}
+
+/// Loads the manifest, reads its secrets, opens and locks its state, connects to the API and
+/// settles what an earlier run left in flight. Nothing is changed in the cloud.
+pub async fn open(ctx: &Ctx, run: &RunArgs, command: &'static str) -> CliResult<Session> {
+    let config = ctx.load(&run.vars.vars)?;
+    check_graph(&config)?;
+    let secrets = read_secrets(&secret_refs(&config), &config.file_policy())?;
+    let store = ctx.open_state_for(Some(&config), command, run.lock_timeout).await?;
+    let api = ctx.api(&config.endpoint).await?;
+    reconcile(ctx, store.as_ref(), &api).await?;
+    Ok(Session { command, config, store, api, secrets })
+}
+
+/// Reports a dependency cycle as a diagnostic on the first CVM in it.
+pub fn check_graph(cfg: &Config) -> CliResult<()> {
+    let empty = Snapshot { meta: crate::state::Meta::fresh(), resources: BTreeMap::new(), outputs: BTreeMap::new() };
+    let Err(e) = plan::graph(cfg, &empty) else {
+        return Ok(());
+    };
+    let first = e.cycle.first().and_then(|a| a.strip_prefix("cvm.")).and_then(|k| cfg.cvms.get(k));
+    let Some(c) = first else {
+        return Err(e.into());
+    };
+    let mut err = CliError::new("the manifest has 1 error; nothing was changed");
+    err.diagnostics.push(
+        Diagnostic::error(&cfg.source, c.span, e.to_string())
+            .label("part of the cycle")
+            .hint("each arrow reads \"depends on\""),
+    );
+    Err(err)
+}
+
+fn secret_refs(cfg: &Config) -> BTreeSet<Ref> {
+    let env = cfg.cvms.values().flat_map(|c| c.env.values());
+    let outs = cfg.outputs.values().map(|o| &o.value);
+    env.chain(outs).flat_map(|t| t.refs()).filter(|r| r.is_secret()).cloned().collect()
+}
+
+/// Reads the secrets `refs` name (files through `files`); every one that cannot be read is
+/// a hint of one error.
+pub fn read_secrets<'a>(refs: impl IntoIterator<Item = &'a Ref>, files: &FilePolicy) -> CliResult<SecretValues> {
+    secrets::read_all(refs, files, &|k| std::env::var(k).ok()).map_err(|errs| {
+        let mut e = CliError::new(format!(
+            "{} secret{} cannot be read; nothing was changed",
+            errs.len(),
+            if errs.len() == 1 { "" } else { "s" }
+        ));
+        e.hints = errs.into_iter().map(Hint::Text).collect();
+        e
+    })
+}
+
+/// Refuses to go on when state (records or journal) was made at another endpoint.
+pub fn same_endpoint<'a>(api: &Api, owners: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> CliResult<()> {
+    match apply::elsewhere(&api.endpoint, owners) {
+        None => Ok(()),
+        Some((addr, there)) => Err(CliError::new(format!(
+            "{addr} lives at {there}, but the manifest now points at {}; nothing was changed",
+            api.endpoint
+        ))
+        .hint("against the wrong endpoint its CVMs would look deleted, and apply would create them again")
+        .hint(format!(
+            "point `provider.phala.endpoint` (or PHALA_CLOUD_API_PREFIX) back at {there}, or keep the new endpoint's state apart with --state DIR or --workspace NAME"
+        ))),
+    }
+}
+
+/// Settles operations a previous run left in flight before anything else looks at state.
+pub async fn reconcile(ctx: &Ctx, store: &dyn Store, api: &Api) -> CliResult<()> {
+    let journal = store.journal().await?;
+    same_endpoint(api, journal.iter().map(|e| (e.address.as_str(), e.endpoint.as_deref())))?;
+    let r = apply::reconcile(store, api.client.as_ref()).await?;
+    let sh = &ctx.shell;
+    for a in &r.adopted {
+        sh.warn(&format!("{a}: a create interrupted earlier had succeeded; the CVM is now in state"));
+    }
+    for (a, name) in &r.unproven {
+        sh.warn(&format!(
+            "{a}: a create interrupted under an older teeform cannot be proven to have made a CVM, so none was adopted; if CVM `{name}` exists and is yours, `{}` manages it",
+            ctx.command_line(&format!("import {a} {name}"))
+        ));
+    }
+    for (a, id) in &r.displaced {
+        sh.warn(&format!(
+            "{a}: a create interrupted earlier made CVM {id}, but state already holds another CVM at {a}; it was left out of state (`teeform import cvm.NAME {id}` under another address manages it)"
+        ));
+    }
+    if r.kept > 0 {
+        sh.warn(&format!(
+            "{} update(s) are paused awaiting on-chain registration; `{}` finishes them",
+            r.kept,
+            ctx.command_line("apply --resume")
+        ));
+    }
+    Ok(())
+}

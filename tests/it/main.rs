@@ -21,5 +21,6 @@ mod progress;
 mod proxy;
 mod secrets;
 mod sim_limits;
+mod sim_wire;
 mod trust;
 mod values;

@@ -2,14 +2,13 @@
 //! CVMs (names differ); the dependencies `${cvm.X...}` references imply.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
-use super::super::compose_lint::{EnvKey, Use};
+use super::super::compose_lint::EnvKey;
 use super::super::diag::did_you_mean;
 use super::super::expr::Ref;
-use super::super::files::Limit;
 use super::super::yaml::{Kind, Node, Span};
 use super::super::{CvmConfig, FileRef, Kms};
+use super::compose::LintInput;
 use super::{Allow, Loader};
 
 const CVM_KEYS: &[&str] = &[
@@ -35,6 +34,36 @@ const CVM_KEYS: &[&str] = &[
     "depends_on",
     "lint",
 ];
+
+/// A CVM with nothing read yet but its key.
+fn new_cvm(key: &str, span: Span) -> CvmConfig {
+    CvmConfig {
+        key: key.to_string(),
+        name: key.to_string(),
+        span,
+        compose: FileRef { path: String::new(), content: String::new() },
+        pre_launch_script: None,
+        vcpu: None,
+        memory: None,
+        disk_size: None,
+        instance_type: None,
+        node: None,
+        image: None,
+        kms: Kms::Phala,
+        public_logs: None,
+        public_sysinfo: None,
+        public_tcbinfo: None,
+        gateway: None,
+        env: BTreeMap::new(),
+        gpus: None,
+        shutdown_timeout: None,
+        allow_force_stop: None,
+        stopped: false,
+        spans: BTreeMap::new(),
+        depends_on: Vec::new(),
+        data_fields: BTreeMap::new(),
+    }
+}
 
 impl Loader<'_> {
     /// here without regard to case as DNS does; the API's own comparison is not documented.
@@ -71,7 +100,8 @@ impl Loader<'_> {
         }
     }
 
-    /// One CVM, and where its name is written (the key, when `name:` is not).
+    /// One CVM, and where its name is written (the key, when `name:` is not). Returned even
+    /// after errors, so later checks still run and report all at once.
     pub(super) fn cvm(&mut self, key: &str, knode: &Node, spec: &Node) -> Option<(CvmConfig, Span)> {
         let what = format!("cvm `{key}`");
         let who = format!("cvm.{key}");
@@ -83,39 +113,10 @@ impl Loader<'_> {
         if !matches!(spec.kind, Kind::Map(_)) {
             return None;
         }
-        let mut c = CvmConfig {
-            key: key.to_string(),
-            name: key.to_string(),
-            span: knode.span,
-            compose: FileRef { path: String::new(), content: String::new() },
-            pre_launch_script: None,
-            vcpu: None,
-            memory: None,
-            disk_size: None,
-            instance_type: None,
-            node: None,
-            image: None,
-            kms: Kms::Phala,
-            public_logs: None,
-            public_sysinfo: None,
-            public_tcbinfo: None,
-            gateway: None,
-            env: BTreeMap::new(),
-            gpus: None,
-            shutdown_timeout: None,
-            allow_force_stop: None,
-            stopped: false,
-            spans: BTreeMap::new(),
-            depends_on: Vec::new(),
-            data_fields: BTreeMap::new(),
-        };
+        let mut c = new_cvm(key, knode.span);
         let mut name_span = knode.span;
         let mut compose_seen = false;
-        // For the compose lint: the compose file (text, span, where its findings go), env.
-        let mut compose_at = None;
-        let mut env_keys = Vec::new();
-        let mut env_span = None;
-        let mut ignore = BTreeSet::new();
+        let mut lint = LintInput::default();
         for (k, knode2, v) in &fields {
             let w = format!("{what}: `{k}`");
             c.spans.insert(k.to_string(), v.span);
@@ -130,84 +131,20 @@ impl Loader<'_> {
                     compose_seen = true;
                     let at = self.diags.len();
                     if let Some(f) = self.file(v, "compose file", &who) {
-                        compose_at = Some((v.span, at));
+                        lint.compose_at = Some((v.span, at));
                         c.compose = f;
                     }
                 }
                 "pre_launch_script" if !v.is_null() => {
                     c.pre_launch_script = self.file(v, "pre-launch script", &who);
                 }
-                "vcpu" => c.vcpu = self.number(v, &w, 1, 256),
-                "memory" => c.memory = self.number(v, &w, 256, 4 * 1024 * 1024),
-                "disk_size" => c.disk_size = self.number(v, &w, 1, 64 * 1024),
-                "instance_type" => c.instance_type = self.opt_literal(v, &w),
-                "node" => c.node = self.opt_literal(v, &w),
-                "image" if !v.is_null() => self.image_field(&mut c, v, &w),
-                "kms" if !v.is_null() => c.kms = self.kms(v).unwrap_or(Kms::Phala),
-                "public_logs" => c.public_logs = self.boolean(v, &w),
-                "public_sysinfo" => c.public_sysinfo = self.boolean(v, &w),
-                "public_tcbinfo" => c.public_tcbinfo = self.boolean(v, &w),
-                "gateway" => c.gateway = self.boolean(v, &w),
-                "allow_force_stop" => c.allow_force_stop = self.boolean(v, &w),
-                "gpus" => c.gpus = self.number(v, &w, 0, 64),
-                "power" => match self.literal_string(v, &w).as_deref() {
-                    Some("running") => c.stopped = false,
-                    Some("stopped") => c.stopped = true,
-                    Some(other) => {
-                        let hint = did_you_mean(other, ["running", "stopped"])
-                            .map_or("`power` is `running` (the default) or `stopped`".into(), |s| {
-                                format!("did you mean `{s}`?")
-                            });
-                        self.err(v.span, format!("{w} must be `running` or `stopped`, found `{other}`"))
-                            .set_label("unknown run state")
-                            .hints
-                            .push(hint);
-                    }
-                    None => {}
-                },
-                "shutdown_timeout" => c.shutdown_timeout = self.number(v, &w, 0, 24 * 3600),
                 "env" => {
-                    env_span = Some(knode2.span);
-                    for (ek, eknode, ev) in self.entries(v, &format!("{what}: `env`"), None) {
-                        if !is_env_name(ek) {
-                            self.err(eknode.span, format!("`{ek}` is not a valid environment variable name"))
-                                .add_hint("use letters, digits and `_`, not starting with a digit");
-                            continue;
-                        }
-                        let allow = Allow { cvm: true, data: true, secret: true };
-                        if let Some(t) = self.string(ev, &format!("env `{ek}`"), allow) {
-                            env_keys.push(EnvKey {
-                                name: ek.to_string(),
-                                key_span: eknode.span,
-                                value_span: ev.span,
-                                literal: t.as_literal(),
-                            });
-                            c.env.insert(ek.to_string(), t);
-                        }
-                    }
+                    lint.env_span = Some(knode2.span);
+                    lint.env = self.env(&mut c, v, &what);
                 }
-                "depends_on" if !v.is_null() => match &v.kind {
-                    Kind::Seq(items) => {
-                        for it in items {
-                            if let Some(s) = self.literal_string(it, "depends_on entry") {
-                                if self.cvm_keys.contains(&s) {
-                                    c.depends_on.push(s);
-                                } else {
-                                    self.unknown_cvm(
-                                        it.span,
-                                        &s,
-                                        &format!("{what} depends on `{s}`, which is not declared"),
-                                    );
-                                }
-                            }
-                        }
-                    }
-                    _ => {
-                        self.err(v.span, "depends_on must be a list of CVM names").set_label("expected a list");
-                    }
-                },
-                "lint" => ignore = self.lint(v, &what),
-                _ => {}
+                "depends_on" if !v.is_null() => self.depends_on(&mut c, v, &what),
+                "lint" => lint.ignore = self.lint(v, &what),
+                _ => self.cvm_attribute(&mut c, k, v, &w),
             }
         }
         if !compose_seen {
@@ -215,21 +152,101 @@ impl Loader<'_> {
                 .set_label("missing `compose`")
                 .add_hint("add `compose: docker-compose.yml` (a path relative to the manifest)");
         }
-        if let Some((compose_span, at)) = compose_at {
-            let full = self.dir.join(&c.compose.path);
-            self.compose_uses.push(Use {
-                cvm: key.to_string(),
-                at,
-                compose_full: full,
-                compose_path: c.compose.path.clone(),
-                compose: self.files[&(c.compose.path.clone(), Limit::Compose)].result.clone().ok()?,
-                compose_span,
-                script: c.pre_launch_script.as_ref().map(|s| (s.path.clone(), Arc::new(s.content.clone()))),
-                env_span,
-                env: env_keys,
-                ignore,
-            });
+        self.use_compose(&c, lint);
+        self.check_cvm(&c, knode.span, name_span, &what);
+        Some((c, name_span))
+    }
+
+    /// One attribute of a CVM: the one place where a CVM attribute's manifest key is read
+    /// into [`CvmConfig`] (`name`, the files, `env` and `depends_on` are read in
+    /// [`Loader::cvm`], as they are more than a value). `what` names the field in messages.
+    /// Other keys, and null where null leaves an attribute unset, are left alone.
+    pub(super) fn cvm_attribute(&mut self, c: &mut CvmConfig, key: &str, v: &Node, what: &str) {
+        match key {
+            "vcpu" => c.vcpu = self.number(v, what, 1, 256),
+            "memory" => c.memory = self.number(v, what, 256, 4 * 1024 * 1024),
+            "disk_size" => c.disk_size = self.number(v, what, 1, 64 * 1024),
+            "instance_type" => c.instance_type = self.opt_literal(v, what),
+            "node" => c.node = self.opt_literal(v, what),
+            "image" if !v.is_null() => self.image_field(c, v, what),
+            "kms" if !v.is_null() => c.kms = self.kms(v).unwrap_or(Kms::Phala),
+            "public_logs" => c.public_logs = self.boolean(v, what),
+            "public_sysinfo" => c.public_sysinfo = self.boolean(v, what),
+            "public_tcbinfo" => c.public_tcbinfo = self.boolean(v, what),
+            "gateway" => c.gateway = self.boolean(v, what),
+            "allow_force_stop" => c.allow_force_stop = self.boolean(v, what),
+            "gpus" => c.gpus = self.number(v, what, 0, 64),
+            "power" => {
+                if let Some(stopped) = self.power(v, what) {
+                    c.stopped = stopped;
+                }
+            }
+            "shutdown_timeout" => c.shutdown_timeout = self.number(v, what, 0, 24 * 3600),
+            _ => {}
         }
+    }
+
+    /// `power: running|stopped`: whether the CVM is kept stopped.
+    fn power(&mut self, v: &Node, what: &str) -> Option<bool> {
+        match self.literal_string(v, what)?.as_str() {
+            "running" => Some(false),
+            "stopped" => Some(true),
+            other => {
+                let hint = did_you_mean(other, ["running", "stopped"])
+                    .map_or("`power` is `running` (the default) or `stopped`".into(), |s| {
+                        format!("did you mean `{s}`?")
+                    });
+                self.err(v.span, format!("{what} must be `running` or `stopped`, found `{other}`"))
+                    .set_label("unknown run state")
+                    .hints
+                    .push(hint);
+                None
+            }
+        }
+    }
+
+    /// `env:`, into the CVM; returns the keys as the compose lint needs them.
+    fn env(&mut self, c: &mut CvmConfig, v: &Node, what: &str) -> Vec<EnvKey> {
+        let mut keys = Vec::new();
+        for (ek, eknode, ev) in self.entries(v, &format!("{what}: `env`"), None) {
+            if !is_env_name(ek) {
+                self.err(eknode.span, format!("`{ek}` is not a valid environment variable name"))
+                    .add_hint("use letters, digits and `_`, not starting with a digit");
+                continue;
+            }
+            let allow = Allow { cvm: true, data: true, secret: true };
+            if let Some(t) = self.string(ev, &format!("env `{ek}`"), allow) {
+                keys.push(EnvKey {
+                    name: ek.to_string(),
+                    key_span: eknode.span,
+                    value_span: ev.span,
+                    literal: t.as_literal(),
+                });
+                c.env.insert(ek.to_string(), t);
+            }
+        }
+        keys
+    }
+
+    /// `depends_on:`: CVM keys, each declared.
+    fn depends_on(&mut self, c: &mut CvmConfig, v: &Node, what: &str) {
+        let Kind::Seq(items) = &v.kind else {
+            self.err(v.span, "depends_on must be a list of CVM names").set_label("expected a list");
+            return;
+        };
+        for it in items {
+            if let Some(s) = self.literal_string(it, "depends_on entry") {
+                if self.cvm_keys.contains(&s) {
+                    c.depends_on.push(s);
+                } else {
+                    self.unknown_cvm(it.span, &s, &format!("{what} depends on `{s}`, which is not declared"));
+                }
+            }
+        }
+    }
+
+    /// The checks of a CVM read whole: a valid name (with a suggestion), one way of sizing.
+    fn check_cvm(&mut self, c: &CvmConfig, key_span: Span, name_span: Span, what: &str) {
         if !valid_cvm_name(&c.name) {
             let d = self.err(name_span, format!("`{}` is not a valid CVM name", c.name)).set_label("invalid name");
             d.add_hint(
@@ -238,17 +255,15 @@ impl Loader<'_> {
             if let Some(s) = suggest_name(&c.name) {
                 d.add_hint(format!(
                     "e.g. `name: {s}`{}",
-                    if c.name == key { " (the key may stay as it is)" } else { "" }
+                    if c.name == c.key { " (the key may stay as it is)" } else { "" }
                 ));
             }
         }
         if c.instance_type.is_some() && (c.vcpu.is_some() || c.memory.is_some()) {
-            self.err(knode.span, format!("{what} sets both `instance_type` and `vcpu`/`memory`"))
+            self.err(key_span, format!("{what} sets both `instance_type` and `vcpu`/`memory`"))
                 .set_label("conflicting sizes")
                 .add_hint("choose an instance type, or size the CVM with vcpu and memory");
         }
-        // Returned even after errors, so later checks still run and report all at once.
-        Some((c, name_span))
     }
 
     /// `lint: {ignore: [NAME, ...]}`: env keys and compose variables whose warnings are

@@ -7,71 +7,36 @@ use super::super::{Kms, OnChainKms};
 use super::values::{Lit, Scalar};
 use super::{Loader, STRINGS_ONLY};
 
+/// An on-chain KMS on `chain_id` with the default settings.
+fn onchain(chain_id: u64) -> OnChainKms {
+    OnChainKms {
+        chain_id,
+        rpc_url: None,
+        contract: None,
+        private_key_env: "PRIVATE_KEY".into(),
+        rpc_url_env: "ETH_RPC_URL".into(),
+        confirmations: 1,
+    }
+}
+
 impl Loader<'_> {
+    /// `kms:` as a name or a mapping; `None` when reported.
     pub(super) fn kms(&mut self, node: &Node) -> Option<Kms> {
         if let Kind::Scalar { .. } = node.kind {
-            let s = self.literal_string(node, "kms")?;
-            return match s.as_str() {
-                "phala" => Some(Kms::Phala),
-                "base" | "ethereum" => Some(Kms::OnChain(OnChainKms {
-                    chain_id: if s == "base" { 8453 } else { 1 },
-                    rpc_url: None,
-                    contract: None,
-                    private_key_env: "PRIVATE_KEY".into(),
-                    rpc_url_env: "ETH_RPC_URL".into(),
-                    confirmations: 1,
-                })),
-                other => {
-                    let hint = did_you_mean(other, ["phala", "base", "ethereum"])
-                        .map_or("kms is `phala`, `base`, `ethereum`, or a mapping with `chain`".into(), |s| {
-                            format!("did you mean `{s}`?")
-                        });
-                    self.err(node.span, format!("unknown kms `{other}`")).hints.push(hint);
-                    None
-                }
-            };
+            return self.kms_named(node);
         }
         let fields = self.entries(
             node,
             "kms",
             Some(&["chain", "rpc_url", "contract", "private_key_env", "rpc_url_env", "confirmations"]),
         );
-        let mut k = OnChainKms {
-            chain_id: 0,
-            rpc_url: None,
-            contract: None,
-            private_key_env: "PRIVATE_KEY".into(),
-            rpc_url_env: "ETH_RPC_URL".into(),
-            confirmations: 1,
-        };
+        let mut k = onchain(0);
         let mut chain_seen = false;
         for (name, _, v) in fields {
             match name {
                 "chain" => {
                     chain_seen = true;
-                    // A chain id may be written as a number (`chain: 8453`) or a name.
-                    let s = match self.scalar(v, "kms.chain", STRINGS_ONLY)? {
-                        Scalar::Lit(Lit { core: yaml::Core::Int | yaml::Core::Str, text }) => text,
-                        _ => {
-                            let found = v.type_name();
-                            self.err(v.span, format!("kms.chain must be a chain name or id, found {found}"))
-                                .set_label("expected `base`, `ethereum` or a number");
-                            return None;
-                        }
-                    };
-                    k.chain_id = match s.as_str() {
-                        "base" => 8453,
-                        "ethereum" => 1,
-                        n => match parse_u64(n) {
-                            Some(id) if id > 0 => id,
-                            _ => {
-                                self.err(v.span, format!("unknown chain `{n}`"))
-                                    .hints
-                                    .push("use `base`, `ethereum` or a numeric chain id".into());
-                                return None;
-                            }
-                        },
-                    }
+                    k.chain_id = self.chain_id(v)?;
                 }
                 "rpc_url" => k.rpc_url = self.opt_literal(v, "kms.rpc_url"),
                 "contract" => {
@@ -93,6 +58,51 @@ impl Loader<'_> {
             return None;
         }
         Some(Kms::OnChain(k))
+    }
+
+    /// `kms: phala|base|ethereum`.
+    fn kms_named(&mut self, node: &Node) -> Option<Kms> {
+        let s = self.literal_string(node, "kms")?;
+        match s.as_str() {
+            "phala" => Some(Kms::Phala),
+            "base" => Some(Kms::OnChain(onchain(8453))),
+            "ethereum" => Some(Kms::OnChain(onchain(1))),
+            other => {
+                let hint = did_you_mean(other, ["phala", "base", "ethereum"])
+                    .map_or("kms is `phala`, `base`, `ethereum`, or a mapping with `chain`".into(), |s| {
+                        format!("did you mean `{s}`?")
+                    });
+                self.err(node.span, format!("unknown kms `{other}`")).hints.push(hint);
+                None
+            }
+        }
+    }
+
+    /// `kms.chain`: `base`, `ethereum`, or a chain id written as a number (`chain: 8453`) or
+    /// text (`0x2105`).
+    fn chain_id(&mut self, v: &Node) -> Option<u64> {
+        let s = match self.scalar(v, "kms.chain", STRINGS_ONLY)? {
+            Scalar::Lit(Lit { core: yaml::Core::Int | yaml::Core::Str, text }) => text,
+            _ => {
+                let found = v.type_name();
+                self.err(v.span, format!("kms.chain must be a chain name or id, found {found}"))
+                    .set_label("expected `base`, `ethereum` or a number");
+                return None;
+            }
+        };
+        match s.as_str() {
+            "base" => Some(8453),
+            "ethereum" => Some(1),
+            n => match parse_u64(n) {
+                Some(id) if id > 0 => Some(id),
+                _ => {
+                    self.err(v.span, format!("unknown chain `{n}`"))
+                        .hints
+                        .push("use `base`, `ethereum` or a numeric chain id".into());
+                    None
+                }
+            },
+        }
     }
 }
 

@@ -153,17 +153,7 @@ impl Loader<'_> {
         if core != Core::Str || !text.contains("${") {
             return Some(Scalar::Lit(Lit { core, text: text.clone() }));
         }
-        let quote = usize::from(!plain && matches!(self.src.text.as_bytes().get(node.span.start), Some(b'"' | b'\'')));
-        let tpl = match expr::parse(text) {
-            Ok(t) => t,
-            Err(e) => {
-                let start = node.span.start + quote + e.at.start;
-                let span = Span::new(start, (node.span.start + quote + e.at.end).min(self.src.text.len()));
-                let d = self.err(span, e.message).set_label("here");
-                d.hints.extend(e.hint);
-                return None;
-            }
-        };
+        let tpl = self.template(node, text, plain)?;
         // A string that is exactly one variable is the variable's value, type and text.
         if let Some(Ref::Var { name }) = tpl.sole_ref() {
             return self.var(name, node.span).map(Scalar::Lit);
@@ -171,6 +161,31 @@ impl Loader<'_> {
         if !self.refs_allowed(&tpl, node.span, what, allow) {
             return None;
         }
+        let tpl = self.substitute(tpl, node.span, what)?;
+        Some(match tpl.as_literal() {
+            Some(s) => Scalar::Lit(Lit::str(s)),
+            None => Scalar::Tpl(tpl),
+        })
+    }
+
+    /// A scalar's `${...}` template, its syntax errors reported where they are in the file.
+    fn template(&mut self, node: &Node, text: &str, plain: bool) -> Option<Template> {
+        let quote = usize::from(!plain && matches!(self.src.text.as_bytes().get(node.span.start), Some(b'"' | b'\'')));
+        match expr::parse(text) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let start = node.span.start + quote + e.at.start;
+                let span = Span::new(start, (node.span.start + quote + e.at.end).min(self.src.text.len()));
+                let d = self.err(span, e.message).set_label("here");
+                d.hints.extend(e.hint);
+                None
+            }
+        }
+    }
+
+    /// Substitutes variables, environment variables and files into a template (what is left
+    /// is for the planner); `None` when one of them is unknown, unset or unreadable (reported).
+    fn substitute(&mut self, tpl: Template, span: Span, what: &str) -> Option<Template> {
         let mut failed = false;
         let tpl = tpl.substitute(|r| match r {
             Ref::Var { name } => match self.vars.get(name) {
@@ -193,40 +208,32 @@ impl Loader<'_> {
             }
             _ => None,
         });
-        let mut ok = true;
-        let tpl = if failed {
-            // Files are read here (not in the closure above, which cannot report).
-            let mut values = Vec::new();
-            for r in tpl.refs() {
-                match r {
-                    Ref::Var { name } => {
-                        self.var(name, node.span);
-                        ok = false;
-                    }
-                    Ref::Env { name } => {
-                        self.err(node.span, format!("environment variable `{name}` is not set"))
-                            .set_label("used here")
-                            .add_hint(format!("export {name}=... before running teeform"));
-                        ok = false;
-                    }
-                    Ref::File { path } => match self.read_file(path, Limit::Value, node.span, "file", what) {
-                        Some(text) => values.push((r.clone(), file_value(text.to_string()))),
-                        None => ok = false,
-                    },
-                    _ => {}
-                }
-            }
-            tpl.substitute(|r| values.iter().find(|(v, _)| v == r).map(|(_, t)| t.clone()))
-        } else {
-            tpl
-        };
-        if !ok {
-            return None;
+        if !failed {
+            return Some(tpl);
         }
-        Some(match tpl.as_literal() {
-            Some(s) => Scalar::Lit(Lit::str(s)),
-            None => Scalar::Tpl(tpl),
-        })
+        // Files are read here (not in the closure above, which cannot report).
+        let mut ok = true;
+        let mut values = Vec::new();
+        for r in tpl.refs() {
+            match r {
+                Ref::Var { name } => {
+                    self.var(name, span);
+                    ok = false;
+                }
+                Ref::Env { name } => {
+                    self.err(span, format!("environment variable `{name}` is not set"))
+                        .set_label("used here")
+                        .add_hint(format!("export {name}=... before running teeform"));
+                    ok = false;
+                }
+                Ref::File { path } => match self.read_file(path, Limit::Value, span, "file", what) {
+                    Some(text) => values.push((r.clone(), file_value(text.to_string()))),
+                    None => ok = false,
+                },
+                _ => {}
+            }
+        }
+        ok.then(|| tpl.substitute(|r| values.iter().find(|(v, _)| v == r).map(|(_, t)| t.clone())))
     }
 
     /// Checks where each reference may appear, that referenced CVMs and data sources exist,

@@ -67,93 +67,106 @@ impl Loader<'_> {
         None
     }
 
+    /// `variables:`: each variable's value, or a diagnostic; a variable that failed is
+    /// remembered so its uses report nothing more.
     pub(super) fn variables(&mut self, node: &Node) {
         for (name, knode, spec) in self.entries(node, "variables", None) {
-            let (default, ty, default_span) = match &spec.kind {
-                Kind::Map(_) => {
-                    let e = self.entries(
-                        spec,
-                        &format!("variable `{name}`"),
-                        Some(&["default", "description", "type", "sensitive"]),
-                    );
-                    let mut default = None;
-                    let mut ty = None;
-                    let mut default_span = knode.span;
-                    for (k, _, v) in e {
-                        match k {
-                            "default" => {
-                                default = self.literal(v);
-                                default_span = v.span;
-                            }
-                            "type" => match self.plain_str(v) {
-                                Some("string") => ty = Some(VarType::String),
-                                Some("number") => ty = Some(VarType::Number),
-                                Some("bool") => ty = Some(VarType::Bool),
-                                Some(t) => {
-                                    self.err(v.span, format!("unknown variable type `{t}`"))
-                                        .add_hint("types are string, number and bool");
-                                }
-                                None => {}
-                            },
-                            _ => {}
-                        }
-                    }
-                    (default, ty, default_span)
-                }
-                _ => (self.literal(spec), None, spec.span),
-            };
-            let default = default.filter(|d| d.core != Core::Null);
-            // A default of another type than `type:` says is an error where it is written.
-            let default = match (ty, default) {
-                (Some(t), Some(d)) if VarType::of(d.core) != Some(t) => match t.coerce(&d.text) {
-                    Some(l) => Some(l),
-                    None => {
-                        self.err(
-                            default_span,
-                            format!("the default of `{name}` is {}, not a {}", d.type_name(), t.name()),
-                        )
-                        .set_label("wrong type");
-                        self.failed_vars.insert(name.to_string());
-                        continue;
-                    }
-                },
-                (_, d) => d,
-            };
-            let ty = ty.or_else(|| default.as_ref().and_then(|d| VarType::of(d.core)));
-            let from_cli =
-                self.opts.vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| (format!("--var {name}"), v.clone()));
-            let env_name = format!("TEEFORM_VAR_{name}");
-            let from_env = || (self.opts.env)(&env_name).map(|v| (env_name.clone(), v));
-            let value = match from_cli.or_else(from_env) {
-                Some((origin, raw)) => match ty.unwrap_or(VarType::String).coerce(&raw) {
-                    Some(v) => Some(v),
-                    None => {
-                        let t = ty.unwrap_or(VarType::String);
-                        self.diags.push(
-                            Diagnostic::bare(format!("{origin}={raw}: variable `{name}` is a {}", t.name())).hint(
-                                match t {
-                                    VarType::Number => "a number is written like 2, 1.5 or 0x10",
-                                    VarType::Bool => "a bool is true or false",
-                                    VarType::String => "",
-                                },
-                            ),
-                        );
-                        self.failed_vars.insert(name.to_string());
-                        continue;
-                    }
-                },
-                None => default,
+            let value = match self.declaration(name, knode, spec) {
+                Ok((default, ty)) => self.variable_value(name, default, ty),
+                Err(()) => Err(()),
             };
             match value {
-                Some(v) => {
+                Ok(Some(v)) => {
                     self.vars.insert(name.to_string(), v);
                 }
-                None => {
+                Ok(None) => {
                     self.failed_vars.insert(name.to_string());
                     self.err(knode.span, format!("variable `{name}` has no value"))
                         .set_label("no default")
                         .add_hint(format!("give it a `default:`, or pass --var {name}=VALUE"));
                 }
+                Err(()) => {
+                    self.failed_vars.insert(name.to_string());
+                }
+            }
+        }
+    }
+
+    /// A variable's default (null is none) and type (`type:`, else its default's); `Err` when
+    /// the default is not of the type `type:` says (reported where it is written).
+    fn declaration(&mut self, name: &str, knode: &Node, spec: &Node) -> Result<(Option<Lit>, Option<VarType>), ()> {
+        let (default, ty, default_span) = match &spec.kind {
+            Kind::Map(_) => {
+                let e = self.entries(
+                    spec,
+                    &format!("variable `{name}`"),
+                    Some(&["default", "description", "type", "sensitive"]),
+                );
+                let mut default = None;
+                let mut ty = None;
+                let mut default_span = knode.span;
+                for (k, _, v) in e {
+                    match k {
+                        "default" => {
+                            default = self.literal(v);
+                            default_span = v.span;
+                        }
+                        "type" => match self.plain_str(v) {
+                            Some("string") => ty = Some(VarType::String),
+                            Some("number") => ty = Some(VarType::Number),
+                            Some("bool") => ty = Some(VarType::Bool),
+                            Some(t) => {
+                                self.err(v.span, format!("unknown variable type `{t}`"))
+                                    .add_hint("types are string, number and bool");
+                            }
+                            None => {}
+                        },
+                        _ => {}
+                    }
+                }
+                (default, ty, default_span)
+            }
+            _ => (self.literal(spec), None, spec.span),
+        };
+        let default = default.filter(|d| d.core != Core::Null);
+        // A default of another type than `type:` says is an error where it is written.
+        let default = match (ty, default) {
+            (Some(t), Some(d)) if VarType::of(d.core) != Some(t) => match t.coerce(&d.text) {
+                Some(l) => Some(l),
+                None => {
+                    self.err(default_span, format!("the default of `{name}` is {}, not a {}", d.type_name(), t.name()))
+                        .set_label("wrong type");
+                    return Err(());
+                }
+            },
+            (_, d) => d,
+        };
+        let ty = ty.or_else(|| default.as_ref().and_then(|d| VarType::of(d.core)));
+        Ok((default, ty))
+    }
+
+    /// A variable's value: `--var NAME=VALUE` (the last one), else `TEEFORM_VAR_NAME`, else its
+    /// default; `Err` when an override is not of the variable's type (reported).
+    fn variable_value(&mut self, name: &str, default: Option<Lit>, ty: Option<VarType>) -> Result<Option<Lit>, ()> {
+        let from_cli =
+            self.opts.vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| (format!("--var {name}"), v.clone()));
+        let env_name = format!("TEEFORM_VAR_{name}");
+        let from_env = || (self.opts.env)(&env_name).map(|v| (env_name.clone(), v));
+        let Some((origin, raw)) = from_cli.or_else(from_env) else {
+            return Ok(default);
+        };
+        let t = ty.unwrap_or(VarType::String);
+        match t.coerce(&raw) {
+            Some(v) => Ok(Some(v)),
+            None => {
+                self.diags.push(Diagnostic::bare(format!("{origin}={raw}: variable `{name}` is a {}", t.name())).hint(
+                    match t {
+                        VarType::Number => "a number is written like 2, 1.5 or 0x10",
+                        VarType::Bool => "a bool is true or false",
+                        VarType::String => "",
+                    },
+                ));
+                Err(())
             }
         }
     }

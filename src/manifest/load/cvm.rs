@@ -66,6 +66,7 @@ fn new_cvm(key: &str, span: Span) -> CvmConfig {
 }
 
 impl Loader<'_> {
+    /// Two CVMs may not share a name. UNVERIFIED: Phala Cloud names are hostnames, compared
     /// here without regard to case as DNS does; the API's own comparison is not documented.
     pub(super) fn check_names(&mut self, names: &[(String, Span, String)]) {
         let mut by_name: BTreeMap<String, Vec<&(String, Span, String)>> = BTreeMap::new();

@@ -44,8 +44,6 @@ impl Loader<'_> {
         self.policy = FilePolicy::new(&self.dir, &self.allowed_dirs);
     }
 
-    /// Two CVMs may not share a name. UNVERIFIED: Phala Cloud names are hostnames, compared
-
     /// A compose file or pre-launch script, read once however many CVMs name it.
     pub(super) fn file(&mut self, node: &Node, kind: &str, who: &str) -> Option<FileRef> {
         let path = self.literal_string(node, kind)?;

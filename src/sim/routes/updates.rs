@@ -210,12 +210,12 @@ pub async fn provision_compose(
 /// contract does not allow its hash).
 pub async fn commit_compose(State(sim): State<Sim>, Path(id): Path<String>, Body(req): Body<ComposeCommit>) -> Res {
     let cfg = sim.config();
-    let (u, hash, onchain) = sim.read(|w| w.compose_commit(&id, req))?;
-    if let Some((app_id, hash)) = onchain
-        && !Chain::at(cfg.chain_rpc.as_deref()).allows(&app_id, &hash).await?
+    let commit = sim.read(|w| w.compose_commit(&id, req))?;
+    if let Some(app_id) = &commit.onchain_app
+        && !Chain::at(cfg.chain_rpc.as_deref()).allows(app_id, &commit.hash).await?
     {
         return Err(ApiError::hash_not_allowed());
     }
-    sim.change(|w| w.commit_compose(&hash, &u, &cfg, now_ms()))?;
+    sim.change(|w| w.commit_compose(&commit.hash, &commit.update, &cfg, now_ms()))?;
     ok(Value::Null)
 }

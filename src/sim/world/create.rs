@@ -171,7 +171,7 @@ impl World {
         if let Some(keys) = &req.env_keys {
             limits::env_keys(&["env_keys"], keys).map_err(ApiError::refused)?;
         }
-        if !self.provisions.get(&hash).is_some_and(|p| p.kms_type != "phala") {
+        if self.provisions.get(&hash).is_none_or(|p| p.kms_type == "phala") {
             return Ok(None);
         }
         // An on-chain app's contract (its address is the app id) must exist and allow the hash

@@ -36,6 +36,15 @@ pub struct ComposePrepared {
     pub onchain_kms: Option<super::Kms>,
 }
 
+/// A compose commit, checked: the update to apply, its compose hash, and the app id when the
+/// CVM is on chain (its contract must then allow the hash, else 468).
+#[derive(Debug, Clone)]
+pub struct ComposeToCommit {
+    pub update: Update,
+    pub hash: String,
+    pub onchain_app: Option<String>,
+}
+
 /// The app compose after `u`: its compose fields replace the CVM's, an empty pre-launch script
 /// removes the script.
 fn new_compose(c: &Cvm, u: &Update) -> Value {
@@ -278,14 +287,8 @@ impl World {
             .ok_or_else(|| ApiError::expired("Compose hash expired or unknown: provision again"))
     }
 
-    /// The update a compose commit applies: the provisioned compose with the env the commit
-    /// adds; `Some((app_id, hash))` when the CVM is on chain, whose contract must then allow
-    /// the hash (else 468).
-    pub fn compose_commit(
-        &self,
-        id: &str,
-        req: ComposeCommit,
-    ) -> Result<(Update, String, Option<(String, String)>), ApiError> {
+    /// What a compose commit applies: the provisioned compose with the env the commit adds.
+    pub fn compose_commit(&self, id: &str, req: ComposeCommit) -> Result<ComposeToCommit, ApiError> {
         let hash = need(req.compose_hash, "compose_hash")?;
         let seq = self.cvm(id)?.seq;
         let mut u = self.prepared_compose(seq, &hash)?.body.clone();
@@ -297,8 +300,8 @@ impl World {
             u.allowed_envs = Some(keys);
         }
         let c = &self.cvms[&seq];
-        let onchain = c.is_onchain().then(|| (c.app_id.clone(), hash.clone()));
-        Ok((u, hash, onchain))
+        let onchain_app = c.is_onchain().then(|| c.app_id.clone());
+        Ok(ComposeToCommit { update: u, hash, onchain_app })
     }
 
     /// Applies a provisioned compose (with the env the commit adds) and forgets it.

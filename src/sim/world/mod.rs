@@ -268,3 +268,6 @@ impl World {
         self.instance_types.iter().find(|x| x.id == id)
     }
 }
+
+#[cfg(test)]
+mod tests;

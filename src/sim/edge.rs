@@ -30,6 +30,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 _ => return Err(not_an_object().into_response()),
             }
         };
+        // UNVERIFIED: pydantic names the error `type` by kind (`int_parsing`, `string_type`, …);
+        // the simulator says `type_error` for them all, with serde's message.
         serde_path_to_error::deserialize(value).map(Body).map_err(|e| {
             let loc = e
                 .path()

@@ -20,6 +20,7 @@ mod updates;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
 use axum::routing::{get, patch, post};
 
 use super::Sim;
@@ -78,5 +79,3 @@ pub fn router(sim: Sim) -> Router {
 fn ok(v: serde_json::Value) -> Res {
     Ok(axum::Json(v).into_response())
 }
-
-use axum::response::IntoResponse;

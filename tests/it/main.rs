@@ -22,5 +22,6 @@ mod proxy;
 mod schema;
 mod secrets;
 mod sim_limits;
+mod sim_wire;
 mod trust;
 mod values;

@@ -10,7 +10,7 @@
 //! wire is the provider's (`providers::phala_attrs`, an exhaustive `match` on [`Attr`]).
 //!
 //! Adding an attribute: a field in [`CvmAttrs`](super::CvmAttrs), an entry below, its wire
-//! places in `providers::phala_attrs`, and its reading in the manifest (`manifest::load`);
+//! places in `providers::phala_attrs`, and its reading in the manifest (`manifest::load::cvm`);
 //! ARCHITECTURE.md lists the steps, and `tests/it/schema.rs` round-trips every entry.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

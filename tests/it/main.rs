@@ -23,5 +23,6 @@ mod schema;
 mod secrets;
 mod shell;
 mod sim_limits;
+mod sim_wire;
 mod trust;
 mod values;

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
+use crate::manifest::{DEFAULT_API_PREFIX, Endpoint, Kms};
 
 /// A project directory with a manifest and the files it names.
 struct Project {

@@ -9,16 +9,13 @@
 //! Null (`~`, `null`, nothing) leaves an optional field unset and is an error where a value
 //! is required. Variables keep their text too: a default `1.20` is `1.20` inside a string.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
 use serde_json::Value as Json;
 
-use super::super::diag::{Diagnostic, did_you_mean};
+use super::super::diag::did_you_mean;
 use super::super::expr::{self, Ref, Template};
-use super::super::files::{FileError, Limit, file_value, human_bytes};
+use super::super::files::{Limit, file_value};
 use super::super::yaml::{self, Core, Kind, Node, Span, Tag};
-use super::{Allow, Loader, display_dir};
+use super::{Allow, Loader};
 
 /// A scalar's meaning: its core-schema type and its text exactly as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +29,7 @@ impl Lit {
         Lit { core: Core::Str, text: text.into() }
     }
 
-    fn type_name(&self) -> &'static str {
+    pub(super) fn type_name(&self) -> &'static str {
         match self.core {
             Core::Null => "null",
             Core::Bool(_) => "a boolean",
@@ -68,46 +65,6 @@ pub(super) enum Scalar {
     Tpl(Template),
 }
 
-/// A variable's type (`type:`, else its default's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum VarType {
-    String,
-    Number,
-    Bool,
-}
-
-impl VarType {
-    fn of(core: Core) -> Option<VarType> {
-        match core {
-            Core::Null => None,
-            Core::Bool(_) => Some(VarType::Bool),
-            Core::Int | Core::Float => Some(VarType::Number),
-            Core::Str => Some(VarType::String),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            VarType::String => "string",
-            VarType::Number => "number",
-            VarType::Bool => "bool",
-        }
-    }
-
-    /// `text` (from `--var`, `TEEFORM_VAR_*` or a default) as a value of this type, keeping
-    /// the text as written.
-    pub fn coerce(self, text: &str) -> Option<Lit> {
-        let core = match self {
-            VarType::String => Core::Str,
-            VarType::Number if yaml::is_core_int(text) => Core::Int,
-            VarType::Number if yaml::is_core_float(text) => Core::Float,
-            VarType::Number => return None,
-            VarType::Bool => Core::Bool(parse_bool(text)?),
-        };
-        Some(Lit { core, text: text.to_string() })
-    }
-}
-
 /// `true`/`false` (three spellings each) and YAML 1.1's `yes`/`no`/`on`/`off`.
 pub(super) fn parse_bool(text: &str) -> Option<bool> {
     yaml::scalar_bool(text).or(match text {
@@ -118,7 +75,7 @@ pub(super) fn parse_bool(text: &str) -> Option<bool> {
 }
 
 /// A core-schema integer's value (`+2`, `0x10`, `0o17`); `None` when out of `i64`.
-fn parse_int(t: &str) -> Option<i64> {
+pub(super) fn parse_int(t: &str) -> Option<i64> {
     if let Some(h) = t.strip_prefix("0x") {
         return i64::from_str_radix(h, 16).ok();
     }
@@ -129,7 +86,7 @@ fn parse_int(t: &str) -> Option<i64> {
 }
 
 /// A whole number as a number field reads it, or why not (shown after "found").
-fn whole_number(lit: &Lit) -> Result<i128, (String, Option<String>)> {
+pub(super) fn whole_number(lit: &Lit) -> Result<i128, (String, Option<String>)> {
     let t = lit.text.as_str();
     let shown = || format!("`{t}`");
     match lit.core {
@@ -173,14 +130,6 @@ fn whole_number(lit: &Lit) -> Result<i128, (String, Option<String>)> {
     }
 }
 
-/// A read file, cached by path and limit, and the places that referenced it after an error.
-pub(super) struct FileEntry {
-    pub result: Result<Arc<String>, FileError>,
-    /// The diagnostic reporting the error, and the further references to the same file.
-    pub diag: Option<usize>,
-    pub more: Vec<(String, Span)>,
-}
-
 impl Loader<'_> {
     // ----- scalars ----------------------------------------------------------------------
 
@@ -204,17 +153,7 @@ impl Loader<'_> {
         if core != Core::Str || !text.contains("${") {
             return Some(Scalar::Lit(Lit { core, text: text.clone() }));
         }
-        let quote = usize::from(!plain && matches!(self.src.text.as_bytes().get(node.span.start), Some(b'"' | b'\'')));
-        let tpl = match expr::parse(text) {
-            Ok(t) => t,
-            Err(e) => {
-                let start = node.span.start + quote + e.at.start;
-                let span = Span::new(start, (node.span.start + quote + e.at.end).min(self.src.text.len()));
-                let d = self.err(span, e.message).set_label("here");
-                d.hints.extend(e.hint);
-                return None;
-            }
-        };
+        let tpl = self.template(node, text, plain)?;
         // A string that is exactly one variable is the variable's value, type and text.
         if let Some(Ref::Var { name }) = tpl.sole_ref() {
             return self.var(name, node.span).map(Scalar::Lit);
@@ -222,6 +161,31 @@ impl Loader<'_> {
         if !self.refs_allowed(&tpl, node.span, what, allow) {
             return None;
         }
+        let tpl = self.substitute(tpl, node.span, what)?;
+        Some(match tpl.as_literal() {
+            Some(s) => Scalar::Lit(Lit::str(s)),
+            None => Scalar::Tpl(tpl),
+        })
+    }
+
+    /// A scalar's `${...}` template, its syntax errors reported where they are in the file.
+    fn template(&mut self, node: &Node, text: &str, plain: bool) -> Option<Template> {
+        let quote = usize::from(!plain && matches!(self.src.text.as_bytes().get(node.span.start), Some(b'"' | b'\'')));
+        match expr::parse(text) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let start = node.span.start + quote + e.at.start;
+                let span = Span::new(start, (node.span.start + quote + e.at.end).min(self.src.text.len()));
+                let d = self.err(span, e.message).set_label("here");
+                d.hints.extend(e.hint);
+                None
+            }
+        }
+    }
+
+    /// Substitutes variables, environment variables and files into a template (what is left
+    /// is for the planner); `None` when one of them is unknown, unset or unreadable (reported).
+    fn substitute(&mut self, tpl: Template, span: Span, what: &str) -> Option<Template> {
         let mut failed = false;
         let tpl = tpl.substitute(|r| match r {
             Ref::Var { name } => match self.vars.get(name) {
@@ -244,46 +208,38 @@ impl Loader<'_> {
             }
             _ => None,
         });
-        let mut ok = true;
-        let tpl = if failed {
-            // Files are read here (not in the closure above, which cannot report).
-            let mut values = Vec::new();
-            for r in tpl.refs() {
-                match r {
-                    Ref::Var { name } => {
-                        self.var(name, node.span);
-                        ok = false;
-                    }
-                    Ref::Env { name } => {
-                        self.err(node.span, format!("environment variable `{name}` is not set"))
-                            .set_label("used here")
-                            .add_hint(format!("export {name}=... before running teeform"));
-                        ok = false;
-                    }
-                    Ref::File { path } => match self.read_file(path, Limit::Value, node.span, "file", what) {
-                        Some(text) => values.push((r.clone(), file_value(text.to_string()))),
-                        None => ok = false,
-                    },
-                    _ => {}
-                }
-            }
-            tpl.substitute(|r| values.iter().find(|(v, _)| v == r).map(|(_, t)| t.clone()))
-        } else {
-            tpl
-        };
-        if !ok {
-            return None;
+        if !failed {
+            return Some(tpl);
         }
-        Some(match tpl.as_literal() {
-            Some(s) => Scalar::Lit(Lit::str(s)),
-            None => Scalar::Tpl(tpl),
-        })
+        // Files are read here (not in the closure above, which cannot report).
+        let mut ok = true;
+        let mut values = Vec::new();
+        for r in tpl.refs() {
+            match r {
+                Ref::Var { name } => {
+                    self.var(name, span);
+                    ok = false;
+                }
+                Ref::Env { name } => {
+                    self.err(span, format!("environment variable `{name}` is not set"))
+                        .set_label("used here")
+                        .add_hint(format!("export {name}=... before running teeform"));
+                    ok = false;
+                }
+                Ref::File { path } => match self.read_file(path, Limit::Value, span, "file", what) {
+                    Some(text) => values.push((r.clone(), file_value(text.to_string()))),
+                    None => ok = false,
+                },
+                _ => {}
+            }
+        }
+        ok.then(|| tpl.substitute(|r| values.iter().find(|(v, _)| v == r).map(|(_, t)| t.clone())))
     }
 
     /// Checks where each reference may appear, that referenced CVMs and data sources exist,
     /// that `${env:}` does not read teeform's own credentials, and that `${secret:file:}`
     /// names a file that may be read.
-    fn refs_allowed(&mut self, tpl: &Template, span: Span, what: &str, allow: Allow) -> bool {
+    pub(super) fn refs_allowed(&mut self, tpl: &Template, span: Span, what: &str, allow: Allow) -> bool {
         let mut ok = true;
         for r in tpl.refs() {
             let (allowed, place) = match r {
@@ -345,23 +301,6 @@ impl Loader<'_> {
             }
         };
         self.err(span, msg).set_label("not declared").add_hint(hint);
-    }
-
-    /// A variable's value; reports an unknown one (not one whose override was already
-    /// reported as invalid).
-    fn var(&mut self, name: &str, span: Span) -> Option<Lit> {
-        if let Some(v) = self.vars.get(name) {
-            return Some(v.clone());
-        }
-        if self.failed_vars.contains(name) {
-            return None;
-        }
-        let hint = match did_you_mean(name, self.vars.keys().map(String::as_str)) {
-            Some(s) => format!("did you mean `{s}`?"),
-            None => "declare it under `variables:`".to_string(),
-        };
-        self.err(span, format!("unknown variable `{name}`")).set_label("used here").add_hint(hint);
-        None
     }
 
     /// A string value where one is required.
@@ -438,226 +377,6 @@ impl Loader<'_> {
                     None
                 }
             },
-        }
-    }
-
-    // ----- variables --------------------------------------------------------------------
-
-    pub(super) fn variables(&mut self, node: &Node) {
-        for (name, knode, spec) in self.entries(node, "variables", None) {
-            let (default, ty, default_span) = match &spec.kind {
-                Kind::Map(_) => {
-                    let e = self.entries(
-                        spec,
-                        &format!("variable `{name}`"),
-                        Some(&["default", "description", "type", "sensitive"]),
-                    );
-                    let mut default = None;
-                    let mut ty = None;
-                    let mut default_span = knode.span;
-                    for (k, _, v) in e {
-                        match k {
-                            "default" => {
-                                default = self.literal(v);
-                                default_span = v.span;
-                            }
-                            "type" => match self.plain_str(v) {
-                                Some("string") => ty = Some(VarType::String),
-                                Some("number") => ty = Some(VarType::Number),
-                                Some("bool") => ty = Some(VarType::Bool),
-                                Some(t) => {
-                                    self.err(v.span, format!("unknown variable type `{t}`"))
-                                        .add_hint("types are string, number and bool");
-                                }
-                                None => {}
-                            },
-                            _ => {}
-                        }
-                    }
-                    (default, ty, default_span)
-                }
-                _ => (self.literal(spec), None, spec.span),
-            };
-            let default = default.filter(|d| d.core != Core::Null);
-            // A default of another type than `type:` says is an error where it is written.
-            let default = match (ty, default) {
-                (Some(t), Some(d)) if VarType::of(d.core) != Some(t) => match t.coerce(&d.text) {
-                    Some(l) => Some(l),
-                    None => {
-                        self.err(
-                            default_span,
-                            format!("the default of `{name}` is {}, not a {}", d.type_name(), t.name()),
-                        )
-                        .set_label("wrong type");
-                        self.failed_vars.insert(name.to_string());
-                        continue;
-                    }
-                },
-                (_, d) => d,
-            };
-            let ty = ty.or_else(|| default.as_ref().and_then(|d| VarType::of(d.core)));
-            let from_cli =
-                self.opts.vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| (format!("--var {name}"), v.clone()));
-            let env_name = format!("TEEFORM_VAR_{name}");
-            let from_env = || (self.opts.env)(&env_name).map(|v| (env_name.clone(), v));
-            let value = match from_cli.or_else(from_env) {
-                Some((origin, raw)) => match ty.unwrap_or(VarType::String).coerce(&raw) {
-                    Some(v) => Some(v),
-                    None => {
-                        let t = ty.unwrap_or(VarType::String);
-                        self.diags.push(
-                            Diagnostic::bare(format!("{origin}={raw}: variable `{name}` is a {}", t.name())).hint(
-                                match t {
-                                    VarType::Number => "a number is written like 2, 1.5 or 0x10",
-                                    VarType::Bool => "a bool is true or false",
-                                    VarType::String => "",
-                                },
-                            ),
-                        );
-                        self.failed_vars.insert(name.to_string());
-                        continue;
-                    }
-                },
-                None => default,
-            };
-            match value {
-                Some(v) => {
-                    self.vars.insert(name.to_string(), v);
-                }
-                None => {
-                    self.failed_vars.insert(name.to_string());
-                    self.err(knode.span, format!("variable `{name}` has no value"))
-                        .set_label("no default")
-                        .add_hint(format!("give it a `default:`, or pass --var {name}=VALUE"));
-                }
-            }
-        }
-    }
-
-    /// A literal scalar (no interpolation), for variable defaults.
-    fn literal(&mut self, node: &Node) -> Option<Lit> {
-        if let Kind::Scalar { tag: Some(t), .. } = &node.kind
-            && let Tag::Other(t) = &**t
-        {
-            self.err(node.span, format!("the YAML tag `{t}` is not supported")).set_label("unsupported tag");
-            return None;
-        }
-        match &node.kind {
-            Kind::Scalar { text, plain, tag } => {
-                Some(Lit { core: yaml::core(text, *plain, tag.as_deref()), text: text.clone() })
-            }
-            _ => {
-                self.err(node.span, "a variable default must be a string, number or boolean").set_label("not a scalar");
-                None
-            }
-        }
-    }
-
-    pub(super) fn check_var_overrides(&mut self, vars_node: Option<&Node>) {
-        let declared: BTreeSet<String> = match vars_node.map(|n| &n.kind) {
-            Some(Kind::Map(p)) => p
-                .iter()
-                .filter_map(|(k, _)| if let Kind::Scalar { text, .. } = &k.kind { Some(text.clone()) } else { None })
-                .collect(),
-            _ => BTreeSet::new(),
-        };
-        for (k, _) in &self.opts.vars {
-            if !declared.contains(k) {
-                let mut d = Diagnostic::bare(format!("--var {k}: the manifest declares no variable `{k}`"));
-                if let Some(s) = did_you_mean(k, declared.iter().map(String::as_str)) {
-                    d = d.hint(format!("did you mean `{s}`?"));
-                } else {
-                    d = d.hint("declare it under `variables:`");
-                }
-                self.diags.push(d);
-            }
-        }
-    }
-
-    // ----- files ------------------------------------------------------------------------
-
-    /// Reads a file the manifest names, once however often it is named. An error is reported
-    /// once, at the first reference; later references are listed with it.
-    pub(super) fn read_file(
-        &mut self,
-        path: &str,
-        limit: Limit,
-        span: Span,
-        kind: &str,
-        who: &str,
-    ) -> Option<Arc<String>> {
-        let key = (path.to_string(), limit);
-        if !self.files.contains_key(&key) {
-            let result = self.policy.read(path, limit).map(Arc::new);
-            let diag = match &result {
-                Err(e) => {
-                    self.file_error(path, e, span, kind);
-                    Some(self.diags.len() - 1)
-                }
-                Ok(_) => None,
-            };
-            self.files.insert(key.clone(), FileEntry { result, diag, more: Vec::new() });
-            return self.files[&key].result.as_ref().ok().cloned();
-        }
-        let entry = self.files.get_mut(&key).expect("present");
-        if entry.result.is_err() {
-            entry.more.push((who.to_string(), span));
-        }
-        entry.result.as_ref().ok().cloned()
-    }
-
-    /// Reports a file that cannot be read (never with its content).
-    pub(super) fn file_error(&mut self, path: &str, e: &FileError, span: Span, kind: &str) {
-        let dir = display_dir(&self.dir);
-        let label = match e {
-            FileError::NotFound => "file not found",
-            FileError::Outside | FileError::System => "not allowed",
-            FileError::TooLarge(_) => "too large",
-            _ => "cannot read",
-        };
-        let hint = match e {
-            FileError::NotFound => Some(format!("paths are relative to the manifest's directory ({dir})")),
-            FileError::Outside => Some(format!(
-                "teeform reads files only from the manifest's directory ({dir}) and the directories listed under `allowed_dirs:` at the top of the manifest"
-            )),
-            FileError::TooLarge(Limit::Compose) => Some(format!(
-                "the API accepts at most {} for a compose file and pre-launch script together",
-                human_bytes(Limit::Compose.bytes())
-            )),
-            FileError::NotRegular(_) => Some("name a regular file".to_string()),
-            FileError::NotUtf8 => Some("save the file as UTF-8".to_string()),
-            _ => None,
-        };
-        let d = self.err(span, format!("cannot read {kind} `{path}`: {e}")).set_label(label);
-        d.hints.extend(hint);
-    }
-
-    /// Lists, under each file error, the other places that name the same file.
-    pub(super) fn finish_files(&mut self) {
-        let mut notes: Vec<(usize, Vec<(String, Span)>)> = self
-            .files
-            .values()
-            .filter_map(|e| Some((e.diag?, e.more.clone())))
-            .filter(|(_, m)| !m.is_empty())
-            .collect();
-        notes.sort_by_key(|(i, _)| *i);
-        for (i, more) in notes {
-            let src = self.src.clone();
-            let d = &mut self.diags[i];
-            for (who, span) in more.iter().take(3) {
-                d.also.push(super::super::diag::Related {
-                    source: src.clone(),
-                    span: *span,
-                    label: format!("also named by {who}"),
-                });
-            }
-            let n = more.len();
-            d.add_hint(format!(
-                "{n} more place{} name{} this file{}",
-                if n == 1 { "" } else { "s" },
-                if n == 1 { "s" } else { "" },
-                if n > 3 { format!(" ({} not shown)", n - 3) } else { String::new() }
-            ));
         }
     }
 }

@@ -1,0 +1,73 @@
+//! What the platform offers: nodes (`/teepods/available`), instance types, KMSes and their
+//! per-app keys, OS images.
+
+use axum::extract::{Path, Query, State};
+use serde_json::{Value, json};
+
+use super::{Res, ok};
+use crate::sim::Sim;
+use crate::sim::error::ApiError;
+use crate::sim::requests::PageQuery;
+use crate::sim::shapes;
+
+pub async fn nodes(State(sim): State<Sim>) -> Res {
+    ok(sim.read(shapes::nodes))
+}
+
+pub async fn instance_types(State(sim): State<Sim>) -> Res {
+    let items: Vec<Value> = sim.read(|w| w.instance_types.iter().map(shapes::instance_type).collect());
+    ok(json!({"result": [{"name": "tdx", "items": items, "total": items.len()}]}))
+}
+
+pub async fn instance_family(State(sim): State<Sim>, Path(family): Path<String>) -> Res {
+    let items: Vec<Value> =
+        sim.read(|w| w.instance_types.iter().filter(|t| t.family == family).map(shapes::instance_type).collect());
+    if items.is_empty() {
+        return Err(ApiError::coded(404, "ERR-02-001", format!("Instance type family {family} not found")));
+    }
+    ok(json!({"items": items, "total": items.len(), "family": family}))
+}
+
+/// One page of a catalogue (100 a page unless asked).
+fn page_of(items: Vec<Value>, q: &PageQuery) -> Res {
+    let (page, size) = q.page(100, 1000);
+    let total = items.len() as u64;
+    let items = items.into_iter().skip(((page - 1) * size) as usize).take(size as usize).collect();
+    ok(shapes::page(items, total, page, size))
+}
+
+pub async fn kms_list(State(sim): State<Sim>, Query(q): Query<PageQuery>) -> Res {
+    let items = sim.read(|w| {
+        w.kms.iter().filter(|k| q.is_onchain.is_none_or(|on| on == k.chain_id.is_some())).map(shapes::kms).collect()
+    });
+    page_of(items, &q)
+}
+
+fn kms_not_found() -> ApiError {
+    ApiError::coded(404, "ERR-02-011", "KMS not found")
+}
+
+pub async fn kms_get(State(sim): State<Sim>, Path(kms): Path<String>) -> Res {
+    ok(sim.read(|w| w.kms_named(&kms).map(shapes::kms)).ok_or_else(kms_not_found)?)
+}
+
+/// An app's env-encryption key from a KMS. The signature is a placeholder: the simulator's KMS
+/// has no secp256k1 identity.
+pub async fn kms_pubkey(State(sim): State<Sim>, Path((kms, app_id)): Path<(String, String)>) -> Res {
+    let key = sim.read(|w| {
+        w.kms_named(&kms).ok_or_else(kms_not_found)?;
+        let app = app_id.trim_start_matches("0x");
+        if app.len() != 40 || !app.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ApiError::invalid("app_id", "app_id must be 40 hex characters"));
+        }
+        Ok(w.app_env_pubkey(app))
+    })?;
+    ok(json!({"public_key": key, "signature": format!("0x{}", "00".repeat(65))}))
+}
+
+pub async fn os_images(State(sim): State<Sim>, Query(q): Query<PageQuery>) -> Res {
+    let items = sim.read(|w| {
+        w.os_images.iter().filter(|i| q.is_dev.is_none_or(|d| d == i.is_dev)).map(shapes::os_image).collect()
+    });
+    page_of(items, &q)
+}

@@ -1,0 +1,148 @@
+//! A CVM and its lifecycle: its status is a transition until a deadline, then its target;
+//! power actions start transitions; a CVM in the `fail_boot` knob ends a boot in `error`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::World;
+use crate::sim::SimConfig;
+use crate::sim::error::ApiError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cvm {
+    pub seq: u64,
+    pub name: String,
+    pub app_id: String,
+    pub vm_uuid: String,
+    pub instance_id: String,
+    pub node_id: u64,
+    pub vcpu: u32,
+    /// MiB.
+    pub memory: u32,
+    /// GB.
+    pub disk_size: u32,
+    pub instance_type: Option<String>,
+    pub gpus: u32,
+    /// The OS image's name.
+    pub image: String,
+    /// `phala`, `ethereum` or `base`.
+    pub kms_type: String,
+    pub kms_id: String,
+    pub app_compose: Value,
+    pub compose_hash: String,
+    pub encrypted_env: Option<String>,
+    pub shutdown_timeout: Option<u32>,
+    pub allow_force_stop: Option<bool>,
+    pub listed: bool,
+    pub created_ms: u64,
+    pub contract_address: Option<String>,
+    pub deployer_address: Option<String>,
+    /// `running` or `stopped` once the current transition ends.
+    pub target: String,
+    /// The transition in progress (`starting`, `restarting`, `stopping`) until `busy_until`.
+    pub transition: String,
+    pub busy_until: u64,
+    /// When the transition in progress began.
+    #[serde(default)]
+    pub busy_since: u64,
+    /// Why its boot fails, for CVMs named in the `fail_boot` knob (reported once it is in
+    /// `error`).
+    #[serde(default)]
+    pub boot_error: Option<String>,
+    pub correlation_id: Option<String>,
+    pub restarts: u64,
+    pub updates: u64,
+}
+
+/// The boot error of a CVM the `fail_boot` knob names.
+pub const SIM_BOOT_ERROR: &str = "docker compose up failed: container web exited with code 1 (simulated boot failure)";
+
+impl Cvm {
+    pub fn status(&self, now: u64) -> &str {
+        if now < self.busy_until { &self.transition } else { &self.target }
+    }
+
+    pub fn busy(&self, now: u64) -> bool {
+        now < self.busy_until
+    }
+
+    /// The boot error the API reports: only for a CVM whose boot failed.
+    pub fn boot_error(&self, now: u64) -> Option<&str> {
+        (self.status(now) == "error").then_some(self.boot_error.as_deref()).flatten()
+    }
+
+    /// Starts a transition (`starting`, `restarting`, …) to `target`, taking `ms`. A CVM in
+    /// the `fail_boot` knob ends a boot in `error` instead of running.
+    pub fn transition(&mut self, now: u64, transition: &str, target: &str, ms: u64, fail_boot: &[String]) {
+        let fails = target == "running" && fail_boot.contains(&self.name);
+        self.target = if fails { "error".into() } else { target.into() };
+        self.boot_error = fails.then(|| SIM_BOOT_ERROR.to_string());
+        self.transition = transition.into();
+        self.busy_since = now;
+        self.busy_until = now + ms;
+    }
+
+    /// The env keys of its app compose (`allowed_envs`).
+    pub fn env_keys(&self) -> Vec<String> {
+        self.app_compose
+            .get("allowed_envs")
+            .and_then(|a| a.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn is_onchain(&self) -> bool {
+        self.kms_type != "phala"
+    }
+
+    /// A field of its app compose, when it is text.
+    pub fn compose_text(&self, field: &str) -> Option<&str> {
+        self.app_compose.get(field).and_then(Value::as_str)
+    }
+}
+
+/// A power action (`POST /cvms/{id}/start|stop|shutdown|restart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    Start,
+    Stop,
+    Shutdown,
+    Restart,
+}
+
+impl Power {
+    /// (target, transition) of the action.
+    fn states(self) -> (&'static str, &'static str) {
+        match self {
+            Power::Start => ("running", "starting"),
+            Power::Stop => ("stopped", "stopping"),
+            Power::Shutdown => ("stopped", "shutting_down"),
+            Power::Restart => ("running", "restarting"),
+        }
+    }
+}
+
+impl World {
+    /// Starts a power action. A stop takes half a restart's time; a restart of a running CVM
+    /// counts as a restart. Refused (409) while the CVM is in a transition.
+    pub fn power(&mut self, seq: u64, action: Power, cfg: &SimConfig, now: u64) -> Result<(), ApiError> {
+        let c = self.cvms.get_mut(&seq).ok_or_else(ApiError::cvm_not_found)?;
+        if c.busy(now) {
+            return Err(ApiError::busy());
+        }
+        let (target, transition) = action.states();
+        if action == Power::Restart && c.target == "running" {
+            c.restarts += 1;
+        }
+        let ms = if target == "stopped" { cfg.restart_ms / 2 } else { cfg.restart_ms };
+        c.transition(now, transition, target, ms, &cfg.fail_boot);
+        c.correlation_id = Some(uuid::Uuid::new_v4().to_string());
+        Ok(())
+    }
+
+    /// Deletes a CVM and the updates held for it.
+    pub fn delete(&mut self, seq: u64) {
+        self.cvms.remove(&seq);
+        self.pending_updates.retain(|_, p| p.cvm_seq != seq);
+    }
+}

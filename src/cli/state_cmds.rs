@@ -225,7 +225,7 @@ async fn recover(ctx: &Ctx, keep_current: bool) -> CliResult {
                 r.serial
             );
             if let Some(aside) = &r.set_aside {
-                println!("The damaged files were moved to {}.", aside.display());
+                println!("The state it replaced was set aside in {aside}.");
             }
             println!(
                 "Changes made after that copy was taken are not in it. Run `teeform plan`: a CVM created since is refused by name with an `import` command to take it back, and saved plans from before are stale."

@@ -116,7 +116,7 @@ impl Seal {
                 return Some(format!("it holds {} {what} record(s) where {} were written", got.count, want.count));
             }
             if want.sum != got.sum {
-                return Some(format!("a {what} record differs from what was written"));
+                return Some(format!("one of its {what} records differs from what was written"));
             }
         }
         if self.lineage != found.lineage || self.serial != found.serial {

@@ -84,14 +84,14 @@ impl From<StateError> for CliError {
                 c.hints.push("nothing was changed; teeform will not work on a state that lost or changed records".into());
                 match backup {
                     Some(b) => c.hints.push(format!(
-                        "`teeform state recover` puts back the last whole copy, {} (taken {}, serial {}, {} resource(s)), and keeps the damaged files aside; CVMs created after it are then offered for `teeform import` by the next plan",
+                        "`teeform state recover` puts back the last whole copy, {} (taken {}, serial {}, {} resource(s)), and sets the damaged records aside; CVMs created after it are then offered for `teeform import` by the next plan",
                         b.path, b.written_at, b.serial, b.resources
                     )),
                     None => c.hints.push(
                         "there is no whole backup to recover from; `teeform import` adds CVMs a kept state lacks".into(),
                     ),
                 }
-                c.hints.push("if you restored the state directory yourself and know it is complete: `teeform state recover --keep-current`".into());
+                c.hints.push("if you restored the state yourself (its directory, or its PostgreSQL tables) and know it is complete: `teeform state recover --keep-current`".into());
             }
             StateError::Vanished { .. } => c.hints.push(
                 "restore the state directory (or its backup.json with `teeform state recover`), then run `teeform plan`: CVMs this run created are offered for `teeform import`".into(),

@@ -196,8 +196,8 @@ impl Ctx {
         self.open_store(&self.state_options(command, lock_timeout)?).await
     }
 
-    /// Opens the store `opts` names; a lock error's unlock hint names the same state as this
-    /// run did (-C, --state, --workspace, …).
+    /// Opens the store `opts` names; the unlock and recover hints of its errors name the same
+    /// state as this run did (-C, --state, --workspace, …).
     async fn open_store(&self, opts: &crate::state::OpenOptions) -> CliResult<Arc<dyn Store>> {
         crate::state::open(opts).await.map_err(|e| {
             let holder = match &e {
@@ -212,6 +212,11 @@ impl Ctx {
                         self.command_line(&format!("force-unlock {id}"))
                     );
                 }
+            }
+            // So do the ways back from a damaged state.
+            let recover = format!("`{}", self.command_line("state recover"));
+            for h in c.hints.iter_mut().filter(|h| h.contains("`teeform state recover")) {
+                *h = h.replace("`teeform state recover", &recover);
             }
             c
         })

@@ -407,12 +407,15 @@ fn damaged(r: &Run, problem: &str) {
     r.code(1);
     assert!(r.stderr.contains("is damaged") && r.stderr.contains(problem), "{problem}: {}", r.stderr);
     assert!(r.stderr.contains("(workspace it-"), "{}", r.stderr);
+    // The way back names the state this run used (TEEFORM_WORKSPACE here).
+    let recover = "`teeform --workspace it-";
     assert!(
-        r.stderr.contains("`teeform state recover` puts back the last whole copy, table teeform_backups"),
+        r.stderr.contains(recover)
+            && r.stderr.contains(" state recover` puts back the last whole copy, table teeform_backups"),
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("--keep-current"), "{}", r.stderr);
+    assert!(r.stderr.contains(" state recover --keep-current`"), "{}", r.stderr);
     no_secret(r);
 }
 

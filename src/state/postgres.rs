@@ -11,6 +11,21 @@
 //! dead process blocks nobody. A lost connection means a lost lock, so nothing reconnects: the
 //! run stops with a clear error, and the journal tells the next run what was in flight.
 //!
+//! Integrity: each workspace has a **seal** row (`teeform_seals`, a [`Seal`](super::integrity::Seal)): for
+//! the resource, output and journal rows, how many there are and the sum of the digests of
+//! their key and value (the jsonb as PostgreSQL prints it), plus lineage, serial, a count of
+//! every write and the format version. Each commit updates it in its own transaction from the
+//! rows it replaces and writes (`RETURNING` the old and new values: no scans, the same cost at
+//! any size). Opening counts and sums the rows again: a row deleted or edited by hand, rows
+//! or tables put back from an older dump, a lost seal or identity row are
+//! [`StateError::Damaged`], and nothing is written. `teeform_backups` keeps a checksummed copy
+//! of the last state found whole (written when a command that wrote closes, and when an open
+//! finds it older); `state recover` puts it back, keeping what it replaces in
+//! `teeform_set_aside`, or with `--keep-current` seals the rows as they are. Limits: a whole
+//! database put back to an earlier point (backups table included) is a consistent older state
+//! and reads as one; the seal is not keyed, so it catches accidents and restores, not someone
+//! with write access to the tables who recomputes it.
+//!
 //! The connection string comes from the CLI (`TEEFORM_PG_CONN`) in a [`PgConn`], which never
 //! prints; messages name only host, port and database.
 

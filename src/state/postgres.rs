@@ -480,24 +480,28 @@ struct Rows {
     resources: Vec<(String, String)>,
     outputs: Option<String>,
     journal: Vec<(String, String)>,
+    /// The backup row's seal, unparsed (whether the copy is whole is checked by
+    /// [`read_backup`], before anything is put back from it).
+    backup: Option<String>,
 }
 
 impl Rows {
     async fn read(c: &impl GenericClient, ws: &str) -> Result<Rows, StateError> {
-        let seal = c
-            .query_opt("SELECT seal::text FROM teeform_seals WHERE workspace = $1", &[&ws])
-            .await
-            .map_err(pg_err)?
-            .map(|r| r.get(0));
+        let seal_of = |table: &'static str| async move {
+            let sql = format!("SELECT seal::text FROM {table} WHERE workspace = $1");
+            Ok::<_, StateError>(c.query_opt(&sql, &[&ws]).await.map_err(pg_err)?.map(|r| r.get(0)))
+        };
         Ok(Rows {
             meta: meta_row(c, ws).await?,
-            seal,
+            seal: seal_of("teeform_seals").await?,
             resources: rows_of(c, RESOURCES, ws).await?,
             outputs: outputs_row(c, ws).await?,
             journal: rows_of(c, JOURNAL, ws).await?,
+            backup: seal_of("teeform_backups").await?,
         })
     }
 
+    /// Whether the workspace has no state rows (its backup aside).
     fn is_empty(&self) -> bool {
         self.meta.is_none()
             && self.seal.is_none()
@@ -509,6 +513,17 @@ impl Rows {
     /// The seal parsed: `None` if there is no seal row, `Err` if it cannot be read.
     fn seal(&self) -> Option<Result<Seal, ()>> {
         self.seal.as_deref().map(|t| serde_json::from_str(t).map_err(|_| ()))
+    }
+
+    /// The seal of the backup, if it has a readable one.
+    fn backup_seal(&self) -> Option<Seal> {
+        self.backup.as_deref().and_then(|t| serde_json::from_str(t).ok())
+    }
+
+    /// A format newer than this teeform's, if the identity or seal row names one.
+    fn too_new(&self) -> Option<u32> {
+        let seal = self.seal().and_then(Result::ok).map(|s| s.format);
+        self.meta.iter().map(|(_, f)| *f).chain(seal).max().filter(|f| *f > FORMAT)
     }
 
     /// The seal these rows would have, with the identity `meta` gives.
@@ -555,14 +570,6 @@ fn parse_outputs(text: Option<&str>) -> Result<BTreeMap<String, OutputValue>, St
 
 fn parse_journal(rows: &[(String, String)]) -> Result<Vec<JournalEntry>, StateError> {
     rows.iter().map(|(id, text)| serde_json::from_str(text).map_err(|e| corrupt(format!("journal {id}"), e))).collect()
-}
-
-/// The seal of the copy in `teeform_backups`, if there is a readable one (whether the copy is
-/// whole is checked by [`read_backup`], before anything is put back from it).
-async fn backup_seal(c: &impl GenericClient, ws: &str) -> Result<Option<Seal>, StateError> {
-    let row =
-        c.query_opt("SELECT seal::text FROM teeform_backups WHERE workspace = $1", &[&ws]).await.map_err(pg_err)?;
-    Ok(row.and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok()))
 }
 
 /// The copy in `teeform_backups`: `Ok(None)` if there is none; `Err` (a reason) if it is not
@@ -803,9 +810,12 @@ impl PgStore {
         let tx =
             client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().await.map_err(pg_err)?;
         let rows = Rows::read(&tx, ws).await?;
-        let backup = backup_seal(&tx, ws).await?;
+        let backup = rows.backup_seal();
+        if let Some(format) = rows.too_new() {
+            return Err(StateError::TooNew { path: self.path(), format, supported: FORMAT });
+        }
         let (meta, seal) = match (&rows.meta, rows.seal()) {
-            (None, None) if rows.is_empty() && backup.is_none() => {
+            (None, None) if rows.is_empty() && rows.backup.is_none() => {
                 // A new workspace.
                 let meta = Meta::fresh();
                 let seal = rows.count(&meta, 0);
@@ -826,9 +836,6 @@ impl PgStore {
                     .damaged(&tx, "its identity row (lineage and serial, in teeform_meta) is missing")
                     .await);
             }
-            (Some((_, format)), _) if *format > FORMAT => {
-                return Err(StateError::TooNew { path: self.path(), format: *format, supported: FORMAT });
-            }
             (Some((meta, 0)), None) => {
                 // Written before teeform kept seals (format 0): seal it as it is.
                 let seal = rows.count(meta, 0);
@@ -845,9 +852,6 @@ impl PgStore {
                 return Err(self.damaged(&tx, "its seal row (in teeform_seals) cannot be read").await);
             }
             (Some((meta, _)), Some(Ok(seal))) => {
-                if seal.format > FORMAT {
-                    return Err(StateError::TooNew { path: self.path(), format: seal.format, supported: FORMAT });
-                }
                 if let Some(problem) = seal.differs(&rows.count(meta, seal.writes)) {
                     return Err(self.damaged(&tx, problem).await);
                 }
@@ -892,7 +896,7 @@ impl PgStore {
         if let Some(problem) = seal.differs(&rows.count(meta, seal.writes)) {
             return Err(self.damaged(&tx, problem).await);
         }
-        if backup_seal(&tx, ws).await?.as_ref() != Some(&seal) {
+        if rows.backup_seal().as_ref() != Some(&seal) {
             let copy = Backup { format: FORMAT, ..Backup::of(&seal, &rows.snapshot(meta.clone())?, &rows.journal()?) };
             write_backup(&tx, ws, &copy).await?;
         }
@@ -914,9 +918,11 @@ impl PgStore {
         // Closing refreshes the backup from the state just sealed.
         let closed = store.close().await;
         let done = done.map_err(|e| match e {
-            StateError::Damaged { problem, .. } | StateError::Corrupt { reason: problem, .. } => {
-                StateError::Storage(format!("cannot recover the {}: {problem}", store.path()))
-            }
+            StateError::Corrupt { key, reason } => StateError::Storage(format!(
+                "cannot keep the {} as it is: its record {key} cannot be read ({reason}); `teeform state recover` \
+                 (without --keep-current) puts back the backup",
+                store.path()
+            )),
             other => other,
         })?;
         closed?;
@@ -929,6 +935,9 @@ impl PgStore {
         let tx =
             client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().await.map_err(pg_err)?;
         let rows = Rows::read(&tx, ws).await?;
+        if let Some(format) = rows.too_new() {
+            return Err(StateError::TooNew { path: self.path(), format, supported: FORMAT });
+        }
         let Some((mut meta, _)) = rows.meta.clone() else {
             return Err(StateError::Storage(format!(
                 "cannot keep the {} as it is: its identity row (lineage and serial, in teeform_meta) is missing; \
@@ -940,7 +949,7 @@ impl PgStore {
         let snapshot = rows.snapshot(meta.clone())?;
         let journal = rows.journal()?;
         let old = rows.seal().and_then(Result::ok);
-        let backup = backup_seal(&tx, ws).await?;
+        let backup = rows.backup_seal();
         let seals = || old.iter().chain(backup.iter());
         meta.serial = seals().map(|s| s.serial).chain([meta.serial]).max().unwrap_or(0) + 1;
         let writes = seals().map(|s| s.writes).max().unwrap_or(0) + 1;
@@ -974,6 +983,9 @@ impl PgStore {
             .map_err(cannot)?
             .ok_or_else(|| cannot(format!("there is no copy in {BACKUP_PLACE} to recover from")))?;
         let rows = Rows::read(&tx, ws).await?;
+        if let Some(format) = rows.too_new() {
+            return Err(StateError::TooNew { path: self.path(), format, supported: FORMAT });
+        }
         let old = rows.seal().and_then(Result::ok);
         // What is there now is kept, as it is, for whoever wants to look at it.
         let aside: String = tx
@@ -1683,6 +1695,18 @@ mod tests {
         assert!(err.contains("identity row") && err.contains("without --keep-current"), "{err}");
         PgStore::recover(&opts(&w, Duration::ZERO), &conn(), false).await.unwrap();
         assert_eq!(open(&w).await.snapshot().await.unwrap().resources, want.resources);
+
+        // Nor rows that do not read back: the error names the record.
+        let w = ws();
+        sealed_state(&w).await;
+        admin
+            .execute("UPDATE teeform_resources SET record = '[1]' WHERE workspace = $1 AND address = 'cvm.b'", &[&w])
+            .await
+            .unwrap();
+        let before = rows(&admin, &w, &STATE_TABLES).await;
+        let err = PgStore::recover(&opts(&w, Duration::ZERO), &conn(), true).await.unwrap_err().to_string();
+        assert!(err.contains("its record cvm.b cannot be read") && err.contains("without --keep-current"), "{err}");
+        assert_eq!(rows(&admin, &w, &STATE_TABLES).await, before, "nothing was changed");
     }
 
     #[tokio::test]
@@ -1704,6 +1728,22 @@ mod tests {
         let err = PgStore::recover(&opts(&w, Duration::ZERO), &conn(), false).await.unwrap_err().to_string();
         assert!(err.contains("checksum does not match"), "{err}");
         assert_eq!(rows(&admin, &w, &STATE_TABLES).await, before, "nothing was changed");
+
+        // Every row gone but an unreadable backup: damage still, never a new empty workspace.
+        let w = ws();
+        sealed_state(&w).await;
+        for t in &STATE_TABLES[..5] {
+            admin.execute(&format!("DELETE FROM {t} WHERE workspace = $1"), &[&w]).await.unwrap();
+        }
+        admin.execute("UPDATE teeform_backups SET seal = '{}' WHERE workspace = $1", &[&w]).await.unwrap();
+        let before = rows(&admin, &w, &STATE_TABLES).await;
+        match PgStore::open(&opts(&w, Duration::ZERO), &conn()).await.err() {
+            Some(StateError::Damaged { problem, backup: None, .. }) => {
+                assert!(problem.contains("all of its rows are missing"), "{problem}")
+            }
+            other => panic!("expected Damaged, got {:?}", other.map(|e| e.to_string())),
+        }
+        assert_eq!(rows(&admin, &w, &STATE_TABLES).await, before, "nothing was changed");
     }
 
     #[tokio::test]
@@ -1720,6 +1760,13 @@ mod tests {
             match PgStore::open(&opts(&w, Duration::ZERO), &conn()).await.err() {
                 Some(StateError::TooNew { format: 2, supported: FORMAT, .. }) => {}
                 other => panic!("{sql}: expected TooNew, got {:?}", other.map(|e| e.to_string())),
+            }
+            // Nor is it put back or sealed over by `state recover`.
+            for keep_current in [false, true] {
+                match PgStore::recover(&opts(&w, Duration::ZERO), &conn(), keep_current).await {
+                    Err(StateError::TooNew { format: 2, .. }) => {}
+                    other => panic!("{sql} {keep_current}: expected TooNew, got {:?}", other.map(|_| ())),
+                }
             }
         }
     }

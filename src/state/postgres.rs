@@ -1795,8 +1795,7 @@ mod tests {
                     b.outputs = Some(
                         (0..n)
                             .map(|k| {
-                                let v =
-                                    OutputValue { value: Some(format!("v{i}").into()), sensitive: false, digest: None };
+                                let v = OutputValue { value: Some(format!("v{i}")), sensitive: false, digest: None };
                                 (format!("o{k}"), v)
                             })
                             .collect(),

@@ -291,7 +291,7 @@ impl From<StateError> for CliError {
                         "",
                         "state recover",
                         format!(
-                            " puts back the last whole copy, {} (taken {}, serial {}, {} resource(s)), and keeps the damaged files aside; CVMs created after it are then offered for `teeform import` by the next plan",
+                            " puts back the last whole copy, {} (taken {}, serial {}, {} resource(s)), and sets the damaged records aside; CVMs created after it are then offered for `teeform import` by the next plan",
                             b.path, b.written_at, b.serial, b.resources
                         ),
                     )),
@@ -300,7 +300,7 @@ impl From<StateError> for CliError {
                     ),
                 }
                 c.hints.push(Hint::run(
-                    "if you restored the state directory yourself and know it is complete: ",
+                    "if you restored the state yourself (its directory, or its PostgreSQL tables) and know it is complete: ",
                     "state recover --keep-current",
                     "",
                 ));

@@ -24,7 +24,7 @@ pub async fn run(ctx: &Ctx, keep_current: bool) -> CliResult {
                 r.serial
             ));
             if let Some(aside) = &r.set_aside {
-                lines.push(format!("The damaged files were moved to {}.", aside.display()));
+                lines.push(format!("The state it replaced was set aside in {aside}."));
             }
             lines.push(format!(
                 "Changes made after that copy was taken are not in it. Run `{}`: a CVM created since is refused by name with an `import` command to take it back, and saved plans from before are stale.",

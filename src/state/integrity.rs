@@ -14,6 +14,9 @@
 //! state is opened and found whole while the copy is older, and when a command that wrote closes.
 //! `teeform state recover` puts it back. Its first line names the SHA-256 of the rest, so a
 //! damaged copy is never restored.
+//!
+//! The PostgreSQL backend keeps the same [`Seal`] and [`Backup`] in rows of its own (see
+//! `postgres.rs`), counted over the rows as PostgreSQL prints them.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -116,7 +119,7 @@ impl Seal {
                 return Some(format!("it holds {} {what} record(s) where {} were written", got.count, want.count));
             }
             if want.sum != got.sum {
-                return Some(format!("a {what} record differs from what was written"));
+                return Some(format!("one of its {what} records differs from what was written"));
             }
         }
         if self.lineage != found.lineage || self.serial != found.serial {

@@ -280,17 +280,16 @@ pub async fn unlock(opts: &OpenOptions, id: &str) -> Result<(), StateError> {
     }
 }
 
-/// `teeform state recover`: see [`SledStore::recover`]. Local state only: PostgreSQL keeps its
-/// own integrity, and is restored from the database's backups.
+/// `teeform state recover`: puts back the last whole copy of a damaged state, or with
+/// `keep_current` accepts the state as it is and seals it again (see [`SledStore::recover`]
+/// and [`PgStore::recover`]).
 pub async fn recover(opts: &OpenOptions, keep_current: bool) -> Result<Recovered, StateError> {
     match &opts.backend {
         Backend::Local => {
             let sled = OpenOptions { dir: opts.local_dir(), ..opts.clone() };
             SledStore::recover(&sled, keep_current).await
         }
-        Backend::Postgres(_) => Err(StateError::Storage(
-            "`state recover` is for local state; a PostgreSQL state is restored from the database's own backups".into(),
-        )),
+        Backend::Postgres(conn) => PgStore::recover(opts, conn, keep_current).await,
     }
 }
 

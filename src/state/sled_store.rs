@@ -364,8 +364,8 @@ impl SledStore {
 pub struct Recovered {
     /// The backup put back (`None`: the database was kept as it is and sealed again).
     pub from_backup: Option<BackupInfo>,
-    /// Where the damaged files were moved.
-    pub set_aside: Option<PathBuf>,
+    /// Where what was replaced was kept, in words (a directory, or a PostgreSQL table).
+    pub set_aside: Option<String>,
     pub serial: u64,
     pub resources: usize,
     pub journal: usize,
@@ -423,7 +423,7 @@ impl SledStore {
                 written_at: backup.written_at.clone(),
                 resources: backup.resources.len(),
             }),
-            set_aside: Some(aside),
+            set_aside: Some(aside.display().to_string()),
             serial: snapshot.meta.serial,
             resources: snapshot.resources.len(),
             journal: backup.journal.len(),

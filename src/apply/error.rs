@@ -211,26 +211,6 @@ mod tests {
     use super::*;
     use crate::providers::ErrorKind;
 
-    /// Tidy: failures in `apply` are typed, never strings.
-    #[test]
-    fn nothing_in_apply_fails_with_a_string() {
-        let mut found = Vec::new();
-        for (path, text) in crate::cli::shell::tests::sources() {
-            if !path.starts_with("src/apply/") {
-                continue;
-            }
-            // The code, not its tests.
-            let code_part = text.split("#[cfg(test)]").next().unwrap_or_default();
-            for (n, line) in code_part.lines().enumerate() {
-                let code = line.split("//").next().unwrap_or_default().replace(' ', "");
-                if code.contains(",String>") && code.contains("Result<") || code.contains("map_err(|e|e.to_string())") {
-                    found.push(format!("{path}:{}: {}", n + 1, line.trim()));
-                }
-            }
-        }
-        assert!(found.is_empty(), "use StepError (or a typed error):\n{}", found.join("\n"));
-    }
-
     #[test]
     fn a_step_error_reads_as_a_chain() {
         let api = ApiError::local(ErrorKind::Network, "GET", "/cvms/1", "connection reset");

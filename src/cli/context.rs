@@ -357,18 +357,7 @@ impl Ctx {
         match kind {
             BackendArg::Local => Ok(Backend::Local),
             BackendArg::Postgres => match std::env::var("TEEFORM_PG_CONN") {
-                Ok(c) if !c.trim().is_empty() => {
-                    crate::redact::secret(c.trim());
-                    if let Some(pw) = c
-                        .trim()
-                        .parse::<tokio_postgres::Config>()
-                        .ok()
-                        .and_then(|cfg| cfg.get_password().map(|p| String::from_utf8_lossy(p).into_owned()))
-                    {
-                        crate::redact::secret(&pw);
-                    }
-                    Ok(Backend::Postgres(PgConn::new(c.trim())))
-                }
+                Ok(c) if !c.trim().is_empty() => Ok(Backend::Postgres(PgConn::new(c.trim()))),
                 _ => Err(CliError::new("the postgres backend needs TEEFORM_PG_CONN, and it is not set")
                     .hint("export TEEFORM_PG_CONN='postgres://USER:PASSWORD@HOST:5432/DATABASE' (a libpq URL)")),
             },

@@ -406,44 +406,6 @@ pub(crate) mod tests {
         assert_eq!(c.stdout(), "{\n  \"a\": 1\n}\n");
     }
 
-    /// Every `.rs` file under `src/` with its path relative to the crate.
-    pub(crate) fn sources() -> Vec<(String, String)> {
-        fn walk(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
-            for e in std::fs::read_dir(dir).unwrap().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(&p, out);
-                } else if p.extension().is_some_and(|x| x == "rs") {
-                    let rel = p.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap().to_string_lossy().to_string();
-                    out.push((rel, std::fs::read_to_string(&p).unwrap()));
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
-        out
-    }
-
-    /// Tidy: nothing prints but the shell (a print macro panics on a closed pipe, bypasses
-    /// redaction and tears the progress region).
-    #[test]
-    fn nothing_but_the_shell_prints() {
-        let macros = ["print!(", "println!(", "eprint!(", "eprintln!(", "dbg!("];
-        let mut found = Vec::new();
-        for (path, text) in sources() {
-            if path == "src/cli/shell.rs" {
-                continue;
-            }
-            for (n, line) in text.lines().enumerate() {
-                let code = line.split("//").next().unwrap_or_default();
-                if macros.iter().any(|m| code.contains(m)) {
-                    found.push(format!("{path}:{}: {}", n + 1, line.trim()));
-                }
-            }
-        }
-        assert!(found.is_empty(), "print through cli::shell::Shell instead:\n{}", found.join("\n"));
-    }
-
     /// A reader that went away: every write fails as a closed pipe does.
     struct Closed;
     impl Write for Closed {

@@ -274,35 +274,3 @@ impl Drop for SimHandle {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    /// The simulator referees the client, so it takes nothing from teeform but the
-    /// compose-hash and env-encryption primitives (which the conformance suite checks against
-    /// the official SDK): every crate path in `src/sim` starts with `sim`, `compose` or `envcrypt`.
-    #[test]
-    fn the_simulator_uses_nothing_of_the_client_but_compose_and_envcrypt() {
-        let re = regex::Regex::new(r"crate::\s*(\{[^}]*\}|\w+)").unwrap();
-        let mut stack = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sim"))];
-        let mut files = 0;
-        while let Some(p) = stack.pop() {
-            if p.is_dir() {
-                stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
-                continue;
-            }
-            files += 1;
-            let text = std::fs::read_to_string(&p).unwrap();
-            for m in re.captures_iter(&text) {
-                for name in m[1].trim_matches(['{', '}']).split(',').map(|n| n.trim().split("::").next().unwrap()) {
-                    assert!(
-                        ["sim", "compose", "envcrypt", ""].contains(&name),
-                        "{}: `{}`: the simulator may use only its own code, compose and envcrypt",
-                        p.display(),
-                        &m[0]
-                    );
-                }
-            }
-        }
-        assert!(files > 10, "the walk found the simulator's files");
-    }
-}

@@ -244,7 +244,7 @@ impl<'a> Loader<'a> {
         };
         self.check_names(&names);
         self.finish_files();
-        self.check_composes();
+        self.check_composes(&mut cvms);
         Some(Config {
             path: path.to_path_buf(),
             dir: self.dir.clone(),

@@ -129,6 +129,10 @@ pub struct CvmConfig {
     pub attrs: crate::model::CvmAttrs,
     pub kms: Kms,
     pub env: BTreeMap<String, Template>,
+    /// Env keys whose value is read only at plan time (a secret) and which the compose file
+    /// requires non-empty (`${VAR:?…}`), with the value's place in the manifest: the plan
+    /// refuses an empty one, as docker compose would refuse to start inside the CVM.
+    pub required_env: BTreeMap<String, Span>,
     /// `power: stopped`: the CVM is kept stopped; otherwise it is kept running.
     pub stopped: bool,
     /// Where each field's value is in the manifest, by key (`instance_type`, `disk_size`, …),

@@ -164,6 +164,33 @@ fn validate_shows_the_compose_lint() {
     assert_eq!(v["warning_count"], 0);
 }
 
+/// A secret that the compose file requires non-empty (`${VAR:?…}`) is checked once it is
+/// read: empty, the plan stops before any call that changes something; set, it goes on. The
+/// same `${secret:file:}` rule holds: a file of one line break is empty.
+#[test]
+fn an_empty_secret_a_compose_file_requires_is_refused_at_plan() {
+    let mut t = TestEnv::new();
+    t.write("app.yml", "services:\n  app:\n    image: app:1\n    environment:\n      PW: \"${DB_PASSWORD:?set it}\"\n      K: \"${KEY:?set it}\"\n");
+    t.write("key.txt", "\n");
+    t.manifest(
+        "cvms:\n  app:\n    name: app-main\n    compose: app.yml\n    env:\n      DB_PASSWORD: ${secret:env:PW}\n      KEY: ${secret:file:key.txt}\n",
+    );
+    t.env.insert("PW".into(), String::new());
+    let r = t.run(&["plan"]);
+    r.code(1);
+    assert!(
+        r.stderr.contains("env `DB_PASSWORD` of cvm.app is empty, but its compose file requires a value"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("env `KEY` of cvm.app is empty"), "{}", r.stderr);
+    assert!(r.stderr.contains("teeform.yaml:9:20"), "points at the value: {}", r.stderr);
+    assert_eq!(t.stats()["total_requests"], 0, "nothing was asked of the API");
+    t.env.insert("PW".into(), "hunter2".into());
+    t.write("key.txt", "k\n");
+    t.run(&["plan"]).ok();
+}
+
 #[test]
 fn one_broken_compose_shared_by_many_is_one_error() {
     let t = TestEnv::new();

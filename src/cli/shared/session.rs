@@ -30,10 +30,51 @@ pub async fn open(ctx: &Ctx, run: &RunArgs, command: &'static str) -> CliResult<
     let config = ctx.load(&run.vars.vars)?;
     check_graph(&config)?;
     let secrets = read_secrets(&secret_refs(&config), &config.file_policy())?;
+    required_values_present(&config, &secrets)?;
     let store = ctx.open_state_for(Some(&config), command, run.lock_timeout).await?;
     let api = ctx.api(&config.endpoint).await?;
     reconcile(ctx, store.as_ref(), &api).await?;
     Ok(Session { command, config, store, api, secrets })
+}
+
+/// Refuses an env value that is empty once its secrets are read, when the CVM's compose file
+/// requires it non-empty (`${VAR:?…}`): docker compose would refuse to start inside the CVM,
+/// where its logs may be private. The lint checks literal values when the manifest loads;
+/// secrets are known only now.
+pub fn required_values_present(cfg: &Config, secrets: &SecretValues) -> CliResult<()> {
+    use crate::manifest::{Diagnostic, Part};
+    let mut diags = Vec::new();
+    for c in cfg.cvms.values() {
+        for (key, span) in &c.required_env {
+            let Some(t) = c.env.get(key) else { continue };
+            // A reference to another CVM's attribute is never empty; a secret may be.
+            let empty = t.parts.iter().all(|p| match p {
+                Part::Lit(s) => s.is_empty(),
+                Part::Ref { r } => secrets.get(r).is_some_and(|v| v.expose().is_empty()),
+            });
+            if empty {
+                diags.push(
+                    Diagnostic::error(
+                        &cfg.source,
+                        *span,
+                        format!("env `{key}` of cvm.{} is empty, but its compose file requires a value", c.key),
+                    )
+                    .label("empty once its secret is read")
+                    .hint(format!("`${{{key}:?…}}` in the compose file stops docker compose when `{key}` is empty")),
+                );
+            }
+        }
+    }
+    if diags.is_empty() {
+        return Ok(());
+    }
+    let mut e = CliError::new(format!(
+        "{} required value{} empty; nothing was changed",
+        diags.len(),
+        if diags.len() == 1 { " is" } else { "s are" }
+    ));
+    e.diagnostics = diags;
+    Err(e)
 }
 
 /// Reports a dependency cycle as a diagnostic on the first CVM in it.

@@ -105,13 +105,16 @@ impl Groups {
 /// Makes a group's finding for one use: (kind, span in the file, message, label, name).
 type MakeGroup<'a> = dyn Fn(FindingKind, Span, String, &'static str, &str) -> Group + 'a;
 
-/// Runs the lint over every use, returning each diagnostic with the index it belongs at.
-/// `base` is where paths are shown relative to.
-pub(in crate::manifest) fn check(
-    manifest: &Arc<Source>,
-    base: Option<&std::path::Path>,
-    uses: &[Use],
-) -> Vec<(usize, Diagnostic)> {
+/// What the lint found: each diagnostic with the index it belongs at, and the env values a
+/// compose file requires non-empty (`${VAR:?…}`) that are known only at plan time (secrets),
+/// as (CVM key, env key, the value's span), for the plan to check once they are read.
+pub(in crate::manifest) struct Findings {
+    pub diagnostics: Vec<(usize, Diagnostic)>,
+    pub required_later: Vec<(String, String, Span)>,
+}
+
+/// Runs the lint over every use. `base` is where paths are shown relative to.
+pub(in crate::manifest) fn check(manifest: &Arc<Source>, base: Option<&std::path::Path>, uses: &[Use]) -> Findings {
     // Each distinct compose file is parsed once, spread over the cores when there are many.
     let mut distinct: Vec<&Use> = Vec::new();
     let mut index: HashMap<&PathBuf, usize> = HashMap::new();
@@ -135,6 +138,7 @@ pub(in crate::manifest) fn check(
     };
     let mut script_cache: HashMap<&str, BTreeSet<String>> = HashMap::new();
     let mut groups = Groups::default();
+    let mut required_later = Vec::new();
     for u in uses {
         let fi = index[&u.compose_full];
         let f = &all_facts[fi];
@@ -160,11 +164,16 @@ pub(in crate::manifest) fn check(
             None => BTreeSet::new(),
         };
         env_findings(&mut groups, u, fi, f, &script_vars, &make);
+        for (name, n) in name_uses(&f.refs) {
+            if let (Some(_), Some(k)) = (n.non_empty, u.env.iter().find(|k| k.name == name && k.literal.is_none())) {
+                required_later.push((u.cvm.clone(), name, k.value_span));
+            }
+        }
     }
     let mut out: Vec<(usize, usize, Diagnostic)> =
         groups.list.into_iter().map(|g| (g.at, g.order, diagnostic(manifest, g))).collect();
     out.sort_by_key(|(at, order, _)| (*at, *order));
-    out.into_iter().map(|(at, _, d)| (at, d)).collect()
+    Findings { diagnostics: out.into_iter().map(|(at, _, d)| (at, d)).collect(), required_later }
 }
 
 /// The file's own problems, and its size with the pre-launch script.

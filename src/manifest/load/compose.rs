@@ -2,7 +2,7 @@
 //! while it is read, and every use is checked once all CVMs are read (`compose_lint`), each
 //! finding put where an inline check would have.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::super::CvmConfig;
@@ -47,13 +47,19 @@ impl Loader<'_> {
     }
 
     /// Lints every compose file against the env of each CVM that uses it (`compose_lint`),
-    /// putting each finding where an inline check would have.
-    pub(super) fn check_composes(&mut self) {
+    /// putting each finding where an inline check would have, and tells each CVM which of its
+    /// secret env values its compose file requires non-empty ([`CvmConfig::required_env`]).
+    pub(super) fn check_composes(&mut self, cvms: &mut BTreeMap<String, CvmConfig>) {
         let uses = std::mem::take(&mut self.compose_uses);
         let found = compose_lint::check(&self.src, self.opts.display_base.as_deref(), &uses);
         // From the back, so the positions of earlier findings stay valid.
-        for (at, d) in found.into_iter().rev() {
+        for (at, d) in found.diagnostics.into_iter().rev() {
             self.diags.insert(at, d);
+        }
+        for (cvm, key, span) in found.required_later {
+            if let Some(c) = cvms.get_mut(&cvm) {
+                c.required_env.insert(key, span);
+            }
         }
     }
 }

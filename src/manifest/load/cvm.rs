@@ -29,6 +29,7 @@ fn new_cvm(key: &str, span: Span) -> CvmConfig {
         attrs: CvmAttrs::default(),
         kms: Kms::Phala,
         env: BTreeMap::new(),
+        required_env: BTreeMap::new(),
         stopped: false,
         spans: BTreeMap::new(),
         depends_on: Vec::new(),

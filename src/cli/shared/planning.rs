@@ -254,8 +254,9 @@ async fn names_are_free(ctx: &Ctx, api: &Api, snapshot: &Snapshot, p: &Plan) -> 
     }
     if taken.len() > SHOWN {
         e = e.hint(format!(
-            "and {} more CVMs the same way (`teeform plan --json` lists every create)",
-            taken.len() - SHOWN
+            "and {} more CVMs the same way (`{}` lists every create)",
+            taken.len() - SHOWN,
+            ctx.command_line("plan --json")
         ));
     }
     Err(e)

@@ -148,7 +148,8 @@ pub async fn reconcile(ctx: &Ctx, store: &dyn Store, api: &Api) -> CliResult<()>
     }
     for (a, id) in &r.displaced {
         sh.warn(&format!(
-            "{a}: a create interrupted earlier made CVM {id}, but state already holds another CVM at {a}; it was left out of state (`teeform import cvm.NAME {id}` under another address manages it)"
+            "{a}: a create interrupted earlier made CVM {id}, but state already holds another CVM at {a}; it was left out of state (`{}` under another address manages it)",
+            ctx.command_line(&format!("import cvm.NAME {id}"))
         ));
     }
     if r.kept > 0 {

@@ -43,6 +43,10 @@ pub struct SimConfig {
     /// When set, every other key gets 401.
     #[serde(skip_serializing)]
     pub api_key: Option<String>,
+    /// The OIDC token (`Authorization: Bearer`) the API accepts, as CI's keyless deploys send
+    /// it; when neither this nor an API key is set, any token is accepted.
+    #[serde(skip_serializing)]
+    pub bearer_token: Option<String>,
     pub latency_ms: u64,
     /// Fraction of API requests answered with 429/500/502/503 before doing anything.
     pub error_rate: f64,
@@ -83,6 +87,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             api_key: None,
+            bearer_token: None,
             latency_ms: 0,
             error_rate: 0.0,
             error_after_rate: 0.0,
@@ -211,11 +216,12 @@ impl Sim {
         self.inner.stats.lock().expect("stats lock").clone()
     }
 
-    /// Counts a request (`METHOD /path` as requested).
-    pub(crate) fn count(&self, key: &str) {
+    /// Counts a request (`METHOD /path` as requested); returns its number (from 1).
+    pub(crate) fn count(&self, key: &str) -> u64 {
         let mut s = self.inner.stats.lock().expect("stats lock");
         s.total_requests += 1;
         *s.requests.entry(key.to_string()).or_default() += 1;
+        s.total_requests
     }
 
     /// The knobs as they are now.

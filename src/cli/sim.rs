@@ -109,6 +109,7 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
         oci_public_key,
         oci_page_size: a.oci_page_size,
         catalog_errors: Vec::new(),
+        legacy_create: false,
         compose_hash_style: a.compose_hash_style,
     };
     let sim = Sim::new(cfg, a.data).map_err(|e| CliError::with_source("cannot start the simulator", e))?;

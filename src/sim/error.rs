@@ -24,6 +24,9 @@ use super::world::Kms;
 pub enum ApiError {
     /// FastAPI's validation error: 422, `loc` below `body`.
     Invalid { loc: Vec<Value>, msg: String, kind: &'static str },
+    /// FastAPI's validation error for a required query parameter that is missing: 422 at
+    /// `["query", field]`.
+    QueryRequired(&'static str),
     /// A structured error with one of the SDK's error codes (`ERR-03-001`, …).
     Coded { status: u16, code: &'static str, message: String },
     /// `{"detail": message}` with a status.
@@ -128,7 +131,7 @@ impl ApiError {
 
     fn status(&self) -> u16 {
         match self {
-            ApiError::Invalid { .. } => 422,
+            ApiError::Invalid { .. } | ApiError::QueryRequired(_) => 422,
             ApiError::Coded { status, .. } | ApiError::Plain { status, .. } => *status,
             ApiError::HashRequired(_) => 465,
         }
@@ -141,6 +144,9 @@ impl ApiError {
                 let mut at = vec![Value::from("body")];
                 at.extend(loc.iter().cloned());
                 json!({"detail": [{"loc": at, "msg": msg, "type": kind}]})
+            }
+            ApiError::QueryRequired(field) => {
+                json!({"detail": [{"loc": ["query", field], "msg": "field required", "type": "missing"}]})
             }
             ApiError::Coded { code, message, .. } => structured(code, message, Vec::new()),
             ApiError::Plain { message, .. } => json!({ "detail": message }),

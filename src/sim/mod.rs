@@ -77,6 +77,10 @@ pub struct SimConfig {
     pub oci_page_size: usize,
     /// Statuses the next nscale/OCI catalog requests answer with, first one first.
     pub catalog_errors: Vec<u16>,
+    /// Answer as the API did before the same-path create: `POST /cvms` reads every body as a
+    /// commit (a provision body is a 422 for its missing `app_id` and `compose_hash`), and
+    /// provisions go to `POST /cvms/provision` only.
+    pub legacy_create: bool,
     /// How the platform hashes app-compose: `compact` (the SDK's `getComposeHash`, what
     /// teeform previews) or `indent4` (`@phala/cloud`'s `getHash`), to show a preview that
     /// differs from the API's hash.
@@ -104,6 +108,7 @@ impl Default for SimConfig {
             oci_public_key: None,
             oci_page_size: 4,
             catalog_errors: Vec::new(),
+            legacy_create: false,
             compose_hash_style: "compact".into(),
         }
     }

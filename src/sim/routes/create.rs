@@ -27,7 +27,7 @@ pub async fn provision(State(sim): State<Sim>, Body(req): Body<ProvisionRequest>
 pub async fn post(State(sim): State<Sim>, v: ApiVersion, Body(body): Body<Map<String, Value>>) -> Res {
     let is_provision =
         (body.contains_key("compose_file") || body.contains_key("name")) && !body.contains_key("compose_hash");
-    if is_provision {
+    if is_provision && !sim.config().legacy_create {
         let req: ProvisionRequest = parse(Value::Object(body))?;
         let cfg = sim.config();
         let p = sim.change(|w| w.provision(req, &cfg, now_ms(), true))?;

@@ -12,7 +12,8 @@ use serde_json::{Map, Value, json};
 use super::{Res, ok};
 use crate::sim::Sim;
 use crate::sim::edge::{ApiVersion, Body, header};
-use crate::sim::requests::{PageQuery, StatusBatch, WatchQuery, need};
+use crate::sim::error::ApiError;
+use crate::sim::requests::{PageQuery, StatusBatch, WatchQuery};
 use crate::sim::shapes;
 use crate::sim::world::{Power, now_ms};
 
@@ -71,7 +72,7 @@ pub async fn state(
     if !wants_events {
         return ok(first);
     }
-    let target = need(q.target, "target")?;
+    let target = q.target.ok_or(ApiError::QueryRequired("target"))?;
     Ok(watch(sim, v, id, target, q.interval, q.timeout).into_response())
 }
 

@@ -646,6 +646,7 @@ impl Step {
             kms_id: prov.kms_id.clone(),
             contract_address: deployed.as_ref().map(|d| d.contract_address.clone()),
             deployer_address: deployed.as_ref().map(|d| d.deployer_address.clone()),
+            commit_token: prov.commit_token.clone(),
         };
         let ids = match self.api.commit_provision(&commit).await {
             Ok(ids) => {
@@ -923,6 +924,7 @@ impl Step {
         }
         match outcome {
             Ok(PatchOutcome::Accepted { .. }) => {}
+            Ok(PatchOutcome::Unchanged) => return self.finish_unchanged(c, &ids, state_attrs, &entry.id).await,
             Ok(PatchOutcome::HashRequired(h)) => {
                 let Some(oc) = &self.onchain else {
                     self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
@@ -975,6 +977,29 @@ impl Step {
         let mut done = self.record(c, ids.clone(), attrs, Some(&remote), false);
         done.env_pubkey = done.env_pubkey.or(rec.env_pubkey);
         self.commit(Batch { put: vec![done], ..Default::default() }).await?;
+        Ok(StepResult::Done { id: Some(ids.id.clone()) })
+    }
+
+    /// Records an update the API found already in place (`no_change`): nothing changed in the
+    /// cloud and nothing restarts, so there is no restart to wait for.
+    async fn finish_unchanged(
+        &self,
+        c: &Change,
+        ids: &CloudIds,
+        attrs: CvmAttrs,
+        journal_id: &str,
+    ) -> Result<StepResult, StepError> {
+        self.events.status(c.address.as_str(), "already so: the API changed nothing and nothing restarts");
+        let prev = self.shared.current.lock().expect("state lock").get(&c.address).cloned();
+        let mut rec = self.record(c, ids.clone(), attrs, None, false);
+        if let Some(p) = &prev {
+            rec.env_pubkey = p.env_pubkey.clone();
+            rec.kms_info = p.kms_info.clone();
+            rec.compose_hash = p.compose_hash.clone();
+            rec.status = p.status.clone();
+            rec.attrs.power = p.attrs.power;
+        }
+        self.commit(Batch { put: vec![rec], journal_done: vec![journal_id.to_string()], ..Default::default() }).await?;
         Ok(StepResult::Done { id: Some(ids.id.clone()) })
     }
 

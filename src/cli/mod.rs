@@ -39,7 +39,7 @@ use context::{CommandLine, Ctx};
 use error::{CliError, exit};
 use shell::{ColorChoice, Shell, Verbosity};
 
-const AFTER_HELP: &str = "Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detailed-exitcode), 3 apply paused awaiting on-chain registration, 130/143 interrupted (SIGINT/SIGTERM), 141 stdout closed by its reader.\nEnvironment: PHALA_CLOUD_API_KEY, PHALA_CLOUD_API_PREFIX, NO_COLOR, TEEFORM_LOG (e.g. debug), TEEFORM_VAR_<name>, TEEFORM_PG_CONN, TEEFORM_WORKSPACE.";
+const AFTER_HELP: &str = "Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detailed-exitcode), 3 apply paused awaiting on-chain registration, 130/143 interrupted (SIGINT/SIGTERM), 141 stdout closed by its reader.\nEnvironment: PHALA_CLOUD_API_KEY (else PHALA_OIDC_TOKEN with PHALA_CLOUD_WORKSPACE), PHALA_CLOUD_API_PREFIX, NO_COLOR, TEEFORM_LOG (e.g. debug), TEEFORM_VAR_<name>, TEEFORM_PG_CONN, TEEFORM_WORKSPACE.";
 
 /// Declarative plan/apply for Phala Cloud confidential VMs.
 #[derive(Debug, Parser)]

@@ -345,8 +345,10 @@ async fn read_prefix(mut resp: Response, limit: usize) -> Vec<u8> {
     out
 }
 
-/// Parses a FastAPI-style error body: `detail` as a string, a validation list, or a
-/// structured object with `error_code`, `message`, `details`, `suggestions`.
+/// Parses an error body: FastAPI's `detail` as a string or a validation list, or a structured
+/// error (`error_code`, `message`, `details`, `suggestions`, `request_id`) under `detail` (as
+/// Phala's API wrote it first) or at the top level (as the newer SDKs read it); nscale's
+/// OAuth2-style `{error, error_description}`.
 pub async fn error_from_response(method: &Method, path: &str, resp: Response) -> ApiError {
     let status = resp.status().as_u16();
     let request_id = ["x-request-id", "opc-request-id", "x-correlation-id", "trace-id"]
@@ -385,13 +387,30 @@ pub fn parse_error_body(status: u16, body: &str) -> ApiError {
         method: String::new(),
         path: String::new(),
         details: vec![],
+        invalid_fields: vec![],
         hint: None,
     };
     let json: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
-    match json.get("detail") {
+    // A structured error at the top level (no `detail` object beside it) reads like one under
+    // `detail`.
+    let detail = match json.get("detail") {
+        Some(d @ serde_json::Value::Object(_)) => Some(d),
+        None | Some(serde_json::Value::Null) if json.get("error_code").is_some() => Some(&json),
+        d => d,
+    };
+    match detail {
         Some(serde_json::Value::String(s)) => e.message = s.clone(),
         Some(serde_json::Value::Array(items)) => {
             // Pydantic validation errors: `loc` like ["body","name"].
+            e.invalid_fields = items
+                .iter()
+                .filter_map(|i| i.get("loc")?.as_array())
+                .map(|l| {
+                    let parts: Vec<String> =
+                        l.iter().map(|p| p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string())).collect();
+                    parts.strip_prefix(&["body".to_string()]).unwrap_or(&parts).join(".")
+                })
+                .collect();
             e.message = items
                 .iter()
                 .map(|i| {
@@ -437,6 +456,9 @@ pub fn parse_error_body(status: u16, body: &str) -> ApiError {
     }
     if e.code.is_none() {
         e.code = json.get("code").and_then(|c| c.as_str()).map(str::to_string);
+    }
+    if e.request_id.is_none() {
+        e.request_id = json.get("request_id").and_then(|r| r.as_str()).map(str::to_string);
     }
     if e.message.is_empty() {
         e.message = json.get("message").and_then(|m| m.as_str()).map(str::to_string).unwrap_or_else(|| {
@@ -497,6 +519,35 @@ mod tests {
         }
         let hash_required = cases.iter().find(|c| c.0 == 465).unwrap().1;
         assert_eq!(parse_error_body(465, hash_required).detail("compose_hash").unwrap(), "ab");
+        let e =
+            parse_error_body(422, r#"{"detail":[{"loc":["body","app_id"],"msg":"x"},{"loc":["query"],"msg":"y"}]}"#);
+        assert_eq!(e.invalid_fields, ["app_id", "query"]);
+    }
+
+    /// The newer API writes a structured error's fields at the top level (with a request id),
+    /// keeping a copy under `detail` for older clients; either alone reads the same.
+    #[test]
+    fn a_structured_error_reads_the_same_at_the_top_level_and_under_detail() {
+        let fields = r#""error_code":"ERR-01-005","message":"register it","details":[{"field":"compose_hash","value":"ab"}],"suggestions":["sign"]"#;
+        for body in [
+            format!(r#"{{{fields},"request_id":"req_7"}}"#),
+            format!(r#"{{{fields},"request_id":"req_7","detail":{{{fields}}}}}"#),
+            format!(r#"{{"request_id":"req_7","detail":{{{fields}}}}}"#),
+        ] {
+            let e = parse_error_body(465, &body);
+            assert_eq!(
+                (e.kind, e.code.as_deref(), e.message.as_str()),
+                (ErrorKind::HashRequired, Some("ERR-01-005"), "register it"),
+                "{body}"
+            );
+            assert_eq!(
+                (e.detail("compose_hash").unwrap(), e.suggestions.as_slice()),
+                (&serde_json::json!("ab"), &["sign".to_string()][..])
+            );
+            assert_eq!(e.request_id.as_deref(), Some("req_7"));
+        }
+        let e = parse_error_body(404, r#"{"error_code":"ERR-03-001","message":"CVM not found","detail":null}"#);
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::NotFound, "CVM not found"));
     }
 
     #[test]

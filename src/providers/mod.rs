@@ -65,6 +65,9 @@ pub struct ApiError {
     pub path: String,
     /// The structured `details` of the error body (`[{field, value}]`).
     pub details: Vec<(String, serde_json::Value)>,
+    /// The fields a validation error (422) names: each `loc` below `body`, dotted
+    /// (`compose_file.name`).
+    pub invalid_fields: Vec<String>,
     /// What to check, from the client that made the request (e.g. where its credentials came
     /// from, for an authentication failure).
     pub hint: Option<String>,
@@ -107,6 +110,7 @@ impl ApiError {
             method: method.into(),
             path: path.into(),
             details: vec![],
+            invalid_fields: vec![],
             hint: None,
         }
     }
@@ -166,7 +170,8 @@ impl ApiError {
     }
 }
 
-/// The create request (`POST /cvms/provision`), in teeform's terms: the attributes a create
+/// The create request (the provision: `POST /cvms`, or the legacy `POST /cvms/provision`), in
+/// teeform's terms: the attributes a create
 /// sends, as the schema says ([`crate::model::schema::Create`]); the provider knows where
 /// each goes on the wire.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -187,6 +192,10 @@ pub struct Provisioned {
     pub kms_id: Option<String>,
     pub device_id: Option<String>,
     pub kms_info: Option<serde_json::Value>,
+    /// The one-time token the same-path create answers with, for its commit. Never written
+    /// anywhere.
+    #[serde(skip)]
+    pub commit_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -198,6 +207,9 @@ pub struct CommitRequest {
     pub kms_id: Option<String>,
     pub contract_address: Option<String>,
     pub deployer_address: Option<String>,
+    /// The provision's one-time commit token, when it gave one. Never written anywhere.
+    #[serde(skip)]
+    pub commit_token: Option<String>,
 }
 
 /// The unified `PATCH /cvms/{id}` in teeform's terms: which attributes to send, with their
@@ -228,7 +240,12 @@ pub struct HashRequired {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PatchOutcome {
-    Accepted { correlation_id: String },
+    /// The update started: the CVM restarts.
+    Accepted {
+        correlation_id: String,
+    },
+    /// The CVM already had this configuration (`status: no_change`): nothing restarts.
+    Unchanged,
     HashRequired(Box<HashRequired>),
 }
 

@@ -1,7 +1,16 @@
-//! The Phala Cloud HTTP client: paths, headers and JSON shapes as the official SDK
-//! (`@phala/cloud` 0.2.9) and CLI use them (see `shared/reference/phala-cloud.md`).
+//! The Phala Cloud HTTP client: paths, headers and JSON shapes as the official SDKs
+//! (`@phala/cloud` 0.2.9, `phala-cloud` 0.2.0) and CLI use them (see
+//! `shared/reference/phala-cloud.md` and `api-updates-2026.md`).
+//!
+//! It speaks one API version, [`API_VERSION`], whatever the API's newest is: the shapes it
+//! reads are that version's, so a newer default elsewhere never changes what teeform reads.
+//! It creates through the API's current flow — the provision posted to `POST /cvms`, whose
+//! one-time commit token the commit then carries — and falls back to the deprecated
+//! `POST /cvms/provision` only when the API says it has no such flow ([`legacy_only`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder};
@@ -17,18 +26,38 @@ use super::{
 };
 use crate::model::{BootFacts, CloudIds, CvmStatus, RemoteCvm};
 
-/// The API version the JS SDK and CLI send by default.
+/// The API version teeform speaks (`X-Phala-Version`), pinned: what `@phala/cloud` 0.2.9 and
+/// the `phala` CLI send by default. Newer versions exist (`2026-05-22`: string CVM ids;
+/// `2026-06-23`: contract-centric KMS, the Python SDK's default); moving to one is a change to
+/// the shapes this file reads, checked by the conformance suite, never a silent default.
 pub const API_VERSION: &str = "2026-01-21";
 
 #[derive(Clone)]
 pub struct PhalaClient {
     http: reqwest::Client,
     prefix: String,
-    api_key: Option<String>,
-    /// Where the key came from, for messages (e.g. `PHALA_CLOUD_API_KEY`).
+    auth: Auth,
+    /// Where the credentials came from, for messages (e.g. `PHALA_CLOUD_API_KEY`).
     key_source: Option<String>,
     policy: RetryPolicy,
     observer: Option<RetryObserver>,
+    /// Set once the API has shown it has no same-path create: provisions go to
+    /// `POST /cvms/provision` from then on.
+    legacy_create: Arc<AtomicBool>,
+}
+
+/// How requests authenticate.
+#[derive(Clone)]
+enum Auth {
+    None,
+    /// `X-API-Key`.
+    ApiKey(String),
+    /// An OIDC token as `Authorization: Bearer` (keyless CI deploys), with the workspace it
+    /// deploys to (`X-Phala-Workspace`) when one is named.
+    Oidc {
+        token: String,
+        workspace: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for PhalaClient {
@@ -44,11 +73,20 @@ impl PhalaClient {
         Ok(PhalaClient {
             http,
             prefix: prefix.trim_end_matches('/').to_string(),
-            api_key,
+            auth: api_key.map_or(Auth::None, Auth::ApiKey),
             key_source: None,
             policy: RetryPolicy::default(),
             observer: None,
+            legacy_create: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Authenticates with an OIDC token (`Authorization: Bearer`) instead of an API key, in
+    /// the workspace `workspace` names (`X-Phala-Workspace`) when given. The caller registers
+    /// the token with [`crate::redact`]; it is never stored.
+    pub fn with_oidc_token(mut self, token: String, workspace: Option<String>) -> Self {
+        self.auth = Auth::Oidc { token, workspace };
+        self
     }
 
     /// Names where the API key came from (an environment variable, a file) for the message of
@@ -73,12 +111,19 @@ impl PhalaClient {
     }
 
     fn req(&self, method: &Method, path: &str) -> RequestBuilder {
-        let mut b =
+        let b =
             self.http.request(method.clone(), format!("{}{path}", self.prefix)).header("X-Phala-Version", API_VERSION);
-        if let Some(k) = &self.api_key {
-            b = b.header("X-API-Key", k);
+        match &self.auth {
+            Auth::None => b,
+            Auth::ApiKey(k) => b.header("X-API-Key", k),
+            Auth::Oidc { token, workspace } => {
+                let b = b.bearer_auth(token);
+                match workspace {
+                    Some(w) => b.header("X-Phala-Workspace", w),
+                    None => b,
+                }
+            }
         }
-        b
     }
 
     async fn call(
@@ -121,18 +166,28 @@ impl PhalaClient {
         })
     }
 
-    /// Adds where the API key came from to an authentication failure.
+    /// Adds where the credentials came from to an authentication failure, and the version
+    /// teeform speaks to a refusal that names the version.
     fn explain(&self, mut e: ApiError) -> ApiError {
         if e.is_auth() {
-            e.hint = Some(match (&self.api_key, &self.key_source) {
-                (None, _) => "no API key was found: set PHALA_CLOUD_API_KEY (an API key from the Phala Cloud \
-                              dashboard), or log in with `phala auth login`"
+            e.hint = Some(match (&self.auth, &self.key_source) {
+                (Auth::None, _) => "no API key was found: set PHALA_CLOUD_API_KEY (an API key from the Phala Cloud \
+                              dashboard), log in with `phala auth login`, or in CI set PHALA_OIDC_TOKEN"
                     .to_string(),
-                (Some(_), Some(src)) => {
+                (Auth::ApiKey(_), Some(src)) => {
                     format!("the API key came from {src}; check that it is valid and belongs to this workspace")
                 }
-                (Some(_), None) => "check the API key".to_string(),
+                (Auth::ApiKey(_), None) => "check the API key".to_string(),
+                (Auth::Oidc { workspace, .. }, _) => format!(
+                    "the OIDC token came from PHALA_OIDC_TOKEN{}; check that the workspace trusts this repository \
+                     and that the token was requested for audience https://cloud.phala.com",
+                    workspace.as_ref().map_or(String::new(), |w| format!(" (workspace `{w}`, PHALA_CLOUD_WORKSPACE)"))
+                ),
             });
+        } else if e.kind == ErrorKind::Validation && e.message.contains("X-Phala-Version") {
+            e.hint = Some(format!(
+                "teeform speaks Phala Cloud API version {API_VERSION}, which this endpoint does not serve"
+            ));
         }
         e
     }
@@ -490,7 +545,19 @@ impl PhalaApi for PhalaClient {
     async fn provision(&self, r: &ProvisionRequest) -> Result<Provisioned, ApiError> {
         let body = attrs::create_body(r);
         // Provisioning only computes and caches; repeating it is harmless.
-        let v = self.json(Method::POST, "/cvms/provision", Idempotency::Safe, Some(&body), &[]).await?;
+        let mut path = "/cvms";
+        if self.legacy_create.load(Ordering::Relaxed) {
+            path = "/cvms/provision";
+        }
+        let v = match self.json(Method::POST, path, Idempotency::Safe, Some(&body), &[]).await {
+            Err(e) if path == "/cvms" && legacy_only(&e) => {
+                tracing::info!("the API has no same-path create ({e}); provisioning with POST /cvms/provision");
+                self.legacy_create.store(true, Ordering::Relaxed);
+                path = "/cvms/provision";
+                self.json(Method::POST, path, Idempotency::Safe, Some(&body), &[]).await?
+            }
+            other => other?,
+        };
         let read = || -> Result<Provisioned, String> {
             let f = Fields::of(&v, "")?;
             f.object("kms_info")?;
@@ -501,9 +568,10 @@ impl PhalaApi for PhalaClient {
                 kms_id: f.str("kms_id")?,
                 device_id: f.str("device_id")?,
                 kms_info: f.get("kms_info").cloned(),
+                commit_token: f.str("token")?,
             })
         };
-        read().map_err(|m| ApiError::invalid("POST", "/cvms/provision", 200, m))
+        read().map_err(|m| ApiError::invalid("POST", path, 200, m))
     }
 
     async fn commit_provision(&self, r: &CommitRequest) -> Result<CloudIds, ApiError> {
@@ -513,6 +581,7 @@ impl PhalaApi for PhalaClient {
             ("kms_id", &r.kms_id),
             ("contract_address", &r.contract_address),
             ("deployer_address", &r.deployer_address),
+            ("token", &r.commit_token),
         ] {
             if let Some(v) = v {
                 body[k] = v.clone().into();
@@ -547,6 +616,7 @@ impl PhalaApi for PhalaClient {
         let body = attrs::patch_body(req).map_err(|m| ApiError::local(ErrorKind::Other, "PATCH", &path, m))?;
         let headers: Vec<(&str, String)> = if prepare_only { vec![("X-Prepare-Only", "true".into())] } else { vec![] };
         match self.json(Method::PATCH, &path, Idempotency::Unsafe, Some(&body), &headers).await {
+            Ok(v) if no_change(&v) => Ok(PatchOutcome::Unchanged),
             Ok(v) => Ok(PatchOutcome::Accepted { correlation_id: correlation_id(&v, "PATCH", &path)? }),
             Err(e) if e.kind == ErrorKind::HashRequired => {
                 let h = hash_required(&e);
@@ -709,6 +779,24 @@ impl PhalaApi for PhalaClient {
             }
         }
     }
+}
+
+/// Whether a provision refused on `POST /cvms` means the API has no same-path create, so the
+/// legacy `POST /cvms/provision` is the way: no such route (404, 405), or the body read as a
+/// commit (a 422 for its missing `app_id` or `compose_hash`), as an API from before the
+/// same-path create answers.
+fn legacy_only(e: &ApiError) -> bool {
+    match e.status {
+        Some(404 | 405) => e.code.is_none(),
+        Some(422) => e.invalid_fields.iter().any(|f| f == "app_id" || f == "compose_hash"),
+        _ => false,
+    }
+}
+
+/// Whether an update's answer says it changed nothing (`status: no_change`): the CVM already
+/// had the configuration, and nothing restarts.
+fn no_change(v: &Value) -> bool {
+    v.get("status").and_then(Value::as_str) == Some("no_change")
 }
 
 /// A list field that must be there.

@@ -67,6 +67,9 @@ const EXTRA = {
   // accepts it) nor the CLI's `deploy` has it; the SDK's PATCH takes `gpus: {count}`.
   // UNVERIFIED that the real provision endpoint reads it.
   provision: ["compose_file.public_tcbinfo", "gpus"],
+  // The one-time token the same-path create (`POST /cvms` with the provision body) answers
+  // with, sent back with its commit, as the newer SDK's ProvisionCvmSchema documents it.
+  commit: ["token"],
 };
 
 /** Requests matching METHOD and a path regex, since index `from`. */
@@ -101,7 +104,11 @@ const sdkPathId = (id) => phala.CvmIdSchema.parse({ id }).cvmId;
 test("create: provision and commit bodies pass the SDK's request schemas", async () => {
   manifest(WEB(), DB);
   assert.equal(await applyMatchingPreview(), 2, "both creates preview a hash");
-  const prov = sent("POST", /^\/api\/v1\/cvms\/provision$/);
+  // The same-path create: both phases on POST /cvms; the provision is the body with a
+  // `compose_file` (the deprecated POST /cvms/provision is not used).
+  assert.equal(sent("POST", /^\/api\/v1\/cvms\/provision$/).length, 0, "no legacy provision");
+  const posts = sent("POST", /^\/api\/v1\/cvms$/);
+  const prov = posts.filter((r) => "compose_file" in JSON.parse(r.body));
   assert.equal(prov.length, 2, "one provision per CVM");
   for (const r of prov) {
     checkHeaders(r);
@@ -119,13 +126,14 @@ test("create: provision and commit bodies pass the SDK's request schemas", async
   const db = JSON.parse(prov.find((r) => r.body.includes("client-db")).body);
   assert.deepEqual([db.vcpu, db.memory, db.disk_size, db.image, db.gpus], [2, 2048, 30, "dstack-0.5.4", 1]);
 
-  const commits = sent("POST", /^\/api\/v1\/cvms$/);
+  const commits = posts.filter((r) => !("compose_file" in JSON.parse(r.body)));
   assert.equal(commits.length, 2, "one commit per CVM");
   for (const r of commits) {
     checkHeaders(r);
     const body = JSON.parse(r.body);
     assert.ok(phala.CommitCvmProvisionRequestSchema.safeParse(body).success, `commit body: ${r.body}`);
-    expectKnownKeys("teeform's commit body", phala.CommitCvmProvisionRequestSchema, body);
+    expectKnownKeys("teeform's commit body", phala.CommitCvmProvisionRequestSchema, body, EXTRA.commit);
+    assert.match(body.token ?? "", /\S/, "the commit carries the provision's token");
   }
   assert.deepEqual((await sim.env("client-web")).env, { DB_PASSWORD: "hunter2", LOG_LEVEL: "info" });
 });

@@ -73,7 +73,7 @@ fn a_redirect_to_another_origin_is_refused_and_the_key_never_leaves() {
     }
     // A create's POST is refused the same way, and nothing is recorded.
     p.clear();
-    p.on("POST", "/cvms/provision", Fault::redirect(307, &format!("{}/api/v1/cvms/provision", elsewhere.origin())));
+    p.on_path("POST", "/api/v1/cvms", Fault::redirect(307, &format!("{}/api/v1/cvms", elsewhere.origin())));
     let r = t.run(&["apply", "--auto-approve", "--refresh=false"]);
     fails_with(&r, &["redirected to another origin"]);
     assert!(elsewhere.seen().is_empty(), "the create reached the other origin");
@@ -367,13 +367,14 @@ fn listing_items_that_cannot_be_read_are_errors_not_an_empty_list() {
 fn a_create_answer_without_ids_records_nothing() {
     let (t, p) = setup(ONE);
     for (drop_field, want) in [("id", "`id` is missing"), ("app_id", "`app_id` is missing")] {
-        // Only POST /cvms itself (not /cvms/provision) is rewritten.
+        // Only the commit's answer (the new VM, with its `vm_uuid`) is rewritten, not the
+        // provision's, though both are POST /cvms.
         p.clear();
         p.on_path(
             "POST",
             "/api/v1/cvms",
             Fault::rewrite(move |mut v| {
-                if let Some(o) = v.as_object_mut() {
+                if let Some(o) = v.as_object_mut().filter(|o| o.contains_key("vm_uuid")) {
                     o.remove(drop_field);
                 }
                 v

@@ -8,6 +8,7 @@ mod apply_flow;
 mod chain;
 mod converge;
 mod crash;
+mod current_api;
 mod errors;
 mod fidelity;
 mod health;

@@ -40,7 +40,9 @@ fn at(pointer: &'static str) -> impl Fn(&TestEnv, &Value) -> Value {
     move |_, d| d.pointer(pointer).cloned().unwrap_or(Value::Null)
 }
 
-const PROVISION: &str = "/cvms/provision";
+/// Where a create's provision goes: `POST /cvms` (the same-path create; `/cvms/provision` on an
+/// API without it).
+const PROVISION: &str = "/api/v1/cvms";
 
 fn case(attr: Attr) -> Case {
     let s = |yaml, sent: (&'static str, &'static str, Option<Value>), held: Option<Value>| Step { yaml, sent, held };

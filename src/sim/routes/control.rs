@@ -36,7 +36,7 @@ pub async fn config_get(State(sim): State<Sim>) -> Res {
     ok(serde_json::to_value(sim.config()).unwrap_or_default())
 }
 
-/// Changes knobs at runtime: any subset of the [`SimConfig`] fields (the API key excepted).
+/// Changes knobs at runtime: any subset of the [`SimConfig`] fields (the credentials excepted).
 pub async fn config_set(State(sim): State<Sim>, Body(patch): Body<Map<String, Value>>) -> Res {
     let mut current = serde_json::to_value(sim.config()).unwrap_or_default();
     for (k, v) in patch {
@@ -45,8 +45,8 @@ pub async fn config_set(State(sim): State<Sim>, Body(patch): Body<Map<String, Va
     let new: SimConfig = serde_json::from_value(current).map_err(|e| ApiError::invalid("config", e.to_string()))?;
     {
         let mut c = sim.inner.config.lock().expect("config lock");
-        let key = c.api_key.clone();
-        *c = SimConfig { api_key: key, ..new };
+        let (api_key, bearer_token) = (c.api_key.clone(), c.bearer_token.clone());
+        *c = SimConfig { api_key, bearer_token, ..new };
     }
     sim.configure_chain();
     config_get(State(sim)).await

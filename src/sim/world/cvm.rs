@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::Digest;
 
 use super::World;
 use crate::sim::SimConfig;
@@ -58,6 +59,12 @@ pub struct Cvm {
 pub const SIM_BOOT_ERROR: &str = "docker compose up failed: container web exited with code 1 (simulated boot failure)";
 
 impl Cvm {
+    /// Its id from API version 2026-05-22 on: a hashid, `cvm_` and 12 letters and digits,
+    /// derived from its sequence number as the API derives hashids from database ids.
+    pub fn hashid(&self) -> String {
+        hashid("cvm", self.seq.to_string().as_bytes())
+    }
+
     pub fn status(&self, now: u64) -> &str {
         if now < self.busy_until { &self.transition } else { &self.target }
     }
@@ -99,6 +106,15 @@ impl Cvm {
     pub fn compose_text(&self, field: &str) -> Option<&str> {
         self.app_compose.get(field).and_then(Value::as_str)
     }
+}
+
+/// `PREFIX_` and 12 lowercase letters and digits derived from `what` (stable across runs, so
+/// recorded answers stay the same).
+pub fn hashid(prefix: &str, what: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let h = sha2::Sha256::new().chain_update(b"teeform-sim hashid ").chain_update(prefix).chain_update(what).finalize();
+    let id: String = h.iter().take(12).map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
+    format!("{prefix}_{id}")
 }
 
 /// A power action (`POST /cvms/{id}/start|stop|shutdown|restart`).

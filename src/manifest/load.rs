@@ -2,6 +2,7 @@
 //! `values.rs` says how scalars and variables are read; `data.rs` reads data sources.
 
 mod data;
+mod secrets;
 mod values;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -157,7 +158,7 @@ struct Loader<'a> {
     compose_uses: Vec<Use>,
 }
 
-const TOP_KEYS: &[&str] = &["provider", "backend", "allowed_dirs", "variables", "cvms", "data", "outputs"];
+const TOP_KEYS: &[&str] = &["provider", "backend", "allowed_dirs", "variables", "secrets", "cvms", "data", "outputs"];
 /// A CVM's keys: its attributes (the schema's, `crate::model::SCHEMA`), then the rest.
 static CVM_KEYS: std::sync::LazyLock<Vec<&'static str>> =
     std::sync::LazyLock::new(|| crate::model::SCHEMA.iter().map(|s| s.key).chain(["depends_on", "lint"]).collect());
@@ -249,6 +250,7 @@ impl<'a> Loader<'a> {
         }
         let top = self.entries(root, "the manifest", Some(TOP_KEYS));
         let get = |k: &str| top.iter().find(|(n, _, _)| *n == k).map(|(_, _, v)| *v);
+        let secrets_passphrase_env = get("secrets").and_then(|s| self.secrets_settings(s));
         if let Some(v) = get("allowed_dirs") {
             self.allowed_dirs(v);
         }
@@ -292,6 +294,7 @@ impl<'a> Loader<'a> {
             outputs,
             data,
             providers: self.data.providers.clone(),
+            secrets_passphrase_env,
             warnings: Vec::new(),
         })
     }

@@ -11,7 +11,7 @@ use crate::cli::context::{Api, Ctx};
 use crate::cli::error::{CliError, CliResult, exit, steps_failed};
 use crate::cli::shell::progress::Progress;
 use crate::plan::{self, Mode, Plan};
-use crate::secrets::SecretValues;
+use crate::secrets::{Digester, SecretValues};
 use crate::state::Store;
 
 /// Asks the question on the terminal; only `yes` goes on. Without a terminal (CI) an
@@ -65,6 +65,7 @@ pub async fn execute(
     api: &Api,
     p: &Plan,
     secrets: SecretValues,
+    digests: Arc<Digester>,
     parallelism: usize,
     onchain: Option<Arc<dyn apply::OnChain>>,
 ) -> CliResult {
@@ -80,6 +81,7 @@ pub async fn execute(
         cancel: cancel.clone(),
         wait: wait_options(ctx),
         secrets,
+        digests,
         onchain,
         endpoint: api.endpoint.clone(),
     };

@@ -13,7 +13,7 @@ use std::fmt;
 
 pub use digests::{
     BENCH_LEGACY_VAR, Check, Digester, Job, MIN_PASSPHRASE_LEN, Made, PASSPHRASE_VAR, PREVIOUS_PASSPHRASE_VAR,
-    PassphraseError, from_env, stats,
+    PassphraseError, from_env, log_stats, stats,
 };
 pub use pool::{EngineStats, PoolStats};
 

@@ -533,7 +533,10 @@ impl Step {
                         Check::Different => return Err(StepError::env(k, EnvProblem::SecretChanged)),
                         Check::Unknown => {
                             let made = Made::of(planned).describe();
-                            return Err(StepError::env(k, EnvProblem::SecretsKeyChanged { made, now: digests.describe() }));
+                            return Err(StepError::env(
+                                k,
+                                EnvProblem::SecretsKeyChanged { made, now: digests.describe() },
+                            ));
                         }
                     }
                 }

@@ -361,8 +361,10 @@ fn digests_made_with_a_key_the_run_lacks_are_resent_and_the_plan_says_why() {
     assert_eq!(p.changes.len(), 1);
     let want = Reason::SecretsResent {
         keys: vec!["DB_PASSWORD".into()],
-        made_with: crate::secrets::Made::of(p.changes[0].before.as_ref().unwrap().env["DB_PASSWORD"].digest.as_deref().unwrap())
-            .describe(),
+        made_with: crate::secrets::Made::of(
+            p.changes[0].before.as_ref().unwrap().env["DB_PASSWORD"].digest.as_deref().unwrap(),
+        )
+        .describe(),
         now: now.describe(),
     };
     assert_eq!(p.changes[0].reasons, vec![Reason::RestartsCvm, want]);

@@ -52,6 +52,20 @@ pub fn stats() -> EngineStats {
     ENGINE.stats()
 }
 
+/// Logs (at debug) what this process's Argon2id engine did so far, `after` a step of the run:
+/// tests read it to count digests per run.
+pub fn log_stats(after: &str) {
+    let s = stats();
+    tracing::debug!(
+        "secret digests after {after}: {} Argon2id computed, {} reused from the cache; at most {} of {} working buffers in use, {} allocated",
+        s.computed,
+        s.reused,
+        s.pool.peak_live,
+        s.pool.size,
+        s.pool.created
+    );
+}
+
 /// A key derived from a passphrase for one state. Zeroed when dropped; shows only its
 /// fingerprint.
 pub struct Key {
@@ -68,7 +82,8 @@ impl fmt::Debug for Key {
 impl Key {
     /// One Argon2id of the passphrase, salted by the state's salt.
     fn derive(engine: &Engine, passphrase: &Secret, state_salt: &str) -> Key {
-        let salt = Sha256::new().chain_update("teeform secrets key").chain_update([0]).chain_update(state_salt).finalize();
+        let salt =
+            Sha256::new().chain_update("teeform secrets key").chain_update([0]).chain_update(state_salt).finalize();
         let bytes = engine.derive(salt[..16].try_into().expect("16 bytes"), passphrase.expose().as_bytes());
         let fingerprint = hex::encode(&hmac_parts(bytes.as_slice(), &[b"teeform secrets key fingerprint"])[..8]);
         Key { bytes, fingerprint }
@@ -226,9 +241,11 @@ impl Digester {
     pub fn check(&self, recorded: &str, scope: &str, key: &str, value: &str) -> Check {
         let made = match Made::of(recorded) {
             Made::Argon2id => Some(self.argon2id_digest(scope, key, value)),
-            Made::Keyed(fp) => {
-                [&self.key, &self.previous].into_iter().flatten().find(|k| k.fingerprint == fp).map(|k| k.digest(scope, key, value))
-            }
+            Made::Keyed(fp) => [&self.key, &self.previous]
+                .into_iter()
+                .flatten()
+                .find(|k| k.fingerprint == fp)
+                .map(|k| k.digest(scope, key, value)),
             Made::Unknown => None,
         };
         match made {
@@ -324,7 +341,14 @@ mod tests {
 
     #[test]
     fn argon2id_digests_are_unchanged_from_before_the_pool() {
-        // State written before issue 15 keeps comparing equal.
+        // Made by `secrets::digest` as it was before issue 15 (commit 350f03d, built on its
+        // own): state written then keeps comparing equal.
+        let salt = "0123456789abcdef0123456789abcdef";
+        let before = "argon2id:079879c3297b4dd330c6978b7e632161a99c72908b23fc038d8ead0fcfc1a66a";
+        assert_eq!(Digester::argon2id(salt).digest("cvm.web", "DB_PASSWORD", "hunter2"), before);
+        assert_eq!(super::super::digest(salt, "cvm.web", "DB_PASSWORD", "hunter2"), before);
+        let output = "argon2id:4d5906a2db81c1c6cd299337c6b23814b3979debb622777fcea170c393c6e907";
+        assert_eq!(Digester::argon2id("00").digest("output", "dsn", "postgres://app:s3cret@db/app"), output);
         let d = Digester::argon2id("salt");
         assert_eq!(d.digest("cvm.web", "PW", "hunter2"), super::super::digest("salt", "cvm.web", "PW", "hunter2"));
         assert_eq!(d.legacy().digest("cvm.web", "PW", "x"), super::super::digest("salt", "cvm.web", "PW", "x"));
@@ -344,8 +368,10 @@ mod tests {
             a.digest("cvm.web", "PW", "hunter3"),
             a.digest("cvm.api", "PW", "hunter2"),
             a.digest("cvm.web", "PX", "hunter2"),
-            Digester::new_in(e.clone(), "salt2", Some(&pass("correct horse battery")), None).digest("cvm.web", "PW", "hunter2"),
-            Digester::new_in(e.clone(), "salt", Some(&pass("correct horse battery!")), None).digest("cvm.web", "PW", "hunter2"),
+            Digester::new_in(e.clone(), "salt2", Some(&pass("correct horse battery")), None)
+                .digest("cvm.web", "PW", "hunter2"),
+            Digester::new_in(e.clone(), "salt", Some(&pass("correct horse battery!")), None)
+                .digest("cvm.web", "PW", "hunter2"),
         ] {
             assert_ne!(other, d);
         }
@@ -389,8 +415,7 @@ mod tests {
         let e = engine();
         let d = Digester::new_in(e.clone(), "s", None, None);
         let values: Vec<String> = (0..6).map(|i| format!("v{i}")).collect();
-        let jobs: Vec<Job> =
-            values.iter().map(|v| Job { scope: "cvm.a", key: v, value: v, recorded: None }).collect();
+        let jobs: Vec<Job> = values.iter().map(|v| Job { scope: "cvm.a", key: v, value: v, recorded: None }).collect();
         d.prepare(&jobs);
         assert_eq!(e.stats().computed, 6);
         for v in &values {

@@ -206,7 +206,9 @@ impl Engine {
     /// holding one buffer for the whole batch. Returns when all are in the cache.
     pub fn hash_all(&self, jobs: &[([u8; 16], &[u8])]) {
         let mut seen = std::collections::HashSet::new();
-        let todo: Vec<([u8; 32], &([u8; 16], &[u8]))> = jobs
+        // (cache key, job) of each distinct job not cached yet.
+        type Todo<'j, 'v> = ([u8; 32], &'j ([u8; 16], &'v [u8]));
+        let todo: Vec<Todo> = jobs
             .iter()
             .map(|j| (self.cache_key(&j.0, j.1), j))
             .filter(|(k, _)| seen.insert(*k))
@@ -273,8 +275,7 @@ mod tests {
 
         // A batch: one computation per distinct (salt, value), the rest from the cache.
         let engine = Engine::new(Pool::new(3));
-        let jobs: Vec<([u8; 16], &[u8])> =
-            (0..40).map(|i| ([(i % 2) as u8; 16], values[i % 10].as_bytes())).collect();
+        let jobs: Vec<([u8; 16], &[u8])> = (0..40).map(|i| ([(i % 2) as u8; 16], values[i % 10].as_bytes())).collect();
         engine.hash_all(&jobs);
         let st = engine.stats();
         assert_eq!(st.computed, 10, "{st:?}");

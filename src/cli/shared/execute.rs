@@ -59,6 +59,7 @@ pub fn unresolved(p: &Plan) -> Option<CliError> {
 }
 
 /// Runs the executor with progress output and Ctrl-C handling, then reports.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     ctx: &Ctx,
     store: &Arc<dyn Store>,
@@ -86,6 +87,7 @@ pub async fn execute(
         endpoint: api.endpoint.clone(),
     };
     let report = exec.run(p).await;
+    crate::secrets::log_stats("applying");
     progress.finish();
     drop(graceful);
     let report = report?;

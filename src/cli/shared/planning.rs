@@ -134,6 +134,7 @@ pub async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> C
         digests: &s.digests,
         mode,
     })?;
+    secrets::log_stats("planning");
     keyed_state_needs_a_passphrase(&s.digests, &p)?;
     if args.refresh && mode == Mode::Normal {
         names_are_free(ctx, &s.api, &snapshot, &p).await?;

@@ -372,10 +372,25 @@ fn the_manifest_can_name_the_passphrase_variable() {
     t.env.insert("MY_PASS".into(), "the team's long passphrase".into());
     t.run(&["apply", "--auto-approve"]).ok();
     assert!(recorded_digest(&t).starts_with("hmac-sha256:"));
+    // A saved plan is applied with the passphrase it was made with; with another one its
+    // digests cannot be checked (unless the old one is given as the previous).
+    t.manifest(&format!(
+        "secrets:\n  passphrase_env: MY_PASS\n{}",
+        ONE.replace("    compose:", "    vcpu: 2\n    compose:")
+    ));
     t.run(&["plan", "--out", "p.plan"]).ok();
+    t.env.insert("MY_PASS".into(), "another long passphrase".into());
+    let r = t.run(&["apply", "p.plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("the plan's digest was made with the passphrase of key"), "{}", r.stderr);
+    assert!(!r.stderr.contains("long passphrase"), "{}", r.stderr);
+    t.env.insert("TEEFORM_PREVIOUS_SECRETS_PASSPHRASE".into(), "the team's long passphrase".into());
     t.run(&["apply", "p.plan"]).ok();
+    t.env.remove("TEEFORM_PREVIOUS_SECRETS_PASSPHRASE");
+    assert!(t.run(&["plan", "--detailed-exitcode"]).code(0).stdout.contains("No changes."));
 
     t.manifest(&format!("secrets:\n  passphrase_env: MY_PASS\n{ONE}      COPY: x${{env:MY_PASS}}\n"));
+    t.env.insert("MY_PASS".into(), "the team's long passphrase".into());
     let r = t.run(&["validate"]);
     r.code(1);
     assert!(r.stderr.contains("MY_PASS"), "{}", r.stderr);

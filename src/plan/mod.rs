@@ -463,7 +463,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         if let Some(rec) = current.get_mut(addr)
             && !seen.redigested.is_empty()
         {
-            for (k, d) in &seen.redigested {
+            for (k, d, _) in &seen.redigested {
                 if let Some(v) = rec.attrs.env.get_mut(k) {
                     v.digest = Some(d.clone());
                 }
@@ -474,8 +474,8 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
             }
             redigested.push(Redigested {
                 address: addr.clone(),
-                keys: seen.redigested.iter().map(|(k, _)| k.clone()).collect(),
-                from: seen.made_with.iter().cloned().collect::<Vec<_>>().join(" and "),
+                keys: seen.redigested.iter().map(|(k, _, _)| k.clone()).collect(),
+                from: joined(seen.redigested.iter().map(|(_, _, made)| made)),
                 to: digests.describe(),
             });
         }
@@ -577,10 +577,11 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
             }
         };
         if let Some(mut c) = change {
-            if !seen.resent.is_empty() && c.action != Action::Create {
+            // (A replacement creates the CVM anew: nothing to explain there.)
+            if !seen.resent.is_empty() && c.action == Action::Update {
                 c.reasons.push(Reason::SecretsResent {
-                    keys: seen.resent.clone(),
-                    made_with: seen.made_with.iter().cloned().collect::<Vec<_>>().join(" and "),
+                    keys: seen.resent.iter().map(|(k, _)| k.clone()).collect(),
+                    made_with: joined(seen.resent.iter().map(|(_, made)| made)),
                     now: digests.describe(),
                 });
             }
@@ -806,13 +807,16 @@ fn resolve_plain(
 /// What making a CVM's desired env found about state's secret digests.
 #[derive(Default)]
 struct SecretsSeen {
-    /// Keys whose value is unchanged but whose digest state keeps in another mode, with the
-    /// digest in this run's.
-    redigested: Vec<(String, String)>,
-    /// Keys whose digest was made with a key this run does not have.
-    resent: Vec<String>,
-    /// How those digests were made ([`Made::describe`]).
-    made_with: BTreeSet<String>,
+    /// Keys whose value is unchanged but whose digest state keeps in another mode: the key,
+    /// its digest in this run's mode, how state's was made ([`Made::describe`]).
+    redigested: Vec<(String, String, String)>,
+    /// Keys whose digest was made with a key this run does not have, and how it was made.
+    resent: Vec<(String, String)>,
+}
+
+/// The distinct descriptions, in order, joined with "and".
+fn joined<'a>(made: impl Iterator<Item = &'a String>) -> String {
+    made.collect::<BTreeSet<_>>().into_iter().cloned().collect::<Vec<_>>().join(" and ")
 }
 
 /// Desired attributes of one CVM, with references resolved as far as they can be now, and
@@ -844,14 +848,11 @@ fn desired_attrs(
                     let digest = digests.digest(addr.as_str(), k, &value);
                     let recorded = cur.and_then(|r| r.attrs.env.get(k)).and_then(|v| v.digest.as_deref());
                     if let Some(old) = recorded.filter(|old| *old != digest && !digests.is_current(old)) {
-                        let check = digests.check(old, addr.as_str(), k, &value);
-                        match check {
-                            Check::Same => seen.redigested.push((k.clone(), digest.clone())),
+                        let made = Made::of(old).describe();
+                        match digests.check(old, addr.as_str(), k, &value) {
+                            Check::Same => seen.redigested.push((k.clone(), digest.clone(), made)),
                             Check::Different => {}
-                            Check::Unknown => seen.resent.push(k.clone()),
-                        }
-                        if check != Check::Different {
-                            seen.made_with.insert(Made::of(old).describe());
+                            Check::Unknown => seen.resent.push((k.clone(), made)),
                         }
                     }
                     EnvVal { value: None, digest: Some(digest), template: Some(t.clone()) }

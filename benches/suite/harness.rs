@@ -155,6 +155,11 @@ fn tail(s: &str) -> &str {
 /// Runs `teeform ARGS` in `dir` with a cleared environment; stdout and stderr go to files so
 /// a large plan can never block the child while this process waits in `wait4`.
 pub fn teeform(dir: &Path, args: &[&str]) -> Run {
+    teeform_env(dir, args, &[])
+}
+
+/// [`teeform`] with these environment variables added (secrets, a passphrase).
+pub fn teeform_env(dir: &Path, args: &[&str], env: &[(String, String)]) -> Run {
     let out = dir.join(".bench-stdout");
     let err = dir.join(".bench-stderr");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_teeform"));
@@ -166,6 +171,7 @@ pub fn teeform(dir: &Path, args: &[&str]) -> Run {
         .env("NO_COLOR", "1")
         .env("TEEFORM_NO_PROGRESS", "1")
         .env("PHALA_CLOUD_API_KEY", KEY)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).expect("stdout file"))
         .stderr(std::fs::File::create(&err).expect("stderr file"));

@@ -7,7 +7,7 @@
 //! find the one change, and that bytes written per state change stay flat. It never asserts
 //! a time.
 //!
-//! Options: `--quick`, `--only plan,refresh,apply,writes,cli`, `--runs N` (repetitions of each
+//! Options: `--quick`, `--only plan,refresh,apply,writes,cli,secrets`, `--runs N` (repetitions of each
 //! timed measurement; the median is reported).
 
 mod apply;
@@ -15,11 +15,12 @@ mod cli;
 mod harness;
 mod plan;
 mod refresh;
+mod secrets;
 mod writes;
 
 use harness::Bench;
 
-const FIGURES: &[&str] = &["plan", "refresh", "apply", "writes", "cli"];
+const FIGURES: &[&str] = &["plan", "refresh", "apply", "writes", "cli", "secrets"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +52,7 @@ fn main() {
             "apply" => apply::run(&b),
             "writes" => writes::run(&b),
             "cli" => cli::run(&b),
+            "secrets" => secrets::run(&b),
             _ => unreachable!("checked above"),
         };
         for t in tables {

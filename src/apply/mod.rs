@@ -32,7 +32,7 @@ use crate::model::{
 };
 use crate::plan::{self, Action, Change, Plan};
 use crate::providers::{CommitRequest, ErrorKind, PatchOutcome, PatchRequest, PhalaApi, PowerAction, Provisioned};
-use crate::secrets::{self, SecretValues};
+use crate::secrets::{Check, Digester, Made, SecretValues};
 use crate::state::{Batch, JournalEntry, StateError, Store};
 
 /// Progress reporting; the CLI renders it.
@@ -119,6 +119,8 @@ pub struct Executor {
     pub cancel: CancellationToken,
     pub wait: WaitOptions,
     pub secrets: SecretValues,
+    /// How this run digests secrets (the plan's: its digests are in the process's cache).
+    pub digests: Arc<Digester>,
     pub onchain: Option<Arc<dyn OnChain>>,
     /// Stamped on every record and journal entry, so a later run against another endpoint
     /// is refused instead of taking these CVMs for deleted.
@@ -177,7 +179,7 @@ pub enum ApplyError {
 struct Shared {
     current: Mutex<BTreeMap<Address, ResourceRecord>>,
     effects: Mutex<BTreeMap<Address, Effects>>,
-    salt: String,
+    digests: Arc<Digester>,
     nodes: tokio::sync::OnceCell<Vec<crate::providers::NodeInfo>>,
     types: tokio::sync::OnceCell<Vec<crate::providers::InstanceType>>,
     /// Set when a state write fails.
@@ -273,7 +275,7 @@ impl Executor {
         let shared = Arc::new(Shared {
             current: Mutex::new(current),
             effects: Mutex::default(),
-            salt: snap.meta.salt.clone(),
+            digests: self.digests.clone(),
             nodes: Default::default(),
             types: Default::default(),
             state_failed: Default::default(),
@@ -380,7 +382,7 @@ impl Executor {
                     // Only a digest: `output --raw NAME` recomputes the value and checks it.
                     let digest = resolve(&o.value, &current, &self.secrets)
                         .ok()
-                        .map(|v| secrets::digest(&shared.salt, OUTPUT_DIGEST_SCOPE, k, &v));
+                        .map(|v| shared.digests.digest(OUTPUT_DIGEST_SCOPE, k, &v));
                     OutputValue { value: None, sensitive: true, digest }
                 } else {
                     OutputValue { value: resolve(&o.value, &current, &SecretValues::new()).ok(), ..Default::default() }
@@ -520,11 +522,23 @@ impl Step {
         for ((k, v), value) in env.iter().zip(values) {
             let sensitive = v.digest.is_some() || v.template.as_ref().is_some_and(|t| t.refs().any(Ref::is_secret));
             let stored = if sensitive {
-                let d = secrets::digest(&self.shared.salt, address.as_str(), k, &value);
+                let digests = &self.shared.digests;
+                let d = digests.digest(address.as_str(), k, &value);
+                // A saved plan may have been made in another mode: compared in the plan's.
                 if let Some(planned) = &v.digest
                     && *planned != d
                 {
-                    return Err(StepError::env(k, EnvProblem::SecretChanged));
+                    match digests.check(planned, address.as_str(), k, &value) {
+                        Check::Same => {}
+                        Check::Different => return Err(StepError::env(k, EnvProblem::SecretChanged)),
+                        Check::Unknown => {
+                            let made = Made::of(planned).describe();
+                            return Err(StepError::env(
+                                k,
+                                EnvProblem::SecretsKeyChanged { made, now: digests.describe() },
+                            ));
+                        }
+                    }
                 }
                 EnvVal { value: None, digest: Some(d), template: None }
             } else {
@@ -1050,6 +1064,7 @@ mod tests {
             changes,
             drift: vec![],
             refreshed: vec![],
+            redigested: vec![],
             outputs: BTreeMap::new(),
             removed_outputs: BTreeMap::new(),
             outputs_changed: false,

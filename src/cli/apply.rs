@@ -61,7 +61,8 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
         confirm(ctx, args.auto_approve, "Do you want to perform these actions?")?;
     }
     let code =
-        execute(ctx, &s.store, &s.api, &p, s.secrets, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
+        execute(ctx, &s.store, &s.api, &p, s.secrets, s.digests, args.plan.run.parallelism, Some(Arc::new(registrar)))
+            .await?;
     s.store.close().await?;
     Ok(code)
 }
@@ -148,6 +149,7 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
         .cloned()
         .collect();
     let secrets = session::read_secrets(&refs, &FilePolicy::new(&saved.base_dir, &saved.allowed_dirs))?;
+    let digests = Arc::new(session::digester(&meta.salt, saved.passphrase_env.as_deref())?);
     let mut p = p.clone();
     restore_rpc_urls(ctx, &mut p, &args.plan.run.vars.vars)?;
     only_onchain_updates(ctx, &mut p, args.prepare_only);
@@ -158,7 +160,8 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
     }
     let pending = onchain::pending(store.as_ref()).await?;
     let registrar = registrar(&p, &pending, args.prepare_only, None, None)?;
-    let code = execute(ctx, &store, &api, &p, secrets, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
+    let code =
+        execute(ctx, &store, &api, &p, secrets, digests, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
     store.close().await?;
     Ok(code)
 }

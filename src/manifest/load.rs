@@ -11,7 +11,7 @@
 //! - `cvm.rs`: `cvms:` (one CVM: [`Loader::cvm`]; its attributes: `Loader::cvm_attribute`),
 //!   names across CVMs, implied dependencies; `kms.rs`: a CVM's `kms:`;
 //! - `compose.rs`: each CVM's compose file and env handed to `compose_lint` once all are read;
-//! - `outputs.rs`: `outputs:`;
+//! - `outputs.rs`: `outputs:`; `secrets.rs`: `secrets:` (how secret values are digested);
 //! - `data.rs`: `data:` and the catalog providers.
 
 mod compose;
@@ -20,6 +20,7 @@ mod data;
 mod kms;
 mod outputs;
 mod reads;
+mod secrets;
 mod settings;
 mod values;
 mod variables;
@@ -178,7 +179,7 @@ struct Loader<'a> {
     compose_uses: Vec<Use>,
 }
 
-const TOP_KEYS: &[&str] = &["provider", "backend", "allowed_dirs", "variables", "cvms", "data", "outputs"];
+const TOP_KEYS: &[&str] = &["provider", "backend", "allowed_dirs", "variables", "secrets", "cvms", "data", "outputs"];
 
 impl<'a> Loader<'a> {
     fn new(src: Arc<Source>, dir: PathBuf, opts: &'a LoadOptions) -> Loader<'a> {
@@ -214,6 +215,7 @@ impl<'a> Loader<'a> {
         }
         let top = self.entries(root, "the manifest", Some(TOP_KEYS));
         let get = |k: &str| top.iter().find(|(n, _, _)| *n == k).map(|(_, _, v)| *v);
+        let secrets_passphrase_env = get("secrets").and_then(|s| self.secrets_settings(s));
         if let Some(v) = get("allowed_dirs") {
             self.allowed_dirs(v);
         }
@@ -257,6 +259,7 @@ impl<'a> Loader<'a> {
             outputs,
             data,
             providers: self.data.providers.clone(),
+            secrets_passphrase_env,
             warnings: Vec::new(),
         })
     }

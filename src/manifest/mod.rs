@@ -61,6 +61,9 @@ pub struct Config {
     pub data: BTreeMap<String, DataSource>,
     /// Settings of the image catalogs (nscale, OCI).
     pub providers: Providers,
+    /// `secrets.passphrase_env`: the variable holding the passphrase of keyed secret digests,
+    /// when not `TEEFORM_SECRETS_PASSPHRASE` (see `crate::secrets::from_env`).
+    pub secrets_passphrase_env: Option<String>,
     /// Non-fatal findings (e.g. a compose `${VAR}` with no env key).
     pub warnings: Vec<Diagnostic>,
 }

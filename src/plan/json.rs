@@ -123,6 +123,7 @@ pub fn to_json(plan: &Plan) -> Value {
             "converged": plan.converged(),
         },
         "attention": plan.attention,
+        "redigested": plan.redigested,
         "warnings": plan.warnings,
         "applyable": plan.has_changes(),
     })

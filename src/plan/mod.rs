@@ -20,7 +20,7 @@ use crate::graph::{CycleError, Graph};
 use crate::manifest::{Config, CvmConfig, Kms, Ref, Template};
 use crate::model::schema::{Create, SCHEMA};
 use crate::model::{self, Address, Attr, CloudIds, CvmAttrs, EnvVal, OutputValue, Power, RemoteCvm, ResourceRecord};
-use crate::secrets::{self, SecretValues};
+use crate::secrets::{Check, Digester, Job, Made, SecretValues};
 use crate::state::Snapshot;
 use diff::diff_attrs;
 pub use diff::merge_refresh;
@@ -101,6 +101,22 @@ pub enum Reason {
     /// The replaced CVM's boot failed; if the replacement fails the same way, teeform stops
     /// replacing it.
     BootFailed { errors: Vec<String>, logs: String },
+    /// State's digests of these secret env values were made with a key this run does not have
+    /// (`made_with`, as [`Made::describe`]; this run: `now`), so the values cannot be compared
+    /// and are sent again.
+    SecretsResent { keys: Vec<String>, made_with: String, now: String },
+}
+
+/// Secret digests state keeps in another mode or under another key than this run's, for
+/// values that compare equal in the mode that made them: applying writes them again in this
+/// run's mode (a state write, with [`Plan::refreshed`]); nothing is sent to the CVM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redigested {
+    pub address: Address,
+    pub keys: Vec<String>,
+    /// How state's digests were made, and how this run makes them ([`Made::describe`]).
+    pub from: String,
+    pub to: String,
 }
 
 /// What the chain must allow before a change commits (filled in by the CLI's read-only check).
@@ -253,9 +269,13 @@ pub struct Plan {
     /// Changes in dependency order.
     pub changes: Vec<Change>,
     pub drift: Vec<Drift>,
-    /// Records refreshed from the API (drift), written to state when the plan is applied.
+    /// Records refreshed from the API (drift), or whose secret digests are made again
+    /// ([`Plan::redigested`]), written to state when the plan is applied.
     #[serde(default)]
     pub refreshed: Vec<ResourceRecord>,
+    /// Secret digests applying makes again in this run's mode, the values unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redigested: Vec<Redigested>,
     pub outputs: BTreeMap<String, PlannedOutput>,
     /// Outputs in state that this plan removes, as state has them (no value when sensitive).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -316,6 +336,8 @@ pub struct Input<'a> {
     /// `None` when refresh was skipped.
     pub refreshed: Option<&'a BTreeMap<Address, Refresh>>,
     pub secrets: &'a SecretValues,
+    /// How this run digests secrets (for `snapshot`'s salt) and compares state's digests.
+    pub digests: &'a Digester,
     pub mode: Mode,
 }
 
@@ -382,7 +404,8 @@ fn onchain_note(spec: &KmsSpec, h: &HashChange, rec: &ResourceRecord) -> OnChain
 
 /// Builds the plan.
 pub fn plan(input: &Input) -> Result<Plan, PlanError> {
-    let Input { config, snapshot, refreshed, secrets, mode } = *input;
+    let Input { config, snapshot, refreshed, secrets, digests, mode } = *input;
+    debug_assert_eq!(digests.salt(), snapshot.meta.salt, "digests are made for the state planned against");
     let nodes = nodes(config, snapshot);
     let graph = graph_of(&nodes)?;
 
@@ -425,14 +448,38 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         return Ok(finish(config, snapshot, &current, &actions, changes, drift, refreshed_records, attention, mode));
     }
 
+    if mode != Mode::Destroy {
+        prepare_digests(config, &current, secrets, digests);
+    }
+    let mut redigested = Vec::new();
+
     // Creates, updates and replacements in dependency order, so a CVM's references see what
     // happens to the CVMs it references.
     for addr in graph.topo_order() {
         let Some((addr, cfg)) = desired.get_key_value(addr).filter(|_| mode != Mode::Destroy) else {
             continue;
         };
+        let (after, seen) = desired_attrs(cfg, current.get(addr), &current, &actions, secrets, digests);
+        if let Some(rec) = current.get_mut(addr)
+            && !seen.redigested.is_empty()
+        {
+            for (k, d, _) in &seen.redigested {
+                if let Some(v) = rec.attrs.env.get_mut(k) {
+                    v.digest = Some(d.clone());
+                }
+            }
+            match refreshed_records.iter_mut().find(|r| r.address == *addr) {
+                Some(r) => *r = rec.clone(),
+                None => refreshed_records.push(rec.clone()),
+            }
+            redigested.push(Redigested {
+                address: addr.clone(),
+                keys: seen.redigested.iter().map(|(k, _, _)| k.clone()).collect(),
+                from: joined(seen.redigested.iter().map(|(_, _, made)| made)),
+                to: digests.describe(),
+            });
+        }
         let cur = current.get(addr);
-        let after = desired_attrs(cfg, &current, &actions, secrets, &snapshot.meta.salt);
         // Graph nodes are the keys of `nodes`: each dependency is found there.
         let deps: Vec<Address> = graph
             .dependencies(addr.as_str())
@@ -529,7 +576,15 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                 }
             }
         };
-        if let Some(c) = change {
+        if let Some(mut c) = change {
+            // (A replacement creates the CVM anew: nothing to explain there.)
+            if !seen.resent.is_empty() && c.action == Action::Update {
+                c.reasons.push(Reason::SecretsResent {
+                    keys: seen.resent.iter().map(|(k, _)| k.clone()).collect(),
+                    made_with: joined(seen.resent.iter().map(|(_, made)| made)),
+                    now: digests.describe(),
+                });
+            }
             actions.insert(addr.clone(), c.action);
             changes.push(c);
         }
@@ -569,7 +624,69 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     }
     // A failed create is replaced by this plan; its note says why.
     attention.retain(|a| a.problem != Problem::FailedCreate || !changes.iter().any(|c| c.address == a.address));
-    Ok(finish(config, snapshot, &current, &actions, changes, drift, refreshed_records, attention, mode))
+    let mut plan = finish(config, snapshot, &current, &actions, changes, drift, refreshed_records, attention, mode);
+    plan.warnings.extend(resent_warning(&plan));
+    plan.redigested = redigested;
+    Ok(plan)
+}
+
+/// The warning of a plan that sends secrets again because it cannot compare them.
+fn resent_warning(plan: &Plan) -> Option<String> {
+    let resent: Vec<(&Change, &Vec<String>, &String, &String)> = plan
+        .changes
+        .iter()
+        .flat_map(|c| {
+            c.reasons.iter().filter_map(move |r| match r {
+                Reason::SecretsResent { keys, made_with, now } => Some((c, keys, made_with, now)),
+                _ => None,
+            })
+        })
+        .collect();
+    let (_, _, made_with, now) = resent.first()?;
+    let values: usize = resent.iter().map(|(_, k, _, _)| k.len()).sum();
+    let cvms = resent.len();
+    let s = |n: usize| if n == 1 { "" } else { "s" };
+    Some(format!(
+        "{values} secret value{} in {cvms} CVM{} cannot be compared with state: its digests were made with {made_with}, \
+         and this run has {now}. They are sent again, which restarts {} (see each change's note). If the \
+         passphrase was not meant to change, set the one used before; to change it without restarts, set {} \
+         to the old one as well",
+        s(values),
+        s(cvms),
+        if cvms == 1 { "that CVM" } else { "those CVMs" },
+        crate::secrets::PREVIOUS_PASSPHRASE_VAR,
+    ))
+}
+
+/// Makes ahead, on all cores, the Argon2id digests this plan's CVMs will ask for: env values
+/// with secrets resolved as far as current state allows (a value referencing a CVM this plan
+/// replaces is digested when the plan reaches it).
+fn prepare_digests(
+    config: &Config,
+    current: &BTreeMap<Address, ResourceRecord>,
+    secrets: &SecretValues,
+    digests: &Digester,
+) {
+    let none = BTreeMap::new();
+    let mut owned: Vec<(String, &str, zeroize::Zeroizing<String>, Option<&str>)> = Vec::new();
+    for c in config.cvms.values() {
+        let addr = c.address();
+        let recorded = current.get(&addr).map(|r| &r.attrs.env);
+        for (k, t) in c.env.iter().filter(|(_, t)| t.refs().any(Ref::is_secret)) {
+            let resolved = t.substitute(|r| match r {
+                Ref::Cvm { name, attr } => cvm_attr(name, attr, current, &none),
+                r if r.is_secret() => secrets.get(r).map(|s| s.expose().to_string()),
+                _ => None,
+            });
+            if let Some(value) = resolved.as_literal() {
+                let old = recorded.and_then(|e| e.get(k)).and_then(|v| v.digest.as_deref());
+                owned.push((addr.to_string(), k, zeroize::Zeroizing::new(value), old));
+            }
+        }
+    }
+    let jobs: Vec<Job> =
+        owned.iter().map(|(scope, key, value, recorded)| Job { scope, key, value, recorded: *recorded }).collect();
+    digests.prepare(&jobs);
 }
 
 /// What an in-place update entails: a start or stop when the run state changes, a restart
@@ -640,6 +757,7 @@ fn finish(
         changes,
         drift,
         refreshed,
+        redigested: Vec::new(),
         outputs,
         removed_outputs,
         outputs_changed,
@@ -686,15 +804,33 @@ fn resolve_plain(
     r.as_literal()
 }
 
-/// Desired attributes of one CVM, with references resolved as far as they can be now.
+/// What making a CVM's desired env found about state's secret digests.
+#[derive(Default)]
+struct SecretsSeen {
+    /// Keys whose value is unchanged but whose digest state keeps in another mode: the key,
+    /// its digest in this run's mode, how state's was made ([`Made::describe`]).
+    redigested: Vec<(String, String, String)>,
+    /// Keys whose digest was made with a key this run does not have, and how it was made.
+    resent: Vec<(String, String)>,
+}
+
+/// The distinct descriptions, in order, joined with "and".
+fn joined<'a>(made: impl Iterator<Item = &'a String>) -> String {
+    made.collect::<BTreeSet<_>>().into_iter().cloned().collect::<Vec<_>>().join(" and ")
+}
+
+/// Desired attributes of one CVM, with references resolved as far as they can be now, and
+/// what comparing its secrets with `cur`'s digests found.
 fn desired_attrs(
     c: &CvmConfig,
+    cur: Option<&ResourceRecord>,
     current: &BTreeMap<Address, ResourceRecord>,
     actions: &BTreeMap<Address, Action>,
     secrets: &SecretValues,
-    salt: &str,
-) -> CvmAttrs {
+    digests: &Digester,
+) -> (CvmAttrs, SecretsSeen) {
     let addr = c.address();
+    let mut seen = SecretsSeen::default();
     let env = c
         .env
         .iter()
@@ -707,17 +843,26 @@ fn desired_attrs(
             });
             let v = match (resolved.as_literal(), sensitive) {
                 (Some(value), false) => EnvVal::plain(value),
-                (Some(value), true) => EnvVal {
-                    value: None,
-                    digest: Some(secrets::digest(salt, addr.as_str(), k, &value)),
-                    template: Some(t.clone()),
-                },
+                (Some(value), true) => {
+                    let value = zeroize::Zeroizing::new(value);
+                    let digest = digests.digest(addr.as_str(), k, &value);
+                    let recorded = cur.and_then(|r| r.attrs.env.get(k)).and_then(|v| v.digest.as_deref());
+                    if let Some(old) = recorded.filter(|old| *old != digest && !digests.is_current(old)) {
+                        let made = Made::of(old).describe();
+                        match digests.check(old, addr.as_str(), k, &value) {
+                            Check::Same => seen.redigested.push((k.clone(), digest.clone(), made)),
+                            Check::Different => {}
+                            Check::Unknown => seen.resent.push((k.clone(), made)),
+                        }
+                    }
+                    EnvVal { value: None, digest: Some(digest), template: Some(t.clone()) }
+                }
                 (None, _) => EnvVal { value: None, digest: None, template: Some(t.clone()) },
             };
             (k.clone(), v)
         })
         .collect();
-    CvmAttrs { env, ..configured_attrs(c) }
+    (CvmAttrs { env, ..configured_attrs(c) }, seen)
 }
 
 /// The attributes the manifest gives a CVM, in the API's normal form, env aside (its values

@@ -60,6 +60,7 @@ pub fn render(plan: &Plan, p: &Palette) -> String {
         }
         return out;
     }
+    redigested(&mut out, p, plan);
     if !plan.has_changes() {
         if !plan.attention.is_empty() {
             attention(&mut out, p, plan);
@@ -101,6 +102,26 @@ pub fn render(plan: &Plan, p: &Palette) -> String {
     }
     out.push('\n');
     out
+}
+
+/// Secret digests applying writes again in this run's mode (the values compare equal).
+fn redigested(out: &mut String, p: &Palette, plan: &Plan) {
+    let Some(first) = plan.redigested.first() else { return };
+    let values: usize = plan.redigested.iter().map(|r| r.keys.len()).sum();
+    let cvms = plan.redigested.len();
+    let same_from = plan.redigested.iter().all(|r| r.from == first.from);
+    let from = if same_from { first.from.as_str() } else { "other modes" };
+    let _ = writeln!(
+        out,
+        "{} {values} secret digest{} in {cvms} CVM{} {} made with {from}; applying writes {} again with {}, in state \
+         only: no value is sent and no CVM restarts.\n",
+        p.cyan("note:"),
+        if values == 1 { "" } else { "s" },
+        if cvms == 1 { "" } else { "s" },
+        if values == 1 { "was" } else { "were" },
+        if values == 1 { "it" } else { "them" },
+        first.to,
+    );
 }
 
 fn needs_attention(n: usize) -> String {
@@ -295,6 +316,16 @@ fn note(r: &Reason) -> Option<String> {
             "its boot failed: {}; boot log: `{logs}`. If the replacement fails the same way, teeform stops replacing it",
             errors.last().map(String::as_str).unwrap_or("(no boot error)")
         ),
+        Reason::SecretsResent { keys, made_with, now } => {
+            let one = keys.len() == 1;
+            format!(
+                "{}: state's digest{} made with {made_with}, and this run has {now}: {} cannot be compared, so {} sent again",
+                keys.join(", "),
+                if one { " was" } else { "s were" },
+                if one { "the value" } else { "the values" },
+                if one { "it is" } else { "they are" },
+            )
+        }
         Reason::NotInManifest | Reason::DestroyRequested => return None,
     })
 }

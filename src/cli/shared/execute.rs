@@ -11,7 +11,7 @@ use crate::cli::context::{Api, Ctx};
 use crate::cli::error::{CliError, CliResult, exit, steps_failed};
 use crate::cli::shell::progress::Progress;
 use crate::plan::{self, Mode, Plan};
-use crate::secrets::SecretValues;
+use crate::secrets::{Digester, SecretValues};
 use crate::state::Store;
 
 /// Asks the question on the terminal; only `yes` goes on. Without a terminal (CI) an
@@ -59,12 +59,14 @@ pub fn unresolved(p: &Plan) -> Option<CliError> {
 }
 
 /// Runs the executor with progress output and Ctrl-C handling, then reports.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     ctx: &Ctx,
     store: &Arc<dyn Store>,
     api: &Api,
     p: &Plan,
     secrets: SecretValues,
+    digests: Arc<Digester>,
     parallelism: usize,
     onchain: Option<Arc<dyn apply::OnChain>>,
 ) -> CliResult {
@@ -80,10 +82,12 @@ pub async fn execute(
         cancel: cancel.clone(),
         wait: wait_options(ctx),
         secrets,
+        digests,
         onchain,
         endpoint: api.endpoint.clone(),
     };
     let report = exec.run(p).await;
+    crate::secrets::log_stats("applying");
     progress.finish();
     drop(graceful);
     let report = report?;

@@ -13,6 +13,7 @@ use crate::cli::error::{CliError, CliResult};
 use crate::manifest::Config;
 use crate::model::{Address, Attr};
 use crate::plan::{self, Action, Mode, Plan, Refresh, json, render};
+use crate::secrets::{self, Digester};
 use crate::state::Snapshot;
 
 async fn refresh(
@@ -130,8 +131,11 @@ pub async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> C
         snapshot: &snapshot,
         refreshed: refreshed.as_ref(),
         secrets: &s.secrets,
+        digests: &s.digests,
         mode,
     })?;
+    secrets::log_stats("planning");
+    keyed_state_needs_a_passphrase(&s.digests, &p)?;
     if args.refresh && mode == Mode::Normal {
         names_are_free(ctx, &s.api, &snapshot, &p).await?;
     }
@@ -139,6 +143,39 @@ pub async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> C
         check_values(ctx, &s.config, &s.api, &p, args.refresh, !snapshot.resources.is_empty()).await?;
     }
     Ok(p)
+}
+
+/// Refuses to send secrets again only because this run has no passphrase while state's
+/// digests were made with one: most likely the variable is missing (a renamed CI secret),
+/// and sending would restart every CVM with a secret. A different passphrase, set on
+/// purpose, plans the resends with their reasons instead.
+fn keyed_state_needs_a_passphrase(digests: &Digester, p: &Plan) -> CliResult<()> {
+    if digests.keyed() {
+        return Ok(());
+    }
+    let (cvms, made_with) = p
+        .changes
+        .iter()
+        .flat_map(|c| c.reasons.iter())
+        .filter_map(|r| match r {
+            plan::Reason::SecretsResent { made_with, .. } => Some(made_with),
+            _ => None,
+        })
+        .fold((0, None), |(n, first), m| (n + 1, first.or(Some(m))));
+    let Some(made_with) = made_with else { return Ok(()) };
+    Err(CliError::new(format!(
+        "the secret digests of {cvms} CVM{} in state were made with {made_with}, and no passphrase is set; nothing was changed",
+        if cvms == 1 { "" } else { "s" }
+    ))
+    .hint(format!(
+        "set {} (or the variable the manifest's `secrets.passphrase_env` names) to the passphrase used before",
+        secrets::PASSPHRASE_VAR
+    ))
+    .hint(format!(
+        "to leave keyed mode, set {} to it instead: the digests are written again with Argon2id, and no CVM restarts",
+        secrets::PREVIOUS_PASSPHRASE_VAR
+    ))
+    .hint("if the passphrase is lost, set a new one: the plan then shows each secret it sends again"))
 }
 
 /// Refuses a plan that would send values the API does not offer (instance types, nodes, OS

@@ -633,10 +633,8 @@ impl Step {
         let encrypted_env = if env.is_empty() {
             None
         } else {
-            let key = match &prov.env_pubkey {
-                Some(k) => k.clone(),
-                None => self.api.kms_pubkey(prov.kms_id.as_deref().unwrap_or("phala"), &app_id).await?,
-            };
+            let kms = prov.kms_id.as_deref().unwrap_or("phala");
+            let key = self.checked_key(c, kms, &app_id, prov.env_pubkey.as_deref()).await?;
             Some(encrypt_env(&env, &key)?)
         };
         if app_id.is_empty() {
@@ -824,6 +822,47 @@ impl Step {
         self.commit(Batch { put: vec![rec], ..Default::default() }).await
     }
 
+    /// The app's env-encryption key from its KMS (`kms`: id, slug or kind), its signature
+    /// checked against the manifest's `kms.signer` or else the signing key the API's KMS info
+    /// names. Nothing is encrypted to a key that fails: the step stops here, before any env is
+    /// sent. `offered`: the key the API gave elsewhere (provision, CVM info), which must be the
+    /// same key.
+    async fn checked_key(
+        &self,
+        c: &Change,
+        kms: &str,
+        app_id: &str,
+        offered: Option<&str>,
+    ) -> Result<String, StepError> {
+        use crate::verify::kms_key::{self, Signer};
+        let refuse = |why: String| StepError::refused(format!("not encrypting env to the key from KMS `{kms}`: {why}"));
+        let (signer, from) = match &c.kms_signer {
+            Some(s) => (s.clone(), "kms.signer in the manifest"),
+            None => match self.api.kms_signer(kms).await? {
+                Some(s) => (s, "the API's KMS info"),
+                None => {
+                    return Err(refuse(
+                        "the API names no signing key for this KMS, so the key cannot be checked; pin it with `kms: {signer: 0x…}`".into(),
+                    ));
+                }
+            },
+        };
+        let signer = Signer::parse(&signer).map_err(|m| refuse(format!("the signing key from {from}: {m}")))?;
+        if app_id.is_empty() {
+            return Err(refuse("the CVM's app id is unknown".into()));
+        }
+        let signed = self.api.kms_pubkey(kms, app_id).await?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let key =
+            kms_key::check(&signed, app_id, &signer, now).map_err(|e| refuse(format!("{e} (signer from {from})")))?;
+        if let Some(o) = offered
+            && !o.trim_start_matches("0x").eq_ignore_ascii_case(&key)
+        {
+            return Err(refuse(format!("the API offered key {o}, but the KMS signed {key}")));
+        }
+        Ok(key)
+    }
+
     async fn patch_request(
         &self,
         c: &Change,
@@ -920,8 +959,16 @@ impl Step {
         }
         let rec = self.shared.current.lock().expect("state lock").get(&c.address).cloned();
         let mut pubkey = rec.as_ref().and_then(|r| r.env_pubkey.clone());
-        if pubkey.is_none() && c.changes(Attr::Env) {
-            pubkey = self.api.get_cvm(&ids.id).await?.and_then(|r| r.env_pubkey);
+        if c.changes(Attr::Env) {
+            // The key the CVM reports is only compared: what is encrypted to is the key its
+            // KMS signed, checked first.
+            let app_id = rec.as_ref().and_then(|r| r.ids.app_id.clone()).or(ids.app_id.clone());
+            let app_id = match app_id {
+                Some(a) => a,
+                None => self.api.get_cvm(&ids.id).await?.and_then(|r| r.ids.app_id).unwrap_or_default(),
+            };
+            let kms = after.kms.clone().or(before.kms.clone()).unwrap_or_else(|| "phala".into());
+            pubkey = Some(self.checked_key(c, &kms, &app_id, pubkey.as_deref()).await?);
         }
         let req = self.patch_request(c, &before, &after, &env, pubkey.as_deref()).await?;
         let entry = self.journal(c, "update", Some(ids.id.clone()), serde_json::json!({ "attrs": state_attrs }));
@@ -1055,6 +1102,7 @@ mod tests {
                 dependencies: deps.iter().map(|d| (*d).into()).collect(),
                 compose_hash: None,
                 kms: None,
+                kms_signer: None,
             })
             .collect();
         Plan {

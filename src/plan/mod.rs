@@ -165,6 +165,10 @@ pub struct Change {
     /// The KMS the CVM uses (for on-chain registration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms: Option<KmsSpec>,
+    /// The manifest's `kms.signer`: the KMS signing key the env-encryption key must be
+    /// signed by (when unset, the one the API's KMS info names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_signer: Option<String>,
 }
 
 impl Change {
@@ -504,6 +508,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                     dependencies: deps,
                     compose_hash: Some(hash),
                     kms,
+                    kms_signer: cfg.kms_signer.clone(),
                 })
             }
             Some(rec) => {
@@ -534,6 +539,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                         dependencies: deps,
                         compose_hash: Some(hash),
                         kms,
+                        kms_signer: cfg.kms_signer.clone(),
                     })
                 } else if attrs.is_empty() {
                     None
@@ -572,6 +578,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                         dependencies: deps,
                         compose_hash: hash,
                         kms,
+                        kms_signer: cfg.kms_signer.clone(),
                     })
                 }
             }
@@ -616,6 +623,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
             dependencies: rec.dependencies.clone(),
             compose_hash: None,
             kms: None,
+            kms_signer: None,
         });
     }
     changes.extend(deletes);

@@ -36,6 +36,16 @@ use serde::{Deserialize, Serialize};
 
 pub use world::World;
 
+/// The simulator's test KMS signing key (secp256k1): public test data, never a real key.
+pub const KMS_SECRET: [u8; 32] = *b"teeform-simulator-test-kms-key!!";
+/// The key the `kms_bad_signature` knob signs with instead.
+pub const WRONG_KMS_SECRET: [u8; 32] = *b"teeform-simulator-wrong-kms-key!";
+
+/// The test KMS's signing key as its KMS info gives it (`k256_pubkey`: compressed, `0x` hex).
+pub fn kms_signer() -> String {
+    crate::verify::kms_key::signer_of(&KMS_SECRET)
+}
+
 /// Behaviour knobs; all can be changed at runtime with `POST /_sim/config`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -85,6 +95,9 @@ pub struct SimConfig {
     /// teeform previews) or `indent4` (`@phala/cloud`'s `getHash`), to show a preview that
     /// differs from the API's hash.
     pub compose_hash_style: String,
+    /// The test KMS signs env-encryption keys with another key than the one its KMS info
+    /// names (`kms_signer`): teeform must refuse to encrypt to them.
+    pub kms_bad_signature: bool,
 }
 
 impl Default for SimConfig {
@@ -110,6 +123,7 @@ impl Default for SimConfig {
             catalog_errors: Vec::new(),
             legacy_create: false,
             compose_hash_style: "compact".into(),
+            kms_bad_signature: false,
         }
     }
 }

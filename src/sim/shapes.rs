@@ -522,6 +522,10 @@ pub fn kms(k: &Kms) -> Value {
         "chain_id": k.chain_id,
         "kms_contract_address": k.kms_contract_address,
         "gateway_app_id": Value::Null,
+        // UNVERIFIED: that the 2026-01-21 KmsInfo (a passthrough schema) carries the KMS's
+        // signing key under dstack's name for it (`GetMeta`'s `k256_pubkey`); the 2026-06-23
+        // KMS contract names it so.
+        "k256_pubkey": crate::sim::kms_signer(),
     })
 }
 
@@ -529,7 +533,7 @@ fn kms_url(k: &Kms) -> String {
     format!("https://{}.kms.sim.invalid", k.slug)
 }
 
-fn kms_type(k: &Kms) -> &'static str {
+pub fn kms_type(k: &Kms) -> &'static str {
     match k.chain_id {
         None => "phala",
         Some(8453) => "base",
@@ -552,7 +556,7 @@ pub fn kms_contract(k: &Kms) -> Value {
         "label": if k.chain_id.is_some() { format!("{} KMS (simulated)", kms_type(k)) } else { "Phala KMS (simulated)".into() },
         "contract_address": k.kms_contract_address.clone().unwrap_or_else(|| "phala".into()),
         "chain_id": k.chain_id.unwrap_or(0),
-        "k256_pubkey": null,
+        "k256_pubkey": crate::sim::kms_signer(),
         "ca_pubkey": null,
         "node_count": 1,
     })

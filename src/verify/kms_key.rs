@@ -159,7 +159,7 @@ fn recover(sig_hex: &str, hash: &B256, signer: &Signer) -> Result<(), KeyError> 
     } else {
         let recovered = match signer {
             Signer::PublicKey(_) => Signer::PublicKey(compressed(&key)),
-            Signer::Address(_) => Signer::Address(alloy::primitives::Address::from_public_key(&key).0 .0),
+            Signer::Address(_) => Signer::Address(alloy::primitives::Address::from_public_key(&key).0.0),
         };
         Err(KeyError::WrongSigner { expected: signer.to_string(), recovered: recovered.to_string() })
     }
@@ -250,7 +250,9 @@ mod tests {
         let app = "ab".repeat(20);
         let none = SignedKey { public_key: "00".repeat(32), ..Default::default() };
         assert_eq!(check(&none, &app, &signer, 0), Err(KeyError::Unsigned));
-        for (pk, sig) in [("zz", "00"), (&*"00".repeat(31), "00"), (&*"00".repeat(32), "00"), (&*"00".repeat(32), &*"00".repeat(65))] {
+        for (pk, sig) in
+            [("zz", "00"), (&*"00".repeat(31), "00"), (&*"00".repeat(32), "00"), (&*"00".repeat(32), &*"00".repeat(65))]
+        {
             let k = SignedKey { public_key: pk.into(), signature: Some(sig.into()), ..Default::default() };
             assert!(check(&k, &app, &signer, 0).is_err(), "{pk} {sig}");
         }

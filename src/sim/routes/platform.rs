@@ -74,18 +74,28 @@ pub async fn kms_nodes(State(sim): State<Sim>, Path(kms): Path<String>) -> Res {
     ok(sim.read(|w| named(w, &kms).map(shapes::kms_contract_nodes)).ok_or_else(kms_not_found)?)
 }
 
-/// An app's env-encryption key from a KMS. The signature is a placeholder: the simulator's KMS
-/// has no secp256k1 identity.
+/// An app's env-encryption key from a KMS, signed by the simulator's test KMS key
+/// ([`crate::sim::kms_signer`]) in both of dstack's forms: `signature` (legacy) and
+/// `signature_v1` over the `timestamp` too. The knob `kms_bad_signature` signs with another
+/// key, as a KMS (or an API in between) that cannot be trusted would.
 pub async fn kms_pubkey(State(sim): State<Sim>, Path((kms, app_id)): Path<(String, String)>) -> Res {
     let key = sim.read(|w| {
-        named(w, &kms).ok_or_else(kms_not_found)?;
+        named(w, &kms).or_else(|| w.kms.iter().find(|k| shapes::kms_type(k) == kms)).ok_or_else(kms_not_found)?;
         let app = app_id.trim_start_matches("0x");
         if app.len() != 40 || !app.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(ApiError::invalid("app_id", "app_id must be 40 hex characters"));
         }
         Ok(w.app_env_pubkey(app))
     })?;
-    ok(json!({"public_key": key, "signature": format!("0x{}", "00".repeat(65))}))
+    let secret = if sim.config().kms_bad_signature { crate::sim::WRONG_KMS_SECRET } else { crate::sim::KMS_SECRET };
+    let app: [u8; 20] = hex::decode(app_id.trim_start_matches("0x"))
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::invalid("app_id", "app_id must be 40 hex characters"))?;
+    let pk = hex::decode(&key).unwrap_or_default();
+    let now = crate::sim::world::now_ms() / 1000;
+    let sign = |ts| crate::verify::kms_key::sign(&secret, &pk, &app, ts);
+    ok(json!({"public_key": key, "signature": sign(None), "signature_v1": sign(Some(now)), "timestamp": now}))
 }
 
 pub async fn os_images(State(sim): State<Sim>, Query(q): Query<PageQuery>) -> Res {

@@ -587,6 +587,7 @@ impl Step {
             boot: Default::default(),
             dependencies: c.dependencies.clone(),
             updated_at: now_rfc3339(),
+            unverified: None,
             endpoint: Some(self.endpoint.to_string()),
         }
     }

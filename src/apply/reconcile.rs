@@ -182,6 +182,7 @@ fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
         },
         dependencies: vec![],
         updated_at: now_rfc3339(),
+        unverified: None,
         endpoint: e.endpoint.clone(),
     }
 }

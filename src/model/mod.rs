@@ -190,6 +190,11 @@ pub struct ResourceRecord {
     #[serde(default)]
     pub dependencies: Vec<Address>,
     pub updated_at: String,
+    /// Why the CVM's attestation did not prove it runs what was applied (the field that
+    /// differs), from the last apply or `verify`; `None` once it does, and for records from
+    /// before teeform checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified: Option<String>,
     /// The Phala Cloud API prefix the CVM lives at (`local`: the embedded simulator). Records
     /// from before teeform kept it have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]

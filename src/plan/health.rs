@@ -112,6 +112,7 @@ mod tests {
             boot: crate::model::BootHistory { pending, failures: vec![] },
             dependencies: vec![],
             updated_at: String::new(),
+            unverified: None,
             endpoint: None,
         }
     }

@@ -68,6 +68,7 @@ fn record(addr: &str, name: &str, compose: &str, vcpu: u32) -> ResourceRecord {
         boot: Default::default(),
         dependencies: vec![],
         updated_at: "t".into(),
+        unverified: None,
         endpoint: None,
     }
 }

@@ -2,4 +2,5 @@
 //! secret is encrypted to it ([`kms_key`]), and a CVM's attestation after it boots
 //! ([`attest`]: the RTMR3 event log replayed and compared with what teeform deployed).
 
+pub mod attest;
 pub mod kms_key;

@@ -37,7 +37,8 @@ fn a_key_the_kms_did_not_sign_gets_no_env_at_create_or_update() {
     let patches = t.count("PATCH ");
     let r = t.run(&["apply", "--auto-approve"]);
     r.code(1);
-    assert!(r.stderr.contains("not encrypting env"), "{}", r.stderr);
+    assert!(r.stderr.contains("not encrypting env to the key from KMS `phala`"), "{}", r.stderr);
+    assert!(r.stderr.contains("not by the KMS's signing key"), "{}", r.stderr);
     assert_eq!(t.count("PATCH "), patches, "nothing sent");
     assert_eq!(env_of(&t, "api-main")["API_KEY"], "sk-live-123");
 }

@@ -125,6 +125,9 @@ pub struct Executor {
     /// Stamped on every record and journal entry, so a later run against another endpoint
     /// is refused instead of taking these CVMs for deleted.
     pub endpoint: String,
+    /// The attestation gate: each CVM created or updated is verified once it runs
+    /// ([`crate::verify`]); a mismatch fails its step and marks it `unverified`.
+    pub verify: bool,
 }
 
 #[derive(Debug)]
@@ -328,6 +331,7 @@ impl Executor {
                         onchain: self.onchain.clone(),
                         cancel: self.cancel.clone(),
                         endpoint: endpoint.clone(),
+                        verify: self.verify,
                     };
                     self.events.started(addr.as_str(), action);
                     let task = running.spawn(async move {
@@ -441,6 +445,7 @@ struct Step {
     onchain: Option<Arc<dyn OnChain>>,
     cancel: CancellationToken,
     endpoint: Arc<str>,
+    verify: bool,
 }
 
 impl Step {
@@ -462,7 +467,36 @@ impl Step {
                 }
             }
         };
+        let r = match r {
+            Ok(StepResult::Done { id }) if self.verify && c.action != Action::Delete => {
+                self.gate(c).await.map(|()| StepResult::Done { id })
+            }
+            r => r,
+        };
         r.unwrap_or_else(|e| StepResult::Failed(Box::new(e)))
+    }
+
+    /// The attestation gate: the CVM, now running, must attest the app, instance and compose
+    /// state records for it. A mismatch marks it `unverified` in state and fails the step; a
+    /// match clears an earlier mark. A CVM kept stopped cannot attest and is left as it is.
+    async fn gate(&self, c: &Change) -> Result<(), StepError> {
+        let Some(mut rec) = self.shared.current.lock().expect("state lock").get(&c.address).cloned() else {
+            return Ok(());
+        };
+        if rec.attrs.power == Some(Power::Stopped) {
+            return Ok(());
+        }
+        self.events.status(c.address.as_str(), "verifying the attestation");
+        let v = crate::verify::verify_record(self.api.as_ref(), &rec).await?;
+        let problem = v.problem();
+        if rec.unverified != problem {
+            rec.unverified = problem.clone();
+            self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
+        }
+        match problem {
+            None => Ok(()),
+            Some(p) => Err(StepError::new(Failure::Unverified(p))),
+        }
     }
 
     fn effect(&self, address: &Address, f: impl FnOnce(&mut Effects)) {

@@ -18,7 +18,7 @@ pub async fn run(ctx: &Ctx, run: &RunArgs, auto_approve: bool) -> CliResult {
         return Ok(exit::OK);
     }
     confirm(ctx, auto_approve, "Do you really want to destroy every CVM in this state? There is no undo.")?;
-    let code = execute(ctx, &s.store, &s.api, &p, s.secrets, s.digests, run.parallelism, None).await?;
+    let code = execute(ctx, &s.store, &s.api, &p, s.secrets, s.digests, run.parallelism, None, false).await?;
     s.store.close().await?;
     Ok(code)
 }

@@ -29,6 +29,7 @@ mod state_recover;
 mod state_rm;
 mod state_show;
 mod validate;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -187,6 +188,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check that CVMs run what was applied: each one's attestation (RTMR3 event log
+    /// replayed; app id, instance id and compose hash compared with state). Exit 1 if any
+    /// is not verified.
+    Verify {
+        /// CVM addresses (`cvm.web`); every CVM in state when none is given.
+        #[arg(value_name = "ADDR")]
+        addresses: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show outputs from state.
     Output {
         /// One output.
@@ -253,6 +264,10 @@ pub struct ApplyArgs {
     /// Stop after preparing on-chain updates; print what a multisig must sign.
     #[arg(long)]
     pub prepare_only: bool,
+    /// Skip the attestation gate (each CVM created or updated is otherwise verified once it
+    /// runs); the summary says it was skipped.
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,6 +400,7 @@ async fn run(cli: Cli, shell: Shell) -> error::CliResult {
         Command::Apply(args) => apply::run(&ctx, &args).await,
         Command::Destroy { run, auto_approve } => destroy::run(&ctx, &run, auto_approve).await,
         Command::Show { plan_file, json } => show::run(&ctx, plan_file.as_deref(), json).await,
+        Command::Verify { addresses, json } => verify::run(&ctx, &addresses, json).await,
         Command::Output { name, json, raw, vars } => output::run(&ctx, name.as_deref(), json, raw, &vars).await,
         Command::State(s) => match s {
             StateCommand::List => state_list::run(&ctx).await,

@@ -318,6 +318,10 @@ pub trait PhalaApi: Send + Sync {
     /// The KMS's signing key (`GET /kms/{kms}` → `k256_pubkey`, a compressed secp256k1 key in
     /// hex); `None` when the API names none or knows no such KMS.
     async fn kms_signer(&self, kms: &str) -> Result<Option<String>, ApiError>;
+    /// A CVM's attestation (`GET /cvms/{id}/attestation`) as the API answers it:
+    /// `{is_online, tcb_info: {rtmr0..3, event_log, app_compose} | null, …}`; `Ok(None)` when
+    /// the CVM does not exist. Check it with [`crate::verify::attest::check`].
+    async fn attestation(&self, id: &str) -> Result<Option<serde_json::Value>, ApiError>;
     /// What a create can choose from (`GET /teepods/available`): nodes and KMS instances.
     async fn available(&self) -> Result<Available, ApiError> {
         Ok(Available { nodes: self.nodes().await?, kms: vec![] })

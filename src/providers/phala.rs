@@ -734,6 +734,15 @@ impl PhalaApi for PhalaClient {
         read().map_err(|m| ApiError::invalid("GET", &path, 200, m))
     }
 
+    async fn attestation(&self, id: &str) -> Result<Option<Value>, ApiError> {
+        let path = format!("/cvms/{}/attestation", path_id(id));
+        match self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn kms_signer(&self, kms: &str) -> Result<Option<String>, ApiError> {
         let path = format!("/kms/{kms}");
         let v = match self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await {

@@ -98,6 +98,11 @@ pub struct SimConfig {
     /// The test KMS signs env-encryption keys with another key than the one its KMS info
     /// names (`kms_signer`): teeform must refuse to encrypt to them.
     pub kms_bad_signature: bool,
+    /// Names of CVMs that boot another compose than they were sent: their attestation is
+    /// consistent, but attests another compose hash.
+    pub boot_other_compose: Vec<String>,
+    /// Names of CVMs whose attested event log was rewritten: it no longer replays to RTMR3.
+    pub corrupt_event_log: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -124,6 +129,8 @@ impl Default for SimConfig {
             legacy_create: false,
             compose_hash_style: "compact".into(),
             kms_bad_signature: false,
+            boot_other_compose: Vec::new(),
+            corrupt_event_log: Vec::new(),
         }
     }
 }

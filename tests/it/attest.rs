@@ -67,3 +67,86 @@ fn a_pinned_kms_signer_is_the_one_trusted() {
     r.code(1);
     assert!(r.stderr.contains("kms.signer") && r.stderr.contains("teeform.yaml:9:15"), "{}", r.stderr);
 }
+
+const TWO: &str = "cvms:\n  web:\n    name: web-main\n    compose: web.yml\n  api:\n    name: api-main\n    compose: web.yml\n    vcpu: 2\n";
+
+#[test]
+fn the_gate_passes_a_fleet_that_booted_what_was_sent_and_verify_says_so() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(TWO);
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.ok();
+    assert!(r.stderr.contains("Attestations verified"), "{}", r.stderr);
+    let attestations = |t: &TestEnv| {
+        t.stats()["requests"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.ends_with("/attestation"))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(attestations(&t), 2, "one attestation per CVM created");
+    // An unchanged fleet: verify prints a table and exits 0.
+    let v = t.run(&["verify"]);
+    v.ok();
+    assert!(v.stdout.starts_with("ADDRESS"), "{}", v.stdout);
+    assert!(v.stdout.contains("cvm.api") && v.stdout.contains("cvm.web"), "{}", v.stdout);
+    assert_eq!(v.stdout.matches("verified").count(), 2, "{}", v.stdout);
+    assert!(v.stderr.contains("the TDX quote was not verified"), "{}", v.stderr);
+    let j = t.run(&["verify", "--json", "cvm.web"]);
+    j.ok();
+    let doc: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(doc["verified"], true);
+    assert_eq!(doc["quote_verified"], false);
+    assert_eq!(doc["cvms"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["cvms"][0]["address"], "cvm.web");
+    assert_eq!(attestations(&t), 5);
+    let e = t.run(&["verify", "cvm.wbe"]);
+    e.code(1);
+    assert!(e.stderr.contains("did you mean `cvm.web`?"), "{}", e.stderr);
+    // `--no-verify` skips the gate and says so.
+    t.manifest(&TWO.replace("vcpu: 2", "vcpu: 1"));
+    let r = t.run(&["apply", "--auto-approve", "--no-verify"]);
+    r.ok();
+    assert!(r.stderr.contains("Attestations not verified (--no-verify)."), "{}", r.stderr);
+    assert_eq!(attestations(&t), 5);
+}
+
+#[test]
+fn a_cvm_that_booted_another_compose_fails_the_gate_and_stays_unverified() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(TWO);
+    t.configure(serde_json::json!({"boot_other_compose": ["api-main"]}));
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert!(
+        r.stderr.contains("the attestation does not match what was applied: compose-hash: expected"),
+        "{}",
+        r.stderr
+    );
+    let show = t.run(&["state", "show", "cvm.api"]);
+    assert!(show.ok().stdout.contains("unverified   = \"compose-hash: expected"), "{}", show.stdout);
+    assert!(!t.run(&["state", "show", "cvm.web"]).ok().stdout.contains("unverified"));
+    let v = t.run(&["verify", "--json"]);
+    v.code(1);
+    let doc: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
+    assert_eq!(doc["verified"], false);
+    let api = doc["cvms"].as_array().unwrap().iter().find(|c| c["address"] == "cvm.api").unwrap().clone();
+    assert_eq!(api["mismatches"][0]["field"], "compose-hash");
+    let p = t.run(&["plan"]);
+    assert!(p.stderr.contains("cvm.api is unverified"), "{}", p.stderr);
+
+    // A corrupted event log: the replay does not reach the reported RTMR3.
+    t.configure(serde_json::json!({"boot_other_compose": [], "corrupt_event_log": ["web-main"]}));
+    let v = t.run(&["verify", "cvm.web"]);
+    v.code(1);
+    assert!(v.stdout.contains("UNVERIFIED") && v.stdout.contains("rtmr3: expected"), "{}", v.stdout);
+    // Booting what was sent again (an apply that changes it): the mark goes.
+    t.configure(serde_json::json!({"corrupt_event_log": []}));
+    t.manifest(&TWO.replace("vcpu: 2", "vcpu: 1"));
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert!(!t.run(&["state", "show", "cvm.api"]).ok().stdout.contains("unverified"));
+}

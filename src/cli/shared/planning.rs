@@ -121,6 +121,14 @@ async fn boot_errors(ctx: &Ctx, api: &Api, refreshed: &mut BTreeMap<Address, Ref
 pub async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliResult<Plan> {
     let snapshot = s.store.snapshot().await?;
     same_endpoint(&s.api, snapshot.resources.values().map(|r| (r.address.as_str(), r.endpoint.as_deref())))?;
+    for r in snapshot.resources.values() {
+        if let Some(why) = &r.unverified {
+            ctx.shell.warn(&format!(
+                "{} is unverified: its attestation did not match what was applied ({why}); `teeform verify {}` checks it again",
+                r.address, r.address
+            ));
+        }
+    }
     let refreshed = if args.refresh || args.refresh_only {
         Some(refresh(ctx, s, &snapshot, args.run.parallelism).await?)
     } else {

@@ -71,3 +71,4 @@ pub async fn verify_record(api: &dyn PhalaApi, rec: &ResourceRecord) -> Result<V
     }
     Ok(v)
 }
+pub mod quote;

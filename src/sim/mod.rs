@@ -14,6 +14,7 @@
 //! Knobs: latency, error rate (429 with Retry-After, 500/502/503), hung requests, restart and
 //! boot durations; `GET /_sim/stats` counts requests and restarts.
 
+pub mod attest;
 pub mod catalogs;
 mod chain;
 mod edge;
@@ -43,7 +44,7 @@ pub const WRONG_KMS_SECRET: [u8; 32] = *b"teeform-simulator-wrong-kms-key!";
 
 /// The test KMS's signing key as its KMS info gives it (`k256_pubkey`: compressed, `0x` hex).
 pub fn kms_signer() -> String {
-    crate::verify::kms_key::signer_of(&KMS_SECRET)
+    attest::kms_public_key(&KMS_SECRET)
 }
 
 /// Behaviour knobs; all can be changed at runtime with `POST /_sim/config`.

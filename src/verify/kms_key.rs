@@ -10,9 +10,20 @@
 //! the SDK's README does, the timestamped form is tried first and the legacy one after it.
 //! The signer recovered must be the KMS's known signing key ([`Signer`]).
 
-use alloy::primitives::{B256, Signature, keccak256};
-use alloy::signers::k256::ecdsa::{SigningKey, VerifyingKey};
+use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
+use sha3::{Digest, Keccak256};
 use std::fmt;
+
+/// Keccak-256, as Ethereum and dstack use it.
+fn keccak256(data: &[u8]) -> [u8; 32] {
+    Keccak256::digest(data).into()
+}
+
+/// The Ethereum address of a public key: the last 20 bytes of the keccak of its point.
+fn address_of(key: &VerifyingKey) -> [u8; 20] {
+    let point = key.to_encoded_point(false);
+    keccak256(&point.as_bytes()[1..])[12..].try_into().expect("20 bytes")
+}
 
 /// The signed message's prefix.
 const PREFIX: &[u8] = b"dstack-env-encrypt-pubkey";
@@ -66,7 +77,7 @@ impl Signer {
     pub fn is(&self, key: &VerifyingKey) -> bool {
         match self {
             Signer::PublicKey(p) => &compressed(key) == p,
-            Signer::Address(a) => alloy::primitives::Address::from_public_key(key).0 == *a,
+            Signer::Address(a) => address_of(key) == *a,
         }
     }
 }
@@ -98,7 +109,7 @@ pub enum KeyError {
 }
 
 /// The signed message's hash: with `timestamp`, the timestamped form.
-pub fn message_hash(public_key: &[u8], app_id: &[u8; 20], timestamp: Option<u64>) -> B256 {
+pub fn message_hash(public_key: &[u8], app_id: &[u8; 20], timestamp: Option<u64>) -> [u8; 32] {
     let mut m = Vec::with_capacity(PREFIX.len() + 1 + 20 + 8 + public_key.len());
     m.extend_from_slice(PREFIX);
     m.push(b':');
@@ -147,19 +158,35 @@ fn fresh(ts: u64, now: u64) -> Result<(), KeyError> {
     }
 }
 
-fn recover(sig_hex: &str, hash: &B256, signer: &Signer) -> Result<(), KeyError> {
+/// Recovers the signer of `hash` from `r ‖ s ‖ v` (`v` 0/1, or 27/28 as Ethereum writes it).
+/// A high `s` is taken as its low twin, as the SDK's recovery takes either.
+fn recover_key(bytes: &[u8], hash: &[u8; 32]) -> Option<VerifyingKey> {
+    let v = match bytes[64] {
+        v @ (0 | 1) => v,
+        v @ (27 | 28) => v - 27,
+        _ => return None,
+    };
+    let mut sig = Signature::from_slice(&bytes[..64]).ok()?;
+    let mut recid = RecoveryId::from_byte(v)?;
+    if let Some(low) = sig.normalize_s() {
+        sig = low;
+        recid = RecoveryId::new(!recid.is_y_odd(), recid.is_x_reduced());
+    }
+    VerifyingKey::recover_from_prehash(hash, &sig, recid).ok()
+}
+
+fn recover(sig_hex: &str, hash: &[u8; 32], signer: &Signer) -> Result<(), KeyError> {
     let bytes = decode(sig_hex, "signature")?;
     if bytes.len() != 65 {
         return Err(KeyError::Malformed(format!("a signature is {} bytes, not 65", bytes.len())));
     }
-    let sig = Signature::from_raw(&bytes).map_err(|_| KeyError::BadSignature)?;
-    let key = sig.recover_from_prehash(hash).map_err(|_| KeyError::BadSignature)?;
+    let key = recover_key(&bytes, hash).ok_or(KeyError::BadSignature)?;
     if signer.is(&key) {
         Ok(())
     } else {
         let recovered = match signer {
             Signer::PublicKey(_) => Signer::PublicKey(compressed(&key)),
-            Signer::Address(_) => Signer::Address(alloy::primitives::Address::from_public_key(&key).0.0),
+            Signer::Address(_) => Signer::Address(address_of(&key)),
         };
         Err(KeyError::WrongSigner { expected: signer.to_string(), recovered: recovered.to_string() })
     }
@@ -176,9 +203,8 @@ fn compressed(key: &VerifyingKey) -> [u8; 33] {
 /// Signs as a KMS does (the simulator's test KMS): `r ‖ s ‖ recovery id (0 or 1)`, hex.
 pub fn sign(secret: &[u8; 32], public_key: &[u8], app_id: &[u8; 20], timestamp: Option<u64>) -> String {
     let key = SigningKey::from_slice(secret).expect("a valid secp256k1 secret");
-    let (sig, recid) = key
-        .sign_prehash_recoverable(message_hash(public_key, app_id, timestamp).as_slice())
-        .expect("signing a 32-byte hash");
+    let (sig, recid) =
+        key.sign_prehash_recoverable(&message_hash(public_key, app_id, timestamp)).expect("signing a 32-byte hash");
     let mut out = sig.to_bytes().to_vec();
     out.push(recid.to_byte());
     hex::encode(out)
@@ -239,8 +265,12 @@ mod tests {
         both.signature = Some(sign(&secret, &pk, &app, None));
         assert!(check(&both, &app_hex, &signer, 100_000).is_ok());
         // By address too.
-        let addr = alloy::primitives::Address::from_private_key(&SigningKey::from_slice(&secret).unwrap());
-        let by_addr = Signer::parse(&addr.to_string()).unwrap();
+        let addr = address_of(SigningKey::from_slice(&secret).unwrap().verifying_key());
+        let by_addr = Signer::parse(&hex::encode(addr)).unwrap();
+        // A known address: the first Hardhat/anvil account's key.
+        let anvil = hex::decode("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80").unwrap();
+        let anvil_key = SigningKey::from_slice(&anvil).unwrap();
+        assert_eq!(hex::encode(address_of(anvil_key.verifying_key())), "f39fd6e51aad88f6f4ce6ab8827279cfffb92266");
         assert!(check(&v1(1000), &app_hex, &by_addr, 1000).is_ok());
     }
 

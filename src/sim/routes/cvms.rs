@@ -11,12 +11,12 @@ use serde_json::{Map, Value, json};
 
 use super::{Res, ok};
 use crate::sim::Sim;
+use crate::sim::attest::{self, Event as AttestEvent};
 use crate::sim::edge::{ApiVersion, Body, header};
 use crate::sim::error::ApiError;
 use crate::sim::requests::{PageQuery, StatusBatch, WatchQuery};
 use crate::sim::shapes;
 use crate::sim::world::{Power, now_ms};
-use crate::verify::attest::{self, Event as AttestEvent};
 use sha2::Digest;
 
 pub async fn list(State(sim): State<Sim>, v: ApiVersion, Query(q): Query<PageQuery>) -> Res {
@@ -64,18 +64,18 @@ pub async fn attestation(State(sim): State<Sim>, Path(id): Path<String>) -> Res 
             let os_hash = w.os_image(&c.image).map(|i| i.os_image_hash.clone()).unwrap_or_default();
             let hexb = |h: &str| hex::decode(h.trim_start_matches("0x")).unwrap_or_default();
             let mut events = vec![
-                AttestEvent::runtime("system-preparing", b""),
-                AttestEvent::runtime("app-id", &hexb(&c.app_id)),
-                AttestEvent::runtime("compose-hash", &hash),
-                AttestEvent::runtime("instance-id", &hexb(&c.instance_id)),
-                AttestEvent::runtime("os-image-hash", &hexb(&os_hash)),
-                AttestEvent::runtime("boot-mr-done", b""),
-                AttestEvent::runtime("system-ready", b""),
+                AttestEvent::new("system-preparing", b""),
+                AttestEvent::new("app-id", &hexb(&c.app_id)),
+                AttestEvent::new("compose-hash", &hash),
+                AttestEvent::new("instance-id", &hexb(&c.instance_id)),
+                AttestEvent::new("os-image-hash", &hexb(&os_hash)),
+                AttestEvent::new("boot-mr-done", b""),
+                AttestEvent::new("system-ready", b""),
             ];
-            let rtmr3 = attest::replay(&events);
+            let rtmr3 = attest::rtmr3(&events);
             if cfg.corrupt_event_log.contains(&c.name) {
                 // Rewritten with its digest recomputed: only the replay gives it away.
-                events[2] = AttestEvent::runtime("compose-hash", &sha2::Sha256::digest(b"another compose"));
+                events[2] = AttestEvent::new("compose-hash", &sha2::Sha256::digest(b"another compose"));
             }
             let fixed = |tag: &str| hex::encode(sha2::Sha384::digest(format!("{tag}:{}", c.image).as_bytes()));
             json!({

@@ -99,7 +99,7 @@ pub async fn kms_pubkey(State(sim): State<Sim>, Path((kms, app_id)): Path<(Strin
         .ok_or_else(|| ApiError::invalid("app_id", "app_id must be 40 hex characters"))?;
     let pk = hex::decode(&key).unwrap_or_default();
     let now = crate::sim::world::now_ms() / 1000;
-    let sign = |ts| crate::verify::kms_key::sign(&secret, &pk, &app, ts);
+    let sign = |ts| crate::sim::attest::kms_sign(&secret, &pk, &app, ts);
     ok(json!({"public_key": key, "signature": sign(None), "signature_v1": sign(Some(now)), "timestamp": now}))
 }
 

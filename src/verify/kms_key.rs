@@ -240,6 +240,32 @@ mod tests {
         assert!(check(&flipped, &app, &signer, 0).is_err());
     }
 
+    /// Signed with `eth_keys` (what the Python `dstack-sdk` 0.5.4 verifies with): secret
+    /// `09…09`, public key `03…03`, app `ab…ab`, timestamp 1000. Both RFC 6979, so teeform's
+    /// signing gives the same bytes.
+    #[test]
+    fn signatures_made_by_the_python_sdks_library_verify() {
+        let v1 = "8e7c66db4fab77880b89f66d5bb31bcd86d914dfefaae2386dbb26e8e59831000f2cad9a3ee8e7f05da6253317e209be64e5e0a80bd811f3453cc4286ca53e7e00";
+        let legacy = "d73f90e5cbb3584ee399b3d47a2ed08074bf5b8de3e91c2e718e6ea0456de41051173b91079631d9397c38dc97881ef206b06c10fd7e699f3b96176f1ba9387701";
+        let signer = "0x0256b328b30c8bf5839e24058747879408bdb36241dc9c2e7c619faa12b2920967";
+        assert_eq!(signer_of(&[9; 32]), signer);
+        let (pk, app) = ([3u8; 32], [0xab; 20]);
+        assert_eq!(sign(&[9; 32], &pk, &app, Some(1000)), v1);
+        assert_eq!(sign(&[9; 32], &pk, &app, None), legacy);
+        let signer = Signer::parse(signer).unwrap();
+        let key = |sig: &str, v1: bool| SignedKey {
+            public_key: hex::encode(pk),
+            signature: (!v1).then(|| sig.to_string()),
+            signature_v1: v1.then(|| sig.to_string()),
+            timestamp: v1.then_some(1000),
+        };
+        assert!(check(&key(v1, true), &hex::encode(app), &signer, 1000).is_ok());
+        assert!(check(&key(legacy, false), &hex::encode(app), &signer, 1000).is_ok());
+        // Each form's signature does not pass for the other.
+        assert!(check(&key(legacy, true), &hex::encode(app), &signer, 1000).is_err());
+        assert!(check(&key(v1, false), &hex::encode(app), &signer, 1000).is_err());
+    }
+
     #[test]
     fn timestamped_signatures_are_checked_for_age_and_fall_back_to_legacy() {
         let secret = [9u8; 32];

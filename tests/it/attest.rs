@@ -150,3 +150,25 @@ fn a_cvm_that_booted_another_compose_fails_the_gate_and_stays_unverified() {
     t.run(&["apply", "--auto-approve"]).ok();
     assert!(!t.run(&["state", "show", "cvm.api"]).ok().stdout.contains("unverified"));
 }
+
+/// The simulator's KMS (its own code) and teeform's check agree on the message, in both
+/// forms, and the simulator's RTMR3 is what teeform's replay gives.
+#[test]
+fn the_simulators_kms_and_event_log_agree_with_the_client() {
+    use teeform::verify::{attest, kms_key};
+    let (pk, app) = ([5u8; 32], [0x12; 20]);
+    for ts in [None, Some(1_700_000_000)] {
+        assert_eq!(
+            teeform::sim::attest::kms_sign(&teeform::sim::KMS_SECRET, &pk, &app, ts),
+            kms_key::sign(&teeform::sim::KMS_SECRET, &pk, &app, ts)
+        );
+    }
+    let sim = [teeform::sim::attest::Event::new("app-id", &app), teeform::sim::attest::Event::new("compose-hash", &pk)];
+    let json = serde_json::json!({"tcb_info": {
+        "rtmr3": hex::encode(teeform::sim::attest::rtmr3(&sim)),
+        "event_log": sim.iter().map(teeform::sim::attest::Event::to_json).collect::<Vec<_>>(),
+    }});
+    let want =
+        attest::Expected { app_id: Some(hex::encode(app)), compose_hash: Some(hex::encode(pk)), ..Default::default() };
+    assert_eq!(attest::check(&json, &want).unwrap(), vec![]);
+}

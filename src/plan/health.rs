@@ -125,6 +125,7 @@ mod tests {
             compose_hash: None,
             attrs: CvmAttrs::default(),
             app_compose: None,
+            os_image_hash: None,
             env_pubkey: None,
             kms_info: None,
             boot,

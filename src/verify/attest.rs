@@ -240,6 +240,15 @@ mod tests {
         );
         let m = check(&attestation(&ev, replay(&ev), other), &want).unwrap();
         assert_eq!(m[0].field, "app_compose");
+
+        // The OS image: compared where both the API and the log give it.
+        let mut with_os = ev.clone();
+        with_os.push(Event::runtime("os-image-hash", &[0x0a; 32]));
+        let os = |h: &str| Expected { os_image_hash: Some(h.into()), ..want.clone() };
+        assert_eq!(check(&attestation(&with_os, replay(&with_os), compose), &os(&"0a".repeat(32))).unwrap(), vec![]);
+        let m = check(&attestation(&with_os, replay(&with_os), compose), &os(&"0b".repeat(32))).unwrap();
+        assert_eq!(m[0].field, "os-image-hash");
+        assert_eq!(check(&attestation(&ev, replay(&ev), compose), &os(&"0b".repeat(32))).unwrap(), vec![]);
     }
 
     #[test]

@@ -39,7 +39,7 @@ impl Verdict {
     }
 }
 
-/// What a record says the CVM booted.
+/// What a record says the CVM booted (the OS image's hash is not in records).
 pub fn expected(rec: &ResourceRecord) -> attest::Expected {
     attest::Expected {
         app_id: rec.ids.app_id.clone(),
@@ -59,9 +59,12 @@ pub async fn verify_record(api: &dyn PhalaApi, rec: &ResourceRecord) -> Result<V
         error: None,
         quote: attest::QUOTE_NOT_VERIFIED,
     };
+    // The OS image's hash, from the CVM's detail (the record does not keep it).
+    let os_image_hash = api.get_cvm(&rec.ids.id).await?.and_then(|c| c.os_image_hash);
+    let want = attest::Expected { os_image_hash, ..expected(rec) };
     match api.attestation(&rec.ids.id).await? {
         None => v.error = Some("the CVM does not exist".into()),
-        Some(a) => match attest::check(&a, &expected(rec)) {
+        Some(a) => match attest::check(&a, &want) {
             Ok(m) => {
                 v.verified = m.is_empty();
                 v.mismatches = m;

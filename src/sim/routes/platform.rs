@@ -80,9 +80,11 @@ pub async fn kms_nodes(State(sim): State<Sim>, Path(kms): Path<String>) -> Res {
 }
 
 /// An app's env-encryption key from a KMS, signed by the simulator's test KMS key
-/// ([`crate::sim::kms_signer`]) in both of dstack's forms: `signature` (legacy) and
-/// `signature_v1` over the `timestamp` too. The knob `kms_bad_signature` signs with another
-/// key, as a KMS (or an API in between) that cannot be trusted would.
+/// ([`crate::sim::kms_signer`]) in dstack's legacy form. The answer is exactly
+/// `{public_key, signature}`: `@phala/cloud`'s schema for it is strict. (UNVERIFIED: whether
+/// the API passes on the timestamped `signature_v1` newer KMS builds make; teeform accepts
+/// both.) The knob `kms_bad_signature` signs with another key, as a KMS (or an API in
+/// between) that cannot be trusted would.
 pub async fn kms_pubkey(State(sim): State<Sim>, Path((kms, app_id)): Path<(String, String)>) -> Res {
     let key = sim.read(|w| {
         named(w, &kms).ok_or_else(kms_not_found)?;
@@ -98,9 +100,7 @@ pub async fn kms_pubkey(State(sim): State<Sim>, Path((kms, app_id)): Path<(Strin
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| ApiError::invalid("app_id", "app_id must be 40 hex characters"))?;
     let pk = hex::decode(&key).unwrap_or_default();
-    let now = crate::sim::world::now_ms() / 1000;
-    let sign = |ts| crate::sim::attest::kms_sign(&secret, &pk, &app, ts);
-    ok(json!({"public_key": key, "signature": sign(None), "signature_v1": sign(Some(now)), "timestamp": now}))
+    ok(json!({"public_key": key, "signature": crate::sim::attest::kms_sign(&secret, &pk, &app, None)}))
 }
 
 pub async fn os_images(State(sim): State<Sim>, Query(q): Query<PageQuery>) -> Res {

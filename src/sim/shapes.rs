@@ -139,7 +139,15 @@ pub fn cvm_state(v: ApiVersion, c: &Cvm, now: u64) -> Value {
 /// 2026-05-22, a KMS contract (`KmsContract`) from 2026-06-23 on.
 pub fn kms_resource(v: ApiVersion, k: &Kms) -> Value {
     match v {
-        ApiVersion::V20251028 | ApiVersion::V20260121 | ApiVersion::V20260522 => kms(k),
+        ApiVersion::V20251028 | ApiVersion::V20260121 | ApiVersion::V20260522 => {
+            let mut info = kms(k);
+            // UNVERIFIED: that the KmsInfo of `GET /kms` and `GET /kms/{id}` (a passthrough
+            // schema) carries the KMS's signing key under dstack's name for it (`GetMeta`'s
+            // `k256_pubkey`); the 2026-06-23 KMS contract names it so. Only here: the KmsInfo
+            // embedded elsewhere (provision, nodes) stays as the SDK models it.
+            info["k256_pubkey"] = crate::sim::kms_signer().into();
+            info
+        }
         ApiVersion::V20260623 => kms_contract(k),
     }
 }
@@ -522,10 +530,6 @@ pub fn kms(k: &Kms) -> Value {
         "chain_id": k.chain_id,
         "kms_contract_address": k.kms_contract_address,
         "gateway_app_id": Value::Null,
-        // UNVERIFIED: that the 2026-01-21 KmsInfo (a passthrough schema) carries the KMS's
-        // signing key under dstack's name for it (`GetMeta`'s `k256_pubkey`); the 2026-06-23
-        // KMS contract names it so.
-        "k256_pubkey": crate::sim::kms_signer(),
     })
 }
 

@@ -300,11 +300,8 @@ fn no_source_file_is_over_800_lines() {
 const SPLIT_PENDING: &[(&str, &str)] = &[
     ("src/apply/mod.rs", "run"),
     ("src/apply/mod.rs", "create"),
-    ("src/apply/onchain.rs", "deploy_app"),
     ("src/plan/mod.rs", "plan"),
     ("src/plan/render.rs", "render"),
-    ("src/providers/http.rs", "parse_error_body"),
-    ("src/providers/phala/attrs.rs", "wire"),
 ];
 
 /// A function over 80 lines says why in a comment that starts with `// Long:` inside it or

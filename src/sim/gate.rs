@@ -20,7 +20,9 @@ pub(crate) async fn gate(State(sim): State<Sim>, req: Request, next: Next) -> Re
         .extensions()
         .get::<axum::extract::OriginalUri>()
         .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
-    sim.count(&format!("{} {path}", req.method()));
+    // The route it matched (`/api/v1/cvms/{id}`), so requests count per endpoint too.
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("(no route)", |m| m.as_str());
+    sim.count(&format!("{} {path}", req.method()), &format!("{} {route}", req.method()));
     let cfg = sim.config();
     match req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) {
         None => return ApiError::plain(401, "Not authenticated: send the X-API-Key header").into_response(),

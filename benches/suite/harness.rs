@@ -101,6 +101,11 @@ impl Stats {
             .unwrap_or(0)
     }
 
+    /// Requests to one endpoint (`METHOD /route` as matched, e.g. `GET /api/v1/cvms/{id}`).
+    pub fn endpoint(&self, key: &str) -> u64 {
+        self.0["endpoints"][key].as_u64().unwrap_or(0)
+    }
+
     pub fn total(&self) -> u64 {
         self.0["total_requests"].as_u64().unwrap_or(0)
     }
@@ -155,6 +160,11 @@ fn tail(s: &str) -> &str {
 /// Runs `teeform ARGS` in `dir` with a cleared environment; stdout and stderr go to files so
 /// a large plan can never block the child while this process waits in `wait4`.
 pub fn teeform(dir: &Path, args: &[&str]) -> Run {
+    teeform_with(dir, args, &[])
+}
+
+/// [`teeform`] with variables added to its environment (e.g. `TEEFORM_PER_CVM_READS=1`).
+pub fn teeform_with(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Run {
     let out = dir.join(".bench-stdout");
     let err = dir.join(".bench-stderr");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_teeform"));
@@ -169,6 +179,7 @@ pub fn teeform(dir: &Path, args: &[&str]) -> Run {
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).expect("stdout file"))
         .stderr(std::fs::File::create(&err).expect("stderr file"));
+    cmd.envs(vars.iter().copied());
     let (code, wall, usage) = spawn_measured(&mut cmd);
     let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
     Run {

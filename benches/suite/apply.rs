@@ -89,8 +89,9 @@ pub fn run(b: &Bench) -> Vec<Table> {
                     fleet.set_release(i, release);
                 }
                 let before = sim.stats(b);
-                let r = teeform_with(fleet.path(), &["apply", "--auto-approve", "--parallelism", &c.par.to_string()], vars)
-                    .expect(0, "apply");
+                let r =
+                    teeform_with(fleet.path(), &["apply", "--auto-approve", "--parallelism", &c.par.to_string()], vars)
+                        .expect(0, "apply");
                 let after = sim.stats(b);
                 b.check(r.stdout.contains(&format!("0 to add, {} to change", c.n)), "every CVM is updated");
                 patches = after.count("PATCH ") - before.count("PATCH ");

@@ -73,7 +73,8 @@ pub fn run(b: &Bench) -> Vec<Table> {
                 .expect(0, "refreshing plan");
                 let after = sim.stats(b);
                 let since = |s: &Stats, k: &str| s.endpoint(k) - before.endpoint(k);
-                (pages, details, total) = (since(&after, PAGES), since(&after, DETAILS), after.total() - before.total());
+                (pages, details, total) =
+                    (since(&after, PAGES), since(&after, DETAILS), after.total() - before.total());
                 if per_cvm {
                     b.check(details == n as u64 && total == n as u64, &format!("one GET per CVM: {total} for {n}"));
                 } else {

@@ -166,7 +166,6 @@ impl Waiter {
                 Seen::Error(e) => return Err(e.into()),
                 Seen::Unknown => break,
             };
-            status(report.status.as_str());
             if verdict(&report.status, report.in_progress, target) != Verdict::NotYet {
                 // The final read: what the step records. Should the detail lag behind the
                 // status, watching goes on.
@@ -180,6 +179,8 @@ impl Waiter {
                     Verdict::NotYet => {}
                 }
             }
+            // The status alone: how long the step has run is the progress display's to show.
+            status(report.status.as_str());
             if start.elapsed() >= inner.opts.timeout {
                 let secs = start.elapsed().as_secs();
                 return Err(WaitError::TimedOut { id: ids.id.clone(), status: report.status, secs });

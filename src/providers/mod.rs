@@ -407,7 +407,7 @@ pub async fn list_rest(api: &dyn PhalaApi, first: CvmPage, parallelism: usize) -
         if upto > MAX_PAGES {
             return Err(ApiError::invalid(
                 "GET",
-                &page_path(upto),
+                &page_path(read),
                 200,
                 format!("the CVM list claims more than {MAX_PAGES} pages; teeform stops here"),
             ));

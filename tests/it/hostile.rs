@@ -265,6 +265,25 @@ fn a_listing_that_claims_endless_pages_ends() {
             (200, vec![], v)
         })
     };
+    // A list that grows while it is read (each page claims one more, up to 3), and moves (each
+    // page starts with the last CVM of the page before): read to its end, the repeated CVMs
+    // not taken for paging that does not advance.
+    p.clear();
+    p.on(
+        "GET",
+        "/cvms/paginated",
+        Fault::generate(|target| {
+            let page: u64 = target.split("page=").nth(1).and_then(|x| x.split('&').next()?.parse().ok()).unwrap_or(1);
+            let first = (page - 1) * 100;
+            let items: Vec<Value> = (first.saturating_sub(1)..first + 100)
+                .map(|i| json!({"id": format!("c{i}"), "name": format!("cvm-moving-{i}"), "resource": {}}))
+                .collect();
+            (200, vec![], json!({"items": items, "pages": (page + 1).min(3)}))
+        }),
+    );
+    let before = p.count("GET", "/cvms/paginated");
+    t.run(&["plan"]).ok();
+    assert_eq!(p.count("GET", "/cvms/paginated") - before, 3);
     // Claiming more pages than teeform reads, with no total to bound the claim: refused at the
     // first page, before reading the others.
     p.clear();

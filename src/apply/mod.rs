@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{EnvProblem, Failure, Next, StepError, Unresolved};
 pub use reconcile::{CreateDetail, ReconcileError, Reconciled, elsewhere, reconcile};
-pub use wait::{WaitError, WaitOptions};
+pub use wait::{WaitError, WaitOptions, Waiter};
 
 use crate::manifest::{Ref, Template};
 use crate::model::{
@@ -280,6 +280,8 @@ impl Executor {
             types: Default::default(),
             state_failed: Default::default(),
         });
+        // One poller watches every CVM the steps wait on.
+        let waiter = Arc::new(Waiter::new(self.api.clone(), self.wait.clone()));
         let deps = dependencies(plan);
         let changes: BTreeMap<Address, Change> = plan.changes.iter().map(|c| (c.address.clone(), c.clone())).collect();
         let order = start_order(plan, &deps);
@@ -322,7 +324,7 @@ impl Executor {
                         api: self.api.clone(),
                         store: self.store.clone(),
                         events: self.events.clone(),
-                        wait: self.wait.clone(),
+                        waiter: waiter.clone(),
                         secrets: self.secrets.clone(),
                         shared: shared.clone(),
                         onchain: self.onchain.clone(),
@@ -435,7 +437,7 @@ struct Step {
     api: Arc<dyn PhalaApi>,
     store: Arc<dyn Store>,
     events: Arc<dyn Events>,
-    wait: WaitOptions,
+    waiter: Arc<Waiter>,
     secrets: SecretValues,
     shared: Arc<Shared>,
     onchain: Option<Arc<dyn OnChain>>,
@@ -698,11 +700,7 @@ impl Step {
         self.commit(Batch { put: vec![rec.clone()], journal_done: done, ..Default::default() })
             .await
             .map_err(unrecorded)?;
-        let remote = match wait::until_ready(self.api.as_ref(), &path_id, &self.wait, |s| {
-            self.events.status(c.address.as_str(), s)
-        })
-        .await
-        {
+        let remote = match self.waiter.until_ready(&rec_ids, |s| self.events.status(c.address.as_str(), s)).await {
             Ok(r) => r,
             Err(WaitError::Failed { cvm, .. }) => {
                 return Err(self.failed_boot(c, rec, &cvm).await?);
@@ -766,12 +764,16 @@ impl Step {
         remote: &RemoteCvm,
     ) -> Result<StepError, StepError> {
         let uuid = remote.ids.vm_uuid.clone().unwrap_or_else(|| rec.ids.id.clone());
-        let reason = match self.api.boot_errors(std::slice::from_ref(&uuid)).await {
-            Ok(mut errors) => errors.remove(&uuid),
-            Err(e) => {
-                tracing::warn!(address = %c.address, "cannot read the boot error: {e}");
-                None
-            }
+        // The status poll that saw the failure may have brought the boot error along.
+        let reason = match remote.boot.error.clone() {
+            Some(e) => Some(e),
+            None => match self.api.boot_errors(std::slice::from_ref(&uuid)).await {
+                Ok(mut errors) => errors.remove(&uuid),
+                Err(e) => {
+                    tracing::warn!(address = %c.address, "cannot read the boot error: {e}");
+                    None
+                }
+            },
         }
         .unwrap_or_else(|| format!("status `{}` (the API gave no boot error)", remote.status));
         rec.tainted = true;
@@ -813,13 +815,12 @@ impl Step {
         self.effect(&c.address, |e| e.updated = true);
         rec.updated_at = now_rfc3339();
         self.commit(Batch { put: vec![rec.clone()], journal_done: vec![entry.id], ..Default::default() }).await?;
-        let remote =
-            wait::until(self.api.as_ref(), &ids.id, target, &self.wait, |s| self.events.status(c.address.as_str(), s))
-                .await
-                .map_err(|e| match e {
-                    WaitError::Failed { .. } => StepError::from(e).then(Next::BootLog(boot_log_command(ids))),
-                    e => e.into(),
-                })?;
+        let remote = self.waiter.until(ids, target, |s| self.events.status(c.address.as_str(), s)).await.map_err(
+            |e| match e {
+                WaitError::Failed { .. } => StepError::from(e).then(Next::BootLog(boot_log_command(ids))),
+                e => e.into(),
+            },
+        )?;
         rec.status = Some(remote.status.clone());
         self.commit(Batch { put: vec![rec], ..Default::default() }).await
     }
@@ -932,8 +933,7 @@ impl Step {
         if matches!(&outcome, Err(e) if e.kind == ErrorKind::Conflict) {
             // Another operation (e.g. a restart) is still running: wait for it, then once more.
             self.events.status(c.address.as_str(), "waiting for a previous operation to finish");
-            wait::until_ready(self.api.as_ref(), &ids.id, &self.wait, |s| self.events.status(c.address.as_str(), s))
-                .await?;
+            self.waiter.until_ready(&ids, |s| self.events.status(c.address.as_str(), s)).await?;
             outcome = self.api.patch(&ids.id, &req, prepare_only).await;
         }
         match outcome {
@@ -985,9 +985,7 @@ impl Step {
         self.commit(Batch { put: vec![rec.clone()], journal_done: vec![journal_id.to_string()], ..Default::default() })
             .await?;
         let target = if stopped { Power::Stopped } else { Power::Running };
-        let remote =
-            wait::until(self.api.as_ref(), &ids.id, target, &self.wait, |s| self.events.status(c.address.as_str(), s))
-                .await?;
+        let remote = self.waiter.until(ids, target, |s| self.events.status(c.address.as_str(), s)).await?;
         let mut done = self.record(c, ids.clone(), attrs, Some(&remote), false);
         done.env_pubkey = done.env_pubkey.or(rec.env_pubkey);
         self.commit(Batch { put: vec![done], ..Default::default() }).await?;

@@ -21,8 +21,8 @@ mod attrs;
 use super::http::{self, Idempotency, RetryObserver, RetryPolicy};
 use super::phala_images::{self, OsImage};
 use super::{
-    ApiError, Available, CommitRequest, ErrorKind, HashRequired, InstanceType, KmsEntry, NodeInfo, PatchOutcome,
-    PatchRequest, PhalaApi, PowerAction, ProvisionRequest, Provisioned,
+    ApiError, Available, CommitRequest, CvmPage, ErrorKind, HashRequired, InstanceType, KmsEntry, MAX_PAGES, NodeInfo,
+    PatchOutcome, PatchRequest, PhalaApi, PowerAction, ProvisionRequest, Provisioned, StatusReport,
 };
 use crate::model::{BootFacts, CloudIds, CvmStatus, RemoteCvm};
 
@@ -385,9 +385,6 @@ pub fn is_same_cvm(cvm: &RemoteCvm, asked: &str) -> bool {
         || cvm.attrs.name == asked.trim()
 }
 
-/// The largest listing teeform reads: 1,000 pages of 100. An API claiming more is refused.
-const MAX_PAGES: u64 = 1000;
-
 /// The paging fields of a `{items, total, page, page_size, pages}` answer: `(total, pages)`,
 /// each a whole number when present.
 fn page_counts(v: &Value) -> Result<(Option<u64>, Option<u64>), String> {
@@ -428,6 +425,48 @@ impl Pager {
         self.page += 1;
         Ok(true)
     }
+}
+
+/// Reads a page of `GET /cvms/paginated` (`{items, total, page, page_size, pages}`): every
+/// item as [`parse_cvm`] reads a CVM (`items[i]` in errors), or an error.
+fn parse_cvm_page(v: &Value) -> Result<CvmPage, String> {
+    let f = Fields::of(v, "")?;
+    let items = match f.get("items") {
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(format!("`items` should be a list, got {}", kind_of(other))),
+        None => return Err("`items` is missing".into()),
+    };
+    let items = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_cvm(item).map_err(|m| format!("`items[{i}]`: {m}")))
+        .collect::<Result<_, _>>()?;
+    let (total, pages) = page_counts(v)?;
+    Ok(CvmPage { items, total, pages })
+}
+
+/// Reads a `POST /status/batch` answer (`{vm_uuid: {vm_uuid, status, in_progress,
+/// boot_error?, …}}`) for the uuids `asked`, keyed as asked. Entries for uuids not asked
+/// about are ignored; every entry asked about is read whole (a wrong type is an error). The
+/// API may write a uuid with or without dashes, in either case (UNVERIFIED): keys match
+/// either way.
+fn parse_statuses(v: &Value, asked: &[String]) -> Result<BTreeMap<String, StatusReport>, String> {
+    let f = Fields::of(v, "")?;
+    let norm = |u: &str| u.trim().replace('-', "").to_ascii_lowercase();
+    let by_norm: BTreeMap<String, &String> = asked.iter().map(|u| (norm(u), u)).collect();
+    let mut out = BTreeMap::new();
+    for key in f.v.keys() {
+        let Some(uuid) = by_norm.get(&norm(key)) else { continue };
+        let Some(e) = f.object(key)? else { continue };
+        let status = e.str("status")?.ok_or_else(|| format!("{} is missing", e.name("status")))?;
+        let report = StatusReport {
+            status: CvmStatus::parse(&status),
+            in_progress: e.bool("in_progress")?.unwrap_or(false),
+            boot_error: e.str("boot_error")?.filter(|x| !x.trim().is_empty()),
+        };
+        out.insert((*uuid).clone(), report);
+    }
+    Ok(out)
 }
 
 /// When the operation in progress began (`progress.started_at` of a v2026 CVM). The boot
@@ -512,34 +551,10 @@ impl PhalaApi for PhalaClient {
         }
     }
 
-    async fn list_cvms(&self) -> Result<Vec<RemoteCvm>, ApiError> {
-        let mut out = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut pager = Pager::new();
-        loop {
-            let path = format!("/cvms/paginated?page={}&page_size=100", pager.page);
-            let invalid = |m: String| ApiError::invalid("GET", &path, 200, m);
-            let v = self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await?;
-            let items = match v.get("items") {
-                Some(Value::Array(items)) => items,
-                Some(other) => return Err(invalid(format!("`items` should be a list, got {}", kind_of(other)))),
-                None => return Err(invalid("`items` is missing".into())),
-            };
-            for (i, item) in items.iter().enumerate() {
-                let cvm = parse_cvm(item).map_err(|m| invalid(format!("`items[{i}]`: {m}")))?;
-                if !seen.insert(cvm.ids.id.clone()) {
-                    return Err(invalid(format!(
-                        "`items[{i}]`: CVM {} was already listed; the API's paging does not advance",
-                        cvm.ids.id
-                    )));
-                }
-                out.push(cvm);
-            }
-            let (total, pages) = page_counts(&v).map_err(invalid)?;
-            if !pager.next(items.len(), total, pages).map_err(invalid)? {
-                return Ok(out);
-            }
-        }
+    async fn cvm_page(&self, page: u64) -> Result<CvmPage, ApiError> {
+        let path = super::page_path(page);
+        let v = self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await?;
+        parse_cvm_page(&v).map_err(|m| ApiError::invalid("GET", &path, 200, m))
     }
 
     async fn provision(&self, r: &ProvisionRequest) -> Result<Provisioned, ApiError> {
@@ -728,25 +743,20 @@ impl PhalaApi for PhalaClient {
         self.json(Method::POST, &path, Idempotency::Unsafe, None, &[]).await.map(|_| ())
     }
 
-    async fn boot_errors(&self, vm_uuids: &[String]) -> Result<BTreeMap<String, String>, ApiError> {
-        if vm_uuids.is_empty() {
-            return Ok(BTreeMap::new());
+    async fn statuses(&self, vm_uuids: &[String]) -> Result<BTreeMap<String, StatusReport>, ApiError> {
+        let chunks = vm_uuids.chunks(super::STATUS_BATCH_LIMIT).map(|chunk| async move {
+            let body = json!({ "vm_uuids": chunk });
+            // A read, though a POST: safe to repeat.
+            let v = self.json(Method::POST, "/status/batch", Idempotency::Safe, Some(&body), &[]).await?;
+            parse_statuses(&v, chunk).map_err(|m| ApiError::invalid("POST", "/status/batch", 200, m))
+        });
+        let mut out = BTreeMap::new();
+        // All chunks at once: the CVMs waited on are at most `--parallelism`, so the requests
+        // are at most `--parallelism / 100` rounded up.
+        for answer in futures::future::join_all(chunks).await {
+            out.extend(answer?);
         }
-        let body = json!({ "vm_uuids": vm_uuids });
-        // A read, though a POST: safe to repeat.
-        let v = self.json(Method::POST, "/status/batch", Idempotency::Safe, Some(&body), &[]).await?;
-        let invalid = |m: String| ApiError::invalid("POST", "/status/batch", 200, m);
-        let f = Fields::of(&v, "").map_err(invalid)?;
-        let mut errors = BTreeMap::new();
-        for uuid in f.v.keys() {
-            let st = f.object(uuid).map_err(invalid)?;
-            if let Some(e) = st.map(|st| st.str("boot_error")).transpose().map_err(invalid)?.flatten()
-                && !e.trim().is_empty()
-            {
-                errors.insert(uuid.clone(), e);
-            }
-        }
-        Ok(errors)
+        Ok(out)
     }
 
     async fn os_images(&self, cvm: Option<&str>) -> Result<Vec<OsImage>, ApiError> {

@@ -11,6 +11,7 @@ mod crash;
 mod current_api;
 mod errors;
 mod fidelity;
+mod fleet;
 mod health;
 mod hostile;
 mod images;

@@ -30,9 +30,10 @@ pub fn confirm(ctx: &Ctx, auto_approve: bool, question: &str) -> CliResult<()> {
     if line.trim() == "yes" { Ok(()) } else { Err(CliError::new("cancelled; nothing was changed")) }
 }
 
-/// How long to wait for a CVM to get where a step takes it (`TEEFORM_WAIT_TIMEOUT`).
+/// How long to wait for a CVM to get where a step takes it (`TEEFORM_WAIT_TIMEOUT`), and how
+/// (batch status polls unless `TEEFORM_PER_CVM_READS=1`).
 pub fn wait_options(ctx: &Ctx) -> WaitOptions {
-    let mut w = WaitOptions::default();
+    let mut w = WaitOptions { batch: !ctx.settings.per_cvm_reads, ..WaitOptions::default() };
     if let Some(t) = ctx.settings.wait_timeout {
         w.timeout = t;
     }

@@ -291,7 +291,7 @@ pub enum StateCommand {
 #[derive(Debug, Subcommand)]
 pub enum SimCommand {
     /// Serve the simulated API until interrupted.
-    Serve(sim::ServeArgs),
+    Serve(Box<sim::ServeArgs>),
 }
 
 /// Parses arguments, runs the command and returns the process exit code.
@@ -402,7 +402,7 @@ async fn run(cli: Cli, shell: Shell) -> error::CliResult {
             ctx.shell.print(&String::from_utf8_lossy(&script))?;
             Ok(exit::OK)
         }
-        Command::Sim(SimCommand::Serve(args)) => sim::serve(&ctx, args).await,
+        Command::Sim(SimCommand::Serve(args)) => sim::serve(&ctx, *args).await,
         Command::Debug(cmd) => debug::run(&ctx.shell, cmd),
         Command::Images(cmd) => images::run(&ctx, cmd).await,
     }

@@ -8,9 +8,11 @@
 pub mod checks;
 mod diff;
 pub mod health;
+mod identity;
 pub mod json;
 mod preview;
 pub mod render;
+mod requests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,6 +29,7 @@ pub use diff::merge_refresh;
 pub use health::{Attention, Problem};
 pub use preview::app_compose_for_create;
 use preview::{preview_create, preview_update};
+pub use requests::Requests;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -78,8 +81,10 @@ pub enum Reason {
     /// A create cannot set these (the create request has no field for them): one update right
     /// after the create does, and restarts the new CVM once.
     SetAfterCreate { attributes: Vec<Attr> },
-    /// These attributes cannot change in place.
+    /// These attributes cannot change in place (the cause of a replacement).
     ForcesReplacement { attributes: Vec<Attr> },
+    /// `--replace ADDRESS` asked for the replacement.
+    ReplaceRequested,
     /// A create did not finish last time.
     Tainted,
     /// The CVM was deleted outside teeform.
@@ -88,8 +93,15 @@ pub enum Reason {
     NotInManifest,
     /// `teeform destroy`.
     DestroyRequested,
-    /// Replacing creates a new app id: KMS-derived keys and disks do not survive.
-    RotatesAppId,
+    /// What a replacement costs: a new app id, so new KMS-derived keys and a fresh disk (the
+    /// old one's data is lost), and for an on-chain KMS a new app contract.
+    RotatesAppId {
+        #[serde(default)]
+        onchain: bool,
+    },
+    /// The name changes in place with the API's rename call: the CVM keeps its app id, keys
+    /// and disk, and does not restart.
+    Renames,
     /// Env keys changed, which changes `allowed_envs` and so the compose hash.
     EnvKeysChanged { added: Vec<String>, removed: Vec<String> },
     /// The new compose hash must be registered on chain before the update commits.
@@ -149,6 +161,16 @@ pub struct Change {
     /// The KMS the CVM uses (for on-chain registration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms: Option<KmsSpec>,
+    /// The address state kept the CVM at before this plan moved it (`moved:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<Address>,
+    /// The manifest's `lifecycle.prevent_destroy`, recorded with the CVM.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prevent_destroy: bool,
+    /// The address its env digests are made under, when not its own
+    /// ([`ResourceRecord::secrets_scope`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_scope: Option<Address>,
 }
 
 impl Change {
@@ -161,6 +183,31 @@ impl Change {
     pub fn restarts(&self) -> bool {
         self.reasons.iter().any(|r| matches!(r, Reason::RestartsCvm | Reason::SetAfterCreate { .. }))
     }
+
+    /// A replacement somebody asked for: with `--replace`, or of a create that never finished
+    /// (a tainted CVM never ran, so it has no data or keys in use to lose).
+    pub fn replacement_requested(&self) -> bool {
+        self.reasons.iter().any(|r| matches!(r, Reason::ReplaceRequested | Reason::Tainted))
+    }
+
+    /// Whether it renames the CVM (in place, or as its replacement is created).
+    pub fn renames(&self) -> bool {
+        self.changes(Attr::Name)
+    }
+}
+
+/// A CVM this plan moves in state (`moved:`): the same CVM under its new address, no cloud call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moved {
+    pub from: Address,
+    pub to: Address,
+}
+
+/// A CVM whose `lifecycle.prevent_destroy` state records anew (no cloud call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protection {
+    pub address: Address,
+    pub prevent_destroy: bool,
 }
 
 /// The attributes `after` sets that a create cannot carry: one update after the create sets
@@ -253,9 +300,21 @@ pub struct Plan {
     /// Changes in dependency order.
     pub changes: Vec<Change>,
     pub drift: Vec<Drift>,
-    /// Records refreshed from the API (drift), written to state when the plan is applied.
+    /// Records written to state when the plan is applied, before any step: refreshed from the
+    /// API (drift), moved ([`Plan::moved`]) or with their protection changed
+    /// ([`Plan::protection`]).
     #[serde(default)]
     pub refreshed: Vec<ResourceRecord>,
+    /// CVMs moved in state (`moved:`): their old addresses are removed as the plan is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<Moved>,
+    /// CVMs whose `lifecycle.prevent_destroy` state records anew.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protection: Vec<Protection>,
+    /// What the run asked for beyond the manifest: `--replace`, `--target`, `--exclude`, and
+    /// the consent `--allow-replace` gives (a saved plan keeps it).
+    #[serde(default)]
+    pub requests: Requests,
     pub outputs: BTreeMap<String, PlannedOutput>,
     /// Outputs in state that this plan removes, as state has them (no value when sensitive).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -268,6 +327,9 @@ pub struct Plan {
     pub attention: Vec<Attention>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Things worth knowing that need nothing done (a `moved:` entry with nothing to move).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -278,6 +340,8 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         !self.changes.is_empty()
             || self.outputs_changed
+            || !self.moved.is_empty()
+            || !self.protection.is_empty()
             || (self.mode == Mode::RefreshOnly && !(self.drift.is_empty() && self.attention.is_empty()))
     }
 
@@ -295,6 +359,14 @@ impl Plan {
     /// `plan --detailed-exitcode` exits 2 unless they are.
     pub fn converged(&self) -> bool {
         !self.has_changes() && self.attention.is_empty()
+    }
+
+    /// Replacements nobody asked for and no consent covers: apply refuses the plan while there
+    /// are any (each would give a CVM a new app id, keys and disk).
+    pub fn needs_consent(&self) -> impl Iterator<Item = &Change> {
+        self.changes
+            .iter()
+            .filter(|c| c.action == Action::Replace && !c.replacement_requested() && !self.requests.allow_replace)
     }
 
     /// CVMs needing attention that no change in this plan touches: applying leaves them so.
@@ -317,22 +389,48 @@ pub struct Input<'a> {
     pub refreshed: Option<&'a BTreeMap<Address, Refresh>>,
     pub secrets: &'a SecretValues,
     pub mode: Mode,
+    /// `--replace`, `--target`, `--exclude`, `--allow-replace`.
+    pub requests: &'a Requests,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
     Cycle(#[from] CycleError),
+    /// `--target`, `--exclude` or `--replace` names a CVM neither the manifest nor state has.
+    #[error("{flag} {address}: there is no such CVM in the manifest or in state")]
+    UnknownAddress { flag: &'static str, address: Address, known: Vec<Address> },
+    /// `--replace` names a CVM this plan cannot replace (`why` says so).
+    #[error("--replace {address}: {why}")]
+    NotReplaceable { address: Address, why: &'static str },
+    /// A `moved:` entry whose `to` already holds another CVM in state.
+    #[error("cannot move {from} to {to}: state already holds a CVM at {to}")]
+    MoveTargetTaken { from: Address, to: Address },
+    /// The plan would destroy or replace CVMs whose `lifecycle.prevent_destroy` is set (by
+    /// the manifest, or recorded in state for a CVM the manifest no longer has).
+    #[error("{} has `lifecycle.prevent_destroy` set, but this plan would {} it", .blocked[0].0, verb(&.blocked[0].1))]
+    PreventDestroy { blocked: Vec<(Address, Action)> },
+    /// Renames that each need a name another one frees first (a swap): no order works.
+    #[error("renames form a cycle: {}", .cycle.iter().map(|(a, n)| format!("{a} → `{n}`")).collect::<Vec<_>>().join(", "))]
+    NameCycle { cycle: Vec<(Address, String)> },
 }
 
-/// The nodes of the plan's graph: every CVM in the manifest or in state, with what it
-/// depends on (the manifest's `depends_on` and references, else what state recorded).
-fn nodes(config: &Config, snapshot: &Snapshot) -> BTreeMap<Address, Vec<Address>> {
+fn verb(a: &Action) -> &'static str {
+    match a {
+        Action::Replace => "replace",
+        _ => "destroy",
+    }
+}
+
+/// The nodes of the plan's graph: every CVM in the manifest or in `records` (state, as the
+/// plan sees it), with what it depends on (the manifest's `depends_on` and references, else
+/// what state recorded).
+fn nodes(config: &Config, records: &BTreeMap<Address, ResourceRecord>) -> BTreeMap<Address, Vec<Address>> {
     let mut nodes: BTreeMap<Address, Vec<Address>> = BTreeMap::new();
     for c in config.cvms.values() {
         nodes.insert(c.address(), c.depends_on.iter().map(|d| Address::cvm(d)).collect());
     }
-    for r in snapshot.resources.values() {
+    for r in records.values() {
         nodes.entry(r.address.clone()).or_insert_with(|| r.dependencies.clone());
     }
     nodes
@@ -340,7 +438,7 @@ fn nodes(config: &Config, snapshot: &Snapshot) -> BTreeMap<Address, Vec<Address>
 
 /// The graph of everything the plan touches: CVMs in the manifest and CVMs only in state.
 pub fn graph(config: &Config, snapshot: &Snapshot) -> Result<Graph, CycleError> {
-    graph_of(&nodes(config, snapshot))
+    graph_of(&nodes(config, &snapshot.resources))
 }
 
 fn graph_of(nodes: &BTreeMap<Address, Vec<Address>>) -> Result<Graph, CycleError> {
@@ -382,25 +480,38 @@ fn onchain_note(spec: &KmsSpec, h: &HashChange, rec: &ResourceRecord) -> OnChain
 
 /// Builds the plan.
 pub fn plan(input: &Input) -> Result<Plan, PlanError> {
-    let Input { config, snapshot, refreshed, secrets, mode } = *input;
-    let nodes = nodes(config, snapshot);
+    let Input { config, snapshot, refreshed, secrets, mode, requests } = *input;
+    let desired: BTreeMap<Address, &CvmConfig> = config.cvms.values().map(|c| (c.address(), c)).collect();
+    // Moves first: everything below sees a moved CVM at its new address.
+    let (moved, notes) = identity::moves(config, snapshot, mode)?;
+    let (records, protection) = identity::view(snapshot, &moved, &desired, mode);
+    let nodes = nodes(config, &records);
     let graph = graph_of(&nodes)?;
+    let selected = requests::selection(&graph, &nodes, requests, mode)?;
+    if mode == Mode::Normal {
+        requests::check_replace(requests, &desired, &records, selected.as_ref())?;
+    }
+    let chosen = |a: &Address| selected.as_ref().is_none_or(|s| s.contains(a));
 
-    // Current records: state, brought up to date by refresh.
+    // Current records: state, brought up to date by refresh. Records the plan moved or
+    // protects anew are written to state when it is applied, as refreshed ones are.
     let mut current: BTreeMap<Address, ResourceRecord> = BTreeMap::new();
     let mut drift = Vec::new();
     let mut refreshed_records = Vec::new();
     let mut gone: BTreeSet<Address> = BTreeSet::new();
     let mut attention: Vec<Attention> = Vec::new();
-    for (addr, rec) in &snapshot.resources {
-        match refreshed.and_then(|r| r.get(addr)) {
+    for (addr, rec) in &records {
+        // Refresh went by state's addresses.
+        let origin = moved.iter().find(|m| m.to == *addr).map_or(addr, |m| &m.from);
+        let rewritten = snapshot.resources.get(addr) != Some(rec);
+        match refreshed.and_then(|r| r.get(origin)) {
             Some(Refresh::Found(remote)) => {
                 let (mut merged, changes) = merge_refresh(rec, remote);
                 attention.extend(health::judge(&mut merged, remote));
                 if !changes.is_empty() {
                     drift.push(Drift { address: addr.clone(), deleted: false, attributes: changes });
                 }
-                if merged != *rec {
+                if merged != *rec || rewritten {
                     refreshed_records.push(merged.clone());
                 }
                 current.insert(addr.clone(), merged);
@@ -410,6 +521,9 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                 gone.insert(addr.clone());
             }
             None => {
+                if rewritten {
+                    refreshed_records.push(rec.clone());
+                }
                 let attrs = rec.attrs.clone().normalized();
                 current.insert(addr.clone(), ResourceRecord { attrs, ..rec.clone() });
             }
@@ -417,12 +531,12 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     }
 
     let mut changes: Vec<Change> = Vec::new();
-    let mut actions: BTreeMap<Address, Action> = BTreeMap::new();
-    let desired: BTreeMap<Address, &CvmConfig> = config.cvms.values().map(|c| (c.address(), c)).collect();
+    let mut known = Known { current: &current, actions: BTreeMap::new(), names: BTreeMap::new() };
+    let state = State { moved, protection, notes, refreshed: refreshed_records };
 
     if mode == Mode::RefreshOnly {
         let changes = Vec::new();
-        return Ok(finish(config, snapshot, &current, &actions, changes, drift, refreshed_records, attention, mode));
+        return Ok(finish(config, snapshot, &known, changes, drift, state, attention, mode, requests));
     }
 
     // Creates, updates and replacements in dependency order, so a CVM's references see what
@@ -431,8 +545,13 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         let Some((addr, cfg)) = desired.get_key_value(addr).filter(|_| mode != Mode::Destroy) else {
             continue;
         };
+        if !chosen(addr) {
+            continue;
+        }
         let cur = current.get(addr);
-        let after = desired_attrs(cfg, &current, &actions, secrets, &snapshot.meta.salt);
+        // A CVM keeps the scope its digests were made under, even when replaced.
+        let scope = cur.map_or(addr, |r| r.digest_scope());
+        let after = desired_attrs(cfg, scope, &known, secrets, &snapshot.meta.salt);
         // Graph nodes are the keys of `nodes`: each dependency is found there.
         let deps: Vec<Address> = graph
             .dependencies(addr.as_str())
@@ -440,97 +559,94 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
             .filter_map(|d| nodes.get_key_value(d))
             .map(|(d, _)| d.clone())
             .collect();
-        let kms = kms_spec(&cfg.kms);
+        let base = Change {
+            address: addr.clone(),
+            action: Action::Create,
+            ids: None,
+            before: None,
+            after: None,
+            attributes: vec![],
+            reasons: vec![],
+            dependencies: deps,
+            compose_hash: None,
+            kms: kms_spec(&cfg.kms),
+            moved_from: state.moved.iter().find(|m| m.to == *addr).map(|m| m.from.clone()),
+            prevent_destroy: cfg.prevent_destroy,
+            secrets_scope: Some(scope.clone()).filter(|s| s != addr),
+        };
+        let requested = requests.replace.contains(addr);
         let change = match cur {
             None => {
                 let mut reasons = if gone.contains(addr) { vec![Reason::DeletedOutsideTeeform] } else { vec![] };
                 reasons.extend(after_create_reason(&after));
                 let hash = preview_create(&after);
-                Some(Change {
-                    address: addr.clone(),
-                    action: Action::Create,
-                    ids: None,
-                    before: None,
-                    after: Some(after),
-                    attributes: vec![],
-                    reasons,
-                    dependencies: deps,
-                    compose_hash: Some(hash),
-                    kms,
-                })
+                Some(Change { after: Some(after), reasons, compose_hash: Some(hash), ..base })
             }
             Some(rec) => {
                 let attrs = diff_attrs(&rec.attrs, &after, true);
-                let gave_up = health::gave_up(rec, attrs.is_empty());
+                let gave_up = if requested { None } else { health::gave_up(rec, attrs.is_empty()) };
+                let forcing: Vec<Attr> = attrs.iter().filter(|a| a.forces_replacement).map(|a| a.name).collect();
+                let base = Change { ids: Some(rec.ids.clone()), before: Some(rec.attrs.clone()), ..base };
                 if let Some(a) = gave_up {
                     attention.push(a);
                     None
-                } else if rec.tainted {
-                    let mut reasons = vec![Reason::Tainted];
-                    if !rec.boot.failures.is_empty() {
-                        reasons.push(Reason::BootFailed {
-                            errors: rec.boot.failures.clone(),
-                            logs: model::boot_log_command(&rec.ids),
-                        });
+                } else if rec.tainted || requested || !forcing.is_empty() {
+                    let mut reasons = Vec::new();
+                    if rec.tainted {
+                        reasons.push(Reason::Tainted);
+                        if !rec.boot.failures.is_empty() {
+                            reasons.push(Reason::BootFailed {
+                                errors: rec.boot.failures.clone(),
+                                logs: model::boot_log_command(&rec.ids),
+                            });
+                        }
                     }
-                    reasons.push(Reason::RotatesAppId);
+                    if !forcing.is_empty() {
+                        reasons.push(Reason::ForcesReplacement { attributes: forcing });
+                    }
+                    if requested {
+                        reasons.push(Reason::ReplaceRequested);
+                    }
+                    let onchain = base.kms.is_some() || rec.attrs.kms.as_deref().is_some_and(|k| k != "phala");
+                    reasons.push(Reason::RotatesAppId { onchain });
                     reasons.extend(after_create_reason(&after));
                     let hash = HashChange { before: rec.compose_hash.clone(), ..preview_create(&after) };
                     Some(Change {
-                        address: addr.clone(),
                         action: Action::Replace,
-                        ids: Some(rec.ids.clone()),
-                        before: Some(rec.attrs.clone()),
                         after: Some(after),
                         attributes: attrs,
                         reasons,
-                        dependencies: deps,
                         compose_hash: Some(hash),
-                        kms,
+                        ..base
                     })
                 } else if attrs.is_empty() {
                     None
                 } else {
-                    let forcing: Vec<Attr> = attrs.iter().filter(|a| a.forces_replacement).map(|a| a.name).collect();
-                    let (action, mut reasons, hash) = if forcing.is_empty() {
-                        let hash = preview_update(rec, &after, refreshed.and_then(|r| r.get(addr)));
-                        (Action::Update, update_reasons(rec, &attrs, &after), hash)
-                    } else {
-                        (
-                            Action::Replace,
-                            [Reason::ForcesReplacement { attributes: forcing }, Reason::RotatesAppId]
-                                .into_iter()
-                                .chain(after_create_reason(&after))
-                                .collect(),
-                            Some(HashChange { before: rec.compose_hash.clone(), ..preview_create(&after) }),
-                        )
-                    };
+                    let hash = preview_update(rec, &after, refreshed.and_then(|r| r.get(addr)));
+                    let mut reasons = update_reasons(rec, &attrs, &after);
                     let (added, removed) = key_changes(&rec.attrs.env, &after.env);
                     if !added.is_empty() || !removed.is_empty() {
                         reasons.push(Reason::EnvKeysChanged { added, removed });
                     }
-                    if action == Action::Update
-                        && let (Some(spec), Some(h)) = (&kms, &hash)
-                    {
+                    if let (Some(spec), Some(h)) = (&base.kms, &hash) {
                         reasons.push(Reason::OnChainRegistration(onchain_note(spec, h, rec)));
                     }
                     Some(Change {
-                        address: addr.clone(),
-                        action,
-                        ids: Some(rec.ids.clone()),
-                        before: Some(rec.attrs.clone()),
+                        action: Action::Update,
                         after: Some(after),
                         attributes: attrs,
                         reasons,
-                        dependencies: deps,
                         compose_hash: hash,
-                        kms,
+                        ..base
                     })
                 }
             }
         };
         if let Some(c) = change {
-            actions.insert(addr.clone(), c.action);
+            known.actions.insert(addr.clone(), c.action);
+            if let Some(a) = &c.after {
+                known.names.insert(addr.clone(), a.name.clone());
+            }
             changes.push(c);
         }
     }
@@ -549,7 +665,10 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         } else {
             continue;
         };
-        actions.insert(addr.clone(), Action::Delete);
+        if !chosen(addr) {
+            continue;
+        }
+        known.actions.insert(addr.clone(), Action::Delete);
         deletes.push(Change {
             address: addr.clone(),
             action: Action::Delete,
@@ -561,58 +680,86 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
             dependencies: rec.dependencies.clone(),
             compose_hash: None,
             kms: None,
+            moved_from: state.moved.iter().find(|m| m.to == *addr).map(|m| m.from.clone()),
+            prevent_destroy: rec.prevent_destroy,
+            secrets_scope: None,
         });
     }
     changes.extend(deletes);
+    identity::check_prevent_destroy(&changes, &desired, &records)?;
+    identity::check_name_cycles(&changes)?;
     if mode == Mode::Destroy {
         attention.clear();
     }
     // A failed create is replaced by this plan; its note says why.
     attention.retain(|a| a.problem != Problem::FailedCreate || !changes.iter().any(|c| c.address == a.address));
-    Ok(finish(config, snapshot, &current, &actions, changes, drift, refreshed_records, attention, mode))
+    Ok(finish(config, snapshot, &known, changes, drift, state, attention, mode, requests))
+}
+
+/// What the plan writes to state beside the changes' steps, and notes about it.
+struct State {
+    moved: Vec<Moved>,
+    protection: Vec<Protection>,
+    notes: Vec<String>,
+    refreshed: Vec<ResourceRecord>,
+}
+
+/// What references can be resolved against while planning: the current records, what the
+/// plan does to each CVM so far, and the names the CVMs it changes will have.
+struct Known<'a> {
+    current: &'a BTreeMap<Address, ResourceRecord>,
+    actions: BTreeMap<Address, Action>,
+    names: BTreeMap<Address, String>,
 }
 
 /// What an in-place update entails: a start or stop when the run state changes, a restart
-/// when the configuration changes on a CVM that runs and keeps running.
+/// when the configuration changes on a CVM that runs and keeps running, a rename (which
+/// restarts nothing) when the name changes.
 fn update_reasons(rec: &ResourceRecord, attrs: &[AttrChange], after: &CvmAttrs) -> Vec<Reason> {
     let power = attrs.iter().any(|a| a.name == Attr::Power).then_some(after.power).flatten();
-    let config = attrs.iter().any(|a| a.name != Attr::Power);
-    match power {
+    let config = attrs.iter().any(|a| a.name.patched());
+    let mut reasons = match power {
         Some(Power::Stopped) => vec![Reason::Stops],
         Some(Power::Running) => vec![Reason::Starts],
         None if config && rec.attrs.power != Some(Power::Stopped) => vec![Reason::RestartsCvm],
         None => vec![],
+    };
+    if attrs.iter().any(|a| a.name == Attr::Name) {
+        reasons.push(Reason::Renames);
     }
+    reasons
 }
 
 #[allow(clippy::too_many_arguments)]
 fn finish(
     config: &Config,
     snapshot: &Snapshot,
-    current: &BTreeMap<Address, ResourceRecord>,
-    actions: &BTreeMap<Address, Action>,
+    known: &Known,
     changes: Vec<Change>,
     drift: Vec<Drift>,
-    refreshed: Vec<ResourceRecord>,
+    state: State,
     attention: Vec<Attention>,
     mode: Mode,
+    requests: &Requests,
 ) -> Plan {
     let mut outputs = BTreeMap::new();
     let mut outputs_changed = false;
-    if mode != Mode::Destroy {
+    // A partial plan leaves outputs as they are: they may reference CVMs it leaves out.
+    let outputs_planned = mode != Mode::RefreshOnly && !requests.targeted();
+    if mode != Mode::Destroy && outputs_planned {
         for (name, o) in &config.outputs {
-            let known = if o.sensitive { None } else { resolve_plain(&o.value, current, actions) };
+            let value = if o.sensitive { None } else { resolve_plain(&o.value, known) };
             let prev = snapshot.outputs.get(name);
             outputs_changed |= match prev {
                 None => true,
-                Some(p) => p.sensitive != o.sensitive || (!o.sensitive && (known.is_none() || known != p.value)),
+                Some(p) => p.sensitive != o.sensitive || (!o.sensitive && (value.is_none() || value != p.value)),
             };
             outputs.insert(
                 name.clone(),
                 PlannedOutput {
                     value: o.value.clone(),
                     sensitive: o.sensitive,
-                    known,
+                    known: value,
                     before: prev.and_then(|p| p.value.clone()),
                     in_state: prev.is_some(),
                 },
@@ -622,7 +769,7 @@ fn finish(
     let removed_outputs: BTreeMap<String, OutputValue> = snapshot
         .outputs
         .iter()
-        .filter(|(k, _)| !outputs.contains_key(*k))
+        .filter(|(k, _)| outputs_planned && !outputs.contains_key(*k))
         .map(|(k, o)| {
             (
                 k.clone(),
@@ -630,21 +777,26 @@ fn finish(
             )
         })
         .collect();
-    let outputs_changed = mode != Mode::RefreshOnly && (outputs_changed || !removed_outputs.is_empty());
+    let outputs_changed = outputs_planned && (outputs_changed || !removed_outputs.is_empty());
     let mut warnings: Vec<String> = config.warnings.iter().map(|d| d.to_string()).collect();
     warnings.sort();
+    warnings.extend(requests.warning());
     Plan {
         format_version: FORMAT_VERSION,
         mode,
         state: StateRef { lineage: snapshot.meta.lineage.clone(), serial: snapshot.meta.serial },
         changes,
         drift,
-        refreshed,
+        refreshed: state.refreshed,
+        moved: state.moved,
+        protection: state.protection,
+        requests: requests.clone(),
         outputs,
         removed_outputs,
         outputs_changed,
         attention,
         warnings,
+        notes: state.notes,
     }
 }
 
@@ -654,54 +806,45 @@ fn key_changes(before: &BTreeMap<String, EnvVal>, after: &BTreeMap<String, EnvVa
     (added, removed)
 }
 
-/// The value of a CVM attribute other resources may reference, if known before apply.
-fn cvm_attr(
-    target: &str,
-    attr: &str,
-    current: &BTreeMap<Address, ResourceRecord>,
-    actions: &BTreeMap<Address, Action>,
-) -> Option<String> {
+/// The value of a CVM attribute other resources may reference, if known before apply. A
+/// CVM's name is known whatever the plan does to it: the manifest's.
+fn cvm_attr(target: &str, attr: &str, known: &Known) -> Option<String> {
     let addr = Address::cvm(target);
-    match actions.get(&addr) {
+    if attr == "name"
+        && let Some(n) = known.names.get(&addr)
+    {
+        return Some(n.clone());
+    }
+    match known.actions.get(&addr) {
         Some(Action::Create | Action::Replace | Action::Delete) => return None,
         Some(Action::Update) if attr == "compose_hash" => return None,
         _ => {}
     }
-    current.get(&addr)?.reference(attr)
+    known.current.get(&addr)?.reference(attr)
 }
 
 /// Resolves a template whose references are all known and none secret.
-fn resolve_plain(
-    t: &Template,
-    current: &BTreeMap<Address, ResourceRecord>,
-    actions: &BTreeMap<Address, Action>,
-) -> Option<String> {
+fn resolve_plain(t: &Template, known: &Known) -> Option<String> {
     if t.refs().any(Ref::is_secret) {
         return None;
     }
     let r = t.substitute(|r| match r {
-        Ref::Cvm { name, attr } => cvm_attr(name, attr, current, actions),
+        Ref::Cvm { name, attr } => cvm_attr(name, attr, known),
         _ => None,
     });
     r.as_literal()
 }
 
-/// Desired attributes of one CVM, with references resolved as far as they can be now.
-fn desired_attrs(
-    c: &CvmConfig,
-    current: &BTreeMap<Address, ResourceRecord>,
-    actions: &BTreeMap<Address, Action>,
-    secrets: &SecretValues,
-    salt: &str,
-) -> CvmAttrs {
-    let addr = c.address();
+/// Desired attributes of one CVM, with references resolved as far as they can be now;
+/// secret values as digests made under `scope` (its record's [`ResourceRecord::digest_scope`]).
+fn desired_attrs(c: &CvmConfig, scope: &Address, known: &Known, secrets: &SecretValues, salt: &str) -> CvmAttrs {
     let env = c
         .env
         .iter()
         .map(|(k, t)| {
             let sensitive = t.refs().any(Ref::is_secret);
             let resolved = t.substitute(|r| match r {
-                Ref::Cvm { name, attr } => cvm_attr(name, attr, current, actions),
+                Ref::Cvm { name, attr } => cvm_attr(name, attr, known),
                 r if r.is_secret() => secrets.get(r).map(|s| s.expose().to_string()),
                 _ => None,
             });
@@ -709,7 +852,7 @@ fn desired_attrs(
                 (Some(value), false) => EnvVal::plain(value),
                 (Some(value), true) => EnvVal {
                     value: None,
-                    digest: Some(secrets::digest(salt, addr.as_str(), k, &value)),
+                    digest: Some(secrets::digest(salt, scope.as_str(), k, &value)),
                     template: Some(t.clone()),
                 },
                 (None, _) => EnvVal { value: None, digest: None, template: Some(t.clone()) },

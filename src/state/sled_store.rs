@@ -709,6 +709,8 @@ mod tests {
             dependencies: vec![],
             updated_at: "now".into(),
             endpoint: None,
+            prevent_destroy: false,
+            secrets_scope: None,
         }
     }
 

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use super::session::{Session, same_endpoint};
 use crate::cli::PlanArgs;
 use crate::cli::context::{Api, Ctx};
-use crate::cli::error::{CliError, CliResult};
+use crate::cli::error::{CliError, CliResult, Hint};
 use crate::manifest::Config;
 use crate::model::{Address, Attr};
 use crate::plan::{self, Action, Mode, Plan, Refresh, json, render};
@@ -131,7 +131,18 @@ pub async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> C
         refreshed: refreshed.as_ref(),
         secrets: &s.secrets,
         mode,
+        requests: &args.requests(),
     })?;
+    if !p.moved.is_empty() {
+        let journal = s.store.journal().await?;
+        if let Some(m) = p.moved.iter().find(|m| journal.iter().any(|e| e.address == m.from)) {
+            return Err(CliError::new(format!(
+                "cannot move {} to {}: an operation on {} is unfinished (interrupted, or paused for on-chain registration); nothing was changed",
+                m.from, m.to, m.from
+            ))
+            .hint(Hint::run("finish it first (", "apply --resume", " for a paused update), then apply the move")));
+        }
+    }
     if args.refresh && mode == Mode::Normal {
         names_are_free(ctx, &s.api, &snapshot, &p).await?;
     }
@@ -200,13 +211,14 @@ async fn catalogs(api: &Api, needed: &BTreeSet<Attr>) -> CliResult<plan::checks:
     Ok(c)
 }
 
-/// Refuses creates whose name a CVM outside this state already has: applying one would fail
-/// or make a second CVM of that name. One list call, made only when the plan creates something.
+/// Refuses creates and renames to a name a CVM outside this state already has: applying one
+/// would fail or make a second CVM of that name. One list call, made only when the plan
+/// creates or renames something.
 async fn names_are_free(ctx: &Ctx, api: &Api, snapshot: &Snapshot, p: &Plan) -> CliResult<()> {
     let creating: BTreeMap<&str, &str> = p
         .changes
         .iter()
-        .filter(|c| matches!(c.action, Action::Create | Action::Replace))
+        .filter(|c| matches!(c.action, Action::Create | Action::Replace) || c.renames())
         .filter_map(|c| c.after.as_ref().map(|a| (a.name.as_str(), c.address.as_str())))
         .collect();
     if creating.is_empty() {
@@ -246,11 +258,16 @@ async fn names_are_free(ctx: &Ctx, api: &Api, snapshot: &Snapshot, p: &Plan) -> 
     // A few commands to copy, not one per CVM: a first apply over a thousand existing names
     // must stay readable.
     const SHOWN: usize = 5;
+    let renaming = |addr: &str| p.changes.iter().any(|c| c.address == addr && c.action == Action::Update);
     for (addr, id) in taken.iter().take(SHOWN) {
-        e = e.hint(format!(
-            "`{}` manages the existing CVM; or give {addr} another `name:`",
-            ctx.command_line(&format!("import {addr} {id}"))
-        ));
+        e = e.hint(if renaming(addr) {
+            format!("{addr} is renamed: give it a `name:` no other CVM has (CVM {id} has this one)")
+        } else {
+            format!(
+                "`{}` manages the existing CVM; or give {addr} another `name:`",
+                ctx.command_line(&format!("import {addr} {id}"))
+            )
+        });
     }
     if taken.len() > SHOWN {
         e = e.hint(format!(

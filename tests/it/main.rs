@@ -12,6 +12,7 @@ mod errors;
 mod fidelity;
 mod health;
 mod hostile;
+mod identity;
 mod images;
 mod local;
 mod manifest;

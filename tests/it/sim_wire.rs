@@ -274,6 +274,14 @@ fn every_route_answers_as_recorded() {
     x.call("GET", &format!("/cvms/{uuid}"), None, None);
     x.call("GET", &format!("/cvms/{uuid}"), Some(V2025), None);
 
+    // Renaming in place (UNVERIFIED: the provider's design note): to its own name, to one in
+    // use, an invalid one, none, and of a CVM that is not there.
+    x.call("PATCH", "/cvms/web-one/name", None, j(json!({"name": "web-one"})));
+    x.call("PATCH", "/cvms/web-one/name", None, j(json!({"name": "web-two"})));
+    x.call("PATCH", "/cvms/web-one/name", None, j(json!({"name": "no"})));
+    x.call("PATCH", "/cvms/web-one/name", None, j(json!({})));
+    x.call("PATCH", "/cvms/nope/name", None, j(json!({"name": "web-three"})));
+
     // Power, then delete.
     for action in ["stop", "start", "shutdown", "restart"] {
         x.call("POST", &format!("/cvms/web-one/{action}"), None, None);

@@ -6,6 +6,7 @@
 //! secret's value: sensitive env values carry a digest and the reference to read them again.
 
 pub mod checks;
+mod desired;
 mod diff;
 pub mod health;
 mod identity;
@@ -19,13 +20,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::graph::{CycleError, Graph};
-use crate::manifest::{Config, CvmConfig, Kms, Ref, Template};
+use crate::manifest::{Config, CvmConfig, Kms, Template};
 use crate::model::schema::{Create, SCHEMA};
-use crate::model::{self, Address, Attr, CloudIds, CvmAttrs, EnvVal, OutputValue, Power, RemoteCvm, ResourceRecord};
-use crate::secrets::{self, SecretValues};
+use crate::model::{self, Address, Attr, CloudIds, CvmAttrs, OutputValue, Power, RemoteCvm, ResourceRecord};
+use crate::secrets::SecretValues;
 use crate::state::Snapshot;
-use diff::diff_attrs;
+pub use desired::configured_attrs;
+use desired::{Known, desired_attrs, resolve_plain};
 pub use diff::merge_refresh;
+use diff::{diff_attrs, key_changes};
 pub use health::{Attention, Problem};
 pub use preview::app_compose_for_create;
 use preview::{preview_create, preview_update};
@@ -704,14 +707,6 @@ struct State {
     refreshed: Vec<ResourceRecord>,
 }
 
-/// What references can be resolved against while planning: the current records, what the
-/// plan does to each CVM so far, and the names the CVMs it changes will have.
-struct Known<'a> {
-    current: &'a BTreeMap<Address, ResourceRecord>,
-    actions: BTreeMap<Address, Action>,
-    names: BTreeMap<Address, String>,
-}
-
 /// What an in-place update entails: a start or stop when the run state changes, a restart
 /// when the configuration changes on a CVM that runs and keeps running, a rename (which
 /// restarts nothing) when the name changes.
@@ -798,85 +793,6 @@ fn finish(
         warnings,
         notes: state.notes,
     }
-}
-
-fn key_changes(before: &BTreeMap<String, EnvVal>, after: &BTreeMap<String, EnvVal>) -> (Vec<String>, Vec<String>) {
-    let added = after.keys().filter(|k| !before.contains_key(*k)).cloned().collect();
-    let removed = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
-    (added, removed)
-}
-
-/// The value of a CVM attribute other resources may reference, if known before apply. A
-/// CVM's name is known whatever the plan does to it: the manifest's.
-fn cvm_attr(target: &str, attr: &str, known: &Known) -> Option<String> {
-    let addr = Address::cvm(target);
-    if attr == "name"
-        && let Some(n) = known.names.get(&addr)
-    {
-        return Some(n.clone());
-    }
-    match known.actions.get(&addr) {
-        Some(Action::Create | Action::Replace | Action::Delete) => return None,
-        Some(Action::Update) if attr == "compose_hash" => return None,
-        _ => {}
-    }
-    known.current.get(&addr)?.reference(attr)
-}
-
-/// Resolves a template whose references are all known and none secret.
-fn resolve_plain(t: &Template, known: &Known) -> Option<String> {
-    if t.refs().any(Ref::is_secret) {
-        return None;
-    }
-    let r = t.substitute(|r| match r {
-        Ref::Cvm { name, attr } => cvm_attr(name, attr, known),
-        _ => None,
-    });
-    r.as_literal()
-}
-
-/// Desired attributes of one CVM, with references resolved as far as they can be now;
-/// secret values as digests made under `scope` (its record's [`ResourceRecord::digest_scope`]).
-fn desired_attrs(c: &CvmConfig, scope: &Address, known: &Known, secrets: &SecretValues, salt: &str) -> CvmAttrs {
-    let env = c
-        .env
-        .iter()
-        .map(|(k, t)| {
-            let sensitive = t.refs().any(Ref::is_secret);
-            let resolved = t.substitute(|r| match r {
-                Ref::Cvm { name, attr } => cvm_attr(name, attr, known),
-                r if r.is_secret() => secrets.get(r).map(|s| s.expose().to_string()),
-                _ => None,
-            });
-            let v = match (resolved.as_literal(), sensitive) {
-                (Some(value), false) => EnvVal::plain(value),
-                (Some(value), true) => EnvVal {
-                    value: None,
-                    digest: Some(secrets::digest(salt, scope.as_str(), k, &value)),
-                    template: Some(t.clone()),
-                },
-                (None, _) => EnvVal { value: None, digest: None, template: Some(t.clone()) },
-            };
-            (k.clone(), v)
-        })
-        .collect();
-    CvmAttrs { env, ..configured_attrs(c) }
-}
-
-/// The attributes the manifest gives a CVM, in the API's normal form, env aside (its values
-/// need references and secrets resolved: the plan does that).
-pub fn configured_attrs(c: &CvmConfig) -> CvmAttrs {
-    CvmAttrs {
-        name: c.name.clone(),
-        compose: Some(c.compose.content.clone()),
-        pre_launch_script: c.pre_launch_script.as_ref().map(|f| f.content.clone()),
-        kms: Some(c.kms.kind().to_string()),
-        env: BTreeMap::new(),
-        power: Some(if c.stopped { Power::Stopped } else { Power::Running }),
-        // The plain-valued attributes, as the manifest's reader typed them.
-        ..c.attrs.clone()
-    }
-    .normalized()
 }
 
 #[cfg(test)]

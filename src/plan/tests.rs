@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::*;
-use crate::manifest::{LoadOptions, load_str};
-use crate::model::{CloudIds, OutputValue};
+use crate::manifest::{LoadOptions, Ref, load_str};
+use crate::model::{CloudIds, EnvVal, OutputValue};
 use crate::state::Meta;
 use crate::style::Palette;
 

@@ -112,3 +112,26 @@ pub(super) fn check_name_cycles(changes: &[Change]) -> Result<(), PlanError> {
     }
     Ok(())
 }
+
+/// Warnings for a CVM destroyed because its key left the manifest while a new key creates one
+/// of the same name: most likely a renamed key without its `moved:` entry, which would give
+/// the CVM a new app id, keys and disk.
+pub(super) fn likely_moves(changes: &[Change]) -> Vec<String> {
+    let created: BTreeMap<&str, &Address> = changes
+        .iter()
+        .filter(|c| c.action == Action::Create)
+        .filter_map(|c| Some((c.after.as_ref()?.name.as_str(), &c.address)))
+        .collect();
+    changes
+        .iter()
+        .filter(|c| c.action == Action::Delete && c.reasons.contains(&super::Reason::NotInManifest))
+        .filter_map(|c| {
+            let name = c.before.as_ref()?.name.as_str();
+            let to = created.get(name)?;
+            Some(format!(
+                "{} (CVM `{name}`) is destroyed and {to} created with the same name: if {to} is {} under a new key, add `moved: [{{from: {}, to: {to}}}]` to the manifest to keep the CVM (its app id, keys and disk) instead",
+                c.address, c.address, c.address
+            ))
+        })
+        .collect()
+}

@@ -535,7 +535,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
 
     let mut changes: Vec<Change> = Vec::new();
     let mut known = Known { current: &current, actions: BTreeMap::new(), names: BTreeMap::new() };
-    let state = State { moved, protection, notes, refreshed: refreshed_records };
+    let state = State { moved, protection, notes, refreshed: refreshed_records, warnings: vec![] };
 
     if mode == Mode::RefreshOnly {
         let changes = Vec::new();
@@ -691,6 +691,8 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     changes.extend(deletes);
     identity::check_prevent_destroy(&changes, &desired, &records)?;
     identity::check_name_cycles(&changes)?;
+    let mut state = state;
+    state.warnings = identity::likely_moves(&changes);
     if mode == Mode::Destroy {
         attention.clear();
     }
@@ -705,6 +707,8 @@ struct State {
     protection: Vec<Protection>,
     notes: Vec<String>,
     refreshed: Vec<ResourceRecord>,
+    /// Warnings about the changes themselves (a key that looks renamed without `moved:`).
+    warnings: Vec<String>,
 }
 
 /// What an in-place update entails: a start or stop when the run state changes, a restart
@@ -776,6 +780,7 @@ fn finish(
     let mut warnings: Vec<String> = config.warnings.iter().map(|d| d.to_string()).collect();
     warnings.sort();
     warnings.extend(requests.warning());
+    warnings.extend(state.warnings);
     Plan {
         format_version: FORMAT_VERSION,
         mode,

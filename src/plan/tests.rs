@@ -868,3 +868,16 @@ fn targeting_picks_dependencies_and_leaves_out_dependents() {
     let e = try_plan(&cfg, &empty, None, Mode::Normal, &r).unwrap_err();
     assert_eq!(e.to_string(), "--exclude cvm.dbb: there is no such CVM in the manifest or in state");
 }
+
+/// A key renamed without `moved:` is a destroy and a create, as the manifest says; the plan
+/// warns that the CVM's identity goes with it.
+#[test]
+fn a_key_renamed_without_moved_warns_that_the_cvm_would_be_replaced() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms:\n  front:\n    name: web-main\n    compose: web.yml\n");
+    let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
+    assert_eq!(p.summary(), (1, 0, 1));
+    assert!(p.warnings.iter().any(|w| w.contains("add `moved: [{from: cvm.web, to: cvm.front}]`")), "{:?}", p.warnings);
+    let other = f.config("cvms:\n  front:\n    name: front-main\n    compose: web.yml\n");
+    assert!(run(&other, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal).warnings.is_empty());
+}

@@ -477,6 +477,8 @@ mod tests {
             }
             // Only an in-place attribute goes into the PATCH, and every one does somehow.
             assert_eq!(spec.patch != Patch::No, spec.update == Update::InPlace, "{}", spec.key);
+            // The rename call takes a name, and nothing else.
+            assert_eq!(spec.update == Update::Rename, matches!(spec.ty, Type::Name), "{}", spec.key);
             // Normal forms rewrite strings only.
             if spec.normal != Normal::AsIs {
                 assert!(matches!(spec.ty, Type::Text(_) | Type::File { .. }), "{}", spec.key);

@@ -503,11 +503,12 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let mut refreshed_records = Vec::new();
     let mut gone: BTreeSet<Address> = BTreeSet::new();
     let mut attention: Vec<Attention> = Vec::new();
+    // What refresh saw of a CVM: it went by state's addresses, from before any move.
+    let origins: BTreeMap<Address, Address> = moved.iter().map(|m| (m.to.clone(), m.from.clone())).collect();
+    let refresh_of = |addr: &Address| refreshed.and_then(|r| r.get(origins.get(addr).unwrap_or(addr)));
     for (addr, rec) in &records {
-        // Refresh went by state's addresses.
-        let origin = moved.iter().find(|m| m.to == *addr).map_or(addr, |m| &m.from);
         let rewritten = snapshot.resources.get(addr) != Some(rec);
-        match refreshed.and_then(|r| r.get(origin)) {
+        match refresh_of(addr) {
             Some(Refresh::Found(remote)) => {
                 let (mut merged, changes) = merge_refresh(rec, remote);
                 attention.extend(health::judge(&mut merged, remote));
@@ -625,7 +626,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
                 } else if attrs.is_empty() {
                     None
                 } else {
-                    let hash = preview_update(rec, &after, refreshed.and_then(|r| r.get(addr)));
+                    let hash = preview_update(rec, &after, refresh_of(addr));
                     let mut reasons = update_reasons(rec, &attrs, &after);
                     let (added, removed) = key_changes(&rec.attrs.env, &after.env);
                     if !added.is_empty() || !removed.is_empty() {

@@ -154,7 +154,7 @@ pub fn replacement_cause(c: &Change) -> String {
 pub fn replacement_consequence(c: &Change) -> String {
     let onchain = c.reasons.iter().any(|r| matches!(r, Reason::RotatesAppId { onchain: true }));
     format!(
-        "the new CVM gets a new app_id → new KMS-derived keys, and a new disk (the old one's data is lost){}",
+        "the new CVM gets a new app_id → new KMS-derived keys and a new disk (the old one's data is lost){}",
         if onchain { "; on-chain KMS: a new app contract" } else { "" }
     )
 }

@@ -150,7 +150,7 @@ fn an_unrequested_replacement_is_refused_with_its_cost_and_nothing_sent() {
     let before = mutating(&t);
     let r = t.run(&["apply", "--auto-approve"]);
     r.code(1);
-    assert!(r.stderr.contains("error: this plan replaces cvm.web, which nobody asked to replace: its `gateway` cannot change in place the new CVM gets a new app_id → new KMS-derived keys, and a new disk (the old one's data is lost); nothing was changed"), "{}", r.stderr);
+    assert!(r.stderr.contains("error: this plan replaces cvm.web, which nobody asked to replace: its `gateway` cannot change in place, and the new CVM gets a new app_id → new KMS-derived keys and a new disk (the old one's data is lost); nothing was changed"), "{}", r.stderr);
     assert!(r.stderr.contains("`teeform apply --replace cvm.web`"), "{}", r.stderr);
     assert_eq!(mutating(&t), before, "nothing was sent");
     // A saved plan carries the consent it was made with, and only that.

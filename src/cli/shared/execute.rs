@@ -41,7 +41,7 @@ pub fn consent(p: &Plan) -> CliResult<()> {
     let n = unasked.len();
     let more = if n > 1 { format!(" (and {} more)", n - 1) } else { String::new() };
     let mut e = CliError::new(format!(
-        "this plan replaces {}{more}, which nobody asked to replace: {} {}; nothing was changed",
+        "this plan replaces {}{more}, which nobody asked to replace: {}, and {}; nothing was changed",
         first.address,
         plan::render::replacement_cause(first),
         plan::render::replacement_consequence(first)

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use super::super::Moved;
 use super::super::diag::Related;
-use super::super::yaml::{Kind, Node};
+use super::super::yaml::{Kind, Node, Span};
 use super::{Loader, STRINGS_ONLY};
 use crate::model::Address;
 
@@ -40,8 +40,12 @@ impl Loader<'_> {
         if !matches!(it.kind, Kind::Map(_)) {
             return None;
         }
-        // Where the entry is shown: its first key (a block mapping's own mark is its first `:`).
-        let span = fields.first().map_or(it.span, |(_, k, _)| k.span);
+        // Where the entry is shown: from its first key to its last value (a block mapping's own
+        // mark is its first `:`).
+        let span = match (fields.first(), fields.last()) {
+            (Some((_, k, _)), Some((_, _, v))) => Span::new(k.span.start, v.span.end.max(k.span.end)),
+            _ => it.span,
+        };
         let mut from = None;
         let mut to = None;
         for (k, _, v) in fields {

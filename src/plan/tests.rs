@@ -830,6 +830,27 @@ fn a_moved_key_keeps_its_cvm_and_changes_nothing() {
     assert_eq!(e.to_string(), "cannot move cvm.web to cvm.front: state already holds a CVM at cvm.front");
 }
 
+#[test]
+fn a_moved_cvm_is_updated_from_what_refresh_saw_at_its_old_address() {
+    // Refresh goes by state's addresses; the compose hash an update predicts starts from the
+    // app compose the API reported for the CVM before its key moved.
+    let f = Fixture::new(&[("web.yml", WEB), ("web2.yml", WEB2)]);
+    let manifest = "cvms:\n  front:\n    name: web-main\n    compose: web2.yml\nmoved:\n  - {from: cvm.web, to: cvm.front}\n";
+    let cfg = f.config(manifest);
+    let rec = record("cvm.web", "web-main", WEB, 2);
+    let mut reported = app_compose_for_create(&rec.attrs);
+    reported["features"] = serde_json::json!(["kms", "tproxy-net"]);
+    let remote = RemoteCvm { app_compose: Some(reported), ..remote_of(&rec, rec.attrs.clone()) };
+    let refreshed = BTreeMap::from([("cvm.web".to_string(), Refresh::Found(Box::new(remote)))]);
+    let p = run(&cfg, &snap(vec![rec.clone()]), Some(&refreshed), Mode::Normal);
+    let c = &p.changes[0];
+    assert_eq!((c.address.as_str(), c.action), ("cvm.front", Action::Update));
+    let after = c.after.as_ref().expect("an update has its after");
+    let expected = preview_update(&rec, after, refreshed.get("cvm.web")).expect("the compose changes");
+    assert_ne!(Some(&expected), preview_update(&rec, after, None).as_ref(), "the reported compose matters");
+    assert_eq!(c.compose_hash.as_ref(), Some(&expected));
+}
+
 /// `--target` and `--exclude` follow dependencies as Terraform does.
 #[test]
 fn targeting_picks_dependencies_and_leaves_out_dependents() {

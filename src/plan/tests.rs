@@ -835,7 +835,8 @@ fn a_moved_cvm_is_updated_from_what_refresh_saw_at_its_old_address() {
     // Refresh goes by state's addresses; the compose hash an update predicts starts from the
     // app compose the API reported for the CVM before its key moved.
     let f = Fixture::new(&[("web.yml", WEB), ("web2.yml", WEB2)]);
-    let manifest = "cvms:\n  front:\n    name: web-main\n    compose: web2.yml\nmoved:\n  - {from: cvm.web, to: cvm.front}\n";
+    let manifest =
+        "cvms:\n  front:\n    name: web-main\n    compose: web2.yml\nmoved:\n  - {from: cvm.web, to: cvm.front}\n";
     let cfg = f.config(manifest);
     let rec = record("cvm.web", "web-main", WEB, 2);
     let mut reported = app_compose_for_create(&rec.attrs);

@@ -51,6 +51,15 @@ fn a_name_change_keeps_the_app_id_and_sends_one_rename() {
     assert_eq!(t.cvm_stat("web-next", "app_id"), app_id, "the same CVM");
     assert_eq!(t.cvm_stat("web-next", "restarts"), 0);
     t.run(&["plan", "--detailed-exitcode"]).code(0);
+    // A rename with a resize: the rename call, then the one PATCH, and both land.
+    t.manifest(&format!("{}    vcpu: 4\n", ONE.replace("web-main", "web-last")));
+    let before = mutating(&t);
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(count_ending(&t, "PATCH", "/name"), 2, "one more rename");
+    assert_eq!(mutating(&t) - before, 2, "a rename and the resize");
+    assert_eq!(t.cvm_stat("web-last", "app_id"), app_id, "still the same CVM");
+    assert_eq!(t.cvm_stat("web-last", "vcpu"), 4);
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
 }
 
 #[test]

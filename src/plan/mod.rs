@@ -31,7 +31,7 @@ pub use diff::merge_refresh;
 use diff::{diff_attrs, key_changes};
 pub use health::{Attention, Problem};
 pub use preview::app_compose_for_create;
-use preview::{preview_create, preview_update};
+use preview::{onchain_note, preview_create, preview_update};
 pub use requests::Requests;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -463,22 +463,6 @@ pub fn kms_spec(kms: &Kms) -> Option<KmsSpec> {
             confirmations: k.confirmations,
         }),
     }
-}
-
-/// What the chain must allow before an update of an on-chain-KMS CVM commits. Whether it
-/// already does is a chain read, filled in by the CLI (`allowed`).
-fn onchain_note(spec: &KmsSpec, h: &HashChange, rec: &ResourceRecord) -> OnChainNote {
-    // For on-chain KMS the app id is the app contract's address.
-    let from_api = rec
-        .kms_info
-        .as_ref()
-        .and_then(|k| k.get("dstack_app_address"))
-        .and_then(|a| a.as_str())
-        .map(str::to_string)
-        .or_else(|| rec.ids.app_id.clone());
-    let contract =
-        spec.contract.clone().or(from_api).map(|a| format!("0x{}", a.trim_start_matches("0x").to_ascii_lowercase()));
-    OnChainNote { compose_hash: h.after.clone(), chain_id: spec.chain_id, contract, allowed: None }
 }
 
 /// Builds the plan.

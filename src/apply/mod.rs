@@ -207,10 +207,15 @@ fn dependencies(plan: &Plan) -> BTreeMap<Address, BTreeSet<Address>> {
                         d.insert(dep.clone());
                     }
                 }
-                // A name freed by a delete must be free before it is taken again.
+                // A name freed by a delete, a replacement or a rename must be free before it is
+                // taken again (the planner refuses renames that wait on each other).
                 let name = c.after.as_ref().map(|a| a.name.as_str());
-                for other in &plan.changes {
-                    if other.action == Action::Delete && other.before.as_ref().map(|b| b.name.as_str()) == name {
+                let frees = |o: &Change| {
+                    let before = o.before.as_ref().map(|b| b.name.as_str());
+                    o.action != Action::Create && before == name && o.after.as_ref().map(|a| a.name.as_str()) != name
+                };
+                for other in plan.changes.iter().filter(|o| o.address != c.address) {
+                    if frees(other) {
                         d.insert(other.address.clone());
                     }
                 }
@@ -264,10 +269,17 @@ impl Executor {
     pub async fn run(&self, plan: &Plan) -> Result<Report, ApplyError> {
         let start = Instant::now();
         let snap = self.store.snapshot().await?;
-        if !plan.refreshed.is_empty() {
-            self.store.commit(Batch { put: plan.refreshed.clone(), ..Default::default() }).await?;
+        // What changes state alone, in one write before any step: refreshed records, moved
+        // ones (their old addresses removed) and new protection.
+        let moved_from: Vec<Address> = plan.moved.iter().map(|m| m.from.clone()).collect();
+        if !plan.refreshed.is_empty() || !moved_from.is_empty() {
+            let batch = Batch { put: plan.refreshed.clone(), remove: moved_from.clone(), ..Default::default() };
+            self.store.commit(batch).await?;
         }
         let mut current = snap.resources.clone();
+        for a in &moved_from {
+            current.remove(a);
+        }
         for r in &plan.refreshed {
             current.insert(r.address.clone(), r.clone());
         }
@@ -372,7 +384,8 @@ impl Executor {
     }
 
     async fn write_outputs(&self, plan: &Plan, shared: &Shared) -> Result<(), StateError> {
-        if plan.mode == plan::Mode::RefreshOnly {
+        // A partial plan (`--target`, `--exclude`) leaves outputs as they are.
+        if plan.mode == plan::Mode::RefreshOnly || plan.requests.targeted() {
             return Ok(());
         }
         let current = shared.current.lock().expect("state lock").clone();
@@ -501,12 +514,14 @@ impl Step {
         Ok(())
     }
 
-    /// Env values for the API, and the same env as state keeps it (values or digests).
+    /// Env values for the API, and the same env as state keeps it (values, or digests made
+    /// under the change's scope: its address, or the one a moved CVM's digests were made at).
     fn resolve_env(
         &self,
-        address: &Address,
+        c: &Change,
         env: &BTreeMap<String, EnvVal>,
     ) -> Result<(EnvPairs, BTreeMap<String, EnvVal>), StepError> {
+        let scope = c.secrets_scope.as_ref().unwrap_or(&c.address);
         // References are resolved under the lock (cheap, and no copy of the whole state per
         // step); secret digests, slow by design, are computed after it is released.
         let values: Vec<String> = {
@@ -525,12 +540,12 @@ impl Step {
             let sensitive = v.digest.is_some() || v.template.as_ref().is_some_and(|t| t.refs().any(Ref::is_secret));
             let stored = if sensitive {
                 let digests = &self.shared.digests;
-                let d = digests.digest(address.as_str(), k, &value);
+                let d = digests.digest(scope.as_str(), k, &value);
                 // A saved plan may have been made in another mode: compared in the plan's.
                 if let Some(planned) = &v.digest
                     && *planned != d
                 {
-                    match digests.check(planned, address.as_str(), k, &value) {
+                    match digests.check(planned, scope.as_str(), k, &value) {
                         Check::Same => {}
                         Check::Different => return Err(StepError::env(k, EnvProblem::SecretChanged)),
                         Check::Unknown => {
@@ -590,6 +605,8 @@ impl Step {
             dependencies: c.dependencies.clone(),
             updated_at: now_rfc3339(),
             endpoint: Some(self.endpoint.to_string()),
+            prevent_destroy: c.prevent_destroy,
+            secrets_scope: c.secrets_scope.clone(),
         }
     }
 
@@ -597,7 +614,7 @@ impl Step {
     /// before (a replacement of a tainted CVM).
     async fn create(&self, c: &Change, prior: Vec<String>) -> Result<StepResult, StepError> {
         let after = c.after.clone().ok_or_else(|| StepError::internal("a create needs desired attributes"))?;
-        let (env, env_kept) = self.resolve_env(&c.address, &after.env)?;
+        let (env, env_kept) = self.resolve_env(c, &after.env)?;
         let node_id = match &after.node {
             Some(n) => Some(self.node_id(n).await?),
             None => None,
@@ -650,6 +667,8 @@ impl Step {
             attrs: state_attrs.clone(),
             app_id: Some(app_id.clone()),
             compose_hash: Some(prov.compose_hash.clone()),
+            prevent_destroy: c.prevent_destroy,
+            secrets_scope: c.secrets_scope.clone(),
         };
         let entry = self.journal(c, "create", None, to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
@@ -825,6 +844,39 @@ impl Step {
         self.commit(Batch { put: vec![rec], ..Default::default() }).await
     }
 
+    /// Renames the CVM in place (`PATCH /cvms/{id}/name`): journaled, sent, recorded. The
+    /// CVM keeps its identity and does not restart, so there is nothing to wait for.
+    async fn rename(&self, c: &Change, ids: &CloudIds) -> Result<(), StepError> {
+        let name = c
+            .after
+            .as_ref()
+            .map(|a| a.name.clone())
+            .ok_or_else(|| StepError::internal("a rename needs the new name"))?;
+        let mut rec = self
+            .shared
+            .current
+            .lock()
+            .expect("state lock")
+            .get(&c.address)
+            .cloned()
+            .ok_or_else(|| StepError::internal(format!("{} is not in state", c.address)))?;
+        rec.attrs.name = name.clone();
+        let entry = self.journal(c, "update", Some(ids.id.clone()), serde_json::json!({ "attrs": rec.attrs }));
+        self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
+        self.events.status(c.address.as_str(), "renaming");
+        if let Err(e) = self.api.rename(&ids.id, &name).await {
+            // A refused request changed nothing; anything else may have, so the entry stays for
+            // the next run to re-read.
+            if e.changed_nothing() {
+                self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
+            }
+            return Err(e.into());
+        }
+        self.effect(&c.address, |e| e.updated = true);
+        rec.updated_at = now_rfc3339();
+        self.commit(Batch { put: vec![rec], journal_done: vec![entry.id], ..Default::default() }).await
+    }
+
     async fn patch_request(
         &self,
         c: &Change,
@@ -893,8 +945,11 @@ impl Step {
         if power == Some(Power::Stopped) {
             self.set_power(c, &ids, PowerAction::Stop).await?;
         }
+        if c.changes(Attr::Name) {
+            self.rename(c, &ids).await?;
+        }
         let mut result = StepResult::Done { id: Some(ids.id.clone()) };
-        if c.attributes.iter().any(|a| a.name != Attr::Power) {
+        if c.attributes.iter().any(|a| a.name.patched()) {
             result = self.update_config(c).await?;
             if !result.is_done() {
                 return Ok(result);
@@ -910,7 +965,7 @@ impl Step {
         let ids = c.ids.clone().ok_or_else(|| StepError::internal("an update needs the CVM's id"))?;
         let before = c.before.clone().unwrap_or_default();
         let after = c.after.clone().ok_or_else(|| StepError::internal("an update needs desired attributes"))?;
-        let (env, env_kept) = self.resolve_env(&c.address, &after.env)?;
+        let (env, env_kept) = self.resolve_env(c, &after.env)?;
         let mut state_attrs = after.clone();
         state_attrs.env = env_kept;
         // An update an earlier run paused for on-chain registration is finished, not sent again.
@@ -1053,6 +1108,9 @@ mod tests {
                 dependencies: deps.iter().map(|d| (*d).into()).collect(),
                 compose_hash: None,
                 kms: None,
+                moved_from: None,
+                prevent_destroy: false,
+                secrets_scope: None,
             })
             .collect();
         Plan {
@@ -1063,11 +1121,15 @@ mod tests {
             drift: vec![],
             refreshed: vec![],
             redigested: vec![],
+            moved: vec![],
+            protection: vec![],
+            requests: Default::default(),
             outputs: BTreeMap::new(),
             removed_outputs: BTreeMap::new(),
             outputs_changed: false,
             attention: vec![],
             warnings: vec![],
+            notes: vec![],
         }
     }
 

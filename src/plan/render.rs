@@ -27,7 +27,10 @@ pub fn render(plan: &Plan, p: &Palette) -> String {
     for w in &plan.warnings {
         let _ = writeln!(out, "{} {w}", p.yellow("warning:"));
     }
-    if !plan.warnings.is_empty() {
+    for n in &plan.notes {
+        let _ = writeln!(out, "{} {n}", p.cyan("note:"));
+    }
+    if !plan.warnings.is_empty() || !plan.notes.is_empty() {
         out.push('\n');
     }
     if !plan.drift.is_empty() {
@@ -71,10 +74,22 @@ pub fn render(plan: &Plan, p: &Palette) -> String {
         out.push_str(" Your infrastructure matches the configuration.\n");
         return out;
     }
-    if !plan.changes.is_empty() {
+    if !plan.changes.is_empty() || !plan.moved.is_empty() || !plan.protection.is_empty() {
         out.push_str("teeform will perform the following actions:\n\n");
         for c in &plan.changes {
             change(&mut out, p, c);
+        }
+        for m in plan.moved.iter().filter(|m| !plan.changes.iter().any(|c| c.address == m.to)) {
+            let _ = writeln!(out, "  {}", p.bold(&format!("# {} has moved to {}", m.from, m.to)));
+            let _ = writeln!(out, "    cvm \"{}\" {{", m.to.key());
+            out.push_str("        # (the same CVM under its new address: state only, no cloud call)\n    }\n\n");
+        }
+        for x in &plan.protection {
+            let _ = writeln!(
+                out,
+                "  {}\n\n",
+                p.bold(&format!("# {}: state records lifecycle.prevent_destroy = {}", x.address, x.prevent_destroy))
+            );
         }
     }
     if plan.outputs_changed {
@@ -95,12 +110,27 @@ pub fn render(plan: &Plan, p: &Palette) -> String {
     if onchain > 0 {
         let _ = write!(out, " {onchain} on-chain registration{}.", if onchain == 1 { "" } else { "s" });
     }
+    if !plan.moved.is_empty() {
+        let n = plan.moved.len();
+        let _ = write!(out, " {n} CVM{} moved in state.", if n == 1 { "" } else { "s" });
+    }
     if !plan.attention.is_empty() {
         let n = plan.attention.len();
         let _ =
             write!(out, " {n} CVM{} need{} attention.", if n == 1 { "" } else { "s" }, if n == 1 { "s" } else { "" });
     }
     out.push('\n');
+    let unasked: Vec<&str> = plan.needs_consent().map(|c| c.address.as_str()).collect();
+    if !unasked.is_empty() {
+        let flags: Vec<String> = unasked.iter().map(|a| format!("--replace {a}")).collect();
+        let _ = writeln!(
+            out,
+            "\n{} apply refuses this plan as it is: it replaces {}, which nobody asked for. Name each replacement ({}) or consent to all with --allow-replace.",
+            p.yellow("warning:"),
+            unasked.join(", "),
+            flags.join(" ")
+        );
+    }
     out
 }
 
@@ -122,6 +152,32 @@ fn redigested(out: &mut String, p: &Palette, plan: &Plan) {
         if values == 1 { "it" } else { "them" },
         first.to,
     );
+}
+
+/// Why a replacement happens, in words: "its `kms` cannot change in place", ….
+pub fn replacement_cause(c: &Change) -> String {
+    let mut causes = Vec::new();
+    for r in &c.reasons {
+        match r {
+            Reason::ForcesReplacement { attributes } => {
+                let names: Vec<String> = attributes.iter().map(|a| format!("`{a}`")).collect();
+                causes.push(format!("{} cannot change in place", names.join(", ")));
+            }
+            Reason::ReplaceRequested => causes.push(format!("`--replace {}` asks for it", c.address)),
+            Reason::Tainted => causes.push("a previous create did not finish".to_string()),
+            _ => {}
+        }
+    }
+    if causes.is_empty() { "it must be replaced".into() } else { format!("its {}", causes.join("; ")) }
+}
+
+/// What a replacement costs, in words.
+pub fn replacement_consequence(c: &Change) -> String {
+    let onchain = c.reasons.iter().any(|r| matches!(r, Reason::RotatesAppId { onchain: true }));
+    format!(
+        "the new CVM gets a new app_id → new KMS-derived keys and a new disk (the old one's data is lost){}",
+        if onchain { "; on-chain KMS: a new app contract" } else { "" }
+    )
 }
 
 fn needs_attention(n: usize) -> String {
@@ -194,6 +250,9 @@ fn heading(c: &Change) -> String {
         Action::Update if c.reasons.contains(&Reason::Stops) => {
             format!("# {} will be stopped, then updated in-place", c.address)
         }
+        Action::Update if c.attributes.iter().all(|a| a.name == Attr::Name) => {
+            format!("# {} will be renamed in place", c.address)
+        }
         Action::Update => format!("# {} will be updated in-place{restart}", c.address),
         Action::Replace if c.reasons.contains(&Reason::Tainted) => {
             format!("# {} is tainted, so it must be replaced", c.address)
@@ -208,6 +267,9 @@ fn heading(c: &Change) -> String {
 
 fn change(out: &mut String, p: &Palette, c: &Change) {
     let _ = writeln!(out, "  {}", p.bold(&heading(c)));
+    if let Some(from) = &c.moved_from {
+        let _ = writeln!(out, "  {}", p.bold(&format!("# (moved from {from})")));
+    }
     let _ = writeln!(out, "  {} cvm \"{}\" {{", symbol(p, c.action), c.address.key());
     match c.action {
         Action::Create => {
@@ -281,9 +343,12 @@ fn note(r: &Reason) -> Option<String> {
             let names: Vec<&str> = attributes.iter().map(|a| a.key()).collect();
             format!("{} cannot change in place, so the CVM is destroyed and created again", names.join(", "))
         }
-        Reason::RotatesAppId => {
-            "replacement creates a new app id: KMS-derived keys, disks and data of the old CVM do not survive".into()
-        }
+        Reason::ReplaceRequested => "--replace asks for this replacement".into(),
+        Reason::RotatesAppId { onchain } => format!(
+            "replacement gives a new app_id → new KMS-derived keys, and a new disk: the old CVM's data is lost{}",
+            if *onchain { "; on-chain KMS: a new app contract" } else { "" }
+        ),
+        Reason::Renames => "renamed in place (the API's rename): same app id, keys and disk, and no restart".into(),
         Reason::Tainted => "a previous create did not finish; the CVM is replaced".into(),
         Reason::DeletedOutsideTeeform => "the CVM was deleted outside teeform; it is created again".into(),
         Reason::EnvKeysChanged { added, removed } => {

@@ -379,6 +379,12 @@ pub trait PhalaApi: Send + Sync {
         let _ = (id, action);
         Err(ApiError::local(ErrorKind::Other, "POST", "/cvms/{id}/start", "this client cannot start or stop CVMs"))
     }
+    /// Renames a CVM in place (`PATCH /cvms/{id}/name`, answered 204): its app id, keys and
+    /// disk stay. A name another CVM of the workspace has is refused (400, `Validation`).
+    async fn rename(&self, id: &str, name: &str) -> Result<(), ApiError> {
+        let _ = (id, name);
+        Err(ApiError::local(ErrorKind::Other, "PATCH", "/cvms/{id}/name", "this client cannot rename CVMs"))
+    }
     /// The API's `boot_error` of each CVM (by vm_uuid) that has one ([`PhalaApi::statuses`]).
     async fn boot_errors(&self, vm_uuids: &[String]) -> Result<BTreeMap<String, String>, ApiError> {
         if vm_uuids.is_empty() {

@@ -435,6 +435,27 @@ impl PhalaApi for PhalaClient {
         Ok(out)
     }
 
+    async fn rename(&self, id: &str, name: &str) -> Result<(), ApiError> {
+        // The endpoint takes the API's own CVM id (the detail's `id`, `cvm_…`), not a UUID or
+        // an app id (terraform-provider-phala's design note; not in the SDKs: UNVERIFIED). A
+        // record made by a create holds the UUID until a refresh: the id is looked up then.
+        let id = if path_id(id) == id {
+            id.to_string()
+        } else {
+            match self.get_cvm(id).await? {
+                Some(c) => c.ids.id,
+                None => {
+                    let path = format!("/cvms/{}", path_id(id));
+                    return Err(ApiError::local(ErrorKind::NotFound, "GET", &path, "the CVM to rename is gone"));
+                }
+            }
+        };
+        let path = format!("/cvms/{id}/name");
+        // Not repeated once the server may have acted: a second rename could be refused as a
+        // duplicate of the name the first gave (the journal and the next refresh settle it).
+        self.call(Method::PATCH, &path, Idempotency::Unsafe, Some(&json!({ "name": name })), &[]).await.map(|_| ())
+    }
+
     async fn os_images(&self, cvm: Option<&str>) -> Result<Vec<OsImage>, ApiError> {
         let unreadable = |path: &str, m: String| ApiError::invalid("GET", path, 200, m);
         if let Some(id) = cvm {

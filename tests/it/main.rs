@@ -14,6 +14,7 @@ mod fidelity;
 mod fleet;
 mod health;
 mod hostile;
+mod identity;
 mod images;
 mod local;
 mod manifest;

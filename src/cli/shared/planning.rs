@@ -7,7 +7,7 @@ use super::refresh::{self, Refreshed};
 use super::session::{Session, same_endpoint};
 use crate::cli::PlanArgs;
 use crate::cli::context::{Api, Ctx};
-use crate::cli::error::{CliError, CliResult};
+use crate::cli::error::{CliError, CliResult, Hint};
 use crate::manifest::Config;
 use crate::model::{Address, Attr, RemoteCvm};
 use crate::plan::{self, Action, Mode, Plan, json, render};
@@ -25,6 +25,7 @@ pub async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> C
     } else {
         None
     };
+    let requests = args.requests();
     let planned = |refreshed: Option<&Refreshed>| {
         plan::plan(&plan::Input {
             config: &s.config,
@@ -33,6 +34,7 @@ pub async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> C
             secrets: &s.secrets,
             digests: &s.digests,
             mode,
+            requests: &requests,
         })
     };
     let mut p = planned(refreshed.as_ref())?;
@@ -44,6 +46,16 @@ pub async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> C
     }
     secrets::log_stats("planning");
     keyed_state_needs_a_passphrase(&s.digests, &p)?;
+    if !p.moved.is_empty() {
+        let journal = s.store.journal().await?;
+        if let Some(m) = p.moved.iter().find(|m| journal.iter().any(|e| e.address == m.from)) {
+            return Err(CliError::new(format!(
+                "cannot move {} to {}: an operation on {} is unfinished (interrupted, or paused for on-chain registration); nothing was changed",
+                m.from, m.to, m.from
+            ))
+            .hint(Hint::run("finish it first (", "apply --resume", " for a paused update), then apply the move")));
+        }
+    }
     if args.refresh && mode == Mode::Normal {
         let listing = refreshed.and_then(|r| r.listing);
         names_are_free(ctx, &s.api, &snapshot, &p, listing, parallelism).await?;
@@ -146,9 +158,9 @@ async fn catalogs(api: &Api, needed: &BTreeSet<Attr>) -> CliResult<plan::checks:
     Ok(c)
 }
 
-/// Refuses creates whose name a CVM outside this state already has: applying one would fail
-/// or make a second CVM of that name. Reads the CVM list (`listing`, when the refresh read it
-/// already) only when the plan creates something.
+/// Refuses creates and renames to a name a CVM outside this state already has: applying one
+/// would fail or make a second CVM of that name. Reads the CVM list (`listing`, when the
+/// refresh read it already) only when the plan creates or renames something.
 async fn names_are_free(
     ctx: &Ctx,
     api: &Api,
@@ -160,7 +172,7 @@ async fn names_are_free(
     let creating: BTreeMap<&str, &str> = p
         .changes
         .iter()
-        .filter(|c| matches!(c.action, Action::Create | Action::Replace))
+        .filter(|c| matches!(c.action, Action::Create | Action::Replace) || c.renames())
         .filter_map(|c| c.after.as_ref().map(|a| (a.name.as_str(), c.address.as_str())))
         .collect();
     if creating.is_empty() {
@@ -203,11 +215,16 @@ async fn names_are_free(
     // A few commands to copy, not one per CVM: a first apply over a thousand existing names
     // must stay readable.
     const SHOWN: usize = 5;
+    let renaming = |addr: &str| p.changes.iter().any(|c| c.address == addr && c.action == Action::Update);
     for (addr, id) in taken.iter().take(SHOWN) {
-        e = e.hint(format!(
-            "`{}` manages the existing CVM; or give {addr} another `name:`",
-            ctx.command_line(&format!("import {addr} {id}"))
-        ));
+        e = e.hint(if renaming(addr) {
+            format!("{addr} is renamed: give it a `name:` no other CVM has (CVM {id} has this one)")
+        } else {
+            format!(
+                "`{}` manages the existing CVM; or give {addr} another `name:`",
+                ctx.command_line(&format!("import {addr} {id}"))
+            )
+        });
     }
     if taken.len() > SHOWN {
         e = e.hint(format!(

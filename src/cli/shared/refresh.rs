@@ -122,8 +122,10 @@ pub async fn with_details(
         .changes
         .iter()
         .filter(|c| c.action == Action::Update && c.compose_hash.is_some())
-        .filter_map(|c| match refreshed.found.get(&c.address) {
-            Some(Refresh::Found(r)) if r.app_compose.is_none() => Some((&c.address, r.ids.id.clone())),
+        // Refresh keeps a moved CVM under its address in state, the one it moves from.
+        .map(|c| c.moved_from.as_ref().unwrap_or(&c.address))
+        .filter_map(|at| match refreshed.found.get(at) {
+            Some(Refresh::Found(r)) if r.app_compose.is_none() => Some((at, r.ids.id.clone())),
             _ => None,
         })
         .collect();
@@ -304,6 +306,8 @@ mod tests {
             dependencies: vec![],
             updated_at: String::new(),
             endpoint: None,
+            prevent_destroy: false,
+            secrets_scope: None,
         }
     }
 

@@ -296,12 +296,8 @@ fn no_source_file_is_over_800_lines() {
 }
 
 /// Issue 21: functions to be split once the feature branches that edit them have landed.
-const SPLIT_PENDING: &[(&str, &str)] = &[
-    ("src/apply/mod.rs", "run"),
-    ("src/apply/mod.rs", "create"),
-    ("src/plan/mod.rs", "plan"),
-    ("src/plan/render.rs", "render"),
-];
+const SPLIT_PENDING: &[(&str, &str)] =
+    &[("src/apply/mod.rs", "run"), ("src/apply/mod.rs", "create"), ("src/plan/render.rs", "render")];
 
 /// A function over 80 lines says why in a comment that starts with `// Long:` inside it or
 /// just above it.

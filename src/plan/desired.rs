@@ -18,6 +18,16 @@ pub(super) struct Known<'a> {
     pub names: BTreeMap<Address, String>,
 }
 
+impl Known<'_> {
+    /// Records what the plan does to `c`'s CVM, and the name it will have.
+    pub(super) fn record(&mut self, c: &super::Change) {
+        self.actions.insert(c.address.clone(), c.action);
+        if let Some(a) = &c.after {
+            self.names.insert(c.address.clone(), a.name.clone());
+        }
+    }
+}
+
 /// The value of a CVM attribute other resources may reference, if known before apply. A
 /// CVM's name is known whatever the plan does to it: the manifest's.
 pub(super) fn cvm_attr(target: &str, attr: &str, known: &Known) -> Option<String> {

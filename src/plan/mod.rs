@@ -5,7 +5,9 @@
 //! imports). A `Plan` is plain data: apply is driven only by its changes. It never contains a
 //! secret's value: sensitive env values carry a digest and the reference to read them again.
 
+mod change;
 pub mod checks;
+mod current;
 mod desired;
 mod diff;
 mod digests;
@@ -16,24 +18,23 @@ mod preview;
 pub mod render;
 mod requests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::graph::{CycleError, Graph};
 use crate::manifest::{Config, CvmConfig, Kms, Template};
 use crate::model::schema::{Create, SCHEMA};
-use crate::model::{self, Address, Attr, CloudIds, CvmAttrs, OutputValue, Power, RemoteCvm, ResourceRecord};
+use crate::model::{Address, Attr, CloudIds, CvmAttrs, OutputValue, RemoteCvm, ResourceRecord};
 use crate::secrets::{Digester, SecretValues};
 use crate::state::Snapshot;
+use current::Current;
 pub use desired::configured_attrs;
 use desired::{Known, desired_attrs, resolve_plain};
 pub use diff::merge_refresh;
-use diff::{diff_attrs, key_changes};
 pub use digests::Redigested;
 pub use health::{Attention, Problem};
 pub use preview::app_compose_for_create;
-use preview::{onchain_note, preview_create, preview_update};
 pub use requests::Requests;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -183,6 +184,25 @@ pub struct Change {
 }
 
 impl Change {
+    /// A change of `action` to `address` with nothing else known yet.
+    pub fn new(address: Address, action: Action) -> Change {
+        Change {
+            address,
+            action,
+            ids: None,
+            before: None,
+            after: None,
+            attributes: vec![],
+            reasons: vec![],
+            dependencies: vec![],
+            compose_hash: None,
+            kms: None,
+            moved_from: None,
+            prevent_destroy: false,
+            secrets_scope: None,
+        }
+    }
+
     /// Whether this change changes `attr`.
     pub fn changes(&self, attr: Attr) -> bool {
         self.attributes.iter().any(|a| a.name == attr)
@@ -492,51 +512,18 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     }
     let chosen = |a: &Address| selected.as_ref().is_none_or(|s| s.contains(a));
 
-    // Current records: state, brought up to date by refresh. Records the plan moved or
-    // protects anew are written to state when it is applied, as refreshed ones are.
-    let mut current: BTreeMap<Address, ResourceRecord> = BTreeMap::new();
-    let mut drift = Vec::new();
-    let mut refreshed_records = Vec::new();
-    let mut gone: BTreeSet<Address> = BTreeSet::new();
-    let mut attention: Vec<Attention> = Vec::new();
     // What refresh saw of a CVM: it went by state's addresses, from before any move.
     let origins: BTreeMap<Address, Address> = moved.iter().map(|m| (m.to.clone(), m.from.clone())).collect();
     let refresh_of = |addr: &Address| refreshed.and_then(|r| r.get(origins.get(addr).unwrap_or(addr)));
-    for (addr, rec) in &records {
-        let rewritten = snapshot.resources.get(addr) != Some(rec);
-        match refresh_of(addr) {
-            Some(Refresh::Found(remote)) => {
-                let (mut merged, changes) = merge_refresh(rec, remote);
-                attention.extend(health::judge(&mut merged, remote));
-                if !changes.is_empty() {
-                    drift.push(Drift { address: addr.clone(), deleted: false, attributes: changes });
-                }
-                if merged != *rec || rewritten {
-                    refreshed_records.push(merged.clone());
-                }
-                current.insert(addr.clone(), merged);
-            }
-            Some(Refresh::Gone) => {
-                drift.push(Drift { address: addr.clone(), deleted: true, attributes: vec![] });
-                gone.insert(addr.clone());
-            }
-            None => {
-                if rewritten {
-                    refreshed_records.push(rec.clone());
-                }
-                let attrs = rec.attrs.clone().normalized();
-                current.insert(addr.clone(), ResourceRecord { attrs, ..rec.clone() });
-            }
-        }
-    }
+    let Current { current, drift, refreshed: refreshed_records, gone, mut attention } =
+        Current::of(&records, snapshot, refresh_of);
 
     let mut changes: Vec<Change> = Vec::new();
     let mut known = Known { current: &current, actions: BTreeMap::new(), names: BTreeMap::new() };
     let mut state = State { moved, protection, notes, refreshed: refreshed_records, warnings: vec![] };
 
     if mode == Mode::RefreshOnly {
-        let changes = Vec::new();
-        return Ok(finish(config, snapshot, &known, changes, drift, state, attention, mode, requests));
+        return Ok(finish(config, snapshot, &known, Vec::new(), drift, state, attention, mode, requests));
     }
 
     if mode != Mode::Destroy {
@@ -547,125 +534,72 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     // Creates, updates and replacements in dependency order, so a CVM's references see what
     // happens to the CVMs it references.
     for addr in graph.topo_order() {
-        let Some((addr, cfg)) = desired.get_key_value(addr).filter(|_| mode != Mode::Destroy) else {
+        let Some((addr, cfg)) = desired.get_key_value(addr).filter(|(a, _)| mode != Mode::Destroy && chosen(a)) else {
             continue;
         };
-        if !chosen(addr) {
-            continue;
-        }
         // A CVM keeps the scope its digests were made under, even when replaced.
         let scope = current.get(addr).map_or(addr, |r| r.digest_scope()).clone();
         let (after, seen) = desired_attrs(cfg, &scope, &known, secrets, digests, current.get(addr));
         // Digests state keeps in another mode, of unchanged values, are compared in this one.
         let redigested_rec = digests::redigest(addr, current.get(addr), &seen, digests, &mut state, &mut redigested);
         let cur = redigested_rec.as_ref().or(current.get(addr));
-        // Graph nodes are the keys of `nodes`: each dependency is found there.
-        let deps: Vec<Address> = graph
-            .dependencies(addr.as_str())
-            .into_iter()
-            .filter_map(|d| nodes.get_key_value(d))
-            .map(|(d, _)| d.clone())
-            .collect();
         let base = Change {
-            address: addr.clone(),
-            action: Action::Create,
-            ids: None,
-            before: None,
-            after: None,
-            attributes: vec![],
-            reasons: vec![],
-            dependencies: deps,
-            compose_hash: None,
+            dependencies: dependencies(&graph, &nodes, addr),
             kms: kms_spec(&cfg.kms),
             moved_from: state.moved.iter().find(|m| m.to == *addr).map(|m| m.from.clone()),
             prevent_destroy: cfg.prevent_destroy,
             secrets_scope: Some(scope.clone()).filter(|s| s != addr),
+            ..Change::new(addr.clone(), Action::Create)
         };
-        let requested = requests.replace.contains(addr);
-        let change = match cur {
-            None => {
-                let mut reasons = if gone.contains(addr) { vec![Reason::DeletedOutsideTeeform] } else { vec![] };
-                reasons.extend(after_create_reason(&after));
-                let hash = preview_create(&after);
-                Some(Change { after: Some(after), reasons, compose_hash: Some(hash), ..base })
-            }
-            Some(rec) => {
-                let attrs = diff_attrs(&rec.attrs, &after, true);
-                let gave_up = if requested { None } else { health::gave_up(rec, attrs.is_empty()) };
-                let forcing: Vec<Attr> = attrs.iter().filter(|a| a.forces_replacement).map(|a| a.name).collect();
-                let base = Change { ids: Some(rec.ids.clone()), before: Some(rec.attrs.clone()), ..base };
-                if let Some(a) = gave_up {
-                    attention.push(a);
-                    None
-                } else if rec.tainted || requested || !forcing.is_empty() {
-                    let mut reasons = Vec::new();
-                    if rec.tainted {
-                        reasons.push(Reason::Tainted);
-                        if !rec.boot.failures.is_empty() {
-                            reasons.push(Reason::BootFailed {
-                                errors: rec.boot.failures.clone(),
-                                logs: model::boot_log_command(&rec.ids),
-                            });
-                        }
-                    }
-                    if !forcing.is_empty() {
-                        reasons.push(Reason::ForcesReplacement { attributes: forcing });
-                    }
-                    if requested {
-                        reasons.push(Reason::ReplaceRequested);
-                    }
-                    let onchain = base.kms.is_some() || rec.attrs.kms.as_deref().is_some_and(|k| k != "phala");
-                    reasons.push(Reason::RotatesAppId { onchain });
-                    reasons.extend(after_create_reason(&after));
-                    let hash = HashChange { before: rec.compose_hash.clone(), ..preview_create(&after) };
-                    Some(Change {
-                        action: Action::Replace,
-                        after: Some(after),
-                        attributes: attrs,
-                        reasons,
-                        compose_hash: Some(hash),
-                        ..base
-                    })
-                } else if attrs.is_empty() {
-                    None
-                } else {
-                    let hash = preview_update(rec, &after, refresh_of(addr));
-                    let mut reasons = update_reasons(rec, &attrs, &after);
-                    let (added, removed) = key_changes(&rec.attrs.env, &after.env);
-                    if !added.is_empty() || !removed.is_empty() {
-                        reasons.push(Reason::EnvKeysChanged { added, removed });
-                    }
-                    if let (Some(spec), Some(h)) = (&base.kms, &hash) {
-                        reasons.push(Reason::OnChainRegistration(onchain_note(spec, h, rec)));
-                    }
-                    Some(Change {
-                        action: Action::Update,
-                        after: Some(after),
-                        attributes: attrs,
-                        reasons,
-                        compose_hash: hash,
-                        ..base
-                    })
-                }
-            }
+        let facts = change::Facts {
+            gone: gone.contains(addr),
+            requested: requests.replace.contains(addr),
+            refresh: refresh_of(addr),
         };
+        let change = change::of_desired(base, cur, after, &facts, &mut attention);
         if let Some(mut c) = change {
             // (A replacement creates the CVM anew: nothing to explain there.)
             if c.action == Action::Update {
                 c.reasons.extend(digests::resent_reason(&seen, digests));
             }
-            known.actions.insert(addr.clone(), c.action);
-            if let Some(a) = &c.after {
-                known.names.insert(addr.clone(), a.name.clone());
-            }
+            known.record(&c);
             changes.push(c);
         }
     }
 
-    // Deletions: dependents go before what they depend on, so walk the order backwards.
+    changes.extend(deletions(&graph, &mut known, &desired, mode, &chosen, &state.moved));
+    identity::check_prevent_destroy(&changes, &desired, &records)?;
+    identity::check_name_cycles(&changes)?;
+    state.warnings = identity::likely_moves(&changes);
+    let mut plan = finish(config, snapshot, &known, changes, drift, state, attention, mode, requests);
+    plan.warnings.extend(digests::resent_warning(&plan));
+    plan.redigested = redigested;
+    Ok(plan)
+}
+
+/// What `addr` depends on, as the graph's nodes name them.
+fn dependencies(graph: &Graph, nodes: &BTreeMap<Address, Vec<Address>>, addr: &Address) -> Vec<Address> {
+    graph
+        .dependencies(addr.as_str())
+        .into_iter()
+        .filter_map(|d| nodes.get_key_value(d))
+        .map(|(d, _)| d.clone())
+        .collect()
+}
+
+/// The deletions: CVMs in state the manifest no longer has (or all, for `destroy`), chosen by
+/// `--target`/`--exclude`. Dependents go before what they depend on: the order walked backwards.
+fn deletions(
+    graph: &Graph,
+    known: &mut Known,
+    desired: &BTreeMap<Address, &CvmConfig>,
+    mode: Mode,
+    chosen: &dyn Fn(&Address) -> bool,
+    moved: &[Moved],
+) -> Vec<Change> {
     let mut deletes = Vec::new();
     for addr in graph.topo_order().into_iter().rev() {
-        let Some(rec) = current.get(addr) else {
+        let Some(rec) = known.current.get(addr) else {
             continue;
         };
         let addr = &rec.address;
@@ -679,36 +613,19 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         if !chosen(addr) {
             continue;
         }
-        known.actions.insert(addr.clone(), Action::Delete);
-        deletes.push(Change {
-            address: addr.clone(),
-            action: Action::Delete,
+        let c = Change {
             ids: Some(rec.ids.clone()),
             before: Some(rec.attrs.clone()),
-            after: None,
-            attributes: vec![],
             reasons: vec![reason],
             dependencies: rec.dependencies.clone(),
-            compose_hash: None,
-            kms: None,
-            moved_from: state.moved.iter().find(|m| m.to == *addr).map(|m| m.from.clone()),
+            moved_from: moved.iter().find(|m| m.to == *addr).map(|m| m.from.clone()),
             prevent_destroy: rec.prevent_destroy,
-            secrets_scope: None,
-        });
+            ..Change::new(addr.clone(), Action::Delete)
+        };
+        known.record(&c);
+        deletes.push(c);
     }
-    changes.extend(deletes);
-    identity::check_prevent_destroy(&changes, &desired, &records)?;
-    identity::check_name_cycles(&changes)?;
-    state.warnings = identity::likely_moves(&changes);
-    if mode == Mode::Destroy {
-        attention.clear();
-    }
-    // A failed create is replaced by this plan; its note says why.
-    attention.retain(|a| a.problem != Problem::FailedCreate || !changes.iter().any(|c| c.address == a.address));
-    let mut plan = finish(config, snapshot, &known, changes, drift, state, attention, mode, requests);
-    plan.warnings.extend(digests::resent_warning(&plan));
-    plan.redigested = redigested;
-    Ok(plan)
+    deletes
 }
 
 /// What the plan writes to state beside the changes' steps, and notes about it.
@@ -721,24 +638,6 @@ struct State {
     warnings: Vec<String>,
 }
 
-/// What an in-place update entails: a start or stop when the run state changes, a restart
-/// when the configuration changes on a CVM that runs and keeps running, a rename (which
-/// restarts nothing) when the name changes.
-fn update_reasons(rec: &ResourceRecord, attrs: &[AttrChange], after: &CvmAttrs) -> Vec<Reason> {
-    let power = attrs.iter().any(|a| a.name == Attr::Power).then_some(after.power).flatten();
-    let config = attrs.iter().any(|a| a.name.patched());
-    let mut reasons = match power {
-        Some(Power::Stopped) => vec![Reason::Stops],
-        Some(Power::Running) => vec![Reason::Starts],
-        None if config && rec.attrs.power != Some(Power::Stopped) => vec![Reason::RestartsCvm],
-        None => vec![],
-    };
-    if attrs.iter().any(|a| a.name == Attr::Name) {
-        reasons.push(Reason::Renames);
-    }
-    reasons
-}
-
 #[allow(clippy::too_many_arguments)]
 fn finish(
     config: &Config,
@@ -747,10 +646,15 @@ fn finish(
     changes: Vec<Change>,
     drift: Vec<Drift>,
     state: State,
-    attention: Vec<Attention>,
+    mut attention: Vec<Attention>,
     mode: Mode,
     requests: &Requests,
 ) -> Plan {
+    if mode == Mode::Destroy {
+        attention.clear();
+    }
+    // A failed create is replaced by this plan; its note says why.
+    attention.retain(|a| a.problem != Problem::FailedCreate || !changes.iter().any(|c| c.address == a.address));
     let mut outputs = BTreeMap::new();
     let mut outputs_changed = false;
     // A partial plan leaves outputs as they are: they may reference CVMs it leaves out.

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::diff::diff_attrs;
+use super::preview::preview_update;
 use super::*;
 use crate::manifest::{LoadOptions, Ref, load_str};
-use crate::model::{CloudIds, EnvVal, OutputValue};
+use crate::model::{CloudIds, EnvVal, OutputValue, Power};
 use crate::state::Meta;
 use crate::style::Palette;
 

@@ -101,6 +101,11 @@ impl Stats {
             .unwrap_or(0)
     }
 
+    /// Requests to one endpoint (`METHOD /route` as matched, e.g. `GET /api/v1/cvms/{id}`).
+    pub fn endpoint(&self, key: &str) -> u64 {
+        self.0["endpoints"][key].as_u64().unwrap_or(0)
+    }
+
     pub fn total(&self) -> u64 {
         self.0["total_requests"].as_u64().unwrap_or(0)
     }
@@ -156,6 +161,12 @@ fn tail(s: &str) -> &str {
 /// a large plan can never block the child while this process waits in `wait4`.
 pub fn teeform(dir: &Path, args: &[&str]) -> Run {
     teeform_env(dir, args, &[])
+}
+
+/// [`teeform`] with variables added to its environment (e.g. `TEEFORM_PER_CVM_READS=1`).
+pub fn teeform_with(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Run {
+    let env: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    teeform_env(dir, args, &env)
 }
 
 /// [`teeform`] with these environment variables added (secrets, a passphrase).

@@ -55,6 +55,8 @@ fn record(i: usize, release: usize) -> ResourceRecord {
         updated_at: "2026-01-01T00:00:00Z".into(),
         unverified: None,
         endpoint: Some("local".into()),
+        prevent_destroy: false,
+        secrets_scope: None,
     }
 }
 

@@ -71,6 +71,8 @@ pub async fn run(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) -> 
         updated_at: now_rfc3339(),
         unverified: None,
         endpoint: Some(api.endpoint.clone()),
+        prevent_destroy: cvm.prevent_destroy,
+        secrets_scope: None,
     };
     store.commit(Batch { put: vec![rec.clone()], ..Default::default() }).await?;
     store.close().await?;

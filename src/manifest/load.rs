@@ -11,6 +11,7 @@
 //! - `cvm.rs`: `cvms:` (one CVM: [`Loader::cvm`]; its attributes: `Loader::cvm_attribute`),
 //!   names across CVMs, implied dependencies; `kms.rs`: a CVM's `kms:`;
 //! - `compose.rs`: each CVM's compose file and env handed to `compose_lint` once all are read;
+//! - `moved.rs`: `moved:` (renamed CVM keys);
 //! - `outputs.rs`: `outputs:`; `secrets.rs`: `secrets:` (how secret values are digested);
 //! - `data.rs`: `data:` and the catalog providers.
 
@@ -18,6 +19,7 @@ mod compose;
 mod cvm;
 mod data;
 mod kms;
+mod moved;
 mod outputs;
 mod reads;
 mod secrets;
@@ -179,7 +181,8 @@ struct Loader<'a> {
     compose_uses: Vec<Use>,
 }
 
-const TOP_KEYS: &[&str] = &["provider", "backend", "allowed_dirs", "variables", "secrets", "cvms", "data", "outputs"];
+const TOP_KEYS: &[&str] =
+    &["provider", "backend", "allowed_dirs", "variables", "secrets", "cvms", "moved", "data", "outputs"];
 
 impl<'a> Loader<'a> {
     fn new(src: Arc<Source>, dir: PathBuf, opts: &'a LoadOptions) -> Loader<'a> {
@@ -240,6 +243,7 @@ impl<'a> Loader<'a> {
             }
         }
         imply_dependencies(&mut cvms);
+        let moved = get("moved").map(|m| self.moved(m)).unwrap_or_default();
         let outputs = match get("outputs") {
             Some(o) => self.outputs(o),
             None => BTreeMap::new(),
@@ -256,6 +260,7 @@ impl<'a> Loader<'a> {
             allowed_dirs: self.allowed_dirs.clone(),
             variables: self.vars.iter().map(|(k, v)| (k.clone(), v.json())).collect(),
             cvms,
+            moved,
             outputs,
             data,
             providers: self.data.providers.clone(),

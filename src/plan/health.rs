@@ -114,6 +114,8 @@ mod tests {
             updated_at: String::new(),
             unverified: None,
             endpoint: None,
+            prevent_destroy: false,
+            secrets_scope: None,
         }
     }
 

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::diff::diff_attrs;
+use super::preview::preview_update;
 use super::*;
-use crate::manifest::{LoadOptions, load_str};
-use crate::model::{CloudIds, OutputValue};
+use crate::manifest::{LoadOptions, Ref, load_str};
+use crate::model::{CloudIds, EnvVal, OutputValue, Power};
 use crate::state::Meta;
 use crate::style::Palette;
 
@@ -70,6 +72,8 @@ fn record(addr: &str, name: &str, compose: &str, vcpu: u32) -> ResourceRecord {
         updated_at: "t".into(),
         unverified: None,
         endpoint: None,
+        prevent_destroy: false,
+        secrets_scope: None,
     }
 }
 
@@ -98,10 +102,31 @@ fn run_with(
     mode: Mode,
     digests: &Digester,
 ) -> Plan {
+    plan_with(cfg, snapshot, refreshed, mode, &Requests::default(), digests).unwrap()
+}
+
+fn try_plan(
+    cfg: &Config,
+    snapshot: &Snapshot,
+    refreshed: Option<&BTreeMap<String, Refresh>>,
+    mode: Mode,
+    requests: &Requests,
+) -> Result<Plan, PlanError> {
+    plan_with(cfg, snapshot, refreshed, mode, requests, &Digester::argon2id(&snapshot.meta.salt))
+}
+
+fn plan_with(
+    cfg: &Config,
+    snapshot: &Snapshot,
+    refreshed: Option<&BTreeMap<String, Refresh>>,
+    mode: Mode,
+    requests: &Requests,
+    digests: &Digester,
+) -> Result<Plan, PlanError> {
     let s = secrets();
     let refreshed: Option<BTreeMap<Address, Refresh>> =
         refreshed.map(|r| r.iter().map(|(k, v)| (k.as_str().into(), v.clone())).collect());
-    plan(&Input { config: cfg, snapshot, refreshed: refreshed.as_ref(), secrets: &s, digests, mode }).unwrap()
+    plan(&Input { config: cfg, snapshot, refreshed: refreshed.as_ref(), secrets: &s, digests, mode, requests })
 }
 
 const THREE: &str = "
@@ -167,13 +192,49 @@ fn compose_and_vcpu_change_is_one_update_with_restart_note_and_diff() {
 }
 
 #[test]
-fn name_change_forces_replacement() {
-    let f = Fixture::new(&[("web.yml", WEB)]);
-    let cfg = f.config("cvms:\n  web:\n    name: web-next\n    compose: web.yml\n");
+fn a_name_change_is_a_rename_in_place_without_a_restart() {
+    let f = Fixture::new(&[("web.yml", WEB), ("web2.yml", WEB2)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-next\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n");
     let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
-    assert_eq!(p.changes[0].action, Action::Replace);
-    assert_eq!(p.summary(), (1, 0, 1));
+    let c = &p.changes[0];
+    assert_eq!((c.action, p.summary(), p.restarts()), (Action::Update, (0, 1, 0), 0));
+    assert_eq!(c.reasons, vec![Reason::Renames]);
+    assert_eq!(c.compose_hash, None, "a rename leaves the app compose as it is");
+    assert_eq!(p.needs_consent().count(), 0);
+    insta::assert_snapshot!("rename", render::render(&p, &Palette::plain()));
+    // With a configuration change: one update, one restart, and the rename.
+    let cfg = f.config("cvms:\n  web:\n    name: web-next\n    compose: web2.yml\n    vcpu: 2\n    memory: 2048\n");
+    let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
+    assert_eq!(p.changes[0].reasons, vec![Reason::RestartsCvm, Reason::Renames]);
+    assert_eq!(p.restarts(), 1);
+    assert!(render::render(&p, &Palette::plain()).contains("# cvm.web will be updated in-place (restarts the CVM)"));
+}
+
+/// Every replacement names its cause and its cost, and needs consent unless it was asked for.
+#[test]
+fn a_replacement_names_its_cause_and_cost_and_needs_consent() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 2\n    kms: base\n");
+    let s = snap(vec![record("cvm.web", "web-main", WEB, 2)]);
+    let p = run(&cfg, &s, None, Mode::Normal);
+    let c = &p.changes[0];
+    assert_eq!((c.action, p.summary()), (Action::Replace, (1, 0, 1)));
+    assert_eq!(
+        c.reasons,
+        vec![Reason::ForcesReplacement { attributes: vec![Attr::Kms] }, Reason::RotatesAppId { onchain: true }]
+    );
+    assert_eq!(p.needs_consent().map(|c| c.address.as_str()).collect::<Vec<_>>(), ["cvm.web"]);
+    assert_eq!(render::replacement_cause(c), "its `kms` cannot change in place",);
     insta::assert_snapshot!("replace", render::render(&p, &Palette::plain()));
+    let j = json::to_json(&p);
+    assert_eq!(j["replacements_needing_consent"], serde_json::json!(["cvm.web"]));
+    // Consent: for all replacements, or by name.
+    let allow = Requests { allow_replace: true, ..Default::default() };
+    assert_eq!(try_plan(&cfg, &s, None, Mode::Normal, &allow).unwrap().needs_consent().count(), 0);
+    let named = Requests { replace: vec!["cvm.web".into()], ..Default::default() };
+    let p = try_plan(&cfg, &s, None, Mode::Normal, &named).unwrap();
+    assert_eq!(p.needs_consent().count(), 0);
+    assert!(p.changes[0].reasons.contains(&Reason::ReplaceRequested));
 }
 
 #[test]
@@ -733,3 +794,5 @@ fn single_line_values_mark_invisible_characters() {
     let text = render::render(&run(&cfg, &snap(vec![rec]), None, Mode::Normal), &Palette::plain());
     assert!(text.contains(r#"~ image = "dstack-0.5.5" -> "dstack-0.5.5<NBSP><ZWSP>""#), "{text}");
 }
+
+mod identity;

@@ -363,22 +363,8 @@ pub async fn error_from_response(method: &Method, path: &str, resp: Response) ->
 }
 
 pub fn parse_error_body(status: u16, body: &str) -> ApiError {
-    let kind = match status {
-        401 => ErrorKind::Unauthenticated,
-        403 => ErrorKind::Forbidden,
-        404 => ErrorKind::NotFound,
-        409 => ErrorKind::Conflict,
-        422 | 400 => ErrorKind::Validation,
-        429 => ErrorKind::RateLimited,
-        465 => ErrorKind::HashRequired,
-        466 => ErrorKind::HashExpired,
-        467 => ErrorKind::TxVerificationFailed,
-        468 => ErrorKind::HashNotOnChain,
-        s if s >= 500 => ErrorKind::Server,
-        _ => ErrorKind::Other,
-    };
     let mut e = ApiError {
-        kind,
+        kind: kind_of_status(status),
         status: Some(status),
         code: None,
         message: String::new(),
@@ -400,55 +386,85 @@ pub fn parse_error_body(status: u16, body: &str) -> ApiError {
     };
     match detail {
         Some(serde_json::Value::String(s)) => e.message = s.clone(),
-        Some(serde_json::Value::Array(items)) => {
-            // Pydantic validation errors: `loc` like ["body","name"].
-            e.invalid_fields = items
-                .iter()
-                .filter_map(|i| i.get("loc")?.as_array())
-                .map(|l| {
-                    let parts: Vec<String> =
-                        l.iter().map(|p| p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string())).collect();
-                    parts.strip_prefix(&["body".to_string()]).unwrap_or(&parts).join(".")
-                })
-                .collect();
-            e.message = items
-                .iter()
-                .map(|i| {
-                    let loc = i
-                        .get("loc")
-                        .and_then(|l| l.as_array())
-                        .map(|l| {
-                            l.iter()
-                                .map(|p| p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string()))
-                                .collect::<Vec<_>>()
-                                .join(".")
-                        })
-                        .unwrap_or_default();
-                    let msg = i.get("msg").and_then(|m| m.as_str()).unwrap_or("invalid");
-                    if loc.is_empty() { msg.to_string() } else { format!("{loc}: {msg}") }
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-        }
-        Some(obj @ serde_json::Value::Object(_)) => {
-            e.code = obj.get("error_code").and_then(|c| c.as_str()).map(str::to_string);
-            e.message = obj.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string();
-            e.suggestions = obj
-                .get("suggestions")
-                .and_then(|s| s.as_array())
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-                .unwrap_or_default();
-            if let Some(details) = obj.get("details").and_then(|d| d.as_array()) {
-                for d in details {
-                    if let Some(f) = d.get("field").and_then(|f| f.as_str()) {
-                        e.details.push((f.to_string(), d.get("value").cloned().unwrap_or_default()));
-                    }
-                }
-            }
-        }
+        Some(serde_json::Value::Array(items)) => read_validation_items(&mut e, items),
+        Some(obj @ serde_json::Value::Object(_)) => read_structured(&mut e, obj),
         _ => {}
     }
-    // nscale (unikorn): OAuth2-style `{error, error_description, trace_id}`.
+    read_top_level(&mut e, &json, status, body);
+    if e.code.as_deref() == Some("ERR-03-001") {
+        e.kind = ErrorKind::NotFound;
+    }
+    e
+}
+
+/// The kind an HTTP status means on the Phala API (46x: the on-chain KMS statuses).
+fn kind_of_status(status: u16) -> ErrorKind {
+    match status {
+        401 => ErrorKind::Unauthenticated,
+        403 => ErrorKind::Forbidden,
+        404 => ErrorKind::NotFound,
+        409 => ErrorKind::Conflict,
+        422 | 400 => ErrorKind::Validation,
+        429 => ErrorKind::RateLimited,
+        465 => ErrorKind::HashRequired,
+        466 => ErrorKind::HashExpired,
+        467 => ErrorKind::TxVerificationFailed,
+        468 => ErrorKind::HashNotOnChain,
+        s if s >= 500 => ErrorKind::Server,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// Pydantic validation errors: `[{loc: ["body","name"], msg}]`; the fields named (without the
+/// leading `body`) and one message per item.
+fn read_validation_items(e: &mut ApiError, items: &[serde_json::Value]) {
+    let loc_parts = |i: &serde_json::Value| -> Vec<String> {
+        i.get("loc")
+            .and_then(|l| l.as_array())
+            .map(|l| l.iter().map(|p| p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string())).collect())
+            .unwrap_or_default()
+    };
+    e.invalid_fields = items
+        .iter()
+        .filter(|i| i.get("loc").is_some_and(|l| l.is_array()))
+        .map(|i| {
+            let parts = loc_parts(i);
+            parts.strip_prefix(&["body".to_string()]).unwrap_or(&parts).join(".")
+        })
+        .collect();
+    e.message = items
+        .iter()
+        .map(|i| {
+            let loc = loc_parts(i).join(".");
+            let msg = i.get("msg").and_then(|m| m.as_str()).unwrap_or("invalid");
+            if loc.is_empty() { msg.to_string() } else { format!("{loc}: {msg}") }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+}
+
+/// A structured error: `{error_code, message, suggestions, details: [{field, value}]}`.
+fn read_structured(e: &mut ApiError, obj: &serde_json::Value) {
+    e.code = obj.get("error_code").and_then(|c| c.as_str()).map(str::to_string);
+    e.message = obj.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string();
+    e.suggestions = obj
+        .get("suggestions")
+        .and_then(|s| s.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    if let Some(details) = obj.get("details").and_then(|d| d.as_array()) {
+        for d in details {
+            if let Some(f) = d.get("field").and_then(|f| f.as_str()) {
+                e.details.push((f.to_string(), d.get("value").cloned().unwrap_or_default()));
+            }
+        }
+    }
+}
+
+/// What the top level adds: nscale's OAuth2-style `{error, error_description, trace_id}`, a
+/// `code`, a `request_id`, and a message when nothing else gave one (the body's start, or the
+/// status's reason phrase).
+fn read_top_level(e: &mut ApiError, json: &serde_json::Value, status: u16, body: &str) {
     if let Some(d) = json.get("error_description").and_then(|m| m.as_str()) {
         e.message = d.to_string();
         e.code = json.get("error").and_then(|c| c.as_str()).map(str::to_string);
@@ -470,10 +486,6 @@ pub fn parse_error_body(status: u16, body: &str) -> ApiError {
             }
         });
     }
-    if e.code.as_deref() == Some("ERR-03-001") {
-        e.kind = ErrorKind::NotFound;
-    }
-    e
 }
 
 #[cfg(test)]

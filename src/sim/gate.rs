@@ -28,7 +28,9 @@ pub(crate) async fn gate(State(sim): State<Sim>, req: Request, next: Next) -> Re
         .extensions()
         .get::<axum::extract::OriginalUri>()
         .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
-    let n = sim.count(&format!("{} {path}", req.method()));
+    // The route it matched (`/api/v1/cvms/{id}`), so requests count per endpoint too.
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("(no route)", |m| m.as_str());
+    let n = sim.count(&format!("{} {path}", req.method()), &format!("{} {route}", req.method()));
     let request_id = format!("req_{n:08}");
     let mut resp = REQUEST_ID.scope(request_id.clone(), checked(sim, req, next)).await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {

@@ -141,6 +141,8 @@ pub struct Stats {
     pub total_requests: u64,
     /// `METHOD /path` as requested.
     pub requests: BTreeMap<String, u64>,
+    /// `METHOD /route` by the route matched (`GET /api/v1/cvms/{id}`): requests per endpoint.
+    pub endpoints: BTreeMap<String, u64>,
     pub injected_errors: u64,
     pub injected_hangs: u64,
 }
@@ -243,11 +245,13 @@ impl Sim {
         self.inner.stats.lock().expect("stats lock").clone()
     }
 
-    /// Counts a request (`METHOD /path` as requested); returns its number (from 1).
-    pub(crate) fn count(&self, key: &str) -> u64 {
+    /// Counts a request: `METHOD /path` as requested, and `METHOD /route` as matched;
+    /// returns its number (from 1).
+    pub(crate) fn count(&self, key: &str, endpoint: &str) -> u64 {
         let mut s = self.inner.stats.lock().expect("stats lock");
         s.total_requests += 1;
         *s.requests.entry(key.to_string()).or_default() += 1;
+        *s.endpoints.entry(endpoint.to_string()).or_default() += 1;
         s.total_requests
     }
 

@@ -239,6 +239,13 @@ pub struct VisibilityRequest {
     pub listed: Option<bool>,
 }
 
+/// `PATCH /cvms/{id}/name`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RenameRequest {
+    pub name: Option<String>,
+}
+
 /// `PATCH /cvms/{id}/os-image`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

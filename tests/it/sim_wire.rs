@@ -328,6 +328,14 @@ fn every_route_answers_as_recorded() {
     x.call("GET", &format!("/cvms/{uuid}"), None, None);
     x.call("GET", &format!("/cvms/{uuid}"), Some(V2025), None);
 
+    // Renaming in place (UNVERIFIED: the provider's design note): to its own name, to one in
+    // use, an invalid one, none, and of a CVM that is not there.
+    x.call("PATCH", "/cvms/web-one/name", None, j(json!({"name": "web-one"})));
+    x.call("PATCH", "/cvms/web-one/name", None, j(json!({"name": "web-two"})));
+    x.call("PATCH", "/cvms/web-one/name", None, j(json!({"name": "no"})));
+    x.call("PATCH", "/cvms/web-one/name", None, j(json!({})));
+    x.call("PATCH", "/cvms/nope/name", None, j(json!({"name": "web-three"})));
+
     // Power (the VM with its integer id, and from 2026-05-22 its hashid), then delete.
     for (action, v) in [("stop", None), ("start", Some(V2605)), ("shutdown", None), ("restart", None)] {
         x.call("POST", &format!("/cvms/web-one/{action}"), v, None);

@@ -72,6 +72,9 @@ pub fn record_text(r: &ResourceRecord) -> String {
     if r.tainted {
         out.push_str("tainted      = true\n");
     }
+    if r.prevent_destroy {
+        out.push_str("lifecycle    = { prevent_destroy = true }\n");
+    }
     if let Some(why) = &r.unverified {
         let _ = writeln!(out, "unverified   = {why:?}");
     }

@@ -11,7 +11,7 @@ use crate::sim::error::ApiError;
 use crate::sim::world::now_ms;
 use crate::sim::{Sim, SimConfig};
 
-/// Requests counted, injected faults, and per CVM its restarts, updates, status and ids.
+/// Requests counted (by path and by endpoint), injected faults, and per CVM its restarts, updates, status and ids.
 pub async fn stats(State(sim): State<Sim>) -> Res {
     let stats = sim.stats();
     let now = now_ms();
@@ -27,7 +27,8 @@ pub async fn stats(State(sim): State<Sim>) -> Res {
         (cvms, w.cvms.len())
     });
     ok(json!({
-        "total_requests": stats.total_requests, "requests": stats.requests, "injected_errors": stats.injected_errors,
+        "total_requests": stats.total_requests, "requests": stats.requests, "endpoints": stats.endpoints,
+        "injected_errors": stats.injected_errors,
         "injected_hangs": stats.injected_hangs, "cvm_count": count, "cvms": cvms,
     }))
 }

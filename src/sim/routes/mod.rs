@@ -3,7 +3,7 @@
 //! changed, and answer with a shape.
 //!
 //! - `account.rs`: `/auth/me`, workspaces;
-//! - `cvms.rs`: reading CVMs (the state also as an event stream), power actions, delete;
+//! - `cvms.rs`: reading CVMs (the state also as an event stream), power actions, delete; `rename.rs`: renaming one in place;
 //! - `create.rs`: provision and commit, on the legacy and the same-path flow;
 //! - `updates.rs`: every update endpoint and the on-chain confirmations (465 → 466/467/468);
 //! - `platform.rs`: what the platform offers (nodes and the create-resource graph, instance
@@ -17,6 +17,7 @@ mod control;
 mod create;
 mod cvms;
 mod platform;
+mod rename;
 mod updates;
 
 use axum::Router;
@@ -40,6 +41,7 @@ pub fn router(sim: Sim) -> Router {
         .route("/cvms/provision", post(create::provision))
         .route("/cvms", post(create::post))
         .route("/cvms/{id}", get(cvms::get).patch(updates::patch).delete(cvms::delete))
+        .route("/cvms/{id}/name", patch(rename::rename))
         .route("/cvms/{id}/commit-update", post(updates::commit_update))
         .route("/cvms/{id}/compose_file", get(cvms::app_compose).patch(updates::commit_compose))
         .route("/cvms/{id}/compose_file/provision", post(updates::provision_compose))

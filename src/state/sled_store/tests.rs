@@ -18,6 +18,8 @@ fn rec(addr: &str) -> ResourceRecord {
         updated_at: "now".into(),
         unverified: None,
         endpoint: None,
+        prevent_destroy: false,
+        secrets_scope: None,
     }
 }
 

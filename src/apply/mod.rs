@@ -192,6 +192,9 @@ struct Shared {
     types: tokio::sync::OnceCell<Vec<crate::providers::InstanceType>>,
     /// Set when a state write fails.
     state_failed: std::sync::atomic::AtomicBool,
+    /// The OS image hash each CVM's last read reported, for the attestation gate (so it needs
+    /// no second read of the detail).
+    os_hashes: Mutex<BTreeMap<Address, Option<String>>>,
 }
 
 impl Executor {
@@ -296,6 +299,7 @@ impl Executor {
             nodes: Default::default(),
             types: Default::default(),
             state_failed: Default::default(),
+            os_hashes: Mutex::default(),
         }))
     }
 
@@ -443,7 +447,8 @@ impl Step {
             return Ok(());
         }
         self.events.status(c.address.as_str(), "verifying the attestation");
-        let v = crate::verify::verify_record(self.api.as_ref(), &rec).await?;
+        let reported = self.shared.os_hashes.lock().expect("os hashes lock").get(&c.address).cloned();
+        let v = crate::verify::verify_record(self.api.as_ref(), &rec, reported).await?;
         let problem = v.problem();
         if rec.unverified != problem {
             rec.unverified = problem.clone();
@@ -608,6 +613,9 @@ impl Step {
             Some(r) => attrs::as_observed(attrs, r),
             None => attrs,
         };
+        if let Some(r) = remote {
+            self.shared.os_hashes.lock().expect("os hashes lock").insert(c.address.clone(), r.os_image_hash.clone());
+        }
         ResourceRecord {
             address: c.address.clone(),
             ids,

@@ -38,7 +38,7 @@ pub async fn run(ctx: &Ctx, addresses: &[String], as_json: bool) -> CliResult {
     same_endpoint(&api, chosen.iter().map(|r| (r.address.as_str(), r.endpoint.as_deref())))?;
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(chosen.len());
     for r in chosen {
-        verdicts.push(verify_record(api.client.as_ref(), r).await?);
+        verdicts.push(verify_record(api.client.as_ref(), r, None).await?);
     }
     let all = verdicts.iter().all(|v| v.verified);
     if as_json {

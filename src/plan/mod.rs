@@ -208,6 +208,17 @@ impl Change {
         }
     }
 
+    /// A create of `cfg` at `address`, with what the manifest says of it beside its
+    /// attributes (its KMS, the KMS's pinned signer, `prevent_destroy`).
+    fn of_config(address: &Address, cfg: &CvmConfig) -> Change {
+        Change {
+            kms: kms_spec(&cfg.kms),
+            kms_signer: cfg.kms_signer.clone(),
+            prevent_destroy: cfg.prevent_destroy,
+            ..Change::new(address.clone(), Action::Create)
+        }
+    }
+
     /// Whether this change changes `attr`.
     pub fn changes(&self, attr: Attr) -> bool {
         self.attributes.iter().any(|a| a.name == attr)
@@ -550,12 +561,9 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         let cur = redigested_rec.as_ref().or(current.get(addr));
         let base = Change {
             dependencies: dependencies(&graph, &nodes, addr),
-            kms: kms_spec(&cfg.kms),
-            kms_signer: cfg.kms_signer.clone(),
             moved_from: state.moved.iter().find(|m| m.to == *addr).map(|m| m.from.clone()),
-            prevent_destroy: cfg.prevent_destroy,
             secrets_scope: Some(scope.clone()).filter(|s| s != addr),
-            ..Change::new(addr.clone(), Action::Create)
+            ..Change::of_config(addr, cfg)
         };
         let facts = change::Facts {
             gone: gone.contains(addr),

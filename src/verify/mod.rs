@@ -51,7 +51,11 @@ pub fn expected(rec: &ResourceRecord) -> attest::Expected {
 
 /// Fetches the CVM's attestation and checks it against its record. `Err` only when the API
 /// could not be asked.
-pub async fn verify_record(api: &dyn PhalaApi, rec: &ResourceRecord) -> Result<Verdict, ApiError> {
+pub async fn verify_record(
+    api: &dyn PhalaApi,
+    rec: &ResourceRecord,
+    reported_os_hash: Option<Option<String>>,
+) -> Result<Verdict, ApiError> {
     let mut v = Verdict {
         address: rec.address.clone(),
         verified: false,
@@ -59,8 +63,12 @@ pub async fn verify_record(api: &dyn PhalaApi, rec: &ResourceRecord) -> Result<V
         error: None,
         quote: attest::QUOTE_NOT_VERIFIED,
     };
-    // The OS image's hash, from the CVM's detail (the record does not keep it).
-    let os_image_hash = api.get_cvm(&rec.ids.id).await?.and_then(|c| c.os_image_hash);
+    // The OS image's hash, from the CVM's detail (the record does not keep it): as a read made
+    // just before reported it, else read now.
+    let os_image_hash = match reported_os_hash {
+        Some(h) => h,
+        None => api.get_cvm(&rec.ids.id).await?.and_then(|c| c.os_image_hash),
+    };
     let want = attest::Expected { os_image_hash, ..expected(rec) };
     match api.attestation(&rec.ids.id).await? {
         None => v.error = Some("the CVM does not exist".into()),

@@ -18,6 +18,8 @@ pub struct Bench {
     pub quick: bool,
     /// Repetitions of each timed measurement (the median is reported).
     pub runs: usize,
+    /// The largest fleet a figure that honours it measures (`--max-cvms`).
+    pub max_cvms: usize,
 }
 
 impl Bench {

@@ -133,8 +133,22 @@ impl Ctx {
         })
     }
 
+    /// Loads the manifest with `--var` values only (and the `*.auto.vars.yaml` files beside it).
     pub fn load(&self, vars: &[(String, String)]) -> CliResult<Config> {
-        let opts = LoadOptions { vars: vars.to_vec(), ..Default::default() };
+        self.load_with(&super::VarArgs { vars: vars.to_vec(), var_files: Vec::new() })
+    }
+
+    /// How the manifest is read with these variables: `*.auto.vars.yaml` beside it, then each
+    /// `--var-file`, then `--var`.
+    pub fn load_options(&self, vars: &super::VarArgs) -> LoadOptions {
+        let mut var_files = crate::manifest::auto_var_files(&self.base_dir());
+        var_files.extend(vars.var_files.iter().map(|p| crate::manifest::VarFile { path: p.clone(), auto: false }));
+        LoadOptions { vars: vars.vars.clone(), var_files, ..Default::default() }
+    }
+
+    /// Loads the manifest with `--var`, `--var-file` and the `*.auto.vars.yaml` files.
+    pub fn load_with(&self, vars: &super::VarArgs) -> CliResult<Config> {
+        let opts = self.load_options(vars);
         let cfg = crate::manifest::load(self.manifest_path(), &opts)?;
         // RPC URLs in the manifest may carry a key: from here on nothing shows them whole.
         for c in cfg.cvms.values() {

@@ -28,6 +28,7 @@ mod state_migrate;
 mod state_recover;
 mod state_rm;
 mod state_show;
+mod terraform;
 mod validate;
 
 use std::path::PathBuf;
@@ -93,11 +94,16 @@ pub enum BackendArg {
     Postgres,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct VarArgs {
-    /// Set a variable: NAME=VALUE (repeatable).
+    /// Set a variable: NAME=VALUE (repeatable; wins over every variable file).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Read variable values from FILE (repeatable; a later file wins): YAML (`.yaml`, `.yml`,
+    /// `.json`) or `.tfvars`-style NAME = VALUE lines. `*.auto.vars.yaml` files beside the
+    /// manifest are read first, always.
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
 }
 
 pub(crate) fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -296,19 +302,9 @@ pub enum SimCommand {
 
 /// Parses arguments, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse(std::env::args_os().collect()) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            // Help and version are successes; every usage error is exit 1 (2 means "changes").
-            let ok = matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp
-                    | clap::error::ErrorKind::DisplayVersion
-                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            );
-            return ExitCode::from(if ok { exit::OK } else { exit::ERROR });
-        }
+        Err(code) => return ExitCode::from(code),
     };
     let g = &cli.global;
     let color = if g.no_color { ColorChoice::Never } else { g.color };
@@ -368,6 +364,51 @@ fn init_tracing(verbosity: Verbosity) {
         .with_ansi(false)
         .with_target(false)
         .try_init();
+}
+
+/// Parses the command line, Terraform's single-dash spellings read as teeform's
+/// ([`terraform`]). A usage error is shown (with a hint of teeform's own instead of clap's
+/// guesses at a flag) and is exit 1; help and version are exit 0.
+fn parse(argv: Vec<std::ffi::OsString>) -> Result<Cli, u8> {
+    let cmd = Cli::command();
+    let shell = || Shell::new(ColorChoice::Auto, Verbosity::Normal);
+    let args = match terraform::rewrite(argv, &cmd) {
+        terraform::Rewritten::Args(a) => a,
+        terraform::Rewritten::NoCounterpart { flag, hint } => {
+            let e = CliError::new(format!("teeform has no counterpart of Terraform's `{flag}`")).hint(hint);
+            shell().error(&e, &CommandLine::default());
+            return Err(exit::ERROR);
+        }
+    };
+    let e = match Cli::try_parse_from(&args) {
+        Ok(c) => return Ok(c),
+        Err(e) => e,
+    };
+    // Help and version are successes; every usage error is exit 1 (2 means "changes").
+    let ok = matches!(
+        e.kind(),
+        clap::error::ErrorKind::DisplayHelp
+            | clap::error::ErrorKind::DisplayVersion
+            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    match terraform::unknown_flag_hint(&args, &cmd, &e) {
+        Some(hint) => {
+            // clap's own tip guesses at any flag with a letter in common (`--target` → `--state`).
+            let text = e.render().to_string();
+            let kept: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("tip:")).collect();
+            let sh = shell();
+            sh.err_line(&format!(
+                "{}
+{} {hint}",
+                kept.join("\n").trim_end(),
+                sh.err_palette().cyan("hint:")
+            ));
+        }
+        None => {
+            let _ = e.print();
+        }
+    }
+    Err(if ok { exit::OK } else { exit::ERROR })
 }
 
 async fn run(cli: Cli, shell: Shell) -> error::CliResult {

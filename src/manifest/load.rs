@@ -22,6 +22,7 @@ mod outputs;
 mod reads;
 mod settings;
 mod values;
+mod var_files;
 mod variables;
 mod walk;
 
@@ -39,6 +40,7 @@ pub use cvm::valid_cvm_name;
 use kms::kms_env_names;
 use reads::FileEntry;
 use values::Lit;
+pub use var_files::{VarFile, auto_var_files};
 use walk::key_spans;
 
 /// Reads an environment variable.
@@ -50,6 +52,9 @@ pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 pub struct LoadOptions {
     /// `--var NAME=VALUE`, in order.
     pub vars: Vec<(String, String)>,
+    /// Variable files (`*.auto.vars.yaml`, then `--var-file`), in order: a later file's value
+    /// wins, and `--var` wins over every file.
+    pub var_files: Vec<VarFile>,
     pub env: EnvLookup,
     /// Paths in diagnostics are shown relative to this directory.
     pub display_base: Option<PathBuf>,
@@ -59,6 +64,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             vars: Vec::new(),
+            var_files: Vec::new(),
             env: Arc::new(|k| std::env::var(k).ok()),
             display_base: std::env::current_dir().ok(),
         }
@@ -163,6 +169,8 @@ struct Loader<'a> {
     vars: BTreeMap<String, Lit>,
     /// Variables whose value was reported as invalid: using them reports nothing more.
     failed_vars: BTreeSet<String>,
+    /// Values the variable files set, in order.
+    file_vars: Vec<var_files::FileValue>,
     /// Keys under `cvms:`, known before any CVM is read so references can be checked where
     /// they are written. A set: every `${cvm.X...}` is looked up here.
     cvm_keys: BTreeSet<String>,
@@ -190,6 +198,7 @@ impl<'a> Loader<'a> {
             diags: Vec::new(),
             vars: BTreeMap::new(),
             failed_vars: BTreeSet::new(),
+            file_vars: Vec::new(),
             cvm_keys: BTreeSet::new(),
             data: Default::default(),
             allowed_dirs: Vec::new(),
@@ -217,6 +226,7 @@ impl<'a> Loader<'a> {
         if let Some(v) = get("allowed_dirs") {
             self.allowed_dirs(v);
         }
+        self.file_vars = self.read_var_files();
         if let Some(v) = get("variables") {
             self.variables(v);
         }

@@ -10,6 +10,7 @@ mod converge;
 mod crash;
 mod errors;
 mod fidelity;
+mod habits;
 mod health;
 mod hostile;
 mod images;

@@ -1,0 +1,138 @@
+//! The habits users bring from Terraform: `--var-file`, one-dash flags, `TF_VAR_*`.
+
+use crate::harness::{TestEnv, WEB};
+
+fn project() -> TestEnv {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(
+        "variables:\n  web_vcpu:\n    type: number\n    default: 1\n  region:\n    default: eu\ncvms:\n  web:\n    name: web-${var.region}\n    compose: web.yml\n    vcpu: ${var.web_vcpu}\n",
+    );
+    t
+}
+
+/// The planned `vcpu` and `name` of `cvm.web`.
+fn planned(t: &TestEnv, args: &[&str]) -> (serde_json::Value, String) {
+    let mut a = vec!["plan", "--json"];
+    a.extend_from_slice(args);
+    let r = t.run(&a);
+    r.ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("plan JSON");
+    let after = &v["resource_changes"][0]["after"];
+    (after["vcpu"].clone(), after["name"].as_str().unwrap_or_default().to_string())
+}
+
+#[test]
+fn var_files_are_read_in_order_and_var_wins() {
+    let t = project();
+    t.write("prod.tfvars", "# production\nweb_vcpu = 4\nregion = \"us\" // where\n");
+    t.write("big.yaml", "web_vcpu: 8\n");
+    assert_eq!(planned(&t, &[]), (serde_json::json!(1), "web-eu".into()));
+    assert_eq!(planned(&t, &["--var-file", "prod.tfvars"]), (serde_json::json!(4), "web-us".into()));
+    // A later file wins; `--var` wins over every file, wherever it is written.
+    assert_eq!(
+        planned(&t, &["--var-file", "prod.tfvars", "--var-file", "big.yaml"]),
+        (serde_json::json!(8), "web-us".into())
+    );
+    assert_eq!(
+        planned(&t, &["--var", "web_vcpu=2", "--var-file", "big.yaml"]),
+        (serde_json::json!(2), "web-eu".into())
+    );
+    // A file wins over the environment, as in Terraform.
+    let mut t = t;
+    t.env.insert("TEEFORM_VAR_web_vcpu".into(), "6".into());
+    assert_eq!(planned(&t, &[]).0, serde_json::json!(6));
+    assert_eq!(planned(&t, &["--var-file", "big.yaml"]).0, serde_json::json!(8));
+}
+
+#[test]
+fn auto_var_files_beside_the_manifest_are_read_first() {
+    let t = project();
+    t.write("b.auto.vars.yaml", "web_vcpu: 3\n");
+    t.write("a.auto.vars.yaml", "web_vcpu: 2\nunrelated: x\n");
+    assert_eq!(planned(&t, &[]).0, serde_json::json!(3), "name order: b wins over a");
+    t.write("x.tfvars", "web_vcpu = 5\n");
+    assert_eq!(planned(&t, &["--var-file", "x.tfvars"]).0, serde_json::json!(5));
+    // A value for an undeclared variable in an automatic file says nothing (it may serve
+    // several manifests).
+    let r = t.run(&["validate"]);
+    r.ok();
+    assert!(!r.stderr.contains("unrelated"), "{}", r.stderr);
+}
+
+#[test]
+fn a_bad_var_file_is_an_error_at_its_line_and_column() {
+    let t = project();
+    t.write("bad.tfvars", "region = \"us\"\nweb_vcpu = four\ntags = [\"a\"]\n");
+    let r = t.run(&["plan", "--var-file", "bad.tfvars"]);
+    r.code(1);
+    assert!(r.stderr.contains("bad.tfvars:2:12"), "{}", r.stderr);
+    assert!(r.stderr.contains("variable `web_vcpu` is a number"), "{}", r.stderr);
+    assert!(r.stderr.contains("bad.tfvars:3:8"), "{}", r.stderr);
+    assert!(r.stderr.contains("lists, maps and heredocs"), "{}", r.stderr);
+    let r = t.run(&["plan", "--var-file", "missing.tfvars"]);
+    r.code(1);
+    assert!(r.stderr.contains("cannot read the variable file missing.tfvars"), "{}", r.stderr);
+    // A misspelt name in a named file is a warning with a suggestion, and the plan goes on.
+    t.write("typo.yaml", "web_vcpus: 2\n");
+    let r = t.run(&["validate", "--var-file", "typo.yaml"]);
+    r.ok();
+    assert!(r.stderr.contains("typo.yaml:1:12") && r.stderr.contains("did you mean `web_vcpu`?"), "{}", r.stderr);
+}
+
+#[test]
+fn terraform_one_dash_spellings_work() {
+    let t = project();
+    t.write("prod.tfvars", "web_vcpu = 4\n");
+    let r = t.run(&[
+        "plan",
+        "-var-file=prod.tfvars",
+        "-var",
+        "region=us",
+        "-out=p.bin",
+        "-detailed-exitcode",
+        "-input=false",
+    ]);
+    r.code(2);
+    assert!(t.file_exists("p.bin"), "{}", r.stderr);
+    let r = t.run(&["show", "-json", "p.bin"]);
+    r.ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["resource_changes"][0]["after"]["vcpu"], 4);
+    assert_eq!(v["resource_changes"][0]["after"]["name"], "web-us");
+    t.run(&["apply", "-auto-approve", "-lock-timeout=5s", "p.bin"]).ok();
+    t.run(&["-chdir=.", "plan", "-detailed-exitcode", "-var=web_vcpu=4", "-var", "region=us"]).code(0);
+}
+
+#[test]
+fn terraform_flags_teeform_lacks_are_answered_with_what_to_type() {
+    let t = project();
+    for (args, want) in [
+        (&["plan", "-target=cvm.web"][..], "give them a manifest of their own"),
+        (&["apply", "-replace", "cvm.web"], "teeform state rm cvm.KEY"),
+        (&["apply", "-lock=false"], "--lock-timeout"),
+        (&["plan", "-var-fil", "x"], "did you mean `--var-file`?"),
+        (&["plan", "--detailed-exitcod"], "did you mean `--detailed-exitcode`?"),
+    ] {
+        let r = t.run(args);
+        r.code(1);
+        assert!(r.stderr.contains(want), "{args:?}: {}", r.stderr);
+        // clap's own tip guesses at unrelated flags (`--target` → `--state`).
+        assert!(!r.stderr.contains("--state"), "{args:?}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn tf_var_is_answered_with_a_hint_when_teeform_var_is_unset() {
+    let mut t = project();
+    t.env.insert("TF_VAR_web_vcpu".into(), "4".into());
+    let r = t.run(&["plan"]);
+    r.ok();
+    assert!(r.stderr.contains("TF_VAR_web_vcpu is set, but teeform reads TEEFORM_VAR_web_vcpu"), "{}", r.stderr);
+    assert!(r.stderr.contains("export TEEFORM_VAR_web_vcpu=\"$TF_VAR_web_vcpu\""), "{}", r.stderr);
+    // With the value given teeform's way, nothing to say.
+    t.env.insert("TEEFORM_VAR_web_vcpu".into(), "4".into());
+    let r = t.run(&["plan"]);
+    r.ok();
+    assert!(!r.stderr.contains("TF_VAR"), "{}", r.stderr);
+}

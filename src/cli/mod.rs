@@ -174,6 +174,10 @@ pub enum Command {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+        /// Print the plan as GitHub-flavoured markdown (for a pull-request comment or a job
+        /// summary): under 65,536 characters, secrets masked.
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
     },
     /// Make the CVMs match the manifest (or apply a saved plan exactly).
     Apply(ApplyArgs),
@@ -192,6 +196,10 @@ pub enum Command {
         plan_file: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// Show the saved plan as GitHub-flavoured markdown (for a pull-request comment or a
+        /// job summary): under 65,536 characters, secrets masked.
+        #[arg(long, conflicts_with = "json", requires = "plan_file")]
+        markdown: bool,
     },
     /// Show outputs from state.
     Output {
@@ -298,6 +306,14 @@ pub enum StateCommand {
 pub enum SimCommand {
     /// Serve the simulated API until interrupted.
     Serve(sim::ServeArgs),
+}
+
+/// How a plan is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Human,
+    Json,
+    Markdown,
 }
 
 /// Parses arguments, runs the command and returns the process exit code.
@@ -420,12 +436,28 @@ async fn run(cli: Cli, shell: Shell) -> error::CliResult {
     let ctx = Ctx::new(cli.global.clone(), shell)?;
     match cli.command {
         Command::Validate { vars, json } => validate::run(&ctx, &vars, json),
-        Command::Plan { plan, out, detailed_exitcode, json } => {
-            plan::run(&ctx, &plan, out.as_deref(), detailed_exitcode, json).await
+        Command::Plan { plan, out, detailed_exitcode, json, markdown } => {
+            let view = if json {
+                View::Json
+            } else if markdown {
+                View::Markdown
+            } else {
+                View::Human
+            };
+            plan::run(&ctx, &plan, out.as_deref(), detailed_exitcode, view).await
         }
         Command::Apply(args) => apply::run(&ctx, &args).await,
         Command::Destroy { run, auto_approve } => destroy::run(&ctx, &run, auto_approve).await,
-        Command::Show { plan_file, json } => show::run(&ctx, plan_file.as_deref(), json).await,
+        Command::Show { plan_file, json, markdown } => {
+            let view = if json {
+                View::Json
+            } else if markdown {
+                View::Markdown
+            } else {
+                View::Human
+            };
+            show::run(&ctx, plan_file.as_deref(), view).await
+        }
         Command::Output { name, json, raw, vars } => output::run(&ctx, name.as_deref(), json, raw, &vars).await,
         Command::State(s) => match s {
             StateCommand::List => state_list::run(&ctx).await,

@@ -9,6 +9,7 @@ pub mod checks;
 mod diff;
 pub mod health;
 pub mod json;
+pub mod markdown;
 mod preview;
 pub mod render;
 

@@ -80,6 +80,15 @@ pub fn render(plan: &Plan, p: &Palette) -> String {
         outputs(&mut out, p, plan);
     }
     attention(&mut out, p, plan);
+    out.push_str(&summary_line(plan, p));
+    out.push('\n');
+    out
+}
+
+/// `Plan: 1 to add, 0 to change, 0 to destroy.` with the restart, on-chain and attention
+/// counts that apply; no line break.
+pub(super) fn summary_line(plan: &Plan, p: &Palette) -> String {
+    let mut out = String::new();
     let (add, change, destroy) = plan.summary();
     let _ = write!(out, "{} {add} to add, {change} to change, {destroy} to destroy.", p.bold("Plan:"));
     let restarts = plan.restarts();
@@ -99,7 +108,6 @@ pub fn render(plan: &Plan, p: &Palette) -> String {
         let _ =
             write!(out, " {n} CVM{} need{} attention.", if n == 1 { "" } else { "s" }, if n == 1 { "s" } else { "" });
     }
-    out.push('\n');
     out
 }
 
@@ -109,7 +117,7 @@ fn needs_attention(n: usize) -> String {
 
 /// CVMs whose run state needs a person: what is wrong, the API's boot error, where the boot
 /// log is, and the next step.
-fn attention(out: &mut String, p: &Palette, plan: &Plan) {
+pub(super) fn attention(out: &mut String, p: &Palette, plan: &Plan) {
     if plan.attention.is_empty() {
         return;
     }
@@ -156,7 +164,7 @@ fn attention_item(out: &mut String, p: &Palette, a: &Attention, changed: bool) {
     let _ = writeln!(out, "      {} {next}\n", p.cyan("next:"));
 }
 
-fn heading(c: &Change) -> String {
+pub(super) fn heading(c: &Change) -> String {
     let restart = if c.reasons.contains(&Reason::RestartsCvm) { " (restarts the CVM)" } else { "" };
     let only_power = c.attributes.iter().all(|a| a.name == Attr::Power);
     match c.action {
@@ -185,7 +193,7 @@ fn heading(c: &Change) -> String {
     }
 }
 
-fn change(out: &mut String, p: &Palette, c: &Change) {
+pub(super) fn change(out: &mut String, p: &Palette, c: &Change) {
     let _ = writeln!(out, "  {}", p.bold(&heading(c)));
     let _ = writeln!(out, "  {} cvm \"{}\" {{", symbol(p, c.action), c.address.key());
     match c.action {
@@ -646,7 +654,7 @@ fn visible(
     out
 }
 
-fn drift(out: &mut String, p: &Palette, d: &Drift) {
+pub(super) fn drift(out: &mut String, p: &Palette, d: &Drift) {
     if d.deleted {
         let _ = writeln!(out, "  {}\n", p.bold(&format!("# {} has been deleted", d.address)));
         return;
@@ -681,7 +689,7 @@ fn drift(out: &mut String, p: &Palette, d: &Drift) {
     out.push_str("    }\n\n");
 }
 
-fn outputs(out: &mut String, p: &Palette, plan: &Plan) {
+pub(super) fn outputs(out: &mut String, p: &Palette, plan: &Plan) {
     out.push_str("Changes to Outputs:\n");
     for (name, o) in &plan.outputs {
         let after = if o.sensitive {

@@ -6,6 +6,7 @@ mod harness;
 
 mod apply_flow;
 mod chain;
+mod ci;
 mod converge;
 mod crash;
 mod errors;

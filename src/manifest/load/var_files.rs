@@ -239,7 +239,11 @@ fn quoted_value(s: &str) -> Result<(String, usize), LineError> {
                         }
                     }
                     _ => {
-                        return Err((format!("unknown escape `\\{e}`"), i, "escapes are \\n \\r \\t \\\" \\\\ \\uNNNN"));
+                        return Err((
+                            format!("unknown escape `\\{e}`"),
+                            i,
+                            "escapes are \\n \\r \\t \\\" \\\\ \\uNNNN",
+                        ));
                     }
                 }
             }

@@ -22,6 +22,9 @@ pub struct Ctx {
     /// Numbers from the environment, checked before the command does anything.
     pub settings: Settings,
     pub cmdline: CommandLine,
+    /// The JSON event stream, when the command writes one (`apply --json`): the plan and
+    /// every step go there instead of to people.
+    pub stream: Option<std::sync::Arc<super::shared::stream::Stream>>,
 }
 
 /// The global flags of this run that say which manifest, state and workspace it works on,
@@ -82,7 +85,7 @@ pub struct Api {
 impl Ctx {
     pub fn new(global: Global, shell: Shell) -> CliResult<Ctx> {
         let cmdline = CommandLine::new(&global);
-        Ok(Ctx { global, shell, settings: Settings::from_env()?, cmdline })
+        Ok(Ctx { global, shell, settings: Settings::from_env()?, cmdline, stream: None })
     }
 
     /// `teeform` with the global flags this run was given (`-C`, `-f`, `--state`,

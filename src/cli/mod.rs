@@ -174,6 +174,10 @@ pub enum Command {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+        /// With --json: the plan as JSON events, one per line (as `apply --json` writes
+        /// them), instead of one document.
+        #[arg(long, requires = "json")]
+        stream: bool,
         /// Print the plan as GitHub-flavoured markdown (for a pull-request comment or a job
         /// summary): under 65,536 characters, secrets masked.
         #[arg(long, conflicts_with = "json")]
@@ -188,6 +192,9 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         auto_approve: bool,
+        /// Write the run as JSON events, one per line (as `apply --json`).
+        #[arg(long)]
+        json: bool,
     },
     /// Show a saved plan, or the state when no file is given.
     Show {
@@ -267,6 +274,10 @@ pub struct ApplyArgs {
     /// Stop after preparing on-chain updates; print what a multisig must sign.
     #[arg(long)]
     pub prepare_only: bool,
+    /// Write the run as JSON events, one per line on stdout (planned changes, each step's
+    /// start, progress and outcome, the summary); needs --auto-approve or a plan file.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -433,10 +444,28 @@ async fn run(cli: Cli, shell: Shell) -> error::CliResult {
     if !matches!(cli.command, Command::Sim(_)) {
         signals::install(shell.clone(), cmdline);
     }
-    let ctx = Ctx::new(cli.global.clone(), shell)?;
-    match cli.command {
-        Command::Validate { vars, json } => validate::run(&ctx, &vars, json),
-        Command::Plan { plan, out, detailed_exitcode, json, markdown } => {
+    let mut ctx = Ctx::new(cli.global.clone(), shell)?;
+    let streams = match &cli.command {
+        Command::Apply(a) => a.json,
+        Command::Destroy { json, .. } => *json,
+        Command::Plan { stream, .. } => *stream,
+        _ => false,
+    };
+    if streams {
+        ctx.stream = Some(std::sync::Arc::new(shared::stream::Stream::start(&ctx.shell)?));
+    }
+    let result = command(&ctx, cli.command).await;
+    if let (Err(e), Some(s)) = (&result, &ctx.stream) {
+        // The whole error as people read it: causes and hints.
+        let _ = s.diagnostic(&e.message, &e.render(&crate::style::Palette::plain(), &ctx.cmdline));
+    }
+    result
+}
+
+async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
+    match command {
+        Command::Validate { vars, json } => validate::run(ctx, &vars, json),
+        Command::Plan { plan, out, detailed_exitcode, json, stream: _, markdown } => {
             let view = if json {
                 View::Json
             } else if markdown {
@@ -444,10 +473,10 @@ async fn run(cli: Cli, shell: Shell) -> error::CliResult {
             } else {
                 View::Human
             };
-            plan::run(&ctx, &plan, out.as_deref(), detailed_exitcode, view).await
+            plan::run(ctx, &plan, out.as_deref(), detailed_exitcode, view).await
         }
-        Command::Apply(args) => apply::run(&ctx, &args).await,
-        Command::Destroy { run, auto_approve } => destroy::run(&ctx, &run, auto_approve).await,
+        Command::Apply(args) => apply::run(ctx, &args).await,
+        Command::Destroy { run, auto_approve, json: _ } => destroy::run(ctx, &run, auto_approve).await,
         Command::Show { plan_file, json, markdown } => {
             let view = if json {
                 View::Json
@@ -456,28 +485,28 @@ async fn run(cli: Cli, shell: Shell) -> error::CliResult {
             } else {
                 View::Human
             };
-            show::run(&ctx, plan_file.as_deref(), view).await
+            show::run(ctx, plan_file.as_deref(), view).await
         }
-        Command::Output { name, json, raw, vars } => output::run(&ctx, name.as_deref(), json, raw, &vars).await,
+        Command::Output { name, json, raw, vars } => output::run(ctx, name.as_deref(), json, raw, &vars).await,
         Command::State(s) => match s {
-            StateCommand::List => state_list::run(&ctx).await,
-            StateCommand::Show { address, json } => state_show::run(&ctx, &address, json).await,
-            StateCommand::Rm { addresses } => state_rm::run(&ctx, &addresses).await,
-            StateCommand::Bind => state_bind::run(&ctx).await,
-            StateCommand::Recover { keep_current } => state_recover::run(&ctx, keep_current).await,
-            StateCommand::Migrate { to } => state_migrate::run(&ctx, to).await,
+            StateCommand::List => state_list::run(ctx).await,
+            StateCommand::Show { address, json } => state_show::run(ctx, &address, json).await,
+            StateCommand::Rm { addresses } => state_rm::run(ctx, &addresses).await,
+            StateCommand::Bind => state_bind::run(ctx).await,
+            StateCommand::Recover { keep_current } => state_recover::run(ctx, keep_current).await,
+            StateCommand::Migrate { to } => state_migrate::run(ctx, to).await,
         },
-        Command::Import { address, id, lock_timeout } => import::run(&ctx, &address, &id, lock_timeout).await,
-        Command::ForceUnlock { id } => force_unlock::run(&ctx, &id).await,
+        Command::Import { address, id, lock_timeout } => import::run(ctx, &address, &id, lock_timeout).await,
+        Command::ForceUnlock { id } => force_unlock::run(ctx, &id).await,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "teeform", &mut script);
             ctx.shell.print(&String::from_utf8_lossy(&script))?;
             Ok(exit::OK)
         }
-        Command::Sim(SimCommand::Serve(args)) => sim::serve(&ctx, args).await,
+        Command::Sim(SimCommand::Serve(args)) => sim::serve(ctx, args).await,
         Command::Debug(cmd) => debug::run(&ctx.shell, cmd),
-        Command::Images(cmd) => images::run(&ctx, cmd).await,
+        Command::Images(cmd) => images::run(ctx, cmd).await,
     }
 }
 

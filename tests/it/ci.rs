@@ -486,3 +486,89 @@ fn the_example_workflow_plans_pull_requests_and_applies_the_reviewed_plan_on_mer
     assert!(r.log.contains("Nothing to resume"), "{}", r.log);
     assert_eq!(creates(), 1);
 }
+
+/// Every stdout line of a streaming command, parsed; stdout holds nothing else.
+fn events(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .inspect(|v| {
+            for k in ["@level", "@message", "@module", "@timestamp", "type"] {
+                assert!(v.get(k).is_some(), "every event has {k}: {v}");
+            }
+        })
+        .collect()
+}
+
+fn types(ev: &[serde_json::Value]) -> Vec<String> {
+    ev.iter().map(|v| v["type"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn apply_json_streams_one_event_per_line_from_plan_to_summary() {
+    let mut t = TestEnv::new();
+    t.env.insert("DB_PASSWORD".into(), "hunter2-secret".into());
+    t.write("web.yml", &format!("{WEB}    environment:\n      - PASSWORD=${{PASSWORD}}\n"));
+    t.manifest(
+        "cvms:\n  web:\n    name: web-one\n    compose: web.yml\n    env:\n      PASSWORD: ${secret:env:DB_PASSWORD}\n  db:\n    name: db-one\n    compose: web.yml\n    lint: {ignore: [PASSWORD]}\noutputs:\n  web_id: ${cvm.web.app_id}\n",
+    );
+    // The plan, streamed.
+    let r = t.run(&["plan", "--json", "--stream"]);
+    r.ok();
+    let ev = events(&r.stdout);
+    assert_eq!(types(&ev), ["version", "planned_change", "planned_change", "change_summary"]);
+    assert_eq!(ev[0]["ui"], "1.0");
+    assert_eq!(ev[1]["change"]["resource"]["addr"], "cvm.db");
+    assert_eq!(ev[1]["change"]["action"], "create");
+    assert_eq!(ev[3]["changes"]["add"], 2);
+    assert_eq!(ev[3]["changes"]["operation"], "plan");
+
+    // --json never asks: without --auto-approve it refuses, as an event too.
+    let r = t.run(&["apply", "--json"]);
+    r.code(1);
+    let ev = events(&r.stdout);
+    assert_eq!(types(&ev).last().unwrap(), "diagnostic");
+    assert!(ev.last().unwrap()["diagnostic"]["detail"].as_str().unwrap().contains("--auto-approve"));
+    assert_eq!(t.count("POST /api/v1/cvms/provision"), 0);
+
+    let r = t.run(&["apply", "--json", "--auto-approve"]);
+    r.ok();
+    assert!(!r.stdout.contains("hunter2") && !r.stderr.contains("hunter2"));
+    let ev = events(&r.stdout);
+    let ty = types(&ev);
+    assert_eq!(ty[..4], ["version", "planned_change", "planned_change", "change_summary"]);
+    assert_eq!(ty[ty.len() - 2..], ["change_summary", "outputs"]);
+    let summary = &ev[ev.len() - 2];
+    assert_eq!(summary["changes"]["operation"], "apply");
+    assert_eq!(summary["changes"]["outcome"], "complete");
+    assert_eq!(summary["changes"]["add"], 2);
+    assert_eq!(ev.last().unwrap()["outputs"]["web_id"]["sensitive"], false);
+    for addr in ["cvm.web", "cvm.db"] {
+        let of = |kind: &str| {
+            ev.iter()
+                .filter(|e| e["type"] == kind && e["hook"]["resource"]["addr"] == addr)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of("apply_start").len(), 1, "{addr}");
+        let done = of("apply_complete");
+        assert_eq!(done.len(), 1, "{addr}");
+        assert!(done[0]["hook"]["id"].is_string(), "{}", done[0]);
+        // Progress is written when a status changes, not on every poll.
+        let statuses: Vec<_> = of("apply_progress").iter().map(|e| e["hook"]["status"].clone()).collect();
+        assert!(!statuses.is_empty(), "{addr}");
+        assert!(statuses.windows(2).all(|w| w[0] != w[1]), "{addr}: {statuses:?}");
+        let start = ty.iter().zip(&ev).position(|(k, e)| k == "apply_start" && e["hook"]["resource"]["addr"] == addr);
+        let end = ty.iter().zip(&ev).position(|(k, e)| k == "apply_complete" && e["hook"]["resource"]["addr"] == addr);
+        assert!(start < end, "{addr}");
+    }
+    // People's lines go to stderr; stdout is the stream alone.
+    assert!(r.stderr.contains("Apply complete!"), "{}", r.stderr);
+
+    let r = t.run(&["destroy", "--json", "--auto-approve"]);
+    r.ok();
+    let ev = events(&r.stdout);
+    assert_eq!(ev.iter().filter(|e| e["type"] == "apply_complete" && e["hook"]["action"] == "delete").count(), 2);
+    let last = ev.last().unwrap();
+    assert_eq!((last["changes"]["operation"].as_str(), last["changes"]["remove"].as_u64()), (Some("destroy"), Some(2)));
+}

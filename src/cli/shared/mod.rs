@@ -1,7 +1,8 @@
 //! What commands share, so that no command file imports another: opening a run
 //! ([`session`]), making a plan ([`planning`]), carrying it out ([`execute`]), data sources
 //! and their catalogs ([`datasources`], [`catalogs`]), on-chain KMS ([`onchain`]), saved
-//! plan files ([`saved`]) and state as shown to people ([`records`]).
+//! plan files ([`saved`]), state as shown to people ([`records`]) and the JSON event stream
+//! ([`stream`]).
 
 pub mod catalogs;
 pub mod datasources;
@@ -11,3 +12,4 @@ pub mod planning;
 pub mod records;
 pub mod saved;
 pub mod session;
+pub mod stream;

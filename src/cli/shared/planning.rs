@@ -284,7 +284,12 @@ pub fn show_plan(ctx: &Ctx, p: &Plan, view: crate::cli::View) -> CliResult<()> {
     }
 }
 
+/// Prints `p` for people, or as one JSON document; into the event stream when the command
+/// writes one.
 pub fn print_plan(ctx: &Ctx, p: &Plan, as_json: bool) -> CliResult<()> {
+    if let Some(s) = &ctx.stream {
+        return s.plan(p);
+    }
     if as_json {
         ctx.shell.print_json(&json::to_json(p))
     } else {

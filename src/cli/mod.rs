@@ -16,6 +16,7 @@ mod images;
 mod import;
 mod output;
 mod plan;
+mod schema;
 mod settings;
 mod shared;
 pub mod shell;
@@ -242,6 +243,8 @@ pub enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Print the JSON Schema of teeform.yaml, for editors (committed as teeform.schema.json).
+    Schema,
     /// The local Phala Cloud simulator.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -498,6 +501,7 @@ async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
         },
         Command::Import { address, id, lock_timeout } => import::run(ctx, &address, &id, lock_timeout).await,
         Command::ForceUnlock { id } => force_unlock::run(ctx, &id).await,
+        Command::Schema => schema::run(ctx),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "teeform", &mut script);

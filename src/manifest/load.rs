@@ -36,7 +36,7 @@ use super::files::{self, FilePolicy, Limit};
 use super::yaml::{self, Kind, Node, Span};
 use super::{BackendKind, Config, ManifestError};
 use cvm::imply_dependencies;
-pub use cvm::valid_cvm_name;
+pub use cvm::{cvm_keys, valid_cvm_name};
 use kms::kms_env_names;
 use reads::FileEntry;
 use values::Lit;
@@ -186,7 +186,8 @@ struct Loader<'a> {
     compose_uses: Vec<Use>,
 }
 
-const TOP_KEYS: &[&str] = &["provider", "backend", "allowed_dirs", "variables", "cvms", "data", "outputs"];
+/// The keys a manifest's top level may have.
+pub const TOP_KEYS: &[&str] = &["provider", "backend", "allowed_dirs", "variables", "cvms", "data", "outputs"];
 
 impl<'a> Loader<'a> {
     fn new(src: Arc<Source>, dir: PathBuf, opts: &'a LoadOptions) -> Loader<'a> {

@@ -572,3 +572,62 @@ fn apply_json_streams_one_event_per_line_from_plan_to_summary() {
     let last = ev.last().unwrap();
     assert_eq!((last["changes"]["operation"].as_str(), last["changes"]["remove"].as_u64()), (Some("destroy"), Some(2)));
 }
+
+/// The committed `teeform.schema.json` is what `teeform schema` prints.
+#[test]
+fn the_committed_json_schema_is_what_teeform_schema_prints() {
+    let t = TestEnv::new();
+    let r = t.run(&["schema"]);
+    r.ok();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/teeform.schema.json"))
+        .expect("teeform.schema.json is committed");
+    assert!(
+        committed == r.stdout,
+        "teeform.schema.json is out of date: regenerate it with `cargo run -q -- schema > teeform.schema.json`"
+    );
+}
+
+fn validator() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/teeform.schema.json")).unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).expect("a valid JSON Schema")
+}
+
+fn manifest_json(yaml: &str) -> serde_json::Value {
+    serde_yaml::from_str(yaml).expect("YAML")
+}
+
+#[test]
+fn every_example_manifest_validates_against_the_json_schema() {
+    let v = validator();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for dir in std::fs::read_dir(&root).unwrap().flatten() {
+        let m = dir.path().join("teeform.yaml");
+        if !m.is_file() {
+            continue;
+        }
+        let doc = manifest_json(&std::fs::read_to_string(&m).unwrap());
+        let errors: Vec<String> = v.iter_errors(&doc).map(|e| format!("{}: {e}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", m.display());
+        seen += 1;
+    }
+    assert!(seen >= 3, "the examples were found: {seen}");
+}
+
+#[test]
+fn the_json_schema_refuses_what_the_loader_refuses_and_takes_references() {
+    let v = validator();
+    let ok = "variables:\n  n: { default: 2 }\ncvms:\n  web:\n    compose: web.yml\n    vcpu: ${var.n}\n    public_logs: true\n    power: stopped\n    kms: { chain: base, rpc_url: x, contract: '0x00' }\n    env:\n      A: 1\n      B: ${secret:env:B}\n    depends_on: [db]\n    lint: { ignore: [A] }\n  db:\n    compose: db.yml\noutputs:\n  a: ${cvm.web.app_id}\n  b: { value: x, sensitive: true }\n";
+    let errors: Vec<String> = v.iter_errors(&manifest_json(ok)).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    for bad in [
+        "cvms:\n  web:\n    compose: web.yml\n    vpcu: 2\n",
+        "cvms:\n  web:\n    compose: web.yml\n    vcpu: 0\n",
+        "cvms:\n  web:\n    name: web-one\n",
+        "cvm:\n  web:\n    compose: web.yml\n",
+        "backend: sled\n",
+        "cvms:\n  web:\n    compose: web.yml\n    power: paused\n",
+    ] {
+        assert!(!v.is_valid(&manifest_json(bad)), "the schema takes:\n{bad}");
+    }
+}

@@ -84,6 +84,11 @@ pub struct Global {
     /// Keep several environments (e.g. staging, prod) apart in one state store [default: default].
     #[arg(long, value_name = "NAME", env = "TEEFORM_WORKSPACE", global = true)]
     pub workspace: Option<String>,
+    /// The profile of the phala CLI's credentials file to use (default: its
+    /// `current_profile`): its token, and its `api_prefix` unless the manifest or
+    /// PHALA_CLOUD_API_PREFIX names the endpoint.
+    #[arg(long, value_name = "NAME", global = true)]
+    pub profile: Option<String>,
 }
 
 /// A state backend, as `--backend` and `state migrate --to` name it.

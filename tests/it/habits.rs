@@ -136,3 +136,46 @@ fn tf_var_is_answered_with_a_hint_when_teeform_var_is_unset() {
     r.ok();
     assert!(!r.stderr.contains("TF_VAR"), "{}", r.stderr);
 }
+
+/// The phala CLI's credentials file: its current profile, or the one `--profile` names,
+/// gives the key and (when nothing else names the endpoint) the API prefix.
+#[test]
+fn credentials_profiles_and_their_api_prefix_are_honoured() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut t = TestEnv::new();
+    t.env.remove("PHALA_CLOUD_API_KEY");
+    t.env.insert("PHALA_CLOUD_DIR".into(), t.path("phala").display().to_string());
+    t.write("web.yml", WEB);
+    // No `provider:`: the endpoint comes from the profile.
+    t.write("teeform.yaml", "cvms:\n  web:\n    name: web-one\n    compose: web.yml\n");
+    let creds = serde_json::json!({
+        "schema_version": 1,
+        "current_profile": "staging",
+        "profiles": {
+            "staging": {"token": "wrong-key", "api_prefix": t.prefix()},
+            "sim": {"token": crate::harness::KEY, "api_prefix": t.prefix()},
+        },
+    });
+    t.write("phala/credentials.json", &creds.to_string());
+    std::fs::set_permissions(t.path("phala/credentials.json"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The current profile's prefix is used (the simulator answers), and its key is refused.
+    let before = t.count("");
+    let r = t.run(&["plan"]);
+    r.code(1);
+    assert!(t.count("") > before, "the request went to the profile's api_prefix");
+    assert!(r.stderr.contains("profile `staging`"), "{}", r.stderr);
+    assert!(!r.stderr.contains("wrong-key"), "the key is never shown: {}", r.stderr);
+    // --profile picks another.
+    let r = t.run(&["--profile", "sim", "plan"]);
+    r.ok();
+    assert!(r.stdout.contains("Plan: 1 to add"), "{}", r.stdout);
+    // It wins over PHALA_CLOUD_API_KEY, which wins over the current profile.
+    t.env.insert("PHALA_CLOUD_API_KEY".into(), "env-key".into());
+    t.run(&["--profile", "sim", "plan"]).ok();
+    t.env.insert("PHALA_CLOUD_API_KEY".into(), crate::harness::KEY.into());
+    t.run(&["plan"]).ok();
+    // A profile the file lacks is named, with those it has.
+    let r = t.run(&["--profile", "prod", "plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("has no profile `prod`") && r.stderr.contains("sim, staging"), "{}", r.stderr);
+}

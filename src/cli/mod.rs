@@ -29,6 +29,7 @@ mod state_migrate;
 mod state_recover;
 mod state_rm;
 mod state_show;
+mod status;
 mod terraform;
 mod validate;
 
@@ -213,6 +214,15 @@ pub enum Command {
         /// job summary): under 65,536 characters, secrets masked.
         #[arg(long, conflicts_with = "json", requires = "plan_file")]
         markdown: bool,
+    },
+    /// A table of the CVMs: status (refreshed from the API), app id, compose hash, and what
+    /// apply would do to each. Changes nothing.
+    Status {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Print the table as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show outputs from state.
     Output {
@@ -507,6 +517,7 @@ async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
         Command::Import { address, id, lock_timeout } => import::run(ctx, &address, &id, lock_timeout).await,
         Command::ForceUnlock { id } => force_unlock::run(ctx, &id).await,
         Command::Schema => schema::run(ctx),
+        Command::Status { plan, json } => status::run(ctx, &plan, json).await,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "teeform", &mut script);

@@ -179,3 +179,35 @@ fn credentials_profiles_and_their_api_prefix_are_honoured() {
     r.code(1);
     assert!(r.stderr.contains("has no profile `prod`") && r.stderr.contains("sim, staging"), "{}", r.stderr);
 }
+
+/// `teeform status`: the table `phala cvms list` users expect, with what apply would do.
+#[test]
+fn status_shows_each_cvm_with_its_status_app_id_hash_and_pending_change() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest("cvms:\n  web:\n    name: web-one\n    compose: web.yml\n");
+    t.run(&["apply", "--auto-approve"]).ok();
+    t.manifest("cvms:\n  web:\n    name: web-one\n    compose: web.yml\n    vcpu: 2\n  db:\n    name: db-one\n    compose: web.yml\n");
+    let patches = t.count("PATCH");
+    let r = t.run(&["status"]);
+    r.ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", r.stdout);
+    assert!(lines[0].starts_with("ADDRESS") && lines[0].ends_with("PENDING"), "{}", r.stdout);
+    let db: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(db, ["cvm.db", "db-one", "not", "created", "-", "-", "create"], "{}", r.stdout);
+    let web: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(web[..3], ["cvm.web", "web-one", "running"], "{}", r.stdout);
+    assert_eq!(web[web.len() - 2..], ["update", "(restarts)"], "{}", r.stdout);
+    let r = t.run(&["status", "--json"]);
+    r.ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let web = &v[1];
+    assert_eq!(web["address"], "cvm.web");
+    assert_eq!(web["status"], "running");
+    assert_eq!(web["app_id"].as_str().map(str::len), Some(40), "{web}");
+    assert_eq!(web["compose_hash"].as_str().map(str::len), Some(64), "{web}");
+    assert_eq!(v[0]["app_id"], serde_json::Value::Null);
+    assert_eq!(t.count("PATCH"), patches, "status changes nothing");
+    assert_eq!(t.count("POST /api/v1/cvms/provision"), 1, "status changes nothing");
+}

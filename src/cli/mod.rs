@@ -328,6 +328,10 @@ pub enum StateCommand {
         /// The backend to copy to; the source is the one in use (manifest or --backend).
         #[arg(long, value_enum, value_name = "KIND")]
         to: BackendArg,
+        /// The workspace to copy into (default: the one in use, `--workspace`), e.g. a local
+        /// state's `default` into PostgreSQL's `production`.
+        #[arg(long, value_name = "NAME")]
+        to_workspace: Option<String>,
     },
 }
 
@@ -512,7 +516,7 @@ async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
             StateCommand::Rm { addresses } => state_rm::run(ctx, &addresses).await,
             StateCommand::Bind => state_bind::run(ctx).await,
             StateCommand::Recover { keep_current } => state_recover::run(ctx, keep_current).await,
-            StateCommand::Migrate { to } => state_migrate::run(ctx, to).await,
+            StateCommand::Migrate { to, to_workspace } => state_migrate::run(ctx, to, to_workspace.as_deref()).await,
         },
         Command::Import { address, id, lock_timeout } => import::run(ctx, &address, &id, lock_timeout).await,
         Command::ForceUnlock { id } => force_unlock::run(ctx, &id).await,

@@ -211,3 +211,19 @@ fn status_shows_each_cvm_with_its_status_app_id_hash_and_pending_change() {
     assert_eq!(t.count("PATCH"), patches, "status changes nothing");
     assert_eq!(t.count("POST /api/v1/cvms/provision"), 1, "status changes nothing");
 }
+
+/// `backend: postgres` set before the state was copied: the error names the command that
+/// copies the local state.
+#[test]
+fn migrating_after_setting_the_backend_names_the_command_that_copies_the_local_state() {
+    let mut t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest("cvms:\n  web:\n    name: web-one\n    compose: web.yml\n");
+    t.run(&["apply", "--auto-approve"]).ok();
+    t.manifest("backend: postgres\ncvms:\n  web:\n    name: web-one\n    compose: web.yml\n");
+    t.env.insert("TEEFORM_PG_CONN".into(), "postgres://u:p@127.0.0.1:1/none".into());
+    let r = t.run(&["state", "migrate", "--to", "postgres"]);
+    r.code(1);
+    assert!(r.stderr.contains("`teeform --backend local state migrate --to postgres`"), "{}", r.stderr);
+    assert!(!r.stderr.contains("u:p@"), "{}", r.stderr);
+}

@@ -12,6 +12,7 @@ mod debug;
 mod destroy;
 pub mod error;
 mod force_unlock;
+mod graph;
 mod images;
 mod import;
 mod output;
@@ -258,6 +259,14 @@ pub enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+    /// The dependency graph of the manifest's CVMs, as DOT or Mermaid; an arrow reads
+    /// "depends on".
+    Graph {
+        #[command(flatten)]
+        vars: VarArgs,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
     /// Print the JSON Schema of teeform.yaml, for editors (committed as teeform.schema.json).
     Schema,
     /// The local Phala Cloud simulator.
@@ -339,6 +348,15 @@ pub enum StateCommand {
 pub enum SimCommand {
     /// Serve the simulated API until interrupted.
     Serve(sim::ServeArgs),
+}
+
+/// How `teeform graph` writes the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT (`teeform graph | dot -Tsvg > graph.svg`).
+    Dot,
+    /// A Mermaid flowchart (GitHub renders it in a ```mermaid block).
+    Mermaid,
 }
 
 /// How a plan is printed.
@@ -521,6 +539,7 @@ async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
         Command::Import { address, id, lock_timeout } => import::run(ctx, &address, &id, lock_timeout).await,
         Command::ForceUnlock { id } => force_unlock::run(ctx, &id).await,
         Command::Schema => schema::run(ctx),
+        Command::Graph { vars, format } => graph::run(ctx, &vars, format),
         Command::Status { plan, json } => status::run(ctx, &plan, json).await,
         Command::Completions { shell } => {
             let mut script = Vec::new();

@@ -227,3 +227,32 @@ fn migrating_after_setting_the_backend_names_the_command_that_copies_the_local_s
     assert!(r.stderr.contains("`teeform --backend local state migrate --to postgres`"), "{}", r.stderr);
     assert!(!r.stderr.contains("u:p@"), "{}", r.stderr);
 }
+
+/// `teeform graph`: explicit and implied dependencies, each edge once, as DOT and Mermaid.
+#[test]
+fn graph_shows_explicit_and_implied_dependencies_as_dot_and_mermaid() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(
+        "cvms:\n  web:\n    name: shop-web\n    compose: web.yml\n    depends_on: [db]\n    lint: {ignore: [DB]}\n    env:\n      DB: ${cvm.db.app_id}\n  db:\n    name: shop-db\n    compose: web.yml\n  api:\n    name: shop-api\n    compose: web.yml\n    depends_on: [db, web]\n",
+    );
+    let r = t.run(&["graph"]);
+    r.ok();
+    assert_eq!(
+        r.stdout,
+        "digraph teeform {\n  rankdir = \"RL\";\n  node [shape = box];\n  \"cvm.api\" [label = \"cvm.api\\nshop-api\"];\n  \"cvm.db\" [label = \"cvm.db\\nshop-db\"];\n  \"cvm.web\" [label = \"cvm.web\\nshop-web\"];\n  \"cvm.api\" -> \"cvm.db\";\n  \"cvm.api\" -> \"cvm.web\";\n  \"cvm.web\" -> \"cvm.db\";\n}\n"
+    );
+    let r = t.run(&["graph", "--format", "mermaid"]);
+    r.ok();
+    assert_eq!(
+        r.stdout,
+        "flowchart RL\n  n0[\"cvm.api<br/>shop-api\"]\n  n1[\"cvm.db<br/>shop-db\"]\n  n2[\"cvm.web<br/>shop-web\"]\n  n0 --> n1\n  n0 --> n2\n  n2 --> n1\n"
+    );
+    assert_eq!(t.count(""), 0, "graph reads the manifest only");
+    // A cycle is the error validate gives.
+    t.manifest("cvms:\n  web:\n    name: shop-web\n    compose: web.yml\n    depends_on: [db]\n  db:\n    name: shop-db\n    compose: web.yml\n    depends_on: [web]\n");
+    let r = t.run(&["graph"]);
+    r.code(1);
+    assert!(r.stderr.contains("cycle"), "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+}

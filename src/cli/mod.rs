@@ -33,6 +33,7 @@ mod state_show;
 mod status;
 mod terraform;
 mod validate;
+mod workspace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -243,6 +244,10 @@ pub enum Command {
     /// Inspect or edit state.
     #[command(subcommand)]
     State(StateCommand),
+    /// The workspaces of the backend in use (`--workspace NAME` or TEEFORM_WORKSPACE picks
+    /// one; using a workspace makes it).
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
     /// Bring an existing CVM under management: `import cvm.NAME CVM_ID`.
     Import {
         /// The address in the manifest, e.g. `cvm.web`.
@@ -305,6 +310,14 @@ pub struct ApplyArgs {
     /// start, progress and outcome, the summary); needs --auto-approve or a plan file.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// List the workspaces that hold a state; `*` marks the one in use.
+    List,
+    /// Print the workspace in use.
+    Show,
 }
 
 #[derive(Debug, Subcommand)]
@@ -539,6 +552,8 @@ async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
         Command::Import { address, id, lock_timeout } => import::run(ctx, &address, &id, lock_timeout).await,
         Command::ForceUnlock { id } => force_unlock::run(ctx, &id).await,
         Command::Schema => schema::run(ctx),
+        Command::Workspace(WorkspaceCommand::List) => workspace::list(ctx).await,
+        Command::Workspace(WorkspaceCommand::Show) => workspace::show(ctx),
         Command::Graph { vars, format } => graph::run(ctx, &vars, format),
         Command::Status { plan, json } => status::run(ctx, &plan, json).await,
         Command::Completions { shell } => {

@@ -256,3 +256,21 @@ fn graph_shows_explicit_and_implied_dependencies_as_dot_and_mermaid() {
     assert!(r.stderr.contains("cycle"), "{}", r.stderr);
     assert_eq!(r.stdout, "");
 }
+
+/// `workspace list|show` on a local state: `default` and each workspace used, `*` on the one
+/// in use.
+#[test]
+fn workspace_list_and_show_name_the_workspaces_and_the_one_in_use() {
+    let mut t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest("cvms:\n  web:\n    name: web-${var.env}\n    compose: web.yml\nvariables:\n  env: { default: one }\n");
+    assert_eq!(t.run(&["workspace", "list"]).ok().stdout, "* default\n", "nothing used yet");
+    t.run(&["apply", "--auto-approve"]).ok();
+    t.run(&["--workspace", "staging", "apply", "--auto-approve", "--var", "env=two"]).ok();
+    assert_eq!(t.run(&["workspace", "list"]).ok().stdout, "* default\n  staging\n");
+    assert_eq!(t.run(&["--workspace", "staging", "workspace", "list"]).ok().stdout, "  default\n* staging\n");
+    t.env.insert("TEEFORM_WORKSPACE".into(), "production".into());
+    assert_eq!(t.run(&["workspace", "show"]).ok().stdout, "production\n");
+    assert_eq!(t.run(&["workspace", "list"]).ok().stdout, "  default\n* production\n  staging\n");
+    assert!(!t.path("state/workspaces/production").exists(), "listing makes no workspace");
+}

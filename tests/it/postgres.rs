@@ -591,3 +591,21 @@ fn postgres_readme_recipe_works_in_the_order_written() {
     assert!(stdout.contains("No changes."), "the plan reads the migrated state:\n{stdout}\n{stderr}");
     assert_eq!(t.count("POST /api/v1/cvms/provision"), 1, "nothing was created again");
 }
+
+/// `workspace list` on PostgreSQL: every workspace with a state, the one in use marked.
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+fn postgres_workspace_list_shows_the_workspaces_with_a_state() {
+    let _shared = SERVER.read().unwrap();
+    let a = first(150, ONE);
+    a.run(&["apply", "--auto-approve"]).ok();
+    let mine = a.env["TEEFORM_WORKSPACE"].clone();
+    let r = a.run(&["workspace", "list"]);
+    r.ok();
+    assert!(r.stdout.lines().any(|l| l == format!("* {mine}")), "{}", r.stdout);
+    let r = a.run(&["--workspace", "never-used", "workspace", "list"]);
+    r.ok();
+    assert!(r.stdout.lines().any(|l| l == format!("  {mine}")), "{}", r.stdout);
+    assert!(r.stdout.lines().any(|l| l == "* never-used"), "{}", r.stdout);
+    assert_eq!(a.run(&["workspace", "show"]).ok().stdout, format!("{mine}\n"));
+}

@@ -154,7 +154,8 @@ impl Ctx {
             Err(_) if k == "PHALA_CLOUD_API_PREFIX" => profile_api_prefix(profile.as_deref()).ok().flatten(),
             Err(_) => None,
         });
-        LoadOptions { vars: vars.vars.clone(), var_files, env, ..Default::default() }
+        let workspace = self.global.workspace.clone().unwrap_or_else(|| DEFAULT_WORKSPACE.into());
+        LoadOptions { vars: vars.vars.clone(), var_files, workspace, env, ..Default::default() }
     }
 
     /// Loads the manifest with `--var`, `--var-file` and the `*.auto.vars.yaml` files.

@@ -1,7 +1,8 @@
 //! `${...}` interpolation: parsing strings into literal text and references.
 //!
 //! Forms: `${var.NAME}`, `${env:NAME}`, `${file:PATH}`, `${cvm.NAME.ATTR}`,
-//! `${data.KIND.NAME.ATTR}`, `${secret:env:NAME}`, `${secret:file:PATH}`. `$${` is a literal `${`.
+//! `${data.KIND.NAME.ATTR}`, `${secret:env:NAME}`, `${secret:file:PATH}`, `${workspace}`. `$${`
+//! is a literal `${`.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,8 @@ pub enum Ref {
     Data { source: String, name: String, attr: String },
     SecretEnv { name: String },
     SecretFile { path: String },
+    /// The state workspace of the run (`--workspace`, `TEEFORM_WORKSPACE`, else `default`).
+    Workspace,
 }
 
 impl std::fmt::Display for Ref {
@@ -30,6 +33,7 @@ impl std::fmt::Display for Ref {
             Ref::Data { source, name, attr } => write!(f, "${{data.{source}.{name}.{attr}}}"),
             Ref::SecretEnv { name } => write!(f, "${{secret:env:{name}}}"),
             Ref::SecretFile { path } => write!(f, "${{secret:file:{path}}}"),
+            Ref::Workspace => write!(f, "${{workspace}}"),
         }
     }
 }
@@ -121,7 +125,7 @@ impl std::fmt::Display for Template {
     }
 }
 
-const FORMS: &str = "references look like ${var.NAME}, ${env:NAME}, ${file:PATH}, ${cvm.NAME.ATTR}, ${data.KIND.NAME.ATTR}, ${secret:env:NAME} or ${secret:file:PATH}";
+const FORMS: &str = "references look like ${var.NAME}, ${env:NAME}, ${file:PATH}, ${cvm.NAME.ATTR}, ${data.KIND.NAME.ATTR}, ${secret:env:NAME}, ${secret:file:PATH} or ${workspace}";
 
 pub fn parse(s: &str) -> Result<Template, ExprError> {
     let mut parts = Vec::new();
@@ -194,6 +198,7 @@ fn parse_ref(inner: &str) -> Result<Ref, (String, Option<String>)> {
     }
     match segs.as_slice() {
         ["var", name] => Ok(Ref::Var { name: (*name).into() }),
+        ["workspace"] => Ok(Ref::Workspace),
         ["cvm", name, attr] => {
             if CVM_ATTRS.contains(attr) {
                 Ok(Ref::Cvm { name: (*name).into(), attr: (*attr).into() })

@@ -55,6 +55,8 @@ pub struct LoadOptions {
     /// Variable files (`*.auto.vars.yaml`, then `--var-file`), in order: a later file's value
     /// wins, and `--var` wins over every file.
     pub var_files: Vec<VarFile>,
+    /// What `${workspace}` is: the run's state workspace.
+    pub workspace: String,
     pub env: EnvLookup,
     /// Paths in diagnostics are shown relative to this directory.
     pub display_base: Option<PathBuf>,
@@ -65,6 +67,7 @@ impl Default for LoadOptions {
         LoadOptions {
             vars: Vec::new(),
             var_files: Vec::new(),
+            workspace: "default".into(),
             env: Arc::new(|k| std::env::var(k).ok()),
             display_base: std::env::current_dir().ok(),
         }

@@ -274,3 +274,17 @@ fn workspace_list_and_show_name_the_workspaces_and_the_one_in_use() {
     assert_eq!(t.run(&["workspace", "list"]).ok().stdout, "  default\n* production\n  staging\n");
     assert!(!t.path("state/workspaces/production").exists(), "listing makes no workspace");
 }
+
+/// `${workspace}` names CVMs per environment.
+#[test]
+fn workspace_reference_is_the_workspace_in_use() {
+    let mut t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest("cvms:\n  web:\n    name: shop-${workspace}\n    compose: web.yml\n    env:\n      ENV: ${workspace}\n    lint: {ignore: [ENV]}\noutputs:\n  where: x-${workspace}\n");
+    assert_eq!(planned(&t, &[]).1, "shop-default");
+    t.run(&["--workspace", "staging", "apply", "--auto-approve"]).ok();
+    assert_eq!(t.cvm_stat("shop-staging", "status"), "running", "{}", t.stats());
+    t.env.insert("TEEFORM_WORKSPACE".into(), "production".into());
+    assert_eq!(planned(&t, &[]).1, "shop-production");
+    assert_eq!(t.run(&["--workspace", "staging", "output", "where", "--raw"]).ok().stdout, "x-staging");
+}

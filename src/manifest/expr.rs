@@ -12,13 +12,30 @@ pub const CVM_ATTRS: &[&str] = &["id", "name", "app_id", "vm_uuid", "instance_id
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Ref {
-    Var { name: String },
-    Env { name: String },
-    File { path: String },
-    Cvm { name: String, attr: String },
-    Data { source: String, name: String, attr: String },
-    SecretEnv { name: String },
-    SecretFile { path: String },
+    Var {
+        name: String,
+    },
+    Env {
+        name: String,
+    },
+    File {
+        path: String,
+    },
+    Cvm {
+        name: String,
+        attr: String,
+    },
+    Data {
+        source: String,
+        name: String,
+        attr: String,
+    },
+    SecretEnv {
+        name: String,
+    },
+    SecretFile {
+        path: String,
+    },
     /// The state workspace of the run (`--workspace`, `TEEFORM_WORKSPACE`, else `default`).
     Workspace,
 }

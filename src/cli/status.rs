@@ -99,6 +99,12 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs, as_json: bool) -> CliResult {
         ctx.shell.println("The manifest declares no CVM and the state holds none.")?;
         return Ok(exit::OK);
     }
+    ctx.shell.print(&table(&rows))?;
+    Ok(exit::OK)
+}
+
+/// The rows as a table: columns padded to their widest cell, a heading line first.
+fn table(rows: &[Row]) -> String {
     let head = ["ADDRESS", "NAME", "STATUS", "APP ID", "COMPOSE HASH", "PENDING"];
     let cells: Vec<[String; 6]> = rows
         .iter()
@@ -125,6 +131,5 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs, as_json: bool) -> CliResult {
     for c in &cells {
         text.push_str(&line(&c.iter().map(String::as_str).collect::<Vec<_>>()));
     }
-    ctx.shell.print(&text)?;
-    Ok(exit::OK)
+    text
 }

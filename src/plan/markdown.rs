@@ -43,7 +43,13 @@ pub fn markdown(plan: &Plan, max_chars: usize) -> String {
     if !plan.warnings.is_empty() {
         out.push('\n');
     }
+    fit(&mut out, &sections(plan), max_chars);
+    out
+}
 
+/// Each part of the plan as a titled section: attention, drift, a change per CVM, outputs.
+fn sections(plan: &Plan) -> Vec<(String, String)> {
+    let plain = Palette::plain();
     let mut sections: Vec<(String, String)> = Vec::new();
     if !plan.attention.is_empty() {
         let mut body = String::new();
@@ -67,12 +73,17 @@ pub fn markdown(plan: &Plan, max_chars: usize) -> String {
         render::outputs(&mut body, &plain, plan);
         sections.push(("Changes to outputs".into(), body));
     }
+    sections
+}
 
+/// Appends as many whole sections to `out` as fit in `max_chars` (then one cut at a line, if
+/// enough room is left), and a note naming what was cut or left out.
+fn fit(out: &mut String, sections: &[(String, String)], max_chars: usize) {
     let budget = max_chars.saturating_sub(NOTE_ROOM);
-    let mut used = chars(&out);
+    let mut used = chars(out);
     let mut left_out: Vec<String> = Vec::new();
     let mut cut = false;
-    for (title, body) in &sections {
+    for (title, body) in sections {
         if !left_out.is_empty() {
             left_out.push(title.clone());
             continue;
@@ -119,7 +130,6 @@ pub fn markdown(plan: &Plan, max_chars: usize) -> String {
         note.push_str(" The full plan is in the saved plan file: `teeform show PLAN_FILE`.\n");
         out.push_str(&note);
     }
-    out
 }
 
 /// One collapsible section; `limit` cuts the body to about that many characters, at a line.

@@ -154,10 +154,19 @@ impl Graph {
 
     /// Every address that transitively depends on `addr`.
     pub fn all_dependents(&self, addr: &str) -> BTreeSet<String> {
+        self.reachable(addr, petgraph::Direction::Outgoing)
+    }
+
+    /// Every address `addr` transitively depends on.
+    pub fn all_dependencies(&self, addr: &str) -> BTreeSet<String> {
+        self.reachable(addr, petgraph::Direction::Incoming)
+    }
+
+    fn reachable(&self, addr: &str, dir: petgraph::Direction) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         let mut stack = vec![addr.to_string()];
         while let Some(a) = stack.pop() {
-            for d in self.dependents(&a) {
+            for d in self.neighbours(&a, dir) {
                 if out.insert(d.to_string()) {
                     stack.push(d.to_string());
                 }
@@ -184,6 +193,8 @@ mod tests {
         assert_eq!(g.dependencies("cvm.web"), ["cvm.db", "cvm.worker"]);
         assert_eq!(g.dependents("cvm.db"), ["cvm.web", "cvm.worker"]);
         assert_eq!(g.all_dependents("cvm.db").len(), 2);
+        assert_eq!(g.all_dependencies("cvm.web").into_iter().collect::<Vec<_>>(), ["cvm.db", "cvm.worker"]);
+        assert!(g.all_dependencies("cvm.db").is_empty());
     }
 
     type Edges<'a> = &'a [(&'a str, &'a [&'a str])];

@@ -1,13 +1,21 @@
-//! Secret values: where they come from and the one-way digest state keeps instead of them.
+//! Secret values: where they come from and the one-way digest state keeps instead of them
+//! (`digests`: the two modes, Argon2id and keyed; `pool`: Argon2id in bounded memory, each
+//! digest once per process).
 //!
 //! Invariant: a secret's value lives only in memory, for as long as it takes to encrypt it
 //! for the CVM or to digest it; it is never logged, rendered, serialized or stored.
 
+mod digests;
+mod pool;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
-use argon2::{Algorithm, Argon2, Params, Version};
-use sha2::{Digest, Sha256};
+pub use digests::{
+    BENCH_LEGACY_VAR, Check, Digester, Job, MIN_PASSPHRASE_LEN, Made, PASSPHRASE_VAR, PREVIOUS_PASSPHRASE_VAR,
+    PassphraseError, from_env, log_stats, stats,
+};
+pub use pool::{EngineStats, PoolStats};
 
 use crate::manifest::Ref;
 use crate::manifest::files::{FilePolicy, Limit, file_value};
@@ -15,7 +23,7 @@ use crate::manifest::files::{FilePolicy, Limit, file_value};
 /// The environment variables teeform reads for its own credentials: the Phala Cloud API key
 /// and OIDC token, the on-chain signer key and RPC URL (the defaults; a manifest's
 /// `private_key_env`/`rpc_url_env` add theirs), the PostgreSQL connection string, the secrets
-/// passphrase and the nscale tokens. A manifest may not copy them into plain values:
+/// passphrases (this run's and the previous one) and the nscale tokens. A manifest may not copy them into plain values:
 /// `${env:NAME}` of one is an error (`${secret:env:NAME}` is allowed, encrypted for the CVM
 /// and never shown). The one list; a tidy test keeps every such variable teeform reads in it.
 pub const CREDENTIAL_VARS: &[&str] = &[
@@ -25,6 +33,7 @@ pub const CREDENTIAL_VARS: &[&str] = &[
     "ETH_RPC_URL",
     "TEEFORM_PG_CONN",
     "TEEFORM_SECRETS_PASSPHRASE",
+    "TEEFORM_PREVIOUS_SECRETS_PASSPHRASE",
     "NSCALE_TOKEN",
     "NSCALE_SERVICE_TOKEN",
 ];
@@ -86,21 +95,13 @@ pub fn read_all<'a>(
     if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
 
-/// Argon2id over the value, salted per state and per (resource, key), so equal secrets in two
-/// places or two states give unrelated digests. Parameters follow OWASP's minimum for Argon2id.
+/// The Argon2id digest of a value as teeform has always made it, computed on its own with
+/// fresh working memory: the reference [`Digester`] is checked against, and the path the
+/// benchmark suite measures it against ([`BENCH_LEGACY_VAR`]). Runs use a [`Digester`].
 pub fn digest(state_salt: &str, address: &str, key: &str, value: &str) -> String {
-    let salt = Sha256::new()
-        .chain_update(state_salt)
-        .chain_update([0])
-        .chain_update(address)
-        .chain_update([0])
-        .chain_update(key)
-        .finalize();
-    let params = Params::new(19 * 1024, 2, 1, Some(32)).expect("valid argon2 parameters");
+    let salt = digests::argon2_salt(state_salt, address, key);
     let mut out = [0u8; 32];
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password_into(value.as_bytes(), &salt[..16], &mut out)
-        .expect("argon2 with fixed-size output");
+    pool::argon2().hash_password_into(value.as_bytes(), &salt, &mut out).expect("argon2 with fixed-size output");
     format!("argon2id:{}", hex::encode(out))
 }
 

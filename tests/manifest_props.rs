@@ -58,6 +58,7 @@ fn manifestish() -> impl Strategy<Value = String> {
         "shutdown_timeout",
         "allow_force_stop",
         "lint",
+        "lifecycle",
         "ü",
         "",
     ]);
@@ -102,6 +103,8 @@ fn manifestish() -> impl Strategy<Value = String> {
         "${env:PRIVATE_KEY}",
         "\"\\x01\"",
         "*nope",
+        "{prevent_destroy: true}",
+        "{prevent_destroy: maybe, x: 1}",
     ]);
     let field = (key, value).prop_map(|(k, v)| format!("    {k}: {v}\n"));
     let cvm = (prop::sample::select(vec!["web", "api-main", "db", "x"]), prop::collection::vec(field, 0..8))
@@ -116,6 +119,10 @@ fn manifestish() -> impl Strategy<Value = String> {
         "allowed_dirs: [..]\n",
         "allowed_dirs: x\n",
         "a: &a [x, x]\nb: &b [*a, *a]\n",
+        "moved:\n  - {from: cvm.old, to: cvm.web}\n",
+        "moved:\n  - {from: cvm.a, to: cvm.b}\n  - {from: cvm.b, to: cvm.a}\n",
+        "moved:\n  - {from: cvm.x, to: cvm.db}\n  - {from: cvm.web, to: web}\n  - to: cvm.api-main\n",
+        "moved: [1, [], {from: {}}]\n",
     ]);
     (top, prop::collection::vec(cvm, 0..4)).prop_map(|(t, cvms)| format!("{t}cvms:\n{}", cvms.concat()))
 }

@@ -281,11 +281,8 @@ fn nothing_in_apply_fails_with_a_string() {
 /// long on purpose say why here.
 #[test]
 fn no_source_file_is_over_800_lines() {
-    const LONG_ON_PURPOSE: &[(&str, &str)] = &[
-        // Issue 21: to be split by job once the feature branches that edit them have landed.
-        ("src/apply/mod.rs", "split pending (issue 21)"),
-        ("src/providers/phala.rs", "split pending (issue 21)"),
-    ];
+    // (path, why): none today.
+    const LONG_ON_PURPOSE: &[(&str, &str)] = &[];
     let mut found = Vec::new();
     for (path, _, text) in sources() {
         let n = text.lines().count();
@@ -295,17 +292,6 @@ fn no_source_file_is_over_800_lines() {
     }
     none(found, "split these by job (tests may move to a sibling `tests.rs`):");
 }
-
-/// Issue 21: functions to be split once the feature branches that edit them have landed.
-const SPLIT_PENDING: &[(&str, &str)] = &[
-    ("src/apply/mod.rs", "run"),
-    ("src/apply/mod.rs", "create"),
-    ("src/apply/onchain.rs", "deploy_app"),
-    ("src/plan/mod.rs", "plan"),
-    ("src/plan/render.rs", "render"),
-    ("src/providers/http.rs", "parse_error_body"),
-    ("src/providers/phala/attrs.rs", "wire"),
-];
 
 /// A function over 80 lines says why in a comment that starts with `// Long:` inside it or
 /// just above it.
@@ -325,7 +311,7 @@ fn no_function_is_over_80_lines_without_a_reason() {
             let from = start.saturating_sub(4).max(1);
             let reason =
                 self.text[from - 1..end.min(self.text.len())].iter().any(|l| l.trim_start().starts_with("// Long:"));
-            if !reason && !SPLIT_PENDING.contains(&(self.path, name.to_string().as_str())) {
+            if !reason {
                 self.found.push(format!("{}:{start}: fn {name} is {} lines", self.path, end - start + 1));
             }
         }

@@ -218,8 +218,9 @@ pub fn run(b: &Bench) -> Vec<Table> {
         None => t.note("The phala CLI comparison was SKIPPED (the CLI could not be installed)."),
     }
     t.note(format!(
-        "Against the simulator with a {restart_ms} ms restart. teeform's requests are: one GET to refresh, \
-         one PATCH, and GETs polling until the CVM runs again (their number grows with the restart time). \
+        "Against the simulator with a {restart_ms} ms restart. teeform's requests are: one list page to \
+         refresh, the CVM's detail (for the compose-hash preview), one PATCH, status batch polls until the \
+         CVM runs again (their number grows with the restart time) and a final read of its detail. \
          The CLI's wall time excludes the wait between its two commands; about 1 s of each command is \
          node loading the CLI's bundle. Target: teeform 1 restart."
     ));

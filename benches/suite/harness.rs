@@ -18,6 +18,8 @@ pub struct Bench {
     pub quick: bool,
     /// Repetitions of each timed measurement (the median is reported).
     pub runs: usize,
+    /// The largest fleet a figure that honours it measures (`--max-cvms`).
+    pub max_cvms: usize,
 }
 
 impl Bench {
@@ -101,6 +103,11 @@ impl Stats {
             .unwrap_or(0)
     }
 
+    /// Requests to one endpoint (`METHOD /route` as matched, e.g. `GET /api/v1/cvms/{id}`).
+    pub fn endpoint(&self, key: &str) -> u64 {
+        self.0["endpoints"][key].as_u64().unwrap_or(0)
+    }
+
     pub fn total(&self) -> u64 {
         self.0["total_requests"].as_u64().unwrap_or(0)
     }
@@ -155,6 +162,17 @@ fn tail(s: &str) -> &str {
 /// Runs `teeform ARGS` in `dir` with a cleared environment; stdout and stderr go to files so
 /// a large plan can never block the child while this process waits in `wait4`.
 pub fn teeform(dir: &Path, args: &[&str]) -> Run {
+    teeform_env(dir, args, &[])
+}
+
+/// [`teeform`] with variables added to its environment (e.g. `TEEFORM_PER_CVM_READS=1`).
+pub fn teeform_with(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Run {
+    let env: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    teeform_env(dir, args, &env)
+}
+
+/// [`teeform`] with these environment variables added (secrets, a passphrase).
+pub fn teeform_env(dir: &Path, args: &[&str], env: &[(String, String)]) -> Run {
     let out = dir.join(".bench-stdout");
     let err = dir.join(".bench-stderr");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_teeform"));
@@ -166,6 +184,7 @@ pub fn teeform(dir: &Path, args: &[&str]) -> Run {
         .env("NO_COLOR", "1")
         .env("TEEFORM_NO_PROGRESS", "1")
         .env("PHALA_CLOUD_API_KEY", KEY)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).expect("stdout file"))
         .stderr(std::fs::File::create(&err).expect("stderr file"));

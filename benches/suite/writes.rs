@@ -54,6 +54,8 @@ fn record(i: usize, release: usize) -> ResourceRecord {
         dependencies: vec![],
         updated_at: "2026-01-01T00:00:00Z".into(),
         endpoint: Some("local".into()),
+        prevent_destroy: false,
+        secrets_scope: None,
     }
 }
 

@@ -72,6 +72,11 @@ pub enum EnvProblem {
     NoValue,
     #[error("the secret changed since the plan was made; run plan again")]
     SecretChanged,
+    /// The plan's digest was made with a passphrase this run does not have.
+    #[error(
+        "the plan's digest was made with {made}, and this run has {now}; apply with the passphrase the plan was made with, or plan again"
+    )]
+    SecretsKeyChanged { made: String, now: String },
     #[error("cannot encrypt it")]
     Encrypt(#[source] CryptError),
 }

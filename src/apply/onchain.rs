@@ -499,61 +499,19 @@ impl OnChain for Registrar {
         self.advance(ctx, entry, p).await
     }
 
-    // One flow read top to bottom (check, sign, journal, broadcast, wait, check): split up,
-    // the order that makes it crash-safe (journal before broadcast) would be harder to see.
+    /// Check, sign, journal, broadcast, wait, check: the journal entry is written before the
+    /// broadcast, so a crash in between finds the signed transaction and sends it again, never a
+    /// second deployment.
     async fn deploy_app(&self, ctx: &OnChainCtx<'_>, prov: &Provisioned) -> Result<DeployedApp, StepError> {
         let c = ctx.change;
-        let spec = c.kms.as_ref().ok_or_else(|| {
-            StepError::refused("the API wants an app contract, but the manifest gives no on-chain `kms:`")
-        })?;
-        check_chain_id(spec, prov.kms_info.as_ref())?;
-        let kms_contract =
-            prov.kms_info.as_ref().and_then(|k| k.get("kms_contract_address")).and_then(|a| a.as_str()).ok_or_else(
-                || StepError::refused("the API did not name the KMS contract that deploys the app contract"),
-            )?;
-        let kms_contract = chain::format_address(kms_contract)?;
-        let signer = self.env.signers.get(&spec.private_key_env).ok_or_else(|| {
-            StepError::refused(format!(
-                "creating a CVM with on-chain KMS deploys its app contract from your wallet: set ${} (and ${}), or create it with the phala CLI and `teeform import` it",
-                spec.private_key_env, spec.rpc_url_env
-            ))
-        })?;
-        let mut p = Pending {
-            kind: PendingKind::DeployApp,
-            cvm_id: None,
-            compose_hash: prov.compose_hash.clone(),
-            planned_hash: c.compose_hash.as_ref().map(|h| h.after.clone()),
-            chain_id: spec.chain_id,
-            contract: kms_contract.clone(),
-            rpc_url: None,
-            rpc_url_env: spec.rpc_url_env.clone(),
-            private_key_env: spec.private_key_env.clone(),
-            confirmations: spec.confirmations,
-            commit_token: None,
-            prepare_only: false,
-            tx_hash: None,
-            raw_tx: None,
-            attrs: ctx.attrs.clone(),
-            dependencies: c.dependencies.clone(),
-        };
+        let (spec, signer, mut p) = self.deployment(ctx, prov)?;
         let rpc = self.rpc_for(c, &p).ok_or_else(|| Self::no_rpc(&p))??;
         rpc.check_chain(spec.chain_id).await?;
-        // A deployment an earlier run sent for the same compose hash is reused, never repeated.
-        let entries = ctx.store.journal().await.map_err(StepError::state_read)?;
-        let earlier = pending_entries(entries, &c.address, PendingKind::DeployApp)
-            .into_iter()
-            .find(|(_, e)| e.compose_hash == prov.compose_hash && e.contract == kms_contract && e.tx_hash.is_some());
-        let (entry, signed) = match earlier {
-            Some((entry, e)) => {
-                let signed = chain::SignedTx {
-                    hash: e.tx_hash.clone().unwrap_or_default(),
-                    raw: e.raw_tx.clone().unwrap_or_default(),
-                };
-                (entry, signed)
-            }
+        let (entry, signed) = match earlier_deployment(ctx, prov, &p.contract).await? {
+            Some(found) => found,
             None => {
                 let signed =
-                    rpc.sign_deploy_app(signer, &kms_contract, prov.device_id.as_deref(), &prov.compose_hash).await?;
+                    rpc.sign_deploy_app(signer, &p.contract, prov.device_id.as_deref(), &prov.compose_hash).await?;
                 p.tx_hash = Some(signed.hash.clone());
                 p.raw_tx = Some(signed.raw.clone());
                 let entry = new_entry(c, None, &p, ctx.endpoint)?;
@@ -588,6 +546,70 @@ impl OnChain for Registrar {
             journal_id: entry.id,
         })
     }
+}
+
+impl Registrar {
+    /// What deploying a new CVM's app contract needs, checked before anything is signed: the
+    /// manifest's on-chain `kms:`, the KMS contract the provision answer names (the record's
+    /// `contract`), and the wallet; the journal record without a transaction yet.
+    fn deployment<'c>(
+        &'c self,
+        ctx: &'c OnChainCtx<'_>,
+        prov: &Provisioned,
+    ) -> Result<(&'c KmsSpec, &'c Signer, Pending), StepError> {
+        let c = ctx.change;
+        let spec = c.kms.as_ref().ok_or_else(|| {
+            StepError::refused("the API wants an app contract, but the manifest gives no on-chain `kms:`")
+        })?;
+        check_chain_id(spec, prov.kms_info.as_ref())?;
+        let kms_contract =
+            prov.kms_info.as_ref().and_then(|k| k.get("kms_contract_address")).and_then(|a| a.as_str()).ok_or_else(
+                || StepError::refused("the API did not name the KMS contract that deploys the app contract"),
+            )?;
+        let kms_contract = chain::format_address(kms_contract)?;
+        let signer = self.env.signers.get(&spec.private_key_env).ok_or_else(|| {
+            StepError::refused(format!(
+                "creating a CVM with on-chain KMS deploys its app contract from your wallet: set ${} (and ${}), or create it with the phala CLI and `teeform import` it",
+                spec.private_key_env, spec.rpc_url_env
+            ))
+        })?;
+        let p = Pending {
+            kind: PendingKind::DeployApp,
+            cvm_id: None,
+            compose_hash: prov.compose_hash.clone(),
+            planned_hash: c.compose_hash.as_ref().map(|h| h.after.clone()),
+            chain_id: spec.chain_id,
+            contract: kms_contract,
+            rpc_url: None,
+            rpc_url_env: spec.rpc_url_env.clone(),
+            private_key_env: spec.private_key_env.clone(),
+            confirmations: spec.confirmations,
+            commit_token: None,
+            prepare_only: false,
+            tx_hash: None,
+            raw_tx: None,
+            attrs: ctx.attrs.clone(),
+            dependencies: c.dependencies.clone(),
+        };
+        Ok((spec, signer, p))
+    }
+}
+
+/// A deployment an earlier run signed and journaled for the same compose hash and KMS contract:
+/// reused, never repeated.
+async fn earlier_deployment(
+    ctx: &OnChainCtx<'_>,
+    prov: &Provisioned,
+    kms_contract: &str,
+) -> Result<Option<(JournalEntry, chain::SignedTx)>, StepError> {
+    let entries = ctx.store.journal().await.map_err(StepError::state_read)?;
+    let earlier = pending_entries(entries, &ctx.change.address, PendingKind::DeployApp)
+        .into_iter()
+        .find(|(_, e)| e.compose_hash == prov.compose_hash && e.contract == kms_contract && e.tx_hash.is_some());
+    Ok(earlier.map(|(entry, e)| {
+        let signed = chain::SignedTx { hash: e.tx_hash.unwrap_or_default(), raw: e.raw_tx.unwrap_or_default() };
+        (entry, signed)
+    }))
 }
 
 #[cfg(test)]

@@ -25,6 +25,12 @@ pub struct CreateDetail {
     pub app_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose_hash: Option<String>,
+    /// What the record keeps beside the attributes ([`ResourceRecord::prevent_destroy`],
+    /// [`ResourceRecord::secrets_scope`]), so an adopted CVM is recorded as the create meant.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prevent_destroy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_scope: Option<Address>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -164,6 +170,7 @@ fn path_id(remote: &crate::model::RemoteCvm) -> String {
 }
 
 fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
+    let d = detail(e);
     let mut attrs = intent(e).unwrap_or_else(|| remote.attrs.clone());
     attrs.name = remote.attrs.name.clone();
     ResourceRecord {
@@ -183,6 +190,8 @@ fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
         dependencies: vec![],
         updated_at: now_rfc3339(),
         endpoint: e.endpoint.clone(),
+        prevent_destroy: d.as_ref().is_some_and(|d| d.prevent_destroy),
+        secrets_scope: d.and_then(|d| d.secrets_scope),
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::ApplyArgs;
 use super::context::Ctx;
-use super::error::{CliError, CliResult, exit};
-use super::shared::execute::{confirm, execute, unresolved};
+use super::error::{CliError, CliResult, Hint, exit};
+use super::shared::execute::{confirm, consent, execute, unresolved};
 use super::shared::planning::{make_plan, mode, print_plan};
 use super::shared::saved::SavedPlan;
 use super::shared::{datasources, onchain, session};
@@ -45,6 +45,7 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
     let registrar = registrar(&p, &pending, args.prepare_only, args.resume.then_some(args.timeout), tx_hash)?;
     onchain::annotate(&mut p, &registrar.env).await;
     print_plan(ctx, &p, false)?;
+    consent(&p)?;
     if !p.has_changes() {
         // What the refresh learned (a status, a failed boot) is kept, as Terraform's apply does.
         if !p.refreshed.is_empty() {
@@ -61,7 +62,8 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
         confirm(ctx, args.auto_approve, "Do you want to perform these actions?")?;
     }
     let code =
-        execute(ctx, &s.store, &s.api, &p, s.secrets, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
+        execute(ctx, &s.store, &s.api, &p, s.secrets, s.digests, args.plan.run.parallelism, Some(Arc::new(registrar)))
+            .await?;
     s.store.close().await?;
     Ok(code)
 }
@@ -117,6 +119,13 @@ fn registrar(
 }
 
 async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
+    let a = &args.plan;
+    if !(a.replace.is_empty() && a.targets.target.is_empty() && a.targets.exclude.is_empty()) {
+        return Err(CliError::new(
+            "a saved plan is applied exactly as it was made: --replace, --target and --exclude belong to `plan --out`",
+        )
+        .hint(Hint::run("make the plan with them: ", "plan --out FILE ...", "")));
+    }
     let saved = SavedPlan::read(file)?;
     let store = ctx.open_state_for(None, "apply", args.plan.run.lock_timeout).await?;
     let endpoint = if saved.endpoint == "local" { Endpoint::Local } else { Endpoint::Url(saved.endpoint.clone()) };
@@ -148,9 +157,13 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
         .cloned()
         .collect();
     let secrets = session::read_secrets(&refs, &FilePolicy::new(&saved.base_dir, &saved.allowed_dirs))?;
+    let digests = Arc::new(session::digester(&meta.salt, saved.passphrase_env.as_deref())?);
     let mut p = p.clone();
     restore_rpc_urls(ctx, &mut p, &args.plan.run.vars)?;
     only_onchain_updates(ctx, &mut p, args.prepare_only);
+    // Consent given when the plan was made is kept in it; `--allow-replace` here gives it now.
+    p.requests.allow_replace |= args.plan.allow_replace;
+    consent(&p)?;
     if !p.has_changes() {
         ctx.shell.println("No changes. The saved plan has nothing to apply.")?;
         store.close().await?;
@@ -158,7 +171,8 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
     }
     let pending = onchain::pending(store.as_ref()).await?;
     let registrar = registrar(&p, &pending, args.prepare_only, None, None)?;
-    let code = execute(ctx, &store, &api, &p, secrets, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
+    let code =
+        execute(ctx, &store, &api, &p, secrets, digests, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
     store.close().await?;
     Ok(code)
 }

@@ -421,11 +421,15 @@ impl Ctx {
                     Some((k, src)) => (Some(k), Some(src)),
                     None => (None, None),
                 };
+                let oidc = if key.is_none() { oidc_token() } else { None };
                 let mut client = PhalaClient::new(prefix, key, timeout)?
                     .with_observer(self.retry_observer())
                     .with_policy(self.settings.retry.clone());
                 if let Some(src) = source {
                     client = client.with_key_source(src);
+                }
+                if let Some((token, workspace)) = oidc {
+                    client = client.with_oidc_token(token, workspace);
                 }
                 Ok(Api { client: Arc::new(client), endpoint: prefix.clone(), _sim: None })
             }
@@ -482,6 +486,17 @@ async fn owner_fit(store: &dyn Store, cfg: &Config) -> CliResult<(crate::state::
         _ => Fit::Ours,
     };
     Ok((snap.meta, fit))
+}
+
+/// Keyless CI auth, used only when no API key is found (as the `phala` CLI prefers a key): an
+/// OIDC token from `PHALA_OIDC_TOKEN` (sent as `Authorization: Bearer`), and the workspace
+/// `PHALA_CLOUD_WORKSPACE` names (`X-Phala-Workspace`; needed when the repository is trusted
+/// by several). The token is never written anywhere and is registered with [`crate::redact`].
+fn oidc_token() -> Option<(String, Option<String>)> {
+    let token = std::env::var("PHALA_OIDC_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())?;
+    crate::redact::secret(&token);
+    let workspace = std::env::var("PHALA_CLOUD_WORKSPACE").ok().map(|w| w.trim().to_string()).filter(|w| !w.is_empty());
+    Some((token, workspace))
 }
 
 /// A profile of the phala CLI's credentials file.

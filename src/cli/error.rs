@@ -365,8 +365,34 @@ impl From<CycleError> for CliError {
 
 impl From<PlanError> for CliError {
     fn from(e: PlanError) -> Self {
+        let message = format!("{e}; nothing was changed");
         match e {
             PlanError::Cycle(c) => c.into(),
+            PlanError::UnknownAddress { address, known, .. } => {
+                let hint = match crate::manifest::diag::did_you_mean(address.as_str(), known.iter().map(Address::as_str)) {
+                    Some(s) => Hint::Text(format!("did you mean `{s}`?")),
+                    None => Hint::run("", "state list", " lists the CVMs in state; the manifest declares the rest"),
+                };
+                CliError::new(message).hint(hint)
+            }
+            PlanError::NotReplaceable { .. } => CliError::new(message),
+            PlanError::MoveTargetTaken { from, to } => CliError::new(message).hint(Hint::run(
+                format!("if {to} is the CVM that was at {from}, drop the `moved` entry; otherwise "),
+                format!("state rm {to}"),
+                " forgets the CVM state holds there (the CVM itself is left alone)",
+            )),
+            PlanError::PreventDestroy { blocked } => {
+                let mut c = CliError::new(message);
+                for (address, action) in blocked.iter().skip(1) {
+                    let what = if *action == crate::plan::Action::Replace { "replace" } else { "destroy" };
+                    c = c.hint(format!("the plan would also {what} {address}, which is protected too"));
+                }
+                c.hint("a replacement gives a CVM a new app id, new keys and an empty disk; `prevent_destroy` refuses that")
+                    .hint("to go ahead, set `lifecycle: {prevent_destroy: false}` on the CVM in the manifest and apply that first (for a CVM gone from the manifest, put it back that way)")
+                    .hint(Hint::run("", "state rm ADDRESS", " forgets a CVM without destroying it"))
+            }
+            PlanError::NameCycle { .. } => CliError::new(message)
+                .hint("CVM names must differ at every moment: rename one of them to a free name first and apply, then give it the name it should have"),
         }
     }
 }

@@ -70,6 +70,8 @@ pub async fn run(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) -> 
         dependencies: cvm.depends_on.iter().map(|d| Address::cvm(d)).collect(),
         updated_at: now_rfc3339(),
         endpoint: Some(api.endpoint.clone()),
+        prevent_destroy: cvm.prevent_destroy,
+        secrets_scope: None,
     };
     store.commit(Batch { put: vec![rec.clone()], ..Default::default() }).await?;
     store.close().await?;

@@ -27,6 +27,7 @@ mod sim;
 mod state_bind;
 mod state_list;
 mod state_migrate;
+mod state_mv;
 mod state_recover;
 mod state_rm;
 mod state_show;
@@ -40,11 +41,12 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use crate::model::Address;
 use context::{CommandLine, Ctx};
 use error::{CliError, exit};
 use shell::{ColorChoice, Shell, Verbosity};
 
-const AFTER_HELP: &str = "Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detailed-exitcode), 3 apply paused awaiting on-chain registration, 130/143 interrupted (SIGINT/SIGTERM), 141 stdout closed by its reader.\nEnvironment: PHALA_CLOUD_API_KEY, PHALA_CLOUD_API_PREFIX, NO_COLOR, TEEFORM_LOG (e.g. debug), TEEFORM_VAR_<name>, TEEFORM_PG_CONN, TEEFORM_WORKSPACE.";
+const AFTER_HELP: &str = "Exit codes: 0 success (or no changes), 1 error, 2 changes present (plan --detailed-exitcode), 3 apply paused awaiting on-chain registration, 130/143 interrupted (SIGINT/SIGTERM), 141 stdout closed by its reader.\nEnvironment: PHALA_CLOUD_API_KEY (else PHALA_OIDC_TOKEN with PHALA_CLOUD_WORKSPACE), PHALA_CLOUD_API_PREFIX, NO_COLOR, TEEFORM_LOG (e.g. debug), TEEFORM_VAR_<name>, TEEFORM_PG_CONN, TEEFORM_WORKSPACE.";
 
 /// Declarative plan/apply for Phala Cloud confidential VMs.
 #[derive(Debug, Parser)]
@@ -158,6 +160,42 @@ pub struct PlanArgs {
     /// instead of resolving and pinning it now.
     #[arg(long)]
     pub locked: bool,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Replace the CVM at ADDRESS (e.g. `cvm.web`) though nothing forces it: it gets a new app
+    /// id, new KMS-derived keys and an empty disk (repeatable).
+    #[arg(long = "replace", value_name = "ADDRESS", value_parser = Address::parse, conflicts_with_all = ["destroy", "refresh_only"])]
+    pub replace: Vec<Address>,
+    /// Consent to every replacement in the plan. Without it, apply refuses a plan that replaces
+    /// a CVM nobody named with --replace (a replacement loses its app id, keys and disk).
+    #[arg(long)]
+    pub allow_replace: bool,
+}
+
+impl PlanArgs {
+    /// What the run asks for beyond the manifest.
+    pub fn requests(&self) -> crate::plan::Requests {
+        crate::plan::Requests {
+            replace: self.replace.clone(),
+            target: self.targets.target.clone(),
+            exclude: self.targets.exclude.clone(),
+            allow_replace: self.allow_replace,
+        }
+    }
+}
+
+/// A partial plan (Terraform's `-target` and `-exclude`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TargetArgs {
+    /// Plan only the CVM at ADDRESS (e.g. `cvm.web`) and what it depends on (repeatable; a
+    /// destroy takes what depends on it too). For exceptional cases: the rest waits for a
+    /// full plan.
+    #[arg(long = "target", value_name = "ADDRESS", value_parser = Address::parse)]
+    pub target: Vec<Address>,
+    /// Leave out the CVM at ADDRESS and what depends on it (repeatable; a destroy keeps what
+    /// it depends on too).
+    #[arg(long = "exclude", value_name = "ADDRESS", value_parser = Address::parse)]
+    pub exclude: Vec<Address>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,10 +232,12 @@ pub enum Command {
     },
     /// Make the CVMs match the manifest (or apply a saved plan exactly).
     Apply(ApplyArgs),
-    /// Destroy every CVM in state.
+    /// Destroy every CVM in state (or, with --target/--exclude, some of them).
     Destroy {
         #[command(flatten)]
         run: RunArgs,
+        #[command(flatten)]
+        targets: TargetArgs,
         /// Do not ask for confirmation.
         #[arg(long)]
         auto_approve: bool,
@@ -335,6 +375,16 @@ pub enum StateCommand {
         #[arg(required = true)]
         addresses: Vec<String>,
     },
+    /// Move a CVM to another address in state (after renaming its key in the manifest); the
+    /// CVM itself is left alone. A `moved:` entry in the manifest does the same at apply.
+    Mv {
+        /// Where state holds the CVM now, e.g. `cvm.web`.
+        #[arg(value_parser = Address::parse)]
+        source: Address,
+        /// Where it should be, e.g. `cvm.frontend`.
+        #[arg(value_parser = Address::parse)]
+        destination: Address,
+    },
     /// Record that the state belongs to the manifest named with `-f` (after renaming a
     /// manifest, or for a state made before teeform recorded its manifest).
     Bind,
@@ -360,7 +410,7 @@ pub enum StateCommand {
 #[derive(Debug, Subcommand)]
 pub enum SimCommand {
     /// Serve the simulated API until interrupted.
-    Serve(sim::ServeArgs),
+    Serve(Box<sim::ServeArgs>),
 }
 
 /// How `teeform graph` writes the graph.
@@ -529,7 +579,9 @@ async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
             plan::run(ctx, &plan, out.as_deref(), detailed_exitcode, view).await
         }
         Command::Apply(args) => apply::run(ctx, &args).await,
-        Command::Destroy { run, auto_approve, json: _ } => destroy::run(ctx, &run, auto_approve).await,
+        Command::Destroy { run, targets, auto_approve, json: _ } => {
+            destroy::run(ctx, &run, &targets, auto_approve).await
+        }
         Command::Show { plan_file, json, markdown } => {
             let view = if json {
                 View::Json
@@ -545,6 +597,7 @@ async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
             StateCommand::List => state_list::run(ctx).await,
             StateCommand::Show { address, json } => state_show::run(ctx, &address, json).await,
             StateCommand::Rm { addresses } => state_rm::run(ctx, &addresses).await,
+            StateCommand::Mv { source, destination } => state_mv::run(ctx, &source, &destination).await,
             StateCommand::Bind => state_bind::run(ctx).await,
             StateCommand::Recover { keep_current } => state_recover::run(ctx, keep_current).await,
             StateCommand::Migrate { to, to_workspace } => state_migrate::run(ctx, to, to_workspace.as_deref()).await,
@@ -562,7 +615,7 @@ async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
             ctx.shell.print(&String::from_utf8_lossy(&script))?;
             Ok(exit::OK)
         }
-        Command::Sim(SimCommand::Serve(args)) => sim::serve(ctx, args).await,
+        Command::Sim(SimCommand::Serve(args)) => sim::serve(ctx, *args).await,
         Command::Debug(cmd) => debug::run(&ctx.shell, cmd),
         Command::Images(cmd) => images::run(ctx, cmd).await,
     }

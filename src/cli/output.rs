@@ -6,10 +6,11 @@ use super::VarArgs;
 use super::context::Ctx;
 use super::error::{CliError, CliResult, exit};
 use super::shared::records::{output_json, output_line, read_snapshot};
-use super::shared::session::read_secrets;
+use super::shared::session::{digester, read_secrets};
 use crate::manifest::Ref;
 use crate::manifest::diag::did_you_mean;
 use crate::model::OutputValue;
+use crate::secrets::{Check, Made};
 use crate::state::Snapshot;
 
 pub async fn run(ctx: &Ctx, name: Option<&str>, json: bool, raw: bool, vars: &VarArgs) -> CliResult {
@@ -94,10 +95,10 @@ fn sensitive_value(ctx: &Ctx, snap: &Snapshot, name: &str, o: &OutputValue, vars
         CliError::with_source(format!("output `{name}` cannot be computed"), e)
             .hint(format!("run `{}`, then ask again", ctx.command_line("apply")))
     })?;
-    let digest = crate::secrets::digest(&snap.meta.salt, crate::apply::OUTPUT_DIGEST_SCOPE, name, &value);
-    match &o.digest {
-        Some(d) if *d == digest => {}
-        Some(_) => {
+    let digests = digester(&snap.meta.salt, cfg.secrets_passphrase_env.as_deref())?;
+    match o.digest.as_deref().map(|d| (d, digests.check(d, crate::apply::OUTPUT_DIGEST_SCOPE, name, &value))) {
+        Some((_, Check::Same)) => {}
+        Some((_, Check::Different)) => {
             return Err(CliError::new(format!(
                 "output `{name}` now computes to a value other than the one last applied; nothing was printed"
             ))
@@ -105,6 +106,14 @@ fn sensitive_value(ctx: &Ctx, snap: &Snapshot, name: &str, o: &OutputValue, vars
                 "a secret or variable it uses changed since: run `{}`, or supply the values applied",
                 ctx.command_line("apply")
             )));
+        }
+        Some((d, Check::Unknown)) => {
+            return Err(CliError::new(format!(
+                "output `{name}` was applied with {}, and this run has {}, so its value cannot be checked; nothing was printed",
+                Made::of(d).describe(),
+                digests.describe()
+            ))
+            .hint("set the secrets passphrase it was applied with"));
         }
         None => ctx.shell.warn(&format!(
             "output `{name}`: state has no digest of the applied value (an older teeform wrote it), so this value is not checked against it"

@@ -19,7 +19,8 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs, out: Option<&Path>, detailed: bool,
     show_plan(ctx, &p, view)?;
     if let Some(path) = out {
         let allowed = s.config.allowed_dirs.iter().map(|d| abs(&s.config.dir.join(d))).collect();
-        SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir), allowed).write(path)?;
+        let passphrase_env = s.config.secrets_passphrase_env.clone();
+        SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir), allowed, passphrase_env).write(path)?;
         if view == View::Human {
             ctx.shell.println(&format!(
                 "\nSaved the plan to {}. To apply exactly these actions, run:\n    {}",

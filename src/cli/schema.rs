@@ -94,6 +94,7 @@ fn attribute(key: &str, ty: Type) -> Value {
                         "private_key_env": text("The environment variable holding the signer's key (default PRIVATE_KEY)."),
                         "rpc_url_env": text("The environment variable holding the RPC URL (default ETH_RPC_URL)."),
                         "confirmations": count("Blocks to wait for after a registration.", 0, 1000),
+                        "signer": text("The KMS's signing key (33-byte compressed public key or 20-byte address, hex): the env-encryption key must be signed by it (default: the one the API's KMS info names)."),
                     }),
                     &[],
                 ),
@@ -120,6 +121,14 @@ fn cvm() -> Value {
         props.insert(spec.key.to_string(), attribute(spec.key, spec.ty));
     }
     props.insert("depends_on".into(), list_of_strings("CVM keys this one is created and updated after."));
+    props.insert(
+        "lifecycle".into(),
+        object(
+            "How teeform may change this CVM.",
+            json!({"prevent_destroy": flag("Refuse any plan that destroys or replaces this CVM.")}),
+            &[],
+        ),
+    );
     props.insert(
         "lint".into(),
         object(
@@ -173,7 +182,18 @@ pub fn schema() -> Value {
                     }), &[]),
                 ],
             })),
+            "secrets": object("How secret values are digested in state.", json!({
+                "passphrase_env": text("The environment variable holding the passphrase of keyed digests (default TEEFORM_SECRETS_PASSPHRASE)."),
+            }), &[]),
             "cvms": map_of("The CVMs, by key.", cvm()),
+            "moved": {
+                "type": "array",
+                "description": "CVM keys renamed in the manifest: the CVM at `from` in state is the one at `to` (no cloud call).",
+                "items": object("A move.", json!({
+                    "from": text("The old address, cvm.OLD."),
+                    "to": text("The new address, cvm.NEW."),
+                }), &["from", "to"]),
+            },
             "data": object("Data sources: OS images from catalogs, pinned in teeform.lock.", json!({
                 "phala_os_image": data_source("A Phala OS image.", json!({
                     "cvm": text("Read the images offered to this CVM."),

@@ -19,6 +19,10 @@ pub struct Settings {
     /// `TEEFORM_LOCAL_RESTART_MS` and `TEEFORM_LOCAL_BOOT_MS` (0–3600000, default 1500).
     pub local_restart_ms: u64,
     pub local_boot_ms: u64,
+    /// `TEEFORM_PER_CVM_READS` (0 or 1, default 0): 1 refreshes with one `GET /cvms/{id}` per
+    /// CVM and waits with one per CVM per poll, as teeform did before it read list pages and
+    /// batch statuses (for comparison, or should the API's list or batch endpoint misbehave).
+    pub per_cvm_reads: bool,
 }
 
 impl Settings {
@@ -43,6 +47,7 @@ impl Settings {
             retry,
             local_restart_ms: env_whole(get, "TEEFORM_LOCAL_RESTART_MS", 0, 3_600_000)?.unwrap_or(1500),
             local_boot_ms: env_whole(get, "TEEFORM_LOCAL_BOOT_MS", 0, 3_600_000)?.unwrap_or(1500),
+            per_cvm_reads: env_whole(get, "TEEFORM_PER_CVM_READS", 0, 1)? == Some(1),
         })
     }
 }
@@ -86,6 +91,7 @@ mod tests {
             "TEEFORM_RETRY_DEADLINE_SECS",
             "TEEFORM_LOCAL_RESTART_MS",
             "TEEFORM_LOCAL_BOOT_MS",
+            "TEEFORM_PER_CVM_READS",
         ];
         for name in names {
             for bad in ["-1", "inf", "NaN", "1e20", "abc", "18446744073709551616", "1e308"] {

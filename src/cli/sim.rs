@@ -17,6 +17,10 @@ pub struct ServeArgs {
     /// Accept only this API key (default: any key).
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
+    /// Accept this OIDC token as `Authorization: Bearer` (keyless CI deploys); without it and
+    /// without --api-key, any token is accepted.
+    #[arg(long, value_name = "TOKEN")]
+    pub bearer_token: Option<String>,
     /// Added latency per API request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
@@ -88,6 +92,7 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
     };
     let cfg = SimConfig {
         api_key: a.api_key,
+        bearer_token: a.bearer_token,
         latency_ms: a.latency_ms,
         error_rate: a.error_rate,
         error_after_rate: a.error_after_rate,
@@ -104,6 +109,7 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
         oci_public_key,
         oci_page_size: a.oci_page_size,
         catalog_errors: Vec::new(),
+        legacy_create: false,
         compose_hash_style: a.compose_hash_style,
     };
     let sim = Sim::new(cfg, a.data).map_err(|e| CliError::with_source("cannot start the simulator", e))?;

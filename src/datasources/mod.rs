@@ -99,7 +99,7 @@ pub enum DataError {
         address: String,
         span: Span,
         kind: DataKind,
-        error: CatalogError,
+        error: Box<CatalogError>,
     },
     NoMatch {
         address: String,
@@ -146,7 +146,7 @@ impl DataError {
                 let mut d =
                     Diagnostic::error(src, *span, format!("{address}: cannot list {} images: {error}", kind.service()))
                         .label("while resolving this data source");
-                match error {
+                match &**error {
                     CatalogError::Setup { hints, .. } => d.hints.extend(hints.iter().cloned()),
                     CatalogError::Api(e) => {
                         d.hints.extend(e.suggestions.iter().cloned());
@@ -365,7 +365,8 @@ async fn resolve_one(
         return Err(DataError::NotPinned { address, span: ds.span, stale: existing.is_some() });
     }
     events.extend(fallback);
-    let catalog_err = |error| DataError::Catalog { address: address.clone(), span: ds.span, kind: ds.kind, error };
+    let catalog_err =
+        |error| DataError::Catalog { address: address.clone(), span: ds.span, kind: ds.kind, error: Box::new(error) };
     let (found, listed) = candidates(ds, catalogs, cvm).await.map_err(catalog_err)?;
     let best = select::select(found, ds.select).map_err(|e| match e {
         SelectError::NoMatch => DataError::NoMatch { address: address.clone(), span: ds.span, listed },

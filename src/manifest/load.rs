@@ -11,15 +11,18 @@
 //! - `cvm.rs`: `cvms:` (one CVM: [`Loader::cvm`]; its attributes: `Loader::cvm_attribute`),
 //!   names across CVMs, implied dependencies; `kms.rs`: a CVM's `kms:`;
 //! - `compose.rs`: each CVM's compose file and env handed to `compose_lint` once all are read;
-//! - `outputs.rs`: `outputs:`;
+//! - `moved.rs`: `moved:` (renamed CVM keys);
+//! - `outputs.rs`: `outputs:`; `secrets.rs`: `secrets:` (how secret values are digested);
 //! - `data.rs`: `data:` and the catalog providers.
 
 mod compose;
 mod cvm;
 mod data;
 mod kms;
+mod moved;
 mod outputs;
 mod reads;
+mod secrets;
 mod settings;
 mod values;
 mod var_files;
@@ -190,7 +193,8 @@ struct Loader<'a> {
 }
 
 /// The keys a manifest's top level may have.
-pub const TOP_KEYS: &[&str] = &["provider", "backend", "allowed_dirs", "variables", "cvms", "data", "outputs"];
+pub const TOP_KEYS: &[&str] =
+    &["provider", "backend", "allowed_dirs", "variables", "secrets", "cvms", "moved", "data", "outputs"];
 
 impl<'a> Loader<'a> {
     fn new(src: Arc<Source>, dir: PathBuf, opts: &'a LoadOptions) -> Loader<'a> {
@@ -227,6 +231,7 @@ impl<'a> Loader<'a> {
         }
         let top = self.entries(root, "the manifest", Some(TOP_KEYS));
         let get = |k: &str| top.iter().find(|(n, _, _)| *n == k).map(|(_, _, v)| *v);
+        let secrets_passphrase_env = get("secrets").and_then(|s| self.secrets_settings(s));
         if let Some(v) = get("allowed_dirs") {
             self.allowed_dirs(v);
         }
@@ -252,6 +257,7 @@ impl<'a> Loader<'a> {
             }
         }
         imply_dependencies(&mut cvms);
+        let moved = get("moved").map(|m| self.moved(m)).unwrap_or_default();
         let outputs = match get("outputs") {
             Some(o) => self.outputs(o),
             None => BTreeMap::new(),
@@ -268,9 +274,11 @@ impl<'a> Loader<'a> {
             allowed_dirs: self.allowed_dirs.clone(),
             variables: self.vars.iter().map(|(k, v)| (k.clone(), v.json())).collect(),
             cvms,
+            moved,
             outputs,
             data,
             providers: self.data.providers.clone(),
+            secrets_passphrase_env,
             warnings: Vec::new(),
         })
     }

@@ -58,11 +58,17 @@ pub struct Config {
     /// string, its text as written is used (`1.20` stays `1.20`).
     pub variables: BTreeMap<String, serde_json::Value>,
     pub cvms: BTreeMap<String, CvmConfig>,
+    /// `moved:` (Terraform's `moved` blocks), in the order written: checked to form no chain
+    /// or cycle, each `to` declared under `cvms:` and each `from` not.
+    pub moved: Vec<Moved>,
     pub outputs: BTreeMap<String, OutputConfig>,
     /// Data sources by address (`data.KIND.NAME`); `crate::datasources` resolves them.
     pub data: BTreeMap<String, DataSource>,
     /// Settings of the image catalogs (nscale, OCI).
     pub providers: Providers,
+    /// `secrets.passphrase_env`: the variable holding the passphrase of keyed secret digests,
+    /// when not `TEEFORM_SECRETS_PASSPHRASE` (see `crate::secrets::from_env`).
+    pub secrets_passphrase_env: Option<String>,
     /// Non-fatal findings (e.g. a compose `${VAR}` with no env key).
     pub warnings: Vec<Diagnostic>,
 }
@@ -145,6 +151,19 @@ pub struct CvmConfig {
     /// Fields whose value comes from a data source (today `image`), as templates; filled in
     /// before planning by `crate::datasources::substitute`.
     pub data_fields: BTreeMap<String, Template>,
+    /// `lifecycle: {prevent_destroy: true}`: a plan that would destroy or replace the CVM is
+    /// an error (Terraform's `prevent_destroy`); state remembers it once applied.
+    pub prevent_destroy: bool,
+}
+
+/// A `moved:` entry: the CVM state keeps at `from` is the one the manifest now declares at
+/// `to` (a renamed key). Planning moves it in state and makes no cloud call for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub from: crate::model::Address,
+    pub to: crate::model::Address,
+    /// The entry in the manifest.
+    pub span: Span,
 }
 
 impl CvmConfig {

@@ -194,9 +194,30 @@ pub struct ResourceRecord {
     /// from before teeform kept it have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The manifest's `lifecycle: {prevent_destroy: true}` as last applied: a plan that would
+    /// destroy or replace the CVM is refused, also once the CVM is gone from the manifest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prevent_destroy: bool,
+    /// The address its secret env values' digests were made under, when not its own: the CVM
+    /// was moved (`moved:`, `state mv`). A digest is salted with an address, so equal secrets
+    /// of two CVMs differ; a moved CVM keeps its digests, and so their scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_scope: Option<Address>,
 }
 
 impl ResourceRecord {
+    /// The address its secret env values' digests are made under ([`Self::secrets_scope`]).
+    pub fn digest_scope(&self) -> &Address {
+        self.secrets_scope.as_ref().unwrap_or(&self.address)
+    }
+
+    /// The same CVM under another address (`moved:`, `state mv`): nothing about it changes
+    /// but where state keeps it; its digests keep the scope they were made under.
+    pub fn moved_to(&self, to: &Address) -> ResourceRecord {
+        let scope = self.digest_scope().clone();
+        ResourceRecord { address: to.clone(), secrets_scope: (scope != *to).then_some(scope), ..self.clone() }
+    }
+
     /// The value of `${cvm.NAME.ATTR}` for this CVM: its ids, name and compose hash (the
     /// attributes other resources may reference), when known.
     pub fn reference(&self, attr: &str) -> Option<String> {
@@ -210,6 +231,31 @@ impl ResourceRecord {
             _ => None,
         }
     }
+}
+
+/// The records after moving each `(from, to)` (`moved:`, `state mv`): a moved record under its
+/// new address, and every record's dependencies naming a moved address named by its new one.
+/// The caller has checked that each `from` is held and each `to` free (and none is both).
+pub fn moved_records(
+    records: &BTreeMap<Address, ResourceRecord>,
+    moves: &[(Address, Address)],
+) -> BTreeMap<Address, ResourceRecord> {
+    let to_of: BTreeMap<&Address, &Address> = moves.iter().map(|(f, t)| (f, t)).collect();
+    records
+        .values()
+        .map(|r| {
+            let mut r = match to_of.get(&r.address) {
+                Some(to) => r.moved_to(to),
+                None => r.clone(),
+            };
+            for d in &mut r.dependencies {
+                if let Some(to) = to_of.get(d) {
+                    *d = (*to).clone();
+                }
+            }
+            (r.address.clone(), r)
+        })
+        .collect()
 }
 
 /// What teeform saw of a CVM's boots: enough to tell a failed create from a CVM that broke

@@ -23,6 +23,10 @@ use super::{CvmAttrs, Power};
 pub enum Update {
     /// Part of the one unified `PATCH /cvms/{id}`; restarts the CVM.
     InPlace,
+    /// Renamed in place with its own call, `PATCH /cvms/{id}/name`: the CVM keeps its app id,
+    /// keys and disk, and does not restart. UNVERIFIED: that the rename restarts nothing (the
+    /// provider's design note says only that it answers 204).
+    Rename,
     /// The API cannot change it on a running CVM: destroy and create again.
     Replace,
     /// Started or stopped with the API's `POST /cvms/{id}/start` or `/stop`: stopping comes
@@ -186,7 +190,7 @@ macro_rules! schema {
 schema! {
     /// The CVM's name in the cloud (5-63 characters; defaults to the manifest key).
     Name {
-        key: "name", ty: Type::Name, update: Update::Replace, managed: Managed::Always,
+        key: "name", ty: Type::Name, update: Update::Rename, managed: Managed::Always,
         normal: Normal::AsIs, read: Read::Reported, patch: Patch::No, create: Create::Value,
     }
     /// The KMS kind: `phala`, `ethereum` or `base`.
@@ -316,6 +320,11 @@ impl Attr {
     /// Whether a change forces the CVM's replacement.
     pub fn forces_replacement(self) -> bool {
         self.spec().update == Update::Replace
+    }
+
+    /// Whether a change goes into the unified PATCH (and so restarts the CVM).
+    pub fn patched(self) -> bool {
+        self.spec().update == Update::InPlace
     }
 }
 
@@ -468,6 +477,8 @@ mod tests {
             }
             // Only an in-place attribute goes into the PATCH, and every one does somehow.
             assert_eq!(spec.patch != Patch::No, spec.update == Update::InPlace, "{}", spec.key);
+            // The rename call takes a name, and nothing else.
+            assert_eq!(spec.update == Update::Rename, matches!(spec.ty, Type::Name), "{}", spec.key);
             // Normal forms rewrite strings only.
             if spec.normal != Normal::AsIs {
                 assert!(matches!(spec.ty, Type::Text(_) | Type::File { .. }), "{}", spec.key);

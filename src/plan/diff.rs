@@ -88,3 +88,13 @@ pub(super) fn diff_attrs(before: &CvmAttrs, after: &CvmAttrs, managed_only: bool
 fn env_same(a: &BTreeMap<String, EnvVal>, b: &BTreeMap<String, EnvVal>) -> bool {
     a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| v.same_as(w)))
 }
+
+/// The env keys `after` adds to `before`, and those it removes.
+pub(super) fn key_changes(
+    before: &BTreeMap<String, EnvVal>,
+    after: &BTreeMap<String, EnvVal>,
+) -> (Vec<String>, Vec<String>) {
+    let added = after.keys().filter(|k| !before.contains_key(*k)).cloned().collect();
+    let removed = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
+    (added, removed)
+}

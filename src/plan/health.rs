@@ -113,6 +113,8 @@ mod tests {
             dependencies: vec![],
             updated_at: String::new(),
             endpoint: None,
+            prevent_destroy: false,
+            secrets_scope: None,
         }
     }
 

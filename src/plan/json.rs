@@ -65,6 +65,8 @@ fn change_json(c: &Change) -> Value {
         "restarts_cvm": c.restarts(),
         "compose_hash": c.compose_hash,
         "dependencies": c.dependencies,
+        "previous_address": c.moved_from,
+        "replacement_requested": c.action == super::Action::Replace && c.replacement_requested(),
     })
 }
 
@@ -118,12 +120,19 @@ pub fn to_json(plan: &Plan) -> Value {
             "change": change,
             "destroy": destroy,
             "restarts": plan.restarts(),
+            "moved": plan.moved.len(),
             "no_changes": !plan.has_changes(),
             "attention": plan.attention.len(),
             "converged": plan.converged(),
         },
         "attention": plan.attention,
+        "redigested": plan.redigested,
         "warnings": plan.warnings,
+        "notes": plan.notes,
+        "moved": plan.moved,
+        "protection": plan.protection,
+        "requests": plan.requests,
+        "replacements_needing_consent": plan.needs_consent().map(|c| &c.address).collect::<Vec<_>>(),
         "applyable": plan.has_changes(),
     })
 }

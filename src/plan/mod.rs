@@ -5,29 +5,38 @@
 //! imports). A `Plan` is plain data: apply is driven only by its changes. It never contains a
 //! secret's value: sensitive env values carry a digest and the reference to read them again.
 
+mod change;
 pub mod checks;
+mod current;
+mod desired;
 mod diff;
+mod digests;
 pub mod health;
+mod identity;
 pub mod json;
 pub mod markdown;
 mod preview;
 pub mod render;
+mod requests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::graph::{CycleError, Graph};
-use crate::manifest::{Config, CvmConfig, Kms, Ref, Template};
+use crate::manifest::{Config, CvmConfig, Kms, Template};
 use crate::model::schema::{Create, SCHEMA};
-use crate::model::{self, Address, Attr, CloudIds, CvmAttrs, EnvVal, OutputValue, Power, RemoteCvm, ResourceRecord};
-use crate::secrets::{self, SecretValues};
+use crate::model::{Address, Attr, CloudIds, CvmAttrs, OutputValue, RemoteCvm, ResourceRecord};
+use crate::secrets::{Digester, SecretValues};
 use crate::state::Snapshot;
-use diff::diff_attrs;
+use current::Current;
+pub use desired::configured_attrs;
+use desired::{Known, desired_attrs, resolve_plain};
 pub use diff::merge_refresh;
+pub use digests::Redigested;
 pub use health::{Attention, Problem};
 pub use preview::app_compose_for_create;
-use preview::{preview_create, preview_update};
+pub use requests::Requests;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -79,8 +88,10 @@ pub enum Reason {
     /// A create cannot set these (the create request has no field for them): one update right
     /// after the create does, and restarts the new CVM once.
     SetAfterCreate { attributes: Vec<Attr> },
-    /// These attributes cannot change in place.
+    /// These attributes cannot change in place (the cause of a replacement).
     ForcesReplacement { attributes: Vec<Attr> },
+    /// `--replace ADDRESS` asked for the replacement.
+    ReplaceRequested,
     /// A create did not finish last time.
     Tainted,
     /// The CVM was deleted outside teeform.
@@ -89,8 +100,15 @@ pub enum Reason {
     NotInManifest,
     /// `teeform destroy`.
     DestroyRequested,
-    /// Replacing creates a new app id: KMS-derived keys and disks do not survive.
-    RotatesAppId,
+    /// What a replacement costs: a new app id, so new KMS-derived keys and a fresh disk (the
+    /// old one's data is lost), and for an on-chain KMS a new app contract.
+    RotatesAppId {
+        #[serde(default)]
+        onchain: bool,
+    },
+    /// The name changes in place with the API's rename call: the CVM keeps its app id, keys
+    /// and disk, and does not restart.
+    Renames,
     /// Env keys changed, which changes `allowed_envs` and so the compose hash.
     EnvKeysChanged { added: Vec<String>, removed: Vec<String> },
     /// The new compose hash must be registered on chain before the update commits.
@@ -102,6 +120,10 @@ pub enum Reason {
     /// The replaced CVM's boot failed; if the replacement fails the same way, teeform stops
     /// replacing it.
     BootFailed { errors: Vec<String>, logs: String },
+    /// State's digests of these secret env values were made with a key this run does not have
+    /// (`made_with`, as [`crate::secrets::Made::describe`]; this run: `now`), so the values cannot be compared
+    /// and are sent again.
+    SecretsResent { keys: Vec<String>, made_with: String, now: String },
 }
 
 /// What the chain must allow before a change commits (filled in by the CLI's read-only check).
@@ -150,9 +172,38 @@ pub struct Change {
     /// The KMS the CVM uses (for on-chain registration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms: Option<KmsSpec>,
+    /// The address state kept the CVM at before this plan moved it (`moved:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<Address>,
+    /// The manifest's `lifecycle.prevent_destroy`, recorded with the CVM.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prevent_destroy: bool,
+    /// The address its env digests are made under, when not its own
+    /// ([`ResourceRecord::secrets_scope`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_scope: Option<Address>,
 }
 
 impl Change {
+    /// A change of `action` to `address` with nothing else known yet.
+    pub fn new(address: Address, action: Action) -> Change {
+        Change {
+            address,
+            action,
+            ids: None,
+            before: None,
+            after: None,
+            attributes: vec![],
+            reasons: vec![],
+            dependencies: vec![],
+            compose_hash: None,
+            kms: None,
+            moved_from: None,
+            prevent_destroy: false,
+            secrets_scope: None,
+        }
+    }
+
     /// Whether this change changes `attr`.
     pub fn changes(&self, attr: Attr) -> bool {
         self.attributes.iter().any(|a| a.name == attr)
@@ -162,6 +213,31 @@ impl Change {
     pub fn restarts(&self) -> bool {
         self.reasons.iter().any(|r| matches!(r, Reason::RestartsCvm | Reason::SetAfterCreate { .. }))
     }
+
+    /// A replacement somebody asked for: with `--replace`, or of a create that never finished
+    /// (a tainted CVM never ran, so it has no data or keys in use to lose).
+    pub fn replacement_requested(&self) -> bool {
+        self.reasons.iter().any(|r| matches!(r, Reason::ReplaceRequested | Reason::Tainted))
+    }
+
+    /// Whether it renames the CVM (in place, or as its replacement is created).
+    pub fn renames(&self) -> bool {
+        self.changes(Attr::Name)
+    }
+}
+
+/// A CVM this plan moves in state (`moved:`): the same CVM under its new address, no cloud call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moved {
+    pub from: Address,
+    pub to: Address,
+}
+
+/// A CVM whose `lifecycle.prevent_destroy` state records anew (no cloud call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protection {
+    pub address: Address,
+    pub prevent_destroy: bool,
 }
 
 /// The attributes `after` sets that a create cannot carry: one update after the create sets
@@ -254,9 +330,24 @@ pub struct Plan {
     /// Changes in dependency order.
     pub changes: Vec<Change>,
     pub drift: Vec<Drift>,
-    /// Records refreshed from the API (drift), written to state when the plan is applied.
+    /// Records written to state when the plan is applied, before any step: refreshed from the
+    /// API (drift), moved ([`Plan::moved`]), with their protection changed
+    /// ([`Plan::protection`]), or whose secret digests are made again ([`Plan::redigested`]).
     #[serde(default)]
     pub refreshed: Vec<ResourceRecord>,
+    /// Secret digests applying makes again in this run's mode, the values unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redigested: Vec<Redigested>,
+    /// CVMs moved in state (`moved:`): their old addresses are removed as the plan is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<Moved>,
+    /// CVMs whose `lifecycle.prevent_destroy` state records anew.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protection: Vec<Protection>,
+    /// What the run asked for beyond the manifest: `--replace`, `--target`, `--exclude`, and
+    /// the consent `--allow-replace` gives (a saved plan keeps it).
+    #[serde(default)]
+    pub requests: Requests,
     pub outputs: BTreeMap<String, PlannedOutput>,
     /// Outputs in state that this plan removes, as state has them (no value when sensitive).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -269,6 +360,9 @@ pub struct Plan {
     pub attention: Vec<Attention>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Things worth knowing that need nothing done (a `moved:` entry with nothing to move).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -279,6 +373,8 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         !self.changes.is_empty()
             || self.outputs_changed
+            || !self.moved.is_empty()
+            || !self.protection.is_empty()
             || (self.mode == Mode::RefreshOnly && !(self.drift.is_empty() && self.attention.is_empty()))
     }
 
@@ -296,6 +392,14 @@ impl Plan {
     /// `plan --detailed-exitcode` exits 2 unless they are.
     pub fn converged(&self) -> bool {
         !self.has_changes() && self.attention.is_empty()
+    }
+
+    /// Replacements nobody asked for and no consent covers: apply refuses the plan while there
+    /// are any (each would give a CVM a new app id, keys and disk).
+    pub fn needs_consent(&self) -> impl Iterator<Item = &Change> {
+        self.changes
+            .iter()
+            .filter(|c| c.action == Action::Replace && !c.replacement_requested() && !self.requests.allow_replace)
     }
 
     /// CVMs needing attention that no change in this plan touches: applying leaves them so.
@@ -317,23 +421,51 @@ pub struct Input<'a> {
     /// `None` when refresh was skipped.
     pub refreshed: Option<&'a BTreeMap<Address, Refresh>>,
     pub secrets: &'a SecretValues,
+    /// How this run digests secrets (for `snapshot`'s salt) and compares state's digests.
+    pub digests: &'a Digester,
     pub mode: Mode,
+    /// `--replace`, `--target`, `--exclude`, `--allow-replace`.
+    pub requests: &'a Requests,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
     Cycle(#[from] CycleError),
+    /// `--target`, `--exclude` or `--replace` names a CVM neither the manifest nor state has.
+    #[error("{flag} {address}: there is no such CVM in the manifest or in state")]
+    UnknownAddress { flag: &'static str, address: Address, known: Vec<Address> },
+    /// `--replace` names a CVM this plan cannot replace (`why` says so).
+    #[error("--replace {address}: {why}")]
+    NotReplaceable { address: Address, why: &'static str },
+    /// A `moved:` entry whose `to` already holds another CVM in state.
+    #[error("cannot move {from} to {to}: state already holds a CVM at {to}")]
+    MoveTargetTaken { from: Address, to: Address },
+    /// The plan would destroy or replace CVMs whose `lifecycle.prevent_destroy` is set (by
+    /// the manifest, or recorded in state for a CVM the manifest no longer has).
+    #[error("{} has `lifecycle.prevent_destroy` set, but this plan would {} it", .blocked[0].0, verb(&.blocked[0].1))]
+    PreventDestroy { blocked: Vec<(Address, Action)> },
+    /// Renames that each need a name another one frees first (a swap): no order works.
+    #[error("renames form a cycle: {}", .cycle.iter().map(|(a, n)| format!("{a} → `{n}`")).collect::<Vec<_>>().join(", "))]
+    NameCycle { cycle: Vec<(Address, String)> },
 }
 
-/// The nodes of the plan's graph: every CVM in the manifest or in state, with what it
-/// depends on (the manifest's `depends_on` and references, else what state recorded).
-fn nodes(config: &Config, snapshot: &Snapshot) -> BTreeMap<Address, Vec<Address>> {
+fn verb(a: &Action) -> &'static str {
+    match a {
+        Action::Replace => "replace",
+        _ => "destroy",
+    }
+}
+
+/// The nodes of the plan's graph: every CVM in the manifest or in `records` (state, as the
+/// plan sees it), with what it depends on (the manifest's `depends_on` and references, else
+/// what state recorded).
+fn nodes(config: &Config, records: &BTreeMap<Address, ResourceRecord>) -> BTreeMap<Address, Vec<Address>> {
     let mut nodes: BTreeMap<Address, Vec<Address>> = BTreeMap::new();
     for c in config.cvms.values() {
         nodes.insert(c.address(), c.depends_on.iter().map(|d| Address::cvm(d)).collect());
     }
-    for r in snapshot.resources.values() {
+    for r in records.values() {
         nodes.entry(r.address.clone()).or_insert_with(|| r.dependencies.clone());
     }
     nodes
@@ -341,7 +473,7 @@ fn nodes(config: &Config, snapshot: &Snapshot) -> BTreeMap<Address, Vec<Address>
 
 /// The graph of everything the plan touches: CVMs in the manifest and CVMs only in state.
 pub fn graph(config: &Config, snapshot: &Snapshot) -> Result<Graph, CycleError> {
-    graph_of(&nodes(config, snapshot))
+    graph_of(&nodes(config, &snapshot.resources))
 }
 
 fn graph_of(nodes: &BTreeMap<Address, Vec<Address>>) -> Result<Graph, CycleError> {
@@ -365,181 +497,110 @@ pub fn kms_spec(kms: &Kms) -> Option<KmsSpec> {
     }
 }
 
-/// What the chain must allow before an update of an on-chain-KMS CVM commits. Whether it
-/// already does is a chain read, filled in by the CLI (`allowed`).
-fn onchain_note(spec: &KmsSpec, h: &HashChange, rec: &ResourceRecord) -> OnChainNote {
-    // For on-chain KMS the app id is the app contract's address.
-    let from_api = rec
-        .kms_info
-        .as_ref()
-        .and_then(|k| k.get("dstack_app_address"))
-        .and_then(|a| a.as_str())
-        .map(str::to_string)
-        .or_else(|| rec.ids.app_id.clone());
-    let contract =
-        spec.contract.clone().or(from_api).map(|a| format!("0x{}", a.trim_start_matches("0x").to_ascii_lowercase()));
-    OnChainNote { compose_hash: h.after.clone(), chain_id: spec.chain_id, contract, allowed: None }
-}
-
 /// Builds the plan.
 pub fn plan(input: &Input) -> Result<Plan, PlanError> {
-    let Input { config, snapshot, refreshed, secrets, mode } = *input;
-    let nodes = nodes(config, snapshot);
+    let Input { config, snapshot, refreshed, secrets, digests, mode, requests } = *input;
+    debug_assert_eq!(digests.salt(), snapshot.meta.salt, "digests are made for the state planned against");
+    let desired: BTreeMap<Address, &CvmConfig> = config.cvms.values().map(|c| (c.address(), c)).collect();
+    // Moves first: everything below sees a moved CVM at its new address.
+    let (moved, notes) = identity::moves(config, snapshot, mode)?;
+    let (records, protection) = identity::view(snapshot, &moved, &desired, mode);
+    let nodes = nodes(config, &records);
     let graph = graph_of(&nodes)?;
-
-    // Current records: state, brought up to date by refresh.
-    let mut current: BTreeMap<Address, ResourceRecord> = BTreeMap::new();
-    let mut drift = Vec::new();
-    let mut refreshed_records = Vec::new();
-    let mut gone: BTreeSet<Address> = BTreeSet::new();
-    let mut attention: Vec<Attention> = Vec::new();
-    for (addr, rec) in &snapshot.resources {
-        match refreshed.and_then(|r| r.get(addr)) {
-            Some(Refresh::Found(remote)) => {
-                let (mut merged, changes) = merge_refresh(rec, remote);
-                attention.extend(health::judge(&mut merged, remote));
-                if !changes.is_empty() {
-                    drift.push(Drift { address: addr.clone(), deleted: false, attributes: changes });
-                }
-                if merged != *rec {
-                    refreshed_records.push(merged.clone());
-                }
-                current.insert(addr.clone(), merged);
-            }
-            Some(Refresh::Gone) => {
-                drift.push(Drift { address: addr.clone(), deleted: true, attributes: vec![] });
-                gone.insert(addr.clone());
-            }
-            None => {
-                let attrs = rec.attrs.clone().normalized();
-                current.insert(addr.clone(), ResourceRecord { attrs, ..rec.clone() });
-            }
-        }
+    let selected = requests::selection(&graph, &nodes, requests, mode)?;
+    if mode == Mode::Normal {
+        requests::check_replace(requests, &desired, &records, selected.as_ref())?;
     }
+    let chosen = |a: &Address| selected.as_ref().is_none_or(|s| s.contains(a));
+
+    // What refresh saw of a CVM: it went by state's addresses, from before any move.
+    let origins: BTreeMap<Address, Address> = moved.iter().map(|m| (m.to.clone(), m.from.clone())).collect();
+    let refresh_of = |addr: &Address| refreshed.and_then(|r| r.get(origins.get(addr).unwrap_or(addr)));
+    let Current { current, drift, refreshed: refreshed_records, gone, mut attention } =
+        Current::of(&records, snapshot, refresh_of);
 
     let mut changes: Vec<Change> = Vec::new();
-    let mut actions: BTreeMap<Address, Action> = BTreeMap::new();
-    let desired: BTreeMap<Address, &CvmConfig> = config.cvms.values().map(|c| (c.address(), c)).collect();
+    let mut known = Known { current: &current, actions: BTreeMap::new(), names: BTreeMap::new() };
+    let mut state = State { moved, protection, notes, refreshed: refreshed_records, warnings: vec![] };
 
     if mode == Mode::RefreshOnly {
-        let changes = Vec::new();
-        return Ok(finish(config, snapshot, &current, &actions, changes, drift, refreshed_records, attention, mode));
+        return Ok(finish(config, snapshot, &known, Vec::new(), drift, state, attention, mode, requests));
     }
+
+    if mode != Mode::Destroy {
+        digests::prepare(config, &known, secrets, digests);
+    }
+    let mut redigested = Vec::new();
 
     // Creates, updates and replacements in dependency order, so a CVM's references see what
     // happens to the CVMs it references.
     for addr in graph.topo_order() {
-        let Some((addr, cfg)) = desired.get_key_value(addr).filter(|_| mode != Mode::Destroy) else {
+        let Some((addr, cfg)) = desired.get_key_value(addr).filter(|(a, _)| mode != Mode::Destroy && chosen(a)) else {
             continue;
         };
-        let cur = current.get(addr);
-        let after = desired_attrs(cfg, &current, &actions, secrets, &snapshot.meta.salt);
-        // Graph nodes are the keys of `nodes`: each dependency is found there.
-        let deps: Vec<Address> = graph
-            .dependencies(addr.as_str())
-            .into_iter()
-            .filter_map(|d| nodes.get_key_value(d))
-            .map(|(d, _)| d.clone())
-            .collect();
-        let kms = kms_spec(&cfg.kms);
-        let change = match cur {
-            None => {
-                let mut reasons = if gone.contains(addr) { vec![Reason::DeletedOutsideTeeform] } else { vec![] };
-                reasons.extend(after_create_reason(&after));
-                let hash = preview_create(&after);
-                Some(Change {
-                    address: addr.clone(),
-                    action: Action::Create,
-                    ids: None,
-                    before: None,
-                    after: Some(after),
-                    attributes: vec![],
-                    reasons,
-                    dependencies: deps,
-                    compose_hash: Some(hash),
-                    kms,
-                })
-            }
-            Some(rec) => {
-                let attrs = diff_attrs(&rec.attrs, &after, true);
-                let gave_up = health::gave_up(rec, attrs.is_empty());
-                if let Some(a) = gave_up {
-                    attention.push(a);
-                    None
-                } else if rec.tainted {
-                    let mut reasons = vec![Reason::Tainted];
-                    if !rec.boot.failures.is_empty() {
-                        reasons.push(Reason::BootFailed {
-                            errors: rec.boot.failures.clone(),
-                            logs: model::boot_log_command(&rec.ids),
-                        });
-                    }
-                    reasons.push(Reason::RotatesAppId);
-                    reasons.extend(after_create_reason(&after));
-                    let hash = HashChange { before: rec.compose_hash.clone(), ..preview_create(&after) };
-                    Some(Change {
-                        address: addr.clone(),
-                        action: Action::Replace,
-                        ids: Some(rec.ids.clone()),
-                        before: Some(rec.attrs.clone()),
-                        after: Some(after),
-                        attributes: attrs,
-                        reasons,
-                        dependencies: deps,
-                        compose_hash: Some(hash),
-                        kms,
-                    })
-                } else if attrs.is_empty() {
-                    None
-                } else {
-                    let forcing: Vec<Attr> = attrs.iter().filter(|a| a.forces_replacement).map(|a| a.name).collect();
-                    let (action, mut reasons, hash) = if forcing.is_empty() {
-                        let hash = preview_update(rec, &after, refreshed.and_then(|r| r.get(addr)));
-                        (Action::Update, update_reasons(rec, &attrs, &after), hash)
-                    } else {
-                        (
-                            Action::Replace,
-                            [Reason::ForcesReplacement { attributes: forcing }, Reason::RotatesAppId]
-                                .into_iter()
-                                .chain(after_create_reason(&after))
-                                .collect(),
-                            Some(HashChange { before: rec.compose_hash.clone(), ..preview_create(&after) }),
-                        )
-                    };
-                    let (added, removed) = key_changes(&rec.attrs.env, &after.env);
-                    if !added.is_empty() || !removed.is_empty() {
-                        reasons.push(Reason::EnvKeysChanged { added, removed });
-                    }
-                    if action == Action::Update
-                        && let (Some(spec), Some(h)) = (&kms, &hash)
-                    {
-                        reasons.push(Reason::OnChainRegistration(onchain_note(spec, h, rec)));
-                    }
-                    Some(Change {
-                        address: addr.clone(),
-                        action,
-                        ids: Some(rec.ids.clone()),
-                        before: Some(rec.attrs.clone()),
-                        after: Some(after),
-                        attributes: attrs,
-                        reasons,
-                        dependencies: deps,
-                        compose_hash: hash,
-                        kms,
-                    })
-                }
-            }
+        // A CVM keeps the scope its digests were made under, even when replaced.
+        let scope = current.get(addr).map_or(addr, |r| r.digest_scope()).clone();
+        let (after, seen) = desired_attrs(cfg, &scope, &known, secrets, digests, current.get(addr));
+        // Digests state keeps in another mode, of unchanged values, are compared in this one.
+        let redigested_rec = digests::redigest(addr, current.get(addr), &seen, digests, &mut state, &mut redigested);
+        let cur = redigested_rec.as_ref().or(current.get(addr));
+        let base = Change {
+            dependencies: dependencies(&graph, &nodes, addr),
+            kms: kms_spec(&cfg.kms),
+            moved_from: state.moved.iter().find(|m| m.to == *addr).map(|m| m.from.clone()),
+            prevent_destroy: cfg.prevent_destroy,
+            secrets_scope: Some(scope.clone()).filter(|s| s != addr),
+            ..Change::new(addr.clone(), Action::Create)
         };
-        if let Some(c) = change {
-            actions.insert(addr.clone(), c.action);
+        let facts = change::Facts {
+            gone: gone.contains(addr),
+            requested: requests.replace.contains(addr),
+            refresh: refresh_of(addr),
+        };
+        let change = change::of_desired(base, cur, after, &facts, &mut attention);
+        if let Some(mut c) = change {
+            // (A replacement creates the CVM anew: nothing to explain there.)
+            if c.action == Action::Update {
+                c.reasons.extend(digests::resent_reason(&seen, digests));
+            }
+            known.record(&c);
             changes.push(c);
         }
     }
 
-    // Deletions: dependents go before what they depend on, so walk the order backwards.
+    changes.extend(deletions(&graph, &mut known, &desired, mode, &chosen, &state.moved));
+    identity::check_prevent_destroy(&changes, &desired, &records)?;
+    identity::check_name_cycles(&changes)?;
+    state.warnings = identity::likely_moves(&changes);
+    let mut plan = finish(config, snapshot, &known, changes, drift, state, attention, mode, requests);
+    plan.warnings.extend(digests::resent_warning(&plan));
+    plan.redigested = redigested;
+    Ok(plan)
+}
+
+/// What `addr` depends on, as the graph's nodes name them.
+fn dependencies(graph: &Graph, nodes: &BTreeMap<Address, Vec<Address>>, addr: &Address) -> Vec<Address> {
+    graph
+        .dependencies(addr.as_str())
+        .into_iter()
+        .filter_map(|d| nodes.get_key_value(d))
+        .map(|(d, _)| d.clone())
+        .collect()
+}
+
+/// The deletions: CVMs in state the manifest no longer has (or all, for `destroy`), chosen by
+/// `--target`/`--exclude`. Dependents go before what they depend on: the order walked backwards.
+fn deletions(
+    graph: &Graph,
+    known: &mut Known,
+    desired: &BTreeMap<Address, &CvmConfig>,
+    mode: Mode,
+    chosen: &dyn Fn(&Address) -> bool,
+    moved: &[Moved],
+) -> Vec<Change> {
     let mut deletes = Vec::new();
     for addr in graph.topo_order().into_iter().rev() {
-        let Some(rec) = current.get(addr) else {
+        let Some(rec) = known.current.get(addr) else {
             continue;
         };
         let addr = &rec.address;
@@ -550,70 +611,69 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         } else {
             continue;
         };
-        actions.insert(addr.clone(), Action::Delete);
-        deletes.push(Change {
-            address: addr.clone(),
-            action: Action::Delete,
+        if !chosen(addr) {
+            continue;
+        }
+        let c = Change {
             ids: Some(rec.ids.clone()),
             before: Some(rec.attrs.clone()),
-            after: None,
-            attributes: vec![],
             reasons: vec![reason],
             dependencies: rec.dependencies.clone(),
-            compose_hash: None,
-            kms: None,
-        });
+            moved_from: moved.iter().find(|m| m.to == *addr).map(|m| m.from.clone()),
+            prevent_destroy: rec.prevent_destroy,
+            ..Change::new(addr.clone(), Action::Delete)
+        };
+        known.record(&c);
+        deletes.push(c);
     }
-    changes.extend(deletes);
-    if mode == Mode::Destroy {
-        attention.clear();
-    }
-    // A failed create is replaced by this plan; its note says why.
-    attention.retain(|a| a.problem != Problem::FailedCreate || !changes.iter().any(|c| c.address == a.address));
-    Ok(finish(config, snapshot, &current, &actions, changes, drift, refreshed_records, attention, mode))
+    deletes
 }
 
-/// What an in-place update entails: a start or stop when the run state changes, a restart
-/// when the configuration changes on a CVM that runs and keeps running.
-fn update_reasons(rec: &ResourceRecord, attrs: &[AttrChange], after: &CvmAttrs) -> Vec<Reason> {
-    let power = attrs.iter().any(|a| a.name == Attr::Power).then_some(after.power).flatten();
-    let config = attrs.iter().any(|a| a.name != Attr::Power);
-    match power {
-        Some(Power::Stopped) => vec![Reason::Stops],
-        Some(Power::Running) => vec![Reason::Starts],
-        None if config && rec.attrs.power != Some(Power::Stopped) => vec![Reason::RestartsCvm],
-        None => vec![],
-    }
+/// What the plan writes to state beside the changes' steps, and notes about it.
+struct State {
+    moved: Vec<Moved>,
+    protection: Vec<Protection>,
+    notes: Vec<String>,
+    refreshed: Vec<ResourceRecord>,
+    /// Warnings about the changes themselves (a key that looks renamed without `moved:`).
+    warnings: Vec<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
 fn finish(
     config: &Config,
     snapshot: &Snapshot,
-    current: &BTreeMap<Address, ResourceRecord>,
-    actions: &BTreeMap<Address, Action>,
+    known: &Known,
     changes: Vec<Change>,
     drift: Vec<Drift>,
-    refreshed: Vec<ResourceRecord>,
-    attention: Vec<Attention>,
+    state: State,
+    mut attention: Vec<Attention>,
     mode: Mode,
+    requests: &Requests,
 ) -> Plan {
+    if mode == Mode::Destroy {
+        attention.clear();
+    }
+    // A failed create is replaced by this plan; its note says why.
+    attention.retain(|a| a.problem != Problem::FailedCreate || !changes.iter().any(|c| c.address == a.address));
     let mut outputs = BTreeMap::new();
     let mut outputs_changed = false;
-    if mode != Mode::Destroy {
+    // A partial plan leaves outputs as they are: they may reference CVMs it leaves out.
+    let outputs_planned = mode != Mode::RefreshOnly && !requests.targeted();
+    if mode != Mode::Destroy && outputs_planned {
         for (name, o) in &config.outputs {
-            let known = if o.sensitive { None } else { resolve_plain(&o.value, current, actions) };
+            let value = if o.sensitive { None } else { resolve_plain(&o.value, known) };
             let prev = snapshot.outputs.get(name);
             outputs_changed |= match prev {
                 None => true,
-                Some(p) => p.sensitive != o.sensitive || (!o.sensitive && (known.is_none() || known != p.value)),
+                Some(p) => p.sensitive != o.sensitive || (!o.sensitive && (value.is_none() || value != p.value)),
             };
             outputs.insert(
                 name.clone(),
                 PlannedOutput {
                     value: o.value.clone(),
                     sensitive: o.sensitive,
-                    known,
+                    known: value,
                     before: prev.and_then(|p| p.value.clone()),
                     in_state: prev.is_some(),
                 },
@@ -623,7 +683,7 @@ fn finish(
     let removed_outputs: BTreeMap<String, OutputValue> = snapshot
         .outputs
         .iter()
-        .filter(|(k, _)| !outputs.contains_key(*k))
+        .filter(|(k, _)| outputs_planned && !outputs.contains_key(*k))
         .map(|(k, o)| {
             (
                 k.clone(),
@@ -631,110 +691,29 @@ fn finish(
             )
         })
         .collect();
-    let outputs_changed = mode != Mode::RefreshOnly && (outputs_changed || !removed_outputs.is_empty());
+    let outputs_changed = outputs_planned && (outputs_changed || !removed_outputs.is_empty());
     let mut warnings: Vec<String> = config.warnings.iter().map(|d| d.to_string()).collect();
     warnings.sort();
+    warnings.extend(requests.warning());
+    warnings.extend(state.warnings);
     Plan {
         format_version: FORMAT_VERSION,
         mode,
         state: StateRef { lineage: snapshot.meta.lineage.clone(), serial: snapshot.meta.serial },
         changes,
         drift,
-        refreshed,
+        refreshed: state.refreshed,
+        redigested: Vec::new(),
+        moved: state.moved,
+        protection: state.protection,
+        requests: requests.clone(),
         outputs,
         removed_outputs,
         outputs_changed,
         attention,
         warnings,
+        notes: state.notes,
     }
-}
-
-fn key_changes(before: &BTreeMap<String, EnvVal>, after: &BTreeMap<String, EnvVal>) -> (Vec<String>, Vec<String>) {
-    let added = after.keys().filter(|k| !before.contains_key(*k)).cloned().collect();
-    let removed = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
-    (added, removed)
-}
-
-/// The value of a CVM attribute other resources may reference, if known before apply.
-fn cvm_attr(
-    target: &str,
-    attr: &str,
-    current: &BTreeMap<Address, ResourceRecord>,
-    actions: &BTreeMap<Address, Action>,
-) -> Option<String> {
-    let addr = Address::cvm(target);
-    match actions.get(&addr) {
-        Some(Action::Create | Action::Replace | Action::Delete) => return None,
-        Some(Action::Update) if attr == "compose_hash" => return None,
-        _ => {}
-    }
-    current.get(&addr)?.reference(attr)
-}
-
-/// Resolves a template whose references are all known and none secret.
-fn resolve_plain(
-    t: &Template,
-    current: &BTreeMap<Address, ResourceRecord>,
-    actions: &BTreeMap<Address, Action>,
-) -> Option<String> {
-    if t.refs().any(Ref::is_secret) {
-        return None;
-    }
-    let r = t.substitute(|r| match r {
-        Ref::Cvm { name, attr } => cvm_attr(name, attr, current, actions),
-        _ => None,
-    });
-    r.as_literal()
-}
-
-/// Desired attributes of one CVM, with references resolved as far as they can be now.
-fn desired_attrs(
-    c: &CvmConfig,
-    current: &BTreeMap<Address, ResourceRecord>,
-    actions: &BTreeMap<Address, Action>,
-    secrets: &SecretValues,
-    salt: &str,
-) -> CvmAttrs {
-    let addr = c.address();
-    let env = c
-        .env
-        .iter()
-        .map(|(k, t)| {
-            let sensitive = t.refs().any(Ref::is_secret);
-            let resolved = t.substitute(|r| match r {
-                Ref::Cvm { name, attr } => cvm_attr(name, attr, current, actions),
-                r if r.is_secret() => secrets.get(r).map(|s| s.expose().to_string()),
-                _ => None,
-            });
-            let v = match (resolved.as_literal(), sensitive) {
-                (Some(value), false) => EnvVal::plain(value),
-                (Some(value), true) => EnvVal {
-                    value: None,
-                    digest: Some(secrets::digest(salt, addr.as_str(), k, &value)),
-                    template: Some(t.clone()),
-                },
-                (None, _) => EnvVal { value: None, digest: None, template: Some(t.clone()) },
-            };
-            (k.clone(), v)
-        })
-        .collect();
-    CvmAttrs { env, ..configured_attrs(c) }
-}
-
-/// The attributes the manifest gives a CVM, in the API's normal form, env aside (its values
-/// need references and secrets resolved: the plan does that).
-pub fn configured_attrs(c: &CvmConfig) -> CvmAttrs {
-    CvmAttrs {
-        name: c.name.clone(),
-        compose: Some(c.compose.content.clone()),
-        pre_launch_script: c.pre_launch_script.as_ref().map(|f| f.content.clone()),
-        kms: Some(c.kms.kind().to_string()),
-        env: BTreeMap::new(),
-        power: Some(if c.stopped { Power::Stopped } else { Power::Running }),
-        // The plain-valued attributes, as the manifest's reader typed them.
-        ..c.attrs.clone()
-    }
-    .normalized()
 }
 
 #[cfg(test)]

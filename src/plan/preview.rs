@@ -2,7 +2,7 @@
 //! authoritative at apply): the app compose a create would make, or the CVM's with an
 //! update's changes applied.
 
-use super::{HashChange, Refresh};
+use super::{HashChange, KmsSpec, OnChainNote, Refresh};
 use crate::compose::{self, ComposeFields, ComposePatch};
 use crate::model::{Attr, CvmAttrs, ResourceRecord};
 
@@ -56,4 +56,20 @@ pub(super) fn preview_update(rec: &ResourceRecord, after: &CvmAttrs, refresh: Op
         _ => app_compose_for_create(&rec.attrs),
     };
     Some(HashChange { before: rec.compose_hash.clone(), after: compose::hash(&compose::patch(&base, &patch)) })
+}
+
+/// What the chain must allow before an update of an on-chain-KMS CVM commits. Whether it
+/// already does is a chain read, filled in by the CLI (`allowed`).
+pub(super) fn onchain_note(spec: &KmsSpec, h: &HashChange, rec: &ResourceRecord) -> OnChainNote {
+    // For on-chain KMS the app id is the app contract's address.
+    let from_api = rec
+        .kms_info
+        .as_ref()
+        .and_then(|k| k.get("dstack_app_address"))
+        .and_then(|a| a.as_str())
+        .map(str::to_string)
+        .or_else(|| rec.ids.app_id.clone());
+    let contract =
+        spec.contract.clone().or(from_api).map(|a| format!("0x{}", a.trim_start_matches("0x").to_ascii_lowercase()));
+    OnChainNote { compose_hash: h.after.clone(), chain_id: spec.chain_id, contract, allowed: None }
 }

@@ -8,6 +8,9 @@ use super::{Action, Attention, AttrChange, Change, Drift, Mode, Plan, Problem, R
 use crate::model::schema::{SCHEMA, Type};
 use crate::model::{Attr, EnvVal};
 use crate::style::Palette;
+use text::{Eol, Markers, crlf_to_lf, is_yaml, marker, text_diff, visible};
+
+mod text;
 
 fn symbol(p: &Palette, a: Action) -> String {
     match a {
@@ -24,42 +27,12 @@ const UNKNOWN: &str = "(known after apply)";
 /// Renders the whole plan, coloured with `p` (`Palette::plain()` for none).
 pub fn render(plan: &Plan, p: &Palette) -> String {
     let mut out = String::new();
-    for w in &plan.warnings {
-        let _ = writeln!(out, "{} {w}", p.yellow("warning:"));
-    }
-    if !plan.warnings.is_empty() {
-        out.push('\n');
-    }
-    if !plan.drift.is_empty() {
-        let _ = writeln!(out, "{}\n", p.bold("Objects have changed outside of teeform:"));
-        for d in &plan.drift {
-            drift(&mut out, p, d);
-        }
-        if plan.mode != Mode::RefreshOnly {
-            out.push_str("Unless you have made equivalent changes to your manifest, the actions below undo or respond to these changes.\n\n");
-        }
-    }
+    preamble(&mut out, p, plan);
     if plan.mode == Mode::RefreshOnly {
-        attention(&mut out, p, plan);
-        if plan.drift.is_empty() && !plan.attention.is_empty() {
-            let n = plan.attention.len();
-            let _ = writeln!(
-                out,
-                "Applying this refresh-only plan would record the run state of {n} CVM{} (above); no CVM is changed.",
-                if n == 1 { "" } else { "s" }
-            );
-        } else if plan.drift.is_empty() {
-            out.push_str(&p.bold("No changes."));
-            out.push_str(" Your infrastructure still matches the state.\n");
-        } else {
-            let _ = writeln!(
-                out,
-                "Applying this refresh-only plan would update the state for {} object(s); no CVM is changed.",
-                plan.drift.len()
-            );
-        }
+        refresh_only(&mut out, p, plan);
         return out;
     }
+    redigested(&mut out, p, plan);
     if !plan.has_changes() {
         if !plan.attention.is_empty() {
             attention(&mut out, p, plan);
@@ -70,22 +43,100 @@ pub fn render(plan: &Plan, p: &Palette) -> String {
         out.push_str(" Your infrastructure matches the configuration.\n");
         return out;
     }
-    if !plan.changes.is_empty() {
-        out.push_str("teeform will perform the following actions:\n\n");
-        for c in &plan.changes {
-            change(&mut out, p, c);
-        }
-    }
+    actions(&mut out, p, plan);
     if plan.outputs_changed {
         outputs(&mut out, p, plan);
     }
     attention(&mut out, p, plan);
-    out.push_str(&summary_line(plan, p));
-    out.push('\n');
+    summary(&mut out, p, plan);
     out
 }
 
-/// `Plan: 1 to add, 0 to change, 0 to destroy.` with the restart, on-chain and attention
+/// The plan's warnings and notes, then what changed outside teeform.
+fn preamble(out: &mut String, p: &Palette, plan: &Plan) {
+    for w in &plan.warnings {
+        let _ = writeln!(out, "{} {w}", p.yellow("warning:"));
+    }
+    for n in &plan.notes {
+        let _ = writeln!(out, "{} {n}", p.cyan("note:"));
+    }
+    if !plan.warnings.is_empty() || !plan.notes.is_empty() {
+        out.push('\n');
+    }
+    if !plan.drift.is_empty() {
+        let _ = writeln!(out, "{}\n", p.bold("Objects have changed outside of teeform:"));
+        for d in &plan.drift {
+            drift(out, p, d);
+        }
+        if plan.mode != Mode::RefreshOnly {
+            out.push_str("Unless you have made equivalent changes to your manifest, the actions below undo or respond to these changes.\n\n");
+        }
+    }
+}
+
+/// A refresh-only plan: CVMs needing attention, then what applying it would record.
+fn refresh_only(out: &mut String, p: &Palette, plan: &Plan) {
+    attention(out, p, plan);
+    if plan.drift.is_empty() && !plan.attention.is_empty() {
+        let n = plan.attention.len();
+        let _ = writeln!(
+            out,
+            "Applying this refresh-only plan would record the run state of {n} CVM{} (above); no CVM is changed.",
+            if n == 1 { "" } else { "s" }
+        );
+    } else if plan.drift.is_empty() {
+        out.push_str(&p.bold("No changes."));
+        out.push_str(" Your infrastructure still matches the state.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "Applying this refresh-only plan would update the state for {} object(s); no CVM is changed.",
+            plan.drift.len()
+        );
+    }
+}
+
+/// The changes, the moves and the protections recorded anew.
+fn actions(out: &mut String, p: &Palette, plan: &Plan) {
+    if !plan.changes.is_empty() || !plan.moved.is_empty() || !plan.protection.is_empty() {
+        out.push_str("teeform will perform the following actions:\n\n");
+        for c in &plan.changes {
+            change(out, p, c);
+        }
+        for m in plan.moved.iter().filter(|m| !plan.changes.iter().any(|c| c.address == m.to)) {
+            let _ = writeln!(out, "  {}", p.bold(&format!("# {} has moved to {}", m.from, m.to)));
+            let _ = writeln!(out, "    cvm \"{}\" {{", m.to.key());
+            out.push_str("        # (the same CVM under its new address: state only, no cloud call)\n    }\n\n");
+        }
+        for x in &plan.protection {
+            let _ = writeln!(
+                out,
+                "  {}\n\n",
+                p.bold(&format!("# {}: state records lifecycle.prevent_destroy = {}", x.address, x.prevent_destroy))
+            );
+        }
+    }
+}
+
+/// The summary line (`Plan: 1 to add, …`) and, for replacements nobody asked for, why apply
+/// refuses the plan.
+fn summary(out: &mut String, p: &Palette, plan: &Plan) {
+    out.push_str(&summary_line(plan, p));
+    out.push('\n');
+    let unasked: Vec<&str> = plan.needs_consent().map(|c| c.address.as_str()).collect();
+    if !unasked.is_empty() {
+        let flags: Vec<String> = unasked.iter().map(|a| format!("--replace {a}")).collect();
+        let _ = writeln!(
+            out,
+            "\n{} apply refuses this plan as it is: it replaces {}, which nobody asked for. Name each replacement ({}) or consent to all with --allow-replace.",
+            p.yellow("warning:"),
+            unasked.join(", "),
+            flags.join(" ")
+        );
+    }
+}
+
+/// `Plan: 1 to add, 0 to change, 0 to destroy.` with the restart, on-chain, move and attention
 /// counts that apply; no line break.
 pub(super) fn summary_line(plan: &Plan, p: &Palette) -> String {
     let mut out = String::new();
@@ -103,12 +154,62 @@ pub(super) fn summary_line(plan: &Plan, p: &Palette) -> String {
     if onchain > 0 {
         let _ = write!(out, " {onchain} on-chain registration{}.", if onchain == 1 { "" } else { "s" });
     }
+    if !plan.moved.is_empty() {
+        let n = plan.moved.len();
+        let _ = write!(out, " {n} CVM{} moved in state.", if n == 1 { "" } else { "s" });
+    }
     if !plan.attention.is_empty() {
         let n = plan.attention.len();
         let _ =
             write!(out, " {n} CVM{} need{} attention.", if n == 1 { "" } else { "s" }, if n == 1 { "s" } else { "" });
     }
     out
+}
+
+/// Secret digests applying writes again in this run's mode (the values compare equal).
+fn redigested(out: &mut String, p: &Palette, plan: &Plan) {
+    let Some(first) = plan.redigested.first() else { return };
+    let values: usize = plan.redigested.iter().map(|r| r.keys.len()).sum();
+    let cvms = plan.redigested.len();
+    let same_from = plan.redigested.iter().all(|r| r.from == first.from);
+    let from = if same_from { first.from.as_str() } else { "other modes" };
+    let _ = writeln!(
+        out,
+        "{} {values} secret digest{} in {cvms} CVM{} {} made with {from}; applying writes {} again with {}, in state \
+         only: no value is sent and no CVM restarts.\n",
+        p.cyan("note:"),
+        if values == 1 { "" } else { "s" },
+        if cvms == 1 { "" } else { "s" },
+        if values == 1 { "was" } else { "were" },
+        if values == 1 { "it" } else { "them" },
+        first.to,
+    );
+}
+
+/// Why a replacement happens, in words: "its `kms` cannot change in place", ….
+pub fn replacement_cause(c: &Change) -> String {
+    let mut causes = Vec::new();
+    for r in &c.reasons {
+        match r {
+            Reason::ForcesReplacement { attributes } => {
+                let names: Vec<String> = attributes.iter().map(|a| format!("`{a}`")).collect();
+                causes.push(format!("{} cannot change in place", names.join(", ")));
+            }
+            Reason::ReplaceRequested => causes.push(format!("`--replace {}` asks for it", c.address)),
+            Reason::Tainted => causes.push("a previous create did not finish".to_string()),
+            _ => {}
+        }
+    }
+    if causes.is_empty() { "it must be replaced".into() } else { format!("its {}", causes.join("; ")) }
+}
+
+/// What a replacement costs, in words.
+pub fn replacement_consequence(c: &Change) -> String {
+    let onchain = c.reasons.iter().any(|r| matches!(r, Reason::RotatesAppId { onchain: true }));
+    format!(
+        "the new CVM gets a new app_id → new KMS-derived keys and a new disk (the old one's data is lost){}",
+        if onchain { "; on-chain KMS: a new app contract" } else { "" }
+    )
 }
 
 fn needs_attention(n: usize) -> String {
@@ -181,6 +282,9 @@ pub(super) fn heading(c: &Change) -> String {
         Action::Update if c.reasons.contains(&Reason::Stops) => {
             format!("# {} will be stopped, then updated in-place", c.address)
         }
+        Action::Update if c.attributes.iter().all(|a| a.name == Attr::Name) => {
+            format!("# {} will be renamed in place", c.address)
+        }
         Action::Update => format!("# {} will be updated in-place{restart}", c.address),
         Action::Replace if c.reasons.contains(&Reason::Tainted) => {
             format!("# {} is tainted, so it must be replaced", c.address)
@@ -195,6 +299,9 @@ pub(super) fn heading(c: &Change) -> String {
 
 pub(super) fn change(out: &mut String, p: &Palette, c: &Change) {
     let _ = writeln!(out, "  {}", p.bold(&heading(c)));
+    if let Some(from) = &c.moved_from {
+        let _ = writeln!(out, "  {}", p.bold(&format!("# (moved from {from})")));
+    }
     let _ = writeln!(out, "  {} cvm \"{}\" {{", symbol(p, c.action), c.address.key());
     match c.action {
         Action::Create => {
@@ -268,9 +375,12 @@ fn note(r: &Reason) -> Option<String> {
             let names: Vec<&str> = attributes.iter().map(|a| a.key()).collect();
             format!("{} cannot change in place, so the CVM is destroyed and created again", names.join(", "))
         }
-        Reason::RotatesAppId => {
-            "replacement creates a new app id: KMS-derived keys, disks and data of the old CVM do not survive".into()
-        }
+        Reason::ReplaceRequested => "--replace asks for this replacement".into(),
+        Reason::RotatesAppId { onchain } => format!(
+            "replacement gives a new app_id → new KMS-derived keys, and a new disk: the old CVM's data is lost{}",
+            if *onchain { "; on-chain KMS: a new app contract" } else { "" }
+        ),
+        Reason::Renames => "renamed in place (the API's rename): same app id, keys and disk, and no restart".into(),
         Reason::Tainted => "a previous create did not finish; the CVM is replaced".into(),
         Reason::DeletedOutsideTeeform => "the CVM was deleted outside teeform; it is created again".into(),
         Reason::EnvKeysChanged { added, removed } => {
@@ -303,6 +413,16 @@ fn note(r: &Reason) -> Option<String> {
             "its boot failed: {}; boot log: `{logs}`. If the replacement fails the same way, teeform stops replacing it",
             errors.last().map(String::as_str).unwrap_or("(no boot error)")
         ),
+        Reason::SecretsResent { keys, made_with, now } => {
+            let one = keys.len() == 1;
+            format!(
+                "{}: state's digest{} made with {made_with}, and this run has {now}: {} cannot be compared, so {} sent again",
+                keys.join(", "),
+                if one { " was" } else { "s were" },
+                if one { "the value" } else { "the values" },
+                if one { "it is" } else { "they are" },
+            )
+        }
         Reason::NotInManifest | Reason::DestroyRequested => return None,
     })
 }
@@ -450,208 +570,6 @@ fn attr_change(out: &mut String, p: &Palette, c: &Change, a: &AttrChange) {
             );
         }
     }
-}
-
-/// A unified diff of two texts, indented under the attribute, that shows what a terminal
-/// would hide (as `git diff` flags whitespace errors, but in plain text too, so `NO_COLOR`
-/// and CI logs keep it):
-/// - notes for a changed line-ending style ("line endings changed (LF → CRLF)") and an added
-///   or removed byte-order mark. When both texts use one style each, lines are compared with
-///   the style set aside, so a converted file shows only its real changes (or none);
-/// - in changed lines, markers for carriage returns, trailing spaces and tabs, invisible and
-///   unusual characters (no-break and zero-width spaces, BOM, bidi controls, other control
-///   characters), and tabs in compose files (YAML forbids them in indentation) or wherever a
-///   line changed only in its whitespace;
-/// - a legend naming each marker used.
-fn text_diff(out: &mut String, p: &Palette, before: &str, after: &str, label: &str) {
-    let mut notes = Vec::new();
-    match (before.starts_with('\u{feff}'), after.starts_with('\u{feff}')) {
-        (false, true) => notes.push("a byte-order mark (U+FEFF) was added at the start".to_string()),
-        (true, false) => notes.push("the byte-order mark (U+FEFF) at the start was removed".to_string()),
-        _ => {}
-    }
-    let (eb, ea) = (Eol::of(before), Eol::of(after));
-    let converted = eb != ea && eb.is_uniform() && ea.is_uniform();
-    if eb != ea && eb != Eol::None && ea != Eol::None {
-        notes.push(format!("line endings changed ({} → {})", eb.name(), ea.name()));
-    }
-    let (b, a) = if converted { (crlf_to_lf(before), crlf_to_lf(after)) } else { (before.into(), after.into()) };
-    let mut used = Markers::default();
-    let diff = similar::TextDiff::from_lines(b.as_ref(), a.as_ref());
-    let mut lines = Vec::new();
-    if b != a {
-        lines.push(p.bold(&format!("--- a/{label}")));
-        lines.push(p.bold(&format!("+++ b/{label}")));
-    }
-    for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
-        lines.push(p.cyan(&hunk.header().to_string()));
-        let changes: Vec<_> = hunk.iter_changes().collect();
-        let squashed = |tag| -> std::collections::BTreeSet<String> {
-            changes.iter().filter(|c| c.tag() == tag).map(|c| squash_ws(c.value())).collect()
-        };
-        let (gone, came) = (squashed(similar::ChangeTag::Delete), squashed(similar::ChangeTag::Insert));
-        for c in &changes {
-            let text = c.value();
-            let content = text.strip_suffix('\n').unwrap_or(text);
-            let (sign, other) = match c.tag() {
-                similar::ChangeTag::Equal => {
-                    lines.push(format!(" {content}"));
-                    continue;
-                }
-                similar::ChangeTag::Delete => ('-', &came),
-                similar::ChangeTag::Insert => ('+', &gone),
-            };
-            let tabs = is_yaml(label) || other.contains(&squash_ws(text));
-            let paint = |s: &str| if sign == '+' { p.green(s) } else { p.red(s) };
-            lines.push(visible(&format!("{sign}{content}"), tabs, &mut used, &paint, &|s| p.marker(s)));
-            if !text.ends_with('\n') {
-                lines.push("\\ No newline at end of file".to_string());
-            }
-        }
-    }
-    for l in lines {
-        let _ = writeln!(out, "          {l}");
-    }
-    if converted && b == a {
-        notes.push("no other change".to_string());
-    }
-    if let Some(legend) = used.legend() {
-        notes.push(legend);
-    }
-    for n in notes {
-        let _ = writeln!(out, "          {} {n}", p.cyan("note:"));
-    }
-}
-
-/// Whether a file shown under `label` is YAML (compose), where tabs in indentation are errors.
-fn is_yaml(label: &str) -> bool {
-    label.ends_with(".yml")
-}
-
-/// The line-ending style of a text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Eol {
-    /// No line ends at all.
-    None,
-    Lf,
-    CrLf,
-    Cr,
-    Mixed,
-}
-
-impl Eol {
-    fn of(s: &str) -> Eol {
-        let crlf = s.matches("\r\n").count();
-        let lf = s.matches('\n').count() - crlf;
-        let cr = s.matches('\r').count() - crlf;
-        match (lf > 0, crlf > 0, cr > 0) {
-            (false, false, false) => Eol::None,
-            (true, false, false) => Eol::Lf,
-            (false, true, false) => Eol::CrLf,
-            (false, false, true) => Eol::Cr,
-            _ => Eol::Mixed,
-        }
-    }
-
-    fn is_uniform(self) -> bool {
-        matches!(self, Eol::Lf | Eol::CrLf)
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Eol::None => "none",
-            Eol::Lf => "LF",
-            Eol::CrLf => "CRLF",
-            Eol::Cr => "CR",
-            Eol::Mixed => "mixed",
-        }
-    }
-}
-
-fn crlf_to_lf(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains("\r\n") { s.replace("\r\n", "\n").into() } else { s.into() }
-}
-
-/// A line with every run of whitespace as one space: equal for lines that differ only in
-/// their whitespace.
-fn squash_ws(s: &str) -> String {
-    s.split([' ', '\t', '\r', '\n']).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
-}
-
-/// The markers a diff used, for its legend.
-#[derive(Default)]
-struct Markers(std::collections::BTreeMap<String, &'static str>);
-
-impl Markers {
-    fn legend(&self) -> Option<String> {
-        (!self.0.is_empty()).then(|| {
-            let parts: Vec<String> = self.0.iter().map(|(m, what)| format!("{m} {what}")).collect();
-            format!("shown: {}", parts.join(", "))
-        })
-    }
-}
-
-/// How a character a terminal would not show is written in a diff line (`None`: as itself).
-fn marker(c: char) -> Option<(String, &'static str)> {
-    let named = |m: &str, what| Some((format!("<{m}>"), what));
-    match c {
-        '\r' => named("CR", "carriage return"),
-        '\u{a0}' => named("NBSP", "no-break space (U+00A0)"),
-        '\u{200b}' => named("ZWSP", "zero-width space (U+200B)"),
-        '\u{200c}' => named("ZWNJ", "zero-width non-joiner (U+200C)"),
-        '\u{200d}' => named("ZWJ", "zero-width joiner (U+200D)"),
-        '\u{2060}' => named("WJ", "word joiner (U+2060)"),
-        '\u{feff}' => named("BOM", "byte-order mark (U+FEFF)"),
-        '\u{ad}' => named("SHY", "soft hyphen (U+00AD)"),
-        '\t' | '\n' => None,
-        c if c.is_control()
-            || matches!(c, '\u{1680}' | '\u{180e}' | '\u{2000}'..='\u{200a}' | '\u{200e}' | '\u{200f}'
-                | '\u{2028}'..='\u{202f}' | '\u{205f}' | '\u{2061}'..='\u{206f}' | '\u{3000}' | '\u{fff9}'..='\u{fffb}') =>
-        {
-            Some((format!("<U+{:04X}>", c as u32), "a control or invisible character, by its code point"))
-        }
-        _ => None,
-    }
-}
-
-/// A changed diff line with markers for what would not show: see [`text_diff`]. `paint`
-/// colours the text, `mark` the markers.
-fn visible(
-    line: &str,
-    tabs: bool,
-    used: &mut Markers,
-    paint: &dyn Fn(&str) -> String,
-    mark: &dyn Fn(&str) -> String,
-) -> String {
-    let body_end = line.trim_end_matches([' ', '\t']).len();
-    let mut out = String::new();
-    let mut text = String::new();
-    let flush = |text: &mut String, out: &mut String| {
-        if !text.is_empty() {
-            out.push_str(&paint(text));
-            text.clear();
-        }
-    };
-    for (i, c) in line.char_indices() {
-        let trailing = i >= body_end;
-        let m = match c {
-            ' ' if trailing => Some(("·".to_string(), "trailing space")),
-            '\t' if trailing || tabs => Some(("→".to_string(), "tab")),
-            c => marker(c),
-        };
-        match m {
-            Some((m, what)) => {
-                flush(&mut text, &mut out);
-                out.push_str(&mark(&m));
-                // Code points share one legend entry.
-                let key = if m.starts_with("<U+") { "<U+…>".to_string() } else { m };
-                used.0.insert(key, what);
-            }
-            None => text.push(c),
-        }
-    }
-    flush(&mut text, &mut out);
-    out
 }
 
 pub(super) fn drift(out: &mut String, p: &Palette, d: &Drift) {

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::diff::diff_attrs;
+use super::preview::preview_update;
 use super::*;
-use crate::manifest::{LoadOptions, load_str};
-use crate::model::{CloudIds, OutputValue};
+use crate::manifest::{LoadOptions, Ref, load_str};
+use crate::model::{CloudIds, EnvVal, OutputValue, Power};
 use crate::state::Meta;
 use crate::style::Palette;
 
@@ -70,6 +72,8 @@ fn record(addr: &str, name: &str, compose: &str, vcpu: u32) -> ResourceRecord {
         dependencies: vec![],
         updated_at: "t".into(),
         endpoint: None,
+        prevent_destroy: false,
+        secrets_scope: None,
     }
 }
 
@@ -88,10 +92,41 @@ fn secrets() -> SecretValues {
 }
 
 fn run(cfg: &Config, snapshot: &Snapshot, refreshed: Option<&BTreeMap<String, Refresh>>, mode: Mode) -> Plan {
+    run_with(cfg, snapshot, refreshed, mode, &Digester::argon2id(&snapshot.meta.salt))
+}
+
+fn run_with(
+    cfg: &Config,
+    snapshot: &Snapshot,
+    refreshed: Option<&BTreeMap<String, Refresh>>,
+    mode: Mode,
+    digests: &Digester,
+) -> Plan {
+    plan_with(cfg, snapshot, refreshed, mode, &Requests::default(), digests).unwrap()
+}
+
+fn try_plan(
+    cfg: &Config,
+    snapshot: &Snapshot,
+    refreshed: Option<&BTreeMap<String, Refresh>>,
+    mode: Mode,
+    requests: &Requests,
+) -> Result<Plan, PlanError> {
+    plan_with(cfg, snapshot, refreshed, mode, requests, &Digester::argon2id(&snapshot.meta.salt))
+}
+
+fn plan_with(
+    cfg: &Config,
+    snapshot: &Snapshot,
+    refreshed: Option<&BTreeMap<String, Refresh>>,
+    mode: Mode,
+    requests: &Requests,
+    digests: &Digester,
+) -> Result<Plan, PlanError> {
     let s = secrets();
     let refreshed: Option<BTreeMap<Address, Refresh>> =
         refreshed.map(|r| r.iter().map(|(k, v)| (k.as_str().into(), v.clone())).collect());
-    plan(&Input { config: cfg, snapshot, refreshed: refreshed.as_ref(), secrets: &s, mode }).unwrap()
+    plan(&Input { config: cfg, snapshot, refreshed: refreshed.as_ref(), secrets: &s, digests, mode, requests })
 }
 
 const THREE: &str = "
@@ -157,13 +192,49 @@ fn compose_and_vcpu_change_is_one_update_with_restart_note_and_diff() {
 }
 
 #[test]
-fn name_change_forces_replacement() {
-    let f = Fixture::new(&[("web.yml", WEB)]);
-    let cfg = f.config("cvms:\n  web:\n    name: web-next\n    compose: web.yml\n");
+fn a_name_change_is_a_rename_in_place_without_a_restart() {
+    let f = Fixture::new(&[("web.yml", WEB), ("web2.yml", WEB2)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-next\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n");
     let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
-    assert_eq!(p.changes[0].action, Action::Replace);
-    assert_eq!(p.summary(), (1, 0, 1));
+    let c = &p.changes[0];
+    assert_eq!((c.action, p.summary(), p.restarts()), (Action::Update, (0, 1, 0), 0));
+    assert_eq!(c.reasons, vec![Reason::Renames]);
+    assert_eq!(c.compose_hash, None, "a rename leaves the app compose as it is");
+    assert_eq!(p.needs_consent().count(), 0);
+    insta::assert_snapshot!("rename", render::render(&p, &Palette::plain()));
+    // With a configuration change: one update, one restart, and the rename.
+    let cfg = f.config("cvms:\n  web:\n    name: web-next\n    compose: web2.yml\n    vcpu: 2\n    memory: 2048\n");
+    let p = run(&cfg, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
+    assert_eq!(p.changes[0].reasons, vec![Reason::RestartsCvm, Reason::Renames]);
+    assert_eq!(p.restarts(), 1);
+    assert!(render::render(&p, &Palette::plain()).contains("# cvm.web will be updated in-place (restarts the CVM)"));
+}
+
+/// Every replacement names its cause and its cost, and needs consent unless it was asked for.
+#[test]
+fn a_replacement_names_its_cause_and_cost_and_needs_consent() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 2\n    kms: base\n");
+    let s = snap(vec![record("cvm.web", "web-main", WEB, 2)]);
+    let p = run(&cfg, &s, None, Mode::Normal);
+    let c = &p.changes[0];
+    assert_eq!((c.action, p.summary()), (Action::Replace, (1, 0, 1)));
+    assert_eq!(
+        c.reasons,
+        vec![Reason::ForcesReplacement { attributes: vec![Attr::Kms] }, Reason::RotatesAppId { onchain: true }]
+    );
+    assert_eq!(p.needs_consent().map(|c| c.address.as_str()).collect::<Vec<_>>(), ["cvm.web"]);
+    assert_eq!(render::replacement_cause(c), "its `kms` cannot change in place",);
     insta::assert_snapshot!("replace", render::render(&p, &Palette::plain()));
+    let j = json::to_json(&p);
+    assert_eq!(j["replacements_needing_consent"], serde_json::json!(["cvm.web"]));
+    // Consent: for all replacements, or by name.
+    let allow = Requests { allow_replace: true, ..Default::default() };
+    assert_eq!(try_plan(&cfg, &s, None, Mode::Normal, &allow).unwrap().needs_consent().count(), 0);
+    let named = Requests { replace: vec!["cvm.web".into()], ..Default::default() };
+    let p = try_plan(&cfg, &s, None, Mode::Normal, &named).unwrap();
+    assert_eq!(p.needs_consent().count(), 0);
+    assert!(p.changes[0].reasons.contains(&Reason::ReplaceRequested));
 }
 
 #[test]
@@ -271,6 +342,99 @@ fn secret_change_is_detected_without_the_value() {
     assert!(text.contains("DB_PASSWORD = (sensitive value) (changed)"), "{text}");
     let json = json::to_json(&changed).to_string();
     assert!(!json.contains("hunter2") && !json.contains("argon2id"), "{json}");
+}
+
+/// A record of `cvm.web` whose `DB_PASSWORD` digest `d` made of `value`.
+fn secret_record(d: &Digester, value: &str) -> ResourceRecord {
+    let mut rec = record("cvm.web", "web-main", WEB, 2);
+    rec.attrs.env.insert(
+        "DB_PASSWORD".into(),
+        EnvVal { digest: Some(d.digest("cvm.web", "DB_PASSWORD", value)), ..Default::default() },
+    );
+    rec
+}
+
+const SECRET_WEB: &str =
+    "cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    env:\n      DB_PASSWORD: ${secret:env:DB_PASSWORD}\n";
+
+fn pass(s: &str) -> crate::secrets::Secret {
+    crate::secrets::Secret::new(s.into())
+}
+
+#[test]
+fn a_rotated_secret_is_one_change_in_both_modes() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config(SECRET_WEB);
+    for d in [Digester::argon2id("00"), Digester::new("00", Some(&pass("a passphrase for tests")), None)] {
+        let same = run_with(&cfg, &snap(vec![secret_record(&d, "hunter2")]), None, Mode::Normal, &d);
+        assert!(!same.has_changes() && same.redigested.is_empty(), "{d:?}: {:?}", same.changes);
+        let p = run_with(&cfg, &snap(vec![secret_record(&d, "the old one")]), None, Mode::Normal, &d);
+        assert_eq!(p.changes.len(), 1, "{d:?}");
+        assert_eq!(p.changes[0].action, Action::Update);
+        assert_eq!(p.changes[0].attributes.iter().map(|a| a.name).collect::<Vec<_>>(), vec![Attr::Env]);
+        assert_eq!(p.changes[0].reasons, vec![Reason::RestartsCvm]);
+        assert!(p.redigested.is_empty() && p.refreshed.is_empty(), "{:?}", p.redigested);
+        assert!(!p.warnings.iter().any(|w| w.contains("cannot be compared")), "{:?}", p.warnings);
+    }
+}
+
+#[test]
+fn switching_modes_with_the_old_key_rewrites_digests_in_state_and_restarts_nothing() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config(SECRET_WEB);
+    let (old, new) = (pass("the passphrase before"), pass("the passphrase after!"));
+    let argon = Digester::argon2id("00");
+    let by_old = Digester::new("00", Some(&old), None);
+    let cases = [
+        ("Argon2id to keyed", &argon, Digester::new("00", Some(&new), None)),
+        ("rotation", &by_old, Digester::new("00", Some(&new), Some(&old))),
+        ("keyed to Argon2id", &by_old, Digester::new("00", None, Some(&old))),
+    ];
+    for (what, made, now) in cases {
+        let p = run_with(&cfg, &snap(vec![secret_record(made, "hunter2")]), None, Mode::Normal, &now);
+        assert!(!p.has_changes(), "{what}: {:?}", p.changes);
+        assert_eq!(p.redigested.len(), 1, "{what}");
+        assert_eq!(p.redigested[0].keys, vec!["DB_PASSWORD".to_string()]);
+        assert_eq!(p.redigested[0].to, now.describe());
+        // State gets the digest in the new mode; the next plan compares it directly.
+        let rec = &p.refreshed[0];
+        assert_eq!(rec.attrs.env["DB_PASSWORD"].digest, Some(now.digest("cvm.web", "DB_PASSWORD", "hunter2")));
+        let again = run_with(&cfg, &snap(vec![rec.clone()]), None, Mode::Normal, &now);
+        assert!(!again.has_changes() && again.redigested.is_empty() && again.refreshed.is_empty(), "{what}");
+        let text = render::render(&p, &Palette::plain());
+        assert!(text.contains("No changes."), "{what}: {text}");
+        assert!(text.contains("1 secret digest in 1 CVM"), "{what}: {text}");
+
+        // A value that changed at the same time is one change, as any rotation.
+        let p = run_with(&cfg, &snap(vec![secret_record(made, "rotated")]), None, Mode::Normal, &now);
+        assert_eq!(p.changes.len(), 1, "{what}");
+        assert_eq!(p.changes[0].reasons, vec![Reason::RestartsCvm], "{what}");
+        assert!(p.redigested.is_empty());
+    }
+}
+
+#[test]
+fn digests_made_with_a_key_the_run_lacks_are_resent_and_the_plan_says_why() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config(SECRET_WEB);
+    let lost = Digester::new("00", Some(&pass("a passphrase now lost")), None);
+    let now = Digester::new("00", Some(&pass("a brand new passphrase")), None);
+    let p = run_with(&cfg, &snap(vec![secret_record(&lost, "hunter2")]), None, Mode::Normal, &now);
+    assert_eq!(p.changes.len(), 1);
+    let want = Reason::SecretsResent {
+        keys: vec!["DB_PASSWORD".into()],
+        made_with: crate::secrets::Made::of(
+            p.changes[0].before.as_ref().unwrap().env["DB_PASSWORD"].digest.as_deref().unwrap(),
+        )
+        .describe(),
+        now: now.describe(),
+    };
+    assert_eq!(p.changes[0].reasons, vec![Reason::RestartsCvm, want]);
+    let text = render::render(&p, &Palette::plain());
+    assert!(text.contains("warning: 1 secret value in 1 CVM cannot be compared"), "{text}");
+    assert!(text.contains("TEEFORM_PREVIOUS_SECRETS_PASSPHRASE"), "{text}");
+    assert!(text.contains("note: DB_PASSWORD: state's digest was made with the passphrase of key"), "{text}");
+    assert!(!text.contains("hunter2") && !text.contains("passphrase now lost"));
 }
 
 #[test]
@@ -627,3 +791,5 @@ fn single_line_values_mark_invisible_characters() {
     let text = render::render(&run(&cfg, &snap(vec![rec]), None, Mode::Normal), &Palette::plain());
     assert!(text.contains(r#"~ image = "dstack-0.5.5" -> "dstack-0.5.5<NBSP><ZWSP>""#), "{text}");
 }
+
+mod identity;

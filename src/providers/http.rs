@@ -345,8 +345,10 @@ async fn read_prefix(mut resp: Response, limit: usize) -> Vec<u8> {
     out
 }
 
-/// Parses a FastAPI-style error body: `detail` as a string, a validation list, or a
-/// structured object with `error_code`, `message`, `details`, `suggestions`.
+/// Parses an error body: FastAPI's `detail` as a string or a validation list, or a structured
+/// error (`error_code`, `message`, `details`, `suggestions`, `request_id`) under `detail` (as
+/// Phala's API wrote it first) or at the top level (as the newer SDKs read it); nscale's
+/// OAuth2-style `{error, error_description}`.
 pub async fn error_from_response(method: &Method, path: &str, resp: Response) -> ApiError {
     let status = resp.status().as_u16();
     let request_id = ["x-request-id", "opc-request-id", "x-correlation-id", "trace-id"]
@@ -361,7 +363,43 @@ pub async fn error_from_response(method: &Method, path: &str, resp: Response) ->
 }
 
 pub fn parse_error_body(status: u16, body: &str) -> ApiError {
-    let kind = match status {
+    let mut e = ApiError {
+        kind: kind_of_status(status),
+        status: Some(status),
+        code: None,
+        message: String::new(),
+        suggestions: vec![],
+        request_id: None,
+        method: String::new(),
+        path: String::new(),
+        details: vec![],
+        invalid_fields: vec![],
+        hint: None,
+    };
+    let json: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    // A structured error at the top level (no `detail` object beside it) reads like one under
+    // `detail`.
+    let detail = match json.get("detail") {
+        Some(d @ serde_json::Value::Object(_)) => Some(d),
+        None | Some(serde_json::Value::Null) if json.get("error_code").is_some() => Some(&json),
+        d => d,
+    };
+    match detail {
+        Some(serde_json::Value::String(s)) => e.message = s.clone(),
+        Some(serde_json::Value::Array(items)) => read_validation_items(&mut e, items),
+        Some(obj @ serde_json::Value::Object(_)) => read_structured(&mut e, obj),
+        _ => {}
+    }
+    read_top_level(&mut e, &json, status, body);
+    if e.code.as_deref() == Some("ERR-03-001") {
+        e.kind = ErrorKind::NotFound;
+    }
+    e
+}
+
+/// The kind an HTTP status means on the Phala API (46x: the on-chain KMS statuses).
+fn kind_of_status(status: u16) -> ErrorKind {
+    match status {
         401 => ErrorKind::Unauthenticated,
         403 => ErrorKind::Forbidden,
         404 => ErrorKind::NotFound,
@@ -374,62 +412,59 @@ pub fn parse_error_body(status: u16, body: &str) -> ApiError {
         468 => ErrorKind::HashNotOnChain,
         s if s >= 500 => ErrorKind::Server,
         _ => ErrorKind::Other,
+    }
+}
+
+/// Pydantic validation errors: `[{loc: ["body","name"], msg}]`; the fields named (without the
+/// leading `body`) and one message per item.
+fn read_validation_items(e: &mut ApiError, items: &[serde_json::Value]) {
+    let loc_parts = |i: &serde_json::Value| -> Vec<String> {
+        i.get("loc")
+            .and_then(|l| l.as_array())
+            .map(|l| l.iter().map(|p| p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string())).collect())
+            .unwrap_or_default()
     };
-    let mut e = ApiError {
-        kind,
-        status: Some(status),
-        code: None,
-        message: String::new(),
-        suggestions: vec![],
-        request_id: None,
-        method: String::new(),
-        path: String::new(),
-        details: vec![],
-        hint: None,
-    };
-    let json: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
-    match json.get("detail") {
-        Some(serde_json::Value::String(s)) => e.message = s.clone(),
-        Some(serde_json::Value::Array(items)) => {
-            // Pydantic validation errors: `loc` like ["body","name"].
-            e.message = items
-                .iter()
-                .map(|i| {
-                    let loc = i
-                        .get("loc")
-                        .and_then(|l| l.as_array())
-                        .map(|l| {
-                            l.iter()
-                                .map(|p| p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string()))
-                                .collect::<Vec<_>>()
-                                .join(".")
-                        })
-                        .unwrap_or_default();
-                    let msg = i.get("msg").and_then(|m| m.as_str()).unwrap_or("invalid");
-                    if loc.is_empty() { msg.to_string() } else { format!("{loc}: {msg}") }
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-        }
-        Some(obj @ serde_json::Value::Object(_)) => {
-            e.code = obj.get("error_code").and_then(|c| c.as_str()).map(str::to_string);
-            e.message = obj.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string();
-            e.suggestions = obj
-                .get("suggestions")
-                .and_then(|s| s.as_array())
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-                .unwrap_or_default();
-            if let Some(details) = obj.get("details").and_then(|d| d.as_array()) {
-                for d in details {
-                    if let Some(f) = d.get("field").and_then(|f| f.as_str()) {
-                        e.details.push((f.to_string(), d.get("value").cloned().unwrap_or_default()));
-                    }
-                }
+    e.invalid_fields = items
+        .iter()
+        .filter(|i| i.get("loc").is_some_and(|l| l.is_array()))
+        .map(|i| {
+            let parts = loc_parts(i);
+            parts.strip_prefix(&["body".to_string()]).unwrap_or(&parts).join(".")
+        })
+        .collect();
+    e.message = items
+        .iter()
+        .map(|i| {
+            let loc = loc_parts(i).join(".");
+            let msg = i.get("msg").and_then(|m| m.as_str()).unwrap_or("invalid");
+            if loc.is_empty() { msg.to_string() } else { format!("{loc}: {msg}") }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+}
+
+/// A structured error: `{error_code, message, suggestions, details: [{field, value}]}`.
+fn read_structured(e: &mut ApiError, obj: &serde_json::Value) {
+    e.code = obj.get("error_code").and_then(|c| c.as_str()).map(str::to_string);
+    e.message = obj.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string();
+    e.suggestions = obj
+        .get("suggestions")
+        .and_then(|s| s.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    if let Some(details) = obj.get("details").and_then(|d| d.as_array()) {
+        for d in details {
+            if let Some(f) = d.get("field").and_then(|f| f.as_str()) {
+                e.details.push((f.to_string(), d.get("value").cloned().unwrap_or_default()));
             }
         }
-        _ => {}
     }
-    // nscale (unikorn): OAuth2-style `{error, error_description, trace_id}`.
+}
+
+/// What the top level adds: nscale's OAuth2-style `{error, error_description, trace_id}`, a
+/// `code`, a `request_id`, and a message when nothing else gave one (the body's start, or the
+/// status's reason phrase).
+fn read_top_level(e: &mut ApiError, json: &serde_json::Value, status: u16, body: &str) {
     if let Some(d) = json.get("error_description").and_then(|m| m.as_str()) {
         e.message = d.to_string();
         e.code = json.get("error").and_then(|c| c.as_str()).map(str::to_string);
@@ -437,6 +472,9 @@ pub fn parse_error_body(status: u16, body: &str) -> ApiError {
     }
     if e.code.is_none() {
         e.code = json.get("code").and_then(|c| c.as_str()).map(str::to_string);
+    }
+    if e.request_id.is_none() {
+        e.request_id = json.get("request_id").and_then(|r| r.as_str()).map(str::to_string);
     }
     if e.message.is_empty() {
         e.message = json.get("message").and_then(|m| m.as_str()).map(str::to_string).unwrap_or_else(|| {
@@ -448,10 +486,6 @@ pub fn parse_error_body(status: u16, body: &str) -> ApiError {
             }
         });
     }
-    if e.code.as_deref() == Some("ERR-03-001") {
-        e.kind = ErrorKind::NotFound;
-    }
-    e
 }
 
 #[cfg(test)]
@@ -497,6 +531,35 @@ mod tests {
         }
         let hash_required = cases.iter().find(|c| c.0 == 465).unwrap().1;
         assert_eq!(parse_error_body(465, hash_required).detail("compose_hash").unwrap(), "ab");
+        let e =
+            parse_error_body(422, r#"{"detail":[{"loc":["body","app_id"],"msg":"x"},{"loc":["query"],"msg":"y"}]}"#);
+        assert_eq!(e.invalid_fields, ["app_id", "query"]);
+    }
+
+    /// The newer API writes a structured error's fields at the top level (with a request id),
+    /// keeping a copy under `detail` for older clients; either alone reads the same.
+    #[test]
+    fn a_structured_error_reads_the_same_at_the_top_level_and_under_detail() {
+        let fields = r#""error_code":"ERR-01-005","message":"register it","details":[{"field":"compose_hash","value":"ab"}],"suggestions":["sign"]"#;
+        for body in [
+            format!(r#"{{{fields},"request_id":"req_7"}}"#),
+            format!(r#"{{{fields},"request_id":"req_7","detail":{{{fields}}}}}"#),
+            format!(r#"{{"request_id":"req_7","detail":{{{fields}}}}}"#),
+        ] {
+            let e = parse_error_body(465, &body);
+            assert_eq!(
+                (e.kind, e.code.as_deref(), e.message.as_str()),
+                (ErrorKind::HashRequired, Some("ERR-01-005"), "register it"),
+                "{body}"
+            );
+            assert_eq!(
+                (e.detail("compose_hash").unwrap(), e.suggestions.as_slice()),
+                (&serde_json::json!("ab"), &["sign".to_string()][..])
+            );
+            assert_eq!(e.request_id.as_deref(), Some("req_7"));
+        }
+        let e = parse_error_body(404, r#"{"error_code":"ERR-03-001","message":"CVM not found","detail":null}"#);
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::NotFound, "CVM not found"));
     }
 
     #[test]

@@ -7,11 +7,12 @@ pub mod oci;
 pub mod phala;
 pub mod phala_images;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Attr, CloudIds, CvmAttrs, RemoteCvm};
+use crate::model::{Attr, CloudIds, CvmAttrs, CvmStatus, RemoteCvm};
 
 /// What kind of failure an API call had, which decides retries, journal handling and
 /// messages. Every HTTP status teeform acts on has its kind here: code matches on kinds, never
@@ -65,6 +66,9 @@ pub struct ApiError {
     pub path: String,
     /// The structured `details` of the error body (`[{field, value}]`).
     pub details: Vec<(String, serde_json::Value)>,
+    /// The fields a validation error (422) names: each `loc` below `body`, dotted
+    /// (`compose_file.name`).
+    pub invalid_fields: Vec<String>,
     /// What to check, from the client that made the request (e.g. where its credentials came
     /// from, for an authentication failure).
     pub hint: Option<String>,
@@ -107,6 +111,7 @@ impl ApiError {
             method: method.into(),
             path: path.into(),
             details: vec![],
+            invalid_fields: vec![],
             hint: None,
         }
     }
@@ -166,7 +171,8 @@ impl ApiError {
     }
 }
 
-/// The create request (`POST /cvms/provision`), in teeform's terms: the attributes a create
+/// The create request (the provision: `POST /cvms`, or the legacy `POST /cvms/provision`), in
+/// teeform's terms: the attributes a create
 /// sends, as the schema says ([`crate::model::schema::Create`]); the provider knows where
 /// each goes on the wire.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -187,6 +193,10 @@ pub struct Provisioned {
     pub kms_id: Option<String>,
     pub device_id: Option<String>,
     pub kms_info: Option<serde_json::Value>,
+    /// The one-time token the same-path create answers with, for its commit. Never written
+    /// anywhere.
+    #[serde(skip)]
+    pub commit_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -198,6 +208,9 @@ pub struct CommitRequest {
     pub kms_id: Option<String>,
     pub contract_address: Option<String>,
     pub deployer_address: Option<String>,
+    /// The provision's one-time commit token, when it gave one. Never written anywhere.
+    #[serde(skip)]
+    pub commit_token: Option<String>,
 }
 
 /// The unified `PATCH /cvms/{id}` in teeform's terms: which attributes to send, with their
@@ -228,7 +241,12 @@ pub struct HashRequired {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PatchOutcome {
-    Accepted { correlation_id: String },
+    /// The update started: the CVM restarts.
+    Accepted {
+        correlation_id: String,
+    },
+    /// The CVM already had this configuration (`status: no_change`): nothing restarts.
+    Unchanged,
     HashRequired(Box<HashRequired>),
 }
 
@@ -278,12 +296,69 @@ impl PowerAction {
     }
 }
 
+/// How many CVMs a page of the CVM list holds when teeform asks (`page_size`). The API may
+/// answer with smaller pages; its `pages` and `total` say how many there are.
+pub const PAGE_SIZE: u64 = 100;
+
+/// The largest listing teeform reads: 1,000 pages. An API claiming more is refused.
+pub const MAX_PAGES: u64 = 1000;
+
+/// How many CVMs one `POST /status/batch` asks about. UNVERIFIED: the API's own limit is not
+/// documented; the `phala` CLI (npm `phala` 1.1.18, `cvms list`) sends its uuids in chunks of
+/// 100, so teeform does the same.
+pub const STATUS_BATCH_LIMIT: usize = 100;
+
+/// One page of the CVM list (`GET /cvms/paginated`): list items, which carry everything a
+/// CVM's detail does but its app compose (`RemoteCvm::app_compose` is `None`, and so are the
+/// attributes read from it: compose file, pre-launch script, env keys).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CvmPage {
+    pub items: Vec<RemoteCvm>,
+    /// How many CVMs the whole list holds, when the API says.
+    pub total: Option<u64>,
+    /// How many pages the whole list has, when the API says.
+    pub pages: Option<u64>,
+}
+
+impl CvmPage {
+    /// The number of the last page, as this page tells with pages of `per_page` CVMs: the
+    /// smaller of its `pages` and its `total` over `per_page` (a claim of 10^9 pages is bounded
+    /// by the total), either when only one is given; `None` when it gives neither (then pages
+    /// are read until an empty one).
+    pub fn last_page(&self, per_page: usize) -> Option<u64> {
+        let by_total = self.total.map(|t| t.div_ceil(per_page.max(1) as u64));
+        match (self.pages, by_total) {
+            (Some(p), Some(t)) => Some(p.min(t)),
+            (p, t) => p.or(t),
+        }
+    }
+}
+
+/// What `POST /status/batch` reports of one CVM: enough to tell whether a wait is over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    pub status: CvmStatus,
+    /// An operation (boot, restart, update) is in progress.
+    pub in_progress: bool,
+    /// The API's `boot_error`, when it gives a non-empty one.
+    pub boot_error: Option<String>,
+}
+
 /// The Phala Cloud operations teeform uses.
 #[async_trait::async_trait]
 pub trait PhalaApi: Send + Sync {
     /// `Ok(None)` when the CVM does not exist.
     async fn get_cvm(&self, id: &str) -> Result<Option<RemoteCvm>, ApiError>;
-    async fn list_cvms(&self) -> Result<Vec<RemoteCvm>, ApiError>;
+    /// Page `page` (from 1) of the CVM list, [`PAGE_SIZE`] CVMs a page. A page that cannot
+    /// be read whole is an error, never fewer items. [`list_cvms`] reads every page.
+    async fn cvm_page(&self, page: u64) -> Result<CvmPage, ApiError>;
+    /// The status of each CVM named (by vm_uuid) that the API knows, keyed as asked; CVMs the
+    /// API does not know are left out. One `POST /status/batch` per [`STATUS_BATCH_LIMIT`]
+    /// uuids (sent together).
+    async fn statuses(&self, vm_uuids: &[String]) -> Result<BTreeMap<String, StatusReport>, ApiError> {
+        let _ = vm_uuids;
+        Err(ApiError::local(ErrorKind::Other, "POST", "/status/batch", "this client cannot read statuses in batches"))
+    }
     async fn provision(&self, req: &ProvisionRequest) -> Result<Provisioned, ApiError>;
     async fn commit_provision(&self, req: &CommitRequest) -> Result<CloudIds, ApiError>;
     async fn patch(&self, id: &str, req: &PatchRequest, prepare_only: bool) -> Result<PatchOutcome, ApiError>;
@@ -304,15 +379,109 @@ pub trait PhalaApi: Send + Sync {
         let _ = (id, action);
         Err(ApiError::local(ErrorKind::Other, "POST", "/cvms/{id}/start", "this client cannot start or stop CVMs"))
     }
-    /// The API's `boot_error` of each CVM (by vm_uuid) that has one, in one request
-    /// (`POST /status/batch`).
-    async fn boot_errors(&self, vm_uuids: &[String]) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
-        let _ = vm_uuids;
-        Ok(Default::default())
+    /// Renames a CVM in place (`PATCH /cvms/{id}/name`, answered 204): its app id, keys and
+    /// disk stay. A name another CVM of the workspace has is refused (400, `Validation`).
+    async fn rename(&self, id: &str, name: &str) -> Result<(), ApiError> {
+        let _ = (id, name);
+        Err(ApiError::local(ErrorKind::Other, "PATCH", "/cvms/{id}/name", "this client cannot rename CVMs"))
+    }
+    /// The API's `boot_error` of each CVM (by vm_uuid) that has one ([`PhalaApi::statuses`]).
+    async fn boot_errors(&self, vm_uuids: &[String]) -> Result<BTreeMap<String, String>, ApiError> {
+        if vm_uuids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let all = self.statuses(vm_uuids).await?;
+        Ok(all.into_iter().filter_map(|(uuid, s)| s.boot_error.map(|e| (uuid, e))).collect())
     }
     /// OS images: those the CVM `cvm` (an id or name) can move to, else the whole catalog.
     async fn os_images(&self, cvm: Option<&str>) -> Result<Vec<phala_images::OsImage>, ApiError> {
         let _ = cvm;
         Err(ApiError::local(ErrorKind::Other, "GET", "/os-images", "this client cannot list OS images"))
+    }
+}
+
+/// Every CVM of the list: page 1, then the rest ([`list_rest`]).
+pub async fn list_cvms(api: &dyn PhalaApi, parallelism: usize) -> Result<Vec<RemoteCvm>, ApiError> {
+    let first = api.cvm_page(1).await?;
+    list_rest(api, first, parallelism).await
+}
+
+/// Every CVM of the list, given its first page: the pages it names read `parallelism` at a
+/// time (more, should a later page say the list grew), or, when the API gives no counts, one
+/// after another until an empty page. A CVM listed twice (the list moved between pages) is
+/// kept once; a page of nothing but CVMs already listed means the API's paging does not
+/// advance, an error. Fails on the first page that cannot be read: never a partial list.
+pub async fn list_rest(api: &dyn PhalaApi, first: CvmPage, parallelism: usize) -> Result<Vec<RemoteCvm>, ApiError> {
+    let mut list = Listing::default();
+    // The API's page size, as its first page shows (it may serve fewer than asked for).
+    let per_page = first.items.len();
+    let mut last = if per_page == 0 { Some(1) } else { first.last_page(per_page) };
+    let mut short = per_page == 0;
+    list.add(1, first)?;
+    let mut read = 1u64;
+    loop {
+        let upto = match last {
+            Some(l) if l > read => l,
+            Some(_) => break,
+            // No counts: one page at a time until an empty one.
+            None if short => break,
+            None => read + 1,
+        };
+        if upto > MAX_PAGES {
+            return Err(ApiError::invalid(
+                "GET",
+                &page_path(read),
+                200,
+                format!("the CVM list claims more than {MAX_PAGES} pages; teeform stops here"),
+            ));
+        }
+        let pages: Vec<(u64, Result<CvmPage, ApiError>)> =
+            futures::stream::iter((read + 1..=upto).map(|n| async move { (n, api.cvm_page(n).await) }))
+                .buffered(parallelism.max(1))
+                .collect()
+                .await;
+        for (n, page) in pages {
+            let page = page?;
+            if last.is_some() {
+                last = last.max(page.last_page(per_page));
+            }
+            short = page.items.is_empty();
+            list.add(n, page)?;
+        }
+        read = upto;
+    }
+    Ok(list.items)
+}
+
+/// The path of page `n` of the CVM list, as [`PhalaApi::cvm_page`] asks for it.
+pub fn page_path(n: u64) -> String {
+    format!("/cvms/paginated?page={n}&page_size={PAGE_SIZE}")
+}
+
+#[derive(Default)]
+struct Listing {
+    items: Vec<RemoteCvm>,
+    seen: HashSet<String>,
+}
+
+impl Listing {
+    fn add(&mut self, n: u64, page: CvmPage) -> Result<(), ApiError> {
+        let count = page.items.len();
+        let mut fresh = 0;
+        for cvm in page.items {
+            if self.seen.insert(cvm.ids.id.clone()) {
+                self.items.push(cvm);
+                fresh += 1;
+            }
+        }
+        if n > 1 && count > 0 && fresh == 0 {
+            return Err(ApiError::invalid(
+                "GET",
+                &page_path(n),
+                200,
+                "every CVM on this page was already listed; the API's paging does not advance",
+            ));
+        }
+        Ok(())
     }
 }

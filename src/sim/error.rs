@@ -1,10 +1,15 @@
 //! Every error the simulated API answers with, as data, and the one place that turns them
-//! into bodies: FastAPI's 422 (`{"detail": [{loc, msg, type}]}`), the structured errors of the
-//! SDK's catalogue (`{"detail": {error_code, message, details, suggestions, links}}`), and plain
-//! `{"detail": "..."}`.
+//! into bodies ([`ApiError::body`]): FastAPI's 422 (`{"detail": [{loc, msg, type}]}`), plain
+//! `{"detail": "..."}`, and the structured errors of the SDKs' catalogue.
 //!
-//! A version switch of the error shape (issue 17: newer SDKs read the structured fields at the
-//! top level) lands in [`ApiError::body`].
+//! A structured error is written in the shape both SDK generations read: its fields
+//! (`error_code`, `message`, `details`, `suggestions`, `links`) and the `request_id` at the top
+//! level, where `phala-cloud` 0.2.0 (Python) reads them, and the same fields again under
+//! `detail`, where `@phala/cloud` 0.2.9 reads them. The newer SDK reads nothing under `detail`
+//! but its message: with the fields only there it never raised its typed not-found error, took
+//! a duplicate name for a retryable conflict and lost a 465's hash and app id (issue 17). The
+//! one shape is served at every API version (the older SDK falls back to the top level when
+//! `detail` is absent, but the pinned 0.2.9 reads `detail` first).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,6 +24,9 @@ use super::world::Kms;
 pub enum ApiError {
     /// FastAPI's validation error: 422, `loc` below `body`.
     Invalid { loc: Vec<Value>, msg: String, kind: &'static str },
+    /// FastAPI's validation error for a required query parameter that is missing: 422 at
+    /// `["query", field]`.
+    QueryRequired(&'static str),
     /// A structured error with one of the SDK's error codes (`ERR-03-001`, …).
     Coded { status: u16, code: &'static str, message: String },
     /// `{"detail": message}` with a status.
@@ -68,6 +76,17 @@ impl ApiError {
         ApiError::Plain { status, message: message.into() }
     }
 
+    /// An `X-Phala-Version` the API does not serve. UNVERIFIED: the real API's status and
+    /// wording; it is a request error of the catalogue's `INVALID_REQUEST` kind here.
+    pub fn unknown_version(v: &str) -> ApiError {
+        let known: Vec<&str> = super::edge::ApiVersion::ALL.iter().map(|v| v.as_str()).collect();
+        ApiError::coded(
+            400,
+            "ERR-02-008",
+            format!("Unsupported API version '{v}' (X-Phala-Version); supported: {}", known.join(", ")),
+        )
+    }
+
     pub fn cvm_not_found() -> ApiError {
         ApiError::coded(404, "ERR-03-001", "CVM not found")
     }
@@ -112,7 +131,7 @@ impl ApiError {
 
     fn status(&self) -> u16 {
         match self {
-            ApiError::Invalid { .. } => 422,
+            ApiError::Invalid { .. } | ApiError::QueryRequired(_) => 422,
             ApiError::Coded { status, .. } | ApiError::Plain { status, .. } => *status,
             ApiError::HashRequired(_) => 465,
         }
@@ -125,6 +144,9 @@ impl ApiError {
                 let mut at = vec![Value::from("body")];
                 at.extend(loc.iter().cloned());
                 json!({"detail": [{"loc": at, "msg": msg, "type": kind}]})
+            }
+            ApiError::QueryRequired(field) => {
+                json!({"detail": [{"loc": ["query", field], "msg": "field required", "type": "missing"}]})
             }
             ApiError::Coded { code, message, .. } => structured(code, message, Vec::new()),
             ApiError::Plain { message, .. } => json!({ "detail": message }),
@@ -152,9 +174,27 @@ impl ApiError {
     }
 }
 
+/// A structured error: its fields at the top level (with the request id) and again under
+/// `detail` (see the module's doc).
 fn structured(code: &str, message: &str, details: Vec<(&str, Value)>) -> Value {
     let details: Vec<Value> = details.into_iter().map(|(f, v)| json!({"field": f, "value": v})).collect();
-    json!({"detail": {"error_code": code, "message": message, "details": details, "suggestions": [], "links": []}})
+    let fields = json!({"error_code": code, "message": message, "details": details, "suggestions": [], "links": []});
+    let mut top = fields.clone();
+    if let Some(id) = request_id() {
+        top["request_id"] = id.into();
+    }
+    top["detail"] = fields;
+    top
+}
+
+tokio::task_local! {
+    /// The id of the request being answered, set by the gate for everything under `/api/v1`.
+    pub static REQUEST_ID: String;
+}
+
+/// The id of the request being answered (`X-Request-ID`), when the gate gave it one.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
 }
 
 impl IntoResponse for ApiError {

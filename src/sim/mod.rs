@@ -43,6 +43,10 @@ pub struct SimConfig {
     /// When set, every other key gets 401.
     #[serde(skip_serializing)]
     pub api_key: Option<String>,
+    /// The OIDC token (`Authorization: Bearer`) the API accepts, as CI's keyless deploys send
+    /// it; when neither this nor an API key is set, any token is accepted.
+    #[serde(skip_serializing)]
+    pub bearer_token: Option<String>,
     pub latency_ms: u64,
     /// Fraction of API requests answered with 429/500/502/503 before doing anything.
     pub error_rate: f64,
@@ -73,6 +77,10 @@ pub struct SimConfig {
     pub oci_page_size: usize,
     /// Statuses the next nscale/OCI catalog requests answer with, first one first.
     pub catalog_errors: Vec<u16>,
+    /// Answer as the API did before the same-path create: `POST /cvms` reads every body as a
+    /// commit (a provision body is a 422 for its missing `app_id` and `compose_hash`), and
+    /// provisions go to `POST /cvms/provision` only.
+    pub legacy_create: bool,
     /// How the platform hashes app-compose: `compact` (the SDK's `getComposeHash`, what
     /// teeform previews) or `indent4` (`@phala/cloud`'s `getHash`), to show a preview that
     /// differs from the API's hash.
@@ -83,6 +91,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             api_key: None,
+            bearer_token: None,
             latency_ms: 0,
             error_rate: 0.0,
             error_after_rate: 0.0,
@@ -99,6 +108,7 @@ impl Default for SimConfig {
             oci_public_key: None,
             oci_page_size: 4,
             catalog_errors: Vec::new(),
+            legacy_create: false,
             compose_hash_style: "compact".into(),
         }
     }
@@ -109,6 +119,8 @@ pub struct Stats {
     pub total_requests: u64,
     /// `METHOD /path` as requested.
     pub requests: BTreeMap<String, u64>,
+    /// `METHOD /route` by the route matched (`GET /api/v1/cvms/{id}`): requests per endpoint.
+    pub endpoints: BTreeMap<String, u64>,
     pub injected_errors: u64,
     pub injected_hangs: u64,
 }
@@ -211,11 +223,14 @@ impl Sim {
         self.inner.stats.lock().expect("stats lock").clone()
     }
 
-    /// Counts a request (`METHOD /path` as requested).
-    pub(crate) fn count(&self, key: &str) {
+    /// Counts a request: `METHOD /path` as requested, and `METHOD /route` as matched;
+    /// returns its number (from 1).
+    pub(crate) fn count(&self, key: &str, endpoint: &str) -> u64 {
         let mut s = self.inner.stats.lock().expect("stats lock");
         s.total_requests += 1;
         *s.requests.entry(key.to_string()).or_default() += 1;
+        *s.endpoints.entry(endpoint.to_string()).or_default() += 1;
+        s.total_requests
     }
 
     /// The knobs as they are now.

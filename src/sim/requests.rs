@@ -83,6 +83,8 @@ pub struct CommitRequest {
     pub encrypted_env: Option<String>,
     pub contract_address: Option<String>,
     pub deployer_address: Option<String>,
+    /// The one-time token a same-path provision (`POST /cvms`) answered with.
+    pub token: Option<String>,
 }
 
 /// The fields of one update, whichever endpoint carries them: the unified `PATCH /cvms/{id}`
@@ -131,15 +133,20 @@ pub struct Update {
     pub allow_force_stop: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
+    /// Whether the update may restart the CVM (the SDKs send it with a resize). Accepted and
+    /// not acted on: every update that changes something restarts the CVM here. UNVERIFIED:
+    /// what the real API does with `false`.
+    #[serde(skip_serializing)]
+    pub allow_restart: Option<bool>,
     /// Fields the API does not know: the unified PATCH refuses them.
     #[serde(flatten, skip_serializing)]
     pub unknown: BTreeMap<String, Value>,
 }
 
 impl Update {
-    /// Whether it changes nothing at all.
+    /// Whether it names nothing to change (`allow_restart` alone is no change).
     pub fn is_empty(&self) -> bool {
-        *self == Update::default()
+        Update { allow_restart: None, ..self.clone() } == Update::default()
     }
 
     /// Its app-compose fields only.
@@ -232,6 +239,13 @@ pub struct VisibilityRequest {
     pub listed: Option<bool>,
 }
 
+/// `PATCH /cvms/{id}/name`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RenameRequest {
+    pub name: Option<String>,
+}
+
 /// `PATCH /cvms/{id}/os-image`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -265,6 +279,14 @@ pub struct CommitUpdate {
 #[serde(default)]
 pub struct StatusBatch {
     pub vm_uuids: Vec<String>,
+}
+
+/// The query of the SSE form of `GET /cvms/{id}/state`: the status to wait for, and seconds.
+#[derive(Debug, Default, Deserialize)]
+pub struct WatchQuery {
+    pub target: Option<String>,
+    pub interval: Option<u64>,
+    pub timeout: Option<u64>,
 }
 
 /// Paging of `GET /cvms/paginated`, `/kms`, `/os-images` and `/apps`.

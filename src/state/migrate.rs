@@ -98,6 +98,8 @@ pub(crate) mod tests {
             dependencies: vec![],
             updated_at: "2026-01-01T00:00:00Z".into(),
             endpoint: Some("https://cloud-api.phala.com/api/v1".into()),
+            prevent_destroy: false,
+            secrets_scope: None,
         }
     }
 

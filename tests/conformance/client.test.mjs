@@ -67,6 +67,9 @@ const EXTRA = {
   // accepts it) nor the CLI's `deploy` has it; the SDK's PATCH takes `gpus: {count}`.
   // UNVERIFIED that the real provision endpoint reads it.
   provision: ["compose_file.public_tcbinfo", "gpus"],
+  // The one-time token the same-path create (`POST /cvms` with the provision body) answers
+  // with, sent back with its commit, as the newer SDK's ProvisionCvmSchema documents it.
+  commit: ["token"],
 };
 
 /** Requests matching METHOD and a path regex, since index `from`. */
@@ -101,7 +104,11 @@ const sdkPathId = (id) => phala.CvmIdSchema.parse({ id }).cvmId;
 test("create: provision and commit bodies pass the SDK's request schemas", async () => {
   manifest(WEB(), DB);
   assert.equal(await applyMatchingPreview(), 2, "both creates preview a hash");
-  const prov = sent("POST", /^\/api\/v1\/cvms\/provision$/);
+  // The same-path create: both phases on POST /cvms; the provision is the body with a
+  // `compose_file` (the deprecated POST /cvms/provision is not used).
+  assert.equal(sent("POST", /^\/api\/v1\/cvms\/provision$/).length, 0, "no legacy provision");
+  const posts = sent("POST", /^\/api\/v1\/cvms$/);
+  const prov = posts.filter((r) => "compose_file" in JSON.parse(r.body));
   assert.equal(prov.length, 2, "one provision per CVM");
   for (const r of prov) {
     checkHeaders(r);
@@ -119,22 +126,44 @@ test("create: provision and commit bodies pass the SDK's request schemas", async
   const db = JSON.parse(prov.find((r) => r.body.includes("client-db")).body);
   assert.deepEqual([db.vcpu, db.memory, db.disk_size, db.image, db.gpus], [2, 2048, 30, "dstack-0.5.4", 1]);
 
-  const commits = sent("POST", /^\/api\/v1\/cvms$/);
+  const commits = posts.filter((r) => !("compose_file" in JSON.parse(r.body)));
   assert.equal(commits.length, 2, "one commit per CVM");
   for (const r of commits) {
     checkHeaders(r);
     const body = JSON.parse(r.body);
     assert.ok(phala.CommitCvmProvisionRequestSchema.safeParse(body).success, `commit body: ${r.body}`);
-    expectKnownKeys("teeform's commit body", phala.CommitCvmProvisionRequestSchema, body);
+    expectKnownKeys("teeform's commit body", phala.CommitCvmProvisionRequestSchema, body, EXTRA.commit);
+    assert.match(body.token ?? "", /\S/, "the commit carries the provision's token");
   }
   assert.deepEqual((await sim.env("client-web")).env, { DB_PASSWORD: "hunter2", LOG_LEVEL: "info" });
 });
 
-test("read: refresh uses the SDK's paths and id forms", async () => {
-  const mark = seen.length;
+test("read: refresh reads list pages (and details) with the SDK's paths, queries and id forms", async () => {
+  let mark = seen.length;
   await teeform("plan");
+  const what = () => seen.slice(mark).map((r) => `${r.method} ${r.path}`).join(", ");
+  const pages = sent("GET", /^\/api\/v1\/cvms\/paginated$/, mark);
+  assert.equal(pages.length, 1, `one list page for two CVMs: ${what()}`);
+  for (const r of pages) {
+    checkHeaders(r);
+    // The query as getCvmList's request (its schema is strict: no other parameter).
+    const query = Object.fromEntries([...new URL(r.path, "http://x").searchParams].map(([k, v]) => [k, Number(v)]));
+    const parsed = phala.GetCvmListRequestSchema.safeParse(query);
+    assert.ok(parsed.success, `list query rejected by GetCvmListRequestSchema: ${JSON.stringify(parsed.error?.issues)}\n${r.path}`);
+    assert.deepEqual(query, { page: 1, page_size: 100 });
+  }
+  assert.equal(sent("GET", /^\/api\/v1\/cvms\/(?!paginated$)[^/]+$/, mark).length, 0, `nothing changed, no detail: ${what()}`);
+
+  // Reading each CVM's detail instead (TEEFORM_PER_CVM_READS=1).
+  mark = seen.length;
+  env.TEEFORM_PER_CVM_READS = "1";
+  try {
+    await teeform("plan");
+  } finally {
+    delete env.TEEFORM_PER_CVM_READS;
+  }
   const gets = sent("GET", /^\/api\/v1\/cvms\/[^/]+$/, mark);
-  assert.ok(gets.length >= 2, `plan refreshes each CVM: ${seen.slice(mark).map((r) => `${r.method} ${r.path}`).join(", ")}`);
+  assert.equal(gets.length, 2, `plan reads each CVM: ${what()}`);
   for (const r of gets) {
     checkHeaders(r);
     const seg = r.path.split("/").pop();
@@ -170,6 +199,23 @@ test("update: one PATCH whose body passes PatchCvmRequestSchema", async () => {
   assert.deepEqual((await sim.env("client-web")).env, { DB_PASSWORD: "hunter3", EXTRA: "one", LOG_LEVEL: "info" });
   const db = bodyFor("client-db");
   assert.deepEqual(db, { docker_compose_file: COMPOSE.replace("1.27", "1.28"), vcpu: 4, image: "dstack-0.5.5" });
+
+  // Waiting for the restarts: status batches as getCvmStatusBatch sends them, naming the CVMs
+  // being waited on; then one detail of each.
+  const batches = sent("POST", /^\/api\/v1\/status\/batch$/, mark);
+  assert.ok(batches.length >= 1, "the waits poll with status batches");
+  const uuids = new Set(Object.values(ids).map((c) => c.id));
+  for (const r of batches) {
+    checkHeaders(r);
+    const body = JSON.parse(r.body);
+    assert.deepEqual(Object.keys(body), ["vm_uuids"], `getCvmStatusBatch's wire body: ${r.body}`);
+    assert.ok(phala.GetCvmStatusBatchRequestSchema.safeParse({ vmUuids: body.vm_uuids }).success, r.body);
+    assert.ok(body.vm_uuids.length >= 1 && body.vm_uuids.every((u) => uuids.has(u)), r.body);
+  }
+  const reads = sent("GET", /^\/api\/v1\/cvms\/(?!paginated$)[^/]+$/, mark);
+  // `plan --json` and `apply` each read both details for the hash preview; then one of each
+  // when it runs again.
+  assert.equal(reads.length, 6, `details: ${reads.map((r) => r.path).join(", ")}`);
 });
 
 test("update: removing the pre-launch script previews the hash the simulator computes", async () => {

@@ -34,6 +34,14 @@ const envObject = (env) => Object.fromEntries(env.map(({ key, value }) => [key, 
 // Keys the simulator sends that @phala/cloud 0.2.9 does not model, and why they stay.
 const ALLOWED_EXTRA = {
   legacyDetail: [],
+  // `kms_contract_id` replaces the deprecated `kms_id` in newer SDKs (phala-cloud 0.2.0's
+  // ProvisionCvmResponse models both); `token` is the same-path create's one-time commit token.
+  provision: ["kms_contract_id", "token"],
+  // `compose_unchanged`: the compose is the CVM's own (phala-cloud PR #468); passthrough here.
+  composePrepared: ["compose_unchanged"],
+  // A structured error's fields at the top level, beside `detail`: where phala-cloud 0.2.0 reads
+  // them (0.2.9 reads `detail`, and falls back to the top level only when it is absent).
+  errorBody: ["error_code", "message", "details", "suggestions", "links", "request_id"],
   // An app compose is checked against @phala/cloud's LooseAppComposeSchema (passthrough) plus
   // the fields of @phala/dstack-sdk 0.5.8's `AppCompose` type (get-compose-hash.d.ts).
   appCompose: ["runner", "docker_config", "public_tcbinfo", "gateway_enabled", "local_key_provider_enabled",
@@ -59,7 +67,7 @@ async function createCvm(name, { env = ENV, kms = "PHALA", appId } = {}) {
     kms,
     env_keys: env.map((e) => e.key),
   }));
-  expectKnownResponseKeys("provisionCvm", phala.ProvisionCvmSchema);
+  expectKnownResponseKeys("provisionCvm", phala.ProvisionCvmSchema, ALLOWED_EXTRA.provision);
   const app_id = prov.app_id ?? appId;
   const pubkey = prov.app_env_encrypt_pubkey
     ?? (await sdk("getAppEnvEncryptPubKey", () => phala.getAppEnvEncryptPubKey(client, { kms: prov.kms_id, app_id }))).public_key;
@@ -135,8 +143,16 @@ test("create: provisionCvm + commitCvmProvision with SDK-encrypted env", async (
     name: "conf-bad-yaml", compose_file: { docker_compose_file: "services: [unclosed" },
   }), { cls: ResourceError, status: 400, code: "ERR-01-003" });
   await sdkError("commitCvmProvision (unknown hash)", () => phala.commitCvmProvision(client, {
-    app_id: prov.app_id, compose_hash: "0".repeat(64),
+    app_id: "ab".repeat(20), compose_hash: "0".repeat(64),
   }), { cls: ResourceError, status: 400, code: "ERR-01-006" });
+  // A commit is idempotent for its app id and hash; another hash for an app in use is 409.
+  const again = await sdk("commitCvmProvision (again)", () => phala.commitCvmProvision(client, {
+    app_id: prov.app_id, compose_hash: prov.compose_hash,
+  }));
+  assert.equal(again.vm_uuid, vm.vm_uuid, "the same commit again answers the same CVM");
+  await sdkError("commitCvmProvision (another hash)", () => phala.commitCvmProvision(client, {
+    app_id: prov.app_id, compose_hash: "0".repeat(64),
+  }), { cls: ResourceError, status: 409, code: "ERR-03-007" });
   await sim.settle();
 });
 
@@ -193,6 +209,49 @@ test("read: getCvmList and getCvmInfo (both API versions, every id form)", async
 
   await sdkError("getCvmInfo (unknown)", () => phala.getCvmInfo(client, { name: "no-such-cvm" }),
     { cls: ResourceError, status: 404, code: "ERR-03-001", message: /CVM not found/ });
+});
+
+test("read: list pages as asked, list items are details without the app compose, status batches", async () => {
+  // Two more CVMs: three in all, listed two a page.
+  const more = [];
+  for (const name of ["conf-page-2", "conf-page-3"]) more.push((await createCvm(name)).vm);
+  await sim.settle();
+  const all = [cvm.uuid, ...more.map((vm) => vm.vm_uuid)];
+  const pages = [];
+  for (const page of [1, 2, 3]) {
+    pages.push(await sdk(`getCvmList (page ${page} of 2)`, () => phala.getCvmList(client, { page, page_size: 2 })));
+    expectKnownResponseKeys(`getCvmList (page ${page})`, phala.PaginatedCvmInfosV20260121Schema);
+    // teeform reads each item as the detail without `compose_file`: the simulator keeps them
+    // the same, field by field.
+    for (const item of lastBody().items) {
+      const detail = await phala.getCvmInfo(client, { uuid: item.vm_uuid });
+      const { compose_file: _, ...rest } = lastBody();
+      assert.ok(detail.compose_file, "the detail has the app compose");
+      assert.deepEqual(item, rest, `list item vs detail of ${item.name}`);
+    }
+  }
+  assert.deepEqual(pages.map((p) => [p.page, p.page_size, p.total, p.pages, p.items.length]),
+    [[1, 2, 3, 2, 2], [2, 2, 3, 2, 1], [3, 2, 3, 2, 0]], "page, page_size, total, pages, items");
+  assert.deepEqual(pages.flatMap((p) => p.items.map((i) => i.vm_uuid)).sort(), [...all].sort(), "each CVM on one page");
+
+  // Every uuid asked about that exists, keyed as asked; unknown ones left out.
+  const unknown = "00000000000000000000000000000000";
+  const batch = await sdk("getCvmStatusBatch (three and an unknown)", () =>
+    phala.getCvmStatusBatch(client, { vmUuids: [...all, unknown] }));
+  expectKnownResponseKeys("getCvmStatusBatch", phala.GetCvmStatusBatchResponseSchema);
+  assert.deepEqual(Object.keys(batch).sort(), [...all].sort());
+  for (const u of all) assert.deepEqual([batch[u].vm_uuid, batch[u].status, batch[u].in_progress], [u, "running", false]);
+  // A restart shows as an operation in progress until it is over.
+  await phala.restartCvm(client, { uuid: more[0].vm_uuid, force: false });
+  const busy = (await phala.getCvmStatusBatch(client, { vmUuids: [more[0].vm_uuid] }))[more[0].vm_uuid];
+  assert.equal(busy.in_progress, true, JSON.stringify(busy));
+  await sim.settle();
+  // UNVERIFIED limit: the simulator takes at most 100 uuids a request, what the phala CLI sends.
+  await sdkError("getCvmStatusBatch (101 uuids)", () =>
+    phala.getCvmStatusBatch(client, { vmUuids: Array.from({ length: 101 }, (_, i) => `${i}`.padStart(32, "0")) }),
+  { cls: ValidationError, status: 422 });
+
+  for (const vm of more) await phala.deleteCvm(client, { uuid: vm.vm_uuid });
 });
 
 test("update: patchCvm (many fields, one restart), bad values, nothing pending", async () => {
@@ -286,7 +345,7 @@ test("update: compose_file provision + commit (legacy two-step)", async () => {
   const prov = await sdk("provisionCvmComposeFileUpdate", () => phala.provisionCvmComposeFileUpdate(client, {
     app_id: cvm.appId, app_compose: next,
   }));
-  expectKnownResponseKeys("provisionCvmComposeFileUpdate", phala.ProvisionCvmComposeFileUpdateResultSchema);
+  expectKnownResponseKeys("provisionCvmComposeFileUpdate", phala.ProvisionCvmComposeFileUpdateResultSchema, ALLOWED_EXTRA.composePrepared);
   assert.equal(prov.compose_hash, getComposeHash(next), "provisionCvmComposeFileUpdate: hash = dstack-sdk getComposeHash(new app compose)");
   assert.equal(prov.app_id, cvm.appId);
   assert.equal(prov.compose_hash_registered, false);
@@ -432,7 +491,7 @@ test("delete: deleteCvm, then the CVM is gone", async () => {
   assert.equal(await sdk("deleteCvm", () => phala.deleteCvm(client, { id: cvm.id })), undefined);
   await sdkError("getCvmInfo (deleted)", () => phala.getCvmInfo(client, { id: cvm.id }),
     { cls: ResourceError, status: 404, code: "ERR-03-001" });
-  expectKnownKeys("the 404 body", phala.ApiErrorSchema, lastBody());
+  expectKnownKeys("the 404 body", phala.ApiErrorSchema, lastBody(), ALLOWED_EXTRA.errorBody);
 });
 
 /** A JSON-RPC endpoint answering `eth_call` with `true` (every hash allowed). */

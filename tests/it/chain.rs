@@ -656,8 +656,10 @@ fn the_kms_round_trips_each_way_by_replacement() {
         let v: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan --json");
         assert_eq!(v["resource_changes"][0]["changed_attributes"], serde_json::json!(["kms"]), "{}", plan.stdout);
         assert_eq!(v["resource_changes"][0]["actions"], serde_json::json!(["delete", "create"]));
+        // A new KMS is a new CVM: new app id, keys and disk, which needs consent.
         c.with_key(true);
-        c.t.run(&["apply", "--auto-approve"]).ok();
+        c.t.run(&["apply", "--auto-approve"]).code(1);
+        c.t.run(&["apply", "--auto-approve", "--replace", "cvm.web"]).ok();
         c.with_key(false);
         assert_eq!(kms_type(&c), want);
         c.t.run(&["plan", "--detailed-exitcode"]).code(0);

@@ -150,6 +150,11 @@ impl TestEnv {
             .sum()
     }
 
+    /// Requests counted for exactly `METHOD path` (e.g. `POST /api/v1/cvms`).
+    pub fn count_exact(&self, method_path: &str) -> u64 {
+        self.stats()["requests"][method_path].as_u64().unwrap_or(0)
+    }
+
     pub fn cvm_stat(&self, name: &str, field: &str) -> serde_json::Value {
         self.stats()["cvms"][name][field].clone()
     }

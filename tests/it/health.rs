@@ -130,11 +130,12 @@ fn a_failed_boot_is_replaced_once_then_left_with_its_boot_errors() {
     assert!(p.stdout.contains("# cvm.bravo failed to boot again after it was replaced"), "{}", p.stdout);
     assert!(p.stdout.contains(&format!("boot error 2: {SIM_BOOT_ERROR}")), "{}", p.stdout);
     assert!(p.stdout.contains("No changes to apply, but 1 CVM needs attention"), "{}", p.stdout);
-    let creates = t.count("POST /api/v1/cvms/provision");
+    // A create posts to `/cvms` (provision, then commit).
+    let creates = t.count_exact("POST /api/v1/cvms");
     let third = t.run(&["apply", "--auto-approve"]);
     third.code(1);
     assert!(third.stderr.contains("1 CVM needs attention that applying cannot give"), "{}", third.stderr);
-    assert_eq!(t.count("POST /api/v1/cvms/provision"), creates, "nothing was created");
+    assert_eq!(t.count_exact("POST /api/v1/cvms"), creates, "nothing was created");
     assert_eq!(app_id(&t, "bravo-svc"), app2, "nothing was replaced");
     let show = t.run(&["state", "show", "cvm.bravo"]);
     assert!(show.ok().stdout.contains("tainted      = true"), "{}", show.stdout);

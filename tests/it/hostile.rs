@@ -73,7 +73,7 @@ fn a_redirect_to_another_origin_is_refused_and_the_key_never_leaves() {
     }
     // A create's POST is refused the same way, and nothing is recorded.
     p.clear();
-    p.on("POST", "/cvms/provision", Fault::redirect(307, &format!("{}/api/v1/cvms/provision", elsewhere.origin())));
+    p.on_path("POST", "/api/v1/cvms", Fault::redirect(307, &format!("{}/api/v1/cvms", elsewhere.origin())));
     let r = t.run(&["apply", "--auto-approve", "--refresh=false"]);
     fails_with(&r, &["redirected to another origin"]);
     assert!(elsewhere.seen().is_empty(), "the create reached the other origin");
@@ -238,31 +238,62 @@ fn a_listing_that_claims_endless_pages_ends() {
     );
     t.run(&["plan"]).ok();
     assert_eq!(p.count("GET", "/cvms/paginated"), 1);
-    // The same page again and again (the API ignores `page`): an error at the second.
+    // The same page again and again (the API ignores `page`): an error at a page of nothing
+    // new (pages 2 and 3 are read together).
     p.clear();
     let item = json!({"id": "x1", "name": "someone-else", "status": "running", "resource": {}});
     let same = item.clone();
     p.on(
         "GET",
         "/cvms/paginated",
-        Fault::generate(move |_| (200, vec![], json!({"items": [same.clone()], "pages": 1_000_000_000u64}))),
+        Fault::generate(move |_| (200, vec![], json!({"items": [same.clone()], "pages": 3}))),
     );
     let before = p.count("GET", "/cvms/paginated");
     fails_with(&t.run(&["plan"]), &["was already listed", "paging does not advance"]);
-    assert_eq!(p.count("GET", "/cvms/paginated") - before, 2);
-    // Fresh items on every page, no total: stopped at 1,000 pages.
+    assert_eq!(p.count("GET", "/cvms/paginated") - before, 3);
+    // Fresh items on every page.
+    let fresh = |pages: Option<u64>| {
+        Fault::generate(move |target| {
+            let page = target.split("page=").nth(1).and_then(|x| x.split('&').next()).unwrap_or("0").to_string();
+            let items: Vec<Value> = (0..100)
+                .map(|i| json!({"id": format!("p{page}-{i}"), "name": format!("cvm-{page}-{i}"), "resource": {}}))
+                .collect();
+            let mut v = json!({ "items": items });
+            if let Some(n) = pages {
+                v["pages"] = json!(n);
+            }
+            (200, vec![], v)
+        })
+    };
+    // A list that grows while it is read (each page claims one more, up to 3), and moves (each
+    // page starts with the last CVM of the page before): read to its end, the repeated CVMs
+    // not taken for paging that does not advance.
     p.clear();
     p.on(
         "GET",
         "/cvms/paginated",
         Fault::generate(|target| {
-            let page = target.split("page=").nth(1).and_then(|x| x.split('&').next()).unwrap_or("0").to_string();
-            let items: Vec<Value> = (0..100)
-                .map(|i| json!({"id": format!("p{page}-{i}"), "name": format!("cvm-{page}-{i}"), "resource": {}}))
+            let page: u64 = target.split("page=").nth(1).and_then(|x| x.split('&').next()?.parse().ok()).unwrap_or(1);
+            let first = (page - 1) * 100;
+            let items: Vec<Value> = (first.saturating_sub(1)..first + 100)
+                .map(|i| json!({"id": format!("c{i}"), "name": format!("cvm-moving-{i}"), "resource": {}}))
                 .collect();
-            (200, vec![], json!({"items": items, "pages": 1_000_000_000u64}))
+            (200, vec![], json!({"items": items, "pages": (page + 1).min(3)}))
         }),
     );
+    let before = p.count("GET", "/cvms/paginated");
+    t.run(&["plan"]).ok();
+    assert_eq!(p.count("GET", "/cvms/paginated") - before, 3);
+    // Claiming more pages than teeform reads, with no total to bound the claim: refused at the
+    // first page, before reading the others.
+    p.clear();
+    p.on("GET", "/cvms/paginated", fresh(Some(1_000_000_000)));
+    let before = p.count("GET", "/cvms/paginated");
+    fails_with(&t.run(&["plan"]), &["more than 1000 pages"]);
+    assert_eq!(p.count("GET", "/cvms/paginated") - before, 1);
+    // No counts at all: read one page after another until an empty one, stopped at 1,000.
+    p.clear();
+    p.on("GET", "/cvms/paginated", fresh(None));
     let before = p.count("GET", "/cvms/paginated");
     fails_with(&t.run(&["plan"]), &["more than 1000 pages"]);
     assert_eq!(p.count("GET", "/cvms/paginated") - before, 1000);
@@ -299,15 +330,42 @@ fn a_refresh_answer_of_the_wrong_shape_plans_nothing() {
         (|_| json!(["not", "a", "cvm"]), "expected an object, got a list"),
     ];
     for (rewrite, want) in cases {
-        p.clear();
-        p.on("GET", &format!("/cvms/{id}"), Fault::rewrite(rewrite));
-        let r = t.run(&["plan", "--detailed-exitcode"]);
-        fails_with(&r, &[want, "HTTP 200"]);
-        assert!(!r.stdout.contains("to change"), "a plan was made from a broken answer:\n{}", r.stdout);
-        assert!(!r.stderr.contains("--refresh=false"), "no cached plan fixes a broken answer:\n{}", r.stderr);
+        // In the CVM's list item; and in its detail, which a refresh reads when the list shows
+        // another compose hash than state recorded.
+        for in_detail in [false, true] {
+            p.clear();
+            p.clear_seen();
+            if in_detail {
+                p.on("GET", "/cvms/paginated", Fault::rewrite(|v| each_item(v, other_hash)));
+                p.on("GET", &format!("/cvms/{id}"), Fault::rewrite(rewrite));
+            } else {
+                p.on("GET", "/cvms/paginated", Fault::rewrite(move |v| each_item(v, rewrite)));
+            }
+            let r = t.run(&["plan", "--detailed-exitcode"]);
+            fails_with(&r, &[want, "HTTP 200"]);
+            assert!(!r.stdout.contains("to change"), "a plan was made from a broken answer:\n{}", r.stdout);
+            assert!(!r.stderr.contains("--refresh=false"), "no cached plan fixes a broken answer:\n{}", r.stderr);
+            assert_eq!(p.count("GET", &format!("/cvms/{id}")), usize::from(in_detail), "details read");
+        }
     }
     p.clear();
     t.run(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+/// A CVM list page with `f` applied to each item.
+fn each_item(mut page: Value, f: Rewrite) -> Value {
+    if let Some(items) = page["items"].as_array_mut() {
+        for item in items {
+            *item = f(item.take());
+        }
+    }
+    page
+}
+
+/// A CVM whose compose hash is not the one state recorded: a refresh reads its detail.
+fn other_hash(mut cvm: Value) -> Value {
+    cvm["compose_hash"] = json!("00".repeat(32));
+    cvm
 }
 
 #[test]
@@ -315,6 +373,7 @@ fn a_refresh_answered_with_another_cvm_is_refused() {
     let (t, p) = applied(TWO);
     let web = uuid_of(&t, "web-hostile");
     let db = t.api("GET", "/cvms/db-hostile", None).1;
+    p.on("GET", "/cvms/paginated", Fault::rewrite(|v| each_item(v, other_hash)));
     p.on("GET", &format!("/cvms/{web}"), Fault::rewrite(move |_| db.clone()));
     let r = t.run(&["plan"]);
     fails_with(&r, &["the API answered with another CVM (db-hostile"]);
@@ -367,13 +426,14 @@ fn listing_items_that_cannot_be_read_are_errors_not_an_empty_list() {
 fn a_create_answer_without_ids_records_nothing() {
     let (t, p) = setup(ONE);
     for (drop_field, want) in [("id", "`id` is missing"), ("app_id", "`app_id` is missing")] {
-        // Only POST /cvms itself (not /cvms/provision) is rewritten.
+        // Only the commit's answer (the new VM, with its `vm_uuid`) is rewritten, not the
+        // provision's, though both are POST /cvms.
         p.clear();
         p.on_path(
             "POST",
             "/api/v1/cvms",
             Fault::rewrite(move |mut v| {
-                if let Some(o) = v.as_object_mut() {
+                if let Some(o) = v.as_object_mut().filter(|o| o.contains_key("vm_uuid")) {
                     o.remove(drop_field);
                 }
                 v
@@ -397,7 +457,14 @@ fn a_create_answer_without_ids_records_nothing() {
 fn errors_say_what_happened_and_where() {
     let (mut t, p) = applied(ONE);
     let id = uuid_of(&t, "web-hostile");
-    // An answer that is not JSON had a response: no "no response".
+    // An answer that is not JSON had a response: no "no response". (The list page, then the
+    // detail a changed compose hash asks for.)
+    p.on("GET", "/cvms/paginated", Fault::answer(200, &[], "<html>maintenance</html>"));
+    let r = t.run(&["plan"]);
+    fails_with(&r, &["HTTP 200", "not JSON", "cannot list the CVMs"]);
+    assert!(!r.stderr.contains("no response"), "{}", r.stderr);
+    p.clear();
+    p.on("GET", "/cvms/paginated", Fault::rewrite(|v| each_item(v, other_hash)));
     p.on("GET", &format!("/cvms/{id}"), Fault::answer(200, &[], "<html>maintenance</html>"));
     let r = t.run(&["plan"]);
     fails_with(&r, &["HTTP 200", "not JSON"]);
@@ -405,7 +472,7 @@ fn errors_say_what_happened_and_where() {
 
     // A server error is transient: planning from cache is offered, with the run's flags.
     p.clear();
-    p.on("GET", &format!("/cvms/{id}"), Fault::answer(503, &[], "{\"detail\":\"down\"}"));
+    p.on("GET", "/cvms/paginated", Fault::answer(503, &[], "{\"detail\":\"down\"}"));
     let r = t.run(&["--workspace", "default", "plan"]);
     fails_with(&r, &["HTTP 503", "`teeform --workspace default plan --refresh=false` plans from cached state"]);
 

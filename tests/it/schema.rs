@@ -40,7 +40,9 @@ fn at(pointer: &'static str) -> impl Fn(&TestEnv, &Value) -> Value {
     move |_, d| d.pointer(pointer).cloned().unwrap_or(Value::Null)
 }
 
-const PROVISION: &str = "/cvms/provision";
+/// Where a create's provision goes: `POST /cvms` (the same-path create; `/cvms/provision` on an
+/// API without it).
+const PROVISION: &str = "/api/v1/cvms";
 
 fn case(attr: Attr) -> Case {
     let s = |yaml, sent: (&'static str, &'static str, Option<Value>), held: Option<Value>| Step { yaml, sent, held };
@@ -49,7 +51,12 @@ fn case(attr: Attr) -> Case {
     match attr {
         Attr::Name => Case {
             create: s("name: rt-web-one", create(json!({"name": "rt-web-one"})), Some(json!("rt-web-one"))),
-            change: Some(s("name: rt-web-two", create(json!({"name": "rt-web-two"})), Some(json!("rt-web-two")))),
+            // Renamed in place: its own call, not a replacement.
+            change: Some(s(
+                "name: rt-web-two",
+                ("PATCH", "/name", Some(json!({"name": "rt-web-two"}))),
+                Some(json!("rt-web-two")),
+            )),
             observe: |_, d| d["name"].clone(),
         },
         // Another KMS needs a chain: tests/it/chain.rs (scripts/test-chain) changes it both ways.
@@ -231,7 +238,12 @@ fn detail(t: &TestEnv) -> Value {
 /// the next plan has nothing to do.
 fn round_trip(t: &TestEnv, p: &Proxy, attr: Attr, step: &Step, observe: fn(&TestEnv, &Value) -> Value) {
     p.clear_seen();
-    t.run(&["apply", "--auto-approve"]).ok();
+    // A change the API cannot make in place replaces the CVM, which needs consent.
+    let mut apply = vec!["apply", "--auto-approve"];
+    if attr.forces_replacement() {
+        apply.push("--allow-replace");
+    }
+    t.run(&apply).ok();
     let (method, path, body) = &step.sent;
     let seen = p.seen();
     let carried = seen.iter().filter(|s| s.method == *method && s.target.contains(path)).any(|s| match body {
@@ -289,6 +301,9 @@ fn every_attribute_round_trips_through_the_api() {
         assert_eq!(rc["changed_attributes"], json!([spec.key]), "{attr}: {rc}");
         let want = if spec.update == Update::Replace { json!(["delete", "create"]) } else { json!(["update"]) };
         assert_eq!(rc["actions"], want, "{attr}");
+        // Only a replacement needs consent: apply refuses it without (and sends nothing).
+        let needs = if spec.update == Update::Replace { json!(["cvm.web"]) } else { json!([]) };
+        assert_eq!(v["replacements_needing_consent"], needs, "{attr}");
         round_trip(&t, &p, attr, change, c.observe);
     }
 }

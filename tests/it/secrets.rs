@@ -56,10 +56,24 @@ fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
 
 #[test]
 fn canary_secret_never_written_or_printed() {
+    canary_run(false);
+}
+
+/// The same in keyed mode: the passphrase is a canary too.
+#[test]
+fn canary_secret_and_passphrase_never_written_or_printed_in_keyed_mode() {
+    canary_run(true);
+}
+
+fn canary_run(keyed: bool) {
     let canary = format!("CANARY{}", uuid::Uuid::new_v4().simple());
     let canary2 = format!("TOKEN{}", uuid::Uuid::new_v4().simple());
+    let passphrase = format!("PASSPHRASE{}", uuid::Uuid::new_v4().simple());
     let mut t = TestEnv::new();
     t.env.insert("DB_PASSWORD".into(), canary.clone());
+    if keyed {
+        t.env.insert("TEEFORM_SECRETS_PASSPHRASE".into(), passphrase.clone());
+    }
     t.env.insert("TEEFORM_LOG".into(), "trace".into());
     t.write("web.yml", WEB);
     t.write("api.token", &format!("{canary2}\n"));
@@ -110,6 +124,9 @@ fn canary_secret_never_written_or_printed() {
 
     let mut needles = forms(&canary);
     needles.extend(forms(&canary2));
+    if keyed {
+        needles.extend(forms(&passphrase));
+    }
     let mut hits = Vec::new();
     for (name, r) in &runs {
         scan(&format!("{name} stdout"), r.stdout.as_bytes(), &needles, &mut hits);
@@ -138,6 +155,11 @@ fn canary_secret_never_written_or_printed() {
     for f in files.iter().filter(|f| f.starts_with(t.path("state")) || f.ends_with("saved.plan")) {
         let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & 0o077, 0, "{} is readable by others ({mode:o})", f.display());
+    }
+    if keyed {
+        // (Read last: this process opening sled writes files of its own there.)
+        let rec = state_record(&t);
+        assert!(rec["attrs"]["env"]["API_TOKEN"]["digest"].as_str().unwrap().starts_with("hmac-sha256:"), "{rec}");
     }
 }
 
@@ -178,6 +200,206 @@ fn changing_a_secret_is_one_update_and_one_restart() {
     t.run(&["plan", "--detailed-exitcode"]).code(0);
     let id = t.api("GET", "/cvms/web-secret", None).1["vm_uuid"].as_str().unwrap().to_string();
     assert_eq!(t.sim_get(&format!("/_sim/cvms/{id}/env"))["env"]["DB_PASSWORD"], "second-password");
+}
+
+const ONE: &str =
+    "cvms:\n  web:\n    name: web-one\n    compose: web.yml\n    env:\n      DB_PASSWORD: ${secret:env:DB_PASSWORD}\n";
+
+/// `cvm.web`'s record as state keeps it, read from sled (no command shows digests).
+fn state_record(t: &TestEnv) -> serde_json::Value {
+    let db = sled::Config::new().path(t.path("state/sled")).open().unwrap();
+    let rec = db.open_tree("resources").unwrap().get("cvm.web").unwrap().expect("cvm.web in state");
+    serde_json::from_slice(&rec).unwrap()
+}
+
+/// The digest of `DB_PASSWORD` state keeps for `cvm.web`.
+fn recorded_digest(t: &TestEnv) -> String {
+    state_record(t)["attrs"]["env"]["DB_PASSWORD"]["digest"].as_str().unwrap().to_string()
+}
+
+/// State written before keyed mode existed (its digest made by teeform at commit 350f03d,
+/// before issue 15) plans no changes; turning keyed mode on, rotating the passphrase and
+/// turning it off again rewrite the digests in state and send nothing; a secret rotated in
+/// keyed mode is one change, one restart.
+#[test]
+fn state_from_before_plans_no_changes_and_modes_switch_without_restarts() {
+    let mut t = TestEnv::new();
+    t.env.insert("DB_PASSWORD".into(), "hunter2".into());
+    t.write("web.yml", WEB);
+    t.manifest(ONE);
+    t.run(&["apply", "--auto-approve"]).ok();
+    let mut rec = state_record(&t);
+    std::fs::remove_dir_all(t.path("state")).unwrap();
+    // That teeform's digest of "hunter2" for this salt, address and key, byte for byte.
+    rec["attrs"]["env"]["DB_PASSWORD"]["digest"] =
+        "argon2id:d5a0b7fdfb1270baddedfdc6bb603482ec8dc78a55be563b0a7512df745c2950".into();
+    crate::trust::write_legacy_state(&t.path("state"), &[rec], &[]);
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    assert!(p.code(0).stdout.contains("No changes."), "{}", p.stdout);
+    assert!(!p.stdout.contains("secret digest"), "{}", p.stdout);
+    let (patches, restarts) = (t.count("PATCH "), t.cvm_stat("web-one", "restarts"));
+
+    // Keyed mode on: the Argon2id digest still compares, and is written again keyed.
+    t.env.insert("TEEFORM_SECRETS_PASSPHRASE".into(), "first passphrase, long enough".into());
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    assert!(p.code(0).stdout.contains("No changes."), "{}", p.stdout);
+    assert!(
+        p.stdout.contains("note: 1 secret digest in 1 CVM was made with Argon2id (no passphrase); applying writes it again with the passphrase of key"),
+        "{}",
+        p.stdout
+    );
+    t.run(&["apply", "--auto-approve"]).ok();
+    let first = recorded_digest(&t);
+    assert!(first.starts_with("hmac-sha256:"), "{first}");
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    assert!(p.code(0).stdout.contains("No changes.") && !p.stdout.contains("secret digest"), "{}", p.stdout);
+
+    // Rotating the passphrase with the old one at hand: compared under it, written under the new.
+    t.env.insert("TEEFORM_PREVIOUS_SECRETS_PASSPHRASE".into(), "first passphrase, long enough".into());
+    t.env.insert("TEEFORM_SECRETS_PASSPHRASE".into(), "second passphrase, long enough".into());
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    assert!(p.code(0).stdout.contains("1 secret digest in 1 CVM was made with the passphrase of key"), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve"]).ok();
+    t.env.remove("TEEFORM_PREVIOUS_SECRETS_PASSPHRASE");
+    let second = recorded_digest(&t);
+    assert!(second.starts_with("hmac-sha256:") && second != first, "{second}");
+    assert!(t.run(&["plan", "--detailed-exitcode"]).code(0).stdout.contains("No changes."));
+
+    // A passphrase other than state's, without the old one: the plan says what it resends.
+    t.env.insert("TEEFORM_SECRETS_PASSPHRASE".into(), "a mistyped passphrase here".into());
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("warning: 1 secret value in 1 CVM cannot be compared with state"), "{}", p.stdout);
+    assert!(p.stdout.contains("note: DB_PASSWORD: state's digest was made with the passphrase of key"), "{}", p.stdout);
+    // No passphrase at all against keyed state: refused (a forgotten variable restarts nothing).
+    t.env.remove("TEEFORM_SECRETS_PASSPHRASE");
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert!(r.stderr.contains("were made with the passphrase of key"), "{}", r.stderr);
+    assert!(r.stderr.contains("no passphrase is set; nothing was changed"), "{}", r.stderr);
+    assert!(r.stderr.contains("TEEFORM_PREVIOUS_SECRETS_PASSPHRASE"), "{}", r.stderr);
+    assert_eq!((t.count("PATCH "), t.cvm_stat("web-one", "restarts")), (patches, restarts.clone()));
+
+    // A secret rotated in keyed mode: one change, one PATCH, one restart.
+    t.env.insert("TEEFORM_SECRETS_PASSPHRASE".into(), "second passphrase, long enough".into());
+    t.env.insert("DB_PASSWORD".into(), "rotated".into());
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    assert!(p.code(2).stdout.contains("Plan: 0 to add, 1 to change, 0 to destroy. 1 CVM restart."), "{}", p.stdout);
+    assert!(p.stdout.contains("~ DB_PASSWORD = (sensitive value) (changed)"), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(t.count("PATCH "), patches + 1);
+    assert_eq!(t.cvm_stat("web-one", "restarts").as_u64().unwrap(), restarts.as_u64().unwrap() + 1);
+    let id = t.api("GET", "/cvms/web-one", None).1["vm_uuid"].as_str().unwrap().to_string();
+    assert_eq!(t.sim_get(&format!("/_sim/cvms/{id}/env"))["env"]["DB_PASSWORD"], "rotated");
+
+    // Keyed mode off, with the passphrase as the previous one: Argon2id digests again.
+    t.env.remove("TEEFORM_SECRETS_PASSPHRASE");
+    t.env.insert("TEEFORM_PREVIOUS_SECRETS_PASSPHRASE".into(), "second passphrase, long enough".into());
+    assert!(t.run(&["plan", "--detailed-exitcode"]).code(0).stdout.contains("applying writes it again with Argon2id"));
+    t.run(&["apply", "--auto-approve"]).ok();
+    t.env.remove("TEEFORM_PREVIOUS_SECRETS_PASSPHRASE");
+    assert!(recorded_digest(&t).starts_with("argon2id:"));
+    assert!(t.run(&["plan", "--detailed-exitcode"]).code(0).stdout.contains("No changes."));
+    assert_eq!(t.count("PATCH "), patches + 1, "switching modes sent nothing");
+}
+
+/// The counts of the last `secret digests after …` debug line: (computed, reused, peak in
+/// use, pool size, allocated).
+fn digest_counts(r: &Run) -> (u64, u64, u64, u64, u64) {
+    let line = r.stderr.lines().rfind(|l| l.contains("secret digests after")).expect("the digest counts are logged");
+    let counts = line.split_once(": ").expect("counts after the colon").1;
+    let n: Vec<u64> = counts.split_whitespace().filter_map(|w| w.trim_end_matches([',', ';']).parse().ok()).collect();
+    assert_eq!(n.len(), 5, "{line}");
+    (n[0], n[1], n[2], n[3], n[4])
+}
+
+/// Issue 15: each digest is made once per run (the apply uses the plan's), in at most one
+/// working buffer per pool slot however many secrets there are.
+#[test]
+fn each_digest_is_made_once_per_run_in_bounded_memory() {
+    let mut t = TestEnv::with_config(teeform::sim::SimConfig { restart_ms: 0, boot_ms: 0, ..Default::default() });
+    t.env.insert("TEEFORM_LOG".into(), "teeform=debug".into());
+    t.write("web.yml", WEB);
+    let fleet = |vcpu: u32| {
+        let mut m = String::from("cvms:\n");
+        for i in 0..6 {
+            m.push_str(&format!(
+                "  svc{i}:\n    name: svc{i}-app\n    compose: web.yml\n    vcpu: {vcpu}\n    env:\n      PW: ${{secret:env:PW{i}}}\n"
+            ));
+        }
+        m
+    };
+    for i in 0..6 {
+        t.env.insert(format!("PW{i}"), format!("password-{i}"));
+    }
+    t.manifest(&fleet(1));
+    let check = |r: &Run, computed: u64, what: &str| {
+        let (c, reused, peak, size, allocated) = digest_counts(r);
+        assert_eq!(c, computed, "{what}: Argon2id computations");
+        assert!(
+            peak <= size && allocated <= size && peak >= 1,
+            "{what}: {peak} in use, {allocated} allocated, pool {size}"
+        );
+        reused
+    };
+    let r = t.run(&["apply", "--auto-approve"]);
+    // Six values: six digests for the plan, none again for the apply (it reuses all six).
+    assert!(check(r.ok(), 6, "create") >= 6);
+    t.manifest(&fleet(2));
+    let r = t.run(&["apply", "--auto-approve"]);
+    assert!(check(r.ok(), 6, "update") >= 6);
+    assert_eq!(t.count("PATCH "), 6);
+    check(t.run(&["plan"]).ok(), 6, "plan");
+
+    // Keyed: one derivation per run; six Argon2id digests only to compare state's once.
+    t.env.insert("TEEFORM_SECRETS_PASSPHRASE".into(), "a passphrase long enough".into());
+    check(t.run(&["apply", "--auto-approve"]).ok(), 1 + 6, "keyed, first run");
+    t.manifest(&fleet(3));
+    check(t.run(&["apply", "--auto-approve"]).ok(), 1, "keyed update");
+    assert_eq!(t.count("PATCH "), 12);
+}
+
+/// `secrets.passphrase_env` names the variable; it is then a credential `${env:}` may not copy.
+#[test]
+fn the_manifest_can_name_the_passphrase_variable() {
+    let mut t = TestEnv::new();
+    t.env.insert("DB_PASSWORD".into(), "hunter2".into());
+    t.write("web.yml", WEB);
+    t.manifest(&format!("secrets:\n  passphrase_env: MY_PASS\n{ONE}"));
+    let r = t.run(&["plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("`secrets.passphrase_env` names MY_PASS, which is not set"), "{}", r.stderr);
+    t.env.insert("MY_PASS".into(), "the team's long passphrase".into());
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert!(recorded_digest(&t).starts_with("hmac-sha256:"));
+    // A saved plan is applied with the passphrase it was made with; with another one its
+    // digests cannot be checked (unless the old one is given as the previous).
+    t.manifest(&format!(
+        "secrets:\n  passphrase_env: MY_PASS\n{}",
+        ONE.replace("    compose:", "    vcpu: 2\n    compose:")
+    ));
+    t.run(&["plan", "--out", "p.plan"]).ok();
+    t.env.insert("MY_PASS".into(), "another long passphrase".into());
+    let r = t.run(&["apply", "p.plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("the plan's digest was made with the passphrase of key"), "{}", r.stderr);
+    assert!(!r.stderr.contains("long passphrase"), "{}", r.stderr);
+    t.env.insert("TEEFORM_PREVIOUS_SECRETS_PASSPHRASE".into(), "the team's long passphrase".into());
+    t.run(&["apply", "p.plan"]).ok();
+    t.env.remove("TEEFORM_PREVIOUS_SECRETS_PASSPHRASE");
+    assert!(t.run(&["plan", "--detailed-exitcode"]).code(0).stdout.contains("No changes."));
+
+    t.manifest(&format!("secrets:\n  passphrase_env: MY_PASS\n{ONE}      COPY: x${{env:MY_PASS}}\n"));
+    t.env.insert("MY_PASS".into(), "the team's long passphrase".into());
+    let r = t.run(&["validate"]);
+    r.code(1);
+    assert!(r.stderr.contains("MY_PASS"), "{}", r.stderr);
+    assert!(!r.stderr.contains("the team's long passphrase"), "{}", r.stderr);
+    t.manifest(&format!("secrets:\n  passphrase_env: 1BAD\n  passphrase: x\n{ONE}"));
+    let r = t.run(&["validate"]);
+    r.code(1);
+    assert!(r.stderr.contains("`1BAD` is not an environment variable name"), "{}", r.stderr);
+    assert!(r.stderr.contains("unknown key `passphrase` in secrets"), "{}", r.stderr);
 }
 
 #[test]

@@ -14,6 +14,8 @@ use teeform::sim::SimConfig;
 use crate::harness::{KEY, TestEnv, WEB, runtime};
 
 const V2025: &str = "2025-10-28";
+const V2605: &str = "2026-05-22";
+const V2606: &str = "2026-06-23";
 
 /// Collects requests and answers as text, with volatile values numbered.
 struct Transcript<'a> {
@@ -30,6 +32,8 @@ impl<'a> Transcript<'a> {
             ("hex", r"[0-9a-fA-F]{20,}"),
             ("time", r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"),
             ("uptime", r"^\d+s$"),
+            // Inside an event stream's text.
+            ("uptime", r#""uptime":"\d+s""#),
             ("port", r"127\.0\.0\.1:\d+"),
         ];
         let patterns = patterns.into_iter().map(|(n, p)| (n, regex::Regex::new(p).unwrap())).collect();
@@ -123,6 +127,12 @@ fn every_route_answers_as_recorded() {
     // Reads that need no CVM.
     x.call("GET", "/auth/me", None, None);
     x.call("GET", "/auth/me", Some(V2025), None);
+    x.call("GET", "/auth/me", Some(V2606), None);
+    x.call("GET", "/auth/me", Some("2099-01-01"), None);
+    x.call("GET", "/workspaces", None, None);
+    x.call("GET", "/workspaces/sim", None, None);
+    x.call("GET", "/workspaces/nope", None, None);
+    x.call("GET", "/teepods/cvm-create-resources", None, None);
     x.call("GET", "/teepods/available", None, None);
     x.call("GET", "/instance-types", None, None);
     x.call("GET", "/instance-types/tdx", None, None);
@@ -131,6 +141,12 @@ fn every_route_answers_as_recorded() {
     x.call("GET", "/kms?is_onchain=true&page_size=1", None, None);
     x.call("GET", "/kms/kms_phala_sim", None, None);
     x.call("GET", "/kms/nope", None, None);
+    // From 2026-06-23 the KMS API answers contracts, found by slug or `kc_` id.
+    let contracts = x.call("GET", "/kms", Some(V2606), None);
+    let kc = contracts["items"][0]["id"].as_str().unwrap().to_string();
+    x.call("GET", &format!("/kms/{kc}"), Some(V2606), None);
+    x.call("GET", "/kms/phala-sim", Some(V2606), None);
+    x.call("GET", "/kms/phala-sim/nodes", Some(V2606), None);
     x.call("GET", "/kms/phala-sim/pubkey/not-hex", None, None);
     x.call("GET", "/os-images", None, None);
     x.call("GET", "/os-images?is_dev=true&page=2&page_size=1", None, None);
@@ -187,9 +203,20 @@ fn every_route_answers_as_recorded() {
         j(json!({"name": "web-two", "compose_file": {"docker_compose_file": WEB, "pre_launch_script": "echo hi"}, "vcpu": 3, "memory": 3072, "disk_size": 40, "listed": true})),
     );
     x.call("POST", "/cvms", None, j(json!({"app_id": prov2["app_id"], "compose_hash": prov2["compose_hash"]})));
+    // The same-path create: the provision on POST /cvms answers a one-time token for the
+    // commit; a commit is idempotent for its app id and hash, another hash is 409.
+    let prov3 = x.call("POST", "/cvms", None, j(json!({"name": "web-three", "compose_file": compose})));
+    let commit3 =
+        |token: &Value| json!({"app_id": prov3["app_id"], "compose_hash": prov3["compose_hash"], "token": token});
+    x.call("POST", "/cvms", None, j(commit3(&json!("not-the-token"))));
+    x.call("POST", "/cvms", Some(V2605), j(commit3(&prov3["token"])));
+    x.call("POST", "/cvms", None, j(commit3(&prov3["token"])));
+    x.call("POST", "/cvms", None, j(json!({"app_id": prov3["app_id"], "compose_hash": "ab".repeat(32)})));
+    x.call("POST", "/cvms", None, j(json!({"name": "web-four", "compose_file": {"docker_compose_file": 7}})));
+    x.call("DELETE", "/cvms/web-three", None, None);
 
-    // Reads of CVMs, in both versions, by each kind of id.
-    for v in [None, Some(V2025)] {
+    // Reads of CVMs, in every version, by each kind of id.
+    for v in [None, Some(V2025), Some(V2605)] {
         x.call("GET", "/cvms/paginated?page=1&page_size=1", v, None);
         x.call("GET", &format!("/cvms/{uuid}"), v, None);
         x.call("GET", "/apps", v, None);
@@ -198,9 +225,22 @@ fn every_route_answers_as_recorded() {
         x.call("GET", &format!("/apps/0x{app_id}/cvms"), v, None);
     }
     x.call("GET", "/apps/nope", None, None);
-    for id in ["web-one", &format!("app_{app_id}"), &format!("instance_{instance}"), &uuid.replace('-', "")] {
+    for id in [
+        "web-one",
+        &format!("app_{app_id}"),
+        &format!("instance_{instance}"),
+        &uuid.replace('-', ""),
+        &app_id,
+        &instance,
+    ] {
         x.call("GET", &format!("/cvms/{id}/state"), None, None);
     }
+    let hashid = x.call("GET", "/cvms/web-one/state", Some(V2605), None)["id"].as_str().unwrap().to_string();
+    x.call("GET", &format!("/cvms/{hashid}"), Some(V2605), None);
+    // The state as an event stream: it is running, so the stream completes at once.
+    let events = || Some(Body::Headers(vec![("Accept", "text/event-stream".into())]));
+    x.call("GET", "/cvms/web-one/state?target=running&interval=5&timeout=10", None, events());
+    x.call("GET", "/cvms/web-one/state", None, events());
     x.call("GET", "/cvms/nope", None, None);
     x.call("GET", "/cvms/web-two/compose_file", None, None);
     x.call("GET", "/cvms/web-two/docker-compose.yml", None, None);
@@ -234,9 +274,13 @@ fn every_route_answers_as_recorded() {
         None,
         j(json!({"docker_compose_file": format!("{WEB}# v2\n"), "vcpu": 4, "memory": 8192, "gpus": {"count": 0}, "shutdown_timeout": 30, "allow_force_stop": true, "public_tcbinfo": true})),
     );
+    // The same again changes nothing: no restart (`allow_restart` is accepted).
+    x.call("PATCH", "/cvms/web-one", None, j(json!({"vcpu": 4, "memory": 8192, "allow_restart": true})));
+    x.call("PATCH", "/cvms/web-one", None, j(json!({"allow_restart": true})));
     x.call("PATCH", "/cvms/web-one", Some("ignored"), Some(Body::Headers(vec![("X-Prepare-Only", "true".into())])));
     x.call("PATCH", "/cvms/web-one/envs", None, j(json!({"encrypted_env": enc2, "env_keys": ["FOO", "BAR"]})));
     x.call("PATCH", "/cvms/web-one/envs", None, j(json!({"env_keys": ["FOO"]})));
+    x.call("PATCH", "/cvms/web-one/docker-compose", None, Some(Body::Text(format!("{WEB}# v3\n"))));
     x.call("PATCH", "/cvms/web-one/docker-compose", None, Some(Body::Text(format!("{WEB}# v3\n"))));
     x.call("PATCH", "/cvms/web-one/pre-launch-script", None, Some(Body::Text("echo v3".into())));
     x.call("PATCH", "/cvms/web-one/resources", None, j(json!({"instance_type": "tdx.large", "allow_restart": true})));
@@ -257,6 +301,7 @@ fn every_route_answers_as_recorded() {
         j(json!({"docker_compose_file": format!("{WEB}# v4\n"), "allowed_envs": ["FOO"], "name": "ignored"})),
     );
     x.call("PATCH", "/cvms/web-one/compose_file", None, j(json!({"compose_hash": "00"})));
+    x.call("POST", "/cvms/web-one/compose_file/provision", None, j(json!({"pre_launch_script": "echo v3"})));
     x.call(
         "PATCH",
         "/cvms/web-one/compose_file",
@@ -274,9 +319,17 @@ fn every_route_answers_as_recorded() {
     x.call("GET", &format!("/cvms/{uuid}"), None, None);
     x.call("GET", &format!("/cvms/{uuid}"), Some(V2025), None);
 
-    // Power, then delete.
-    for action in ["stop", "start", "shutdown", "restart"] {
-        x.call("POST", &format!("/cvms/web-one/{action}"), None, None);
+    // Renaming in place (UNVERIFIED: the provider's design note): to its own name, to one in
+    // use, an invalid one, none, and of a CVM that is not there.
+    x.call("PATCH", "/cvms/web-one/name", None, j(json!({"name": "web-one"})));
+    x.call("PATCH", "/cvms/web-one/name", None, j(json!({"name": "web-two"})));
+    x.call("PATCH", "/cvms/web-one/name", None, j(json!({"name": "no"})));
+    x.call("PATCH", "/cvms/web-one/name", None, j(json!({})));
+    x.call("PATCH", "/cvms/nope/name", None, j(json!({"name": "web-three"})));
+
+    // Power (the VM with its integer id, and from 2026-05-22 its hashid), then delete.
+    for (action, v) in [("stop", None), ("start", Some(V2605)), ("shutdown", None), ("restart", None)] {
+        x.call("POST", &format!("/cvms/web-one/{action}"), v, None);
     }
     x.call("DELETE", "/cvms/web-two", None, None);
     x.call("DELETE", "/cvms/web-two", None, None);
@@ -306,6 +359,31 @@ fn a_request_without_a_key_or_with_a_wrong_one_is_refused() {
     });
     assert_eq!(none, (401, json!({"detail": "Not authenticated: send the X-API-Key header"})));
     assert_eq!(wrong, (401, json!({"detail": "Invalid API key"})));
+}
+
+#[test]
+fn an_oidc_bearer_token_is_accepted_when_it_is_the_configured_one_in_the_workspace_it_names() {
+    let t = TestEnv::with_config(SimConfig { bearer_token: Some("oidc-ok".into()), ..Default::default() });
+    let url = format!("{}/auth/me", t.prefix());
+    let get = |headers: &[(&str, &str)]| {
+        runtime().block_on(async {
+            let mut r = reqwest::Client::new().get(&url);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            let resp = r.send().await.unwrap();
+            let id = resp.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_string());
+            (resp.status().as_u16(), id.is_some_and(|i| i.starts_with("req_")))
+        })
+    };
+    assert_eq!(get(&[("Authorization", "Bearer oidc-ok")]), (200, true));
+    assert_eq!(get(&[("Authorization", "Bearer oidc-ok"), ("X-Phala-Workspace", "sim")]), (200, true));
+    assert_eq!(get(&[("Authorization", "Bearer oidc-ok"), ("X-Phala-Workspace", "other")]), (403, true));
+    assert_eq!(get(&[("Authorization", "Bearer oidc-wrong")]), (401, true));
+    assert_eq!(get(&[("Authorization", "Basic b2lkYy1vaw==")]), (401, true));
+    // A key wins when both are sent.
+    assert_eq!(get(&[("Authorization", "Bearer oidc-wrong"), ("X-API-Key", KEY)]), (200, true));
+    assert_eq!(get(&[("Authorization", "Bearer oidc-ok"), ("X-API-Key", "wrong")]), (401, true));
 }
 
 /// A stand-in chain for the simulator's JSON-RPC calls: `eth_call` (is a hash allowed?) answers
@@ -470,4 +548,44 @@ fn the_on_chain_branch_answers_as_recorded() {
 
     let out = x.out;
     insta::assert_snapshot!(out);
+}
+
+/// The SSE form of `GET /cvms/{id}/state`: a `state` event at once, one for each change of
+/// status, then `complete` once the status is the target; the stream then ends.
+#[test]
+fn the_state_stream_follows_a_restart_to_its_end() {
+    let t = TestEnv::with_config(SimConfig { restart_ms: 600, boot_ms: 0, ..Default::default() });
+    let (code, prov) =
+        t.api("POST", "/cvms", Some(json!({"name": "web-watch", "compose_file": {"docker_compose_file": WEB}})));
+    assert_eq!(code, 200, "{prov}");
+    let (code, vm) = t.api(
+        "POST",
+        "/cvms",
+        Some(json!({"app_id": prov["app_id"], "compose_hash": prov["compose_hash"], "token": prov["token"]})),
+    );
+    assert_eq!(code, 200, "{vm}");
+    assert_eq!(t.api("POST", "/cvms/web-watch/restart", None).0, 200);
+    let url = format!("{}/cvms/web-watch/state?target=running", t.prefix());
+    let text = runtime().block_on(async {
+        let r = reqwest::Client::new()
+            .get(&url)
+            .header("X-API-Key", KEY)
+            .header("Accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        r.text().await.unwrap()
+    });
+    let events: Vec<(String, Value)> = text
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let field = |k: &str| e.lines().find_map(|l| l.strip_prefix(k)).unwrap_or_default().trim().to_string();
+            (field("event:"), serde_json::from_str(&field("data:")).unwrap())
+        })
+        .collect();
+    let kinds: Vec<(&str, &str)> = events.iter().map(|(k, d)| (k.as_str(), d["status"].as_str().unwrap())).collect();
+    assert_eq!(kinds, [("state", "restarting"), ("complete", "running")], "{text}");
+    assert_eq!(events[1].1["name"], "web-watch");
 }

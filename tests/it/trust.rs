@@ -506,7 +506,7 @@ fn two_manifests_in_one_folder_keep_their_own_state() {
 
 /// Writes `records` into `dir` the way teeform before 0.2 laid a state out: sled with the
 /// state's identity and records, no seal, no manifest recorded, no seal.json or backup.json.
-fn write_legacy_state(dir: &Path, records: &[serde_json::Value], journal: &[serde_json::Value]) {
+pub(crate) fn write_legacy_state(dir: &Path, records: &[serde_json::Value], journal: &[serde_json::Value]) {
     let db = sled::Config::new().path(dir.join("sled")).open().unwrap();
     let meta = serde_json::json!({"lineage": uuid::Uuid::new_v4().to_string(), "serial": 4, "salt": "00112233445566778899aabbccddeeff"});
     db.open_tree("meta").unwrap().insert("meta", serde_json::to_vec(&meta).unwrap()).unwrap();

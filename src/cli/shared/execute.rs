@@ -8,10 +8,10 @@ use tokio_util::sync::CancellationToken;
 use super::onchain;
 use crate::apply::{self, Executor, Report, StepResult, WaitOptions};
 use crate::cli::context::{Api, Ctx};
-use crate::cli::error::{CliError, CliResult, exit, steps_failed};
+use crate::cli::error::{CliError, CliResult, Hint, exit, steps_failed};
 use crate::cli::shell::progress::Progress;
 use crate::plan::{self, Mode, Plan};
-use crate::secrets::SecretValues;
+use crate::secrets::{Digester, SecretValues};
 use crate::state::Store;
 
 /// Asks the question on the terminal; only `yes` goes on. Without a terminal (CI) an
@@ -34,9 +34,35 @@ pub fn confirm(ctx: &Ctx, auto_approve: bool, question: &str) -> CliResult<()> {
     if line.trim() == "yes" { Ok(()) } else { Err(CliError::new("cancelled; nothing was changed")) }
 }
 
-/// How long to wait for a CVM to get where a step takes it (`TEEFORM_WAIT_TIMEOUT`).
+/// Refuses, before any cloud call, a plan that replaces CVMs nobody asked to replace (with
+/// `--replace`) unless `--allow-replace` consented: each would get a new app id, new keys and
+/// an empty disk. The message names the cause and the consequence.
+pub fn consent(p: &Plan) -> CliResult<()> {
+    let unasked: Vec<&plan::Change> = p.needs_consent().collect();
+    let Some(first) = unasked.first() else {
+        return Ok(());
+    };
+    let n = unasked.len();
+    let more = if n > 1 { format!(" (and {} more)", n - 1) } else { String::new() };
+    let mut e = CliError::new(format!(
+        "this plan replaces {}{more}, which nobody asked to replace: {}, and {}; nothing was changed",
+        first.address,
+        plan::render::replacement_cause(first),
+        plan::render::replacement_consequence(first)
+    ));
+    let all: Vec<&str> = unasked.iter().map(|c| c.address.as_str()).collect();
+    let flags: Vec<String> = all.iter().map(|a| format!("--replace {a}")).collect();
+    e = e
+        .hint(Hint::run("to replace it anyway, name it: ", format!("apply {}", flags.join(" ")), ""))
+        .hint("or pass --allow-replace to consent to every replacement in this plan")
+        .hint("or change the manifest back so the CVM can be updated in place");
+    Err(e)
+}
+
+/// How long to wait for a CVM to get where a step takes it (`TEEFORM_WAIT_TIMEOUT`), and how
+/// (batch status polls unless `TEEFORM_PER_CVM_READS=1`).
 pub fn wait_options(ctx: &Ctx) -> WaitOptions {
-    let mut w = WaitOptions::default();
+    let mut w = WaitOptions { batch: !ctx.settings.per_cvm_reads, ..WaitOptions::default() };
     if let Some(t) = ctx.settings.wait_timeout {
         w.timeout = t;
     }
@@ -63,12 +89,14 @@ pub fn unresolved(p: &Plan) -> Option<CliError> {
 }
 
 /// Runs the executor with progress output and Ctrl-C handling, then reports.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     ctx: &Ctx,
     store: &Arc<dyn Store>,
     api: &Api,
     p: &Plan,
     secrets: SecretValues,
+    digests: Arc<Digester>,
     parallelism: usize,
     onchain: Option<Arc<dyn apply::OnChain>>,
 ) -> CliResult {
@@ -91,10 +119,12 @@ pub async fn execute(
         cancel: cancel.clone(),
         wait: wait_options(ctx),
         secrets,
+        digests,
         onchain,
         endpoint: api.endpoint.clone(),
     };
     let report = exec.run(p).await;
+    crate::secrets::log_stats("applying");
     if let Some(progress) = &progress {
         progress.finish();
     }

@@ -1,8 +1,8 @@
 //! What commands share, so that no command file imports another: opening a run
-//! ([`session`]), making a plan ([`planning`]), carrying it out ([`execute`]), data sources
-//! and their catalogs ([`datasources`], [`catalogs`]), on-chain KMS ([`onchain`]), saved
-//! plan files ([`saved`]), state as shown to people ([`records`]) and the JSON event stream
-//! ([`stream`]).
+//! ([`session`]), refreshing state ([`refresh`]), making a plan ([`planning`]), carrying it
+//! out ([`execute`]), data sources and their catalogs ([`datasources`], [`catalogs`]),
+//! on-chain KMS ([`onchain`]), saved plan files ([`saved`]), state as shown to people
+//! ([`records`]) and the JSON event stream ([`stream`]).
 
 pub mod catalogs;
 pub mod datasources;
@@ -10,6 +10,7 @@ pub mod execute;
 pub mod onchain;
 pub mod planning;
 pub mod records;
+pub mod refresh;
 pub mod saved;
 pub mod session;
 pub mod stream;

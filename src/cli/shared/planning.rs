@@ -1,144 +1,102 @@
-//! Making a plan: refreshing state from the API (and the boot errors of CVMs that failed),
-//! the planner, then the checks that need the API: values against its catalogs, names
-//! taken outside this state.
+//! Making a plan: refreshing state from the API ([`super::refresh`]), the planner, then the
+//! checks that need the API: values against its catalogs, names taken outside this state.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::StreamExt;
-
+use super::refresh::{self, Refreshed};
 use super::session::{Session, same_endpoint};
 use crate::cli::PlanArgs;
 use crate::cli::context::{Api, Ctx};
-use crate::cli::error::{CliError, CliResult};
+use crate::cli::error::{CliError, CliResult, Hint};
 use crate::manifest::Config;
-use crate::model::{Address, Attr};
-use crate::plan::{self, Action, Mode, Plan, Refresh, json, render};
+use crate::model::{Address, Attr, RemoteCvm};
+use crate::plan::{self, Action, Mode, Plan, json, render};
+use crate::providers;
+use crate::secrets::{self, Digester};
 use crate::state::Snapshot;
-
-async fn refresh(
-    ctx: &Ctx,
-    s: &Session,
-    snapshot: &Snapshot,
-    parallelism: usize,
-) -> CliResult<BTreeMap<Address, Refresh>> {
-    let api = &s.api;
-    if snapshot.resources.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    ctx.shell.status(
-        "Refreshing",
-        &format!(
-            "{} CVM{} from {}",
-            snapshot.resources.len(),
-            if snapshot.resources.len() == 1 { "" } else { "s" },
-            api.endpoint
-        ),
-    );
-    let client = api.client.clone();
-    let results: Vec<(Address, Result<Option<crate::model::RemoteCvm>, crate::providers::ApiError>)> =
-        futures::stream::iter(snapshot.resources.values().map(|r| {
-            let client = client.clone();
-            let (addr, id) = (r.address.clone(), r.ids.id.clone());
-            async move { (addr, client.get_cvm(&id).await) }
-        }))
-        .buffer_unordered(parallelism.max(1))
-        .collect()
-        .await;
-    let mut out = BTreeMap::new();
-    let stuck_after = super::execute::wait_options(ctx).timeout;
-    for (addr, r) in results {
-        match r {
-            Ok(Some(mut remote)) => {
-                remote.boot.stuck = remote.in_progress
-                    && remote.boot.busy_since.as_deref().and_then(busy_for).is_some_and(|d| d > stuck_after);
-                out.insert(addr, Refresh::Found(Box::new(remote)));
-            }
-            Ok(None) => {
-                out.insert(addr, Refresh::Gone);
-            }
-            Err(e) => {
-                // Planning from cached state helps only while the API is out of reach; it
-                // cannot fix a key, a request or an answer that is wrong.
-                let offer = s.command == "plan" && e.is_transient();
-                let err = CliError::from(e).context(format!("cannot refresh {addr}"));
-                return Err(if offer {
-                    err.hint(format!("`{}` plans from cached state", ctx.command_line("plan --refresh=false")))
-                } else {
-                    err.hint("nothing was changed")
-                });
-            }
-        }
-    }
-    boot_errors(ctx, api, &mut out).await;
-    Ok(out)
-}
-
-/// How long ago the API says an operation began (`progress.started_at`), by this machine's
-/// clock. UNVERIFIED: the timestamp's exact format; RFC 3339 with or without an offset is read.
-fn busy_for(since: &str) -> Option<std::time::Duration> {
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-    let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_millis() as i64);
-    let then = since
-        .parse::<jiff::Timestamp>()
-        .ok()
-        .map(|t| t.as_millisecond())
-        .or_else(|| humantime::parse_rfc3339_weak(since).ok().and_then(ms))?;
-    let now = ms(SystemTime::now())?;
-    (now >= then).then(|| Duration::from_millis((now - then) as u64))
-}
-
-/// Reads the API's boot errors of the CVMs that failed or are stuck, in one request (none
-/// when every CVM is fine). A failure to read them costs the message, not the plan.
-async fn boot_errors(ctx: &Ctx, api: &Api, refreshed: &mut BTreeMap<Address, Refresh>) {
-    let unwell = |r: &crate::model::RemoteCvm| r.status.is_failed() || r.boot.stuck;
-    let uuid = |r: &crate::model::RemoteCvm| r.ids.vm_uuid.clone().unwrap_or_else(|| r.ids.id.clone());
-    let wanted: Vec<String> = refreshed
-        .values()
-        .filter_map(|r| match r {
-            Refresh::Found(r) if unwell(r) => Some(uuid(r)),
-            _ => None,
-        })
-        .collect();
-    if wanted.is_empty() {
-        return;
-    }
-    match api.client.boot_errors(&wanted).await {
-        Ok(errors) => {
-            for r in refreshed.values_mut() {
-                if let Refresh::Found(r) = r
-                    && let Some(e) = errors.get(&uuid(r))
-                {
-                    r.boot.error = Some(e.clone());
-                }
-            }
-        }
-        Err(e) => ctx.shell.warn(&format!("cannot read the boot errors of CVMs that failed: {e}")),
-    }
-}
 
 /// Refreshes (unless `--refresh=false`), plans, and checks the plan against the API.
 pub async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliResult<Plan> {
     let snapshot = s.store.snapshot().await?;
     same_endpoint(&s.api, snapshot.resources.values().map(|r| (r.address.as_str(), r.endpoint.as_deref())))?;
-    let refreshed = if args.refresh || args.refresh_only {
-        Some(refresh(ctx, s, &snapshot, args.run.parallelism).await?)
+    let parallelism = args.run.parallelism;
+    let mut refreshed = if args.refresh || args.refresh_only {
+        Some(refresh::refresh(ctx, s, &snapshot, parallelism).await?)
     } else {
         None
     };
-    let p = plan::plan(&plan::Input {
-        config: &s.config,
-        snapshot: &snapshot,
-        refreshed: refreshed.as_ref(),
-        secrets: &s.secrets,
-        mode,
-    })?;
+    let requests = args.requests();
+    let planned = |refreshed: Option<&Refreshed>| {
+        plan::plan(&plan::Input {
+            config: &s.config,
+            snapshot: &snapshot,
+            refreshed: refreshed.map(|r| &r.found),
+            secrets: &s.secrets,
+            digests: &s.digests,
+            mode,
+            requests: &requests,
+        })
+    };
+    let mut p = planned(refreshed.as_ref())?;
+    // The hash previews of updates start from the CVMs' app compose, which the list lacks.
+    if let Some(r) = &mut refreshed
+        && refresh::with_details(ctx, s, &p, r, parallelism).await?
+    {
+        p = planned(refreshed.as_ref())?;
+    }
+    secrets::log_stats("planning");
+    keyed_state_needs_a_passphrase(&s.digests, &p)?;
+    if !p.moved.is_empty() {
+        let journal = s.store.journal().await?;
+        if let Some(m) = p.moved.iter().find(|m| journal.iter().any(|e| e.address == m.from)) {
+            return Err(CliError::new(format!(
+                "cannot move {} to {}: an operation on {} is unfinished (interrupted, or paused for on-chain registration); nothing was changed",
+                m.from, m.to, m.from
+            ))
+            .hint(Hint::run("finish it first (", "apply --resume", " for a paused update), then apply the move")));
+        }
+    }
     if args.refresh && mode == Mode::Normal {
-        names_are_free(ctx, &s.api, &snapshot, &p).await?;
+        let listing = refreshed.and_then(|r| r.listing);
+        names_are_free(ctx, &s.api, &snapshot, &p, listing, parallelism).await?;
     }
     if mode == Mode::Normal {
         check_values(ctx, &s.config, &s.api, &p, args.refresh, !snapshot.resources.is_empty()).await?;
     }
     Ok(p)
+}
+
+/// Refuses to send secrets again only because this run has no passphrase while state's
+/// digests were made with one: most likely the variable is missing (a renamed CI secret),
+/// and sending would restart every CVM with a secret. A different passphrase, set on
+/// purpose, plans the resends with their reasons instead.
+fn keyed_state_needs_a_passphrase(digests: &Digester, p: &Plan) -> CliResult<()> {
+    if digests.keyed() {
+        return Ok(());
+    }
+    let (cvms, made_with) = p
+        .changes
+        .iter()
+        .flat_map(|c| c.reasons.iter())
+        .filter_map(|r| match r {
+            plan::Reason::SecretsResent { made_with, .. } => Some(made_with),
+            _ => None,
+        })
+        .fold((0, None), |(n, first), m| (n + 1, first.or(Some(m))));
+    let Some(made_with) = made_with else { return Ok(()) };
+    Err(CliError::new(format!(
+        "the secret digests of {cvms} CVM{} in state were made with {made_with}, and no passphrase is set; nothing was changed",
+        if cvms == 1 { "" } else { "s" }
+    ))
+    .hint(format!(
+        "set {} (or the variable the manifest's `secrets.passphrase_env` names) to the passphrase used before",
+        secrets::PASSPHRASE_VAR
+    ))
+    .hint(format!(
+        "to leave keyed mode, set {} to it instead: the digests are written again with Argon2id, and no CVM restarts",
+        secrets::PREVIOUS_PASSPHRASE_VAR
+    ))
+    .hint("if the passphrase is lost, set a new one: the plan then shows each secret it sends again"))
 }
 
 /// Refuses a plan that would send values the API does not offer (instance types, nodes, OS
@@ -200,13 +158,21 @@ async fn catalogs(api: &Api, needed: &BTreeSet<Attr>) -> CliResult<plan::checks:
     Ok(c)
 }
 
-/// Refuses creates whose name a CVM outside this state already has: applying one would fail
-/// or make a second CVM of that name. One list call, made only when the plan creates something.
-async fn names_are_free(ctx: &Ctx, api: &Api, snapshot: &Snapshot, p: &Plan) -> CliResult<()> {
+/// Refuses creates and renames to a name a CVM outside this state already has: applying one
+/// would fail or make a second CVM of that name. Reads the CVM list (`listing`, when the
+/// refresh read it already) only when the plan creates or renames something.
+async fn names_are_free(
+    ctx: &Ctx,
+    api: &Api,
+    snapshot: &Snapshot,
+    p: &Plan,
+    listing: Option<Vec<RemoteCvm>>,
+    parallelism: usize,
+) -> CliResult<()> {
     let creating: BTreeMap<&str, &str> = p
         .changes
         .iter()
-        .filter(|c| matches!(c.action, Action::Create | Action::Replace))
+        .filter(|c| matches!(c.action, Action::Create | Action::Replace) || c.renames())
         .filter_map(|c| c.after.as_ref().map(|a| (a.name.as_str(), c.address.as_str())))
         .collect();
     if creating.is_empty() {
@@ -218,13 +184,16 @@ async fn names_are_free(ctx: &Ctx, api: &Api, snapshot: &Snapshot, p: &Plan) -> 
         .flat_map(|r| [Some(r.ids.id.as_str()), r.ids.vm_uuid.as_deref()])
         .flatten()
         .collect();
-    let remote = api.client.list_cvms().await.map_err(|e| {
-        let transient = e.is_transient();
-        let err = CliError::from(e)
-            .context("cannot list the CVMs")
-            .hint("listing CVMs checks that the names to create are free");
-        if transient { err.hint("`--refresh=false` skips the check (and the refresh)") } else { err }
-    })?;
+    let remote = match listing {
+        Some(l) => l,
+        None => providers::list_cvms(api.client.as_ref(), parallelism).await.map_err(|e| {
+            let transient = e.is_transient();
+            let err = CliError::from(e)
+                .context("cannot list the CVMs")
+                .hint("listing CVMs checks that the names to create are free");
+            if transient { err.hint("`--refresh=false` skips the check (and the refresh)") } else { err }
+        })?,
+    };
     let mut taken: Vec<(&str, String)> = remote
         .iter()
         .filter(|r| !ours.contains(r.ids.id.as_str()) && !r.ids.vm_uuid.as_deref().is_some_and(|u| ours.contains(u)))
@@ -246,11 +215,16 @@ async fn names_are_free(ctx: &Ctx, api: &Api, snapshot: &Snapshot, p: &Plan) -> 
     // A few commands to copy, not one per CVM: a first apply over a thousand existing names
     // must stay readable.
     const SHOWN: usize = 5;
+    let renaming = |addr: &str| p.changes.iter().any(|c| c.address == addr && c.action == Action::Update);
     for (addr, id) in taken.iter().take(SHOWN) {
-        e = e.hint(format!(
-            "`{}` manages the existing CVM; or give {addr} another `name:`",
-            ctx.command_line(&format!("import {addr} {id}"))
-        ));
+        e = e.hint(if renaming(addr) {
+            format!("{addr} is renamed: give it a `name:` no other CVM has (CVM {id} has this one)")
+        } else {
+            format!(
+                "`{}` manages the existing CVM; or give {addr} another `name:`",
+                ctx.command_line(&format!("import {addr} {id}"))
+            )
+        });
     }
     if taken.len() > SHOWN {
         e = e.hint(format!(

@@ -72,6 +72,9 @@ pub fn record_text(r: &ResourceRecord) -> String {
     if r.tainted {
         out.push_str("tainted      = true\n");
     }
+    if r.prevent_destroy {
+        out.push_str("lifecycle    = { prevent_destroy = true }\n");
+    }
     for spec in crate::model::SCHEMA {
         let (name, v) = (spec.key, r.attrs.get(spec.attr));
         if v.is_null() || matches!(spec.ty, crate::model::schema::Type::Env) {

@@ -22,11 +22,20 @@ pub struct SavedPlan {
     /// The manifest's `allowed_dirs:`, absolute: secret files may be read there too.
     #[serde(default)]
     pub allowed_dirs: Vec<PathBuf>,
+    /// The manifest's `secrets.passphrase_env` (a variable's name), read again at apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_env: Option<String>,
     pub plan: Plan,
 }
 
 impl SavedPlan {
-    pub fn new(plan: Plan, endpoint: String, base_dir: PathBuf, allowed_dirs: Vec<PathBuf>) -> SavedPlan {
+    pub fn new(
+        plan: Plan,
+        endpoint: String,
+        base_dir: PathBuf,
+        allowed_dirs: Vec<PathBuf>,
+        passphrase_env: Option<String>,
+    ) -> SavedPlan {
         SavedPlan {
             format: FORMAT.into(),
             teeform_version: env!("CARGO_PKG_VERSION").into(),
@@ -34,6 +43,7 @@ impl SavedPlan {
             endpoint,
             base_dir,
             allowed_dirs,
+            passphrase_env,
             plan,
         }
     }

@@ -11,7 +11,7 @@ use crate::cli::error::{CliError, CliResult, Hint};
 use crate::manifest::files::FilePolicy;
 use crate::manifest::{Config, Diagnostic, Ref};
 use crate::plan;
-use crate::secrets::{self, SecretValues};
+use crate::secrets::{self, Digester, SecretValues};
 use crate::state::{Snapshot, Store};
 
 /// Everything a run works with: the manifest, the locked state, the API and secrets.
@@ -22,6 +22,8 @@ pub struct Session {
     pub store: Arc<dyn Store>,
     pub api: Api,
     pub secrets: SecretValues,
+    /// How this run digests secrets for its state (Argon2id, or keyed with a passphrase).
+    pub digests: Arc<Digester>,
 }
 
 /// Loads the manifest, reads its secrets, opens and locks its state, connects to the API and
@@ -32,9 +34,27 @@ pub async fn open(ctx: &Ctx, run: &RunArgs, command: &'static str) -> CliResult<
     let secrets = read_secrets(&secret_refs(&config), &config.file_policy())?;
     required_values_present(&config, &secrets)?;
     let store = ctx.open_state_for(Some(&config), command, run.lock_timeout).await?;
+    let digests = Arc::new(digester(&store.meta().await?.salt, config.secrets_passphrase_env.as_deref())?);
     let api = ctx.api(&config.endpoint).await?;
     reconcile(ctx, store.as_ref(), &api).await?;
-    Ok(Session { command, config, store, api, secrets })
+    Ok(Session { command, config, store, api, secrets, digests })
+}
+
+/// This run's way of digesting secrets for the state with salt `salt`: keyed when the
+/// passphrase variable (the manifest's `secrets.passphrase_env`, else
+/// `TEEFORM_SECRETS_PASSPHRASE`) is set. Passphrases are registered with `redact` as read.
+pub fn digester(salt: &str, passphrase_env: Option<&str>) -> CliResult<Digester> {
+    secrets::from_env(salt, passphrase_env, &|k| std::env::var(k).ok()).map_err(|e| {
+        let hint = match e {
+            secrets::PassphraseError::Missing { .. } => {
+                "set it to the passphrase of the state's secret digests (README: \"Keyed secret digests\")"
+            }
+            secrets::PassphraseError::TooShort { .. } => {
+                "keyed digests are as strong as the passphrase: use a long random one (e.g. `openssl rand -base64 32`) kept in your CI's secret store"
+            }
+        };
+        CliError::new(format!("{e}; nothing was changed")).hint(hint)
+    })
 }
 
 /// Refuses an env value that is empty once its secrets are read, when the CVM's compose file

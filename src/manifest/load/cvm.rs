@@ -1,4 +1,4 @@
-//! `cvms:`: each CVM's key, name, files, attributes, env and dependencies; the checks across
+//! `cvms:`: each CVM's key, name, files, attributes, env, dependencies and `lifecycle`; the checks across
 //! CVMs (names differ); the dependencies `${cvm.X...}` references imply.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,7 +21,7 @@ pub fn cvm_keys() -> &'static [&'static str] {
 }
 
 static CVM_KEYS: LazyLock<Vec<&'static str>> =
-    LazyLock::new(|| SCHEMA.iter().map(|s| s.key).chain(["depends_on", "lint"]).collect());
+    LazyLock::new(|| SCHEMA.iter().map(|s| s.key).chain(["depends_on", "lint", "lifecycle"]).collect());
 
 /// A CVM with nothing read yet but its key.
 fn new_cvm(key: &str, span: Span) -> CvmConfig {
@@ -39,6 +39,7 @@ fn new_cvm(key: &str, span: Span) -> CvmConfig {
         spans: BTreeMap::new(),
         depends_on: Vec::new(),
         data_fields: BTreeMap::new(),
+        prevent_destroy: false,
     }
 }
 
@@ -122,6 +123,7 @@ impl Loader<'_> {
                 }
                 "depends_on" if !v.is_null() => self.depends_on(&mut c, v, &what),
                 "lint" => lint.ignore = self.lint(v, &what),
+                "lifecycle" => c.prevent_destroy = self.lifecycle(v, &what),
                 _ => self.cvm_attribute(&mut c, k, v, &w),
             }
         }
@@ -249,6 +251,17 @@ impl Loader<'_> {
                 .set_label("conflicting sizes")
                 .add_hint("choose an instance type, or size the CVM with vcpu and memory");
         }
+    }
+
+    /// `lifecycle: {prevent_destroy: BOOL}`: whether a plan may destroy or replace the CVM.
+    fn lifecycle(&mut self, node: &Node, what: &str) -> bool {
+        let mut prevent = false;
+        for (k, _, v) in self.entries(node, &format!("{what}: `lifecycle`"), Some(&["prevent_destroy"])) {
+            if k == "prevent_destroy" {
+                prevent = self.boolean(v, "lifecycle.prevent_destroy").unwrap_or(false);
+            }
+        }
+        prevent
     }
 
     /// `lint: {ignore: [NAME, ...]}`: env keys and compose variables whose warnings are

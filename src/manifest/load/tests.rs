@@ -681,3 +681,64 @@ fn a_compose_file_not_named_as_yaml_is_never_quoted() {
         assert!(!rendered.contains("PASSWORD") && !rendered.contains("hunter2"), "{rendered}");
     }
 }
+
+/// `moved:` entries: what a user can write, and the one diagnostic each mistake gets where it
+/// is written.
+#[test]
+fn moved_entries_are_checked_where_they_are_written() {
+    let p = Project::new();
+    let two =
+        "cvms:\n  web:\n    name: web-app\n    compose: web.yml\n  api:\n    name: api-app\n    compose: web.yml\n";
+    let ok = p
+        .load(&format!("{two}moved:\n  - from: cvm.old\n    to: cvm.web\n  - {{from: cvm.older, to: cvm.api}}\n"))
+        .unwrap();
+    let got: Vec<(&str, &str)> = ok.moved.iter().map(|m| (m.from.as_str(), m.to.as_str())).collect();
+    assert_eq!(got, [("cvm.old", "cvm.web"), ("cvm.older", "cvm.api")]);
+    assert!(p.load(&format!("{two}moved: []\n")).unwrap().moved.is_empty());
+    assert!(p.load(&format!("{two}moved:\n")).unwrap().moved.is_empty());
+    let cases: &[(&str, &[&str])] = &[
+        ("moved: {from: cvm.a, to: cvm.web}\n", &["8:8: `moved` must be a list"]),
+        ("moved:\n  - from: cvm.old\n", &["9:5: a `moved` entry needs `to`"]),
+        ("moved:\n  - to: cvm.web\n", &["9:5: a `moved` entry needs `from`"]),
+        ("moved:\n  - {from: old, to: cvm.web}\n", &["9:12: `old` is not a CVM address"]),
+        ("moved:\n  - {from: cvm.old, to: cvm.web, by: me}\n", &["9:34: unknown key `by` in a `moved` entry"]),
+        ("moved:\n  - {from: cvm.web, to: cvm.web}\n", &["9:6: cvm.web is moved to itself"]),
+        ("moved:\n  - {from: cvm.api, to: cvm.web}\n", &["9:6: cvm.api is still declared under `cvms:`"]),
+        ("moved:\n  - {from: cvm.old, to: cvm.wbe}\n", &["9:6: cvm.old is moved to cvm.wbe, which is not declared"]),
+        (
+            "moved:\n  - {from: cvm.a, to: cvm.web}\n  - {from: cvm.a, to: cvm.api}\n",
+            &["10:6: two `moved` entries have `from: cvm.a`"],
+        ),
+        (
+            "moved:\n  - {from: cvm.a, to: cvm.web}\n  - {from: cvm.b, to: cvm.web}\n",
+            &["10:6: two `moved` entries have `to: cvm.web`"],
+        ),
+        (
+            "moved:\n  - {from: cvm.a, to: cvm.b}\n  - {from: cvm.b, to: cvm.web}\n",
+            &["9:6: `moved` entries form a chain: cvm.a → cvm.b → cvm.web"],
+        ),
+        (
+            "moved:\n  - {from: cvm.a, to: cvm.b}\n  - {from: cvm.b, to: cvm.a}\n",
+            &["9:6: `moved` entries form a cycle: cvm.a → cvm.b → cvm.a"],
+        ),
+    ];
+    for (moved, want) in cases {
+        let errors = p.errors(&format!("{two}{moved}"));
+        assert_eq!(errors.len(), want.len(), "{moved}: {errors:#?}");
+        for (e, w) in errors.iter().zip(*want) {
+            assert!(e.contains(w), "{moved}: {e:?} does not contain {w:?}");
+        }
+    }
+}
+
+#[test]
+fn lifecycle_takes_prevent_destroy() {
+    let p = Project::new();
+    assert!(!p.load(&web("")).unwrap().cvms["web"].prevent_destroy);
+    assert!(p.load(&web("    lifecycle:\n      prevent_destroy: true\n")).unwrap().cvms["web"].prevent_destroy);
+    assert!(!p.load(&web("    lifecycle: {prevent_destroy: false}\n")).unwrap().cvms["web"].prevent_destroy);
+    let e = p.errors(&web("    lifecycle:\n      prevent_destroy: maybe\n"));
+    assert!(e[0].contains("lifecycle.prevent_destroy must be true or false"), "{e:?}");
+    let e = p.errors(&web("    lifecycle:\n      prevent_destory: true\n"));
+    assert!(e[0].contains("unknown key `prevent_destory`") && e.len() == 1, "{e:?}");
+}

@@ -46,6 +46,8 @@ struct Wire {
 }
 
 /// Each attribute's places (the SDK's shapes, `shared/reference/phala-cloud.md`).
+// Long: a table with one arm per attribute, read side by side; the match is what makes a new
+// attribute fail to compile until it has its places.
 fn wire(attr: Attr) -> Wire {
     use Enc::*;
     const NOWHERE: &[(Path, Enc)] = &[];

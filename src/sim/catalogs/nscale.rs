@@ -37,7 +37,7 @@ pub(super) async fn images(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    sim.count("GET /api/v2/regions/{regionID}/images");
+    sim.count("GET /api/v2/regions/{regionID}/images", "GET /api/v2/regions/{regionID}/images");
     let want = sim.inner.config.lock().expect("config lock").nscale_token.clone();
     let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match (token, want) {

@@ -34,7 +34,7 @@ fn oci_status_error(status: u16) -> Response {
 }
 
 pub(super) async fn images(State(sim): State<Sim>, uri: Uri, RawQuery(raw): RawQuery, headers: HeaderMap) -> Response {
-    sim.count("GET /20160918/images");
+    sim.count("GET /20160918/images", "GET /20160918/images");
     let cfg = sim.inner.config.lock().expect("config lock").clone();
     // The signature covers the request target exactly as sent, so it is not re-encoded here.
     let target = uri.path_and_query().map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string());

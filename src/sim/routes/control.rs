@@ -11,7 +11,7 @@ use crate::sim::error::ApiError;
 use crate::sim::world::now_ms;
 use crate::sim::{Sim, SimConfig};
 
-/// Requests counted, injected faults, and per CVM its restarts, updates, status and ids.
+/// Requests counted (by path and by endpoint), injected faults, and per CVM its restarts, updates, status and ids.
 pub async fn stats(State(sim): State<Sim>) -> Res {
     let stats = sim.stats();
     let now = now_ms();
@@ -27,7 +27,8 @@ pub async fn stats(State(sim): State<Sim>) -> Res {
         (cvms, w.cvms.len())
     });
     ok(json!({
-        "total_requests": stats.total_requests, "requests": stats.requests, "injected_errors": stats.injected_errors,
+        "total_requests": stats.total_requests, "requests": stats.requests, "endpoints": stats.endpoints,
+        "injected_errors": stats.injected_errors,
         "injected_hangs": stats.injected_hangs, "cvm_count": count, "cvms": cvms,
     }))
 }
@@ -36,7 +37,7 @@ pub async fn config_get(State(sim): State<Sim>) -> Res {
     ok(serde_json::to_value(sim.config()).unwrap_or_default())
 }
 
-/// Changes knobs at runtime: any subset of the [`SimConfig`] fields (the API key excepted).
+/// Changes knobs at runtime: any subset of the [`SimConfig`] fields (the credentials excepted).
 pub async fn config_set(State(sim): State<Sim>, Body(patch): Body<Map<String, Value>>) -> Res {
     let mut current = serde_json::to_value(sim.config()).unwrap_or_default();
     for (k, v) in patch {
@@ -45,8 +46,8 @@ pub async fn config_set(State(sim): State<Sim>, Body(patch): Body<Map<String, Va
     let new: SimConfig = serde_json::from_value(current).map_err(|e| ApiError::invalid("config", e.to_string()))?;
     {
         let mut c = sim.inner.config.lock().expect("config lock");
-        let key = c.api_key.clone();
-        *c = SimConfig { api_key: key, ..new };
+        let (api_key, bearer_token) = (c.api_key.clone(), c.bearer_token.clone());
+        *c = SimConfig { api_key, bearer_token, ..new };
     }
     sim.configure_chain();
     config_get(State(sim)).await

@@ -1,15 +1,19 @@
-//! Reading CVMs (`GET /cvms/paginated`, `/cvms/{id}` and its parts, `POST /status/batch`),
-//! power actions and delete.
+//! Reading CVMs (`GET /cvms/paginated`, `/cvms/{id}` and its parts, `POST /status/batch`, the
+//! state and its event stream), power actions and delete.
+
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use serde_json::{Map, Value};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
 
 use super::{Res, ok};
 use crate::sim::Sim;
-use crate::sim::edge::{ApiVersion, Body};
-use crate::sim::requests::{PageQuery, StatusBatch};
+use crate::sim::edge::{ApiVersion, Body, header};
+use crate::sim::error::ApiError;
+use crate::sim::requests::{PageQuery, StatusBatch, WatchQuery};
 use crate::sim::shapes;
 use crate::sim::world::{Power, now_ms};
 
@@ -54,12 +58,86 @@ pub async fn available_os_images(State(sim): State<Sim>, Path(id): Path<String>)
     ok(sim.read(|w| w.cvm(&id).map(|c| shapes::available_os_images(w, c)))?)
 }
 
-pub async fn state(State(sim): State<Sim>, Path(id): Path<String>) -> Res {
-    ok(sim.read(|w| w.cvm(&id).map(|c| shapes::cvm_state(c, now_ms())))?)
+/// `GET /cvms/{id}/state`: the CVM's state, or with `Accept: text/event-stream` a stream of
+/// it until it reaches `target` (see [`watch`]).
+pub async fn state(
+    State(sim): State<Sim>,
+    v: ApiVersion,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<WatchQuery>,
+) -> Res {
+    let first = sim.read(|w| w.cvm(&id).map(|c| shapes::cvm_state(v, c, now_ms())))?;
+    let wants_events = header(&headers, "accept").is_some_and(|a| a.contains("text/event-stream"));
+    if !wants_events {
+        return ok(first);
+    }
+    let target = q.target.ok_or(ApiError::QueryRequired("target"))?;
+    Ok(watch(sim, v, id, target, q.interval, q.timeout).into_response())
 }
+
+/// How often the SSE watch looks at the CVM (the simulator's own resolution; `interval` is
+/// how often an unchanged state is sent again).
+const WATCH_TICK: Duration = Duration::from_millis(100);
+
+/// The SSE form of `GET /cvms/{id}/state`, as the SDKs' `watchCvmState` reads it: a `state`
+/// event at once and whenever the status changes (or `interval` seconds pass, 5 to 30), then
+/// `complete` with the state once the status is `target`, or `timeout` after `timeout`
+/// seconds (10 to 600), or `error` when the CVM goes away. Each event's data is the JSON of
+/// [`shapes::cvm_state`]. UNVERIFIED: the real stream's pacing and its `timeout`/`error` data.
+fn watch(sim: Sim, v: ApiVersion, id: String, target: String, interval: Option<u64>, timeout: Option<u64>) -> Response {
+    let interval = Duration::from_secs(interval.unwrap_or(5).clamp(5, 30));
+    let timeout = Duration::from_secs(timeout.unwrap_or(300).clamp(10, 600));
+    let start = tokio::time::Instant::now();
+    // (last status sent, when, done)
+    let init: (Option<String>, tokio::time::Instant, bool) = (None, start, false);
+    let events = futures::stream::unfold(init, move |(last, sent_at, done)| {
+        let (sim, id, target) = (sim.clone(), id.clone(), target.clone());
+        async move {
+            if done {
+                return None;
+            }
+            loop {
+                let state = sim.read(|w| w.cvm(&id).map(|c| shapes::cvm_state(v, c, now_ms())).ok());
+                let now = tokio::time::Instant::now();
+                let Some(state) = state else {
+                    let e = Event::default().event("error").data(json!({"error": "CVM not found"}).to_string());
+                    return Some((Ok::<_, std::convert::Infallible>(e), (last, now, true)));
+                };
+                let status = state["status"].as_str().unwrap_or_default().to_string();
+                if status == target {
+                    let e = Event::default().event("complete").data(state.to_string());
+                    return Some((Ok(e), (Some(status), now, true)));
+                }
+                if now.duration_since(start) >= timeout {
+                    let e =
+                        Event::default().event("timeout").data(json!({"status": status, "target": target}).to_string());
+                    return Some((Ok(e), (Some(status), now, true)));
+                }
+                if last.as_deref() != Some(&status) || now.duration_since(sent_at) >= interval {
+                    let e = Event::default().event("state").data(state.to_string());
+                    return Some((Ok(e), (Some(status), now, false)));
+                }
+                tokio::time::sleep(WATCH_TICK).await;
+            }
+        }
+    });
+    Sse::new(events).into_response()
+}
+
+/// The most CVMs one `POST /status/batch` may ask about. UNVERIFIED: the API documents no
+/// limit; the `phala` CLI sends at most 100 a request, and so must a client of this simulator
+/// (more is a 422), so a client that sends more is caught here.
+const STATUS_BATCH_MAX: usize = 100;
 
 /// The status of each CVM asked for, by the id as asked; unknown ones are left out.
 pub async fn status_batch(State(sim): State<Sim>, Body(req): Body<StatusBatch>) -> Res {
+    if req.vm_uuids.len() > STATUS_BATCH_MAX {
+        return Err(ApiError::invalid(
+            "vm_uuids",
+            format!("at most {STATUS_BATCH_MAX} CVMs a request, not {}", req.vm_uuids.len()),
+        ));
+    }
     let now = now_ms();
     let out: Map<String, Value> = sim.read(|w| {
         req.vm_uuids.iter().filter_map(|u| Some((u.clone(), shapes::cvm_status(w.cvm(u).ok()?, now)))).collect()
@@ -67,30 +145,30 @@ pub async fn status_batch(State(sim): State<Sim>, Body(req): Body<StatusBatch>) 
     ok(Value::Object(out))
 }
 
-fn power(sim: &Sim, id: &str, action: Power) -> Res {
+fn power(sim: &Sim, v: ApiVersion, id: &str, action: Power) -> Res {
     let cfg = sim.config();
     let now = now_ms();
     ok(sim.change(|w| {
         let seq = w.cvm(id)?.seq;
         w.power(seq, action, &cfg, now)?;
-        Ok(shapes::vm(w, &w.cvms[&seq], now))
+        Ok(shapes::vm(v, w, &w.cvms[&seq], now))
     })?)
 }
 
-pub async fn start(State(sim): State<Sim>, Path(id): Path<String>) -> Res {
-    power(&sim, &id, Power::Start)
+pub async fn start(State(sim): State<Sim>, v: ApiVersion, Path(id): Path<String>) -> Res {
+    power(&sim, v, &id, Power::Start)
 }
 
-pub async fn stop(State(sim): State<Sim>, Path(id): Path<String>) -> Res {
-    power(&sim, &id, Power::Stop)
+pub async fn stop(State(sim): State<Sim>, v: ApiVersion, Path(id): Path<String>) -> Res {
+    power(&sim, v, &id, Power::Stop)
 }
 
-pub async fn shutdown(State(sim): State<Sim>, Path(id): Path<String>) -> Res {
-    power(&sim, &id, Power::Shutdown)
+pub async fn shutdown(State(sim): State<Sim>, v: ApiVersion, Path(id): Path<String>) -> Res {
+    power(&sim, v, &id, Power::Shutdown)
 }
 
-pub async fn restart(State(sim): State<Sim>, Path(id): Path<String>) -> Res {
-    power(&sim, &id, Power::Restart)
+pub async fn restart(State(sim): State<Sim>, v: ApiVersion, Path(id): Path<String>) -> Res {
+    power(&sim, v, &id, Power::Restart)
 }
 
 pub async fn delete(State(sim): State<Sim>, Path(id): Path<String>) -> Res {

@@ -2,11 +2,12 @@
 //! edge, ask the world's rules (and the chain, for on-chain apps), save the world when it
 //! changed, and answer with a shape.
 //!
-//! - `account.rs`: `/auth/me`;
-//! - `cvms.rs`: reading CVMs, power actions, delete;
-//! - `create.rs`: provision and commit;
+//! - `account.rs`: `/auth/me`, workspaces;
+//! - `cvms.rs`: reading CVMs (the state also as an event stream), power actions, delete; `rename.rs`: renaming one in place;
+//! - `create.rs`: provision and commit, on the legacy and the same-path flow;
 //! - `updates.rs`: every update endpoint and the on-chain confirmations (465 → 466/467/468);
-//! - `platform.rs`: what the platform offers (nodes, instance types, KMSes, OS images);
+//! - `platform.rs`: what the platform offers (nodes and the create-resource graph, instance
+//!   types, KMSes — as nodes, or as contracts from 2026-06-23 —, OS images);
 //! - `apps.rs`: apps (what the `phala` CLI lists);
 //! - `control.rs`: the simulator's own `/_sim` routes (stats, knobs, decrypted env).
 
@@ -16,6 +17,7 @@ mod control;
 mod create;
 mod cvms;
 mod platform;
+mod rename;
 mod updates;
 
 use axum::Router;
@@ -33,10 +35,13 @@ type Res = Result<axum::response::Response, ApiError>;
 pub fn router(sim: Sim) -> Router {
     let api = Router::new()
         .route("/auth/me", get(account::me))
+        .route("/workspaces", get(account::workspaces))
+        .route("/workspaces/{slug}", get(account::workspace))
         .route("/cvms/paginated", get(cvms::list))
         .route("/cvms/provision", post(create::provision))
-        .route("/cvms", post(create::commit))
+        .route("/cvms", post(create::post))
         .route("/cvms/{id}", get(cvms::get).patch(updates::patch).delete(cvms::delete))
+        .route("/cvms/{id}/name", patch(rename::rename))
         .route("/cvms/{id}/commit-update", post(updates::commit_update))
         .route("/cvms/{id}/compose_file", get(cvms::app_compose).patch(updates::commit_compose))
         .route("/cvms/{id}/compose_file/provision", post(updates::provision_compose))
@@ -55,10 +60,12 @@ pub fn router(sim: Sim) -> Router {
         .route("/cvms/{id}/state", get(cvms::state))
         .route("/status/batch", post(cvms::status_batch))
         .route("/teepods/available", get(platform::nodes))
+        .route("/teepods/cvm-create-resources", get(platform::create_resources))
         .route("/instance-types", get(platform::instance_types))
         .route("/instance-types/{family}", get(platform::instance_family))
         .route("/kms", get(platform::kms_list))
         .route("/kms/{kms}", get(platform::kms_get))
+        .route("/kms/{kms}/nodes", get(platform::kms_nodes))
         .route("/kms/{kms}/pubkey/{app_id}", get(platform::kms_pubkey))
         .route("/os-images", get(platform::os_images))
         .route("/apps", get(apps::list))

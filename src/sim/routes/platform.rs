@@ -1,17 +1,24 @@
-//! What the platform offers: nodes (`/teepods/available`), instance types, KMSes and their
-//! per-app keys, OS images.
+//! What the platform offers: nodes (`/teepods/available`, and the whole create-resource graph
+//! `/teepods/cvm-create-resources`), instance types, KMSes (nodes, or contracts from API
+//! version 2026-06-23 on, with their nodes) and their per-app keys, OS images.
 
 use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 
 use super::{Res, ok};
 use crate::sim::Sim;
+use crate::sim::edge::ApiVersion;
 use crate::sim::error::ApiError;
 use crate::sim::requests::PageQuery;
 use crate::sim::shapes;
+use crate::sim::world::{Kms, World};
 
 pub async fn nodes(State(sim): State<Sim>) -> Res {
     ok(sim.read(shapes::nodes))
+}
+
+pub async fn create_resources(State(sim): State<Sim>) -> Res {
+    ok(sim.read(shapes::cvm_create_resources))
 }
 
 pub async fn instance_types(State(sim): State<Sim>) -> Res {
@@ -36,9 +43,14 @@ fn page_of(items: Vec<Value>, q: &PageQuery) -> Res {
     ok(shapes::page(items, total, page, size))
 }
 
-pub async fn kms_list(State(sim): State<Sim>, Query(q): Query<PageQuery>) -> Res {
+/// `GET /kms`: KMS nodes, or (2026-06-23 on) KMS contracts; `is_onchain` filters either.
+pub async fn kms_list(State(sim): State<Sim>, v: ApiVersion, Query(q): Query<PageQuery>) -> Res {
     let items = sim.read(|w| {
-        w.kms.iter().filter(|k| q.is_onchain.is_none_or(|on| on == k.chain_id.is_some())).map(shapes::kms).collect()
+        w.kms
+            .iter()
+            .filter(|k| q.is_onchain.is_none_or(|on| on == k.chain_id.is_some()))
+            .map(|k| shapes::kms_resource(v, k))
+            .collect()
     });
     page_of(items, &q)
 }
@@ -47,15 +59,26 @@ fn kms_not_found() -> ApiError {
     ApiError::coded(404, "ERR-02-011", "KMS not found")
 }
 
-pub async fn kms_get(State(sim): State<Sim>, Path(kms): Path<String>) -> Res {
-    ok(sim.read(|w| w.kms_named(&kms).map(shapes::kms)).ok_or_else(kms_not_found)?)
+/// A KMS by node id or slug, or by its contract's `kc_` id; answered as a node or (2026-06-23
+/// on) as a contract.
+fn named<'a>(w: &'a World, name: &str) -> Option<&'a Kms> {
+    w.kms_named(name).or_else(|| w.kms.iter().find(|k| shapes::kms_contract_id(k) == name))
+}
+
+pub async fn kms_get(State(sim): State<Sim>, v: ApiVersion, Path(kms): Path<String>) -> Res {
+    ok(sim.read(|w| named(w, &kms).map(|k| shapes::kms_resource(v, k))).ok_or_else(kms_not_found)?)
+}
+
+/// `GET /kms/{slug}/nodes`: the nodes of a KMS contract.
+pub async fn kms_nodes(State(sim): State<Sim>, Path(kms): Path<String>) -> Res {
+    ok(sim.read(|w| named(w, &kms).map(shapes::kms_contract_nodes)).ok_or_else(kms_not_found)?)
 }
 
 /// An app's env-encryption key from a KMS. The signature is a placeholder: the simulator's KMS
 /// has no secp256k1 identity.
 pub async fn kms_pubkey(State(sim): State<Sim>, Path((kms, app_id)): Path<(String, String)>) -> Res {
     let key = sim.read(|w| {
-        w.kms_named(&kms).ok_or_else(kms_not_found)?;
+        named(w, &kms).ok_or_else(kms_not_found)?;
         let app = app_id.trim_start_matches("0x");
         if app.len() != 40 || !app.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(ApiError::invalid("app_id", "app_id must be 40 hex characters"));

@@ -5,7 +5,8 @@
 //!
 //! Each makes an [`Update`] and goes through [`update`]; a held update is confirmed through
 //! [`confirm`]. These two interleave the world's rules with the chain's answers, never holding
-//! the world across a chain call.
+//! the world across a chain call. An update that leaves the CVM as it is restarts nothing and
+//! is answered `status: no_change` ([`Applied::Unchanged`]).
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -22,12 +23,12 @@ use crate::sim::requests::{
     VisibilityRequest, need,
 };
 use crate::sim::shapes;
-use crate::sim::world::now_ms;
+use crate::sim::world::{Applied, now_ms};
 
 /// The shared path of every update: checked whole, then held for the chain (465) when it
 /// changes an on-chain app's compose hash (or is prepare-only), else applied with one
-/// restart. Returns the operation's correlation id.
-async fn update(sim: &Sim, id: &str, u: Update, prepare_only: bool) -> Result<String, ApiError> {
+/// restart (or found to change nothing).
+async fn update(sim: &Sim, id: &str, u: Update, prepare_only: bool) -> Result<Applied, ApiError> {
     let cfg = sim.config();
     let (seq, app_id, held) = sim.read(|w| {
         let c = w.cvm(id)?;
@@ -47,7 +48,7 @@ async fn update(sim: &Sim, id: &str, u: Update, prepare_only: bool) -> Result<St
 /// Applies a held update, named by its token or by its hash (and CVM), once the chain shows
 /// it: the transaction registered the hash (else 467; not asked when the hash was registered
 /// before, `already-registered`) and the app contract allows it (else 468).
-async fn confirm(sim: &Sim, token: &str, hash: Option<&str>, seq: Option<u64>, tx: &str) -> Result<String, ApiError> {
+async fn confirm(sim: &Sim, token: &str, hash: Option<&str>, seq: Option<u64>, tx: &str) -> Result<Applied, ApiError> {
     let cfg = sim.config();
     let (token, hash, app_id) = sim.read(|w| {
         let p = w
@@ -67,13 +68,30 @@ async fn confirm(sim: &Sim, token: &str, hash: Option<&str>, seq: Option<u64>, t
 }
 
 /// [`confirm`] by the confirmation headers of an update request.
-async fn confirm_by_headers(sim: &Sim, id: &str, hash: &str, tx: &str) -> Result<String, ApiError> {
+async fn confirm_by_headers(sim: &Sim, id: &str, hash: &str, tx: &str) -> Result<Applied, ApiError> {
     let seq = sim.read(|w| w.cvm(id).map(|c| c.seq))?;
     confirm(sim, "", Some(hash), Some(seq), tx).await
 }
 
 fn accepted(v: Value) -> Res {
     Ok((StatusCode::ACCEPTED, axum::Json(v)).into_response())
+}
+
+/// A per-field endpoint's answer: 202 with the operation started, or 200 `no_change`.
+fn started(applied: Applied) -> Res {
+    match applied {
+        Applied::Started(corr) => accepted(shapes::update_started(&corr)),
+        Applied::Unchanged => ok(shapes::unchanged(None)),
+    }
+}
+
+/// The unified PATCH's answer: 202 with the operation started, or 200 `no_change` with the
+/// correlation id of an operation that is already over.
+fn patched(applied: Applied) -> Res {
+    match applied {
+        Applied::Started(corr) => accepted(shapes::accepted(&corr)),
+        Applied::Unchanged => ok(shapes::unchanged(Some(&uuid::Uuid::new_v4().to_string()))),
+    }
 }
 
 fn nothing_to_update() -> ApiError {
@@ -84,13 +102,13 @@ fn nothing_to_update() -> ApiError {
 /// an on-chain app's update without applying it.
 pub async fn patch(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>, Body(u): Body<Update>) -> Res {
     if let Some((hash, tx)) = confirmation(&headers) {
-        return accepted(shapes::accepted(&confirm_by_headers(&sim, &id, hash, tx).await?));
+        return patched(confirm_by_headers(&sim, &id, hash, tx).await?);
     }
     if u.is_empty() {
         return Err(nothing_to_update());
     }
     let prepare = header(&headers, "x-prepare-only") == Some("true");
-    accepted(shapes::accepted(&update(&sim, &id, u, prepare).await?))
+    patched(update(&sim, &id, u, prepare).await?)
 }
 
 /// `POST /cvms/{id}/commit-update`: applies the update held under a 465's commit token.
@@ -105,8 +123,10 @@ pub async fn commit_update(State(sim): State<Sim>, Path(id): Path<String>, Body(
             _ => Err(ApiError::expired_token()),
         }
     })?;
-    let corr = confirm(&sim, &token, Some(&hash), Some(seq), &tx).await?;
-    ok(json!({"correlation_id": corr, "status": "in_progress"}))
+    match confirm(&sim, &token, Some(&hash), Some(seq), &tx).await? {
+        Applied::Started(corr) => ok(json!({"correlation_id": corr, "status": "in_progress"})),
+        Applied::Unchanged => ok(shapes::unchanged(Some(&uuid::Uuid::new_v4().to_string()))),
+    }
 }
 
 /// `PATCH /cvms/{id}/envs`: the encrypted env, and the env keys when they change (phase 2 of
@@ -116,24 +136,27 @@ pub async fn envs(State(sim): State<Sim>, Path(id): Path<String>, Body(req): Bod
     let before = sim.read(|w| w.cvm(&id).map(|c| c.env_keys()))?;
     let changed = req.env_keys.as_ref().is_some_and(|k| *k != before);
     let u = Update { encrypted_env: Some(enc), allowed_envs: req.env_keys, ..Update::default() };
-    let corr = match (req.compose_hash, req.transaction_hash) {
+    let applied = match (req.compose_hash, req.transaction_hash) {
         (Some(hash), Some(tx)) => confirm_by_headers(&sim, &id, &hash, &tx).await?,
         _ => update(&sim, &id, u, false).await?,
     };
-    accepted(shapes::envs_updated(&corr, changed))
+    match applied {
+        Applied::Started(corr) => accepted(shapes::envs_updated(&corr, changed)),
+        Applied::Unchanged => ok(shapes::unchanged(None)),
+    }
 }
 
 /// The text-bodied updates (`/docker-compose`, `/pre-launch-script`).
 async fn text_update(sim: Sim, headers: HeaderMap, id: String, field: &str, body: Text) -> Res {
     let text = body.0.map_err(|()| ApiError::invalid(field, "body must be UTF-8 text"))?;
     if let Some((hash, tx)) = confirmation(&headers) {
-        return accepted(shapes::update_started(&confirm_by_headers(&sim, &id, hash, tx).await?));
+        return started(confirm_by_headers(&sim, &id, hash, tx).await?);
     }
     let u = match field {
         "docker_compose_file" => Update { docker_compose_file: Some(text), ..Update::default() },
         _ => Update { pre_launch_script: Some(text), ..Update::default() },
     };
-    accepted(shapes::update_started(&update(&sim, &id, u, false).await?))
+    started(update(&sim, &id, u, false).await?)
 }
 
 pub async fn docker_compose(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>, body: Text) -> Res {

@@ -1,5 +1,11 @@
 //! Creating a CVM: a provision computes the app compose, its hash and (for the Phala KMS) a new
 //! app id, and keeps them by hash; a commit names that hash and app id and makes the CVM.
+//!
+//! Two flows reach these rules: the legacy one (`POST /cvms/provision`, then `POST /cvms`) and
+//! the same-path one the newer SDKs use (`POST /cvms` with the provision body, answered with a
+//! one-time commit `token`, then `POST /cvms` with the commit body and that token). A commit
+//! is idempotent: the same app id and compose hash again answer the CVM they made; another
+//! hash for an app id in use is 409 `ERR-03-007`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -30,6 +36,9 @@ pub struct Provision {
     pub kms_id: String,
     pub listed: bool,
     pub created_ms: u64,
+    /// The one-time commit token of a same-path provision.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// What a provision answers.
@@ -44,6 +53,8 @@ pub struct Provisioned {
     pub os_image_hash: Option<String>,
     pub node_id: u64,
     pub instance_type: Option<String>,
+    /// The one-time commit token (same-path flow only).
+    pub token: Option<String>,
 }
 
 /// Where and how big a new CVM is.
@@ -57,9 +68,15 @@ struct Placement {
 }
 
 impl World {
-    /// `POST /cvms/provision`: checks the request against the API's limits and the catalogs,
-    /// and keeps the provision until its commit.
-    pub fn provision(&mut self, req: ProvisionRequest, cfg: &SimConfig, now: u64) -> Result<Provisioned, ApiError> {
+    /// A provision: checks the request against the API's limits and the catalogs, and keeps it
+    /// until its commit. `same_path`: made by `POST /cvms`, so it gets a one-time commit token.
+    pub fn provision(
+        &mut self,
+        req: ProvisionRequest,
+        cfg: &SimConfig,
+        now: u64,
+        same_path: bool,
+    ) -> Result<Provisioned, ApiError> {
         let name = need(req.name.clone(), "name")?;
         limits::name(&name).map_err(ApiError::refused)?;
         let cf = &req.compose_file;
@@ -96,6 +113,7 @@ impl World {
         // UNVERIFIED: how Phala Cloud allocates PHALA-KMS app ids (per provision is what
         // clients rely on to tell their CVM from another's).
         let app_id = (kms_type == "phala").then(|| self.new_app_id(&name));
+        let token = same_path.then(|| uuid::Uuid::new_v4().simple().to_string());
         let out = Provisioned {
             env_pubkey: app_id.as_ref().map(|a| self.app_env_pubkey(a)),
             app_id: app_id.clone(),
@@ -105,6 +123,7 @@ impl World {
             os_image_hash: self.os_image(&at.image).map(|x| x.os_image_hash.clone()),
             node_id: at.node_id,
             instance_type: at.instance_type.clone(),
+            token: token.clone(),
         };
         let p = Provision {
             name,
@@ -122,6 +141,7 @@ impl World {
             kms_id: at.kms.id,
             listed: req.listed.unwrap_or(false),
             created_ms: now,
+            token,
         };
         self.provisions.insert(compose_hash, p);
         Ok(out)
@@ -183,21 +203,35 @@ impl World {
     }
 
     /// `POST /cvms`: makes the CVM a provision describes (after [`World::check_commit`] and,
-    /// on chain, the contract's allowance) and starts its boot. Returns its sequence number.
+    /// on chain, the contract's allowance) and starts its boot. Returns its sequence number;
+    /// a commit repeated for the CVM it made (same app id and compose hash) returns that CVM's.
     pub fn commit(&mut self, req: CommitRequest, cfg: &SimConfig, now: u64) -> Result<u64, ApiError> {
         let hash = need(req.compose_hash.clone(), "compose_hash")?;
         let app_id = commit_app_id(&req)?;
+        if let Some(c) = self.cvms.values().find(|c| c.app_id == app_id) {
+            // UNVERIFIED: which hash the real API compares (the one the CVM was made with, or
+            // its current one); the simulator compares the current one.
+            return if c.compose_hash == hash {
+                Ok(c.seq)
+            } else {
+                Err(ApiError::coded(409, "ERR-03-007", "app_id is already in use with another compose hash"))
+            };
+        }
         let Some(p) = self.provisions.get(&hash).cloned() else {
             return Err(ApiError::coded(400, "ERR-01-006", "Compose hash is invalid or expired: provision again"));
         };
         if p.app_id.as_ref().is_some_and(|a| *a != app_id) {
             return Err(ApiError::coded(400, "ERR-01-006", "app_id does not match the provisioned app"));
         }
+        // A same-path provision's token is checked when the commit sends one. UNVERIFIED: the
+        // real API's answer to a wrong or reused token.
+        if let Some(t) = &req.token
+            && p.token.as_ref() != Some(t)
+        {
+            return Err(ApiError::coded(400, "ERR-01-006", "Commit token is invalid, expired or already used"));
+        }
         if self.cvms.values().any(|c| c.name == p.name) {
             return Err(name_taken(&p.name));
-        }
-        if self.cvms.values().any(|c| c.app_id == app_id) {
-            return Err(ApiError::coded(409, "ERR-03-007", "A CVM with this app_id already exists"));
         }
         let encrypted_env = req.encrypted_env.filter(|e| !e.is_empty());
         if let Some(enc) = &encrypted_env {

@@ -3,10 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::Digest;
 
 use super::World;
-use crate::sim::SimConfig;
 use crate::sim::error::ApiError;
+use crate::sim::{SimConfig, limits};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cvm {
@@ -58,6 +59,12 @@ pub struct Cvm {
 pub const SIM_BOOT_ERROR: &str = "docker compose up failed: container web exited with code 1 (simulated boot failure)";
 
 impl Cvm {
+    /// Its id from API version 2026-05-22 on: a hashid, `cvm_` and 12 letters and digits,
+    /// derived from its sequence number as the API derives hashids from database ids.
+    pub fn hashid(&self) -> String {
+        hashid("cvm", self.seq.to_string().as_bytes())
+    }
+
     pub fn status(&self, now: u64) -> &str {
         if now < self.busy_until { &self.transition } else { &self.target }
     }
@@ -101,6 +108,15 @@ impl Cvm {
     }
 }
 
+/// `PREFIX_` and 12 lowercase letters and digits derived from `what` (stable across runs, so
+/// recorded answers stay the same).
+pub fn hashid(prefix: &str, what: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let h = sha2::Sha256::new().chain_update(b"teeform-sim hashid ").chain_update(prefix).chain_update(what).finalize();
+    let id: String = h.iter().take(12).map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
+    format!("{prefix}_{id}")
+}
+
 /// A power action (`POST /cvms/{id}/start|stop|shutdown|restart`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Power {
@@ -137,6 +153,22 @@ impl World {
         let ms = if target == "stopped" { cfg.restart_ms / 2 } else { cfg.restart_ms };
         c.transition(now, transition, target, ms, &cfg.fail_boot);
         c.correlation_id = Some(uuid::Uuid::new_v4().to_string());
+        Ok(())
+    }
+
+    /// Renames a CVM in place (`PATCH /cvms/{id}/name`): its app id, app compose (and so its
+    /// compose hash) and run state stay; nothing restarts. A name another CVM has is refused
+    /// with 400. UNVERIFIED (terraform-provider-phala's design note, not in the SDKs): the
+    /// 400's wording is the note's; that the app compose keeps its `name`, that nothing
+    /// restarts, and that renaming a CVM to its own name is a 204 are assumptions; names are
+    /// compared as written, as on create.
+    pub fn rename(&mut self, seq: u64, name: &str) -> Result<(), ApiError> {
+        limits::name(name).map_err(ApiError::refused)?;
+        if self.cvms.values().any(|c| c.seq != seq && c.name == name) {
+            return Err(ApiError::plain(400, format!("CVM name \"{name}\" is already in use in this workspace")));
+        }
+        let c = self.cvms.get_mut(&seq).ok_or_else(ApiError::cvm_not_found)?;
+        c.name = name.to_string();
         Ok(())
     }
 

@@ -26,8 +26,8 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 
 pub use create::{Provision, Provisioned};
-pub use cvm::{Cvm, Power, SIM_BOOT_ERROR};
-pub use update::{ComposePrepared, PendingUpdate};
+pub use cvm::{Cvm, Power, SIM_BOOT_ERROR, hashid};
+pub use update::{Applied, ComposePrepared, PendingUpdate};
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -192,9 +192,10 @@ impl World {
 
     // ----- lookups ------------------------------------------------------------------------
 
-    /// Resolves a `/cvms/{id}` path segment the ways the SDK writes it: `app_<app id>`,
-    /// `instance_<instance id>`, a VM UUID (with or without dashes), the sequence number, or
-    /// the name.
+    /// Resolves a `/cvms/{id}` path segment the ways the SDKs write it: `app_<app id>`,
+    /// `instance_<instance id>`, a bare 40-hex app id or instance id (as the Python SDK sends
+    /// them; an app id wins), a hashid (`cvm_…`, API version 2026-05-22 on), a VM UUID (with
+    /// or without dashes), the sequence number, or the name.
     pub fn find(&self, seg: &str) -> Option<u64> {
         let live = || self.cvms.values();
         if let Some(app) = seg.strip_prefix("app_") {
@@ -202,6 +203,14 @@ impl World {
         }
         if let Some(inst) = seg.strip_prefix("instance_") {
             return live().find(|c| c.instance_id.eq_ignore_ascii_case(inst)).map(|c| c.seq);
+        }
+        if seg.starts_with("cvm_") {
+            return live().find(|c| c.hashid() == seg).map(|c| c.seq);
+        }
+        let bare = seg.trim_start_matches("0x");
+        if bare.len() == 40 && bare.chars().all(|c| c.is_ascii_hexdigit()) {
+            let by_app = live().find(|c| c.app_id.eq_ignore_ascii_case(bare));
+            return by_app.or_else(|| live().find(|c| c.instance_id.eq_ignore_ascii_case(bare))).map(|c| c.seq);
         }
         let nodash = seg.replace('-', "").to_ascii_lowercase();
         if nodash.len() == 32

@@ -18,7 +18,7 @@ fn world() -> (World, u64) {
         compose_file: ComposeFile { docker_compose_file: Some(WEB.into()), ..ComposeFile::default() },
         ..ProvisionRequest::default()
     };
-    let p = w.provision(req, &cfg(), 0).unwrap();
+    let p = w.provision(req, &cfg(), 0, false).unwrap();
     let commit = CommitRequest { compose_hash: Some(p.compose_hash), app_id: p.app_id, ..CommitRequest::default() };
     assert_eq!(w.check_commit(&commit).unwrap(), None, "a Phala-KMS app asks no chain");
     let seq = w.commit(commit, &cfg(), 0).unwrap();
@@ -115,4 +115,67 @@ fn an_on_chain_apps_changed_hash_is_held_and_confirmed_by_its_token() {
     assert_eq!((w.cvms[&seq].compose_hash.as_str(), w.cvms[&seq].updates), (hash.as_str(), 1));
     assert!(w.pending_updates.is_empty(), "a confirmed update is forgotten");
     assert!(matches!(w.confirm(&held.commit_token, &cfg(), 3000), Err(ApiError::Coded { status: 466, .. })));
+}
+
+#[test]
+fn an_update_that_leaves_the_cvm_as_it_is_restarts_nothing() {
+    let (mut w, seq) = world();
+    let c = w.cvms[&seq].clone();
+    let same = [
+        Update { docker_compose_file: Some(WEB.into()), ..Update::default() },
+        Update { vcpu: Some(Num(f64::from(c.vcpu))), memory: Some(Num(f64::from(c.memory))), ..Update::default() },
+        Update {
+            instance_type: c.instance_type.clone(),
+            disk_size: Some(Num(f64::from(c.disk_size))),
+            ..Update::default()
+        },
+        Update { image: Some(c.image.clone()), allow_restart: Some(true), ..Update::default() },
+        Update { pre_launch_script: Some(String::new()), encrypted_env: Some(String::new()), ..Update::default() },
+    ];
+    for u in &same {
+        // Even while the CVM still boots: there is nothing to wait for.
+        assert_eq!(w.apply_update(seq, u, &cfg(), 500), Ok(Applied::Unchanged), "{u:?}");
+    }
+    let c = &w.cvms[&seq];
+    assert_eq!((c.updates, c.restarts, c.status(500)), (0, 0, "starting"), "nothing was applied");
+    for changed in [
+        Update { docker_compose_file: Some(format!("{WEB}# v2\n")), ..Update::default() },
+        Update { shutdown_timeout: Some(Num(30.0)), ..Update::default() },
+        Update { user_config: Some("{}".into()), ..Update::default() },
+    ] {
+        assert!(!w.leaves_unchanged(&w.cvms[&seq], &changed, &cfg()), "{changed:?}");
+    }
+    let t = Update { shutdown_timeout: Some(Num(30.0)), ..Update::default() };
+    assert!(matches!(w.apply_update(seq, &t, &cfg(), 1000), Ok(Applied::Started(_))));
+    assert_eq!(w.apply_update(seq, &t, &cfg(), 1500), Ok(Applied::Unchanged), "sent again: already so");
+    assert_eq!(w.cvms[&seq].restarts, 1);
+}
+
+#[test]
+fn a_commit_is_idempotent_for_its_app_and_hash_and_its_token_is_checked() {
+    let (mut w, seq) = world();
+    let (app_id, hash) = (w.cvms[&seq].app_id.clone(), w.cvms[&seq].compose_hash.clone());
+    let again = CommitRequest { compose_hash: Some(hash), app_id: Some(app_id.clone()), ..CommitRequest::default() };
+    assert_eq!(w.commit(again, &cfg(), 5000), Ok(seq), "the same commit answers the CVM it made");
+    assert_eq!((w.cvms.len(), w.cvms[&seq].status(5000)), (1, "running"), "and makes or boots nothing");
+    let other = CommitRequest { compose_hash: Some("ab".repeat(32)), app_id: Some(app_id), ..CommitRequest::default() };
+    assert!(matches!(w.commit(other, &cfg(), 5000), Err(ApiError::Coded { status: 409, code: "ERR-03-007", .. })));
+
+    // A same-path provision has a one-time token; a commit that sends another is refused.
+    let req = ProvisionRequest {
+        name: Some("web-two".into()),
+        compose_file: ComposeFile { docker_compose_file: Some(WEB.into()), ..ComposeFile::default() },
+        ..ProvisionRequest::default()
+    };
+    let p = w.provision(req, &cfg(), 0, true).unwrap();
+    let token = p.token.clone().expect("a same-path provision has a token");
+    let commit = |t: &str| CommitRequest {
+        compose_hash: Some(p.compose_hash.clone()),
+        app_id: p.app_id.clone(),
+        token: Some(t.to_string()),
+        ..CommitRequest::default()
+    };
+    assert!(matches!(w.commit(commit("nope"), &cfg(), 0), Err(ApiError::Coded { code: "ERR-01-006", .. })));
+    let two = w.commit(commit(&token), &cfg(), 0).unwrap();
+    assert_eq!(w.commit(commit(&token), &cfg(), 0), Ok(two), "a repeated commit is the same CVM");
 }

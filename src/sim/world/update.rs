@@ -31,9 +31,21 @@ pub struct ComposePrepared {
     pub app_id: String,
     pub device_id: Option<String>,
     pub compose_hash: String,
+    /// The CVM already runs this compose (`compose_unchanged`).
+    pub unchanged: bool,
     /// Whether the CVM is on chain, and then its KMS.
     pub onchain: bool,
     pub onchain_kms: Option<super::Kms>,
+}
+
+/// What applying an update did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// Started, with one restart (or a boot): the operation's correlation id.
+    Started(String),
+    /// The CVM already had this configuration: nothing changed and nothing restarts
+    /// (`status: no_change`).
+    Unchanged,
 }
 
 /// A compose commit, checked: the update to apply, its compose hash, and the app id when the
@@ -144,11 +156,44 @@ impl World {
             .map_err(ApiError::refused)
     }
 
+    /// Whether `u` leaves the CVM as it is: the same app compose (so the same hash), the same
+    /// encrypted env (byte for byte: the simulator does not decrypt to compare, as the API
+    /// cannot tell two encryptions of one env apart either), sizes, image, GPUs and stop
+    /// settings. `user_config`, which is not kept, always counts as a change.
+    pub fn leaves_unchanged(&self, c: &Cvm, u: &Update, cfg: &SimConfig) -> bool {
+        let same = |want: Option<u32>, have: u32| want.is_none_or(|w| w == have);
+        let image = u.image.as_ref().map(|i| self.os_image(i).map_or(i.as_str(), |x| x.name.as_str()));
+        let env_same = match u.encrypted_env.as_deref() {
+            None => true,
+            Some("") => c.encrypted_env.is_none(),
+            Some(e) => c.encrypted_env.as_deref() == Some(e),
+        };
+        let sized = u.instance_type.as_ref().is_none_or(|t| {
+            c.instance_type.as_ref() == Some(t)
+                || self.instance_type(t).is_some_and(|x| x.vcpu == c.vcpu && x.memory_mb == c.memory)
+        });
+        app_hash(cfg, &new_compose(c, u)) == c.compose_hash
+            && env_same
+            && u.user_config.is_none()
+            && same(u.vcpu.map(|n| n.whole()), c.vcpu)
+            && same(u.memory.map(|n| n.whole()), c.memory)
+            && same(u.disk_size.map(|n| n.whole()), c.disk_size)
+            && same(u.gpus.as_ref().map(|g| g.count()), c.gpus)
+            && sized
+            && image.is_none_or(|i| i == c.image)
+            && u.shutdown_timeout.is_none_or(|t| Some(t.whole()) == c.shutdown_timeout)
+            && u.allow_force_stop.is_none_or(|b| Some(b) == c.allow_force_stop)
+    }
+
     /// Applies a checked update: every field at once, then one restart (a stopped CVM takes
-    /// it and stays stopped). Refused while the CVM is in a transition (409), and when its
-    /// encrypted env does not decrypt. Returns the operation's correlation id.
-    pub fn apply_update(&mut self, seq: u64, u: &Update, cfg: &SimConfig, now: u64) -> Result<String, ApiError> {
+    /// it and stays stopped). An update that leaves the CVM as it is changes nothing and
+    /// restarts nothing, even mid-transition ([`Applied::Unchanged`]). Otherwise refused while
+    /// the CVM is in a transition (409), and when its encrypted env does not decrypt.
+    pub fn apply_update(&mut self, seq: u64, u: &Update, cfg: &SimConfig, now: u64) -> Result<Applied, ApiError> {
         let c = self.cvms.get(&seq).ok_or_else(ApiError::cvm_not_found)?;
+        if self.leaves_unchanged(c, u, cfg) {
+            return Ok(Applied::Unchanged);
+        }
         if c.busy(now) {
             return Err(ApiError::busy());
         }
@@ -202,7 +247,7 @@ impl World {
             c.restarts += 1;
             c.transition(now, "restarting", "running", cfg.restart_ms, &cfg.fail_boot);
         }
-        Ok(correlation)
+        Ok(Applied::Started(correlation))
     }
 
     /// Holds an update for the chain under a new commit token; returns the 465 answer's data.
@@ -246,7 +291,7 @@ impl World {
     }
 
     /// Applies a held update once the chain allows its hash, and forgets it.
-    pub fn confirm(&mut self, token: &str, cfg: &SimConfig, now: u64) -> Result<String, ApiError> {
+    pub fn confirm(&mut self, token: &str, cfg: &SimConfig, now: u64) -> Result<Applied, ApiError> {
         let p = self.pending_updates.get(token).cloned().ok_or_else(expired_update)?;
         let id = self.apply_update(p.cvm_seq, &p.body, cfg, now)?;
         self.pending_updates.remove(token);
@@ -269,6 +314,7 @@ impl World {
         let out = ComposePrepared {
             app_id: c.app_id.clone(),
             device_id: self.node(c.node_id).map(|n| n.device_id.clone()),
+            unchanged: hash == c.compose_hash,
             compose_hash: hash.clone(),
             onchain: c.is_onchain(),
             onchain_kms: if c.is_onchain() { self.kms_of(c).cloned() } else { None },
@@ -305,12 +351,12 @@ impl World {
     }
 
     /// Applies a provisioned compose (with the env the commit adds) and forgets it.
-    pub fn commit_compose(&mut self, hash: &str, u: &Update, cfg: &SimConfig, now: u64) -> Result<(), ApiError> {
+    pub fn commit_compose(&mut self, hash: &str, u: &Update, cfg: &SimConfig, now: u64) -> Result<Applied, ApiError> {
         let token = compose_token(hash);
         let seq = self.pending_updates.get(&token).map(|p| p.cvm_seq).ok_or_else(expired_update)?;
-        self.apply_update(seq, u, cfg, now)?;
+        let applied = self.apply_update(seq, u, cfg, now)?;
         self.pending_updates.remove(&token);
-        Ok(())
+        Ok(applied)
     }
 }
 

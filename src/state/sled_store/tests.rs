@@ -17,6 +17,8 @@ fn rec(addr: &str) -> ResourceRecord {
         dependencies: vec![],
         updated_at: "now".into(),
         endpoint: None,
+        prevent_destroy: false,
+        secrets_scope: None,
     }
 }
 

@@ -1,0 +1,137 @@
+//! What keeps a CVM the same CVM: moves (`moved:`: a renamed manifest key is the same CVM,
+//! moved in state, no cloud call), `lifecycle.prevent_destroy` (a plan that would destroy or
+//! replace a protected CVM is an error), and renames that no order can carry out (a swap).
+
+use std::collections::BTreeMap;
+
+use super::{Action, Change, Mode, Moved, PlanError, Protection};
+use crate::manifest::{Config, CvmConfig};
+use crate::model::{self, Address, ResourceRecord};
+use crate::state::Snapshot;
+
+/// The `moved:` entries this plan carries out, and notes for those with nothing to move. An
+/// entry whose `from` state does not hold is ignored (it may stay in the manifest after its
+/// move was applied); one whose `to` state already holds is an error. A refresh-only plan
+/// moves nothing.
+pub(super) fn moves(config: &Config, snapshot: &Snapshot, mode: Mode) -> Result<(Vec<Moved>, Vec<String>), PlanError> {
+    let mut moved = Vec::new();
+    let mut notes = Vec::new();
+    if mode == Mode::RefreshOnly {
+        return Ok((moved, notes));
+    }
+    for m in &config.moved {
+        if !snapshot.resources.contains_key(&m.from) {
+            notes.push(format!(
+                "moved: state holds nothing at {}, so the entry moving it to {} has nothing to do (it may stay in the manifest)",
+                m.from, m.to
+            ));
+            continue;
+        }
+        if snapshot.resources.contains_key(&m.to) {
+            return Err(PlanError::MoveTargetTaken { from: m.from.clone(), to: m.to.clone() });
+        }
+        moved.push(Moved { from: m.from.clone(), to: m.to.clone() });
+    }
+    Ok((moved, notes))
+}
+
+/// State as this plan sees it: moved records at their new addresses, and (planning changes)
+/// each record's protection as the manifest now says, with the CVMs whose protection changes.
+pub(super) fn view(
+    snapshot: &Snapshot,
+    moved: &[Moved],
+    desired: &BTreeMap<Address, &CvmConfig>,
+    mode: Mode,
+) -> (BTreeMap<Address, ResourceRecord>, Vec<Protection>) {
+    let pairs: Vec<(Address, Address)> = moved.iter().map(|m| (m.from.clone(), m.to.clone())).collect();
+    let mut view = model::moved_records(&snapshot.resources, &pairs);
+    let mut protection = Vec::new();
+    if mode == Mode::Normal {
+        for (addr, rec) in view.iter_mut() {
+            if let Some(c) = desired.get(addr)
+                && c.prevent_destroy != rec.prevent_destroy
+            {
+                rec.prevent_destroy = c.prevent_destroy;
+                protection.push(Protection { address: addr.clone(), prevent_destroy: c.prevent_destroy });
+            }
+        }
+    }
+    (view, protection)
+}
+
+/// Refuses a plan that destroys or replaces a protected CVM: protected by the manifest's
+/// `lifecycle.prevent_destroy`, or, for a CVM the manifest no longer has, by what state
+/// recorded (so taking a CVM out of the manifest does not take its protection with it).
+pub(super) fn check_prevent_destroy(
+    changes: &[Change],
+    desired: &BTreeMap<Address, &CvmConfig>,
+    records: &BTreeMap<Address, ResourceRecord>,
+) -> Result<(), PlanError> {
+    let protected = |a: &Address| match desired.get(a) {
+        Some(c) => c.prevent_destroy,
+        None => records.get(a).is_some_and(|r| r.prevent_destroy),
+    };
+    let blocked: Vec<(Address, Action)> = changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Replace | Action::Delete) && protected(&c.address))
+        .map(|c| (c.address.clone(), c.action))
+        .collect();
+    if blocked.is_empty() { Ok(()) } else { Err(PlanError::PreventDestroy { blocked }) }
+}
+
+/// Refuses renames that wait on each other for ever: a change taking a name waits for the
+/// change that frees it (apply orders them so), and a cycle of such waits (two CVMs swapping
+/// names) has no order.
+pub(super) fn check_name_cycles(changes: &[Change]) -> Result<(), PlanError> {
+    fn name(a: Option<&model::CvmAttrs>) -> Option<&str> {
+        a.map(|a| a.name.as_str())
+    }
+    // Who frees each name: a change whose CVM has it now and will not.
+    let freed_by: BTreeMap<&str, usize> = changes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.action != Action::Create && name(c.before.as_ref()) != name(c.after.as_ref()))
+        .filter_map(|(i, c)| Some((name(c.before.as_ref())?, i)))
+        .collect();
+    for (start, c) in changes.iter().enumerate() {
+        let mut cycle = Vec::new();
+        let mut at = start;
+        let mut current = c;
+        while let Some(n) = name(current.after.as_ref()).filter(|_| current.action != Action::Delete) {
+            let Some(&next) = freed_by.get(n).filter(|&&j| j != at) else { break };
+            cycle.push((current.address.clone(), n.to_string()));
+            if next == start {
+                return Err(PlanError::NameCycle { cycle });
+            }
+            if cycle.len() > changes.len() {
+                break;
+            }
+            at = next;
+            current = &changes[next];
+        }
+    }
+    Ok(())
+}
+
+/// Warnings for a CVM destroyed because its key left the manifest while a new key creates one
+/// of the same name: most likely a renamed key without its `moved:` entry, which would give
+/// the CVM a new app id, keys and disk.
+pub(super) fn likely_moves(changes: &[Change]) -> Vec<String> {
+    let created: BTreeMap<&str, &Address> = changes
+        .iter()
+        .filter(|c| c.action == Action::Create)
+        .filter_map(|c| Some((c.after.as_ref()?.name.as_str(), &c.address)))
+        .collect();
+    changes
+        .iter()
+        .filter(|c| c.action == Action::Delete && c.reasons.contains(&super::Reason::NotInManifest))
+        .filter_map(|c| {
+            let name = c.before.as_ref()?.name.as_str();
+            let to = created.get(name)?;
+            Some(format!(
+                "{} (CVM `{name}`) is destroyed and {to} created with the same name: if {to} is {} under a new key, add `moved: [{{from: {}, to: {to}}}]` to the manifest to keep the CVM (its app id, keys and disk) instead",
+                c.address, c.address, c.address
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,120 @@
+//! What a run asks for beyond the manifest, as Terraform's flags do: `--replace` (a
+//! replacement nothing forces), `--target` and `--exclude` (a partial plan), and the consent
+//! `--allow-replace` gives to replacements nobody named.
+//!
+//! Targeting follows dependencies as Terraform does. Planning changes, a target brings in
+//! everything it depends on (a CVM cannot be made before what it needs), and an exclusion
+//! takes out everything that depends on it (nothing may change on the strength of a CVM left
+//! as it is). Planning a destroy, the directions turn: a target brings in its dependents
+//! (they go first), an exclusion keeps what it depends on.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Mode, PlanError};
+use crate::graph::Graph;
+use crate::manifest::CvmConfig;
+use crate::model::{Address, ResourceRecord};
+
+/// What the run asked for beyond the manifest. A saved plan keeps it, so the consent it gives
+/// applies to that plan alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requests {
+    /// `--replace ADDRESS`: replace these CVMs though nothing forces it (Terraform's
+    /// `-replace`); consent to their replacement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replace: Vec<Address>,
+    /// `--target ADDRESS`: plan only these CVMs and what they depend on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target: Vec<Address>,
+    /// `--exclude ADDRESS`: leave out these CVMs and what depends on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<Address>,
+    /// `--allow-replace`: consent to every replacement in the plan, named or not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_replace: bool,
+}
+
+impl Requests {
+    /// Whether the plan is partial (`--target` or `--exclude`).
+    pub fn targeted(&self) -> bool {
+        !self.target.is_empty() || !self.exclude.is_empty()
+    }
+
+    /// The warning a partial plan carries (Terraform's), or none.
+    pub fn warning(&self) -> Option<String> {
+        if !self.targeted() {
+            return None;
+        }
+        let mut asked: Vec<String> = self.target.iter().map(|a| format!("--target {a}")).collect();
+        asked.extend(self.exclude.iter().map(|a| format!("--exclude {a}")));
+        Some(format!(
+            "targeting is in effect ({}): this plan covers only some CVMs, so it may not hold every change the manifest asks for, and outputs are left as they are; use it for exceptional cases (recovering from a mistake, working around a limit), and run a full plan afterwards",
+            asked.join(" ")
+        ))
+    }
+}
+
+/// The CVMs the plan may change: `None` for all of them. `nodes` are the plan's graph nodes
+/// (CVMs in the manifest or in state); an address the run names that is not one is an error.
+pub(super) fn selection(
+    graph: &Graph,
+    nodes: &BTreeMap<Address, Vec<Address>>,
+    r: &Requests,
+    mode: Mode,
+) -> Result<Option<BTreeSet<Address>>, PlanError> {
+    let named = [("--target", &r.target), ("--exclude", &r.exclude), ("--replace", &r.replace)];
+    for (flag, list) in named {
+        if let Some(address) = list.iter().find(|a| !nodes.contains_key(*a)) {
+            let known = nodes.keys().cloned().collect();
+            return Err(PlanError::UnknownAddress { flag, address: address.clone(), known });
+        }
+    }
+    if !r.targeted() {
+        return Ok(None);
+    }
+    // Destroying, dependents go first: a target needs them gone, an exclusion keeps what it needs.
+    let (pulled_in, left_out) = match mode {
+        Mode::Destroy => (Graph::all_dependents as Follow, Graph::all_dependencies as Follow),
+        Mode::Normal | Mode::RefreshOnly => (Graph::all_dependencies as Follow, Graph::all_dependents as Follow),
+    };
+    let mut chosen: BTreeSet<String> = if r.target.is_empty() {
+        nodes.keys().map(ToString::to_string).collect()
+    } else {
+        r.target.iter().flat_map(|t| pulled_in(graph, t.as_str()).into_iter().chain([t.to_string()])).collect()
+    };
+    for e in &r.exclude {
+        chosen.remove(e.as_str());
+        for d in left_out(graph, e.as_str()) {
+            chosen.remove(&d);
+        }
+    }
+    Ok(Some(nodes.keys().filter(|a| chosen.contains(a.as_str())).cloned().collect()))
+}
+
+type Follow = fn(&Graph, &str) -> BTreeSet<String>;
+
+/// Refuses a `--replace` the plan cannot carry out: of a CVM state does not have (nothing to
+/// replace), the manifest does not have (it would be destroyed, not replaced), or targeting
+/// leaves out.
+pub(super) fn check_replace(
+    r: &Requests,
+    desired: &BTreeMap<Address, &CvmConfig>,
+    records: &BTreeMap<Address, ResourceRecord>,
+    selected: Option<&BTreeSet<Address>>,
+) -> Result<(), PlanError> {
+    for a in &r.replace {
+        let why = if !records.contains_key(a) {
+            "it is not in state, so there is nothing to replace (the plan creates it)"
+        } else if !desired.contains_key(a) {
+            "it is no longer in the manifest, so it would be destroyed, not replaced"
+        } else if selected.is_some_and(|s| !s.contains(a)) {
+            "--target/--exclude leave it out of this plan"
+        } else {
+            continue;
+        };
+        return Err(PlanError::NotReplaceable { address: a.clone(), why });
+    }
+    Ok(())
+}

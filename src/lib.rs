@@ -24,3 +24,4 @@ pub mod secrets;
 pub mod sim;
 pub mod state;
 pub mod style;
+pub mod verify;

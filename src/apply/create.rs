@@ -23,7 +23,7 @@ impl Step {
         let prov = self.api.provision(&req).await?;
         self.note_hash(c, &prov.compose_hash);
         let (app_id, deployed) = self.app_id(c, &prov, &state_attrs).await?;
-        let encrypted_env = self.encrypted_env(&env, &prov, &app_id).await?;
+        let encrypted_env = self.encrypted_env(c, &env, &prov, &app_id).await?;
         // The journal entry carries the app id this provision gave (a fresh one per create):
         // after a crash it is what proves a CVM was made by this commit. Never the name alone.
         let detail = CreateDetail {
@@ -125,10 +125,11 @@ impl Step {
         Ok((app_id, deployed))
     }
 
-    /// The env encrypted to the new CVM's key (the provision's, else the KMS's for its app
-    /// id); `None` when there is no env.
+    /// The env encrypted to the new CVM's key, the one its KMS signed for its app id (checked
+    /// first; the provision's must be the same); `None` when there is no env.
     async fn encrypted_env(
         &self,
+        c: &Change,
         env: &[(String, String)],
         prov: &Provisioned,
         app_id: &str,
@@ -136,10 +137,8 @@ impl Step {
         if env.is_empty() {
             return Ok(None);
         }
-        let key = match &prov.env_pubkey {
-            Some(k) => k.clone(),
-            None => self.api.kms_pubkey(prov.kms_id.as_deref().unwrap_or("phala"), app_id).await?,
-        };
+        let kms = prov.kms_id.as_deref().unwrap_or("phala");
+        let key = self.checked_key(c, kms, app_id, prov.env_pubkey.as_deref()).await?;
         Ok(Some(encrypt_env(env, &key)?))
     }
 

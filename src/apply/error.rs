@@ -58,6 +58,10 @@ pub enum Failure {
     /// the message says what. Nothing was sent for the step's next request.
     #[error("{0}")]
     Refused(String),
+    /// The CVM runs, but its attestation does not prove it runs what was applied (the
+    /// message names the field that differs); it is marked `unverified` in state.
+    #[error("the attestation does not match what was applied: {0}")]
+    Unverified(String),
     /// A bug in teeform (a plan without ids, a task that panicked).
     #[error("internal error: {0}")]
     Internal(String),

@@ -130,6 +130,9 @@ pub struct Executor {
     /// Stamped on every record and journal entry, so a later run against another endpoint
     /// is refused instead of taking these CVMs for deleted.
     pub endpoint: String,
+    /// The attestation gate: each CVM created or updated is verified once it runs
+    /// ([`crate::verify`]); a mismatch fails its step and marks it `unverified`.
+    pub verify: bool,
 }
 
 #[derive(Debug)]
@@ -189,6 +192,9 @@ struct Shared {
     types: tokio::sync::OnceCell<Vec<crate::providers::InstanceType>>,
     /// Set when a state write fails.
     state_failed: std::sync::atomic::AtomicBool,
+    /// The OS image hash each CVM's last read reported, for the attestation gate (so it needs
+    /// no second read of the detail).
+    os_hashes: Mutex<BTreeMap<Address, Option<String>>>,
 }
 
 impl Executor {
@@ -293,6 +299,7 @@ impl Executor {
             nodes: Default::default(),
             types: Default::default(),
             state_failed: Default::default(),
+            os_hashes: Mutex::default(),
         }))
     }
 
@@ -321,6 +328,7 @@ impl Executor {
             onchain: self.onchain.clone(),
             cancel: self.cancel.clone(),
             endpoint: endpoint.clone(),
+            verify: self.verify,
         }
     }
 
@@ -397,6 +405,7 @@ struct Step {
     onchain: Option<Arc<dyn OnChain>>,
     cancel: CancellationToken,
     endpoint: Arc<str>,
+    verify: bool,
 }
 
 impl Step {
@@ -418,7 +427,37 @@ impl Step {
                 }
             }
         };
+        let r = match r {
+            Ok(StepResult::Done { id }) if self.verify && c.action != Action::Delete => {
+                self.gate(c).await.map(|()| StepResult::Done { id })
+            }
+            r => r,
+        };
         r.unwrap_or_else(|e| StepResult::Failed(Box::new(e)))
+    }
+
+    /// The attestation gate: the CVM, now running, must attest the app, instance and compose
+    /// state records for it. A mismatch marks it `unverified` in state and fails the step; a
+    /// match clears an earlier mark. A CVM kept stopped cannot attest and is left as it is.
+    async fn gate(&self, c: &Change) -> Result<(), StepError> {
+        let Some(mut rec) = self.shared.current.lock().expect("state lock").get(&c.address).cloned() else {
+            return Ok(());
+        };
+        if rec.attrs.power == Some(Power::Stopped) {
+            return Ok(());
+        }
+        self.events.status(c.address.as_str(), "verifying the attestation");
+        let reported = self.shared.os_hashes.lock().expect("os hashes lock").get(&c.address).cloned();
+        let v = crate::verify::verify_record(self.api.as_ref(), &rec, reported).await?;
+        let problem = v.problem();
+        if rec.unverified != problem {
+            rec.unverified = problem.clone();
+            self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
+        }
+        match problem {
+            None => Ok(()),
+            Some(p) => Err(StepError::new(Failure::Unverified(p))),
+        }
     }
 
     fn effect(&self, address: &Address, f: impl FnOnce(&mut Effects)) {
@@ -508,6 +547,47 @@ impl Step {
         Ok((plain, kept))
     }
 
+    /// The app's env-encryption key from its KMS (`kms`: id, slug or kind), its signature
+    /// checked against the manifest's `kms.signer` or else the signing key the API's KMS info
+    /// names. Nothing is encrypted to a key that fails: the step stops here, before any env is
+    /// sent. `offered`: the key the API gave elsewhere (provision, CVM info), which must be the
+    /// same key.
+    async fn checked_key(
+        &self,
+        c: &Change,
+        kms: &str,
+        app_id: &str,
+        offered: Option<&str>,
+    ) -> Result<String, StepError> {
+        use crate::verify::kms_key::{self, Signer};
+        let refuse = |why: String| StepError::refused(format!("not encrypting env to the key from KMS `{kms}`: {why}"));
+        let (signer, from) = match &c.kms_signer {
+            Some(s) => (s.clone(), "kms.signer in the manifest"),
+            None => match self.api.kms_signer(kms).await? {
+                Some(s) => (s, "the API's KMS info"),
+                None => {
+                    return Err(refuse(
+                        "the API names no signing key for this KMS, so the key cannot be checked; pin it with `kms: {signer: 0x…}`".into(),
+                    ));
+                }
+            },
+        };
+        let signer = Signer::parse(&signer).map_err(|m| refuse(format!("the signing key from {from}: {m}")))?;
+        if app_id.is_empty() {
+            return Err(refuse("the CVM's app id is unknown".into()));
+        }
+        let signed = self.api.kms_pubkey(kms, app_id).await?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let key =
+            kms_key::check(&signed, app_id, &signer, now).map_err(|e| refuse(format!("{e} (signer from {from})")))?;
+        if let Some(o) = offered
+            && !o.trim_start_matches("0x").eq_ignore_ascii_case(&key)
+        {
+            return Err(refuse(format!("the API offered key {o}, but the KMS signed {key}")));
+        }
+        Ok(key)
+    }
+
     async fn node_id(&self, node: &str) -> Result<u64, StepError> {
         if let Ok(n) = node.parse::<u64>() {
             return Ok(n);
@@ -533,6 +613,9 @@ impl Step {
             Some(r) => attrs::as_observed(attrs, r),
             None => attrs,
         };
+        if let Some(r) = remote {
+            self.shared.os_hashes.lock().expect("os hashes lock").insert(c.address.clone(), r.os_image_hash.clone());
+        }
         ResourceRecord {
             address: c.address.clone(),
             ids,
@@ -545,6 +628,7 @@ impl Step {
             boot: Default::default(),
             dependencies: c.dependencies.clone(),
             updated_at: now_rfc3339(),
+            unverified: None,
             endpoint: Some(self.endpoint.to_string()),
             prevent_destroy: c.prevent_destroy,
             secrets_scope: c.secrets_scope.clone(),

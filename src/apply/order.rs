@@ -106,6 +106,7 @@ mod tests {
                 dependencies: deps.iter().map(|d| (*d).into()).collect(),
                 compose_hash: None,
                 kms: None,
+                kms_signer: None,
                 moved_from: None,
                 prevent_destroy: false,
                 secrets_scope: None,

@@ -189,6 +189,7 @@ fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
         },
         dependencies: vec![],
         updated_at: now_rfc3339(),
+        unverified: None,
         endpoint: e.endpoint.clone(),
         prevent_destroy: d.as_ref().is_some_and(|d| d.prevent_destroy),
         secrets_scope: d.and_then(|d| d.secrets_scope),

@@ -173,8 +173,16 @@ impl Step {
         }
         let rec = self.shared.current.lock().expect("state lock").get(&c.address).cloned();
         let mut pubkey = rec.as_ref().and_then(|r| r.env_pubkey.clone());
-        if pubkey.is_none() && c.changes(Attr::Env) {
-            pubkey = self.api.get_cvm(&ids.id).await?.and_then(|r| r.env_pubkey);
+        if c.changes(Attr::Env) {
+            // The key the CVM reports is only compared: what is encrypted to is the key its
+            // KMS signed, checked first.
+            let app_id = rec.as_ref().and_then(|r| r.ids.app_id.clone()).or(ids.app_id.clone());
+            let app_id = match app_id {
+                Some(a) => a,
+                None => self.api.get_cvm(&ids.id).await?.and_then(|r| r.ids.app_id).unwrap_or_default(),
+            };
+            let kms = after.kms.clone().or(before.kms.clone()).unwrap_or_else(|| "phala".into());
+            pubkey = Some(self.checked_key(c, &kms, &app_id, pubkey.as_deref()).await?);
         }
         let req = self.patch_request(c, &before, &after, &env, pubkey.as_deref()).await?;
         let entry = self.journal(c, "update", Some(ids.id.clone()), serde_json::json!({ "attrs": state_attrs }));

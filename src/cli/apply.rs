@@ -61,9 +61,18 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
     if !args.resume {
         confirm(ctx, args.auto_approve, "Do you want to perform these actions?")?;
     }
-    let code =
-        execute(ctx, &s.store, &s.api, &p, s.secrets, s.digests, args.plan.run.parallelism, Some(Arc::new(registrar)))
-            .await?;
+    let code = execute(
+        ctx,
+        &s.store,
+        &s.api,
+        &p,
+        s.secrets,
+        s.digests,
+        args.plan.run.parallelism,
+        Some(Arc::new(registrar)),
+        !args.no_verify,
+    )
+    .await?;
     s.store.close().await?;
     Ok(code)
 }
@@ -171,8 +180,18 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
     }
     let pending = onchain::pending(store.as_ref()).await?;
     let registrar = registrar(&p, &pending, args.prepare_only, None, None)?;
-    let code =
-        execute(ctx, &store, &api, &p, secrets, digests, args.plan.run.parallelism, Some(Arc::new(registrar))).await?;
+    let code = execute(
+        ctx,
+        &store,
+        &api,
+        &p,
+        secrets,
+        digests,
+        args.plan.run.parallelism,
+        Some(Arc::new(registrar)),
+        !args.no_verify,
+    )
+    .await?;
     store.close().await?;
     Ok(code)
 }

@@ -69,6 +69,7 @@ pub async fn run(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) -> 
         boot: Default::default(),
         dependencies: cvm.depends_on.iter().map(|d| Address::cvm(d)).collect(),
         updated_at: now_rfc3339(),
+        unverified: None,
         endpoint: Some(api.endpoint.clone()),
         prevent_destroy: cvm.prevent_destroy,
         secrets_scope: None,

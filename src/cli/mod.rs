@@ -34,6 +34,7 @@ mod state_show;
 mod status;
 mod terraform;
 mod validate;
+mod verify;
 mod workspace;
 
 use std::path::PathBuf;
@@ -266,6 +267,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check that CVMs run what was applied: each one's attestation (RTMR3 event log
+    /// replayed; app id, instance id and compose hash compared with state). Exit 1 if any
+    /// is not verified.
+    Verify {
+        /// CVM addresses (`cvm.web`); every CVM in state when none is given.
+        #[arg(value_name = "ADDR")]
+        addresses: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show outputs from state.
     Output {
         /// One output.
@@ -346,6 +357,10 @@ pub struct ApplyArgs {
     /// Stop after preparing on-chain updates; print what a multisig must sign.
     #[arg(long)]
     pub prepare_only: bool,
+    /// Skip the attestation gate (each CVM created or updated is otherwise verified once it
+    /// runs); the summary says it was skipped.
+    #[arg(long)]
+    pub no_verify: bool,
     /// Write the run as JSON events, one per line on stdout (planned changes, each step's
     /// start, progress and outcome, the summary); needs --auto-approve or a plan file.
     #[arg(long)]
@@ -592,6 +607,7 @@ async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
             };
             show::run(ctx, plan_file.as_deref(), view).await
         }
+        Command::Verify { addresses, json } => verify::run(ctx, &addresses, json).await,
         Command::Output { name, json, raw, vars } => output::run(ctx, name.as_deref(), json, raw, &vars).await,
         Command::State(s) => match s {
             StateCommand::List => state_list::run(ctx).await,

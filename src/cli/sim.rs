@@ -111,6 +111,7 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
         catalog_errors: Vec::new(),
         legacy_create: false,
         compose_hash_style: a.compose_hash_style,
+        ..SimConfig::default()
     };
     let sim = Sim::new(cfg, a.data).map_err(|e| CliError::with_source("cannot start the simulator", e))?;
     let listener = tokio::net::TcpListener::bind(a.addr)

@@ -136,6 +136,9 @@ pub struct CvmConfig {
     /// name, files, KMS, env and run state are the fields here, not these.
     pub attrs: crate::model::CvmAttrs,
     pub kms: Kms,
+    /// `kms.signer`: the KMS signing key (secp256k1 public key or address, `0x` hex, as
+    /// written) env-encryption keys must be signed by.
+    pub kms_signer: Option<String>,
     pub env: BTreeMap<String, Template>,
     /// Env keys whose value is read only at plan time (a secret) and which the compose file
     /// requires non-empty (`${VAR:?…}`), with the value's place in the manifest: the plan

@@ -135,6 +135,10 @@ pub struct RemoteCvm {
     /// The full app compose, for previewing the hash of a change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_compose: Option<serde_json::Value>,
+    /// The OS image's hash (`os.os_image_hash`), where the API gives it: what the attestation
+    /// gate compares the `os-image-hash` event with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_image_hash: Option<String>,
     pub env_pubkey: Option<String>,
     /// On-chain KMS facts (chain id, app contract), when the CVM uses one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,6 +194,11 @@ pub struct ResourceRecord {
     #[serde(default)]
     pub dependencies: Vec<Address>,
     pub updated_at: String,
+    /// Why the CVM's attestation did not prove it runs what was applied (the field that
+    /// differs), from the last apply or `verify`; `None` once it does, and for records from
+    /// before teeform checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified: Option<String>,
     /// The Phala Cloud API prefix the CVM lives at (`local`: the embedded simulator). Records
     /// from before teeform kept it have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]

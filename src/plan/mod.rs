@@ -172,6 +172,10 @@ pub struct Change {
     /// The KMS the CVM uses (for on-chain registration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms: Option<KmsSpec>,
+    /// The manifest's `kms.signer`: the KMS signing key the env-encryption key must be
+    /// signed by (when unset, the one the API's KMS info names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_signer: Option<String>,
     /// The address state kept the CVM at before this plan moved it (`moved:`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_from: Option<Address>,
@@ -198,9 +202,21 @@ impl Change {
             dependencies: vec![],
             compose_hash: None,
             kms: None,
+            kms_signer: None,
             moved_from: None,
             prevent_destroy: false,
             secrets_scope: None,
+        }
+    }
+
+    /// A create of `cfg` at `address`, with what the manifest says of it beside its
+    /// attributes (its KMS, the KMS's pinned signer, `prevent_destroy`).
+    fn of_config(address: &Address, cfg: &CvmConfig) -> Change {
+        Change {
+            kms: kms_spec(&cfg.kms),
+            kms_signer: cfg.kms_signer.clone(),
+            prevent_destroy: cfg.prevent_destroy,
+            ..Change::new(address.clone(), Action::Create)
         }
     }
 
@@ -546,11 +562,9 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         let cur = redigested_rec.as_ref().or(current.get(addr));
         let base = Change {
             dependencies: dependencies(&graph, &nodes, addr),
-            kms: kms_spec(&cfg.kms),
             moved_from: state.moved.iter().find(|m| m.to == *addr).map(|m| m.from.clone()),
-            prevent_destroy: cfg.prevent_destroy,
             secrets_scope: Some(scope.clone()).filter(|s| s != addr),
-            ..Change::new(addr.clone(), Action::Create)
+            ..Change::of_config(addr, cfg)
         };
         let facts = change::Facts {
             gone: gone.contains(addr),

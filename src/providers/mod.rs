@@ -13,6 +13,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Attr, CloudIds, CvmAttrs, CvmStatus, RemoteCvm};
+pub use crate::verify::kms_key::SignedKey;
 
 /// What kind of failure an API call had, which decides retries, journal handling and
 /// messages. Every HTTP status teeform acts on has its kind here: code matches on kinds, never
@@ -368,7 +369,17 @@ pub trait PhalaApi: Send + Sync {
     async fn delete(&self, id: &str) -> Result<(), ApiError>;
     async fn instance_types(&self) -> Result<Vec<InstanceType>, ApiError>;
     async fn nodes(&self) -> Result<Vec<NodeInfo>, ApiError>;
-    async fn kms_pubkey(&self, kms: &str, app_id: &str) -> Result<String, ApiError>;
+    /// An app's env-encryption key as the KMS signed it (`GET /kms/{kms}/pubkey/{app_id}`);
+    /// `kms` is the KMS's id or slug. Check it with [`crate::verify::kms_key::check`] before
+    /// encrypting to it.
+    async fn kms_pubkey(&self, kms: &str, app_id: &str) -> Result<SignedKey, ApiError>;
+    /// The KMS's signing key (`GET /kms/{kms}` → `k256_pubkey`, a compressed secp256k1 key in
+    /// hex); `None` when the API names none or knows no such KMS.
+    async fn kms_signer(&self, kms: &str) -> Result<Option<String>, ApiError>;
+    /// A CVM's attestation (`GET /cvms/{id}/attestation`) as the API answers it:
+    /// `{is_online, tcb_info: {rtmr0..3, event_log, app_compose} | null, …}`; `Ok(None)` when
+    /// the CVM does not exist. Check it with [`crate::verify::attest::check`].
+    async fn attestation(&self, id: &str) -> Result<Option<serde_json::Value>, ApiError>;
     /// What a create can choose from (`GET /teepods/available`): nodes and KMS instances.
     async fn available(&self) -> Result<Available, ApiError> {
         Ok(Available { nodes: self.nodes().await?, kms: vec![] })

@@ -34,6 +34,7 @@ use super::{
     PhalaApi, PowerAction, ProvisionRequest, Provisioned, StatusReport,
 };
 use crate::model::{CloudIds, RemoteCvm};
+use crate::verify::kms_key::SignedKey;
 
 /// The API version teeform speaks (`X-Phala-Version`), pinned: what `@phala/cloud` 0.2.9 and
 /// the `phala` CLI send by default. Newer versions exist (`2026-05-22`: string CVM ids;
@@ -401,10 +402,46 @@ impl PhalaApi for PhalaClient {
         read().map_err(|m| ApiError::invalid("GET", path, 200, m))
     }
 
-    async fn kms_pubkey(&self, kms: &str, app_id: &str) -> Result<String, ApiError> {
+    async fn kms_pubkey(&self, kms: &str, app_id: &str) -> Result<SignedKey, ApiError> {
         let path = format!("/kms/{kms}/pubkey/{}", app_id.trim_start_matches("0x"));
         let v = self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await?;
-        Fields::of(&v, "").and_then(|f| f.req_str("public_key")).map_err(|m| ApiError::invalid("GET", &path, 200, m))
+        let read = || -> Result<SignedKey, String> {
+            let f = Fields::of(&v, "")?;
+            let timestamp = match f.get("timestamp") {
+                None => None,
+                Some(Value::Number(n)) if n.is_u64() => n.as_u64(),
+                Some(Value::String(t)) => {
+                    Some(t.parse().map_err(|_| f.wrong("timestamp", "Unix seconds", &v["timestamp"]))?)
+                }
+                Some(other) => return Err(f.wrong("timestamp", "Unix seconds", other)),
+            };
+            Ok(SignedKey {
+                public_key: f.req_str("public_key")?,
+                signature: f.str("signature")?,
+                signature_v1: f.str("signature_v1")?,
+                timestamp,
+            })
+        };
+        read().map_err(|m| ApiError::invalid("GET", &path, 200, m))
+    }
+
+    async fn attestation(&self, id: &str) -> Result<Option<Value>, ApiError> {
+        let path = format!("/cvms/{}/attestation", path_id(id));
+        match self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn kms_signer(&self, kms: &str) -> Result<Option<String>, ApiError> {
+        let path = format!("/kms/{kms}");
+        let v = match self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await {
+            Ok(v) => v,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Fields::of(&v, "").and_then(|f| f.str("k256_pubkey")).map_err(|m| ApiError::invalid("GET", &path, 200, m))
     }
 
     async fn available(&self) -> Result<Available, ApiError> {

@@ -14,6 +14,7 @@
 //! Knobs: latency, error rate (429 with Retry-After, 500/502/503), hung requests, restart and
 //! boot durations; `GET /_sim/stats` counts requests and restarts.
 
+pub mod attest;
 pub mod catalogs;
 mod chain;
 mod edge;
@@ -35,6 +36,16 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 pub use world::World;
+
+/// The simulator's test KMS signing key (secp256k1): public test data, never a real key.
+pub const KMS_SECRET: [u8; 32] = *b"teeform-simulator-test-kms-key!!";
+/// The key the `kms_bad_signature` knob signs with instead.
+pub const WRONG_KMS_SECRET: [u8; 32] = *b"teeform-simulator-wrong-kms-key!";
+
+/// The test KMS's signing key as its KMS info gives it (`k256_pubkey`: compressed, `0x` hex).
+pub fn kms_signer() -> String {
+    attest::kms_public_key(&KMS_SECRET)
+}
 
 /// Behaviour knobs; all can be changed at runtime with `POST /_sim/config`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +96,14 @@ pub struct SimConfig {
     /// teeform previews) or `indent4` (`@phala/cloud`'s `getHash`), to show a preview that
     /// differs from the API's hash.
     pub compose_hash_style: String,
+    /// The test KMS signs env-encryption keys with another key than the one its KMS info
+    /// names (`kms_signer`): teeform must refuse to encrypt to them.
+    pub kms_bad_signature: bool,
+    /// Names of CVMs that boot another compose than they were sent: their attestation is
+    /// consistent, but attests another compose hash.
+    pub boot_other_compose: Vec<String>,
+    /// Names of CVMs whose attested event log was rewritten: it no longer replays to RTMR3.
+    pub corrupt_event_log: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -110,6 +129,9 @@ impl Default for SimConfig {
             catalog_errors: Vec::new(),
             legacy_create: false,
             compose_hash_style: "compact".into(),
+            kms_bad_signature: false,
+            boot_other_compose: Vec::new(),
+            corrupt_event_log: Vec::new(),
         }
     }
 }

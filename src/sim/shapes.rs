@@ -139,7 +139,15 @@ pub fn cvm_state(v: ApiVersion, c: &Cvm, now: u64) -> Value {
 /// 2026-05-22, a KMS contract (`KmsContract`) from 2026-06-23 on.
 pub fn kms_resource(v: ApiVersion, k: &Kms) -> Value {
     match v {
-        ApiVersion::V20251028 | ApiVersion::V20260121 | ApiVersion::V20260522 => kms(k),
+        ApiVersion::V20251028 | ApiVersion::V20260121 | ApiVersion::V20260522 => {
+            let mut info = kms(k);
+            // UNVERIFIED: that the KmsInfo of `GET /kms` and `GET /kms/{id}` (a passthrough
+            // schema) carries the KMS's signing key under dstack's name for it (`GetMeta`'s
+            // `k256_pubkey`); the 2026-06-23 KMS contract names it so. Only here: the KmsInfo
+            // embedded elsewhere (provision, nodes) stays as the SDK models it.
+            info["k256_pubkey"] = crate::sim::kms_signer().into();
+            info
+        }
         ApiVersion::V20260623 => kms_contract(k),
     }
 }
@@ -529,7 +537,7 @@ fn kms_url(k: &Kms) -> String {
     format!("https://{}.kms.sim.invalid", k.slug)
 }
 
-fn kms_type(k: &Kms) -> &'static str {
+pub fn kms_type(k: &Kms) -> &'static str {
     match k.chain_id {
         None => "phala",
         Some(8453) => "base",
@@ -552,7 +560,7 @@ pub fn kms_contract(k: &Kms) -> Value {
         "label": if k.chain_id.is_some() { format!("{} KMS (simulated)", kms_type(k)) } else { "Phala KMS (simulated)".into() },
         "contract_address": k.kms_contract_address.clone().unwrap_or_else(|| "phala".into()),
         "chain_id": k.chain_id.unwrap_or(0),
-        "k256_pubkey": null,
+        "k256_pubkey": crate::sim::kms_signer(),
         "ca_pubkey": null,
         "node_count": 1,
     })

@@ -97,6 +97,7 @@ pub(crate) mod tests {
             boot: Default::default(),
             dependencies: vec![],
             updated_at: "2026-01-01T00:00:00Z".into(),
+            unverified: None,
             endpoint: Some("https://cloud-api.phala.com/api/v1".into()),
             prevent_destroy: false,
             secrets_scope: None,

@@ -6,6 +6,7 @@ import { test } from "node:test";
 import * as phala from "@phala/cloud";
 import { encryptEnvVars } from "@phala/dstack-sdk/encrypt-env-vars";
 import { getComposeHash } from "@phala/dstack-sdk/get-compose-hash";
+import { verifyEnvEncryptPublicKeyLegacy } from "@phala/dstack-sdk/verify-env-encrypt-public-key";
 import { API_KEY, startSim } from "./lib/sim.mjs";
 import { expectKnownKeys, expectKnownResponseKeys, lastBody, sdk, sdkError } from "./lib/check.mjs";
 
@@ -44,6 +45,11 @@ const ALLOWED_EXTRA = {
   errorBody: ["error_code", "message", "details", "suggestions", "links", "request_id"],
   // An app compose is checked against @phala/cloud's LooseAppComposeSchema (passthrough) plus
   // the fields of @phala/dstack-sdk 0.5.8's `AppCompose` type (get-compose-hash.d.ts).
+  // The KMS's secp256k1 signing key (dstack's `GetMeta` name; phala-cloud 0.2.0 models it on
+  // the 2026-06-23 KMS contract as a "verification anchor"): teeform checks the signature on
+  // env-encryption keys against it. UNVERIFIED on the 2026-01-21 KmsInfo (a passthrough schema).
+  kms: ["k256_pubkey"],
+  kmsList: ["items[].k256_pubkey"],
   appCompose: ["runner", "docker_config", "public_tcbinfo", "gateway_enabled", "local_key_provider_enabled",
     "key_provider", "key_provider_id", "no_instance_id", "secure_time", "bash_script"],
 };
@@ -98,10 +104,16 @@ test("account, nodes, instance types, KMS and OS image catalogues parse", async 
     { cls: ResourceError, status: 404, code: "ERR-02-001" });
 
   const kms = await sdk("getKmsList", () => phala.getKmsList(client));
-  expectKnownResponseKeys("getKmsList", phala.GetKmsListSchema);
+  expectKnownResponseKeys("getKmsList", phala.GetKmsListSchema, ALLOWED_EXTRA.kmsList);
   const k = kms.items[0];
   const info = await sdk("getKmsInfo", () => phala.getKmsInfo(client, { kms_id: k.id }));
-  expectKnownResponseKeys("getKmsInfo", phala.KmsInfoSchema);
+  expectKnownResponseKeys("getKmsInfo", phala.KmsInfoSchema, ALLOWED_EXTRA.kms);
+  // The env-encryption key is signed by that key, as the official verifier reads it.
+  const app_id = "ab".repeat(20);
+  const signed = await sdk("getAppEnvEncryptPubKey", () => phala.getAppEnvEncryptPubKey(client, { kms: k.id, app_id }));
+  const signer = verifyEnvEncryptPublicKeyLegacy(Buffer.from(signed.public_key, "hex"),
+    Buffer.from(signed.signature.replace(/^0x/, ""), "hex"), app_id);
+  assert.equal(signer, info.k256_pubkey, "the KMS key's signature recovers the KMS info's k256_pubkey");
   assert.equal(info.id, k.id);
   assert.equal((await sdk("getKmsInfo (slug)", () => phala.getKmsInfo(client, { kms_id: k.slug }))).id, k.id);
   await sdkError("getKmsInfo (unknown)", () => phala.getKmsInfo(client, { kms_id: "no-such-kms" }),

@@ -5,6 +5,7 @@
 mod harness;
 
 mod apply_flow;
+mod attest;
 mod chain;
 mod ci;
 mod converge;

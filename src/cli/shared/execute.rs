@@ -99,6 +99,7 @@ pub async fn execute(
     digests: Arc<Digester>,
     parallelism: usize,
     onchain: Option<Arc<dyn apply::OnChain>>,
+    verify: bool,
 ) -> CliResult {
     let cancel = CancellationToken::new();
     // SIGINT / SIGTERM now stop scheduling instead of the process (see `signals`).
@@ -122,6 +123,7 @@ pub async fn execute(
         digests,
         onchain,
         endpoint: api.endpoint.clone(),
+        verify,
     };
     let report = exec.run(p).await;
     crate::secrets::log_stats("applying");
@@ -132,7 +134,7 @@ pub async fn execute(
     let report = report?;
     // An interrupt that came once every step had finished stopped nothing.
     let interrupted = cancel.is_cancelled() && !report.all_done();
-    let result = summarize(ctx, store.as_ref(), p, &report, interrupted).await;
+    let result = summarize(ctx, store.as_ref(), p, &report, interrupted, verify).await;
     if let Some(s) = &ctx.stream {
         let outcome = match &result {
             Ok(c) if *c == exit::OK => "complete",
@@ -153,7 +155,14 @@ pub async fn execute(
 
 /// What the run did, and its exit: 0 when everything is done, 3 when the only things left
 /// are updates paused for on-chain registration, else an error listing what failed.
-async fn summarize(ctx: &Ctx, store: &dyn Store, p: &Plan, report: &Report, interrupted: bool) -> CliResult {
+async fn summarize(
+    ctx: &Ctx,
+    store: &dyn Store,
+    p: &Plan,
+    report: &Report,
+    interrupted: bool,
+    verify: bool,
+) -> CliResult {
     // What happened in the cloud, finished or not: a replacement whose new CVM failed to boot
     // still destroyed one CVM and added another.
     let (added, changed, destroyed) = report.counts();
@@ -163,7 +172,14 @@ async fn summarize(ctx: &Ctx, store: &dyn Store, p: &Plan, report: &Report, inte
     let (summary, done) = if p.mode == Mode::Destroy {
         (format!("Resources: {destroyed} destroyed."), "Destroy complete!")
     } else {
-        (format!("Resources: {added} added, {changed} changed, {destroyed} destroyed."), "Apply complete!")
+        let gate = if added + changed == 0 {
+            ""
+        } else if verify {
+            " Attestations verified (event log and RTMR3; the TDX quote was not verified)."
+        } else {
+            " Attestations not verified (--no-verify)."
+        };
+        (format!("Resources: {added} added, {changed} changed, {destroyed} destroyed.{gate}"), "Apply complete!")
     };
     let attention = if p.mode == Mode::Destroy { None } else { unresolved(p) };
     if failed.is_empty() && paused.is_empty() && !interrupted && attention.is_none() {

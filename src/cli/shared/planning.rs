@@ -19,6 +19,14 @@ use crate::state::Snapshot;
 pub async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> CliResult<Plan> {
     let snapshot = s.store.snapshot().await?;
     same_endpoint(&s.api, snapshot.resources.values().map(|r| (r.address.as_str(), r.endpoint.as_deref())))?;
+    for r in snapshot.resources.values() {
+        if let Some(why) = &r.unverified {
+            ctx.shell.warn(&format!(
+                "{} is unverified: its attestation did not match what was applied ({why}); `teeform verify {}` checks it again",
+                r.address, r.address
+            ));
+        }
+    }
     let parallelism = args.run.parallelism;
     let mut refreshed = if args.refresh || args.refresh_only {
         Some(refresh::refresh(ctx, s, &snapshot, parallelism).await?)

@@ -75,6 +75,9 @@ pub fn record_text(r: &ResourceRecord) -> String {
     if r.prevent_destroy {
         out.push_str("lifecycle    = { prevent_destroy = true }\n");
     }
+    if let Some(why) = &r.unverified {
+        let _ = writeln!(out, "unverified   = {why:?}");
+    }
     for spec in crate::model::SCHEMA {
         let (name, v) = (spec.key, r.attrs.get(spec.attr));
         if v.is_null() || matches!(spec.ty, crate::model::schema::Type::Env) {

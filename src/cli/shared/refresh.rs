@@ -308,6 +308,7 @@ mod tests {
             endpoint: None,
             prevent_destroy: false,
             secrets_scope: None,
+            unverified: None,
         }
     }
 
@@ -319,6 +320,7 @@ mod tests {
             compose_hash: hash.map(str::to_string),
             attrs: CvmAttrs { name: "web-app".into(), vcpu: Some(4), ..Default::default() },
             app_compose: None,
+            os_image_hash: None,
             env_pubkey: None,
             kms_info: None,
             boot: Default::default(),

@@ -33,6 +33,7 @@ fn new_cvm(key: &str, span: Span) -> CvmConfig {
         pre_launch_script: None,
         attrs: CvmAttrs::default(),
         kms: Kms::Phala,
+        kms_signer: None,
         env: BTreeMap::new(),
         required_env: BTreeMap::new(),
         stopped: false,
@@ -148,7 +149,9 @@ impl Loader<'_> {
             // Read by readers of their own: an image may name a data source, a KMS may be
             // on chain, the run state is a word.
             Attr::Image if !v.is_null() => self.image_field(c, v, what),
-            Attr::Kms if !v.is_null() => c.kms = self.kms(v).unwrap_or(Kms::Phala),
+            Attr::Kms if !v.is_null() => {
+                (c.kms, c.kms_signer) = self.kms(v).unwrap_or((Kms::Phala, None));
+            }
             Attr::Power => {
                 if let Some(stopped) = self.power(v, what) {
                     c.stopped = stopped;

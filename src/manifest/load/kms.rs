@@ -20,20 +20,36 @@ fn onchain(chain_id: u64) -> OnChainKms {
 }
 
 impl Loader<'_> {
-    /// `kms:` as a name or a mapping; `None` when reported.
-    pub(super) fn kms(&mut self, node: &Node) -> Option<Kms> {
+    /// `kms:` as a name or a mapping, with the mapping's `signer` (the KMS signing key, as
+    /// written); `None` when reported. A mapping without `chain` is the Phala KMS when it sets
+    /// nothing but `signer`.
+    pub(super) fn kms(&mut self, node: &Node) -> Option<(Kms, Option<String>)> {
         if let Kind::Scalar { .. } = node.kind {
-            return self.kms_named(node);
+            return self.kms_named(node).map(|k| (k, None));
         }
         let fields = self.entries(
             node,
             "kms",
-            Some(&["chain", "rpc_url", "contract", "private_key_env", "rpc_url_env", "confirmations"]),
+            Some(&["chain", "rpc_url", "contract", "private_key_env", "rpc_url_env", "confirmations", "signer"]),
         );
         let mut k = onchain(0);
         let mut chain_seen = false;
+        let mut signer = None;
+        let mut onchain_keys = false;
+        let mut signer_seen = false;
         for (name, _, v) in fields {
+            onchain_keys |= name != "signer" && name != "chain";
             match name {
+                "signer" => {
+                    signer_seen = true;
+                    let s = self.literal_string(v, "kms.signer")?;
+                    match crate::verify::kms_key::Signer::parse(&s) {
+                        Ok(_) => signer = Some(s),
+                        Err(m) => {
+                            self.err(v.span, format!("kms.signer: {m}")).set_label("not a KMS signing key");
+                        }
+                    }
+                }
                 "chain" => {
                     chain_seen = true;
                     k.chain_id = self.chain_id(v)?;
@@ -54,10 +70,13 @@ impl Loader<'_> {
             }
         }
         if !chain_seen {
+            if signer_seen && !onchain_keys {
+                return signer.map(|s| (Kms::Phala, Some(s)));
+            }
             self.err(node.span, "an on-chain kms needs `chain:`").hints.push("e.g. `chain: base`".into());
             return None;
         }
-        Some(Kms::OnChain(k))
+        Some((Kms::OnChain(k), signer))
     }
 
     /// `kms: phala|base|ethereum`.

@@ -55,6 +55,7 @@ pub fn parse_cvm(v: &Value) -> Result<RemoteCvm, String> {
         // In the API's normal form, as the planner compares attributes.
         attrs: attrs.normalized(),
         app_compose: compose,
+        os_image_hash: f.object("os")?.map(|o| o.str("os_image_hash")).transpose()?.flatten(),
         env_pubkey,
         kms_info: f.get("kms_info").cloned(),
         boot: boot_facts(&f)?,

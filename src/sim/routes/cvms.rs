@@ -11,11 +11,13 @@ use serde_json::{Map, Value, json};
 
 use super::{Res, ok};
 use crate::sim::Sim;
+use crate::sim::attest::{self, Event as AttestEvent};
 use crate::sim::edge::{ApiVersion, Body, header};
 use crate::sim::error::ApiError;
 use crate::sim::requests::{PageQuery, StatusBatch, WatchQuery};
 use crate::sim::shapes;
 use crate::sim::world::{Power, now_ms};
+use sha2::Digest;
 
 pub async fn list(State(sim): State<Sim>, v: ApiVersion, Query(q): Query<PageQuery>) -> Res {
     let (page, size) = q.page(50, 1000);
@@ -34,6 +36,62 @@ pub async fn list(State(sim): State<Sim>, v: ApiVersion, Query(q): Query<PageQue
 
 pub async fn get(State(sim): State<Sim>, v: ApiVersion, Path(id): Path<String>) -> Res {
     ok(sim.read(|w| w.cvm(&id).map(|c| shapes::cvm(v, w, c, now_ms())))?)
+}
+
+/// `GET /cvms/{id}/attestation` (`getCvmAttestation`): the TCB info of a running CVM, its
+/// RTMR3 event log consistent with the app compose it booted. Knobs: `boot_other_compose`
+/// (the named CVMs booted another compose than they were sent: the log is consistent, the
+/// compose hash is not the sent one) and `corrupt_event_log` (the named CVMs' logged
+/// compose-hash event was rewritten after the fact: the log no longer replays to RTMR3).
+/// No quote: the simulator has no TDX hardware (`app_certificates` is null).
+pub async fn attestation(State(sim): State<Sim>, Path(id): Path<String>) -> Res {
+    let cfg = sim.config();
+    let now = now_ms();
+    ok(sim.read(|w| {
+        let c = w.cvm(&id)?;
+        let running = c.status(now) == "running";
+        let tcb = running.then(|| {
+            let other = cfg.boot_other_compose.contains(&c.name);
+            let mut booted = c.app_compose.clone();
+            if other && let Some(m) = booted.as_object_mut() {
+                m.insert("docker_compose_file".into(), "services:\n  shell:\n    image: attacker/shell\n".into());
+            }
+            let text = match cfg.compose_hash_style.as_str() {
+                "indent4" => crate::compose::indent4_json(&booted),
+                _ => crate::compose::canonical_json(&booted),
+            };
+            let hash = sha2::Sha256::digest(text.as_bytes());
+            let os_hash = w.os_image(&c.image).map(|i| i.os_image_hash.clone()).unwrap_or_default();
+            let hexb = |h: &str| hex::decode(h.trim_start_matches("0x")).unwrap_or_default();
+            let mut events = vec![
+                AttestEvent::new("system-preparing", b""),
+                AttestEvent::new("app-id", &hexb(&c.app_id)),
+                AttestEvent::new("compose-hash", &hash),
+                AttestEvent::new("instance-id", &hexb(&c.instance_id)),
+                AttestEvent::new("os-image-hash", &hexb(&os_hash)),
+                AttestEvent::new("boot-mr-done", b""),
+                AttestEvent::new("system-ready", b""),
+            ];
+            let rtmr3 = attest::rtmr3(&events);
+            if cfg.corrupt_event_log.contains(&c.name) {
+                // Rewritten with its digest recomputed: only the replay gives it away.
+                events[2] = AttestEvent::new("compose-hash", &sha2::Sha256::digest(b"another compose"));
+            }
+            let fixed = |tag: &str| hex::encode(sha2::Sha384::digest(format!("{tag}:{}", c.image).as_bytes()));
+            json!({
+                "mrtd": fixed("mrtd"), "rootfs_hash": os_hash,
+                "rtmr0": fixed("rtmr0"), "rtmr1": fixed("rtmr1"), "rtmr2": fixed("rtmr2"),
+                "rtmr3": hex::encode(rtmr3),
+                "event_log": events.iter().map(AttestEvent::to_json).collect::<Vec<_>>(),
+                "app_compose": text,
+            })
+        });
+        Ok::<_, ApiError>(json!({
+            "name": c.name, "is_online": running, "is_public": true,
+            "error": if running { Value::Null } else { "CVM is not running".into() },
+            "app_certificates": null, "tcb_info": tcb, "compose_file": c.app_compose,
+        }))
+    })?)
 }
 
 /// The app compose, as stored.

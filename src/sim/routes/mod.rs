@@ -58,6 +58,7 @@ pub fn router(sim: Sim) -> Router {
         .route("/cvms/{id}/shutdown", post(cvms::shutdown))
         .route("/cvms/{id}/restart", post(cvms::restart))
         .route("/cvms/{id}/state", get(cvms::state))
+        .route("/cvms/{id}/attestation", get(cvms::attestation))
         .route("/status/batch", post(cvms::status_batch))
         .route("/teepods/available", get(platform::nodes))
         .route("/teepods/cvm-create-resources", get(platform::create_resources))

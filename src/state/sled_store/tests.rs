@@ -16,6 +16,7 @@ fn rec(addr: &str) -> ResourceRecord {
         boot: Default::default(),
         dependencies: vec![],
         updated_at: "now".into(),
+        unverified: None,
         endpoint: None,
         prevent_destroy: false,
         secrets_scope: None,

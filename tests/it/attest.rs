@@ -1,0 +1,174 @@
+//! Verifying what the cloud says: the KMS's signature on the env-encryption key is checked
+//! before any secret is encrypted to it.
+
+use crate::harness::{TestEnv, WEB};
+
+fn with_env(kms: &str) -> String {
+    format!("cvms:\n  api:\n    name: api-main\n    compose: web.yml\n{kms}    env:\n      API_KEY: sk-live-123\n")
+}
+
+fn env_of(t: &TestEnv, name: &str) -> serde_json::Value {
+    let cvm = t.api("GET", &format!("/cvms/{name}"), None).1;
+    let id = cvm["vm_uuid"].as_str().unwrap().to_string();
+    t.sim_get(&format!("/_sim/cvms/{id}/env"))["env"].clone()
+}
+
+#[test]
+fn a_key_the_kms_did_not_sign_gets_no_env_at_create_or_update() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(&with_env(""));
+    t.configure(serde_json::json!({"kms_bad_signature": true}));
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert!(r.stderr.contains("not encrypting env to the key from KMS"), "{}", r.stderr);
+    assert!(r.stderr.contains("not by the KMS's signing key"), "{}", r.stderr);
+    assert_eq!(t.stats()["cvm_count"], 0, "no CVM was committed, so no env was sent");
+    assert_eq!(t.count("GET /api/v1/kms/"), 2, "the KMS info and the signed key, once each");
+
+    // Signed right: the create goes through and the CVM reads its env.
+    t.configure(serde_json::json!({"kms_bad_signature": false}));
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(env_of(&t, "api-main")["API_KEY"], "sk-live-123");
+
+    // An env change against a wrongly signed key: no PATCH at all.
+    t.manifest(&with_env("").replace("sk-live-123", "sk-live-456"));
+    t.configure(serde_json::json!({"kms_bad_signature": true}));
+    let patches = t.count("PATCH ");
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert!(r.stderr.contains("not encrypting env to the key from KMS `phala`"), "{}", r.stderr);
+    assert!(r.stderr.contains("not by the KMS's signing key"), "{}", r.stderr);
+    assert_eq!(t.count("PATCH "), patches, "nothing sent");
+    assert_eq!(env_of(&t, "api-main")["API_KEY"], "sk-live-123");
+}
+
+#[test]
+fn a_pinned_kms_signer_is_the_one_trusted() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    // Another key than the simulator's KMS: refused even though the API's KMS info agrees
+    // with its own signature.
+    let other = teeform::verify::kms_key::signer_of(&[7; 32]);
+    t.manifest(&with_env(&format!("    kms:\n      signer: \"{other}\"\n")));
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert!(r.stderr.contains("kms.signer in the manifest"), "{}", r.stderr);
+    assert_eq!(t.stats()["cvm_count"], 0);
+    // The simulator's KMS key, pinned: the API's KMS info is not even asked.
+    let kms_info = t.count("GET /api/v1/kms/kms_phala_sim\"");
+    t.manifest(&with_env(&format!("    kms:\n      signer: \"{}\"\n", teeform::sim::kms_signer())));
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(env_of(&t, "api-main")["API_KEY"], "sk-live-123");
+    assert_eq!(t.count("GET /api/v1/kms/kms_phala_sim\""), kms_info);
+    // A malformed pin is a manifest error with its place.
+    t.manifest(&with_env("    kms:\n      signer: \"0x1234\"\n"));
+    let r = t.run(&["validate"]);
+    r.code(1);
+    assert!(r.stderr.contains("kms.signer") && r.stderr.contains("teeform.yaml:9:15"), "{}", r.stderr);
+}
+
+const TWO: &str = "cvms:\n  web:\n    name: web-main\n    compose: web.yml\n  api:\n    name: api-main\n    compose: web.yml\n    vcpu: 2\n";
+
+#[test]
+fn the_gate_passes_a_fleet_that_booted_what_was_sent_and_verify_says_so() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(TWO);
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.ok();
+    assert!(r.stderr.contains("Attestations verified"), "{}", r.stderr);
+    let attestations = |t: &TestEnv| {
+        t.stats()["requests"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.ends_with("/attestation"))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(attestations(&t), 2, "one attestation per CVM created");
+    // An unchanged fleet: verify prints a table and exits 0.
+    let v = t.run(&["verify"]);
+    v.ok();
+    assert!(v.stdout.starts_with("ADDRESS"), "{}", v.stdout);
+    assert!(v.stdout.contains("cvm.api") && v.stdout.contains("cvm.web"), "{}", v.stdout);
+    assert_eq!(v.stdout.matches("verified").count(), 2, "{}", v.stdout);
+    assert!(v.stderr.contains("the TDX quote was not verified"), "{}", v.stderr);
+    let j = t.run(&["verify", "--json", "cvm.web"]);
+    j.ok();
+    let doc: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(doc["verified"], true);
+    assert_eq!(doc["quote_verified"], false);
+    assert_eq!(doc["cvms"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["cvms"][0]["address"], "cvm.web");
+    assert_eq!(attestations(&t), 5);
+    let e = t.run(&["verify", "cvm.wbe"]);
+    e.code(1);
+    assert!(e.stderr.contains("did you mean `cvm.web`?"), "{}", e.stderr);
+    // `--no-verify` skips the gate and says so.
+    t.manifest(&TWO.replace("vcpu: 2", "vcpu: 1"));
+    let r = t.run(&["apply", "--auto-approve", "--no-verify"]);
+    r.ok();
+    assert!(r.stderr.contains("Attestations not verified (--no-verify)."), "{}", r.stderr);
+    assert_eq!(attestations(&t), 5);
+}
+
+#[test]
+fn a_cvm_that_booted_another_compose_fails_the_gate_and_stays_unverified() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(TWO);
+    t.configure(serde_json::json!({"boot_other_compose": ["api-main"]}));
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert!(
+        r.stderr.contains("the attestation does not match what was applied: compose-hash: expected"),
+        "{}",
+        r.stderr
+    );
+    let show = t.run(&["state", "show", "cvm.api"]);
+    assert!(show.ok().stdout.contains("unverified   = \"compose-hash: expected"), "{}", show.stdout);
+    assert!(!t.run(&["state", "show", "cvm.web"]).ok().stdout.contains("unverified"));
+    let v = t.run(&["verify", "--json"]);
+    v.code(1);
+    let doc: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
+    assert_eq!(doc["verified"], false);
+    let api = doc["cvms"].as_array().unwrap().iter().find(|c| c["address"] == "cvm.api").unwrap().clone();
+    assert_eq!(api["mismatches"][0]["field"], "compose-hash");
+    let p = t.run(&["plan"]);
+    assert!(p.stderr.contains("cvm.api is unverified"), "{}", p.stderr);
+
+    // A corrupted event log: the replay does not reach the reported RTMR3.
+    t.configure(serde_json::json!({"boot_other_compose": [], "corrupt_event_log": ["web-main"]}));
+    let v = t.run(&["verify", "cvm.web"]);
+    v.code(1);
+    assert!(v.stdout.contains("UNVERIFIED") && v.stdout.contains("rtmr3: expected"), "{}", v.stdout);
+    // Booting what was sent again (an apply that changes it): the mark goes.
+    t.configure(serde_json::json!({"corrupt_event_log": []}));
+    t.manifest(&TWO.replace("vcpu: 2", "vcpu: 1"));
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert!(!t.run(&["state", "show", "cvm.api"]).ok().stdout.contains("unverified"));
+}
+
+/// The simulator's KMS (its own code) and teeform's check agree on the message, in both
+/// forms, and the simulator's RTMR3 is what teeform's replay gives.
+#[test]
+fn the_simulators_kms_and_event_log_agree_with_the_client() {
+    use teeform::verify::{attest, kms_key};
+    let (pk, app) = ([5u8; 32], [0x12; 20]);
+    for ts in [None, Some(1_700_000_000)] {
+        assert_eq!(
+            teeform::sim::attest::kms_sign(&teeform::sim::KMS_SECRET, &pk, &app, ts),
+            kms_key::sign(&teeform::sim::KMS_SECRET, &pk, &app, ts)
+        );
+    }
+    let sim = [teeform::sim::attest::Event::new("app-id", &app), teeform::sim::attest::Event::new("compose-hash", &pk)];
+    let json = serde_json::json!({"tcb_info": {
+        "rtmr3": hex::encode(teeform::sim::attest::rtmr3(&sim)),
+        "event_log": sim.iter().map(teeform::sim::attest::Event::to_json).collect::<Vec<_>>(),
+    }});
+    let want =
+        attest::Expected { app_id: Some(hex::encode(app)), compose_hash: Some(hex::encode(pk)), ..Default::default() };
+    assert_eq!(attest::check(&json, &want).unwrap(), vec![]);
+}

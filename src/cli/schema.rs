@@ -146,6 +146,62 @@ fn data_source(description: &str, props: Value) -> Value {
     map_of("Data sources of this kind, by name: ${data.KIND.NAME.ATTR}.", o)
 }
 
+/// `provider:`: where the APIs are.
+fn provider() -> Value {
+    object(
+        "Where the APIs are.",
+        json!({
+            "phala": object("The Phala Cloud API.", json!({
+                "endpoint": text("An API prefix (https://cloud-api.phala.com/api/v1), or `local` for the embedded simulator."),
+            }), &[]),
+            "nscale": object("The nscale image catalog.", json!({"endpoint": text("The catalog's URL.")}), &[]),
+            "oci": object("The OCI image catalog.", json!({
+                "endpoint": text("The catalog's URL."),
+                "config_file": text("The OCI config file."),
+                "profile": text("The profile in the config file."),
+                "region": text("The region."),
+            }), &[]),
+        }),
+        &[],
+    )
+}
+
+/// `data:`: the data sources, by kind.
+fn data_sources() -> Value {
+    object(
+        "Data sources: OS images from catalogs, pinned in teeform.lock.",
+        json!({
+            "phala_os_image": data_source("A Phala OS image.", json!({
+                "cvm": text("Read the images offered to this CVM."),
+                "version": text("A version constraint (e.g. ^0.5)."),
+                "variant": text("e.g. dev."),
+                "current": flag("The image the CVM runs now."),
+            })),
+            "nscale_image": data_source("An nscale image.", json!({
+                "region": text("The region."),
+                "organization": text("The organization."),
+                "scope": {"enum": ["owned", "available"]},
+                "architecture": {"enum": ["x86_64", "aarch64"]},
+                "os": {"type": "object", "description": "The OS to match."},
+                "gpu": object("The GPU to match.", json!({
+                    "vendor": text("The vendor."),
+                    "models": list_of_strings("Models."),
+                    "driver": text("The driver version."),
+                }), &[]),
+                "tags": {"type": "object", "description": "Tags to match.", "additionalProperties": {"type": "string"}},
+            })),
+            "oci_image": data_source("An OCI image.", json!({
+                "compartment": text("The compartment OCID."),
+                "operating_system": text("The operating system."),
+                "operating_system_version": text("Its version."),
+                "shape": text("The shape it must run on."),
+                "display_name": text("The display name."),
+            })),
+        }),
+        &[],
+    )
+}
+
 /// The JSON Schema of `teeform.yaml`.
 pub fn schema() -> Value {
     json!({
@@ -156,18 +212,7 @@ pub fn schema() -> Value {
         "type": "object",
         "additionalProperties": false,
         "properties": {
-            "provider": object("Where the APIs are.", json!({
-                "phala": object("The Phala Cloud API.", json!({
-                    "endpoint": text("An API prefix (https://cloud-api.phala.com/api/v1), or `local` for the embedded simulator."),
-                }), &[]),
-                "nscale": object("The nscale image catalog.", json!({"endpoint": text("The catalog's URL.")}), &[]),
-                "oci": object("The OCI image catalog.", json!({
-                    "endpoint": text("The catalog's URL."),
-                    "config_file": text("The OCI config file."),
-                    "profile": text("The profile in the config file."),
-                    "region": text("The region."),
-                }), &[]),
-            }), &[]),
+            "provider": provider(),
             "backend": {"description": "Where state is kept.", "enum": ["local", "postgres"]},
             "allowed_dirs": list_of_strings("Folders outside the manifest's that it may read files from."),
             "variables": map_of("Variables: ${var.NAME}.", json!({
@@ -194,34 +239,7 @@ pub fn schema() -> Value {
                     "to": text("The new address, cvm.NEW."),
                 }), &["from", "to"]),
             },
-            "data": object("Data sources: OS images from catalogs, pinned in teeform.lock.", json!({
-                "phala_os_image": data_source("A Phala OS image.", json!({
-                    "cvm": text("Read the images offered to this CVM."),
-                    "version": text("A version constraint (e.g. ^0.5)."),
-                    "variant": text("e.g. dev."),
-                    "current": flag("The image the CVM runs now."),
-                })),
-                "nscale_image": data_source("An nscale image.", json!({
-                    "region": text("The region."),
-                    "organization": text("The organization."),
-                    "scope": {"enum": ["owned", "available"]},
-                    "architecture": {"enum": ["x86_64", "aarch64"]},
-                    "os": {"type": "object", "description": "The OS to match."},
-                    "gpu": object("The GPU to match.", json!({
-                        "vendor": text("The vendor."),
-                        "models": list_of_strings("Models."),
-                        "driver": text("The driver version."),
-                    }), &[]),
-                    "tags": {"type": "object", "description": "Tags to match.", "additionalProperties": {"type": "string"}},
-                })),
-                "oci_image": data_source("An OCI image.", json!({
-                    "compartment": text("The compartment OCID."),
-                    "operating_system": text("The operating system."),
-                    "operating_system_version": text("Its version."),
-                    "shape": text("The shape it must run on."),
-                    "display_name": text("The display name."),
-                })),
-            }), &[]),
+            "data": data_sources(),
             "outputs": map_of("Outputs: values to show after apply (`teeform output`).", json!({
                 "anyOf": [
                     text("The value, e.g. ${cvm.web.app_id}."),

@@ -26,14 +26,6 @@ const NO_COUNTERPART: &[(&str, &str)] = &[
     ),
     ("compact-warnings", "teeform has no compact warnings; `-q` hides warnings and notes"),
     ("upgrade", "teeform has no providers to upgrade; `teeform images upgrade` moves pinned OS images"),
-    (
-        "target",
-        "teeform plans every CVM of its manifest; to work on some alone, give them a manifest of their own (`teeform -f web.yaml plan`)",
-    ),
-    (
-        "replace",
-        "teeform replaces a CVM when a change needs it (e.g. its `name`); to recreate one now, `teeform state rm cvm.KEY`, delete the CVM, then apply",
-    ),
 ];
 
 /// What rewriting found: the arguments to parse, or an answer for a Terraform flag teeform

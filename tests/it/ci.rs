@@ -428,7 +428,8 @@ fn the_example_workflow_plans_pull_requests_and_applies_the_reviewed_plan_on_mer
         )
     };
     let compose = format!("{WEB}    environment:\n      - DB_PASSWORD=${{DB_PASSWORD}}\n");
-    let creates = || t.count("POST /api/v1/cvms/provision");
+    // A create posts `/cvms` twice: the provision, then its commit.
+    let creates = || t.count_exact("POST /api/v1/cvms") / 2;
 
     // Pull request #1 adds the CVM: planned, commented, summarised; nothing is created.
     gh.commit(&manifest(1), &compose);

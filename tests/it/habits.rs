@@ -108,9 +108,7 @@ fn terraform_one_dash_spellings_work() {
 fn terraform_flags_teeform_lacks_are_answered_with_what_to_type() {
     let t = project();
     for (args, want) in [
-        (&["plan", "-target=cvm.web"][..], "give them a manifest of their own"),
-        (&["apply", "-replace", "cvm.web"], "teeform state rm cvm.KEY"),
-        (&["apply", "-lock=false"], "--lock-timeout"),
+        (&["apply", "-lock=false"][..], "--lock-timeout"),
         (&["plan", "-var-fil", "x"], "did you mean `--var-file`?"),
         (&["plan", "--detailed-exitcod"], "did you mean `--detailed-exitcode`?"),
     ] {
@@ -120,6 +118,10 @@ fn terraform_flags_teeform_lacks_are_answered_with_what_to_type() {
         // clap's own tip guesses at unrelated flags (`--target` → `--state`).
         assert!(!r.stderr.contains("--state"), "{args:?}: {}", r.stderr);
     }
+    // Terraform's `-target` and `-replace` are teeform's `--target` and `--replace`.
+    let r = t.run(&["plan", "-target=cvm.web"]);
+    r.ok();
+    assert!(r.stdout.contains("targeting is in effect"), "{}", r.stdout);
 }
 
 #[test]
@@ -189,6 +191,7 @@ fn status_shows_each_cvm_with_its_status_app_id_hash_and_pending_change() {
     t.run(&["apply", "--auto-approve"]).ok();
     t.manifest("cvms:\n  web:\n    name: web-one\n    compose: web.yml\n    vcpu: 2\n  db:\n    name: db-one\n    compose: web.yml\n");
     let patches = t.count("PATCH");
+    let posts = t.count("POST /api/v1/cvms");
     let r = t.run(&["status"]);
     r.ok();
     let lines: Vec<&str> = r.stdout.lines().collect();
@@ -209,7 +212,7 @@ fn status_shows_each_cvm_with_its_status_app_id_hash_and_pending_change() {
     assert_eq!(web["compose_hash"].as_str().map(str::len), Some(64), "{web}");
     assert_eq!(v[0]["app_id"], serde_json::Value::Null);
     assert_eq!(t.count("PATCH"), patches, "status changes nothing");
-    assert_eq!(t.count("POST /api/v1/cvms/provision"), 1, "status changes nothing");
+    assert_eq!(t.count("POST /api/v1/cvms"), posts, "status changes nothing");
 }
 
 /// `backend: postgres` set before the state was copied: the error names the command that

@@ -588,6 +588,12 @@ impl Step {
         Ok(key)
     }
 
+    /// The record of `address` as this run has it now.
+    fn current_record(&self, address: &Address) -> Result<ResourceRecord, StepError> {
+        let current = self.shared.current.lock().expect("state lock");
+        current.get(address).cloned().ok_or_else(|| StepError::internal(format!("{address} is not in state")))
+    }
+
     async fn node_id(&self, node: &str) -> Result<u64, StepError> {
         if let Ok(n) = node.parse::<u64>() {
             return Ok(n);

@@ -96,20 +96,9 @@ mod tests {
         let changes = changes
             .iter()
             .map(|(addr, action, deps)| Change {
-                address: (*addr).into(),
-                action: *action,
-                ids: None,
-                before: None,
                 after: Some(CvmAttrs { name: addr.to_string(), ..Default::default() }),
-                attributes: vec![],
-                reasons: vec![],
                 dependencies: deps.iter().map(|d| (*d).into()).collect(),
-                compose_hash: None,
-                kms: None,
-                kms_signer: None,
-                moved_from: None,
-                prevent_destroy: false,
-                secrets_scope: None,
+                ..Change::new((*addr).into(), *action)
             })
             .collect();
         Plan {

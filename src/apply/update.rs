@@ -9,14 +9,7 @@ impl Step {
             PowerAction::Start => Power::Running,
             PowerAction::Stop => Power::Stopped,
         };
-        let mut rec = self
-            .shared
-            .current
-            .lock()
-            .expect("state lock")
-            .get(&c.address)
-            .cloned()
-            .ok_or_else(|| StepError::internal(format!("{} is not in state", c.address)))?;
+        let mut rec = self.current_record(&c.address)?;
         rec.attrs.power = Some(target);
         let entry = self.journal(c, "update", Some(ids.id.clone()), serde_json::json!({ "attrs": rec.attrs }));
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
@@ -49,14 +42,7 @@ impl Step {
             .as_ref()
             .map(|a| a.name.clone())
             .ok_or_else(|| StepError::internal("a rename needs the new name"))?;
-        let mut rec = self
-            .shared
-            .current
-            .lock()
-            .expect("state lock")
-            .get(&c.address)
-            .cloned()
-            .ok_or_else(|| StepError::internal(format!("{} is not in state", c.address)))?;
+        let mut rec = self.current_record(&c.address)?;
         rec.attrs.name = name.clone();
         let entry = self.journal(c, "update", Some(ids.id.clone()), serde_json::json!({ "attrs": rec.attrs }));
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
@@ -181,7 +167,11 @@ impl Step {
                 Some(a) => a,
                 None => self.api.get_cvm(&ids.id).await?.and_then(|r| r.ids.app_id).unwrap_or_default(),
             };
-            let kms = after.kms.clone().or(before.kms.clone()).unwrap_or_else(|| "phala".into());
+            // The KMS by the id (else slug) its info in state gives, as a create names it; else
+            // by its kind. UNVERIFIED: that the API takes the kind (`phala`) as a KMS name.
+            let info = rec.as_ref().and_then(|r| r.kms_info.as_ref());
+            let named = info.and_then(|k| ["id", "slug"].iter().find_map(|f| k.get(*f)?.as_str().map(str::to_string)));
+            let kms = named.or(after.kms.clone()).or(before.kms.clone()).unwrap_or_else(|| "phala".into());
             pubkey = Some(self.checked_key(c, &kms, &app_id, pubkey.as_deref()).await?);
         }
         let req = self.patch_request(c, &before, &after, &env, pubkey.as_deref()).await?;

@@ -17,6 +17,7 @@ fn load(text: &str) {
         vars: vec![("x".into(), "1".into())],
         env: Arc::new(|k| (k == "HOME").then(|| "/h".into())),
         display_base: Some(dir.clone()),
+        ..Default::default()
     };
     match load_str(&dir.join("teeform.yaml"), text.to_string(), &opts) {
         Ok(cfg) => {
@@ -273,6 +274,7 @@ fn env_values(written: &str, default: &str, var: Option<&str>) -> Result<(String
         vars: var.map(|v| vec![("v".to_string(), v.to_string())]).unwrap_or_default(),
         env: Arc::new(|_| None),
         display_base: Some(dir.path().to_path_buf()),
+        ..Default::default()
     };
     match load_str(&dir.path().join("teeform.yaml"), m, &opts) {
         Ok(c) => {

@@ -168,7 +168,7 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
     let secrets = session::read_secrets(&refs, &FilePolicy::new(&saved.base_dir, &saved.allowed_dirs))?;
     let digests = Arc::new(session::digester(&meta.salt, saved.passphrase_env.as_deref())?);
     let mut p = p.clone();
-    restore_rpc_urls(ctx, &mut p, &args.plan.run.vars.vars)?;
+    restore_rpc_urls(ctx, &mut p, &args.plan.run.vars)?;
     only_onchain_updates(ctx, &mut p, args.prepare_only);
     // Consent given when the plan was made is kept in it; `--allow-replace` here gives it now.
     p.requests.allow_replace |= args.plan.allow_replace;
@@ -198,13 +198,13 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
 
 /// A saved plan holds no RPC URL (it may carry a key), only its fingerprint: the URL is read
 /// from the manifest again, and a plan whose URL changed since is refused.
-fn restore_rpc_urls(ctx: &Ctx, p: &mut Plan, vars: &[(String, String)]) -> CliResult<()> {
+fn restore_rpc_urls(ctx: &Ctx, p: &mut Plan, vars: &super::VarArgs) -> CliResult<()> {
     let needed = |c: &plan::Change| c.kms.as_ref().is_some_and(|k| k.rpc_url_fingerprint.is_some());
     if !p.changes.iter().any(needed) {
         return Ok(());
     }
     let cfg = ctx
-        .load(vars)
+        .load_with(vars)
         .map_err(|e| e.hint("the saved plan's on-chain CVMs read `kms.rpc_url` from the manifest, which must load"))?;
     for c in p.changes.iter_mut().filter(|c| needed(c)) {
         let url = cfg.cvms.get(c.address.key()).and_then(|m| match &m.kms {

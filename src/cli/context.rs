@@ -22,6 +22,9 @@ pub struct Ctx {
     /// Numbers from the environment, checked before the command does anything.
     pub settings: Settings,
     pub cmdline: CommandLine,
+    /// The JSON event stream, when the command writes one (`apply --json`): the plan and
+    /// every step go there instead of to people.
+    pub stream: Option<std::sync::Arc<super::shared::stream::Stream>>,
 }
 
 /// The global flags of this run that say which manifest, state and workspace it works on,
@@ -82,7 +85,7 @@ pub struct Api {
 impl Ctx {
     pub fn new(global: Global, shell: Shell) -> CliResult<Ctx> {
         let cmdline = CommandLine::new(&global);
-        Ok(Ctx { global, shell, settings: Settings::from_env()?, cmdline })
+        Ok(Ctx { global, shell, settings: Settings::from_env()?, cmdline, stream: None })
     }
 
     /// `teeform` with the global flags this run was given (`-C`, `-f`, `--state`,
@@ -133,8 +136,31 @@ impl Ctx {
         })
     }
 
+    /// Loads the manifest with `--var` values only (and the `*.auto.vars.yaml` files beside it).
     pub fn load(&self, vars: &[(String, String)]) -> CliResult<Config> {
-        let opts = LoadOptions { vars: vars.to_vec(), ..Default::default() };
+        self.load_with(&super::VarArgs { vars: vars.to_vec(), var_files: Vec::new() })
+    }
+
+    /// How the manifest is read with these variables: `*.auto.vars.yaml` beside it, then each
+    /// `--var-file`, then `--var`.
+    pub fn load_options(&self, vars: &super::VarArgs) -> LoadOptions {
+        let mut var_files = crate::manifest::auto_var_files(&self.base_dir());
+        var_files.extend(vars.var_files.iter().map(|p| crate::manifest::VarFile { path: p.clone(), auto: false }));
+        // The credentials profile's `api_prefix` stands in for PHALA_CLOUD_API_PREFIX when
+        // that is unset (read only then; a broken credentials file shows when the key is read).
+        let profile = self.global.profile.clone();
+        let env: crate::manifest::EnvLookup = Arc::new(move |k| match std::env::var(k) {
+            Ok(v) => Some(v),
+            Err(_) if k == "PHALA_CLOUD_API_PREFIX" => profile_api_prefix(profile.as_deref()).ok().flatten(),
+            Err(_) => None,
+        });
+        let workspace = self.global.workspace.clone().unwrap_or_else(|| DEFAULT_WORKSPACE.into());
+        LoadOptions { vars: vars.vars.clone(), var_files, workspace, env, ..Default::default() }
+    }
+
+    /// Loads the manifest with `--var`, `--var-file` and the `*.auto.vars.yaml` files.
+    pub fn load_with(&self, vars: &super::VarArgs) -> CliResult<Config> {
+        let opts = self.load_options(vars);
         let cfg = crate::manifest::load(self.manifest_path(), &opts)?;
         // RPC URLs in the manifest may carry a key: from here on nothing shows them whole.
         for c in cfg.cvms.values() {
@@ -391,7 +417,7 @@ impl Ctx {
                 Ok(Api { client: Arc::new(client), endpoint: "local".into(), _sim: Some(handle) })
             }
             Endpoint::Url(prefix) => {
-                let (key, source) = match api_key()? {
+                let (key, source) = match api_key(self.global.profile.as_deref())? {
                     Some((k, src)) => (Some(k), Some(src)),
                     None => (None, None),
                 };
@@ -473,24 +499,31 @@ fn oidc_token() -> Option<(String, Option<String>)> {
     Some((token, workspace))
 }
 
-/// The API key and where it came from: `PHALA_CLOUD_API_KEY`, else the `phala` CLI's
-/// credentials file (refused when others can read it). Never a literal in the manifest, never
-/// written anywhere; registered with [`crate::redact`] so no message or log line shows it.
-fn api_key() -> CliResult<Option<(String, String)>> {
-    if let Ok(k) = std::env::var("PHALA_CLOUD_API_KEY")
-        && !k.trim().is_empty()
-    {
-        crate::redact::secret(&k);
-        return Ok(Some((k.trim().to_string(), "PHALA_CLOUD_API_KEY".into())));
-    }
+/// A profile of the phala CLI's credentials file.
+struct Profile {
+    name: String,
+    token: Option<String>,
+    api_prefix: Option<String>,
+    path: PathBuf,
+}
+
+/// The profile `wanted` (else the file's `current_profile`, else `default`) of the phala
+/// CLI's `credentials.json` (`$PHALA_CLOUD_DIR`, else `~/.phala-cloud`), whose shape is
+/// `{current_profile, profiles: {NAME: {token, api_prefix, …}}}`. `None` when there is no
+/// file and no profile was asked for. A file others can read is refused; a profile asked for
+/// that the file lacks is an error listing those it has.
+fn credentials_profile(wanted: Option<&str>) -> CliResult<Option<Profile>> {
     let dir = std::env::var_os("PHALA_CLOUD_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".phala-cloud")));
-    let Some(path) = dir.map(|d| d.join("credentials.json")) else {
-        return Ok(None);
-    };
-    let Ok(meta) = std::fs::metadata(&path) else {
-        return Ok(None);
+    let path = dir.map(|d| d.join("credentials.json"));
+    let meta = path.as_ref().and_then(|p| std::fs::metadata(p).ok());
+    let (Some(path), Some(meta)) = (path, meta) else {
+        return match wanted {
+            None => Ok(None),
+            Some(w) => Err(CliError::new(format!("--profile {w}: there is no phala CLI credentials file"))
+                .hint("log in with the phala CLI (`phala auth login`), or set PHALA_CLOUD_DIR to where its credentials.json is")),
+        };
     };
     use std::os::unix::fs::PermissionsExt;
     if meta.permissions().mode() & 0o077 != 0 {
@@ -501,17 +534,51 @@ fn api_key() -> CliResult<Option<(String, String)>> {
         .map_err(|e| CliError::with_source(format!("cannot read {}", path.display()), e))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| CliError::new(format!("{} is not valid JSON: {e}", path.display())))?;
-    let profile = v.get("current_profile").and_then(|p| p.as_str()).unwrap_or("default");
-    let key = v
-        .get("profiles")
-        .and_then(|p| p.get(profile))
-        .and_then(|p| p.get("token"))
-        .and_then(|t| t.as_str())
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty());
-    Ok(key.map(|k| {
+    let name = wanted.or_else(|| v.get("current_profile").and_then(|p| p.as_str())).unwrap_or("default").to_string();
+    let Some(p) = v.get("profiles").and_then(|p| p.get(&name)) else {
+        if wanted.is_none() {
+            return Ok(None);
+        }
+        let have: Vec<&str> = v
+            .get("profiles")
+            .and_then(|p| p.as_object())
+            .map(|m| m.keys().map(|k| k.as_str()).collect())
+            .unwrap_or_default();
+        return Err(CliError::new(format!("{} has no profile `{name}`", path.display())).hint(if have.is_empty() {
+            "it has no profiles: log in with the phala CLI".to_string()
+        } else {
+            format!("its profiles: {}", have.join(", "))
+        }));
+    };
+    let field = |k: &str| p.get(k).and_then(|t| t.as_str()).map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    Ok(Some(Profile { token: field("token"), api_prefix: field("api_prefix"), name, path }))
+}
+
+/// The API prefix of the credentials profile in use, for a manifest that names no endpoint
+/// while PHALA_CLOUD_API_PREFIX is unset. UNVERIFIED: that the phala CLI lets a profile's
+/// `api_prefix` stand in for the default in the same way.
+pub fn profile_api_prefix(wanted: Option<&str>) -> CliResult<Option<String>> {
+    Ok(credentials_profile(wanted)?.and_then(|p| p.api_prefix))
+}
+
+/// The API key and where it came from: the credentials file's profile named with
+/// `--profile`; else `PHALA_CLOUD_API_KEY`; else the file's current profile (a file others can
+/// read is refused). Never a literal in the manifest, never written anywhere; registered with
+/// [`crate::redact`] so no message or log line shows it.
+fn api_key(wanted_profile: Option<&str>) -> CliResult<Option<(String, String)>> {
+    if wanted_profile.is_none()
+        && let Ok(k) = std::env::var("PHALA_CLOUD_API_KEY")
+        && !k.trim().is_empty()
+    {
         crate::redact::secret(&k);
-        (k, format!("{} (profile `{profile}`)", path.display()))
+        return Ok(Some((k.trim().to_string(), "PHALA_CLOUD_API_KEY".into())));
+    }
+    let Some(p) = credentials_profile(wanted_profile)? else {
+        return Ok(None);
+    };
+    Ok(p.token.map(|k| {
+        crate::redact::secret(&k);
+        (k, format!("{} (profile `{}`)", p.path.display(), p.name))
     }))
 }
 

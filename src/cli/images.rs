@@ -170,7 +170,7 @@ fn pick_addresses(cfg: &Config, name: &str) -> CliResult<BTreeSet<String>> {
 }
 
 async fn upgrade(ctx: &Ctx, name: Option<&str>, dry_run: bool, vars: &VarArgs) -> CliResult {
-    let cfg = ctx.load(&vars.vars)?;
+    let cfg = ctx.load_with(vars)?;
     if cfg.data.is_empty() {
         ctx.shell.println("The manifest declares no data sources; there is nothing to upgrade.")?;
         return Ok(exit::OK);

@@ -12,10 +12,12 @@ mod debug;
 mod destroy;
 pub mod error;
 mod force_unlock;
+mod graph;
 mod images;
 mod import;
 mod output;
 mod plan;
+mod schema;
 mod settings;
 mod shared;
 pub mod shell;
@@ -29,8 +31,11 @@ mod state_mv;
 mod state_recover;
 mod state_rm;
 mod state_show;
+mod status;
+mod terraform;
 mod validate;
 mod verify;
+mod workspace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,6 +90,11 @@ pub struct Global {
     /// Keep several environments (e.g. staging, prod) apart in one state store [default: default].
     #[arg(long, value_name = "NAME", env = "TEEFORM_WORKSPACE", global = true)]
     pub workspace: Option<String>,
+    /// The profile of the phala CLI's credentials file to use (default: its
+    /// `current_profile`): its token, and its `api_prefix` unless the manifest or
+    /// PHALA_CLOUD_API_PREFIX names the endpoint.
+    #[arg(long, value_name = "NAME", global = true)]
+    pub profile: Option<String>,
 }
 
 /// A state backend, as `--backend` and `state migrate --to` name it.
@@ -96,11 +106,16 @@ pub enum BackendArg {
     Postgres,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct VarArgs {
-    /// Set a variable: NAME=VALUE (repeatable).
+    /// Set a variable: NAME=VALUE (repeatable; wins over every variable file).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Read variable values from FILE (repeatable; a later file wins): YAML (`.yaml`, `.yml`,
+    /// `.json`) or `.tfvars`-style NAME = VALUE lines. `*.auto.vars.yaml` files beside the
+    /// manifest are read first, always.
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
 }
 
 pub(crate) fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -207,6 +222,14 @@ pub enum Command {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+        /// With --json: the plan as JSON events, one per line (as `apply --json` writes
+        /// them), instead of one document.
+        #[arg(long, requires = "json")]
+        stream: bool,
+        /// Print the plan as GitHub-flavoured markdown (for a pull-request comment or a job
+        /// summary): under 65,536 characters, secrets masked.
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
     },
     /// Make the CVMs match the manifest (or apply a saved plan exactly).
     Apply(ApplyArgs),
@@ -219,12 +242,28 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         auto_approve: bool,
+        /// Write the run as JSON events, one per line (as `apply --json`).
+        #[arg(long)]
+        json: bool,
     },
     /// Show a saved plan, or the state when no file is given.
     Show {
         /// A plan saved with `plan --out`.
         #[arg(value_name = "PLAN_FILE")]
         plan_file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Show the saved plan as GitHub-flavoured markdown (for a pull-request comment or a
+        /// job summary): under 65,536 characters, secrets masked.
+        #[arg(long, conflicts_with = "json", requires = "plan_file")]
+        markdown: bool,
+    },
+    /// A table of the CVMs: status (refreshed from the API), app id, compose hash, and what
+    /// apply would do to each. Changes nothing.
+    Status {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Print the table as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -256,6 +295,10 @@ pub enum Command {
     /// Inspect or edit state.
     #[command(subcommand)]
     State(StateCommand),
+    /// The workspaces of the backend in use (`--workspace NAME` or TEEFORM_WORKSPACE picks
+    /// one; using a workspace makes it).
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
     /// Bring an existing CVM under management: `import cvm.NAME CVM_ID`.
     Import {
         /// The address in the manifest, e.g. `cvm.web`.
@@ -272,6 +315,16 @@ pub enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+    /// The dependency graph of the manifest's CVMs, as DOT or Mermaid; an arrow reads
+    /// "depends on".
+    Graph {
+        #[command(flatten)]
+        vars: VarArgs,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Print the JSON Schema of teeform.yaml, for editors (committed as teeform.schema.json).
+    Schema,
     /// The local Phala Cloud simulator.
     #[command(subcommand)]
     Sim(SimCommand),
@@ -308,6 +361,18 @@ pub struct ApplyArgs {
     /// runs); the summary says it was skipped.
     #[arg(long)]
     pub no_verify: bool,
+    /// Write the run as JSON events, one per line on stdout (planned changes, each step's
+    /// start, progress and outcome, the summary); needs --auto-approve or a plan file.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// List the workspaces that hold a state; `*` marks the one in use.
+    List,
+    /// Print the workspace in use.
+    Show,
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,6 +415,10 @@ pub enum StateCommand {
         /// The backend to copy to; the source is the one in use (manifest or --backend).
         #[arg(long, value_enum, value_name = "KIND")]
         to: BackendArg,
+        /// The workspace to copy into (default: the one in use, `--workspace`), e.g. a local
+        /// state's `default` into PostgreSQL's `production`.
+        #[arg(long, value_name = "NAME")]
+        to_workspace: Option<String>,
     },
 }
 
@@ -359,21 +428,28 @@ pub enum SimCommand {
     Serve(Box<sim::ServeArgs>),
 }
 
+/// How `teeform graph` writes the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT (`teeform graph | dot -Tsvg > graph.svg`).
+    Dot,
+    /// A Mermaid flowchart (GitHub renders it in a ```mermaid block).
+    Mermaid,
+}
+
+/// How a plan is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Human,
+    Json,
+    Markdown,
+}
+
 /// Parses arguments, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse(std::env::args_os().collect()) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            // Help and version are successes; every usage error is exit 1 (2 means "changes").
-            let ok = matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp
-                    | clap::error::ErrorKind::DisplayVersion
-                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            );
-            return ExitCode::from(if ok { exit::OK } else { exit::ERROR });
-        }
+        Err(code) => return ExitCode::from(code),
     };
     let g = &cli.global;
     let color = if g.no_color { ColorChoice::Never } else { g.color };
@@ -435,43 +511,129 @@ fn init_tracing(verbosity: Verbosity) {
         .try_init();
 }
 
+/// Parses the command line, Terraform's single-dash spellings read as teeform's
+/// ([`terraform`]). A usage error is shown (with a hint of teeform's own instead of clap's
+/// guesses at a flag) and is exit 1; help and version are exit 0.
+fn parse(argv: Vec<std::ffi::OsString>) -> Result<Cli, u8> {
+    let cmd = Cli::command();
+    let shell = || Shell::new(ColorChoice::Auto, Verbosity::Normal);
+    let args = match terraform::rewrite(argv, &cmd) {
+        terraform::Rewritten::Args(a) => a,
+        terraform::Rewritten::NoCounterpart { flag, hint } => {
+            let e = CliError::new(format!("teeform has no counterpart of Terraform's `{flag}`")).hint(hint);
+            shell().error(&e, &CommandLine::default());
+            return Err(exit::ERROR);
+        }
+    };
+    let e = match Cli::try_parse_from(&args) {
+        Ok(c) => return Ok(c),
+        Err(e) => e,
+    };
+    // Help and version are successes; every usage error is exit 1 (2 means "changes").
+    let ok = matches!(
+        e.kind(),
+        clap::error::ErrorKind::DisplayHelp
+            | clap::error::ErrorKind::DisplayVersion
+            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    match terraform::unknown_flag_hint(&args, &cmd, &e) {
+        Some(hint) => {
+            // clap's own tip guesses at any flag with a letter in common (`--target` → `--state`).
+            let text = e.render().to_string();
+            let kept: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("tip:")).collect();
+            let sh = shell();
+            sh.err_line(&format!(
+                "{}
+{} {hint}",
+                kept.join("\n").trim_end(),
+                sh.err_palette().cyan("hint:")
+            ));
+        }
+        None => {
+            let _ = e.print();
+        }
+    }
+    Err(if ok { exit::OK } else { exit::ERROR })
+}
+
 async fn run(cli: Cli, shell: Shell) -> error::CliResult {
     let cmdline = CommandLine::new(&cli.global);
     // `sim serve` shuts its server down on a signal itself.
     if !matches!(cli.command, Command::Sim(_)) {
         signals::install(shell.clone(), cmdline);
     }
-    let ctx = Ctx::new(cli.global.clone(), shell)?;
-    match cli.command {
-        Command::Validate { vars, json } => validate::run(&ctx, &vars, json),
-        Command::Plan { plan, out, detailed_exitcode, json } => {
-            plan::run(&ctx, &plan, out.as_deref(), detailed_exitcode, json).await
+    let mut ctx = Ctx::new(cli.global.clone(), shell)?;
+    let streams = match &cli.command {
+        Command::Apply(a) => a.json,
+        Command::Destroy { json, .. } => *json,
+        Command::Plan { stream, .. } => *stream,
+        _ => false,
+    };
+    if streams {
+        ctx.stream = Some(std::sync::Arc::new(shared::stream::Stream::start(&ctx.shell)?));
+    }
+    let result = command(&ctx, cli.command).await;
+    if let (Err(e), Some(s)) = (&result, &ctx.stream) {
+        // The whole error as people read it: causes and hints.
+        let _ = s.diagnostic(&e.message, &e.render(&crate::style::Palette::plain(), &ctx.cmdline));
+    }
+    result
+}
+
+async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
+    match command {
+        Command::Validate { vars, json } => validate::run(ctx, &vars, json),
+        Command::Plan { plan, out, detailed_exitcode, json, stream: _, markdown } => {
+            let view = if json {
+                View::Json
+            } else if markdown {
+                View::Markdown
+            } else {
+                View::Human
+            };
+            plan::run(ctx, &plan, out.as_deref(), detailed_exitcode, view).await
         }
-        Command::Apply(args) => apply::run(&ctx, &args).await,
-        Command::Destroy { run, targets, auto_approve } => destroy::run(&ctx, &run, &targets, auto_approve).await,
-        Command::Show { plan_file, json } => show::run(&ctx, plan_file.as_deref(), json).await,
-        Command::Verify { addresses, json } => verify::run(&ctx, &addresses, json).await,
-        Command::Output { name, json, raw, vars } => output::run(&ctx, name.as_deref(), json, raw, &vars).await,
+        Command::Apply(args) => apply::run(ctx, &args).await,
+        Command::Destroy { run, targets, auto_approve, json: _ } => {
+            destroy::run(ctx, &run, &targets, auto_approve).await
+        }
+        Command::Show { plan_file, json, markdown } => {
+            let view = if json {
+                View::Json
+            } else if markdown {
+                View::Markdown
+            } else {
+                View::Human
+            };
+            show::run(ctx, plan_file.as_deref(), view).await
+        }
+        Command::Verify { addresses, json } => verify::run(ctx, &addresses, json).await,
+        Command::Output { name, json, raw, vars } => output::run(ctx, name.as_deref(), json, raw, &vars).await,
         Command::State(s) => match s {
-            StateCommand::List => state_list::run(&ctx).await,
-            StateCommand::Show { address, json } => state_show::run(&ctx, &address, json).await,
-            StateCommand::Rm { addresses } => state_rm::run(&ctx, &addresses).await,
-            StateCommand::Mv { source, destination } => state_mv::run(&ctx, &source, &destination).await,
-            StateCommand::Bind => state_bind::run(&ctx).await,
-            StateCommand::Recover { keep_current } => state_recover::run(&ctx, keep_current).await,
-            StateCommand::Migrate { to } => state_migrate::run(&ctx, to).await,
+            StateCommand::List => state_list::run(ctx).await,
+            StateCommand::Show { address, json } => state_show::run(ctx, &address, json).await,
+            StateCommand::Rm { addresses } => state_rm::run(ctx, &addresses).await,
+            StateCommand::Mv { source, destination } => state_mv::run(ctx, &source, &destination).await,
+            StateCommand::Bind => state_bind::run(ctx).await,
+            StateCommand::Recover { keep_current } => state_recover::run(ctx, keep_current).await,
+            StateCommand::Migrate { to, to_workspace } => state_migrate::run(ctx, to, to_workspace.as_deref()).await,
         },
-        Command::Import { address, id, lock_timeout } => import::run(&ctx, &address, &id, lock_timeout).await,
-        Command::ForceUnlock { id } => force_unlock::run(&ctx, &id).await,
+        Command::Import { address, id, lock_timeout } => import::run(ctx, &address, &id, lock_timeout).await,
+        Command::ForceUnlock { id } => force_unlock::run(ctx, &id).await,
+        Command::Schema => schema::run(ctx),
+        Command::Workspace(WorkspaceCommand::List) => workspace::list(ctx).await,
+        Command::Workspace(WorkspaceCommand::Show) => workspace::show(ctx),
+        Command::Graph { vars, format } => graph::run(ctx, &vars, format),
+        Command::Status { plan, json } => status::run(ctx, &plan, json).await,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "teeform", &mut script);
             ctx.shell.print(&String::from_utf8_lossy(&script))?;
             Ok(exit::OK)
         }
-        Command::Sim(SimCommand::Serve(args)) => sim::serve(&ctx, *args).await,
+        Command::Sim(SimCommand::Serve(args)) => sim::serve(ctx, *args).await,
         Command::Debug(cmd) => debug::run(&ctx.shell, cmd),
-        Command::Images(cmd) => images::run(&ctx, cmd).await,
+        Command::Images(cmd) => images::run(ctx, cmd).await,
     }
 }
 

@@ -82,7 +82,7 @@ async fn raw_value(ctx: &Ctx, snap: &Snapshot, name: Option<&str>, vars: &VarArg
 
 /// A sensitive output's value, computed again and checked against the applied digest.
 fn sensitive_value(ctx: &Ctx, snap: &Snapshot, name: &str, o: &OutputValue, vars: &VarArgs) -> CliResult<String> {
-    let cfg = ctx.load(&vars.vars)?;
+    let cfg = ctx.load_with(vars)?;
     let Some(out) = cfg.outputs.get(name) else {
         return Err(CliError::new(format!(
             "output `{name}` is sensitive, and the manifest no longer declares it, so its value cannot be computed"

@@ -86,6 +86,9 @@ struct Inner {
     verbosity: Verbosity,
     /// The apply progress region while one is drawn: stderr lines go above it.
     region: Mutex<Option<indicatif::MultiProgress>>,
+    /// stdout carries JSON events only (`apply --json`): everything else printed for it goes
+    /// to stderr.
+    events_only: std::sync::atomic::AtomicBool,
 }
 
 /// The terminal, shared by everything that prints (commands, the progress display, the
@@ -138,6 +141,7 @@ impl Shell {
             in_tty: std::io::stdin().is_terminal(),
             verbosity,
             region: Mutex::new(None),
+            events_only: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -164,6 +168,7 @@ impl Shell {
             in_tty: false,
             verbosity,
             region: Mutex::new(None),
+            events_only: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -193,6 +198,25 @@ impl Shell {
 
     /// Writes `text` to stdout as it is. A reader that went away ends the command quietly.
     pub fn print(&self, text: &str) -> CliResult<()> {
+        if self.0.events_only.load(std::sync::atomic::Ordering::Relaxed) {
+            self.err_text(text);
+            return Ok(());
+        }
+        self.write_out(text)
+    }
+
+    /// From now on stdout carries only [`Shell::event_line`]s; what else is printed for
+    /// stdout goes to stderr (`apply --json`).
+    pub fn reserve_stdout_for_events(&self) {
+        self.0.events_only.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// One line of the JSON event stream, on stdout.
+    pub fn event_line(&self, line: &str) -> CliResult<()> {
+        self.write_out(&format!("{line}\n"))
+    }
+
+    fn write_out(&self, text: &str) -> CliResult<()> {
         let mut out = self.0.out.lock().expect("stdout lock");
         out.write_all(text.as_bytes()).map_err(|e| match e.kind() {
             std::io::ErrorKind::BrokenPipe => CliError::broken_pipe(),

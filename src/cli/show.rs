@@ -1,21 +1,22 @@
-//! `teeform show [PLAN_FILE] [--json]`: a saved plan, or the state.
+//! `teeform show [PLAN_FILE] [--json|--markdown]`: a saved plan, or the state.
 
 use std::path::Path;
 
+use super::View;
 use super::context::Ctx;
 use super::error::{CliResult, exit};
-use super::shared::planning::print_plan;
+use super::shared::planning::show_plan;
 use super::shared::records::{output_json, read_snapshot, record_json, record_text};
 use super::shared::saved::SavedPlan;
 
-pub async fn run(ctx: &Ctx, file: Option<&Path>, as_json: bool) -> CliResult {
+pub async fn run(ctx: &Ctx, file: Option<&Path>, view: View) -> CliResult {
     if let Some(f) = file {
         let saved = SavedPlan::read(f)?;
-        print_plan(ctx, &saved.plan, as_json)?;
+        show_plan(ctx, &saved.plan, view)?;
         return Ok(exit::OK);
     }
     let snap = read_snapshot(ctx, "show").await?;
-    if as_json {
+    if view == View::Json {
         let resources = snap.resources.values().map(record_json).collect::<CliResult<Vec<_>>>()?;
         let outputs: serde_json::Map<String, serde_json::Value> =
             snap.outputs.iter().map(|(k, o)| (k.clone(), output_json(o))).collect();

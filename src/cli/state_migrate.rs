@@ -21,16 +21,31 @@ fn name(k: BackendArg) -> &'static str {
     }
 }
 
-pub async fn run(ctx: &Ctx, to: BackendArg) -> CliResult {
+pub async fn run(ctx: &Ctx, to: BackendArg, to_workspace: Option<&str>) -> CliResult {
     let from = ctx.state_options("state migrate", Duration::from_secs(5))?;
     if kind(&from.backend) == to {
-        return Err(CliError::new(format!("the state already is in the `{}` backend", name(to)))
-            .hint("name the backend it is in now with --backend (or the manifest's `backend:`)"));
+        let mut e = CliError::new(format!("the state in use already is in the `{}` backend", name(to)));
+        // The manifest says `backend: postgres` already while the state is still local: name
+        // the command that copies it from where it is.
+        if to == BackendArg::Postgres && crate::state::exists(&from.local_dir()) {
+            e = e.hint(format!(
+                "a local state is here: copy it with `{}`",
+                ctx.command_line("--backend local state migrate --to postgres")
+            ));
+        }
+        return Err(e.hint("name the backend the state is in now with --backend (or the manifest's `backend:`)"));
+    }
+    if let Some(w) = to_workspace {
+        crate::state::check_workspace(w).map_err(CliError::new)?;
     }
     if matches!(from.backend, Backend::Local) && !crate::state::exists(&from.local_dir()) {
         return Err(ctx.no_project());
     }
-    let target = OpenOptions { backend: ctx.backend(to)?, ..from.clone() };
+    let target = OpenOptions {
+        backend: ctx.backend(to)?,
+        workspace: to_workspace.map_or_else(|| from.workspace.clone(), str::to_string),
+        ..from.clone()
+    };
     let src = crate::state::open(&from).await?;
     let dst = crate::state::open(&target).await?;
     let result = crate::state::migrate(src.as_ref(), dst.as_ref()).await;

@@ -7,10 +7,7 @@ use super::shared::session::check_graph;
 use crate::manifest::Diagnostic;
 
 pub fn run(ctx: &Ctx, vars: &VarArgs, json: bool) -> CliResult {
-    let loaded = crate::manifest::load(
-        ctx.manifest_path(),
-        &crate::manifest::LoadOptions { vars: vars.vars.clone(), ..Default::default() },
-    );
+    let loaded = crate::manifest::load(ctx.manifest_path(), &ctx.load_options(vars));
     let result = loaded.map_err(CliError::from).and_then(|cfg| check_graph(&cfg).map(|_| cfg));
     match (result, json) {
         (Ok(cfg), false) => {
@@ -93,7 +90,7 @@ mod tests {
             let cli = crate::cli::Cli::try_parse_from(["teeform", "-f", &path, "validate"]).unwrap();
             let (shell, captured) = Shell::capture(false, Verbosity::Normal);
             let ctx = Ctx::new(cli.global, shell).unwrap();
-            let vars = crate::cli::VarArgs { vars: vec![] };
+            let vars = crate::cli::VarArgs::default();
             assert_eq!(super::run(&ctx, &vars, json).unwrap(), code, "{text}");
             assert!(captured.stdout().contains(want), "{text}: {}", captured.stdout());
             assert_eq!(captured.stderr(), "", "{text}");

@@ -95,7 +95,7 @@ impl Fx {
         let yaml = format!(
             "data:\n{data}\ncvms:\n  web:\n    name: web-app\n    compose: web.yml\n    image: ${{data.phala_os_image.os.name}}\n    env:\n      BASE: ${{data.nscale_image.gpu.id}}\noutputs:\n  slug: ${{data.phala_os_image.os.slug}}\n"
         );
-        let opts = LoadOptions { vars: vec![], env: Arc::new(|_| None), display_base: None };
+        let opts = LoadOptions { vars: vec![], env: Arc::new(|_| None), display_base: None, ..Default::default() };
         match load_str(&self.dir.path().join("teeform.yaml"), yaml, &opts) {
             Ok(c) => c,
             Err(e) => panic!("{}", e.diagnostics.iter().map(|d| d.render(false)).collect::<Vec<_>>().join("\n")),

@@ -1,7 +1,8 @@
 //! `${...}` interpolation: parsing strings into literal text and references.
 //!
 //! Forms: `${var.NAME}`, `${env:NAME}`, `${file:PATH}`, `${cvm.NAME.ATTR}`,
-//! `${data.KIND.NAME.ATTR}`, `${secret:env:NAME}`, `${secret:file:PATH}`. `$${` is a literal `${`.
+//! `${data.KIND.NAME.ATTR}`, `${secret:env:NAME}`, `${secret:file:PATH}`, `${workspace}`. `$${`
+//! is a literal `${`.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,13 +12,32 @@ pub const CVM_ATTRS: &[&str] = &["id", "name", "app_id", "vm_uuid", "instance_id
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Ref {
-    Var { name: String },
-    Env { name: String },
-    File { path: String },
-    Cvm { name: String, attr: String },
-    Data { source: String, name: String, attr: String },
-    SecretEnv { name: String },
-    SecretFile { path: String },
+    Var {
+        name: String,
+    },
+    Env {
+        name: String,
+    },
+    File {
+        path: String,
+    },
+    Cvm {
+        name: String,
+        attr: String,
+    },
+    Data {
+        source: String,
+        name: String,
+        attr: String,
+    },
+    SecretEnv {
+        name: String,
+    },
+    SecretFile {
+        path: String,
+    },
+    /// The state workspace of the run (`--workspace`, `TEEFORM_WORKSPACE`, else `default`).
+    Workspace,
 }
 
 impl std::fmt::Display for Ref {
@@ -30,6 +50,7 @@ impl std::fmt::Display for Ref {
             Ref::Data { source, name, attr } => write!(f, "${{data.{source}.{name}.{attr}}}"),
             Ref::SecretEnv { name } => write!(f, "${{secret:env:{name}}}"),
             Ref::SecretFile { path } => write!(f, "${{secret:file:{path}}}"),
+            Ref::Workspace => write!(f, "${{workspace}}"),
         }
     }
 }
@@ -121,7 +142,7 @@ impl std::fmt::Display for Template {
     }
 }
 
-const FORMS: &str = "references look like ${var.NAME}, ${env:NAME}, ${file:PATH}, ${cvm.NAME.ATTR}, ${data.KIND.NAME.ATTR}, ${secret:env:NAME} or ${secret:file:PATH}";
+const FORMS: &str = "references look like ${var.NAME}, ${env:NAME}, ${file:PATH}, ${cvm.NAME.ATTR}, ${data.KIND.NAME.ATTR}, ${secret:env:NAME}, ${secret:file:PATH} or ${workspace}";
 
 pub fn parse(s: &str) -> Result<Template, ExprError> {
     let mut parts = Vec::new();
@@ -194,6 +215,7 @@ fn parse_ref(inner: &str) -> Result<Ref, (String, Option<String>)> {
     }
     match segs.as_slice() {
         ["var", name] => Ok(Ref::Var { name: (*name).into() }),
+        ["workspace"] => Ok(Ref::Workspace),
         ["cvm", name, attr] => {
             if CVM_ATTRS.contains(attr) {
                 Ok(Ref::Cvm { name: (*name).into(), attr: (*attr).into() })

@@ -25,6 +25,7 @@ mod reads;
 mod secrets;
 mod settings;
 mod values;
+mod var_files;
 mod variables;
 mod walk;
 
@@ -38,10 +39,11 @@ use super::files::{self, FilePolicy, Limit};
 use super::yaml::{self, Kind, Node, Span};
 use super::{BackendKind, Config, ManifestError};
 use cvm::imply_dependencies;
-pub use cvm::valid_cvm_name;
+pub use cvm::{cvm_keys, valid_cvm_name};
 use kms::kms_env_names;
 use reads::FileEntry;
 use values::Lit;
+pub use var_files::{VarFile, auto_var_files};
 use walk::key_spans;
 
 /// Reads an environment variable.
@@ -53,6 +55,11 @@ pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 pub struct LoadOptions {
     /// `--var NAME=VALUE`, in order.
     pub vars: Vec<(String, String)>,
+    /// Variable files (`*.auto.vars.yaml`, then `--var-file`), in order: a later file's value
+    /// wins, and `--var` wins over every file.
+    pub var_files: Vec<VarFile>,
+    /// What `${workspace}` is: the run's state workspace.
+    pub workspace: String,
     pub env: EnvLookup,
     /// Paths in diagnostics are shown relative to this directory.
     pub display_base: Option<PathBuf>,
@@ -62,6 +69,8 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             vars: Vec::new(),
+            var_files: Vec::new(),
+            workspace: "default".into(),
             env: Arc::new(|k| std::env::var(k).ok()),
             display_base: std::env::current_dir().ok(),
         }
@@ -166,6 +175,8 @@ struct Loader<'a> {
     vars: BTreeMap<String, Lit>,
     /// Variables whose value was reported as invalid: using them reports nothing more.
     failed_vars: BTreeSet<String>,
+    /// Values the variable files set, in order.
+    file_vars: Vec<var_files::FileValue>,
     /// Keys under `cvms:`, known before any CVM is read so references can be checked where
     /// they are written. A set: every `${cvm.X...}` is looked up here.
     cvm_keys: BTreeSet<String>,
@@ -181,7 +192,8 @@ struct Loader<'a> {
     compose_uses: Vec<Use>,
 }
 
-const TOP_KEYS: &[&str] =
+/// The keys a manifest's top level may have.
+pub const TOP_KEYS: &[&str] =
     &["provider", "backend", "allowed_dirs", "variables", "secrets", "cvms", "moved", "data", "outputs"];
 
 impl<'a> Loader<'a> {
@@ -194,6 +206,7 @@ impl<'a> Loader<'a> {
             diags: Vec::new(),
             vars: BTreeMap::new(),
             failed_vars: BTreeSet::new(),
+            file_vars: Vec::new(),
             cvm_keys: BTreeSet::new(),
             data: Default::default(),
             allowed_dirs: Vec::new(),
@@ -222,6 +235,7 @@ impl<'a> Loader<'a> {
         if let Some(v) = get("allowed_dirs") {
             self.allowed_dirs(v);
         }
+        self.file_vars = self.read_var_files();
         if let Some(v) = get("variables") {
             self.variables(v);
         }

@@ -22,7 +22,9 @@ use std::sync::Arc;
 pub use data::{DataKind, DataSource, DataSpec, Providers, Select};
 pub use diag::{Diagnostic, Related, Severity, Source};
 pub use expr::{Part, Ref, Template};
-pub use load::{LoadOptions, load, load_backend, load_str, valid_cvm_name};
+pub use load::{
+    EnvLookup, LoadOptions, TOP_KEYS, VarFile, auto_var_files, cvm_keys, load, load_backend, load_str, valid_cvm_name,
+};
 pub use yaml::Span;
 
 /// Where the Phala Cloud API lives.

@@ -14,6 +14,7 @@ mod digests;
 pub mod health;
 mod identity;
 pub mod json;
+pub mod markdown;
 mod preview;
 pub mod render;
 mod requests;

@@ -121,6 +121,25 @@ fn actions(out: &mut String, p: &Palette, plan: &Plan) {
 /// The summary line (`Plan: 1 to add, …`) and, for replacements nobody asked for, why apply
 /// refuses the plan.
 fn summary(out: &mut String, p: &Palette, plan: &Plan) {
+    out.push_str(&summary_line(plan, p));
+    out.push('\n');
+    let unasked: Vec<&str> = plan.needs_consent().map(|c| c.address.as_str()).collect();
+    if !unasked.is_empty() {
+        let flags: Vec<String> = unasked.iter().map(|a| format!("--replace {a}")).collect();
+        let _ = writeln!(
+            out,
+            "\n{} apply refuses this plan as it is: it replaces {}, which nobody asked for. Name each replacement ({}) or consent to all with --allow-replace.",
+            p.yellow("warning:"),
+            unasked.join(", "),
+            flags.join(" ")
+        );
+    }
+}
+
+/// `Plan: 1 to add, 0 to change, 0 to destroy.` with the restart, on-chain, move and attention
+/// counts that apply; no line break.
+pub(super) fn summary_line(plan: &Plan, p: &Palette) -> String {
+    let mut out = String::new();
     let (add, change, destroy) = plan.summary();
     let _ = write!(out, "{} {add} to add, {change} to change, {destroy} to destroy.", p.bold("Plan:"));
     let restarts = plan.restarts();
@@ -144,18 +163,7 @@ fn summary(out: &mut String, p: &Palette, plan: &Plan) {
         let _ =
             write!(out, " {n} CVM{} need{} attention.", if n == 1 { "" } else { "s" }, if n == 1 { "s" } else { "" });
     }
-    out.push('\n');
-    let unasked: Vec<&str> = plan.needs_consent().map(|c| c.address.as_str()).collect();
-    if !unasked.is_empty() {
-        let flags: Vec<String> = unasked.iter().map(|a| format!("--replace {a}")).collect();
-        let _ = writeln!(
-            out,
-            "\n{} apply refuses this plan as it is: it replaces {}, which nobody asked for. Name each replacement ({}) or consent to all with --allow-replace.",
-            p.yellow("warning:"),
-            unasked.join(", "),
-            flags.join(" ")
-        );
-    }
+    out
 }
 
 /// Secret digests applying writes again in this run's mode (the values compare equal).
@@ -210,7 +218,7 @@ fn needs_attention(n: usize) -> String {
 
 /// CVMs whose run state needs a person: what is wrong, the API's boot error, where the boot
 /// log is, and the next step.
-fn attention(out: &mut String, p: &Palette, plan: &Plan) {
+pub(super) fn attention(out: &mut String, p: &Palette, plan: &Plan) {
     if plan.attention.is_empty() {
         return;
     }
@@ -257,7 +265,7 @@ fn attention_item(out: &mut String, p: &Palette, a: &Attention, changed: bool) {
     let _ = writeln!(out, "      {} {next}\n", p.cyan("next:"));
 }
 
-fn heading(c: &Change) -> String {
+pub(super) fn heading(c: &Change) -> String {
     let restart = if c.reasons.contains(&Reason::RestartsCvm) { " (restarts the CVM)" } else { "" };
     let only_power = c.attributes.iter().all(|a| a.name == Attr::Power);
     match c.action {
@@ -289,7 +297,7 @@ fn heading(c: &Change) -> String {
     }
 }
 
-fn change(out: &mut String, p: &Palette, c: &Change) {
+pub(super) fn change(out: &mut String, p: &Palette, c: &Change) {
     let _ = writeln!(out, "  {}", p.bold(&heading(c)));
     if let Some(from) = &c.moved_from {
         let _ = writeln!(out, "  {}", p.bold(&format!("# (moved from {from})")));
@@ -564,7 +572,7 @@ fn attr_change(out: &mut String, p: &Palette, c: &Change, a: &AttrChange) {
     }
 }
 
-fn drift(out: &mut String, p: &Palette, d: &Drift) {
+pub(super) fn drift(out: &mut String, p: &Palette, d: &Drift) {
     if d.deleted {
         let _ = writeln!(out, "  {}\n", p.bold(&format!("# {} has been deleted", d.address)));
         return;
@@ -599,7 +607,7 @@ fn drift(out: &mut String, p: &Palette, d: &Drift) {
     out.push_str("    }\n\n");
 }
 
-fn outputs(out: &mut String, p: &Palette, plan: &Plan) {
+pub(super) fn outputs(out: &mut String, p: &Palette, plan: &Plan) {
     out.push_str("Changes to Outputs:\n");
     for (name, o) in &plan.outputs {
         let after = if o.sensitive {

@@ -33,6 +33,7 @@ impl Fixture {
             vars: vec![],
             env: Arc::new(|k| (k == "DB_PASSWORD").then(|| "hunter2".to_string())),
             display_base: Some(self.dir.path().to_path_buf()),
+            ..Default::default()
         };
         match load_str(&self.dir.path().join("teeform.yaml"), yaml.to_string(), &opts) {
             Ok(c) => c,

@@ -293,6 +293,34 @@ pub async fn recover(opts: &OpenOptions, keep_current: bool) -> Result<Recovered
     }
 }
 
+/// The workspaces that hold a state in the backend `opts` names, sorted: for a local state,
+/// `default` (the state directory itself) and each `workspaces/NAME` in it; for PostgreSQL,
+/// each workspace with an identity row. Creates nothing but PostgreSQL's tables.
+pub async fn workspaces(opts: &OpenOptions) -> Result<Vec<String>, StateError> {
+    match &opts.backend {
+        Backend::Local => {
+            let mut out = Vec::new();
+            if exists(&opts.dir) {
+                out.push(DEFAULT_WORKSPACE.to_string());
+            }
+            if let Ok(entries) = std::fs::read_dir(opts.dir.join("workspaces")) {
+                for e in entries.flatten() {
+                    if let Some(name) = e.file_name().to_str()
+                        && check_workspace(name).is_ok()
+                        && exists(&e.path())
+                    {
+                        out.push(name.to_string());
+                    }
+                }
+            }
+            out.sort();
+            out.dedup();
+            Ok(out)
+        }
+        Backend::Postgres(conn) => postgres::workspaces(conn).await,
+    }
+}
+
 /// Whether a local state exists in `dir` (without creating anything).
 pub fn exists(dir: &std::path::Path) -> bool {
     sled_store::exists(dir)

@@ -554,3 +554,58 @@ fn keep_current_accepts_a_deliberate_restore() {
     assert!(p.stderr.contains("already exists") && p.stderr.contains(" import cvm.db "), "{}", p.stderr);
     assert_eq!(names(&a), ["team-db", "team-web"], "nothing created twice");
 }
+
+/// The README's recipe for moving a team to PostgreSQL, run line by line as written (the
+/// placeholder connection string replaced by the test server's).
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+fn postgres_readme_recipe_works_in_the_order_written() {
+    let _shared = SERVER.read().unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("state migrate --to postgres"))
+        .expect("the README's PostgreSQL recipe");
+    let mut t = TestEnv::new();
+    if let Ok(ca) = std::env::var("SSL_CERT_FILE") {
+        t.env.insert("SSL_CERT_FILE".into(), ca);
+    }
+    t.write("web.yml", WEB);
+    t.manifest("cvms:\n  web:\n    name: recipe-web\n    compose: web.yml\n");
+    t.run(&["apply", "--auto-approve"]).ok();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_teeform")).parent().unwrap().display().to_string();
+    let script = block.replace("postgres://teeform:PASSWORD@db.internal:5432/teeform", &conn());
+    assert_ne!(script, block, "the recipe sets TEEFORM_PG_CONN");
+    let mut cmd = Command::new("bash");
+    cmd.args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &script])
+        .current_dir(t.dir.path())
+        .env_clear()
+        .envs(&t.env)
+        .env("PATH", format!("{bin}:{}", std::env::var("PATH").unwrap_or_default()));
+    let out = cmd.output().expect("bash runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the recipe failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("Copied the state from the"), "{stdout}");
+    assert!(stdout.contains("No changes."), "the plan reads the migrated state:\n{stdout}\n{stderr}");
+    assert_eq!(t.count("POST /api/v1/cvms/provision"), 1, "nothing was created again");
+}
+
+/// `workspace list` on PostgreSQL: every workspace with a state, the one in use marked.
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test-postgres runs these"]
+fn postgres_workspace_list_shows_the_workspaces_with_a_state() {
+    let _shared = SERVER.read().unwrap();
+    let a = first(150, ONE);
+    a.run(&["apply", "--auto-approve"]).ok();
+    let mine = a.env["TEEFORM_WORKSPACE"].clone();
+    let r = a.run(&["workspace", "list"]);
+    r.ok();
+    assert!(r.stdout.lines().any(|l| l == format!("* {mine}")), "{}", r.stdout);
+    let r = a.run(&["--workspace", "never-used", "workspace", "list"]);
+    r.ok();
+    assert!(r.stdout.lines().any(|l| l == format!("  {mine}")), "{}", r.stdout);
+    assert!(r.stdout.lines().any(|l| l == "* never-used"), "{}", r.stdout);
+    assert_eq!(a.run(&["workspace", "show"]).ok().stdout, format!("{mine}\n"));
+}

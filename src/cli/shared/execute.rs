@@ -20,6 +20,10 @@ pub fn confirm(ctx: &Ctx, auto_approve: bool, question: &str) -> CliResult<()> {
     if auto_approve {
         return Ok(());
     }
+    if ctx.stream.is_some() {
+        return Err(CliError::new("--json does not ask for confirmation; nothing was changed")
+            .hint("pass --auto-approve, or apply a plan saved with `plan --out FILE`"));
+    }
     if !ctx.shell.stdin_is_tty() {
         return Err(CliError::new("confirmation is needed, but stdin is not a terminal; nothing was changed")
             .hint("pass --auto-approve to proceed without asking (as CI does)"));
@@ -100,12 +104,19 @@ pub async fn execute(
     let cancel = CancellationToken::new();
     // SIGINT / SIGTERM now stop scheduling instead of the process (see `signals`).
     let graceful = crate::cli::signals::Graceful::new(&cancel);
-    let progress = Arc::new(Progress::new(&ctx.shell, p.changes.len()));
+    // The event stream when there is one, else the progress display for people.
+    let (events, progress): (Arc<dyn apply::Events>, _) = match &ctx.stream {
+        Some(s) => (s.clone(), None),
+        None => {
+            let progress = Arc::new(Progress::new(&ctx.shell, p.changes.len()));
+            (progress.clone(), Some(progress))
+        }
+    };
     let exec = Executor {
         api: api.client.clone(),
         store: store.clone(),
         parallelism,
-        events: progress.clone(),
+        events,
         cancel: cancel.clone(),
         wait: wait_options(ctx),
         secrets,
@@ -116,12 +127,30 @@ pub async fn execute(
     };
     let report = exec.run(p).await;
     crate::secrets::log_stats("applying");
-    progress.finish();
+    if let Some(progress) = &progress {
+        progress.finish();
+    }
     drop(graceful);
     let report = report?;
     // An interrupt that came once every step had finished stopped nothing.
     let interrupted = cancel.is_cancelled() && !report.all_done();
-    summarize(ctx, store.as_ref(), p, &report, interrupted, verify).await
+    let result = summarize(ctx, store.as_ref(), p, &report, interrupted, verify).await;
+    if let Some(s) = &ctx.stream {
+        let outcome = match &result {
+            Ok(c) if *c == exit::OK => "complete",
+            Ok(c) if *c == exit::PAUSED => "paused",
+            _ if interrupted => "interrupted",
+            _ if report.failed().next().is_some() || report.state_failed => "failed",
+            _ => "attention",
+        };
+        let operation = if p.mode == Mode::Destroy { "destroy" } else { "apply" };
+        s.applied(operation, report.counts(), outcome)?;
+        if outcome == "complete" && p.mode != Mode::Destroy {
+            let outputs = store.snapshot().await?.outputs;
+            s.outputs(outputs.iter().map(|(k, o)| (k.clone(), super::records::output_json(o))).collect())?;
+        }
+    }
+    result
 }
 
 /// What the run did, and its exit: 0 when everything is done, 3 when the only things left

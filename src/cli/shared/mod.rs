@@ -1,8 +1,8 @@
 //! What commands share, so that no command file imports another: opening a run
 //! ([`session`]), refreshing state ([`refresh`]), making a plan ([`planning`]), carrying it
 //! out ([`execute`]), data sources and their catalogs ([`datasources`], [`catalogs`]),
-//! on-chain KMS ([`onchain`]), saved plan files ([`saved`]) and state as shown to people
-//! ([`records`]).
+//! on-chain KMS ([`onchain`]), saved plan files ([`saved`]), state as shown to people
+//! ([`records`]) and the JSON event stream ([`stream`]).
 
 pub mod catalogs;
 pub mod datasources;
@@ -13,3 +13,4 @@ pub mod records;
 pub mod refresh;
 pub mod saved;
 pub mod session;
+pub mod stream;

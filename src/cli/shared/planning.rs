@@ -256,7 +256,22 @@ pub fn mode(args: &PlanArgs) -> Mode {
 }
 
 /// The plan on stdout, for people or (`as_json`) machines.
+/// Prints `p` as `view` says.
+pub fn show_plan(ctx: &Ctx, p: &Plan, view: crate::cli::View) -> CliResult<()> {
+    match view {
+        crate::cli::View::Markdown => {
+            ctx.shell.print(&crate::plan::markdown::markdown(p, crate::plan::markdown::GITHUB_COMMENT_LIMIT))
+        }
+        v => print_plan(ctx, p, v == crate::cli::View::Json),
+    }
+}
+
+/// Prints `p` for people, or as one JSON document; into the event stream when the command
+/// writes one.
 pub fn print_plan(ctx: &Ctx, p: &Plan, as_json: bool) -> CliResult<()> {
+    if let Some(s) = &ctx.stream {
+        return s.plan(p);
+    }
     if as_json {
         ctx.shell.print_json(&json::to_json(p))
     } else {

@@ -29,7 +29,7 @@ pub struct Session {
 /// Loads the manifest, reads its secrets, opens and locks its state, connects to the API and
 /// settles what an earlier run left in flight. Nothing is changed in the cloud.
 pub async fn open(ctx: &Ctx, run: &RunArgs, command: &'static str) -> CliResult<Session> {
-    let config = ctx.load(&run.vars.vars)?;
+    let config = ctx.load_with(&run.vars)?;
     check_graph(&config)?;
     let secrets = read_secrets(&secret_refs(&config), &config.file_policy())?;
     required_values_present(&config, &secrets)?;

@@ -15,6 +15,11 @@ use crate::model::schema::Type;
 use crate::model::{Attr, CvmAttrs, SCHEMA};
 
 /// A CVM's keys: its attributes (the schema's, `crate::model::SCHEMA`), then the rest.
+/// The keys a CVM may have: the attribute schema's, then the manifest's own.
+pub fn cvm_keys() -> &'static [&'static str] {
+    &CVM_KEYS
+}
+
 static CVM_KEYS: LazyLock<Vec<&'static str>> =
     LazyLock::new(|| SCHEMA.iter().map(|s| s.key).chain(["depends_on", "lint", "lifecycle"]).collect());
 

@@ -55,6 +55,7 @@ impl Project {
             vars: self.vars.clone(),
             env: Arc::new(move |k| env.get(k).cloned()),
             display_base: Some(self.dir.path().to_path_buf()),
+            ..Default::default()
         };
         load(&self.dir.path().join("teeform.yaml"), &opts).map_err(|e| e.diagnostics)
     }

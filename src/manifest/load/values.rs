@@ -202,6 +202,7 @@ impl Loader<'_> {
                     None
                 }
             },
+            Ref::Workspace => Some(self.opts.workspace.clone()),
             Ref::File { .. } => {
                 failed = true;
                 None

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::super::diag::{Diagnostic, did_you_mean};
+use super::super::diag::{Diagnostic, Severity, did_you_mean};
 use super::super::yaml::{self, Core, Kind, Node, Span, Tag};
 use super::Loader;
 use super::values::{Lit, parse_bool};
@@ -145,30 +145,65 @@ impl Loader<'_> {
         Ok((default, ty))
     }
 
-    /// A variable's value: `--var NAME=VALUE` (the last one), else `TEEFORM_VAR_NAME`, else its
-    /// default; `Err` when an override is not of the variable's type (reported).
+    /// A variable's value: `--var NAME=VALUE` (the last one), else the last variable file
+    /// that sets it, else `TEEFORM_VAR_NAME`, else its default; `Err` when a value is not of
+    /// the variable's type (reported where it is written). Terraform's `TF_VAR_NAME` is not
+    /// read, but a default used while it is set gets a warning saying so.
     fn variable_value(&mut self, name: &str, default: Option<Lit>, ty: Option<VarType>) -> Result<Option<Lit>, ()> {
         let from_cli =
             self.opts.vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| (format!("--var {name}"), v.clone()));
+        let from_file = self.file_vars.iter().rev().find(|f| f.name == name).cloned();
         let env_name = format!("TEEFORM_VAR_{name}");
         let from_env = || (self.opts.env)(&env_name).map(|v| (env_name.clone(), v));
-        let Some((origin, raw)) = from_cli.or_else(from_env) else {
-            return Ok(default);
-        };
         let t = ty.unwrap_or(VarType::String);
+        let (origin, raw) = match (from_cli, from_file) {
+            (Some(cli), _) => cli,
+            (None, Some(f)) => {
+                return match t.coerce(&f.text) {
+                    Some(v) => Ok(Some(v)),
+                    None => {
+                        self.diags.push(
+                            Diagnostic::error(&f.source, f.span, format!("variable `{name}` is a {}", t.name()))
+                                .label(format!("not a {}", t.name()))
+                                .hint(type_hint(t)),
+                        );
+                        Err(())
+                    }
+                };
+            }
+            (None, None) => match from_env() {
+                Some(e) => e,
+                None => {
+                    self.tf_var_hint(name, default.is_some());
+                    return Ok(default);
+                }
+            },
+        };
         match t.coerce(&raw) {
             Some(v) => Ok(Some(v)),
             None => {
-                self.diags.push(Diagnostic::bare(format!("{origin}={raw}: variable `{name}` is a {}", t.name())).hint(
-                    match t {
-                        VarType::Number => "a number is written like 2, 1.5 or 0x10",
-                        VarType::Bool => "a bool is true or false",
-                        VarType::String => "",
-                    },
-                ));
+                self.diags.push(
+                    Diagnostic::bare(format!("{origin}={raw}: variable `{name}` is a {}", t.name())).hint(type_hint(t)),
+                );
                 Err(())
             }
         }
+    }
+
+    /// `TF_VAR_NAME` is set where teeform reads `TEEFORM_VAR_NAME`: a Terraform habit that would
+    /// otherwise plan the default back without a word.
+    fn tf_var_hint(&mut self, name: &str, has_default: bool) {
+        let tf = format!("TF_VAR_{name}");
+        if (self.opts.env)(&tf).is_none() {
+            return;
+        }
+        let what = if has_default { "uses its default" } else { "has no value" };
+        let d =
+            Diagnostic::bare(format!("{tf} is set, but teeform reads TEEFORM_VAR_{name}: variable `{name}` {what}"));
+        self.diags.push(
+            Diagnostic { severity: Severity::Warning, ..d }
+                .hint(format!("export TEEFORM_VAR_{name}=\"${tf}\" (or pass --var {name}=VALUE)")),
+        );
     }
 
     /// A literal scalar (no interpolation), for variable defaults.
@@ -190,6 +225,9 @@ impl Loader<'_> {
         }
     }
 
+    /// `--var` for a variable the manifest does not declare is an error; a value in a
+    /// `--var-file` is a warning (Terraform's rule), and in an automatic `*.auto.vars.yaml`
+    /// nothing (such a file may serve several manifests).
     pub(super) fn check_var_overrides(&mut self, vars_node: Option<&Node>) {
         let declared: BTreeSet<String> = match vars_node.map(|n| &n.kind) {
             Some(Kind::Map(p)) => p
@@ -209,5 +247,23 @@ impl Loader<'_> {
                 self.diags.push(d);
             }
         }
+        let undeclared: Vec<_> =
+            self.file_vars.iter().filter(|f| !f.auto && !declared.contains(&f.name)).cloned().collect();
+        for f in undeclared {
+            let d = Diagnostic::warning(&f.source, f.span, format!("the manifest declares no variable `{}`", f.name))
+                .label("not used");
+            self.diags.push(match did_you_mean(&f.name, declared.iter().map(String::as_str)) {
+                Some(s) => d.hint(format!("did you mean `{s}`?")),
+                None => d.hint(format!("declare it under `variables:` ({})", f.origin())),
+            });
+        }
+    }
+}
+
+fn type_hint(t: VarType) -> &'static str {
+    match t {
+        VarType::Number => "a number is written like 2, 1.5 or 0x10",
+        VarType::Bool => "a bool is true or false",
+        VarType::String => "",
     }
 }

@@ -390,6 +390,14 @@ impl PgStore {
 
 /// Removes the lock record `id` of a workspace. If its session still holds the lock, that
 /// session is ended, unless its process visibly still runs on this machine.
+/// The workspaces with a state (an identity row), sorted.
+pub async fn workspaces(conn: &PgConn) -> Result<Vec<String>, StateError> {
+    let mut client = connect(conn).await?;
+    migrate_schema(&mut client).await?;
+    let rows = client.query("SELECT workspace FROM teeform_meta ORDER BY workspace", &[]).await.map_err(pg_err)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 pub async fn force_unlock(conn: &PgConn, workspace: &str, id: &str) -> Result<(), StateError> {
     let mut client = connect(conn).await?;
     migrate_schema(&mut client).await?;

@@ -530,7 +530,7 @@ fn apply_json_streams_one_event_per_line_from_plan_to_summary() {
     let ev = events(&r.stdout);
     assert_eq!(types(&ev).last().unwrap(), "diagnostic");
     assert!(ev.last().unwrap()["diagnostic"]["detail"].as_str().unwrap().contains("--auto-approve"));
-    assert_eq!(t.count("POST /api/v1/cvms/provision"), 0);
+    assert_eq!(t.count_exact("POST /api/v1/cvms"), 0, "nothing was provisioned");
 
     let r = t.run(&["apply", "--json", "--auto-approve"]);
     r.ok();

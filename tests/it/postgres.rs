@@ -589,7 +589,8 @@ fn postgres_readme_recipe_works_in_the_order_written() {
     assert!(out.status.success(), "the recipe failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("Copied the state from the"), "{stdout}");
     assert!(stdout.contains("No changes."), "the plan reads the migrated state:\n{stdout}\n{stderr}");
-    assert_eq!(t.count("POST /api/v1/cvms/provision"), 1, "nothing was created again");
+    // One create: its provision and its commit, both `POST /cvms`.
+    assert_eq!(t.count_exact("POST /api/v1/cvms"), 2, "nothing was created again");
 }
 
 /// `workspace list` on PostgreSQL: every workspace with a state, the one in use marked.

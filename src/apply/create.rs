@@ -222,6 +222,7 @@ impl Step {
         self.effect(&c.address, |e| e.updated = updated);
         r
     }
+
     /// Records a create whose boot failed: tainted, with why. Returns the step's error: the
     /// next apply replaces it once; after a replacement fails too, it is left for a person.
     pub(super) async fn failed_boot(

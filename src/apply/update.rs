@@ -34,6 +34,7 @@ impl Step {
         rec.status = Some(remote.status.clone());
         self.commit(Batch { put: vec![rec], ..Default::default() }).await
     }
+
     /// Renames the CVM in place (`PATCH /cvms/{id}/name`): journaled, sent, recorded. The
     /// CVM keeps its identity and does not restart, so there is nothing to wait for.
     pub(super) async fn rename(&self, c: &Change, ids: &CloudIds) -> Result<(), StepError> {
@@ -59,6 +60,7 @@ impl Step {
         rec.updated_at = now_rfc3339();
         self.commit(Batch { put: vec![rec], journal_done: vec![entry.id], ..Default::default() }).await
     }
+
     pub(super) async fn patch_request(
         &self,
         c: &Change,
@@ -89,6 +91,7 @@ impl Step {
         };
         Ok(attrs::patch(&c.attributes, before, after, sizes, encrypted_env))
     }
+
     pub(super) fn onchain_ctx<'a>(
         &'a self,
         c: &'a Change,
@@ -110,6 +113,7 @@ impl Step {
             endpoint: &self.endpoint,
         }
     }
+
     pub(super) async fn onchain_outcome(
         &self,
         c: &Change,
@@ -121,6 +125,7 @@ impl Step {
             OnChainOutcome::Paused(why) => Ok(StepResult::Paused(why)),
         }
     }
+
     /// An update in place: a stop first (`power: stopped`), then the configuration in one
     /// `PATCH`, then a start (a stopped CVM the manifest wants running), so it boots once.
     pub(super) async fn update(&self, c: &Change) -> Result<StepResult, StepError> {
@@ -144,6 +149,7 @@ impl Step {
         }
         Ok(result)
     }
+
     pub(super) async fn update_config(&self, c: &Change) -> Result<StepResult, StepError> {
         let ids = c.ids.clone().ok_or_else(|| StepError::internal("an update needs the CVM's id"))?;
         let before = c.before.clone().unwrap_or_default();
@@ -212,6 +218,7 @@ impl Step {
         }
         self.finish_update(c, &ids, state_attrs, &entry.id).await
     }
+
     /// Records an update the API found already in place (`no_change`): nothing changed in the
     /// cloud and nothing restarts, so there is no restart to wait for.
     pub(super) async fn finish_unchanged(
@@ -234,6 +241,7 @@ impl Step {
         self.commit(Batch { put: vec![rec], journal_done: vec![journal_id.to_string()], ..Default::default() }).await?;
         Ok(StepResult::Done { id: Some(ids.id.clone()) })
     }
+
     pub(super) async fn delete(&self, c: &Change) -> Result<(), StepError> {
         let ids = c.ids.clone().ok_or_else(|| StepError::internal("a delete needs the CVM's id"))?;
         let entry = self.journal(c, "delete", Some(ids.id.clone()), serde_json::Value::Null);

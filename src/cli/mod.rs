@@ -445,6 +445,17 @@ pub enum View {
     Markdown,
 }
 
+impl View {
+    /// The view `--json` or `--markdown` asks for (`--json` first), else the human one.
+    fn of(json: bool, markdown: bool) -> View {
+        match (json, markdown) {
+            (true, _) => View::Json,
+            (false, true) => View::Markdown,
+            (false, false) => View::Human,
+        }
+    }
+}
+
 /// Parses arguments, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = match parse(std::env::args_os().collect()) {
@@ -584,28 +595,14 @@ async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
     match command {
         Command::Validate { vars, json } => validate::run(ctx, &vars, json),
         Command::Plan { plan, out, detailed_exitcode, json, stream: _, markdown } => {
-            let view = if json {
-                View::Json
-            } else if markdown {
-                View::Markdown
-            } else {
-                View::Human
-            };
-            plan::run(ctx, &plan, out.as_deref(), detailed_exitcode, view).await
+            plan::run(ctx, &plan, out.as_deref(), detailed_exitcode, View::of(json, markdown)).await
         }
         Command::Apply(args) => apply::run(ctx, &args).await,
         Command::Destroy { run, targets, auto_approve, json: _ } => {
             destroy::run(ctx, &run, &targets, auto_approve).await
         }
         Command::Show { plan_file, json, markdown } => {
-            let view = if json {
-                View::Json
-            } else if markdown {
-                View::Markdown
-            } else {
-                View::Human
-            };
-            show::run(ctx, plan_file.as_deref(), view).await
+            show::run(ctx, plan_file.as_deref(), View::of(json, markdown)).await
         }
         Command::Verify { addresses, json } => verify::run(ctx, &addresses, json).await,
         Command::Output { name, json, raw, vars } => output::run(ctx, name.as_deref(), json, raw, &vars).await,

@@ -39,7 +39,19 @@ pub(crate) async fn gate(State(sim): State<Sim>, req: Request, next: Next) -> Re
     resp
 }
 
+/// The largest request body the simulator reads (far above any the API takes).
+const MAX_BODY: usize = 16 << 20;
+
 async fn checked(sim: Sim, req: Request, next: Next) -> Response {
+    // Every request's body is read whole first, whatever its route does with it: hyper closes
+    // a connection whose request body was left unread once it has answered, and a client that
+    // already sent its next request on that connection sees the server hang up (the Python
+    // SDK's power calls send a body the power routes do not read).
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return ApiError::plain(413, "Request body too large").into_response();
+    };
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
     let cfg = sim.config();
     if let Err(e) = authenticate(&cfg, req.headers()) {
         return e.into_response();

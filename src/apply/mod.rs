@@ -123,7 +123,8 @@ pub struct Executor {
     pub events: Arc<dyn Events>,
     pub cancel: CancellationToken,
     pub wait: WaitOptions,
-    pub secrets: SecretValues,
+    /// Shared by every step (one map per run, not one per step in flight).
+    pub secrets: Arc<SecretValues>,
     /// How this run digests secrets (the plan's: its digests are in the process's cache).
     pub digests: Arc<Digester>,
     pub onchain: Option<Arc<dyn OnChain>>,
@@ -400,7 +401,7 @@ struct Step {
     store: Arc<dyn Store>,
     events: Arc<dyn Events>,
     waiter: Arc<Waiter>,
-    secrets: SecretValues,
+    secrets: Arc<SecretValues>,
     shared: Arc<Shared>,
     onchain: Option<Arc<dyn OnChain>>,
     cancel: CancellationToken,

@@ -119,7 +119,7 @@ pub async fn execute(
         events,
         cancel: cancel.clone(),
         wait: wait_options(ctx),
-        secrets,
+        secrets: Arc::new(secrets),
         digests,
         onchain,
         endpoint: api.endpoint.clone(),

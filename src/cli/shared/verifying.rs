@@ -21,6 +21,8 @@ pub fn checker(ctx: &Ctx, args: &QuoteArgs, onchain: BTreeMap<Address, OnChainCh
         None => None,
         Some(url) => {
             let base = pccs_base(url).map_err(|e| CliError::new(format!("--pccs-url: {e}")))?;
+            // Shown as host and port only, should it carry a key.
+            crate::redact::url(&base);
             let dir = Collateral::default_dir(&|k| std::env::var(k).ok());
             let c = Collateral::new(base, ctx.settings.http_timeout, ctx.settings.retry.clone(), dir)
                 .map_err(CliError::new)?;

@@ -132,7 +132,9 @@ pub async fn attestation(State(sim): State<Sim>, Path(id): Path<String>) -> Res 
         Ok::<_, ApiError>(json!({
             "name": c.name, "is_online": running, "is_public": true,
             "error": if running { Value::Null } else { "CVM is not running".into() },
-            "app_certificates": certificates, "tcb_info": tcb, "compose_file": c.app_compose,
+            // A string in both SDKs' types (the app compose as JSON text: UNVERIFIED).
+            "app_certificates": certificates, "tcb_info": tcb,
+            "compose_file": crate::compose::canonical_json(&c.app_compose),
         }))
     })?)
 }

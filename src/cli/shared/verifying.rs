@@ -12,7 +12,8 @@ use super::onchain;
 use crate::manifest::Config;
 use crate::model::Address;
 use crate::plan::{KmsSpec, Plan};
-use crate::verify::collateral::{Collateral, pccs_base};
+use crate::providers::pccs::{PccsClient, pccs_base};
+use crate::verify::collateral::Collateral;
 use crate::verify::{Checker, OnChainCheck, QuoteStatus, Verdict};
 
 /// A checker for this run, with the chains in `onchain`.
@@ -23,10 +24,9 @@ pub fn checker(ctx: &Ctx, args: &QuoteArgs, onchain: BTreeMap<Address, OnChainCh
             let base = pccs_base(url).map_err(|e| CliError::new(format!("--pccs-url: {e}")))?;
             // Shown as host and port only, should it carry a key.
             crate::redact::url(&base);
-            let dir = Collateral::default_dir(&|k| std::env::var(k).ok());
-            let c = Collateral::new(base, ctx.settings.http_timeout, ctx.settings.retry.clone(), dir)
-                .map_err(CliError::new)?;
-            Some(c)
+            let pccs =
+                PccsClient::new(base, ctx.settings.http_timeout, ctx.settings.retry.clone()).map_err(CliError::new)?;
+            Some(Collateral::new(pccs, Collateral::default_dir(&|k| std::env::var(k).ok())))
         }
     };
     let mut c = Checker::default();

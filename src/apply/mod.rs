@@ -131,9 +131,10 @@ pub struct Executor {
     /// Stamped on every record and journal entry, so a later run against another endpoint
     /// is refused instead of taking these CVMs for deleted.
     pub endpoint: String,
-    /// The attestation gate: each CVM created or updated is verified once it runs
-    /// ([`crate::verify`]); a mismatch fails its step and marks it `unverified`.
-    pub verify: bool,
+    /// The attestation gate, with what it verifies with: each CVM created or updated is
+    /// verified once it runs ([`crate::verify`]); a mismatch fails its step and marks it
+    /// `unverified`. `None`: no gate (`--no-verify`).
+    pub verify: Option<Arc<crate::verify::Checker>>,
 }
 
 #[derive(Debug)]
@@ -329,7 +330,7 @@ impl Executor {
             onchain: self.onchain.clone(),
             cancel: self.cancel.clone(),
             endpoint: endpoint.clone(),
-            verify: self.verify,
+            verify: self.verify.clone(),
         }
     }
 
@@ -406,7 +407,7 @@ struct Step {
     onchain: Option<Arc<dyn OnChain>>,
     cancel: CancellationToken,
     endpoint: Arc<str>,
-    verify: bool,
+    verify: Option<Arc<crate::verify::Checker>>,
 }
 
 impl Step {
@@ -429,8 +430,9 @@ impl Step {
             }
         };
         let r = match r {
-            Ok(StepResult::Done { id }) if self.verify && c.action != Action::Delete => {
-                self.gate(c).await.map(|()| StepResult::Done { id })
+            Ok(StepResult::Done { id }) if c.action != Action::Delete && self.verify.is_some() => {
+                let checker = self.verify.as_deref().expect("checked");
+                self.gate(c, checker).await.map(|()| StepResult::Done { id })
             }
             r => r,
         };
@@ -440,7 +442,7 @@ impl Step {
     /// The attestation gate: the CVM, now running, must attest the app, instance and compose
     /// state records for it. A mismatch marks it `unverified` in state and fails the step; a
     /// match clears an earlier mark. A CVM kept stopped cannot attest and is left as it is.
-    async fn gate(&self, c: &Change) -> Result<(), StepError> {
+    async fn gate(&self, c: &Change, checker: &crate::verify::Checker) -> Result<(), StepError> {
         let Some(mut rec) = self.shared.current.lock().expect("state lock").get(&c.address).cloned() else {
             return Ok(());
         };
@@ -449,7 +451,7 @@ impl Step {
         }
         self.events.status(c.address.as_str(), "verifying the attestation");
         let reported = self.shared.os_hashes.lock().expect("os hashes lock").get(&c.address).cloned();
-        let v = crate::verify::verify_record(self.api.as_ref(), &rec, reported).await?;
+        let v = checker.verify_record(self.api.as_ref(), &rec, reported).await?;
         let problem = v.problem();
         if rec.unverified != problem {
             rec.unverified = problem.clone();

@@ -11,7 +11,7 @@ use super::error::{CliError, CliResult, Hint, exit};
 use super::shared::execute::{confirm, consent, execute, unresolved};
 use super::shared::planning::{make_plan, mode, print_plan};
 use super::shared::saved::SavedPlan;
-use super::shared::{datasources, onchain, session};
+use super::shared::{datasources, onchain, session, verifying};
 use crate::apply::onchain::{Pending, PendingKind, Registrar};
 use crate::manifest::files::FilePolicy;
 use crate::manifest::{Endpoint, Ref};
@@ -44,6 +44,7 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
     only_onchain_updates(ctx, &mut p, args.prepare_only);
     let registrar = registrar(&p, &pending, args.prepare_only, args.resume.then_some(args.timeout), tx_hash)?;
     onchain::annotate(&mut p, &registrar.env).await;
+    let verify = gate(ctx, args, &p, &registrar)?;
     print_plan(ctx, &p, false)?;
     consent(&p)?;
     if !p.has_changes() {
@@ -70,11 +71,20 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
         s.digests,
         args.plan.run.parallelism,
         Some(Arc::new(registrar)),
-        !args.no_verify,
+        verify,
     )
     .await?;
     s.store.close().await?;
     Ok(code)
+}
+
+/// The attestation gate's checker, unless `--no-verify`.
+fn gate(ctx: &Ctx, args: &ApplyArgs, p: &Plan, r: &Registrar) -> CliResult<Option<Arc<crate::verify::Checker>>> {
+    if args.no_verify {
+        return Ok(None);
+    }
+    let onchain = verifying::onchain_of_plan(p, &r.env.rpc_urls);
+    Ok(Some(Arc::new(verifying::checker(ctx, &args.quote, onchain)?)))
 }
 
 /// `apply --resume`: narrows the plan to the updates paused for on-chain registration
@@ -180,18 +190,10 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
     }
     let pending = onchain::pending(store.as_ref()).await?;
     let registrar = registrar(&p, &pending, args.prepare_only, None, None)?;
-    let code = execute(
-        ctx,
-        &store,
-        &api,
-        &p,
-        secrets,
-        digests,
-        args.plan.run.parallelism,
-        Some(Arc::new(registrar)),
-        !args.no_verify,
-    )
-    .await?;
+    let verify = gate(ctx, args, &p, &registrar)?;
+    let code =
+        execute(ctx, &store, &api, &p, secrets, digests, args.plan.run.parallelism, Some(Arc::new(registrar)), verify)
+            .await?;
     store.close().await?;
     Ok(code)
 }

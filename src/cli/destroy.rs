@@ -33,7 +33,7 @@ pub async fn run(ctx: &Ctx, run: &RunArgs, targets: &TargetArgs, auto_approve: b
         "Do you really want to destroy the CVMs above? There is no undo."
     };
     confirm(ctx, auto_approve, question)?;
-    let code = execute(ctx, &s.store, &s.api, &p, s.secrets, s.digests, run.parallelism, None, false).await?;
+    let code = execute(ctx, &s.store, &s.api, &p, s.secrets, s.digests, run.parallelism, None, None).await?;
     s.store.close().await?;
     Ok(code)
 }

@@ -268,14 +268,18 @@ pub enum Command {
         json: bool,
     },
     /// Check that CVMs run what was applied: each one's attestation (RTMR3 event log
-    /// replayed; app id, instance id and compose hash compared with state). Exit 1 if any
-    /// is not verified.
+    /// replayed; app id, instance id, compose hash and OS image compared with state and the
+    /// image catalog; the TDX quote verified with a PCCS's collateral and bound to RTMR3; for
+    /// on-chain KMS, the compose hash allowed by the app contract). Exit 1 if any is not
+    /// verified.
     Verify {
         /// CVM addresses (`cvm.web`); every CVM in state when none is given.
         #[arg(value_name = "ADDR")]
         addresses: Vec<String>,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        quote: QuoteArgs,
     },
     /// Show outputs from state.
     Output {
@@ -361,10 +365,27 @@ pub struct ApplyArgs {
     /// runs); the summary says it was skipped.
     #[arg(long)]
     pub no_verify: bool,
+    #[command(flatten)]
+    pub quote: QuoteArgs,
     /// Write the run as JSON events, one per line on stdout (planned changes, each step's
     /// start, progress and outcome, the summary); needs --auto-approve or a plan file.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How `verify` and the apply gate verify TDX quotes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct QuoteArgs {
+    /// Verify each CVM's TDX quote with Intel's collateral from this PCCS: `phala`
+    /// (pccs.phala.network), `intel` (Intel's PCS) or a URL. Without one the quote is not
+    /// verified, and every verdict says so.
+    #[arg(long, value_name = "URL", env = "TEEFORM_PCCS_URL")]
+    pub pccs_url: Option<String>,
+    /// Accept this TCB status too (repeatable). UpToDate passes; SWHardeningNeeded,
+    /// ConfigurationNeeded and ConfigurationAndSWHardeningNeeded pass with a warning; any
+    /// other (OutOfDate, Revoked, …) fails unless given here.
+    #[arg(long, value_name = "STATUS")]
+    pub allow_tcb_status: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -604,7 +625,7 @@ async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
         Command::Show { plan_file, json, markdown } => {
             show::run(ctx, plan_file.as_deref(), View::of(json, markdown)).await
         }
-        Command::Verify { addresses, json } => verify::run(ctx, &addresses, json).await,
+        Command::Verify { addresses, json, quote } => verify::run(ctx, &addresses, json, &quote).await,
         Command::Output { name, json, raw, vars } => output::run(ctx, name.as_deref(), json, raw, &vars).await,
         Command::State(s) => match s {
             StateCommand::List => state_list::run(ctx).await,

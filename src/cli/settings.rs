@@ -23,6 +23,9 @@ pub struct Settings {
     /// CVM and waits with one per CVM per poll, as teeform did before it read list pages and
     /// batch statuses (for comparison, or should the API's list or batch endpoint misbehave).
     pub per_cvm_reads: bool,
+    /// `TEEFORM_VERIFY_TIME`: Unix seconds to verify TDX quotes at instead of now (to
+    /// reproduce a past verdict, or test with collateral that has since expired).
+    pub verify_time: Option<u64>,
 }
 
 impl Settings {
@@ -48,6 +51,7 @@ impl Settings {
             local_restart_ms: env_whole(get, "TEEFORM_LOCAL_RESTART_MS", 0, 3_600_000)?.unwrap_or(1500),
             local_boot_ms: env_whole(get, "TEEFORM_LOCAL_BOOT_MS", 0, 3_600_000)?.unwrap_or(1500),
             per_cvm_reads: env_whole(get, "TEEFORM_PER_CVM_READS", 0, 1)? == Some(1),
+            verify_time: env_whole(get, "TEEFORM_VERIFY_TIME", 0, 253_402_300_799)?,
         })
     }
 }

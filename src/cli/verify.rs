@@ -1,16 +1,19 @@
-//! `teeform verify [ADDR…] [--json]`: checks that each CVM in state runs what state says was
-//! applied, from its attestation (see [`crate::verify`]). Read-only: it takes no lock and
-//! writes nothing (the apply gate is what marks CVMs `unverified`). Exit 0 when every CVM
-//! checked is verified, 1 otherwise.
+//! `teeform verify [ADDR…] [--json] [--pccs-url URL]`: checks that each CVM in state runs what
+//! state says was applied, from its attestation (see [`crate::verify`]). Read-only: it takes
+//! no lock and writes nothing (the apply gate is what marks CVMs `unverified`). Exit 0 when
+//! every CVM checked is verified, 1 otherwise; a quote that was not verified (no PCCS, no
+//! quote, no collateral) does not fail it, and the table, the JSON and a note say so.
 
+use super::QuoteArgs;
 use super::context::Ctx;
 use super::error::{CliError, CliResult, exit};
 use super::shared::session::same_endpoint;
+use super::shared::verifying;
 use crate::manifest::diag::did_you_mean;
 use crate::model::Address;
-use crate::verify::{Verdict, attest::QUOTE_NOT_VERIFIED, verify_record};
+use crate::verify::{QuoteStatus, Verdict};
 
-pub async fn run(ctx: &Ctx, addresses: &[String], as_json: bool) -> CliResult {
+pub async fn run(ctx: &Ctx, addresses: &[String], as_json: bool, quote: &QuoteArgs) -> CliResult {
     let cfg = ctx.load(&[])?;
     let Some(store) = ctx.open_state_read("verify").await? else {
         return Err(CliError::new("the state is empty: nothing to verify"));
@@ -34,33 +37,41 @@ pub async fn run(ctx: &Ctx, addresses: &[String], as_json: bool) -> CliResult {
     if addresses.is_empty() {
         chosen.extend(snap.resources.values());
     }
+    let checker = verifying::checker(ctx, quote, verifying::onchain_of_config(&cfg)?)?;
     let api = ctx.api(&cfg.endpoint).await?;
     same_endpoint(&api, chosen.iter().map(|r| (r.address.as_str(), r.endpoint.as_deref())))?;
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(chosen.len());
     for r in chosen {
-        verdicts.push(verify_record(api.client.as_ref(), r, None).await?);
+        verdicts.push(checker.verify_record(api.client.as_ref(), r, None).await?);
     }
     let all = verdicts.iter().all(|v| v.verified);
     if as_json {
         ctx.shell.print_json(&serde_json::json!({
             "format_version": "1",
             "verified": all,
-            "quote_verified": false,
+            "quote_verified": verdicts.iter().all(|v| v.quote.status == QuoteStatus::Verified),
             "cvms": verdicts,
         }))?;
     } else {
         let width = verdicts.iter().map(|v| v.address.as_str().len()).max().unwrap_or(0).max(7);
-        let mut text = format!("{:<width$}  {:<10}  DETAIL\n", "ADDRESS", "RESULT");
+        let mut text = format!("{:<width$}  {:<10}  {:<12}  DETAIL\n", "ADDRESS", "RESULT", "QUOTE");
         for v in &verdicts {
             let (result, detail) = match v.problem() {
                 None => ("verified", String::new()),
                 Some(p) => ("UNVERIFIED", p),
             };
-            text.push_str(format!("{:<width$}  {result:<10}  {detail}", v.address.as_str()).trim_end());
+            let q = match (v.quote.status, v.quote.tcb_status.as_deref()) {
+                (QuoteStatus::Verified, Some(tcb)) => tcb.to_string(),
+                (QuoteStatus::Verified, None) => "verified".into(),
+                (QuoteStatus::NotVerified, _) => "not verified".into(),
+                (QuoteStatus::Failed, _) => "FAILED".into(),
+            };
+            text.push_str(format!("{:<width$}  {result:<10}  {q:<12}  {detail}", v.address.as_str()).trim_end());
             text.push('\n');
         }
         ctx.shell.print(&text)?;
-        ctx.shell.note(QUOTE_NOT_VERIFIED);
+        verifying::tcb_warnings(ctx, &verdicts);
+        ctx.shell.note(&verifying::quote_summary(&verdicts));
     }
     if all {
         Ok(exit::OK)

@@ -4,6 +4,7 @@
 pub mod http;
 pub mod nscale;
 pub mod oci;
+pub mod pccs;
 pub mod phala;
 pub mod phala_images;
 

@@ -6,7 +6,7 @@
 //! [`world`] (the rules: lifecycle, limits, ids, what the chain's answers mean), the [`chain`]
 //! (its own small JSON-RPC client) when an on-chain app is involved, and answers with a
 //! [`shapes`] function (or an [`error::ApiError`]). `catalogs` serves the nscale and OCI image
-//! catalogs beside it.
+//! catalogs beside it, and [`pccs`] Intel's collateral for the one real quote it can serve.
 //!
 //! Invariant: it owns its wire types and its rules, and shares nothing with the client but the
 //! compose-hash and env-encryption primitives (`compose`, `envcrypt`), which the conformance
@@ -21,6 +21,7 @@ mod edge;
 mod error;
 mod gate;
 pub mod limits;
+pub mod pccs;
 mod requests;
 mod routes;
 mod shapes;
@@ -104,6 +105,15 @@ pub struct SimConfig {
     pub boot_other_compose: Vec<String>,
     /// Names of CVMs whose attested event log was rewritten: it no longer replays to RTMR3.
     pub corrupt_event_log: Vec<String>,
+    /// Names of CVMs whose attestation carries `dcap-qvl`'s real sample TDX quote in
+    /// `app_certificates[0].quote` (it verifies against the collateral `/pccs` serves, at
+    /// [`pccs::SAMPLE_TIME`], but its RTMR3 is not the simulated event log's).
+    pub sample_quote: Vec<String>,
+    /// Names of CVMs whose attestation carries that quote with a byte of RTMR3 flipped.
+    pub tampered_quote: Vec<String>,
+    /// Names of CVMs that booted another OS image than the one planned: their attestation's
+    /// `os-image-hash` event and their detail's `os.os_image_hash` both report that image.
+    pub boot_other_image: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -132,6 +142,9 @@ impl Default for SimConfig {
             kms_bad_signature: false,
             boot_other_compose: Vec::new(),
             corrupt_event_log: Vec::new(),
+            sample_quote: Vec::new(),
+            tampered_quote: Vec::new(),
+            boot_other_image: Vec::new(),
         }
     }
 }
@@ -201,7 +214,7 @@ impl Sim {
 
     /// The simulated Phala API (under `/api/v1`), its `/_sim` controls and the image catalogs.
     pub fn router(&self) -> Router {
-        routes::router(self.clone()).merge(catalogs::router(self.clone()))
+        routes::router(self.clone()).merge(catalogs::router(self.clone())).merge(pccs::router(self.clone()))
     }
 
     /// Serves on `addr` until `shutdown` resolves.

@@ -8,8 +8,7 @@
 //! register starts at 48 zero bytes and is extended as `RTMR3 = SHA-384(RTMR3 ‖ digest)`.
 //!
 //! What this does not prove by itself: that the RTMRs are the hardware's. That needs the TDX
-//! quote checked against Intel's collateral, which teeform does not do yet; every report says
-//! so ([`QUOTE_NOT_VERIFIED`]).
+//! quote checked against Intel's collateral and bound to the replayed RTMR3 ([`super::quote`]).
 
 use serde::Serialize;
 use serde_json::Value;
@@ -17,11 +16,6 @@ use sha2::{Digest, Sha256, Sha384};
 
 /// dstack's event type for runtime events (not a TCG type).
 pub const RUNTIME_EVENT_TYPE: u32 = 0x0800_0001;
-
-/// Said of every attestation teeform checks: the quote binding the RTMRs to TDX hardware is
-/// not verified.
-pub const QUOTE_NOT_VERIFIED: &str =
-    "the TDX quote was not verified (no DCAP collateral check); the event log and RTMR3 are the API's report";
 
 /// What the CVM must have booted, from state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,10 +2,9 @@
 //! verification) against Intel's collateral (PCK certificate chain and CRLs, TCB info, QE
 //! identity) at a given time, then bound to the RTMR3 the event log replays to.
 //!
-//! Not yet wired into `verify` or the apply gate: the API's attestation gives teeform no
-//! quote it reads (UNVERIFIED: whether `app_certificates[].quote` carries one) and teeform has
-//! no collateral source (a PCCS URL). Until both are, every verdict says the quote was not
-//! verified ([`super::attest::QUOTE_NOT_VERIFIED`]).
+//! Where the quote comes from: the attestation's `app_certificates[].quote` (both official
+//! SDKs type it `string | null`; that it is the TD quote as hex, like `/apps/{id}/attestations`
+//! gives it, is UNVERIFIED). Collateral comes from a PCCS ([`super::collateral`]).
 
 use dcap_qvl::QuoteCollateralV3;
 use dcap_qvl::quote::Report;
@@ -48,6 +47,70 @@ pub fn binds_rtmr3(q: &VerifiedQuote, rtmr3: &str) -> bool {
     hex::decode(rtmr3.trim_start_matches("0x")).is_ok_and(|b| b[..] == q.rtmrs[3][..])
 }
 
+/// The TD quote an attestation carries: the first `app_certificates[].quote` that is a
+/// non-empty string, hex with or without `0x`. `Ok(None)`: the API gave none. `Err`: one is
+/// there but is not hex.
+pub fn quote_of(attestation: &serde_json::Value) -> Result<Option<Vec<u8>>, String> {
+    let certs = attestation.get("app_certificates").and_then(serde_json::Value::as_array);
+    let Some((i, text)) = certs.into_iter().flatten().enumerate().find_map(|(i, c)| {
+        c.get("quote").and_then(serde_json::Value::as_str).filter(|q| !q.trim().is_empty()).map(|q| (i, q))
+    }) else {
+        return Ok(None);
+    };
+    hex::decode(text.trim().trim_start_matches("0x"))
+        .map(Some)
+        .map_err(|_| format!("`app_certificates[{i}].quote` is not hex"))
+}
+
+/// Where the quote's collateral is looked up: its platform's FMSPC (12 hex digits, upper
+/// case, as Intel's PCS writes it) and the CA that issued its PCK certificate (`processor` or
+/// `platform`), from the PCK chain the quote carries.
+pub fn platform_of(raw_quote: &[u8]) -> Result<(String, &'static str), String> {
+    let q = dcap_qvl::quote::Quote::parse(raw_quote).map_err(|e| format!("the quote cannot be read: {e}"))?;
+    if q.header.is_sgx() {
+        return Err("the quote is an SGX enclave's, not a TD's".into());
+    }
+    let fmspc =
+        dcap_qvl::intel::quote_fmspc(&q).map_err(|e| format!("the quote's PCK certificate names no FMSPC: {e}"))?;
+    let ca = dcap_qvl::intel::quote_ca(&q).map_err(|e| format!("the quote's PCK certificate names no CA: {e}"))?;
+    Ok((hex::encode_upper(fmspc), ca.as_id_str()))
+}
+
+/// Which TCB statuses pass. `UpToDate` always does; `SWHardeningNeeded`,
+/// `ConfigurationNeeded` and `ConfigurationAndSWHardeningNeeded` pass with a warning (the
+/// platform is patched; what remains is the TD's software or the host's BIOS configuration, the
+/// relying party's call, and common on cloud hosts); every other status (`OutOfDate…`,
+/// `Revoked`, `TDRelaunchAdvised…`, what Intel adds) fails unless allowed by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcbPolicy {
+    /// Statuses allowed besides the default ones (`--allow-tcb-status`).
+    pub also_allowed: Vec<String>,
+}
+
+/// What the policy makes of a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcbVerdict {
+    Pass,
+    /// Passes, with a warning.
+    Warn,
+    Fail,
+}
+
+/// The statuses that pass with a warning by default.
+pub const WARN_STATUSES: &[&str] = &["SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded"];
+
+impl TcbPolicy {
+    pub fn judge(&self, status: &str) -> TcbVerdict {
+        if status == "UpToDate" {
+            TcbVerdict::Pass
+        } else if WARN_STATUSES.contains(&status) || self.also_allowed.iter().any(|s| s == status) {
+            TcbVerdict::Warn
+        } else {
+            TcbVerdict::Fail
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +143,30 @@ mod tests {
         assert!(verify(QUOTE, COLLATERAL, AT + 3 * 365 * 86_400).is_err());
         assert!(verify(QUOTE, "{}", AT).unwrap_err().contains("malformed"));
         assert!(verify(&QUOTE[..100], COLLATERAL, AT).is_err());
+    }
+
+    #[test]
+    fn the_quote_is_read_from_the_app_certificates_and_names_its_platform() {
+        let json = |q: serde_json::Value| serde_json::json!({"app_certificates": [{"quote": null}, {"quote": q}]});
+        assert_eq!(quote_of(&json(hex::encode(QUOTE).into())).unwrap().as_deref(), Some(QUOTE));
+        assert_eq!(quote_of(&json(format!("0x{}", hex::encode(&QUOTE[..4])).into())).unwrap().unwrap(), &QUOTE[..4]);
+        assert_eq!(quote_of(&json("".into())).unwrap(), None);
+        assert_eq!(quote_of(&serde_json::json!({"app_certificates": null})).unwrap(), None);
+        assert_eq!(quote_of(&json("zz".into())).unwrap_err(), "`app_certificates[1].quote` is not hex");
+        // The sample's platform, as its collateral names it.
+        assert_eq!(platform_of(QUOTE).unwrap(), ("B0C06F000000".to_string(), "platform"));
+        assert!(platform_of(&QUOTE[..10]).is_err());
+    }
+
+    #[test]
+    fn up_to_date_passes_hardening_warns_out_of_date_fails_unless_allowed() {
+        let p = TcbPolicy::default();
+        assert_eq!(p.judge("UpToDate"), TcbVerdict::Pass);
+        assert_eq!(p.judge("SWHardeningNeeded"), TcbVerdict::Warn);
+        assert_eq!(p.judge("OutOfDate"), TcbVerdict::Fail);
+        assert_eq!(p.judge("Revoked"), TcbVerdict::Fail);
+        let p = TcbPolicy { also_allowed: vec!["OutOfDate".into()] };
+        assert_eq!(p.judge("OutOfDate"), TcbVerdict::Warn);
+        assert_eq!(p.judge("OutOfDateConfigurationNeeded"), TcbVerdict::Fail);
     }
 }

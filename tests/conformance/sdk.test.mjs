@@ -403,6 +403,21 @@ test("update: resources, visibility, OS image", async () => {
   assert.equal(d.os.name, other.name, "updateOsImage: the CVM runs the new image");
 });
 
+test("attestation: getCvmAttestation parses the event log and an app certificate carrying a quote", async () => {
+  await sim.settle();
+  // The knob serves dcap-qvl's sample TDX quote in app_certificates[0].quote (hex), where
+  // teeform reads it; the SDK's schema is the referee of the certificate's shape.
+  await sim.config({ sample_quote: ["conf-web-1"] });
+  const a = await sdk("getCvmAttestation", () => phala.getCvmAttestation(client, { id: cvm.id }));
+  expectKnownResponseKeys("getCvmAttestation", phala.CvmAttestationSchema);
+  await sim.config({ sample_quote: [] });
+  assert.equal(a.is_online, true);
+  assert.equal(a.app_certificates.length, 1);
+  assert.match(a.app_certificates[0].quote, /^[0-9a-f]+$/, "the quote as hex");
+  assert.ok(a.tcb_info.event_log.some((e) => e.event === "compose-hash"), "the RTMR3 event log");
+  assert.equal((await phala.getCvmAttestation(client, { id: cvm.id })).app_certificates, null, "no quote without the knob");
+});
+
 test("power: stop, start, restart, shutdown return the VM shape", async () => {
   for (const [name, fn, transient, final] of [
     ["stopCvm", () => phala.stopCvm(client, { id: cvm.id }), "stopping", "stopped"],

@@ -93,7 +93,7 @@ fn the_gate_passes_a_fleet_that_booted_what_was_sent_and_verify_says_so() {
     v.ok();
     assert!(v.stdout.starts_with("ADDRESS"), "{}", v.stdout);
     assert!(v.stdout.contains("cvm.api") && v.stdout.contains("cvm.web"), "{}", v.stdout);
-    assert_eq!(v.stdout.matches("verified").count(), 2, "{}", v.stdout);
+    assert_eq!(v.stdout.matches(" verified ").count(), 2, "{}", v.stdout);
     assert!(v.stderr.contains("the TDX quote was not verified"), "{}", v.stderr);
     let j = t.run(&["verify", "--json", "cvm.web"]);
     j.ok();
@@ -171,4 +171,120 @@ fn the_simulators_kms_and_event_log_agree_with_the_client() {
     let want =
         attest::Expected { app_id: Some(hex::encode(app)), compose_hash: Some(hex::encode(pk)), ..Default::default() };
     assert_eq!(attest::check(&json, &want).unwrap(), vec![]);
+}
+
+/// The simulator's PCCS (beside its API) and a clock inside the sample collateral's validity.
+fn with_pccs(t: &mut TestEnv) -> String {
+    t.env.insert("TEEFORM_VERIFY_TIME".into(), teeform::sim::pccs::SAMPLE_TIME.to_string());
+    t.env.insert("XDG_CACHE_HOME".into(), t.path("cache").display().to_string());
+    t.prefix().replace("/api/v1", "/pccs")
+}
+
+fn verdict_of(doc: &serde_json::Value, address: &str) -> serde_json::Value {
+    doc["cvms"].as_array().unwrap().iter().find(|c| c["address"] == address).unwrap().clone()
+}
+
+#[test]
+fn the_quote_is_verified_with_a_pccs_and_must_bind_the_event_log() {
+    let mut t = TestEnv::new();
+    let pccs = with_pccs(&mut t);
+    t.write("web.yml", WEB);
+    t.manifest(TWO);
+    // web serves dcap-qvl's real sample quote: it verifies, but its RTMR3 is not this CVM's
+    // event log. api serves the same quote with a byte of RTMR3 flipped.
+    t.configure(serde_json::json!({"sample_quote": ["web-main"], "tampered_quote": ["api-main"]}));
+
+    // No PCCS: the gate passes on the event log and says plainly the quote was not verified.
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.ok();
+    assert!(r.stderr.contains("the TDX quote was not verified: no PCCS"), "{}", r.stderr);
+    let v = t.run(&["verify"]);
+    v.ok();
+    assert!(v.stdout.starts_with("ADDRESS  RESULT      QUOTE"), "{}", v.stdout);
+    assert_eq!(v.stdout.matches("not verified").count(), 2, "{}", v.stdout);
+    assert!(v.stderr.contains("the TDX quote was not verified: no PCCS"), "{}", v.stderr);
+    let j = t.run(&["verify", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&j.ok().stdout).unwrap();
+    assert_eq!((doc["verified"].as_bool(), doc["quote_verified"].as_bool()), (Some(true), Some(false)));
+    let web = verdict_of(&doc, "cvm.web");
+    assert_eq!(web["quote"]["status"], "not_verified");
+    assert!(web["quote"]["detail"].as_str().unwrap().contains("no PCCS"), "{web}");
+    assert_eq!(t.count("GET /pccs/"), 0);
+
+    // With the PCCS: web's quote verifies (UpToDate) but does not bind its event log.
+    let j = t.run(&["verify", "--json", "--pccs-url", &pccs]);
+    j.code(1);
+    let doc: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(doc["quote_verified"], false);
+    let web = verdict_of(&doc, "cvm.web");
+    assert_eq!(web["verified"], false);
+    assert_eq!(web["quote"]["status"], "failed");
+    assert_eq!(web["quote"]["tcb_status"], "UpToDate");
+    assert_eq!(web["mismatches"][0]["field"], "quote.rtmr3", "{web}");
+    // The tampered quote does not verify at all.
+    let api = verdict_of(&doc, "cvm.api");
+    assert_eq!((api["verified"].as_bool(), api["quote"]["status"].as_str()), (Some(false), Some("failed")));
+    assert_eq!(api["mismatches"][0]["field"], "quote", "{api}");
+    assert!(api["mismatches"][0]["attested"].as_str().unwrap().contains("does not verify"), "{api}");
+    // One platform: its collateral was fetched once (four requests), then cached on disk.
+    assert_eq!(t.count("GET /pccs/tdx/certification/v4/tcb"), 1);
+    assert_eq!(t.count("GET /pccs/"), 4);
+    let v = t.run(&["verify", "cvm.web"]);
+    assert!(v.stderr.contains("no PCCS"), "the flag is per run: {}", v.stderr);
+    t.env.insert("TEEFORM_PCCS_URL".into(), pccs.clone());
+    let v = t.run(&["verify", "cvm.web"]);
+    v.code(1);
+    assert!(v.stdout.contains("UNVERIFIED  FAILED") && v.stdout.contains("quote.rtmr3: expected"), "{}", v.stdout);
+    assert_eq!(t.count("GET /pccs/"), 4, "the cached collateral was used");
+
+    // The gate: an update of web fails on the quote's RTMR3 and marks it unverified.
+    t.manifest(&TWO.replace("web.yml\n  api", "web.yml\n    vcpu: 2\n  api"));
+    let r = t.run(&["apply", "--auto-approve", "--target", "cvm.web"]);
+    r.code(1);
+    assert!(r.stderr.contains("quote.rtmr3: expected"), "{}", r.stderr);
+    assert!(t.run(&["state", "show", "cvm.web"]).ok().stdout.contains("unverified   = \"quote.rtmr3"));
+
+    // A clock past the collateral's nextUpdate: the cache is not used, and the stale
+    // collateral the PCCS serves does not verify the quote.
+    t.env.insert("TEEFORM_VERIFY_TIME".into(), (teeform::sim::pccs::SAMPLE_TIME + 60 * 86_400).to_string());
+    let j = t.run(&["verify", "--json", "cvm.web"]);
+    let doc: serde_json::Value = serde_json::from_str(&j.code(1).stdout).unwrap();
+    assert_eq!(verdict_of(&doc, "cvm.web")["mismatches"][0]["field"], "quote");
+    assert_eq!(t.count("GET /pccs/tdx/certification/v4/tcb"), 2);
+}
+
+#[test]
+fn a_pccs_without_collateral_for_the_platform_leaves_the_quote_not_verified_and_says_why() {
+    let mut t = TestEnv::new();
+    with_pccs(&mut t);
+    t.write("web.yml", WEB);
+    t.manifest("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n");
+    t.configure(serde_json::json!({"sample_quote": ["web-main"]}));
+    t.run(&["apply", "--auto-approve"]).ok();
+    // A PCCS that answers 404 for everything (the API's own prefix).
+    let v = t.run(&["verify", "--pccs-url", &t.prefix()]);
+    v.ok();
+    assert!(v.stdout.contains("verified    not verified"), "{}", v.stdout);
+    assert!(v.stderr.contains("the TDX quote was not verified: no collateral from"), "{}", v.stderr);
+    let bad = t.run(&["verify", "--pccs-url", "pccs.example"]);
+    bad.code(1);
+    assert!(bad.stderr.contains("--pccs-url: `pccs.example` is not a URL"), "{}", bad.stderr);
+}
+
+#[test]
+fn an_os_image_other_than_the_planned_one_fails_the_gate_though_the_cvm_reports_it() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    image: dstack-0.5.5\n");
+    // The CVM's detail and its attestation agree on another image: only the catalog's hash
+    // for the planned image shows it.
+    t.configure(serde_json::json!({"boot_other_image": ["web-main"]}));
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert!(r.stderr.contains("os-image-hash: expected"), "{}", r.stderr);
+    assert_eq!(t.count_exact("GET /api/v1/os-images"), 2, "the plan's image check and the gate's, once each");
+    let v = t.run(&["verify"]);
+    assert!(v.code(1).stdout.contains("os-image-hash: expected"), "{}", v.stdout);
+    t.configure(serde_json::json!({"boot_other_image": []}));
+    t.run(&["verify"]).ok();
 }

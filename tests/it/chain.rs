@@ -665,3 +665,38 @@ fn the_kms_round_trips_each_way_by_replacement() {
         c.t.run(&["plan", "--detailed-exitcode"]).code(0);
     }
 }
+
+/// `verify` requires the attested compose hash to be one the app contract allows: a hash the
+/// owner removes from the allow-list after the deploy fails it, naming the field.
+#[test]
+fn a_compose_hash_removed_from_the_allow_list_fails_verify() {
+    let Some(c) = Chain::new() else { return };
+    let v = c.t.run(&["verify"]);
+    v.ok();
+    let hash = c.sim_hash();
+    let out = Command::new(&c.cast)
+        .args(["send", &c.app, "removeComposeHash(bytes32)", &format!("0x{hash}")])
+        .args(["--rpc-url", &c.url, "--private-key", &c.owner])
+        .stdin(Stdio::null())
+        .output()
+        .expect("cast runs");
+    assert!(out.status.success(), "cast send failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v = c.t.run(&["verify"]);
+    v.code(1);
+    assert!(v.stdout.contains("compose-hash (on-chain allow-list): expected a hash the app contract"), "{}", v.stdout);
+    let j = c.t.run(&["verify", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&j.code(1).stdout).unwrap();
+    let m = &doc["cvms"][0]["mismatches"][0];
+    assert_eq!(m["field"], "compose-hash (on-chain allow-list)");
+    assert!(m["attested"].as_str().unwrap().starts_with(hash.trim_start_matches("0x")), "{m}");
+    // Without an RPC URL the allow-list cannot be read: not verified, and it says why.
+    let mut t = c.t;
+    t.env.remove("ETH_RPC_URL");
+    let v = t.run(&["verify"]);
+    v.code(1);
+    assert!(
+        v.stdout.contains("cannot check the app contract's allow-list: no RPC URL (set $ETH_RPC_URL"),
+        "{}",
+        v.stdout
+    );
+}

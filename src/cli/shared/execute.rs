@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::onchain;
+use super::{onchain, verifying};
 use crate::apply::{self, Executor, Report, StepResult, WaitOptions};
 use crate::cli::context::{Api, Ctx};
 use crate::cli::error::{CliError, CliResult, Hint, exit, steps_failed};
@@ -99,7 +99,7 @@ pub async fn execute(
     digests: Arc<Digester>,
     parallelism: usize,
     onchain: Option<Arc<dyn apply::OnChain>>,
-    verify: bool,
+    verify: Option<Arc<crate::verify::Checker>>,
 ) -> CliResult {
     let cancel = CancellationToken::new();
     // SIGINT / SIGTERM now stop scheduling instead of the process (see `signals`).
@@ -123,7 +123,7 @@ pub async fn execute(
         digests,
         onchain,
         endpoint: api.endpoint.clone(),
-        verify,
+        verify: verify.clone(),
     };
     let report = exec.run(p).await;
     crate::secrets::log_stats("applying");
@@ -134,7 +134,7 @@ pub async fn execute(
     let report = report?;
     // An interrupt that came once every step had finished stopped nothing.
     let interrupted = cancel.is_cancelled() && !report.all_done();
-    let result = summarize(ctx, store.as_ref(), p, &report, interrupted, verify).await;
+    let result = summarize(ctx, store.as_ref(), p, &report, interrupted, verify.as_deref()).await;
     if let Some(s) = &ctx.stream {
         let outcome = match &result {
             Ok(c) if *c == exit::OK => "complete",
@@ -161,7 +161,7 @@ async fn summarize(
     p: &Plan,
     report: &Report,
     interrupted: bool,
-    verify: bool,
+    verify: Option<&crate::verify::Checker>,
 ) -> CliResult {
     // What happened in the cloud, finished or not: a replacement whose new CVM failed to boot
     // still destroyed one CVM and added another.
@@ -172,12 +172,16 @@ async fn summarize(
     let (summary, done) = if p.mode == Mode::Destroy {
         (format!("Resources: {destroyed} destroyed."), "Destroy complete!")
     } else {
+        let verdicts = verify.map(crate::verify::Checker::verdicts).unwrap_or_default();
         let gate = if added + changed == 0 {
-            ""
-        } else if verify {
-            " Attestations verified (event log and RTMR3; the TDX quote was not verified)."
+            String::new()
+        } else if verify.is_none() {
+            " Attestations not verified (--no-verify).".into()
+        } else if verdicts.is_empty() || verdicts.iter().any(|v| !v.verified) {
+            String::new()
         } else {
-            " Attestations not verified (--no-verify)."
+            verifying::tcb_warnings(ctx, &verdicts);
+            format!(" Attestations verified (event log and RTMR3; {}).", verifying::quote_summary(&verdicts))
         };
         (format!("Resources: {added} added, {changed} changed, {destroyed} destroyed.{gate}"), "Apply complete!")
     };

@@ -2,7 +2,8 @@
 //! ([`session`]), refreshing state ([`refresh`]), making a plan ([`planning`]), carrying it
 //! out ([`execute`]), data sources and their catalogs ([`datasources`], [`catalogs`]),
 //! on-chain KMS ([`onchain`]), saved plan files ([`saved`]), state as shown to people
-//! ([`records`]) and the JSON event stream ([`stream`]).
+//! ([`records`]), the JSON event stream ([`stream`]) and what attestations are verified with
+//! ([`verifying`]).
 
 pub mod catalogs;
 pub mod datasources;
@@ -14,3 +15,4 @@ pub mod refresh;
 pub mod saved;
 pub mod session;
 pub mod stream;
+pub mod verifying;

@@ -22,20 +22,49 @@ use sha2::Digest;
 pub async fn list(State(sim): State<Sim>, v: ApiVersion, Query(q): Query<PageQuery>) -> Res {
     let (page, size) = q.page(50, 1000);
     let now = now_ms();
+    let cfg = sim.config();
     ok(sim.read(|w| {
         let items = w
             .cvms
             .values()
             .skip(((page - 1) * size) as usize)
             .take(size as usize)
-            .map(|c| shapes::cvm_list_item(v, w, c, now))
+            .map(|c| as_booted(&cfg, c, shapes::cvm_list_item(v, w, c, now)))
             .collect();
         shapes::page(items, w.cvms.len() as u64, page, size)
     }))
 }
 
 pub async fn get(State(sim): State<Sim>, v: ApiVersion, Path(id): Path<String>) -> Res {
-    ok(sim.read(|w| w.cvm(&id).map(|c| shapes::cvm(v, w, c, now_ms())))?)
+    let cfg = sim.config();
+    ok(sim.read(|w| w.cvm(&id).map(|c| as_booted(&cfg, c, shapes::cvm(v, w, c, now_ms()))))?)
+}
+
+/// The OS image hash a CVM named in `boot_other_image` booted instead of its own.
+fn other_image_hash(c: &crate::sim::world::Cvm) -> String {
+    hex::encode(sha2::Sha256::digest(format!("another image than {}", c.image).as_bytes()))
+}
+
+/// A CVM as the API shows it, with the OS image it booted under `boot_other_image`.
+fn as_booted(cfg: &crate::sim::SimConfig, c: &crate::sim::world::Cvm, mut v: Value) -> Value {
+    if cfg.boot_other_image.contains(&c.name)
+        && let Some(os) = v.get_mut("os").and_then(Value::as_object_mut)
+    {
+        os.insert("os_image_hash".into(), other_image_hash(c).into());
+    }
+    v
+}
+
+/// An app certificate as the SDKs type it (`app_certificates[]`), carrying `quote` (hex).
+fn certificate(c: &crate::sim::world::Cvm, quote: &[u8]) -> Value {
+    json!({
+        "version": "3", "serial_number": "01", "not_before": "2025-06-19T00:00:00Z", "not_after": "2026-06-19T00:00:00Z",
+        "subject": {"common_name": c.app_id, "organization": null, "country": null, "state": null, "locality": null},
+        "issuer": {"common_name": "Dstack App CA", "organization": "Dstack", "country": null},
+        "fingerprint": hex::encode(sha2::Sha256::digest(quote)), "signature_algorithm": "ecdsa-with-SHA256",
+        "sans": null, "is_ca": false, "position_in_chain": 0, "quote": hex::encode(quote),
+        "app_id": c.app_id, "cert_usage": "app",
+    })
 }
 
 /// `GET /cvms/{id}/attestation` (`getCvmAttestation`): the TCB info of a running CVM, its
@@ -43,7 +72,9 @@ pub async fn get(State(sim): State<Sim>, v: ApiVersion, Path(id): Path<String>) 
 /// (the named CVMs booted another compose than they were sent: the log is consistent, the
 /// compose hash is not the sent one) and `corrupt_event_log` (the named CVMs' logged
 /// compose-hash event was rewritten after the fact: the log no longer replays to RTMR3).
-/// No quote: the simulator has no TDX hardware (`app_certificates` is null).
+/// No quote (the simulator has no TDX hardware: `app_certificates` is null), except that
+/// `sample_quote` and `tampered_quote` serve `dcap-qvl`'s real sample quote, as is or with a
+/// byte of RTMR3 flipped, and `boot_other_image` logs another OS image's hash.
 pub async fn attestation(State(sim): State<Sim>, Path(id): Path<String>) -> Res {
     let cfg = sim.config();
     let now = now_ms();
@@ -61,7 +92,10 @@ pub async fn attestation(State(sim): State<Sim>, Path(id): Path<String>) -> Res 
                 _ => crate::compose::canonical_json(&booted),
             };
             let hash = sha2::Sha256::digest(text.as_bytes());
-            let os_hash = w.os_image(&c.image).map(|i| i.os_image_hash.clone()).unwrap_or_default();
+            let os_hash = match cfg.boot_other_image.contains(&c.name) {
+                true => other_image_hash(c),
+                false => w.os_image(&c.image).map(|i| i.os_image_hash.clone()).unwrap_or_default(),
+            };
             let hexb = |h: &str| hex::decode(h.trim_start_matches("0x")).unwrap_or_default();
             let mut events = vec![
                 AttestEvent::new("system-preparing", b""),
@@ -86,10 +120,21 @@ pub async fn attestation(State(sim): State<Sim>, Path(id): Path<String>) -> Res 
                 "app_compose": text,
             })
         });
+        let certificates = if !running {
+            Value::Null
+        } else if cfg.sample_quote.contains(&c.name) {
+            json!([certificate(c, crate::sim::pccs::SAMPLE_QUOTE)])
+        } else if cfg.tampered_quote.contains(&c.name) {
+            json!([certificate(c, &crate::sim::pccs::tampered_quote())])
+        } else {
+            Value::Null
+        };
         Ok::<_, ApiError>(json!({
             "name": c.name, "is_online": running, "is_public": true,
             "error": if running { Value::Null } else { "CVM is not running".into() },
-            "app_certificates": null, "tcb_info": tcb, "compose_file": c.app_compose,
+            // A string in both SDKs' types (the app compose as JSON text: UNVERIFIED).
+            "app_certificates": certificates, "tcb_info": tcb,
+            "compose_file": crate::compose::canonical_json(&c.app_compose),
         }))
     })?)
 }

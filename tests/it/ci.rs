@@ -632,3 +632,44 @@ fn the_json_schema_refuses_what_the_loader_refuses_and_takes_references() {
         assert!(!v.is_valid(&manifest_json(bad)), "the schema takes:\n{bad}");
     }
 }
+
+/// The example workflow installs teeform from one repository, named once at the top
+/// (`TEEFORM_REPO`, which a team sets to where it hosts teeform): every install step runs
+/// `cargo install --locked` of that repository at the pinned tag, behind a cache whose key
+/// names both. The install's shell is run with a stand-in `cargo` that records its arguments.
+#[test]
+fn the_example_workflow_installs_from_the_repository_its_variable_names() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ci/github-actions.yml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let repo = doc["env"]["TEEFORM_REPO"].as_str().expect("TEEFORM_REPO under the workflow's env:");
+    assert!(repo.starts_with("https://"), "{repo}");
+    assert_eq!(text.matches(repo).count(), 1, "the repository is written once");
+    let dir = tempfile::tempdir().unwrap();
+    let cargo = dir.path().join("cargo");
+    std::fs::write(&cargo, "#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/args\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut installs = 0;
+    for (job, spec) in doc["jobs"].as_mapping().unwrap() {
+        let steps = spec["steps"].as_sequence().unwrap();
+        let Some(i) = steps.iter().position(|s| s["name"] == "Install teeform") else { continue };
+        installs += 1;
+        let key = steps[..i]
+            .iter()
+            .find(|s| s["uses"] == "actions/cache@v4")
+            .and_then(|s| s["with"]["key"].as_str())
+            .unwrap_or_else(|| panic!("{job:?}: a cache before the install"));
+        assert!(key.contains("env.TEEFORM_REPO") && key.contains("env.TEEFORM_VERSION"), "{job:?}: {key}");
+        let out = std::process::Command::new("bash")
+            .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", steps[i]["run"].as_str().unwrap()])
+            .env("PATH", format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default()))
+            .env("TEEFORM_REPO", repo)
+            .env("TEEFORM_VERSION", doc["env"]["TEEFORM_VERSION"].as_str().unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{job:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+        assert_eq!(args, format!("install\n--locked\n--git\n{repo}\n--tag\nv0.1.0\nteeform\n"), "{job:?}");
+    }
+    assert_eq!(installs, 3, "each job installs teeform");
+}

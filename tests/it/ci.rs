@@ -618,7 +618,7 @@ fn every_example_manifest_validates_against_the_json_schema() {
 #[test]
 fn the_json_schema_refuses_what_the_loader_refuses_and_takes_references() {
     let v = validator();
-    let ok = "variables:\n  n: { default: 2 }\ncvms:\n  web:\n    compose: web.yml\n    vcpu: ${var.n}\n    public_logs: true\n    power: stopped\n    kms: { chain: base, rpc_url: x, contract: '0x00' }\n    env:\n      A: 1\n      B: ${secret:env:B}\n    depends_on: [db]\n    lint: { ignore: [A] }\n  db:\n    compose: db.yml\noutputs:\n  a: ${cvm.web.app_id}\n  b: { value: x, sensitive: true }\n";
+    let ok = "variables:\n  n: { default: 2 }\ncvms:\n  web:\n    compose: web.yml\n    vcpu: ${var.n}\n    public_logs: true\n    power: stopped\n    kms: { chain: base, rpc_url: x, contract: '0x00' }\n    env:\n      A: 1\n      B: ${secret:env:B}\n    depends_on: [db]\n    lint: { ignore: [A] }\n    env_file: [.env, { path: s.env, secret: true }]\n  db:\n    compose: db.yml\n    env_file: .env\noutputs:\n  a: ${cvm.web.app_id}\n  b: { value: x, sensitive: true }\n";
     let errors: Vec<String> = v.iter_errors(&manifest_json(ok)).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:#?}");
     for bad in [
@@ -628,6 +628,8 @@ fn the_json_schema_refuses_what_the_loader_refuses_and_takes_references() {
         "cvm:\n  web:\n    compose: web.yml\n",
         "backend: sled\n",
         "cvms:\n  web:\n    compose: web.yml\n    power: paused\n",
+        "cvms:\n  web:\n    compose: web.yml\n    env_file: [{ secret: true }]\n",
+        "cvms:\n  web:\n    compose: web.yml\n    env_file: { path: a.env, secrets: true }\n",
     ] {
         assert!(!v.is_valid(&manifest_json(bad)), "the schema takes:\n{bad}");
     }

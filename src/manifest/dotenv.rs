@@ -234,8 +234,7 @@ impl Parser<'_> {
         let bytes = self.s.as_bytes();
         let mut out = Vec::new();
         let mut escaped = false;
-        for i in self.pos + 1..bytes.len() {
-            let b = bytes[i];
+        for (i, &b) in bytes.iter().enumerate().skip(self.pos + 1) {
             if b != q {
                 if !escaped && b == b'\\' {
                     escaped = true;

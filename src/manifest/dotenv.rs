@@ -194,6 +194,13 @@ impl Parser<'_> {
         let key = key.to_string();
         self.pos = key_end + 1;
         self.pos += s[self.pos..].find(|c: char| !is_blank(c)).unwrap_or(s.len() - self.pos);
+        self.value(key, key_at)
+    }
+
+    /// The value of `key` from `self.pos` (after the `=` and blanks), kept or reported; false
+    /// when the rest of the file cannot be read (an unterminated quote).
+    fn value(&mut self, key: String, key_at: usize) -> bool {
+        let s = self.s;
         let value_at = self.pos;
         let value = match s[value_at..].chars().next() {
             Some(q @ ('"' | '\'')) => match self.quoted(q) {

@@ -113,3 +113,16 @@ fn env_file_keys_count_for_the_compose_lint() {
     assert_eq!(w.len(), 1, "{w:#?}");
     assert!(w[0].contains("teeform.yaml:5:15: env key `TYPO` of cvm.web is used by neither"), "{w:#?}");
 }
+
+#[test]
+fn a_path_may_name_the_workspace_or_a_variable() {
+    let p = project().var("stage", "prod");
+    p.file("web.yml", &USES.replace("      - PW=${PW}\n", "").replace("      - B=${B}\n      - C=${C}\n", ""));
+    p.file("env/default.env", "A=from-default\n");
+    p.file("env/prod.env", "A=from-prod\n");
+    let vars = "variables:\n  stage: {default: dev}\n";
+    let c = p.load(&format!("{vars}{}", web("    env_file: env/${workspace}.env\n"))).unwrap();
+    assert_eq!(env(&c, "A"), Ok("from-default".into()));
+    let c = p.load(&format!("{vars}{}", web("    env_file: [{path: \"env/${var.stage}.env\"}]\n"))).unwrap();
+    assert_eq!(env(&c, "A"), Ok("from-prod".into()));
+}

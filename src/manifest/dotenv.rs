@@ -15,7 +15,8 @@
 //! `${VAR}` up in its own environment first, then the service's `environment:`, then the keys
 //! read so far; teeform looks only at the keys above it in the same file, so a plan never
 //! depends on the machine it runs on, and a `${VAR}` set nowhere above is an error (compose
-//! would use an empty string, with a warning). A bare `KEY` line (compose: "take KEY from my
+//! would use an empty string, with a warning). [`Entry::uses`] names what each value read, so
+//! the loader can refuse a name the CVM's `env:` sets too. A bare `KEY` line (compose: "take KEY from my
 //! environment") is an error too. Every file teeform reads therefore gives what compose
 //! gives with an empty environment.
 //!
@@ -30,6 +31,8 @@ pub struct Entry {
     pub value: String,
     /// Byte offset of the key in the file.
     pub at: usize,
+    /// The names its value's interpolation looked up (`${NAME}`, `$NAME`, in defaults too).
+    pub uses: Vec<String>,
 }
 
 /// A problem of an env file, at a byte offset. The message never quotes a value (an env file
@@ -62,7 +65,7 @@ const MAX_NESTING: usize = 32;
 
 /// Reads an env file's text (a byte-order mark already dropped, as `files` does).
 pub fn parse(text: &str) -> Parsed {
-    let mut p = Parser { s: text, pos: 0, out: Parsed::default(), vars: HashMap::new() };
+    let mut p = Parser { s: text, pos: 0, out: Parsed::default(), vars: Vars::default() };
     p.run();
     p.out
 }
@@ -98,7 +101,21 @@ struct Parser<'a> {
     pos: usize,
     out: Parsed,
     /// The keys read so far, for interpolation.
-    vars: HashMap<String, String>,
+    vars: Vars,
+}
+
+/// The keys read so far, and the names one value's interpolation looked up.
+#[derive(Default)]
+struct Vars {
+    map: HashMap<String, String>,
+    used: std::cell::RefCell<Vec<String>>,
+}
+
+impl Vars {
+    fn get(&self, name: &str) -> Option<&String> {
+        self.used.borrow_mut().push(name.to_string());
+        self.map.get(name)
+    }
 }
 
 impl Parser<'_> {
@@ -223,10 +240,13 @@ impl Parser<'_> {
                 interpolate(raw, &self.vars).map_err(|e| (value_at + e.offset, e))
             }
         };
+        let mut uses = self.vars.used.take();
+        uses.sort();
+        uses.dedup();
         match value {
             Ok(v) => {
-                self.vars.insert(key.clone(), v.clone());
-                self.out.entries.push(Entry { key, value: v, at: key_at });
+                self.vars.map.insert(key.clone(), v.clone());
+                self.out.entries.push(Entry { key, value: v, at: key_at, uses });
             }
             Err((at, e)) => self.out.errors.push(Error { at, message: e.message, hint: e.hint }),
         }
@@ -337,7 +357,7 @@ fn unset(offset: usize, name: &str) -> InterpError {
 }
 
 /// docker compose's interpolation of `s` against the keys read so far.
-fn interpolate(s: &str, vars: &HashMap<String, String>) -> Result<String, InterpError> {
+fn interpolate(s: &str, vars: &Vars) -> Result<String, InterpError> {
     subst(s, vars, 0)
 }
 
@@ -350,7 +370,7 @@ fn name_len(s: &str) -> usize {
     }
 }
 
-fn subst(s: &str, vars: &HashMap<String, String>, depth: usize) -> Result<String, InterpError> {
+fn subst(s: &str, vars: &Vars, depth: usize) -> Result<String, InterpError> {
     if depth > MAX_NESTING {
         return Err(InterpError {
             offset: 0,
@@ -395,7 +415,7 @@ fn invalid(at: usize) -> InterpError {
 }
 
 /// The `${…}` at `d` in `s`: its value and where the text after it starts.
-fn braced(s: &str, d: usize, vars: &HashMap<String, String>, depth: usize) -> Result<(String, usize), InterpError> {
+fn braced(s: &str, d: usize, vars: &Vars, depth: usize) -> Result<(String, usize), InterpError> {
     let start = d + 2;
     let n = name_len(&s[start..]);
     if n == 0 {

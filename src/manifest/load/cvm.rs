@@ -131,10 +131,12 @@ impl Loader<'_> {
             }
         }
         // `env:` wins over every env file.
+        let env = c.env.clone();
         for (key, f) in from_files {
-            if c.env.contains_key(&key) {
+            if env.contains_key(&key) {
                 continue;
             }
+            self.env_shadows(&key, &f, &env, &who);
             lint.env.push(EnvKey { name: key.clone(), key_span: f.span, value_span: f.span, literal: f.literal });
             c.env.insert(key, f.value);
         }

@@ -25,11 +25,16 @@ pub(super) struct FromFile {
     pub span: Span,
     /// The value, when it is not secret.
     pub literal: Option<String>,
+    /// The names its interpolation read from keys above it in the file.
+    pub uses: Vec<String>,
+    /// The file, as written.
+    pub path: String,
 }
 
-/// An env file read once, however many CVMs name it: its keys and values (the last of a
-/// repeated key), or `None` when it has problems (reported once).
-pub(super) type EnvFileValues = Option<Arc<BTreeMap<String, String>>>;
+/// An env file read once, however many CVMs name it: its keys, each with its value and the
+/// names its interpolation read (the last of a repeated key), or `None` when it has problems
+/// (reported once).
+pub(super) type EnvFileValues = Option<Arc<BTreeMap<String, (String, Vec<String>)>>>;
 
 /// How an env file was first named: secret or not, where, by which CVM.
 pub(super) struct FirstUse {
@@ -51,14 +56,15 @@ impl Loader<'_> {
             let Some((path, secret)) = self.env_file_entry(it, what) else { continue };
             self.same_secrecy(&path, secret, it.span, who);
             let Some(values) = self.env_file(&path, it.span, who) else { continue };
-            for (key, value) in values.iter() {
-                let from = if secret {
+            for (key, (value, uses)) in values.iter() {
+                let (value, literal) = if secret {
                     let r = Ref::SecretEnvFile { path: path.clone(), key: key.clone() };
-                    FromFile { value: Template { parts: vec![Part::Ref { r }] }, span: it.span, literal: None }
+                    (Template { parts: vec![Part::Ref { r }] }, None)
                 } else {
-                    FromFile { value: Template::literal(value.clone()), span: it.span, literal: Some(value.clone()) }
+                    (Template::literal(value.clone()), Some(value.clone()))
                 };
-                out.insert(key.clone(), from);
+                let (span, uses, path) = (it.span, uses.clone(), path.clone());
+                out.insert(key.clone(), FromFile { value, span, literal, uses, path });
             }
         }
         out
@@ -150,7 +156,20 @@ impl Loader<'_> {
                 );
             }
         }
-        ok.then(|| Arc::new(parsed.entries.into_iter().map(|e| (e.key, e.value)).collect()))
+        ok.then(|| Arc::new(parsed.entries.into_iter().map(|e| (e.key, (e.value, e.uses))).collect()))
+    }
+
+    /// docker compose interpolates an env file's `${NAME}` with the service's `environment:`
+    /// before the file's own keys; teeform reads only the file's. Where the CVM's `env:` sets
+    /// a name a kept value reads, the two would differ: an error, not a silent difference.
+    pub(super) fn env_shadows(&mut self, key: &str, f: &FromFile, env: &BTreeMap<String, Template>, who: &str) {
+        for name in f.uses.iter().filter(|n| env.contains_key(*n)) {
+            self.err(f.span, format!("`{key}` in env file `{}` reads `${{{name}}}`, which {who}'s `env:` sets too", f.path))
+                .set_label("ambiguous")
+                .add_hint(format!(
+                    "docker compose would read `env:`'s `{name}` there and teeform the file's: write the value out in the file, or rename one of the two"
+                ));
+        }
     }
 }
 

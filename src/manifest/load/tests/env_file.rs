@@ -126,3 +126,21 @@ fn a_path_may_name_the_workspace_or_a_variable() {
     let c = p.load(&format!("{vars}{}", web("    env_file: [{path: \"env/${var.stage}.env\"}]\n"))).unwrap();
     assert_eq!(env(&c, "A"), Ok("from-prod".into()));
 }
+
+#[test]
+fn a_value_reading_a_name_env_also_sets_is_an_error() {
+    let p = project();
+    p.file(".env", "A=file-a\nB=${A}-b\nC=${NOPE:-${A}}\n");
+    // compose would read `env:`'s A inside the file; teeform would read the file's.
+    let errs = p.errors(&web("    env_file: .env\n    env:\n      A: manifest-a\n"));
+    assert_eq!(
+        errs.iter().filter(|e| e.contains("reads `${A}`, which cvm.web's `env:` sets too")).count(),
+        2,
+        "{errs:#?}"
+    );
+    // No `env:` key in the way: the file's own keys.
+    p.file("web.yml", &USES.replace("      - PW=${PW}\n", ""));
+    let c = p.load(&web("    env_file: .env\n")).unwrap();
+    assert_eq!(env(&c, "B"), Ok("file-a-b".into()));
+    assert_eq!(env(&c, "C"), Ok("file-a".into()));
+}

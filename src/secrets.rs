@@ -72,11 +72,32 @@ pub fn read_all<'a>(
 ) -> Result<SecretValues, Vec<String>> {
     let mut out = SecretValues::new();
     let mut errors = Vec::new();
+    // Each secret env file read once, its problem reported once.
+    let mut env_files: BTreeMap<&str, Option<BTreeMap<String, Secret>>> = BTreeMap::new();
     for r in refs {
         if out.contains_key(r) {
             continue;
         }
         match r {
+            Ref::SecretEnvFile { path, key } => {
+                let file = env_files.entry(path).or_insert_with(|| match read_env_file(files, path) {
+                    Ok(values) => Some(values),
+                    Err(e) => {
+                        errors.push(format!("secret env file {}: {e}", files.full(path).display()));
+                        None
+                    }
+                });
+                match file.as_ref().map(|values| values.get(key)) {
+                    Some(Some(v)) => {
+                        out.insert(r.clone(), v.clone());
+                    }
+                    Some(None) => errors.push(format!(
+                        "secret env file {}: it no longer sets {key}; run plan again",
+                        files.full(path).display()
+                    )),
+                    None => {}
+                }
+            }
             Ref::SecretEnv { name } => match env(name) {
                 Some(v) => {
                     out.insert(r.clone(), Secret::new(v));
@@ -93,6 +114,21 @@ pub fn read_all<'a>(
         }
     }
     if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+/// The values of a secret env file (`env_file: {path: P, secret: true}`), read as the
+/// manifest's loader reads it (`manifest::dotenv`); a problem is named by line and column,
+/// never with the file's content.
+fn read_env_file(files: &FilePolicy, path: &str) -> Result<BTreeMap<String, Secret>, String> {
+    let text = zeroize::Zeroizing::new(files.read(path, Limit::Value).map_err(|e| format!("cannot read it: {e}"))?);
+    let parsed = crate::manifest::dotenv::parse(&text);
+    if let Some(e) = parsed.errors.first() {
+        let before = &text[..e.at];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+        return Err(format!("line {line}, column {col}: {}", e.message));
+    }
+    Ok(parsed.entries.into_iter().map(|e| (e.key, Secret::new(e.value))).collect())
 }
 
 /// The Argon2id digest of a value as teeform has always made it, computed on its own with

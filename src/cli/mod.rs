@@ -174,6 +174,21 @@ pub struct PlanArgs {
 }
 
 impl PlanArgs {
+    /// A plain plan (refreshed, whole, nothing to replace) with these variables: what
+    /// `state list --long` shows the table of.
+    pub fn read_only(vars: VarArgs) -> PlanArgs {
+        PlanArgs {
+            run: RunArgs { vars, parallelism: 10, lock_timeout: std::time::Duration::ZERO },
+            refresh: true,
+            refresh_only: false,
+            destroy: false,
+            locked: false,
+            targets: TargetArgs::default(),
+            replace: Vec::new(),
+            allow_replace: false,
+        }
+    }
+
     /// What the run asks for beyond the manifest.
     pub fn requests(&self) -> crate::plan::Requests {
         crate::plan::Requests {
@@ -398,8 +413,19 @@ pub enum WorkspaceCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
-    /// List resource addresses.
-    List,
+    /// List resource addresses; `--long`: the table `teeform status` prints.
+    List {
+        /// The table of `teeform status` (status from the API, app id, compose hash, what apply
+        /// would do), for those used to `ls -l`; `teeform status` has every planning flag.
+        #[arg(long, short = 'l')]
+        long: bool,
+        /// With --long: the table as JSON.
+        #[arg(long, requires = "long")]
+        json: bool,
+        /// With --long: variables for the plan behind the table.
+        #[command(flatten)]
+        vars: VarArgs,
+    },
     /// Show one resource as state records it.
     Show {
         address: String,
@@ -628,7 +654,8 @@ async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
         Command::Verify { addresses, json, quote } => verify::run(ctx, &addresses, json, &quote).await,
         Command::Output { name, json, raw, vars } => output::run(ctx, name.as_deref(), json, raw, &vars).await,
         Command::State(s) => match s {
-            StateCommand::List => state_list::run(ctx).await,
+            StateCommand::List { long: false, .. } => state_list::run(ctx).await,
+            StateCommand::List { long: true, json, vars } => status::run(ctx, &PlanArgs::read_only(vars), json).await,
             StateCommand::Show { address, json } => state_show::run(ctx, &address, json).await,
             StateCommand::Rm { addresses } => state_rm::run(ctx, &addresses).await,
             StateCommand::Mv { source, destination } => state_mv::run(ctx, &source, &destination).await,

@@ -120,6 +120,24 @@ fn cvm() -> Value {
     for spec in SCHEMA {
         props.insert(spec.key.to_string(), attribute(spec.key, spec.ty));
     }
+    let env_file = json!({"anyOf": [
+        text("The path of an env file, relative to the manifest."),
+        object(
+            "An env file.",
+            json!({
+                "path": text("The path of the env file, relative to the manifest."),
+                "secret": flag("Its values are secrets: digested, never stored or shown."),
+            }),
+            &["path"],
+        ),
+    ]});
+    props.insert(
+        "env_file".into(),
+        json!({
+            "description": "Env files in docker compose's syntax, read in order (a later file wins; `env:` wins over them all).",
+            "anyOf": [env_file.clone(), {"type": "array", "items": env_file}],
+        }),
+    );
     props.insert("depends_on".into(), list_of_strings("CVM keys this one is created and updated after."));
     props.insert(
         "lifecycle".into(),

@@ -36,6 +36,13 @@ pub enum Ref {
     SecretFile {
         path: String,
     },
+    /// The value of `key` in a secret env file (`env_file: {path: PATH, secret: true}`), read
+    /// when a plan or an apply reads secrets, as `${secret:file:}` is. Made by the loader, never
+    /// written in a manifest.
+    SecretEnvFile {
+        path: String,
+        key: String,
+    },
     /// The state workspace of the run (`--workspace`, `TEEFORM_WORKSPACE`, else `default`).
     Workspace,
 }
@@ -50,6 +57,7 @@ impl std::fmt::Display for Ref {
             Ref::Data { source, name, attr } => write!(f, "${{data.{source}.{name}.{attr}}}"),
             Ref::SecretEnv { name } => write!(f, "${{secret:env:{name}}}"),
             Ref::SecretFile { path } => write!(f, "${{secret:file:{path}}}"),
+            Ref::SecretEnvFile { path, key } => write!(f, "{key} of env_file {path}"),
             Ref::Workspace => write!(f, "${{workspace}}"),
         }
     }
@@ -57,7 +65,7 @@ impl std::fmt::Display for Ref {
 
 impl Ref {
     pub fn is_secret(&self) -> bool {
-        matches!(self, Ref::SecretEnv { .. } | Ref::SecretFile { .. })
+        matches!(self, Ref::SecretEnv { .. } | Ref::SecretFile { .. } | Ref::SecretEnvFile { .. })
     }
 }
 

@@ -10,6 +10,7 @@
 //! - `settings.rs`: `provider:` (the Phala endpoint) and `backend:`;
 //! - `cvm.rs`: `cvms:` (one CVM: [`Loader::cvm`]; its attributes: `Loader::cvm_attribute`),
 //!   names across CVMs, implied dependencies; `kms.rs`: a CVM's `kms:`;
+//! - `env_file.rs`: a CVM's `env_file:` (docker compose's env files; secret ones as references);
 //! - `compose.rs`: each CVM's compose file and env handed to `compose_lint` once all are read;
 //! - `moved.rs`: `moved:` (renamed CVM keys);
 //! - `outputs.rs`: `outputs:`; `secrets.rs`: `secrets:` (how secret values are digested);
@@ -18,6 +19,7 @@
 mod compose;
 mod cvm;
 mod data;
+mod env_file;
 mod kms;
 mod moved;
 mod outputs;
@@ -190,6 +192,9 @@ struct Loader<'a> {
     credentials: BTreeSet<String>,
     /// Compose files to lint once every CVM is read (`compose_lint`).
     compose_uses: Vec<Use>,
+    /// Env files (`env_file:`) read so far, by path, and how each was first named.
+    env_file_values: HashMap<String, env_file::EnvFileValues>,
+    env_file_uses: HashMap<String, env_file::FirstUse>,
 }
 
 /// The keys a manifest's top level may have.
@@ -213,6 +218,8 @@ impl<'a> Loader<'a> {
             files: HashMap::new(),
             credentials: crate::secrets::CREDENTIAL_VARS.iter().map(|s| s.to_string()).collect(),
             compose_uses: Vec::new(),
+            env_file_values: HashMap::new(),
+            env_file_uses: HashMap::new(),
         }
     }
 

@@ -10,6 +10,7 @@
 pub mod compose_lint;
 pub mod data;
 pub mod diag;
+pub mod dotenv;
 pub mod expr;
 pub mod files;
 mod load;

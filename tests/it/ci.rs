@@ -107,6 +107,8 @@ mod workflow {
         /// The sticky comment, by header.
         pub comments: BTreeMap<String, String>,
         prefix: String,
+        /// The `ETH_RPC_URL` secret (none unless a test has a chain).
+        pub eth_rpc_url: String,
     }
 
     /// What triggered a run.
@@ -144,7 +146,14 @@ mod workflow {
             std::fs::set_permissions(&gh, std::fs::Permissions::from_mode(0o755)).unwrap();
             std::fs::write(root.join("prs.tsv"), "").unwrap();
             std::fs::write(root.join("runs.tsv"), "").unwrap();
-            Github { root, doc, next_run: 100, comments: BTreeMap::new(), prefix: t.prefix() }
+            Github {
+                root,
+                doc,
+                next_run: 100,
+                comments: BTreeMap::new(),
+                prefix: t.prefix(),
+                eth_rpc_url: String::new(),
+            }
         }
 
         /// Writes the repository's `deploy/teeform.yaml` (the simulator's endpoint prepended).
@@ -171,6 +180,7 @@ mod workflow {
                 // The stand-in for PostgreSQL is a shared local state: no connection string.
                 "secrets.TEEFORM_PG_CONN" => String::new(),
                 "secrets.DB_PASSWORD" => SECRET.into(),
+                "secrets.ETH_RPC_URL" => self.eth_rpc_url.clone(),
                 "github.token" => "ghs_test_token".into(),
                 "github.repository" => REPO.into(),
                 "github.sha" => ev.sha.clone(),
@@ -335,6 +345,27 @@ mod workflow {
                 }
             }
             JobRun { ok: true, log, summary: std::fs::read_to_string(&summary).unwrap() }
+        }
+
+        /// Runs teeform in a fresh checkout's `deploy/` (the shared state, the workflow's
+        /// workspace), as someone at a terminal would: to set up what the test needs.
+        pub fn teeform(&self, t: &TestEnv, args: &[&str]) -> crate::harness::Run {
+            let ws = self.root.join("ws");
+            let _ = std::fs::remove_dir_all(&ws);
+            copy_dir(&self.root.join("repo"), &ws);
+            std::os::unix::fs::symlink(self.root.join("state"), ws.join("deploy/state")).unwrap();
+            let out = t
+                .command(args)
+                .current_dir(ws.join("deploy"))
+                .env("TEEFORM_WORKSPACE", s(&self.doc["env"]["TEEFORM_WORKSPACE"]))
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("teeform runs");
+            crate::harness::Run {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
         }
 
         /// Every file of every artifact, as bytes.
@@ -618,7 +649,7 @@ fn every_example_manifest_validates_against_the_json_schema() {
 #[test]
 fn the_json_schema_refuses_what_the_loader_refuses_and_takes_references() {
     let v = validator();
-    let ok = "variables:\n  n: { default: 2 }\ncvms:\n  web:\n    compose: web.yml\n    vcpu: ${var.n}\n    public_logs: true\n    power: stopped\n    kms: { chain: base, rpc_url: x, contract: '0x00' }\n    env:\n      A: 1\n      B: ${secret:env:B}\n    depends_on: [db]\n    lint: { ignore: [A] }\n  db:\n    compose: db.yml\noutputs:\n  a: ${cvm.web.app_id}\n  b: { value: x, sensitive: true }\n";
+    let ok = "variables:\n  n: { default: 2 }\ncvms:\n  web:\n    compose: web.yml\n    vcpu: ${var.n}\n    public_logs: true\n    power: stopped\n    kms: { chain: base, rpc_url: x, contract: '0x00' }\n    env:\n      A: 1\n      B: ${secret:env:B}\n    depends_on: [db]\n    lint: { ignore: [A] }\n    env_file: [.env, { path: s.env, secret: true }]\n  db:\n    compose: db.yml\n    env_file: .env\noutputs:\n  a: ${cvm.web.app_id}\n  b: { value: x, sensitive: true }\n";
     let errors: Vec<String> = v.iter_errors(&manifest_json(ok)).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:#?}");
     for bad in [
@@ -628,7 +659,149 @@ fn the_json_schema_refuses_what_the_loader_refuses_and_takes_references() {
         "cvm:\n  web:\n    compose: web.yml\n",
         "backend: sled\n",
         "cvms:\n  web:\n    compose: web.yml\n    power: paused\n",
+        "cvms:\n  web:\n    compose: web.yml\n    env_file: [{ secret: true }]\n",
+        "cvms:\n  web:\n    compose: web.yml\n    env_file: { path: a.env, secrets: true }\n",
     ] {
         assert!(!v.is_valid(&manifest_json(bad)), "the schema takes:\n{bad}");
     }
+}
+
+/// The example workflow installs teeform from one repository, named once at the top
+/// (`TEEFORM_REPO`, which a team sets to where it hosts teeform): every install step runs
+/// `cargo install --locked` of that repository at the pinned tag, behind a cache whose key
+/// names both. The install's shell is run with a stand-in `cargo` that records its arguments.
+#[test]
+fn the_example_workflow_installs_from_the_repository_its_variable_names() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ci/github-actions.yml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let repo = doc["env"]["TEEFORM_REPO"].as_str().expect("TEEFORM_REPO under the workflow's env:");
+    assert!(repo.starts_with("https://"), "{repo}");
+    assert_eq!(text.matches(repo).count(), 1, "the repository is written once");
+    let dir = tempfile::tempdir().unwrap();
+    let cargo = dir.path().join("cargo");
+    std::fs::write(&cargo, "#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/args\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut installs = 0;
+    for (job, spec) in doc["jobs"].as_mapping().unwrap() {
+        let steps = spec["steps"].as_sequence().unwrap();
+        let Some(i) = steps.iter().position(|s| s["name"] == "Install teeform") else { continue };
+        installs += 1;
+        let key = steps[..i]
+            .iter()
+            .find(|s| s["uses"] == "actions/cache@v4")
+            .and_then(|s| s["with"]["key"].as_str())
+            .unwrap_or_else(|| panic!("{job:?}: a cache before the install"));
+        assert!(key.contains("env.TEEFORM_REPO") && key.contains("env.TEEFORM_VERSION"), "{job:?}: {key}");
+        let out = std::process::Command::new("bash")
+            .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", steps[i]["run"].as_str().unwrap()])
+            .env("PATH", format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default()))
+            .env("TEEFORM_REPO", repo)
+            .env("TEEFORM_VERSION", doc["env"]["TEEFORM_VERSION"].as_str().unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{job:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+        assert_eq!(args, format!("install\n--locked\n--git\n{repo}\n--tag\nv0.1.0\nteeform\n"), "{job:?}");
+    }
+    assert_eq!(installs, 3, "each job installs teeform");
+}
+
+/// A stand-in chain for JSON-RPC calls (the simulator's and teeform's): an app contract allows
+/// a compose hash when `allowed` is set (`eth_call` answers it); there are no receipts.
+fn stand_in_chain(allowed: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
+    use serde_json::{Value, json};
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |axum::Json(req): axum::Json<Value>| async move {
+            let on = allowed.load(std::sync::atomic::Ordering::SeqCst);
+            let result = match req["method"].as_str() {
+                Some("eth_call") => json!(format!("0x{}{}", "0".repeat(63), u8::from(on))),
+                Some("eth_chainId") => json!("0x2105"),
+                _ => Value::Null,
+            };
+            axum::Json(json!({"jsonrpc": "2.0", "id": req["id"], "result": result}))
+        }),
+    );
+    let listener = crate::harness::runtime().block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    crate::harness::runtime().spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// The example workflow's exit-3 handling, run: an on-chain-KMS CVM's compose update is held by
+/// the API until its hash is registered, and with no signer in the workflow the apply pauses
+/// (exit 3). The apply job and the manual `action: apply` say so and succeed, changing nothing;
+/// once the hash is registered, `action: resume` finishes the update. (A resume before the
+/// registration waits for it, up to `--timeout`, so it is not run here.)
+#[test]
+fn the_example_workflow_reports_an_apply_paused_for_on_chain_registration() {
+    use serde_json::json;
+    use teeform::sim::SimConfig;
+    use workflow::*;
+    let allowed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let chain = stand_in_chain(allowed.clone());
+    let t = TestEnv::with_config(SimConfig {
+        restart_ms: 150,
+        boot_ms: 150,
+        chain_rpc: Some(chain.clone()),
+        kms_contract: Some(format!("0x{}", "11".repeat(20))),
+        chain_id: Some(8453),
+        ..Default::default()
+    });
+    let mut gh = Github::new(&t);
+    gh.eth_rpc_url = chain;
+    let manifest = "cvms:\n  web:\n    name: chain-web\n    compose: web.yml\n    kms: base\n";
+    // The CVM and its app contract were made outside teeform, then imported.
+    let prov = t.api(
+        "POST",
+        "/cvms/provision",
+        Some(json!({"name": "chain-web", "compose_file": {"docker_compose_file": WEB}, "kms": "BASE"})),
+    );
+    assert_eq!(prov.0, 200, "{}", prov.1);
+    let made = t.api("POST", "/cvms", Some(json!({"app_id": "22".repeat(20), "compose_hash": prov.1["compose_hash"]})));
+    assert!(made.0 < 300, "{}", made.1);
+    t.settle();
+    gh.commit(manifest, WEB);
+    let r = gh.teeform(&t, &["import", "cvm.web", "chain-web"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let hash = || t.cvm_stat("chain-web", "compose_hash");
+    let before = hash();
+    // From now on the chain allows no new hash until one is registered.
+    allowed.store(false, std::sync::atomic::Ordering::SeqCst);
+
+    // A pull request changes the compose file; merged, its apply is held for the chain.
+    let changed = WEB.replace("nginx:1.27", "nginx:1.28");
+    gh.commit(manifest, &changed);
+    let r = gh.trigger(&pr(7, "h7"));
+    assert!(r.ok, "{}", r.log);
+    gh.merged(7, "h7", "m7");
+    let r = gh.trigger(&push("m7"));
+    assert!(r.ok, "a paused apply is not a failed job:\n{}", r.log);
+    assert!(r.log.contains("## Apply the reviewed plan (exit Some(0))"), "{}", r.log);
+    assert!(r.log.contains("::warning::paused awaiting on-chain registration"), "{}", r.log);
+    assert!(r.log.contains("compose hash:"), "the pause names the hash to register:\n{}", r.log);
+    assert_eq!(hash(), before, "nothing applied while paused");
+
+    // Registered (the app contract now allows the hash): resuming by hand finishes the update.
+    allowed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = gh.trigger(&dispatch("resume"));
+    assert!(r.ok, "{}", r.log);
+    assert!(!r.log.contains("::warning::"), "{}", r.log);
+    let applied = hash();
+    assert_ne!(applied, before, "the held update was applied:\n{}", r.log);
+
+    // By hand, `action: apply` of a change held for the chain: the manual job's exit 3.
+    allowed.store(false, std::sync::atomic::Ordering::SeqCst);
+    gh.commit(manifest, &WEB.replace("nginx:1.27", "nginx:1.29"));
+    let r = gh.trigger(&dispatch("apply"));
+    assert!(r.ok, "{}", r.log);
+    assert!(r.log.contains("## Apply or resume (exit Some(0))"), "{}", r.log);
+    assert!(r.log.contains("::warning::paused awaiting on-chain registration"), "{}", r.log);
+    assert_eq!(hash(), applied, "nothing applied while paused");
+    allowed.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(gh.trigger(&dispatch("resume")).ok);
+    assert_ne!(hash(), applied);
+    let r = gh.teeform(&t, &["plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }

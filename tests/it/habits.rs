@@ -211,6 +211,14 @@ fn status_shows_each_cvm_with_its_status_app_id_hash_and_pending_change() {
     assert_eq!(web["app_id"].as_str().map(str::len), Some(40), "{web}");
     assert_eq!(web["compose_hash"].as_str().map(str::len), Some(64), "{web}");
     assert_eq!(v[0]["app_id"], serde_json::Value::Null);
+    // `state list --long` (or `-l`) is the same table; `state list` stays the addresses.
+    let table = t.run(&["status"]);
+    let long = t.run(&["state", "list", "--long"]);
+    long.ok();
+    assert_eq!(long.stdout, table.stdout);
+    assert_eq!(t.run(&["state", "list", "-l", "--json"]).stdout, t.run(&["status", "--json"]).stdout);
+    assert_eq!(t.run(&["state", "list"]).stdout, "cvm.web\n");
+    t.run(&["state", "list", "--json"]).code(1);
     assert_eq!(t.count("PATCH"), patches, "status changes nothing");
     assert_eq!(t.count("POST /api/v1/cvms"), posts, "status changes nothing");
 }

@@ -11,6 +11,7 @@ mod ci;
 mod converge;
 mod crash;
 mod current_api;
+mod env_files;
 mod errors;
 mod fidelity;
 mod fleet;

@@ -1,4 +1,4 @@
-//! `cvms:`: each CVM's key, name, files, attributes, env, dependencies and `lifecycle`; the checks across
+//! `cvms:`: each CVM's key, name, files, attributes, env (`env:` over `env_file:`), dependencies and `lifecycle`; the checks across
 //! CVMs (names differ); the dependencies `${cvm.X...}` references imply.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,7 +21,7 @@ pub fn cvm_keys() -> &'static [&'static str] {
 }
 
 static CVM_KEYS: LazyLock<Vec<&'static str>> =
-    LazyLock::new(|| SCHEMA.iter().map(|s| s.key).chain(["depends_on", "lint", "lifecycle"]).collect());
+    LazyLock::new(|| SCHEMA.iter().map(|s| s.key).chain(["env_file", "depends_on", "lint", "lifecycle"]).collect());
 
 /// A CVM with nothing read yet but its key.
 fn new_cvm(key: &str, span: Span) -> CvmConfig {
@@ -97,6 +97,7 @@ impl Loader<'_> {
         let mut name_span = knode.span;
         let mut compose_seen = false;
         let mut lint = LintInput::default();
+        let mut from_files = BTreeMap::new();
         for (k, knode2, v) in &fields {
             let w = format!("{what}: `{k}`");
             c.spans.insert(k.to_string(), v.span);
@@ -122,11 +123,22 @@ impl Loader<'_> {
                     lint.env_span = Some(knode2.span);
                     lint.env = self.env(&mut c, v, &what);
                 }
+                "env_file" => from_files = self.env_files(v, &w, &who),
                 "depends_on" if !v.is_null() => self.depends_on(&mut c, v, &what),
                 "lint" => lint.ignore = self.lint(v, &what),
                 "lifecycle" => c.prevent_destroy = self.lifecycle(v, &what),
                 _ => self.cvm_attribute(&mut c, k, v, &w),
             }
+        }
+        // `env:` wins over every env file.
+        let env = c.env.clone();
+        for (key, f) in from_files {
+            if env.contains_key(&key) {
+                continue;
+            }
+            self.env_shadows(&key, &f, &env, &who);
+            lint.env.push(EnvKey { name: key.clone(), key_span: f.span, value_span: f.span, literal: f.literal });
+            c.env.insert(key, f.value);
         }
         if !compose_seen {
             self.err(knode.span, format!("{what} has no `compose` file"))

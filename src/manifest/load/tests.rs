@@ -742,3 +742,5 @@ fn lifecycle_takes_prevent_destroy() {
     let e = p.errors(&web("    lifecycle:\n      prevent_destory: true\n"));
     assert!(e[0].contains("unknown key `prevent_destory`") && e.len() == 1, "{e:?}");
 }
+
+mod env_file;

@@ -246,9 +246,7 @@ impl Loader<'_> {
             let (allowed, place) = match r {
                 Ref::Cvm { .. } => (allow.cvm, "CVM references are allowed in `env` values and outputs only"),
                 Ref::Data { .. } => (allow.data, "data source references are not allowed here"),
-                Ref::SecretEnv { .. } | Ref::SecretFile { .. } => {
-                    (allow.secret, "secrets are allowed in `env` values and outputs only")
-                }
+                r if r.is_secret() => (allow.secret, "secrets are allowed in `env` values and outputs only"),
                 _ => (true, ""),
             };
             if !allowed {

@@ -1,0 +1,209 @@
+use proptest::prelude::*;
+
+use super::*;
+
+/// `text` read whole: the last value of each key, in the order first written.
+fn read(text: &str) -> Vec<(String, String)> {
+    let p = parse(text);
+    assert!(p.errors.is_empty(), "{text:?}: {:?}", p.errors);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for e in p.entries {
+        match out.iter_mut().find(|(k, _)| *k == e.key) {
+            Some(kv) => kv.1 = e.value,
+            None => out.push((e.key, e.value)),
+        }
+    }
+    out
+}
+
+/// The one value `text` sets.
+fn one(text: &str) -> String {
+    let kv = read(text);
+    assert_eq!(kv.len(), 1, "{text:?}: {kv:?}");
+    kv[0].1.clone()
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (before.matches('\n').count() + 1, before[line_start..].chars().count() + 1)
+}
+
+#[test]
+fn values_read_as_docker_compose_reads_them() {
+    let cases: &[(&str, &str)] = &[
+        // Unquoted: to the end of the line, trimmed at the end, ` #` starts a comment.
+        ("FOO=bar", "bar"),
+        ("FOO =bar", "bar"),
+        ("FOO= bar", "bar"),
+        ("FOO=bar  \t", "bar"),
+        ("FOO=bar # comment", "bar"),
+        ("FOO=bar #", "bar"),
+        ("FOO=123#not-a-comment", "123#not-a-comment"),
+        ("FOO=a\tb # tab before the hash", "a\tb"),
+        ("FOO=a\t#b", "a\t#b"),
+        ("FOO=foobar=", "foobar="),
+        ("FOO=1:B", "1:B"),
+        ("FOO=some\\tvalue", "some\\tvalue"),
+        ("FOO=a 'b' \"c\"", "a 'b' \"c\""),
+        ("FOO=   # only a comment, as compose reads it", "# only a comment, as compose reads it"),
+        // Empty values.
+        ("FOO=", ""),
+        ("FOO=''", ""),
+        ("FOO=\"\"", ""),
+        ("FOO= \n", ""),
+        // `KEY: VALUE`, `export`.
+        ("FOO: 1", "1"),
+        ("FOO: Foo=bar", "Foo=bar"),
+        ("export FOO=2", "2"),
+        ("export\tFOO=2", "2"),
+        ("  export FOO=2", "2"),
+        ("export FOO=\"export A\"", "export A"),
+        ("exportFOO=2", "2"),
+        // Single quotes: literal, `\'` unescaped.
+        ("FOO='$OTHER'", "$OTHER"),
+        ("FOO='${OTHER}'", "${OTHER}"),
+        ("FOO='Let\\'s go!'", "Let's go!"),
+        ("FOO='some\\tvalue'", "some\\tvalue"),
+        ("FOO='a\\\\b'", "a\\\\b"),
+        ("FOO='ba#r' # comment", "ba#r"),
+        ("FOO='first\nsecond\n'", "first\nsecond\n"),
+        // Double quotes: escapes, `#` inside, comments after.
+        ("FOO=\"VAL # not a comment\"", "VAL # not a comment"),
+        ("FOO=\"VAL\" # comment", "VAL"),
+        ("FOO=\"bar#baz\"#", "bar#baz"),
+        ("FOO=\"{\\\"hello\\\": \\\"json\\\"}\"", "{\"hello\": \"json\"}"),
+        ("FOO=\"some\\tvalue\"", "some\tvalue"),
+        ("FOO=\"Z\\aZ\\bZ\\fZ\\nZ\\rZ\\tZ\\vZ\\\\Z\\0123Z\"", "Z\u{7}Z\u{8}Z\u{c}Z\nZ\rZ\tZ\u{b}Z\\ZSZ"),
+        ("FOO=\"bar\\n\\ b\\az\"", "bar\n\\ b\u{7}z"),
+        ("FOO=\"bar\\\\r\\ b\"", "bar\\r\\ b"),
+        ("FOO=\"end\\\\\"", "end\\"),
+        ("FOO=\"\\x07 \\u12e4 \\c\"", "\\x07 \\u12e4 \\c"),
+        ("FOO=\"\\012 \\0400 \\0\"", "\\012 \\0400 \\0"),
+        ("FOO=\"\\0101\\01012\"", "AA2"),
+        ("FOO=\"'d'\"", "'d'"),
+        // A double-quoted value may span lines, kept as written (CRLF too).
+        ("KEY=\"-----BEGIN-----\nAAAA\n-----END-----\"", "-----BEGIN-----\nAAAA\n-----END-----"),
+        ("KEY=\"a\r\nb\"\r\n", "a\r\nb"),
+        // Line endings, blanks, a byte-order mark dropped before parsing.
+        ("FOO=bar\r\n", "bar"),
+        ("\n\n  \t FOO=bar\n\n", "bar"),
+        ("# comment\n# FOO=no\nFOO=yes", "yes"),
+        ("  # indented comment\nFOO=yes", "yes"),
+        // Non-ASCII text as it is.
+        ("FOO=héllo wörld ✓", "héllo wörld ✓"),
+        ("FOO=\"日本\"", "日本"),
+    ];
+    for (text, want) in cases {
+        assert_eq!(one(text), *want, "{text:?}");
+    }
+}
+
+#[test]
+fn interpolation_reads_keys_above_with_composes_operators() {
+    let cases: &[(&str, &str)] = &[
+        ("A=x\nB=$A", "x"),
+        ("A=x\nB=${A}", "x"),
+        ("A=x\nB=\"${A}-y\"", "x-y"),
+        ("A=x\nB='${A}'", "${A}"),
+        ("A=x\nB=$$A", "$A"),
+        ("A=x\nB=\"\\$A\"", "$A"),
+        ("A=x\nB=$", "$"),
+        ("A=x\nB=$5 and $-", "$5 and $-"),
+        ("A=x\nB=${A:-d}", "x"),
+        ("A=\nB=${A:-d}", "d"),
+        ("A=\nB=${A-d}", ""),
+        ("A=x\nB=${NOPE-d}", "d"),
+        ("A=x\nB=${NOPE:-d e f}", "d e f"),
+        ("A=x\nB=${A:+alt}", "alt"),
+        ("A=\nB=${A:+alt}", ""),
+        ("A=\nB=${A+alt}", "alt"),
+        ("A=x\nB=${NOPE+alt}", ""),
+        ("A=x\nB=${A?err}", "x"),
+        ("A=\nB=${A?err}", ""),
+        ("A=x\nB=${NOPE:-${A}}", "x"),
+        ("A=x\nB=${NOPE:-${ALSO:-deep}}", "deep"),
+        ("A=x\nB=${NOPE:-a}${A}", "ax"),
+        ("A=x\nB=${NOPE:-{x}}", "{x}"),
+        ("A=x\nB=${A:-y} ${A}}", "x x}"),
+        // A key may be read again, later values winning.
+        ("PATH=/bin\nPATH=$PATH:/usr/bin", "/bin:/usr/bin"),
+    ];
+    for (text, want) in cases {
+        let kv = read(text);
+        assert_eq!(kv.last().unwrap().1, *want, "{text:?}");
+    }
+    assert_eq!(read("A=x\nA=${A}y\n"), [("A".to_string(), "xy".to_string())]);
+}
+
+#[test]
+fn errors_say_where_and_never_quote_a_value() {
+    // (text, line, column, part of the message)
+    let cases: &[(&str, usize, usize, &str)] = &[
+        ("A=1\nB=$NOPE\n", 2, 3, "`NOPE` is not set above this line"),
+        ("A=1\nB=x ${NOPE}\n", 2, 5, "`NOPE` is not set"),
+        ("B=\"a\nb ${NOPE}\"\n", 1, 3, "`NOPE` is not set"),
+        ("B=$B\n", 1, 3, "`B` is not set"),
+        ("A=x\nB=$A_more\n", 2, 3, "`A_more` is not set"),
+        ("A=\nB=${A:?needs a value}\n", 2, 3, "required variable `A` is missing a value: needs a value"),
+        ("B=${A?}\n", 1, 3, "required variable `A` is missing a value"),
+        ("B=${A\n", 1, 3, "invalid `${…}`"),
+        ("B=${1}\n", 1, 3, "invalid `${…}`"),
+        ("B=${A:x}\n", 1, 3, "invalid `${…}`"),
+        ("B=${A:-\n}\n", 1, 3, "invalid `${…}`"),
+        ("SECRET=\"s3cr3t\nNEXT=1\n", 1, 8, "the value of `SECRET` has no closing \""),
+        ("A=1\nLONELY\nB=2\n", 2, 1, "`LONELY` has no value"),
+        ("A=1\nLONELY", 2, 1, "`LONELY` has no value"),
+        ("A B=1\n", 1, 1, "contains a space"),
+        ("=1\n", 1, 1, "no key"),
+        ("A*B=1\n", 1, 2, "unexpected character '*'"),
+        ("A=\"x\" junk\n", 1, 7, "`junk` has no value"),
+    ];
+    for (text, line, col, want) in cases {
+        let p = parse(text);
+        let e = p.errors.first().unwrap_or_else(|| panic!("{text:?}: no error"));
+        assert!(e.message.contains(want), "{text:?}: {e:?}");
+        assert_eq!(line_col(text, e.at), (*line, *col), "{text:?}: {e:?}");
+        assert!(!e.message.contains("s3cr3t"), "{e:?}");
+    }
+    // Reading goes on after an error (but not past an unterminated quote).
+    let p = parse("A=$X\nB=2\nC D=3\nE=4\n");
+    assert_eq!(p.errors.len(), 2, "{:?}", p.errors);
+    assert_eq!(p.entries.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["B", "E"]);
+    let p = parse("A='open\nB=2\n");
+    assert!(p.entries.is_empty() && p.errors.len() == 1, "{p:?}");
+    // `export` alone on a line sets nothing (compose looks up an empty name).
+    assert_eq!(read("export\nA=1"), [("A".to_string(), "1".to_string())]);
+}
+
+#[test]
+fn nesting_is_bounded() {
+    let deep = format!("B={}x{}\n", "${A:-".repeat(40), "}".repeat(40));
+    let p = parse(&deep);
+    assert!(p.errors[0].message.contains("nested more than"), "{:?}", p.errors);
+    let ok = format!("B={}x{}\n", "${A:-".repeat(20), "}".repeat(20));
+    assert_eq!(one(&ok), "x");
+}
+
+proptest! {
+    /// A value written by [`quote`] reads back as exactly that value, whatever it holds.
+    #[test]
+    fn a_quoted_value_reads_back_equal(value in any::<String>(), key in "[A-Za-z_][A-Za-z0-9_]{0,12}") {
+        let text = format!("# written by quote()\nexport {key}={} # comment\nNEXT=1\n", quote(&value));
+        let p = parse(&text);
+        prop_assert!(p.errors.is_empty(), "{:?}", p.errors);
+        prop_assert_eq!(p.entries.len(), 2);
+        prop_assert_eq!(&p.entries[0].key, &key);
+        prop_assert_eq!(&p.entries[0].value, &value);
+    }
+
+    /// Any text reads without a panic, and every error is at a place in it.
+    #[test]
+    fn any_text_reads_without_panic(text in "(?s)[A-Za-z_=:'\"#$\\\\{}\\-+?\n\r\t 0-9é]{0,80}") {
+        let p = parse(&text);
+        for e in &p.errors {
+            prop_assert!(e.at <= text.len() && text.is_char_boundary(e.at));
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! `env_file:` on a CVM: env files in docker compose's dialect (`manifest::dotenv`), one path
+//! or a list, each a path or `{path: P, secret: true}`, relative to the manifest and read under
+//! the same rules as every file it names. A later file wins over an earlier one; the CVM's own
+//! `env:` wins over every file ([`Loader::cvm`] merges them). A secret file's values stay out
+//! of the `Config`: each key becomes a reference ([`Ref::SecretEnvFile`]) read when secrets are
+//! read, digested like `${secret:…}` values and never shown or stored.
+//!
+//! Problems inside a file are diagnostics at its line and column that never show its lines
+//! (its values may be secrets), with the manifest's `env_file:` entry beside them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::super::diag::{Diagnostic, Source};
+use super::super::dotenv;
+use super::super::expr::{Part, Ref, Template};
+use super::super::files::Limit;
+use super::super::yaml::{Kind, Node, Span};
+use super::{Loader, display_path};
+
+/// A key an env file gives a CVM.
+pub(super) struct FromFile {
+    pub value: Template,
+    /// The manifest's `env_file:` entry that named the file.
+    pub span: Span,
+    /// The value, when it is not secret.
+    pub literal: Option<String>,
+    /// The names its interpolation read from keys above it in the file.
+    pub uses: Vec<String>,
+    /// The file, as written.
+    pub path: String,
+}
+
+/// An env file read once, however many CVMs name it: its keys, each with its value and the
+/// names its interpolation read (the last of a repeated key), or `None` when it has problems
+/// (reported once).
+pub(super) type EnvFileValues = Option<Arc<BTreeMap<String, (String, Vec<String>)>>>;
+
+/// How an env file was first named: secret or not, where, by which CVM.
+pub(super) struct FirstUse {
+    secret: bool,
+    span: Span,
+    who: String,
+}
+
+impl Loader<'_> {
+    /// `env_file:` of one CVM: each key with its value, a later file winning.
+    pub(super) fn env_files(&mut self, node: &Node, what: &str, who: &str) -> BTreeMap<String, FromFile> {
+        let items: Vec<&Node> = match &node.kind {
+            Kind::Seq(items) => items.iter().collect(),
+            _ if node.is_null() => Vec::new(),
+            _ => vec![node],
+        };
+        let mut out = BTreeMap::new();
+        for it in items {
+            let Some((path, secret)) = self.env_file_entry(it, what) else { continue };
+            self.same_secrecy(&path, secret, it.span, who);
+            let Some(values) = self.env_file(&path, it.span, who) else { continue };
+            for (key, (value, uses)) in values.iter() {
+                let (value, literal) = if secret {
+                    let r = Ref::SecretEnvFile { path: path.clone(), key: key.clone() };
+                    (Template { parts: vec![Part::Ref { r }] }, None)
+                } else {
+                    (Template::literal(value.clone()), Some(value.clone()))
+                };
+                let (span, uses, path) = (it.span, uses.clone(), path.clone());
+                out.insert(key.clone(), FromFile { value, span, literal, uses, path });
+            }
+        }
+        out
+    }
+
+    /// One entry: a path, or `{path: P, secret: BOOL}`.
+    fn env_file_entry(&mut self, node: &Node, what: &str) -> Option<(String, bool)> {
+        if !matches!(node.kind, Kind::Map(_)) {
+            return self.literal_string(node, "an env file").map(|p| (p, false));
+        }
+        let mut path = None;
+        let mut secret = false;
+        for (k, _, v) in self.entries(node, &format!("{what} entry"), Some(&["path", "secret"])) {
+            match k {
+                "path" => path = self.literal_string(v, "env_file path"),
+                _ => secret = self.boolean(v, "env_file secret").unwrap_or(false),
+            }
+        }
+        if path.is_none() {
+            self.err(node.span, "an env_file entry needs a `path`")
+                .set_label("no path")
+                .add_hint("e.g. `{path: secrets.env, secret: true}`");
+        }
+        path.map(|p| (p, secret))
+    }
+
+    /// A file read as secret by one CVM must be secret for all: otherwise its values would be
+    /// stored and shown in plain through the other.
+    fn same_secrecy(&mut self, path: &str, secret: bool, span: Span, who: &str) {
+        let first = self.env_file_uses.entry(path.to_string()).or_insert_with(|| FirstUse {
+            secret,
+            span,
+            who: who.to_string(),
+        });
+        if first.secret == secret {
+            return;
+        }
+        let (secret_in, plain_in) =
+            if first.secret { (first.who.clone(), who.to_string()) } else { (who.to_string(), first.who.clone()) };
+        let first_span = first.span;
+        let src = self.src.clone();
+        let d = self
+            .err(span, format!("env file `{path}` is secret for {secret_in} but not for {plain_in}"))
+            .set_label(if secret { "secret here" } else { "not secret here" });
+        d.also.push(super::super::diag::Related { source: src, span: first_span, label: "and here".into() });
+        d.add_hint(format!(
+            "write `{{path: {path}, secret: true}}` everywhere: a file read in plain has its values stored in state and shown in plans"
+        ));
+    }
+
+    /// The keys and values of the env file at `path`, read and checked once.
+    fn env_file(&mut self, path: &str, span: Span, who: &str) -> EnvFileValues {
+        if let Some(done) = self.env_file_values.get(path) {
+            return done.clone();
+        }
+        let values = self.read_env_file(path, span, who);
+        self.env_file_values.insert(path.to_string(), values.clone());
+        values
+    }
+
+    fn read_env_file(&mut self, path: &str, span: Span, who: &str) -> EnvFileValues {
+        let text = self.read_file(path, Limit::Value, span, "env file", who)?;
+        let parsed = dotenv::parse(&text);
+        let full = self.dir.join(path);
+        let display = display_path(&full, self.opts.display_base.as_deref());
+        // Only where things are: a diagnostic never prints a line of an env file.
+        let src = Source::with_quote(&full, display, skeleton(&text), false);
+        let mut ok = parsed.errors.is_empty();
+        for e in &parsed.errors {
+            let mut d = Diagnostic::error(&src, Span::new(e.at, e.at), e.message.clone()).also(
+                &self.src,
+                span,
+                format!("read by {who}"),
+            );
+            d.hints.extend(e.hint.clone());
+            self.diags.push(d);
+        }
+        for e in &parsed.entries {
+            if !super::cvm::is_env_name(&e.key) {
+                ok = false;
+                self.diags.push(
+                    Diagnostic::error(
+                        &src,
+                        Span::new(e.at, e.at + e.key.len()),
+                        format!("`{}` is not a valid environment variable name", e.key),
+                    )
+                    .also(&self.src, span, format!("read by {who}"))
+                    .hint("use letters, digits and `_`, not starting with a digit"),
+                );
+            }
+        }
+        ok.then(|| Arc::new(parsed.entries.into_iter().map(|e| (e.key, (e.value, e.uses))).collect()))
+    }
+
+    /// docker compose interpolates an env file's `${NAME}` with the service's `environment:`
+    /// before the file's own keys; teeform reads only the file's. Where the CVM's `env:` sets
+    /// a name a kept value reads, the two would differ: an error, not a silent difference.
+    pub(super) fn env_shadows(&mut self, key: &str, f: &FromFile, env: &BTreeMap<String, Template>, who: &str) {
+        for name in f.uses.iter().filter(|n| env.contains_key(*n)) {
+            self.err(f.span, format!("`{key}` in env file `{}` reads `${{{name}}}`, which {who}'s `env:` sets too", f.path))
+                .set_label("ambiguous")
+                .add_hint(format!(
+                    "docker compose would read `env:`'s `{name}` there and teeform the file's: write the value out in the file, or rename one of the two"
+                ));
+        }
+    }
+}
+
+/// A stand-in for an env file's text with the same lines, byte offsets and columns and none of
+/// its content, for a diagnostic's `file:line:col`.
+fn skeleton(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.len_utf8() {
+            _ if c == '\n' => '\n',
+            1 => ' ',
+            2 => '\u{a0}',
+            3 => '\u{3000}',
+            _ => '\u{10000}',
+        })
+        .collect()
+}

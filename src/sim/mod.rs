@@ -104,6 +104,8 @@ pub struct SimConfig {
     pub boot_other_compose: Vec<String>,
     /// Names of CVMs whose attested event log was rewritten: it no longer replays to RTMR3.
     pub corrupt_event_log: Vec<String>,
+    /// The status `GET /_sim/health` answers (for tests of `health:` checks).
+    pub health_status: u16,
 }
 
 impl Default for SimConfig {
@@ -132,6 +134,7 @@ impl Default for SimConfig {
             kms_bad_signature: false,
             boot_other_compose: Vec::new(),
             corrupt_event_log: Vec::new(),
+            health_status: 200,
         }
     }
 }

@@ -417,6 +417,9 @@ struct Step {
 
 impl Step {
     async fn run(&self, c: &Change) -> StepResult {
+        if let Err(e) = self.batch_before_runs(c).await {
+            return StepResult::Failed(Box::new(e));
+        }
         let source = c.instance.as_ref().and_then(|i| i.source.as_ref());
         let r = match c.action {
             Action::Create if source.is_some() => self.replicate(c, source.expect("checked")).await,
@@ -473,6 +476,28 @@ impl Step {
             None => Ok(()),
             Some(p) => Err(StepError::new(Failure::Unverified(p))),
         }
+    }
+
+    /// An instance's update starts only once the batch before runs and passes its `health:`
+    /// check, also where that batch was updated by an earlier run (a roll paused, or killed
+    /// while that batch restarted): at most `max_unavailable` are down at any moment.
+    async fn batch_before_runs(&self, c: &Change) -> Result<(), StepError> {
+        let Some(i) = c.instance.as_ref().filter(|_| c.action == Action::Update) else {
+            return Ok(());
+        };
+        for a in &i.after {
+            let Some(rec) = self.shared.current.lock().expect("state lock").get(a).cloned() else { continue };
+            if rec.attrs.power == Some(Power::Stopped) {
+                continue;
+            }
+            self.events.status(c.address.as_str(), &format!("waiting for {a} to run"));
+            let at = |s: &str| self.events.status(c.address.as_str(), &format!("{a}: {s}"));
+            self.waiter.until_ready(&rec.ids, at).await.map_err(|e| StepError::from(e).context(format!("{a}")))?;
+            if let Some(h) = &c.health {
+                self.health(&Change { address: a.clone(), ..c.clone() }, h).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The `health:` gate: once the CVM runs, a GET of the manifest's URL (the instance's ids

@@ -164,3 +164,33 @@ fn the_manifest_refuses_what_replicas_cannot_do() {
         assert!(r.stderr.contains(want), "{want}: {}", r.stderr);
     }
 }
+
+#[test]
+fn a_roll_killed_midway_finishes_without_restarting_an_instance_twice() {
+    let t = env(SimConfig { restart_ms: 400, boot_ms: 50, ..Default::default() });
+    five(&t, "");
+    let updated = |t: &TestEnv| app(t).1.iter().filter(|i| i["updates"] == 1).count();
+    let mut child = t
+        .command(&["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("teeform runs");
+    // Killed (SIGKILL) once the second instance's update was accepted, mid-roll.
+    let start = std::time::Instant::now();
+    while updated(&t) < 2 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the roll did not get going");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = updated(&t);
+    assert!((2..5).contains(&at_kill), "killed mid-roll: {at_kill} of 5 updated");
+    t.run(&["apply", "--auto-approve"]).ok();
+    let (_, instances, most) = app(&t);
+    for i in &instances {
+        assert_eq!((i["updates"].as_u64(), i["restarts"].as_u64()), (Some(1), Some(1)), "once each: {i}");
+    }
+    assert_eq!(most, 1, "one at a time, across both runs");
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}

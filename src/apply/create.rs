@@ -87,11 +87,9 @@ impl Step {
 
     /// Creates instance `i` of a replicated CVM as another instance of instance 0's app
     /// (`POST /cvms/{id}/replicas`): same app id, compose and env; its own vm_uuid, instance
-    /// id and node. Waits for it to run.
-    ///
-    /// Not yet crash-safe as a create is: the journal entry (`replicate`) names the app only,
-    /// which instance 0 shares, so a run killed between the request and the record leaves an
-    /// instance state does not know (the next run makes another).
+    /// id and node. Waits for it to run. Journaled (`replicate`, with the app id) before the
+    /// request: a run that stops before recording it leaves the next run to adopt the app's
+    /// one instance state does not hold (`reconcile`).
     pub(super) async fn replicate(&self, c: &Change, source: &Address) -> Result<StepResult, StepError> {
         let after = c.after.clone().ok_or_else(|| StepError::internal("a create needs desired attributes"))?;
         let src = self.current_record(source)?;

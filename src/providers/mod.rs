@@ -391,6 +391,12 @@ pub trait PhalaApi: Send + Sync {
         let _ = (id, action);
         Err(ApiError::local(ErrorKind::Other, "POST", "/cvms/{id}/start", "this client cannot start or stop CVMs"))
     }
+    /// The instances of an app (`GET /apps/{app_id}/cvms`, the SDKs' `getAppCvms`: a list of
+    /// CVM list items); none when there is no such app.
+    async fn app_instances(&self, app_id: &str) -> Result<Vec<RemoteCvm>, ApiError> {
+        let _ = app_id;
+        Err(ApiError::local(ErrorKind::Other, "GET", "/apps/{app_id}/cvms", "this client cannot list an app's CVMs"))
+    }
     /// Another instance of the app of the CVM `id` (of app `app_id`): `POST /cvms/{id}/replicas`
     /// `{node_id}` (both SDKs' `replicateCvm`), with the source's compose, env and sizes, on
     /// `node_id` (the source's node when `None`); it boots in its own time. Its ids.

@@ -303,6 +303,20 @@ impl PhalaApi for PhalaClient {
         })
     }
 
+    async fn app_instances(&self, app_id: &str) -> Result<Vec<RemoteCvm>, ApiError> {
+        let bare = app_id.trim_start_matches("app_").trim_start_matches("0x");
+        let path = format!("/apps/{bare}/cvms");
+        let v = match self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await {
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(vec![]),
+            other => other?,
+        };
+        let read = || -> Result<Vec<RemoteCvm>, String> {
+            let items = v.as_array().ok_or("the answer is not a list of CVMs")?;
+            items.iter().enumerate().map(|(i, x)| parse_cvm(x).map_err(|m| format!("[{i}]: {m}"))).collect()
+        };
+        read().map_err(|m| ApiError::invalid("GET", &path, 200, m))
+    }
+
     async fn replicate(&self, id: &str, app_id: &str, node_id: Option<u64>) -> Result<CloudIds, ApiError> {
         let path = format!("/cvms/{}/replicas", path_id(id));
         let body = json!({ "node_id": node_id });

@@ -194,3 +194,23 @@ fn a_roll_killed_midway_finishes_without_restarting_an_instance_twice() {
     assert_eq!(most, 1, "one at a time, across both runs");
     t.run(&["plan", "--detailed-exitcode"]).code(0);
 }
+
+#[test]
+fn a_replica_made_but_not_recorded_is_adopted_not_made_again() {
+    use crate::proxy::{Fault, Proxy};
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    let p = Proxy::to(t.prefix().trim_end_matches("/api/v1"));
+    t.write("teeform.yaml", &format!("provider:\n  phala:\n    endpoint: {}\n{}", p.prefix(), manifest(2, "")));
+    // The API makes the replica, but its answer cannot be read: the run cannot know its ids.
+    p.on("POST", "/replicas", Fault::rewrite(|_| serde_json::json!({"unexpected": true})));
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert_eq!(app(&t).1.len(), 2, "the replica exists");
+    assert_eq!(state_list(&t), ["cvm.web[0]"]);
+    p.clear();
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.ok();
+    assert_eq!(app(&t).1.len(), 2, "adopted, not made again: {}{}", r.stdout, r.stderr);
+    assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]"]);
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}

@@ -480,7 +480,8 @@ impl Step {
 
     /// An instance's update starts only once the batch before runs and passes its `health:`
     /// check, also where that batch was updated by an earlier run (a roll paused, or killed
-    /// while that batch restarted): at most `max_unavailable` are down at any moment.
+    /// while that batch restarted): at most `max_unavailable` are down at any moment. (With
+    /// `pause_on_failure: false`, once the batch before has ended, however it ended.)
     async fn batch_before_runs(&self, c: &Change) -> Result<(), StepError> {
         let Some(i) = c.instance.as_ref().filter(|_| c.action == Action::Update) else {
             return Ok(());
@@ -492,7 +493,12 @@ impl Step {
             }
             self.events.status(c.address.as_str(), &format!("waiting for {a} to run"));
             let at = |s: &str| self.events.status(c.address.as_str(), &format!("{a}: {s}"));
-            self.waiter.until_ready(&rec.ids, at).await.map_err(|e| StepError::from(e).context(format!("{a}")))?;
+            let ran = self.waiter.until_ready(&rec.ids, at).await;
+            // Without `pause_on_failure` the batch before only has to have ended, however.
+            if !i.pause_on_failure {
+                continue;
+            }
+            ran.map_err(|e| StepError::from(e).context(format!("{a}")))?;
             if let Some(h) = &c.health {
                 self.health(&Change { address: a.clone(), ..c.clone() }, h).await?;
             }

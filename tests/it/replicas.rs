@@ -214,3 +214,29 @@ fn a_replica_made_but_not_recorded_is_adopted_not_made_again() {
     assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]"]);
     t.run(&["plan", "--detailed-exitcode"]).code(0);
 }
+
+#[test]
+fn nodes_spread_instances_and_without_pause_a_failing_check_does_not_stop_the_roll() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    let extra = format!(
+        "    nodes: [prod5, prod6]\n    update_policy: {{pause_on_failure: false}}\n    health: {{url: \"{}\", timeout: 1}}\n",
+        t.prefix().replace("/api/v1", "/_sim/health")
+    );
+    t.manifest(&manifest(3, &extra));
+    t.run(&["apply", "--auto-approve"]).ok();
+    let mut nodes: Vec<u64> = app(&t).1.iter().map(|i| i["node_id"].as_u64().unwrap()).collect();
+    nodes.sort();
+    assert_eq!(nodes, [1, 1, 2], "prod5, prod6, prod5");
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+
+    t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
+    t.configure(serde_json::json!({"health_status": 500}));
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    let (_, instances, most) = app(&t);
+    assert!(instances.iter().all(|i| i["updates"] == 1), "every batch went: {instances:?}");
+    assert_eq!(most, 1, "still one at a time");
+    for i in 0..3 {
+        assert!(r.stderr.contains(&format!("cvm.web[{i}]: health check")), "{i}: {}", r.stderr);
+    }
+}

@@ -113,10 +113,13 @@ pub struct Registrar {
 
 /// The locks behind [`Registrar::registering`], by (app contract, compose hash).
 #[derive(Default)]
-pub struct Registering(std::sync::Mutex<BTreeMap<(String, String), Arc<tokio::sync::Mutex<()>>>>);
+pub struct Registering(std::sync::Mutex<BTreeMap<(String, String), RegistrationLock>>);
+
+/// Held while one app contract's hash is checked, registered and confirmed.
+type RegistrationLock = Arc<tokio::sync::Mutex<()>>;
 
 impl Registering {
-    fn lock_for(&self, contract: &str, hash: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_for(&self, contract: &str, hash: &str) -> RegistrationLock {
         let key = (contract.to_ascii_lowercase(), hash.to_ascii_lowercase());
         self.0.lock().expect("registration locks").entry(key).or_default().clone()
     }

@@ -433,9 +433,10 @@ impl Step {
                     Some(r) if r.tainted && c.attributes.is_empty() => r.boot.failures.clone(),
                     _ => vec![],
                 };
-                match self.delete(c).await {
-                    Ok(()) => self.create(c, prior).await,
-                    Err(e) => Err(e),
+                match (self.delete(c).await, source) {
+                    (Ok(()), Some(source)) => self.replicate(c, source).await,
+                    (Ok(()), None) => self.create(c, prior).await,
+                    (Err(e), _) => Err(e),
                 }
             }
         };

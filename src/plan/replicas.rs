@@ -3,13 +3,13 @@
 //! `nodes:`, and is updated a batch of `update_policy.max_unavailable` at a time. A roll is
 //! one change of the plan's text ([`Roll`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Change};
 use crate::manifest::{Config, CvmConfig};
-use crate::model::{Address, CvmAttrs};
+use crate::model::{Address, CvmAttrs, ResourceRecord};
 
 /// An instance of a replicated CVM, as a change needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +99,22 @@ pub(super) fn roll_dependencies(c: &mut Change) {
         let keep = i.after.contains(&first);
         c.dependencies.retain(|d| keep || *d != first);
     }
+}
+
+/// Instance 0 made anew (deleted outside teeform, or replaced) while other instances of the
+/// app run is made from one of them, so it joins their app instead of starting another.
+pub(super) fn stay_in_app(
+    c: &mut Change,
+    cfg: &CvmConfig,
+    current: &BTreeMap<Address, ResourceRecord>,
+    gone: &BTreeSet<Address>,
+) {
+    let Some(i) = c.instance.as_mut().filter(|i| i.index == 0) else { return };
+    if !matches!(c.action, Action::Create | Action::Replace) {
+        return;
+    }
+    let kept = (1..cfg.replicas).map(|k| Address::instance(&cfg.key, k));
+    i.source = kept.into_iter().find(|a| current.contains_key(a) && !gone.contains(a));
 }
 
 /// The instances of the batch before instance `index`'s (batches of

@@ -240,3 +240,21 @@ fn nodes_spread_instances_and_without_pause_a_failing_check_does_not_stop_the_ro
         assert!(r.stderr.contains(&format!("cvm.web[{i}]: health check")), "{i}: {}", r.stderr);
     }
 }
+
+#[test]
+fn instance_0_deleted_outside_teeform_comes_back_in_the_same_app() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    t.manifest(&manifest(3, ""));
+    t.run(&["apply", "--auto-approve"]).ok();
+    let (app_id, instances, _) = app(&t);
+    // The oldest instance is instance 0.
+    let first = instances[0]["vm_uuid"].as_str().unwrap().to_string();
+    assert_eq!(t.api("DELETE", &format!("/cvms/{first}"), None).0, 204);
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("cvm.web[0]"), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve"]).ok();
+    let (same, instances, _) = app(&t);
+    assert_eq!((same, instances.len()), (app_id, 3), "made from another instance, in the app");
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}

@@ -590,8 +590,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         };
         let change = change::of_desired(base, cur, after, &facts, &mut attention);
         if let Some(mut c) = change {
-            replicas::roll_dependencies(&mut c);
-            replicas::stay_in_app(&mut c, cfg, &current, &gone);
+            replicas::fit(&mut c, cfg, &current, &gone);
             // (A replacement creates the CVM anew: nothing to explain there.)
             if c.action == Action::Update {
                 c.reasons.extend(digests::resent_reason(&seen, digests));

@@ -88,9 +88,21 @@ pub(super) fn place(address: &Address, cfg: &CvmConfig, after: &mut CvmAttrs) {
     }
 }
 
+/// A change of an instance, fitted to its place among the others: [`roll_dependencies`],
+/// [`stay_in_app`].
+pub(super) fn fit(
+    c: &mut Change,
+    cfg: &CvmConfig,
+    current: &BTreeMap<Address, ResourceRecord>,
+    gone: &BTreeSet<Address>,
+) {
+    roll_dependencies(c);
+    stay_in_app(c, cfg, current, gone);
+}
+
 /// An instance's update waits for the batch before, and for instance 0 only when that is in
 /// it: instance 0 is what a create copies, not a step of the roll.
-pub(super) fn roll_dependencies(c: &mut Change) {
+fn roll_dependencies(c: &mut Change) {
     if c.action != Action::Update {
         return;
     }
@@ -103,12 +115,7 @@ pub(super) fn roll_dependencies(c: &mut Change) {
 
 /// Instance 0 made anew (deleted outside teeform, or replaced) while other instances of the
 /// app run is made from one of them, so it joins their app instead of starting another.
-pub(super) fn stay_in_app(
-    c: &mut Change,
-    cfg: &CvmConfig,
-    current: &BTreeMap<Address, ResourceRecord>,
-    gone: &BTreeSet<Address>,
-) {
+fn stay_in_app(c: &mut Change, cfg: &CvmConfig, current: &BTreeMap<Address, ResourceRecord>, gone: &BTreeSet<Address>) {
     let Some(i) = c.instance.as_mut().filter(|i| i.index == 0) else { return };
     if !matches!(c.action, Action::Create | Action::Replace) {
         return;

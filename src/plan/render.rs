@@ -101,12 +101,7 @@ fn actions(out: &mut String, p: &Palette, plan: &Plan) {
     if !plan.changes.is_empty() || !plan.moved.is_empty() || !plan.protection.is_empty() {
         out.push_str("teeform will perform the following actions:\n\n");
         for c in &plan.changes {
-            match plan.rolls.iter().find(|r| r.instances.contains(&c.address)) {
-                // A roll is one change: shown at its first instance, with that one's diff.
-                Some(r) if r.instances[0] == c.address => roll(out, p, r, c),
-                Some(_) => {}
-                None => change(out, p, c),
-            }
+            shown_change(out, p, plan, c);
         }
         for m in plan.moved.iter().filter(|m| !plan.changes.iter().any(|c| c.address == m.to)) {
             let _ = writeln!(out, "  {}", p.bold(&format!("# {} has moved to {}", m.from, m.to)));
@@ -370,8 +365,22 @@ pub(super) fn change(out: &mut String, p: &Palette, c: &Change) {
     out.push('\n');
 }
 
+/// A change as the plan's text shows it, with its heading: a roll is one change, shown at its
+/// first instance with that one's diff, its other instances not at all (`None`).
+pub(super) fn shown_change(out: &mut String, p: &Palette, plan: &Plan, c: &Change) -> Option<String> {
+    match plan.rolls.iter().find(|r| r.instances.contains(&c.address)) {
+        Some(r) if r.instances[0] == c.address => Some(roll(out, p, r, c)),
+        Some(_) => None,
+        None => {
+            change(out, p, c);
+            Some(heading(c))
+        }
+    }
+}
+
 /// A rolling update of a replicated CVM's instances: one block, the first instance's diff.
-fn roll(out: &mut String, p: &Palette, r: &Roll, first: &Change) {
+/// Returns its heading.
+fn roll(out: &mut String, p: &Palette, r: &Roll, first: &Change) -> String {
     let n = r.instances.len();
     let mut block = String::new();
     change(&mut block, p, first);
@@ -396,6 +405,7 @@ fn roll(out: &mut String, p: &Palette, r: &Roll, first: &Change) {
         names.join(", "),
         r.max_unavailable.min(n as u32)
     );
+    rolled
 }
 
 fn note(r: &Reason) -> Option<String> {

@@ -72,6 +72,9 @@ fn an_update_rolls_in_batches_and_shows_as_one_change() {
     assert_eq!(text.matches("will be updated in-place").count(), 1, "{text}");
     assert!(text.contains("# cvm.web will be updated in-place: rolls 5 instances, at most 2 unavailable"), "{text}");
     assert!(text.contains("Plan: 0 to add, 5 to change, 0 to destroy. 5 CVM restarts."), "{text}");
+    let md = markdown::markdown(&p, 65_536);
+    assert_eq!(md.matches("<summary>").count(), 1, "one section for the roll: {md}");
+    assert!(md.contains("rolls 5 instances, at most 2 unavailable"), "{md}");
     let json = json::to_json(&p);
     assert_eq!(json["rolls"][0]["max_unavailable"], 2);
     assert_eq!(json["resource_changes"][4]["index"], 4);

@@ -85,6 +85,60 @@ impl Step {
         Ok(StepResult::Done { id: Some(path_id) })
     }
 
+    /// Creates instance `i` of a replicated CVM as another instance of instance 0's app
+    /// (`POST /cvms/{id}/replicas`): same app id, compose and env; its own vm_uuid, instance
+    /// id and node. Waits for it to run. Journaled (`replicate`, with the app id) before the
+    /// request: a run that stops before recording it leaves the next run to adopt the app's
+    /// one instance state does not hold (`reconcile`).
+    pub(super) async fn replicate(&self, c: &Change, source: &Address) -> Result<StepResult, StepError> {
+        let after = c.after.clone().ok_or_else(|| StepError::internal("a create needs desired attributes"))?;
+        let src = self.current_record(source)?;
+        let app_id = src.ids.app_id.clone().ok_or_else(|| StepError::refused(format!("{source} has no app id")))?;
+        let node = c.instance.as_ref().and_then(|i| i.node.clone()).or_else(|| after.node.clone());
+        let node_id = match &node {
+            Some(n) => Some(self.node_id(n).await?),
+            None => None,
+        };
+        let (_, env_kept) = self.resolve_env(c, &after.env)?;
+        let state_attrs = CvmAttrs { env: env_kept, ..after.clone() };
+        let detail = CreateDetail {
+            attrs: state_attrs.clone(),
+            app_id: Some(app_id.clone()),
+            compose_hash: src.compose_hash.clone(),
+            prevent_destroy: c.prevent_destroy,
+            secrets_scope: c.secrets_scope.clone(),
+        };
+        let entry = self.journal(c, "replicate", Some(src.ids.id.clone()), to_json(&detail)?);
+        self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
+        self.events.status(c.address.as_str(), &format!("replicating {source}"));
+        let ids = match self.api.replicate(&src.ids.id, &app_id, node_id).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                if e.changed_nothing() {
+                    self.commit(Batch { journal_done: vec![entry.id.clone()], ..Default::default() }).await?;
+                }
+                return Err(e.into());
+            }
+        };
+        self.effect(&c.address, |e| e.created = true);
+        let hash = src.compose_hash.clone().unwrap_or_default();
+        let (rec_ids, rec) = self.created_record(c, &ids, app_id, state_attrs.clone(), &hash, vec![]);
+        self.commit(Batch { put: vec![rec.clone()], journal_done: vec![entry.id.clone()], ..Default::default() })
+            .await?;
+        let remote = match self.waiter.until_ready(&rec_ids, |s| self.events.status(c.address.as_str(), s)).await {
+            Ok(r) => r,
+            Err(WaitError::Failed { cvm, .. }) => return Err(self.failed_boot(c, rec, &cvm).await?),
+            Err(e) => return Err(StepError::from(e).then(Next::PlanShows)),
+        };
+        let ids = CloudIds { id: rec_ids.id.clone(), ..remote.ids.clone() };
+        let rec = self.record(c, ids, state_attrs, Some(&remote), false);
+        self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
+        if after.power == Some(Power::Stopped) {
+            self.set_power(c, &rec_ids, PowerAction::Stop).await?;
+        }
+        Ok(StepResult::Done { id: Some(rec_ids.id) })
+    }
+
     /// Says so when the API's compose hash is not the one the plan previewed (the API's is
     /// authoritative).
     fn note_hash(&self, c: &Change, api_hash: &str) {

@@ -62,6 +62,10 @@ pub enum Failure {
     /// message names the field that differs); it is marked `unverified` in state.
     #[error("the attestation does not match what was applied: {0}")]
     Unverified(String),
+    /// The CVM runs, but its `health:` check did not pass (the message says how): a roll
+    /// pauses here.
+    #[error("{0}")]
+    Unhealthy(String),
     /// A bug in teeform (a plan without ids, a task that panicked).
     #[error("internal error: {0}")]
     Internal(String),

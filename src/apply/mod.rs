@@ -226,14 +226,16 @@ impl Executor {
                 let addr = &order[i];
                 let action = changes[addr].action;
                 let d = &deps[addr];
-                if let Some(why) = self.cannot_start(d, &results) {
+                let soft = order::soft(&changes[addr]);
+                if let Some(why) = self.cannot_start(d, soft, &results) {
                     let r = StepResult::Skipped(why);
                     self.events.finished(addr.as_str(), action, &r, Duration::ZERO);
                     results.insert(addr.clone(), (action, r));
                     settled.push(i);
                     continue;
                 }
-                if d.iter().all(|x| results.get(x).is_some_and(|(_, r)| r.is_done())) {
+                let finished = |x: &Address| results.get(x).is_some_and(|(_, r)| r.is_done() || soft.contains(x));
+                if d.iter().all(finished) {
                     settled.push(i);
                     let change = changes[addr].clone();
                     let step = self.step(&waiter, &shared, &endpoint);
@@ -310,9 +312,11 @@ impl Executor {
     fn cannot_start(
         &self,
         deps: &BTreeSet<Address>,
+        soft: &[Address],
         results: &BTreeMap<Address, (Action, StepResult)>,
     ) -> Option<String> {
-        if let Some(bad) = deps.iter().find(|x| results.get(*x).is_some_and(|(_, r)| !r.is_done())) {
+        let failed = |x: &&Address| !soft.contains(x) && results.get(*x).is_some_and(|(_, r)| !r.is_done());
+        if let Some(bad) = deps.iter().find(failed) {
             return Some(format!("{bad} did not complete"));
         }
         self.cancel.is_cancelled().then(|| "the run was interrupted".to_string())
@@ -374,7 +378,10 @@ pub fn resolve(
     secrets: &SecretValues,
 ) -> Result<String, Unresolved> {
     let out = t.substitute(|r| match r {
-        Ref::Cvm { name, attr } => current.get(&Address::cvm(name)).and_then(|rec| rec.reference(attr)),
+        Ref::Cvm { name, attr } => current
+            .get(&Address::cvm(name))
+            .or_else(|| current.get(&Address::instance(name, 0)))
+            .and_then(|rec| rec.reference(attr)),
         r if r.is_secret() => secrets.get(r).map(|s| s.expose().to_string()),
         _ => None,
     });
@@ -412,7 +419,12 @@ struct Step {
 
 impl Step {
     async fn run(&self, c: &Change) -> StepResult {
+        if let Err(e) = self.batch_before_runs(c).await {
+            return StepResult::Failed(Box::new(e));
+        }
+        let source = c.instance.as_ref().and_then(|i| i.source.as_ref());
         let r = match c.action {
+            Action::Create if source.is_some() => self.replicate(c, source.expect("checked")).await,
             Action::Create => self.create(c, vec![]).await,
             Action::Update => self.update(c).await,
             Action::Delete => self.delete(c).await.map(|_| StepResult::Done { id: None }),
@@ -423,9 +435,10 @@ impl Step {
                     Some(r) if r.tainted && c.attributes.is_empty() => r.boot.failures.clone(),
                     _ => vec![],
                 };
-                match self.delete(c).await {
-                    Ok(()) => self.create(c, prior).await,
-                    Err(e) => Err(e),
+                match (self.delete(c).await, source) {
+                    (Ok(()), Some(source)) => self.replicate(c, source).await,
+                    (Ok(()), None) => self.create(c, prior).await,
+                    (Err(e), _) => Err(e),
                 }
             }
         };
@@ -435,6 +448,12 @@ impl Step {
                 self.gate(c, checker).await.map(|()| StepResult::Done { id })
             }
             r => r,
+        };
+        let r = match (r, &c.health) {
+            (Ok(StepResult::Done { id }), Some(h)) if c.action != Action::Delete => {
+                self.health(c, h).await.map(|()| StepResult::Done { id })
+            }
+            (r, _) => r,
         };
         r.unwrap_or_else(|e| StepResult::Failed(Box::new(e)))
     }
@@ -461,6 +480,59 @@ impl Step {
             None => Ok(()),
             Some(p) => Err(StepError::new(Failure::Unverified(p))),
         }
+    }
+
+    /// An instance's update starts only once the batch before runs and passes its `health:`
+    /// check, also where that batch was updated by an earlier run (a roll paused, or killed
+    /// while that batch restarted): at most `max_unavailable` are down at any moment. (With
+    /// `pause_on_failure: false`, once the batch before has ended, however it ended.)
+    async fn batch_before_runs(&self, c: &Change) -> Result<(), StepError> {
+        let Some(i) = c.instance.as_ref().filter(|_| c.action == Action::Update) else {
+            return Ok(());
+        };
+        for a in &i.after {
+            let Some(rec) = self.shared.current.lock().expect("state lock").get(a).cloned() else { continue };
+            if rec.attrs.power == Some(Power::Stopped) {
+                continue;
+            }
+            self.events.status(c.address.as_str(), &format!("waiting for {a} to run"));
+            let at = |s: &str| self.events.status(c.address.as_str(), &format!("{a}: {s}"));
+            let ran = self.waiter.until_ready(&rec.ids, at).await;
+            // Without `pause_on_failure` the batch before only has to have ended, however.
+            if !i.pause_on_failure {
+                continue;
+            }
+            ran.map_err(|e| StepError::from(e).context(format!("{a}")))?;
+            if let Some(h) = &c.health {
+                self.health(&Change { address: a.clone(), ..c.clone() }, h).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `health:` gate: once the CVM runs, a GET of the manifest's URL (the instance's ids
+    /// put in) must answer the expected status within the timeout. A CVM kept stopped is not
+    /// checked. Failing fails the step, so the instances of later batches wait (the roll
+    /// pauses); the record keeps the update, which did happen.
+    async fn health(&self, c: &Change, h: &crate::manifest::HealthCheck) -> Result<(), StepError> {
+        let Some(rec) = self.shared.current.lock().expect("state lock").get(&c.address).cloned() else {
+            return Ok(());
+        };
+        if rec.attrs.power == Some(Power::Stopped) {
+            return Ok(());
+        }
+        let index = c.address.index().map_or(String::new(), |i| i.to_string());
+        let url = h
+            .url
+            .replace("{instance_id}", rec.ids.instance_id.as_deref().unwrap_or(""))
+            .replace("{app_id}", rec.ids.app_id.as_deref().unwrap_or(""))
+            .replace("{vm_uuid}", rec.ids.vm_uuid.as_deref().unwrap_or(""))
+            .replace("{index}", &index);
+        self.events.status(c.address.as_str(), "checking health");
+        let timeout = Duration::from_secs(h.timeout.into());
+        crate::providers::health::check(&url, h.expect_status, timeout, &self.cancel)
+            .await
+            .map_err(|e| StepError::new(Failure::Unhealthy(e.to_string())))
     }
 
     fn effect(&self, address: &Address, f: impl FnOnce(&mut Effects)) {

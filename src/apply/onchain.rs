@@ -13,6 +13,7 @@
 //! compose hash is the one registered (a differing local preview is reported, not used).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -104,6 +105,24 @@ pub struct Registrar {
     pub resume: Option<Duration>,
     /// `apply --resume --tx-hash`: the transaction that registered the hash.
     pub tx_hash: Option<String>,
+    /// One registration at a time per app contract and hash: the instances of a replicated
+    /// CVM share their app, and the second to ask finds the hash allowed rather than sending
+    /// another transaction.
+    pub registering: Registering,
+}
+
+/// The locks behind [`Registrar::registering`], by (app contract, compose hash).
+#[derive(Default)]
+pub struct Registering(std::sync::Mutex<BTreeMap<(String, String), RegistrationLock>>);
+
+/// Held while one app contract's hash is checked, registered and confirmed.
+type RegistrationLock = Arc<tokio::sync::Mutex<()>>;
+
+impl Registering {
+    fn lock_for(&self, contract: &str, hash: &str) -> RegistrationLock {
+        let key = (contract.to_ascii_lowercase(), hash.to_ascii_lowercase());
+        self.0.lock().expect("registration locks").entry(key).or_default().clone()
+    }
 }
 
 fn pending_entries(entries: Vec<JournalEntry>, address: &Address, kind: PendingKind) -> Vec<(JournalEntry, Pending)> {
@@ -234,6 +253,8 @@ impl Registrar {
             None if signer.is_none() && self.resume.is_none() => return Ok(OnChainOutcome::Paused(waiting)),
             None => return Err(Self::no_rpc(&p)),
         };
+        let lock = self.registering.lock_for(&p.contract, &p.compose_hash);
+        let _registering = lock.lock().await;
         // The update stays in the journal whatever fails from here: `apply --resume` retries.
         let paused = |e: StepError| e.resumable();
         let chain_paused = |e: ChainError| StepError::from(e).resumable();

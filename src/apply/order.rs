@@ -45,6 +45,15 @@ pub(super) fn dependencies(plan: &Plan) -> BTreeMap<Address, BTreeSet<Address>> 
     deps
 }
 
+/// What `c` waits for whatever its end: the batch before, in a roll whose
+/// `update_policy.pause_on_failure` is off (a failure there does not stop this one).
+pub(super) fn soft(c: &Change) -> &[Address] {
+    match &c.instance {
+        Some(i) if !i.pause_on_failure => &i.after,
+        _ => &[],
+    }
+}
+
 /// The order in which ready steps start: those with the longest chain of steps waiting on
 /// them first, then plan order. Starting a chain's head at once, rather than behind independent
 /// work, lets the chain run alongside that work (critical-path-first list scheduling).
@@ -111,6 +120,7 @@ mod tests {
             redigested: vec![],
             moved: vec![],
             protection: vec![],
+            rolls: vec![],
             requests: Default::default(),
             outputs: BTreeMap::new(),
             removed_outputs: BTreeMap::new(),

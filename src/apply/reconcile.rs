@@ -1,7 +1,8 @@
 //! Reconciling the journal: operations that were in flight when a previous run stopped.
 //!
 //! A create that may have happened is looked up by the app id its provision gave and adopted
-//! only when that CVM is there; an update or delete is re-read. Afterwards state never claims
+//! only when that CVM is there; a replicate (another instance of an app) adopts the app's one
+//! instance no record holds; an update or delete is re-read. Afterwards state never claims
 //! what the cloud does not have, no CVM teeform created is forgotten, and no CVM teeform did
 //! not create is taken: a CVM is never adopted because of its name.
 
@@ -110,6 +111,12 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
                     }
                 }
             },
+            "replicate" => {
+                if let Some(remote) = replica(&e, &snap, api).await.map_err(api_err)? {
+                    batch.put.push(adopt(&e, &remote));
+                    out.adopted.push(e.address.clone());
+                }
+            }
             "update" => {
                 // Whether the update landed is unknown: take what the cloud says now. Env values
                 // cannot be read back, so those the update meant to change become unknown and
@@ -146,6 +153,29 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
         store.commit(batch).await?;
     }
     Ok(out)
+}
+
+/// The instance an interrupted replicate made, when it can be told: the app's one instance
+/// that no record of state holds. None when state holds the address already (the replicate
+/// was recorded), or when no instance, or more than one, is unaccounted for (one made outside
+/// teeform cannot be told from this one; the next plan makes the instance again).
+async fn replica(
+    e: &JournalEntry,
+    snap: &crate::state::Snapshot,
+    api: &dyn PhalaApi,
+) -> Result<Option<crate::model::RemoteCvm>, crate::providers::ApiError> {
+    let Some(app_id) = detail(e).and_then(|d| d.app_id) else { return Ok(None) };
+    if snap.resources.contains_key(&e.address) {
+        return Ok(None);
+    }
+    let held = |r: &crate::model::RemoteCvm| {
+        snap.resources.values().any(|rec| {
+            let uuid = |i: &CloudIds| i.vm_uuid.clone().unwrap_or_else(|| i.id.clone());
+            uuid(&rec.ids) == uuid(&r.ids)
+        })
+    };
+    let mut free: Vec<_> = api.app_instances(&app_id).await?.into_iter().filter(|r| !held(r)).collect();
+    Ok(if free.len() == 1 { free.pop() } else { None })
 }
 
 fn detail(e: &JournalEntry) -> Option<CreateDetail> {

@@ -134,7 +134,7 @@ fn registrar(
     tx_hash: Option<String>,
 ) -> CliResult<Registrar> {
     let env = onchain::read_env(&onchain::env_names(Some(p), pending), !prepare_only)?;
-    Ok(Registrar { env, prepare_only, resume, tx_hash })
+    Ok(Registrar { env, prepare_only, resume, tx_hash, registering: Default::default() })
 }
 
 async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {

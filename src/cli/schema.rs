@@ -148,6 +148,38 @@ fn cvm() -> Value {
         ),
     );
     props.insert(
+        "replicas".into(),
+        count("How many instances of the app run (default 1); above 1 they are cvm.KEY[0], cvm.KEY[1], …", 1, 100),
+    );
+    props.insert(
+        "nodes".into(),
+        list_of_strings("Node names the instances are spread over, instance i on nodes[i % len]."),
+    );
+    props.insert(
+        "update_policy".into(),
+        object(
+            "How an update rolls over the instances.",
+            json!({
+                "max_unavailable": count("How many instances update at once (default 1).", 1, 100),
+                "max_surge": count("Extra instances during an update: only 0 (the default).", 0, 0),
+                "pause_on_failure": flag("A failed batch stops the roll, later instances untouched (default true)."),
+            }),
+            &[],
+        ),
+    );
+    props.insert(
+        "health".into(),
+        object(
+            "A GET checked from where teeform runs once an instance runs; the roll goes on only when it passes.",
+            json!({
+                "url": text("http:// or https://; {instance_id}, {app_id}, {vm_uuid} and {index} are the instance's."),
+                "expect_status": count("The status it must answer (default 200).", 100, 599),
+                "timeout": count("Seconds to keep trying (default 60).", 1, 3600),
+            }),
+            &["url"],
+        ),
+    );
+    props.insert(
         "lint".into(),
         object(
             "The compose/env lint.",

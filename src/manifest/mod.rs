@@ -158,6 +158,49 @@ pub struct CvmConfig {
     /// `lifecycle: {prevent_destroy: true}`: a plan that would destroy or replace the CVM is
     /// an error (Terraform's `prevent_destroy`); state remembers it once applied.
     pub prevent_destroy: bool,
+    /// `replicas:`: how many instances of the app run (default 1). Above 1, instance `i` is
+    /// addressed `cvm.KEY[i]`; at 1 the CVM is `cvm.KEY`, as before replicas existed.
+    pub replicas: u32,
+    /// `nodes:`: the nodes instances are spread over, by name, instance `i` on
+    /// `nodes[i % len]`. Empty: each instance where `node` says (or where the API puts it).
+    pub nodes: Vec<String>,
+    /// `update_policy:`: how an update rolls over the instances.
+    pub update_policy: UpdatePolicy,
+    /// `health:`: checked from where teeform runs after each instance is created or updated.
+    pub health: Option<HealthCheck>,
+}
+
+/// `update_policy:` of a replicated CVM (the names Kubernetes and GCP managed instance groups
+/// use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UpdatePolicy {
+    /// How many instances may be updating (so not serving) at once: a batch's size. Default 1.
+    pub max_unavailable: u32,
+    /// Extra instances made before old ones go. Only 0 (the default) is supported: the API
+    /// has no way to swap an instance for a new one without a new app identity.
+    pub max_surge: u32,
+    /// A batch that fails (boot, attestation or health) stops the roll, the later instances
+    /// untouched; `false` goes on with the later batches. Default true.
+    pub pause_on_failure: bool,
+}
+
+impl Default for UpdatePolicy {
+    fn default() -> Self {
+        UpdatePolicy { max_unavailable: 1, max_surge: 0, pause_on_failure: true }
+    }
+}
+
+/// `health: {url, expect_status, timeout}`: a GET teeform sends once an instance runs, which
+/// must answer `expect_status` within `timeout` seconds (retried until then).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HealthCheck {
+    /// `http://` or `https://`; `{instance_id}`, `{app_id}`, `{vm_uuid}` and `{index}` are
+    /// replaced with the instance's.
+    pub url: String,
+    /// Default 200.
+    pub expect_status: u16,
+    /// Seconds, default 60.
+    pub timeout: u32,
 }
 
 /// A `moved:` entry: the CVM state keeps at `from` is the one the manifest now declares at
@@ -171,8 +214,24 @@ pub struct Moved {
 }
 
 impl CvmConfig {
+    /// The manifest entry's address, `cvm.KEY` (also the address of its one instance when
+    /// `replicas` is 1).
     pub fn address(&self) -> crate::model::Address {
         crate::model::Address::cvm(&self.key)
+    }
+
+    /// The addresses of its instances: `cvm.KEY` for one replica, else `cvm.KEY[0]` …
+    /// `cvm.KEY[replicas-1]`.
+    pub fn instances(&self) -> Vec<crate::model::Address> {
+        match self.replicas {
+            0 | 1 => vec![self.address()],
+            n => (0..n).map(|i| crate::model::Address::instance(&self.key, i)).collect(),
+        }
+    }
+
+    /// The node instance `index` goes on (`nodes:` round-robin), by name, when `nodes` is set.
+    pub fn node_of(&self, index: u32) -> Option<&str> {
+        (!self.nodes.is_empty()).then(|| self.nodes[index as usize % self.nodes.len()].as_str())
     }
 }
 

@@ -1,12 +1,13 @@
-//! Resource addresses: `cvm.NAME`, where `NAME` is the CVM's key under `cvms:`.
+//! Resource addresses: `cvm.NAME`, where `NAME` is the CVM's key under `cvms:`, and
+//! `cvm.NAME[i]` for instance `i` of a CVM with `replicas:` above 1.
 //!
 //! An [`Address`] is written (in state, journal entries, saved plans and JSON) as that
 //! string, and compares and sorts as it, so maps keyed by addresses keep the order they had
 //! as strings and can be looked up with a `&str`.
 //!
-//! Replicas will add an index (`cvm.NAME[i]`): code asks an address for its [`Address::key`]
-//! (the manifest entry) and never takes the string apart, so adding one changes this file
-//! (parsing, an `index()`) and not its users. Until then an index is refused.
+//! Code asks an address for its [`Address::key`] (the manifest entry) and its
+//! [`Address::index`] (the instance of a replicated CVM) and never takes the string apart.
+//! A CVM of one replica has no index: its address is what it was before replicas existed.
 
 use std::borrow::Borrow;
 
@@ -15,13 +16,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The one resource type teeform manages so far.
 const CVM: &str = "cvm.";
 
-/// Where a resource is: `cvm.NAME`. See the module docs.
+/// Where a resource is: `cvm.NAME` or `cvm.NAME[i]`. See the module docs.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Address(String);
 
 /// A string that is not an address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a CVM address (addresses look like `cvm.web`)")]
+#[error("`{0}` is not a CVM address (addresses look like `cvm.web` or `cvm.web[0]`)")]
 pub struct AddressError(pub String);
 
 impl Address {
@@ -31,21 +32,54 @@ impl Address {
         Address(format!("{CVM}{key}"))
     }
 
-    /// Reads `cvm.KEY` (KEY: ASCII letters, digits, `-`, `_`, as the manifest's keys are).
+    /// The address of instance `index` of the replicated CVM under `cvms.KEY`: `cvm.KEY[i]`.
+    pub fn instance(key: &str, index: u32) -> Address {
+        Address(format!("{CVM}{key}[{index}]"))
+    }
+
+    /// Reads `cvm.KEY` or `cvm.KEY[i]` (KEY: ASCII letters, digits, `-`, `_`, as the
+    /// manifest's keys are; `i` a decimal number without leading zeros).
     pub fn parse(s: &str) -> Result<Address, AddressError> {
-        match s.strip_prefix(CVM) {
-            Some(key) if is_key(key) => Ok(Address(s.to_string())),
-            _ => Err(AddressError(s.to_string())),
+        let bad = || AddressError(s.to_string());
+        let rest = s.strip_prefix(CVM).ok_or_else(bad)?;
+        let (key, index) = split(rest).ok_or_else(bad)?;
+        match index {
+            Some(i) if is_key(key) && i.parse::<u32>().is_ok() && (i == "0" || !i.starts_with('0')) => {
+                Ok(Address(s.to_string()))
+            }
+            None if is_key(key) => Ok(Address(s.to_string())),
+            _ => Err(bad()),
         }
     }
 
-    /// The CVM's key under `cvms:` (`web` for `cvm.web`).
+    /// The CVM's key under `cvms:` (`web` for `cvm.web` and for `cvm.web[2]`).
     pub fn key(&self) -> &str {
-        &self.0[CVM.len()..]
+        split(&self.0[CVM.len()..]).map_or("", |(k, _)| k)
+    }
+
+    /// The instance of a replicated CVM (`2` for `cvm.web[2]`); `None` for `cvm.web`.
+    pub fn index(&self) -> Option<u32> {
+        split(&self.0[CVM.len()..]).and_then(|(_, i)| i?.parse().ok())
+    }
+
+    /// The address of the manifest entry: `cvm.web` for `cvm.web[2]` (and for `cvm.web`).
+    pub fn entry(&self) -> Address {
+        Address::cvm(self.key())
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// `KEY` or `KEY[INDEX]` as (KEY, INDEX); `None` for a bracket that is not closed at the end.
+fn split(rest: &str) -> Option<(&str, Option<&str>)> {
+    match rest.split_once('[') {
+        None => Some((rest, None)),
+        Some((key, tail)) => {
+            let i = tail.strip_suffix(']')?;
+            (!i.is_empty() && i.bytes().all(|b| b.is_ascii_digit())).then_some((key, Some(i)))
+        }
     }
 }
 
@@ -129,7 +163,17 @@ mod tests {
         assert_eq!(Address::parse("cvm.web-2_b").unwrap().key(), "web-2_b");
         assert_eq!(serde_json::to_value(&a).unwrap(), "cvm.web");
         assert_eq!(serde_json::from_value::<Address>("cvm.web".into()).unwrap(), a);
-        for bad in ["web", "cvm.", "cvm.a b", "cvm.web[0]", "data.x.y", "cvm.ü", ""] {
+        let i = Address::instance("web", 12);
+        assert_eq!((i.as_str(), i.key(), i.index()), ("cvm.web[12]", "web", Some(12)));
+        assert_eq!(Address::parse("cvm.web[0]").unwrap().index(), Some(0));
+        assert_eq!(i.entry(), a);
+        assert_eq!(a.index(), None);
+        assert_eq!(serde_json::from_value::<Address>("cvm.web[3]".into()).unwrap(), Address::instance("web", 3));
+        let bad_instances =
+            ["cvm.web[]", "cvm.web[01]", "cvm.web[-1]", "cvm.web[1", "cvm.web[1]x", "cvm.[1]", "cvm.web[1][2]"];
+        for bad in
+            ["web", "cvm.", "cvm.a b", "data.x.y", "cvm.ü", "", "cvm.web[99999999999]"].into_iter().chain(bad_instances)
+        {
             assert!(Address::parse(bad).is_err(), "{bad}");
             assert!(serde_json::from_value::<Address>(bad.into()).is_err(), "{bad}");
         }

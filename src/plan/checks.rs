@@ -41,7 +41,7 @@ pub struct Sent<'a> {
 pub fn sent<'a>(config: &'a Config, plan: &Plan) -> Vec<Sent<'a>> {
     let mut out = Vec::new();
     for c in &plan.changes {
-        let Some(cfg) = config.cvms.values().find(|x| x.address() == c.address) else { continue };
+        let Some(cfg) = config.cvms.get(c.address.key()) else { continue };
         for &attr in CATALOG_ATTRS {
             let set = match attr {
                 Attr::InstanceType | Attr::Node | Attr::Image => cfg.attrs.is_set(attr),
@@ -158,7 +158,7 @@ pub fn disk_shrinks(config: &Config, plan: &Plan) -> Vec<Diagnostic> {
         if after >= before {
             continue;
         }
-        let Some(cfg) = config.cvms.values().find(|x| x.address() == c.address) else { continue };
+        let Some(cfg) = config.cvms.get(c.address.key()) else { continue };
         let span = cfg.spans.get(Attr::DiskSize.key()).copied().unwrap_or(cfg.span);
         out.push(
             Diagnostic::error(

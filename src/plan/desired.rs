@@ -31,7 +31,11 @@ impl Known<'_> {
 /// The value of a CVM attribute other resources may reference, if known before apply. A
 /// CVM's name is known whatever the plan does to it: the manifest's.
 pub(super) fn cvm_attr(target: &str, attr: &str, known: &Known) -> Option<String> {
-    let addr = Address::cvm(target);
+    // A replicated CVM's references are its instance 0's (the app id and compose hash are the
+    // app's; ids of one instance are instance 0's).
+    let one = Address::cvm(target);
+    let first = Address::instance(target, 0);
+    let addr = if known.current.contains_key(&one) || known.actions.contains_key(&one) { one } else { first };
     if attr == "name"
         && let Some(n) = known.names.get(&addr)
     {

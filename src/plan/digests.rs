@@ -112,8 +112,7 @@ pub(super) fn resent_warning(plan: &Plan) -> Option<String> {
 /// replaces is digested when the plan reaches it), each under its CVM's digest scope.
 pub(super) fn prepare(config: &Config, known: &Known, secrets: &SecretValues, digests: &Digester) {
     let mut owned: Vec<(String, &str, zeroize::Zeroizing<String>, Option<&str>)> = Vec::new();
-    for c in config.cvms.values() {
-        let addr = c.address();
+    for (c, addr) in config.cvms.values().flat_map(|c| c.instances().into_iter().map(move |a| (c, a))) {
         let rec = known.current.get(&addr);
         let scope = rec.map_or(&addr, |r| r.digest_scope()).to_string();
         let recorded = rec.map(|r| &r.attrs.env);

@@ -32,7 +32,24 @@ pub(super) fn moves(config: &Config, snapshot: &Snapshot, mode: Mode) -> Result<
         }
         moved.push(Moved { from: m.from.clone(), to: m.to.clone() });
     }
+    moved.extend(replica_moves(config, snapshot, &moved));
     Ok((moved, notes))
+}
+
+/// The moves `replicas:` implies, as Terraform's `count` does: a CVM going from one replica
+/// to more keeps its CVM as instance 0 (`cvm.web` → `cvm.web[0]`), and back to one, instance 0
+/// becomes the CVM (`cvm.web[0]` → `cvm.web`); the other instances are created or deleted.
+fn replica_moves(config: &Config, snapshot: &Snapshot, explicit: &[Moved]) -> Vec<Moved> {
+    let taken = |a: &Address| snapshot.resources.contains_key(a) || explicit.iter().any(|m| m.from == *a || m.to == *a);
+    let mut out = Vec::new();
+    for c in config.cvms.values() {
+        let (one, first) = (c.address(), Address::instance(&c.key, 0));
+        let (from, to) = if c.replicas > 1 { (one, first) } else { (first, one) };
+        if snapshot.resources.contains_key(&from) && !taken(&to) && !explicit.iter().any(|m| m.from == from) {
+            out.push(Moved { from, to });
+        }
+    }
+    out
 }
 
 /// State as this plan sees it: moved records at their new addresses, and (planning changes)

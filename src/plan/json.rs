@@ -48,7 +48,7 @@ fn change_json(c: &Change) -> Value {
     let (before, _, before_sensitive) = c.before.as_ref().map(attrs_json).unwrap_or((Value::Null, Value::Null, vec![]));
     let (after, after_unknown, after_sensitive) =
         c.after.as_ref().map(attrs_json).unwrap_or((Value::Null, Value::Null, vec![]));
-    json!({
+    let mut out = json!({
         "address": c.address,
         "type": "phala_cvm",
         "name": c.address.key(),
@@ -67,7 +67,12 @@ fn change_json(c: &Change) -> Value {
         "dependencies": c.dependencies,
         "previous_address": c.moved_from,
         "replacement_requested": c.action == super::Action::Replace && c.replacement_requested(),
-    })
+    });
+    // An instance of a replicated CVM: its index, as Terraform's JSON gives a `count` index.
+    if let Some(i) = c.address.index() {
+        out["index"] = i.into();
+    }
+    out
 }
 
 pub fn to_json(plan: &Plan) -> Value {
@@ -107,7 +112,7 @@ pub fn to_json(plan: &Plan) -> Value {
         let before = if o.sensitive { Value::Null } else { o.value.clone().map_or(Value::Null, Value::from) };
         outputs.insert(k.clone(), json!({"actions": ["delete"], "before": before, "after": Value::Null, "after_unknown": false, "sensitive": o.sensitive}));
     }
-    json!({
+    let mut out = json!({
         "format_version": super::FORMAT_VERSION.to_string(),
         "teeform_version": env!("CARGO_PKG_VERSION"),
         "mode": plan.mode,
@@ -134,5 +139,9 @@ pub fn to_json(plan: &Plan) -> Value {
         "requests": plan.requests,
         "replacements_needing_consent": plan.needs_consent().map(|c| &c.address).collect::<Vec<_>>(),
         "applyable": plan.has_changes(),
-    })
+    });
+    if !plan.rolls.is_empty() {
+        out["rolls"] = serde_json::to_value(&plan.rolls).unwrap_or_default();
+    }
+    out
 }

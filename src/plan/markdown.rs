@@ -65,8 +65,9 @@ fn sections(plan: &Plan) -> Vec<(String, String)> {
     }
     for c in &plan.changes {
         let mut body = String::new();
-        render::change(&mut body, &plain, c);
-        sections.push((render::heading(c).trim_start_matches("# ").to_string(), body));
+        if let Some(heading) = render::shown_change(&mut body, &plain, plan, c) {
+            sections.push((heading.trim_start_matches("# ").to_string(), body));
+        }
     }
     if plan.outputs_changed {
         let mut body = String::new();

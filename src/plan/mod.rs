@@ -17,6 +17,7 @@ pub mod json;
 pub mod markdown;
 mod preview;
 pub mod render;
+mod replicas;
 mod requests;
 
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::{CycleError, Graph};
-use crate::manifest::{Config, CvmConfig, Kms, Template};
+use crate::manifest::{Config, CvmConfig, HealthCheck, Kms, Template};
 use crate::model::schema::{Create, SCHEMA};
 use crate::model::{Address, Attr, CloudIds, CvmAttrs, OutputValue, RemoteCvm, ResourceRecord};
 use crate::secrets::{Digester, SecretValues};
@@ -36,6 +37,7 @@ pub use diff::merge_refresh;
 pub use digests::Redigested;
 pub use health::{Attention, Problem};
 pub use preview::app_compose_for_create;
+pub use replicas::{Instance, Roll};
 pub use requests::Requests;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -186,6 +188,13 @@ pub struct Change {
     /// ([`ResourceRecord::secrets_scope`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_scope: Option<Address>,
+    /// Where the change is an instance of a replicated CVM (`cvm.KEY[i]`): how it is made and
+    /// which instances it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<Instance>,
+    /// The manifest's `health:`, checked once the CVM runs after this change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
 }
 
 impl Change {
@@ -206,6 +215,8 @@ impl Change {
             moved_from: None,
             prevent_destroy: false,
             secrets_scope: None,
+            instance: None,
+            health: None,
         }
     }
 
@@ -216,6 +227,8 @@ impl Change {
             kms: kms_spec(&cfg.kms),
             kms_signer: cfg.kms_signer.clone(),
             prevent_destroy: cfg.prevent_destroy,
+            instance: replicas::instance(address, cfg),
+            health: cfg.health.clone(),
             ..Change::new(address.clone(), Action::Create)
         }
     }
@@ -360,6 +373,9 @@ pub struct Plan {
     /// CVMs whose `lifecycle.prevent_destroy` state records anew.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protection: Vec<Protection>,
+    /// Updates that roll over a replicated CVM's instances (their changes are in `changes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rolls: Vec<Roll>,
     /// What the run asked for beyond the manifest: `--replace`, `--target`, `--exclude`, and
     /// the consent `--allow-replace` gives (a saved plan keeps it).
     #[serde(default)]
@@ -479,7 +495,7 @@ fn verb(a: &Action) -> &'static str {
 fn nodes(config: &Config, records: &BTreeMap<Address, ResourceRecord>) -> BTreeMap<Address, Vec<Address>> {
     let mut nodes: BTreeMap<Address, Vec<Address>> = BTreeMap::new();
     for c in config.cvms.values() {
-        nodes.insert(c.address(), c.depends_on.iter().map(|d| Address::cvm(d)).collect());
+        nodes.extend(replicas::nodes(config, c));
     }
     for r in records.values() {
         nodes.entry(r.address.clone()).or_insert_with(|| r.dependencies.clone());
@@ -517,7 +533,7 @@ pub fn kms_spec(kms: &Kms) -> Option<KmsSpec> {
 pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let Input { config, snapshot, refreshed, secrets, digests, mode, requests } = *input;
     debug_assert_eq!(digests.salt(), snapshot.meta.salt, "digests are made for the state planned against");
-    let desired: BTreeMap<Address, &CvmConfig> = config.cvms.values().map(|c| (c.address(), c)).collect();
+    let desired = replicas::desired(config);
     // Moves first: everything below sees a moved CVM at its new address.
     let (moved, notes) = identity::moves(config, snapshot, mode)?;
     let (records, protection) = identity::view(snapshot, &moved, &desired, mode);
@@ -556,7 +572,8 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         };
         // A CVM keeps the scope its digests were made under, even when replaced.
         let scope = current.get(addr).map_or(addr, |r| r.digest_scope()).clone();
-        let (after, seen) = desired_attrs(cfg, &scope, &known, secrets, digests, current.get(addr));
+        let (mut after, seen) = desired_attrs(cfg, &scope, &known, secrets, digests, current.get(addr));
+        replicas::place(addr, cfg, &mut after);
         // Digests state keeps in another mode, of unchanged values, are compared in this one.
         let redigested_rec = digests::redigest(addr, current.get(addr), &seen, digests, &mut state, &mut redigested);
         let cur = redigested_rec.as_ref().or(current.get(addr));
@@ -573,6 +590,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         };
         let change = change::of_desired(base, cur, after, &facts, &mut attention);
         if let Some(mut c) = change {
+            replicas::fit(&mut c, cfg, &current, &gone);
             // (A replacement creates the CVM anew: nothing to explain there.)
             if c.action == Action::Update {
                 c.reasons.extend(digests::resent_reason(&seen, digests));
@@ -714,6 +732,7 @@ fn finish(
         format_version: FORMAT_VERSION,
         mode,
         state: StateRef { lineage: snapshot.meta.lineage.clone(), serial: snapshot.meta.serial },
+        rolls: replicas::rolls(config, &changes),
         changes,
         drift,
         refreshed: state.refreshed,

@@ -4,9 +4,9 @@
 
 use std::fmt::Write as _;
 
-use super::{Action, Attention, AttrChange, Change, Drift, Mode, Plan, Problem, Reason};
+use super::{Action, Attention, AttrChange, Change, Drift, Mode, Plan, Problem, Reason, Roll};
 use crate::model::schema::{SCHEMA, Type};
-use crate::model::{Attr, EnvVal};
+use crate::model::{Address, Attr, EnvVal};
 use crate::style::Palette;
 use text::{Eol, Markers, crlf_to_lf, is_yaml, marker, text_diff, visible};
 
@@ -101,7 +101,7 @@ fn actions(out: &mut String, p: &Palette, plan: &Plan) {
     if !plan.changes.is_empty() || !plan.moved.is_empty() || !plan.protection.is_empty() {
         out.push_str("teeform will perform the following actions:\n\n");
         for c in &plan.changes {
-            change(out, p, c);
+            shown_change(out, p, plan, c);
         }
         for m in plan.moved.iter().filter(|m| !plan.changes.iter().any(|c| c.address == m.to)) {
             let _ = writeln!(out, "  {}", p.bold(&format!("# {} has moved to {}", m.from, m.to)));
@@ -146,11 +146,17 @@ pub(super) fn summary_line(plan: &Plan, p: &Palette) -> String {
     if restarts > 0 {
         let _ = write!(out, " {restarts} CVM restart{}.", if restarts == 1 { "" } else { "s" });
     }
+    // One registration per app and hash: the instances of a replicated CVM share it.
     let onchain = plan
         .changes
         .iter()
-        .filter(|c| c.reasons.iter().any(|r| matches!(r, Reason::OnChainRegistration(n) if n.allowed != Some(true))))
-        .count();
+        .flat_map(|c| c.reasons.iter().map(move |r| (c, r)))
+        .filter_map(|(c, r)| match r {
+            Reason::OnChainRegistration(n) if n.allowed != Some(true) => Some((c.address.key(), &n.compose_hash)),
+            _ => None,
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     if onchain > 0 {
         let _ = write!(out, " {onchain} on-chain registration{}.", if onchain == 1 { "" } else { "s" });
     }
@@ -357,6 +363,49 @@ pub(super) fn change(out: &mut String, p: &Palette, c: &Change) {
         }
     }
     out.push('\n');
+}
+
+/// A change as the plan's text shows it, with its heading: a roll is one change, shown at its
+/// first instance with that one's diff, its other instances not at all (`None`).
+pub(super) fn shown_change(out: &mut String, p: &Palette, plan: &Plan, c: &Change) -> Option<String> {
+    match plan.rolls.iter().find(|r| r.instances.contains(&c.address)) {
+        Some(r) if r.instances[0] == c.address => Some(roll(out, p, r, c)),
+        Some(_) => None,
+        None => {
+            change(out, p, c);
+            Some(heading(c))
+        }
+    }
+}
+
+/// A rolling update of a replicated CVM's instances: one block, the first instance's diff.
+/// Returns its heading.
+fn roll(out: &mut String, p: &Palette, r: &Roll, first: &Change) -> String {
+    let n = r.instances.len();
+    let mut block = String::new();
+    change(&mut block, p, first);
+    let heading = heading(first);
+    let rolled = format!(
+        "# {} will be updated in-place: rolls {n} instance{}, at most {} unavailable",
+        r.address,
+        if n == 1 { "" } else { "s" },
+        r.max_unavailable
+    );
+    let block = block.replacen(&p.bold(&heading), &p.bold(&rolled), 1);
+    out.push_str(block.trim_end_matches('\n'));
+    out.push('\n');
+    let names: Vec<&str> = r.instances.iter().map(Address::as_str).collect();
+    let gates = if first.health.is_some() { "runs and passes its health check" } else { "runs" };
+    let _ = writeln!(
+        out,
+        "    {} {} restart{} ({}), {} at a time; each batch starts once the one before {gates}\n",
+        p.cyan("note:"),
+        r.restarts,
+        if r.restarts == 1 { "" } else { "s" },
+        names.join(", "),
+        r.max_unavailable.min(n as u32)
+    );
+    rolled
 }
 
 fn note(r: &Reason) -> Option<String> {

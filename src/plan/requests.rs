@@ -66,7 +66,7 @@ pub(super) fn selection(
 ) -> Result<Option<BTreeSet<Address>>, PlanError> {
     let named = [("--target", &r.target), ("--exclude", &r.exclude), ("--replace", &r.replace)];
     for (flag, list) in named {
-        if let Some(address) = list.iter().find(|a| !nodes.contains_key(*a)) {
+        if let Some(address) = list.iter().find(|a| instances(nodes, a).is_empty()) {
             let known = nodes.keys().cloned().collect();
             return Err(PlanError::UnknownAddress { flag, address: address.clone(), known });
         }
@@ -82,9 +82,10 @@ pub(super) fn selection(
     let mut chosen: BTreeSet<String> = if r.target.is_empty() {
         nodes.keys().map(ToString::to_string).collect()
     } else {
-        r.target.iter().flat_map(|t| pulled_in(graph, t.as_str()).into_iter().chain([t.to_string()])).collect()
+        let targets = r.target.iter().flat_map(|t| instances(nodes, t));
+        targets.flat_map(|t| pulled_in(graph, t.as_str()).into_iter().chain([t.to_string()])).collect()
     };
-    for e in &r.exclude {
+    for e in r.exclude.iter().flat_map(|e| instances(nodes, e)) {
         chosen.remove(e.as_str());
         for d in left_out(graph, e.as_str()) {
             chosen.remove(&d);
@@ -94,6 +95,19 @@ pub(super) fn selection(
 }
 
 type Follow = fn(&Graph, &str) -> BTreeSet<String>;
+
+/// What an address the run names stands for: itself, or for `cvm.KEY` of a replicated CVM,
+/// every instance `cvm.KEY[i]` (as Terraform's `-target` of a resource with `count`). Empty:
+/// no such CVM.
+fn instances(nodes: &BTreeMap<Address, Vec<Address>>, a: &Address) -> Vec<Address> {
+    if nodes.contains_key(a) {
+        return vec![a.clone()];
+    }
+    if a.index().is_some() {
+        return vec![];
+    }
+    nodes.keys().filter(|n| n.index().is_some() && n.key() == a.key()).cloned().collect()
+}
 
 /// Refuses a `--replace` the plan cannot carry out: of a CVM state does not have (nothing to
 /// replace), the manifest does not have (it would be destroyed, not replaced), or targeting

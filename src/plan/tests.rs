@@ -797,3 +797,4 @@ fn single_line_values_mark_invisible_characters() {
 }
 
 mod identity;
+mod replicas;

@@ -1,6 +1,7 @@
 //! Cloud APIs behind small traits. Only this module (and `sim`) knows wire formats: the rest
 //! of teeform sees [`crate::model`] types.
 
+pub mod health;
 pub mod http;
 pub mod nscale;
 pub mod oci;
@@ -390,6 +391,19 @@ pub trait PhalaApi: Send + Sync {
     async fn power(&self, id: &str, action: PowerAction) -> Result<(), ApiError> {
         let _ = (id, action);
         Err(ApiError::local(ErrorKind::Other, "POST", "/cvms/{id}/start", "this client cannot start or stop CVMs"))
+    }
+    /// The instances of an app (`GET /apps/{app_id}/cvms`, the SDKs' `getAppCvms`: a list of
+    /// CVM list items); none when there is no such app.
+    async fn app_instances(&self, app_id: &str) -> Result<Vec<RemoteCvm>, ApiError> {
+        let _ = app_id;
+        Err(ApiError::local(ErrorKind::Other, "GET", "/apps/{app_id}/cvms", "this client cannot list an app's CVMs"))
+    }
+    /// Another instance of the app of the CVM `id` (of app `app_id`): `POST /cvms/{id}/replicas`
+    /// `{node_id}` (both SDKs' `replicateCvm`), with the source's compose, env and sizes, on
+    /// `node_id` (the source's node when `None`); it boots in its own time. Its ids.
+    async fn replicate(&self, id: &str, app_id: &str, node_id: Option<u64>) -> Result<CloudIds, ApiError> {
+        let _ = (id, app_id, node_id);
+        Err(ApiError::local(ErrorKind::Other, "POST", "/cvms/{id}/replicas", "this client cannot replicate CVMs"))
     }
     /// Renames a CVM in place (`PATCH /cvms/{id}/name`, answered 204): its app id, keys and
     /// disk stay. A name another CVM of the workspace has is refused (400, `Validation`).

@@ -303,6 +303,48 @@ impl PhalaApi for PhalaClient {
         })
     }
 
+    async fn app_instances(&self, app_id: &str) -> Result<Vec<RemoteCvm>, ApiError> {
+        let bare = app_id.trim_start_matches("app_").trim_start_matches("0x");
+        let path = format!("/apps/{bare}/cvms");
+        let v = match self.json(Method::GET, &path, Idempotency::Safe, None, &[]).await {
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(vec![]),
+            other => other?,
+        };
+        let read = || -> Result<Vec<RemoteCvm>, String> {
+            let items = v.as_array().ok_or("the answer is not a list of CVMs")?;
+            items.iter().enumerate().map(|(i, x)| parse_cvm(x).map_err(|m| format!("[{i}]: {m}"))).collect()
+        };
+        read().map_err(|m| ApiError::invalid("GET", &path, 200, m))
+    }
+
+    async fn replicate(&self, id: &str, app_id: &str, node_id: Option<u64>) -> Result<CloudIds, ApiError> {
+        let path = format!("/cvms/{}/replicas", path_id(id));
+        let body = json!({ "node_id": node_id });
+        // Another instance each time: never repeated after an unclear answer (the next run
+        // finds the instance by its app id).
+        let v = self.json(Method::POST, &path, Idempotency::Unsafe, Some(&body), &[]).await?;
+        // The SDKs read a VM here (`@phala/cloud`'s VMSchema; the Python SDK loosely).
+        let read = || -> Result<CloudIds, String> {
+            let f = Fields::of(&v, "")?;
+            let ids = CloudIds {
+                id: match f.str("vm_uuid")? {
+                    Some(u) => u,
+                    None => f.id("id")?,
+                },
+                app_id: Some(f.req_str("app_id")?),
+                vm_uuid: f.str("vm_uuid")?,
+                instance_id: f.str("instance_id")?,
+            };
+            let norm = |a: &str| a.trim().trim_start_matches("0x").to_ascii_lowercase();
+            let got = ids.app_id.as_deref().unwrap_or_default();
+            if norm(got) != norm(app_id) {
+                return Err(format!("`app_id` is {got}, but the replica was of app {app_id}"));
+            }
+            Ok(ids)
+        };
+        read().map_err(|m| ApiError::invalid("POST", &path, 200, format!("{m}; the instance may exist")))
+    }
+
     async fn patch(&self, id: &str, req: &PatchRequest, prepare_only: bool) -> Result<PatchOutcome, ApiError> {
         let path = format!("/cvms/{}", path_id(id));
         let body = attrs::patch_body(req).map_err(|m| ApiError::local(ErrorKind::Other, "PATCH", &path, m))?;

@@ -114,6 +114,8 @@ pub struct SimConfig {
     /// Names of CVMs that booted another OS image than the one planned: their attestation's
     /// `os-image-hash` event and their detail's `os.os_image_hash` both report that image.
     pub boot_other_image: Vec<String>,
+    /// The status `GET /_sim/health` answers (for tests of `health:` checks).
+    pub health_status: u16,
 }
 
 impl Default for SimConfig {
@@ -145,6 +147,7 @@ impl Default for SimConfig {
             sample_quote: Vec::new(),
             tampered_quote: Vec::new(),
             boot_other_image: Vec::new(),
+            health_status: 200,
         }
     }
 }

@@ -308,3 +308,12 @@ impl PageQuery {
         (self.page.unwrap_or(1).max(1), self.page_size.unwrap_or(default).clamp(1, max))
     }
 }
+
+/// `POST /cvms/{id}/replicas`: the node the new instance goes on (the SDKs send `node_id`
+/// only; the CLI's `cvms replicate` also `encrypted_env`/`compose_hash`, which the simulator
+/// ignores).
+#[derive(Debug, Default, Deserialize)]
+pub struct ReplicaRequest {
+    #[serde(default)]
+    pub node_id: Option<u64>,
+}

@@ -456,6 +456,21 @@ test("apps: getAppList, getAppInfo, getAppCvms (what `phala cvms list` reads)", 
     { cls: BusinessError, status: 404 });
 });
 
+test("replicas: replicateCvm adds an instance of the app, getAppCvms lists both (what teeform's replicas use)", async () => {
+  const vm = await sdk("replicateCvm", () => phala.replicateCvm(client, { id: cvm.id, node_id: 2 }));
+  expectKnownResponseKeys("replicateCvm", phala.VMSchema);
+  assert.equal(vm.app_id, cvm.appId, "replicateCvm: the same app");
+  assert.notEqual(vm.vm_uuid, cvm.uuid, "replicateCvm: its own vm_uuid");
+  assert.equal(vm.teepod_id, 2, "replicateCvm: on the node asked for");
+  await sim.settle();
+  const cvms = await sdk("getAppCvms (two instances)", () => phala.getAppCvms(client, { appId: cvm.appId }));
+  expectKnownResponseKeys("getAppCvms (two instances)", phala.CvmInfoV20260121Schema.array());
+  assert.deepEqual(cvms.map((x) => x.vm_uuid).sort(), [cvm.uuid, vm.vm_uuid].sort());
+  await sdkError("replicateCvm (unknown node)", () => phala.replicateCvm(client, { id: cvm.id, node_id: 99 }),
+    { cls: BusinessError, status: 400 });
+  await phala.deleteCvm(client, { uuid: vm.vm_uuid });
+});
+
 test("auth: a missing or wrong API key is an AuthError", async () => {
   await sdkError("getCvmList (wrong key)", () => phala.getCvmList(createClient({ apiKey: "wrong", baseURL: sim.prefix })),
     { cls: AuthError, status: 401 });

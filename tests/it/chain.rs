@@ -700,3 +700,43 @@ fn a_compose_hash_removed_from_the_allow_list_fails_verify() {
         v.stdout
     );
 }
+
+#[test]
+fn a_roll_of_an_on_chain_app_registers_its_hash_once() {
+    let Some((url, _cast)) = anvil() else { return };
+    let owner = funded_key(&url);
+    let kms = deploy_kms(&url, &owner);
+    let mut t = TestEnv::with_config(SimConfig {
+        restart_ms: 150,
+        boot_ms: 150,
+        chain_rpc: Some(url.clone()),
+        kms_contract: Some(kms),
+        chain_id: Some(31337),
+        ..Default::default()
+    });
+    t.write("web.yml", WEB);
+    t.manifest(&MANIFEST.replace("    kms:", "    replicas: 3\n    update_policy: {max_unavailable: 2}\n    kms:"));
+    t.env.insert("ETH_RPC_URL".into(), url.clone());
+    t.env.insert("PRIVATE_KEY".into(), owner.clone());
+    t.run(&["apply", "--auto-approve"]).ok();
+    let apps = t.stats()["apps"].as_object().unwrap().clone();
+    assert_eq!(apps.len(), 1, "one app: {apps:?}");
+    let app = format!("0x{}", apps.keys().next().unwrap());
+    assert_eq!(registered(&url, &app).len(), 1, "the first hash, allowed at deployment");
+
+    t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("rolls 3 instances, at most 2 unavailable"), "{}", p.stdout);
+    assert!(p.stdout.contains("1 on-chain registration."), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve"]).ok();
+    let hashes = registered(&url, &app);
+    assert_eq!(hashes.len(), 2, "one registration for the app, not one per instance: {hashes:?}");
+    let instances = t.stats()["apps"][&app[2..]]["instances"].as_array().unwrap().clone();
+    assert_eq!(instances.len(), 3);
+    for i in &instances {
+        assert_eq!(i["compose_hash"], hashes[1], "{i}");
+        assert_eq!(i["updates"], 1, "{i}");
+    }
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}

@@ -26,6 +26,7 @@ mod postgres;
 mod progress;
 #[allow(dead_code)]
 mod proxy;
+mod replicas;
 mod schema;
 mod secrets;
 mod shell;

@@ -348,6 +348,10 @@ fn every_route_answers_as_recorded() {
     x.call("POST", "/_sim/config", None, j(json!({"latency_ms": "slow"})));
     x.call("POST", "/cvms/web-one/restart", None, None);
     x.call("GET", "/cvms/web-one/state", None, None);
+    // Another instance of its app (a VM), on a node that exists and one that does not.
+    x.call("POST", "/cvms/web-one/replicas", None, j(json!({"node_id": 2})));
+    x.call("POST", "/cvms/web-one/replicas", None, j(json!({"node_id": 99})));
+    x.call("GET", "/_sim/health", None, None);
     x.call("GET", "/_sim/config", None, None);
     x.call("GET", "/_sim/stats", None, None);
 

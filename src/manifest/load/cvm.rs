@@ -8,7 +8,7 @@ use super::super::compose_lint::EnvKey;
 use super::super::diag::did_you_mean;
 use super::super::expr::Ref;
 use super::super::yaml::{Kind, Node, Span};
-use super::super::{CvmConfig, FileRef, Kms};
+use super::super::{CvmConfig, FileRef, HealthCheck, Kms, UpdatePolicy};
 use super::compose::LintInput;
 use super::{Allow, Loader};
 use crate::model::schema::Type;
@@ -20,8 +20,16 @@ pub fn cvm_keys() -> &'static [&'static str] {
     &CVM_KEYS
 }
 
-static CVM_KEYS: LazyLock<Vec<&'static str>> =
-    LazyLock::new(|| SCHEMA.iter().map(|s| s.key).chain(["env_file", "depends_on", "lint", "lifecycle"]).collect());
+static CVM_KEYS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    SCHEMA
+        .iter()
+        .map(|s| s.key)
+        .chain(["env_file", "depends_on", "lint", "lifecycle", "replicas", "nodes", "update_policy", "health"])
+        .collect()
+});
+
+/// The most instances one CVM entry may have.
+const MAX_REPLICAS: u32 = 100;
 
 /// A CVM with nothing read yet but its key.
 fn new_cvm(key: &str, span: Span) -> CvmConfig {
@@ -41,6 +49,10 @@ fn new_cvm(key: &str, span: Span) -> CvmConfig {
         depends_on: Vec::new(),
         data_fields: BTreeMap::new(),
         prevent_destroy: false,
+        replicas: 1,
+        nodes: Vec::new(),
+        update_policy: Default::default(),
+        health: None,
     }
 }
 
@@ -127,6 +139,10 @@ impl Loader<'_> {
                 "depends_on" if !v.is_null() => self.depends_on(&mut c, v, &what),
                 "lint" => lint.ignore = self.lint(v, &what),
                 "lifecycle" => c.prevent_destroy = self.lifecycle(v, &what),
+                "replicas" => c.replicas = self.number(v, &w, 1, MAX_REPLICAS.into()).unwrap_or(1),
+                "nodes" if !v.is_null() => c.nodes = self.nodes(v, &w),
+                "update_policy" => c.update_policy = self.update_policy(v, &what),
+                "health" if !v.is_null() => c.health = self.health(v, &what),
                 _ => self.cvm_attribute(&mut c, k, v, &w),
             }
         }
@@ -277,6 +293,66 @@ impl Loader<'_> {
             }
         }
         prevent
+    }
+
+    /// `nodes: [NAME, ...]`: node names, instances spread over them in turn.
+    fn nodes(&mut self, v: &Node, what: &str) -> Vec<String> {
+        let Kind::Seq(items) = &v.kind else {
+            self.err(v.span, format!("{what} must be a list of node names")).set_label("expected a list");
+            return vec![];
+        };
+        items.iter().filter_map(|it| self.literal_string(it, "nodes entry")).collect()
+    }
+
+    /// `update_policy: {max_unavailable, max_surge, pause_on_failure}`.
+    fn update_policy(&mut self, node: &Node, what: &str) -> UpdatePolicy {
+        let mut p = UpdatePolicy::default();
+        let keys = ["max_unavailable", "max_surge", "pause_on_failure"];
+        for (k, _, v) in self.entries(node, &format!("{what}: `update_policy`"), Some(&keys)) {
+            let w = format!("update_policy.{k}");
+            match k {
+                "max_unavailable" => p.max_unavailable = self.number(v, &w, 1, MAX_REPLICAS.into()).unwrap_or(1),
+                "max_surge" => {
+                    if let Some(n) = self.number(v, &w, 0, MAX_REPLICAS.into())
+                        && n > 0
+                    {
+                        self.err(v.span, "update_policy.max_surge above 0 is not supported")
+                            .set_label("not supported")
+                            .add_hint("instances are updated in place, at most `max_unavailable` at a time");
+                    }
+                }
+                "pause_on_failure" => p.pause_on_failure = self.boolean(v, &w).unwrap_or(true),
+                _ => {}
+            }
+        }
+        p
+    }
+
+    /// `health: {url, expect_status, timeout}`.
+    fn health(&mut self, node: &Node, what: &str) -> Option<HealthCheck> {
+        let mut h = HealthCheck { url: String::new(), expect_status: 200, timeout: 60 };
+        let mut url_seen = false;
+        for (k, _, v) in self.entries(node, &format!("{what}: `health`"), Some(&["url", "expect_status", "timeout"])) {
+            let w = format!("health.{k}");
+            match k {
+                "url" => {
+                    url_seen = true;
+                    let Some(u) = self.literal_string(v, &w) else { continue };
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        self.err(v.span, format!("{w} must be an http:// or https:// URL")).set_label("not a URL");
+                    }
+                    h.url = u;
+                }
+                "expect_status" => h.expect_status = self.number(v, &w, 100, 599).map_or(200, |n| n as u16),
+                "timeout" => h.timeout = self.number(v, &w, 1, 3600).unwrap_or(60),
+                _ => {}
+            }
+        }
+        if !url_seen {
+            self.err(node.span, format!("{what}: `health` has no `url`")).set_label("missing `url`");
+            return None;
+        }
+        Some(h)
     }
 
     /// `lint: {ignore: [NAME, ...]}`: env keys and compose variables whose warnings are

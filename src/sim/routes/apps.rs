@@ -1,5 +1,5 @@
 //! Apps (`GET /apps`, `/apps/{app_id}`, `/apps/{app_id}/cvms`): what `phala cvms list` reads.
-//! One CVM per app.
+//! An app has one CVM per instance (`POST /cvms/{id}/replicas` adds one).
 
 use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
@@ -49,7 +49,12 @@ pub async fn get(State(sim): State<Sim>, v: ApiVersion, Path(app_id): Path<Strin
     ok(sim.read(|w| w.app(&app_id).map(|c| shapes::app(v, w, c, now_ms()))).ok_or_else(app_not_found)?)
 }
 
+/// Every instance of the app (the SDKs' `getAppCvms`: an array of CVM list items).
 pub async fn cvms(State(sim): State<Sim>, v: ApiVersion, Path(app_id): Path<String>) -> Res {
-    let item = sim.read(|w| w.app(&app_id).map(|c| shapes::cvm_list_item(v, w, c, now_ms())));
-    ok(json!([item.ok_or_else(app_not_found)?]))
+    let items: Vec<Value> =
+        sim.read(|w| w.instances(&app_id).into_iter().map(|c| shapes::cvm_list_item(v, w, c, now_ms())).collect());
+    if items.is_empty() {
+        return Err(app_not_found());
+    }
+    ok(Value::Array(items))
 }

@@ -3,6 +3,7 @@
 //! key, so tests check what teeform sent without the simulator ever storing plaintext).
 
 use axum::extract::{Path, State};
+use axum::response::IntoResponse;
 use serde_json::{Map, Value, json};
 
 use super::{Res, ok};
@@ -26,11 +27,31 @@ pub async fn stats(State(sim): State<Sim>) -> Res {
             .collect();
         (cvms, w.cvms.len())
     });
+    // Per app: its instances and the most of them not running at once after their first boot.
+    let apps: Map<String, Value> = sim.read(|w| {
+        let ids: std::collections::BTreeSet<&str> = w.cvms.values().map(|c| c.app_id.as_str()).collect();
+        ids.into_iter()
+            .map(|a| {
+                let instances: Vec<Value> = w
+                    .instances(a)
+                    .iter()
+                    .map(|c| json!({"vm_uuid": c.vm_uuid, "instance_id": c.instance_id, "node_id": c.node_id, "status": c.status(now), "restarts": c.restarts, "updates": c.updates, "compose_hash": c.compose_hash}))
+                    .collect();
+                (a.to_string(), json!({"instances": instances, "max_unavailable": w.max_unavailable(a, now)}))
+            })
+            .collect()
+    });
     ok(json!({
         "total_requests": stats.total_requests, "requests": stats.requests, "endpoints": stats.endpoints,
         "injected_errors": stats.injected_errors,
-        "injected_hangs": stats.injected_hangs, "cvm_count": count, "cvms": cvms,
+        "injected_hangs": stats.injected_hangs, "cvm_count": count, "cvms": cvms, "apps": apps,
     }))
+}
+
+/// A health endpoint for tests' `health:` checks: answers the `health_status` knob.
+pub async fn health(State(sim): State<Sim>) -> Res {
+    let status = axum::http::StatusCode::from_u16(sim.config().health_status).unwrap_or(axum::http::StatusCode::OK);
+    Ok((status, "health").into_response())
 }
 
 pub async fn config_get(State(sim): State<Sim>) -> Res {

@@ -274,6 +274,23 @@ pub async fn restart(State(sim): State<Sim>, v: ApiVersion, Path(id): Path<Strin
     power(&sim, v, &id, Power::Restart)
 }
 
+/// `POST /cvms/{id}/replicas` `{node_id?}`: another instance of the app, answered as a VM
+/// (`@phala/cloud`'s `replicateCvm` reads a VM; the Python SDK reads it loosely).
+pub async fn replicas(
+    State(sim): State<Sim>,
+    v: ApiVersion,
+    Path(id): Path<String>,
+    Body(req): Body<crate::sim::requests::ReplicaRequest>,
+) -> Res {
+    let cfg = sim.config();
+    let now = now_ms();
+    ok(sim.change(|w| {
+        let seq = w.cvm(&id)?.seq;
+        let new = w.replicate(seq, req.node_id, &cfg, now)?;
+        Ok(shapes::vm(v, w, &w.cvms[&new], now))
+    })?)
+}
+
 pub async fn delete(State(sim): State<Sim>, Path(id): Path<String>) -> Res {
     sim.change(|w| {
         let seq = w.cvm(&id)?.seq;

@@ -57,6 +57,7 @@ pub fn router(sim: Sim) -> Router {
         .route("/cvms/{id}/stop", post(cvms::stop))
         .route("/cvms/{id}/shutdown", post(cvms::shutdown))
         .route("/cvms/{id}/restart", post(cvms::restart))
+        .route("/cvms/{id}/replicas", post(cvms::replicas))
         .route("/cvms/{id}/state", get(cvms::state))
         .route("/cvms/{id}/attestation", get(cvms::attestation))
         .route("/status/batch", post(cvms::status_batch))
@@ -80,6 +81,7 @@ pub fn router(sim: Sim) -> Router {
         .route("/_sim/stats", get(control::stats))
         .route("/_sim/config", get(control::config_get).post(control::config_set))
         .route("/_sim/cvms/{id}/env", get(control::env))
+        .route("/_sim/health", get(control::health))
         .with_state(sim)
 }
 

@@ -273,6 +273,7 @@ impl World {
             correlation_id: Some(uuid::Uuid::new_v4().to_string()),
             restarts: 0,
             updates: 0,
+            down: Vec::new(),
         };
         cvm.transition(now, "starting", "running", cfg.boot_ms, &cfg.fail_boot);
         self.provisions.remove(&hash);

@@ -53,6 +53,10 @@ pub struct Cvm {
     pub correlation_id: Option<String>,
     pub restarts: u64,
     pub updates: u64,
+    /// When it was not running after its first boot, `[from, until)` in ms (`until` is
+    /// `u64::MAX` while it lasts): what `/_sim/stats` counts as unavailable during updates.
+    #[serde(default)]
+    pub down: Vec<[u64; 2]>,
 }
 
 /// The boot error of a CVM the `fail_boot` knob names.
@@ -82,6 +86,14 @@ impl Cvm {
     /// the `fail_boot` knob ends a boot in `error` instead of running.
     pub fn transition(&mut self, now: u64, transition: &str, target: &str, ms: u64, fail_boot: &[String]) {
         let fails = target == "running" && fail_boot.contains(&self.name);
+        // A CVM's first boot is not downtime; every later transition is, until it runs again.
+        if !self.target.is_empty() {
+            if let Some(last) = self.down.last_mut() {
+                last[1] = last[1].min(now);
+            }
+            let until = if target == "running" && !fails { now + ms } else { u64::MAX };
+            self.down.push([now, until]);
+        }
         self.target = if fails { "error".into() } else { target.into() };
         self.boot_error = fails.then(|| SIM_BOOT_ERROR.to_string());
         self.transition = transition.into();
@@ -164,12 +176,77 @@ impl World {
     /// compared as written, as on create.
     pub fn rename(&mut self, seq: u64, name: &str) -> Result<(), ApiError> {
         limits::name(name).map_err(ApiError::refused)?;
-        if self.cvms.values().any(|c| c.seq != seq && c.name == name) {
+        let app = self.cvms.get(&seq).map(|c| c.app_id.clone()).unwrap_or_default();
+        // Instances of one app share its name.
+        if self.cvms.values().any(|c| c.seq != seq && c.name == name && c.app_id != app) {
             return Err(ApiError::plain(400, format!("CVM name \"{name}\" is already in use in this workspace")));
         }
         let c = self.cvms.get_mut(&seq).ok_or_else(ApiError::cvm_not_found)?;
         c.name = name.to_string();
         Ok(())
+    }
+
+    /// `POST /cvms/{id}/replicas`: another instance of the CVM's app (same app id, compose,
+    /// env and sizes; its own vm_uuid, instance id and node), booting. Returns its sequence
+    /// number. UNVERIFIED (the SDKs show the path and `{node_id}` only): the replica keeps the
+    /// source's name, and a node id the simulator lacks is refused as a create's is.
+    pub fn replicate(&mut self, seq: u64, node_id: Option<u64>, cfg: &SimConfig, now: u64) -> Result<u64, ApiError> {
+        let src = self.cvms.get(&seq).ok_or_else(ApiError::cvm_not_found)?;
+        let node_id = node_id.unwrap_or(src.node_id);
+        if self.node(node_id).is_none() {
+            return Err(ApiError::coded(400, "ERR-01-001", format!("Node {node_id} not found")));
+        }
+        let new = self.next_seq;
+        self.next_seq += 1;
+        let instance_id =
+            hex::encode(&sha2::Sha256::digest(format!("{}{new}{}", self.master_key, rand::random::<u64>()))[..20]);
+        let mut c = Cvm {
+            seq: new,
+            vm_uuid: uuid::Uuid::new_v4().to_string(),
+            instance_id,
+            node_id,
+            created_ms: now,
+            target: String::new(),
+            transition: String::new(),
+            busy_until: 0,
+            busy_since: 0,
+            boot_error: None,
+            correlation_id: Some(uuid::Uuid::new_v4().to_string()),
+            restarts: 0,
+            updates: 0,
+            down: Vec::new(),
+            ..src.clone()
+        };
+        c.transition(now, "starting", "running", cfg.boot_ms, &cfg.fail_boot);
+        self.cvms.insert(new, c);
+        Ok(new)
+    }
+
+    /// The instances of an app (`app_id` with or without `app_` and `0x`), oldest first.
+    pub fn instances(&self, app_id: &str) -> Vec<&Cvm> {
+        let want = app_id.trim_start_matches("app_").trim_start_matches("0x");
+        self.cvms.values().filter(|c| c.app_id.eq_ignore_ascii_case(want)).collect()
+    }
+
+    /// The most instances of the app that were not running at the same moment after their
+    /// first boot (updates, restarts, stops), up to `now`.
+    pub fn max_unavailable(&self, app_id: &str, now: u64) -> usize {
+        // A sweep over the intervals' ends: a start counts one up, an end one down; at equal
+        // times ends go first (`[from, until)`).
+        let mut events: Vec<(u64, i32)> = Vec::new();
+        for c in self.instances(app_id) {
+            for [from, until] in &c.down {
+                events.push((*from, 1));
+                events.push(((*until).min(now.max(*from)), -1));
+            }
+        }
+        events.sort();
+        let (mut level, mut most) = (0i32, 0i32);
+        for (_, d) in events {
+            level += d;
+            most = most.max(level);
+        }
+        most.max(0) as usize
     }
 
     /// Deletes a CVM and the updates held for it.

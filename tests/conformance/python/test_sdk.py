@@ -240,6 +240,12 @@ def test_a_cvm_from_create_to_delete(sim, version, recorder):
     app = judge(recorder, "get_app_info", DstackAppFullResponseV20260121 if version == "2026-01-21" else DstackAppFullResponseV20260522)
     assert app.current_cvm.id == cvm_id
     assert [x.name for x in sdk(recorder, "get_app_cvms", c.get_app_cvms, {"app_id": prov.app_id})] == [name]
+    # Another instance of the app (teeform's replicas), listed beside the first, then removed.
+    replica = sdk(recorder, "replicate_cvm", c.replicate_cvm, {"id": cvm_id, "node_id": 2})
+    assert replica.name == name and isinstance(replica.id, int if version == "2026-01-21" else str), replica
+    sim.settle()
+    assert len(sdk(recorder, "get_app_cvms (two instances)", c.get_app_cvms, {"app_id": prov.app_id})) == 2
+    assert sdk(recorder, "delete_cvm (replica)", c.delete_cvm, {"id": replica.vm_uuid}) is None
 
     # Updates, through each endpoint the SDK has.
     env2 = [EnvVar("API_KEY", "sk-rotated"), EnvVar("DB_URL", 'x"y'), EnvVar("NEW", "n")]

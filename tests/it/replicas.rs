@@ -1,0 +1,260 @@
+//! Replicas and rolling updates (issue 20): one manifest entry run as N instances of one app,
+//! scaled out and in, and updated a batch at a time, each batch gated on running and on the
+//! `health:` check, a failed batch pausing the roll.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use teeform::sim::SimConfig;
+
+use crate::harness::{TestEnv, WEB};
+
+fn manifest(replicas: u32, extra: &str) -> String {
+    format!("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    replicas: {replicas}\n{extra}")
+}
+
+fn env(cfg: SimConfig) -> TestEnv {
+    let t = TestEnv::with_config(cfg);
+    t.write("web.yml", WEB);
+    t
+}
+
+/// The simulator's instances of the one app: (app id, instances as JSON, most unavailable).
+fn app(t: &TestEnv) -> (String, Vec<Value>, u64) {
+    let apps = t.stats()["apps"].as_object().unwrap().clone();
+    assert_eq!(apps.len(), 1, "one app: {apps:?}");
+    let (id, a) = apps.into_iter().next().unwrap();
+    (id, a["instances"].as_array().unwrap().clone(), a["max_unavailable"].as_u64().unwrap())
+}
+
+fn state_list(t: &TestEnv) -> Vec<String> {
+    let out = t.run(&["state", "list"]);
+    out.ok();
+    out.stdout.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn scale_one_to_three_to_two_keeps_one_app_and_its_first_cvm() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    t.manifest(&manifest(1, ""));
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(state_list(&t), ["cvm.web"]);
+    let (app_id, first, _) = app(&t);
+    let first_uuid = first[0]["vm_uuid"].clone();
+
+    t.manifest(&manifest(3, ""));
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("# cvm.web[1] will be created"), "{}", p.stdout);
+    assert!(p.stdout.contains("# cvm.web[2] will be created"), "{}", p.stdout);
+    assert!(p.stdout.contains("# cvm.web has moved to cvm.web[0]"), "{}", p.stdout);
+    assert!(p.stdout.contains("Plan: 2 to add, 0 to change, 0 to destroy."), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"]);
+    let (same_app, instances, _) = app(&t);
+    assert_eq!(same_app, app_id, "the instances are one app");
+    assert_eq!(instances.len(), 3);
+    assert!(instances.iter().any(|i| i["vm_uuid"] == first_uuid), "instance 0 is the CVM from before");
+    let uuids: BTreeSet<&str> = instances.iter().map(|i| i["vm_uuid"].as_str().unwrap()).collect();
+    let ids: BTreeSet<&str> = instances.iter().map(|i| i["instance_id"].as_str().unwrap()).collect();
+    assert_eq!((uuids.len(), ids.len()), (3, 3), "each instance has its own vm_uuid and instance id");
+    assert_eq!(t.count_exact("POST /api/v1/cvms"), 2, "one create (provision and commit), then replicas");
+    assert_eq!(t.count("POST /api/v1/cvms/") - t.count("POST /api/v1/cvms/provision"), 2, "two replicas");
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+    // The SDKs' listing of an app's instances has them all.
+    let (status, listed) = t.api("GET", &format!("/apps/{app_id}/cvms"), None);
+    assert_eq!((status, listed.as_array().map(Vec::len)), (200, Some(3)));
+
+    t.manifest(&manifest(2, ""));
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("# cvm.web[2] will be destroyed"), "{}", p.stdout);
+    assert!(p.stdout.contains("Plan: 0 to add, 0 to change, 1 to destroy."), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]"]);
+    assert_eq!(app(&t).1.len(), 2);
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+    // No instance restarted along the way.
+    assert!(app(&t).1.iter().all(|i| i["restarts"] == 0 && i["updates"] == 0));
+}
+
+/// Five instances, then a compose change with `max_unavailable: 2`.
+fn five(t: &TestEnv, extra: &str) {
+    t.manifest(&manifest(5, extra));
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(app(t).1.len(), 5);
+    t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
+}
+
+const TWO_AT_A_TIME: &str = "    update_policy: {max_unavailable: 2}\n";
+
+#[test]
+fn a_roll_of_five_has_at_most_two_down_and_restarts_each_once() {
+    let t = env(SimConfig { restart_ms: 300, boot_ms: 100, ..Default::default() });
+    five(&t, TWO_AT_A_TIME);
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(
+        p.stdout.contains("# cvm.web will be updated in-place: rolls 5 instances, at most 2 unavailable"),
+        "{}",
+        p.stdout
+    );
+    assert!(
+        p.stdout.contains("5 restarts (cvm.web[0], cvm.web[1], cvm.web[2], cvm.web[3], cvm.web[4]), 2 at a time"),
+        "{}",
+        p.stdout
+    );
+    assert_eq!(p.stdout.matches("will be updated in-place").count(), 1, "one change in the text: {}", p.stdout);
+    assert!(p.stdout.contains("Plan: 0 to add, 5 to change, 0 to destroy. 5 CVM restarts."), "{}", p.stdout);
+    // Parallelism would allow all five at once: the policy is what bounds it.
+    t.run(&["apply", "--auto-approve", "--parallelism", "10"]).ok();
+    let (_, instances, most) = app(&t);
+    assert_eq!(most, 2, "the most instances down at once");
+    for i in &instances {
+        assert_eq!(
+            (i["updates"].as_u64(), i["restarts"].as_u64()),
+            (Some(1), Some(1)),
+            "updated and restarted once: {i}"
+        );
+    }
+    let hashes: BTreeSet<&str> = instances.iter().map(|i| i["compose_hash"].as_str().unwrap()).collect();
+    assert_eq!(hashes.len(), 1, "every instance runs the new compose");
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+#[test]
+fn a_failing_health_check_pauses_the_roll_and_the_next_apply_resumes_it() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    let health = format!(
+        "    update_policy: {{max_unavailable: 2}}\n    health: {{url: \"{}\", expect_status: 200, timeout: 2}}\n",
+        t.prefix().replace("/api/v1", "/_sim/health")
+    );
+    five(&t, &health);
+    let before: Vec<String> = app(&t).1.iter().map(|i| i["compose_hash"].as_str().unwrap().to_string()).collect();
+    t.configure(serde_json::json!({"health_status": 503}));
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert!(r.stderr.contains("did not answer 200"), "{}", r.stderr);
+    let (_, instances, most) = app(&t);
+    let updated = instances.iter().filter(|i| i["updates"] == 1).count();
+    assert_eq!(updated, 2, "the first batch only: {instances:?}");
+    assert!(most <= 2);
+    let old_left =
+        instances.iter().filter(|i| before.contains(&i["compose_hash"].as_str().unwrap().to_string())).count();
+    assert_eq!(old_left, 3, "the rest still run the old compose");
+    // State says which instances run which revision: the plan rolls the three left.
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("rolls 3 instances, at most 2 unavailable"), "{}", p.stdout);
+
+    t.configure(serde_json::json!({"health_status": 200}));
+    t.run(&["apply", "--auto-approve"]).ok();
+    let (_, instances, _) = app(&t);
+    assert!(instances.iter().all(|i| i["updates"] == 1), "each instance updated exactly once: {instances:?}");
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+#[test]
+fn the_manifest_refuses_what_replicas_cannot_do() {
+    let t = env(SimConfig::default());
+    t.manifest(&manifest(0, "    update_policy: {max_surge: 1}\n    health: {expect_status: 200}\n"));
+    let r = t.run(&["validate"]);
+    r.code(1);
+    for want in ["replicas", "max_surge above 0 is not supported", "`health` has no `url`"] {
+        assert!(r.stderr.contains(want), "{want}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn a_roll_killed_midway_finishes_without_restarting_an_instance_twice() {
+    let t = env(SimConfig { restart_ms: 400, boot_ms: 50, ..Default::default() });
+    five(&t, "");
+    let updated = |t: &TestEnv| app(t).1.iter().filter(|i| i["updates"] == 1).count();
+    let mut child = t
+        .command(&["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("teeform runs");
+    // Killed (SIGKILL) once the second instance's update was accepted, mid-roll.
+    let start = std::time::Instant::now();
+    while updated(&t) < 2 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the roll did not get going");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = updated(&t);
+    assert!((2..5).contains(&at_kill), "killed mid-roll: {at_kill} of 5 updated");
+    t.run(&["apply", "--auto-approve"]).ok();
+    let (_, instances, most) = app(&t);
+    for i in &instances {
+        assert_eq!((i["updates"].as_u64(), i["restarts"].as_u64()), (Some(1), Some(1)), "once each: {i}");
+    }
+    assert_eq!(most, 1, "one at a time, across both runs");
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+#[test]
+fn a_replica_made_but_not_recorded_is_adopted_not_made_again() {
+    use crate::proxy::{Fault, Proxy};
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    let p = Proxy::to(t.prefix().trim_end_matches("/api/v1"));
+    t.write("teeform.yaml", &format!("provider:\n  phala:\n    endpoint: {}\n{}", p.prefix(), manifest(2, "")));
+    // The API makes the replica, but its answer cannot be read: the run cannot know its ids.
+    p.on("POST", "/replicas", Fault::rewrite(|_| serde_json::json!({"unexpected": true})));
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert_eq!(app(&t).1.len(), 2, "the replica exists");
+    assert_eq!(state_list(&t), ["cvm.web[0]"]);
+    p.clear();
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.ok();
+    assert_eq!(app(&t).1.len(), 2, "adopted, not made again: {}{}", r.stdout, r.stderr);
+    assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]"]);
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+#[test]
+fn nodes_spread_instances_and_without_pause_a_failing_check_does_not_stop_the_roll() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    let extra = format!(
+        "    nodes: [prod5, prod6]\n    update_policy: {{pause_on_failure: false}}\n    health: {{url: \"{}\", timeout: 1}}\n",
+        t.prefix().replace("/api/v1", "/_sim/health")
+    );
+    t.manifest(&manifest(3, &extra));
+    t.run(&["apply", "--auto-approve"]).ok();
+    let mut nodes: Vec<u64> = app(&t).1.iter().map(|i| i["node_id"].as_u64().unwrap()).collect();
+    nodes.sort();
+    assert_eq!(nodes, [1, 1, 2], "prod5, prod6, prod5");
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+
+    t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
+    t.configure(serde_json::json!({"health_status": 500}));
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    let (_, instances, most) = app(&t);
+    assert!(instances.iter().all(|i| i["updates"] == 1), "every batch went: {instances:?}");
+    assert_eq!(most, 1, "still one at a time");
+    for i in 0..3 {
+        assert!(r.stderr.contains(&format!("cvm.web[{i}]: health check")), "{i}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn instance_0_deleted_outside_teeform_comes_back_in_the_same_app() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    t.manifest(&manifest(3, ""));
+    t.run(&["apply", "--auto-approve"]).ok();
+    let (app_id, instances, _) = app(&t);
+    // The oldest instance is instance 0.
+    let first = instances[0]["vm_uuid"].as_str().unwrap().to_string();
+    assert_eq!(t.api("DELETE", &format!("/cvms/{first}"), None).0, 204);
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("cvm.web[0]"), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve"]).ok();
+    let (same, instances, _) = app(&t);
+    assert_eq!((same, instances.len()), (app_id, 3), "made from another instance, in the app");
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}

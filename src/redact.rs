@@ -30,7 +30,13 @@ const REDACTED: &str = "<redacted>";
 
 fn add(pairs: impl IntoIterator<Item = (String, String)>) {
     let mut needles = NEEDLES.write().unwrap_or_else(|p| p.into_inner());
-    for (needle, with) in pairs {
+    for (needle, mut with) in pairs {
+        // A URL registered with its trailing slash is a prefix of the URLs built on it
+        // (`http://host:8081/` of `http://host:8081/sgx/…`): its replacement keeps the slash,
+        // or the text shown would run host and path together.
+        if needle.ends_with('/') && !with.ends_with('/') {
+            with.push('/');
+        }
         if needle.len() >= MIN_SECRET_LEN && !needles.iter().any(|(n, _)| *n == needle) {
             needles.push((needle, with));
         }
@@ -207,6 +213,30 @@ mod tests {
         assert!(logged.contains("POST /…"), "{logged}");
         assert!(logged.contains("postgres://u:<redacted>@db/x"), "{logged}");
         assert!(!logged.contains("LogLineKey") && !logged.contains("pw12345678"), "{logged}");
+    }
+
+    #[test]
+    fn a_url_at_the_root_keeps_the_slash_before_the_paths_built_on_it() {
+        // Registered as given, without and with its slash, as `127.0.0.1` and `localhost`.
+        url("http://127.0.0.1:19347");
+        url("http://localhost:19348/");
+        let cases = [
+            (
+                "GET http://127.0.0.1:19347/sgx/certification/v4/pckcrl",
+                "GET http://127.0.0.1:19347/sgx/certification/v4/pckcrl",
+            ),
+            (
+                "GET http://localhost:19348/tdx/certification/v4/tcb",
+                "GET http://localhost:19348/tdx/certification/v4/tcb",
+            ),
+            (
+                "at http://127.0.0.1:19347/ and http://localhost:19348.",
+                "at http://127.0.0.1:19347/ and http://localhost:19348.",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(text(input), want, "{input}");
+        }
     }
 
     #[test]

@@ -32,8 +32,10 @@ pub const INTEL_ROOT_CA_CRL_URL: &str = "https://certificates.trustedservices.in
 /// The most one collateral answer may hold (Intel's are a few KiB; a PCK CRL tens of KiB).
 const MAX_ANSWER_BYTES: usize = 4 << 20;
 
-/// The PCCS a `--pccs-url` names: `phala`, `intel`, or an `http(s)` URL (a trailing
-/// `/sgx/certification/v4` or `/tdx/certification/v4` is dropped, as `dcap-qvl` does).
+/// The PCCS a `--pccs-url` names: `phala`, `intel`, or an `http(s)` URL, at the host's root
+/// (`https://host:8081`, as Intel's PCCS serves) or under a path; a trailing `/`, and a
+/// trailing `/sgx/certification/v4` or `/tdx/certification/v4` (as `dcap-qvl` does), are
+/// dropped. A query or fragment is refused: the requests' paths and queries replace them.
 pub fn pccs_base(arg: &str) -> Result<String, String> {
     let url = match arg.trim() {
         "phala" => PHALA_PCCS_URL,
@@ -45,11 +47,25 @@ pub fn pccs_base(arg: &str) -> Result<String, String> {
     if !matches!(parsed.scheme(), "https" | "http") || parsed.cannot_be_a_base() {
         return Err(format!("`{arg}` is not an http(s) URL; give a URL, `phala` or `intel`"));
     }
-    Ok(url
-        .trim_end_matches('/')
-        .trim_end_matches("/sgx/certification/v4")
-        .trim_end_matches("/tdx/certification/v4")
-        .to_string())
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("`{arg}` has a query or fragment; give the PCCS's base URL, e.g. `https://host:8081`"));
+    }
+    let mut path = parsed.path().trim_end_matches('/');
+    for v4 in ["/sgx/certification/v4", "/tdx/certification/v4"] {
+        path = path.strip_suffix(v4).unwrap_or(path).trim_end_matches('/');
+    }
+    let mut base = parsed.clone();
+    base.set_path(path);
+    Ok(base.as_str().trim_end_matches('/').to_string())
+}
+
+/// The URL of `path` (relative: `sgx/certification/v4/pckcrl?…`) on the PCCS at `base` (a
+/// [`pccs_base`]), by the URL standard's join rules: under `base`'s path, whether or not it
+/// ends in `/`.
+fn endpoint(base: &str, path: &str) -> Result<url::Url, String> {
+    let dir = url::Url::parse(&format!("{}/", base.trim_end_matches('/')))
+        .map_err(|e| format!("`{base}` is not a URL: {e}"))?;
+    dir.join(path).map_err(|e| format!("`{base}` and `{path}` make no URL: {e}"))
 }
 
 /// A PCCS client over teeform's one HTTP client (bounded bodies, retries, same-origin
@@ -83,25 +99,25 @@ impl PccsClient {
     /// `ca` (`processor` or `platform`) issued; the PCK chain is the quote's own
     /// (`pck_certificate_chain` is `None`). `Err` names the request and why.
     pub async fn collateral(&self, fmspc: &str, ca: &str) -> Result<QuoteCollateralV3, String> {
-        let url = |tee: &str, path: &str| format!("{}/{tee}/certification/v4/{path}", self.base);
-        let (pck_crl, h) = self.get(&url("sgx", &format!("pckcrl?ca={ca}&encoding=der"))).await?;
+        let url = |tee: &str, path: &str| endpoint(&self.base, &format!("{tee}/certification/v4/{path}"));
+        let (pck_crl, h) = self.get(url("sgx", &format!("pckcrl?ca={ca}&encoding=der"))?).await?;
         let pck_crl_issuer_chain = header(&h, &["SGX-PCK-CRL-Issuer-Chain"])?;
-        let (tcb, h) = self.get(&url("tdx", &format!("tcb?fmspc={fmspc}&update=standard"))).await?;
+        let (tcb, h) = self.get(url("tdx", &format!("tcb?fmspc={fmspc}&update=standard"))?).await?;
         let tcb_info_issuer_chain = header(&h, &["SGX-TCB-Info-Issuer-Chain", "TCB-Info-Issuer-Chain"])?;
-        let (qe, h) = self.get(&url("tdx", "qe/identity?update=standard")).await?;
+        let (qe, h) = self.get(url("tdx", "qe/identity?update=standard")?).await?;
         let qe_identity_issuer_chain = header(&h, &["SGX-Enclave-Identity-Issuer-Chain"])?;
         // A PCCS serves the root CA's CRL as hex; Intel's PCS does not serve it at all.
         let from_pccs = match self.base != INTEL_PCS_URL {
-            true => self
-                .get(&url("sgx", "rootcacrl"))
-                .await
-                .ok()
-                .and_then(|(b, _)| hex::decode(String::from_utf8_lossy(&b).trim()).ok()),
+            true => match url("sgx", "rootcacrl") {
+                Ok(u) => self.get(u).await.ok(),
+                Err(_) => None,
+            }
+            .and_then(|(b, _)| hex::decode(String::from_utf8_lossy(&b).trim()).ok()),
             false => None,
         };
         let root_ca_crl = match from_pccs {
             Some(crl) => crl,
-            None => self.get(INTEL_ROOT_CA_CRL_URL).await?.0,
+            None => self.get(url::Url::parse(INTEL_ROOT_CA_CRL_URL).map_err(|e| e.to_string())?).await?.0,
         };
         let (tcb_info, tcb_info_signature) = signed(&tcb, "TCB info")?;
         let (qe_identity, qe_identity_signature) = signed(&qe, "QE identity")?;
@@ -121,8 +137,7 @@ impl PccsClient {
 
     /// One GET: the body and headers of a 2xx answer; anything else is an error naming the URL
     /// (without its query).
-    async fn get(&self, url: &str) -> Result<(Vec<u8>, reqwest::header::HeaderMap), String> {
-        let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    async fn get(&self, parsed: url::Url) -> Result<(Vec<u8>, reqwest::header::HeaderMap), String> {
         let path = http::shown_url(&parsed);
         let method = Method::GET;
         let resp = http::send(&self.policy, None, Idempotency::Safe, &method, &path, || self.http.get(parsed.clone()))
@@ -164,6 +179,32 @@ mod tests {
         assert_eq!(pccs_base("http://127.0.0.1:9/pccs/tdx/certification/v4/").unwrap(), "http://127.0.0.1:9/pccs");
         assert!(pccs_base("pccs.example").unwrap_err().contains("not a URL"));
         assert!(pccs_base("ftp://x").unwrap_err().contains("not an http(s) URL"));
+        assert!(pccs_base("https://h/?key=1").unwrap_err().contains("query or fragment"));
+    }
+
+    #[test]
+    fn requests_join_the_base_at_the_root_or_under_a_path_with_or_without_a_slash() {
+        let pck = "sgx/certification/v4/pckcrl?ca=platform&encoding=der";
+        let cases = [
+            ("http://127.0.0.1:19347", "http://127.0.0.1:19347/sgx/certification/v4/pckcrl?ca=platform&encoding=der"),
+            ("http://127.0.0.1:19347/", "http://127.0.0.1:19347/sgx/certification/v4/pckcrl?ca=platform&encoding=der"),
+            ("http://localhost:19347/", "http://localhost:19347/sgx/certification/v4/pckcrl?ca=platform&encoding=der"),
+            (
+                "https://pccs.example:8081/sgx/certification/v4/",
+                "https://pccs.example:8081/sgx/certification/v4/pckcrl?ca=platform&encoding=der",
+            ),
+            ("http://127.0.0.1:9/pccs", "http://127.0.0.1:9/pccs/sgx/certification/v4/pckcrl?ca=platform&encoding=der"),
+            (
+                "http://127.0.0.1:9/a/pccs/",
+                "http://127.0.0.1:9/a/pccs/sgx/certification/v4/pckcrl?ca=platform&encoding=der",
+            ),
+            ("phala", "https://pccs.phala.network/sgx/certification/v4/pckcrl?ca=platform&encoding=der"),
+        ];
+        for (arg, want) in cases {
+            let base = pccs_base(arg).unwrap();
+            assert_eq!(endpoint(&base, pck).unwrap().as_str(), want, "{arg}");
+        }
+        assert_eq!(pccs_base("http://127.0.0.1:19347/").unwrap(), "http://127.0.0.1:19347");
     }
 
     #[test]

@@ -1,16 +1,23 @@
 //! `teeform verify [ADDR…] [--json] [--pccs-url URL]`: checks that each CVM in state runs what
-//! state says was applied, from its attestation (see [`crate::verify`]). Read-only: it takes
-//! no lock and writes nothing (the apply gate is what marks CVMs `unverified`). Exit 0 when
-//! every CVM checked is verified, 1 otherwise; a quote that was not verified (no PCCS, no
-//! quote, no collateral) does not fail it, and the table, the JSON and a note say so.
+//! state says was applied, from its attestation (see [`crate::verify`]). It holds the state
+//! lock while it checks, settles what an earlier run left in flight (as `plan` does), and
+//! writes what it proved into state as the apply gate does: a CVM whose attestation differs
+//! is marked `unverified`, one that verifies has its mark cleared; a CVM that could not be
+//! checked (not running, no RPC URL for its app contract) keeps its mark as it was. Exit 0
+//! when every CVM checked is verified, 1 otherwise; without a PCCS a quote that was not
+//! verified does not fail it, and the table, the JSON and a note say so; with one
+//! (`--pccs-url`, `TEEFORM_PCCS_URL`), a quote that cannot be verified fails it.
 
 use super::QuoteArgs;
-use super::context::Ctx;
+use super::context::{Api, Ctx};
 use super::error::{CliError, CliResult, exit};
-use super::shared::session::same_endpoint;
+use super::shared::session::{reconcile, same_endpoint};
 use super::shared::verifying;
+use crate::manifest::Config;
 use crate::manifest::diag::did_you_mean;
-use crate::model::Address;
+use crate::model::{Address, ResourceRecord};
+
+use crate::state::{Batch, Store};
 use crate::verify::{QuoteStatus, Verdict};
 
 pub async fn run(ctx: &Ctx, addresses: &[String], as_json: bool, quote: &QuoteArgs) -> CliResult {
@@ -18,8 +25,24 @@ pub async fn run(ctx: &Ctx, addresses: &[String], as_json: bool, quote: &QuoteAr
     let Some(store) = ctx.open_state_read("verify").await? else {
         return Err(CliError::new("the state is empty: nothing to verify"));
     };
-    let snap = store.snapshot().await?;
+    let api = ctx.api(&cfg.endpoint).await?;
+    let r = verify_locked(ctx, store.as_ref(), &api, &cfg, addresses, as_json, quote).await;
     store.close().await?;
+    r
+}
+
+/// `verify` with the state locked: the verdicts, and each CVM's mark set or cleared by them.
+async fn verify_locked(
+    ctx: &Ctx,
+    store: &dyn Store,
+    api: &Api,
+    cfg: &Config,
+    addresses: &[String],
+    as_json: bool,
+    quote: &QuoteArgs,
+) -> CliResult {
+    reconcile(ctx, store, api).await?;
+    let snap = store.snapshot().await?;
     let mut chosen = Vec::new();
     for a in addresses {
         let rec = Address::parse(a).ok().and_then(|addr| snap.resources.get(&addr));
@@ -37,12 +60,25 @@ pub async fn run(ctx: &Ctx, addresses: &[String], as_json: bool, quote: &QuoteAr
     if addresses.is_empty() {
         chosen.extend(snap.resources.values());
     }
-    let checker = verifying::checker(ctx, quote, verifying::onchain_of_config(&cfg)?)?;
-    let api = ctx.api(&cfg.endpoint).await?;
-    same_endpoint(&api, chosen.iter().map(|r| (r.address.as_str(), r.endpoint.as_deref())))?;
+    let checker = verifying::checker(ctx, quote, verifying::onchain_of_config(cfg)?)?;
+    same_endpoint(api, chosen.iter().map(|r| (r.address.as_str(), r.endpoint.as_deref())))?;
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(chosen.len());
+    let mut marks = Vec::new();
     for r in chosen {
-        verdicts.push(checker.verify_record(api.client.as_ref(), r, None).await?);
+        let v = checker.verify_record(api.client.as_ref(), r, None).await?;
+        if let Some(mark) = mark_of(&v).filter(|m| *m != r.unverified) {
+            marks.push(ResourceRecord { unverified: mark, ..r.clone() });
+        }
+        verdicts.push(v);
+    }
+    if !marks.is_empty() {
+        store.commit(Batch { put: marks.clone(), ..Default::default() }).await?;
+        for r in &marks {
+            ctx.shell.note(&match r.unverified {
+                None => format!("{}: verified; its `unverified` mark in state was cleared", r.address),
+                Some(_) => format!("{}: marked `unverified` in state", r.address),
+            });
+        }
     }
     let all = verdicts.iter().all(|v| v.verified);
     if as_json {
@@ -78,5 +114,15 @@ pub async fn run(ctx: &Ctx, addresses: &[String], as_json: bool, quote: &QuoteAr
     } else {
         let n = verdicts.iter().filter(|v| !v.verified).count();
         Err(CliError::new(format!("{n} of {} CVMs not verified", verdicts.len())))
+    }
+}
+
+/// The mark a verdict leaves on its record: `Some(None)` clears it (verified), `Some(Some(why))`
+/// sets it (the attestation differs from state), `None` leaves it (not checked: `error` only).
+fn mark_of(v: &Verdict) -> Option<Option<String>> {
+    match (v.verified, v.mismatches.is_empty()) {
+        (true, _) => Some(None),
+        (false, false) => Some(v.problem()),
+        (false, true) => None,
     }
 }

@@ -151,6 +151,50 @@ fn a_cvm_that_booted_another_compose_fails_the_gate_and_stays_unverified() {
     assert!(!t.run(&["state", "show", "cvm.api"]).ok().stdout.contains("unverified"));
 }
 
+#[test]
+fn verify_clears_the_mark_of_a_cvm_it_proves_and_sets_it_on_one_that_differs() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.write("other.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
+    t.manifest(TWO);
+    t.run(&["apply", "--auto-approve"]).ok();
+    let marked = |t: &TestEnv, a: &str| t.run(&["state", "show", a]).ok().stdout.contains("unverified   =");
+
+    // The gate marks api (another compose booted); `verify` finds it fixed and clears the mark,
+    // so the plan's hint holds and the warning goes.
+    t.configure(serde_json::json!({"boot_other_compose": ["api-main"]}));
+    t.manifest(&TWO.replace("web.yml\n    vcpu", "other.yml\n    vcpu"));
+    t.run(&["apply", "--auto-approve"]).code(1);
+    assert!(marked(&t, "cvm.api"));
+    let p = t.run(&["plan"]);
+    assert!(
+        p.stderr.contains("cvm.api is unverified") && p.stderr.contains("`teeform verify cvm.api`"),
+        "{}",
+        p.stderr
+    );
+    t.configure(serde_json::json!({"boot_other_compose": []}));
+    let v = t.run(&["verify", "cvm.api"]);
+    v.ok();
+    assert!(v.stderr.contains("cvm.api: verified; its `unverified` mark in state was cleared"), "{}", v.stderr);
+    assert!(!marked(&t, "cvm.api"));
+    assert!(!t.run(&["plan"]).ok().stderr.contains("unverified"));
+    // A second verify has nothing to change, and says nothing about marks.
+    assert!(!t.run(&["verify"]).ok().stderr.contains("mark"));
+
+    // `verify` of a CVM that now attests another compose marks it, as the gate does.
+    t.configure(serde_json::json!({"boot_other_compose": ["web-main"]}));
+    let v = t.run(&["verify", "--json"]);
+    v.code(1);
+    assert!(v.stderr.contains("cvm.web: marked `unverified` in state"), "{}", v.stderr);
+    assert!(marked(&t, "cvm.web") && !marked(&t, "cvm.api"));
+    assert!(t.run(&["plan"]).stderr.contains("cvm.web is unverified"));
+
+    // Booting what was applied again: the next `verify` clears it.
+    t.configure(serde_json::json!({"boot_other_compose": []}));
+    t.run(&["verify"]).ok();
+    assert!(!marked(&t, "cvm.web"));
+}
+
 /// The simulator's KMS (its own code) and teeform's check agree on the message, in both
 /// forms, and the simulator's RTMR3 is what teeform's replay gives.
 #[test]

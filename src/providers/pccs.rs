@@ -135,16 +135,16 @@ impl PccsClient {
         })
     }
 
-    /// One GET: the body and headers of a 2xx answer; anything else is an error naming the URL
-    /// (without its query).
+    /// One GET: the body and headers of a 2xx answer; anything else is an error naming the
+    /// request (its URL without the query), as teeform's HTTP client words it.
     async fn get(&self, parsed: url::Url) -> Result<(Vec<u8>, reqwest::header::HeaderMap), String> {
         let path = http::shown_url(&parsed);
         let method = Method::GET;
         let resp = http::send(&self.policy, None, Idempotency::Safe, &method, &path, || self.http.get(parsed.clone()))
             .await
-            .map_err(|e| format!("{path}: {e}"))?;
+            .map_err(|e| e.to_string())?;
         let headers = resp.headers().clone();
-        let body = http::read_body(&method, &path, resp, MAX_ANSWER_BYTES).await.map_err(|e| format!("{path}: {e}"))?;
+        let body = http::read_body(&method, &path, resp, MAX_ANSWER_BYTES).await.map_err(|e| e.to_string())?;
         Ok((body, headers))
     }
 }

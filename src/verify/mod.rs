@@ -50,10 +50,12 @@ pub struct QuoteReport {
 pub enum QuoteStatus {
     /// Verified against Intel's collateral, its RTMR3 the replayed one, its TCB status accepted.
     Verified,
-    /// Not checked: the API gave no quote, no PCCS was configured, or no collateral could be
-    /// had. Does not fail the verdict; always said.
+    /// Not checked, and not asked for: no PCCS was configured (or the attestation itself could
+    /// not be read, which fails the verdict by itself). Does not fail the verdict; always said.
     NotVerified,
-    /// Checked and refused (a mismatch names why): fails the verdict.
+    /// Refused (a mismatch names why), or asked for with a PCCS and not possible (no quote in
+    /// the attestation, no collateral from the PCCS: the verdict's `error` says why). Fails
+    /// the verdict.
     Failed,
 }
 
@@ -64,15 +66,23 @@ impl QuoteReport {
 }
 
 impl Verdict {
-    /// Why it is not verified, in one line; `None` when it is.
+    /// Why it is not verified, in one line (why it could not be checked, then each field that
+    /// differs); `None` when it is.
     pub fn problem(&self) -> Option<String> {
         if self.verified {
             return None;
         }
-        Some(match &self.error {
-            Some(e) => e.clone(),
-            None => self.mismatches.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
-        })
+        let why: Vec<String> =
+            self.error.iter().cloned().chain(self.mismatches.iter().map(ToString::to_string)).collect();
+        Some(why.join("; "))
+    }
+
+    /// Adds why the attestation could not be checked fully.
+    fn cannot_check(&mut self, why: String) {
+        self.error = Some(match self.error.take() {
+            Some(e) => format!("{e}; {why}"),
+            None => why,
+        });
     }
 }
 
@@ -113,6 +123,9 @@ pub struct Checker {
     /// Every verdict given, in order (the apply summary words them).
     given: std::sync::Mutex<Vec<Verdict>>,
 }
+
+/// How the detail of a quote that was not verified begins (the reason follows).
+pub const NOT_VERIFIED: &str = "the TDX quote was not verified: ";
 
 /// Why quotes are not verified when no PCCS is given.
 pub const NO_PCCS: &str = "the TDX quote was not verified: no PCCS to fetch Intel's collateral from (give --pccs-url phala|intel|URL or TEEFORM_PCCS_URL)";
@@ -193,7 +206,11 @@ impl Checker {
             }
         }
         let replayed = attest::parse(&a).map(|(_, events, _)| hex::encode(attest::replay(&events))).unwrap_or_default();
-        v.quote = self.check_quote(&a, &replayed, &mut v.mismatches).await;
+        let (quote, unusable) = self.check_quote(&a, &replayed, &mut v.mismatches).await;
+        v.quote = quote;
+        if let Some(why) = unusable {
+            v.cannot_check(why);
+        }
         if let Some(chain) = self.onchain.get(&rec.address)
             && let Some(hash) = &rec.compose_hash
         {
@@ -204,7 +221,7 @@ impl Checker {
                     expected: format!("a hash the app contract {} allows", contract_of(chain, rec).unwrap_or_default()),
                     attested: format!("{} is not allowed", hash.trim_start_matches("0x")),
                 }),
-                Err(e) => v.error = Some(format!("cannot check the app contract's allow-list: {e}")),
+                Err(e) => v.cannot_check(format!("cannot check the app contract's allow-list: {e}")),
             }
         }
         v.verified = v.mismatches.is_empty() && v.error.is_none();
@@ -213,27 +230,43 @@ impl Checker {
     }
 
     /// The quote in `a`, verified and bound to `replayed` (RTMR3, hex); a refusal is pushed
-    /// onto `mismatches`.
+    /// onto `mismatches`. With a PCCS, a quote that cannot be verified (none in the
+    /// attestation, no collateral) fails too, the reason second: the user asked for it.
     async fn check_quote(
         &self,
         a: &serde_json::Value,
         replayed: &str,
         mismatches: &mut Vec<attest::Mismatch>,
-    ) -> QuoteReport {
+    ) -> (QuoteReport, Option<String>) {
         let mut failed = |field: &str, expected: String, attested: String, detail: String| {
             mismatches.push(attest::Mismatch { field: field.into(), expected, attested });
-            QuoteReport { status: QuoteStatus::Failed, tcb_status: None, advisory_ids: vec![], detail }
+            (QuoteReport { status: QuoteStatus::Failed, tcb_status: None, advisory_ids: vec![], detail }, None)
         };
-        let raw = match quote::quote_of(a) {
-            Ok(Some(q)) => q,
-            Ok(None) => {
-                return QuoteReport::not_verified(
-                    "the TDX quote was not verified: the API's attestation carries none (`app_certificates[].quote`)",
-                );
+        let unusable = |why: String| {
+            let why = format!("the TDX quote could not be verified: {why}");
+            (
+                QuoteReport {
+                    status: QuoteStatus::Failed,
+                    tcb_status: None,
+                    advisory_ids: vec![],
+                    detail: why.clone(),
+                },
+                Some(why),
+            )
+        };
+        let raw = match (quote::quote_of(a), &self.collateral) {
+            (Ok(Some(q)), _) => q,
+            (Ok(None), None) => {
+                let why =
+                    "the TDX quote was not verified: the API's attestation carries none (`app_certificates[].quote`)";
+                return (QuoteReport::not_verified(why), None);
             }
-            Err(e) => return failed("quote", "a TDX quote".into(), e.clone(), e),
+            (Ok(None), Some(_)) => {
+                return unusable("the API's attestation carries none (`app_certificates[].quote`)".into());
+            }
+            (Err(e), _) => return failed("quote", "a TDX quote".into(), e.clone(), e),
         };
-        let Some(source) = &self.collateral else { return QuoteReport::not_verified(NO_PCCS) };
+        let Some(source) = &self.collateral else { return (QuoteReport::not_verified(NO_PCCS), None) };
         let (fmspc, ca) = match quote::platform_of(&raw) {
             Ok(p) => p,
             Err(e) => return failed("quote", "a TDX quote with its PCK certificate chain".into(), e.clone(), e),
@@ -241,12 +274,7 @@ impl Checker {
         let now = self.now();
         let collateral = match source.get(&fmspc, ca, now).await {
             Ok(c) => c,
-            Err(e) => {
-                return QuoteReport::not_verified(format!(
-                    "the TDX quote was not verified: no collateral from {} for FMSPC {fmspc}: {e}",
-                    source.base()
-                ));
-            }
+            Err(e) => return unusable(format!("no collateral from {} for FMSPC {fmspc}: {e}", source.base())),
         };
         let collateral = serde_json::to_string(&collateral).unwrap_or_default();
         let q = match quote::verify(&raw, &collateral, now) {
@@ -280,7 +308,7 @@ impl Checker {
             );
             report.status = QuoteStatus::Failed;
         }
-        report
+        (report, None)
     }
 }
 

@@ -28,7 +28,7 @@ pub fn verify(raw_quote: &[u8], collateral: &str, now: u64) -> Result<VerifiedQu
         serde_json::from_str(collateral).map_err(|e| format!("the collateral is malformed: {e}"))?;
     let r = dcap_qvl::verify::QuoteVerifier::new_prod()
         .verify(raw_quote, &collateral, now)
-        .map_err(|e| format!("the quote does not verify: {e}"))?;
+        .map_err(|e| format!("the quote does not verify: {}", words(e.downcast_ref(), format!("{e:#}"))))?;
     let td = match &r.report {
         Report::SgxEnclave(_) => return Err("the quote is an SGX enclave's, not a TD's".into()),
         other => other.as_td10().ok_or("the quote carries no TD report")?,
@@ -40,6 +40,61 @@ pub fn verify(raw_quote: &[u8], collateral: &str, now: u64) -> Result<VerifiedQu
         rtmrs: [td.rt_mr0, td.rt_mr1, td.rt_mr2, td.rt_mr3],
         report_data: td.report_data,
     })
+}
+
+/// Why `dcap-qvl` refused, in words. Its own messages are words, but the certificate and CRL
+/// checks it runs (its fork of `webpki`) print their errors in Rust's debug form
+/// (`CrlExpired { time: UnixTime(…), … }`): those are worded here, times as RFC 3339.
+/// `shown` is the error as `dcap-qvl` words it, used when `pki` is `None`.
+fn words(pki: Option<&webpki::Error>, shown: String) -> String {
+    use webpki::Error as Pki;
+    let Some(pki) = pki else { return shown };
+    let at = |secs: u64| {
+        i64::try_from(secs)
+            .ok()
+            .and_then(|s| jiff::Timestamp::from_second(s).ok())
+            .map_or_else(|| format!("{secs} (Unix seconds)"), |t| t.to_string())
+    };
+    match pki {
+        Pki::CrlExpired { time, next_update } => format!(
+            "a certificate revocation list in Intel's collateral is out of date (next update was due {}, verified at {}); current collateral is needed",
+            at(next_update.as_secs()),
+            at(time.as_secs())
+        ),
+        Pki::CertExpired { time, not_after } => {
+            format!(
+                "a certificate of the quote's chain expired at {} (verified at {})",
+                at(not_after.as_secs()),
+                at(time.as_secs())
+            )
+        }
+        Pki::CertNotValidYet { time, not_before } => {
+            format!(
+                "a certificate of the quote's chain is valid only from {} (verified at {})",
+                at(not_before.as_secs()),
+                at(time.as_secs())
+            )
+        }
+        Pki::CertRevoked => "a certificate of the quote's chain is revoked".into(),
+        Pki::UnknownIssuer => "a certificate of the quote's chain was not issued under Intel's SGX root CA".into(),
+        Pki::UnknownRevocationStatus => "a certificate's revocation status is not in Intel's CRLs".into(),
+        Pki::InvalidSignatureForPublicKey | Pki::InvalidCrlSignatureForPublicKey => {
+            "a signature in the quote's certificate chain or Intel's CRLs does not verify".into()
+        }
+        other => {
+            // The variant's name as words: `UnsupportedCrlVersion` → "unsupported crl version".
+            let debug = format!("{other:?}");
+            let name: String = debug.chars().take_while(char::is_ascii_alphanumeric).collect();
+            let mut out = String::from("certificate check failed: ");
+            for (i, c) in name.char_indices() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    out.push(' ');
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+            out
+        }
+    }
 }
 
 /// Whether the quote's RTMR3 is `rtmr3` (hex): what binds a replayed event log to hardware.
@@ -139,8 +194,14 @@ mod tests {
         let mut tampered = QUOTE.to_vec();
         tampered[48 + 376] ^= 1;
         assert!(verify(&tampered, COLLATERAL, AT).unwrap_err().contains("does not verify"));
-        // Years later the collateral has expired: not verified, never a silent pass.
-        assert!(verify(QUOTE, COLLATERAL, AT + 3 * 365 * 86_400).is_err());
+        // Years later the collateral has expired: not verified, never a silent pass, and said
+        // in words (not `CrlExpired { time: UnixTime(…) }`).
+        let stale = verify(QUOTE, COLLATERAL, AT + 3 * 365 * 86_400).unwrap_err();
+        assert!(stale.contains("revocation list in Intel's collateral is out of date"), "{stale}");
+        assert!(stale.contains("verified at 2028-06-19T00:00:00Z"), "{stale}");
+        assert!(!stale.contains("UnixTime") && !stale.contains('{'), "{stale}");
+        // dcap-qvl's own messages stay as they are.
+        assert!(verify(QUOTE, COLLATERAL, AT + 40 * 86_400).unwrap_err().ends_with("TCBInfo expired"));
         assert!(verify(QUOTE, "{}", AT).unwrap_err().contains("malformed"));
         assert!(verify(&QUOTE[..100], COLLATERAL, AT).is_err());
     }

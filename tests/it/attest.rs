@@ -298,18 +298,53 @@ fn the_quote_is_verified_with_a_pccs_and_must_bind_the_event_log() {
 }
 
 #[test]
-fn a_pccs_without_collateral_for_the_platform_leaves_the_quote_not_verified_and_says_why() {
+fn a_pccs_that_gives_no_collateral_fails_the_verdict_and_says_why() {
     let mut t = TestEnv::new();
-    with_pccs(&mut t);
+    let pccs = with_pccs(&mut t);
+    t.env.insert("TEEFORM_RETRY_BASE_MS".into(), "1".into());
     t.write("web.yml", WEB);
     t.manifest("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n");
     t.configure(serde_json::json!({"sample_quote": ["web-main"]}));
     t.run(&["apply", "--auto-approve"]).ok();
-    // A PCCS that answers 404 for everything (the API's own prefix).
-    let v = t.run(&["verify", "--pccs-url", &t.prefix()]);
-    v.ok();
-    assert!(v.stdout.contains("verified    not verified"), "{}", v.stdout);
-    assert!(v.stderr.contains("the TDX quote was not verified: no collateral from"), "{}", v.stderr);
+    // Asked for, and not possible: a PCCS that answers 404 for everything (the API's own
+    // prefix), one that cannot be reached, from the flag or the environment.
+    let unreachable = "http://127.0.0.1:1/";
+    for (flag, env) in [(Some(t.prefix()), None), (Some(unreachable.to_string()), None), (None, Some(unreachable))] {
+        let mut args = vec!["verify".to_string()];
+        args.extend(flag.iter().flat_map(|u| ["--pccs-url".to_string(), u.clone()]));
+        match env {
+            Some(u) => t.env.insert("TEEFORM_PCCS_URL".into(), u.into()),
+            None => t.env.remove("TEEFORM_PCCS_URL"),
+        };
+        let v = t.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        v.code(1);
+        assert!(v.stdout.contains("UNVERIFIED  FAILED"), "{}", v.stdout);
+        assert!(v.stdout.contains("the TDX quote could not be verified: no collateral from"), "{}", v.stdout);
+        // Words, each URL whole: `http://127.0.0.1:1/sgx/…`, not `…:1sgx/…`.
+        assert!(!v.stdout.contains(":1sgx"), "{}", v.stdout);
+        // It proves no difference, so the state's mark is left as it was (none).
+        assert!(!t.run(&["state", "show", "cvm.web"]).ok().stdout.contains("unverified"));
+    }
+    // A CVM whose attestation carries no quote fails too once a PCCS is named.
+    t.env.remove("TEEFORM_PCCS_URL");
+    t.configure(serde_json::json!({"sample_quote": []}));
+    let v = t.run(&["verify", "--json", "--pccs-url", &pccs]);
+    let doc: serde_json::Value = serde_json::from_str(&v.code(1).stdout).unwrap();
+    let web = verdict_of(&doc, "cvm.web");
+    assert_eq!((web["verified"].as_bool(), web["quote"]["status"].as_str()), (Some(false), Some("failed")), "{web}");
+    assert!(web["error"].as_str().unwrap().contains("the API's attestation carries none"), "{web}");
+    // Without a PCCS it is said, and does not fail.
+    assert!(t.run(&["verify"]).ok().stderr.contains("the TDX quote was not verified"));
+
+    // The apply gate: the step fails and the CVM is marked unverified.
+    t.env.insert("TEEFORM_PCCS_URL".into(), unreachable.into());
+    t.manifest("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 2\n");
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert!(r.stderr.contains("the TDX quote could not be verified"), "{}", r.stderr);
+    let show = t.run(&["state", "show", "cvm.web"]).ok().stdout.clone();
+    assert!(show.contains("unverified   = \"the TDX quote could not be verified"), "{show}");
+
     let bad = t.run(&["verify", "--pccs-url", "pccs.example"]);
     bad.code(1);
     assert!(bad.stderr.contains("--pccs-url: `pccs.example` is not a URL"), "{}", bad.stderr);

@@ -14,7 +14,7 @@ use crate::model::Address;
 use crate::plan::{KmsSpec, Plan};
 use crate::providers::pccs::{PccsClient, pccs_base};
 use crate::verify::collateral::Collateral;
-use crate::verify::{Checker, OnChainCheck, QuoteStatus, Verdict};
+use crate::verify::{Checker, NOT_VERIFIED, OnChainCheck, QuoteStatus, Verdict};
 
 /// A checker for this run, with the chains in `onchain`.
 pub fn checker(ctx: &Ctx, args: &QuoteArgs, onchain: BTreeMap<Address, OnChainCheck>) -> CliResult<Checker> {
@@ -61,23 +61,26 @@ pub fn onchain_of_config(cfg: &Config) -> CliResult<BTreeMap<Address, OnChainChe
     Ok(specs.into_iter().map(|(a, k)| (a, check_of(&k, &env.rpc_urls))).collect())
 }
 
-/// What became of the quotes, in one line: all verified, or why not.
+/// What became of the quotes, in one line: all verified, or how many were not and why (each
+/// reason once, "the TDX quote was not verified" said once).
 pub fn quote_summary(verdicts: &[Verdict]) -> String {
     let n = verdicts.len();
-    let verified = verdicts.iter().filter(|v| v.quote.status == QuoteStatus::Verified).count();
+    let count = |s: QuoteStatus| verdicts.iter().filter(|v| v.quote.status == s).count();
+    let (verified, failed) = (count(QuoteStatus::Verified), count(QuoteStatus::Failed));
     if verified == n {
         return format!("TDX quotes verified against Intel's collateral ({verified} of {n})");
     }
-    let mut why: Vec<&str> = verdicts
-        .iter()
-        .filter(|v| v.quote.status == QuoteStatus::NotVerified)
-        .map(|v| v.quote.detail.as_str())
-        .collect();
-    why.dedup();
-    match why.as_slice() {
-        [] => format!("TDX quotes verified for {verified} of {n} CVMs"),
-        [one] if verified == 0 => one.to_string(),
-        _ => format!("the TDX quote was not verified for {} of {n} CVMs: {}", n - verified, why.join("; ")),
+    let not: Vec<&Verdict> = verdicts.iter().filter(|v| v.quote.status == QuoteStatus::NotVerified).collect();
+    let why: BTreeSet<&str> =
+        not.iter().map(|v| v.quote.detail.strip_prefix(NOT_VERIFIED).unwrap_or(&v.quote.detail)).collect();
+    let (reasons, why) = (why.len(), why.into_iter().collect::<Vec<_>>().join("; "));
+    match (failed, not.len()) {
+        (0, k) if k == n && reasons == 1 => not[0].quote.detail.clone(),
+        (0, k) => format!("the TDX quote was not verified for {k} of {n} CVMs: {why}"),
+        (f, 0) => format!("TDX quotes verified for {verified} of {n} CVMs, failed for {f}"),
+        (f, k) => {
+            format!("TDX quotes verified for {verified} of {n} CVMs, failed for {f}; not verified for {k}: {why}")
+        }
     }
 }
 
@@ -91,5 +94,42 @@ pub fn tcb_warnings(ctx: &Ctx, verdicts: &[Verdict]) {
             };
             ctx.shell.warn(&format!("{}: the platform's TCB status is {status}{advisories}", v.address));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::{NO_PCCS, QuoteReport};
+
+    fn verdict(i: usize, status: QuoteStatus, detail: &str) -> Verdict {
+        Verdict {
+            address: Address::cvm(&format!("c{i}")),
+            verified: status != QuoteStatus::Failed,
+            mismatches: vec![],
+            error: None,
+            quote: QuoteReport { status, tcb_status: None, advisory_ids: vec![], detail: detail.into() },
+        }
+    }
+
+    #[test]
+    fn the_quote_summary_says_not_verified_once_and_each_reason_once() {
+        let none = "the TDX quote was not verified: the API's attestation carries none";
+        let all =
+            |d: &[&str]| d.iter().enumerate().map(|(i, d)| verdict(i, QuoteStatus::NotVerified, d)).collect::<Vec<_>>();
+        assert_eq!(quote_summary(&all(&[NO_PCCS; 4])), NO_PCCS);
+        let mixed = quote_summary(&all(&[NO_PCCS, none, NO_PCCS, none]));
+        assert_eq!(mixed.matches("the TDX quote was not verified").count(), 1, "{mixed}");
+        assert!(mixed.ends_with("TEEFORM_PCCS_URL); the API's attestation carries none"), "{mixed}");
+        assert!(mixed.starts_with("the TDX quote was not verified for 4 of 4 CVMs: no PCCS"), "{mixed}");
+        let mut v = all(&[none]);
+        v.push(verdict(1, QuoteStatus::Verified, "verified"));
+        v.push(verdict(2, QuoteStatus::Failed, "the TDX quote could not be verified: no collateral"));
+        assert_eq!(
+            quote_summary(&v),
+            "TDX quotes verified for 1 of 3 CVMs, failed for 1; not verified for 1: the API's attestation carries none"
+        );
+        assert_eq!(quote_summary(&v[1..]), "TDX quotes verified for 1 of 2 CVMs, failed for 1");
+        assert_eq!(quote_summary(&v[1..2]), "TDX quotes verified against Intel's collateral (1 of 1)");
     }
 }

@@ -71,15 +71,7 @@ async fn verify_locked(
         }
         verdicts.push(v);
     }
-    if !marks.is_empty() {
-        store.commit(Batch { put: marks.clone(), ..Default::default() }).await?;
-        for r in &marks {
-            ctx.shell.note(&match r.unverified {
-                None => format!("{}: verified; its `unverified` mark in state was cleared", r.address),
-                Some(_) => format!("{}: marked `unverified` in state", r.address),
-            });
-        }
-    }
+    write_marks(ctx, store, marks).await?;
     let all = verdicts.iter().all(|v| v.verified);
     if as_json {
         ctx.shell.print_json(&serde_json::json!({
@@ -115,6 +107,23 @@ async fn verify_locked(
         let n = verdicts.iter().filter(|v| !v.verified).count();
         Err(CliError::new(format!("{n} of {} CVMs not verified", verdicts.len())))
     }
+}
+
+/// Records whose `unverified` mark this run changed, written in one batch, each said.
+async fn write_marks(ctx: &Ctx, store: &dyn Store, marks: Vec<ResourceRecord>) -> CliResult<()> {
+    if marks.is_empty() {
+        return Ok(());
+    }
+    let notes: Vec<String> = marks
+        .iter()
+        .map(|r| match r.unverified {
+            None => format!("{}: verified; its `unverified` mark in state was cleared", r.address),
+            Some(_) => format!("{}: marked `unverified` in state", r.address),
+        })
+        .collect();
+    store.commit(Batch { put: marks, ..Default::default() }).await?;
+    notes.iter().for_each(|n| ctx.shell.note(n));
+    Ok(())
 }
 
 /// The mark a verdict leaves on its record: `Some(None)` clears it (verified), `Some(Some(why))`

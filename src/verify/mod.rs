@@ -63,6 +63,10 @@ impl QuoteReport {
     fn not_verified(detail: impl Into<String>) -> QuoteReport {
         QuoteReport { status: QuoteStatus::NotVerified, tcb_status: None, advisory_ids: vec![], detail: detail.into() }
     }
+
+    fn failed(detail: String) -> QuoteReport {
+        QuoteReport { status: QuoteStatus::Failed, tcb_status: None, advisory_ids: vec![], detail }
+    }
 }
 
 impl Verdict {
@@ -240,19 +244,11 @@ impl Checker {
     ) -> (QuoteReport, Option<String>) {
         let mut failed = |field: &str, expected: String, attested: String, detail: String| {
             mismatches.push(attest::Mismatch { field: field.into(), expected, attested });
-            (QuoteReport { status: QuoteStatus::Failed, tcb_status: None, advisory_ids: vec![], detail }, None)
+            (QuoteReport::failed(detail), None)
         };
         let unusable = |why: String| {
             let why = format!("the TDX quote could not be verified: {why}");
-            (
-                QuoteReport {
-                    status: QuoteStatus::Failed,
-                    tcb_status: None,
-                    advisory_ids: vec![],
-                    detail: why.clone(),
-                },
-                Some(why),
-            )
+            (QuoteReport::failed(why.clone()), Some(why))
         };
         let raw = match (quote::quote_of(a), &self.collateral) {
             (Ok(Some(q)), _) => q,

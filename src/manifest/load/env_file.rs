@@ -44,18 +44,26 @@ pub(super) struct FirstUse {
 }
 
 impl Loader<'_> {
-    /// `env_file:` of one CVM: each key with its value, a later file winning.
-    pub(super) fn env_files(&mut self, node: &Node, what: &str, who: &str) -> BTreeMap<String, FromFile> {
+    /// `env_file:` of one CVM: each key with its value, a later file winning; and whether
+    /// every file was read (when not, the problem is reported and the keys are incomplete).
+    pub(super) fn env_files(&mut self, node: &Node, what: &str, who: &str) -> (BTreeMap<String, FromFile>, bool) {
         let items: Vec<&Node> = match &node.kind {
             Kind::Seq(items) => items.iter().collect(),
             _ if node.is_null() => Vec::new(),
             _ => vec![node],
         };
         let mut out = BTreeMap::new();
+        let mut complete = true;
         for it in items {
-            let Some((path, secret)) = self.env_file_entry(it, what) else { continue };
+            let Some((path, secret)) = self.env_file_entry(it, what) else {
+                complete = false;
+                continue;
+            };
             self.same_secrecy(&path, secret, it.span, who);
-            let Some(values) = self.env_file(&path, it.span, who) else { continue };
+            let Some(values) = self.env_file(&path, secret, it.span, who) else {
+                complete = false;
+                continue;
+            };
             for (key, (value, uses)) in values.iter() {
                 let (value, literal) = if secret {
                     let r = Ref::SecretEnvFile { path: path.clone(), key: key.clone() };
@@ -67,23 +75,28 @@ impl Loader<'_> {
                 out.insert(key.clone(), FromFile { value, span, literal, uses, path });
             }
         }
-        out
+        (out, complete)
     }
 
     /// One entry: a path, or `{path: P, secret: BOOL}`.
     fn env_file_entry(&mut self, node: &Node, what: &str) -> Option<(String, bool)> {
         if !matches!(node.kind, Kind::Map(_)) {
-            return self.literal_string(node, "an env file").map(|p| (p, false));
+            return self.path_string(node, "env_file path").map(|p| (p, false));
         }
         let mut path = None;
         let mut secret = false;
+        let mut written = false;
         for (k, _, v) in self.entries(node, &format!("{what} entry"), Some(&["path", "secret"])) {
             match k {
-                "path" => path = self.literal_string(v, "env_file path"),
+                "path" => {
+                    written = true;
+                    path = self.path_string(v, "env_file path");
+                }
                 _ => secret = self.boolean(v, "env_file secret").unwrap_or(false),
             }
         }
-        if path.is_none() {
+        // A `path:` written but wrong is reported where it is, once.
+        if !written {
             self.err(node.span, "an env_file entry needs a `path`")
                 .set_label("no path")
                 .add_hint("e.g. `{path: secrets.env, secret: true}`");
@@ -116,18 +129,18 @@ impl Loader<'_> {
     }
 
     /// The keys and values of the env file at `path`, read and checked once.
-    fn env_file(&mut self, path: &str, span: Span, who: &str) -> EnvFileValues {
+    fn env_file(&mut self, path: &str, secret: bool, span: Span, who: &str) -> EnvFileValues {
         if let Some(done) = self.env_file_values.get(path) {
             return done.clone();
         }
-        let values = self.read_env_file(path, span, who);
+        let values = self.read_env_file(path, secret, span, who);
         self.env_file_values.insert(path.to_string(), values.clone());
         values
     }
 
-    fn read_env_file(&mut self, path: &str, span: Span, who: &str) -> EnvFileValues {
+    fn read_env_file(&mut self, path: &str, secret: bool, span: Span, who: &str) -> EnvFileValues {
         let text = self.read_file(path, Limit::Value, span, "env file", who)?;
-        let parsed = dotenv::parse(&text);
+        let parsed = if secret { dotenv::parse_secret(&text) } else { dotenv::parse(&text) };
         let full = self.dir.join(path);
         let display = display_path(&full, self.opts.display_base.as_deref());
         // Only where things are: a diagnostic never prints a line of an env file.
@@ -145,14 +158,16 @@ impl Loader<'_> {
         for e in &parsed.entries {
             if !super::cvm::is_env_name(&e.key) {
                 ok = false;
+                // A secret file's text is never quoted, even where a key should be.
+                let message = if secret {
+                    "a key that is not a valid environment variable name".to_string()
+                } else {
+                    format!("`{}` is not a valid environment variable name", e.key)
+                };
                 self.diags.push(
-                    Diagnostic::error(
-                        &src,
-                        Span::new(e.at, e.at + e.key.len()),
-                        format!("`{}` is not a valid environment variable name", e.key),
-                    )
-                    .also(&self.src, span, format!("read by {who}"))
-                    .hint("use letters, digits and `_`, not starting with a digit"),
+                    Diagnostic::error(&src, Span::new(e.at, e.at + e.key.len()), message)
+                        .also(&self.src, span, format!("read by {who}"))
+                        .hint("use letters, digits and `_`, not starting with a digit"),
                 );
             }
         }

@@ -144,3 +144,36 @@ fn a_value_reading_a_name_env_also_sets_is_an_error() {
     assert_eq!(env(&c, "B"), Ok("file-a-b".into()));
     assert_eq!(env(&c, "C"), Ok("file-a".into()));
 }
+
+/// A wrong `env_file:` path or file is one error at its place: never the content of a file,
+/// no second error about the same entry, no compose-lint warnings about the keys it would
+/// have set.
+#[test]
+fn a_wrong_path_or_file_is_one_error_and_no_content() {
+    let p = project();
+    p.file("s.env", "PW=CANARY-pw\nA=1\n");
+    p.file("bad.env", "PW=hunter2$CANARYtail\n");
+    let cases: &[(&str, &str)] = &[
+        ("    env_file: \"${file:s.env}\"\n", "teeform.yaml:5:15: env_file path cannot use `${file:s.env}`"),
+        ("    env_file: [{path: \"${file:s.env}\"}]\n", "env_file path cannot use `${file:s.env}`"),
+        ("    env_file: {path: \"${secret:file:s.env}\"}\n", "env_file path cannot use `${secret:file:s.env}`"),
+        ("    env_file: \"\"\n", "teeform.yaml:5:15: env_file path is empty"),
+        ("    env_file: {path: '', secret: true}\n", "env_file path is empty"),
+        (
+            "    env_file: {path: bad.env, secret: true}\n",
+            "bad.env:1:11: a `$` in `PW`'s value starts an interpolation",
+        ),
+        ("    env_file: [s.env, missing.env]\n", "cannot read env file `missing.env`: no such file"),
+    ];
+    for (fields, want) in cases {
+        let errs = p.errors(&web(fields));
+        assert_eq!(errs.len(), 1, "{fields}: {errs:#?}");
+        assert!(errs[0].contains(want), "{fields}: want {want:?} in {errs:#?}");
+        assert!(!errs[0].contains("CANARY") && !errs[0].contains("hunter2"), "{errs:#?}");
+    }
+    // The same kind for the other paths a manifest names.
+    let errs = p.errors("cvms:\n  web:\n    name: web-app\n    compose: \"${file:s.env}\"\n");
+    assert!(errs.len() == 1 && errs[0].contains("cannot use `${file:s.env}`"), "{errs:#?}");
+    let errs = p.errors("cvms:\n  web:\n    name: web-app\n    compose: ''\n");
+    assert!(errs.len() == 1 && errs[0].contains("compose file is empty"), "{errs:#?}");
+}

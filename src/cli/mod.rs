@@ -641,8 +641,13 @@ async fn run(cli: Cli, shell: Shell) -> error::CliResult {
 async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
     match command {
         Command::Validate { vars, json } => validate::run(ctx, &vars, json),
-        Command::Plan { plan, out, detailed_exitcode, json, stream: _, markdown } => {
-            plan::run(ctx, &plan, out.as_deref(), detailed_exitcode, View::of(json, markdown)).await
+        Command::Plan { plan, out, detailed_exitcode, json, stream, markdown } => {
+            match plan::run(ctx, &plan, out.as_deref(), detailed_exitcode, View::of(json, markdown)).await {
+                // A manifest that did not load: its diagnostics as `validate --json` writes them
+                // (the stream has its own `diagnostic` event).
+                Err(e) if json && !stream && !e.diagnostics.is_empty() => validate::print_invalid(ctx, &e),
+                r => r,
+            }
         }
         Command::Apply(args) => apply::run(ctx, &args).await,
         Command::Destroy { run, targets, auto_approve, json: _ } => {

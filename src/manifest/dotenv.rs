@@ -7,7 +7,8 @@
 //! first ` #` (a `#` after a space starts a comment) and trimmed at its end; a single-quoted
 //! value is literal (only `\'` is unescaped) and a double-quoted one takes the escapes `\n`,
 //! `\r`, `\t`, `\a`, `\b`, `\f`, `\v`, `\\`, `\"`, `\$` and `\0NNN` (octal); both kinds may span
-//! lines. Unquoted and double-quoted values are interpolated as compose does: `$VAR`,
+//! lines, and keep a CRLF inside them as written (compose-go never rewrites line breaks; a
+//! `\r` elsewhere is a blank). Unquoted and double-quoted values are interpolated as compose does: `$VAR`,
 //! `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:+alt}`, `${VAR+alt}`,
 //! `${VAR:?error}`, `${VAR?error}` and `$$` for a `$`. A later key wins over an earlier one.
 //!
@@ -17,8 +18,9 @@
 //! depends on the machine it runs on, and a `${VAR}` set nowhere above is an error (compose
 //! would use an empty string, with a warning). [`Entry::uses`] names what each value read, so
 //! the loader can refuse a name the CVM's `env:` sets too. A bare `KEY` line (compose: "take KEY from my
-//! environment") is an error too. Every file teeform reads therefore gives what compose
-//! gives with an empty environment.
+//! environment") is an error too, and so is text after a closing quote on its line (compose
+//! reads it as the next line). Every file teeform reads therefore gives what compose gives
+//! with an empty environment.
 //!
 //! Pure: text in, entries and errors (with byte offsets) out. Never panics, on any input.
 

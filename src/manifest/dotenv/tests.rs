@@ -255,3 +255,21 @@ proptest! {
         }
     }
 }
+
+/// CRLF as compose-go reads it: it never rewrites line breaks, so `\r` before a line's end
+/// is a blank (dropped after a key, an unquoted value or a closing quote, and in comment and
+/// blank lines), but a quoted value that spans lines keeps its `\r\n` (as written, in either
+/// quote): converting such a file to CRLF changes that value, for docker compose and teeform
+/// alike.
+#[test]
+fn crlf_is_a_line_end_except_inside_a_quoted_value() {
+    let lf = "# c\nexport A=1 # c\nB='x'\nC=\"y\" # c\n\nD='p\nq'\nE=\"r\ns\"\n";
+    let crlf = lf.replace('\n', "\r\n");
+    let kv = |text: &str| read(text).into_iter().collect::<std::collections::BTreeMap<_, _>>();
+    let (lf, crlf) = (kv(lf), kv(&crlf));
+    for k in ["A", "B", "C"] {
+        assert_eq!(lf[k], crlf[k], "{k}");
+    }
+    assert_eq!((lf["D"].as_str(), lf["E"].as_str()), ("p\nq", "r\ns"));
+    assert_eq!((crlf["D"].as_str(), crlf["E"].as_str()), ("p\r\nq", "r\r\ns"));
+}

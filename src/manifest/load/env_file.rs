@@ -36,11 +36,13 @@ pub(super) struct FromFile {
 /// (reported once).
 pub(super) type EnvFileValues = Option<Arc<BTreeMap<String, (String, Vec<String>)>>>;
 
-/// How an env file was first named: secret or not, where, by which CVM.
+/// How an env file was first named: secret or not, where, by which CVM; and the diagnostics
+/// its reading made (in `Loader::diags`).
 pub(super) struct FirstUse {
     secret: bool,
     span: Span,
     who: String,
+    diags: std::ops::Range<usize>,
 }
 
 impl Loader<'_> {
@@ -111,10 +113,21 @@ impl Loader<'_> {
             secret,
             span,
             who: who.to_string(),
+            diags: 0..0,
         });
         if first.secret == secret {
             return;
         }
+        // Read in plain first, secret now: its problems are worded again as a secret file's
+        // (the same problems, one for one), so no value is shown through the plain reading.
+        if secret && !first.diags.is_empty() {
+            let (range, first_span, first_who) = (first.diags.clone(), first.span, first.who.clone());
+            if let Some(Ok(text)) = self.files.get(&(path.to_string(), Limit::Value)).map(|f| f.result.clone()) {
+                let (_, again) = self.env_file_problems(path, &text, true, first_span, &first_who);
+                self.diags.splice(range, again);
+            }
+        }
+        let first = &self.env_file_uses[path];
         let (secret_in, plain_in) =
             if first.secret { (first.who.clone(), who.to_string()) } else { (who.to_string(), first.who.clone()) };
         let first_span = first.span;
@@ -140,12 +153,32 @@ impl Loader<'_> {
 
     fn read_env_file(&mut self, path: &str, secret: bool, span: Span, who: &str) -> EnvFileValues {
         let text = self.read_file(path, Limit::Value, span, "env file", who)?;
-        let parsed = if secret { dotenv::parse_secret(&text) } else { dotenv::parse(&text) };
+        let (parsed, problems) = self.env_file_problems(path, &text, secret, span, who);
+        let start = self.diags.len();
+        let ok = problems.is_empty();
+        self.diags.extend(problems);
+        if let Some(first) = self.env_file_uses.get_mut(path) {
+            first.diags = start..self.diags.len();
+        }
+        ok.then(|| Arc::new(parsed.entries.into_iter().map(|e| (e.key, (e.value, e.uses))).collect()))
+    }
+
+    /// An env file's text read, and its problems as diagnostics at its lines (the manifest's
+    /// entry at `span`, read by `who`, beside each).
+    fn env_file_problems(
+        &self,
+        path: &str,
+        text: &str,
+        secret: bool,
+        span: Span,
+        who: &str,
+    ) -> (dotenv::Parsed, Vec<Diagnostic>) {
+        let parsed = if secret { dotenv::parse_secret(text) } else { dotenv::parse(text) };
+        let mut out = Vec::new();
         let full = self.dir.join(path);
         let display = display_path(&full, self.opts.display_base.as_deref());
         // Only where things are: a diagnostic never prints a line of an env file.
-        let src = Source::with_quote(&full, display, skeleton(&text), false);
-        let mut ok = parsed.errors.is_empty();
+        let src = Source::with_quote(&full, display, skeleton(text), false);
         for e in &parsed.errors {
             let mut d = Diagnostic::error(&src, Span::new(e.at, e.at), e.message.clone()).also(
                 &self.src,
@@ -153,25 +186,24 @@ impl Loader<'_> {
                 format!("read by {who}"),
             );
             d.hints.extend(e.hint.clone());
-            self.diags.push(d);
+            out.push(d);
         }
         for e in &parsed.entries {
             if !super::cvm::is_env_name(&e.key) {
-                ok = false;
                 // A secret file's text is never quoted, even where a key should be.
                 let message = if secret {
                     "a key that is not a valid environment variable name".to_string()
                 } else {
                     format!("`{}` is not a valid environment variable name", e.key)
                 };
-                self.diags.push(
+                out.push(
                     Diagnostic::error(&src, Span::new(e.at, e.at + e.key.len()), message)
                         .also(&self.src, span, format!("read by {who}"))
                         .hint("use letters, digits and `_`, not starting with a digit"),
                 );
             }
         }
-        ok.then(|| Arc::new(parsed.entries.into_iter().map(|e| (e.key, (e.value, e.uses))).collect()))
+        (parsed, out)
     }
 
     /// docker compose interpolates an env file's `${NAME}` with the service's `environment:`

@@ -101,6 +101,29 @@ fn a_file_is_secret_everywhere_or_nowhere() {
     );
 }
 
+/// A file read in plain by one CVM and named secret by a later one: its problems are worded
+/// as a secret file's, whichever CVM came first.
+#[test]
+fn a_file_secret_anywhere_has_its_problems_worded_as_secret() {
+    let p = project();
+    p.file(
+        ".env",
+        "A=x$CANARYname
+CANARYline
+",
+    );
+    for (first, second) in [(".env", "{path: .env, secret: true}"), ("{path: .env, secret: true}", ".env")] {
+        let m = format!(
+            "cvms:\n  web:\n    name: web-app\n    compose: web.yml\n    env_file: {first}\n  api:\n    name: api-app\n    compose: web.yml\n    env_file: {second}\n"
+        );
+        let errs = p.errors(&m);
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(errs.iter().all(|e| !e.contains("CANARY")), "{errs:#?}");
+        assert!(errs[0].contains(".env:1:4: a `$` in `A`'s value"), "{errs:#?}");
+        assert!(errs[1].contains(".env:2:1: a line with no `=`"), "{errs:#?}");
+    }
+}
+
 #[test]
 fn env_file_keys_count_for_the_compose_lint() {
     let p = project();

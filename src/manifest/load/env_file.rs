@@ -210,7 +210,17 @@ impl Loader<'_> {
     /// before the file's own keys; teeform reads only the file's. Where the CVM's `env:` sets
     /// a name a kept value reads, the two would differ: an error, not a silent difference.
     pub(super) fn env_shadows(&mut self, key: &str, f: &FromFile, env: &BTreeMap<String, Template>, who: &str) {
-        for name in f.uses.iter().filter(|n| env.contains_key(*n)) {
+        let mut names = f.uses.iter().filter(|n| env.contains_key(*n)).peekable();
+        // A secret value's names are part of it: said once, unnamed.
+        if f.literal.is_none() {
+            if names.peek().is_some() {
+                self.err(f.span, format!("`{key}` in secret env file `{}` reads a name {who}'s `env:` sets too", f.path))
+                    .set_label("ambiguous")
+                    .add_hint("docker compose would read `env:`'s value there and teeform the file's: write the value out in the file, or rename one of the two");
+            }
+            return;
+        }
+        for name in names {
             self.err(f.span, format!("`{key}` in env file `{}` reads `${{{name}}}`, which {who}'s `env:` sets too", f.path))
                 .set_label("ambiguous")
                 .add_hint(format!(

@@ -161,6 +161,14 @@ fn a_value_reading_a_name_env_also_sets_is_an_error() {
         2,
         "{errs:#?}"
     );
+    // Secret: the value's names are not shown, the key is.
+    let errs = p.errors(&web("    env_file: {path: .env, secret: true}\n    env:\n      A: manifest-a\n"));
+    let hits: Vec<_> = errs
+        .iter()
+        .filter(|e| e.contains("in secret env file `.env` reads a name cvm.web's `env:` sets too"))
+        .collect();
+    assert_eq!(hits.len(), 2, "{errs:#?}");
+    assert!(hits[0].contains("`B`") && hits.iter().all(|e| !e.contains("${A}")), "{errs:#?}");
     // No `env:` key in the way: the file's own keys.
     p.file("web.yml", &USES.replace("      - PW=${PW}\n", ""));
     let c = p.load(&web("    env_file: .env\n")).unwrap();

@@ -234,7 +234,8 @@ pub enum Command {
         /// Exit 0 when there are no changes, 2 when there are, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
-        /// Print the plan as JSON.
+        /// Print the plan as JSON (a manifest with errors: its diagnostics, as `validate
+        /// --json` prints them).
         #[arg(long)]
         json: bool,
         /// With --json: the plan as JSON events, one per line (as `apply --json` writes

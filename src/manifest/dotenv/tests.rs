@@ -253,6 +253,11 @@ proptest! {
         for e in &p.errors {
             prop_assert!(e.at <= text.len() && text.is_char_boundary(e.at));
         }
+        // Read as secret: the same entries, and the same problems at the same places.
+        let q = parse_secret(&text);
+        prop_assert_eq!(&q.entries, &p.entries);
+        let at = |p: &Parsed| p.errors.iter().map(|e| e.at).collect::<Vec<_>>();
+        prop_assert_eq!(at(&q), at(&p));
     }
 }
 

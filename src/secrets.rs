@@ -121,7 +121,7 @@ pub fn read_all<'a>(
 /// never with the file's content.
 fn read_env_file(files: &FilePolicy, path: &str) -> Result<BTreeMap<String, Secret>, String> {
     let text = zeroize::Zeroizing::new(files.read(path, Limit::Value).map_err(|e| format!("cannot read it: {e}"))?);
-    let parsed = crate::manifest::dotenv::parse(&text);
+    let parsed = crate::manifest::dotenv::parse_secret(&text);
     if let Some(e) = parsed.errors.first() {
         let before = &text[..e.at];
         let line = before.matches('\n').count() + 1;

@@ -234,7 +234,8 @@ pub enum Command {
         /// Exit 0 when there are no changes, 2 when there are, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
-        /// Print the plan as JSON.
+        /// Print the plan as JSON (a manifest with errors: its diagnostics, as `validate
+        /// --json` prints them).
         #[arg(long)]
         json: bool,
         /// With --json: the plan as JSON events, one per line (as `apply --json` writes
@@ -641,8 +642,13 @@ async fn run(cli: Cli, shell: Shell) -> error::CliResult {
 async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
     match command {
         Command::Validate { vars, json } => validate::run(ctx, &vars, json),
-        Command::Plan { plan, out, detailed_exitcode, json, stream: _, markdown } => {
-            plan::run(ctx, &plan, out.as_deref(), detailed_exitcode, View::of(json, markdown)).await
+        Command::Plan { plan, out, detailed_exitcode, json, stream, markdown } => {
+            match plan::run(ctx, &plan, out.as_deref(), detailed_exitcode, View::of(json, markdown)).await {
+                // A manifest that did not load: its diagnostics as `validate --json` writes them
+                // (the stream has its own `diagnostic` event).
+                Err(e) if json && !stream && !e.diagnostics.is_empty() => validate::print_invalid(ctx, &e),
+                r => r,
+            }
         }
         Command::Apply(args) => apply::run(ctx, &args).await,
         Command::Destroy { run, targets, auto_approve, json: _ } => {

@@ -29,17 +29,21 @@ pub fn run(ctx: &Ctx, vars: &VarArgs, json: bool) -> CliResult {
             Ok(exit::OK)
         }
         (Err(e), false) => Err(e),
-        (Err(e), true) => {
-            let mut diags: Vec<serde_json::Value> = e.diagnostics.iter().map(diag_json).collect();
-            if e.diagnostics.is_empty() {
-                diags.push(serde_json::json!({"severity": "error", "message": e.message}));
-            }
-            let errors = diags.iter().filter(|d| d["severity"] == "error").count();
-            ctx.shell.print_json(&serde_json::json!({"valid": false, "error_count": errors, "diagnostics": diags}))?;
-            // The errors are in the JSON: exit 1 with nothing more on stderr.
-            Ok(exit::ERROR)
-        }
+        (Err(e), true) => print_invalid(ctx, &e),
     }
+}
+
+/// A manifest that did not load, as `validate --json` (and `plan --json`) write it on stdout:
+/// `{"valid": false, "error_count": N, "diagnostics": [{"severity", "message", "file", "line",
+/// "column", "label", "hints", "related"}]}`. Exits 1 with nothing more on stderr.
+pub(super) fn print_invalid(ctx: &Ctx, e: &CliError) -> CliResult {
+    let mut diags: Vec<serde_json::Value> = e.diagnostics.iter().map(diag_json).collect();
+    if e.diagnostics.is_empty() {
+        diags.push(serde_json::json!({"severity": "error", "message": e.message}));
+    }
+    let errors = diags.iter().filter(|d| d["severity"] == "error").count();
+    ctx.shell.print_json(&serde_json::json!({"valid": false, "error_count": errors, "diagnostics": diags}))?;
+    Ok(exit::ERROR)
 }
 
 fn diag_json(d: &Diagnostic) -> serde_json::Value {

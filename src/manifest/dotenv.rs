@@ -7,7 +7,8 @@
 //! first ` #` (a `#` after a space starts a comment) and trimmed at its end; a single-quoted
 //! value is literal (only `\'` is unescaped) and a double-quoted one takes the escapes `\n`,
 //! `\r`, `\t`, `\a`, `\b`, `\f`, `\v`, `\\`, `\"`, `\$` and `\0NNN` (octal); both kinds may span
-//! lines. Unquoted and double-quoted values are interpolated as compose does: `$VAR`,
+//! lines, and keep a CRLF inside them as written (compose-go never rewrites line breaks; a
+//! `\r` elsewhere is a blank). Unquoted and double-quoted values are interpolated as compose does: `$VAR`,
 //! `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:+alt}`, `${VAR+alt}`,
 //! `${VAR:?error}`, `${VAR?error}` and `$$` for a `$`. A later key wins over an earlier one.
 //!
@@ -17,8 +18,9 @@
 //! depends on the machine it runs on, and a `${VAR}` set nowhere above is an error (compose
 //! would use an empty string, with a warning). [`Entry::uses`] names what each value read, so
 //! the loader can refuse a name the CVM's `env:` sets too. A bare `KEY` line (compose: "take KEY from my
-//! environment") is an error too. Every file teeform reads therefore gives what compose
-//! gives with an empty environment.
+//! environment") is an error too, and so is text after a closing quote on its line (compose
+//! reads it as the next line). Every file teeform reads therefore gives what compose gives
+//! with an empty environment.
 //!
 //! Pure: text in, entries and errors (with byte offsets) out. Never panics, on any input.
 
@@ -35,8 +37,8 @@ pub struct Entry {
     pub uses: Vec<String>,
 }
 
-/// A problem of an env file, at a byte offset. The message never quotes a value (an env file
-/// may hold secrets).
+/// A problem of an env file, at a byte offset. The message and hint never quote a value; read
+/// with [`parse_secret`], they hold no byte of the file but its well-formed key names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     pub at: usize,
@@ -63,9 +65,22 @@ impl Parsed {
 /// adversarial one can cause.
 const MAX_NESTING: usize = 32;
 
-/// Reads an env file's text (a byte-order mark already dropped, as `files` does).
+/// Reads an env file's text (a byte-order mark already dropped, as `files` does). Its errors
+/// may name what a value interpolates (`${NAME}`) or a line that is not `KEY=VALUE`.
 pub fn parse(text: &str) -> Parsed {
-    let mut p = Parser { s: text, pos: 0, out: Parsed::default(), vars: Vars::default() };
+    read(text, false)
+}
+
+/// [`parse`] for a file of secrets: the same entries, and errors that name only the keys of
+/// `KEY=VALUE` lines (when they are environment-variable names), places and what to do;
+/// never a byte of a value, nor of a line that is not `KEY=VALUE` (it may be a stray piece of
+/// one).
+pub fn parse_secret(text: &str) -> Parsed {
+    read(text, true)
+}
+
+fn read(text: &str, secret: bool) -> Parsed {
+    let mut p = Parser { s: text, pos: 0, out: Parsed::default(), vars: Vars::default(), secret };
     p.run();
     p.out
 }
@@ -102,6 +117,8 @@ struct Parser<'a> {
     out: Parsed,
     /// The keys read so far, for interpolation.
     vars: Vars,
+    /// Whether the file holds secrets: then messages quote nothing of it but key names.
+    secret: bool,
 }
 
 /// The keys read so far, and the names one value's interpolation looked up.
@@ -121,6 +138,12 @@ impl Vars {
 impl Parser<'_> {
     fn err(&mut self, at: usize, message: impl Into<String>, hint: Option<&str>) {
         self.out.errors.push(Error { at, message: message.into(), hint: hint.map(str::to_string) });
+    }
+
+    /// `key` as a message names it: as written, but in a secret file only when it is an
+    /// environment-variable name (anything else may be part of a value).
+    fn key_name(&self, key: &str) -> String {
+        if !self.secret || is_name(key) { format!("`{key}`") } else { "the key".into() }
     }
 
     /// Moves past the current line (after an error in it).
@@ -172,11 +195,12 @@ impl Parser<'_> {
                 }
                 c if is_blank(c) || matches!(c, '_' | '.' | '-' | '[' | ']') || c.is_alphanumeric() => {}
                 c => {
-                    self.err(
-                        key_at + i,
-                        format!("unexpected character {c:?} in a key"),
-                        Some("a line is KEY=VALUE; a key is letters, digits and `_`"),
-                    );
+                    let message = if self.secret {
+                        "unexpected character in a key".to_string()
+                    } else {
+                        format!("unexpected character {c:?} in a key")
+                    };
+                    self.err(key_at + i, message, Some("a line is KEY=VALUE; a key is letters, digits and `_`"));
                     self.skip_line();
                     return true;
                 }
@@ -187,9 +211,12 @@ impl Parser<'_> {
         if sep == '\n' {
             // `KEY` alone: docker compose takes KEY from its own environment.
             if !key.is_empty() {
+                // In a secret file the line may be a stray piece of a value: not quoted.
+                let message =
+                    if self.secret { "a line with no `=`".to_string() } else { format!("`{key}` has no value") };
                 self.err(
                     key_at,
-                    format!("`{key}` has no value"),
+                    message,
                     Some(
                         "write `KEY=` for an empty value; to pass a variable of teeform's environment, set it under the CVM's `env:` (`KEY: ${env:KEY}`, or `${secret:env:KEY}` for a secret)",
                     ),
@@ -204,7 +231,12 @@ impl Parser<'_> {
             return true;
         }
         if key.contains(char::is_whitespace) {
-            self.err(key_at, format!("the key `{key}` contains a space"), Some("a line is KEY=VALUE"));
+            let message = if self.secret {
+                "a key contains a space".to_string()
+            } else {
+                format!("the key `{key}` contains a space")
+            };
+            self.err(key_at, message, Some("a line is KEY=VALUE"));
             self.skip_line();
             return true;
         }
@@ -221,12 +253,18 @@ impl Parser<'_> {
         let value_at = self.pos;
         let value = match s[value_at..].chars().next() {
             Some(q @ ('"' | '\'')) => match self.quoted(q) {
-                Some(raw) if q == '"' => interpolate(&expand_escapes(&raw), &self.vars).map_err(|e| (value_at, e)),
-                Some(raw) => Ok(raw),
+                Some(raw) => {
+                    self.after_quote(&key);
+                    if q == '"' {
+                        interpolate(&expand_escapes(&raw), &self.vars).map_err(|e| (value_at, e))
+                    } else {
+                        Ok(raw)
+                    }
+                }
                 None => {
                     self.err(
                         value_at,
-                        format!("the value of `{key}` has no closing {q}"),
+                        format!("the value of {} has no closing {q}", self.key_name(&key)),
                         Some("close the quote; a quoted value may span lines, so the rest of the file was read as part of it"),
                     );
                     return false;
@@ -248,9 +286,64 @@ impl Parser<'_> {
                 self.vars.map.insert(key.clone(), v.clone());
                 self.out.entries.push(Entry { key, value: v, at: key_at, uses });
             }
-            Err((at, e)) => self.out.errors.push(Error { at, message: e.message, hint: e.hint }),
+            Err((at, e)) => {
+                let (message, hint) = self.interp_message(&key, e.problem);
+                self.out.errors.push(Error { at, message, hint });
+            }
         }
         true
+    }
+
+    /// After a closing quote: blanks, then the line's end or a `#` comment. docker compose
+    /// reads text after the quote as the next line (`K="a"B=1` sets B too); teeform refuses
+    /// it, and says which value it follows rather than quoting it.
+    fn after_quote(&mut self, key: &str) {
+        let rest = &self.s[self.pos..];
+        let at = self.pos + rest.find(|c: char| !is_blank(c)).unwrap_or(rest.len());
+        if matches!(self.s[at..].chars().next(), None | Some('\n' | '#')) {
+            return;
+        }
+        self.err(
+            at,
+            format!("text after the closing quote of {}'s value", self.key_name(key)),
+            Some("a quoted value ends at its closing quote: put the whole value inside the quotes, and the next KEY=VALUE on a line of its own"),
+        );
+        self.pos = at;
+        self.skip_line();
+    }
+
+    /// What an interpolation problem in `key`'s value says, and what to do. In a secret file
+    /// it names neither the name looked up nor a `${NAME:?message}`'s message: both are
+    /// part of the value.
+    fn interp_message(&self, key: &str, problem: Problem) -> (String, Option<String>) {
+        let key = self.key_name(key);
+        match problem {
+            Problem::Unset(_) if self.secret => (
+                format!("a `$` in {key}'s value starts an interpolation of a name not set above this line"),
+                Some(UNSET_HINT.to_string()),
+            ),
+            Problem::Unset(name) => (
+                format!("`{name}` is not set above this line"),
+                Some(UNSET_HINT.replace("NAME", &name)),
+            ),
+            Problem::Invalid => (
+                format!("invalid `${{…}}` in {key}'s value"),
+                Some("write `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:+alt}`, `${NAME+alt}`, `${NAME:?error}` or `${NAME?error}`; `$$` is a literal `$`".into()),
+            ),
+            Problem::TooDeep => (format!("`${{…}}` nested more than {MAX_NESTING} deep in {key}'s value"), None),
+            Problem::Required { .. } if self.secret => (
+                format!("a required variable (`${{NAME:?…}}`) in {key}'s value is not set above this line"),
+                Some("set it above this line, or write `$$` for a literal `$`".into()),
+            ),
+            Problem::Required { name, reason } => (
+                if reason.is_empty() {
+                    format!("required variable `{name}` is missing a value")
+                } else {
+                    format!("required variable `{name}` is missing a value: {reason}")
+                },
+                Some(format!("set `{name}` above this line")),
+            ),
+        }
     }
 
     /// A quoted value from the quote at `self.pos`, as compose-go scans it: a backslash before
@@ -342,18 +435,31 @@ fn expand_escapes(s: &str) -> String {
 #[derive(Debug)]
 struct InterpError {
     offset: usize,
-    message: String,
-    hint: Option<String>,
+    problem: Problem,
 }
 
+/// What went wrong in an interpolation; [`Parser::interp_message`] words it.
+#[derive(Debug)]
+enum Problem {
+    /// `$NAME` or `${NAME}` with NAME not set above.
+    Unset(String),
+    /// A `${` that is none of the forms.
+    Invalid,
+    /// Nesting beyond [`MAX_NESTING`].
+    TooDeep,
+    /// `${NAME:?reason}` or `${NAME?reason}` with NAME missing.
+    Required { name: String, reason: String },
+}
+
+const UNSET_HINT: &str = "in an env file teeform reads `${NAME}` from the keys above it in the same file only (docker compose would also look in its own environment, and use an empty string); write `$$` for a literal `$`, or single-quote the value to take it as written";
+
 fn unset(offset: usize, name: &str) -> InterpError {
-    InterpError {
-        offset,
-        message: format!("`{name}` is not set above this line"),
-        hint: Some(format!(
-            "in an env file teeform reads `${{{name}}}` from the keys above it in the same file only (docker compose would also look in its own environment, and use an empty string); write `$$` for a literal `$`, or single-quote the value to take it as written"
-        )),
-    }
+    InterpError { offset, problem: Problem::Unset(name.to_string()) }
+}
+
+/// Whether `s` is an environment-variable name (`[A-Za-z_][A-Za-z0-9_]*`).
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && name_len(s) == s.len()
 }
 
 /// docker compose's interpolation of `s` against the keys read so far.
@@ -372,11 +478,7 @@ fn name_len(s: &str) -> usize {
 
 fn subst(s: &str, vars: &Vars, depth: usize) -> Result<String, InterpError> {
     if depth > MAX_NESTING {
-        return Err(InterpError {
-            offset: 0,
-            message: format!("`${{…}}` nested more than {MAX_NESTING} deep"),
-            hint: None,
-        });
+        return Err(InterpError { offset: 0, problem: Problem::TooDeep });
     }
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
@@ -405,13 +507,7 @@ fn subst(s: &str, vars: &Vars, depth: usize) -> Result<String, InterpError> {
 }
 
 fn invalid(at: usize) -> InterpError {
-    InterpError {
-        offset: at,
-        message: "invalid `${…}`".into(),
-        hint: Some(
-            "write `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:+alt}`, `${NAME+alt}`, `${NAME:?error}` or `${NAME?error}`; `$$` is a literal `$`".into(),
-        ),
-    }
+    InterpError { offset: at, problem: Problem::Invalid }
 }
 
 /// The `${…}` at `d` in `s`: its value and where the text after it starts.
@@ -460,15 +556,7 @@ fn braced(s: &str, d: usize, vars: &Vars, depth: usize) -> Result<(String, usize
             Some(v) if op == "?" || !v.is_empty() => v.clone(),
             _ => {
                 let reason = nested(arg)?;
-                return Err(InterpError {
-                    offset: d,
-                    message: if reason.is_empty() {
-                        format!("required variable `{name}` is missing a value")
-                    } else {
-                        format!("required variable `{name}` is missing a value: {reason}")
-                    },
-                    hint: Some(format!("set `{name}` above this line")),
-                });
+                return Err(InterpError { offset: d, problem: Problem::Required { name: name.to_string(), reason } });
             }
         },
     };

@@ -164,9 +164,12 @@ struct Allow {
     cvm: bool,
     data: bool,
     secret: bool,
+    /// The string is a file's path: no `${file:}` (a path is written, not read; a path made
+    /// of a file's content would print that content in a "cannot read" error).
+    path: bool,
 }
 
-const STRINGS_ONLY: Allow = Allow { cvm: false, data: false, secret: false };
+const STRINGS_ONLY: Allow = Allow { cvm: false, data: false, secret: false, path: false };
 
 struct Loader<'a> {
     src: Arc<Source>,

@@ -123,3 +123,61 @@ fn changing_one_secret_value_in_an_env_file_is_exactly_one_change() {
     assert!(r.stderr.contains("secrets.env:1:13"), "{}", r.stderr);
     assert!(!r.stderr.contains("unterminated"), "{}", r.stderr);
 }
+
+/// Every way a secret env file can be wrong, each line holding a canary where a value's bytes
+/// are: `validate`, `plan` and `apply`, in text and JSON, name lines and keys, never the canary;
+/// `plan --json` writes the diagnostics as `validate --json` does.
+#[test]
+fn a_broken_secret_env_file_prints_none_of_its_values() {
+    let canary = format!("CANARY{}", uuid::Uuid::new_v4().simple());
+    let lines = [
+        format!("DBPASS=hunter2${canary}"),
+        format!("B=x${{{canary}}}"),
+        format!("C=\"abc\"{canary}"),
+        format!("D=${{NOPE:?{canary}msg}}"),
+        format!("E=${{{canary}?}}"),
+        format!("F=${{{canary}:x}}"),
+        format!("G=${{A:-${{{canary}}}}}"),
+        canary.clone(),
+        format!("{canary}*x=1"),
+        format!("{canary} x=1"),
+        format!("{canary}.x=1"),
+        format!("=x{canary}"),
+        format!("{}{canary}{}", "H=${A:-".repeat(40), "}".repeat(40)),
+        format!("LAST=\"{canary} never closed"),
+    ];
+    let t = TestEnv::new();
+    files(&t, "pw");
+    t.write("secrets.env", &(lines.join("\n") + "\n"));
+    t.manifest(MANIFEST);
+    let runs = [
+        t.run(&["validate"]),
+        t.run(&["validate", "--json"]),
+        t.run(&["plan"]),
+        t.run(&["plan", "--json"]),
+        t.run(&["plan", "--json", "--stream"]),
+        t.run(&["apply", "--json", "--auto-approve"]),
+    ];
+    for r in &runs {
+        r.code(1);
+        assert!(!r.stdout.contains(&canary) && !r.stderr.contains(&canary), "leaked:\n{}\n{}", r.stdout, r.stderr);
+        assert!(!r.stdout.contains("hunter2") && !r.stderr.contains("hunter2"), "{}\n{}", r.stdout, r.stderr);
+        assert!(!r.stderr.contains("has no env key"), "no cascade: {}", r.stderr);
+    }
+    // One error per line; `plan --json` says so on stdout, in `validate --json`'s shape.
+    let doc =
+        |r: &crate::harness::Run| serde_json::from_str::<serde_json::Value>(&r.stdout).expect("one JSON document");
+    let (validated, planned) = (doc(&runs[1]), doc(&runs[3]));
+    assert_eq!(validated, planned);
+    assert_eq!(planned["valid"], false);
+    assert_eq!(planned["error_count"], lines.len(), "{planned:#}");
+    let mut at: Vec<(u64, String)> = planned["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["line"].as_u64().unwrap(), d["file"].as_str().unwrap().to_string()))
+        .collect();
+    at.sort();
+    assert_eq!(at, (1..=lines.len() as u64).map(|l| (l, "secrets.env".to_string())).collect::<Vec<_>>());
+    assert!(planned["diagnostics"][0]["message"].as_str().unwrap().contains("`DBPASS`'s value"), "{planned:#}");
+}

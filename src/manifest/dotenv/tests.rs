@@ -158,7 +158,8 @@ fn errors_say_where_and_never_quote_a_value() {
         ("A B=1\n", 1, 1, "contains a space"),
         ("=1\n", 1, 1, "no key"),
         ("A*B=1\n", 1, 2, "unexpected character '*'"),
-        ("A=\"x\" junk\n", 1, 7, "`junk` has no value"),
+        ("A=\"x\" junk\n", 1, 7, "text after the closing quote of `A`'s value"),
+        ("A='x'B=1\n", 1, 6, "text after the closing quote of `A`'s value"),
     ];
     for (text, line, col, want) in cases {
         let p = parse(text);
@@ -175,6 +176,53 @@ fn errors_say_where_and_never_quote_a_value() {
     assert!(p.entries.is_empty() && p.errors.len() == 1, "{p:?}");
     // `export` alone on a line sets nothing (compose looks up an empty name).
     assert_eq!(read("export\nA=1"), [("A".to_string(), "1".to_string())]);
+}
+
+#[test]
+fn a_comment_or_blanks_may_follow_a_closing_quote() {
+    assert_eq!(
+        read("A=\"x\"  # c\nB='y'#c\nC=\"z\"\t\n"),
+        [("A", "x"), ("B", "y"), ("C", "z")].map(|(k, v)| (k.into(), v.into()))
+    );
+}
+
+/// Every error a secret file can have, each with a canary where a value's (or a stray
+/// line's) bytes are: no message or hint holds any of it, and each names its line.
+#[test]
+fn a_secret_files_errors_quote_nothing_of_it() {
+    let deep = format!("D={}CANARY{}", "${A:-".repeat(40), "}".repeat(40));
+    let cases: &[&str] = &[
+        "DBPASS=hunter2$CANARYTail99",
+        "DBPASS=x${CANARY}",
+        "DBPASS=\"x\nmore ${CANARY}\"",
+        "P=\"abc\"CANARYxyz",
+        "P='abc' CANARY=1",
+        "Z=${NOPE:?CANARY4msg}",
+        "Z=${CANARY?}",
+        "Z=${CANARY:x}",
+        "Z=${A:-${CANARY}}",
+        "Z=${A:-$CANARY}",
+        &deep,
+        "CANARYlonely",
+        "CANARY*x=1",
+        "CAN ARY=1",
+        "=CANARY",
+        "P=\"CANARY unterminated",
+    ];
+    for case in cases {
+        for text in [format!("{case}\n"), format!("OK=1\n{case}")] {
+            let p = parse_secret(&text);
+            assert!(!p.errors.is_empty(), "{text:?}: no error");
+            for e in &p.errors {
+                let shown = format!("{} {}", e.message, e.hint.as_deref().unwrap_or_default());
+                assert!(!shown.contains("CANARY") && !shown.contains("CAN "), "{text:?}: {e:?}");
+                assert!(!shown.contains("hunter2") && !shown.contains("abc"), "{text:?}: {e:?}");
+                assert!(e.at <= text.len() && text.is_char_boundary(e.at), "{text:?}: {e:?}");
+            }
+            // The same file read in plain says the same number of things.
+            assert_eq!(parse(&text).errors.len(), p.errors.len(), "{text:?}");
+        }
+    }
 }
 
 #[test]
@@ -205,5 +253,28 @@ proptest! {
         for e in &p.errors {
             prop_assert!(e.at <= text.len() && text.is_char_boundary(e.at));
         }
+        // Read as secret: the same entries, and the same problems at the same places.
+        let q = parse_secret(&text);
+        prop_assert_eq!(&q.entries, &p.entries);
+        let at = |p: &Parsed| p.errors.iter().map(|e| e.at).collect::<Vec<_>>();
+        prop_assert_eq!(at(&q), at(&p));
     }
+}
+
+/// CRLF as compose-go reads it: it never rewrites line breaks, so `\r` before a line's end
+/// is a blank (dropped after a key, an unquoted value or a closing quote, and in comment and
+/// blank lines), but a quoted value that spans lines keeps its `\r\n` (as written, in either
+/// quote): converting such a file to CRLF changes that value, for docker compose and teeform
+/// alike.
+#[test]
+fn crlf_is_a_line_end_except_inside_a_quoted_value() {
+    let lf = "# c\nexport A=1 # c\nB='x'\nC=\"y\" # c\n\nD='p\nq'\nE=\"r\ns\"\n";
+    let crlf = lf.replace('\n', "\r\n");
+    let kv = |text: &str| read(text).into_iter().collect::<std::collections::BTreeMap<_, _>>();
+    let (lf, crlf) = (kv(lf), kv(&crlf));
+    for k in ["A", "B", "C"] {
+        assert_eq!(lf[k], crlf[k], "{k}");
+    }
+    assert_eq!((lf["D"].as_str(), lf["E"].as_str()), ("p\nq", "r\ns"));
+    assert_eq!((crlf["D"].as_str(), crlf["E"].as_str()), ("p\r\nq", "r\r\ns"));
 }

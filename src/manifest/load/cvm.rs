@@ -109,7 +109,7 @@ impl Loader<'_> {
         let mut name_span = knode.span;
         let mut compose_seen = false;
         let mut lint = LintInput::default();
-        let mut from_files = BTreeMap::new();
+        let (mut from_files, mut files_read) = (BTreeMap::new(), true);
         for (k, knode2, v) in &fields {
             let w = format!("{what}: `{k}`");
             c.spans.insert(k.to_string(), v.span);
@@ -135,7 +135,7 @@ impl Loader<'_> {
                     lint.env_span = Some(knode2.span);
                     lint.env = self.env(&mut c, v, &what);
                 }
-                "env_file" => from_files = self.env_files(v, &w, &who),
+                "env_file" => (from_files, files_read) = self.env_files(v, &w, &who),
                 "depends_on" if !v.is_null() => self.depends_on(&mut c, v, &what),
                 "lint" => lint.ignore = self.lint(v, &what),
                 "lifecycle" => c.prevent_destroy = self.lifecycle(v, &what),
@@ -155,6 +155,11 @@ impl Loader<'_> {
             self.env_shadows(&key, &f, &env, &who);
             lint.env.push(EnvKey { name: key.clone(), key_span: f.span, value_span: f.span, literal: f.literal });
             c.env.insert(key, f.value);
+        }
+        // An env file not read is reported once: its keys' absence is no news for the compose
+        // file's lint (no "`${KEY}` has no env key" after it).
+        if !files_read {
+            lint.compose_at = None;
         }
         if !compose_seen {
             self.err(knode.span, format!("{what} has no `compose` file"))
@@ -232,7 +237,7 @@ impl Loader<'_> {
                     .add_hint("use letters, digits and `_`, not starting with a digit");
                 continue;
             }
-            let allow = Allow { cvm: true, data: true, secret: true };
+            let allow = Allow { cvm: true, data: true, secret: true, path: false };
             if let Some(t) = self.string(ev, &format!("env `{ek}`"), allow) {
                 keys.push(EnvKey {
                     name: ek.to_string(),

@@ -36,26 +36,36 @@ pub(super) struct FromFile {
 /// (reported once).
 pub(super) type EnvFileValues = Option<Arc<BTreeMap<String, (String, Vec<String>)>>>;
 
-/// How an env file was first named: secret or not, where, by which CVM.
+/// How an env file was first named: secret or not, where, by which CVM; and the diagnostics
+/// its reading made (in `Loader::diags`).
 pub(super) struct FirstUse {
     secret: bool,
     span: Span,
     who: String,
+    diags: std::ops::Range<usize>,
 }
 
 impl Loader<'_> {
-    /// `env_file:` of one CVM: each key with its value, a later file winning.
-    pub(super) fn env_files(&mut self, node: &Node, what: &str, who: &str) -> BTreeMap<String, FromFile> {
+    /// `env_file:` of one CVM: each key with its value, a later file winning; and whether
+    /// every file was read (when not, the problem is reported and the keys are incomplete).
+    pub(super) fn env_files(&mut self, node: &Node, what: &str, who: &str) -> (BTreeMap<String, FromFile>, bool) {
         let items: Vec<&Node> = match &node.kind {
             Kind::Seq(items) => items.iter().collect(),
             _ if node.is_null() => Vec::new(),
             _ => vec![node],
         };
         let mut out = BTreeMap::new();
+        let mut complete = true;
         for it in items {
-            let Some((path, secret)) = self.env_file_entry(it, what) else { continue };
+            let Some((path, secret)) = self.env_file_entry(it, what) else {
+                complete = false;
+                continue;
+            };
             self.same_secrecy(&path, secret, it.span, who);
-            let Some(values) = self.env_file(&path, it.span, who) else { continue };
+            let Some(values) = self.env_file(&path, secret, it.span, who) else {
+                complete = false;
+                continue;
+            };
             for (key, (value, uses)) in values.iter() {
                 let (value, literal) = if secret {
                     let r = Ref::SecretEnvFile { path: path.clone(), key: key.clone() };
@@ -67,23 +77,28 @@ impl Loader<'_> {
                 out.insert(key.clone(), FromFile { value, span, literal, uses, path });
             }
         }
-        out
+        (out, complete)
     }
 
     /// One entry: a path, or `{path: P, secret: BOOL}`.
     fn env_file_entry(&mut self, node: &Node, what: &str) -> Option<(String, bool)> {
         if !matches!(node.kind, Kind::Map(_)) {
-            return self.literal_string(node, "an env file").map(|p| (p, false));
+            return self.path_string(node, "env_file path").map(|p| (p, false));
         }
         let mut path = None;
         let mut secret = false;
+        let mut written = false;
         for (k, _, v) in self.entries(node, &format!("{what} entry"), Some(&["path", "secret"])) {
             match k {
-                "path" => path = self.literal_string(v, "env_file path"),
+                "path" => {
+                    written = true;
+                    path = self.path_string(v, "env_file path");
+                }
                 _ => secret = self.boolean(v, "env_file secret").unwrap_or(false),
             }
         }
-        if path.is_none() {
+        // A `path:` written but wrong is reported where it is, once.
+        if !written {
             self.err(node.span, "an env_file entry needs a `path`")
                 .set_label("no path")
                 .add_hint("e.g. `{path: secrets.env, secret: true}`");
@@ -98,10 +113,21 @@ impl Loader<'_> {
             secret,
             span,
             who: who.to_string(),
+            diags: 0..0,
         });
         if first.secret == secret {
             return;
         }
+        // Read in plain first, secret now: its problems are worded again as a secret file's
+        // (the same problems, one for one), so no value is shown through the plain reading.
+        if secret && !first.diags.is_empty() {
+            let (range, first_span, first_who) = (first.diags.clone(), first.span, first.who.clone());
+            if let Some(Ok(text)) = self.files.get(&(path.to_string(), Limit::Value)).map(|f| f.result.clone()) {
+                let (_, again) = self.env_file_problems(path, &text, true, first_span, &first_who);
+                self.diags.splice(range, again);
+            }
+        }
+        let first = &self.env_file_uses[path];
         let (secret_in, plain_in) =
             if first.secret { (first.who.clone(), who.to_string()) } else { (who.to_string(), first.who.clone()) };
         let first_span = first.span;
@@ -116,23 +142,43 @@ impl Loader<'_> {
     }
 
     /// The keys and values of the env file at `path`, read and checked once.
-    fn env_file(&mut self, path: &str, span: Span, who: &str) -> EnvFileValues {
+    fn env_file(&mut self, path: &str, secret: bool, span: Span, who: &str) -> EnvFileValues {
         if let Some(done) = self.env_file_values.get(path) {
             return done.clone();
         }
-        let values = self.read_env_file(path, span, who);
+        let values = self.read_env_file(path, secret, span, who);
         self.env_file_values.insert(path.to_string(), values.clone());
         values
     }
 
-    fn read_env_file(&mut self, path: &str, span: Span, who: &str) -> EnvFileValues {
+    fn read_env_file(&mut self, path: &str, secret: bool, span: Span, who: &str) -> EnvFileValues {
         let text = self.read_file(path, Limit::Value, span, "env file", who)?;
-        let parsed = dotenv::parse(&text);
+        let (parsed, problems) = self.env_file_problems(path, &text, secret, span, who);
+        let start = self.diags.len();
+        let ok = problems.is_empty();
+        self.diags.extend(problems);
+        if let Some(first) = self.env_file_uses.get_mut(path) {
+            first.diags = start..self.diags.len();
+        }
+        ok.then(|| Arc::new(parsed.entries.into_iter().map(|e| (e.key, (e.value, e.uses))).collect()))
+    }
+
+    /// An env file's text read, and its problems as diagnostics at its lines (the manifest's
+    /// entry at `span`, read by `who`, beside each).
+    fn env_file_problems(
+        &self,
+        path: &str,
+        text: &str,
+        secret: bool,
+        span: Span,
+        who: &str,
+    ) -> (dotenv::Parsed, Vec<Diagnostic>) {
+        let parsed = if secret { dotenv::parse_secret(text) } else { dotenv::parse(text) };
+        let mut out = Vec::new();
         let full = self.dir.join(path);
         let display = display_path(&full, self.opts.display_base.as_deref());
         // Only where things are: a diagnostic never prints a line of an env file.
-        let src = Source::with_quote(&full, display, skeleton(&text), false);
-        let mut ok = parsed.errors.is_empty();
+        let src = Source::with_quote(&full, display, skeleton(text), false);
         for e in &parsed.errors {
             let mut d = Diagnostic::error(&src, Span::new(e.at, e.at), e.message.clone()).also(
                 &self.src,
@@ -140,30 +186,41 @@ impl Loader<'_> {
                 format!("read by {who}"),
             );
             d.hints.extend(e.hint.clone());
-            self.diags.push(d);
+            out.push(d);
         }
         for e in &parsed.entries {
             if !super::cvm::is_env_name(&e.key) {
-                ok = false;
-                self.diags.push(
-                    Diagnostic::error(
-                        &src,
-                        Span::new(e.at, e.at + e.key.len()),
-                        format!("`{}` is not a valid environment variable name", e.key),
-                    )
-                    .also(&self.src, span, format!("read by {who}"))
-                    .hint("use letters, digits and `_`, not starting with a digit"),
+                // A secret file's text is never quoted, even where a key should be.
+                let message = if secret {
+                    "a key that is not a valid environment variable name".to_string()
+                } else {
+                    format!("`{}` is not a valid environment variable name", e.key)
+                };
+                out.push(
+                    Diagnostic::error(&src, Span::new(e.at, e.at + e.key.len()), message)
+                        .also(&self.src, span, format!("read by {who}"))
+                        .hint("use letters, digits and `_`, not starting with a digit"),
                 );
             }
         }
-        ok.then(|| Arc::new(parsed.entries.into_iter().map(|e| (e.key, (e.value, e.uses))).collect()))
+        (parsed, out)
     }
 
     /// docker compose interpolates an env file's `${NAME}` with the service's `environment:`
     /// before the file's own keys; teeform reads only the file's. Where the CVM's `env:` sets
     /// a name a kept value reads, the two would differ: an error, not a silent difference.
     pub(super) fn env_shadows(&mut self, key: &str, f: &FromFile, env: &BTreeMap<String, Template>, who: &str) {
-        for name in f.uses.iter().filter(|n| env.contains_key(*n)) {
+        let mut names = f.uses.iter().filter(|n| env.contains_key(*n)).peekable();
+        // A secret value's names are part of it: said once, unnamed.
+        if f.literal.is_none() {
+            if names.peek().is_some() {
+                self.err(f.span, format!("`{key}` in secret env file `{}` reads a name {who}'s `env:` sets too", f.path))
+                    .set_label("ambiguous")
+                    .add_hint("docker compose would read `env:`'s value there and teeform the file's: write the value out in the file, or rename one of the two");
+            }
+            return;
+        }
+        for name in names {
             self.err(f.span, format!("`{key}` in env file `{}` reads `${{{name}}}`, which {who}'s `env:` sets too", f.path))
                 .set_label("ambiguous")
                 .add_hint(format!(

@@ -12,7 +12,7 @@ impl Loader<'_> {
     pub(super) fn outputs(&mut self, node: &Node) -> BTreeMap<String, OutputConfig> {
         let mut out = BTreeMap::new();
         for (name, knode, spec) in self.entries(node, "outputs", None) {
-            let allow = Allow { cvm: true, data: true, secret: true };
+            let allow = Allow { cvm: true, data: true, secret: true, path: false };
             let (value, sensitive, description) = match &spec.kind {
                 Kind::Map(_) => {
                     let mut value = None;

@@ -30,7 +30,7 @@ impl Loader<'_> {
             }
         };
         for it in items {
-            let Some(d) = self.literal_string(it, "an allowed directory") else { continue };
+            let Some(d) = self.path_string(it, "an allowed directory") else { continue };
             let full = self.dir.join(&d);
             if !full.is_dir() {
                 let dir = display_dir(&self.dir);
@@ -46,7 +46,7 @@ impl Loader<'_> {
 
     /// A compose file or pre-launch script, read once however many CVMs name it.
     pub(super) fn file(&mut self, node: &Node, kind: &str, who: &str) -> Option<FileRef> {
-        let path = self.literal_string(node, kind)?;
+        let path = self.path_string(node, kind)?;
         let content = self.read_file(&path, Limit::Compose, node.span, kind, who)?;
         Some(FileRef { path, content: content.to_string() })
     }

@@ -247,6 +247,7 @@ impl Loader<'_> {
                 Ref::Cvm { .. } => (allow.cvm, "CVM references are allowed in `env` values and outputs only"),
                 Ref::Data { .. } => (allow.data, "data source references are not allowed here"),
                 r if r.is_secret() => (allow.secret, "secrets are allowed in `env` values and outputs only"),
+                Ref::File { .. } => (!allow.path, "write the path itself: a path is not read from a file"),
                 _ => (true, ""),
             };
             if !allowed {
@@ -327,6 +328,20 @@ impl Loader<'_> {
     /// A string with no references left, where one is required.
     pub(super) fn literal_string(&mut self, node: &Node, what: &str) -> Option<String> {
         self.string(node, what, super::STRINGS_ONLY).and_then(|t| t.as_literal())
+    }
+
+    /// A file's path, with no references left and no `${file:}`; an empty one is an error
+    /// (not "a directory": the manifest's own).
+    pub(super) fn path_string(&mut self, node: &Node, what: &str) -> Option<String> {
+        let allow = Allow { path: true, ..super::STRINGS_ONLY };
+        let path = self.string(node, what, allow).and_then(|t| t.as_literal())?;
+        if path.is_empty() {
+            self.err(node.span, format!("{what} is empty"))
+                .set_label("empty path")
+                .add_hint("write a path relative to the manifest's directory");
+            return None;
+        }
+        Some(path)
     }
 
     /// [`Loader::literal_string`] in an optional field.

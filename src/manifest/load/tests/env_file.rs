@@ -101,6 +101,29 @@ fn a_file_is_secret_everywhere_or_nowhere() {
     );
 }
 
+/// A file read in plain by one CVM and named secret by a later one: its problems are worded
+/// as a secret file's, whichever CVM came first.
+#[test]
+fn a_file_secret_anywhere_has_its_problems_worded_as_secret() {
+    let p = project();
+    p.file(
+        ".env",
+        "A=x$CANARYname
+CANARYline
+",
+    );
+    for (first, second) in [(".env", "{path: .env, secret: true}"), ("{path: .env, secret: true}", ".env")] {
+        let m = format!(
+            "cvms:\n  web:\n    name: web-app\n    compose: web.yml\n    env_file: {first}\n  api:\n    name: api-app\n    compose: web.yml\n    env_file: {second}\n"
+        );
+        let errs = p.errors(&m);
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(errs.iter().all(|e| !e.contains("CANARY")), "{errs:#?}");
+        assert!(errs[0].contains(".env:1:4: a `$` in `A`'s value"), "{errs:#?}");
+        assert!(errs[1].contains(".env:2:1: a line with no `=`"), "{errs:#?}");
+    }
+}
+
 #[test]
 fn env_file_keys_count_for_the_compose_lint() {
     let p = project();
@@ -138,9 +161,50 @@ fn a_value_reading_a_name_env_also_sets_is_an_error() {
         2,
         "{errs:#?}"
     );
+    // Secret: the value's names are not shown, the key is.
+    let errs = p.errors(&web("    env_file: {path: .env, secret: true}\n    env:\n      A: manifest-a\n"));
+    let hits: Vec<_> = errs
+        .iter()
+        .filter(|e| e.contains("in secret env file `.env` reads a name cvm.web's `env:` sets too"))
+        .collect();
+    assert_eq!(hits.len(), 2, "{errs:#?}");
+    assert!(hits[0].contains("`B`") && hits.iter().all(|e| !e.contains("${A}")), "{errs:#?}");
     // No `env:` key in the way: the file's own keys.
     p.file("web.yml", &USES.replace("      - PW=${PW}\n", ""));
     let c = p.load(&web("    env_file: .env\n")).unwrap();
     assert_eq!(env(&c, "B"), Ok("file-a-b".into()));
     assert_eq!(env(&c, "C"), Ok("file-a".into()));
+}
+
+/// A wrong `env_file:` path or file is one error at its place: never the content of a file,
+/// no second error about the same entry, no compose-lint warnings about the keys it would
+/// have set.
+#[test]
+fn a_wrong_path_or_file_is_one_error_and_no_content() {
+    let p = project();
+    p.file("s.env", "PW=CANARY-pw\nA=1\n");
+    p.file("bad.env", "PW=hunter2$CANARYtail\n");
+    let cases: &[(&str, &str)] = &[
+        ("    env_file: \"${file:s.env}\"\n", "teeform.yaml:5:15: env_file path cannot use `${file:s.env}`"),
+        ("    env_file: [{path: \"${file:s.env}\"}]\n", "env_file path cannot use `${file:s.env}`"),
+        ("    env_file: {path: \"${secret:file:s.env}\"}\n", "env_file path cannot use `${secret:file:s.env}`"),
+        ("    env_file: \"\"\n", "teeform.yaml:5:15: env_file path is empty"),
+        ("    env_file: {path: '', secret: true}\n", "env_file path is empty"),
+        (
+            "    env_file: {path: bad.env, secret: true}\n",
+            "bad.env:1:11: a `$` in `PW`'s value starts an interpolation",
+        ),
+        ("    env_file: [s.env, missing.env]\n", "cannot read env file `missing.env`: no such file"),
+    ];
+    for (fields, want) in cases {
+        let errs = p.errors(&web(fields));
+        assert_eq!(errs.len(), 1, "{fields}: {errs:#?}");
+        assert!(errs[0].contains(want), "{fields}: want {want:?} in {errs:#?}");
+        assert!(!errs[0].contains("CANARY") && !errs[0].contains("hunter2"), "{errs:#?}");
+    }
+    // The same kind for the other paths a manifest names.
+    let errs = p.errors("cvms:\n  web:\n    name: web-app\n    compose: \"${file:s.env}\"\n");
+    assert!(errs.len() == 1 && errs[0].contains("cannot use `${file:s.env}`"), "{errs:#?}");
+    let errs = p.errors("cvms:\n  web:\n    name: web-app\n    compose: ''\n");
+    assert!(errs.len() == 1 && errs[0].contains("compose file is empty"), "{errs:#?}");
 }

@@ -258,3 +258,47 @@ fn instance_0_deleted_outside_teeform_comes_back_in_the_same_app() {
     assert_eq!((same, instances.len()), (app_id, 3), "made from another instance, in the app");
     t.run(&["plan", "--detailed-exitcode"]).code(0);
 }
+
+#[test]
+fn import_refuses_another_apps_cvm_as_an_instance_and_a_roll_shows_each_instances_own_diff() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    t.manifest(&manifest(3, "    env: {LOG_LEVEL: info}\n"));
+    t.run(&["apply", "--auto-approve"]).ok();
+    // A CVM of another app, made by another tool.
+    let (code, prov) = t.api(
+        "POST",
+        "/cvms/provision",
+        Some(serde_json::json!({"name": "node-test", "compose_file": {"docker_compose_file": "services: {}\n"}, "vcpu": 1, "memory": 2048})),
+    );
+    assert_eq!(code, 200, "{prov}");
+    let (code, vm) = t.api(
+        "POST",
+        "/cvms",
+        Some(serde_json::json!({"app_id": prov["app_id"], "compose_hash": prov["compose_hash"]})),
+    );
+    assert_eq!(code, 200, "{vm}");
+    t.settle();
+    t.manifest(&manifest(4, "    env: {LOG_LEVEL: info}\n"));
+    let r = t.run(&["import", "cvm.web[3]", "node-test"]);
+    r.code(1);
+    assert!(r.stderr.contains("cvm.web[0] is in app"), "{}", r.stderr);
+    assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"], "nothing imported");
+
+    // An instance of the app imported again: its env values are unknown, the others' are not.
+    t.manifest(&manifest(3, "    env: {LOG_LEVEL: info}\n"));
+    let apps = t.stats()["apps"].as_object().unwrap().clone();
+    let ours = apps.values().find(|a| a["instances"].as_array().unwrap().len() == 3).expect("the app of three");
+    let uuid = ours["instances"][2]["vm_uuid"].as_str().unwrap().to_string();
+    t.run(&["state", "rm", "cvm.web[2]"]).ok();
+    t.run(&["import", "cvm.web[2]", &uuid]).ok();
+    t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("rolls 3 instances"), "{}", p.stdout);
+    assert!(
+        p.stdout.contains("# cvm.web[2] will be updated in-place in the roll of cvm.web, with its own differences"),
+        "{}",
+        p.stdout
+    );
+    assert_eq!(p.stdout.matches("~ LOG_LEVEL").count(), 1, "[2]'s env change only: {}", p.stdout);
+}

@@ -302,3 +302,37 @@ fn import_refuses_another_apps_cvm_as_an_instance_and_a_roll_shows_each_instance
     );
     assert_eq!(p.stdout.matches("~ LOG_LEVEL").count(), 1, "[2]'s env change only: {}", p.stdout);
 }
+
+#[test]
+fn nodes_and_health_urls_are_checked_before_apply() {
+    let t = env(SimConfig::default());
+    for (extra, want, at) in [
+        ("    nodes: [\"\"]\n", "a node name is empty", "teeform.yaml:9:13"),
+        ("    nodes: []\n", "is an empty list", "teeform.yaml:9:12"),
+        ("    node: prod5\n    nodes: [prod5, prod6]\n", "sets both `node` and `nodes`", "teeform.yaml:10:12"),
+        ("    health: {url: \"http://x/{nope}\"}\n", "no placeholder `{nope}`", "teeform.yaml:9:19"),
+        ("    health: {url: \"http://x/{instance_id\"}\n", "is not closed", "teeform.yaml:9:19"),
+    ] {
+        t.manifest(&manifest(3, extra));
+        let r = t.run(&["validate"]);
+        r.code(1);
+        assert!(r.stderr.contains(want), "{want}: {}", r.stderr);
+        assert!(r.stderr.contains(at), "{at}: {}", r.stderr);
+    }
+    // A URL with the placeholders it may have passes.
+    t.manifest(&manifest(3, "    health: {url: \"http://x/{index}/{app_id}/{vm_uuid}/{instance_id}\"}\n"));
+    t.run(&["validate"]).ok();
+
+    // Names the catalog does not offer are refused at plan, as `node:` is; nothing is made.
+    t.manifest(&manifest(3, "    nodes: [prod55, prod5]\n"));
+    t.run(&["validate"]).ok();
+    let p = t.run(&["plan"]);
+    p.code(1);
+    for want in ["the API offers no node `prod55`", "did you mean `prod5`?", "offered:", "teeform.yaml:9:12"] {
+        assert!(p.stderr.contains(want), "{want}: {}", p.stderr);
+    }
+    assert_eq!(p.stderr.matches("offers no node").count(), 1, "once, not per instance: {}", p.stderr);
+    let a = t.run(&["apply", "--auto-approve"]);
+    a.code(1);
+    assert_eq!(t.count("POST /api/v1/cvms"), 0, "nothing made");
+}

@@ -539,7 +539,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let (records, protection) = identity::view(snapshot, &moved, &desired, mode);
     let nodes = nodes(config, &records);
     let graph = graph_of(&nodes)?;
-    let selected = requests::selection(&graph, &nodes, requests, mode)?;
+    let selected = requests::selection(&graph, &nodes, &|a| records.contains_key(a), requests, mode)?;
     if mode == Mode::Normal {
         requests::check_replace(requests, &desired, &records, selected.as_ref())?;
     }

@@ -336,3 +336,22 @@ fn nodes_and_health_urls_are_checked_before_apply() {
     a.code(1);
     assert_eq!(t.count("POST /api/v1/cvms"), 0, "nothing made");
 }
+
+#[test]
+fn a_targeted_instance_rolls_alone_and_an_excluded_one_stays_out() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    five(&t, "");
+    let p = t.run(&["plan", "--target", "cvm.web[1]"]);
+    p.ok();
+    assert!(p.stdout.contains("rolls 1 instance,"), "{}", p.stdout);
+    assert!(p.stdout.contains("1 restart (cvm.web[1])"), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve", "--target", "cvm.web[1]"]).ok();
+    let (_, instances, _) = app(&t);
+    let updated: Vec<u64> = instances.iter().map(|i| i["updates"].as_u64().unwrap()).collect();
+    assert_eq!(updated.iter().sum::<u64>(), 1, "one instance updated: {instances:?}");
+    // Excluding instance 0 leaves the others' roll in.
+    let p = t.run(&["plan", "--exclude", "cvm.web[0]"]);
+    p.ok();
+    assert!(p.stdout.contains("rolls 3 instances"), "{}", p.stdout);
+    assert!(p.stdout.contains("(cvm.web[2], cvm.web[3], cvm.web[4])"), "{}", p.stdout);
+}

@@ -50,10 +50,14 @@ pub async fn run(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) -> 
     for v in attrs.env.values_mut() {
         *v = EnvVal::default();
     }
-    // What the API does not report (the node, shutdown settings) is taken as the manifest has it.
+    // What the API does not report (shutdown settings) is taken as the manifest has it, and
+    // so is the node where the API does not say.
     let configured = crate::plan::configured_attrs(cvm);
-    for spec in crate::model::SCHEMA.iter().filter(|s| s.read == crate::model::schema::Read::NotReported) {
-        attrs.copy_from(spec.attr, &configured);
+    for spec in crate::model::SCHEMA.iter() {
+        use crate::model::schema::Read;
+        if spec.read == Read::NotReported || (spec.read == Read::Learned && !attrs.is_set(spec.attr)) {
+            attrs.copy_from(spec.attr, &configured);
+        }
     }
     let rec = ResourceRecord {
         address: address.clone(),

@@ -296,6 +296,12 @@ pub(super) fn heading(c: &Change) -> String {
             format!("# {} is tainted, so it must be replaced", c.address)
         }
         Action::Replace => format!("# {} must be replaced", c.address),
+        Action::Delete
+            if let Some(Reason::ScaledIn { from, to }) =
+                c.reasons.iter().find(|r| matches!(r, Reason::ScaledIn { .. })) =>
+        {
+            format!("# {} will be destroyed (replicas {from} → {to})", c.address)
+        }
         Action::Delete if c.reasons.contains(&Reason::NotInManifest) => {
             format!("# {} will be destroyed (it is no longer in the manifest)", c.address)
         }
@@ -306,7 +312,9 @@ pub(super) fn heading(c: &Change) -> String {
 pub(super) fn change(out: &mut String, p: &Palette, c: &Change) {
     let _ = writeln!(out, "  {}", p.bold(&heading(c)));
     if let Some(from) = &c.moved_from {
-        let _ = writeln!(out, "  {}", p.bold(&format!("# (moved from {from})")));
+        // `replicas:` moves `cvm.KEY` to `cvm.KEY[0]` and back: the same CVM, renumbered.
+        let was = if from.key() == c.address.key() { "was" } else { "moved from" };
+        let _ = writeln!(out, "  {}", p.bold(&format!("# ({was} {from})")));
     }
     let _ = writeln!(out, "  {} cvm \"{}\" {{", symbol(p, c.action), c.address.key());
     match c.action {
@@ -488,7 +496,7 @@ fn note(r: &Reason) -> Option<String> {
                 if one { "it is" } else { "they are" },
             )
         }
-        Reason::NotInManifest | Reason::DestroyRequested => return None,
+        Reason::NotInManifest | Reason::ScaledIn { .. } | Reason::DestroyRequested => return None,
     })
 }
 

@@ -355,3 +355,62 @@ fn a_targeted_instance_rolls_alone_and_an_excluded_one_stays_out() {
     assert!(p.stdout.contains("rolls 3 instances"), "{}", p.stdout);
     assert!(p.stdout.contains("(cvm.web[2], cvm.web[3], cvm.web[4])"), "{}", p.stdout);
 }
+
+#[test]
+fn naming_the_node_a_cvm_already_runs_on_changes_nothing() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    t.manifest(&manifest(1, ""));
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(app(&t).1[0]["node_id"], 1, "the API put it on prod5");
+    t.manifest(&manifest(1, "    node: prod5\n"));
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(0);
+    // On another node, it is replaced, as before.
+    t.manifest(&manifest(1, "    node: prod6\n"));
+    let p = t.run(&["plan"]);
+    assert!(p.ok().stdout.contains("node = \"prod5\" -> \"prod6\" # forces replacement"), "{}", p.stdout);
+    // Scaling out with `nodes:` leaves instance 0 where it runs.
+    t.manifest(&manifest(3, "    nodes: [prod5, prod6]\n"));
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("Plan: 2 to add, 0 to change, 0 to destroy."), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve"]).ok();
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+#[test]
+fn status_scale_in_and_renumbering_say_what_replicas_did() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    t.manifest(&manifest(1, ""));
+    t.run(&["apply", "--auto-approve"]).ok();
+    // 1 → 3 with a compose change: instance 0 is the CVM that was `cvm.web`, not moved from itself.
+    t.manifest(&manifest(3, ""));
+    t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
+    let p = t.run(&["plan"]);
+    p.ok();
+    assert!(p.stdout.contains("# (was cvm.web)"), "{}", p.stdout);
+    assert!(!p.stdout.contains("moved from cvm.web"), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve"]).ok();
+    // No row for the entry itself, only its instances.
+    for args in [&["status"][..], &["state", "list", "-l"]] {
+        let s = t.run(args);
+        s.ok();
+        assert!(!s.stdout.contains("not created"), "{args:?}: {}", s.stdout);
+        assert_eq!(s.stdout.matches("cvm.web[").count(), 3, "{args:?}: {}", s.stdout);
+    }
+    let j = t.run(&["status", "--json"]);
+    assert!(!j.ok().stdout.contains("\"cvm.web\""), "{}", j.stdout);
+    // Scale-in names the count, not a CVM gone from the manifest.
+    t.manifest(&manifest(2, ""));
+    let p = t.run(&["plan"]);
+    assert!(p.ok().stdout.contains("# cvm.web[2] will be destroyed (replicas 3 → 2)"), "{}", p.stdout);
+    // A count written as a float is checked against the range before any hint to rewrite it.
+    t.manifest(&manifest(1, "").replace("replicas: 1", "replicas: 1e3"));
+    let v = t.run(&["validate"]);
+    v.code(1);
+    assert!(v.stderr.contains("out of range"), "{}", v.stderr);
+    assert!(!v.stderr.contains("write it as"), "{}", v.stderr);
+    t.manifest(&manifest(1, "").replace("replicas: 1", "replicas: 2e0"));
+    let v = t.run(&["validate"]);
+    assert!(v.stderr.contains("write it as a whole number: `2`"), "{}", v.stderr);
+}

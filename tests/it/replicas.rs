@@ -414,3 +414,25 @@ fn status_scale_in_and_renumbering_say_what_replicas_did() {
     let v = t.run(&["validate"]);
     assert!(v.stderr.contains("write it as a whole number: `2`"), "{}", v.stderr);
 }
+
+#[test]
+fn a_paused_roll_reports_its_failed_precondition_once() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    let health = format!(
+        "    update_policy: {{max_unavailable: 2}}\n    health: {{url: \"{}\", timeout: 1}}\n",
+        t.prefix().replace("/api/v1", "/_sim/health")
+    );
+    five(&t, &health);
+    t.configure(serde_json::json!({"health_status": 503}));
+    t.run(&["apply", "--auto-approve"]).code(1);
+    // The next apply finds instance 0's check failing before it touches [2] and [3].
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(all.contains("precondition: cvm.web[0] runs and passes its health check"), "{all}");
+    assert!(all.contains("skipped: the precondition on cvm.web[0] failed"), "{all}");
+    assert!(all.contains("1 failed"), "one failure, not one per waiting instance: {all}");
+    assert!(!all.contains("2 failed"), "{all}");
+    let (_, instances, _) = app(&t);
+    assert_eq!(instances.iter().filter(|i| i["updates"] == 1).count(), 2, "[2] and [3] untouched: {instances:?}");
+}

@@ -343,7 +343,10 @@ impl Loader<'_> {
         };
         // A whole number written as a float (`1e3`) is checked against the range first: a
         // hint to write it as `1000` would only lead to the next error.
-        let whole_float = lit.text.parse::<f64>().ok().filter(|f| f.is_finite() && f.fract() == 0.0);
+        let whole_float = Some(lit.text.as_str())
+            .filter(|t| !yaml::is_core_int(t) && yaml::is_core_float(t))
+            .and_then(|t| t.parse::<f64>().ok())
+            .filter(|f| f.is_finite() && f.fract() == 0.0);
         let out_of_range = |n: f64| n < min as f64 || n > max as f64;
         match whole_number(&lit) {
             Ok(n) if (i128::from(min)..=i128::from(max)).contains(&n) => Some(n as u32),

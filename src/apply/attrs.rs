@@ -75,9 +75,9 @@ pub(super) fn before_after_create(mut a: CvmAttrs, later: &[Attr]) -> CvmAttrs {
 pub(super) fn as_observed(mut a: CvmAttrs, remote: &RemoteCvm) -> CvmAttrs {
     for spec in SCHEMA {
         match spec.read {
-            Read::Reported if !a.is_set(spec.attr) => a.copy_from(spec.attr, &remote.attrs),
+            Read::Reported | Read::Learned if !a.is_set(spec.attr) => a.copy_from(spec.attr, &remote.attrs),
             Read::Status => a.power = remote.status.power().or(a.power),
-            Read::Reported | Read::WithCompose | Read::Keys | Read::NotReported => {}
+            Read::Reported | Read::WithCompose | Read::Keys | Read::Learned | Read::NotReported => {}
         }
     }
     a
@@ -130,6 +130,10 @@ mod tests {
             boot: Default::default(),
         };
         let a = as_observed(desired, &remote);
-        assert_eq!((a.vcpu, a.memory, a.node, a.power), (Some(2), Some(2048), None, Some(Power::Stopped)));
+        // The node the API placed it on is learned (the manifest did not name one).
+        assert_eq!(
+            (a.vcpu, a.memory, a.node.as_deref(), a.power),
+            (Some(2), Some(2048), Some("n"), Some(Power::Stopped))
+        );
     }
 }

@@ -197,6 +197,10 @@ struct Shared {
     /// The OS image hash each CVM's last read reported, for the attestation gate (so it needs
     /// no second read of the detail).
     os_hashes: Mutex<BTreeMap<Address, Option<String>>>,
+    /// Each roll precondition checked this run (an instance of the batch before runs and
+    /// passes its health check), once for every instance that waits on it: `None` when it
+    /// held, else the instance that reported the failure.
+    preconditions: Mutex<BTreeMap<Address, Arc<tokio::sync::OnceCell<Option<Address>>>>>,
 }
 
 impl Executor {
@@ -304,6 +308,7 @@ impl Executor {
             types: Default::default(),
             state_failed: Default::default(),
             os_hashes: Mutex::default(),
+            preconditions: Mutex::default(),
         }))
     }
 
@@ -419,8 +424,8 @@ struct Step {
 
 impl Step {
     async fn run(&self, c: &Change) -> StepResult {
-        if let Err(e) = self.batch_before_runs(c).await {
-            return StepResult::Failed(Box::new(e));
+        if let Err(r) = self.batch_before_runs(c).await {
+            return r;
         }
         let source = c.instance.as_ref().and_then(|i| i.source.as_ref());
         let r = match c.action {
@@ -486,7 +491,10 @@ impl Step {
     /// check, also where that batch was updated by an earlier run (a roll paused, or killed
     /// while that batch restarted): at most `max_unavailable` are down at any moment. (With
     /// `pause_on_failure: false`, once the batch before has ended, however it ended.)
-    async fn batch_before_runs(&self, c: &Change) -> Result<(), StepError> {
+    ///
+    /// A failed precondition is one failure, of the first instance that found it: the others
+    /// of its batch are skipped, naming it, as they were never touched.
+    async fn batch_before_runs(&self, c: &Change) -> Result<(), StepResult> {
         let Some(i) = c.instance.as_ref().filter(|_| c.action == Action::Update) else {
             return Ok(());
         };
@@ -502,9 +510,29 @@ impl Step {
             if !i.pause_on_failure {
                 continue;
             }
-            ran.map_err(|e| StepError::from(e).context(format!("{a}")))?;
-            if let Some(h) = &c.health {
-                self.health(&Change { address: a.clone(), ..c.clone() }, h).await?;
+            let cell =
+                self.shared.preconditions.lock().expect("preconditions lock").entry(a.clone()).or_default().clone();
+            let mut mine = None;
+            let failed = cell
+                .get_or_init(|| async {
+                    let held = match ran {
+                        Ok(_) => match &c.health {
+                            Some(h) => self.health(&Change { address: a.clone(), ..c.clone() }, h).await,
+                            None => Ok(()),
+                        },
+                        Err(e) => Err(StepError::from(e).context(format!("{a}"))),
+                    };
+                    mine = held.err();
+                    mine.is_some().then(|| c.address.clone())
+                })
+                .await;
+            if let Some(e) = mine {
+                return Err(StepResult::Failed(Box::new(
+                    e.context(format!("precondition: {a} runs and passes its health check")),
+                )));
+            }
+            if let Some(first) = failed {
+                return Err(StepResult::Skipped(format!("the precondition on {a} failed (reported for {first})")));
             }
         }
         Ok(())

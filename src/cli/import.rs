@@ -44,15 +44,20 @@ pub async fn run(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) -> 
     }) {
         return Err(CliError::new(format!("that CVM is already managed as {other}")));
     }
+    same_app(&address, &remote, &snap.resources)?;
     let mut attrs = remote.attrs.clone();
     // Env values cannot be read back; keys are known, values are not.
     for v in attrs.env.values_mut() {
         *v = EnvVal::default();
     }
-    // What the API does not report (the node, shutdown settings) is taken as the manifest has it.
+    // What the API does not report (shutdown settings) is taken as the manifest has it, and
+    // so is the node where the API does not say.
     let configured = crate::plan::configured_attrs(cvm);
-    for spec in crate::model::SCHEMA.iter().filter(|s| s.read == crate::model::schema::Read::NotReported) {
-        attrs.copy_from(spec.attr, &configured);
+    for spec in crate::model::SCHEMA.iter() {
+        use crate::model::schema::Read;
+        if spec.read == Read::NotReported || (spec.read == Read::Learned && !attrs.is_set(spec.attr)) {
+            attrs.copy_from(spec.attr, &configured);
+        }
     }
     let rec = ResourceRecord {
         address: address.clone(),
@@ -83,4 +88,40 @@ pub async fn run(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) -> 
     }
     sh.println(&format!("Run `{}` to compare it with the manifest.", ctx.command_line("plan")))?;
     Ok(exit::OK)
+}
+
+/// The instances of a replicated CVM are one app (instance `i > 0` is a replica of instance 0):
+/// a CVM of another app imported as one of them would be renamed and rolled as if it were.
+/// Refused when any instance of the same manifest entry already in state has another app id.
+fn same_app(
+    address: &Address,
+    remote: &crate::model::RemoteCvm,
+    resources: &std::collections::BTreeMap<Address, ResourceRecord>,
+) -> CliResult<()> {
+    if address.index().is_none() {
+        return Ok(());
+    }
+    let sibling = resources
+        .values()
+        .filter(|r| r.address.key() == address.key() && r.address.index().is_some() && r.address != *address)
+        .min_by_key(|r| r.address.index());
+    let Some(sibling) = sibling else { return Ok(()) };
+    if sibling.ids.app_id.is_some() && sibling.ids.app_id == remote.ids.app_id {
+        return Ok(());
+    }
+    let shown = |a: &Option<String>| a.clone().unwrap_or_else(|| "(none)".into());
+    Err(CliError::new(format!(
+        "CVM `{}` (\"{}\") is in app {}, but {} is in app {}: the instances of {} are one app",
+        remote.ids.vm_uuid.as_deref().unwrap_or(&remote.ids.id),
+        remote.attrs.name,
+        shown(&remote.ids.app_id),
+        sibling.address,
+        shown(&sibling.ids.app_id),
+        address.entry(),
+    ))
+    .hint(format!(
+        "import a CVM of app {} (a replica of {}), or import this one under its own `cvms:` entry",
+        shown(&sibling.ids.app_id),
+        sibling.address
+    )))
 }

@@ -10,6 +10,7 @@ use super::context::Ctx;
 use super::error::{CliResult, exit};
 use super::shared::planning::{make_plan, mode};
 use super::shared::{datasources, session};
+use crate::model::Address;
 use crate::plan::{Action, Plan};
 
 /// One row of the table.
@@ -48,8 +49,9 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs, as_json: bool) -> CliResult {
     let addresses: BTreeSet<String> = s
         .config
         .cvms
-        .keys()
-        .map(|k| format!("cvm.{k}"))
+        .values()
+        .flat_map(|c| c.instances())
+        .map(|a| a.as_str().to_string())
         .chain(snap.resources.keys().map(|a| a.as_str().to_string()))
         .collect();
     let rows: Vec<Row> = addresses
@@ -61,10 +63,10 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs, as_json: bool) -> CliResult {
                 .iter()
                 .find(|r| r.address.as_str() == address)
                 .or_else(|| snap.resources.get(address.as_str()));
-            let key = address.strip_prefix("cvm.").unwrap_or(&address);
+            let key = Address::parse(&address).map(|a| a.key().to_string()).unwrap_or_default();
             let name = rec
                 .map(|r| r.attrs.name.clone())
-                .or_else(|| s.config.cvms.get(key).map(|c| c.name.clone()))
+                .or_else(|| s.config.cvms.get(&key).map(|c| c.name.clone()))
                 .unwrap_or_default();
             let status = match rec {
                 Some(r) => r.status.as_ref().map_or("unknown".into(), |st| st.to_string()),

@@ -72,6 +72,10 @@ pub enum Read {
     /// The API does not report it: state keeps what was applied, `import` takes the
     /// manifest's.
     NotReported,
+    /// Reported, but in one of the forms the manifest may use (the node: by name, where the
+    /// manifest may name it by id): state keeps what was applied, and learns the reported
+    /// value where it recorded none (a CVM the API placed), which is not drift.
+    Learned,
 }
 
 /// How the attribute goes into the unified `PATCH /cvms/{id}` (an update in place).
@@ -202,7 +206,7 @@ schema! {
     /// The node (teepod) to run on, by name or id.
     Node {
         key: "node", ty: Type::Text(field!(node)), update: Update::Replace, managed: Managed::WhenSet,
-        normal: Normal::EmptyIsAbsent, read: Read::NotReported, patch: Patch::No, create: Create::NodeId,
+        normal: Normal::EmptyIsAbsent, read: Read::Learned, patch: Patch::No, create: Create::NodeId,
     }
     /// Whether the dstack gateway serves the CVM's ports.
     Gateway {

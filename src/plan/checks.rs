@@ -44,7 +44,8 @@ pub fn sent<'a>(config: &'a Config, plan: &Plan) -> Vec<Sent<'a>> {
         let Some(cfg) = config.cvms.get(c.address.key()) else { continue };
         for &attr in CATALOG_ATTRS {
             let set = match attr {
-                Attr::InstanceType | Attr::Node | Attr::Image => cfg.attrs.is_set(attr),
+                Attr::InstanceType | Attr::Image => cfg.attrs.is_set(attr),
+                Attr::Node => cfg.attrs.is_set(attr) || !cfg.nodes.is_empty(),
                 // The Phala KMS is always there; an on-chain one may not be offered.
                 Attr::Kms => matches!(cfg.kms, Kms::OnChain(_)),
                 _ => false,
@@ -54,8 +55,10 @@ pub fn sent<'a>(config: &'a Config, plan: &Plan) -> Vec<Sent<'a>> {
                 Action::Update => set && c.changes(attr),
                 Action::Delete => false,
             };
-            if sends {
-                out.push(Sent { key: cfg.key.as_str(), attr });
+            let sent = Sent { key: cfg.key.as_str(), attr };
+            // A replicated CVM's instances send the same values: checked once.
+            if sends && !out.contains(&sent) {
+                out.push(sent);
             }
         }
     }
@@ -93,13 +96,18 @@ pub fn check(config: &Config, sent: &[Sent], catalogs: &Catalogs) -> Vec<Diagnos
                 }
             }
             Attr::Node => {
-                if let (Some(n), Some(nodes)) = (&cfg.attrs.node, &catalogs.nodes) {
+                let Some(nodes) = &catalogs.nodes else { continue };
+                for n in cfg.attrs.node.iter().chain(&cfg.nodes) {
                     let found = match n.parse::<u64>() {
                         Ok(id) => nodes.iter().any(|(i, _)| *i == id),
                         Err(_) => nodes.iter().any(|(_, name)| name == n),
                     };
                     if !found {
-                        out.push(unknown("node", n, nodes.iter().map(|(_, name)| name.as_str()).collect()));
+                        let mut d = unknown("node", n, nodes.iter().map(|(_, name)| name.as_str()).collect());
+                        if cfg.attrs.node.is_none() {
+                            d.span = cfg.spans.get("nodes").copied().unwrap_or(d.span);
+                        }
+                        out.push(d);
                     }
                 }
             }

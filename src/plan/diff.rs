@@ -34,7 +34,8 @@ pub fn merge_refresh(rec: &ResourceRecord, remote: &RemoteCvm) -> (ResourceRecor
                     a.power = Some(p);
                 }
             }
-            Read::Reported | Read::WithCompose | Read::NotReported => {}
+            Read::Learned if !a.is_set(spec.attr) && o.is_set(spec.attr) => a.copy_from(spec.attr, o),
+            Read::Reported | Read::WithCompose | Read::Learned | Read::NotReported => {}
         }
     }
     merged.ids = remote.ids.clone();

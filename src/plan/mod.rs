@@ -100,6 +100,9 @@ pub enum Reason {
     DeletedOutsideTeeform,
     /// The resource is no longer in the manifest.
     NotInManifest,
+    /// With [`Reason::NotInManifest`]: an instance of a replicated CVM whose `replicas:` went
+    /// down, from (the instances state has) to (the manifest's).
+    ScaledIn { from: u32, to: u32 },
     /// `teeform destroy`.
     DestroyRequested,
     /// What a replacement costs: a new app id, so new KMS-derived keys and a fresh disk (the
@@ -539,7 +542,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let (records, protection) = identity::view(snapshot, &moved, &desired, mode);
     let nodes = nodes(config, &records);
     let graph = graph_of(&nodes)?;
-    let selected = requests::selection(&graph, &nodes, requests, mode)?;
+    let selected = requests::selection(&graph, &nodes, &|a| records.contains_key(a), requests, mode)?;
     if mode == Mode::Normal {
         requests::check_replace(requests, &desired, &records, selected.as_ref())?;
     }
@@ -620,6 +623,18 @@ fn dependencies(graph: &Graph, nodes: &BTreeMap<Address, Vec<Address>>, addr: &A
         .collect()
 }
 
+/// [`Reason::ScaledIn`] for an instance the manifest's entry still has, with fewer replicas.
+fn scaled_in(
+    addr: &Address,
+    desired: &BTreeMap<Address, &CvmConfig>,
+    current: &BTreeMap<Address, ResourceRecord>,
+) -> Option<Reason> {
+    addr.index()?;
+    let cfg = desired.iter().find(|(a, _)| a.key() == addr.key()).map(|(_, c)| *c)?;
+    let from = current.keys().filter(|a| a.key() == addr.key()).filter_map(Address::index).max()? + 1;
+    Some(Reason::ScaledIn { from, to: cfg.replicas })
+}
+
 /// The deletions: CVMs in state the manifest no longer has (or all, for `destroy`), chosen by
 /// `--target`/`--exclude`. Dependents go before what they depend on: the order walked backwards.
 fn deletions(
@@ -636,10 +651,14 @@ fn deletions(
             continue;
         };
         let addr = &rec.address;
-        let reason = if mode == Mode::Destroy {
-            Reason::DestroyRequested
+        let reasons = if mode == Mode::Destroy {
+            vec![Reason::DestroyRequested]
         } else if !desired.contains_key(addr) {
-            Reason::NotInManifest
+            let mut r = vec![Reason::NotInManifest];
+            if let Some(s) = scaled_in(addr, desired, known.current) {
+                r.push(s);
+            }
+            r
         } else {
             continue;
         };
@@ -649,7 +668,7 @@ fn deletions(
         let c = Change {
             ids: Some(rec.ids.clone()),
             before: Some(rec.attrs.clone()),
-            reasons: vec![reason],
+            reasons,
             dependencies: rec.dependencies.clone(),
             moved_from: moved.iter().find(|m| m.to == *addr).map(|m| m.from.clone()),
             prevent_destroy: rec.prevent_destroy,

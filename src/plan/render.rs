@@ -296,6 +296,12 @@ pub(super) fn heading(c: &Change) -> String {
             format!("# {} is tainted, so it must be replaced", c.address)
         }
         Action::Replace => format!("# {} must be replaced", c.address),
+        Action::Delete
+            if let Some(Reason::ScaledIn { from, to }) =
+                c.reasons.iter().find(|r| matches!(r, Reason::ScaledIn { .. })) =>
+        {
+            format!("# {} will be destroyed (replicas {from} → {to})", c.address)
+        }
         Action::Delete if c.reasons.contains(&Reason::NotInManifest) => {
             format!("# {} will be destroyed (it is no longer in the manifest)", c.address)
         }
@@ -306,7 +312,9 @@ pub(super) fn heading(c: &Change) -> String {
 pub(super) fn change(out: &mut String, p: &Palette, c: &Change) {
     let _ = writeln!(out, "  {}", p.bold(&heading(c)));
     if let Some(from) = &c.moved_from {
-        let _ = writeln!(out, "  {}", p.bold(&format!("# (moved from {from})")));
+        // `replicas:` moves `cvm.KEY` to `cvm.KEY[0]` and back: the same CVM, renumbered.
+        let was = if from.key() == c.address.key() { "was" } else { "moved from" };
+        let _ = writeln!(out, "  {}", p.bold(&format!("# ({was} {from})")));
     }
     let _ = writeln!(out, "  {} cvm \"{}\" {{", symbol(p, c.action), c.address.key());
     match c.action {
@@ -366,16 +374,32 @@ pub(super) fn change(out: &mut String, p: &Palette, c: &Change) {
 }
 
 /// A change as the plan's text shows it, with its heading: a roll is one change, shown at its
-/// first instance with that one's diff, its other instances not at all (`None`).
+/// first instance with that one's diff; another instance of it is shown only where its diff
+/// differs from the first's (`None` where it does not), so no change the plan makes is hidden.
 pub(super) fn shown_change(out: &mut String, p: &Palette, plan: &Plan, c: &Change) -> Option<String> {
     match plan.rolls.iter().find(|r| r.instances.contains(&c.address)) {
         Some(r) if r.instances[0] == c.address => Some(roll(out, p, r, c)),
-        Some(_) => None,
+        Some(r) if plan.changes.iter().any(|f| f.address == r.instances[0] && same_diff(f, c)) => None,
+        Some(r) => {
+            let mut block = String::new();
+            change(&mut block, p, c);
+            let own = format!(
+                "# {} will be updated in-place in the roll of {}, with its own differences",
+                c.address, r.address
+            );
+            out.push_str(&block.replacen(&p.bold(&heading(c)), &p.bold(&own), 1));
+            Some(own)
+        }
         None => {
             change(out, p, c);
             Some(heading(c))
         }
     }
+}
+
+/// Whether two instances' changes show the same diff (what the text shows of a change).
+fn same_diff(a: &Change, b: &Change) -> bool {
+    a.action == b.action && a.attributes == b.attributes && a.compose_hash == b.compose_hash && a.reasons == b.reasons
 }
 
 /// A rolling update of a replicated CVM's instances: one block, the first instance's diff.
@@ -472,7 +496,7 @@ fn note(r: &Reason) -> Option<String> {
                 if one { "it is" } else { "they are" },
             )
         }
-        Reason::NotInManifest | Reason::DestroyRequested => return None,
+        Reason::NotInManifest | Reason::ScaledIn { .. } | Reason::DestroyRequested => return None,
     })
 }
 

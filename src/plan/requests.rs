@@ -58,9 +58,15 @@ impl Requests {
 
 /// The CVMs the plan may change: `None` for all of them. `nodes` are the plan's graph nodes
 /// (CVMs in the manifest or in state); an address the run names that is not one is an error.
+///
+/// An instance of a replicated CVM waits for its siblings only for the roll's order, or for
+/// instance 0 to copy: that edge pulls a sibling in (or takes it out) only when the sibling
+/// is not in state (`in_state`), i.e. it must be made first. So `--target cvm.web[1]` changes
+/// only that instance, and `--exclude cvm.web[0]` leaves the others' changes in.
 pub(super) fn selection(
     graph: &Graph,
     nodes: &BTreeMap<Address, Vec<Address>>,
+    in_state: &dyn Fn(&Address) -> bool,
     r: &Requests,
     mode: Mode,
 ) -> Result<Option<BTreeSet<Address>>, PlanError> {
@@ -76,25 +82,67 @@ pub(super) fn selection(
     }
     // Destroying, dependents go first: a target needs them gone, an exclusion keeps what it needs.
     let (pulled_in, left_out) = match mode {
-        Mode::Destroy => (Graph::all_dependents as Follow, Graph::all_dependencies as Follow),
-        Mode::Normal | Mode::RefreshOnly => (Graph::all_dependencies as Follow, Graph::all_dependents as Follow),
+        Mode::Destroy => (Follow::Dependents, Follow::Dependencies),
+        Mode::Normal | Mode::RefreshOnly => (Follow::Dependencies, Follow::Dependents),
     };
+    let walk = |from: &Address, follow: Follow| reachable(graph, nodes, in_state, from, follow);
     let mut chosen: BTreeSet<String> = if r.target.is_empty() {
         nodes.keys().map(ToString::to_string).collect()
     } else {
         let targets = r.target.iter().flat_map(|t| instances(nodes, t));
-        targets.flat_map(|t| pulled_in(graph, t.as_str()).into_iter().chain([t.to_string()])).collect()
+        targets.flat_map(|t| walk(&t, pulled_in).into_iter().chain([t.to_string()])).collect()
     };
     for e in r.exclude.iter().flat_map(|e| instances(nodes, e)) {
         chosen.remove(e.as_str());
-        for d in left_out(graph, e.as_str()) {
+        for d in walk(&e, left_out) {
             chosen.remove(&d);
         }
     }
     Ok(Some(nodes.keys().filter(|a| chosen.contains(a.as_str())).cloned().collect()))
 }
 
-type Follow = fn(&Graph, &str) -> BTreeSet<String>;
+#[derive(Clone, Copy)]
+enum Follow {
+    Dependencies,
+    Dependents,
+}
+
+/// Everything reachable from `from` along `follow`, but for an edge between two instances of
+/// one replicated CVM whose dependency is in state (see [`selection`]).
+fn reachable(
+    graph: &Graph,
+    nodes: &BTreeMap<Address, Vec<Address>>,
+    in_state: &dyn Fn(&Address) -> bool,
+    from: &Address,
+    follow: Follow,
+) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![from.clone()];
+    while let Some(a) = stack.pop() {
+        let next = match follow {
+            Follow::Dependencies => graph.dependencies(a.as_str()),
+            Follow::Dependents => graph.dependents(a.as_str()),
+        };
+        for n in next {
+            let Some((n, _)) = nodes.get_key_value(n) else {
+                continue;
+            };
+            let (dependency, dependent) = match follow {
+                Follow::Dependencies => (n, &a),
+                Follow::Dependents => (&a, n),
+            };
+            let siblings =
+                dependency.key() == dependent.key() && dependency.index().is_some() && dependent.index().is_some();
+            if siblings && in_state(dependency) {
+                continue;
+            }
+            if out.insert(n.to_string()) {
+                stack.push(n.clone());
+            }
+        }
+    }
+    out
+}
 
 /// What an address the run names stands for: itself, or for `cvm.KEY` of a replicated CVM,
 /// every instance `cvm.KEY[i]` (as Terraform's `-target` of a resource with `count`). Empty:

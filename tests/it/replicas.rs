@@ -258,3 +258,181 @@ fn instance_0_deleted_outside_teeform_comes_back_in_the_same_app() {
     assert_eq!((same, instances.len()), (app_id, 3), "made from another instance, in the app");
     t.run(&["plan", "--detailed-exitcode"]).code(0);
 }
+
+#[test]
+fn import_refuses_another_apps_cvm_as_an_instance_and_a_roll_shows_each_instances_own_diff() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    t.manifest(&manifest(3, "    env: {LOG_LEVEL: info}\n"));
+    t.run(&["apply", "--auto-approve"]).ok();
+    // A CVM of another app, made by another tool.
+    let (code, prov) = t.api(
+        "POST",
+        "/cvms/provision",
+        Some(serde_json::json!({"name": "node-test", "compose_file": {"docker_compose_file": "services: {}\n"}, "vcpu": 1, "memory": 2048})),
+    );
+    assert_eq!(code, 200, "{prov}");
+    let (code, vm) = t.api(
+        "POST",
+        "/cvms",
+        Some(serde_json::json!({"app_id": prov["app_id"], "compose_hash": prov["compose_hash"]})),
+    );
+    assert_eq!(code, 200, "{vm}");
+    t.settle();
+    t.manifest(&manifest(4, "    env: {LOG_LEVEL: info}\n"));
+    let r = t.run(&["import", "cvm.web[3]", "node-test"]);
+    r.code(1);
+    assert!(r.stderr.contains("cvm.web[0] is in app"), "{}", r.stderr);
+    assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"], "nothing imported");
+
+    // An instance of the app imported again: its env values are unknown, the others' are not.
+    t.manifest(&manifest(3, "    env: {LOG_LEVEL: info}\n"));
+    let apps = t.stats()["apps"].as_object().unwrap().clone();
+    let ours = apps.values().find(|a| a["instances"].as_array().unwrap().len() == 3).expect("the app of three");
+    let uuid = ours["instances"][2]["vm_uuid"].as_str().unwrap().to_string();
+    t.run(&["state", "rm", "cvm.web[2]"]).ok();
+    t.run(&["import", "cvm.web[2]", &uuid]).ok();
+    t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("rolls 3 instances"), "{}", p.stdout);
+    assert!(
+        p.stdout.contains("# cvm.web[2] will be updated in-place in the roll of cvm.web, with its own differences"),
+        "{}",
+        p.stdout
+    );
+    assert_eq!(p.stdout.matches("~ LOG_LEVEL").count(), 1, "[2]'s env change only: {}", p.stdout);
+}
+
+#[test]
+fn nodes_and_health_urls_are_checked_before_apply() {
+    let t = env(SimConfig::default());
+    for (extra, want, at) in [
+        ("    nodes: [\"\"]\n", "a node name is empty", "teeform.yaml:9:13"),
+        ("    nodes: []\n", "is an empty list", "teeform.yaml:9:12"),
+        ("    node: prod5\n    nodes: [prod5, prod6]\n", "sets both `node` and `nodes`", "teeform.yaml:10:12"),
+        ("    health: {url: \"http://x/{nope}\"}\n", "no placeholder `{nope}`", "teeform.yaml:9:19"),
+        ("    health: {url: \"http://x/{instance_id\"}\n", "is not closed", "teeform.yaml:9:19"),
+    ] {
+        t.manifest(&manifest(3, extra));
+        let r = t.run(&["validate"]);
+        r.code(1);
+        assert!(r.stderr.contains(want), "{want}: {}", r.stderr);
+        assert!(r.stderr.contains(at), "{at}: {}", r.stderr);
+    }
+    // A URL with the placeholders it may have passes.
+    t.manifest(&manifest(3, "    health: {url: \"http://x/{index}/{app_id}/{vm_uuid}/{instance_id}\"}\n"));
+    t.run(&["validate"]).ok();
+
+    // Names the catalog does not offer are refused at plan, as `node:` is; nothing is made.
+    t.manifest(&manifest(3, "    nodes: [prod55, prod5]\n"));
+    t.run(&["validate"]).ok();
+    let p = t.run(&["plan"]);
+    p.code(1);
+    for want in ["the API offers no node `prod55`", "did you mean `prod5`?", "offered:", "teeform.yaml:9:12"] {
+        assert!(p.stderr.contains(want), "{want}: {}", p.stderr);
+    }
+    assert_eq!(p.stderr.matches("offers no node").count(), 1, "once, not per instance: {}", p.stderr);
+    let a = t.run(&["apply", "--auto-approve"]);
+    a.code(1);
+    assert_eq!(t.count("POST /api/v1/cvms"), 0, "nothing made");
+}
+
+#[test]
+fn a_targeted_instance_rolls_alone_and_an_excluded_one_stays_out() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    five(&t, "");
+    let p = t.run(&["plan", "--target", "cvm.web[1]"]);
+    p.ok();
+    assert!(p.stdout.contains("rolls 1 instance,"), "{}", p.stdout);
+    assert!(p.stdout.contains("1 restart (cvm.web[1])"), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve", "--target", "cvm.web[1]"]).ok();
+    let (_, instances, _) = app(&t);
+    let updated: Vec<u64> = instances.iter().map(|i| i["updates"].as_u64().unwrap()).collect();
+    assert_eq!(updated.iter().sum::<u64>(), 1, "one instance updated: {instances:?}");
+    // Excluding instance 0 leaves the others' roll in.
+    let p = t.run(&["plan", "--exclude", "cvm.web[0]"]);
+    p.ok();
+    assert!(p.stdout.contains("rolls 3 instances"), "{}", p.stdout);
+    assert!(p.stdout.contains("(cvm.web[2], cvm.web[3], cvm.web[4])"), "{}", p.stdout);
+}
+
+#[test]
+fn naming_the_node_a_cvm_already_runs_on_changes_nothing() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    t.manifest(&manifest(1, ""));
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(app(&t).1[0]["node_id"], 1, "the API put it on prod5");
+    t.manifest(&manifest(1, "    node: prod5\n"));
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(0);
+    // On another node, it is replaced, as before.
+    t.manifest(&manifest(1, "    node: prod6\n"));
+    let p = t.run(&["plan"]);
+    assert!(p.ok().stdout.contains("node = \"prod5\" -> \"prod6\" # forces replacement"), "{}", p.stdout);
+    // Scaling out with `nodes:` leaves instance 0 where it runs.
+    t.manifest(&manifest(3, "    nodes: [prod5, prod6]\n"));
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("Plan: 2 to add, 0 to change, 0 to destroy."), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve"]).ok();
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+#[test]
+fn status_scale_in_and_renumbering_say_what_replicas_did() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    t.manifest(&manifest(1, ""));
+    t.run(&["apply", "--auto-approve"]).ok();
+    // 1 → 3 with a compose change: instance 0 is the CVM that was `cvm.web`, not moved from itself.
+    t.manifest(&manifest(3, ""));
+    t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
+    let p = t.run(&["plan"]);
+    p.ok();
+    assert!(p.stdout.contains("# (was cvm.web)"), "{}", p.stdout);
+    assert!(!p.stdout.contains("moved from cvm.web"), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve"]).ok();
+    // No row for the entry itself, only its instances.
+    for args in [&["status"][..], &["state", "list", "-l"]] {
+        let s = t.run(args);
+        s.ok();
+        assert!(!s.stdout.contains("not created"), "{args:?}: {}", s.stdout);
+        assert_eq!(s.stdout.matches("cvm.web[").count(), 3, "{args:?}: {}", s.stdout);
+    }
+    let j = t.run(&["status", "--json"]);
+    assert!(!j.ok().stdout.contains("\"cvm.web\""), "{}", j.stdout);
+    // Scale-in names the count, not a CVM gone from the manifest.
+    t.manifest(&manifest(2, ""));
+    let p = t.run(&["plan"]);
+    assert!(p.ok().stdout.contains("# cvm.web[2] will be destroyed (replicas 3 → 2)"), "{}", p.stdout);
+    // A count written as a float is checked against the range before any hint to rewrite it.
+    t.manifest(&manifest(1, "").replace("replicas: 1", "replicas: 1e3"));
+    let v = t.run(&["validate"]);
+    v.code(1);
+    assert!(v.stderr.contains("out of range"), "{}", v.stderr);
+    assert!(!v.stderr.contains("write it as"), "{}", v.stderr);
+    t.manifest(&manifest(1, "").replace("replicas: 1", "replicas: 2e0"));
+    let v = t.run(&["validate"]);
+    assert!(v.stderr.contains("write it as a whole number: `2`"), "{}", v.stderr);
+}
+
+#[test]
+fn a_paused_roll_reports_its_failed_precondition_once() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    let health = format!(
+        "    update_policy: {{max_unavailable: 2}}\n    health: {{url: \"{}\", timeout: 1}}\n",
+        t.prefix().replace("/api/v1", "/_sim/health")
+    );
+    five(&t, &health);
+    t.configure(serde_json::json!({"health_status": 503}));
+    t.run(&["apply", "--auto-approve"]).code(1);
+    // The next apply finds instance 0's check failing before it touches [2] and [3].
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(all.contains("precondition: cvm.web[0] runs and passes its health check"), "{all}");
+    assert!(all.contains("skipped: the precondition on cvm.web[0] failed"), "{all}");
+    assert!(all.contains("1 failed"), "one failure, not one per waiting instance: {all}");
+    assert!(!all.contains("2 failed"), "{all}");
+    let (_, instances, _) = app(&t);
+    assert_eq!(instances.iter().filter(|i| i["updates"] == 1).count(), 2, "[2] and [3] untouched: {instances:?}");
+}

@@ -166,6 +166,12 @@ impl Loader<'_> {
                 .set_label("missing `compose`")
                 .add_hint("add `compose: docker-compose.yml` (a path relative to the manifest)");
         }
+        if c.attrs.node.is_some() && !c.nodes.is_empty() {
+            let at = c.spans.get("nodes").copied().unwrap_or(knode.span);
+            self.err(at, format!("{what} sets both `node` and `nodes`"))
+                .set_label("`node` is set too")
+                .add_hint("keep `node` to put every instance on one node, or `nodes` to spread them");
+        }
         self.use_compose(&c, lint);
         self.check_cvm(&c, knode.span, name_span, &what);
         Some((c, name_span))
@@ -306,7 +312,21 @@ impl Loader<'_> {
             self.err(v.span, format!("{what} must be a list of node names")).set_label("expected a list");
             return vec![];
         };
-        items.iter().filter_map(|it| self.literal_string(it, "nodes entry")).collect()
+        if items.is_empty() {
+            self.err(v.span, format!("{what} is an empty list"))
+                .set_label("no node named")
+                .add_hint("name at least one node, or leave `nodes` out to let the API place the instances");
+        }
+        let mut names = Vec::new();
+        for it in items {
+            let Some(name) = self.literal_string(it, "nodes entry") else { continue };
+            if name.trim().is_empty() {
+                self.err(it.span, format!("{what}: a node name is empty")).set_label("empty node name");
+                continue;
+            }
+            names.push(name);
+        }
+        names
     }
 
     /// `update_policy: {max_unavailable, max_surge, pause_on_failure}`.
@@ -345,6 +365,12 @@ impl Loader<'_> {
                     let Some(u) = self.literal_string(v, &w) else { continue };
                     if !(u.starts_with("http://") || u.starts_with("https://")) {
                         self.err(v.span, format!("{w} must be an http:// or https:// URL")).set_label("not a URL");
+                    }
+                    if let Err(bad) = health_placeholders(&u) {
+                        self.err(v.span, format!("{w}: {bad}")).set_label("bad placeholder").add_hint(format!(
+                            "placeholders are {}",
+                            HEALTH_PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                        ));
                     }
                     h.url = u;
                 }
@@ -434,4 +460,28 @@ pub fn valid_cvm_name(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
         && !s.contains("--")
         && !s.ends_with('-')
+}
+
+/// The placeholders a `health.url` may hold, each the checked instance's.
+const HEALTH_PLACEHOLDERS: [&str; 4] = ["instance_id", "app_id", "vm_uuid", "index"];
+
+/// Every `{` of a `health.url` opens one of [`HEALTH_PLACEHOLDERS`], closed by `}`; a `}`
+/// closes one. The error says what is wrong.
+fn health_placeholders(url: &str) -> Result<(), String> {
+    let mut rest = url;
+    while let Some(i) = rest.find(['{', '}']) {
+        if rest[i..].starts_with('}') {
+            return Err("a `}` closes no placeholder".into());
+        }
+        let after = &rest[i + 1..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("the placeholder `{}` is not closed with `}}`", &rest[i..]));
+        };
+        let name = &after[..end];
+        if !HEALTH_PLACEHOLDERS.contains(&name) {
+            return Err(format!("no placeholder `{{{name}}}`"));
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(())
 }

@@ -198,7 +198,9 @@ fn number_fields_take_core_integers_and_show_what_they_refuse() {
     }
     let bad: &[(&str, &str)] = &[
         ("0755", "a leading zero makes `0755` octal in YAML 1.1 and decimal in YAML 1.2; write `755`"),
-        ("1e3", "found `1e3`"),
+        // Out of range is said first: a hint to write `1000` would only lead to that error.
+        ("1e3", "must be between 0 and 64, found 1e3"),
+        ("1e1", "write it as a whole number: `10`"),
         ("2.0", "write it as a whole number: `2`"),
         ("1_000", "write `1000`"),
         ("lots", "found `lots`"),

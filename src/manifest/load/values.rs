@@ -356,8 +356,20 @@ impl Loader<'_> {
             Scalar::Lit(l) => l,
             Scalar::Tpl(t) => Lit::str(t.to_string()),
         };
+        // A whole number written as a float (`1e3`) is checked against the range first: a
+        // hint to write it as `1000` would only lead to the next error.
+        let whole_float = Some(lit.text.as_str())
+            .filter(|t| !yaml::is_core_int(t) && yaml::is_core_float(t))
+            .and_then(|t| t.parse::<f64>().ok())
+            .filter(|f| f.is_finite() && f.fract() == 0.0);
+        let out_of_range = |n: f64| n < min as f64 || n > max as f64;
         match whole_number(&lit) {
             Ok(n) if (i128::from(min)..=i128::from(max)).contains(&n) => Some(n as u32),
+            Err(_) if whole_float.is_some_and(out_of_range) => {
+                self.err(node.span, format!("{what} must be between {min} and {max}, found {}", lit.text))
+                    .set_label("out of range");
+                None
+            }
             Ok(_) => {
                 self.err(node.span, format!("{what} must be between {min} and {max}, found {}", lit.text))
                     .set_label("out of range");

@@ -58,9 +58,11 @@ fn wire(attr: Attr) -> Wire {
             patch: None,
         },
         Attr::Kms => Wire { read: Some((&["kms_type"], Same)), create: &[(&["kms"], Upper)], patch: None },
-        // The SDK renames node_id to teepod_id on the wire. UNVERIFIED: where a v2026 detail
-        // reports the node by the name the manifest uses (`node_info` has its id and name).
-        Attr::Node => Wire { read: None, create: &[(&["teepod_id"], NodeId)], patch: None },
+        // The SDK renames node_id to teepod_id on the wire. The detail's `node_info` has the
+        // node's id and name (UNVERIFIED: that `name` is the name the node catalog lists).
+        Attr::Node => {
+            Wire { read: Some((&["node_info", "name"], Same)), create: &[(&["teepod_id"], NodeId)], patch: None }
+        }
         Attr::Gateway => Wire {
             read: Some((&["gateway_enabled"], Same)),
             create: &[(&["compose_file", "gateway_enabled"], Same)],
@@ -263,7 +265,7 @@ mod tests {
     fn every_attribute_has_the_places_the_schema_says() {
         for spec in SCHEMA {
             let w = wire(spec.attr);
-            let reported = matches!(spec.read, Read::Reported | Read::WithCompose | Read::Keys);
+            let reported = matches!(spec.read, Read::Reported | Read::WithCompose | Read::Keys | Read::Learned);
             assert_eq!(w.read.is_some(), reported, "{}: read", spec.key);
             let created = !matches!(spec.create, Create::AfterCreate | Create::No);
             assert_eq!(!w.create.is_empty(), created, "{}: create", spec.key);

@@ -227,6 +227,24 @@ impl ResourceRecord {
         ResourceRecord { address: to.clone(), secrets_scope: (scope != *to).then_some(scope), ..self.clone() }
     }
 
+    /// The app contract of an on-chain-KMS CVM, as `0x` and lowercase hex: `pinned` (the
+    /// manifest's `kms.contract`) when set, else the KMS info's `dstack_app_address`, else the
+    /// app id (for on-chain KMS the app id is the app contract's address).
+    pub fn app_contract(&self, pinned: Option<&str>) -> Option<String> {
+        let from_api = || {
+            self.kms_info
+                .as_ref()
+                .and_then(|k| k.get("dstack_app_address"))
+                .and_then(|a| a.as_str())
+                .map(str::to_string)
+                .or_else(|| self.ids.app_id.clone())
+        };
+        pinned
+            .map(str::to_string)
+            .or_else(from_api)
+            .map(|a| format!("0x{}", a.trim_start_matches("0x").to_ascii_lowercase()))
+    }
+
     /// The value of `${cvm.NAME.ATTR}` for this CVM: its ids, name and compose hash (the
     /// attributes other resources may reference), when known.
     pub fn reference(&self, attr: &str) -> Option<String> {

@@ -61,15 +61,6 @@ pub(super) fn preview_update(rec: &ResourceRecord, after: &CvmAttrs, refresh: Op
 /// What the chain must allow before an update of an on-chain-KMS CVM commits. Whether it
 /// already does is a chain read, filled in by the CLI (`allowed`).
 pub(super) fn onchain_note(spec: &KmsSpec, h: &HashChange, rec: &ResourceRecord) -> OnChainNote {
-    // For on-chain KMS the app id is the app contract's address.
-    let from_api = rec
-        .kms_info
-        .as_ref()
-        .and_then(|k| k.get("dstack_app_address"))
-        .and_then(|a| a.as_str())
-        .map(str::to_string)
-        .or_else(|| rec.ids.app_id.clone());
-    let contract =
-        spec.contract.clone().or(from_api).map(|a| format!("0x{}", a.trim_start_matches("0x").to_ascii_lowercase()));
+    let contract = rec.app_contract(spec.contract.as_deref());
     OnChainNote { compose_hash: h.after.clone(), chain_id: spec.chain_id, contract, allowed: None }
 }

@@ -309,15 +309,7 @@ impl Checker {
 }
 
 fn contract_of(chain: &OnChainCheck, rec: &ResourceRecord) -> Option<String> {
-    // For on-chain KMS the app id is the app contract's address.
-    let from_api = rec
-        .kms_info
-        .as_ref()
-        .and_then(|k| k.get("dstack_app_address"))
-        .and_then(|a| a.as_str())
-        .map(str::to_string)
-        .or_else(|| rec.ids.app_id.clone());
-    chain.contract.clone().or(from_api).map(|a| format!("0x{}", a.trim_start_matches("0x").to_ascii_lowercase()))
+    rec.app_contract(chain.contract.as_deref())
 }
 
 async fn allowed_on_chain(chain: &OnChainCheck, rec: &ResourceRecord, hash: &str) -> Result<bool, String> {

@@ -146,21 +146,7 @@ impl Loader<'_> {
                 _ => self.cvm_attribute(&mut c, k, v, &w),
             }
         }
-        // `env:` wins over every env file.
-        let env = c.env.clone();
-        for (key, f) in from_files {
-            if env.contains_key(&key) {
-                continue;
-            }
-            self.env_shadows(&key, &f, &env, &who);
-            lint.env.push(EnvKey { name: key.clone(), key_span: f.span, value_span: f.span, literal: f.literal });
-            c.env.insert(key, f.value);
-        }
-        // An env file not read is reported once: its keys' absence is no news for the compose
-        // file's lint (no "`${KEY}` has no env key" after it).
-        if !files_read {
-            lint.compose_at = None;
-        }
+        self.merge_env_files(&mut c, from_files, files_read, &mut lint, &who);
         if !compose_seen {
             self.err(knode.span, format!("{what} has no `compose` file"))
                 .set_label("missing `compose`")

@@ -11,11 +11,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::super::CvmConfig;
+use super::super::compose_lint::EnvKey;
 use super::super::diag::{Diagnostic, Source};
 use super::super::dotenv;
 use super::super::expr::{Part, Ref, Template};
 use super::super::files::Limit;
 use super::super::yaml::{Kind, Node, Span};
+use super::compose::LintInput;
 use super::{Loader, display_path};
 
 /// A key an env file gives a CVM.
@@ -208,6 +211,31 @@ impl Loader<'_> {
 
     /// docker compose interpolates an env file's `${NAME}` with the service's `environment:`
     /// before the file's own keys; teeform reads only the file's. Where the CVM's `env:` sets
+    /// Adds the keys read from `env_file:` to a CVM's env: `env:` wins over every env file.
+    /// An env file not read (`files_read` false) is reported once: its keys' absence is no
+    /// news for the compose file's lint (no "`${KEY}` has no env key" after it).
+    pub(super) fn merge_env_files(
+        &mut self,
+        c: &mut CvmConfig,
+        from_files: BTreeMap<String, FromFile>,
+        files_read: bool,
+        lint: &mut LintInput,
+        who: &str,
+    ) {
+        let env = c.env.clone();
+        for (key, f) in from_files {
+            if env.contains_key(&key) {
+                continue;
+            }
+            self.env_shadows(&key, &f, &env, who);
+            lint.env.push(EnvKey { name: key.clone(), key_span: f.span, value_span: f.span, literal: f.literal });
+            c.env.insert(key, f.value);
+        }
+        if !files_read {
+            lint.compose_at = None;
+        }
+    }
+
     /// a name a kept value reads, the two would differ: an error, not a silent difference.
     pub(super) fn env_shadows(&mut self, key: &str, f: &FromFile, env: &BTreeMap<String, Template>, who: &str) {
         let mut names = f.uses.iter().filter(|n| env.contains_key(*n)).peekable();

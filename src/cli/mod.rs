@@ -235,7 +235,7 @@ pub enum Command {
         #[arg(long)]
         detailed_exitcode: bool,
         /// Print the plan as JSON (a manifest with errors: its diagnostics, as `validate
-        /// --json` prints them).
+        /// --json` prints them; any other failure: `{"errored": true, "diagnostics": [...]}`).
         #[arg(long)]
         json: bool,
         /// With --json: the plan as JSON events, one per line (as `apply --json` writes
@@ -647,6 +647,9 @@ async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
                 // A manifest that did not load: its diagnostics as `validate --json` writes them
                 // (the stream has its own `diagnostic` event).
                 Err(e) if json && !stream && !e.diagnostics.is_empty() => validate::print_invalid(ctx, &e),
+                // Any other failure (API, state, chain): one error document on stdout, the
+                // error as people read it on stderr.
+                Err(e) if json && !stream => plan::print_failed(ctx, e),
                 r => r,
             }
         }

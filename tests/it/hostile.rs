@@ -475,6 +475,17 @@ fn errors_say_what_happened_and_where() {
     p.on("GET", "/cvms/paginated", Fault::answer(503, &[], "{\"detail\":\"down\"}"));
     let r = t.run(&["--workspace", "default", "plan"]);
     fails_with(&r, &["HTTP 503", "`teeform --workspace default plan --refresh=false` plans from cached state"]);
+    // `plan --json`: the same error as one document on stdout, and for people on stderr.
+    let r = t.run(&["plan", "--json"]);
+    r.code(1);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).expect("one JSON document on stdout");
+    assert_eq!(doc["errored"], true, "{doc:#}");
+    let d = &doc["diagnostics"][0];
+    assert_eq!(d["severity"], "error");
+    let words = format!("{} {}", d["message"], d["causes"]);
+    assert!(words.contains("HTTP 503"), "{doc:#}");
+    assert!(d["hints"].to_string().contains("plan --refresh=false"), "{doc:#}");
+    assert!(r.stderr.contains("HTTP 503"), "{}", r.stderr);
 
     // A bad key is not: the hint names where the key came from.
     p.clear();
@@ -483,6 +494,9 @@ fn errors_say_what_happened_and_where() {
     fails_with(&r, &["HTTP 401", "the API key came from PHALA_CLOUD_API_KEY"]);
     assert!(!r.stderr.contains("--refresh=false"), "{}", r.stderr);
     assert!(!r.stderr.contains("wrong-key-0123456789"), "{}", r.stderr);
+    let r = t.run(&["plan", "--json"]);
+    r.code(1);
+    assert!(r.stdout.contains("HTTP 401") && !r.stdout.contains("wrong-key-0123456789"), "{}", r.stdout);
 
     // From the phala CLI's credentials file: the file is named, not the variable.
     use std::os::unix::fs::PermissionsExt;

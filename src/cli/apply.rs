@@ -44,7 +44,7 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
     only_onchain_updates(ctx, &mut p, args.prepare_only);
     let registrar = registrar(&p, &pending, args.prepare_only, args.resume.then_some(args.timeout), tx_hash)?;
     onchain::annotate(&mut p, &registrar.env).await;
-    let verify = gate(ctx, args, &p, &registrar)?;
+    let verify = gate(ctx, args, &s.config.verify, &p, &registrar)?;
     print_plan(ctx, &p, false)?;
     consent(&p)?;
     if !p.has_changes() {
@@ -79,12 +79,18 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> CliResult {
 }
 
 /// The attestation gate's checker, unless `--no-verify`.
-fn gate(ctx: &Ctx, args: &ApplyArgs, p: &Plan, r: &Registrar) -> CliResult<Option<Arc<crate::verify::Checker>>> {
+fn gate(
+    ctx: &Ctx,
+    args: &ApplyArgs,
+    settings: &crate::manifest::VerifySettings,
+    p: &Plan,
+    r: &Registrar,
+) -> CliResult<Option<Arc<crate::verify::Checker>>> {
     if args.no_verify {
         return Ok(None);
     }
     let onchain = verifying::onchain_of_plan(p, &r.env.rpc_urls);
-    Ok(Some(Arc::new(verifying::checker(ctx, &args.quote, onchain)?)))
+    Ok(Some(Arc::new(verifying::checker(ctx, &args.quote, settings, onchain)?)))
 }
 
 /// `apply --resume`: narrows the plan to the updates paused for on-chain registration
@@ -190,7 +196,7 @@ async fn apply_saved(ctx: &Ctx, file: &Path, args: &ApplyArgs) -> CliResult {
     }
     let pending = onchain::pending(store.as_ref()).await?;
     let registrar = registrar(&p, &pending, args.prepare_only, None, None)?;
-    let verify = gate(ctx, args, &p, &registrar)?;
+    let verify = gate(ctx, args, &saved.verify, &p, &registrar)?;
     let code =
         execute(ctx, &store, &api, &p, secrets, digests, args.plan.run.parallelism, Some(Arc::new(registrar)), verify)
             .await?;

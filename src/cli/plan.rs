@@ -20,7 +20,9 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs, out: Option<&Path>, detailed: bool,
     if let Some(path) = out {
         let allowed = s.config.allowed_dirs.iter().map(|d| abs(&s.config.dir.join(d))).collect();
         let passphrase_env = s.config.secrets_passphrase_env.clone();
-        SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir), allowed, passphrase_env).write(path)?;
+        let mut saved = SavedPlan::new(p.clone(), s.api.endpoint.clone(), abs(&s.config.dir), allowed, passphrase_env);
+        saved.verify = s.config.verify.clone();
+        saved.write(path)?;
         if view == View::Human {
             ctx.shell.println(&format!(
                 "\nSaved the plan to {}. To apply exactly these actions, run:\n    {}",

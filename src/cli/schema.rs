@@ -280,6 +280,14 @@ pub fn schema() -> Value {
             "secrets": object("How secret values are digested in state.", json!({
                 "passphrase_env": text("The environment variable holding the passphrase of keyed digests (default TEEFORM_SECRETS_PASSPHRASE)."),
             }), &[]),
+            "verify": object("How `verify` and the apply gate check TDX quotes (`--pccs-url` and `TEEFORM_PCCS_URL` win).", json!({
+                "pccs_url": text("Fetch Intel's collateral from this PCCS: `phala`, `intel` or an http(s) base URL."),
+                "allow_tcb_status": {
+                    "type": "array",
+                    "description": "TCB statuses accepted besides UpToDate and the hardening/configuration ones (added to `--allow-tcb-status`).",
+                    "items": {"anyOf": [{"enum": crate::verify::quote::TCB_STATUSES}, reference()]},
+                },
+            }), &[]),
             "cvms": map_of("The CVMs, by key.", cvm()),
             "moved": {
                 "type": "array",

@@ -60,7 +60,7 @@ async fn verify_locked(
     if addresses.is_empty() {
         chosen.extend(snap.resources.values());
     }
-    let checker = verifying::checker(ctx, quote, verifying::onchain_of_config(cfg)?)?;
+    let checker = verifying::checker(ctx, quote, &cfg.verify, verifying::onchain_of_config(cfg)?)?;
     same_endpoint(api, chosen.iter().map(|r| (r.address.as_str(), r.endpoint.as_deref())))?;
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(chosen.len());
     let mut marks = Vec::new();

@@ -29,6 +29,7 @@ mod settings;
 mod values;
 mod var_files;
 mod variables;
+mod verify;
 mod walk;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -202,7 +203,7 @@ struct Loader<'a> {
 
 /// The keys a manifest's top level may have.
 pub const TOP_KEYS: &[&str] =
-    &["provider", "backend", "allowed_dirs", "variables", "secrets", "cvms", "moved", "data", "outputs"];
+    &["provider", "backend", "allowed_dirs", "variables", "secrets", "verify", "cvms", "moved", "data", "outputs"];
 
 impl<'a> Loader<'a> {
     fn new(src: Arc<Source>, dir: PathBuf, opts: &'a LoadOptions) -> Loader<'a> {
@@ -250,6 +251,7 @@ impl<'a> Loader<'a> {
             self.variables(v);
         }
         self.check_var_overrides(get("variables"));
+        let verify = get("verify").filter(|v| !v.is_null()).map(|v| self.verify_settings(v)).unwrap_or_default();
         let endpoint = self.provider(get("provider"));
         let backend = get("backend").filter(|b| !b.is_null()).and_then(|b| self.backend(b));
         let cvm_node = get("cvms");
@@ -289,6 +291,7 @@ impl<'a> Loader<'a> {
             data,
             providers: self.data.providers.clone(),
             secrets_passphrase_env,
+            verify,
             warnings: Vec::new(),
         })
     }

@@ -45,6 +45,18 @@ pub enum BackendKind {
     Postgres,
 }
 
+/// `verify: {pccs_url, allow_tcb_status}`: the manifest's defaults for `verify` and the apply
+/// gate's quote check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VerifySettings {
+    /// `phala`, `intel` or a PCCS base URL, as `--pccs-url` takes it (checked at load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pccs_url: Option<String>,
+    /// TCB statuses accepted besides the default ones, each one Intel defines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_tcb_status: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
@@ -70,6 +82,8 @@ pub struct Config {
     /// `secrets.passphrase_env`: the variable holding the passphrase of keyed secret digests,
     /// when not `TEEFORM_SECRETS_PASSPHRASE` (see `crate::secrets::from_env`).
     pub secrets_passphrase_env: Option<String>,
+    /// `verify:`: how TDX quotes are checked, unless `--pccs-url` / `--allow-tcb-status` say.
+    pub verify: VerifySettings,
     /// Non-fatal findings (e.g. a compose `${VAR}` with no env key).
     pub warnings: Vec<Diagnostic>,
 }

@@ -151,6 +151,17 @@ pub enum TcbVerdict {
     Fail,
 }
 
+/// Every TCB status Intel's collateral defines (Intel's PCS v4 TCB info, `tcbStatus`).
+pub const TCB_STATUSES: &[&str] = &[
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+    "Revoked",
+];
+
 /// The statuses that pass with a warning by default.
 pub const WARN_STATUSES: &[&str] = &["SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded"];
 

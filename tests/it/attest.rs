@@ -297,6 +297,34 @@ fn the_quote_is_verified_with_a_pccs_and_must_bind_the_event_log() {
     assert_eq!(t.count("GET /pccs/tdx/certification/v4/tcb"), 2);
 }
 
+/// `verify.pccs_url` in the manifest: `verify` and the gate use it with no flag, a saved plan
+/// keeps it, and `--pccs-url` wins over it.
+#[test]
+fn the_manifest_names_the_pccs_and_the_flag_wins() {
+    let mut t = TestEnv::new();
+    let pccs = with_pccs(&mut t);
+    t.write("web.yml", WEB);
+    let one = "cvms:\n  web:\n    name: web-main\n    compose: web.yml\n";
+    t.manifest(one);
+    t.configure(serde_json::json!({"sample_quote": ["web-main"]}));
+    t.run(&["apply", "--auto-approve"]).ok();
+    // The sample quote verifies but does not bind this CVM's event log: a PCCS shows it.
+    t.manifest(&format!("verify:\n  pccs_url: {pccs}\n  allow_tcb_status: [OutOfDate]\n{one}"));
+    let v = t.run(&["verify"]);
+    v.code(1);
+    assert!(v.stdout.contains("quote.rtmr3: expected"), "{}", v.stdout);
+    assert_eq!(t.count("GET /pccs/tdx/certification/v4/tcb"), 1);
+    let v = t.run(&["verify", "--pccs-url", "http://127.0.0.1:1/"]);
+    assert!(v.code(1).stdout.contains("no collateral from"), "the flag wins: {}", v.stdout);
+    // The saved plan's gate checks the quote with the manifest's PCCS, read when it was made.
+    t.manifest(&format!("verify:\n  pccs_url: {pccs}\n{}", one.replace("web.yml\n", "web.yml\n    vcpu: 2\n")));
+    t.run(&["plan", "--out", "vcpu.plan"]).ok();
+    t.manifest(one);
+    let r = t.run(&["apply", "vcpu.plan"]);
+    r.code(1);
+    assert!(r.stderr.contains("quote.rtmr3: expected"), "{}", r.stderr);
+}
+
 #[test]
 fn a_pccs_that_gives_no_collateral_fails_the_verdict_and_says_why() {
     let mut t = TestEnv::new();

@@ -25,6 +25,9 @@ pub struct SavedPlan {
     /// The manifest's `secrets.passphrase_env` (a variable's name), read again at apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passphrase_env: Option<String>,
+    /// The manifest's `verify:`, for the apply gate (flags given at apply still win).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub verify: crate::manifest::VerifySettings,
     pub plan: Plan,
 }
 
@@ -44,6 +47,7 @@ impl SavedPlan {
             base_dir,
             allowed_dirs,
             passphrase_env,
+            verify: Default::default(),
             plan,
         }
     }
@@ -79,4 +83,8 @@ impl SavedPlan {
         }
         Ok(v)
     }
+}
+
+fn is_default(v: &crate::manifest::VerifySettings) -> bool {
+    *v == crate::manifest::VerifySettings::default()
 }

@@ -9,19 +9,30 @@ use super::super::QuoteArgs;
 use super::super::context::Ctx;
 use super::super::error::{CliError, CliResult};
 use super::onchain;
-use crate::manifest::Config;
+use crate::manifest::{Config, VerifySettings};
 use crate::model::Address;
 use crate::plan::{KmsSpec, Plan};
 use crate::providers::pccs::{PccsClient, pccs_base};
 use crate::verify::collateral::Collateral;
 use crate::verify::{Checker, NOT_VERIFIED, OnChainCheck, QuoteStatus, Verdict};
 
-/// A checker for this run, with the chains in `onchain`.
-pub fn checker(ctx: &Ctx, args: &QuoteArgs, onchain: BTreeMap<Address, OnChainCheck>) -> CliResult<Checker> {
-    let collateral = match args.pccs_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+/// A checker for this run, with the chains in `onchain`: the PCCS of `--pccs-url` (or
+/// `TEEFORM_PCCS_URL`), else of the manifest's `verify.pccs_url`; the TCB statuses of both.
+pub fn checker(
+    ctx: &Ctx,
+    args: &QuoteArgs,
+    manifest: &VerifySettings,
+    onchain: BTreeMap<Address, OnChainCheck>,
+) -> CliResult<Checker> {
+    let given = args.pccs_url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+    let (url, from) = match given {
+        Some(u) => (Some(u), "--pccs-url"),
+        None => (manifest.pccs_url.as_deref(), "verify.pccs_url"),
+    };
+    let collateral = match url {
         None => None,
         Some(url) => {
-            let base = pccs_base(url).map_err(|e| CliError::new(format!("--pccs-url: {e}")))?;
+            let base = pccs_base(url).map_err(|e| CliError::new(format!("{from}: {e}")))?;
             // Shown as host and port only, should it carry a key.
             crate::redact::url(&base);
             let pccs =
@@ -31,7 +42,8 @@ pub fn checker(ctx: &Ctx, args: &QuoteArgs, onchain: BTreeMap<Address, OnChainCh
     };
     let mut c = Checker::default();
     c.collateral = collateral;
-    c.tcb = crate::verify::quote::TcbPolicy { also_allowed: args.allow_tcb_status.clone() };
+    let also_allowed = args.allow_tcb_status.iter().chain(&manifest.allow_tcb_status).cloned().collect();
+    c.tcb = crate::verify::quote::TcbPolicy { also_allowed };
     c.at = ctx.settings.verify_time;
     c.onchain = onchain;
     Ok(c)

@@ -746,3 +746,40 @@ fn lifecycle_takes_prevent_destroy() {
 }
 
 mod env_file;
+
+#[test]
+fn verify_settings_take_a_pccs_and_intel_statuses_and_point_at_what_is_wrong() {
+    let p = Project::new();
+    let ok = |head: &str| p.load(&format!("{head}{}", web(""))).unwrap().verify;
+    assert_eq!(ok(""), crate::manifest::VerifySettings::default());
+    assert_eq!(ok("verify:\n"), crate::manifest::VerifySettings::default());
+    let v = ok("verify:\n  pccs_url: phala\n  allow_tcb_status: [OutOfDate, \"Revoked\"]\n");
+    assert_eq!(v.pccs_url.as_deref(), Some("phala"));
+    assert_eq!(v.allow_tcb_status, ["OutOfDate", "Revoked"]);
+    let pv = Project::new().var("pccs", "https://pccs.example:8081/tdx/certification/v4/");
+    assert_eq!(
+        pv.load(&format!("verify: {{pccs_url: \"${{var.pccs}}\"}}\nvariables: {{pccs: {{}}}}\n{}", web("")))
+            .unwrap()
+            .verify
+            .pccs_url
+            .as_deref(),
+        Some("https://pccs.example:8081/tdx/certification/v4/")
+    );
+    let cases: &[(&str, &str)] = &[
+        ("verify:\n  pccs_url: pccs.example\n", "is not a URL"),
+        ("verify:\n  pccs_url: ftp://pccs.example\n", "not an http(s) URL"),
+        ("verify:\n  pccs_url: \"https://p.example/?k=1\"\n", "has a query or fragment"),
+        ("verify:\n  allow_tcb_status: [OutOfdate]\n", "`OutOfdate` is not a TCB status"),
+        ("verify:\n  allow_tcb_status: OutOfDate\n", "must be a list of TCB statuses"),
+        ("verify:\n  pccs: phala\n", "pccs"),
+        ("verify: phala\n", "verify"),
+    ];
+    for (head, want) in cases {
+        let errs = p.errors(&format!("{head}{}", web("")));
+        assert_eq!(errs.len(), 1, "{head}: {errs:#?}");
+        assert!(errs[0].contains(want), "{head}: {errs:#?}");
+        assert!(errs[0].contains("teeform.yaml:2:") || errs[0].contains("teeform.yaml:1:"), "{head}: {errs:#?}");
+    }
+    let hint = p.load(&format!("verify:\n  allow_tcb_status: [OutOfdate]\n{}", web(""))).unwrap_err();
+    assert!(hint[0].hints.iter().any(|h| h.contains("did you mean `OutOfDate`?")), "{:?}", hint[0].hints);
+}

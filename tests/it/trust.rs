@@ -415,8 +415,12 @@ fn a_state_directory_removed_during_apply_fails_the_run() {
     while t.stats()["cvm_count"] == 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::fs::remove_dir_all(t.path("state")).unwrap();
+    // Moved away in one step (what `rm -rf` does bit by bit, racing the files sled is still
+    // writing, and then failing with "Directory not empty"), then deleted.
+    let gone = t.path("state.removed");
+    std::fs::rename(t.path("state"), &gone).unwrap();
     let out = child.wait_with_output().unwrap();
+    std::fs::remove_dir_all(&gone).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("Apply complete!"), "{err}");

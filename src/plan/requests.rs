@@ -159,13 +159,17 @@ fn instances(nodes: &BTreeMap<Address, Vec<Address>>, a: &Address) -> Vec<Addres
 
 /// Refuses a `--replace` the plan cannot carry out: of a CVM state does not have (nothing to
 /// replace), the manifest does not have (it would be destroyed, not replaced), or targeting
-/// leaves out.
+/// leaves out. (Only a plan in `Mode::Normal` replaces.)
 pub(super) fn check_replace(
     r: &Requests,
     desired: &BTreeMap<Address, &CvmConfig>,
     records: &BTreeMap<Address, ResourceRecord>,
     selected: Option<&BTreeSet<Address>>,
+    mode: Mode,
 ) -> Result<(), PlanError> {
+    if mode != Mode::Normal {
+        return Ok(());
+    }
     for a in &r.replace {
         let why = if !records.contains_key(a) {
             "it is not in state, so there is nothing to replace (the plan creates it)"

@@ -1,0 +1,129 @@
+//! Instances of a managed app made outside teeform (`phala cvms replicate`, `POST
+//! /cvms/{id}/replicas`): refresh finds them from what it already reads, the plan shows each
+//! with the `teeform import` that would manage it and changes nothing else, and an interrupted
+//! replicate adopts its own instance, never another one.
+
+use serde_json::{Value, json};
+use teeform::sim::SimConfig;
+
+use crate::harness::{TestEnv, WEB};
+
+fn manifest(replicas: u32) -> String {
+    format!("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    replicas: {replicas}\n")
+}
+
+fn env() -> TestEnv {
+    let t = TestEnv::with_config(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    t.write("web.yml", WEB);
+    t
+}
+
+/// The one app's id and its instances' vm_uuids, oldest first.
+fn app(t: &TestEnv) -> (String, Vec<String>) {
+    let apps = t.stats()["apps"].as_object().unwrap().clone();
+    assert_eq!(apps.len(), 1, "one app: {apps:?}");
+    let (id, a) = apps.into_iter().next().unwrap();
+    (id, a["instances"].as_array().unwrap().iter().map(|i| i["vm_uuid"].as_str().unwrap().to_string()).collect())
+}
+
+/// Another instance of the CVM `source`, made as another tool would; its vm_uuid.
+fn replicate_outside(t: &TestEnv, source: &str) -> String {
+    let (code, vm) = t.api("POST", &format!("/cvms/{source}/replicas"), Some(json!({})));
+    assert_eq!(code, 200, "{vm}");
+    t.settle();
+    vm["vm_uuid"].as_str().unwrap().to_string()
+}
+
+fn endpoint(t: &TestEnv, e: &str) -> u64 {
+    t.stats()["endpoints"][e].as_u64().unwrap_or(0)
+}
+
+const APP_CVMS: &str = "GET /api/v1/apps/{app_id}/cvms";
+
+#[test]
+fn an_instance_replicated_outside_is_shown_with_its_import_and_changes_nothing() {
+    let t = env();
+    t.manifest(&manifest(2));
+    t.run(&["apply", "--auto-approve"]).ok();
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(0);
+    assert!(!p.stdout.contains("does not manage"), "nothing made outside: {}", p.stdout);
+    let (app_id, uuids) = app(&t);
+    let outside = replicate_outside(&t, &uuids[0]);
+
+    // The list's one page tells: no request beyond it.
+    let total = |t: &TestEnv| t.stats()["total_requests"].as_u64().unwrap();
+    let before = total(&t);
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(0);
+    assert_eq!(total(&t) - before, 1, "one list page: {}", t.stats()["endpoints"]);
+    let out = &p.stdout;
+    assert!(out.contains("Instances of managed apps that teeform does not manage:"), "{out}");
+    assert!(out.contains("# an instance of cvm.web's app is not in state"), "{out}");
+    for want in [
+        format!("vm_uuid      = \"{outside}\""),
+        format!("app_id       = \"{app_id}\""),
+        "node         = \"prod5\"".into(),
+        "status       = \"running\"".into(),
+        format!("to manage it: teeform import cvm.web[2] {outside}, then set `replicas: 3` on cvm.web"),
+        "teeform neither adopts nor deletes them".into(),
+    ] {
+        assert!(out.contains(&want), "{want}: {out}");
+    }
+    // The CVMs teeform manages are as the manifest says, and the plan says so last.
+    assert!(out.trim_end().ends_with("No changes. Your infrastructure matches the configuration."), "{out}");
+
+    let j = t.run(&["plan", "--json", "--detailed-exitcode"]);
+    j.code(0);
+    let v: Value = serde_json::from_str(&j.stdout).unwrap();
+    let u = &v["unmanaged_instances"][0];
+    assert_eq!((u["vm_uuid"].as_str(), u["import_as"].as_str()), (Some(outside.as_str()), Some("cvm.web[2]")), "{u}");
+    assert_eq!((u["entry"].as_str(), u["replicas_after"].as_u64()), (Some("cvm.web"), Some(3)), "{u}");
+    assert_eq!(v["summary"]["converged"], true);
+    let md = t.run(&["plan", "--markdown"]);
+    assert!(md.ok().stdout.contains("1 instance(s) of managed apps that teeform does not manage"), "{}", md.stdout);
+    assert!(md.stdout.contains(&format!("teeform import cvm.web[2] {outside}")), "{}", md.stdout);
+
+    // Nothing was adopted or deleted: apply has nothing to do.
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(app(&t).1.len(), 3);
+
+    // Imported, and `replicas:` raised to match: managed, nothing left to show.
+    t.run(&["import", "cvm.web[2]", &outside]).ok();
+    t.manifest(&manifest(3));
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(0);
+    assert!(!p.stdout.contains("does not manage"), "{}", p.stdout);
+}
+
+#[test]
+fn a_create_the_import_would_avoid_is_named_and_without_the_list_each_app_is_asked_once() {
+    let mut t = env();
+    t.manifest(&manifest(1));
+    t.run(&["apply", "--auto-approve"]).ok();
+    let (_, uuids) = app(&t);
+    let outside = replicate_outside(&t, &uuids[0]);
+    // One replica: the instance is cvm.web; the one made outside would be cvm.web[1].
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(0);
+    assert!(p.stdout.contains(&format!("teeform import cvm.web[1] {outside}, then set `replicas: 2`")), "{}", p.stdout);
+    // Scaling out to two: the plan's create of cvm.web[1] could be this instance instead.
+    t.manifest(&manifest(2));
+    let p = t.run(&["plan"]);
+    p.ok();
+    assert!(p.stdout.contains("# cvm.web[1] will be created"), "{}", p.stdout);
+    assert!(p.stdout.contains(&format!("to manage it: teeform import cvm.web[1] {outside}\n")), "{}", p.stdout);
+    assert!(
+        p.stdout
+            .contains("this plan creates cvm.web[1]: importing this instance as cvm.web[1] instead avoids a new CVM"),
+        "{}",
+        p.stdout
+    );
+    // Without the list (every CVM read by its detail), one listing of the app's instances.
+    t.env.insert("TEEFORM_PER_CVM_READS".into(), "1".into());
+    let before = endpoint(&t, APP_CVMS);
+    let p = t.run(&["plan"]);
+    p.ok();
+    assert_eq!(endpoint(&t, APP_CVMS) - before, 1);
+    assert!(p.stdout.contains(&format!("teeform import cvm.web[1] {outside}\n")), "{}", p.stdout);
+}

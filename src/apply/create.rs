@@ -32,6 +32,7 @@ impl Step {
             compose_hash: Some(prov.compose_hash.clone()),
             prevent_destroy: c.prevent_destroy,
             secrets_scope: c.secrets_scope.clone(),
+            instances_before: None,
         };
         let entry = self.journal(c, "create", None, to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
@@ -101,12 +102,18 @@ impl Step {
         };
         let (_, env_kept) = self.resolve_env(c, &after.env)?;
         let state_attrs = CvmAttrs { env: env_kept, ..after.clone() };
+        // The app's instances now: after a crash, the one new since then is this replicate's,
+        // whoever else made instances of the app (`reconcile`).
+        let before = self.api.app_instances(&app_id).await?;
         let detail = CreateDetail {
             attrs: state_attrs.clone(),
             app_id: Some(app_id.clone()),
             compose_hash: src.compose_hash.clone(),
             prevent_destroy: c.prevent_destroy,
             secrets_scope: c.secrets_scope.clone(),
+            instances_before: Some(
+                before.iter().map(|r| r.ids.vm_uuid.clone().unwrap_or_else(|| r.ids.id.clone())).collect(),
+            ),
         };
         let entry = self.journal(c, "replicate", Some(src.ids.id.clone()), to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;

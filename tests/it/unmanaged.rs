@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use teeform::sim::SimConfig;
 
 use crate::harness::{TestEnv, WEB};
+use crate::proxy::{Fault, Proxy};
 
 fn manifest(replicas: u32) -> String {
     format!("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    replicas: {replicas}\n")
@@ -126,4 +127,84 @@ fn a_create_the_import_would_avoid_is_named_and_without_the_list_each_app_is_ask
     p.ok();
     assert_eq!(endpoint(&t, APP_CVMS) - before, 1);
     assert!(p.stdout.contains(&format!("teeform import cvm.web[1] {outside}\n")), "{}", p.stdout);
+}
+
+/// `t`'s manifest of `replicas`, its endpoint a proxy in front of the simulator.
+fn through(t: &TestEnv, p: &Proxy, replicas: u32) {
+    t.write("teeform.yaml", &format!("provider:\n  phala:\n    endpoint: {}\n{}", p.prefix(), manifest(replicas)));
+}
+
+/// `apply` of `replicas` through `p`, which forwards the replicate call and holds its answer;
+/// killed (SIGKILL) once the simulator has the new instance, after `during` ran.
+fn killed_after_the_replicate(t: &TestEnv, p: &Proxy, replicas: u32, during: impl FnOnce()) {
+    through(t, p, replicas);
+    let count = |t: &TestEnv| app(t).1.len();
+    let had = count(t);
+    p.on("POST", "/replicas", Fault::Hold(std::time::Duration::from_secs(120)));
+    let mut child = t
+        .command(&["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("teeform runs");
+    let start = std::time::Instant::now();
+    while count(t) == had {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the replicate was not made");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    during();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    p.clear();
+}
+
+#[test]
+fn a_replicate_killed_before_its_answer_adopts_its_own_instance_not_one_made_outside() {
+    let t = env();
+    let p = Proxy::to(t.prefix().trim_end_matches("/api/v1"));
+    through(&t, &p, 1);
+    t.run(&["apply", "--auto-approve"]).ok();
+    let (_, uuids) = app(&t);
+    let outside = replicate_outside(&t, &uuids[0]);
+    killed_after_the_replicate(&t, &p, 2, || {});
+    t.settle();
+    let (_, after_kill) = app(&t);
+    assert_eq!(after_kill.len(), 3, "instance 0, the one made outside, the replicate's");
+    let made = after_kill.iter().find(|u| **u != uuids[0] && **u != outside).unwrap().clone();
+
+    // Two instances no record holds; the journal's list of the app's instances before the
+    // call tells which is the replicate's.
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.ok();
+    assert!(r.stderr.contains("cvm.web[1]: a create interrupted earlier had succeeded"), "{}", r.stderr);
+    assert_eq!(app(&t).1.len(), 3, "nothing made again: {}{}", r.stdout, r.stderr);
+    let shown = t.run(&["state", "show", "cvm.web[1]"]);
+    assert!(shown.ok().stdout.contains(&made), "{}", shown.stdout);
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(0);
+    assert!(p.stdout.contains(&format!("teeform import cvm.web[2] {outside}")), "{}", p.stdout);
+}
+
+#[test]
+fn an_instance_made_outside_while_a_replicate_was_in_flight_is_not_guessed_at() {
+    let t = env();
+    let p = Proxy::to(t.prefix().trim_end_matches("/api/v1"));
+    through(&t, &p, 1);
+    t.run(&["apply", "--auto-approve"]).ok();
+    let (_, uuids) = app(&t);
+    let mut outside = String::new();
+    killed_after_the_replicate(&t, &p, 2, || outside = replicate_outside(&t, &uuids[0]));
+    t.settle();
+    let p = t.run(&["plan"]);
+    p.ok();
+    let (_, all) = app(&t);
+    assert_eq!(all.len(), 3);
+    for u in all.iter().filter(|u| **u != uuids[0]) {
+        assert!(p.stderr.contains(&format!("`teeform import cvm.web[1] {u}`")), "{u}: {}", p.stderr);
+    }
+    assert!(p.stderr.contains("none was adopted"), "{}", p.stderr);
+    // The plan makes cvm.web[1] again, and says importing either instead avoids it.
+    assert!(p.stdout.contains("# cvm.web[1] will be created"), "{}", p.stdout);
+    assert!(p.stdout.contains("importing this instance as cvm.web[1] instead avoids a new CVM"), "{}", p.stdout);
+    assert!(p.stdout.contains(&outside), "{}", p.stdout);
 }

@@ -140,8 +140,11 @@ fn instances_made_outside_are_offered_the_plans_creates_first_then_free_indices(
     let found = [remote("u-9", &app), remote("u-8", &app), remote("u-7", &"b".repeat(40))];
     let records = snap(instances(2, WEB)).resources;
     let p = unmanaged::attach(p, &f.config(&web(3, "")), &records, &found);
-    let shown: Vec<_> =
-        p.unmanaged.iter().map(|u| (u.id.as_str(), u.import_as.clone(), u.instead_of_create, u.replicas_after)).collect();
+    let shown: Vec<_> = p
+        .unmanaged
+        .iter()
+        .map(|u| (u.id.as_str(), u.import_as.clone(), u.instead_of_create, u.replicas_after))
+        .collect();
     // Another app's instance is not shown; the first (by vm_uuid) takes the create's index.
     assert_eq!(
         shown,

@@ -101,27 +101,7 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
         let api_err = |source| ReconcileError::Api { address: e.address.clone(), source };
         let mut batch = Batch { journal_done: vec![e.id.clone()], ..Default::default() };
         match e.op.as_str() {
-            "create" => match detail(&e).and_then(|d| d.app_id) {
-                // Without the provision's app id nothing proves which CVM (if any) this
-                // create made; one found by name may be anybody's.
-                None => out.unproven.push((e.address.clone(), e.name.clone())),
-                Some(app_id) => {
-                    let held = snap.resources.get(&e.address);
-                    if !held.is_some_and(|r| r.ids.app_id.as_deref().is_some_and(|a| same_app(a, &app_id)))
-                        && let Some(remote) = api.get_cvm(&format!("app_{}", bare(&app_id))).await.map_err(api_err)?
-                        && remote.ids.app_id.as_deref().is_some_and(|a| same_app(a, &app_id))
-                        && remote.attrs.name == e.name
-                    {
-                        match held {
-                            None => {
-                                batch.put.push(adopt(&e, &remote));
-                                out.adopted.push(e.address.clone());
-                            }
-                            Some(_) => out.displaced.push((e.address.clone(), path_id(&remote))),
-                        }
-                    }
-                }
-            },
+            "create" => created(&e, &snap, api, &mut batch, &mut out).await.map_err(api_err)?,
             "replicate" => match replica(&e, &snap, &adopted_ids, api).await.map_err(api_err)? {
                 Made::One(remote) => {
                     batch.put.push(adopt(&e, &remote));
@@ -167,6 +147,38 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
         store.commit(batch).await?;
     }
     Ok(out)
+}
+
+/// An interrupted create: the CVM with the app id its provision gave, adopted into `batch`
+/// when it exists (or reported displaced, when state holds another CVM at its address).
+async fn created(
+    e: &JournalEntry,
+    snap: &crate::state::Snapshot,
+    api: &dyn PhalaApi,
+    batch: &mut Batch,
+    out: &mut Reconciled,
+) -> Result<(), crate::providers::ApiError> {
+    // Without the provision's app id nothing proves which CVM (if any) this create made; one
+    // found by name may be anybody's.
+    let Some(app_id) = detail(e).and_then(|d| d.app_id) else {
+        out.unproven.push((e.address.clone(), e.name.clone()));
+        return Ok(());
+    };
+    let held = snap.resources.get(&e.address);
+    if !held.is_some_and(|r| r.ids.app_id.as_deref().is_some_and(|a| same_app(a, &app_id)))
+        && let Some(remote) = api.get_cvm(&format!("app_{}", bare(&app_id))).await?
+        && remote.ids.app_id.as_deref().is_some_and(|a| same_app(a, &app_id))
+        && remote.attrs.name == e.name
+    {
+        match held {
+            None => {
+                batch.put.push(adopt(e, &remote));
+                out.adopted.push(e.address.clone());
+            }
+            Some(_) => out.displaced.push((e.address.clone(), path_id(&remote))),
+        }
+    }
+    Ok(())
 }
 
 /// What an interrupted replicate made, as far as can be told.

@@ -550,8 +550,8 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let nodes = nodes(config, &records);
     let graph = graph_of(&nodes)?;
     let selected = requests::selection(&graph, &nodes, &|a| records.contains_key(a), requests, mode)?;
-    requests::check_replace(requests, &desired, &records, selected.as_ref(), mode)?;
-    let chosen = |a: &Address| selected.as_ref().is_none_or(|s| s.contains(a));
+    requests::check_replace(requests, &desired, &records, selected.as_ref().map(|s| &s.chosen), mode)?;
+    let chosen = |a: &Address| selected.as_ref().is_none_or(|s| s.chosen.contains(a));
 
     // What refresh saw of a CVM: it went by state's addresses, from before any move.
     let origins: BTreeMap<Address, Address> = moved.iter().map(|m| (m.to.clone(), m.from.clone())).collect();
@@ -612,7 +612,8 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     changes.extend(deletions(&graph, &mut known, &desired, mode, &chosen, &state.moved));
     identity::check_prevent_destroy(&changes, &desired, &records)?;
     identity::check_name_cycles(&changes)?;
-    state.warnings = identity::likely_moves(&changes);
+    state.warnings = selected.map(|s| s.warnings(&changes)).unwrap_or_default();
+    state.warnings.extend(identity::likely_moves(&changes));
     let mut plan = finish(config, snapshot, &known, changes, drift, state, attention, mode, requests);
     plan.warnings.extend(digests::resent_warning(&plan));
     plan.redigested = redigested;

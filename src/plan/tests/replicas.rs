@@ -109,8 +109,23 @@ fn nodes_spread_instances_and_target_names_every_instance() {
     let p = try_plan(&cfg, &snap(vec![]), None, Mode::Normal, &one).unwrap();
     let mut got: Vec<String> = p.changes.iter().map(|c| c.address.to_string()).collect();
     got.sort();
-    // An instance, with what it waits for: instance 0 it is made from, the batch before.
+    // An instance, with what it waits for: instance 0 it is made from, the batch before;
+    // the warnings say why each of those is in.
     assert_eq!(got, ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"]);
+    let why: Vec<&String> = p.warnings.iter().filter(|w| w.contains("pulled in")).collect();
+    assert_eq!(
+        why,
+        ["cvm.web[0]: pulled in: cvm.web[2] is made from it", "cvm.web[1]: pulled in: cvm.web[2] is created after it"]
+    );
+    let out = Requests { exclude: vec!["cvm.web[0]".into()], ..Default::default() };
+    let p = try_plan(&cfg, &snap(vec![]), None, Mode::Normal, &out).unwrap();
+    assert!(
+        p.warnings.contains(
+            &"cvm.web[1]: left out: it is made from cvm.web[0] (not created yet), which --exclude names".into()
+        ),
+        "{:?}",
+        p.warnings
+    );
     let unknown = Requests { target: vec!["cvm.web[3]".into()], ..Default::default() };
     assert!(matches!(
         try_plan(&cfg, &snap(vec![]), None, Mode::Normal, &unknown),

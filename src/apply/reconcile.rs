@@ -184,7 +184,7 @@ async fn created(
 /// What an interrupted replicate made, as far as can be told.
 enum Made {
     /// This instance: adopt it.
-    One(crate::model::RemoteCvm),
+    One(Box<crate::model::RemoteCvm>),
     /// One of these (vm_uuids): others made instances of the app meanwhile.
     Several(Vec<String>),
     /// Nothing, or nothing that can be told (state holds the address already; an entry of an
@@ -221,7 +221,7 @@ async fn replica(
         .filter(|r| before.as_ref().is_none_or(|b| !b.contains(&uuid(&r.ids))))
         .collect();
     Ok(match (new.len(), &before) {
-        (1, _) => Made::One(new.pop().expect("one")),
+        (1, _) => Made::One(Box::new(new.pop().expect("one"))),
         (n, Some(_)) if n > 1 => Made::Several(new.iter().map(path_id).collect()),
         _ => Made::Unknown,
     })

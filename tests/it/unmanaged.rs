@@ -84,6 +84,10 @@ fn an_instance_replicated_outside_is_shown_with_its_import_and_changes_nothing()
     let md = t.run(&["plan", "--markdown"]);
     assert!(md.ok().stdout.contains("1 instance(s) of managed apps that teeform does not manage"), "{}", md.stdout);
     assert!(md.stdout.contains(&format!("teeform import cvm.web[2] {outside}")), "{}", md.stdout);
+    // `status` lists every instance of the app (phala-cloud #242), this one as not managed.
+    let st = t.run(&["status"]);
+    assert_eq!(st.ok().stdout.matches("web-main").count(), 3, "{}", st.stdout);
+    assert!(st.stdout.contains(&format!("not managed: teeform import cvm.web[2] {outside}")), "{}", st.stdout);
 
     // Nothing was adopted or deleted: apply has nothing to do.
     t.run(&["apply", "--auto-approve"]).ok();

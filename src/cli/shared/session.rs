@@ -176,7 +176,7 @@ pub async fn reconcile(ctx: &Ctx, store: &dyn Store, api: &Api) -> CliResult<()>
         let imports: Vec<String> =
             ids.iter().map(|id| format!("`{}`", ctx.command_line(&format!("import {a} {id}")))).collect();
         sh.warn(&format!(
-            "{a}: a replicate interrupted earlier made one of {} new instances of its app ({}), but the others were made outside teeform meanwhile and nothing tells which, so none was adopted; the one that is teeform's is managed with {}, and the plan shows the others",
+            "{a}: a replicate interrupted earlier made one of {} new instances of its app ({}); the rest were made outside teeform meanwhile and nothing tells which is teeform's, so none was adopted: {} manages the one you choose, and the plan shows them all",
             ids.len(),
             ids.join(", "),
             imports.join(" or ")

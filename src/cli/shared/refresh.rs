@@ -13,9 +13,13 @@
 //! - that the plan updates in a way that changes the app compose ([`with_details`]: the
 //!   preview of the new compose hash starts from the CVM's app compose).
 //!
+//! Beside them, the refresh finds the instances of state's apps that no record holds (made
+//! outside teeform, e.g. `phala cvms replicate`): from the list when it read it whole and every
+//! item names its app, else with one `GET /apps/{id}/cvms` per app. The plan shows them.
+//!
 //! When the list is much longer than the CVMs state lacks from its first page (a small
 //! manifest in a large account), those CVMs are read one by one instead: a refresh never
-//! costs more than one request per CVM, plus the first page. `TEEFORM_PER_CVM_READS=1`
+//! costs more than one request per CVM and one per app, plus the first page. `TEEFORM_PER_CVM_READS=1`
 //! reads every CVM by its detail, as teeform did before (for comparison, or should the API's
 //! list misbehave).
 

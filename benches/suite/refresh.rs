@@ -11,6 +11,9 @@ use crate::harness::{Bench, Fleet, SimServer, Stats, Table, median, secs, teefor
 
 const PAGES: &str = "GET /api/v1/cvms/paginated";
 const DETAILS: &str = "GET /api/v1/cvms/{id}";
+/// The listing of an app's instances: without the list, how refresh finds instances of
+/// managed apps made outside teeform (one per app; here each CVM is its own app).
+const APP_CVMS: &str = "GET /api/v1/apps/{app_id}/cvms";
 
 /// A way to refresh: its name, the variables that select it, its target at each size.
 struct Path {
@@ -76,7 +79,11 @@ pub fn run(b: &Bench) -> Vec<Table> {
                 (pages, details, total) =
                     (since(&after, PAGES), since(&after, DETAILS), after.total() - before.total());
                 if per_cvm {
-                    b.check(details == n as u64 && total == n as u64, &format!("one GET per CVM: {total} for {n}"));
+                    let apps = since(&after, APP_CVMS);
+                    b.check(
+                        details == n as u64 && apps == n as u64 && total == 2 * n as u64,
+                        &format!("one GET per CVM and one listing of its app's instances: {total} for {n}"),
+                    );
                 } else {
                     let want = (n as u64).div_ceil(100);
                     b.check(pages == want, &format!("one list page per 100 CVMs: {pages} for {n}"));

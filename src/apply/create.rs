@@ -26,13 +26,7 @@ impl Step {
         let encrypted_env = self.encrypted_env(c, &env, &prov, &app_id).await?;
         // The journal entry carries the app id this provision gave (a fresh one per create):
         // after a crash it is what proves a CVM was made by this commit. Never the name alone.
-        let detail = CreateDetail {
-            attrs: state_attrs.clone(),
-            app_id: Some(app_id.clone()),
-            compose_hash: Some(prov.compose_hash.clone()),
-            prevent_destroy: c.prevent_destroy,
-            secrets_scope: c.secrets_scope.clone(),
-        };
+        let detail = create_detail(c, &state_attrs, &app_id, Some(prov.compose_hash.clone()));
         let entry = self.journal(c, "create", None, to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
         self.events.status(c.address.as_str(), "creating");
@@ -101,12 +95,13 @@ impl Step {
         };
         let (_, env_kept) = self.resolve_env(c, &after.env)?;
         let state_attrs = CvmAttrs { env: env_kept, ..after.clone() };
+        // The app's instances now: after a crash, the one new since then is this replicate's,
+        // whoever else made instances of the app (`reconcile`).
+        let before = self.api.app_instances(&app_id).await?;
+        let before = before.iter().map(|r| r.ids.vm_uuid.clone().unwrap_or_else(|| r.ids.id.clone())).collect();
         let detail = CreateDetail {
-            attrs: state_attrs.clone(),
-            app_id: Some(app_id.clone()),
-            compose_hash: src.compose_hash.clone(),
-            prevent_destroy: c.prevent_destroy,
-            secrets_scope: c.secrets_scope.clone(),
+            instances_before: Some(before),
+            ..create_detail(c, &state_attrs, &app_id, src.compose_hash.clone())
         };
         let entry = self.journal(c, "replicate", Some(src.ids.id.clone()), to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
@@ -306,5 +301,17 @@ impl Step {
         let logs = boot_log_command(&rec.ids);
         self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
         Ok(StepError::new(Failure::BootFailed { reason, again: tries >= plan::health::MAX_BOOT_TRIES, logs }))
+    }
+}
+
+/// What a create's (or a replicate's) journal entry holds, from its change.
+fn create_detail(c: &Change, attrs: &CvmAttrs, app_id: &str, compose_hash: Option<String>) -> CreateDetail {
+    CreateDetail {
+        attrs: attrs.clone(),
+        app_id: Some(app_id.to_string()),
+        compose_hash,
+        prevent_destroy: c.prevent_destroy,
+        secrets_scope: c.secrets_scope.clone(),
+        instances_before: None,
     }
 }

@@ -128,6 +128,7 @@ mod tests {
             attention: vec![],
             warnings: vec![],
             notes: vec![],
+            unmanaged: vec![],
         }
     }
 

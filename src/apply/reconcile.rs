@@ -32,6 +32,11 @@ pub struct CreateDetail {
     pub prevent_destroy: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_scope: Option<Address>,
+    /// A replicate's: the app's instances (vm_uuid, else id) just before the call, so that
+    /// after a crash the one instance new since then is this replicate's, whoever else made
+    /// instances of the app. Entries written by teeform before it have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances_before: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -45,6 +50,10 @@ pub struct Reconciled {
     /// A CVM an interrupted create made whose address state already gives another CVM, as
     /// (address, CVM path id): left out of state, to be imported under another address.
     pub displaced: Vec<(Address, String)>,
+    /// Interrupted replicates after which more than one instance of the app is new, as
+    /// (address, the new instances' vm_uuids): one is the replicate's, the others were made
+    /// outside teeform meanwhile, and nothing tells which; none was adopted.
+    pub ambiguous: Vec<(Address, Vec<String>)>,
     /// Entries cleared because nothing had happened or state already knew.
     pub cleared: usize,
     /// Entries kept because they are waiting on something (e.g. on-chain registration).
@@ -82,6 +91,8 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
         return Ok(out);
     }
     let snap = store.snapshot().await?;
+    // Instances adopted by the entries before: held, though `snap` predates them.
+    let mut adopted_ids: Vec<String> = Vec::new();
     for e in entries {
         if e.op == "pending_onchain" {
             out.kept += 1;
@@ -90,33 +101,16 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
         let api_err = |source| ReconcileError::Api { address: e.address.clone(), source };
         let mut batch = Batch { journal_done: vec![e.id.clone()], ..Default::default() };
         match e.op.as_str() {
-            "create" => match detail(&e).and_then(|d| d.app_id) {
-                // Without the provision's app id nothing proves which CVM (if any) this
-                // create made; one found by name may be anybody's.
-                None => out.unproven.push((e.address.clone(), e.name.clone())),
-                Some(app_id) => {
-                    let held = snap.resources.get(&e.address);
-                    if !held.is_some_and(|r| r.ids.app_id.as_deref().is_some_and(|a| same_app(a, &app_id)))
-                        && let Some(remote) = api.get_cvm(&format!("app_{}", bare(&app_id))).await.map_err(api_err)?
-                        && remote.ids.app_id.as_deref().is_some_and(|a| same_app(a, &app_id))
-                        && remote.attrs.name == e.name
-                    {
-                        match held {
-                            None => {
-                                batch.put.push(adopt(&e, &remote));
-                                out.adopted.push(e.address.clone());
-                            }
-                            Some(_) => out.displaced.push((e.address.clone(), path_id(&remote))),
-                        }
-                    }
-                }
-            },
-            "replicate" => {
-                if let Some(remote) = replica(&e, &snap, api).await.map_err(api_err)? {
+            "create" => created(&e, &snap, api, &mut batch, &mut out).await.map_err(api_err)?,
+            "replicate" => match replica(&e, &snap, &adopted_ids, api).await.map_err(api_err)? {
+                Made::One(remote) => {
                     batch.put.push(adopt(&e, &remote));
                     out.adopted.push(e.address.clone());
+                    adopted_ids.push(path_id(&remote));
                 }
-            }
+                Made::Several(ids) => out.ambiguous.push((e.address.clone(), ids)),
+                Made::Unknown => {}
+            },
             "update" => {
                 // Whether the update landed is unknown: take what the cloud says now. Env values
                 // cannot be read back, so those the update meant to change become unknown and
@@ -155,27 +149,82 @@ pub async fn reconcile(store: &dyn Store, api: &dyn PhalaApi) -> Result<Reconcil
     Ok(out)
 }
 
-/// The instance an interrupted replicate made, when it can be told: the app's one instance
-/// that no record of state holds. None when state holds the address already (the replicate
-/// was recorded), or when no instance, or more than one, is unaccounted for (one made outside
-/// teeform cannot be told from this one; the next plan makes the instance again).
-async fn replica(
+/// An interrupted create: the CVM with the app id its provision gave, adopted into `batch`
+/// when it exists (or reported displaced, when state holds another CVM at its address).
+async fn created(
     e: &JournalEntry,
     snap: &crate::state::Snapshot,
     api: &dyn PhalaApi,
-) -> Result<Option<crate::model::RemoteCvm>, crate::providers::ApiError> {
-    let Some(app_id) = detail(e).and_then(|d| d.app_id) else { return Ok(None) };
-    if snap.resources.contains_key(&e.address) {
-        return Ok(None);
-    }
-    let held = |r: &crate::model::RemoteCvm| {
-        snap.resources.values().any(|rec| {
-            let uuid = |i: &CloudIds| i.vm_uuid.clone().unwrap_or_else(|| i.id.clone());
-            uuid(&rec.ids) == uuid(&r.ids)
-        })
+    batch: &mut Batch,
+    out: &mut Reconciled,
+) -> Result<(), crate::providers::ApiError> {
+    // Without the provision's app id nothing proves which CVM (if any) this create made; one
+    // found by name may be anybody's.
+    let Some(app_id) = detail(e).and_then(|d| d.app_id) else {
+        out.unproven.push((e.address.clone(), e.name.clone()));
+        return Ok(());
     };
-    let mut free: Vec<_> = api.app_instances(&app_id).await?.into_iter().filter(|r| !held(r)).collect();
-    Ok(if free.len() == 1 { free.pop() } else { None })
+    let held = snap.resources.get(&e.address);
+    if !held.is_some_and(|r| r.ids.app_id.as_deref().is_some_and(|a| same_app(a, &app_id)))
+        && let Some(remote) = api.get_cvm(&format!("app_{}", bare(&app_id))).await?
+        && remote.ids.app_id.as_deref().is_some_and(|a| same_app(a, &app_id))
+        && remote.attrs.name == e.name
+    {
+        match held {
+            None => {
+                batch.put.push(adopt(e, &remote));
+                out.adopted.push(e.address.clone());
+            }
+            Some(_) => out.displaced.push((e.address.clone(), path_id(&remote))),
+        }
+    }
+    Ok(())
+}
+
+/// What an interrupted replicate made, as far as can be told.
+enum Made {
+    /// This instance: adopt it.
+    One(Box<crate::model::RemoteCvm>),
+    /// One of these (vm_uuids): others made instances of the app meanwhile.
+    Several(Vec<String>),
+    /// Nothing, or nothing that can be told (state holds the address already; an entry of an
+    /// older teeform with no instance, or more than one, unaccounted for): the next plan makes
+    /// the instance again, and shows any instance no record holds.
+    Unknown,
+}
+
+/// The instance an interrupted replicate made: of the app's instances that no record holds
+/// (nor `adopted`, by the entries before), the one that is new since the entry listed the
+/// app's instances (`instances_before`). An entry without that list (an older teeform's)
+/// adopts the one instance no record holds, if there is exactly one.
+async fn replica(
+    e: &JournalEntry,
+    snap: &crate::state::Snapshot,
+    adopted: &[String],
+    api: &dyn PhalaApi,
+) -> Result<Made, crate::providers::ApiError> {
+    let Some(d) = detail(e) else { return Ok(Made::Unknown) };
+    let Some(app_id) = &d.app_id else { return Ok(Made::Unknown) };
+    if snap.resources.contains_key(&e.address) {
+        return Ok(Made::Unknown);
+    }
+    let norm = |x: &str| x.trim().to_ascii_lowercase().replace('-', "");
+    let uuid = |i: &CloudIds| norm(i.vm_uuid.as_deref().unwrap_or(&i.id));
+    let held: Vec<String> =
+        snap.resources.values().map(|r| uuid(&r.ids)).chain(adopted.iter().map(|a| norm(a))).collect();
+    let before: Option<Vec<String>> = d.instances_before.map(|b| b.iter().map(|x| norm(x)).collect());
+    let mut new: Vec<_> = api
+        .app_instances(app_id)
+        .await?
+        .into_iter()
+        .filter(|r| !held.contains(&uuid(&r.ids)))
+        .filter(|r| before.as_ref().is_none_or(|b| !b.contains(&uuid(&r.ids))))
+        .collect();
+    Ok(match (new.len(), &before) {
+        (1, _) => Made::One(Box::new(new.pop().expect("one"))),
+        (n, Some(_)) if n > 1 => Made::Several(new.iter().map(path_id).collect()),
+        _ => Made::Unknown,
+    })
 }
 
 fn detail(e: &JournalEntry) -> Option<CreateDetail> {

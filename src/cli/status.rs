@@ -1,7 +1,8 @@
 //! `teeform status [--json]`: a table of the CVMs — the manifest's and those in state — with
 //! their status as the API reports it now, app id, compose hash and what apply would do to
-//! them (as `phala cvms list` shows a table, plus the plan's view). Reads the API and state;
-//! changes nothing.
+//! them (as `phala cvms list` shows a table, plus the plan's view), then the instances of
+//! their apps that teeform does not manage, with the `import` that would. Reads the API and
+//! state; changes nothing.
 
 use std::collections::BTreeSet;
 
@@ -82,12 +83,13 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs, as_json: bool) -> CliResult {
             }
         })
         .collect();
+    let rows: Vec<Row> = rows.into_iter().chain(p.unmanaged.iter().map(outside)).collect();
     if as_json {
         let v: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "address": r.address, "name": r.name, "status": r.status,
+                    "address": (r.address != "-").then_some(&r.address), "name": r.name, "status": r.status,
                     "app_id": (r.app_id != "-").then_some(&r.app_id),
                     "compose_hash": (r.compose_hash != "-").then_some(&r.compose_hash),
                     "pending": r.pending,
@@ -103,6 +105,23 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs, as_json: bool) -> CliResult {
     }
     ctx.shell.print(&table(&rows))?;
     Ok(exit::OK)
+}
+
+/// The row of an instance of a managed app that no record holds (made outside teeform): no
+/// address, and how to manage it.
+fn outside(u: &crate::plan::Unmanaged) -> Row {
+    let pending = match &u.import_as {
+        Some(a) => format!("not managed: teeform import {a} {}", u.id),
+        None => "not managed".into(),
+    };
+    Row {
+        address: "-".into(),
+        name: u.name.clone(),
+        status: u.status.to_string(),
+        app_id: u.app_id.clone(),
+        compose_hash: u.compose_hash.clone().unwrap_or_else(|| "-".into()),
+        pending,
+    }
 }
 
 /// The rows as a table: columns padded to their widest cell, a heading line first.

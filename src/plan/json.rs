@@ -140,6 +140,9 @@ pub fn to_json(plan: &Plan) -> Value {
         "replacements_needing_consent": plan.needs_consent().map(|c| &c.address).collect::<Vec<_>>(),
         "applyable": plan.has_changes(),
     });
+    // Instances of managed apps that no record holds: shown, never changed; they do not count
+    // in `summary` (a plan with nothing else is `no_changes` and `converged`).
+    out["unmanaged_instances"] = serde_json::to_value(&plan.unmanaged).unwrap_or_default();
     if !plan.rolls.is_empty() {
         out["rolls"] = serde_json::to_value(&plan.rolls).unwrap_or_default();
     }

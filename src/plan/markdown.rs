@@ -32,7 +32,10 @@ pub fn markdown(plan: &Plan, max_chars: usize) -> String {
     if plan.mode == Mode::RefreshOnly || !plan.has_changes() {
         // The human rendering's closing line says it all (no changes, or what a refresh-only
         // plan would record); drift and attention follow as sections.
-        let text = render::render(&Plan { changes: vec![], drift: vec![], attention: vec![], ..plan.clone() }, &plain);
+        let text = render::render(
+            &Plan { changes: vec![], drift: vec![], attention: vec![], unmanaged: vec![], ..plan.clone() },
+            &plain,
+        );
         let _ = writeln!(out, "{}\n", bold_first_words(text.lines().last().unwrap_or_default()));
     } else {
         let _ = writeln!(out, "{}\n", bold_first_words(&render::summary_line(plan, &plain)));
@@ -62,6 +65,14 @@ fn sections(plan: &Plan) -> Vec<(String, String)> {
             render::drift(&mut body, &plain, d);
         }
         sections.push(("Objects have changed outside of teeform".into(), body));
+    }
+    if !plan.unmanaged.is_empty() {
+        let mut body = String::new();
+        for u in &plan.unmanaged {
+            render::unmanaged(&mut body, &plain, u);
+        }
+        let n = plan.unmanaged.len();
+        sections.push((format!("{n} instance(s) of managed apps that teeform does not manage"), body));
     }
     for c in &plan.changes {
         let mut body = String::new();

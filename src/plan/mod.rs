@@ -19,6 +19,7 @@ mod preview;
 pub mod render;
 mod replicas;
 mod requests;
+mod unmanaged;
 
 use std::collections::BTreeMap;
 
@@ -39,6 +40,7 @@ pub use health::{Attention, Problem};
 pub use preview::app_compose_for_create;
 pub use replicas::{Instance, Roll};
 pub use requests::Requests;
+pub use unmanaged::Unmanaged;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -398,6 +400,9 @@ pub struct Plan {
     /// Things worth knowing that need nothing done (a `moved:` entry with nothing to move).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Instances of managed apps that no record holds: shown, never changed ([`Unmanaged`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmanaged: Vec<Unmanaged>,
 }
 
 impl Plan {
@@ -461,6 +466,8 @@ pub struct Input<'a> {
     pub mode: Mode,
     /// `--replace`, `--target`, `--exclude`, `--allow-replace`.
     pub requests: &'a Requests,
+    /// Instances of the apps of CVMs in state that no record holds, as refresh found them.
+    pub unmanaged: &'a [RemoteCvm],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -534,7 +541,7 @@ pub fn kms_spec(kms: &Kms) -> Option<KmsSpec> {
 
 /// Builds the plan.
 pub fn plan(input: &Input) -> Result<Plan, PlanError> {
-    let Input { config, snapshot, refreshed, secrets, digests, mode, requests } = *input;
+    let Input { config, snapshot, refreshed, secrets, digests, mode, requests, unmanaged: outside } = *input;
     debug_assert_eq!(digests.salt(), snapshot.meta.salt, "digests are made for the state planned against");
     let desired = replicas::desired(config);
     // Moves first: everything below sees a moved CVM at its new address.
@@ -543,10 +550,8 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let nodes = nodes(config, &records);
     let graph = graph_of(&nodes)?;
     let selected = requests::selection(&graph, &nodes, &|a| records.contains_key(a), requests, mode)?;
-    if mode == Mode::Normal {
-        requests::check_replace(requests, &desired, &records, selected.as_ref())?;
-    }
-    let chosen = |a: &Address| selected.as_ref().is_none_or(|s| s.contains(a));
+    requests::check_replace(requests, &desired, &records, selected.as_ref().map(|s| &s.chosen), mode)?;
+    let chosen = |a: &Address| selected.as_ref().is_none_or(|s| s.chosen.contains(a));
 
     // What refresh saw of a CVM: it went by state's addresses, from before any move.
     let origins: BTreeMap<Address, Address> = moved.iter().map(|m| (m.to.clone(), m.from.clone())).collect();
@@ -559,7 +564,8 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let mut state = State { moved, protection, notes, refreshed: refreshed_records, warnings: vec![] };
 
     if mode == Mode::RefreshOnly {
-        return Ok(finish(config, snapshot, &known, Vec::new(), drift, state, attention, mode, requests));
+        let p = finish(config, snapshot, &known, Vec::new(), drift, state, attention, mode, requests);
+        return Ok(unmanaged::attach(p, config, &records, outside));
     }
 
     if mode != Mode::Destroy {
@@ -606,11 +612,12 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     changes.extend(deletions(&graph, &mut known, &desired, mode, &chosen, &state.moved));
     identity::check_prevent_destroy(&changes, &desired, &records)?;
     identity::check_name_cycles(&changes)?;
-    state.warnings = identity::likely_moves(&changes);
+    state.warnings = selected.map(|s| s.warnings(&changes)).unwrap_or_default();
+    state.warnings.extend(identity::likely_moves(&changes));
     let mut plan = finish(config, snapshot, &known, changes, drift, state, attention, mode, requests);
     plan.warnings.extend(digests::resent_warning(&plan));
     plan.redigested = redigested;
-    Ok(plan)
+    Ok(unmanaged::attach(plan, config, &records, outside))
 }
 
 /// What `addr` depends on, as the graph's nodes name them.
@@ -765,6 +772,7 @@ fn finish(
         attention,
         warnings,
         notes: state.notes,
+        unmanaged: Vec::new(),
     }
 }
 

@@ -56,6 +56,29 @@ impl Requests {
     }
 }
 
+/// What a partial plan covers: the CVMs it may change, and why each one the run did not name
+/// is in it, or out of it (`cvm.web[0]` → `pulled in: cvm.web[1] is made from it`).
+#[derive(Debug, Default)]
+pub(super) struct Selection {
+    pub chosen: BTreeSet<Address>,
+    /// For each CVM brought in (or left out) by following a dependency from one the run named.
+    why: BTreeMap<Address, String>,
+}
+
+impl Selection {
+    /// The warnings a partial plan adds to Terraform's: each CVM this plan changes though the
+    /// run did not name it (found by following dependencies from a target), and each CVM left
+    /// out because of one `--exclude` names, with the reason, in address order.
+    pub(super) fn warnings(&self, changes: &[super::Change]) -> Vec<String> {
+        let changed = |a: &Address| changes.iter().any(|c| c.address == *a);
+        self.why
+            .iter()
+            .filter(|(a, why)| !why.starts_with("pulled in") || changed(a))
+            .map(|(a, why)| format!("{a}: {why}"))
+            .collect()
+    }
+}
+
 /// The CVMs the plan may change: `None` for all of them. `nodes` are the plan's graph nodes
 /// (CVMs in the manifest or in state); an address the run names that is not one is an error.
 ///
@@ -69,7 +92,7 @@ pub(super) fn selection(
     in_state: &dyn Fn(&Address) -> bool,
     r: &Requests,
     mode: Mode,
-) -> Result<Option<BTreeSet<Address>>, PlanError> {
+) -> Result<Option<Selection>, PlanError> {
     let named = [("--target", &r.target), ("--exclude", &r.exclude), ("--replace", &r.replace)];
     for (flag, list) in named {
         if let Some(address) = list.iter().find(|a| instances(nodes, a).is_empty()) {
@@ -86,19 +109,59 @@ pub(super) fn selection(
         Mode::Normal | Mode::RefreshOnly => (Follow::Dependencies, Follow::Dependents),
     };
     let walk = |from: &Address, follow: Follow| reachable(graph, nodes, in_state, from, follow);
+    let mut out = Selection::default();
+    let targets: BTreeSet<Address> = r.target.iter().flat_map(|t| instances(nodes, t)).collect();
     let mut chosen: BTreeSet<String> = if r.target.is_empty() {
         nodes.keys().map(ToString::to_string).collect()
     } else {
-        let targets = r.target.iter().flat_map(|t| instances(nodes, t));
-        targets.flat_map(|t| walk(&t, pulled_in).into_iter().chain([t.to_string()])).collect()
+        let mut chosen: BTreeSet<String> = targets.iter().map(ToString::to_string).collect();
+        for t in &targets {
+            for (n, from) in walk(t, pulled_in) {
+                if chosen.insert(n.to_string()) {
+                    out.why.insert(n.clone(), format!("pulled in: {}", because(&n, &from, t, pulled_in, "--target")));
+                }
+            }
+        }
+        chosen
     };
-    for e in r.exclude.iter().flat_map(|e| instances(nodes, e)) {
+    let excluded: BTreeSet<Address> = r.exclude.iter().flat_map(|e| instances(nodes, e)).collect();
+    for e in &excluded {
         chosen.remove(e.as_str());
-        for d in walk(&e, left_out) {
-            chosen.remove(&d);
+        out.why.remove(e);
+        for (n, from) in walk(e, left_out) {
+            if chosen.remove(n.as_str()) && !excluded.contains(&n) {
+                out.why.insert(n.clone(), format!("left out: {}", because(&n, &from, e, left_out, "--exclude")));
+            }
         }
     }
-    Ok(Some(nodes.keys().filter(|a| chosen.contains(a.as_str())).cloned().collect()))
+    out.chosen = nodes.keys().filter(|a| chosen.contains(a.as_str())).cloned().collect();
+    Ok(Some(out))
+}
+
+/// Why `n` was reached from `from` along `follow`, on the way from `root`, which `flag` names:
+/// `cvm.web[1] is made from it`, `it depends on cvm.db, which --exclude names`….
+fn because(n: &Address, from: &Address, root: &Address, follow: Follow, flag: &str) -> String {
+    let (dependency, dependent) = match follow {
+        Follow::Dependencies => (n, from),
+        Follow::Dependents => (from, n),
+    };
+    let siblings = dependency.key() == dependent.key() && dependency.index().is_some();
+    let verb = match (siblings, dependency.index()) {
+        (true, Some(0)) => "is made from",
+        (true, _) => "is created after",
+        (false, _) => "depends on",
+    };
+    let on_the_way = if from == root { String::new() } else { format!(", on the way from {flag} {root}") };
+    match (flag, dependent == n) {
+        ("--exclude", true) => {
+            let whose = if from == root { "--exclude names".to_string() } else { "is left out too".to_string() };
+            let not_yet = if siblings { " (not created yet)" } else { "" };
+            format!("it {verb} {from}{not_yet}, which {whose}")
+        }
+        ("--exclude", false) => format!("{from} {verb} it and stays{on_the_way}"),
+        (_, true) => format!("it {verb} {from}, so it goes first{on_the_way}"),
+        (_, false) => format!("{from} {verb} it{on_the_way}"),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -107,16 +170,17 @@ enum Follow {
     Dependents,
 }
 
-/// Everything reachable from `from` along `follow`, but for an edge between two instances of
-/// one replicated CVM whose dependency is in state (see [`selection`]).
+/// Everything reachable from `from` along `follow`, each with the node it was reached from,
+/// but for an edge between two instances of one replicated CVM whose dependency is in state
+/// (see [`selection`]).
 fn reachable(
     graph: &Graph,
     nodes: &BTreeMap<Address, Vec<Address>>,
     in_state: &dyn Fn(&Address) -> bool,
     from: &Address,
     follow: Follow,
-) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
+) -> BTreeMap<Address, Address> {
+    let mut out = BTreeMap::new();
     let mut stack = vec![from.clone()];
     while let Some(a) = stack.pop() {
         let next = match follow {
@@ -136,7 +200,8 @@ fn reachable(
             if siblings && in_state(dependency) {
                 continue;
             }
-            if out.insert(n.to_string()) {
+            if n != from && !out.contains_key(n) {
+                out.insert(n.clone(), a.clone());
                 stack.push(n.clone());
             }
         }
@@ -159,13 +224,17 @@ fn instances(nodes: &BTreeMap<Address, Vec<Address>>, a: &Address) -> Vec<Addres
 
 /// Refuses a `--replace` the plan cannot carry out: of a CVM state does not have (nothing to
 /// replace), the manifest does not have (it would be destroyed, not replaced), or targeting
-/// leaves out.
+/// leaves out. (Only a plan in `Mode::Normal` replaces.)
 pub(super) fn check_replace(
     r: &Requests,
     desired: &BTreeMap<Address, &CvmConfig>,
     records: &BTreeMap<Address, ResourceRecord>,
     selected: Option<&BTreeSet<Address>>,
+    mode: Mode,
 ) -> Result<(), PlanError> {
+    if mode != Mode::Normal {
+        return Ok(());
+    }
     for a in &r.replace {
         let why = if !records.contains_key(a) {
             "it is not in state, so there is nothing to replace (the plan creates it)"

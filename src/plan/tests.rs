@@ -125,9 +125,9 @@ fn plan_with(
     digests: &Digester,
 ) -> Result<Plan, PlanError> {
     let s = secrets();
-    let refreshed: Option<BTreeMap<Address, Refresh>> =
+    let r: Option<BTreeMap<Address, Refresh>> =
         refreshed.map(|r| r.iter().map(|(k, v)| (k.as_str().into(), v.clone())).collect());
-    plan(&Input { config: cfg, snapshot, refreshed: refreshed.as_ref(), secrets: &s, digests, mode, requests })
+    plan(&Input { config: cfg, snapshot, refreshed: r.as_ref(), secrets: &s, digests, mode, requests, unmanaged: &[] })
 }
 
 const THREE: &str = "

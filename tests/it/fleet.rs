@@ -131,15 +131,18 @@ fn a_refresh_reads_a_list_page_per_100_cvms_and_a_detail_per_cvm_the_list_cannot
 fn a_short_state_in_a_long_list_reads_its_cvms_alone() {
     let t = quick();
     t.write("web.yml", WEB);
-    // 300 CVMs of others first: this state's two are on the list's fourth page.
-    outsiders(&t, 300);
+    // 500 CVMs of others first: this state's two are on the list's sixth page.
+    outsiders(&t, 500);
     t.manifest(&fleet(2, ""));
     t.run(&["apply", "--auto-approve"]).ok();
     let before = Endpoints::now(&t);
     t.run(&["plan", "--detailed-exitcode"]).code(0);
     let after = Endpoints::now(&t);
-    // Page 1 does not have them; three more pages would cost more than their two details.
+    // Page 1 does not have them; five more pages would cost more than their two details and
+    // the two listings of their apps' instances (for instances made outside teeform).
     assert_eq!((after.since(&before, PAGES), after.since(&before, DETAIL)), (1, 2));
+    assert_eq!(after.since(&before, "GET /api/v1/apps/{app_id}/cvms"), 2);
+    assert_eq!(after.total() - before.total(), 5, "nothing else: {}", after.0["endpoints"]);
     // Deleted outside: still found.
     assert_eq!(t.api("DELETE", "/cvms/svc-001", None).0, 204);
     let r = t.run(&["plan", "--detailed-exitcode"]);

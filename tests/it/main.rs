@@ -33,4 +33,5 @@ mod shell;
 mod sim_limits;
 mod sim_wire;
 mod trust;
+mod unmanaged;
 mod values;

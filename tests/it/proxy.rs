@@ -31,6 +31,9 @@ pub enum Fault {
     Generate(Generate),
     /// A 200 whose body never ends (a declared `Content-Length`, if given, is a lie).
     Endless { declared_length: Option<u64> },
+    /// Forwards (the upstream acts), then holds the answer this long: a client killed
+    /// meanwhile never learns what happened.
+    Hold(std::time::Duration),
 }
 
 impl Fault {
@@ -262,6 +265,14 @@ async fn handle(State(p): State<Arc<Inner>>, req: Request) -> Response {
                 r = r.header("content-length", n.to_string());
             }
             r.body(Body::from_stream(stream)).expect("response")
+        }
+        Some(Fault::Hold(d)) => {
+            let r = forward(&p, &method, &target, &headers, body).await;
+            tokio::time::sleep(d).await;
+            match r {
+                Ok((status, _, bytes)) => json_response(status, &serde_json::from_slice(&bytes).unwrap_or(Value::Null)),
+                Err(r) => r,
+            }
         }
         Some(Fault::Rewrite(f)) => match forward(&p, &method, &target, &headers, body).await {
             Ok((status, _, bytes)) => {

@@ -436,3 +436,18 @@ fn a_paused_roll_reports_its_failed_precondition_once() {
     let (_, instances, _) = app(&t);
     assert_eq!(instances.iter().filter(|i| i["updates"] == 1).count(), 2, "[2] and [3] untouched: {instances:?}");
 }
+
+#[test]
+fn a_target_says_which_instance_it_pulls_in_and_why() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    t.manifest(&manifest(2, ""));
+    let p = t.run(&["plan", "--target", "cvm.web[1]"]);
+    p.ok();
+    assert!(p.stdout.contains("warning: cvm.web[0]: pulled in: cvm.web[1] is made from it"), "{}", p.stdout);
+    let j = t.run(&["plan", "--json", "--target", "cvm.web[1]"]);
+    assert!(j.ok().stdout.contains("cvm.web[0]: pulled in: cvm.web[1] is made from it"), "{}", j.stdout);
+    t.run(&["apply", "--auto-approve", "--target", "cvm.web[1]"]).ok();
+    // Both are in state now: the next targeted plan pulls nothing in.
+    let p = t.run(&["plan", "--target", "cvm.web[1]"]);
+    assert!(!p.ok().stdout.contains("pulled in"), "{}", p.stdout);
+}

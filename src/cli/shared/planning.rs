@@ -43,6 +43,7 @@ pub async fn make_plan(ctx: &Ctx, s: &Session, args: &PlanArgs, mode: Mode) -> C
             digests: &s.digests,
             mode,
             requests: &requests,
+            unmanaged: refreshed.map_or(&[], |r| &r.unmanaged),
         })
     };
     let mut p = planned(refreshed.as_ref())?;
@@ -166,6 +167,19 @@ async fn catalogs(api: &Api, needed: &BTreeSet<Attr>) -> CliResult<plan::checks:
     Ok(c)
 }
 
+/// The names the plan's changes give CVMs (creates, replacements, renames), with the address
+/// of the change. A replica (`POST /cvms/{id}/replicas`) takes its app's name: it needs none.
+fn names_taken(p: &Plan) -> BTreeMap<&str, &str> {
+    p.changes
+        .iter()
+        .filter(|c| {
+            let replica = c.instance.as_ref().is_some_and(|i| i.source.is_some());
+            (matches!(c.action, Action::Create | Action::Replace) && !replica) || c.renames()
+        })
+        .filter_map(|c| c.after.as_ref().map(|a| (a.name.as_str(), c.address.as_str())))
+        .collect()
+}
+
 /// Refuses creates and renames to a name a CVM outside this state already has: applying one
 /// would fail or make a second CVM of that name. Reads the CVM list (`listing`, when the
 /// refresh read it already) only when the plan creates or renames something.
@@ -177,12 +191,7 @@ async fn names_are_free(
     listing: Option<Vec<RemoteCvm>>,
     parallelism: usize,
 ) -> CliResult<()> {
-    let creating: BTreeMap<&str, &str> = p
-        .changes
-        .iter()
-        .filter(|c| matches!(c.action, Action::Create | Action::Replace) || c.renames())
-        .filter_map(|c| c.after.as_ref().map(|a| (a.name.as_str(), c.address.as_str())))
-        .collect();
+    let creating = names_taken(p);
     if creating.is_empty() {
         return Ok(());
     }

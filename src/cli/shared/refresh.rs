@@ -13,13 +13,17 @@
 //! - that the plan updates in a way that changes the app compose ([`with_details`]: the
 //!   preview of the new compose hash starts from the CVM's app compose).
 //!
+//! Beside them, the refresh finds the instances of state's apps that no record holds (made
+//! outside teeform, e.g. `phala cvms replicate`): from the list when it read it whole and every
+//! item names its app, else with one `GET /apps/{id}/cvms` per app. The plan shows them.
+//!
 //! When the list is much longer than the CVMs state lacks from its first page (a small
 //! manifest in a large account), those CVMs are read one by one instead: a refresh never
-//! costs more than one request per CVM, plus the first page. `TEEFORM_PER_CVM_READS=1`
+//! costs more than one request per CVM and one per app, plus the first page. `TEEFORM_PER_CVM_READS=1`
 //! reads every CVM by its detail, as teeform did before (for comparison, or should the API's
 //! list misbehave).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use futures::StreamExt;
 
@@ -39,6 +43,9 @@ pub struct Refreshed {
     /// Every CVM at the endpoint, when the refresh read the whole list (the check that names
     /// to create are free reuses it).
     pub listing: Option<Vec<RemoteCvm>>,
+    /// Instances of the apps of CVMs in state that no record holds (made outside teeform),
+    /// from the list when it was read whole, else one `GET /apps/{id}/cvms` per app.
+    pub unmanaged: Vec<RemoteCvm>,
 }
 
 /// Refreshes every CVM in `snapshot` (none: no request).
@@ -65,8 +72,9 @@ pub async fn refresh(ctx: &Ctx, s: &Session, snapshot: &Snapshot, parallelism: u
             // The API gives no counts: the list is read to its end.
             None => 1,
         };
-        // Reading the rest of a long list can cost more than reading the CVMs it would find.
-        let read_all = more_pages <= unmatched as u64;
+        // Reading the rest of a long list can cost more than reading the CVMs it would find
+        // and listing the instances of their apps.
+        let read_all = more_pages <= (unmatched + apps_of(&records, &out.found).len()) as u64;
         let listing = if read_all {
             providers::list_rest(api.client.as_ref(), first, parallelism)
                 .await
@@ -104,7 +112,65 @@ pub async fn refresh(ctx: &Ctx, s: &Session, snapshot: &Snapshot, parallelism: u
         }
     }
     boot_errors(ctx, api, &mut out.found).await;
+    out.unmanaged = unmanaged(ctx, api, &records, &out, parallelism).await;
     Ok(out)
+}
+
+/// The app ids (bare, lower case) of `records` and of what refresh found of them.
+fn apps_of(records: &[&ResourceRecord], found: &BTreeMap<Address, Refresh>) -> BTreeSet<String> {
+    let remote = found.values().filter_map(|r| match r {
+        Refresh::Found(r) => r.ids.app_id.as_deref(),
+        Refresh::Gone => None,
+    });
+    records.iter().filter_map(|r| r.ids.app_id.as_deref()).chain(remote).map(norm_id).collect()
+}
+
+/// The instances of the apps of `records` that no record holds: from the whole list when the
+/// refresh read it and every item names its app; else one `GET /apps/{id}/cvms` per app,
+/// `parallelism` at a time. An app whose instances cannot be read costs a warning, not the plan.
+async fn unmanaged(
+    ctx: &Ctx,
+    api: &Api,
+    records: &[&ResourceRecord],
+    out: &Refreshed,
+    parallelism: usize,
+) -> Vec<RemoteCvm> {
+    let apps = apps_of(records, &out.found);
+    let mut held: HashSet<String> = HashSet::new();
+    let remotes = out.found.values().filter_map(|r| match r {
+        Refresh::Found(r) => Some(&r.ids),
+        Refresh::Gone => None,
+    });
+    for ids in records.iter().map(|r| &r.ids).chain(remotes) {
+        held.extend(ids.vm_uuid.iter().chain([&ids.id]).map(|x| norm_id(x)));
+    }
+    let ours = |c: &RemoteCvm| {
+        c.ids.app_id.as_deref().is_some_and(|a| apps.contains(&norm_id(a)))
+            && !c.ids.vm_uuid.iter().chain([&c.ids.id]).any(|x| held.contains(&norm_id(x)))
+    };
+    if let Some(listing) = out.listing.as_deref().filter(|l| l.iter().all(|c| c.ids.app_id.is_some())) {
+        return listing.iter().filter(|c| ours(c)).cloned().collect();
+    }
+    let client = &api.client;
+    let lists: Vec<_> = futures::stream::iter(apps.iter().map(|a| async move { (a, client.app_instances(a).await) }))
+        .buffer_unordered(parallelism)
+        .collect()
+        .await;
+    let mut found = Vec::new();
+    for (app, r) in lists {
+        match r {
+            Ok(instances) => {
+                // The app is the one asked for, whether or not each item says so.
+                let named = instances.into_iter().map(|mut c| {
+                    c.ids.app_id.get_or_insert_with(|| app.clone());
+                    c
+                });
+                found.extend(named.filter(|c| ours(c)));
+            }
+            Err(e) => ctx.shell.warn(&format!("cannot list the instances of app {app}: {e}")),
+        }
+    }
+    found
 }
 
 /// Reads the detail of the CVMs the plan updates in a way that changes their app compose

@@ -172,6 +172,16 @@ pub async fn reconcile(ctx: &Ctx, store: &dyn Store, api: &Api) -> CliResult<()>
             ctx.command_line(&format!("import cvm.NAME {id}"))
         ));
     }
+    for (a, ids) in &r.ambiguous {
+        let imports: Vec<String> =
+            ids.iter().map(|id| format!("`{}`", ctx.command_line(&format!("import {a} {id}")))).collect();
+        sh.warn(&format!(
+            "{a}: a replicate interrupted earlier made one of {} new instances of its app ({}); the rest were made outside teeform meanwhile and nothing tells which is teeform's, so none was adopted: {} manages the one you choose, and the plan shows them all",
+            ids.len(),
+            ids.join(", "),
+            imports.join(" or ")
+        ));
+    }
     if r.kept > 0 {
         sh.warn(&format!(
             "{} update(s) are paused awaiting on-chain registration; `{}` finishes them",

@@ -201,6 +201,30 @@ fn targeting_picks_dependencies_and_leaves_out_dependents() {
     let p = try_plan(&cfg, &empty, None, Mode::Normal, &r).unwrap();
     assert!(p.warnings.iter().any(|w| w.starts_with("targeting is in effect (--target cvm.db)")), "{:?}", p.warnings);
     assert!(!p.outputs_changed && p.outputs.is_empty());
+    // What the run did not name is explained: pulled in (when it changes), or left out.
+    let why = |mode: Mode, target: &[&str], exclude: &[&str], s: &Snapshot| {
+        let to = |l: &[&str]| l.iter().map(|a| Address::from(*a)).collect();
+        let r = Requests { target: to(target), exclude: to(exclude), ..Default::default() };
+        let p = try_plan(&cfg, s, None, mode, &r).unwrap();
+        p.warnings.into_iter().filter(|w| w.contains(": pulled in: ") || w.contains(": left out: ")).collect::<Vec<_>>()
+    };
+    assert_eq!(why(Mode::Normal, &["cvm.api"], &[], &empty), ["cvm.db: pulled in: cvm.api depends on it"]);
+    assert!(why(Mode::Normal, &["cvm.api"], &[], &all).is_empty(), "cvm.db is in, but has no change");
+    assert_eq!(
+        why(Mode::Normal, &[], &["cvm.db"], &empty),
+        [
+            "cvm.api: left out: it depends on cvm.db, which --exclude names",
+            "cvm.worker: left out: it depends on cvm.db, which --exclude names"
+        ]
+    );
+    assert_eq!(
+        why(Mode::Destroy, &["cvm.db"], &[], &all),
+        [
+            "cvm.api: pulled in: it depends on cvm.db, so it goes first",
+            "cvm.worker: pulled in: it depends on cvm.db, so it goes first"
+        ]
+    );
+    assert_eq!(why(Mode::Destroy, &[], &["cvm.api"], &all), ["cvm.db: left out: cvm.api depends on it and stays"]);
     let r = Requests { exclude: vec!["cvm.dbb".into()], ..Default::default() };
     let e = try_plan(&cfg, &empty, None, Mode::Normal, &r).unwrap_err();
     assert_eq!(e.to_string(), "--exclude cvm.dbb: there is no such CVM in the manifest or in state");

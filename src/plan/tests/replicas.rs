@@ -109,11 +109,68 @@ fn nodes_spread_instances_and_target_names_every_instance() {
     let p = try_plan(&cfg, &snap(vec![]), None, Mode::Normal, &one).unwrap();
     let mut got: Vec<String> = p.changes.iter().map(|c| c.address.to_string()).collect();
     got.sort();
-    // An instance, with what it waits for: instance 0 it is made from, the batch before.
+    // An instance, with what it waits for: instance 0 it is made from, the batch before;
+    // the warnings say why each of those is in.
     assert_eq!(got, ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"]);
+    let why: Vec<&String> = p.warnings.iter().filter(|w| w.contains("pulled in")).collect();
+    assert_eq!(
+        why,
+        ["cvm.web[0]: pulled in: cvm.web[2] is made from it", "cvm.web[1]: pulled in: cvm.web[2] is created after it"]
+    );
+    let out = Requests { exclude: vec!["cvm.web[0]".into()], ..Default::default() };
+    let p = try_plan(&cfg, &snap(vec![]), None, Mode::Normal, &out).unwrap();
+    assert!(
+        p.warnings.contains(
+            &"cvm.web[1]: left out: it is made from cvm.web[0] (not created yet), which --exclude names".into()
+        ),
+        "{:?}",
+        p.warnings
+    );
     let unknown = Requests { target: vec!["cvm.web[3]".into()], ..Default::default() };
     assert!(matches!(
         try_plan(&cfg, &snap(vec![]), None, Mode::Normal, &unknown),
         Err(PlanError::UnknownAddress { .. })
     ));
+}
+
+#[test]
+fn instances_made_outside_are_offered_the_plans_creates_first_then_free_indices() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let remote = |uuid: &str, app: &str| RemoteCvm {
+        ids: CloudIds { id: uuid.into(), vm_uuid: Some(uuid.into()), app_id: Some(app.into()), ..Default::default() },
+        status: "running".into(),
+        in_progress: false,
+        compose_hash: None,
+        attrs: CvmAttrs { name: "web-main".into(), node: Some("prod5".into()), ..Default::default() },
+        app_compose: None,
+        os_image_hash: None,
+        env_pubkey: None,
+        kms_info: None,
+        boot: Default::default(),
+    };
+    // State has [0] and [1]; the manifest wants three, so the plan creates [2].
+    let p = run(&f.config(&web(3, "")), &snap(instances(2, WEB)), None, Mode::Normal);
+    assert_eq!(addresses(&p), [("cvm.web[2]".into(), Action::Create)]);
+    let app = format!("app_{}", "A".repeat(40));
+    let found = [remote("u-9", &app), remote("u-8", &app), remote("u-7", &"b".repeat(40))];
+    let records = snap(instances(2, WEB)).resources;
+    let p = unmanaged::attach(p, &f.config(&web(3, "")), &records, &found);
+    let shown: Vec<_> = p
+        .unmanaged
+        .iter()
+        .map(|u| (u.id.as_str(), u.import_as.clone(), u.instead_of_create, u.replicas_after))
+        .collect();
+    // Another app's instance is not shown; the first (by vm_uuid) takes the create's index.
+    assert_eq!(
+        shown,
+        [("u-8", Some("cvm.web[2]".into()), true, None), ("u-9", Some("cvm.web[3]".into()), false, Some(4))]
+    );
+    assert_eq!(p.summary(), (1, 0, 0), "they are no change of the plan");
+    let text = render::render(&p, &Palette::plain());
+    assert!(text.contains("teeform import cvm.web[3] u-9, then set `replicas: 4` on cvm.web"), "{text}");
+    // Destroying, they are shown with nothing to import.
+    let d = run(&f.config(&web(3, "")), &snap(instances(2, WEB)), None, Mode::Destroy);
+    let d = unmanaged::attach(d, &f.config(&web(3, "")), &records, &found[..1]);
+    assert_eq!((d.unmanaged.len(), d.unmanaged[0].import_as.clone()), (1, None));
+    assert!(render::render(&d, &Palette::plain()).contains("it is not teeform's to destroy"));
 }

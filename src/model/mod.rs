@@ -10,10 +10,12 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::Template;
 
 mod address;
+pub mod moves;
 pub mod schema;
 mod status;
 
 pub use address::{Address, AddressError};
+pub use moves::MoveError;
 pub use schema::{Attr, SCHEMA, Update};
 pub use status::{CvmStatus, Power};
 

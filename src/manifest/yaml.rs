@@ -341,7 +341,10 @@ impl Builder<'_> {
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 let plain = matches!(style, TScalarStyle::Plain);
-                let end = self.scalar_end(at, &text, style);
+                let (at, end) = match self.empty_at(at, &text, style, tag.is_some()) {
+                    Some(i) => (i, i + 1),
+                    None => (at, self.scalar_end(at, &text, style)),
+                };
                 let tag = tag
                     .map(|t| match (t.handle.as_str(), t.suffix.as_str()) {
                         ("tag:yaml.org,2002:", "str") | ("!", "") | ("", "!") => Tag::Str,
@@ -430,6 +433,40 @@ impl Builder<'_> {
         if anchor > 0 {
             let size = self.written + self.aliased - before;
             self.anchors.insert(anchor, (node.clone(), size));
+        }
+    }
+
+    /// Where a value written as nothing (`key:` or `-` with nothing after it) is: yaml-rust2
+    /// marks it at the next token, often lines below, so this finds the `:`, `-`, `,`, `?`,
+    /// `[` or `{` before it, over blanks and comments. `None` for any other scalar, or when
+    /// no indicator is found.
+    fn empty_at(&self, at: usize, text: &str, style: TScalarStyle, tagged: bool) -> Option<usize> {
+        if !text.is_empty() || !matches!(style, TScalarStyle::Plain) || tagged {
+            return None;
+        }
+        let mut end = at.min(self.src.len());
+        loop {
+            let trimmed = self.src[..end].trim_end();
+            let line_start = trimmed.rfind('\n').map_or(0, |i| i + 1);
+            let line = &trimmed[line_start..];
+            let indent = line.len() - line.trim_start().len();
+            let comment = if line.trim_start().starts_with('#') { Some(indent) } else { line.find(" #") };
+            match comment {
+                Some(c) => end = line_start + c,
+                None => {
+                    let last = trimmed.chars().next_back()?;
+                    let i = trimmed.len() - last.len_utf8();
+                    // The next item's `-`, on the line of the content it starts: look further.
+                    let next_item = last == '-'
+                        && !self.src[i..at].contains('\n')
+                        && self.src[at..].chars().next().is_some_and(|c| !c.is_whitespace());
+                    if next_item {
+                        end = i;
+                        continue;
+                    }
+                    return matches!(last, ':' | '-' | ',' | '?' | '[' | '{').then_some(i);
+                }
+            }
         }
     }
 

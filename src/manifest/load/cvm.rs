@@ -102,7 +102,9 @@ impl Loader<'_> {
                 .add_hint("use letters, digits, `-` and `_`");
         }
         let fields = self.entries(spec, &what, Some(&CVM_KEYS));
-        if !matches!(spec.kind, Kind::Map(_)) {
+        // A key with nothing under it (`web:` and a comment) is a CVM with no keys, reported as
+        // such, never a CVM that vanishes (and whose CVM the plan would destroy).
+        if !matches!(spec.kind, Kind::Map(_)) && !spec.is_null() {
             return None;
         }
         let mut c = new_cvm(key, knode.span);

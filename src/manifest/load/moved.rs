@@ -37,6 +37,12 @@ impl Loader<'_> {
 
     /// One entry, its two addresses read; `None` when one is missing or unreadable.
     fn moved_entry(&mut self, it: &Node) -> Option<Moved> {
+        if it.is_null() {
+            self.err(it.span, "a `moved` entry needs `from` and `to`")
+                .set_label("empty entry")
+                .add_hint("write `- {from: cvm.OLD_KEY, to: cvm.NEW_KEY}`, or drop the `-`");
+            return None;
+        }
         let fields = self.entries(it, "a `moved` entry", Some(&["from", "to"]));
         if !matches!(it.kind, Kind::Map(_)) {
             return None;

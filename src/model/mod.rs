@@ -262,6 +262,14 @@ impl ResourceRecord {
     }
 }
 
+/// The form CVM names are compared in wherever a name stands for a CVM (two CVMs of one
+/// name, a name taken at the endpoint, a name freed for another): without letter case.
+/// UNVERIFIED: Phala Cloud names are hostnames, and DNS ignores case; the API's own
+/// comparison is not documented, so teeform refuses what either reading would refuse.
+pub fn name_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
 /// The records after moving each `(from, to)` (`moved:`, `state mv`): a moved record under its
 /// new address, and every record's dependencies naming a moved address named by its new one.
 /// The caller has checked that each `from` is held and each `to` free (and none is both).

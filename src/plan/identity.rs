@@ -106,11 +106,12 @@ pub(super) fn check_prevent_destroy(
 /// change that frees it (apply orders them so), and a cycle of such waits (two CVMs swapping
 /// names) has no order.
 pub(super) fn check_name_cycles(changes: &[Change]) -> Result<(), PlanError> {
-    fn name(a: Option<&model::CvmAttrs>) -> Option<&str> {
-        a.map(|a| a.name.as_str())
+    // Names compared without letter case (`model::name_key`).
+    fn name(a: Option<&model::CvmAttrs>) -> Option<String> {
+        a.map(|a| model::name_key(&a.name))
     }
     // Who frees each name: a change whose CVM has it now and will not.
-    let freed_by: BTreeMap<&str, usize> = changes
+    let freed_by: BTreeMap<String, usize> = changes
         .iter()
         .enumerate()
         .filter(|(_, c)| c.action != Action::Create && name(c.before.as_ref()) != name(c.after.as_ref()))
@@ -121,8 +122,9 @@ pub(super) fn check_name_cycles(changes: &[Change]) -> Result<(), PlanError> {
         let mut at = start;
         let mut current = c;
         while let Some(n) = name(current.after.as_ref()).filter(|_| current.action != Action::Delete) {
-            let Some(&next) = freed_by.get(n).filter(|&&j| j != at) else { break };
-            cycle.push((current.address.clone(), n.to_string()));
+            let Some(&next) = freed_by.get(&n).filter(|&&j| j != at) else { break };
+            let written = current.after.as_ref().map_or(n, |a| a.name.clone());
+            cycle.push((current.address.clone(), written));
             if next == start {
                 return Err(PlanError::NameCycle { cycle });
             }
@@ -175,7 +177,10 @@ pub(super) fn likely_moves(changes: &[Change], records: &BTreeMap<Address, Resou
     };
     let mut out = Vec::new();
     for (old, (gone, names)) in &destroyed {
-        let Some((new, (made, _))) = created.iter().find(|(_, (_, n))| n.iter().any(|n| names.contains(n))) else {
+        let same = |a: &&str, b: &&str| model::name_key(a) == model::name_key(b);
+        let Some((new, (made, _))) =
+            created.iter().find(|(_, (_, n))| n.iter().any(|n| names.iter().any(|m| same(n, m))))
+        else {
             continue;
         };
         let (from, to) = (Address::cvm(old), Address::cvm(new));

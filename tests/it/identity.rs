@@ -358,3 +358,35 @@ fn moving_a_one_replica_cvm_to_a_replicated_key_keeps_it_as_instance_0() {
     assert_eq!(t.run(&["state", "list"]).ok().stdout, "cvm.newkey[0]\ncvm.newkey[1]\n");
     assert!(t.run(&["plan"]).ok().stdout.contains("No changes."));
 }
+
+/// Names are compared without letter case: a CVM whose name differs from one the endpoint
+/// already has only in case (`shop-PROD`, `shop-prod`) is refused before anything is sent,
+/// with the import hint, as an exact clash is.
+#[test]
+fn a_name_taken_in_other_letter_case_is_refused_before_anything_is_sent() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest("cvms:\n  shop:\n    name: shop-${workspace}\n    compose: web.yml\n");
+    t.run(&["--workspace", "PROD", "apply", "--auto-approve"]).ok();
+    assert_eq!(t.stats()["cvm_count"], 1);
+    let before = mutating(&t);
+    for workspace in ["prod", "Prod", "PROD2"] {
+        let r = t.run(&["--workspace", workspace, "apply", "--auto-approve"]);
+        if workspace == "PROD2" {
+            r.ok();
+            continue;
+        }
+        r.code(1);
+        assert!(r.stderr.contains("cvm.shop: a CVM with that name already exists"), "{workspace}: {}", r.stderr);
+        assert!(r.stderr.contains("manages the existing CVM"), "{workspace}: {}", r.stderr);
+        assert_eq!(mutating(&t), before, "{workspace}: nothing was sent");
+    }
+    // Renaming into another CVM's name in other case is refused the same way.
+    t.manifest("cvms:\n  shop:\n    name: SHOP-prod\n    compose: web.yml\n");
+    let sent = mutating(&t);
+    let r = t.run(&["--workspace", "PROD2", "apply", "--auto-approve"]);
+    r.code(1);
+    assert!(r.stderr.contains("cvm.shop is renamed: give it a `name:` no other CVM has"), "{}", r.stderr);
+    assert_eq!(mutating(&t), sent);
+    assert_eq!(t.stats()["cvm_count"], 2);
+}

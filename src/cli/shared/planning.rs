@@ -177,11 +177,12 @@ async fn names_are_free(
     listing: Option<Vec<RemoteCvm>>,
     parallelism: usize,
 ) -> CliResult<()> {
-    let creating: BTreeMap<&str, &str> = p
+    // Names compared without letter case (`model::name_key`).
+    let creating: BTreeMap<String, &str> = p
         .changes
         .iter()
         .filter(|c| matches!(c.action, Action::Create | Action::Replace) || c.renames())
-        .filter_map(|c| c.after.as_ref().map(|a| (a.name.as_str(), c.address.as_str())))
+        .filter_map(|c| c.after.as_ref().map(|a| (crate::model::name_key(&a.name), c.address.as_str())))
         .collect();
     if creating.is_empty() {
         return Ok(());
@@ -207,7 +208,7 @@ async fn names_are_free(
         .filter(|r| !ours.contains(r.ids.id.as_str()) && !r.ids.vm_uuid.as_deref().is_some_and(|u| ours.contains(u)))
         .filter_map(|r| {
             creating
-                .get(r.attrs.name.as_str())
+                .get(&crate::model::name_key(&r.attrs.name))
                 .map(|addr| (*addr, r.ids.vm_uuid.clone().unwrap_or_else(|| r.ids.id.clone())))
         })
         .collect();

@@ -33,6 +33,18 @@ fn renames_that_swap_names_are_refused() {
         "cvms:\n  a:\n    name: name-b\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n  b:\n    name: name-c\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n",
     );
     assert_eq!(run(&cfg, &s, None, Mode::Normal).summary(), (0, 2, 0));
+    // Names are compared without letter case: a swap in other case is a swap too, and the
+    // error shows the names as the manifest writes them.
+    let cfg = f.config(
+        "cvms:\n  a:\n    name: NAME-B\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n  b:\n    name: Name-A\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n",
+    );
+    let e = try_plan(&cfg, &s, None, Mode::Normal, &Requests::default()).unwrap_err();
+    assert_eq!(e.to_string(), "renames form a cycle: cvm.a → `NAME-B`, cvm.b → `Name-A`");
+    // A case-only rename frees nothing another waits for.
+    let cfg = f.config(
+        "cvms:\n  a:\n    name: Name-A\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n  b:\n    name: name-b\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n",
+    );
+    assert_eq!(run(&cfg, &s, None, Mode::Normal).summary(), (0, 1, 0));
 }
 
 #[test]

@@ -341,10 +341,7 @@ impl Builder<'_> {
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 let plain = matches!(style, TScalarStyle::Plain);
-                let (at, end) = match self.empty_at(at, &text, style, tag.is_some()) {
-                    Some(i) => (i, i + 1),
-                    None => (at, self.scalar_end(at, &text, style)),
-                };
+                let span = self.scalar_span(at, &text, style, tag.is_some());
                 let tag = tag
                     .map(|t| match (t.handle.as_str(), t.suffix.as_str()) {
                         ("tag:yaml.org,2002:", "str") | ("!", "") | ("", "!") => Tag::Str,
@@ -356,7 +353,7 @@ impl Builder<'_> {
                         (h, s) => Tag::Other(format!("{h}{s}")),
                     })
                     .map(Box::new);
-                let node = Node { kind: Kind::Scalar { text, plain, tag }, span: Span::new(at, end) };
+                let node = Node { kind: Kind::Scalar { text, plain, tag }, span };
                 self.remember(anchor, &node, before);
                 Ok(node)
             }
@@ -433,6 +430,14 @@ impl Builder<'_> {
         if anchor > 0 {
             let size = self.written + self.aliased - before;
             self.anchors.insert(anchor, (node.clone(), size));
+        }
+    }
+
+    /// Where a scalar marked at `at` is: [`Builder::empty_at`], else [`Builder::scalar_end`].
+    fn scalar_span(&self, at: usize, text: &str, style: TScalarStyle, tagged: bool) -> Span {
+        match self.empty_at(at, text, style, tagged) {
+            Some(i) => Span::new(i, i + 1),
+            None => Span::new(at, self.scalar_end(at, text, style)),
         }
     }
 

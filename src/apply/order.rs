@@ -28,10 +28,11 @@ pub(super) fn dependencies(plan: &Plan) -> BTreeMap<Address, BTreeSet<Address>> 
                 }
                 // A name freed by a delete, a replacement or a rename must be free before it is
                 // taken again (the planner refuses renames that wait on each other).
-                let name = c.after.as_ref().map(|a| a.name.as_str());
+                // Names compared without letter case (`model::name_key`).
+                let key = |a: Option<&crate::model::CvmAttrs>| a.map(|a| crate::model::name_key(&a.name));
+                let name = key(c.after.as_ref());
                 let frees = |o: &Change| {
-                    let before = o.before.as_ref().map(|b| b.name.as_str());
-                    o.action != Action::Create && before == name && o.after.as_ref().map(|a| a.name.as_str()) != name
+                    o.action != Action::Create && key(o.before.as_ref()) == name && key(o.after.as_ref()) != name
                 };
                 for other in plan.changes.iter().filter(|o| o.address != c.address) {
                     if frees(other) {

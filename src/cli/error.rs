@@ -26,7 +26,7 @@ use crate::graph::CycleError;
 use crate::lockfile::LockError;
 use crate::manifest::data::DataKind;
 use crate::manifest::{Diagnostic, ManifestError};
-use crate::model::Address;
+use crate::model::{Address, MoveError};
 use crate::plan::PlanError;
 use crate::providers::{ApiError, ErrorKind};
 use crate::state::{MigrateError, StateError};
@@ -363,6 +363,36 @@ impl From<CycleError> for CliError {
     }
 }
 
+/// A `moved:` entry or a `state mv` that cannot be carried out as written.
+impl From<MoveError> for CliError {
+    fn from(e: MoveError) -> Self {
+        let c = CliError::new(format!("{e}; nothing was changed"));
+        match e {
+            MoveError::Taken { from, held, .. } => c.hint(Hint::run(
+                format!("if {held} is the CVM that was at {from}, drop the move; otherwise "),
+                format!("state rm {held}"),
+                " forgets the CVM state holds there (the CVM itself is left alone)",
+            )),
+            MoveError::Ambiguous { to, instances, .. } => c.hint(format!(
+                "move the whole CVM to {} (each instance keeps its index), or one instance at a time ({} to {to})",
+                to.entry(),
+                instances[0]
+            )),
+            MoveError::NotAnInstance { to, replicas, .. } if replicas <= 1 => {
+                c.hint(format!("move it to `{}`, the one CVM it is", to.entry()))
+            }
+            MoveError::NotAnInstance { to, replicas, .. } => c.hint(format!(
+                "its instances are {} through {}",
+                Address::instance(to.key(), 0),
+                Address::instance(to.key(), replicas - 1),
+            )),
+            MoveError::Collision { .. } => {
+                c.hint("each CVM in state moves to an address of its own: name the instances one by one")
+            }
+        }
+    }
+}
+
 impl From<PlanError> for CliError {
     fn from(e: PlanError) -> Self {
         let message = format!("{e}; nothing was changed");
@@ -376,11 +406,7 @@ impl From<PlanError> for CliError {
                 CliError::new(message).hint(hint)
             }
             PlanError::NotReplaceable { .. } => CliError::new(message),
-            PlanError::MoveTargetTaken { from, to } => CliError::new(message).hint(Hint::run(
-                format!("if {to} is the CVM that was at {from}, drop the `moved` entry; otherwise "),
-                format!("state rm {to}"),
-                " forgets the CVM state holds there (the CVM itself is left alone)",
-            )),
+            PlanError::Move(m) => m.into(),
             PlanError::PreventDestroy { blocked } => {
                 let mut c = CliError::new(message);
                 for (address, action) in blocked.iter().skip(1) {

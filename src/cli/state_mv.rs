@@ -5,7 +5,7 @@
 use super::context::Ctx;
 use super::error::{CliError, CliResult, Hint, exit};
 use super::shared::records::not_in_state;
-use crate::model::{Address, moved_records};
+use crate::model::{Address, moved_records, moves};
 use crate::state::Batch;
 
 pub async fn run(ctx: &Ctx, source: &Address, destination: &Address) -> CliResult {
@@ -14,8 +14,12 @@ pub async fn run(ctx: &Ctx, source: &Address, destination: &Address) -> CliResul
     };
     let result = mv(&*store, source, destination).await;
     store.close().await?;
-    result?;
-    ctx.shell.println(&format!("Moved {source} to {destination} (the CVM itself was not touched)."))?;
+    for (from, to) in result? {
+        ctx.shell.println(&format!("Moved {from} to {to} (the CVM itself was not touched)."))?;
+    }
+    if source.key() == destination.key() {
+        return Ok(exit::OK);
+    }
     ctx.shell.note(&format!(
         "rename `{}:` to `{}:` under `cvms:` in the manifest too, or the next plan creates {source} again and destroys {destination}",
         source.key(),
@@ -24,34 +28,38 @@ pub async fn run(ctx: &Ctx, source: &Address, destination: &Address) -> CliResul
     Ok(exit::OK)
 }
 
-async fn mv(store: &dyn crate::state::Store, source: &Address, destination: &Address) -> CliResult<()> {
+/// Moves what `source` names (every instance of a replicated CVM for an address without an
+/// index, each keeping its index: `model::moves::resolve`); returns the moves made.
+async fn mv(
+    store: &dyn crate::state::Store,
+    source: &Address,
+    destination: &Address,
+) -> CliResult<Vec<(Address, Address)>> {
     let snap = store.snapshot().await?;
-    if !snap.resources.contains_key(source) {
-        return Err(not_in_state(source.as_str(), snap.resources.keys()));
-    }
     if source == destination {
         return Err(CliError::new(format!("{source} is already at {destination}; nothing was changed")));
     }
-    if snap.resources.contains_key(destination) {
-        return Err(CliError::new(format!("state already holds a CVM at {destination}; nothing was changed")).hint(
-            Hint::run("", format!("state rm {destination}"), " forgets it first (the CVM itself is left alone)"),
-        ));
+    let pairs = moves::resolve(&snap.resources, source, destination, None)?;
+    if pairs.is_empty() {
+        return Err(not_in_state(source.as_str(), snap.resources.keys()));
     }
     // An operation in flight (or paused for on-chain registration) names the old address.
-    if let Some(e) = store.journal().await?.iter().find(|e| e.address == *source) {
+    let journal = store.journal().await?;
+    if let Some(e) = journal.iter().find(|e| pairs.iter().any(|(from, _)| e.address == *from)) {
         let (what, next) = if e.op == crate::apply::onchain::PENDING_OP {
             ("an update paused for on-chain registration", "apply --resume")
         } else {
             ("an interrupted operation", "plan")
         };
-        return Err(CliError::new(format!("{source} has {what}; nothing was changed")).hint(Hint::run(
+        return Err(CliError::new(format!("{} has {what}; nothing was changed", e.address)).hint(Hint::run(
             "finish it first (",
             next,
             "), then move the CVM",
         )));
     }
-    let records = moved_records(&snap.resources, &[(source.clone(), destination.clone())]);
+    let records = moved_records(&snap.resources, &pairs);
     let put = records.into_values().filter(|r| snap.resources.get(&r.address) != Some(r)).collect();
-    store.commit(Batch { put, remove: vec![source.clone()], ..Default::default() }).await?;
-    Ok(())
+    let remove = pairs.iter().map(|(from, _)| from.clone()).filter(|f| !pairs.iter().any(|(_, to)| to == f)).collect();
+    store.commit(Batch { put, remove, ..Default::default() }).await?;
+    Ok(pairs)
 }

@@ -341,7 +341,7 @@ impl Builder<'_> {
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 let plain = matches!(style, TScalarStyle::Plain);
-                let end = self.scalar_end(at, &text, style);
+                let span = self.scalar_span(at, &text, style, tag.is_some());
                 let tag = tag
                     .map(|t| match (t.handle.as_str(), t.suffix.as_str()) {
                         ("tag:yaml.org,2002:", "str") | ("!", "") | ("", "!") => Tag::Str,
@@ -353,7 +353,7 @@ impl Builder<'_> {
                         (h, s) => Tag::Other(format!("{h}{s}")),
                     })
                     .map(Box::new);
-                let node = Node { kind: Kind::Scalar { text, plain, tag }, span: Span::new(at, end) };
+                let node = Node { kind: Kind::Scalar { text, plain, tag }, span };
                 self.remember(anchor, &node, before);
                 Ok(node)
             }
@@ -430,6 +430,48 @@ impl Builder<'_> {
         if anchor > 0 {
             let size = self.written + self.aliased - before;
             self.anchors.insert(anchor, (node.clone(), size));
+        }
+    }
+
+    /// Where a scalar marked at `at` is: [`Builder::empty_at`], else [`Builder::scalar_end`].
+    fn scalar_span(&self, at: usize, text: &str, style: TScalarStyle, tagged: bool) -> Span {
+        match self.empty_at(at, text, style, tagged) {
+            Some(i) => Span::new(i, i + 1),
+            None => Span::new(at, self.scalar_end(at, text, style)),
+        }
+    }
+
+    /// Where a value written as nothing (`key:` or `-` with nothing after it) is: yaml-rust2
+    /// marks it at the next token, often lines below, so this finds the `:`, `-`, `,`, `?`,
+    /// `[` or `{` before it, over blanks and comments. `None` for any other scalar, or when
+    /// no indicator is found.
+    fn empty_at(&self, at: usize, text: &str, style: TScalarStyle, tagged: bool) -> Option<usize> {
+        if !text.is_empty() || !matches!(style, TScalarStyle::Plain) || tagged {
+            return None;
+        }
+        let mut end = at.min(self.src.len());
+        loop {
+            let trimmed = self.src[..end].trim_end();
+            let line_start = trimmed.rfind('\n').map_or(0, |i| i + 1);
+            let line = &trimmed[line_start..];
+            let indent = line.len() - line.trim_start().len();
+            let comment = if line.trim_start().starts_with('#') { Some(indent) } else { line.find(" #") };
+            match comment {
+                Some(c) => end = line_start + c,
+                None => {
+                    let last = trimmed.chars().next_back()?;
+                    let i = trimmed.len() - last.len_utf8();
+                    // The next item's `-`, on the line of the content it starts: look further.
+                    let next_item = last == '-'
+                        && !self.src[i..at].contains('\n')
+                        && self.src[at..].chars().next().is_some_and(|c| !c.is_whitespace());
+                    if next_item {
+                        end = i;
+                        continue;
+                    }
+                    return matches!(last, ':' | '-' | ',' | '?' | '[' | '{').then_some(i);
+                }
+            }
         }
     }
 

@@ -67,6 +67,13 @@ impl Address {
         Address::cvm(self.key())
     }
 
+    /// Whether the two name a CVM in common: the same address, or the same key where one of
+    /// them names every instance (`cvm.web` and `cvm.web[1]`).
+    pub fn overlaps(&self, other: &Address) -> bool {
+        self.key() == other.key()
+            && (self.index().is_none() || other.index().is_none() || self.index() == other.index())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

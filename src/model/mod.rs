@@ -10,10 +10,12 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::Template;
 
 mod address;
+pub mod moves;
 pub mod schema;
 mod status;
 
 pub use address::{Address, AddressError};
+pub use moves::MoveError;
 pub use schema::{Attr, SCHEMA, Update};
 pub use status::{CvmStatus, Power};
 
@@ -258,6 +260,14 @@ impl ResourceRecord {
             _ => None,
         }
     }
+}
+
+/// The form CVM names are compared in wherever a name stands for a CVM (two CVMs of one
+/// name, a name taken at the endpoint, a name freed for another): without letter case.
+/// UNVERIFIED: Phala Cloud names are hostnames, and DNS ignores case; the API's own
+/// comparison is not documented, so teeform refuses what either reading would refuse.
+pub fn name_key(name: &str) -> String {
+    name.to_ascii_lowercase()
 }
 
 /// The records after moving each `(from, to)` (`moved:`, `state mv`): a moved record under its

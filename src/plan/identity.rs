@@ -9,28 +9,34 @@ use crate::manifest::{Config, CvmConfig};
 use crate::model::{self, Address, ResourceRecord};
 use crate::state::Snapshot;
 
-/// The `moved:` entries this plan carries out, and notes for those with nothing to move. An
-/// entry whose `from` state does not hold is ignored (it may stay in the manifest after its
-/// move was applied); one whose `to` state already holds is an error. A refresh-only plan
-/// moves nothing.
+/// The moves this plan carries out, and notes for `moved:` entries with nothing to move. An
+/// entry moves what [`model::moves::resolve`] says (an address without an index names every
+/// instance; each destination in the form its CVM's `replicas:` gives it); an entry whose
+/// `from` state does not hold is ignored (it may stay in the manifest after its move was
+/// applied); one that is ambiguous or lands on a CVM state already holds is an error. A
+/// refresh-only plan moves nothing.
 pub(super) fn moves(config: &Config, snapshot: &Snapshot, mode: Mode) -> Result<(Vec<Moved>, Vec<String>), PlanError> {
-    let mut moved = Vec::new();
+    let mut moved: Vec<Moved> = Vec::new();
     let mut notes = Vec::new();
     if mode == Mode::RefreshOnly {
         return Ok((moved, notes));
     }
     for m in &config.moved {
-        if !snapshot.resources.contains_key(&m.from) {
+        let replicas = config.cvms.get(m.to.key()).map(|c| c.replicas);
+        let pairs = model::moves::resolve(&snapshot.resources, &m.from, &m.to, replicas)?;
+        if pairs.is_empty() {
             notes.push(format!(
                 "moved: state holds nothing at {}, so the entry moving it to {} has nothing to do (it may stay in the manifest)",
                 m.from, m.to
             ));
-            continue;
         }
-        if snapshot.resources.contains_key(&m.to) {
-            return Err(PlanError::MoveTargetTaken { from: m.from.clone(), to: m.to.clone() });
+        for (from, to) in pairs {
+            if let Some(other) = moved.iter().find(|x| x.to == to) {
+                let sources = [other.from.clone(), from];
+                return Err(model::MoveError::Collision { to, sources }.into());
+            }
+            moved.push(Moved { from, to });
         }
-        moved.push(Moved { from: m.from.clone(), to: m.to.clone() });
     }
     moved.extend(replica_moves(config, snapshot, &moved));
     Ok((moved, notes))
@@ -100,11 +106,12 @@ pub(super) fn check_prevent_destroy(
 /// change that frees it (apply orders them so), and a cycle of such waits (two CVMs swapping
 /// names) has no order.
 pub(super) fn check_name_cycles(changes: &[Change]) -> Result<(), PlanError> {
-    fn name(a: Option<&model::CvmAttrs>) -> Option<&str> {
-        a.map(|a| a.name.as_str())
+    // Names compared without letter case (`model::name_key`).
+    fn name(a: Option<&model::CvmAttrs>) -> Option<String> {
+        a.map(|a| model::name_key(&a.name))
     }
     // Who frees each name: a change whose CVM has it now and will not.
-    let freed_by: BTreeMap<&str, usize> = changes
+    let freed_by: BTreeMap<String, usize> = changes
         .iter()
         .enumerate()
         .filter(|(_, c)| c.action != Action::Create && name(c.before.as_ref()) != name(c.after.as_ref()))
@@ -115,8 +122,9 @@ pub(super) fn check_name_cycles(changes: &[Change]) -> Result<(), PlanError> {
         let mut at = start;
         let mut current = c;
         while let Some(n) = name(current.after.as_ref()).filter(|_| current.action != Action::Delete) {
-            let Some(&next) = freed_by.get(n).filter(|&&j| j != at) else { break };
-            cycle.push((current.address.clone(), n.to_string()));
+            let Some(&next) = freed_by.get(&n).filter(|&&j| j != at) else { break };
+            let written = current.after.as_ref().map_or(n, |a| a.name.clone());
+            cycle.push((current.address.clone(), written));
             if next == start {
                 return Err(PlanError::NameCycle { cycle });
             }
@@ -132,23 +140,61 @@ pub(super) fn check_name_cycles(changes: &[Change]) -> Result<(), PlanError> {
 
 /// Warnings for a CVM destroyed because its key left the manifest while a new key creates one
 /// of the same name: most likely a renamed key without its `moved:` entry, which would give
-/// the CVM a new app id, keys and disk.
-pub(super) fn likely_moves(changes: &[Change]) -> Vec<String> {
-    let created: BTreeMap<&str, &Address> = changes
-        .iter()
-        .filter(|c| c.action == Action::Create)
-        .filter_map(|c| Some((c.after.as_ref()?.name.as_str(), &c.address)))
-        .collect();
-    changes
-        .iter()
-        .filter(|c| c.action == Action::Delete && c.reasons.contains(&super::Reason::NotInManifest))
-        .filter_map(|c| {
-            let name = c.before.as_ref()?.name.as_str();
-            let to = created.get(name)?;
-            Some(format!(
-                "{} (CVM `{name}`) is destroyed and {to} created with the same name: if {to} is {} under a new key, add `moved: [{{from: {}, to: {to}}}]` to the manifest to keep the CVM (its app id, keys and disk) instead",
-                c.address, c.address, c.address
-            ))
-        })
-        .collect()
+/// the CVM a new app id, keys and disk. The suggestion moves the whole CVM (`cvm.old` to
+/// `cvm.new`), which keeps each instance's index; a new key that `records` (state after the
+/// plan's moves) already holds instances of is a scale-out, not a rename.
+pub(super) fn likely_moves(changes: &[Change], records: &BTreeMap<Address, ResourceRecord>) -> Vec<String> {
+    type ByKey<'a> = BTreeMap<&'a str, (Vec<&'a Address>, Vec<&'a str>)>;
+    fn by_key<'a>(
+        changes: impl Iterator<Item = &'a Change>,
+        attrs: fn(&Change) -> Option<&model::CvmAttrs>,
+    ) -> ByKey<'a> {
+        let mut out: ByKey = BTreeMap::new();
+        for c in changes {
+            let Some(a) = attrs(c) else { continue };
+            let (addresses, names) = out.entry(c.address.key()).or_default();
+            addresses.push(&c.address);
+            names.push(a.name.as_str());
+        }
+        out
+    }
+    let in_state = |key: &str| records.keys().any(|a| a.key() == key);
+    let created = by_key(changes.iter().filter(|c| c.action == Action::Create && !in_state(c.address.key())), |c| {
+        c.after.as_ref()
+    });
+    let destroyed = by_key(
+        changes.iter().filter(|c| {
+            c.action == Action::Delete
+                && c.reasons.contains(&super::Reason::NotInManifest)
+                && !c.reasons.iter().any(|r| matches!(r, super::Reason::ScaledIn { .. }))
+        }),
+        |c| c.before.as_ref(),
+    );
+    let list = |a: &[&Address]| {
+        let mut a: Vec<&Address> = a.to_vec();
+        a.sort_by_key(|a| a.index());
+        a.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    let mut out = Vec::new();
+    for (old, (gone, names)) in &destroyed {
+        let same = |a: &&str, b: &&str| model::name_key(a) == model::name_key(b);
+        let Some((new, (made, _))) =
+            created.iter().find(|(_, (_, n))| n.iter().any(|n| names.iter().any(|m| same(n, m))))
+        else {
+            continue;
+        };
+        let (from, to) = (Address::cvm(old), Address::cvm(new));
+        let (verb, them) = if gone.len() == 1 {
+            ("is", "the CVM (its app id, keys and disk)")
+        } else {
+            ("are", "its instances (their app id, keys and disks)")
+        };
+        out.push(format!(
+            "{} (CVM `{}`) {verb} destroyed and {} created with the same name: if {to} is {from} under a new key, add `moved: [{{from: {from}, to: {to}}}]` to the manifest to keep {them} instead",
+            list(gone),
+            names[0],
+            list(made),
+        ));
+    }
+    out
 }

@@ -480,9 +480,10 @@ pub enum PlanError {
     /// `--replace` names a CVM this plan cannot replace (`why` says so).
     #[error("--replace {address}: {why}")]
     NotReplaceable { address: Address, why: &'static str },
-    /// A `moved:` entry whose `to` already holds another CVM in state.
-    #[error("cannot move {from} to {to}: state already holds a CVM at {to}")]
-    MoveTargetTaken { from: Address, to: Address },
+    /// A `moved:` entry that cannot be carried out as written (ambiguous, or onto a CVM state
+    /// already holds).
+    #[error(transparent)]
+    Move(#[from] crate::model::MoveError),
     /// The plan would destroy or replace CVMs whose `lifecycle.prevent_destroy` is set (by
     /// the manifest, or recorded in state for a CVM the manifest no longer has).
     #[error("{} has `lifecycle.prevent_destroy` set, but this plan would {} it", .blocked[0].0, verb(&.blocked[0].1))]
@@ -613,7 +614,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     identity::check_prevent_destroy(&changes, &desired, &records)?;
     identity::check_name_cycles(&changes)?;
     state.warnings = selected.map(|s| s.warnings(&changes)).unwrap_or_default();
-    state.warnings.extend(identity::likely_moves(&changes));
+    state.warnings.extend(identity::likely_moves(&changes, &records));
     let mut plan = finish(config, snapshot, &known, changes, drift, state, attention, mode, requests);
     plan.warnings.extend(digests::resent_warning(&plan));
     plan.redigested = redigested;

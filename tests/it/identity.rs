@@ -258,3 +258,135 @@ outputs:
     t.run(&["destroy", "--auto-approve", "--target", "cvm.db"]).ok();
     assert!(names(&t).is_empty(), "db and what depends on it");
 }
+
+/// The simulator's apps: app id → its instances' vm_uuids, sorted.
+fn apps(t: &TestEnv) -> std::collections::BTreeMap<String, Vec<String>> {
+    let apps = t.stats()["apps"].as_object().unwrap().clone();
+    apps.into_iter()
+        .map(|(id, a)| {
+            let mut uuids: Vec<String> =
+                a["instances"].as_array().unwrap().iter().map(|i| i["vm_uuid"].as_str().unwrap().to_string()).collect();
+            uuids.sort();
+            (id, uuids)
+        })
+        .collect()
+}
+
+/// A `moved:` entry without an index moves every instance of a replicated CVM, and a
+/// one-replica CVM moved to a key of more replicas stays the CVM, as instance 0: no CVM is
+/// destroyed, each keeps its vm_uuid and app id, and the next plan has nothing to do.
+#[test]
+fn moving_a_whole_replicated_cvm_keeps_every_instance() {
+    let t = TestEnv::new();
+    t.write("dc.yml", "services: {a: {image: x}}\n");
+    t.manifest("cvms:\n  betaa:\n    compose: dc.yml\n    replicas: 2\n");
+    t.run(&["apply", "--auto-approve"]).ok();
+    let before = apps(&t);
+    assert_eq!(before.values().map(Vec::len).collect::<Vec<_>>(), [2]);
+    t.manifest(
+        "cvms:\n  delta:\n    name: betaa\n    compose: dc.yml\n    replicas: 2\nmoved: [{from: cvm.betaa, to: cvm.delta}]\n",
+    );
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("# cvm.betaa[0] has moved to cvm.delta[0]"), "{}", p.stdout);
+    assert!(p.stdout.contains("# cvm.betaa[1] has moved to cvm.delta[1]"), "{}", p.stdout);
+    assert!(p.stdout.contains("Plan: 0 to add, 0 to change, 0 to destroy. 2 CVMs moved in state."), "{}", p.stdout);
+    assert!(!p.stdout.contains("warning"), "{}", p.stdout);
+    let sent = mutating(&t);
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(mutating(&t), sent, "a move is state only");
+    assert_eq!(apps(&t), before, "the same app and instances");
+    assert_eq!(t.run(&["state", "list"]).ok().stdout, "cvm.delta[0]\ncvm.delta[1]\n");
+    assert!(t.run(&["plan"]).ok().stdout.contains("No changes."));
+    // `state mv` of the whole CVM moves every instance, each keeping its index.
+    let r = t.run(&["state", "mv", "cvm.delta", "cvm.epsil"]);
+    r.ok();
+    assert!(r.stdout.contains("Moved cvm.delta[0] to cvm.epsil[0]"), "{}", r.stdout);
+    assert!(r.stdout.contains("Moved cvm.delta[1] to cvm.epsil[1]"), "{}", r.stdout);
+    assert_eq!(t.run(&["state", "list"]).ok().stdout, "cvm.epsil[0]\ncvm.epsil[1]\n");
+    t.manifest("cvms:\n  epsil:\n    name: betaa\n    compose: dc.yml\n    replicas: 2\n");
+    assert!(t.run(&["plan"]).ok().stdout.contains("No changes."));
+    // Several instances to one, or onto instances state holds: refused, nothing moved.
+    for (from, to, says) in [
+        (
+            "cvm.epsil",
+            "cvm.zeta[0]",
+            "state holds 2 instances of cvm.epsil (cvm.epsil[0], cvm.epsil[1]), and cvm.zeta[0] is one instance",
+        ),
+        ("cvm.epsil[0]", "cvm.epsil[1]", "state already holds a CVM at cvm.epsil[1]"),
+    ] {
+        let r = t.run(&["state", "mv", from, to]);
+        r.code(1);
+        assert!(r.stderr.contains(says), "{}", r.stderr);
+    }
+    assert_eq!(t.run(&["state", "list"]).ok().stdout, "cvm.epsil[0]\ncvm.epsil[1]\n");
+    // `state show` shows one record: it names the instances; `state rm` forgets them all.
+    let r = t.run(&["state", "show", "cvm.epsil"]);
+    r.code(1);
+    assert!(r.stderr.contains("its instances are in state: cvm.epsil[0], cvm.epsil[1]"), "{}", r.stderr);
+    let r = t.run(&["state", "rm", "cvm.epsil"]);
+    r.ok();
+    assert!(
+        r.stdout.contains("Removed cvm.epsil[0] from state") && r.stdout.contains("Removed cvm.epsil[1]"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(t.run(&["state", "list"]).ok().stdout, "");
+    assert_eq!(mutating(&t), sent, "no cloud call along the way");
+}
+
+#[test]
+fn moving_a_one_replica_cvm_to_a_replicated_key_keeps_it_as_instance_0() {
+    let t = TestEnv::new();
+    t.write("dc.yml", "services: {a: {image: x}}\n");
+    t.manifest("cvms:\n  oldkey:\n    name: keepme\n    compose: dc.yml\n");
+    t.run(&["apply", "--auto-approve"]).ok();
+    let before = apps(&t);
+    t.manifest(
+        "cvms:\n  newkey:\n    name: keepme\n    compose: dc.yml\n    replicas: 2\nmoved: [{from: cvm.oldkey, to: cvm.newkey}]\n",
+    );
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("# cvm.oldkey has moved to cvm.newkey[0]"), "{}", p.stdout);
+    assert!(p.stdout.contains("# cvm.newkey[1] will be created"), "{}", p.stdout);
+    assert!(p.stdout.contains("Plan: 1 to add, 0 to change, 0 to destroy. 1 CVM moved in state."), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve"]).ok();
+    let after = apps(&t);
+    let (app, uuids) = before.iter().next().unwrap();
+    assert_eq!(after.keys().collect::<Vec<_>>(), [app], "the same app");
+    assert!(after[app].contains(&uuids[0]) && after[app].len() == 2, "the CVM from before is an instance: {after:?}");
+    assert_eq!(t.run(&["state", "list"]).ok().stdout, "cvm.newkey[0]\ncvm.newkey[1]\n");
+    assert!(t.run(&["plan"]).ok().stdout.contains("No changes."));
+}
+
+/// Names are compared without letter case: a CVM whose name differs from one the endpoint
+/// already has only in case (`shop-PROD`, `shop-prod`) is refused before anything is sent,
+/// with the import hint, as an exact clash is.
+#[test]
+fn a_name_taken_in_other_letter_case_is_refused_before_anything_is_sent() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest("cvms:\n  shop:\n    name: shop-${workspace}\n    compose: web.yml\n");
+    t.run(&["--workspace", "PROD", "apply", "--auto-approve"]).ok();
+    assert_eq!(t.stats()["cvm_count"], 1);
+    let before = mutating(&t);
+    for workspace in ["prod", "Prod", "PROD2"] {
+        let r = t.run(&["--workspace", workspace, "apply", "--auto-approve"]);
+        if workspace == "PROD2" {
+            r.ok();
+            continue;
+        }
+        r.code(1);
+        assert!(r.stderr.contains("cvm.shop: a CVM with that name already exists"), "{workspace}: {}", r.stderr);
+        assert!(r.stderr.contains("manages the existing CVM"), "{workspace}: {}", r.stderr);
+        assert_eq!(mutating(&t), before, "{workspace}: nothing was sent");
+    }
+    // Renaming into another CVM's name in other case is refused the same way.
+    t.manifest("cvms:\n  shop:\n    name: SHOP-prod\n    compose: web.yml\n");
+    let sent = mutating(&t);
+    let r = t.run(&["--workspace", "PROD2", "apply", "--auto-approve"]);
+    r.code(1);
+    assert!(r.stderr.contains("cvm.shop is renamed: give it a `name:` no other CVM has"), "{}", r.stderr);
+    assert_eq!(mutating(&t), sent);
+    assert_eq!(t.stats()["cvm_count"], 2);
+}

@@ -169,14 +169,14 @@ async fn catalogs(api: &Api, needed: &BTreeSet<Attr>) -> CliResult<plan::checks:
 
 /// The names the plan's changes give CVMs (creates, replacements, renames), with the address
 /// of the change. A replica (`POST /cvms/{id}/replicas`) takes its app's name: it needs none.
-fn names_taken(p: &Plan) -> BTreeMap<&str, &str> {
+fn names_taken(p: &Plan) -> BTreeMap<String, &str> {
     p.changes
         .iter()
         .filter(|c| {
             let replica = c.instance.as_ref().is_some_and(|i| i.source.is_some());
             (matches!(c.action, Action::Create | Action::Replace) && !replica) || c.renames()
         })
-        .filter_map(|c| c.after.as_ref().map(|a| (a.name.as_str(), c.address.as_str())))
+        .filter_map(|c| c.after.as_ref().map(|a| (crate::model::name_key(&a.name), c.address.as_str())))
         .collect()
 }
 
@@ -191,6 +191,7 @@ async fn names_are_free(
     listing: Option<Vec<RemoteCvm>>,
     parallelism: usize,
 ) -> CliResult<()> {
+    // Names compared without letter case (`model::name_key`).
     let creating = names_taken(p);
     if creating.is_empty() {
         return Ok(());
@@ -216,7 +217,7 @@ async fn names_are_free(
         .filter(|r| !ours.contains(r.ids.id.as_str()) && !r.ids.vm_uuid.as_deref().is_some_and(|u| ours.contains(u)))
         .filter_map(|r| {
             creating
-                .get(r.attrs.name.as_str())
+                .get(&crate::model::name_key(&r.attrs.name))
                 .map(|addr| (*addr, r.ids.vm_uuid.clone().unwrap_or_else(|| r.ids.id.clone())))
         })
         .collect();

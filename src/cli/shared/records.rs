@@ -111,6 +111,15 @@ pub fn record_text(r: &ResourceRecord) -> String {
 pub fn not_in_state<'a>(address: &str, known: impl Iterator<Item = &'a Address>) -> crate::cli::error::CliError {
     let known: Vec<&Address> = known.collect();
     let e = crate::cli::error::CliError::new(format!("`{address}` is not in state"));
+    let instances: Vec<&str> = match Address::parse(address) {
+        Ok(a) if a.index().is_none() => {
+            known.iter().filter(|k| k.key() == a.key() && k.index().is_some()).map(|k| k.as_str()).collect()
+        }
+        _ => vec![],
+    };
+    if !instances.is_empty() {
+        return e.hint(format!("its instances are in state: {}; name one of them", instances.join(", ")));
+    }
     match crate::manifest::diag::did_you_mean(address, known.iter().map(|s| s.as_str())) {
         Some(s) => e.hint(format!("did you mean `{s}`?")),
         None => e.hint(crate::cli::error::Hint::run("", "state list", " shows what state holds")),

@@ -57,12 +57,11 @@ fn new_cvm(key: &str, span: Span) -> CvmConfig {
 }
 
 impl Loader<'_> {
-    /// Two CVMs may not share a name. UNVERIFIED: Phala Cloud names are hostnames, compared
-    /// here without regard to case as DNS does; the API's own comparison is not documented.
+    /// Two CVMs may not share a name, compared as `model::name_key` says (without letter case).
     pub(super) fn check_names(&mut self, names: &[(String, Span, String)]) {
         let mut by_name: BTreeMap<String, Vec<&(String, Span, String)>> = BTreeMap::new();
         for n in names {
-            by_name.entry(n.0.to_ascii_lowercase()).or_default().push(n);
+            by_name.entry(crate::model::name_key(&n.0)).or_default().push(n);
         }
         let mut dups: Vec<Vec<&(String, Span, String)>> = by_name.into_values().filter(|v| v.len() > 1).collect();
         dups.sort_by_key(|v| v[1].1.start);
@@ -102,7 +101,9 @@ impl Loader<'_> {
                 .add_hint("use letters, digits, `-` and `_`");
         }
         let fields = self.entries(spec, &what, Some(&CVM_KEYS));
-        if !matches!(spec.kind, Kind::Map(_)) {
+        // A key with nothing under it (`web:` and a comment) is a CVM with no keys, reported as
+        // such, never a CVM that vanishes (and whose CVM the plan would destroy).
+        if !matches!(spec.kind, Kind::Map(_)) && !spec.is_null() {
             return None;
         }
         let mut c = new_cvm(key, knode.span);

@@ -64,7 +64,8 @@ impl Loader<'_> {
             DataKind::OciImage => OCI_KEYS,
         };
         let fields = self.entries(spec, &what, Some(allowed));
-        if !matches!(spec.kind, Kind::Map(_)) {
+        // Nothing under the name is `{}` (no filters), not a data source that vanishes.
+        if !matches!(spec.kind, Kind::Map(_)) && !spec.is_null() {
             return None;
         }
         let mut select = Select::MostRecent;

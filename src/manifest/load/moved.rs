@@ -2,10 +2,11 @@
 //! saying that the CVM state keeps at `from` is the one the manifest now declares at `to`.
 //!
 //! Checked here, where they are written: both are CVM addresses, `to` is declared under
-//! `cvms:` and `from` is not (the old key is gone), no two entries share a `from` or a `to`,
-//! and no entry's `to` is another's `from` (a chain or a cycle: move straight to the last
-//! key instead). Whether `from` is in state is the planner's business: an entry whose `from`
-//! is not is ignored with a note, so it can stay in the manifest.
+//! `cvms:` and `from` is not (the old key is gone), no two entries name a CVM in common in
+//! their `from` or their `to` (`cvm.a` names every instance, so it overlaps `cvm.a[1]`), and
+//! no entry's `to` is another's `from` (a chain or a cycle: move straight to the last key
+//! instead). What an entry moves is the planner's business (`model::moves`): an entry whose
+//! `from` state does not hold is ignored with a note, so it can stay in the manifest.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +37,12 @@ impl Loader<'_> {
 
     /// One entry, its two addresses read; `None` when one is missing or unreadable.
     fn moved_entry(&mut self, it: &Node) -> Option<Moved> {
+        if it.is_null() {
+            self.err(it.span, "a `moved` entry needs `from` and `to`")
+                .set_label("empty entry")
+                .add_hint("write `- {from: cvm.OLD_KEY, to: cvm.NEW_KEY}`, or drop the `-`");
+            return None;
+        }
         let fields = self.entries(it, "a `moved` entry", Some(&["from", "to"]));
         if !matches!(it.kind, Kind::Map(_)) {
             return None;
@@ -86,29 +93,33 @@ impl Loader<'_> {
     fn check_moves(&mut self, moves: Vec<Moved>) -> Vec<Moved> {
         let mut bad = vec![false; moves.len()];
         let mut first_from: BTreeMap<&Address, usize> = BTreeMap::new();
-        let mut first_to: BTreeMap<&Address, usize> = BTreeMap::new();
         for (i, m) in moves.iter().enumerate() {
             if m.from == m.to {
                 self.err(m.span, format!("{} is moved to itself", m.from)).set_label("same address");
                 bad[i] = true;
                 continue;
             }
-            for (seen, addr, word) in [(&mut first_from, &m.from, "from"), (&mut first_to, &m.to, "to")] {
-                if let Some(&j) = seen.get(addr) {
-                    let src = self.src.clone();
-                    let d = self
-                        .err(m.span, format!("two `moved` entries have `{word}: {addr}`"))
-                        .set_label("second entry");
-                    d.also.push(Related { source: src, span: moves[j].span, label: "first entry".into() });
-                    d.add_hint(if word == "from" {
-                        "a CVM moves to one address: keep one of the entries"
-                    } else {
-                        "two CVMs in state cannot both become one: keep one entry, and `teeform state rm` or destroy the other"
-                    });
-                    bad[i] = true;
+            // `cvm.a` names every instance of `a`, so it overlaps `cvm.a[1]`.
+            for (word, of) in [("from", (|m: &Moved| &m.from) as fn(&Moved) -> &Address), ("to", |m: &Moved| &m.to)] {
+                let Some(j) = (0..i).find(|&j| !bad[j] && of(&moves[j]).overlaps(of(m))) else { continue };
+                let (first, second) = (of(&moves[j]), of(m));
+                let what = if first == second {
+                    format!("two `moved` entries have `{word}: {second}`")
                 } else {
-                    seen.insert(addr, i);
-                }
+                    format!("two `moved` entries name one CVM in `{word}`: {first} and {second}")
+                };
+                let src = self.src.clone();
+                let d = self.err(m.span, what).set_label("second entry");
+                d.also.push(Related { source: src, span: moves[j].span, label: "first entry".into() });
+                d.add_hint(if word == "from" {
+                    "a CVM moves to one address: keep one of the entries (an address without an index moves every instance)"
+                } else {
+                    "two CVMs in state cannot both become one: keep one entry, and `teeform state rm` or destroy the other"
+                });
+                bad[i] = true;
+            }
+            if !bad[i] {
+                first_from.entry(&m.from).or_insert(i);
             }
         }
         // Chains and cycles: an entry whose `to` is another's `from`.

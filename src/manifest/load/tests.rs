@@ -696,6 +696,9 @@ fn moved_entries_are_checked_where_they_are_written() {
         .unwrap();
     let got: Vec<(&str, &str)> = ok.moved.iter().map(|m| (m.from.as_str(), m.to.as_str())).collect();
     assert_eq!(got, [("cvm.old", "cvm.web"), ("cvm.older", "cvm.api")]);
+    // Instances one by one: `cvm.a[0]` and `cvm.a[1]` name different CVMs.
+    let instances = "moved:\n  - {from: 'cvm.a[0]', to: 'cvm.web[0]'}\n  - {from: 'cvm.a[1]', to: 'cvm.web[1]'}\n";
+    assert_eq!(p.load(&format!("{two}{instances}")).unwrap().moved.len(), 2);
     assert!(p.load(&format!("{two}moved: []\n")).unwrap().moved.is_empty());
     assert!(p.load(&format!("{two}moved:\n")).unwrap().moved.is_empty());
     let cases: &[(&str, &[&str])] = &[
@@ -714,6 +717,14 @@ fn moved_entries_are_checked_where_they_are_written() {
         (
             "moved:\n  - {from: cvm.a, to: cvm.web}\n  - {from: cvm.b, to: cvm.web}\n",
             &["10:6: two `moved` entries have `to: cvm.web`"],
+        ),
+        (
+            "moved:\n  - {from: cvm.a, to: cvm.web}\n  - {from: 'cvm.a[1]', to: cvm.api}\n",
+            &["10:6: two `moved` entries name one CVM in `from`: cvm.a and cvm.a[1]"],
+        ),
+        (
+            "moved:\n  - {from: 'cvm.a[0]', to: 'cvm.web[0]'}\n  - {from: cvm.b, to: cvm.web}\n",
+            &["10:6: two `moved` entries name one CVM in `to`: cvm.web[0] and cvm.web"],
         ),
         (
             "moved:\n  - {from: cvm.a, to: cvm.b}\n  - {from: cvm.b, to: cvm.web}\n",
@@ -746,6 +757,7 @@ fn lifecycle_takes_prevent_destroy() {
 }
 
 mod env_file;
+mod nulls;
 
 #[test]
 fn verify_settings_take_a_pccs_and_intel_statuses_and_point_at_what_is_wrong() {

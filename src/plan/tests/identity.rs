@@ -33,6 +33,18 @@ fn renames_that_swap_names_are_refused() {
         "cvms:\n  a:\n    name: name-b\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n  b:\n    name: name-c\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n",
     );
     assert_eq!(run(&cfg, &s, None, Mode::Normal).summary(), (0, 2, 0));
+    // Names are compared without letter case: a swap in other case is a swap too, and the
+    // error shows the names as the manifest writes them.
+    let cfg = f.config(
+        "cvms:\n  a:\n    name: NAME-B\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n  b:\n    name: Name-A\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n",
+    );
+    let e = try_plan(&cfg, &s, None, Mode::Normal, &Requests::default()).unwrap_err();
+    assert_eq!(e.to_string(), "renames form a cycle: cvm.a → `NAME-B`, cvm.b → `Name-A`");
+    // A case-only rename frees nothing another waits for.
+    let cfg = f.config(
+        "cvms:\n  a:\n    name: Name-A\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n  b:\n    name: name-b\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n",
+    );
+    assert_eq!(run(&cfg, &s, None, Mode::Normal).summary(), (0, 1, 0));
 }
 
 #[test]
@@ -241,4 +253,166 @@ fn a_key_renamed_without_moved_warns_that_the_cvm_would_be_replaced() {
     assert!(p.warnings.iter().any(|w| w.contains("add `moved: [{from: cvm.web, to: cvm.front}]`")), "{:?}", p.warnings);
     let other = f.config("cvms:\n  front:\n    name: front-main\n    compose: web.yml\n");
     assert!(run(&other, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal).warnings.is_empty());
+}
+
+/// What a `moved:` entry does: (case, addresses state holds, the destination's `replicas:`,
+/// the entry, the moves or the error).
+type MoveCase = (
+    &'static str,
+    &'static [&'static str],
+    u32,
+    &'static str,
+    Result<&'static [(&'static str, &'static str)], &'static str>,
+);
+
+const MOVE_CASES: &[MoveCase] = &[
+    ("plain to plain", &["cvm.a"], 1, "{from: 'cvm.a', to: 'cvm.b'}", Ok(&[("cvm.a", "cvm.b")])),
+    ("1 → N keeps the CVM as [0]", &["cvm.a"], 2, "{from: 'cvm.a', to: 'cvm.b'}", Ok(&[("cvm.a", "cvm.b[0]")])),
+    (
+        "N → N index to same index",
+        &["cvm.a[0]", "cvm.a[1]"],
+        2,
+        "{from: 'cvm.a', to: 'cvm.b'}",
+        Ok(&[("cvm.a[0]", "cvm.b[0]"), ("cvm.a[1]", "cvm.b[1]")]),
+    ),
+    (
+        "N → 1 keeps [0] as the CVM, scales in the rest",
+        &["cvm.a[0]", "cvm.a[1]"],
+        1,
+        "{from: 'cvm.a', to: 'cvm.b'}",
+        Ok(&[("cvm.a[0]", "cvm.b"), ("cvm.a[1]", "cvm.b[1]")]),
+    ),
+    (
+        "one instance",
+        &["cvm.a[0]", "cvm.a[1]"],
+        2,
+        "{from: 'cvm.a[1]', to: 'cvm.b[1]'}",
+        Ok(&[("cvm.a[1]", "cvm.b[1]")]),
+    ),
+    (
+        "an instance to the whole CVM",
+        &["cvm.a[0]", "cvm.a[1]"],
+        1,
+        "{from: 'cvm.a[1]', to: 'cvm.b'}",
+        Ok(&[("cvm.a[1]", "cvm.b")]),
+    ),
+    ("plain to an instance", &["cvm.a"], 2, "{from: 'cvm.a', to: 'cvm.b[1]'}", Ok(&[("cvm.a", "cvm.b[1]")])),
+    ("[0] names a one-replica CVM", &["cvm.a"], 1, "{from: 'cvm.a[0]', to: 'cvm.b'}", Ok(&[("cvm.a", "cvm.b")])),
+    ("[0] of one replica is the CVM", &["cvm.a"], 1, "{from: 'cvm.a', to: 'cvm.b[0]'}", Ok(&[("cvm.a", "cvm.b")])),
+    ("nothing to move", &["cvm.x"], 2, "{from: 'cvm.a', to: 'cvm.b'}", Ok(&[])),
+    (
+        "several instances to one",
+        &["cvm.a[0]", "cvm.a[1]"],
+        2,
+        "{from: 'cvm.a', to: 'cvm.b[0]'}",
+        Err(
+            "cannot move cvm.a to cvm.b[0]: state holds 2 instances of cvm.a (cvm.a[0], cvm.a[1]), and cvm.b[0] is one instance",
+        ),
+    ),
+    (
+        "an instance the destination lacks",
+        &["cvm.a"],
+        2,
+        "{from: 'cvm.a', to: 'cvm.b[2]'}",
+        Err("cannot move cvm.a to cvm.b[2]: cvm.b has 2 replicas, so cvm.b[2] is not one of its instances"),
+    ),
+    (
+        "destination held",
+        &["cvm.a", "cvm.b"],
+        1,
+        "{from: 'cvm.a', to: 'cvm.b'}",
+        Err("cannot move cvm.a to cvm.b: state already holds a CVM at cvm.b"),
+    ),
+    (
+        "a whole CVM onto a CVM with instances in state",
+        &["cvm.a", "cvm.b[1]"],
+        2,
+        "{from: 'cvm.a', to: 'cvm.b'}",
+        Err("cannot move cvm.a to cvm.b[0]: state already holds a CVM at cvm.b[1]"),
+    ),
+    (
+        "instance 0 held as the one-replica CVM",
+        &["cvm.a[1]", "cvm.b"],
+        2,
+        "{from: 'cvm.a[1]', to: 'cvm.b[0]'}",
+        Err("cannot move cvm.a[1] to cvm.b[0]: state already holds a CVM at cvm.b"),
+    ),
+    (
+        "both cvm.a and cvm.a[0] in state",
+        &["cvm.a", "cvm.a[0]"],
+        2,
+        "{from: 'cvm.a', to: 'cvm.b'}",
+        Err("cannot move both cvm.a and cvm.a[0] to cvm.b[0]"),
+    ),
+];
+
+/// `moved:` from and to each form: an address without an index names every instance (each
+/// keeps its index), the destination takes the form its `replicas:` gives (1 → N keeps the
+/// CVM as `[0]`), and what could mean two things is an error, never a destroy.
+#[test]
+fn moved_entries_of_every_form_move_whole_cvms_and_instances() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    for (what, held, replicas, entry, want) in MOVE_CASES {
+        let cfg = f.config(&format!(
+            "cvms:\n  b:\n    name: bbbbb\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n    replicas: {replicas}\nmoved:\n  - {entry}\n"
+        ));
+        let records = held
+            .iter()
+            .map(|a| {
+                let mut r = record(a, "bbbbb", WEB, 2);
+                r.ids.id = format!("id-{a}");
+                r
+            })
+            .collect();
+        let s = snap(records);
+        match (try_plan(&cfg, &s, None, Mode::Normal, &Requests::default()), want) {
+            (Ok(p), Ok(want)) => {
+                let explicit: Vec<(&str, &str)> =
+                    p.moved.iter().filter(|m| m.from.key() == "a").map(|m| (m.from.as_str(), m.to.as_str())).collect();
+                assert_eq!(&explicit, want, "{what}");
+                // Each moved CVM keeps its ids, and is neither replaced nor destroyed but by
+                // scaling in.
+                for (from, to) in *want {
+                    let r = p.refreshed.iter().find(|r| r.address == **to).expect(what);
+                    assert_eq!(r.ids.id, format!("id-{from}"), "{what}");
+                    let c = p.changes.iter().find(|c| c.address == **to);
+                    assert!(
+                        c.is_none_or(|c| c.action == Action::Delete
+                            && c.reasons.iter().any(|r| matches!(r, Reason::ScaledIn { .. }))),
+                        "{what}: {c:#?}"
+                    );
+                }
+            }
+            (Err(e), Err(want)) => assert_eq!(e.to_string(), *want, "{what}"),
+            (got, want) => panic!("{what}: got {:?}, want {want:?}", got.map(|p| p.moved)),
+        }
+    }
+}
+
+/// The warning for a key renamed without `moved:` suggests moving the whole CVM, which pairs
+/// each instance with the same index (never `cvm.old[0]` with `cvm.new[1]`).
+#[test]
+fn a_replicated_key_renamed_without_moved_suggests_the_whole_move() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let held = snap(vec![record("cvm.betaa[0]", "betaa", WEB, 2), record("cvm.betaa[1]", "betaa", WEB, 2)]);
+    let cfg = f.config("cvms:\n  delta:\n    name: betaa\n    compose: web.yml\n    replicas: 2\n");
+    let p = run(&cfg, &held, None, Mode::Normal);
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].starts_with("cvm.betaa[0], cvm.betaa[1] (CVM `betaa`) are destroyed and cvm.delta[0], cvm.delta[1] created with the same name: if cvm.delta is cvm.betaa under a new key, add `moved: [{from: cvm.betaa, to: cvm.delta}]`"),
+        "{:?}",
+        p.warnings
+    );
+    // One replica to two under a new key: the whole move again (it keeps the CVM as [0]).
+    let one = snap(vec![record("cvm.oldkey", "keepme", WEB, 2)]);
+    let cfg = f.config("cvms:\n  newkey:\n    name: keepme\n    compose: web.yml\n    replicas: 2\n");
+    let p = run(&cfg, &one, None, Mode::Normal);
+    assert!(
+        p.warnings.iter().any(|w| w.contains("add `moved: [{from: cvm.oldkey, to: cvm.newkey}]`")),
+        "{:?}",
+        p.warnings
+    );
+    // Scaling in is not a rename.
+    let cfg = f.config("cvms:\n  betaa:\n    name: betaa\n    compose: web.yml\n    replicas: 1\n");
+    assert!(run(&cfg, &held, None, Mode::Normal).warnings.is_empty());
 }

@@ -32,6 +32,7 @@ impl Step {
             compose_hash: Some(prov.compose_hash.clone()),
             prevent_destroy: c.prevent_destroy,
             secrets_scope: c.secrets_scope.clone(),
+            boot_failures: prior.clone(),
         };
         let entry = self.journal(c, "create", None, to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
@@ -89,8 +90,14 @@ impl Step {
     /// (`POST /cvms/{id}/replicas`): same app id, compose and env; its own vm_uuid, instance
     /// id and node. Waits for it to run. Journaled (`replicate`, with the app id) before the
     /// request: a run that stops before recording it leaves the next run to adopt the app's
-    /// one instance state does not hold (`reconcile`).
-    pub(super) async fn replicate(&self, c: &Change, source: &Address) -> Result<StepResult, StepError> {
+    /// one instance state does not hold (`reconcile`). `prior`: failed boots of this
+    /// configuration before, as for [`Step::create`].
+    pub(super) async fn replicate(
+        &self,
+        c: &Change,
+        source: &Address,
+        prior: Vec<String>,
+    ) -> Result<StepResult, StepError> {
         let after = c.after.clone().ok_or_else(|| StepError::internal("a create needs desired attributes"))?;
         let src = self.current_record(source)?;
         let app_id = src.ids.app_id.clone().ok_or_else(|| StepError::refused(format!("{source} has no app id")))?;
@@ -107,6 +114,7 @@ impl Step {
             compose_hash: src.compose_hash.clone(),
             prevent_destroy: c.prevent_destroy,
             secrets_scope: c.secrets_scope.clone(),
+            boot_failures: prior.clone(),
         };
         let entry = self.journal(c, "replicate", Some(src.ids.id.clone()), to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
@@ -122,7 +130,7 @@ impl Step {
         };
         self.effect(&c.address, |e| e.created = true);
         let hash = src.compose_hash.clone().unwrap_or_default();
-        let (rec_ids, rec) = self.created_record(c, &ids, app_id, state_attrs.clone(), &hash, vec![]);
+        let (rec_ids, rec) = self.created_record(c, &ids, app_id, state_attrs.clone(), &hash, prior);
         self.commit(Batch { put: vec![rec.clone()], journal_done: vec![entry.id.clone()], ..Default::default() })
             .await?;
         let remote = match self.waiter.until_ready(&rec_ids, |s| self.events.status(c.address.as_str(), s)).await {

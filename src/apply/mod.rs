@@ -429,7 +429,7 @@ impl Step {
         }
         let source = c.instance.as_ref().and_then(|i| i.source.as_ref());
         let r = match c.action {
-            Action::Create if source.is_some() => self.replicate(c, source.expect("checked")).await,
+            Action::Create if source.is_some() => self.replicate(c, source.expect("checked"), vec![]).await,
             Action::Create => self.create(c, vec![]).await,
             Action::Update => self.update(c).await,
             Action::Delete => self.delete(c).await.map(|_| StepResult::Done { id: None }),
@@ -441,7 +441,7 @@ impl Step {
                     _ => vec![],
                 };
                 match (self.delete(c).await, source) {
-                    (Ok(()), Some(source)) => self.replicate(c, source).await,
+                    (Ok(()), Some(source)) => self.replicate(c, source, prior).await,
                     (Ok(()), None) => self.create(c, prior).await,
                     (Err(e), _) => Err(e),
                 }

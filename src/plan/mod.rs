@@ -111,6 +111,11 @@ pub enum Reason {
         #[serde(default)]
         onchain: bool,
     },
+    /// What the replacement of an instance of a replicated CVM costs: it is made from
+    /// `source`, another instance of the app (`POST /cvms/{id}/replicas`), so it keeps the app
+    /// id and KMS-derived keys and gets a new disk (the old one's data is lost), vm_uuid and
+    /// instance id. Stands for [`Reason::RotatesAppId`] there.
+    JoinsApp { source: Address },
     /// The name changes in place with the API's rename call: the CVM keeps its app id, keys
     /// and disk, and does not restart.
     Renames,

@@ -448,7 +448,8 @@ impl Step {
             }
         };
         let r = match r {
-            Ok(StepResult::Done { id }) if c.action != Action::Delete && self.verify.is_some() => {
+            // Only a CVM that (re)booted has a new attestation to check.
+            Ok(StepResult::Done { id }) if c.boots() && self.verify.is_some() => {
                 let checker = self.verify.as_deref().expect("checked");
                 self.gate(c, checker).await.map(|()| StepResult::Done { id })
             }

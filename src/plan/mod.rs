@@ -251,6 +251,14 @@ impl Change {
         self.reasons.iter().any(|r| matches!(r, Reason::RestartsCvm | Reason::SetAfterCreate { .. }))
     }
 
+    /// Whether applying it boots the CVM (made, replaced, restarted or started): what the
+    /// attestation gate checks. A rename or a stop boots nothing.
+    pub fn boots(&self) -> bool {
+        matches!(self.action, Action::Create | Action::Replace)
+            || self.restarts()
+            || self.reasons.iter().any(|r| matches!(r, Reason::Starts))
+    }
+
     /// A replacement somebody asked for: with `--replace`, or of a create that never finished
     /// (a tainted CVM never ran, so it has no data or keys in use to lose).
     pub fn replacement_requested(&self) -> bool {

@@ -147,7 +147,10 @@ pub(super) fn rolls(config: &Config, changes: &[Change]) -> Vec<Roll> {
     for c in config.cvms.values().filter(|c| c.replicas > 1) {
         let updates: Vec<&Change> = changes
             .iter()
-            .filter(|x| x.action == Action::Update && x.address.key() == c.key && x.address.index().is_some())
+            // An update that restarts nothing (a rename, a stop) is not a roll.
+            .filter(|x| {
+                x.action == Action::Update && x.restarts() && x.address.key() == c.key && x.address.index().is_some()
+            })
             .collect();
         if updates.is_empty() {
             continue;

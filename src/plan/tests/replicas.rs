@@ -155,3 +155,33 @@ fn a_replaced_instance_joins_its_app_and_shows_no_unchanged_hash() {
     assert!(text.contains("replacement gives a new app_id"), "{text}");
     assert!(text.contains("compose_hash = aaaaaaaa"), "{text}");
 }
+
+/// An update of instances that restarts none of them (a rename, `power: stopped`) is not a
+/// roll: no "rolls N instances" heading and no "0 restarts" batches note.
+#[test]
+fn renames_and_stops_of_instances_are_not_rolls() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    for (extra, name) in [("", "web-renamed"), ("    power: stopped\n", "web-main")] {
+        let manifest = web(2, extra).replace("name: web-main", &format!("name: {name}"));
+        let mut running = instances(2, WEB);
+        for r in &mut running {
+            r.attrs.power = Some(crate::model::Power::Running);
+        }
+        let p = run(&f.config(&manifest), &snap(running), None, Mode::Normal);
+        assert_eq!(p.count(Action::Update), 2, "{manifest}");
+        assert!(p.changes.iter().all(|c| !c.boots()), "{manifest}");
+        assert!(p.rolls.is_empty(), "{manifest}: {:?}", p.rolls);
+        let text = render::render(&p, &Palette::plain());
+        assert!(!text.contains("rolls") && !text.contains("0 restarts"), "{text}");
+        assert!(text.contains("# cvm.web[1] will be "), "{text}");
+    }
+    // A restart still rolls.
+    let p = run(
+        &f.config(&web(2, "    vcpu: 4\n").replacen("    vcpu: 2\n", "", 1)),
+        &snap(instances(2, WEB)),
+        None,
+        Mode::Normal,
+    );
+    assert_eq!(p.rolls.len(), 1);
+    assert!(p.changes.iter().all(Change::boots));
+}

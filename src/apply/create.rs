@@ -278,11 +278,8 @@ impl Step {
             compose_hash: None,
             ..c.clone()
         };
-        // The summary counts the CVM as added, not also as changed.
-        let updated = self.shared.effects.lock().expect("effects lock").get(&c.address).is_some_and(|e| e.updated);
-        let r = self.update_config(&update).await;
-        self.effect(&c.address, |e| e.updated = updated);
-        r
+        // The summary counts the CVM as added, not also as changed (`Report::counts`).
+        self.update_config(&update).await
     }
 
     /// Records a create whose boot failed: tainted, with why. Returns the step's error: the

@@ -160,10 +160,13 @@ pub struct Effects {
 }
 
 impl Report {
-    /// CVMs (added, changed, destroyed) in the cloud, as Terraform counts a summary.
+    /// CVMs (added, changed, destroyed) in the cloud, as Terraform counts a summary. A CVM
+    /// created in this run is added only: what its step did to it after the create (the update
+    /// of what a create cannot set, a stop for `power: stopped`) is part of that create, as
+    /// the plan counts it.
     pub fn counts(&self) -> (usize, usize, usize) {
         let n = |f: fn(&Effects) -> bool| self.effects.values().filter(|e| f(e)).count();
-        (n(|e| e.created), n(|e| e.updated), n(|e| e.deleted))
+        (n(|e| e.created), n(|e| e.updated && !e.created), n(|e| e.deleted))
     }
 }
 

@@ -430,3 +430,37 @@ fn only_cvms_that_booted_are_attested_and_said_to_be() {
     assert!(r.stderr.contains("Attestations verified"), "{}", r.stderr);
     assert_eq!(attestations(&t), before + 2);
 }
+
+/// A CVM stopped on purpose has no attestation to give: `verify` lists it as stopped, asks
+/// nothing of it, and does not fail for it.
+#[test]
+fn verify_reports_a_cvm_stopped_on_purpose_as_not_checked() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(&format!("{TWO}    power: stopped\n"));
+    t.run(&["apply", "--auto-approve"]).ok();
+    let attestations = |t: &TestEnv| {
+        let requests = t.stats()["requests"].clone();
+        requests
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.ends_with("/attestation"))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let before = attestations(&t);
+    let v = t.run(&["verify"]);
+    v.ok();
+    assert!(v.stdout.contains("cvm.api  stopped"), "{}", v.stdout);
+    assert!(v.stdout.contains("not checked: `power: stopped` keeps it stopped"), "{}", v.stdout);
+    assert!(!v.stdout.contains("UNVERIFIED"), "{}", v.stdout);
+    assert_eq!(v.stdout.matches(" verified ").count(), 1, "{}", v.stdout);
+    let j = t.run(&["verify", "--json", "cvm.api"]);
+    j.ok();
+    let doc: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(doc["stopped"], serde_json::json!(["cvm.api"]));
+    assert_eq!(doc["cvms"], serde_json::json!([]));
+    assert!(!t.run(&["state", "show", "cvm.api"]).ok().stdout.contains("unverified"));
+    assert_eq!(attestations(&t), before + 1, "cvm.web checked once, cvm.api never");
+}

@@ -26,14 +26,7 @@ impl Step {
         let encrypted_env = self.encrypted_env(c, &env, &prov, &app_id).await?;
         // The journal entry carries the app id this provision gave (a fresh one per create):
         // after a crash it is what proves a CVM was made by this commit. Never the name alone.
-        let detail = CreateDetail {
-            attrs: state_attrs.clone(),
-            app_id: Some(app_id.clone()),
-            compose_hash: Some(prov.compose_hash.clone()),
-            prevent_destroy: c.prevent_destroy,
-            secrets_scope: c.secrets_scope.clone(),
-            boot_failures: prior.clone(),
-        };
+        let detail = create_detail(c, &state_attrs, &app_id, Some(&prov.compose_hash), &prior);
         let entry = self.journal(c, "create", None, to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
         self.events.status(c.address.as_str(), "creating");
@@ -108,14 +101,7 @@ impl Step {
         };
         let (_, env_kept) = self.resolve_env(c, &after.env)?;
         let state_attrs = CvmAttrs { env: env_kept, ..after.clone() };
-        let detail = CreateDetail {
-            attrs: state_attrs.clone(),
-            app_id: Some(app_id.clone()),
-            compose_hash: src.compose_hash.clone(),
-            prevent_destroy: c.prevent_destroy,
-            secrets_scope: c.secrets_scope.clone(),
-            boot_failures: prior.clone(),
-        };
+        let detail = create_detail(c, &state_attrs, &app_id, src.compose_hash.as_deref(), &prior);
         let entry = self.journal(c, "replicate", Some(src.ids.id.clone()), to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
         self.events.status(c.address.as_str(), &format!("replicating {source}"));
@@ -311,5 +297,18 @@ impl Step {
         let logs = boot_log_command(&rec.ids);
         self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
         Ok(StepError::new(Failure::BootFailed { reason, again: tries >= plan::health::MAX_BOOT_TRIES, logs }))
+    }
+}
+
+/// The journal entry of a create or replicate: what the record keeps once the CVM exists, the
+/// app id that proves which CVM it made, and the failed boots (`prior`) of the CVM it replaces.
+fn create_detail(c: &Change, attrs: &CvmAttrs, app_id: &str, hash: Option<&str>, prior: &[String]) -> CreateDetail {
+    CreateDetail {
+        attrs: attrs.clone(),
+        app_id: Some(app_id.to_string()),
+        compose_hash: hash.map(str::to_string),
+        prevent_destroy: c.prevent_destroy,
+        secrets_scope: c.secrets_scope.clone(),
+        boot_failures: prior.to_vec(),
     }
 }

@@ -87,30 +87,7 @@ async fn verify_locked(
             "stopped": stopped.iter().map(|r| &r.address).collect::<Vec<_>>(),
         }))?;
     } else {
-        let addresses = verdicts.iter().map(|v| &v.address).chain(stopped.iter().map(|r| &r.address));
-        let width = addresses.map(|a| a.as_str().len()).max().unwrap_or(0).max(7);
-        let mut text = format!("{:<width$}  {:<10}  {:<12}  DETAIL\n", "ADDRESS", "RESULT", "QUOTE");
-        for v in &verdicts {
-            let (result, detail) = match v.problem() {
-                None => ("verified", String::new()),
-                Some(p) => ("UNVERIFIED", p),
-            };
-            let q = match (v.quote.status, v.quote.tcb_status.as_deref()) {
-                (QuoteStatus::Verified, Some(tcb)) => tcb.to_string(),
-                (QuoteStatus::Verified, None) => "verified".into(),
-                (QuoteStatus::NotVerified, _) => "not verified".into(),
-                (QuoteStatus::Failed, _) => "FAILED".into(),
-            };
-            text.push_str(format!("{:<width$}  {result:<10}  {q:<12}  {detail}", v.address.as_str()).trim_end());
-            text.push('\n');
-        }
-        for r in &stopped {
-            let (a, result, q) = (r.address.as_str(), "stopped", "-");
-            text.push_str(&format!(
-                "{a:<width$}  {result:<10}  {q:<12}  not checked: `power: stopped` keeps it stopped\n"
-            ));
-        }
-        ctx.shell.print(&text)?;
+        ctx.shell.print(&table(&verdicts, &stopped))?;
         verifying::tcb_warnings(ctx, &verdicts);
         if !verdicts.is_empty() {
             ctx.shell.note(&verifying::quote_summary(&verdicts));
@@ -122,6 +99,32 @@ async fn verify_locked(
         let n = verdicts.iter().filter(|v| !v.verified).count();
         Err(CliError::new(format!("{n} of {} CVMs not verified", verdicts.len())))
     }
+}
+
+/// The table `verify` prints: a row per CVM checked, then one per CVM stopped on purpose.
+fn table(verdicts: &[Verdict], stopped: &[&ResourceRecord]) -> String {
+    let addresses = verdicts.iter().map(|v| &v.address).chain(stopped.iter().map(|r| &r.address));
+    let width = addresses.map(|a| a.as_str().len()).max().unwrap_or(0).max(7);
+    let mut text = format!("{:<width$}  {:<10}  {:<12}  DETAIL\n", "ADDRESS", "RESULT", "QUOTE");
+    for v in verdicts {
+        let (result, detail) = match v.problem() {
+            None => ("verified", String::new()),
+            Some(p) => ("UNVERIFIED", p),
+        };
+        let q = match (v.quote.status, v.quote.tcb_status.as_deref()) {
+            (QuoteStatus::Verified, Some(tcb)) => tcb.to_string(),
+            (QuoteStatus::Verified, None) => "verified".into(),
+            (QuoteStatus::NotVerified, _) => "not verified".into(),
+            (QuoteStatus::Failed, _) => "FAILED".into(),
+        };
+        text.push_str(format!("{:<width$}  {result:<10}  {q:<12}  {detail}", v.address.as_str()).trim_end());
+        text.push('\n');
+    }
+    for r in stopped {
+        let (a, result, q) = (r.address.as_str(), "stopped", "-");
+        text.push_str(&format!("{a:<width$}  {result:<10}  {q:<12}  not checked: `power: stopped` keeps it stopped\n"));
+    }
+    text
 }
 
 /// Records whose `unverified` mark this run changed, written in one batch, each said.

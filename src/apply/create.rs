@@ -26,7 +26,7 @@ impl Step {
         let encrypted_env = self.encrypted_env(c, &env, &prov, &app_id).await?;
         // The journal entry carries the app id this provision gave (a fresh one per create):
         // after a crash it is what proves a CVM was made by this commit. Never the name alone.
-        let detail = create_detail(c, &state_attrs, &app_id, Some(prov.compose_hash.clone()));
+        let detail = create_detail(c, &state_attrs, &app_id, Some(&prov.compose_hash), &prior);
         let entry = self.journal(c, "create", None, to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
         self.events.status(c.address.as_str(), "creating");
@@ -83,8 +83,14 @@ impl Step {
     /// (`POST /cvms/{id}/replicas`): same app id, compose and env; its own vm_uuid, instance
     /// id and node. Waits for it to run. Journaled (`replicate`, with the app id) before the
     /// request: a run that stops before recording it leaves the next run to adopt the app's
-    /// one instance state does not hold (`reconcile`).
-    pub(super) async fn replicate(&self, c: &Change, source: &Address) -> Result<StepResult, StepError> {
+    /// one instance state does not hold (`reconcile`). `prior`: failed boots of this
+    /// configuration before, as for [`Step::create`].
+    pub(super) async fn replicate(
+        &self,
+        c: &Change,
+        source: &Address,
+        prior: Vec<String>,
+    ) -> Result<StepResult, StepError> {
         let after = c.after.clone().ok_or_else(|| StepError::internal("a create needs desired attributes"))?;
         let src = self.current_record(source)?;
         let app_id = src.ids.app_id.clone().ok_or_else(|| StepError::refused(format!("{source} has no app id")))?;
@@ -101,7 +107,7 @@ impl Step {
         let before = before.iter().map(|r| r.ids.vm_uuid.clone().unwrap_or_else(|| r.ids.id.clone())).collect();
         let detail = CreateDetail {
             instances_before: Some(before),
-            ..create_detail(c, &state_attrs, &app_id, src.compose_hash.clone())
+            ..create_detail(c, &state_attrs, &app_id, src.compose_hash.as_deref(), &prior)
         };
         let entry = self.journal(c, "replicate", Some(src.ids.id.clone()), to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
@@ -117,7 +123,7 @@ impl Step {
         };
         self.effect(&c.address, |e| e.created = true);
         let hash = src.compose_hash.clone().unwrap_or_default();
-        let (rec_ids, rec) = self.created_record(c, &ids, app_id, state_attrs.clone(), &hash, vec![]);
+        let (rec_ids, rec) = self.created_record(c, &ids, app_id, state_attrs.clone(), &hash, prior);
         self.commit(Batch { put: vec![rec.clone()], journal_done: vec![entry.id.clone()], ..Default::default() })
             .await?;
         let remote = match self.waiter.until_ready(&rec_ids, |s| self.events.status(c.address.as_str(), s)).await {
@@ -265,11 +271,8 @@ impl Step {
             compose_hash: None,
             ..c.clone()
         };
-        // The summary counts the CVM as added, not also as changed.
-        let updated = self.shared.effects.lock().expect("effects lock").get(&c.address).is_some_and(|e| e.updated);
-        let r = self.update_config(&update).await;
-        self.effect(&c.address, |e| e.updated = updated);
-        r
+        // The summary counts the CVM as added, not also as changed (`Report::counts`).
+        self.update_config(&update).await
     }
 
     /// Records a create whose boot failed: tainted, with why. Returns the step's error: the
@@ -304,14 +307,16 @@ impl Step {
     }
 }
 
-/// What a create's (or a replicate's) journal entry holds, from its change.
-fn create_detail(c: &Change, attrs: &CvmAttrs, app_id: &str, compose_hash: Option<String>) -> CreateDetail {
+/// The journal entry of a create or replicate: what the record keeps once the CVM exists, the
+/// app id that proves which CVM it made, and the failed boots (`prior`) of the CVM it replaces.
+fn create_detail(c: &Change, attrs: &CvmAttrs, app_id: &str, hash: Option<&str>, prior: &[String]) -> CreateDetail {
     CreateDetail {
         attrs: attrs.clone(),
         app_id: Some(app_id.to_string()),
-        compose_hash,
+        compose_hash: hash.map(str::to_string),
         prevent_destroy: c.prevent_destroy,
         secrets_scope: c.secrets_scope.clone(),
+        boot_failures: prior.to_vec(),
         instances_before: None,
     }
 }

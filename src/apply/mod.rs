@@ -160,10 +160,13 @@ pub struct Effects {
 }
 
 impl Report {
-    /// CVMs (added, changed, destroyed) in the cloud, as Terraform counts a summary.
+    /// CVMs (added, changed, destroyed) in the cloud, as Terraform counts a summary. A CVM
+    /// created in this run is added only: what its step did to it after the create (the update
+    /// of what a create cannot set, a stop for `power: stopped`) is part of that create, as
+    /// the plan counts it.
     pub fn counts(&self) -> (usize, usize, usize) {
         let n = |f: fn(&Effects) -> bool| self.effects.values().filter(|e| f(e)).count();
-        (n(|e| e.created), n(|e| e.updated), n(|e| e.deleted))
+        (n(|e| e.created), n(|e| e.updated && !e.created), n(|e| e.deleted))
     }
 }
 
@@ -429,7 +432,7 @@ impl Step {
         }
         let source = c.instance.as_ref().and_then(|i| i.source.as_ref());
         let r = match c.action {
-            Action::Create if source.is_some() => self.replicate(c, source.expect("checked")).await,
+            Action::Create if source.is_some() => self.replicate(c, source.expect("checked"), vec![]).await,
             Action::Create => self.create(c, vec![]).await,
             Action::Update => self.update(c).await,
             Action::Delete => self.delete(c).await.map(|_| StepResult::Done { id: None }),
@@ -441,14 +444,15 @@ impl Step {
                     _ => vec![],
                 };
                 match (self.delete(c).await, source) {
-                    (Ok(()), Some(source)) => self.replicate(c, source).await,
+                    (Ok(()), Some(source)) => self.replicate(c, source, prior).await,
                     (Ok(()), None) => self.create(c, prior).await,
                     (Err(e), _) => Err(e),
                 }
             }
         };
         let r = match r {
-            Ok(StepResult::Done { id }) if c.action != Action::Delete && self.verify.is_some() => {
+            // Only a CVM that (re)booted has a new attestation to check.
+            Ok(StepResult::Done { id }) if c.boots() && self.verify.is_some() => {
                 let checker = self.verify.as_deref().expect("checked");
                 self.gate(c, checker).await.map(|()| StepResult::Done { id })
             }

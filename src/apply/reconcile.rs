@@ -37,6 +37,11 @@ pub struct CreateDetail {
     /// instances of the app. Entries written by teeform before it have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instances_before: Option<Vec<String>>,
+    /// Failed boots of this configuration before this create or replicate (it replaces a
+    /// tainted CVM): the record starts with them, so a CVM adopted after a crash is still
+    /// replaced only once ([`crate::model::BootHistory::failures`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot_failures: Vec<String>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -262,9 +267,16 @@ fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
         status: Some(remote.status.clone()),
         tainted: remote.status.is_failed(),
         // A create adopted before it was seen running: a later failed boot is a failed create.
+        // It keeps the failed boots of the CVM it replaced.
         boot: crate::model::BootHistory {
             pending: !remote.is_ready() && !remote.status.is_failed(),
-            failures: if remote.status.is_failed() { vec![format!("status `{}`", remote.status)] } else { vec![] },
+            failures: {
+                let mut failures = d.as_ref().map(|d| d.boot_failures.clone()).unwrap_or_default();
+                if remote.status.is_failed() {
+                    failures.push(format!("status `{}`", remote.status));
+                }
+                failures
+            },
         },
         dependencies: vec![],
         updated_at: now_rfc3339(),
@@ -277,7 +289,48 @@ fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
 
 #[cfg(test)]
 mod tests {
-    use super::elsewhere;
+    use super::*;
+    use crate::model::{BootFacts, CvmStatus, RemoteCvm};
+
+    #[test]
+    fn an_adopted_replacement_keeps_the_failed_boots_it_was_journaled_with() {
+        let detail = CreateDetail {
+            attrs: CvmAttrs::default(),
+            app_id: Some("ab".into()),
+            compose_hash: None,
+            prevent_destroy: false,
+            secrets_scope: None,
+            instances_before: None,
+            boot_failures: vec!["first boot failed".into()],
+        };
+        let entry = JournalEntry {
+            id: "j".into(),
+            address: Address::instance("web", 2),
+            op: "replicate".into(),
+            name: "web".into(),
+            cloud_id: None,
+            started_at: String::new(),
+            detail: serde_json::to_value(&detail).unwrap(),
+            endpoint: None,
+        };
+        let remote = |status: &str| RemoteCvm {
+            ids: CloudIds { id: "u".into(), ..Default::default() },
+            status: CvmStatus::parse(status),
+            in_progress: false,
+            compose_hash: None,
+            attrs: CvmAttrs::default(),
+            app_compose: None,
+            os_image_hash: None,
+            env_pubkey: None,
+            kms_info: None,
+            boot: BootFacts::default(),
+        };
+        let booting = adopt(&entry, &remote("starting"));
+        assert_eq!((booting.boot.pending, booting.boot.failures.len()), (true, 1));
+        let failed = adopt(&entry, &remote("error"));
+        assert!(failed.tainted);
+        assert_eq!(failed.boot.failures, ["first boot failed", "status `error`"]);
+    }
 
     #[test]
     fn only_a_recorded_other_endpoint_counts() {

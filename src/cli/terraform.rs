@@ -220,6 +220,48 @@ mod tests {
         }
     }
 
+    /// The flags README's *Terraform's spellings work* paragraph names, as (works, has no
+    /// counterpart): each as written there, in backticks.
+    fn readme_flags() -> (Vec<String>, Vec<String>) {
+        let readme = include_str!("../../README.md").replace('\n', " ");
+        let start = readme.find("**Terraform's spellings work:**").expect("README has the paragraph");
+        let para = &readme[start..];
+        let para = &para[..para.find("instead.").expect("the paragraph ends")];
+        let (works, none) = para.split_once("has no counterpart").expect("both lists");
+        let flags = |t: &str| -> Vec<String> {
+            // Terraform's flags; not teeform's own short ones (`-C`) named beside them.
+            t.split('`').skip(1).step_by(2).filter(|f| f.starts_with('-') && f.len() > 2).map(str::to_string).collect()
+        };
+        (flags(works), flags(none))
+    }
+
+    #[test]
+    fn readme_lists_the_terraform_flags_as_they_are() {
+        use clap::Parser;
+        let (works, none) = readme_flags();
+        assert!(works.len() >= 10 && !none.is_empty(), "{works:?} {none:?}");
+        for flag in &works {
+            // A flag with its value, spelt as the README spells it, on a command that takes it.
+            let words: Vec<String> = flag.split_whitespace().map(|w| w.replace('\'', "")).collect();
+            let parses = ["plan", "apply"].iter().any(|command| {
+                let mut line: Vec<&str> = words.iter().map(String::as_str).collect();
+                // `-chdir` is global: before the command.
+                line.insert(if flag.starts_with("-chdir") { line.len() } else { 0 }, command);
+                match run(&line) {
+                    Rewritten::Args(a) => crate::cli::Cli::try_parse_from(&a).is_ok(),
+                    Rewritten::NoCounterpart { .. } => false,
+                }
+            });
+            assert!(parses, "README says {flag} works, but neither plan nor apply takes it");
+        }
+        let mut listed: Vec<&str> =
+            none.iter().map(|f| f.trim_start_matches('-').split('=').next().unwrap_or_default()).collect();
+        listed.sort_unstable();
+        let mut have: Vec<&str> = NO_COUNTERPART.iter().map(|(f, _)| *f).collect();
+        have.sort_unstable();
+        assert_eq!(listed, have, "README's list of Terraform flags without a counterpart");
+    }
+
     #[test]
     fn every_rewritten_command_line_parses() {
         use clap::Parser;

@@ -3,7 +3,8 @@
 //! lock while it checks, settles what an earlier run left in flight (as `plan` does), and
 //! writes what it proved into state as the apply gate does: a CVM whose attestation differs
 //! is marked `unverified`, one that verifies has its mark cleared; a CVM that could not be
-//! checked (not running, no RPC URL for its app contract) keeps its mark as it was. Exit 0
+//! checked (not running, no RPC URL for its app contract) keeps its mark as it was; one stopped
+//! on purpose (`power: stopped` in state) is listed as `stopped`, not checked. Exit 0
 //! when every CVM checked is verified, 1 otherwise; without a PCCS a quote that was not
 //! verified does not fail it, and the table, the JSON and a note say so; with one
 //! (`--pccs-url`, `TEEFORM_PCCS_URL`), a quote that cannot be verified fails it.
@@ -15,7 +16,7 @@ use super::shared::session::{reconcile, same_endpoint};
 use super::shared::verifying;
 use crate::manifest::Config;
 use crate::manifest::diag::did_you_mean;
-use crate::model::{Address, ResourceRecord};
+use crate::model::{Address, Power, ResourceRecord};
 
 use crate::state::{Batch, Store};
 use crate::verify::{QuoteStatus, Verdict};
@@ -62,6 +63,10 @@ async fn verify_locked(
     }
     let checker = verifying::checker(ctx, quote, &cfg.verify, verifying::onchain_of_config(cfg)?)?;
     same_endpoint(api, chosen.iter().map(|r| (r.address.as_str(), r.endpoint.as_deref())))?;
+    // A CVM stopped on purpose (`power: stopped`) has no attestation to give: not checked,
+    // not a failure, its mark left as it was.
+    let (stopped, chosen): (Vec<&ResourceRecord>, Vec<&ResourceRecord>) =
+        chosen.into_iter().partition(|r| r.attrs.power == Some(Power::Stopped));
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(chosen.len());
     let mut marks = Vec::new();
     for r in chosen {
@@ -79,27 +84,14 @@ async fn verify_locked(
             "verified": all,
             "quote_verified": verdicts.iter().all(|v| v.quote.status == QuoteStatus::Verified),
             "cvms": verdicts,
+            "stopped": stopped.iter().map(|r| &r.address).collect::<Vec<_>>(),
         }))?;
     } else {
-        let width = verdicts.iter().map(|v| v.address.as_str().len()).max().unwrap_or(0).max(7);
-        let mut text = format!("{:<width$}  {:<10}  {:<12}  DETAIL\n", "ADDRESS", "RESULT", "QUOTE");
-        for v in &verdicts {
-            let (result, detail) = match v.problem() {
-                None => ("verified", String::new()),
-                Some(p) => ("UNVERIFIED", p),
-            };
-            let q = match (v.quote.status, v.quote.tcb_status.as_deref()) {
-                (QuoteStatus::Verified, Some(tcb)) => tcb.to_string(),
-                (QuoteStatus::Verified, None) => "verified".into(),
-                (QuoteStatus::NotVerified, _) => "not verified".into(),
-                (QuoteStatus::Failed, _) => "FAILED".into(),
-            };
-            text.push_str(format!("{:<width$}  {result:<10}  {q:<12}  {detail}", v.address.as_str()).trim_end());
-            text.push('\n');
-        }
-        ctx.shell.print(&text)?;
+        ctx.shell.print(&table(&verdicts, &stopped))?;
         verifying::tcb_warnings(ctx, &verdicts);
-        ctx.shell.note(&verifying::quote_summary(&verdicts));
+        if !verdicts.is_empty() {
+            ctx.shell.note(&verifying::quote_summary(&verdicts));
+        }
     }
     if all {
         Ok(exit::OK)
@@ -107,6 +99,32 @@ async fn verify_locked(
         let n = verdicts.iter().filter(|v| !v.verified).count();
         Err(CliError::new(format!("{n} of {} CVMs not verified", verdicts.len())))
     }
+}
+
+/// The table `verify` prints: a row per CVM checked, then one per CVM stopped on purpose.
+fn table(verdicts: &[Verdict], stopped: &[&ResourceRecord]) -> String {
+    let addresses = verdicts.iter().map(|v| &v.address).chain(stopped.iter().map(|r| &r.address));
+    let width = addresses.map(|a| a.as_str().len()).max().unwrap_or(0).max(7);
+    let mut text = format!("{:<width$}  {:<10}  {:<12}  DETAIL\n", "ADDRESS", "RESULT", "QUOTE");
+    for v in verdicts {
+        let (result, detail) = match v.problem() {
+            None => ("verified", String::new()),
+            Some(p) => ("UNVERIFIED", p),
+        };
+        let q = match (v.quote.status, v.quote.tcb_status.as_deref()) {
+            (QuoteStatus::Verified, Some(tcb)) => tcb.to_string(),
+            (QuoteStatus::Verified, None) => "verified".into(),
+            (QuoteStatus::NotVerified, _) => "not verified".into(),
+            (QuoteStatus::Failed, _) => "FAILED".into(),
+        };
+        text.push_str(format!("{:<width$}  {result:<10}  {q:<12}  {detail}", v.address.as_str()).trim_end());
+        text.push('\n');
+    }
+    for r in stopped {
+        let (a, result, q) = (r.address.as_str(), "stopped", "-");
+        text.push_str(&format!("{a:<width$}  {result:<10}  {q:<12}  not checked: `power: stopped` keeps it stopped\n"));
+    }
+    text
 }
 
 /// Records whose `unverified` mark this run changed, written in one batch, each said.

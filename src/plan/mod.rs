@@ -113,6 +113,11 @@ pub enum Reason {
         #[serde(default)]
         onchain: bool,
     },
+    /// What the replacement of an instance of a replicated CVM costs: it is made from
+    /// `source`, another instance of the app (`POST /cvms/{id}/replicas`), so it keeps the app
+    /// id and KMS-derived keys and gets a new disk (the old one's data is lost), vm_uuid and
+    /// instance id. Stands for [`Reason::RotatesAppId`] there.
+    JoinsApp { source: Address },
     /// The name changes in place with the API's rename call: the CVM keeps its app id, keys
     /// and disk, and does not restart.
     Renames,
@@ -246,6 +251,14 @@ impl Change {
     /// Whether applying it restarts a CVM (an update, or the update after a create).
     pub fn restarts(&self) -> bool {
         self.reasons.iter().any(|r| matches!(r, Reason::RestartsCvm | Reason::SetAfterCreate { .. }))
+    }
+
+    /// Whether applying it boots the CVM (made, replaced, restarted or started): what the
+    /// attestation gate checks. A rename or a stop boots nothing.
+    pub fn boots(&self) -> bool {
+        matches!(self.action, Action::Create | Action::Replace)
+            || self.restarts()
+            || self.reasons.iter().any(|r| matches!(r, Reason::Starts))
     }
 
     /// A replacement somebody asked for: with `--replace`, or of a create that never finished

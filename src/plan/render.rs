@@ -257,6 +257,14 @@ pub fn replacement_cause(c: &Change) -> String {
 
 /// What a replacement costs, in words.
 pub fn replacement_consequence(c: &Change) -> String {
+    if let Some(source) = c.reasons.iter().find_map(|r| match r {
+        Reason::JoinsApp { source } => Some(source),
+        _ => None,
+    }) {
+        return format!(
+            "the new instance joins the app of {source} (same app_id and KMS-derived keys) with a new disk (the old one's data is lost), vm_uuid and instance id"
+        );
+    }
     let onchain = c.reasons.iter().any(|r| matches!(r, Reason::RotatesAppId { onchain: true }));
     format!(
         "the new CVM gets a new app_id → new KMS-derived keys and a new disk (the old one's data is lost){}",
@@ -397,7 +405,8 @@ pub(super) fn change(out: &mut String, p: &Palette, c: &Change) {
                 attr_change(out, p, c, a);
             }
             let hidden = SCHEMA.len() - c.attributes.len();
-            if let Some(h) = &c.compose_hash {
+            // A hash the change leaves as it was is no change to show.
+            if let Some(h) = c.compose_hash.as_ref().filter(|h| h.before.as_deref() != Some(h.after.as_str())) {
                 let before = h.before.as_deref().map(short_hash).unwrap_or_else(|| "(none)".into());
                 let _ = writeln!(
                     out,
@@ -498,6 +507,9 @@ fn note(r: &Reason) -> Option<String> {
         Reason::RotatesAppId { onchain } => format!(
             "replacement gives a new app_id → new KMS-derived keys, and a new disk: the old CVM's data is lost{}",
             if *onchain { "; on-chain KMS: a new app contract" } else { "" }
+        ),
+        Reason::JoinsApp { source } => format!(
+            "the replacement is made from {source}: it keeps the app_id and KMS-derived keys, and gets a new disk (the old instance's data is lost), vm_uuid and instance id"
         ),
         Reason::Renames => "renamed in place (the API's rename): same app id, keys and disk, and no restart".into(),
         Reason::Tainted => "a previous create did not finish; the CVM is replaced".into(),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Change};
+use super::{Action, Change, Reason};
 use crate::manifest::{Config, CvmConfig};
 use crate::model::{Address, CvmAttrs, ResourceRecord};
 
@@ -98,6 +98,12 @@ pub(super) fn fit(
 ) {
     roll_dependencies(c);
     stay_in_app(c, cfg, current, gone);
+    if let Some(source) = c.instance.as_ref().and_then(|i| i.source.clone()).filter(|_| c.action == Action::Replace) {
+        // Made from another instance, a replacement keeps the app id.
+        for r in c.reasons.iter_mut().filter(|r| matches!(r, Reason::RotatesAppId { .. })) {
+            *r = Reason::JoinsApp { source: source.clone() };
+        }
+    }
 }
 
 /// An instance's update waits for the batch before, and for instance 0 only when that is in
@@ -141,7 +147,10 @@ pub(super) fn rolls(config: &Config, changes: &[Change]) -> Vec<Roll> {
     for c in config.cvms.values().filter(|c| c.replicas > 1) {
         let updates: Vec<&Change> = changes
             .iter()
-            .filter(|x| x.action == Action::Update && x.address.key() == c.key && x.address.index().is_some())
+            // An update that restarts nothing (a rename, a stop) is not a roll.
+            .filter(|x| {
+                x.action == Action::Update && x.restarts() && x.address.key() == c.key && x.address.index().is_some()
+            })
             .collect();
         if updates.is_empty() {
             continue;

@@ -395,3 +395,72 @@ fn an_os_image_other_than_the_planned_one_fails_the_gate_though_the_cvm_reports_
     t.configure(serde_json::json!({"boot_other_image": []}));
     t.run(&["verify"]).ok();
 }
+
+/// A change that boots nothing (a rename of replicas) checks no attestation and does not claim
+/// to have verified one; a restart does.
+#[test]
+fn only_cvms_that_booted_are_attested_and_said_to_be() {
+    let attestations = |t: &TestEnv| {
+        let requests = t.stats()["requests"].clone();
+        requests
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.ends_with("/attestation"))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    let two = |name: &str, vcpu: u32| {
+        format!("cvms:\n  web:\n    name: {name}\n    compose: web.yml\n    vcpu: {vcpu}\n    replicas: 2\n")
+    };
+    t.manifest(&two("webxx", 1));
+    t.run(&["apply", "--auto-approve"]).ok();
+    let before = attestations(&t);
+    t.manifest(&two("webyy", 1));
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.ok();
+    assert!(r.stderr.contains("Resources: 0 added, 2 changed, 0 destroyed."), "{}", r.stderr);
+    assert!(!r.stderr.contains("Attestations"), "{}", r.stderr);
+    assert_eq!(attestations(&t), before, "nothing booted, nothing attested");
+    t.manifest(&two("webyy", 2));
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.ok();
+    assert!(r.stderr.contains("Attestations verified"), "{}", r.stderr);
+    assert_eq!(attestations(&t), before + 2);
+}
+
+/// A CVM stopped on purpose has no attestation to give: `verify` lists it as stopped, asks
+/// nothing of it, and does not fail for it.
+#[test]
+fn verify_reports_a_cvm_stopped_on_purpose_as_not_checked() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(&format!("{TWO}    power: stopped\n"));
+    t.run(&["apply", "--auto-approve"]).ok();
+    let attestations = |t: &TestEnv| {
+        let requests = t.stats()["requests"].clone();
+        requests
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.ends_with("/attestation"))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let before = attestations(&t);
+    let v = t.run(&["verify"]);
+    v.ok();
+    assert!(v.stdout.contains("cvm.api  stopped"), "{}", v.stdout);
+    assert!(v.stdout.contains("not checked: `power: stopped` keeps it stopped"), "{}", v.stdout);
+    assert!(!v.stdout.contains("UNVERIFIED"), "{}", v.stdout);
+    assert_eq!(v.stdout.matches(" verified ").count(), 1, "{}", v.stdout);
+    let j = t.run(&["verify", "--json", "cvm.api"]);
+    j.ok();
+    let doc: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    assert_eq!(doc["stopped"], serde_json::json!(["cvm.api"]));
+    assert_eq!(doc["cvms"], serde_json::json!([]));
+    assert!(!t.run(&["state", "show", "cvm.api"]).ok().stdout.contains("unverified"));
+    assert_eq!(attestations(&t), before + 1, "cvm.web checked once, cvm.api never");
+}

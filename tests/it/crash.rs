@@ -513,3 +513,26 @@ fn force_unlock_removes_only_a_dead_holders_record() {
     t.run(&["force-unlock", "dead-1"]).ok();
     assert!(!t.file_exists("state/holder.json"));
 }
+
+#[test]
+fn force_unlock_of_a_running_holder_says_to_wait_not_to_force_unlock() {
+    let mut t = TestEnv::with_config(SimConfig { boot_ms: 1500, ..Default::default() });
+    env_for(&mut t);
+    t.manifest("cvms:\n  alpha:\n    name: alpha-svc\n    compose: old.yml\n");
+    let apply = t.command(&["apply", "--auto-approve"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !t.file_exists("state/holder.json") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let holder: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path("state/holder.json")).unwrap()).unwrap();
+    let id = holder["id"].as_str().unwrap();
+    let r = t.run(&["force-unlock", id]);
+    r.code(1);
+    assert!(r.stderr.contains("is locked by a process that is still running"), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("stop that process (pid {}", holder["pid"])), "{}", r.stderr);
+    assert!(!r.stderr.contains("run `teeform force-unlock"), "no hint to run what just ran: {}", r.stderr);
+    let out = apply.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!t.file_exists("state/holder.json"), "the holder removed its own lock");
+}

@@ -249,3 +249,32 @@ fn a_cvm_stuck_booting_needs_attention_and_is_not_replaced() {
     t.env.remove("TEEFORM_WAIT_TIMEOUT");
     t.run(&["plan", "--detailed-exitcode"]).code(0);
 }
+
+#[test]
+fn a_replica_whose_boot_fails_is_replaced_once_like_a_created_cvm() {
+    let t = env(SimConfig { boot_ms: 100, restart_ms: 100, ..Default::default() });
+    let replicas = |n: u32| format!("cvms:\n  rolla:\n    name: rolla\n    compose: web.yml\n    replicas: {n}\n");
+    t.manifest(&replicas(2));
+    t.run(&["apply", "--auto-approve"]).ok();
+    // From now on every boot of the app fails: the new instance, then its replacement.
+    t.configure(serde_json::json!({"fail_boot": ["rolla"]}));
+    t.manifest(&replicas(3));
+    let first = t.run(&["apply", "--auto-approve"]);
+    first.code(1);
+    assert!(first.stderr.contains("tainted and the next apply replaces it once"), "{}", first.stderr);
+    assert!(first.stderr.contains("Resources: 1 added, 0 changed, 0 destroyed."), "{}", first.stderr);
+
+    let second = t.run(&["apply", "--auto-approve"]);
+    second.code(1);
+    assert!(second.stderr.contains("Resources: 1 added, 0 changed, 1 destroyed."), "{}", second.stderr);
+    assert!(second.stderr.contains("does not replace it again until the manifest changes it"), "{}", second.stderr);
+
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    assert!(p.stdout.contains("# cvm.rolla[2] failed to boot again after it was replaced"), "{}", p.stdout);
+    assert!(p.stdout.contains("No changes to apply, but 1 CVM needs attention"), "{}", p.stdout);
+    let (replicates, deletes) = (t.count("POST /api/v1/cvms/"), t.count("DELETE "));
+    let third = t.run(&["apply", "--auto-approve"]);
+    third.code(1);
+    assert_eq!((t.count("POST /api/v1/cvms/"), t.count("DELETE ")), (replicates, deletes), "nothing replaced");
+}

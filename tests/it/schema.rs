@@ -332,3 +332,26 @@ fn a_create_sets_what_it_cannot_carry_with_one_update() {
     t.run(&["apply", "--auto-approve"]).ok();
     assert_eq!(t.count("PATCH /api/v1/cvms/"), 1, "a second apply sends nothing");
 }
+
+/// The summary counts what the plan counts: a create followed by the update of what it cannot
+/// carry, or by a stop for `power: stopped`, is one CVM added, not also one changed.
+#[test]
+fn creates_with_follow_up_updates_or_stops_are_counted_as_added_only() {
+    let t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest(
+        "cvms:\n  web:\n    name: rt-web\n    compose: web.yml\n    shutdown_timeout: 30\n  \
+         db:\n    name: rt-db\n    compose: web.yml\n    allow_force_stop: true\n    power: stopped\n  \
+         cold:\n    name: rt-cold\n    compose: web.yml\n    power: stopped\n  \
+         plain:\n    name: rt-plain\n    compose: web.yml\n",
+    );
+    let plan = t.run(&["plan"]);
+    assert!(plan.stdout.contains("4 to add, 0 to change, 0 to destroy."), "{}", plan.stdout);
+    let apply = t.run(&["apply", "--auto-approve"]);
+    apply.ok();
+    assert!(apply.stderr.contains("Resources: 4 added, 0 changed, 0 destroyed."), "{}", apply.stderr);
+    assert_eq!(t.count("PATCH /api/v1/cvms/"), 2, "one follow-up update each for web and db");
+    assert_eq!(t.cvm_stat("rt-db", "status"), "stopped");
+    assert_eq!(t.cvm_stat("rt-cold", "status"), "stopped");
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}

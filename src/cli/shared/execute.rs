@@ -173,7 +173,7 @@ async fn summarize(
         (format!("Resources: {destroyed} destroyed."), "Destroy complete!")
     } else {
         let verdicts = verify.map(crate::verify::Checker::verdicts).unwrap_or_default();
-        let gate = if added + changed == 0 {
+        let gate = if added + changed == 0 || !p.changes.iter().any(plan::Change::boots) {
             String::new()
         } else if verify.is_none() {
             " Attestations not verified (--no-verify).".into()

@@ -174,3 +174,71 @@ fn instances_made_outside_are_offered_the_plans_creates_first_then_free_indices(
     assert_eq!((d.unmanaged.len(), d.unmanaged[0].import_as.clone()), (1, None));
     assert!(render::render(&d, &Palette::plain()).contains("it is not teeform's to destroy"));
 }
+
+/// An instance replaced from another instance of its app keeps the app id: its plan says so,
+/// and shows no compose hash change where the hash stays (issue: a node change claimed a new
+/// app id and printed `~ compose_hash = X -> X`).
+#[test]
+fn a_replaced_instance_joins_its_app_and_shows_no_unchanged_hash() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config(&web(4, "    nodes: [prod5, prod6]\n"));
+    let first = run(&cfg, &snap(instances(4, WEB)), None, Mode::Normal);
+    // State's hash is the one the replacement gives: the app compose does not change.
+    let hash = first.changes[0].compose_hash.clone().unwrap().after;
+    let mut state = instances(4, WEB);
+    for r in &mut state {
+        r.compose_hash = Some(hash.clone());
+    }
+    let p = run(&cfg, &snap(state), None, Mode::Normal);
+    assert_eq!(p.count(Action::Replace), 4, "{:?}", addresses(&p));
+    for c in &p.changes {
+        let source = c.instance.as_ref().and_then(|i| i.source.clone()).expect("made from another instance");
+        assert!(c.reasons.contains(&Reason::JoinsApp { source }), "{}: {:?}", c.address, c.reasons);
+        assert!(!c.reasons.iter().any(|r| matches!(r, Reason::RotatesAppId { .. })), "{:?}", c.reasons);
+    }
+    let text = render::render(&p, &Palette::plain());
+    assert!(!text.contains("compose_hash ="), "{text}");
+    assert!(!text.contains("new app_id"), "{text}");
+    assert!(text.contains("note: the replacement is made from cvm.web[0]: it keeps the app_id"), "{text}");
+    let why = render::replacement_consequence(&p.changes[1]);
+    assert!(why.starts_with("the new instance joins the app of cvm.web[0]"), "{why}");
+
+    // A single CVM's replacement still gets a new app id; a hash that changes is still shown.
+    let one = f.config(
+        "cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    vcpu: 2\n    memory: 2048\n    node: prod5\n",
+    );
+    let p = run(&one, &snap(vec![record("cvm.web", "web-main", WEB, 2)]), None, Mode::Normal);
+    let text = render::render(&p, &Palette::plain());
+    assert!(text.contains("replacement gives a new app_id"), "{text}");
+    assert!(text.contains("compose_hash = aaaaaaaa"), "{text}");
+}
+
+/// An update of instances that restarts none of them (a rename, `power: stopped`) is not a
+/// roll: no "rolls N instances" heading and no "0 restarts" batches note.
+#[test]
+fn renames_and_stops_of_instances_are_not_rolls() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    for (extra, name) in [("", "web-renamed"), ("    power: stopped\n", "web-main")] {
+        let manifest = web(2, extra).replace("name: web-main", &format!("name: {name}"));
+        let mut running = instances(2, WEB);
+        for r in &mut running {
+            r.attrs.power = Some(crate::model::Power::Running);
+        }
+        let p = run(&f.config(&manifest), &snap(running), None, Mode::Normal);
+        assert_eq!(p.count(Action::Update), 2, "{manifest}");
+        assert!(p.changes.iter().all(|c| !c.boots()), "{manifest}");
+        assert!(p.rolls.is_empty(), "{manifest}: {:?}", p.rolls);
+        let text = render::render(&p, &Palette::plain());
+        assert!(!text.contains("rolls") && !text.contains("0 restarts"), "{text}");
+        assert!(text.contains("# cvm.web[1] will be "), "{text}");
+    }
+    // A restart still rolls.
+    let p = run(
+        &f.config(&web(2, "    vcpu: 4\n").replacen("    vcpu: 2\n", "", 1)),
+        &snap(instances(2, WEB)),
+        None,
+        Mode::Normal,
+    );
+    assert_eq!(p.rolls.len(), 1);
+    assert!(p.changes.iter().all(Change::boots));
+}

@@ -32,6 +32,7 @@ impl Step {
             compose_hash: Some(prov.compose_hash.clone()),
             prevent_destroy: c.prevent_destroy,
             secrets_scope: c.secrets_scope.clone(),
+            surge: false,
         };
         let entry = self.journal(c, "create", None, to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
@@ -90,6 +91,12 @@ impl Step {
     /// id and node. Waits for it to run. Journaled (`replicate`, with the app id) before the
     /// request: a run that stops before recording it leaves the next run to adopt the app's
     /// one instance state does not hold (`reconcile`).
+    ///
+    /// A surge instance (`update_policy.max_surge`) is made before the roll, so it copies the
+    /// source's revision and is recorded so; then one update brings it to the new revision
+    /// ([`Step::surge_update`]). UNVERIFIED: the API's replicate copies the source instance's
+    /// compose (the `phala` CLI's `cvms replicate --compose-hash` picks among the revisions
+    /// the app's live instances run; neither SDK offers a new compose on replicate).
     pub(super) async fn replicate(&self, c: &Change, source: &Address) -> Result<StepResult, StepError> {
         let after = c.after.clone().ok_or_else(|| StepError::internal("a create needs desired attributes"))?;
         let src = self.current_record(source)?;
@@ -99,14 +106,20 @@ impl Step {
             Some(n) => Some(self.node_id(n).await?),
             None => None,
         };
-        let (_, env_kept) = self.resolve_env(c, &after.env)?;
-        let state_attrs = CvmAttrs { env: env_kept, ..after.clone() };
+        let surge = c.instance.as_ref().is_some_and(|i| i.surge);
+        let state_attrs = if surge {
+            CvmAttrs { node: after.node.clone().or(src.attrs.node.clone()), ..src.attrs.clone() }
+        } else {
+            let (_, env_kept) = self.resolve_env(c, &after.env)?;
+            CvmAttrs { env: env_kept, ..after.clone() }
+        };
         let detail = CreateDetail {
             attrs: state_attrs.clone(),
             app_id: Some(app_id.clone()),
             compose_hash: src.compose_hash.clone(),
             prevent_destroy: c.prevent_destroy,
             secrets_scope: c.secrets_scope.clone(),
+            surge,
         };
         let entry = self.journal(c, "replicate", Some(src.ids.id.clone()), to_json(&detail)?);
         self.commit(Batch { journal_put: vec![entry.clone()], ..Default::default() }).await?;
@@ -131,8 +144,14 @@ impl Step {
             Err(e) => return Err(StepError::from(e).then(Next::PlanShows)),
         };
         let ids = CloudIds { id: rec_ids.id.clone(), ..remote.ids.clone() };
-        let rec = self.record(c, ids, state_attrs, Some(&remote), false);
+        let rec = self.record(c, ids.clone(), state_attrs, Some(&remote), false);
         self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
+        if surge {
+            let r = self.surge_update(c, &ids).await?;
+            if !r.is_done() {
+                return Ok(r);
+            }
+        }
         if after.power == Some(Power::Stopped) {
             self.set_power(c, &rec_ids, PowerAction::Stop).await?;
         }
@@ -271,6 +290,36 @@ impl Step {
             ..c.clone()
         };
         // The summary counts the CVM as added, not also as changed.
+        let updated = self.shared.effects.lock().expect("effects lock").get(&c.address).is_some_and(|e| e.updated);
+        let r = self.update_config(&update).await;
+        self.effect(&c.address, |e| e.updated = updated);
+        r
+    }
+
+    /// Brings a surge instance just replicated (on its source's revision) to the new one with
+    /// one update of what differs: it serves nothing yet, so its restart costs no
+    /// availability. On-chain KMS: the new compose hash is registered here, before any
+    /// instance of the roll runs it. Counted as the create it is, not as a change.
+    pub(super) async fn surge_update(&self, c: &Change, ids: &CloudIds) -> Result<StepResult, StepError> {
+        let after = c.after.clone().ok_or_else(|| StepError::internal("a create needs desired attributes"))?;
+        let before = self.current_record(&c.address)?.attrs;
+        // Where it runs was the replicate's to choose.
+        let attributes: Vec<_> = plan::diff_attrs(&before, &after, true)
+            .into_iter()
+            .filter(|a| a.name.patched() && !a.forces_replacement)
+            .collect();
+        if attributes.is_empty() {
+            return Ok(StepResult::Done { id: Some(ids.id.clone()) });
+        }
+        self.events.status(c.address.as_str(), "bringing the surge instance to the new revision");
+        let update = Change {
+            action: Action::Update,
+            ids: Some(ids.clone()),
+            before: Some(before),
+            attributes,
+            reasons: vec![plan::Reason::RestartsCvm],
+            ..c.clone()
+        };
         let updated = self.shared.effects.lock().expect("effects lock").get(&c.address).is_some_and(|e| e.updated);
         let r = self.update_config(&update).await;
         self.effect(&c.address, |e| e.updated = updated);

@@ -14,6 +14,7 @@ mod error;
 pub mod onchain;
 mod order;
 mod reconcile;
+mod surge;
 mod update;
 mod wait;
 
@@ -277,6 +278,7 @@ impl Executor {
                 _ = self.cancel.cancelled(), if !self.cancel.is_cancelled() => {}
             }
         }
+        self.end_rolls(plan, &waiter, &shared, &endpoint, &mut results).await;
         self.write_outputs(plan, &shared).await?;
         let effects = shared.effects.lock().expect("effects lock").clone();
         let state_failed = shared.state_failed.load(std::sync::atomic::Ordering::Relaxed);
@@ -741,6 +743,7 @@ impl Step {
             endpoint: Some(self.endpoint.to_string()),
             prevent_destroy: c.prevent_destroy,
             secrets_scope: c.secrets_scope.clone(),
+            surge: c.instance.as_ref().is_some_and(|i| i.surge),
         }
     }
 

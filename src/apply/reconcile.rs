@@ -32,6 +32,9 @@ pub struct CreateDetail {
     pub prevent_destroy: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_scope: Option<Address>,
+    /// A surge instance's replicate ([`ResourceRecord::surge`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub surge: bool,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -222,6 +225,7 @@ fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
         unverified: None,
         endpoint: e.endpoint.clone(),
         prevent_destroy: d.as_ref().is_some_and(|d| d.prevent_destroy),
+        surge: d.as_ref().is_some_and(|d| d.surge),
         secrets_scope: d.and_then(|d| d.secrets_scope),
     }
 }

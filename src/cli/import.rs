@@ -60,6 +60,7 @@ pub async fn run(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) -> 
         }
     }
     let rec = ResourceRecord {
+        surge: false,
         address: address.clone(),
         ids: crate::model::CloudIds {
             id: remote.ids.vm_uuid.clone().unwrap_or_else(|| remote.ids.id.clone()),

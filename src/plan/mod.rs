@@ -33,7 +33,7 @@ use crate::state::Snapshot;
 use current::Current;
 pub use desired::configured_attrs;
 use desired::{Known, desired_attrs, resolve_plain};
-pub use diff::merge_refresh;
+pub use diff::{diff_attrs, merge_refresh};
 pub use digests::Redigested;
 pub use health::{Attention, Problem};
 pub use preview::app_compose_for_create;
@@ -105,6 +105,11 @@ pub enum Reason {
     ScaledIn { from: u32, to: u32 },
     /// `teeform destroy`.
     DestroyRequested,
+    /// A surge instance of the roll of `of` (`update_policy.max_surge`): made from instance 0,
+    /// brought to the new revision, and deleted once the roll's last batch passes.
+    Surge { of: Address },
+    /// With [`Reason::NotInManifest`]: a surge instance a paused roll left, whose roll is done.
+    SurgeLeftover,
     /// What a replacement costs: a new app id, so new KMS-derived keys and a fresh disk (the
     /// old one's data is lost), and for an on-chain KMS a new app contract.
     RotatesAppId {
@@ -416,7 +421,9 @@ impl Plan {
     /// Adds, changes, destroys as Terraform counts them (a replacement is one add and one destroy).
     pub fn summary(&self) -> (usize, usize, usize) {
         let r = self.count(Action::Replace);
-        (self.count(Action::Create) + r, self.count(Action::Update), self.count(Action::Delete) + r)
+        // The surge instances a roll deletes when it ends are destroys no change lists.
+        let surge: usize = self.rolls.iter().map(|x| x.surge.len()).sum();
+        (self.count(Action::Create) + r, self.count(Action::Update), self.count(Action::Delete) + r + surge)
     }
 
     pub fn restarts(&self) -> usize {
@@ -603,7 +610,26 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         }
     }
 
-    changes.extend(deletions(&graph, &mut known, &desired, mode, &chosen, &state.moved));
+    let desired0 = |cfg: &CvmConfig| {
+        let first = Address::instance(&cfg.key, 0);
+        let scope = current.get(&first).map_or(&first, |r| r.digest_scope()).clone();
+        (desired_attrs(cfg, &scope, &known, secrets, digests, current.get(&first)).0, scope)
+    };
+    let deps_of = |a: &Address| dependencies(&graph, &nodes, a);
+    let ctx = replicas::SurgeCtx {
+        current: &current,
+        gone: &gone,
+        desired: &desired0,
+        dependencies: &deps_of,
+        refresh: &refresh_of,
+    };
+    let kept = if mode == Mode::Normal {
+        replicas::surges(config, &mut changes, &ctx, &mut attention)
+    } else {
+        Default::default()
+    };
+    let live = |a: &Address| desired.contains_key(a) || kept.contains(a);
+    changes.extend(deletions(&graph, &mut known, &live, &desired, mode, &chosen, &state.moved));
     identity::check_prevent_destroy(&changes, &desired, &records)?;
     identity::check_name_cycles(&changes)?;
     state.warnings = identity::likely_moves(&changes);
@@ -631,15 +657,19 @@ fn scaled_in(
 ) -> Option<Reason> {
     addr.index()?;
     let cfg = desired.iter().find(|(a, _)| a.key() == addr.key()).map(|(_, c)| *c)?;
-    let from = current.keys().filter(|a| a.key() == addr.key()).filter_map(Address::index).max()? + 1;
+    // Surge instances are above `replicas` by design: not what the manifest scaled in from.
+    let instances = current.values().filter(|r| r.address.key() == addr.key() && !r.surge);
+    let from = instances.filter_map(|r| r.address.index()).max()? + 1;
     Some(Reason::ScaledIn { from, to: cfg.replicas })
 }
 
 /// The deletions: CVMs in state the manifest no longer has (or all, for `destroy`), chosen by
 /// `--target`/`--exclude`. Dependents go before what they depend on: the order walked backwards.
+#[allow(clippy::too_many_arguments)]
 fn deletions(
     graph: &Graph,
     known: &mut Known,
+    live: &dyn Fn(&Address) -> bool,
     desired: &BTreeMap<Address, &CvmConfig>,
     mode: Mode,
     chosen: &dyn Fn(&Address) -> bool,
@@ -653,9 +683,11 @@ fn deletions(
         let addr = &rec.address;
         let reasons = if mode == Mode::Destroy {
             vec![Reason::DestroyRequested]
-        } else if !desired.contains_key(addr) {
+        } else if !live(addr) {
             let mut r = vec![Reason::NotInManifest];
-            if let Some(s) = scaled_in(addr, desired, known.current) {
+            if rec.surge {
+                r.push(Reason::SurgeLeftover);
+            } else if let Some(s) = scaled_in(addr, desired, known.current) {
                 r.push(s);
             }
             r

@@ -48,6 +48,7 @@ fn meta() -> Meta {
 
 fn record(addr: &str, name: &str, compose: &str, vcpu: u32) -> ResourceRecord {
     ResourceRecord {
+        surge: false,
         address: addr.into(),
         ids: CloudIds {
             id: format!("id-{name}"),

@@ -32,5 +32,6 @@ mod secrets;
 mod shell;
 mod sim_limits;
 mod sim_wire;
+mod surge;
 mod trust;
 mod values;

@@ -496,8 +496,11 @@ impl Step {
     ///
     /// A failed precondition is one failure, of the first instance that found it: the others
     /// of its batch are skipped, naming it, as they were never touched.
+    ///
+    /// A surge instance's delete waits so for every instance of its CVM (the roll's end).
     async fn batch_before_runs(&self, c: &Change) -> Result<(), StepResult> {
-        let Some(i) = c.instance.as_ref().filter(|_| c.action == Action::Update) else {
+        let gated = |i: &&plan::Instance| c.action == Action::Update || (c.action == Action::Delete && i.surge);
+        let Some(i) = c.instance.as_ref().filter(gated) else {
             return Ok(());
         };
         for a in &i.after {

@@ -22,19 +22,45 @@ impl Executor {
             if self.cancel.is_cancelled() || !surge_done || !r.instances.iter().all(done) {
                 continue;
             }
+            // Every instance of the CVM, also those an earlier run updated.
+            let instances: Vec<Address> = {
+                let current = shared.current.lock().expect("state lock");
+                current
+                    .values()
+                    .filter(|x| x.address.key() == r.address.key() && !x.surge)
+                    .map(|x| x.address.clone())
+                    .collect()
+            };
             for a in &r.surge {
                 let Some(rec) = shared.current.lock().expect("state lock").get(a).cloned() else { continue };
                 let c = Change {
                     ids: Some(rec.ids.clone()),
                     before: Some(rec.attrs.clone()),
                     reasons: vec![plan::Reason::Surge { of: r.address.clone() }],
+                    instance: Some(plan::Instance {
+                        index: a.index().unwrap_or_default(),
+                        source: None,
+                        node: None,
+                        after: instances.clone(),
+                        pause_on_failure: true,
+                        surge: true,
+                    }),
+                    health: plan
+                        .changes
+                        .iter()
+                        .find(|x| r.instances.contains(&x.address))
+                        .and_then(|x| x.health.clone()),
                     ..Change::new(a.clone(), Action::Delete)
                 };
                 self.events.started(a.as_str(), Action::Delete);
                 let t = Instant::now();
-                let res = match self.step(waiter, shared, endpoint).delete(&c).await {
-                    Ok(()) => StepResult::Done { id: None },
-                    Err(e) => StepResult::Failed(Box::new(e)),
+                let step = self.step(waiter, shared, endpoint);
+                let res = match step.batch_before_runs(&c).await {
+                    Err(r) => r,
+                    Ok(()) => match step.delete(&c).await {
+                        Ok(()) => StepResult::Done { id: None },
+                        Err(e) => StepResult::Failed(Box::new(e)),
+                    },
                 };
                 self.events.finished(a.as_str(), Action::Delete, &res, t.elapsed());
                 results.insert(a.clone(), (Action::Delete, res));

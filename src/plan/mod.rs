@@ -706,6 +706,7 @@ fn deletions(
             prevent_destroy: rec.prevent_destroy,
             ..Change::new(addr.clone(), Action::Delete)
         };
+        let c = if mode == Mode::Normal { replicas::surge_delete(c, rec, desired) } else { c };
         known.record(&c);
         deletes.push(c);
     }

@@ -246,6 +246,24 @@ pub(super) fn surges(
     kept
 }
 
+/// A surge instance's delete (its roll is done) waits for every instance of its CVM to run
+/// and pass its `health:` check: a roll an earlier run left may still be restarting one.
+pub(super) fn surge_delete(mut c: Change, rec: &ResourceRecord, desired: &BTreeMap<Address, &CvmConfig>) -> Change {
+    let Some(cfg) = desired.iter().find(|(a, _)| a.key() == rec.address.key()).map(|(_, c)| *c) else { return c };
+    if rec.surge {
+        c.instance = Some(Instance {
+            index: rec.address.index().unwrap_or_default(),
+            source: None,
+            node: None,
+            after: cfg.instances(),
+            pause_on_failure: true,
+            surge: true,
+        });
+        c.health = cfg.health.clone();
+    }
+    c
+}
+
 /// The rolls: the updates of each replicated CVM's instances, as one change of the plan's text.
 pub(super) fn rolls(config: &Config, changes: &[Change]) -> Vec<Roll> {
     let mut out = Vec::new();

@@ -164,32 +164,47 @@ fn a_surge_instance_left_when_no_roll_remains_is_destroyed_as_such() {
     t.run(&["plan", "--detailed-exitcode"]).code(0);
 }
 
+/// Updates of the original instances (`before`) the simulator counted.
+fn updated(t: &TestEnv, before: &BTreeSet<String>) -> usize {
+    let a = app(t);
+    let mine = |i: &&Value| before.contains(i["vm_uuid"].as_str().unwrap());
+    a["instances"].as_array().unwrap().iter().filter(mine).filter(|i| i["updates"] == 1).count()
+}
+
 #[test]
-fn killed_after_the_surge_replicate_the_next_apply_finishes_the_roll() {
-    let t = TestEnv::with_config(SimConfig { restart_ms: 400, boot_ms: 400, ..Default::default() });
-    let before = rolled(&t, 3, "    update_policy: {max_unavailable: 0, max_surge: 1}\n");
-    let mut child = t
-        .command(&["apply", "--auto-approve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("teeform runs");
-    let start = std::time::Instant::now();
-    while app(&t)["instances"].as_array().unwrap().len() < 4 {
-        assert!(start.elapsed() < std::time::Duration::from_secs(60), "no surge instance was made");
-        std::thread::sleep(std::time::Duration::from_millis(10));
+fn killed_at_any_point_of_a_surge_roll_the_next_apply_finishes_it() {
+    // (where the kill lands, when it is reached)
+    type Point = (&'static str, fn(&TestEnv, &BTreeSet<String>) -> bool);
+    let points: [Point; 3] = [
+        ("after the surge replicate", |t, _| app(t)["instances"].as_array().unwrap().len() >= 4),
+        ("mid-roll", |t, before| updated(t, before) >= 1),
+        ("before the surge delete", |t, before| updated(t, before) >= 3),
+    ];
+    for (at, reached) in points {
+        let t = TestEnv::with_config(SimConfig { restart_ms: 400, boot_ms: 400, ..Default::default() });
+        let before = rolled(&t, 3, "    update_policy: {max_unavailable: 0, max_surge: 1}\n");
+        let mut child = t
+            .command(&["apply", "--auto-approve"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("teeform runs");
+        let start = std::time::Instant::now();
+        while !reached(&t, &before) {
+            assert!(start.elapsed() < std::time::Duration::from_secs(60), "{at}: not reached");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // SIGKILL.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let r = t.run(&["apply", "--auto-approve"]);
+        r.ok();
+        let a = app(&t);
+        assert_eq!(a["max_instances"], 4, "{at}: no second surge instance: {a}");
+        assert_eq!(a["min_running"], 3, "{at}: {a}");
+        assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"], "{at}");
+        each_once(&t, &before);
     }
-    // SIGKILL while the surge instance boots, before any instance of the roll is touched.
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let a = app(&t);
-    assert!(a["instances"].as_array().unwrap().iter().all(|i| i["updates"] == 0), "{a}");
-    t.run(&["apply", "--auto-approve"]).ok();
-    let a = app(&t);
-    assert_eq!(a["max_instances"], 4, "no second surge instance: {a}");
-    assert_eq!(a["min_running"], 3, "{a}");
-    assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"]);
-    each_once(&t, &before);
 }
 
 #[test]

@@ -53,8 +53,7 @@ impl Step {
         // failed create).
         let (rec_ids, rec) = self.created_record(c, &ids, app_id, state_attrs.clone(), &prov.compose_hash, prior);
         let path_id = rec_ids.id.clone();
-        let mut done = vec![entry.id.clone()];
-        done.extend(deployed.map(|d| d.journal_id));
+        let done = std::iter::once(entry.id.clone()).chain(deployed.map(|d| d.journal_id)).collect();
         // Should state be lost from here on, say which CVM it no longer knows.
         let unrecorded = |e: StepError| {
             e.then(Next::Import { address: c.address.clone(), id: path_id.clone(), name: after.name.clone() })

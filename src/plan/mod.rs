@@ -8,6 +8,7 @@
 mod change;
 pub mod checks;
 mod current;
+mod deletions;
 mod desired;
 mod diff;
 mod digests;
@@ -540,6 +541,8 @@ pub fn kms_spec(kms: &Kms) -> Option<KmsSpec> {
 }
 
 /// Builds the plan.
+// Long: the planner's passes in order — moves, selection, refresh, creates and updates, surge
+// instances, deletions — each a call, sharing a dozen locals that splitting would pass around.
 pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let Input { config, snapshot, refreshed, secrets, digests, mode, requests } = *input;
     debug_assert_eq!(digests.salt(), snapshot.meta.salt, "digests are made for the state planned against");
@@ -610,26 +613,19 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         }
     }
 
-    let desired0 = |cfg: &CvmConfig| {
-        let first = Address::instance(&cfg.key, 0);
-        let scope = current.get(&first).map_or(&first, |r| r.digest_scope()).clone();
-        (desired_attrs(cfg, &scope, &known, secrets, digests, current.get(&first)).0, scope)
-    };
-    let deps_of = |a: &Address| dependencies(&graph, &nodes, a);
     let ctx = replicas::SurgeCtx {
         current: &current,
         gone: &gone,
-        desired: &desired0,
-        dependencies: &deps_of,
+        known: &known,
+        secrets,
+        digests,
+        graph: &graph,
+        nodes: &nodes,
         refresh: &refresh_of,
     };
-    let kept = if mode == Mode::Normal {
-        replicas::surges(config, &mut changes, &ctx, &mut attention)
-    } else {
-        Default::default()
-    };
+    let kept = replicas::surges(config, mode, &mut changes, &ctx, &mut attention);
     let live = |a: &Address| desired.contains_key(a) || kept.contains(a);
-    changes.extend(deletions(&graph, &mut known, &live, &desired, mode, &chosen, &state.moved));
+    changes.extend(deletions::deletions(&graph, &mut known, &live, &desired, mode, &chosen, &state.moved));
     identity::check_prevent_destroy(&changes, &desired, &records)?;
     identity::check_name_cycles(&changes)?;
     state.warnings = identity::likely_moves(&changes);
@@ -647,70 +643,6 @@ fn dependencies(graph: &Graph, nodes: &BTreeMap<Address, Vec<Address>>, addr: &A
         .filter_map(|d| nodes.get_key_value(d))
         .map(|(d, _)| d.clone())
         .collect()
-}
-
-/// [`Reason::ScaledIn`] for an instance the manifest's entry still has, with fewer replicas.
-fn scaled_in(
-    addr: &Address,
-    desired: &BTreeMap<Address, &CvmConfig>,
-    current: &BTreeMap<Address, ResourceRecord>,
-) -> Option<Reason> {
-    addr.index()?;
-    let cfg = desired.iter().find(|(a, _)| a.key() == addr.key()).map(|(_, c)| *c)?;
-    // Surge instances are above `replicas` by design: not what the manifest scaled in from.
-    let instances = current.values().filter(|r| r.address.key() == addr.key() && !r.surge);
-    let from = instances.filter_map(|r| r.address.index()).max()? + 1;
-    Some(Reason::ScaledIn { from, to: cfg.replicas })
-}
-
-/// The deletions: CVMs in state the manifest no longer has (or all, for `destroy`), chosen by
-/// `--target`/`--exclude`. Dependents go before what they depend on: the order walked backwards.
-#[allow(clippy::too_many_arguments)]
-fn deletions(
-    graph: &Graph,
-    known: &mut Known,
-    live: &dyn Fn(&Address) -> bool,
-    desired: &BTreeMap<Address, &CvmConfig>,
-    mode: Mode,
-    chosen: &dyn Fn(&Address) -> bool,
-    moved: &[Moved],
-) -> Vec<Change> {
-    let mut deletes = Vec::new();
-    for addr in graph.topo_order().into_iter().rev() {
-        let Some(rec) = known.current.get(addr) else {
-            continue;
-        };
-        let addr = &rec.address;
-        let reasons = if mode == Mode::Destroy {
-            vec![Reason::DestroyRequested]
-        } else if !live(addr) {
-            let mut r = vec![Reason::NotInManifest];
-            if rec.surge {
-                r.push(Reason::SurgeLeftover);
-            } else if let Some(s) = scaled_in(addr, desired, known.current) {
-                r.push(s);
-            }
-            r
-        } else {
-            continue;
-        };
-        if !chosen(addr) {
-            continue;
-        }
-        let c = Change {
-            ids: Some(rec.ids.clone()),
-            before: Some(rec.attrs.clone()),
-            reasons,
-            dependencies: rec.dependencies.clone(),
-            moved_from: moved.iter().find(|m| m.to == *addr).map(|m| m.from.clone()),
-            prevent_destroy: rec.prevent_destroy,
-            ..Change::new(addr.clone(), Action::Delete)
-        };
-        let c = if mode == Mode::Normal { replicas::surge_delete(c, rec, desired) } else { c };
-        known.record(&c);
-        deletes.push(c);
-    }
-    deletes
 }
 
 /// What the plan writes to state beside the changes' steps, and notes about it.

@@ -9,9 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Attention, Change, Reason, Refresh, change};
+use super::desired::{Known, desired_attrs};
+use super::{Action, Attention, Change, Mode, Reason, Refresh, change};
+use crate::graph::Graph;
 use crate::manifest::{Config, CvmConfig};
 use crate::model::{Address, CvmAttrs, ResourceRecord};
+use crate::secrets::{Digester, SecretValues};
 
 /// An instance of a replicated CVM, as a change needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,11 +180,22 @@ fn surges_for(c: &CvmConfig, changes: &[Change]) -> bool {
 pub(super) struct SurgeCtx<'a> {
     pub current: &'a BTreeMap<Address, ResourceRecord>,
     pub gone: &'a BTreeSet<Address>,
-    /// Instance 0's desired attributes (secret digests made under its scope), and that scope.
-    pub desired: &'a dyn Fn(&CvmConfig) -> (CvmAttrs, Address),
-    /// What the graph says an address depends on.
-    pub dependencies: &'a dyn Fn(&Address) -> Vec<Address>,
+    pub known: &'a Known<'a>,
+    pub secrets: &'a SecretValues,
+    pub digests: &'a Digester,
+    pub graph: &'a Graph,
+    pub nodes: &'a BTreeMap<Address, Vec<Address>>,
     pub refresh: &'a dyn Fn(&Address) -> Option<&'a Refresh>,
+}
+
+impl SurgeCtx<'_> {
+    /// Instance 0's desired attributes (secret digests made under its scope), and that scope.
+    fn desired(&self, cfg: &CvmConfig) -> (CvmAttrs, Address) {
+        let first = Address::instance(&cfg.key, 0);
+        let cur = self.current.get(&first);
+        let scope = cur.map_or(&first, |r| r.digest_scope()).clone();
+        (desired_attrs(cfg, &scope, self.known, self.secrets, self.digests, cur).0, scope)
+    }
 }
 
 /// The surge instances of each roll of a CVM with `update_policy.max_surge`: each made (or,
@@ -193,17 +207,22 @@ pub(super) struct SurgeCtx<'a> {
 /// this plan scales in from above `replicas`: it serves as the extra capacity, then goes.
 pub(super) fn surges(
     config: &Config,
+    mode: Mode,
     changes: &mut Vec<Change>,
     ctx: &SurgeCtx,
     attention: &mut Vec<Attention>,
 ) -> BTreeSet<Address> {
     let mut kept = BTreeSet::new();
+    if mode != Mode::Normal {
+        return kept;
+    }
     let rolled: Vec<&CvmConfig> = config.cvms.values().filter(|c| surges_for(c, changes)).collect();
     for cfg in rolled {
         let surge = surge_addresses(cfg);
         let first = Address::instance(&cfg.key, 0);
-        let (after0, scope) = (ctx.desired)(cfg);
-        let deps: Vec<Address> = (ctx.dependencies)(&first).into_iter().filter(|d| d.key() != cfg.key).collect();
+        let (after0, scope) = ctx.desired(cfg);
+        let deps = super::dependencies(ctx.graph, ctx.nodes, &first);
+        let deps: Vec<Address> = deps.into_iter().filter(|d| d.key() != cfg.key).collect();
         let mut made = Vec::new();
         for a in &surge {
             let i = a.index().expect("an instance address");

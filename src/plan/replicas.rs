@@ -224,8 +224,7 @@ pub(super) fn surges(
         let deps = super::dependencies(ctx.graph, ctx.nodes, &first);
         let deps: Vec<Address> = deps.into_iter().filter(|d| d.key() != cfg.key).collect();
         let mut made = Vec::new();
-        for a in &surge {
-            let i = a.index().expect("an instance address");
+        for (a, i) in surge.iter().filter_map(|a| Some((a, a.index()?))) {
             let mut after = after0.clone();
             place(a, cfg, &mut after);
             let base = Change {

@@ -23,6 +23,7 @@ fn record(i: usize, release: usize) -> ResourceRecord {
         .collect();
     let hex = |seed: usize, len: usize| format!("{:0>len$x}", seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ release);
     ResourceRecord {
+        surge: false,
         address: Address::cvm(&key),
         ids: CloudIds {
             id: format!("{}-0000-4000-8000-{}", hex(i, 8), hex(i + 1, 12)),

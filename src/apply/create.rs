@@ -46,8 +46,7 @@ impl Step {
         // failed create).
         let (rec_ids, rec) = self.created_record(c, &ids, app_id, state_attrs.clone(), &prov.compose_hash, prior);
         let path_id = rec_ids.id.clone();
-        let mut done = vec![entry.id.clone()];
-        done.extend(deployed.map(|d| d.journal_id));
+        let done = std::iter::once(entry.id.clone()).chain(deployed.map(|d| d.journal_id)).collect();
         // Should state be lost from here on, say which CVM it no longer knows.
         let unrecorded = |e: StepError| {
             e.then(Next::Import { address: c.address.clone(), id: path_id.clone(), name: after.name.clone() })
@@ -85,6 +84,12 @@ impl Step {
     /// request: a run that stops before recording it leaves the next run to adopt the app's
     /// one instance state does not hold (`reconcile`). `prior`: failed boots of this
     /// configuration before, as for [`Step::create`].
+    ///
+    /// A surge instance (`update_policy.max_surge`) is made before the roll, so it copies the
+    /// source's revision and is recorded so; then one update brings it to the new revision
+    /// ([`Step::surge_update`]). UNVERIFIED: the API's replicate copies the source instance's
+    /// compose (the `phala` CLI's `cvms replicate --compose-hash` picks among the revisions
+    /// the app's live instances run; neither SDK offers a new compose on replicate).
     pub(super) async fn replicate(
         &self,
         c: &Change,
@@ -99,14 +104,20 @@ impl Step {
             Some(n) => Some(self.node_id(n).await?),
             None => None,
         };
-        let (_, env_kept) = self.resolve_env(c, &after.env)?;
-        let state_attrs = CvmAttrs { env: env_kept, ..after.clone() };
+        let surge = c.instance.as_ref().is_some_and(|i| i.surge);
+        let state_attrs = if surge {
+            CvmAttrs { node: after.node.clone().or(src.attrs.node.clone()), ..src.attrs.clone() }
+        } else {
+            let (_, env_kept) = self.resolve_env(c, &after.env)?;
+            CvmAttrs { env: env_kept, ..after.clone() }
+        };
         // The app's instances now: after a crash, the one new since then is this replicate's,
         // whoever else made instances of the app (`reconcile`).
         let before = self.api.app_instances(&app_id).await?;
         let before = before.iter().map(|r| r.ids.vm_uuid.clone().unwrap_or_else(|| r.ids.id.clone())).collect();
         let detail = CreateDetail {
             instances_before: Some(before),
+            surge,
             ..create_detail(c, &state_attrs, &app_id, src.compose_hash.as_deref(), &prior)
         };
         let entry = self.journal(c, "replicate", Some(src.ids.id.clone()), to_json(&detail)?);
@@ -132,8 +143,14 @@ impl Step {
             Err(e) => return Err(StepError::from(e).then(Next::PlanShows)),
         };
         let ids = CloudIds { id: rec_ids.id.clone(), ..remote.ids.clone() };
-        let rec = self.record(c, ids, state_attrs, Some(&remote), false);
+        let rec = self.record(c, ids.clone(), state_attrs, Some(&remote), false);
         self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
+        if surge {
+            let r = self.surge_update(c, &ids).await?;
+            if !r.is_done() {
+                return Ok(r);
+            }
+        }
         if after.power == Some(Power::Stopped) {
             self.set_power(c, &rec_ids, PowerAction::Stop).await?;
         }
@@ -275,6 +292,36 @@ impl Step {
         self.update_config(&update).await
     }
 
+    /// Brings a surge instance just replicated (on its source's revision) to the new one with
+    /// one update of what differs: it serves nothing yet, so its restart costs no
+    /// availability. On-chain KMS: the new compose hash is registered here, before any
+    /// instance of the roll runs it. Counted as the create it is, not as a change.
+    pub(super) async fn surge_update(&self, c: &Change, ids: &CloudIds) -> Result<StepResult, StepError> {
+        let after = c.after.clone().ok_or_else(|| StepError::internal("a create needs desired attributes"))?;
+        let before = self.current_record(&c.address)?.attrs;
+        // Where it runs was the replicate's to choose.
+        let attributes: Vec<_> = plan::diff_attrs(&before, &after, true)
+            .into_iter()
+            .filter(|a| a.name.patched() && !a.forces_replacement)
+            .collect();
+        if attributes.is_empty() {
+            return Ok(StepResult::Done { id: Some(ids.id.clone()) });
+        }
+        self.events.status(c.address.as_str(), "bringing the surge instance to the new revision");
+        let update = Change {
+            action: Action::Update,
+            ids: Some(ids.clone()),
+            before: Some(before),
+            attributes,
+            reasons: vec![plan::Reason::RestartsCvm],
+            ..c.clone()
+        };
+        let updated = self.shared.effects.lock().expect("effects lock").get(&c.address).is_some_and(|e| e.updated);
+        let r = self.update_config(&update).await;
+        self.effect(&c.address, |e| e.updated = updated);
+        r
+    }
+
     /// Records a create whose boot failed: tainted, with why. Returns the step's error: the
     /// next apply replaces it once; after a replacement fails too, it is left for a person.
     pub(super) async fn failed_boot(
@@ -318,5 +365,6 @@ fn create_detail(c: &Change, attrs: &CvmAttrs, app_id: &str, hash: Option<&str>,
         secrets_scope: c.secrets_scope.clone(),
         boot_failures: prior.to_vec(),
         instances_before: None,
+        surge: false,
     }
 }

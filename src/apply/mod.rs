@@ -14,6 +14,7 @@ mod error;
 pub mod onchain;
 mod order;
 mod reconcile;
+mod surge;
 mod update;
 mod wait;
 
@@ -280,6 +281,7 @@ impl Executor {
                 _ = self.cancel.cancelled(), if !self.cancel.is_cancelled() => {}
             }
         }
+        self.end_rolls(plan, &waiter, &shared, &endpoint, &mut results).await;
         self.write_outputs(plan, &shared).await?;
         let effects = shared.effects.lock().expect("effects lock").clone();
         let state_failed = shared.state_failed.load(std::sync::atomic::Ordering::Relaxed);
@@ -498,8 +500,11 @@ impl Step {
     ///
     /// A failed precondition is one failure, of the first instance that found it: the others
     /// of its batch are skipped, naming it, as they were never touched.
+    ///
+    /// A surge instance's delete waits so for every instance of its CVM (the roll's end).
     async fn batch_before_runs(&self, c: &Change) -> Result<(), StepResult> {
-        let Some(i) = c.instance.as_ref().filter(|_| c.action == Action::Update) else {
+        let gated = |i: &&plan::Instance| c.action == Action::Update || (c.action == Action::Delete && i.surge);
+        let Some(i) = c.instance.as_ref().filter(gated) else {
             return Ok(());
         };
         for a in &i.after {
@@ -745,6 +750,7 @@ impl Step {
             endpoint: Some(self.endpoint.to_string()),
             prevent_destroy: c.prevent_destroy,
             secrets_scope: c.secrets_scope.clone(),
+            surge: c.instance.as_ref().is_some_and(|i| i.surge),
         }
     }
 

@@ -42,6 +42,9 @@ pub struct CreateDetail {
     /// replaced only once ([`crate::model::BootHistory::failures`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boot_failures: Vec<String>,
+    /// A surge instance's replicate ([`ResourceRecord::surge`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub surge: bool,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -283,6 +286,7 @@ fn adopt(e: &JournalEntry, remote: &crate::model::RemoteCvm) -> ResourceRecord {
         unverified: None,
         endpoint: e.endpoint.clone(),
         prevent_destroy: d.as_ref().is_some_and(|d| d.prevent_destroy),
+        surge: d.as_ref().is_some_and(|d| d.surge),
         secrets_scope: d.and_then(|d| d.secrets_scope),
     }
 }
@@ -301,6 +305,7 @@ mod tests {
             prevent_destroy: false,
             secrets_scope: None,
             instances_before: None,
+            surge: false,
             boot_failures: vec!["first boot failed".into()],
         };
         let entry = JournalEntry {

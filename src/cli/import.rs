@@ -59,12 +59,11 @@ pub async fn run(ctx: &Ctx, address: &str, id: &str, lock_timeout: Duration) -> 
             attrs.copy_from(spec.attr, &configured);
         }
     }
+    let path_id = remote.ids.vm_uuid.clone().unwrap_or_else(|| remote.ids.id.clone());
     let rec = ResourceRecord {
+        surge: false,
         address: address.clone(),
-        ids: crate::model::CloudIds {
-            id: remote.ids.vm_uuid.clone().unwrap_or_else(|| remote.ids.id.clone()),
-            ..remote.ids.clone()
-        },
+        ids: crate::model::CloudIds { id: path_id, ..remote.ids.clone() },
         attrs,
         compose_hash: remote.compose_hash.clone(),
         env_pubkey: remote.env_pubkey.clone(),

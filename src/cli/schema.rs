@@ -160,8 +160,8 @@ fn cvm() -> Value {
         object(
             "How an update rolls over the instances.",
             json!({
-                "max_unavailable": count("How many instances update at once (default 1).", 1, 100),
-                "max_surge": count("Extra instances during an update: only 0 (the default).", 0, 0),
+                "max_unavailable": count("How many instances may be down at once during a roll (default 1; 0 needs max_surge of 1 or more).", 0, 100),
+                "max_surge": count("Temporary extra instances made on the new revision before the roll and deleted after it (default 0; needs replicas of 2 or more).", 0, 100),
                 "pause_on_failure": flag("A failed batch stops the roll, later instances untouched (default true)."),
             }),
             &[],

@@ -188,10 +188,12 @@ pub struct CvmConfig {
 /// use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UpdatePolicy {
-    /// How many instances may be updating (so not serving) at once: a batch's size. Default 1.
+    /// How many instances may be updating (so not serving) at once. Default 1; 0 only with a
+    /// surge. A batch is `max_unavailable + max_surge` instances.
     pub max_unavailable: u32,
-    /// Extra instances made before old ones go. Only 0 (the default) is supported: the API
-    /// has no way to swap an instance for a new one without a new app identity.
+    /// Temporary extra instances (`cvm.KEY[N]` …) made on the new revision before the first
+    /// batch and deleted after the last one, so the roll keeps `N - max_unavailable` serving
+    /// and never has more than `N + max_surge`. Default 0. Needs `replicas` of 2 or more.
     pub max_surge: u32,
     /// A batch that fails (boot, attestation or health) stops the roll, the later instances
     /// untouched; `false` goes on with the later batches. Default true.

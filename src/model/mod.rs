@@ -214,6 +214,10 @@ pub struct ResourceRecord {
     /// of two CVMs differ; a moved CVM keeps its digests, and so their scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_scope: Option<Address>,
+    /// A surge instance (`update_policy.max_surge`): temporary extra capacity a roll made
+    /// above `replicas`, deleted when the roll ends. Kept while a roll is paused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub surge: bool,
 }
 
 impl ResourceRecord {

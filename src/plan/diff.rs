@@ -58,7 +58,7 @@ pub fn merge_refresh(rec: &ResourceRecord, remote: &RemoteCvm) -> (ResourceRecor
 /// and those the schema always manages are compared (desired state leaves unmanaged
 /// attributes `None`). Both sides are in the API's normal form (the planner normalises
 /// desired attributes, reports and records as it reads them).
-pub(super) fn diff_attrs(before: &CvmAttrs, after: &CvmAttrs, managed_only: bool) -> Vec<AttrChange> {
+pub fn diff_attrs(before: &CvmAttrs, after: &CvmAttrs, managed_only: bool) -> Vec<AttrChange> {
     let mut out = Vec::new();
     for spec in SCHEMA {
         let (b, a) = (before.get(spec.attr), after.get(spec.attr));

@@ -101,6 +101,7 @@ mod tests {
 
     fn rec(pending: bool, tainted: bool) -> ResourceRecord {
         ResourceRecord {
+            surge: false,
             address: Address::cvm("web"),
             ids: CloudIds { id: "u".into(), app_id: Some("ab".into()), ..Default::default() },
             attrs: CvmAttrs::default(),

@@ -8,6 +8,7 @@
 mod change;
 pub mod checks;
 mod current;
+mod deletions;
 mod desired;
 mod diff;
 mod digests;
@@ -34,7 +35,7 @@ use crate::state::Snapshot;
 use current::Current;
 pub use desired::configured_attrs;
 use desired::{Known, desired_attrs, resolve_plain};
-pub use diff::merge_refresh;
+pub use diff::{diff_attrs, merge_refresh};
 pub use digests::Redigested;
 pub use health::{Attention, Problem};
 pub use preview::app_compose_for_create;
@@ -107,6 +108,11 @@ pub enum Reason {
     ScaledIn { from: u32, to: u32 },
     /// `teeform destroy`.
     DestroyRequested,
+    /// A surge instance of the roll of `of` (`update_policy.max_surge`): made from instance 0,
+    /// brought to the new revision, and deleted once the roll's last batch passes.
+    Surge { of: Address },
+    /// With [`Reason::NotInManifest`]: a surge instance a paused roll left, whose roll is done.
+    SurgeLeftover,
     /// What a replacement costs: a new app id, so new KMS-derived keys and a fresh disk (the
     /// old one's data is lost), and for an on-chain KMS a new app contract.
     RotatesAppId {
@@ -434,7 +440,9 @@ impl Plan {
     /// Adds, changes, destroys as Terraform counts them (a replacement is one add and one destroy).
     pub fn summary(&self) -> (usize, usize, usize) {
         let r = self.count(Action::Replace);
-        (self.count(Action::Create) + r, self.count(Action::Update), self.count(Action::Delete) + r)
+        // The surge instances a roll deletes when it ends are destroys no change lists.
+        let surge: usize = self.rolls.iter().map(|x| x.surge.len()).sum();
+        (self.count(Action::Create) + r, self.count(Action::Update), self.count(Action::Delete) + r + surge)
     }
 
     pub fn restarts(&self) -> usize {
@@ -554,6 +562,8 @@ pub fn kms_spec(kms: &Kms) -> Option<KmsSpec> {
 }
 
 /// Builds the plan.
+// Long: the planner's passes in order — moves, selection, refresh, creates and updates, surge
+// instances, deletions — each a call, sharing a dozen locals that splitting would pass around.
 pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let Input { config, snapshot, refreshed, secrets, digests, mode, requests, unmanaged: outside } = *input;
     debug_assert_eq!(digests.salt(), snapshot.meta.salt, "digests are made for the state planned against");
@@ -623,7 +633,19 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         }
     }
 
-    changes.extend(deletions(&graph, &mut known, &desired, mode, &chosen, &state.moved));
+    let ctx = replicas::SurgeCtx {
+        current: &current,
+        gone: &gone,
+        known: &known,
+        secrets,
+        digests,
+        graph: &graph,
+        nodes: &nodes,
+        refresh: &refresh_of,
+    };
+    let kept = replicas::surges(config, mode, &mut changes, &ctx, &mut attention);
+    let live = |a: &Address| desired.contains_key(a) || kept.contains(a);
+    changes.extend(deletions::deletions(&graph, &mut known, &live, &desired, mode, &chosen, &state.moved));
     identity::check_prevent_destroy(&changes, &desired, &records)?;
     identity::check_name_cycles(&changes)?;
     state.warnings = selected.map(|s| s.warnings(&changes)).unwrap_or_default();
@@ -642,63 +664,6 @@ fn dependencies(graph: &Graph, nodes: &BTreeMap<Address, Vec<Address>>, addr: &A
         .filter_map(|d| nodes.get_key_value(d))
         .map(|(d, _)| d.clone())
         .collect()
-}
-
-/// [`Reason::ScaledIn`] for an instance the manifest's entry still has, with fewer replicas.
-fn scaled_in(
-    addr: &Address,
-    desired: &BTreeMap<Address, &CvmConfig>,
-    current: &BTreeMap<Address, ResourceRecord>,
-) -> Option<Reason> {
-    addr.index()?;
-    let cfg = desired.iter().find(|(a, _)| a.key() == addr.key()).map(|(_, c)| *c)?;
-    let from = current.keys().filter(|a| a.key() == addr.key()).filter_map(Address::index).max()? + 1;
-    Some(Reason::ScaledIn { from, to: cfg.replicas })
-}
-
-/// The deletions: CVMs in state the manifest no longer has (or all, for `destroy`), chosen by
-/// `--target`/`--exclude`. Dependents go before what they depend on: the order walked backwards.
-fn deletions(
-    graph: &Graph,
-    known: &mut Known,
-    desired: &BTreeMap<Address, &CvmConfig>,
-    mode: Mode,
-    chosen: &dyn Fn(&Address) -> bool,
-    moved: &[Moved],
-) -> Vec<Change> {
-    let mut deletes = Vec::new();
-    for addr in graph.topo_order().into_iter().rev() {
-        let Some(rec) = known.current.get(addr) else {
-            continue;
-        };
-        let addr = &rec.address;
-        let reasons = if mode == Mode::Destroy {
-            vec![Reason::DestroyRequested]
-        } else if !desired.contains_key(addr) {
-            let mut r = vec![Reason::NotInManifest];
-            if let Some(s) = scaled_in(addr, desired, known.current) {
-                r.push(s);
-            }
-            r
-        } else {
-            continue;
-        };
-        if !chosen(addr) {
-            continue;
-        }
-        let c = Change {
-            ids: Some(rec.ids.clone()),
-            before: Some(rec.attrs.clone()),
-            reasons,
-            dependencies: rec.dependencies.clone(),
-            moved_from: moved.iter().find(|m| m.to == *addr).map(|m| m.from.clone()),
-            prevent_destroy: rec.prevent_destroy,
-            ..Change::new(addr.clone(), Action::Delete)
-        };
-        known.record(&c);
-        deletes.push(c);
-    }
-    deletes
 }
 
 /// What the plan writes to state beside the changes' steps, and notes about it.

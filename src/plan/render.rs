@@ -329,6 +329,9 @@ pub(super) fn heading(c: &Change) -> String {
     let restart = if c.reasons.contains(&Reason::RestartsCvm) { " (restarts the CVM)" } else { "" };
     let only_power = c.attributes.iter().all(|a| a.name == Attr::Power);
     match c.action {
+        Action::Create if let Some(Reason::Surge { of }) = c.reasons.first() => {
+            format!("# {} will be created: a surge instance for the roll of {of}", c.address)
+        }
         Action::Create => format!("# {} will be created", c.address),
         Action::Update if c.reasons.contains(&Reason::Starts) && only_power => {
             format!("# {} will be started", c.address)
@@ -355,6 +358,9 @@ pub(super) fn heading(c: &Change) -> String {
                 c.reasons.iter().find(|r| matches!(r, Reason::ScaledIn { .. })) =>
         {
             format!("# {} will be destroyed (replicas {from} → {to})", c.address)
+        }
+        Action::Delete if c.reasons.contains(&Reason::SurgeLeftover) => {
+            format!("# {} will be destroyed (a surge instance left by a roll that is now done)", c.address)
         }
         Action::Delete if c.reasons.contains(&Reason::NotInManifest) => {
             format!("# {} will be destroyed (it is no longer in the manifest)", c.address)
@@ -464,8 +470,13 @@ fn roll(out: &mut String, p: &Palette, r: &Roll, first: &Change) -> String {
     let mut block = String::new();
     change(&mut block, p, first);
     let heading = heading(first);
+    let s = r.surge.len();
+    let surge = match s {
+        0 => String::new(),
+        _ => format!(", {s} surge instance{} (made, then deleted)", if s == 1 { "" } else { "s" }),
+    };
     let rolled = format!(
-        "# {} will be updated in-place: rolls {n} instance{}, at most {} unavailable",
+        "# {} will be updated in-place: rolls {n} instance{}, at most {} unavailable{surge}",
         r.address,
         if n == 1 { "" } else { "s" },
         r.max_unavailable
@@ -482,8 +493,17 @@ fn roll(out: &mut String, p: &Palette, r: &Roll, first: &Change) -> String {
         r.restarts,
         if r.restarts == 1 { "" } else { "s" },
         names.join(", "),
-        r.max_unavailable.min(n as u32)
+        (r.max_unavailable + r.max_surge).min(n as u32)
     );
+    for a in &r.surge {
+        let _ = writeln!(
+            out,
+            "  {}\n  {} cvm \"{}\" {{\n        # (surge instance: destroyed once the last batch passes)\n    }}\n",
+            p.bold(&format!("# {a} will be destroyed when the roll ends")),
+            symbol(p, Action::Delete),
+            a.key()
+        );
+    }
     rolled
 }
 
@@ -555,6 +575,10 @@ fn note(r: &Reason) -> Option<String> {
             )
         }
         Reason::NotInManifest | Reason::ScaledIn { .. } | Reason::DestroyRequested => return None,
+        Reason::Surge { of } => format!(
+            "temporary extra capacity for the roll of {of}: a replica of {of}[0], brought to the new revision before the first batch, destroyed once the last batch passes (not counted as a restart)"
+        ),
+        Reason::SurgeLeftover => "a paused roll kept it as extra capacity; the roll is done, so it goes".into(),
     })
 }
 

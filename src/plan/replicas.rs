@@ -1,15 +1,20 @@
 //! Replicas: a CVM with `replicas:` above 1 is its instances `cvm.KEY[0]` … in the plan, each
 //! planned as a CVM of its own; instance `i > 0` is made from instance 0, goes on its node of
-//! `nodes:`, and is updated a batch of `update_policy.max_unavailable` at a time. A roll is
-//! one change of the plan's text ([`Roll`]).
+//! `nodes:`, and is updated a batch of `update_policy.max_unavailable + max_surge` at a time.
+//! A roll is one change of the plan's text ([`Roll`]). With `max_surge`, the roll first makes
+//! that many surge instances `cvm.KEY[N]` … on the new revision ([`surges`]), which the first
+//! batch waits for, and apply deletes them once the last batch passes ([`Roll::surge`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Change, Reason};
+use super::desired::{Known, desired_attrs};
+use super::{Action, Attention, Change, Mode, Reason, Refresh, change};
+use crate::graph::Graph;
 use crate::manifest::{Config, CvmConfig};
 use crate::model::{Address, CvmAttrs, ResourceRecord};
+use crate::secrets::{Digester, SecretValues};
 
 /// An instance of a replicated CVM, as a change needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +32,10 @@ pub struct Instance {
     pub after: Vec<Address>,
     /// `update_policy.pause_on_failure`: a failure in the batch before stops this one.
     pub pause_on_failure: bool,
+    /// A surge instance (`update_policy.max_surge`): made from `source` (its revision, then
+    /// updated to the new one) and deleted when the roll ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub surge: bool,
 }
 
 /// An update that rolls over the instances of a replicated CVM: one change in the plan's
@@ -39,8 +48,15 @@ pub struct Roll {
     pub instances: Vec<Address>,
     /// `update_policy.max_unavailable`.
     pub max_unavailable: u32,
-    /// The instances' restarts.
+    /// `update_policy.max_surge`.
+    #[serde(default)]
+    pub max_surge: u32,
+    /// The instances' restarts (the surge instances' are not among them).
     pub restarts: usize,
+    /// The surge instances apply deletes once every instance of the roll is done (made by
+    /// this plan, or left by a paused roll).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub surge: Vec<Address>,
 }
 
 /// Every CVM the manifest wants, by address: each instance of a replicated CVM.
@@ -58,6 +74,7 @@ pub(super) fn instance(address: &Address, cfg: &CvmConfig) -> Option<Instance> {
         node: cfg.node_of(i).map(str::to_string),
         after: batch_before(cfg, i),
         pause_on_failure: cfg.update_policy.pause_on_failure,
+        surge: false,
     })
 }
 
@@ -130,10 +147,15 @@ fn stay_in_app(c: &mut Change, cfg: &CvmConfig, current: &BTreeMap<Address, Reso
     i.source = kept.into_iter().find(|a| current.contains_key(a) && !gone.contains(a));
 }
 
-/// The instances of the batch before instance `index`'s (batches of
-/// `update_policy.max_unavailable`, in index order).
+/// A batch's size: `max_unavailable` down, and as many more as surge instances stand in for.
+fn batch_size(c: &CvmConfig) -> u32 {
+    (c.update_policy.max_unavailable + c.update_policy.max_surge).max(1)
+}
+
+/// The instances of the batch before instance `index`'s (batches of [`batch_size`], in index
+/// order).
 fn batch_before(c: &CvmConfig, index: u32) -> Vec<Address> {
-    let k = c.update_policy.max_unavailable.max(1);
+    let k = batch_size(c);
     let batch = index / k;
     if batch == 0 {
         return vec![];
@@ -141,17 +163,137 @@ fn batch_before(c: &CvmConfig, index: u32) -> Vec<Address> {
     ((batch - 1) * k..batch * k).map(|i| Address::instance(&c.key, i)).collect()
 }
 
+/// Whether `x` is an update of one of `c`'s instances (not of a surge instance).
+fn in_roll(x: &Change, c: &CvmConfig) -> bool {
+    x.action == Action::Update && x.address.key() == c.key && x.address.index().is_some_and(|i| i < c.replicas)
+}
+
+/// The addresses of `c`'s surge instances, `cvm.KEY[N]` … `cvm.KEY[N+max_surge-1]`.
+pub(super) fn surge_addresses(c: &CvmConfig) -> Vec<Address> {
+    let n = c.replicas;
+    if n < 2 {
+        return vec![];
+    }
+    (n..n + c.update_policy.max_surge).map(|i| Address::instance(&c.key, i)).collect()
+}
+
+/// Whether the plan rolls `c` with surge instances: it restarts one of its instances.
+fn surges_for(c: &CvmConfig, changes: &[Change]) -> bool {
+    !surge_addresses(c).is_empty() && changes.iter().any(|x| in_roll(x, c) && x.restarts())
+}
+
+/// What [`surges`] needs of the planner.
+pub(super) struct SurgeCtx<'a> {
+    pub current: &'a BTreeMap<Address, ResourceRecord>,
+    pub gone: &'a BTreeSet<Address>,
+    pub known: &'a Known<'a>,
+    pub secrets: &'a SecretValues,
+    pub digests: &'a Digester,
+    pub graph: &'a Graph,
+    pub nodes: &'a BTreeMap<Address, Vec<Address>>,
+    pub refresh: &'a dyn Fn(&Address) -> Option<&'a Refresh>,
+}
+
+impl SurgeCtx<'_> {
+    /// Instance 0's desired attributes (secret digests made under its scope), and that scope.
+    fn desired(&self, cfg: &CvmConfig) -> (CvmAttrs, Address) {
+        let first = Address::instance(&cfg.key, 0);
+        let cur = self.current.get(&first);
+        let scope = cur.map_or(&first, |r| r.digest_scope()).clone();
+        (desired_attrs(cfg, &scope, self.known, self.secrets, self.digests, cur).0, scope)
+    }
+}
+
+/// The surge instances of each roll of a CVM with `update_policy.max_surge`: each made (or,
+/// left by a paused roll, brought to the new revision) before the first batch, which waits
+/// for them to run and pass the gates. Returns their addresses, which the plan keeps (no
+/// deletion for being above `replicas`: apply deletes them when the roll ends).
+///
+/// A record already at a surge address is that surge instance, whether a roll left it or
+/// this plan scales in from above `replicas`: it serves as the extra capacity, then goes.
+pub(super) fn surges(
+    config: &Config,
+    mode: Mode,
+    changes: &mut Vec<Change>,
+    ctx: &SurgeCtx,
+    attention: &mut Vec<Attention>,
+) -> BTreeSet<Address> {
+    let mut kept = BTreeSet::new();
+    if mode != Mode::Normal {
+        return kept;
+    }
+    let rolled: Vec<&CvmConfig> = config.cvms.values().filter(|c| surges_for(c, changes)).collect();
+    for cfg in rolled {
+        let surge = surge_addresses(cfg);
+        let first = Address::instance(&cfg.key, 0);
+        let (after0, scope) = ctx.desired(cfg);
+        let deps = super::dependencies(ctx.graph, ctx.nodes, &first);
+        let deps: Vec<Address> = deps.into_iter().filter(|d| d.key() != cfg.key).collect();
+        let mut made = Vec::new();
+        for (a, i) in surge.iter().filter_map(|a| Some((a, a.index()?))) {
+            let mut after = after0.clone();
+            place(a, cfg, &mut after);
+            let base = Change {
+                dependencies: deps.clone(),
+                secrets_scope: Some(scope.clone()).filter(|s| s != a),
+                instance: Some(Instance {
+                    index: i,
+                    source: Some(first.clone()),
+                    node: cfg.node_of(i).map(str::to_string),
+                    after: vec![],
+                    pause_on_failure: cfg.update_policy.pause_on_failure,
+                    surge: true,
+                }),
+                ..Change::of_config(a, cfg)
+            };
+            let gone = ctx.gone.contains(a);
+            let cur = ctx.current.get(a).filter(|_| !gone);
+            let facts = change::Facts { gone, requested: false, refresh: (ctx.refresh)(a) };
+            if let Some(mut c) = change::of_desired(base, cur, after, &facts, attention) {
+                c.reasons.insert(0, Reason::Surge { of: cfg.address() });
+                made.push(c);
+            }
+            kept.insert(a.clone());
+        }
+        let k = batch_size(cfg);
+        for c in changes.iter_mut().filter(|c| in_roll(c, cfg) && c.address.index().is_some_and(|i| i < k)) {
+            c.dependencies.extend(surge.iter().cloned());
+            c.dependencies.sort();
+            c.dependencies.dedup();
+            if let Some(i) = c.instance.as_mut() {
+                i.after.extend(surge.iter().cloned());
+            }
+        }
+        let at = changes.iter().position(|c| c.address.key() == cfg.key).unwrap_or(changes.len());
+        changes.splice(at..at, made);
+    }
+    kept
+}
+
+/// A surge instance's delete (its roll is done) waits for every instance of its CVM to run
+/// and pass its `health:` check: a roll an earlier run left may still be restarting one.
+pub(super) fn surge_delete(mut c: Change, rec: &ResourceRecord, desired: &BTreeMap<Address, &CvmConfig>) -> Change {
+    let Some(cfg) = desired.iter().find(|(a, _)| a.key() == rec.address.key()).map(|(_, c)| *c) else { return c };
+    if rec.surge {
+        c.instance = Some(Instance {
+            index: rec.address.index().unwrap_or_default(),
+            source: None,
+            node: None,
+            after: cfg.instances(),
+            pause_on_failure: true,
+            surge: true,
+        });
+        c.health = cfg.health.clone();
+    }
+    c
+}
+
 /// The rolls: the updates of each replicated CVM's instances, as one change of the plan's text.
 pub(super) fn rolls(config: &Config, changes: &[Change]) -> Vec<Roll> {
     let mut out = Vec::new();
     for c in config.cvms.values().filter(|c| c.replicas > 1) {
-        let updates: Vec<&Change> = changes
-            .iter()
-            // An update that restarts nothing (a rename, a stop) is not a roll.
-            .filter(|x| {
-                x.action == Action::Update && x.restarts() && x.address.key() == c.key && x.address.index().is_some()
-            })
-            .collect();
+        // An update that restarts nothing (a rename, a stop) is not a roll.
+        let updates: Vec<&Change> = changes.iter().filter(|x| in_roll(x, c) && x.restarts()).collect();
         if updates.is_empty() {
             continue;
         }
@@ -161,7 +303,9 @@ pub(super) fn rolls(config: &Config, changes: &[Change]) -> Vec<Roll> {
             address: c.address(),
             instances,
             max_unavailable: c.update_policy.max_unavailable,
+            max_surge: c.update_policy.max_surge,
             restarts: updates.iter().filter(|x| x.restarts()).count(),
+            surge: if surges_for(c, changes) { surge_addresses(c) } else { vec![] },
         });
     }
     out

@@ -48,13 +48,9 @@ fn meta() -> Meta {
 
 fn record(addr: &str, name: &str, compose: &str, vcpu: u32) -> ResourceRecord {
     ResourceRecord {
+        surge: false,
         address: addr.into(),
-        ids: CloudIds {
-            id: format!("id-{name}"),
-            app_id: Some(format!("app{name}")),
-            vm_uuid: None,
-            instance_id: None,
-        },
+        ids: CloudIds { id: format!("id-{name}"), app_id: Some(format!("app{name}")), ..Default::default() },
         attrs: CvmAttrs {
             name: name.into(),
             compose: Some(compose.into()),

@@ -86,6 +86,7 @@ pub(crate) mod tests {
 
     pub(crate) fn rec(addr: &str) -> ResourceRecord {
         ResourceRecord {
+            surge: false,
             address: addr.into(),
             ids: crate::model::CloudIds { id: format!("id-{addr}"), ..Default::default() },
             attrs: CvmAttrs { name: addr.replace('.', "-"), vcpu: Some(2), ..Default::default() },

@@ -703,6 +703,17 @@ fn a_compose_hash_removed_from_the_allow_list_fails_verify() {
 
 #[test]
 fn a_roll_of_an_on_chain_app_registers_its_hash_once() {
+    roll_registers_once("{max_unavailable: 2}", "rolls 3 instances, at most 2 unavailable");
+}
+
+/// With a surge instance, the hash is registered as it is brought to the new revision, before
+/// any instance of the roll: once for the app all the same.
+#[test]
+fn a_roll_with_a_surge_instance_registers_its_hash_once() {
+    roll_registers_once("{max_unavailable: 0, max_surge: 1}", "at most 0 unavailable, 1 surge instance");
+}
+
+fn roll_registers_once(policy: &str, rolls: &str) {
     let Some((url, _cast)) = anvil() else { return };
     let owner = funded_key(&url);
     let kms = deploy_kms(&url, &owner);
@@ -715,7 +726,7 @@ fn a_roll_of_an_on_chain_app_registers_its_hash_once() {
         ..Default::default()
     });
     t.write("web.yml", WEB);
-    t.manifest(&MANIFEST.replace("    kms:", "    replicas: 3\n    update_policy: {max_unavailable: 2}\n    kms:"));
+    t.manifest(&MANIFEST.replace("    kms:", &format!("    replicas: 3\n    update_policy: {policy}\n    kms:")));
     t.env.insert("ETH_RPC_URL".into(), url.clone());
     t.env.insert("PRIVATE_KEY".into(), owner.clone());
     t.run(&["apply", "--auto-approve"]).ok();
@@ -727,13 +738,15 @@ fn a_roll_of_an_on_chain_app_registers_its_hash_once() {
     t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
     let p = t.run(&["plan", "--detailed-exitcode"]);
     p.code(2);
-    assert!(p.stdout.contains("rolls 3 instances, at most 2 unavailable"), "{}", p.stdout);
+    assert!(p.stdout.contains(rolls), "{}", p.stdout);
     assert!(p.stdout.contains("1 on-chain registration."), "{}", p.stdout);
     t.run(&["apply", "--auto-approve"]).ok();
     let hashes = registered(&url, &app);
     assert_eq!(hashes.len(), 2, "one registration for the app, not one per instance: {hashes:?}");
     let instances = t.stats()["apps"][&app[2..]]["instances"].as_array().unwrap().clone();
     assert_eq!(instances.len(), 3);
+    let most = if policy.contains("max_surge") { 4 } else { 3 };
+    assert_eq!(t.stats()["apps"][&app[2..]]["max_instances"], most, "the surge instance, then gone");
     for i in &instances {
         assert_eq!(i["compose_hash"], hashes[1], "{i}");
         assert_eq!(i["updates"], 1, "{i}");

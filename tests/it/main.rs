@@ -32,6 +32,7 @@ mod secrets;
 mod shell;
 mod sim_limits;
 mod sim_wire;
+mod surge;
 mod trust;
 mod unmanaged;
 mod values;

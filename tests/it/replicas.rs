@@ -160,7 +160,7 @@ fn the_manifest_refuses_what_replicas_cannot_do() {
     t.manifest(&manifest(0, "    update_policy: {max_surge: 1}\n    health: {expect_status: 200}\n"));
     let r = t.run(&["validate"]);
     r.code(1);
-    for want in ["replicas", "max_surge above 0 is not supported", "`health` has no `url`"] {
+    for want in ["replicas", "`update_policy.max_surge` needs `replicas` of 2 or more", "`health` has no `url`"] {
         assert!(r.stderr.contains(want), "{want}: {}", r.stderr);
     }
 }

@@ -360,6 +360,7 @@ mod tests {
         };
         attrs.env.insert("A".into(), EnvVal::plain("1"));
         ResourceRecord {
+            surge: false,
             address: Address::cvm("web"),
             ids: CloudIds { id: id.into(), vm_uuid: uuid.map(str::to_string), ..Default::default() },
             attrs,

@@ -275,6 +275,12 @@ impl Loader<'_> {
                 ));
             }
         }
+        if c.update_policy.max_surge > 0 && c.replicas < 2 {
+            let at = c.spans.get("update_policy").copied().unwrap_or(key_span);
+            self.err(at, format!("{what}: `update_policy.max_surge` needs `replicas` of 2 or more"))
+                .set_label("a CVM of one replica has no roll")
+                .add_hint("set `replicas: 2` or more, or leave `max_surge` out");
+        }
         if c.attrs.instance_type.is_some() && (c.attrs.vcpu.is_some() || c.attrs.memory.is_some()) {
             self.err(key_span, format!("{what} sets both `instance_type` and `vcpu`/`memory`"))
                 .set_label("conflicting sizes")
@@ -316,26 +322,29 @@ impl Loader<'_> {
         names
     }
 
-    /// `update_policy: {max_unavailable, max_surge, pause_on_failure}`.
+    /// `update_policy: {max_unavailable, max_surge, pause_on_failure}`. As Kubernetes refuses
+    /// it, both 0 is an error: a roll could never start.
     fn update_policy(&mut self, node: &Node, what: &str) -> UpdatePolicy {
         let mut p = UpdatePolicy::default();
         let keys = ["max_unavailable", "max_surge", "pause_on_failure"];
+        let mut unavailable_at = None;
         for (k, _, v) in self.entries(node, &format!("{what}: `update_policy`"), Some(&keys)) {
             let w = format!("update_policy.{k}");
+            let max = MAX_REPLICAS.into();
             match k {
-                "max_unavailable" => p.max_unavailable = self.number(v, &w, 1, MAX_REPLICAS.into()).unwrap_or(1),
-                "max_surge" => {
-                    if let Some(n) = self.number(v, &w, 0, MAX_REPLICAS.into())
-                        && n > 0
-                    {
-                        self.err(v.span, "update_policy.max_surge above 0 is not supported")
-                            .set_label("not supported")
-                            .add_hint("instances are updated in place, at most `max_unavailable` at a time");
-                    }
+                "max_unavailable" => {
+                    unavailable_at = Some(v.span);
+                    p.max_unavailable = self.number(v, &w, 0, max).unwrap_or(1);
                 }
+                "max_surge" => p.max_surge = self.number(v, &w, 0, max).unwrap_or(0),
                 "pause_on_failure" => p.pause_on_failure = self.boolean(v, &w).unwrap_or(true),
                 _ => {}
             }
+        }
+        if p.max_unavailable == 0 && p.max_surge == 0 {
+            self.err(unavailable_at.unwrap_or(node.span), "update_policy.max_unavailable and max_surge are both 0")
+                .set_label("no instance could ever be updated")
+                .add_hint("set `max_surge: 1` to update with no instance down, or `max_unavailable: 1`");
         }
         p
     }

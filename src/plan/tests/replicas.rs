@@ -105,7 +105,7 @@ fn nodes_spread_instances_and_target_names_every_instance() {
     let target = Requests { target: vec!["cvm.web".into()], ..Default::default() };
     let p = try_plan(&cfg, &snap(vec![]), None, Mode::Normal, &target).unwrap();
     assert_eq!(p.changes.len(), 3, "cvm.web is its three instances, not cvm.db");
-    let one = Requests { target: vec!["cvm.web[2]".into()], ..Default::default() };
+    let one = Requests { target: vec![Address::from("cvm.web[2]")], ..Default::default() };
     let p = try_plan(&cfg, &snap(vec![]), None, Mode::Normal, &one).unwrap();
     let mut got: Vec<String> = p.changes.iter().map(|c| c.address.to_string()).collect();
     got.sort();
@@ -241,4 +241,73 @@ fn renames_and_stops_of_instances_are_not_rolls() {
     );
     assert_eq!(p.rolls.len(), 1);
     assert!(p.changes.iter().all(Change::boots));
+}
+
+#[test]
+fn a_surge_is_made_first_waited_for_by_the_first_batch_and_counted() {
+    let f = Fixture::new(&[("web.yml", WEB2)]);
+    let cfg = f.config(&web(3, "    nodes: [prod5, prod6]\n    update_policy: {max_unavailable: 0, max_surge: 1}\n"));
+    // Instances as state keeps them, on their nodes of `nodes:`.
+    let placed = |n: u32, compose: &str| {
+        let mut v = instances(n, compose);
+        for (i, r) in v.iter_mut().enumerate() {
+            r.attrs.node = Some(["prod5", "prod6"][i % 2].into());
+        }
+        v
+    };
+    let p = run(&cfg, &snap(placed(3, WEB)), None, Mode::Normal);
+    let surge = &p.changes[0];
+    assert_eq!((surge.address.as_str(), surge.action), ("cvm.web[3]", Action::Create));
+    let i = surge.instance.as_ref().unwrap();
+    assert!(i.surge && i.source == Some("cvm.web[0]".into()) && i.node.as_deref() == Some("prod6"), "{i:?}");
+    assert_eq!(surge.after.as_ref().unwrap().node.as_deref(), Some("prod6"));
+    assert_eq!(surge.secrets_scope, Some("cvm.web[0]".into()), "digests compare with instance 0's");
+    assert_eq!(surge.reasons[0], Reason::Surge { of: "cvm.web".into() });
+    let change = |a: &str| p.changes.iter().find(|c| c.address == a).unwrap();
+    // Batches of max_unavailable + max_surge = 1; the first waits for the surge instance.
+    assert_eq!(change("cvm.web[0]").dependencies, [Address::from("cvm.web[3]")]);
+    assert_eq!(change("cvm.web[0]").instance.as_ref().unwrap().after, [Address::from("cvm.web[3]")]);
+    assert_eq!(change("cvm.web[1]").dependencies, [Address::from("cvm.web[0]")]);
+    assert_eq!(change("cvm.web[2]").dependencies, [Address::from("cvm.web[1]")]);
+    assert_eq!(p.rolls[0].surge, [Address::from("cvm.web[3]")]);
+    assert_eq!((p.summary(), p.restarts()), ((1, 3, 1), 3), "the surge's create and destroy, not a restart");
+
+    // A surge instance a paused roll left, on the new revision: kept, no second one made.
+    let mut state = placed(3, WEB);
+    let mut left = record("cvm.web[3]", "web-main", WEB2, 2);
+    left.surge = true;
+    left.attrs.node = Some("prod6".into());
+    left.secrets_scope = Some("cvm.web[0]".into());
+    state.push(left.clone());
+    let p = run(&cfg, &snap(state.clone()), None, Mode::Normal);
+    assert!(p.changes.iter().all(|c| c.address != "cvm.web[3]"), "{:?}", addresses(&p));
+    assert_eq!((p.rolls[0].surge.len(), p.summary()), (1, (0, 3, 1)));
+
+    // With nothing left to roll it goes, said so, once every instance runs and passes.
+    let mut done = placed(3, WEB2);
+    done.push(left);
+    let p = run(&cfg, &snap(done), None, Mode::Normal);
+    assert_eq!(addresses(&p), [("cvm.web[3]".into(), Action::Delete)]);
+    assert!(p.changes[0].reasons.contains(&Reason::SurgeLeftover), "{:?}", p.changes[0].reasons);
+    assert_eq!(p.changes[0].instance.as_ref().unwrap().after.len(), 3);
+    let text = render::render(&p, &Palette::plain());
+    assert!(
+        text.contains("# cvm.web[3] will be destroyed (a surge instance left by a roll that is now done)"),
+        "{text}"
+    );
+
+    // Scaled in from 4 while rolling: the fourth instance serves as the surge, then goes.
+    let p = run(&cfg, &snap(placed(4, WEB)), None, Mode::Normal);
+    assert!(!p.changes.iter().any(|c| c.action == Action::Delete), "{:?}", addresses(&p));
+    assert_eq!(p.rolls[0].surge, [Address::from("cvm.web[3]")]);
+}
+
+#[test]
+fn an_update_that_restarts_nothing_makes_no_surge() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg =
+        f.config(&web(3, "    update_policy: {max_unavailable: 0, max_surge: 1}\n").replace("web-main", "web-renamed"));
+    let p = run(&cfg, &snap(instances(3, WEB)), None, Mode::Normal);
+    assert_eq!(p.count(Action::Update), 3, "{:?}", addresses(&p));
+    assert!(p.rolls[0].surge.is_empty() && p.count(Action::Create) == 0, "{:?}", addresses(&p));
 }

@@ -27,7 +27,9 @@ pub async fn stats(State(sim): State<Sim>) -> Res {
             .collect();
         (cvms, w.cvms.len())
     });
-    // Per app: its instances and the most of them not running at once after their first boot.
+    // Per app: its instances; the most of them not running at once after their first boot, the
+    // fewest running at once while one was down, and the most that existed at once (deleted
+    // instances included).
     let apps: Map<String, Value> = sim.read(|w| {
         let ids: std::collections::BTreeSet<&str> = w.cvms.values().map(|c| c.app_id.as_str()).collect();
         ids.into_iter()
@@ -37,7 +39,13 @@ pub async fn stats(State(sim): State<Sim>) -> Res {
                     .iter()
                     .map(|c| json!({"vm_uuid": c.vm_uuid, "instance_id": c.instance_id, "node_id": c.node_id, "status": c.status(now), "restarts": c.restarts, "updates": c.updates, "compose_hash": c.compose_hash}))
                     .collect();
-                (a.to_string(), json!({"instances": instances, "max_unavailable": w.max_unavailable(a, now)}))
+                let stats = json!({
+                    "instances": instances,
+                    "max_unavailable": w.max_unavailable(a, now),
+                    "min_running": w.min_running(a, now),
+                    "max_instances": w.max_instances(a, now),
+                });
+                (a.to_string(), stats)
             })
             .collect()
     });

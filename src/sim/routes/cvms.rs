@@ -294,7 +294,7 @@ pub async fn replicas(
 pub async fn delete(State(sim): State<Sim>, Path(id): Path<String>) -> Res {
     sim.change(|w| {
         let seq = w.cvm(&id)?.seq;
-        w.delete(seq);
+        w.delete(seq, now_ms());
         Ok(StatusCode::NO_CONTENT.into_response())
     })
 }

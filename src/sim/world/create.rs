@@ -274,6 +274,7 @@ impl World {
             restarts: 0,
             updates: 0,
             down: Vec::new(),
+            first_up: 0,
         };
         cvm.transition(now, "starting", "running", cfg.boot_ms, &cfg.fail_boot);
         self.provisions.remove(&hash);

@@ -57,6 +57,9 @@ pub struct Cvm {
     /// `u64::MAX` while it lasts): what `/_sim/stats` counts as unavailable during updates.
     #[serde(default)]
     pub down: Vec<[u64; 2]>,
+    /// When its first boot ended running, in ms (`u64::MAX`: it failed).
+    #[serde(default)]
+    pub first_up: u64,
 }
 
 /// The boot error of a CVM the `fail_boot` knob names.
@@ -87,7 +90,9 @@ impl Cvm {
     pub fn transition(&mut self, now: u64, transition: &str, target: &str, ms: u64, fail_boot: &[String]) {
         let fails = target == "running" && fail_boot.contains(&self.name);
         // A CVM's first boot is not downtime; every later transition is, until it runs again.
-        if !self.target.is_empty() {
+        if self.target.is_empty() {
+            self.first_up = if fails { u64::MAX } else { now + ms };
+        } else {
             if let Some(last) = self.down.last_mut() {
                 last[1] = last[1].min(now);
             }
@@ -215,6 +220,7 @@ impl World {
             restarts: 0,
             updates: 0,
             down: Vec::new(),
+            first_up: 0,
             ..src.clone()
         };
         c.transition(now, "starting", "running", cfg.boot_ms, &cfg.fail_boot);
@@ -228,30 +234,11 @@ impl World {
         self.cvms.values().filter(|c| c.app_id.eq_ignore_ascii_case(want)).collect()
     }
 
-    /// The most instances of the app that were not running at the same moment after their
-    /// first boot (updates, restarts, stops), up to `now`.
-    pub fn max_unavailable(&self, app_id: &str, now: u64) -> usize {
-        // A sweep over the intervals' ends: a start counts one up, an end one down; at equal
-        // times ends go first (`[from, until)`).
-        let mut events: Vec<(u64, i32)> = Vec::new();
-        for c in self.instances(app_id) {
-            for [from, until] in &c.down {
-                events.push((*from, 1));
-                events.push(((*until).min(now.max(*from)), -1));
-            }
+    /// Deletes a CVM and the updates held for it; its lifetime stays in the app's history.
+    pub fn delete(&mut self, seq: u64, now: u64) {
+        if let Some(c) = self.cvms.remove(&seq) {
+            self.gone.push(super::history::Gone::of(&c, now));
         }
-        events.sort();
-        let (mut level, mut most) = (0i32, 0i32);
-        for (_, d) in events {
-            level += d;
-            most = most.max(level);
-        }
-        most.max(0) as usize
-    }
-
-    /// Deletes a CVM and the updates held for it.
-    pub fn delete(&mut self, seq: u64) {
-        self.cvms.remove(&seq);
         self.pending_updates.retain(|_, p| p.cvm_seq != seq);
     }
 }

@@ -15,6 +15,7 @@
 
 mod create;
 mod cvm;
+mod history;
 mod update;
 
 use std::collections::BTreeMap;
@@ -98,6 +99,9 @@ pub struct World {
     pub os_images: Vec<OsImage>,
     pub instance_types: Vec<InstanceType>,
     pub kms: Vec<Kms>,
+    /// The CVMs deleted, as `/_sim/stats` needs them (an app's history of instances).
+    #[serde(default)]
+    pub gone: Vec<history::Gone>,
 }
 
 /// SHA-256 over the parts, each followed by a zero byte, in hex.

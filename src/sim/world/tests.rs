@@ -179,3 +179,26 @@ fn a_commit_is_idempotent_for_its_app_and_hash_and_its_token_is_checked() {
     let two = w.commit(commit(&token), &cfg(), 0).unwrap();
     assert_eq!(w.commit(commit(&token), &cfg(), 0), Ok(two), "a repeated commit is the same CVM");
 }
+
+#[test]
+fn an_apps_history_counts_the_fewest_running_and_the_most_existing_deleted_ones_too() {
+    let (mut w, a) = world();
+    let app = w.cvms[&a].app_id.clone();
+    // A running from 1000; B, a replica at 1000, running from 2000.
+    let b = w.replicate(a, None, &cfg(), 1000).unwrap();
+    assert_eq!((w.min_running(&app, 2500), w.max_instances(&app, 2500)), (None, 2), "nothing was down yet");
+    // A restarts over [3000, 4000): B alone runs.
+    w.power(a, Power::Restart, &cfg(), 3000).unwrap();
+    // C, a replica at 5000 (running from 6000), then B restarts over [7000, 8000) with A and C up.
+    let c = w.replicate(a, None, &cfg(), 5000).unwrap();
+    w.power(b, Power::Restart, &cfg(), 7000).unwrap();
+    w.delete(c, 9000);
+    assert_eq!(w.min_running(&app, 10_000), Some(1), "while A restarted");
+    assert_eq!(w.max_instances(&app, 10_000), 3, "C counts after its delete");
+    assert_eq!(w.max_unavailable(&app, 10_000), 1);
+    assert_eq!(w.instances(&app).len(), 2);
+    // Deleted while down: its downtime ends with it.
+    w.power(b, Power::Stop, &cfg(), 11_000).unwrap();
+    w.delete(b, 12_000);
+    assert_eq!((w.min_running(&app, 20_000), w.max_unavailable(&app, 20_000)), (Some(1), 1));
+}

@@ -5,6 +5,7 @@ use crate::model::CvmAttrs;
 
 fn rec(addr: &str) -> ResourceRecord {
     ResourceRecord {
+        surge: false,
         address: addr.into(),
         ids: Default::default(),
         attrs: CvmAttrs { name: addr.into(), ..Default::default() },

@@ -1,0 +1,226 @@
+//! Rolls with surge instances (`update_policy.max_surge`, issue 20): temporary extra
+//! instances on the new revision keep the app at full strength while its instances are
+//! updated in place, each once, and go when the roll ends. The simulator counts the bounds.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use teeform::sim::SimConfig;
+
+use crate::harness::{TestEnv, WEB};
+
+fn manifest(replicas: u32, extra: &str) -> String {
+    format!("cvms:\n  web:\n    name: web-main\n    compose: web.yml\n    replicas: {replicas}\n{extra}")
+}
+
+/// The one app's stats in the simulator.
+fn app(t: &TestEnv) -> Value {
+    let apps = t.stats()["apps"].as_object().unwrap().clone();
+    assert_eq!(apps.len(), 1, "one app: {apps:?}");
+    apps.into_iter().next().unwrap().1
+}
+
+fn uuids(a: &Value) -> BTreeSet<String> {
+    a["instances"].as_array().unwrap().iter().map(|i| i["vm_uuid"].as_str().unwrap().to_string()).collect()
+}
+
+fn state_list(t: &TestEnv) -> Vec<String> {
+    t.run(&["state", "list"]).ok().stdout.lines().map(str::to_string).collect()
+}
+
+/// `replicas` instances applied, then a compose change to roll; returns their vm_uuids.
+fn rolled(t: &TestEnv, replicas: u32, extra: &str) -> BTreeSet<String> {
+    t.write("web.yml", WEB);
+    t.manifest(&manifest(replicas, extra));
+    t.run(&["apply", "--auto-approve"]).ok();
+    t.write("web.yml", &WEB.replace("nginx:1.27", "nginx:1.28"));
+    uuids(&app(t))
+}
+
+/// Each instance (the surge ones gone) updated and restarted once, on one compose, with the
+/// vm_uuids it had before the roll.
+fn each_once(t: &TestEnv, before: &BTreeSet<String>) {
+    let a = app(t);
+    assert_eq!(&uuids(&a), before, "the same instances: {a}");
+    for i in a["instances"].as_array().unwrap() {
+        assert_eq!((i["updates"].as_u64(), i["restarts"].as_u64()), (Some(1), Some(1)), "once: {i}");
+    }
+    let hashes: BTreeSet<&str> =
+        a["instances"].as_array().unwrap().iter().map(|i| i["compose_hash"].as_str().unwrap()).collect();
+    assert_eq!(hashes.len(), 1, "one revision: {a}");
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+#[test]
+fn a_surge_of_one_keeps_three_running_and_goes_when_the_roll_ends() {
+    let t = TestEnv::with_config(SimConfig { restart_ms: 300, boot_ms: 100, ..Default::default() });
+    let before = rolled(&t, 3, "    update_policy: {max_unavailable: 0, max_surge: 1}\n");
+    let p = t.run(&["plan", "--detailed-exitcode"]);
+    p.code(2);
+    for want in [
+        "# cvm.web[3] will be created: a surge instance for the roll of cvm.web",
+        "# cvm.web will be updated in-place: rolls 3 instances, at most 0 unavailable, 1 surge instance (made, then deleted)",
+        "3 restarts (cvm.web[0], cvm.web[1], cvm.web[2]), 1 at a time",
+        "# cvm.web[3] will be destroyed when the roll ends",
+        "Plan: 1 to add, 3 to change, 1 to destroy. 3 CVM restarts.",
+    ] {
+        assert!(p.stdout.contains(want), "{want}: {}", p.stdout);
+    }
+    let j: Value = serde_json::from_str(&t.run(&["plan", "--json"]).ok().stdout).unwrap();
+    assert_eq!(j["rolls"][0]["surge"], serde_json::json!(["cvm.web[3]"]), "{}", j["rolls"]);
+    assert_eq!(
+        (j["summary"]["add"].as_u64(), j["summary"]["destroy"].as_u64(), j["summary"]["restarts"].as_u64()),
+        (Some(1), Some(1), Some(3))
+    );
+    let surge = j["resource_changes"].as_array().unwrap().iter().find(|c| c["address"] == "cvm.web[3]").unwrap();
+    assert_eq!(surge["actions"], serde_json::json!(["create"]));
+    assert_eq!(surge["reasons"][0]["reason"], "surge");
+
+    let r = t.run(&["apply", "--auto-approve", "--parallelism", "10"]);
+    r.ok();
+    assert!(r.stderr.contains("1 added, 3 changed, 1 destroyed"), "{}", r.stderr);
+    let a = app(&t);
+    assert_eq!(a["min_running"], 3, "never fewer than 3 running during the roll: {a}");
+    assert_eq!(a["max_instances"], 4, "never more than 4 instances: {a}");
+    assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"]);
+    each_once(&t, &before);
+}
+
+#[test]
+fn one_unavailable_and_one_surge_on_five_keeps_four_running() {
+    let t = TestEnv::with_config(SimConfig { restart_ms: 300, boot_ms: 100, ..Default::default() });
+    let before = rolled(&t, 5, "    update_policy: {max_unavailable: 1, max_surge: 1}\n");
+    let p = t.run(&["plan"]);
+    assert!(
+        p.ok().stdout.contains("5 restarts (cvm.web[0], cvm.web[1], cvm.web[2], cvm.web[3], cvm.web[4]), 2 at a time"),
+        "{}",
+        p.stdout
+    );
+    t.run(&["apply", "--auto-approve", "--parallelism", "10"]).ok();
+    let a = app(&t);
+    assert_eq!(a["min_running"], 4, "N - max_unavailable: {a}");
+    assert_eq!(a["max_instances"], 6, "N + max_surge: {a}");
+    assert_eq!(a["max_unavailable"], 2, "a batch of two, the surge standing in for one: {a}");
+    each_once(&t, &before);
+}
+
+/// `max_unavailable: 0, max_surge: 1` on 3 with a `health:` check the simulator fails.
+fn paused(t: &TestEnv) -> BTreeSet<String> {
+    let health = format!(
+        "    update_policy: {{max_unavailable: 0, max_surge: 1}}\n    health: {{url: \"{}\", timeout: 1}}\n",
+        t.prefix().replace("/api/v1", "/_sim/health")
+    );
+    let before = rolled(t, 3, &health);
+    t.configure(serde_json::json!({"health_status": 503}));
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.code(1);
+    assert!(r.stderr.contains("cvm.web[3]"), "{}", r.stderr);
+    // The surge instance failed its gate: no instance was touched, the surge is kept.
+    let a = app(t);
+    assert_eq!(
+        a["instances"].as_array().unwrap().iter().filter(|i| i["updates"] == 1).count(),
+        1,
+        "the surge only: {a}"
+    );
+    assert_eq!(state_list(t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]", "cvm.web[3]"]);
+    let shown = t.run(&["state", "show", "cvm.web[3]", "--json"]);
+    assert!(shown.ok().stdout.contains("\"surge\": true"), "{}", shown.stdout);
+    t.configure(serde_json::json!({"health_status": 200}));
+    before
+}
+
+#[test]
+fn a_failing_gate_keeps_the_surge_instance_and_the_next_apply_resumes_and_removes_it() {
+    let t = TestEnv::with_config(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    let before = paused(&t);
+    let p = t.run(&["plan"]);
+    for want in
+        ["rolls 3 instances, at most 0 unavailable, 1 surge instance", "Plan: 0 to add, 3 to change, 1 to destroy."]
+    {
+        assert!(p.ok().stdout.contains(want), "{want}: {}", p.stdout);
+    }
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(app(&t)["min_running"], 3);
+    assert_eq!(app(&t)["max_instances"], 4, "the surge instance was made once");
+    assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"]);
+    each_once(&t, &before);
+}
+
+#[test]
+fn a_surge_instance_left_when_no_roll_remains_is_destroyed_as_such() {
+    let t = TestEnv::with_config(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    paused(&t);
+    // The change is taken back: nothing left to roll.
+    t.write("web.yml", WEB);
+    let p = t.run(&["plan"]);
+    for want in [
+        "# cvm.web[3] will be destroyed (a surge instance left by a roll that is now done)",
+        "Plan: 0 to add, 0 to change, 1 to destroy.",
+    ] {
+        assert!(p.ok().stdout.contains(want), "{want}: {}", p.stdout);
+    }
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"]);
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+/// Updates of the original instances (`before`) the simulator counted.
+fn updated(t: &TestEnv, before: &BTreeSet<String>) -> usize {
+    let a = app(t);
+    let mine = |i: &&Value| before.contains(i["vm_uuid"].as_str().unwrap());
+    a["instances"].as_array().unwrap().iter().filter(mine).filter(|i| i["updates"] == 1).count()
+}
+
+#[test]
+fn killed_at_any_point_of_a_surge_roll_the_next_apply_finishes_it() {
+    // (where the kill lands, when it is reached)
+    type Point = (&'static str, fn(&TestEnv, &BTreeSet<String>) -> bool);
+    let points: [Point; 3] = [
+        ("after the surge replicate", |t, _| app(t)["instances"].as_array().unwrap().len() >= 4),
+        ("mid-roll", |t, before| updated(t, before) >= 1),
+        ("before the surge delete", |t, before| updated(t, before) >= 3),
+    ];
+    for (at, reached) in points {
+        let t = TestEnv::with_config(SimConfig { restart_ms: 400, boot_ms: 400, ..Default::default() });
+        let before = rolled(&t, 3, "    update_policy: {max_unavailable: 0, max_surge: 1}\n");
+        let mut child = t
+            .command(&["apply", "--auto-approve"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("teeform runs");
+        let start = std::time::Instant::now();
+        while !reached(&t, &before) {
+            assert!(start.elapsed() < std::time::Duration::from_secs(60), "{at}: not reached");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // SIGKILL.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let r = t.run(&["apply", "--auto-approve"]);
+        r.ok();
+        let a = app(&t);
+        assert_eq!(a["max_instances"], 4, "{at}: no second surge instance: {a}");
+        assert_eq!(a["min_running"], 3, "{at}: {a}");
+        assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"], "{at}");
+        each_once(&t, &before);
+    }
+}
+
+#[test]
+fn both_bounds_zero_is_refused_where_it_is_written() {
+    let t = TestEnv::with_config(SimConfig::default());
+    t.write("web.yml", WEB);
+    t.manifest(&manifest(3, "    update_policy: {max_unavailable: 0}\n"));
+    let r = t.run(&["validate"]);
+    r.code(1);
+    for want in ["update_policy.max_unavailable and max_surge are both 0", "teeform.yaml:9:38", "max_surge: 1"] {
+        assert!(r.stderr.contains(want), "{want}: {}", r.stderr);
+    }
+    t.manifest(&manifest(1, "    update_policy: {max_surge: 1}\n"));
+    let r = t.run(&["validate"]);
+    r.code(1);
+    assert!(r.stderr.contains("needs `replicas` of 2 or more"), "{}", r.stderr);
+    t.manifest(&manifest(3, "    update_policy: {max_unavailable: 0, max_surge: 2}\n"));
+    t.run(&["validate"]).ok();
+}

@@ -279,17 +279,8 @@ impl Step {
                 forces_replacement: false,
             })
             .collect();
-        let update = Change {
-            action: Action::Update,
-            ids: Some(ids.clone()),
-            before: Some(before),
-            attributes,
-            reasons: vec![plan::Reason::RestartsCvm],
-            compose_hash: None,
-            ..c.clone()
-        };
-        // The summary counts the CVM as added, not also as changed (`Report::counts`).
-        self.update_config(&update).await
+        // The create sent the compose: no hash to change or register.
+        self.update_config(&Change { compose_hash: None, ..follow_up(c, ids, before, attributes) }).await
     }
 
     /// Brings a surge instance just replicated (on its source's revision) to the new one with
@@ -308,18 +299,7 @@ impl Step {
             return Ok(StepResult::Done { id: Some(ids.id.clone()) });
         }
         self.events.status(c.address.as_str(), "bringing the surge instance to the new revision");
-        let update = Change {
-            action: Action::Update,
-            ids: Some(ids.clone()),
-            before: Some(before),
-            attributes,
-            reasons: vec![plan::Reason::RestartsCvm],
-            ..c.clone()
-        };
-        let updated = self.shared.effects.lock().expect("effects lock").get(&c.address).is_some_and(|e| e.updated);
-        let r = self.update_config(&update).await;
-        self.effect(&c.address, |e| e.updated = updated);
-        r
+        self.update_config(&follow_up(c, ids, before, attributes)).await
     }
 
     /// Records a create whose boot failed: tainted, with why. Returns the step's error: the
@@ -351,6 +331,19 @@ impl Step {
         let logs = boot_log_command(&rec.ids);
         self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
         Ok(StepError::new(Failure::BootFailed { reason, again: tries >= plan::health::MAX_BOOT_TRIES, logs }))
+    }
+}
+
+/// One update of `attributes` of a CVM its create step just made (it restarts the CVM). The
+/// summary counts that CVM as added only (`Report::counts`).
+fn follow_up(c: &Change, ids: &CloudIds, before: CvmAttrs, attributes: Vec<plan::AttrChange>) -> Change {
+    Change {
+        action: Action::Update,
+        ids: Some(ids.clone()),
+        before: Some(before),
+        attributes,
+        reasons: vec![plan::Reason::RestartsCvm],
+        ..c.clone()
     }
 }
 

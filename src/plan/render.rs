@@ -112,6 +112,15 @@ pub(super) fn unmanaged(out: &mut String, p: &Palette, u: &Unmanaged) {
                 );
             }
         }
+        None if !u.after_roll.is_empty() => {
+            let held = u.after_roll.iter().map(Address::as_str).collect::<Vec<_>>().join(", ");
+            let _ = writeln!(
+                out,
+                "    {} apply the roll of {} to its end first (its surge instances hold {held}); the next plan gives the `teeform import`",
+                p.cyan("to manage it:"),
+                u.entry
+            );
+        }
         None => {
             let _ =
                 writeln!(out, "    {} this plan leaves it as it is (it is not teeform's to destroy)", p.cyan("note:"));

@@ -368,6 +368,12 @@ pub(super) fn heading(c: &Change) -> String {
         {
             format!("# {} will be destroyed (replicas {from} → {to})", c.address)
         }
+        Action::Delete
+            if let Some(Reason::BeyondReplicas { replicas }) =
+                c.reasons.iter().find(|r| matches!(r, Reason::BeyondReplicas { .. })) =>
+        {
+            format!("# {} will be destroyed (its index is beyond `replicas: {replicas}`)", c.address)
+        }
         Action::Delete if c.reasons.contains(&Reason::SurgeLeftover) => {
             format!("# {} will be destroyed (a surge instance left by a roll that is now done)", c.address)
         }
@@ -583,7 +589,9 @@ fn note(r: &Reason) -> Option<String> {
                 if one { "it is" } else { "they are" },
             )
         }
-        Reason::NotInManifest | Reason::ScaledIn { .. } | Reason::DestroyRequested => return None,
+        Reason::NotInManifest | Reason::ScaledIn { .. } | Reason::BeyondReplicas { .. } | Reason::DestroyRequested => {
+            return None;
+        }
         Reason::Surge { of } => format!(
             "temporary extra capacity for the roll of {of}: a replica of {of}[0], brought to the new revision before the first batch, destroyed once the last batch passes (not counted as a restart)"
         ),

@@ -373,3 +373,25 @@ fn an_update_that_restarts_nothing_makes_no_surge() {
     // A rename is no roll, so no surge either.
     assert!(p.rolls.is_empty() && p.count(Action::Create) == 0, "{:?}", addresses(&p));
 }
+
+/// A scale-in says how many instances state holds, not the highest index plus one; an
+/// instance past `replicas:` while an index in range is free is no scale-in (issue: after
+/// `state mv 'cvm.web[2]' 'cvm.web[7]'` the plan said `replicas 8 → 3`).
+#[test]
+fn an_instance_past_replicas_is_destroyed_with_the_count_state_holds() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config(&web(3, ""));
+    let mut state = instances(3, WEB);
+    state[2].address = "cvm.web[7]".into();
+    let p = run(&cfg, &snap(state.clone()), None, Mode::Normal);
+    let gone = p.changes.iter().find(|c| c.address == "cvm.web[7]").unwrap();
+    assert!(gone.reasons.contains(&Reason::BeyondReplicas { replicas: 3 }), "{:?}", gone.reasons);
+    let text = render::render(&p, &Palette::plain());
+    assert!(text.contains("# cvm.web[7] will be destroyed (its index is beyond `replicas: 3`)"), "{text}");
+    assert!(!text.contains("replicas 8"), "{text}");
+    // Four instances, one at [7]: a scale-in from four, whatever the indices.
+    state.push(instances(3, WEB).remove(2));
+    let p = run(&f.config(&web(3, "")), &snap(state), None, Mode::Normal);
+    let gone = p.changes.iter().find(|c| c.address == "cvm.web[7]").unwrap();
+    assert!(gone.reasons.contains(&Reason::ScaledIn { from: 4, to: 3 }), "{:?}", gone.reasons);
+}

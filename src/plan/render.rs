@@ -473,9 +473,18 @@ pub(super) fn shown_change(out: &mut String, p: &Palette, plan: &Plan, c: &Chang
     }
 }
 
-/// Whether two instances' changes show the same diff (what the text shows of a change).
+/// Whether two instances' changes show the same diff: what the text shows of each, heading
+/// and `moved:` line aside and each one's own address written alike. Compared as shown, not as
+/// data: a secret's digests differ per instance (salted per scope) where both show
+/// `(sensitive value) (changed)`.
 fn same_diff(a: &Change, b: &Change) -> bool {
-    a.action == b.action && a.attributes == b.attributes && a.compose_hash == b.compose_hash && a.reasons == b.reasons
+    let shown = |c: &Change| {
+        let mut out = String::new();
+        change(&mut out, &Palette::plain(), &Change { moved_from: None, ..c.clone() });
+        let body = out.split_once('\n').map_or("", |(_, rest)| rest);
+        body.replace(c.address.as_str(), "\0")
+    };
+    a.action == b.action && shown(a) == shown(b)
 }
 
 /// A rolling update of a replicated CVM's instances: one block, the first instance's diff.

@@ -395,3 +395,39 @@ fn an_instance_past_replicas_is_destroyed_with_the_count_state_holds() {
     let gone = p.changes.iter().find(|c| c.address == "cvm.web[7]").unwrap();
     assert!(gone.reasons.contains(&Reason::ScaledIn { from: 4, to: 3 }), "{:?}", gone.reasons);
 }
+
+/// A roll whose instances show the same changes is one entry: a secret's digests differ per
+/// instance (salted per scope) but each shows `(sensitive value) (changed)` (issue: every
+/// instance after the first was repeated "with its own differences"). A real difference still
+/// shows on its own.
+#[test]
+fn a_roll_of_identical_shown_changes_is_one_entry_whatever_the_digests() {
+    let f = Fixture::new(&[("web.yml", WEB2)]);
+    let env = "    env:\n      DB_PASSWORD: ${secret:env:DB_PASSWORD}\n      LOG: debug\n";
+    let cfg = f.config(&web(3, env));
+    let d = Digester::argon2id("00");
+    let mut state = instances(3, WEB);
+    for r in &mut state {
+        let scope = r.address.clone();
+        r.attrs.env.insert(
+            "DB_PASSWORD".into(),
+            EnvVal { digest: Some(d.digest(scope.as_str(), "DB_PASSWORD", "the old one")), ..Default::default() },
+        );
+        r.attrs.env.insert("LOG".into(), EnvVal { value: Some("info".into()), ..Default::default() });
+    }
+    let p = run_with(&cfg, &snap(state.clone()), None, Mode::Normal, &d);
+    assert_eq!(p.count(Action::Update), 3, "{:?}", addresses(&p));
+    let text = render::render(&p, &Palette::plain());
+    assert!(!text.contains("its own differences"), "{text}");
+    assert_eq!(text.matches("DB_PASSWORD = (sensitive value) (changed)").count(), 1, "{text}");
+    assert_eq!(text.matches("image: nginx:1.28").count(), 1, "{text}");
+    // Instance 2 also has a vCPU count to change: it alone is shown again.
+    state[2].attrs.vcpu = Some(4);
+    let p = run_with(&cfg, &snap(state), None, Mode::Normal, &d);
+    let text = render::render(&p, &Palette::plain());
+    assert!(
+        text.contains("# cvm.web[2] will be updated in-place in the roll of cvm.web, with its own differences"),
+        "{text}"
+    );
+    assert!(!text.contains("# cvm.web[1] will be updated in-place in the roll"), "{text}");
+}

@@ -328,7 +328,12 @@ fn instances_made_outside_wait_for_a_roll_whose_surge_holds_the_next_index() {
     };
     let hint = |cfg: &Config, state: Vec<ResourceRecord>| {
         let records: BTreeMap<_, _> = state.iter().map(|r| (r.address.clone(), r.clone())).collect();
-        let p = unmanaged::attach(run(cfg, &snap(state), None, Mode::Normal), cfg, &records, &[outside.clone()]);
+        let p = unmanaged::attach(
+            run(cfg, &snap(state), None, Mode::Normal),
+            cfg,
+            &records,
+            std::slice::from_ref(&outside),
+        );
         let u = p.unmanaged[0].clone();
         (p, u)
     };

@@ -85,13 +85,7 @@ fn of(
     for a in records.keys() {
         taken.entry(a.key().to_string()).or_default().insert(a.index().unwrap_or(0));
     }
-    // Each entry's surge instances: planned, kept by a roll, or left over (destroyed by this plan).
-    let mut surges: BTreeMap<&str, BTreeSet<&Address>> = BTreeMap::new();
-    let planned = changes.iter().filter(|c| c.instance.as_ref().is_some_and(|i| i.surge)).map(|c| &c.address);
-    let recorded = records.values().filter(|r| r.surge).map(|r| &r.address);
-    for a in planned.chain(recorded).chain(rolls.iter().flat_map(|r| &r.surge)) {
-        surges.entry(a.key()).or_default().insert(a);
-    }
+    let surges = surges(records, changes, rolls);
     let mut sorted: Vec<&RemoteCvm> = found.iter().collect();
     sorted.sort_by(|a, b| (&a.ids.vm_uuid, &a.ids.id).cmp(&(&b.ids.vm_uuid, &b.ids.id)));
     let mut out = Vec::new();
@@ -141,4 +135,20 @@ fn of(
         out.push(u);
     }
     out
+}
+
+/// Each entry's surge instances, by key: planned, kept by a roll, or left over (destroyed by
+/// this plan).
+fn surges<'a>(
+    records: &'a BTreeMap<Address, ResourceRecord>,
+    changes: &'a [Change],
+    rolls: &'a [Roll],
+) -> BTreeMap<&'a str, BTreeSet<&'a Address>> {
+    let mut surges: BTreeMap<&str, BTreeSet<&Address>> = BTreeMap::new();
+    let planned = changes.iter().filter(|c| c.instance.as_ref().is_some_and(|i| i.surge)).map(|c| &c.address);
+    let recorded = records.values().filter(|r| r.surge).map(|r| &r.address);
+    for a in planned.chain(recorded).chain(rolls.iter().flat_map(|r| &r.surge)) {
+        surges.entry(a.key()).or_default().insert(a);
+    }
+    surges
 }

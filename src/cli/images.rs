@@ -49,6 +49,17 @@ pub enum ListCatalog {
     Oci(OciList),
 }
 
+impl ListCatalog {
+    /// The options every catalog takes.
+    pub fn common(&self) -> &ListCommon {
+        match self {
+            ListCatalog::Phala(l) => &l.common,
+            ListCatalog::Nscale(l) => &l.common,
+            ListCatalog::Oci(l) => &l.common,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ListCommon {
     /// Print JSON instead of a table.

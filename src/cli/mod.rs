@@ -639,19 +639,58 @@ async fn run(cli: Cli, shell: Shell) -> error::CliResult {
     result
 }
 
+/// Whether the command writes one JSON document on stdout (`--json`, not a stream of events).
+fn writes_json_document(command: &Command) -> bool {
+    match command {
+        Command::Validate { json, .. }
+        | Command::Show { json, .. }
+        | Command::Verify { json, .. }
+        | Command::Output { json, .. }
+        | Command::Status { json, .. }
+        | Command::State(StateCommand::Show { json, .. } | StateCommand::List { long: true, json, .. }) => *json,
+        Command::Plan { json, stream, .. } => *json && !*stream,
+        Command::Images(images::ImagesCommand::List { catalog }) => catalog.common().json,
+        _ => false,
+    }
+}
+
+/// A `--json` command that failed before writing its document writes an error document
+/// instead, so stdout always parses: a manifest that did not load as `validate --json` writes
+/// it (`{"valid": false, ...}`, nothing more on stderr); any other failure (API, state, chain)
+/// as `{"errored": true, "diagnostics": [{"severity": "error", "message", "causes": [...],
+/// "hints": [...]}]}`, with no registered credential in any string, and the error returned, so
+/// stderr and the exit code are as without `--json`. A reader that went away gets nothing.
+fn print_failed(ctx: &Ctx, e: error::CliError) -> error::CliResult {
+    if !e.diagnostics.is_empty() {
+        return validate::print_invalid(ctx, &e);
+    }
+    if e.kind == error::Kind::BrokenPipe {
+        return Err(e);
+    }
+    let clean = |s: &str| crate::redact::text(s).into_owned();
+    let causes: Vec<String> = e.causes().iter().map(|c| clean(c)).collect();
+    let hints: Vec<String> = e.hints.iter().map(|h| clean(&h.render(&ctx.cmdline))).collect();
+    let doc = serde_json::json!({
+        "errored": true,
+        "diagnostics": [{"severity": "error", "message": clean(&e.message), "causes": causes, "hints": hints}],
+    });
+    ctx.shell.print_json(&doc)?;
+    Err(e)
+}
+
 async fn command(ctx: &Ctx, command: Command) -> error::CliResult {
+    let json = writes_json_document(&command);
+    match dispatch(ctx, command).await {
+        Err(e) if json && !ctx.shell.printed_json() => print_failed(ctx, e),
+        r => r,
+    }
+}
+
+async fn dispatch(ctx: &Ctx, command: Command) -> error::CliResult {
     match command {
         Command::Validate { vars, json } => validate::run(ctx, &vars, json),
-        Command::Plan { plan, out, detailed_exitcode, json, stream, markdown } => {
-            match plan::run(ctx, &plan, out.as_deref(), detailed_exitcode, View::of(json, markdown)).await {
-                // A manifest that did not load: its diagnostics as `validate --json` writes them
-                // (the stream has its own `diagnostic` event).
-                Err(e) if json && !stream && !e.diagnostics.is_empty() => validate::print_invalid(ctx, &e),
-                // Any other failure (API, state, chain): one error document on stdout, the
-                // error as people read it on stderr.
-                Err(e) if json && !stream => plan::print_failed(ctx, e),
-                r => r,
-            }
+        Command::Plan { plan, out, detailed_exitcode, json, stream: _, markdown } => {
+            plan::run(ctx, &plan, out.as_deref(), detailed_exitcode, View::of(json, markdown)).await
         }
         Command::Apply(args) => apply::run(ctx, &args).await,
         Command::Destroy { run, targets, auto_approve, json: _ } => {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::context::Ctx;
-use super::error::{CliError, CliResult, Kind, exit};
+use super::error::{CliResult, exit};
 use super::shared::planning::{make_plan, mode, show_plan};
 use super::shared::saved::SavedPlan;
 use super::shared::{datasources, onchain, session};
@@ -37,24 +37,4 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs, out: Option<&Path>, detailed: bool,
 
 fn abs(p: &Path) -> std::path::PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-/// A plan that failed after the manifest loaded (an API, state or chain error), as `plan
-/// --json` writes it on stdout: `{"errored": true, "diagnostics": [{"severity": "error",
-/// "message", "causes": [...], "hints": [...]}]}`, with no registered credential in any string.
-/// The error itself is returned, so stderr and the exit code are as without `--json`; a reader
-/// that went away gets nothing.
-pub(super) fn print_failed(ctx: &Ctx, e: CliError) -> CliResult {
-    if e.kind == Kind::BrokenPipe {
-        return Err(e);
-    }
-    let clean = |s: &str| crate::redact::text(s).into_owned();
-    let causes: Vec<String> = e.causes().iter().map(|c| clean(c)).collect();
-    let hints: Vec<String> = e.hints.iter().map(|h| clean(&h.render(&ctx.cmdline))).collect();
-    let doc = serde_json::json!({
-        "errored": true,
-        "diagnostics": [{"severity": "error", "message": clean(&e.message), "causes": causes, "hints": hints}],
-    });
-    ctx.shell.print_json(&doc)?;
-    Err(e)
 }

@@ -89,6 +89,8 @@ struct Inner {
     /// stdout carries JSON events only (`apply --json`): everything else printed for it goes
     /// to stderr.
     events_only: std::sync::atomic::AtomicBool,
+    /// A JSON document went to stdout ([`Shell::print_json`]).
+    printed_json: std::sync::atomic::AtomicBool,
 }
 
 /// The terminal, shared by everything that prints (commands, the progress display, the
@@ -142,6 +144,7 @@ impl Shell {
             verbosity,
             region: Mutex::new(None),
             events_only: std::sync::atomic::AtomicBool::new(false),
+            printed_json: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -169,6 +172,7 @@ impl Shell {
             verbosity,
             region: Mutex::new(None),
             events_only: std::sync::atomic::AtomicBool::new(false),
+            printed_json: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -232,7 +236,14 @@ impl Shell {
     /// Writes `value` to stdout as pretty JSON and a line break.
     pub fn print_json(&self, value: &impl serde::Serialize) -> CliResult<()> {
         let text = serde_json::to_string_pretty(value)?;
+        self.0.printed_json.store(true, std::sync::atomic::Ordering::Relaxed);
         self.println(&text)
+    }
+
+    /// Whether [`Shell::print_json`] wrote a document (a command that failed after it owes
+    /// stdout no error document).
+    pub fn printed_json(&self) -> bool {
+        self.0.printed_json.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     // ----- stderr ------------------------------------------------------------------------

@@ -20,11 +20,24 @@ pub async fn run(ctx: &Ctx, source: &Address, destination: &Address) -> CliResul
     if source.key() == destination.key() {
         return Ok(exit::OK);
     }
-    ctx.shell.note(&format!(
-        "rename `{}:` to `{}:` under `cvms:` in the manifest too, or the next plan creates {source} again and destroys {destination}",
-        source.key(),
-        destination.key()
-    ));
+    let (from, to) = (source.key(), destination.key());
+    // What the manifest declares decides what the next plan does; unreadable, assume the rename is to do.
+    let declared = crate::manifest::declared_cvms(ctx.manifest_path());
+    let has = |k: &str| declared.as_ref().is_none_or(|d| d.contains(k));
+    let both = declared.as_ref().is_some_and(|d| d.contains(from) && d.contains(to));
+    if both {
+        ctx.shell.note(&format!(
+            "the manifest still has `{from}:` under `cvms:`: the next plan creates {source} again unless you remove it"
+        ));
+    } else if has(from) {
+        ctx.shell.note(&format!(
+            "rename `{from}:` to `{to}:` under `cvms:` in the manifest too, or the next plan creates {source} again and destroys {destination}"
+        ));
+    } else if !has(to) {
+        ctx.shell.note(&format!(
+            "the manifest has no `{to}:` under `cvms:`: add it (as `{from}:` was), or the next plan destroys {destination}"
+        ));
+    }
     Ok(exit::OK)
 }
 

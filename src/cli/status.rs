@@ -112,6 +112,7 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs, as_json: bool) -> CliResult {
 fn outside(u: &crate::plan::Unmanaged) -> Row {
     let pending = match &u.import_as {
         Some(a) => format!("not managed: teeform import {a} {}", u.id),
+        None if !u.after_roll.is_empty() => format!("not managed: import it once the roll of {} ends", u.entry),
         None => "not managed".into(),
     };
     Row {

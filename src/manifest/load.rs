@@ -147,6 +147,30 @@ pub fn load_backend(path: &Path) -> Result<Option<BackendKind>, ManifestError> {
     Ok(kind)
 }
 
+/// The keys under `cvms:` of the manifest at `path`, read from its YAML alone (no values,
+/// files or secrets resolved). `None` when the file is missing or is not a YAML map, for
+/// messages that can only guess then.
+pub fn declared_cvms(path: &Path) -> Option<BTreeSet<String>> {
+    let text = files::read_regular(path, Limit::Manifest).ok()?;
+    let root = yaml::parse(&text).ok()?;
+    let Kind::Map(pairs) = &root.kind else { return None };
+    let cvms = pairs.iter().find(|(k, _)| matches!(&k.kind, Kind::Scalar { text, .. } if text == "cvms"));
+    let Some((_, cvms)) = cvms else { return Some(BTreeSet::new()) };
+    match &cvms.kind {
+        Kind::Map(entries) => Some(
+            entries
+                .iter()
+                .filter_map(|(k, _)| match &k.kind {
+                    Kind::Scalar { text, .. } => Some(text.clone()),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ if cvms.is_null() => Some(BTreeSet::new()),
+        _ => None,
+    }
+}
+
 pub(super) fn display_path(path: &Path, base: Option<&Path>) -> String {
     let abs = if path.is_absolute() {
         path.to_path_buf()

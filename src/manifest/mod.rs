@@ -24,7 +24,8 @@ pub use data::{DataKind, DataSource, DataSpec, Providers, Select};
 pub use diag::{Diagnostic, Related, Severity, Source};
 pub use expr::{Part, Ref, Template};
 pub use load::{
-    EnvLookup, LoadOptions, TOP_KEYS, VarFile, auto_var_files, cvm_keys, load, load_backend, load_str, valid_cvm_name,
+    EnvLookup, LoadOptions, TOP_KEYS, VarFile, auto_var_files, cvm_keys, declared_cvms, load, load_backend, load_str,
+    valid_cvm_name,
 };
 pub use yaml::Span;
 

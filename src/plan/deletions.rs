@@ -9,7 +9,10 @@ use crate::graph::Graph;
 use crate::manifest::CvmConfig;
 use crate::model::{Address, ResourceRecord};
 
-/// [`Reason::ScaledIn`] for an instance the manifest's entry still has, with fewer replicas.
+/// Why an instance the manifest's entry still has, past its `replicas:`, goes:
+/// [`Reason::ScaledIn`] when state holds more instances than `replicas:` (surge instances not
+/// counted: they are above `replicas` by design), else [`Reason::BeyondReplicas`] (an instance
+/// `state mv` or an import put past the range, while an index in it is free).
 fn scaled_in(
     addr: &Address,
     desired: &BTreeMap<Address, &CvmConfig>,
@@ -17,10 +20,13 @@ fn scaled_in(
 ) -> Option<Reason> {
     addr.index()?;
     let cfg = desired.iter().find(|(a, _)| a.key() == addr.key()).map(|(_, c)| *c)?;
-    // Surge instances are above `replicas` by design: not what the manifest scaled in from.
-    let instances = current.values().filter(|r| r.address.key() == addr.key() && !r.surge);
-    let from = instances.filter_map(|r| r.address.index()).max()? + 1;
-    Some(Reason::ScaledIn { from, to: cfg.replicas })
+    let held = current.values().filter(|r| r.address.key() == addr.key() && !r.surge);
+    let from = u32::try_from(held.count()).unwrap_or(u32::MAX);
+    Some(if from > cfg.replicas {
+        Reason::ScaledIn { from, to: cfg.replicas }
+    } else {
+        Reason::BeyondReplicas { replicas: cfg.replicas }
+    })
 }
 
 /// The deletions: CVMs in state the manifest no longer has (or all, for `destroy`), chosen by

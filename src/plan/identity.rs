@@ -166,7 +166,10 @@ pub(super) fn likely_moves(changes: &[Change], records: &BTreeMap<Address, Resou
         changes.iter().filter(|c| {
             c.action == Action::Delete
                 && c.reasons.contains(&super::Reason::NotInManifest)
-                && !c.reasons.iter().any(|r| matches!(r, super::Reason::ScaledIn { .. }))
+                && !c
+                    .reasons
+                    .iter()
+                    .any(|r| matches!(r, super::Reason::ScaledIn { .. } | super::Reason::BeyondReplicas { .. }))
         }),
         |c| c.before.as_ref(),
     );

@@ -106,6 +106,9 @@ pub enum Reason {
     /// With [`Reason::NotInManifest`]: an instance of a replicated CVM whose `replicas:` went
     /// down, from (the instances state has) to (the manifest's).
     ScaledIn { from: u32, to: u32 },
+    /// With [`Reason::NotInManifest`]: an instance whose index is `replicas` or more while
+    /// state holds no more instances than that (`state mv` to a gap): not a scale-in.
+    BeyondReplicas { replicas: u32 },
     /// `teeform destroy`.
     DestroyRequested,
     /// A surge instance of the roll of `of` (`update_policy.max_surge`): made from instance 0,

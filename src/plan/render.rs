@@ -4,13 +4,16 @@
 
 use std::fmt::Write as _;
 
-use super::{Action, Attention, AttrChange, Change, Drift, Mode, Plan, Problem, Reason, Roll, Unmanaged};
+use super::{Action, Attention, AttrChange, Change, Drift, Mode, Plan, Problem, Reason, Roll};
 use crate::model::schema::{SCHEMA, Type};
 use crate::model::{Address, Attr, EnvVal};
 use crate::style::Palette;
 use text::{Eol, Markers, crlf_to_lf, is_yaml, marker, text_diff, visible};
 
 mod text;
+mod unmanaged;
+
+pub(super) use unmanaged::unmanaged;
 
 fn symbol(p: &Palette, a: Action) -> String {
     match a {
@@ -79,45 +82,6 @@ fn preamble(out: &mut String, p: &Palette, plan: &Plan) {
         }
         out.push_str("They are not part of this plan: teeform neither adopts nor deletes them.\n\n");
     }
-}
-
-/// An instance of a managed app that no record holds: what it is, and how to manage it.
-pub(super) fn unmanaged(out: &mut String, p: &Palette, u: &Unmanaged) {
-    let made = "made outside teeform, e.g. `phala cvms replicate`";
-    let _ = writeln!(out, "  {}", p.bold(&format!("# an instance of {}'s app is not in state ({made})", u.entry)));
-    let fields = [
-        ("app_id", Some(&u.app_id)),
-        ("vm_uuid", u.vm_uuid.as_ref()),
-        ("instance_id", u.instance_id.as_ref()),
-        ("name", Some(&u.name)),
-        ("node", u.node.as_ref()),
-        ("status", Some(&u.status.to_string())),
-        ("compose_hash", u.compose_hash.as_ref()),
-    ];
-    for (k, v) in fields {
-        if let Some(v) = v {
-            let _ = writeln!(out, "      {k:<12} = \"{v}\"");
-        }
-    }
-    match &u.import_as {
-        Some(a) => {
-            let then =
-                u.replicas_after.map(|n| format!(", then set `replicas: {n}` on {}", u.entry)).unwrap_or_default();
-            let _ = writeln!(out, "    {} teeform import {a} {}{then}", p.cyan("to manage it:"), u.id);
-            if u.instead_of_create {
-                let _ = writeln!(
-                    out,
-                    "    {} this plan creates {a}: importing this instance as {a} instead avoids a new CVM",
-                    p.cyan("note:")
-                );
-            }
-        }
-        None => {
-            let _ =
-                writeln!(out, "    {} this plan leaves it as it is (it is not teeform's to destroy)", p.cyan("note:"));
-        }
-    }
-    out.push('\n');
 }
 
 /// A refresh-only plan: CVMs needing attention, then what applying it would record.
@@ -359,6 +323,12 @@ pub(super) fn heading(c: &Change) -> String {
         {
             format!("# {} will be destroyed (replicas {from} → {to})", c.address)
         }
+        Action::Delete
+            if let Some(Reason::BeyondReplicas { replicas }) =
+                c.reasons.iter().find(|r| matches!(r, Reason::BeyondReplicas { .. })) =>
+        {
+            format!("# {} will be destroyed (its index is beyond `replicas: {replicas}`)", c.address)
+        }
         Action::Delete if c.reasons.contains(&Reason::SurgeLeftover) => {
             format!("# {} will be destroyed (a surge instance left by a roll that is now done)", c.address)
         }
@@ -458,9 +428,18 @@ pub(super) fn shown_change(out: &mut String, p: &Palette, plan: &Plan, c: &Chang
     }
 }
 
-/// Whether two instances' changes show the same diff (what the text shows of a change).
+/// Whether two instances' changes show the same diff: what the text shows of each, heading
+/// and `moved:` line aside and each one's own address written alike. Compared as shown, not as
+/// data: a secret's digests differ per instance (salted per scope) where both show
+/// `(sensitive value) (changed)`.
 fn same_diff(a: &Change, b: &Change) -> bool {
-    a.action == b.action && a.attributes == b.attributes && a.compose_hash == b.compose_hash && a.reasons == b.reasons
+    let shown = |c: &Change| {
+        let mut out = String::new();
+        change(&mut out, &Palette::plain(), &Change { moved_from: None, ..c.clone() });
+        let body = out.split_once('\n').map_or("", |(_, rest)| rest);
+        body.replace(c.address.as_str(), "\0")
+    };
+    a.action == b.action && shown(a) == shown(b)
 }
 
 /// A rolling update of a replicated CVM's instances: one block, the first instance's diff.
@@ -574,7 +553,9 @@ fn note(r: &Reason) -> Option<String> {
                 if one { "it is" } else { "they are" },
             )
         }
-        Reason::NotInManifest | Reason::ScaledIn { .. } | Reason::DestroyRequested => return None,
+        Reason::NotInManifest | Reason::ScaledIn { .. } | Reason::BeyondReplicas { .. } | Reason::DestroyRequested => {
+            return None;
+        }
         Reason::Surge { of } => format!(
             "temporary extra capacity for the roll of {of}: a replica of {of}[0], brought to the new revision before the first batch, destroyed once the last batch passes (not counted as a restart)"
         ),

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Change, Mode, Plan};
+use super::{Action, Change, Mode, Plan, Roll};
 use crate::manifest::Config;
 use crate::model::{Address, CvmStatus, RemoteCvm, ResourceRecord};
 
@@ -39,8 +39,14 @@ pub struct Unmanaged {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas_after: Option<u32>,
     /// This plan creates `import_as`: importing this instance there instead avoids a new CVM.
+    /// Never a surge instance's create: a roll makes those whatever state holds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub instead_of_create: bool,
+    /// The surge instances of a roll (planned, or left by a paused one) hold the indices past
+    /// `replicas:` (these addresses): an import there would turn one into a permanent instance
+    /// or count it as a replica, so `import_as` is `None` until the roll ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_roll: Vec<Address>,
 }
 
 /// `plan` with [`Plan::unmanaged`]: the instances of `found` (refresh's, already free of those
@@ -51,17 +57,19 @@ pub(super) fn attach(
     records: &BTreeMap<Address, ResourceRecord>,
     found: &[RemoteCvm],
 ) -> Plan {
-    plan.unmanaged = of(config, records, &plan.changes, found, plan.mode);
+    plan.unmanaged = of(config, records, &plan.changes, &plan.rolls, found, plan.mode);
     plan
 }
 
 /// Each of `found` whose app a record has, with a free address to import it at: first the
 /// instances this plan would create (importing instead avoids a new CVM), then the lowest
-/// indices state does not hold.
+/// indices state does not hold. Surge instances are never offered, never avoided and never
+/// counted as replicas: while an entry has some, an index past `replicas:` waits for the roll.
 fn of(
     config: &Config,
     records: &BTreeMap<Address, ResourceRecord>,
     changes: &[Change],
+    rolls: &[Roll],
     found: &[RemoteCvm],
     mode: Mode,
 ) -> Vec<Unmanaged> {
@@ -77,6 +85,7 @@ fn of(
     for a in records.keys() {
         taken.entry(a.key().to_string()).or_default().insert(a.index().unwrap_or(0));
     }
+    let surges = surges(records, changes, rolls);
     let mut sorted: Vec<&RemoteCvm> = found.iter().collect();
     sorted.sort_by(|a, b| (&a.ids.vm_uuid, &a.ids.id).cmp(&(&b.ids.vm_uuid, &b.ids.id)));
     let mut out = Vec::new();
@@ -96,18 +105,28 @@ fn of(
             import_as: None,
             replicas_after: None,
             instead_of_create: false,
+            after_roll: vec![],
             entry,
         };
         if let Some(cfg) = cfg {
             let held = taken.entry(cfg.key.clone()).or_default();
+            let surge = surges.get(cfg.key.as_str());
             let created = changes
                 .iter()
                 .filter(|c| {
-                    c.action == Action::Create && c.address.key() == cfg.key && !records.contains_key(&c.address)
+                    c.action == Action::Create
+                        && c.address.key() == cfg.key
+                        && !records.contains_key(&c.address)
+                        && !surge.is_some_and(|s| s.contains(&c.address))
                 })
                 .filter_map(|c| c.address.index())
                 .find(|i| !held.contains(i));
             let index = created.unwrap_or_else(|| (0..).find(|i| !held.contains(i)).unwrap_or(u32::MAX));
+            if let Some(s) = surge.filter(|_| index >= cfg.replicas) {
+                u.after_roll = s.iter().map(|a| (*a).clone()).collect();
+                out.push(u);
+                continue;
+            }
             held.insert(index);
             u.import_as = Some(Address::instance(&cfg.key, index));
             u.instead_of_create = created.is_some();
@@ -116,4 +135,20 @@ fn of(
         out.push(u);
     }
     out
+}
+
+/// Each entry's surge instances, by key: planned, kept by a roll, or left over (destroyed by
+/// this plan).
+fn surges<'a>(
+    records: &'a BTreeMap<Address, ResourceRecord>,
+    changes: &'a [Change],
+    rolls: &'a [Roll],
+) -> BTreeMap<&'a str, BTreeSet<&'a Address>> {
+    let mut surges: BTreeMap<&str, BTreeSet<&Address>> = BTreeMap::new();
+    let planned = changes.iter().filter(|c| c.instance.as_ref().is_some_and(|i| i.surge)).map(|c| &c.address);
+    let recorded = records.values().filter(|r| r.surge).map(|r| &r.address);
+    for a in planned.chain(recorded).chain(rolls.iter().flat_map(|r| &r.surge)) {
+        surges.entry(a.key()).or_default().insert(a);
+    }
+    surges
 }

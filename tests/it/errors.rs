@@ -141,3 +141,50 @@ fn hints_repeat_the_flags_the_command_ran_with() {
     );
     drop(held);
 }
+
+/// Every command that writes one JSON document with `--json` writes one when it fails too:
+/// `{"errored": true, "diagnostics": [...]}` on stdout (the error for people on stderr), so a
+/// script's parser never meets an empty stdout (issue: `verify --json` and `status --json`
+/// printed nothing when the API failed).
+#[test]
+fn every_json_command_writes_an_error_document_when_it_fails() {
+    let mut t = TestEnv::new();
+    t.write("web.yml", WEB);
+    t.manifest("cvms:\n  web:\n    name: web-json\n    compose: web.yml\noutputs:\n  app: ${cvm.web.app_id}\n");
+    t.run(&["apply", "--auto-approve"]).ok();
+    let errored = |t: &TestEnv, args: &[&str], want: &str| {
+        let r = t.run(args);
+        assert_ne!(r.code, 0, "{args:?}: {}", r.stdout);
+        let doc: serde_json::Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is no JSON ({e}): {:?}", r.stdout));
+        assert_eq!(doc["errored"], true, "{args:?}: {doc:#}");
+        let d = &doc["diagnostics"][0];
+        let words = format!("{} {}", d["message"], d["causes"]);
+        assert!(d["severity"] == "error" && words.contains(want), "{args:?}: {doc:#}");
+        assert!(r.stderr.contains(want), "{args:?}: {}", r.stderr);
+    };
+    // The API refuses the key.
+    t.env.insert("PHALA_CLOUD_API_KEY".into(), "wrong-key-0123456789".into());
+    for args in [
+        &["plan", "--json"][..],
+        &["status", "--json"],
+        &["state", "list", "--long", "--json"],
+        &["verify", "--json"],
+        &["images", "list", "phala", "--json"],
+    ] {
+        errored(&t, args, "HTTP 401");
+    }
+    // The state is damaged: commands that read state alone.
+    t.env.insert("PHALA_CLOUD_API_KEY".into(), "k".into());
+    std::fs::write(t.path("state/seal.json"), "{\"format\": 1, \"lin").unwrap();
+    for args in [
+        &["show", "--json"][..],
+        &["state", "show", "cvm.web", "--json"],
+        &["output", "--json"],
+        &["output", "app", "--json"],
+        &["status", "--json"],
+        &["verify", "--json"],
+    ] {
+        errored(&t, args, "seal");
+    }
+}

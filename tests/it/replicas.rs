@@ -451,3 +451,29 @@ fn a_target_says_which_instance_it_pulls_in_and_why() {
     let p = t.run(&["plan", "--target", "cvm.web[1]"]);
     assert!(!p.ok().stdout.contains("pulled in"), "{}", p.stdout);
 }
+
+/// `state mv` of an instance to a gap: the plan destroys it for its index, not as a scale-in
+/// from the highest index plus one; and `state mv` of a whole CVM notes the manifest rename
+/// only when the manifest has not been renamed yet.
+#[test]
+fn state_mv_to_a_gap_and_its_manifest_note_say_what_is_true() {
+    let t = env(SimConfig { restart_ms: 100, boot_ms: 100, ..Default::default() });
+    t.manifest(&manifest(3, ""));
+    t.run(&["apply", "--auto-approve"]).ok();
+    t.run(&["state", "mv", "cvm.web[2]", "cvm.web[7]"]).ok();
+    let p = t.run(&["plan"]);
+    let out = &p.ok().stdout;
+    assert!(out.contains("# cvm.web[7] will be destroyed (its index is beyond `replicas: 3`)"), "{out}");
+    assert!(!out.contains("replicas 8"), "{out}");
+    t.run(&["state", "mv", "cvm.web[7]", "cvm.web[2]"]).ok();
+
+    // The manifest renamed first: nothing to say.
+    t.manifest(&manifest(3, "").replace("  web:", "  site:"));
+    let mv = t.run(&["state", "mv", "cvm.web", "cvm.site"]);
+    assert!(!mv.ok().stderr.contains("rename `web:`"), "{}", mv.stderr);
+    assert!(!mv.stderr.contains("the next plan"), "{}", mv.stderr);
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+    // The manifest not renamed: say so.
+    let mv = t.run(&["state", "mv", "cvm.site", "cvm.web"]);
+    assert!(mv.ok().stderr.contains("rename `site:` to `web:` under `cvms:` in the manifest too"), "{}", mv.stderr);
+}

@@ -212,3 +212,41 @@ fn an_instance_made_outside_while_a_replicate_was_in_flight_is_not_guessed_at() 
     assert!(p.stdout.contains("importing this instance as cvm.web[1] instead avoids a new CVM"), "{}", p.stdout);
     assert!(p.stdout.contains(&outside), "{}", p.stdout);
 }
+
+/// Several CVMs of the name a create takes (the instances of a replicated app whose records
+/// `state rm` dropped) are offered distinct addresses, so following every hint imports them
+/// all (issue: each hint said `teeform import cvm.web[0] …`, and the second import failed).
+#[test]
+fn the_instances_of_a_name_a_create_takes_are_offered_one_address_each() {
+    let t = env();
+    t.manifest(&manifest(3));
+    t.run(&["apply", "--auto-approve"]).ok();
+    let (_, uuids) = app(&t);
+    t.run(&["state", "rm", "cvm.web"]).ok();
+    let p = t.run(&["plan"]);
+    assert_ne!(p.code, 0, "{}", p.stdout);
+    let imports: Vec<(String, String)> = p
+        .stderr
+        .split('`')
+        .filter_map(|s| s.strip_prefix("teeform import "))
+        .map(|s| {
+            let (addr, id) = s.split_once(' ').unwrap();
+            (addr.to_string(), id.to_string())
+        })
+        .collect();
+    let mut sorted = uuids.clone();
+    sorted.sort();
+    let want: Vec<(String, String)> =
+        sorted.iter().enumerate().map(|(i, u)| (format!("cvm.web[{i}]"), u.clone())).collect();
+    assert_eq!(imports, want, "{}", p.stderr);
+    for (addr, id) in &imports {
+        t.run(&["import", addr, id]).ok();
+    }
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+
+    // One more than `replicas:` says: the hint says to raise it.
+    t.run(&["state", "rm", "cvm.web"]).ok();
+    t.manifest(&manifest(2));
+    let p = t.run(&["plan"]);
+    assert!(p.stderr.contains("then set `replicas: 3` on cvm.web"), "{}", p.stderr);
+}

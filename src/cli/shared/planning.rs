@@ -169,14 +169,14 @@ async fn catalogs(api: &Api, needed: &BTreeSet<Attr>) -> CliResult<plan::checks:
 
 /// The names the plan's changes give CVMs (creates, replacements, renames), with the address
 /// of the change. A replica (`POST /cvms/{id}/replicas`) takes its app's name: it needs none.
-fn names_taken(p: &Plan) -> BTreeMap<String, &str> {
+fn names_taken(p: &Plan) -> BTreeMap<String, &Address> {
     p.changes
         .iter()
         .filter(|c| {
             let replica = c.instance.as_ref().is_some_and(|i| i.source.is_some());
             (matches!(c.action, Action::Create | Action::Replace) && !replica) || c.renames()
         })
-        .filter_map(|c| c.after.as_ref().map(|a| (crate::model::name_key(&a.name), c.address.as_str())))
+        .filter_map(|c| c.after.as_ref().map(|a| (crate::model::name_key(&a.name), &c.address)))
         .collect()
 }
 
@@ -212,17 +212,17 @@ async fn names_are_free(
             if transient { err.hint("`--refresh=false` skips the check (and the refresh)") } else { err }
         })?,
     };
-    let mut taken: Vec<(&str, String)> = remote
+    let mut clashes: BTreeMap<&Address, Vec<&RemoteCvm>> = BTreeMap::new();
+    for r in remote
         .iter()
         .filter(|r| !ours.contains(r.ids.id.as_str()) && !r.ids.vm_uuid.as_deref().is_some_and(|u| ours.contains(u)))
-        .filter_map(|r| {
-            creating
-                .get(&crate::model::name_key(&r.attrs.name))
-                .map(|addr| (*addr, r.ids.vm_uuid.clone().unwrap_or_else(|| r.ids.id.clone())))
-        })
-        .collect();
-    taken.sort();
-    let Some((first, _)) = taken.first() else {
+    {
+        if let Some(addr) = creating.get(&crate::model::name_key(&r.attrs.name)) {
+            clashes.entry(addr).or_default().push(r);
+        }
+    }
+    let taken = import_addresses(p, clashes);
+    let Some((first, _, _)) = taken.first() else {
         return Ok(());
     };
     let mut e = CliError::new(format!(
@@ -234,12 +234,12 @@ async fn names_are_free(
     // must stay readable.
     const SHOWN: usize = 5;
     let renaming = |addr: &str| p.changes.iter().any(|c| c.address == addr && c.action == Action::Update);
-    for (addr, id) in taken.iter().take(SHOWN) {
+    for (addr, id, then) in taken.iter().take(SHOWN) {
         e = e.hint(if renaming(addr) {
             format!("{addr} is renamed: give it a `name:` no other CVM has (CVM {id} has this one)")
         } else {
             format!(
-                "`{}` manages the existing CVM; or give {addr} another `name:`",
+                "`{}` manages the existing CVM{then}; or give {addr} another `name:`",
                 ctx.command_line(&format!("import {addr} {id}"))
             )
         });
@@ -252,6 +252,46 @@ async fn names_are_free(
         ));
     }
     Err(e)
+}
+
+/// Each CVM whose name a create of the plan takes, with the address `teeform import` can give
+/// it and what to do after (`, then set …`), sorted by address. Several CVMs of one name (the
+/// instances of a replicated app) get the instances of their entry, `cvm.e[0]`, `cvm.e[1]`, …
+/// in order of app id, then vm_uuid, so each import names a different address.
+fn import_addresses(p: &Plan, clashes: BTreeMap<&Address, Vec<&RemoteCvm>>) -> Vec<(String, String, String)> {
+    let id = |r: &RemoteCvm| r.ids.vm_uuid.clone().unwrap_or_else(|| r.ids.id.clone());
+    let mut out = Vec::new();
+    for (addr, mut found) in clashes {
+        if let [one] = found[..] {
+            out.push((addr.to_string(), id(one), String::new()));
+            continue;
+        }
+        found.sort_by(|a, b| (&a.ids.app_id, id(a)).cmp(&(&b.ids.app_id, id(b))));
+        let key = addr.key();
+        // The instances the manifest has of the entry: the plan creates each.
+        let replicas = p
+            .changes
+            .iter()
+            .filter(|c| c.address.key() == key && !c.instance.as_ref().is_some_and(|i| i.surge))
+            .count();
+        let apps: BTreeSet<_> = found.iter().map(|r| &r.ids.app_id).collect();
+        if apps.len() > 1 {
+            // Unrelated CVMs of one name cannot all be instances of one entry: import one.
+            let then = format!(" (one of {} CVMs of this name, in {} apps: import one)", found.len(), apps.len());
+            out.extend(found.iter().map(|r| (addr.to_string(), id(r), then.clone())));
+            continue;
+        }
+        let then = if found.len() > replicas {
+            format!(", then set `replicas: {}` on cvm.{key}", found.len())
+        } else {
+            String::new()
+        };
+        for (i, r) in found.iter().enumerate() {
+            out.push((Address::instance(key, i as u32).to_string(), id(r), then.clone()));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The planner's mode for `--refresh-only` / `--destroy`.

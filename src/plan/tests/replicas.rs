@@ -302,6 +302,72 @@ fn a_surge_is_made_first_waited_for_by_the_first_batch_and_counted() {
     assert_eq!(p.rolls[0].surge, [Address::from("cvm.web[3]")]);
 }
 
+/// Surge addresses are never offered to an import, never counted as replicas, and a surge
+/// create is never "avoided" by one (issue: `teeform import cvm.web[4] …, then set replicas: 5`
+/// named the planned surge, or counted a paused roll's surge instance as a replica).
+#[test]
+fn instances_made_outside_wait_for_a_roll_whose_surge_holds_the_next_index() {
+    let f = Fixture::new(&[("web.yml", WEB2)]);
+    let policy = "    update_policy: {max_unavailable: 0, max_surge: 1}\n";
+    let outside = RemoteCvm {
+        ids: CloudIds {
+            id: "u-9".into(),
+            vm_uuid: Some("u-9".into()),
+            app_id: Some("a".repeat(40)),
+            ..Default::default()
+        },
+        status: "running".into(),
+        in_progress: false,
+        compose_hash: None,
+        attrs: CvmAttrs { name: "web-main".into(), ..Default::default() },
+        app_compose: None,
+        os_image_hash: None,
+        env_pubkey: None,
+        kms_info: None,
+        boot: Default::default(),
+    };
+    let hint = |cfg: &Config, state: Vec<ResourceRecord>| {
+        let records: BTreeMap<_, _> = state.iter().map(|r| (r.address.clone(), r.clone())).collect();
+        let p = unmanaged::attach(
+            run(cfg, &snap(state), None, Mode::Normal),
+            cfg,
+            &records,
+            std::slice::from_ref(&outside),
+        );
+        let u = p.unmanaged[0].clone();
+        (p, u)
+    };
+    // (a) A roll of 4 is planned with its surge at [4].
+    let cfg = f.config(&web(4, policy));
+    let (p, u) = hint(&cfg, instances(4, WEB));
+    assert_eq!(p.rolls[0].surge, [Address::from("cvm.web[4]")]);
+    assert_eq!((u.import_as, u.instead_of_create, u.replicas_after), (None, false, None));
+    assert_eq!(u.after_roll, [Address::from("cvm.web[4]")]);
+    let text = render::render(&p, &Palette::plain());
+    assert!(
+        text.contains("apply the roll of cvm.web to its end first (its surge instances hold cvm.web[4])"),
+        "{text}"
+    );
+    assert!(!text.contains("teeform import cvm.web[4]") && !text.contains("avoids a new CVM"), "{text}");
+    // (b) A paused roll of 3 left its surge at [3]: not a replica, not to be imported past.
+    let cfg = f.config(&web(3, policy));
+    let mut state = instances(3, WEB);
+    let mut left = record("cvm.web[3]", "web-main", WEB2, 2);
+    left.surge = true;
+    left.ids.app_id = Some("a".repeat(40));
+    state.push(left);
+    let (_, u) = hint(&cfg, state.clone());
+    assert_eq!((u.import_as, u.replicas_after, u.after_roll), (None, None, vec![Address::from("cvm.web[3]")]));
+    // A free index below `replicas:` is still offered while the roll waits; no surge is avoided.
+    state.remove(1);
+    let (p, u) = hint(&cfg, state);
+    assert_eq!((u.import_as, u.replicas_after), (Some("cvm.web[1]".into()), None), "{:?}", addresses(&p));
+    assert!(u.after_roll.is_empty());
+    // With no roll, the next index past `replicas:` is offered as before.
+    let (_, u) = hint(&f.config(&web(3, policy)), instances(3, WEB2));
+    assert_eq!((u.import_as, u.replicas_after), (Some("cvm.web[3]".into()), Some(4)));
+}
+
 #[test]
 fn an_update_that_restarts_nothing_makes_no_surge() {
     let f = Fixture::new(&[("web.yml", WEB)]);
@@ -311,4 +377,62 @@ fn an_update_that_restarts_nothing_makes_no_surge() {
     assert_eq!(p.count(Action::Update), 3, "{:?}", addresses(&p));
     // A rename is no roll, so no surge either.
     assert!(p.rolls.is_empty() && p.count(Action::Create) == 0, "{:?}", addresses(&p));
+}
+
+/// A scale-in says how many instances state holds, not the highest index plus one; an
+/// instance past `replicas:` while an index in range is free is no scale-in (issue: after
+/// `state mv 'cvm.web[2]' 'cvm.web[7]'` the plan said `replicas 8 → 3`).
+#[test]
+fn an_instance_past_replicas_is_destroyed_with_the_count_state_holds() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let cfg = f.config(&web(3, ""));
+    let mut state = instances(3, WEB);
+    state[2].address = "cvm.web[7]".into();
+    let p = run(&cfg, &snap(state.clone()), None, Mode::Normal);
+    let gone = p.changes.iter().find(|c| c.address == "cvm.web[7]").unwrap();
+    assert!(gone.reasons.contains(&Reason::BeyondReplicas { replicas: 3 }), "{:?}", gone.reasons);
+    let text = render::render(&p, &Palette::plain());
+    assert!(text.contains("# cvm.web[7] will be destroyed (its index is beyond `replicas: 3`)"), "{text}");
+    assert!(!text.contains("replicas 8"), "{text}");
+    // Four instances, one at [7]: a scale-in from four, whatever the indices.
+    state.push(instances(3, WEB).remove(2));
+    let p = run(&f.config(&web(3, "")), &snap(state), None, Mode::Normal);
+    let gone = p.changes.iter().find(|c| c.address == "cvm.web[7]").unwrap();
+    assert!(gone.reasons.contains(&Reason::ScaledIn { from: 4, to: 3 }), "{:?}", gone.reasons);
+}
+
+/// A roll whose instances show the same changes is one entry: a secret's digests differ per
+/// instance (salted per scope) but each shows `(sensitive value) (changed)` (issue: every
+/// instance after the first was repeated "with its own differences"). A real difference still
+/// shows on its own.
+#[test]
+fn a_roll_of_identical_shown_changes_is_one_entry_whatever_the_digests() {
+    let f = Fixture::new(&[("web.yml", WEB2)]);
+    let env = "    env:\n      DB_PASSWORD: ${secret:env:DB_PASSWORD}\n      LOG: debug\n";
+    let cfg = f.config(&web(3, env));
+    let d = Digester::argon2id("00");
+    let mut state = instances(3, WEB);
+    for r in &mut state {
+        let scope = r.address.clone();
+        r.attrs.env.insert(
+            "DB_PASSWORD".into(),
+            EnvVal { digest: Some(d.digest(scope.as_str(), "DB_PASSWORD", "the old one")), ..Default::default() },
+        );
+        r.attrs.env.insert("LOG".into(), EnvVal { value: Some("info".into()), ..Default::default() });
+    }
+    let p = run_with(&cfg, &snap(state.clone()), None, Mode::Normal, &d);
+    assert_eq!(p.count(Action::Update), 3, "{:?}", addresses(&p));
+    let text = render::render(&p, &Palette::plain());
+    assert!(!text.contains("its own differences"), "{text}");
+    assert_eq!(text.matches("DB_PASSWORD = (sensitive value) (changed)").count(), 1, "{text}");
+    assert_eq!(text.matches("image: nginx:1.28").count(), 1, "{text}");
+    // Instance 2 also has a vCPU count to change: it alone is shown again.
+    state[2].attrs.vcpu = Some(4);
+    let p = run_with(&cfg, &snap(state), None, Mode::Normal, &d);
+    let text = render::render(&p, &Palette::plain());
+    assert!(
+        text.contains("# cvm.web[2] will be updated in-place in the roll of cvm.web, with its own differences"),
+        "{text}"
+    );
+    assert!(!text.contains("# cvm.web[1] will be updated in-place in the roll"), "{text}");
 }

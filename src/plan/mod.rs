@@ -644,6 +644,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         refresh: &refresh_of,
     };
     let kept = replicas::surges(config, mode, &mut changes, &ctx, &mut attention);
+    replicas::batches(config, &mut changes, &current, &gone);
     let live = |a: &Address| desired.contains_key(a) || kept.contains(a);
     changes.extend(deletions::deletions(&graph, &mut known, &live, &desired, mode, &chosen, &state.moved));
     identity::check_prevent_destroy(&changes, &desired, &records)?;

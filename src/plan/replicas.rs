@@ -255,19 +255,61 @@ pub(super) fn surges(
             }
             kept.insert(a.clone());
         }
-        let k = batch_size(cfg);
-        for c in changes.iter_mut().filter(|c| in_roll(c, cfg) && c.address.index().is_some_and(|i| i < k)) {
-            c.dependencies.extend(surge.iter().cloned());
-            c.dependencies.sort();
-            c.dependencies.dedup();
-            if let Some(i) = c.instance.as_mut() {
-                i.after.extend(surge.iter().cloned());
-            }
-        }
         let at = changes.iter().position(|c| c.address.key() == cfg.key).unwrap_or(changes.len());
         changes.splice(at..at, made);
     }
     kept
+}
+
+/// Each roll's batches, over the instances this plan rolls (a `--target`, a resumed roll, a
+/// roll beside a scale-out need not start at instance 0): in index order, `max_unavailable +
+/// max_surge` at a time, each batch waiting for the one before. The first batch waits for the
+/// roll's surge instances and for every other instance of the CVM that should be serving — one
+/// an earlier run updated may still be restarting — to run and pass the gates. So no instance
+/// of a roll goes down before the capacity the policy counts on is up, whatever subset rolls.
+///
+/// The surge instances and the batch before are what the step waits for
+/// ([`Change::dependencies`]); the instances outside the roll only in [`Instance::after`]
+/// (their own changes, a rename, may wait on the roll).
+pub(super) fn batches(
+    config: &Config,
+    changes: &mut [Change],
+    current: &BTreeMap<Address, ResourceRecord>,
+    gone: &BTreeSet<Address>,
+) {
+    for cfg in config.cvms.values().filter(|c| c.replicas > 1) {
+        let mut roll: Vec<Address> =
+            changes.iter().filter(|x| in_roll(x, cfg) && x.restarts()).map(|x| x.address.clone()).collect();
+        if roll.is_empty() {
+            continue;
+        }
+        roll.sort_by_key(Address::index);
+        let surge = if surges_for(cfg, changes) { surge_addresses(cfg) } else { vec![] };
+        let position: BTreeMap<Address, usize> = roll.iter().enumerate().map(|(p, a)| (a.clone(), p)).collect();
+        // Serving instances this plan neither rolls nor makes, replaces or deletes.
+        let steady: Vec<Address> = {
+            let actions: BTreeMap<&Address, Action> =
+                changes.iter().filter(|c| c.address.key() == cfg.key).map(|c| (&c.address, c.action)).collect();
+            let serving = |a: &Address| current.contains_key(a) && !gone.contains(a);
+            let untouched = |a: &Address| actions.get(a).is_none_or(|x| *x == Action::Update);
+            cfg.instances().into_iter().filter(|a| !position.contains_key(a) && serving(a) && untouched(a)).collect()
+        };
+        let k = batch_size(cfg) as usize;
+        for c in changes.iter_mut() {
+            let Some(b) = position.get(&c.address).map(|p| p / k) else { continue };
+            let before: Vec<Address> = if b == 0 { surge.clone() } else { roll[(b - 1) * k..b * k].to_vec() };
+            c.dependencies.retain(|d| d.key() != cfg.key);
+            c.dependencies.extend(before.iter().cloned());
+            c.dependencies.sort();
+            c.dependencies.dedup();
+            if let Some(i) = c.instance.as_mut() {
+                i.after = before;
+                if b == 0 {
+                    i.after.extend(steady.iter().cloned());
+                }
+            }
+        }
+    }
 }
 
 /// A surge instance's delete (its roll is done) waits for every instance of its CVM to run

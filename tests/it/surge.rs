@@ -224,3 +224,38 @@ fn both_bounds_zero_is_refused_where_it_is_written() {
     t.manifest(&manifest(3, "    update_policy: {max_unavailable: 0, max_surge: 2}\n"));
     t.run(&["validate"]).ok();
 }
+
+/// A roll need not start at instance 0: a `--target`, a resumed roll and a roll beside a
+/// scale-out each roll some subset, and no instance of it restarts before the surge runs.
+#[test]
+fn a_roll_of_any_subset_waits_for_its_surge_first() {
+    let t = TestEnv::with_config(SimConfig { restart_ms: 300, boot_ms: 100, ..Default::default() });
+    let policy = "    update_policy: {max_unavailable: 0, max_surge: 1}\n";
+    let before = rolled(&t, 4, policy);
+    // Targeted: [1] rolls alone, with its surge.
+    let r = t.run(&["apply", "--auto-approve", "--target", "cvm.web[1]", "--parallelism", "10"]);
+    r.ok();
+    let a = app(&t);
+    assert_eq!(a["min_running"], 4, "targeted: [1] waited for the surge: {a}\n{}", r.stderr);
+    assert_eq!(updated(&t, &before), 1, "{a}");
+    // Resumed: [0], [2], [3], the first of them after the surge.
+    t.run(&["apply", "--auto-approve", "--parallelism", "10"]).ok();
+    let a = app(&t);
+    assert_eq!(a["min_running"], 4, "resumed: {a}");
+    assert_eq!(a["max_instances"], 5, "{a}");
+    assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]", "cvm.web[3]"]);
+    each_once(&t, &before);
+
+    // Beside a scale-out: [1] rolled first, then 5 replicas and the rest of the roll.
+    let t = TestEnv::with_config(SimConfig { restart_ms: 300, boot_ms: 100, ..Default::default() });
+    rolled(&t, 4, policy);
+    t.run(&["apply", "--auto-approve", "--target", "cvm.web[1]"]).ok();
+    t.manifest(&manifest(5, policy));
+    let p = t.run(&["plan"]);
+    assert!(p.ok().stdout.contains("rolls 3 instances, at most 0 unavailable, 1 surge instance"), "{}", p.stdout);
+    t.run(&["apply", "--auto-approve", "--parallelism", "10"]).ok();
+    let a = app(&t);
+    assert_eq!(a["min_running"], 4, "never fewer than the 4 serving before: {a}");
+    assert_eq!(state_list(&t).len(), 5);
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
+}

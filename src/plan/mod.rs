@@ -441,12 +441,23 @@ impl Plan {
     pub fn summary(&self) -> (usize, usize, usize) {
         let r = self.count(Action::Replace);
         // The surge instances a roll deletes when it ends are destroys no change lists.
-        let surge: usize = self.rolls.iter().map(|x| x.surge.len()).sum();
+        let surge = self.surge_deletes().count();
         (self.count(Action::Create) + r, self.count(Action::Update), self.count(Action::Delete) + r + surge)
     }
 
     pub fn restarts(&self) -> usize {
         self.changes.iter().filter(|c| c.restarts()).count()
+    }
+
+    /// The steps applying it takes: one per change, and one per surge instance a roll deletes
+    /// when it ends ([`Roll::surge`]), which no change lists.
+    pub fn steps(&self) -> usize {
+        self.changes.len() + self.surge_deletes().count()
+    }
+
+    /// The surge instances the rolls delete when they end.
+    pub fn surge_deletes(&self) -> impl Iterator<Item = &Address> {
+        self.rolls.iter().flat_map(|r| &r.surge)
     }
 
     /// Whether the CVMs are as the manifest says: nothing to change, nothing needing a person.

@@ -79,6 +79,7 @@ fn a_surge_of_one_keeps_three_running_and_goes_when_the_roll_ends() {
     let r = t.run(&["apply", "--auto-approve", "--parallelism", "10"]);
     r.ok();
     assert!(r.stderr.contains("1 added, 3 changed, 1 destroyed"), "{}", r.stderr);
+    assert_eq!(counters(&r.stderr), (5, 5), "the surge's create and delete are steps: {}", r.stderr);
     let a = app(&t);
     assert_eq!(a["min_running"], 3, "never fewer than 3 running during the roll: {a}");
     assert_eq!(a["max_instances"], 4, "never more than 4 instances: {a}");
@@ -96,12 +97,30 @@ fn one_unavailable_and_one_surge_on_five_keeps_four_running() {
         "{}",
         p.stdout
     );
-    t.run(&["apply", "--auto-approve", "--parallelism", "10"]).ok();
+    let r = t.run(&["apply", "--auto-approve", "--parallelism", "10", "--json"]);
+    r.ok();
+    // The stream announces every step it then reports, the surge's delete too.
+    let events: Vec<Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let n = |ty: &str| events.iter().filter(|e| e["type"] == ty).count();
+    assert_eq!((n("planned_change"), n("apply_start"), n("apply_complete")), (7, 7, 7), "{}", r.stdout);
     let a = app(&t);
     assert_eq!(a["min_running"], 4, "N - max_unavailable: {a}");
     assert_eq!(a["max_instances"], 6, "N + max_surge: {a}");
     assert_eq!(a["max_unavailable"], 2, "a batch of two, the surge standing in for one: {a}");
     each_once(&t, &before);
+}
+
+/// Every `[n/total]` of an apply's progress lines: n never past the total; the last (n, total).
+fn counters(stderr: &str) -> (usize, usize) {
+    let mut last = (0, 0);
+    for l in stderr.lines().filter_map(|l| l.trim_start().strip_prefix('[')) {
+        let Some((n, rest)) = l.split_once('/') else { continue };
+        let Some((total, _)) = rest.split_once(']') else { continue };
+        let (Ok(n), Ok(total)) = (n.parse::<usize>(), total.parse::<usize>()) else { continue };
+        assert!(n <= total, "[{n}/{total}]: {stderr}");
+        last = (n, total);
+    }
+    last
 }
 
 /// `max_unavailable: 0, max_surge: 1` on 3 with a `health:` check the simulator fails.
@@ -139,7 +158,9 @@ fn a_failing_gate_keeps_the_surge_instance_and_the_next_apply_resumes_and_remove
     {
         assert!(p.ok().stdout.contains(want), "{want}: {}", p.stdout);
     }
-    t.run(&["apply", "--auto-approve"]).ok();
+    let r = t.run(&["apply", "--auto-approve"]);
+    r.ok();
+    assert_eq!(counters(&r.stderr), (4, 4), "3 updates and the kept surge's delete: {}", r.stderr);
     assert_eq!(app(&t)["min_running"], 3);
     assert_eq!(app(&t)["max_instances"], 4, "the surge instance was made once");
     assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"]);

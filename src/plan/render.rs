@@ -439,7 +439,11 @@ pub(super) fn change(out: &mut String, p: &Palette, c: &Change) {
 /// differs from the first's (`None` where it does not), so no change the plan makes is hidden.
 pub(super) fn shown_change(out: &mut String, p: &Palette, plan: &Plan, c: &Change) -> Option<String> {
     match plan.rolls.iter().find(|r| r.instances.contains(&c.address)) {
-        Some(r) if r.instances[0] == c.address => Some(roll(out, p, r, c)),
+        Some(r) if r.instances[0] == c.address => {
+            let made =
+                r.surge.iter().filter(|a| plan.changes.iter().any(|x| x.address == **a && x.action == Action::Create));
+            Some(roll(out, p, r, c, made.count()))
+        }
         Some(r) if plan.changes.iter().any(|f| f.address == r.instances[0] && same_diff(f, c)) => None,
         Some(r) => {
             let mut block = String::new();
@@ -448,7 +452,7 @@ pub(super) fn shown_change(out: &mut String, p: &Palette, plan: &Plan, c: &Chang
                 "# {} will be updated in-place in the roll of {}, with its own differences",
                 c.address, r.address
             );
-            out.push_str(&block.replacen(&p.bold(&heading(c)), &p.bold(&own), 1));
+            out.push_str(&in_roll(&block, r).replacen(&p.bold(&heading(c)), &p.bold(&own), 1));
             Some(own)
         }
         None => {
@@ -464,16 +468,23 @@ fn same_diff(a: &Change, b: &Change) -> bool {
 }
 
 /// A rolling update of a replicated CVM's instances: one block, the first instance's diff.
+/// `made`: how many of its surge instances the plan makes (the others a paused roll left).
 /// Returns its heading.
-fn roll(out: &mut String, p: &Palette, r: &Roll, first: &Change) -> String {
+fn roll(out: &mut String, p: &Palette, r: &Roll, first: &Change, made: usize) -> String {
     let n = r.instances.len();
     let mut block = String::new();
     change(&mut block, p, first);
     let heading = heading(first);
     let s = r.surge.len();
-    let surge = match s {
-        0 => String::new(),
-        _ => format!(", {s} surge instance{} (made, then deleted)", if s == 1 { "" } else { "s" }),
+    let surge = match (s, made) {
+        (0, _) => String::new(),
+        (s, m) if m == s => format!(", {} (made, then deleted)", plural(s, "surge instance")),
+        (s, 0) => format!(", {} (left by a paused roll: reused, then deleted)", plural(s, "surge instance")),
+        (s, m) => format!(
+            ", {} ({m} made, {} left by a paused roll; all deleted at the end)",
+            plural(s, "surge instance"),
+            s - m
+        ),
     };
     let rolled = format!(
         "# {} will be updated in-place: rolls {n} instance{}, at most {} unavailable{surge}",
@@ -481,7 +492,7 @@ fn roll(out: &mut String, p: &Palette, r: &Roll, first: &Change) -> String {
         if n == 1 { "" } else { "s" },
         r.max_unavailable
     );
-    let block = block.replacen(&p.bold(&heading), &p.bold(&rolled), 1);
+    let block = in_roll(&block, r).replacen(&p.bold(&heading), &p.bold(&rolled), 1);
     out.push_str(block.trim_end_matches('\n'));
     out.push('\n');
     let names: Vec<&str> = r.instances.iter().map(Address::as_str).collect();
@@ -507,11 +518,27 @@ fn roll(out: &mut String, p: &Palette, r: &Roll, first: &Change) -> String {
     rolled
 }
 
+/// [`Reason::RestartsCvm`]'s note for a CVM of one instance.
+const RESTART_NOTE: &str = "restarts the CVM: these changes go out as one update with one restart (expect downtime)";
+
+/// That note in a roll's block: the instance restarts, the app stays up as its policy says.
+fn in_roll(block: &str, r: &Roll) -> String {
+    let mu = r.max_unavailable;
+    let serving = match (mu, r.surge.len()) {
+        (0, 0) => "no instance of the app is unavailable".to_string(),
+        (0, s) => format!("with {} standing in, no instance of the app is unavailable", plural(s, "surge instance")),
+        (m, _) => format!("at most {} of the app unavailable at once", plural(m as usize, "instance")),
+    };
+    block.replacen(RESTART_NOTE, &format!("restarts the instance: one update with one restart; {serving}"), 1)
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
 fn note(r: &Reason) -> Option<String> {
     Some(match r {
-        Reason::RestartsCvm => {
-            "restarts the CVM: these changes go out as one update with one restart (expect downtime)".into()
-        }
+        Reason::RestartsCvm => RESTART_NOTE.into(),
         Reason::SetAfterCreate { attributes } => {
             let names: Vec<&str> = attributes.iter().map(|a| a.key()).collect();
             format!(

@@ -22,7 +22,7 @@ mod replicas;
 mod requests;
 mod unmanaged;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -599,7 +599,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let mut state = State { moved, protection, notes, refreshed: refreshed_records, warnings: vec![] };
 
     if mode == Mode::RefreshOnly {
-        let p = finish(config, snapshot, &known, Vec::new(), drift, state, attention, mode, requests);
+        let p = finish(config, snapshot, &known, Vec::new(), drift, state, attention, mode, requests, &BTreeSet::new());
         return Ok(unmanaged::attach(p, config, &records, outside));
     }
 
@@ -662,7 +662,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     identity::check_name_cycles(&changes)?;
     state.warnings = selected.map(|s| s.warnings(&changes)).unwrap_or_default();
     state.warnings.extend(identity::likely_moves(&changes, &records));
-    let mut plan = finish(config, snapshot, &known, changes, drift, state, attention, mode, requests);
+    let mut plan = finish(config, snapshot, &known, changes, drift, state, attention, mode, requests, &kept);
     plan.warnings.extend(digests::resent_warning(&plan));
     plan.redigested = redigested;
     Ok(unmanaged::attach(plan, config, &records, outside))
@@ -699,6 +699,7 @@ fn finish(
     mut attention: Vec<Attention>,
     mode: Mode,
     requests: &Requests,
+    kept: &BTreeSet<Address>,
 ) -> Plan {
     if mode == Mode::Destroy {
         attention.clear();
@@ -749,7 +750,7 @@ fn finish(
         format_version: FORMAT_VERSION,
         mode,
         state: StateRef { lineage: snapshot.meta.lineage.clone(), serial: snapshot.meta.serial },
-        rolls: replicas::rolls(config, &changes),
+        rolls: replicas::rolls(config, &changes, kept),
         changes,
         drift,
         refreshed: state.refreshed,

@@ -476,12 +476,17 @@ fn roll(out: &mut String, p: &Palette, r: &Roll, first: &Change, made: usize) ->
     change(&mut block, p, first);
     let heading = heading(first);
     let s = r.surge.len();
+    // More than `max_surge`: a paused roll made them under a larger one; kept till the end.
+    let lowered = if s > r.max_surge as usize { format!("; max_surge is now {}", r.max_surge) } else { String::new() };
     let surge = match (s, made) {
         (0, _) => String::new(),
         (s, m) if m == s => format!(", {} (made, then deleted)", plural(s, "surge instance")),
-        (s, 0) => format!(", {} (left by a paused roll: reused, then deleted)", plural(s, "surge instance")),
+        (s, 0) => format!(
+            ", {} (left by a paused roll: kept until the roll ends, then deleted{lowered})",
+            plural(s, "surge instance")
+        ),
         (s, m) => format!(
-            ", {} ({m} made, {} left by a paused roll; all deleted at the end)",
+            ", {} ({m} made, {} left by a paused roll; all deleted when the roll ends{lowered})",
             plural(s, "surge instance"),
             s - m
         ),

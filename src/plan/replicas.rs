@@ -222,6 +222,16 @@ pub(super) fn surges(
     if mode != Mode::Normal {
         return kept;
     }
+    // Surge instances a paused roll left beyond today's `max_surge` (it was lowered): while the
+    // CVM still rolls they stay as the extra capacity they are, and go when the roll ends with
+    // its other surge instances; deleting them first would leave fewer serving than the policy
+    // they were made under promised. With no roll left they are leftovers (`deletions`).
+    for cfg in config.cvms.values().filter(|c| changes.iter().any(|x| in_roll(x, c) && x.restarts())) {
+        let surge = surge_addresses(cfg);
+        let surplus = ctx.current.values().filter(|r| r.surge && r.address.key() == cfg.key);
+        let surplus = surplus.map(|r| &r.address).filter(|a| !surge.contains(a) && !ctx.gone.contains(*a));
+        kept.extend(surplus.filter(|a| a.index().is_some_and(|i| i >= cfg.replicas)).cloned());
+    }
     let rolled: Vec<&CvmConfig> = config.cvms.values().filter(|c| surges_for(c, changes)).collect();
     for cfg in rolled {
         let surge = surge_addresses(cfg);
@@ -331,7 +341,8 @@ pub(super) fn surge_delete(mut c: Change, rec: &ResourceRecord, desired: &BTreeM
 }
 
 /// The rolls: the updates of each replicated CVM's instances, as one change of the plan's text.
-pub(super) fn rolls(config: &Config, changes: &[Change]) -> Vec<Roll> {
+/// `kept`: the surge instances [`surges`] keeps, which each roll deletes at its end.
+pub(super) fn rolls(config: &Config, changes: &[Change], kept: &BTreeSet<Address>) -> Vec<Roll> {
     let mut out = Vec::new();
     for c in config.cvms.values().filter(|c| c.replicas > 1) {
         // An update that restarts nothing (a rename, a stop) is not a roll.
@@ -347,7 +358,13 @@ pub(super) fn rolls(config: &Config, changes: &[Change]) -> Vec<Roll> {
             max_unavailable: c.update_policy.max_unavailable,
             max_surge: c.update_policy.max_surge,
             restarts: updates.iter().filter(|x| x.restarts()).count(),
-            surge: if surges_for(c, changes) { surge_addresses(c) } else { vec![] },
+            surge: {
+                let mut s = if surges_for(c, changes) { surge_addresses(c) } else { vec![] };
+                let more: Vec<Address> = kept.iter().filter(|a| a.key() == c.key && !s.contains(a)).cloned().collect();
+                s.extend(more);
+                s.sort_by_key(Address::index);
+                s
+            },
         });
     }
     out

@@ -157,7 +157,7 @@ fn a_failing_gate_keeps_the_surge_instance_and_the_next_apply_resumes_and_remove
     let before = paused(&t);
     let p = t.run(&["plan"]);
     for want in [
-        "rolls 3 instances, at most 0 unavailable, 1 surge instance (left by a paused roll: reused, then deleted)",
+        "rolls 3 instances, at most 0 unavailable, 1 surge instance (left by a paused roll: kept until the roll ends, then deleted)",
         "Plan: 0 to add, 3 to change, 1 to destroy.",
     ] {
         assert!(p.ok().stdout.contains(want), "{want}: {}", p.stdout);
@@ -187,6 +187,32 @@ fn a_surge_instance_left_when_no_roll_remains_is_destroyed_as_such() {
     t.run(&["apply", "--auto-approve"]).ok();
     assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"]);
     t.run(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+/// `max_surge` lowered to 0 while a paused roll kept a surge instance: the roll goes on, and
+/// the surge instance stays as extra capacity until it ends (never deleted before the roll).
+#[test]
+fn a_surge_kept_beyond_a_lowered_max_surge_goes_when_the_roll_ends() {
+    let t = TestEnv::with_config(SimConfig { restart_ms: 300, boot_ms: 100, ..Default::default() });
+    let before = paused(&t);
+    t.manifest(&manifest(3, "    update_policy: {max_unavailable: 1, max_surge: 0}\n"));
+    let p = t.run(&["plan"]);
+    p.ok();
+    for want in [
+        "rolls 3 instances, at most 1 unavailable, 1 surge instance (left by a paused roll: kept until the roll ends, then deleted; max_surge is now 0)",
+        "# cvm.web[3] will be destroyed when the roll ends",
+        "Plan: 0 to add, 3 to change, 1 to destroy.",
+    ] {
+        assert!(p.stdout.contains(want), "{want}: {}", p.stdout);
+    }
+    assert!(!p.stdout.contains("now done"), "the roll is not done: {}", p.stdout);
+    let r = t.run(&["apply", "--auto-approve", "--parallelism", "10"]);
+    r.ok();
+    assert_eq!(counters(&r.stderr), (4, 4), "{}", r.stderr);
+    let a = app(&t);
+    assert_eq!(a["min_running"], 3, "one of 3 down at a time, the surge still serving: {a}");
+    assert_eq!(state_list(&t), ["cvm.web[0]", "cvm.web[1]", "cvm.web[2]"]);
+    each_once(&t, &before);
 }
 
 /// Updates of the original instances (`before`) the simulator counted.

@@ -6,7 +6,9 @@
 //! - one CVM gets at most one update call per apply: all its changed fields go in one
 //!   `PATCH /cvms/{id}`, so it restarts once;
 //! - a failed step stops only its dependents; independent steps carry on;
-//! - after cancellation no new step starts; running steps finish and are recorded.
+//! - after cancellation no new step starts; running steps finish, gates included (the
+//!   `health:` check is not cut short), and are recorded; a step still waiting for the batch
+//!   before it, which has not touched the cloud, is skipped.
 
 mod attrs;
 mod create;
@@ -329,7 +331,7 @@ impl Executor {
         if let Some(bad) = deps.iter().find(failed) {
             return Some(format!("{bad} did not complete"));
         }
-        self.cancel.is_cancelled().then(|| "the run was interrupted".to_string())
+        self.cancel.is_cancelled().then(|| INTERRUPTED.to_string())
     }
 
     /// A step of this run.
@@ -377,6 +379,9 @@ impl Executor {
         Ok(())
     }
 }
+
+/// Why a step did not start (or stopped before its first cloud call): Ctrl-C or SIGTERM.
+const INTERRUPTED: &str = "the run was interrupted";
 
 /// The scope (in place of a CVM address) of sensitive outputs' digests.
 pub const OUTPUT_DIGEST_SCOPE: &str = "output";
@@ -432,6 +437,10 @@ impl Step {
         if let Err(r) = self.batch_before_runs(c).await {
             return r;
         }
+        // Interrupted while it waited for the batch before: it never touched the cloud.
+        if self.cancel.is_cancelled() {
+            return StepResult::Skipped(INTERRUPTED.into());
+        }
         let source = c.instance.as_ref().and_then(|i| i.source.as_ref());
         let r = match c.action {
             Action::Create if source.is_some() => self.replicate(c, source.expect("checked"), vec![]).await,
@@ -461,8 +470,10 @@ impl Step {
             r => r,
         };
         let r = match (r, &c.health) {
+            // In-flight work finishes on the first interrupt, its gates too (each bounded by
+            // its timeout): the check is not cut short, so the step is not failed for it.
             (Ok(StepResult::Done { id }), Some(h)) if c.action != Action::Delete => {
-                self.health(c, h).await.map(|()| StepResult::Done { id })
+                self.health(c, h, &CancellationToken::new()).await.map(|()| StepResult::Done { id })
             }
             (r, _) => r,
         };
@@ -514,7 +525,11 @@ impl Step {
             }
             self.events.status(c.address.as_str(), &format!("waiting for {a} to run"));
             let at = |s: &str| self.events.status(c.address.as_str(), &format!("{a}: {s}"));
-            let ran = self.waiter.until_ready(&rec.ids, at).await;
+            // Not started yet: an interrupt stops the wait, and the step is skipped.
+            let ran = tokio::select! {
+                ran = self.waiter.until_ready(&rec.ids, at) => ran,
+                _ = self.cancel.cancelled() => return Err(StepResult::Skipped(INTERRUPTED.into())),
+            };
             // Without `pause_on_failure` the batch before only has to have ended, however.
             if !i.pause_on_failure {
                 continue;
@@ -526,7 +541,7 @@ impl Step {
                 .get_or_init(|| async {
                     let held = match ran {
                         Ok(_) => match &c.health {
-                            Some(h) => self.health(&Change { address: a.clone(), ..c.clone() }, h).await,
+                            Some(h) => self.health(&Change { address: a.clone(), ..c.clone() }, h, &self.cancel).await,
                             None => Ok(()),
                         },
                         Err(e) => Err(StepError::from(e).context(format!("{a}"))),
@@ -535,6 +550,10 @@ impl Step {
                     mine.is_some().then(|| c.address.clone())
                 })
                 .await;
+            // A check the interrupt cut short is no failure of the batch before.
+            if self.cancel.is_cancelled() {
+                return Err(StepResult::Skipped(INTERRUPTED.into()));
+            }
             if let Some(e) = mine {
                 return Err(StepResult::Failed(Box::new(
                     e.context(format!("precondition: {a} runs and passes its health check")),
@@ -551,7 +570,14 @@ impl Step {
     /// put in) must answer the expected status within the timeout. A CVM kept stopped is not
     /// checked. Failing fails the step, so the instances of later batches wait (the roll
     /// pauses); the record keeps the update, which did happen.
-    async fn health(&self, c: &Change, h: &crate::manifest::HealthCheck) -> Result<(), StepError> {
+    /// `cancel`: what cuts the check short (a precondition's waiter stops on an interrupt; a
+    /// step's own gate, in-flight work, does not).
+    async fn health(
+        &self,
+        c: &Change,
+        h: &crate::manifest::HealthCheck,
+        cancel: &CancellationToken,
+    ) -> Result<(), StepError> {
         let Some(rec) = self.shared.current.lock().expect("state lock").get(&c.address).cloned() else {
             return Ok(());
         };
@@ -567,7 +593,7 @@ impl Step {
             .replace("{index}", &index);
         self.events.status(c.address.as_str(), "checking health");
         let timeout = Duration::from_secs(h.timeout.into());
-        crate::providers::health::check(&url, h.expect_status, timeout, &self.cancel)
+        crate::providers::health::check(&url, h.expect_status, timeout, cancel)
             .await
             .map_err(|e| StepError::new(Failure::Unhealthy(e.to_string())))
     }

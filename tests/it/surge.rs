@@ -310,3 +310,47 @@ fn a_roll_of_any_subset_waits_for_its_surge_first() {
     assert_eq!(state_list(&t).len(), 5);
     t.run(&["plan", "--detailed-exitcode"]).code(0);
 }
+
+/// Ctrl-C during a roll: the batch in flight finishes its wait and its `health:` check (not
+/// failed for the interrupt), the next batches do not start, and the next apply finishes.
+#[test]
+fn ctrl_c_lets_the_batch_in_flight_pass_its_check_and_stops_the_roll() {
+    let t = TestEnv::with_config(SimConfig { restart_ms: 300, boot_ms: 100, ..Default::default() });
+    let health = format!(
+        "    update_policy: {{max_unavailable: 0, max_surge: 1}}\n    health: {{url: \"{}\", timeout: 30}}\n",
+        t.prefix().replace("/api/v1", "/_sim/health")
+    );
+    let before = rolled(&t, 3, &health);
+    t.configure(serde_json::json!({"health_status": 503}));
+    let child = t
+        .command(&["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("teeform runs");
+    // The surge instance made, brought to the new revision and running: its check is failing.
+    let start = std::time::Instant::now();
+    let surge_up = |t: &TestEnv| {
+        app(t)["instances"].as_array().unwrap().iter().any(|i| i["updates"] == 1 && i["status"] == "running")
+    };
+    while !surge_up(&t) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the surge never ran");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    t.configure(serde_json::json!({"health_status": 200}));
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupt received"), "{err}");
+    assert!(err.contains("0 failed") && !err.contains("✗"), "the step in flight did not fail: {err}");
+    assert!(err.contains("skipped: the run was interrupted"), "{err}");
+    assert!(err.contains("1 added"), "the surge finished and passed its check: {err}");
+    assert_eq!(updated(&t, &before), 0, "no instance restarted after the interrupt");
+    let a = app(&t);
+    assert_eq!(a["instances"].as_array().unwrap().len(), 4, "the surge kept for the next apply: {a}");
+    t.run(&["apply", "--auto-approve"]).ok();
+    assert_eq!(app(&t)["min_running"], 3);
+    each_once(&t, &before);
+}

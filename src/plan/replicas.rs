@@ -13,7 +13,7 @@ use super::desired::{Known, desired_attrs};
 use super::{Action, Attention, Change, Mode, Reason, Refresh, change};
 use crate::graph::Graph;
 use crate::manifest::{Config, CvmConfig};
-use crate::model::{Address, CvmAttrs, ResourceRecord};
+use crate::model::{Address, CvmAttrs, Power, ResourceRecord};
 use crate::secrets::{Digester, SecretValues};
 
 /// An instance of a replicated CVM, as a change needs it.
@@ -298,10 +298,12 @@ pub(super) fn batches(
         let position: BTreeMap<Address, usize> = roll.iter().enumerate().map(|(p, a)| (a.clone(), p)).collect();
         // Serving instances this plan neither rolls nor makes, replaces or deletes.
         let steady: Vec<Address> = {
-            let actions: BTreeMap<&Address, Action> =
-                changes.iter().filter(|c| c.address.key() == cfg.key).map(|c| (&c.address, c.action)).collect();
+            let planned: BTreeMap<&Address, &Change> =
+                changes.iter().filter(|c| c.address.key() == cfg.key).map(|c| (&c.address, c)).collect();
             let serving = |a: &Address| current.contains_key(a) && !gone.contains(a);
-            let untouched = |a: &Address| actions.get(a).is_none_or(|x| *x == Action::Update);
+            // An update that leaves it running (a rename) keeps it serving; a stop does not.
+            let stops = |c: &Change| c.after.as_ref().is_some_and(|x| x.power == Some(Power::Stopped));
+            let untouched = |a: &Address| planned.get(a).is_none_or(|c| c.action == Action::Update && !stops(c));
             cfg.instances().into_iter().filter(|a| !position.contains_key(a) && serving(a) && untouched(a)).collect()
         };
         let k = batch_size(cfg) as usize;

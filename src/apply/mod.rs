@@ -6,11 +6,14 @@
 //! - one CVM gets at most one update call per apply: all its changed fields go in one
 //!   `PATCH /cvms/{id}`, so it restarts once;
 //! - a failed step stops only its dependents; independent steps carry on;
-//! - after cancellation no new step starts; running steps finish and are recorded.
+//! - after cancellation no new step starts; running steps finish, gates included (the
+//!   `health:` check is not cut short), and are recorded; a step still waiting for the batch
+//!   before it, which has not touched the cloud, is skipped.
 
 mod attrs;
 mod create;
 mod error;
+mod gates;
 pub mod onchain;
 mod order;
 mod reconcile;
@@ -329,7 +332,7 @@ impl Executor {
         if let Some(bad) = deps.iter().find(failed) {
             return Some(format!("{bad} did not complete"));
         }
-        self.cancel.is_cancelled().then(|| "the run was interrupted".to_string())
+        self.cancel.is_cancelled().then(|| INTERRUPTED.to_string())
     }
 
     /// A step of this run.
@@ -377,6 +380,9 @@ impl Executor {
         Ok(())
     }
 }
+
+/// Why a step did not start (or stopped before its first cloud call): Ctrl-C or SIGTERM.
+const INTERRUPTED: &str = "the run was interrupted";
 
 /// The scope (in place of a CVM address) of sensitive outputs' digests.
 pub const OUTPUT_DIGEST_SCOPE: &str = "output";
@@ -432,6 +438,10 @@ impl Step {
         if let Err(r) = self.batch_before_runs(c).await {
             return r;
         }
+        // Interrupted while it waited for the batch before: it never touched the cloud.
+        if self.cancel.is_cancelled() {
+            return StepResult::Skipped(INTERRUPTED.into());
+        }
         let source = c.instance.as_ref().and_then(|i| i.source.as_ref());
         let r = match c.action {
             Action::Create if source.is_some() => self.replicate(c, source.expect("checked"), vec![]).await,
@@ -461,115 +471,14 @@ impl Step {
             r => r,
         };
         let r = match (r, &c.health) {
+            // In-flight work finishes on the first interrupt, its gates too (each bounded by
+            // its timeout): the check is not cut short, so the step is not failed for it.
             (Ok(StepResult::Done { id }), Some(h)) if c.action != Action::Delete => {
-                self.health(c, h).await.map(|()| StepResult::Done { id })
+                self.health(c, h, &CancellationToken::new()).await.map(|()| StepResult::Done { id })
             }
             (r, _) => r,
         };
         r.unwrap_or_else(|e| StepResult::Failed(Box::new(e)))
-    }
-
-    /// The attestation gate: the CVM, now running, must attest the app, instance and compose
-    /// state records for it. A mismatch marks it `unverified` in state and fails the step; a
-    /// match clears an earlier mark. A CVM kept stopped cannot attest and is left as it is.
-    async fn gate(&self, c: &Change, checker: &crate::verify::Checker) -> Result<(), StepError> {
-        let Some(mut rec) = self.shared.current.lock().expect("state lock").get(&c.address).cloned() else {
-            return Ok(());
-        };
-        if rec.attrs.power == Some(Power::Stopped) {
-            return Ok(());
-        }
-        self.events.status(c.address.as_str(), "verifying the attestation");
-        let reported = self.shared.os_hashes.lock().expect("os hashes lock").get(&c.address).cloned();
-        let v = checker.verify_record(self.api.as_ref(), &rec, reported).await?;
-        let problem = v.problem();
-        if rec.unverified != problem {
-            rec.unverified = problem.clone();
-            self.commit(Batch { put: vec![rec], ..Default::default() }).await?;
-        }
-        match problem {
-            None => Ok(()),
-            Some(p) => Err(StepError::new(Failure::Unverified(p))),
-        }
-    }
-
-    /// An instance's update starts only once the batch before runs and passes its `health:`
-    /// check, also where that batch was updated by an earlier run (a roll paused, or killed
-    /// while that batch restarted): at most `max_unavailable` are down at any moment. (With
-    /// `pause_on_failure: false`, once the batch before has ended, however it ended.)
-    ///
-    /// A failed precondition is one failure, of the first instance that found it: the others
-    /// of its batch are skipped, naming it, as they were never touched.
-    ///
-    /// A surge instance's delete waits so for every instance of its CVM (the roll's end).
-    async fn batch_before_runs(&self, c: &Change) -> Result<(), StepResult> {
-        let gated = |i: &&plan::Instance| c.action == Action::Update || (c.action == Action::Delete && i.surge);
-        let Some(i) = c.instance.as_ref().filter(gated) else {
-            return Ok(());
-        };
-        for a in &i.after {
-            let Some(rec) = self.shared.current.lock().expect("state lock").get(a).cloned() else { continue };
-            if rec.attrs.power == Some(Power::Stopped) {
-                continue;
-            }
-            self.events.status(c.address.as_str(), &format!("waiting for {a} to run"));
-            let at = |s: &str| self.events.status(c.address.as_str(), &format!("{a}: {s}"));
-            let ran = self.waiter.until_ready(&rec.ids, at).await;
-            // Without `pause_on_failure` the batch before only has to have ended, however.
-            if !i.pause_on_failure {
-                continue;
-            }
-            let cell =
-                self.shared.preconditions.lock().expect("preconditions lock").entry(a.clone()).or_default().clone();
-            let mut mine = None;
-            let failed = cell
-                .get_or_init(|| async {
-                    let held = match ran {
-                        Ok(_) => match &c.health {
-                            Some(h) => self.health(&Change { address: a.clone(), ..c.clone() }, h).await,
-                            None => Ok(()),
-                        },
-                        Err(e) => Err(StepError::from(e).context(format!("{a}"))),
-                    };
-                    mine = held.err();
-                    mine.is_some().then(|| c.address.clone())
-                })
-                .await;
-            if let Some(e) = mine {
-                return Err(StepResult::Failed(Box::new(
-                    e.context(format!("precondition: {a} runs and passes its health check")),
-                )));
-            }
-            if let Some(first) = failed {
-                return Err(StepResult::Skipped(format!("the precondition on {a} failed (reported for {first})")));
-            }
-        }
-        Ok(())
-    }
-
-    /// The `health:` gate: once the CVM runs, a GET of the manifest's URL (the instance's ids
-    /// put in) must answer the expected status within the timeout. A CVM kept stopped is not
-    /// checked. Failing fails the step, so the instances of later batches wait (the roll
-    /// pauses); the record keeps the update, which did happen.
-    async fn health(&self, c: &Change, h: &crate::manifest::HealthCheck) -> Result<(), StepError> {
-        let Some(rec) = self.shared.current.lock().expect("state lock").get(&c.address).cloned() else {
-            return Ok(());
-        };
-        if rec.attrs.power == Some(Power::Stopped) {
-            return Ok(());
-        }
-        let index = c.address.index().map_or(String::new(), |i| i.to_string());
-        let url = h
-            .url
-            .replace("{instance_id}", rec.ids.instance_id.as_deref().unwrap_or(""))
-            .replace("{app_id}", rec.ids.app_id.as_deref().unwrap_or(""))
-            .replace("{vm_uuid}", rec.ids.vm_uuid.as_deref().unwrap_or(""))
-            .replace("{index}", &index);
-        self.events.status(c.address.as_str(), "checking health");
-        let timeout = Duration::from_secs(h.timeout.into());
-        crate::providers::health::check(&url, h.expect_status, timeout, &self.cancel)
-            .await
-            .map_err(|e| StepError::new(Failure::Unhealthy(e.to_string())))
     }
 
     fn effect(&self, address: &Address, f: impl FnOnce(&mut Effects)) {

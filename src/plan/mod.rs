@@ -22,7 +22,7 @@ mod replicas;
 mod requests;
 mod unmanaged;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -444,12 +444,23 @@ impl Plan {
     pub fn summary(&self) -> (usize, usize, usize) {
         let r = self.count(Action::Replace);
         // The surge instances a roll deletes when it ends are destroys no change lists.
-        let surge: usize = self.rolls.iter().map(|x| x.surge.len()).sum();
+        let surge = self.surge_deletes().count();
         (self.count(Action::Create) + r, self.count(Action::Update), self.count(Action::Delete) + r + surge)
     }
 
     pub fn restarts(&self) -> usize {
         self.changes.iter().filter(|c| c.restarts()).count()
+    }
+
+    /// The steps applying it takes: one per change, and one per surge instance a roll deletes
+    /// when it ends ([`Roll::surge`]), which no change lists.
+    pub fn steps(&self) -> usize {
+        self.changes.len() + self.surge_deletes().count()
+    }
+
+    /// The surge instances the rolls delete when they end.
+    pub fn surge_deletes(&self) -> impl Iterator<Item = &Address> {
+        self.rolls.iter().flat_map(|r| &r.surge)
     }
 
     /// Whether the CVMs are as the manifest says: nothing to change, nothing needing a person.
@@ -591,7 +602,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     let mut state = State { moved, protection, notes, refreshed: refreshed_records, warnings: vec![] };
 
     if mode == Mode::RefreshOnly {
-        let p = finish(config, snapshot, &known, Vec::new(), drift, state, attention, mode, requests);
+        let p = finish(config, snapshot, &known, Vec::new(), drift, state, attention, mode, requests, &BTreeSet::new());
         return Ok(unmanaged::attach(p, config, &records, outside));
     }
 
@@ -647,13 +658,14 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
         refresh: &refresh_of,
     };
     let kept = replicas::surges(config, mode, &mut changes, &ctx, &mut attention);
+    replicas::batches(config, &mut changes, &current, &gone);
     let live = |a: &Address| desired.contains_key(a) || kept.contains(a);
     changes.extend(deletions::deletions(&graph, &mut known, &live, &desired, mode, &chosen, &state.moved));
     identity::check_prevent_destroy(&changes, &desired, &records)?;
     identity::check_name_cycles(&changes)?;
     state.warnings = selected.map(|s| s.warnings(&changes)).unwrap_or_default();
     state.warnings.extend(identity::likely_moves(&changes, &records));
-    let mut plan = finish(config, snapshot, &known, changes, drift, state, attention, mode, requests);
+    let mut plan = finish(config, snapshot, &known, changes, drift, state, attention, mode, requests, &kept);
     plan.warnings.extend(digests::resent_warning(&plan));
     plan.redigested = redigested;
     Ok(unmanaged::attach(plan, config, &records, outside))
@@ -690,6 +702,7 @@ fn finish(
     mut attention: Vec<Attention>,
     mode: Mode,
     requests: &Requests,
+    kept: &BTreeSet<Address>,
 ) -> Plan {
     if mode == Mode::Destroy {
         attention.clear();
@@ -740,7 +753,7 @@ fn finish(
         format_version: FORMAT_VERSION,
         mode,
         state: StateRef { lineage: snapshot.meta.lineage.clone(), serial: snapshot.meta.serial },
-        rolls: replicas::rolls(config, &changes),
+        rolls: replicas::rolls(config, &changes, kept),
         changes,
         drift,
         refreshed: state.refreshed,

@@ -10,6 +10,7 @@ use crate::model::{Address, Attr, EnvVal};
 use crate::style::Palette;
 use text::{Eol, Markers, crlf_to_lf, is_yaml, marker, text_diff, visible};
 
+mod roll;
 mod text;
 mod unmanaged;
 
@@ -409,7 +410,11 @@ pub(super) fn change(out: &mut String, p: &Palette, c: &Change) {
 /// differs from the first's (`None` where it does not), so no change the plan makes is hidden.
 pub(super) fn shown_change(out: &mut String, p: &Palette, plan: &Plan, c: &Change) -> Option<String> {
     match plan.rolls.iter().find(|r| r.instances.contains(&c.address)) {
-        Some(r) if r.instances[0] == c.address => Some(roll(out, p, r, c)),
+        Some(r) if r.instances[0] == c.address => {
+            let made =
+                r.surge.iter().filter(|a| plan.changes.iter().any(|x| x.address == **a && x.action == Action::Create));
+            Some(roll::roll(out, p, r, c, made.count()))
+        }
         Some(r) if plan.changes.iter().any(|f| f.address == r.instances[0] && same_diff(f, c)) => None,
         Some(r) => {
             let mut block = String::new();
@@ -418,7 +423,7 @@ pub(super) fn shown_change(out: &mut String, p: &Palette, plan: &Plan, c: &Chang
                 "# {} will be updated in-place in the roll of {}, with its own differences",
                 c.address, r.address
             );
-            out.push_str(&block.replacen(&p.bold(&heading(c)), &p.bold(&own), 1));
+            out.push_str(&roll::in_roll(&block, r).replacen(&p.bold(&heading(c)), &p.bold(&own), 1));
             Some(own)
         }
         None => {
@@ -442,55 +447,12 @@ fn same_diff(a: &Change, b: &Change) -> bool {
     a.action == b.action && shown(a) == shown(b)
 }
 
-/// A rolling update of a replicated CVM's instances: one block, the first instance's diff.
-/// Returns its heading.
-fn roll(out: &mut String, p: &Palette, r: &Roll, first: &Change) -> String {
-    let n = r.instances.len();
-    let mut block = String::new();
-    change(&mut block, p, first);
-    let heading = heading(first);
-    let s = r.surge.len();
-    let surge = match s {
-        0 => String::new(),
-        _ => format!(", {s} surge instance{} (made, then deleted)", if s == 1 { "" } else { "s" }),
-    };
-    let rolled = format!(
-        "# {} will be updated in-place: rolls {n} instance{}, at most {} unavailable{surge}",
-        r.address,
-        if n == 1 { "" } else { "s" },
-        r.max_unavailable
-    );
-    let block = block.replacen(&p.bold(&heading), &p.bold(&rolled), 1);
-    out.push_str(block.trim_end_matches('\n'));
-    out.push('\n');
-    let names: Vec<&str> = r.instances.iter().map(Address::as_str).collect();
-    let gates = if first.health.is_some() { "runs and passes its health check" } else { "runs" };
-    let _ = writeln!(
-        out,
-        "    {} {} restart{} ({}), {} at a time; each batch starts once the one before {gates}\n",
-        p.cyan("note:"),
-        r.restarts,
-        if r.restarts == 1 { "" } else { "s" },
-        names.join(", "),
-        (r.max_unavailable + r.max_surge).min(n as u32)
-    );
-    for a in &r.surge {
-        let _ = writeln!(
-            out,
-            "  {}\n  {} cvm \"{}\" {{\n        # (surge instance: destroyed once the last batch passes)\n    }}\n",
-            p.bold(&format!("# {a} will be destroyed when the roll ends")),
-            symbol(p, Action::Delete),
-            a.key()
-        );
-    }
-    rolled
-}
+/// [`Reason::RestartsCvm`]'s note for a CVM of one instance.
+const RESTART_NOTE: &str = "restarts the CVM: these changes go out as one update with one restart (expect downtime)";
 
 fn note(r: &Reason) -> Option<String> {
     Some(match r {
-        Reason::RestartsCvm => {
-            "restarts the CVM: these changes go out as one update with one restart (expect downtime)".into()
-        }
+        Reason::RestartsCvm => RESTART_NOTE.into(),
         Reason::SetAfterCreate { attributes } => {
             let names: Vec<&str> = attributes.iter().map(|a| a.key()).collect();
             format!(

@@ -13,7 +13,7 @@ use super::desired::{Known, desired_attrs};
 use super::{Action, Attention, Change, Mode, Reason, Refresh, change};
 use crate::graph::Graph;
 use crate::manifest::{Config, CvmConfig};
-use crate::model::{Address, CvmAttrs, ResourceRecord};
+use crate::model::{Address, CvmAttrs, Power, ResourceRecord};
 use crate::secrets::{Digester, SecretValues};
 
 /// An instance of a replicated CVM, as a change needs it.
@@ -222,6 +222,16 @@ pub(super) fn surges(
     if mode != Mode::Normal {
         return kept;
     }
+    // Surge instances a paused roll left beyond today's `max_surge` (it was lowered): while the
+    // CVM still rolls they stay as the extra capacity they are, and go when the roll ends with
+    // its other surge instances; deleting them first would leave fewer serving than the policy
+    // they were made under promised. With no roll left they are leftovers (`deletions`).
+    for cfg in config.cvms.values().filter(|c| changes.iter().any(|x| in_roll(x, c) && x.restarts())) {
+        let surge = surge_addresses(cfg);
+        let surplus = ctx.current.values().filter(|r| r.surge && r.address.key() == cfg.key);
+        let surplus = surplus.map(|r| &r.address).filter(|a| !surge.contains(a) && !ctx.gone.contains(*a));
+        kept.extend(surplus.filter(|a| a.index().is_some_and(|i| i >= cfg.replicas)).cloned());
+    }
     let rolled: Vec<&CvmConfig> = config.cvms.values().filter(|c| surges_for(c, changes)).collect();
     for cfg in rolled {
         let surge = surge_addresses(cfg);
@@ -255,19 +265,63 @@ pub(super) fn surges(
             }
             kept.insert(a.clone());
         }
-        let k = batch_size(cfg);
-        for c in changes.iter_mut().filter(|c| in_roll(c, cfg) && c.address.index().is_some_and(|i| i < k)) {
-            c.dependencies.extend(surge.iter().cloned());
-            c.dependencies.sort();
-            c.dependencies.dedup();
-            if let Some(i) = c.instance.as_mut() {
-                i.after.extend(surge.iter().cloned());
-            }
-        }
         let at = changes.iter().position(|c| c.address.key() == cfg.key).unwrap_or(changes.len());
         changes.splice(at..at, made);
     }
     kept
+}
+
+/// Each roll's batches, over the instances this plan rolls (a `--target`, a resumed roll, a
+/// roll beside a scale-out need not start at instance 0): in index order, `max_unavailable +
+/// max_surge` at a time, each batch waiting for the one before. The first batch waits for the
+/// roll's surge instances and for every other instance of the CVM that should be serving — one
+/// an earlier run updated may still be restarting — to run and pass the gates. So no instance
+/// of a roll goes down before the capacity the policy counts on is up, whatever subset rolls.
+///
+/// The surge instances and the batch before are what the step waits for
+/// ([`Change::dependencies`]); the instances outside the roll only in [`Instance::after`]
+/// (their own changes, a rename, may wait on the roll).
+pub(super) fn batches(
+    config: &Config,
+    changes: &mut [Change],
+    current: &BTreeMap<Address, ResourceRecord>,
+    gone: &BTreeSet<Address>,
+) {
+    for cfg in config.cvms.values().filter(|c| c.replicas > 1) {
+        let mut roll: Vec<Address> =
+            changes.iter().filter(|x| in_roll(x, cfg) && x.restarts()).map(|x| x.address.clone()).collect();
+        if roll.is_empty() {
+            continue;
+        }
+        roll.sort_by_key(Address::index);
+        let surge = if surges_for(cfg, changes) { surge_addresses(cfg) } else { vec![] };
+        let position: BTreeMap<Address, usize> = roll.iter().enumerate().map(|(p, a)| (a.clone(), p)).collect();
+        // Serving instances this plan neither rolls nor makes, replaces or deletes.
+        let steady: Vec<Address> = {
+            let planned: BTreeMap<&Address, &Change> =
+                changes.iter().filter(|c| c.address.key() == cfg.key).map(|c| (&c.address, c)).collect();
+            let serving = |a: &Address| current.contains_key(a) && !gone.contains(a);
+            // An update that leaves it running (a rename) keeps it serving; a stop does not.
+            let stops = |c: &Change| c.after.as_ref().is_some_and(|x| x.power == Some(Power::Stopped));
+            let untouched = |a: &Address| planned.get(a).is_none_or(|c| c.action == Action::Update && !stops(c));
+            cfg.instances().into_iter().filter(|a| !position.contains_key(a) && serving(a) && untouched(a)).collect()
+        };
+        let k = batch_size(cfg) as usize;
+        for c in changes.iter_mut() {
+            let Some(b) = position.get(&c.address).map(|p| p / k) else { continue };
+            let before: Vec<Address> = if b == 0 { surge.clone() } else { roll[(b - 1) * k..b * k].to_vec() };
+            c.dependencies.retain(|d| d.key() != cfg.key);
+            c.dependencies.extend(before.iter().cloned());
+            c.dependencies.sort();
+            c.dependencies.dedup();
+            if let Some(i) = c.instance.as_mut() {
+                i.after = before;
+                if b == 0 {
+                    i.after.extend(steady.iter().cloned());
+                }
+            }
+        }
+    }
 }
 
 /// A surge instance's delete (its roll is done) waits for every instance of its CVM to run
@@ -289,7 +343,8 @@ pub(super) fn surge_delete(mut c: Change, rec: &ResourceRecord, desired: &BTreeM
 }
 
 /// The rolls: the updates of each replicated CVM's instances, as one change of the plan's text.
-pub(super) fn rolls(config: &Config, changes: &[Change]) -> Vec<Roll> {
+/// `kept`: the surge instances [`surges`] keeps, which each roll deletes at its end.
+pub(super) fn rolls(config: &Config, changes: &[Change], kept: &BTreeSet<Address>) -> Vec<Roll> {
     let mut out = Vec::new();
     for c in config.cvms.values().filter(|c| c.replicas > 1) {
         // An update that restarts nothing (a rename, a stop) is not a roll.
@@ -305,7 +360,13 @@ pub(super) fn rolls(config: &Config, changes: &[Change]) -> Vec<Roll> {
             max_unavailable: c.update_policy.max_unavailable,
             max_surge: c.update_policy.max_surge,
             restarts: updates.iter().filter(|x| x.restarts()).count(),
-            surge: if surges_for(c, changes) { surge_addresses(c) } else { vec![] },
+            surge: {
+                let mut s = if surges_for(c, changes) { surge_addresses(c) } else { vec![] };
+                let more: Vec<Address> = kept.iter().filter(|a| a.key() == c.key && !s.contains(a)).cloned().collect();
+                s.extend(more);
+                s.sort_by_key(Address::index);
+                s
+            },
         });
     }
     out

@@ -160,9 +160,15 @@ fn the_manifest_refuses_what_replicas_cannot_do() {
     t.manifest(&manifest(0, "    update_policy: {max_surge: 1}\n    health: {expect_status: 200}\n"));
     let r = t.run(&["validate"]);
     r.code(1);
-    for want in ["replicas", "`update_policy.max_surge` needs `replicas` of 2 or more", "`health` has no `url`"] {
+    for want in ["`replicas` must be between 1 and 100, found 0", "`health` has no `url`"] {
         assert!(r.stderr.contains(want), "{want}: {}", r.stderr);
     }
+    // The invalid `replicas` is reported once, not again against `max_surge`.
+    assert!(!r.stderr.contains("needs `replicas` of 2 or more"), "{}", r.stderr);
+    t.manifest(&manifest(1, "    update_policy: {max_surge: 1}\n"));
+    let r = t.run(&["validate"]);
+    r.code(1);
+    assert!(r.stderr.contains("`update_policy.max_surge` needs `replicas` of 2 or more"), "{}", r.stderr);
 }
 
 #[test]

@@ -108,7 +108,7 @@ pub async fn execute(
     let (events, progress): (Arc<dyn apply::Events>, _) = match &ctx.stream {
         Some(s) => (s.clone(), None),
         None => {
-            let progress = Arc::new(Progress::new(&ctx.shell, p.changes.len()));
+            let progress = Arc::new(Progress::new(&ctx.shell, p.steps()));
             (progress.clone(), Some(progress))
         }
     };

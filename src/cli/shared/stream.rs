@@ -6,8 +6,9 @@
 //! `@module` (`teeform.ui`), `@timestamp` (RFC 3339, seconds) and `type`, one of:
 //!
 //! - `version` — first: `{"teeform": "0.1.0", "ui": "1.0"}`.
-//! - `planned_change` — one per change: `{"change": {"resource": {"addr": "cvm.web",
-//!   "resource_key": "web"}, "action": "create|update|replace|delete", "restarts_cvm": bool}}`.
+//! - `planned_change` — one per step of the apply: `{"change": {"resource": {"addr": "cvm.web",
+//!   "resource_key": "web"}, "action": "create|update|replace|delete", "restarts_cvm": bool}}`;
+//!   the delete of a surge instance when its roll ends also has `"surge": true`.
 //! - `change_summary` — after the planned changes (`"operation": "plan"`) and at the end of an
 //!   apply (`"apply"`, `"destroy"`): `{"changes": {"add", "change", "remove", "restarts",
 //!   "operation"}}`; an apply's also has `"outcome"`: `complete`, `paused` (exit 3),
@@ -98,6 +99,14 @@ impl Stream {
                 &format!("{}: Plan to {action}", c.address),
                 "planned_change",
                 json!({"change": {"resource": resource(c.address.as_str()), "action": action, "restarts_cvm": c.restarts()}}),
+            )?;
+        }
+        for a in p.surge_deletes() {
+            self.emit(
+                "info",
+                &format!("{a}: Plan to delete (a surge instance, when its roll ends)"),
+                "planned_change",
+                json!({"change": {"resource": resource(a.as_str()), "action": "delete", "restarts_cvm": false, "surge": true}}),
             )?;
         }
         let (add, change, remove) = p.summary();

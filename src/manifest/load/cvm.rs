@@ -111,6 +111,8 @@ impl Loader<'_> {
         let mut compose_seen = false;
         let mut lint = LintInput::default();
         let (mut from_files, mut files_read) = (BTreeMap::new(), true);
+        // An invalid `replicas` is reported once: no check of what goes with it cascades.
+        let mut replicas_invalid = false;
         for (k, knode2, v) in &fields {
             let w = format!("{what}: `{k}`");
             c.spans.insert(k.to_string(), v.span);
@@ -140,7 +142,11 @@ impl Loader<'_> {
                 "depends_on" if !v.is_null() => self.depends_on(&mut c, v, &what),
                 "lint" => lint.ignore = self.lint(v, &what),
                 "lifecycle" => c.prevent_destroy = self.lifecycle(v, &what),
-                "replicas" => c.replicas = self.number(v, &w, 1, MAX_REPLICAS.into()).unwrap_or(1),
+                "replicas" => {
+                    let at = self.diags.len();
+                    c.replicas = self.number(v, &w, 1, MAX_REPLICAS.into()).unwrap_or(1);
+                    replicas_invalid = self.diags.len() > at;
+                }
                 "nodes" if !v.is_null() => c.nodes = self.nodes(v, &w),
                 "update_policy" => c.update_policy = self.update_policy(v, &what),
                 "health" if !v.is_null() => c.health = self.health(v, &what),
@@ -160,7 +166,7 @@ impl Loader<'_> {
                 .add_hint("keep `node` to put every instance on one node, or `nodes` to spread them");
         }
         self.use_compose(&c, lint);
-        self.check_cvm(&c, knode.span, name_span, &what);
+        self.check_cvm(&c, knode.span, name_span, &what, replicas_invalid);
         Some((c, name_span))
     }
 
@@ -262,7 +268,8 @@ impl Loader<'_> {
     }
 
     /// The checks of a CVM read whole: a valid name (with a suggestion), one way of sizing.
-    fn check_cvm(&mut self, c: &CvmConfig, key_span: Span, name_span: Span, what: &str) {
+    /// `replicas_invalid`: `replicas` was reported already, so nothing is checked against it.
+    fn check_cvm(&mut self, c: &CvmConfig, key_span: Span, name_span: Span, what: &str, replicas_invalid: bool) {
         if !valid_cvm_name(&c.name) {
             let d = self.err(name_span, format!("`{}` is not a valid CVM name", c.name)).set_label("invalid name");
             d.add_hint(
@@ -275,7 +282,7 @@ impl Loader<'_> {
                 ));
             }
         }
-        if c.update_policy.max_surge > 0 && c.replicas < 2 {
+        if c.update_policy.max_surge > 0 && c.replicas < 2 && !replicas_invalid {
             let at = c.spans.get("update_policy").copied().unwrap_or(key_span);
             self.err(at, format!("{what}: `update_policy.max_surge` needs `replicas` of 2 or more"))
                 .set_label("a CVM of one replica has no roll")
@@ -323,11 +330,13 @@ impl Loader<'_> {
     }
 
     /// `update_policy: {max_unavailable, max_surge, pause_on_failure}`. As Kubernetes refuses
-    /// it, both 0 is an error: a roll could never start.
+    /// it, both 0 is an error: a roll could never start. A value reported as invalid is not
+    /// checked against the other again (no second error from its default).
     fn update_policy(&mut self, node: &Node, what: &str) -> UpdatePolicy {
         let mut p = UpdatePolicy::default();
         let keys = ["max_unavailable", "max_surge", "pause_on_failure"];
         let mut unavailable_at = None;
+        let reported = self.diags.len();
         for (k, _, v) in self.entries(node, &format!("{what}: `update_policy`"), Some(&keys)) {
             let w = format!("update_policy.{k}");
             let max = MAX_REPLICAS.into();
@@ -341,7 +350,7 @@ impl Loader<'_> {
                 _ => {}
             }
         }
-        if p.max_unavailable == 0 && p.max_surge == 0 {
+        if p.max_unavailable == 0 && p.max_surge == 0 && self.diags.len() == reported {
             self.err(unavailable_at.unwrap_or(node.span), "update_policy.max_unavailable and max_surge are both 0")
                 .set_label("no instance could ever be updated")
                 .add_hint("set `max_surge: 1` to update with no instance down, or `max_unavailable: 1`");

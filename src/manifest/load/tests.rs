@@ -758,6 +758,7 @@ fn lifecycle_takes_prevent_destroy() {
 
 mod env_file;
 mod nulls;
+mod policy;
 
 #[test]
 fn verify_settings_take_a_pccs_and_intel_statuses_and_point_at_what_is_wrong() {

@@ -436,3 +436,29 @@ fn a_roll_of_identical_shown_changes_is_one_entry_whatever_the_digests() {
     );
     assert!(!text.contains("# cvm.web[1] will be updated in-place in the roll"), "{text}");
 }
+
+#[test]
+fn batches_are_of_the_instances_a_plan_rolls_whichever_they_are() {
+    let f = Fixture::new(&[("web.yml", WEB2)]);
+    let deps = |p: &Plan, a: &str| {
+        let c = p.changes.iter().find(|c| c.address == a).unwrap();
+        (c.dependencies.clone(), c.instance.as_ref().unwrap().after.clone())
+    };
+    let a = |s: &[&str]| s.iter().map(|x| Address::from(*x)).collect::<Vec<_>>();
+    // [1] rolled by an earlier run: batches {0}, {2}, {3}; the first waits for [1] to serve.
+    let mut state = instances(4, WEB);
+    state[1] = instances(2, WEB2).pop().unwrap();
+    let p = run(&f.config(&web(4, "")), &snap(state.clone()), None, Mode::Normal);
+    assert_eq!(deps(&p, "cvm.web[0]"), (vec![], a(&["cvm.web[1]"])));
+    assert_eq!(deps(&p, "cvm.web[2]"), (a(&["cvm.web[0]"]), a(&["cvm.web[0]"])));
+    assert_eq!(deps(&p, "cvm.web[3]"), (a(&["cvm.web[2]"]), a(&["cvm.web[2]"])));
+    // With a surge, the first batch of that subset waits for it, whatever its index.
+    let cfg = f.config(&web(4, "    update_policy: {max_unavailable: 0, max_surge: 1}\n"));
+    let p = run(&cfg, &snap(state), None, Mode::Normal);
+    assert_eq!(deps(&p, "cvm.web[0]"), (a(&["cvm.web[4]"]), a(&["cvm.web[4]", "cvm.web[1]"])));
+    assert_eq!(deps(&p, "cvm.web[2]").0, a(&["cvm.web[0]"]));
+    // Targeted at [2] alone: it waits for the surge.
+    let only = Requests { target: vec!["cvm.web[2]".into()], ..Default::default() };
+    let p = try_plan(&cfg, &snap(instances(4, WEB)), None, Mode::Normal, &only).unwrap();
+    assert_eq!(deps(&p, "cvm.web[2]").0, a(&["cvm.web[4]"]));
+}

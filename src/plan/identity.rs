@@ -2,7 +2,7 @@
 //! moved in state, no cloud call), `lifecycle.prevent_destroy` (a plan that would destroy or
 //! replace a protected CVM is an error), and renames that no order can carry out (a swap).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Action, Change, Mode, Moved, PlanError, Protection};
 use crate::manifest::{Config, CvmConfig};
@@ -136,6 +136,44 @@ pub(super) fn check_name_cycles(changes: &[Change]) -> Result<(), PlanError> {
         }
     }
     Ok(())
+}
+
+/// Instances destroyed because their index is past `replicas:` (a `state mv` to a gap) while
+/// the same plan creates missing indexes of the same CVM: the `teeform state mv` commands that
+/// keep them (app id, keys, disks), each paired index order to index order.
+pub(super) fn instances_to_move_back(changes: &[Change]) -> Vec<String> {
+    let mut out = Vec::new();
+    let beyond = |c: &&Change| {
+        c.action == Action::Delete && c.reasons.iter().any(|r| matches!(r, super::Reason::BeyondReplicas { .. }))
+    };
+    let keys: BTreeSet<&str> = changes.iter().filter(beyond).map(|c| c.address.key()).collect();
+    for key in keys {
+        let of_key = |c: &&Change| c.address.key() == key;
+        let mut gone: Vec<&Address> = changes.iter().filter(beyond).filter(of_key).map(|c| &c.address).collect();
+        let mut made: Vec<&Address> = changes
+            .iter()
+            .filter(of_key)
+            .filter(|c| c.action == Action::Create && !c.instance.as_ref().is_some_and(|i| i.surge))
+            .map(|c| &c.address)
+            .collect();
+        if made.is_empty() {
+            continue;
+        }
+        gone.sort_by_key(|a| a.index());
+        made.sort_by_key(|a| a.index());
+        let commands: Vec<String> =
+            gone.iter().zip(&made).map(|(from, to)| format!("`teeform state mv '{from}' '{to}'`")).collect();
+        out.push(format!(
+            "{} {} destroyed (past `replicas:`) while {} {} created: to keep {} (app id, keys, disk) instead, run {} before applying",
+            gone.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "),
+            if gone.len() == 1 { "is" } else { "are" },
+            made.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "),
+            if made.len() == 1 { "is" } else { "are" },
+            if commands.len() == 1 { "it" } else { "them" },
+            commands.join(", then "),
+        ));
+    }
+    out
 }
 
 /// Warnings for a CVM destroyed because its key left the manifest while a new key creates one

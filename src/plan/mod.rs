@@ -665,6 +665,7 @@ pub fn plan(input: &Input) -> Result<Plan, PlanError> {
     identity::check_name_cycles(&changes)?;
     state.warnings = selected.map(|s| s.warnings(&changes)).unwrap_or_default();
     state.warnings.extend(identity::likely_moves(&changes, &records));
+    state.warnings.extend(identity::instances_to_move_back(&changes));
     let mut plan = finish(config, snapshot, &known, changes, drift, state, attention, mode, requests, &kept);
     plan.warnings.extend(digests::resent_warning(&plan));
     plan.redigested = redigested;

@@ -96,6 +96,18 @@ impl TestEnv {
         cmd
     }
 
+    /// The teeform process started in the background, its output discarded: for tests that
+    /// kill or signal it midway.
+    pub fn spawn_quiet(&self, args: &[&str]) -> std::process::Child {
+        use std::process::Stdio;
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("teeform runs")
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_stdin(args, None)
     }

@@ -176,12 +176,7 @@ fn a_roll_killed_midway_finishes_without_restarting_an_instance_twice() {
     let t = env(SimConfig { restart_ms: 400, boot_ms: 50, ..Default::default() });
     five(&t, "");
     let updated = |t: &TestEnv| app(t).1.iter().filter(|i| i["updates"] == 1).count();
-    let mut child = t
-        .command(&["apply", "--auto-approve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("teeform runs");
+    let mut child = t.spawn_quiet(&["apply", "--auto-approve"]);
     // Killed (SIGKILL) once the second instance's update was accepted, mid-roll.
     let start = std::time::Instant::now();
     while updated(&t) < 2 {
@@ -471,7 +466,11 @@ fn state_mv_to_a_gap_and_its_manifest_note_say_what_is_true() {
     let out = &p.ok().stdout;
     assert!(out.contains("# cvm.web[7] will be destroyed (its index is beyond `replicas: 3`)"), "{out}");
     assert!(!out.contains("replicas 8"), "{out}");
+    // The plan names the move that keeps the instance; following it leaves nothing to do.
+    let hint = "run `teeform state mv 'cvm.web[7]' 'cvm.web[2]'` before applying";
+    assert!(p.stderr.contains(hint) || out.contains(hint), "{out}\n{}", p.stderr);
     t.run(&["state", "mv", "cvm.web[7]", "cvm.web[2]"]).ok();
+    t.run(&["plan", "--detailed-exitcode"]).code(0);
 
     // The manifest renamed first: nothing to say.
     t.manifest(&manifest(3, "").replace("  web:", "  site:"));

@@ -234,12 +234,7 @@ fn killed_at_any_point_of_a_surge_roll_the_next_apply_finishes_it() {
     for (at, reached) in points {
         let t = TestEnv::with_config(SimConfig { restart_ms: 400, boot_ms: 400, ..Default::default() });
         let before = rolled(&t, 3, "    update_policy: {max_unavailable: 0, max_surge: 1}\n");
-        let mut child = t
-            .command(&["apply", "--auto-approve"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("teeform runs");
+        let mut child = t.spawn_quiet(&["apply", "--auto-approve"]);
         let start = std::time::Instant::now();
         while !reached(&t, &before) {
             assert!(start.elapsed() < std::time::Duration::from_secs(60), "{at}: not reached");

@@ -145,12 +145,7 @@ fn killed_after_the_replicate(t: &TestEnv, p: &Proxy, replicas: u32, during: imp
     let count = |t: &TestEnv| app(t).1.len();
     let had = count(t);
     p.on("POST", "/replicas", Fault::Hold(std::time::Duration::from_secs(120)));
-    let mut child = t
-        .command(&["apply", "--auto-approve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("teeform runs");
+    let mut child = t.spawn_quiet(&["apply", "--auto-approve"]);
     let start = std::time::Instant::now();
     while count(t) == had {
         assert!(start.elapsed() < std::time::Duration::from_secs(60), "the replicate was not made");

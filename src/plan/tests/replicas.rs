@@ -401,6 +401,31 @@ fn an_instance_past_replicas_is_destroyed_with_the_count_state_holds() {
     assert!(gone.reasons.contains(&Reason::ScaledIn { from: 4, to: 3 }), "{:?}", gone.reasons);
 }
 
+/// Instances moved past `replicas:` while lower indexes are missing: the plan names the
+/// `state mv` commands that keep them, index order to index order (a tester's `state mv` to a
+/// gap otherwise destroyed the app and made a new one).
+#[test]
+fn instances_past_replicas_beside_missing_ones_are_offered_the_moves_back() {
+    let f = Fixture::new(&[("web.yml", WEB)]);
+    let mut state = instances(2, WEB);
+    state[0].address = "cvm.web[5]".into();
+    state[1].address = "cvm.web[3]".into();
+    let p = run(&f.config(&web(2, "")), &snap(state), None, Mode::Normal);
+    let want = "run `teeform state mv 'cvm.web[3]' 'cvm.web[0]'`, then `teeform state mv 'cvm.web[5]' 'cvm.web[1]'` before applying";
+    assert!(p.warnings.iter().any(|w| w.contains(want)), "{:#?}", p.warnings);
+    // One replica: the move back is to the address without an index.
+    let mut one = instances(1, WEB);
+    one[0].address = "cvm.web[2]".into();
+    let p = run(&f.config(&web(1, "")), &snap(one), None, Mode::Normal);
+    assert!(p.warnings.iter().any(|w| w.contains("`teeform state mv 'cvm.web[2]' 'cvm.web'`")), "{:#?}", p.warnings);
+    // Nothing missing, nothing to say.
+    let mut four = instances(3, WEB);
+    four[2].address = "cvm.web[7]".into();
+    four.push(instances(3, WEB).remove(2));
+    let p = run(&f.config(&web(3, "")), &snap(four), None, Mode::Normal);
+    assert!(!p.warnings.iter().any(|w| w.contains("state mv")), "{:#?}", p.warnings);
+}
+
 /// A roll whose instances show the same changes is one entry: a secret's digests differ per
 /// instance (salted per scope) but each shows `(sensitive value) (changed)` (issue: every
 /// instance after the first was repeated "with its own differences"). A real difference still

@@ -20,6 +20,10 @@ impl Executor {
             let done = |a: &Address| results.get(a).is_some_and(|(_, x)| x.is_done());
             let surge_done = r.surge.iter().all(|a| results.get(a).is_none_or(|(_, x)| x.is_done()));
             if self.cancel.is_cancelled() || !surge_done || !r.instances.iter().all(done) {
+                // Counted among the run's steps: said, and kept for the run that ends the roll.
+                for a in &r.surge {
+                    self.skip(a, "kept: the roll did not finish; the apply that finishes it deletes it", results);
+                }
                 continue;
             }
             // Every instance of the CVM, also those an earlier run updated.
@@ -32,7 +36,10 @@ impl Executor {
                     .collect()
             };
             for a in &r.surge {
-                let Some(rec) = shared.current.lock().expect("state lock").get(a).cloned() else { continue };
+                let Some(rec) = shared.current.lock().expect("state lock").get(a).cloned() else {
+                    self.skip(a, "not in state: nothing to delete", results);
+                    continue;
+                };
                 let c = Change {
                     ids: Some(rec.ids.clone()),
                     before: Some(rec.attrs.clone()),
@@ -65,6 +72,17 @@ impl Executor {
                 self.events.finished(a.as_str(), Action::Delete, &res, t.elapsed());
                 results.insert(a.clone(), (Action::Delete, res));
             }
+        }
+    }
+
+    /// A surge delete this run does not make, reported as skipped with `why` (one of the run's
+    /// steps). The result of the surge's create this run, when it did not succeed, is kept: a
+    /// failure is never hidden behind the skip.
+    fn skip(&self, a: &Address, why: &str, results: &mut BTreeMap<Address, (Action, StepResult)>) {
+        let r = StepResult::Skipped(why.to_string());
+        self.events.finished(a.as_str(), Action::Delete, &r, Duration::ZERO);
+        if results.get(a).is_none_or(|(_, x)| x.is_done()) {
+            results.insert(a.clone(), (Action::Delete, r));
         }
     }
 }

@@ -137,6 +137,10 @@ fn paused(t: &TestEnv) -> BTreeSet<String> {
     let r = t.run(&["apply", "--auto-approve"]);
     r.code(1);
     assert!(r.stderr.contains("cvm.web[3]"), "{}", r.stderr);
+    // Every step counted is reported: the surge's delete too, kept for the run that ends the roll.
+    assert_eq!(counters(&r.stderr), (5, 5), "{}", r.stderr);
+    assert!(r.stderr.contains("kept: the roll did not finish"), "{}", r.stderr);
+    assert!(r.stderr.contains("1 failed"), "the surge's failed gate stays a failure: {}", r.stderr);
     // The surge instance failed its gate: no instance was touched, the surge is kept.
     let a = app(t);
     assert_eq!(

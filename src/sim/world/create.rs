@@ -9,7 +9,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::{Cvm, Kms, World};
 use crate::compose::{self, ComposeFields};
@@ -237,16 +236,9 @@ impl World {
         if let Some(enc) = &encrypted_env {
             self.check_env(&app_id, enc)?;
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let instance_id =
-            hex::encode(&Sha256::digest(format!("{}{seq}{}", self.master_key, rand::random::<u64>()))[..20]);
-        let mut cvm = Cvm {
-            seq,
+        let cvm = Cvm {
             name: p.name,
             app_id,
-            vm_uuid: uuid::Uuid::new_v4().to_string(),
-            instance_id,
             node_id: p.node_id,
             vcpu: p.vcpu,
             memory: p.memory,
@@ -259,27 +251,13 @@ impl World {
             app_compose: p.app_compose,
             compose_hash: hash.clone(),
             encrypted_env,
-            shutdown_timeout: None,
-            allow_force_stop: None,
             listed: p.listed,
-            created_ms: now,
             contract_address: req.contract_address,
             deployer_address: req.deployer_address,
-            target: String::new(),
-            transition: String::new(),
-            busy_until: 0,
-            busy_since: 0,
-            boot_error: None,
-            correlation_id: Some(uuid::Uuid::new_v4().to_string()),
-            restarts: 0,
-            updates: 0,
-            down: Vec::new(),
-            first_up: 0,
+            ..Default::default()
         };
-        cvm.transition(now, "starting", "running", cfg.boot_ms, &cfg.fail_boot);
         self.provisions.remove(&hash);
-        self.cvms.insert(seq, cvm);
-        Ok(seq)
+        Ok(self.add(cvm, now, cfg))
     }
 }
 

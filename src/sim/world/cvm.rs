@@ -9,7 +9,7 @@ use super::World;
 use crate::sim::error::ApiError;
 use crate::sim::{SimConfig, limits};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Cvm {
     pub seq: u64,
     pub name: String,
@@ -201,15 +201,22 @@ impl World {
         if self.node(node_id).is_none() {
             return Err(ApiError::coded(400, "ERR-01-001", format!("Node {node_id} not found")));
         }
-        let new = self.next_seq;
+        let c = Cvm { node_id, ..src.clone() };
+        Ok(self.add(c, now, cfg))
+    }
+
+    /// Adds `c` as a new CVM, booting: its sequence number, its own vm_uuid, instance id and
+    /// request id, and no runtime history (what a create and a replicate share). Returns the
+    /// sequence number.
+    pub(super) fn add(&mut self, c: Cvm, now: u64, cfg: &SimConfig) -> u64 {
+        let seq = self.next_seq;
         self.next_seq += 1;
         let instance_id =
-            hex::encode(&sha2::Sha256::digest(format!("{}{new}{}", self.master_key, rand::random::<u64>()))[..20]);
+            hex::encode(&sha2::Sha256::digest(format!("{}{seq}{}", self.master_key, rand::random::<u64>()))[..20]);
         let mut c = Cvm {
-            seq: new,
+            seq,
             vm_uuid: uuid::Uuid::new_v4().to_string(),
             instance_id,
-            node_id,
             created_ms: now,
             target: String::new(),
             transition: String::new(),
@@ -221,11 +228,11 @@ impl World {
             updates: 0,
             down: Vec::new(),
             first_up: 0,
-            ..src.clone()
+            ..c
         };
         c.transition(now, "starting", "running", cfg.boot_ms, &cfg.fail_boot);
-        self.cvms.insert(new, c);
-        Ok(new)
+        self.cvms.insert(seq, c);
+        seq
     }
 
     /// The instances of an app (`app_id` with or without `app_` and `0x`), oldest first.

@@ -71,6 +71,11 @@ pub(super) fn view(
     let mut protection = Vec::new();
     if mode == Mode::Normal {
         for (addr, rec) in view.iter_mut() {
+            // A surge instance whose index `replicas:` now covers is an instance of the app:
+            // no roll deletes it, and state says so once the plan is applied.
+            if rec.surge && desired.contains_key(addr) {
+                rec.surge = false;
+            }
             if let Some(c) = desired.get(addr)
                 && c.prevent_destroy != rec.prevent_destroy
             {

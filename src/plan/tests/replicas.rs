@@ -283,6 +283,13 @@ fn a_surge_is_made_first_waited_for_by_the_first_batch_and_counted() {
     assert!(p.changes.iter().all(|c| c.address != "cvm.web[3]"), "{:?}", addresses(&p));
     assert_eq!((p.rolls[0].surge.len(), p.summary()), (1, (0, 3, 1)));
 
+    // `replicas:` raised onto it: it is an instance now, rolled as one, and state is told.
+    let four = f.config(&web(4, "    nodes: [prod5, prod6]\n    update_policy: {max_unavailable: 0, max_surge: 1}\n"));
+    let p = run(&four, &snap(state.clone()), None, Mode::Normal);
+    assert_eq!(p.rolls[0].surge, [Address::from("cvm.web[4]")], "a new surge beyond the four");
+    assert!(!p.changes.iter().any(|c| c.address == "cvm.web[3]" && c.action == Action::Delete), "{:?}", addresses(&p));
+    assert!(p.refreshed.iter().any(|r| r.address == "cvm.web[3]" && !r.surge), "{:?}", p.refreshed);
+
     // With nothing left to roll it goes, said so, once every instance runs and passes.
     let mut done = placed(3, WEB2);
     done.push(left);

@@ -170,15 +170,7 @@ fn import_adopts_an_existing_cvm() {
     let t = TestEnv::new();
     t.write("web.yml", WEB);
     // Created by another tool.
-    let (code, prov) = t.api("POST", "/cvms/provision", Some(serde_json::json!({"name": "legacy-web", "compose_file": {"docker_compose_file": WEB}, "vcpu": 1, "memory": 2048})));
-    assert_eq!(code, 200, "{prov}");
-    let (code, vm) = t.api(
-        "POST",
-        "/cvms",
-        Some(serde_json::json!({"app_id": prov["app_id"], "compose_hash": prov["compose_hash"]})),
-    );
-    assert_eq!(code, 200, "{vm}");
-    t.settle();
+    t.create_outside(serde_json::json!({"name": "legacy-web", "compose_file": {"docker_compose_file": WEB}, "vcpu": 1, "memory": 2048}));
     t.manifest("cvms:\n  web:\n    name: legacy-web\n    compose: web.yml\n    vcpu: 2\n");
     t.run(&["import", "cvm.web", "legacy-web"]).ok();
     let p = t.run(&["plan"]);

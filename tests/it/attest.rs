@@ -396,20 +396,22 @@ fn an_os_image_other_than_the_planned_one_fails_the_gate_though_the_cvm_reports_
     t.run(&["verify"]).ok();
 }
 
+/// Attestation requests the simulator has served so far.
+fn attestations(t: &TestEnv) -> u64 {
+    let requests = t.stats()["requests"].clone();
+    requests
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.ends_with("/attestation"))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum()
+}
+
 /// A change that boots nothing (a rename of replicas) checks no attestation and does not claim
 /// to have verified one; a restart does.
 #[test]
 fn only_cvms_that_booted_are_attested_and_said_to_be() {
-    let attestations = |t: &TestEnv| {
-        let requests = t.stats()["requests"].clone();
-        requests
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.ends_with("/attestation"))
-            .map(|(_, v)| v.as_u64().unwrap())
-            .sum::<u64>()
-    };
     let t = TestEnv::new();
     t.write("web.yml", WEB);
     let two = |name: &str, vcpu: u32| {
@@ -439,16 +441,6 @@ fn verify_reports_a_cvm_stopped_on_purpose_as_not_checked() {
     t.write("web.yml", WEB);
     t.manifest(&format!("{TWO}    power: stopped\n"));
     t.run(&["apply", "--auto-approve"]).ok();
-    let attestations = |t: &TestEnv| {
-        let requests = t.stats()["requests"].clone();
-        requests
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.ends_with("/attestation"))
-            .map(|(_, v)| v.as_u64().unwrap())
-            .sum::<u64>()
-    };
     let before = attestations(&t);
     let v = t.run(&["verify"]);
     v.ok();

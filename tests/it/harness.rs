@@ -172,6 +172,18 @@ impl TestEnv {
     }
 
     /// A raw API call to the simulator, as another tool would make it.
+    /// Another tool creates a CVM (`POST /cvms/provision` with `provision`, then the commit)
+    /// and waits for it to settle; returns the provision's answer (`app_id`, `compose_hash`).
+    pub fn create_outside(&self, provision: serde_json::Value) -> serde_json::Value {
+        let (code, prov) = self.api("POST", "/cvms/provision", Some(provision));
+        assert_eq!(code, 200, "{prov}");
+        let commit = serde_json::json!({"app_id": prov["app_id"], "compose_hash": prov["compose_hash"]});
+        let (code, vm) = self.api("POST", "/cvms", Some(commit));
+        assert_eq!(code, 200, "{vm}");
+        self.settle();
+        prov
+    }
+
     pub fn api(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
         let url = format!("{}{path}", self.prefix());
         runtime().block_on(async {

@@ -266,19 +266,7 @@ fn import_refuses_another_apps_cvm_as_an_instance_and_a_roll_shows_each_instance
     t.manifest(&manifest(3, "    env: {LOG_LEVEL: info}\n"));
     t.run(&["apply", "--auto-approve"]).ok();
     // A CVM of another app, made by another tool.
-    let (code, prov) = t.api(
-        "POST",
-        "/cvms/provision",
-        Some(serde_json::json!({"name": "node-test", "compose_file": {"docker_compose_file": "services: {}\n"}, "vcpu": 1, "memory": 2048})),
-    );
-    assert_eq!(code, 200, "{prov}");
-    let (code, vm) = t.api(
-        "POST",
-        "/cvms",
-        Some(serde_json::json!({"app_id": prov["app_id"], "compose_hash": prov["compose_hash"]})),
-    );
-    assert_eq!(code, 200, "{vm}");
-    t.settle();
+    t.create_outside(serde_json::json!({"name": "node-test", "compose_file": {"docker_compose_file": "services: {}\n"}, "vcpu": 1, "memory": 2048}));
     t.manifest(&manifest(4, "    env: {LOG_LEVEL: info}\n"));
     let r = t.run(&["import", "cvm.web[3]", "node-test"]);
     r.code(1);

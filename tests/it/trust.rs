@@ -18,19 +18,7 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 
 /// Another client creates a CVM named `name` (provision + commit); returns its app id.
 fn stranger(t: &TestEnv, name: &str) -> String {
-    let (code, prov) = t.api(
-        "POST",
-        "/cvms/provision",
-        Some(serde_json::json!({"name": name, "compose_file": {"docker_compose_file": WEB}})),
-    );
-    assert_eq!(code, 200, "{prov}");
-    let (code, vm) = t.api(
-        "POST",
-        "/cvms",
-        Some(serde_json::json!({"app_id": prov["app_id"], "compose_hash": prov["compose_hash"]})),
-    );
-    assert_eq!(code, 200, "{vm}");
-    t.settle();
+    let prov = t.create_outside(serde_json::json!({"name": name, "compose_file": {"docker_compose_file": WEB}}));
     prov["app_id"].as_str().unwrap().to_string()
 }
 
